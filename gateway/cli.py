@@ -1,0 +1,104 @@
+"""Command line: ``bms-gateway run | demo | replay | sim-log | check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import __version__
+from gateway.errors import ConfigError, GatewayError
+from gateway.settings import Settings, load_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("gateway")
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bms-gateway", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", type=Path, help="TOML settings file (env BMSGW_... wins)")
+        return sp
+
+    with_config(sub.add_parser("run", help="run the gateway daemon"))
+    with_config(sub.add_parser("check-config", help="print the resolved settings or the error"))
+
+    rp = with_config(sub.add_parser("replay", help="run a CAN log through the pipeline"))
+    rp.add_argument("log", type=Path, help="candump (.log), ASC (.asc) or BLF (.blf) file")
+    rp.add_argument("--out", type=Path, help="JSON Lines output (default: stdout)")
+
+    sp = with_config(sub.add_parser("sim-log", help="write a candump log from the simulator"))
+    sp.add_argument("--cells", type=int, default=16)
+    sp.add_argument("--hours", type=float, default=1.0)
+    sp.add_argument("--seed", type=int, default=1)
+    sp.add_argument("--chemistry", choices=("lfp", "nmc"), default="lfp")
+    sp.add_argument("--out", type=Path, required=True)
+
+    dp = with_config(sub.add_parser("demo", help="the whole loop on this machine, no hardware"))
+    dp.add_argument("--speed", type=float, default=1.0, help="time acceleration (1 = real time)")
+    dp.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    dp.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
+    return p
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bms-gateway`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _load(args)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    _setup_logging(settings.log.level)
+    try:
+        if args.cmd == "check-config":
+            print(json.dumps(settings.model_dump(mode="json"), indent=2))
+            return 0
+        if args.cmd == "replay":
+            from gateway.replay import replay_to_jsonl
+
+            return replay_to_jsonl(settings, args.log, args.out)
+        if args.cmd == "sim-log":
+            from gateway.sim.log import write_sim_log
+
+            return write_sim_log(
+                args.out,
+                cells=args.cells,
+                hours=args.hours,
+                seed=args.seed,
+                chemistry=args.chemistry,
+            )
+        if args.cmd == "run":
+            from gateway.app import run
+
+            return run(settings)
+        if args.cmd == "demo":
+            from gateway.demo import demo
+
+            return demo(settings, speed=args.speed, duration_s=args.duration, view=not args.no_view)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except GatewayError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    raise AssertionError(args.cmd)  # argparse allows only the commands above

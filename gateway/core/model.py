@@ -1,0 +1,314 @@
+"""Value types shared by the core and the adapters.
+
+Every quantity carries its unit in its name (``voltage_v``, ``current_a``, ``temp_c``). Times are
+monotonic seconds (``t_s``, ``now_s``) injected by the caller; nothing here reads a clock.
+
+Sign convention: pack current is positive when the pack is **charging** (current into the pack),
+negative when discharging. Adapters convert at the edge (a signal map may flip the sign).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+__all__ = [
+    "Alarm",
+    "AlarmReport",
+    "BalancingAction",
+    "BalancingMode",
+    "BalancingPlan",
+    "CellEstimate",
+    "Command",
+    "CommandResult",
+    "ControlOutput",
+    "Limit",
+    "LimitTerm",
+    "Limits",
+    "Negotiation",
+    "PackSnapshot",
+    "Reading",
+    "ResetAlarms",
+    "Role",
+    "SetBalancingMode",
+    "SetUserCurrentCap",
+    "Severity",
+    "SocReport",
+]
+
+
+class Role(StrEnum):
+    """What a decoded CAN value means to the gateway."""
+
+    CELL_VOLTAGE = "cell_voltage"  # volts, index = cell (0-based)
+    CELL_TEMPERATURE = "cell_temperature"  # degrees C, index = sensor (0-based)
+    PACK_CURRENT = "pack_current"  # amperes, positive = charging, index 0
+    PACK_VOLTAGE = "pack_voltage"  # volts, index 0
+    BALANCING_STATUS = "balancing_status"  # 1.0 = cell's bleed switch on, index = cell
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One decoded value, in SI units, with its receive time."""
+
+    role: Role
+    index: int
+    value: float
+    t_s: float
+    valid: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PackSnapshot:
+    """The pack as last seen, at ``t_s``. ``None`` means never seen (or last seen invalid).
+
+    Ages are ``t_s`` minus the receive time of the value; ``None`` when never seen.
+    """
+
+    t_s: float
+    cell_voltage_v: tuple[float | None, ...]
+    cell_voltage_age_s: tuple[float | None, ...]
+    cell_temp_c: tuple[float | None, ...]
+    cell_temp_age_s: tuple[float | None, ...]
+    current_a: float | None
+    current_age_s: float | None
+    pack_voltage_v: float | None
+    pack_voltage_age_s: float | None
+    balancing_active: tuple[bool, ...]
+    complete: bool  # every configured cell voltage, sensor, current and voltage seen and valid
+    frames: int = 0  # frames decoded so far (for reports)
+    errors: int = 0  # frames dropped so far
+
+    @property
+    def cell_count(self) -> int:
+        """Number of configured series cells."""
+        return len(self.cell_voltage_v)
+
+    @property
+    def max_cell_v(self) -> float | None:
+        """Highest known cell voltage."""
+        known = [v for v in self.cell_voltage_v if v is not None]
+        return max(known) if known else None
+
+    @property
+    def min_cell_v(self) -> float | None:
+        """Lowest known cell voltage."""
+        known = [v for v in self.cell_voltage_v if v is not None]
+        return min(known) if known else None
+
+
+# --- state estimation -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CellEstimate:
+    """Estimator output for one cell."""
+
+    soc_pct: float
+    soc_sigma_pct: float  # one standard deviation of the SoC estimate
+    capacity_ah: float
+    resistance_mohm: float
+
+
+@dataclass(frozen=True, slots=True)
+class SocReport:
+    """Pack state of charge and health."""
+
+    soc_pct: float  # blended: 100 = no cell can take more, 0 = one cell is empty
+    soc_mean_pct: float
+    soh_pct: float  # capacity of the weakest cell against nominal
+    cells: tuple[CellEstimate, ...]
+
+
+# --- protection -----------------------------------------------------------------------------
+
+
+class Severity(IntEnum):
+    """Alarm level; ordered so ``max()`` gives the worst."""
+
+    OK = 0
+    WARNING = 1
+    ALARM = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """One active warning or alarm. ``code`` is the stable MQTT name (``cell_overvoltage``)."""
+
+    code: str
+    severity: Severity
+    message: str
+    since_s: float
+    latched: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmReport:
+    """Every active warning and alarm after one step."""
+
+    active: tuple[Alarm, ...] = ()
+    evt1: int = 0  # SunSpec model 802 Evt1 bit field for the active alarms
+
+    @property
+    def worst(self) -> Severity:
+        """Worst severity among active alarms."""
+        return max((a.severity for a in self.active), default=Severity.OK)
+
+    def has(self, code: str, severity: Severity = Severity.WARNING) -> bool:
+        """Whether ``code`` is active at ``severity`` or worse."""
+        return any(a.code == code and a.severity >= severity for a in self.active)
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LimitTerm:
+    """One candidate value of a limit, named so users can see why they are limited."""
+
+    name: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A limit: the minimum of its terms (after ramping). ``winner`` names the term that won."""
+
+    value: float
+    winner: str
+    terms: tuple[LimitTerm, ...]
+
+    def term(self, name: str) -> float | None:
+        """The value of term ``name``, or ``None`` when absent."""
+        return next((t.value for t in self.terms if t.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Charge and discharge current limits (A, >= 0) and the voltage window (V)."""
+
+    ccl_a: Limit
+    dcl_a: Limit
+    cvl_v: Limit
+    dvl_v: Limit
+
+
+# --- balancing ------------------------------------------------------------------------------
+
+
+class BalancingMode(StrEnum):
+    """How the pack balances."""
+
+    OFF = "off"
+    PASSIVE = "passive"
+    ACTIVE = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class BalancingAction:
+    """What happens to one cell: bleed (passive), donate or receive (active)."""
+
+    cell: int
+    mode: BalancingMode
+    action: str  # "bleed" | "donate" | "receive"
+    reason: str
+    current_a: float
+    charge_ah: float  # moved (active) or dissipated (passive) since the action started
+
+
+@dataclass(frozen=True, slots=True)
+class BalancingPlan:
+    """The balancing decision of one step; ``bleed`` is what goes out on CAN."""
+
+    mode: BalancingMode
+    bleed: tuple[bool, ...]
+    actions: tuple[BalancingAction, ...] = ()
+    idle_reason: str = ""
+
+
+# --- inverter negotiation -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiation:
+    """What was negotiated with the inverter. Amperes; ``None`` where unknown."""
+
+    link: str  # "server", "client", "none"
+    connected: bool
+    requested_ccl_a: float
+    requested_dcl_a: float
+    accepted_ccl_a: float | None = None
+    accepted_dcl_a: float | None = None
+    inverter_max_charge_a: float | None = None
+    inverter_max_discharge_a: float | None = None
+
+    @property
+    def effective_ccl_a(self) -> float:
+        """The charge limit actually in force: the smaller of ours and the inverter's."""
+        if self.accepted_ccl_a is None:
+            return self.requested_ccl_a
+        return min(self.requested_ccl_a, self.accepted_ccl_a)
+
+    @property
+    def effective_dcl_a(self) -> float:
+        """The discharge limit actually in force."""
+        if self.accepted_dcl_a is None:
+            return self.requested_dcl_a
+        return min(self.requested_dcl_a, self.accepted_dcl_a)
+
+
+# --- commands (from MQTT or Modbus, applied by the control loop) -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResetAlarms:
+    """Clear latched alarms whose cause has gone."""
+
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetBalancingMode:
+    """Switch the balancing mode."""
+
+    mode: BalancingMode
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetUserCurrentCap:
+    """A user cap on charge/discharge current. It can only lower the computed limits."""
+
+    charge_a: float | None
+    discharge_a: float | None
+    source: str = ""
+
+
+Command = ResetAlarms | SetBalancingMode | SetUserCurrentCap
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The answer to a command."""
+
+    accepted: bool
+    message: str
+
+
+# --- the whole step -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ControlOutput:
+    """Everything one control step decided. Outputs read the latest one; it is never mutated."""
+
+    seq: int
+    t_s: float
+    pack: PackSnapshot
+    soc: SocReport | None
+    alarms: AlarmReport
+    limits: Limits
+    balancing: BalancingPlan
+    negotiation: Negotiation | None = None
+    mode: str = "starting"  # "starting" | "normal" | "fault" | "stale"
+    notes: tuple[str, ...] = field(default=())

@@ -1,0 +1,1 @@
+"""MQTT diagnostics: topics and payloads, Home Assistant discovery (pure), aiomqtt publisher."""

@@ -1,0 +1,146 @@
+"""One typed settings tree, read once at start from a TOML file and the environment.
+
+Precedence: environment (``BMSGW_SECTION__KEY``) over the TOML file over defaults. Unknown keys,
+in the file or in ``BMSGW_`` variables, are errors that name the key. Each section is defined next
+to the code it configures; this module only assembles them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.canbus.config import CanConfig
+from gateway.core.balancing import BalancingConfig
+from gateway.core.config import Section
+from gateway.core.limits import LimitsConfig
+from gateway.core.pack import PackConfig
+from gateway.core.protection import ProtectionConfig
+from gateway.core.soc import SocConfig
+from gateway.errors import ConfigError
+from gateway.mqtt.config import MqttConfig
+from gateway.sunspec.config import SunSpecConfig
+
+__all__ = ["ENV_PREFIX", "ControlConfig", "LogConfig", "Settings", "StateConfig", "load_settings"]
+
+ENV_PREFIX = "BMSGW_"
+
+
+class ControlConfig(Section):
+    """The control loop."""
+
+    tick_s: float = Field(default=0.1, gt=0, le=10)
+    """Control step interval when no new data arrives (a step also runs on every new frame)."""
+    min_step_s: float = Field(default=0.002, ge=0, le=1)
+    """Shortest interval between data-driven steps (bounds CPU under heavy CAN traffic)."""
+    gateway_id: str = Field(default="bms1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    """Name of this gateway in MQTT topics and reports."""
+
+
+class StateConfig(Section):
+    """Persisted estimator state."""
+
+    path: str = "state/estimator.json"
+    """State file (systemd: under StateDirectory, e.g. /var/lib/bms-gateway/estimator.json)."""
+    interval_s: float = Field(default=60.0, gt=0)
+    """How often the state is written (it is also written on stop)."""
+
+
+class LogConfig(Section):
+    """Logging."""
+
+    level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    """Log level: DEBUG, INFO, WARNING or ERROR."""
+
+
+class Settings(BaseSettings):
+    """The whole configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    pack: PackConfig = PackConfig()
+    can: CanConfig = CanConfig()
+    control: ControlConfig = ControlConfig()
+    soc: SocConfig = SocConfig()
+    protection: ProtectionConfig = ProtectionConfig()
+    limits: LimitsConfig = LimitsConfig()
+    balancing: BalancingConfig = BalancingConfig()
+    sunspec: SunSpecConfig = SunSpecConfig()
+    mqtt: MqttConfig = MqttConfig()
+    state: StateConfig = StateConfig()
+    log: LogConfig = LogConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment first (wins), then the TOML file passed as init values."""
+        return (env_settings, init_settings)
+
+
+def _check_env_keys(env: Mapping[str, str]) -> None:
+    """Reject ``BMSGW_`` variables that name no setting (pydantic-settings ignores them)."""
+    for name in env:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        model: Any = Settings
+        for part in path:
+            fields = getattr(model, "model_fields", None)
+            if fields is None or part not in fields:
+                raise ConfigError(f"environment {name}: unknown setting {'.'.join(path)!r}")
+            model = fields[part].annotation
+
+
+def _format_error(e: ValidationError, source: str) -> str:
+    err = e.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(root)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    value = err.get("input")
+    shown = "" if err["type"] == "extra_forbidden" or isinstance(value, dict) else f" (={value!r})"
+    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    return f"{source}: {key}{shown}: {msg}{more}"
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read the settings from ``path`` (TOML, optional) and the ``BMSGW_`` environment.
+
+    Raises:
+        ConfigError: one line naming the file or variable, the bad key and why.
+    """
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    _check_env_keys(os.environ)
+    if any(k.upper().startswith(ENV_PREFIX) for k in os.environ):
+        source += " + environment"
+    try:
+        return Settings(**data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, source)) from None

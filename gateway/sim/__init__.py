@@ -1,0 +1,1 @@
+"""Simulators: a pack of cells on a CAN bus, and an inverter (demo, tests, benches)."""

@@ -1,0 +1,66 @@
+"""Settings: TOML file and environment, unknown keys named, check-config exit status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.errors import ConfigError
+from gateway.settings import load_settings
+
+
+def test_defaults_load() -> None:
+    s = load_settings(None)
+    assert s.pack.cells == 16
+
+
+def test_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[pack]\ncells = 8\ncapacity_ah = 50\n")
+    assert load_settings(f).pack.cells == 8
+    monkeypatch.setenv("BMSGW_PACK__CELLS", "12")
+    s = load_settings(f)
+    assert s.pack.cells == 12
+    assert s.pack.capacity_ah == 50
+
+
+def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[pack]\ncelss = 8\n")
+    with pytest.raises(ConfigError, match=r"pack\.celss: unknown setting"):
+        load_settings(f)
+
+
+def test_unknown_env_key_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BMSGW_PACK__CELSS", "8")
+    with pytest.raises(ConfigError, match="BMSGW_PACK__CELSS"):
+        load_settings(None)
+
+
+def test_bad_value_names_key(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[control]\ntick_s = -1\n")
+    with pytest.raises(ConfigError, match=r"control\.tick_s \(=-1\)"):
+        load_settings(f)
+
+
+def test_bad_toml_names_file(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[pack\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(f)
+
+
+def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text("[pack]\ncells = 4\n")
+    assert main(["check-config", "--config", str(good)]) == 0
+    assert '"cells": 4' in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[mqtt]\nnope = 1\n")
+    assert main(["check-config", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "mqtt.nope" in err[0]
