@@ -10,4 +10,6 @@ __all__ = ["Section"]
 class Section(BaseModel):
     """A strict, immutable settings section: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True
+    )
