@@ -1,0 +1,353 @@
+"""SunSpec server mode: the gateway is the battery (model 802); an inverter polls it.
+
+pymodbus 3.16 serves a ``SimDevice`` whose registers are the ``BatteryMap`` image. Its async
+action callback runs before a client's write is applied: that is where CtrlHb, AlmRst, SetOp and
+SetInvState are checked and acted on (overriding ``setValues`` in a datablock is never called in
+3.16). Read-only points are flagged ``readonly`` in the ``SimData`` blocks, so pymodbus itself
+answers exception 02 to a write there; addresses outside the map are invalid (also 02).
+
+``update`` replaces every register of the map in one slice assignment on the event loop thread,
+so a request (served on the same loop) sees one control step or the next, never a mix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from gateway.core.model import Command, CommandResult, ControlOutput, Negotiation, ResetAlarms
+from gateway.errors import ModbusLinkError
+from gateway.sunspec.config import SunSpecConfig
+from gateway.sunspec.maps import WRITABLE_802, BatteryInfo, BatteryMap, LinkState
+
+__all__ = ["CommandHandler", "ControllerHeartbeat", "SunSpecServer"]
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[Command], CommandResult]
+"""Applies a command from the Modbus side (e.g. ``ResetAlarms``) and says whether it did."""
+
+_WRITE_FCS = frozenset({6, 16, 22, 23})
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerHeartbeat:
+    """The storage controller's heartbeat (CtrlHb) as the server sees it."""
+
+    seen: bool  # CtrlHb written at least once
+    value: int | None
+    age_s: float | None  # since it last changed
+    lost: bool  # seen, then unchanged for longer than the timeout
+    timeout_s: float
+
+
+def _make_handler(owner: SunSpecServer) -> type[ServerRequestHandler]:
+    """A request handler that applies the allowlist and counts connections."""
+
+    class _Handler(ServerRequestHandler):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            peer = transport.get_extra_info("peername")
+            host = peer[0] if isinstance(peer, tuple) and peer else None
+            if not owner.client_allowed(host):
+                owner.rejected += 1
+                log.warning("sunspec: connection from %s refused (not in allowed_clients)", host)
+                transport.close()
+                if self.listener is not None:  # never served: forget it at once
+                    self.listener.active_connections.pop(self.unique_id, None)
+                return
+            owner.clients += 1
+            self._gw_counted = True
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if getattr(self, "_gw_counted", False):
+                owner.clients -= 1
+                self._gw_counted = False
+            super().connection_lost(exc)
+
+    return _Handler
+
+
+class _TcpServer(ModbusTcpServer):
+    """pymodbus TCP server whose per-connection handler checks the allowlist."""
+
+    def __init__(self, owner: SunSpecServer, device: SimDevice, address: tuple[str, int]) -> None:
+        super().__init__(device, address=address)
+        self._handler_cls = _make_handler(owner)
+
+    def callback_new_connection(self) -> ServerRequestHandler:
+        return self._handler_cls(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+
+
+class SunSpecServer:
+    """SunSpec model 802 server on pymodbus.
+
+    Args:
+        config: the ``sunspec`` settings section.
+        info: static battery description (ratings, names) for models 1 and 802; by default
+            ``BatteryInfo.from_config(config)`` (a 16-cell 100 Ah LFP pack, 100 A both ways).
+        on_command: called with ``ResetAlarms`` when a client writes AlmRst = 1.
+        clock: monotonic seconds (tests may pass their own).
+    """
+
+    def __init__(
+        self,
+        config: SunSpecConfig,
+        *,
+        info: BatteryInfo | None = None,
+        on_command: CommandHandler | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.map = BatteryMap(info or BatteryInfo.from_config(config), base=config.base_address)
+        self._on_command = on_command
+        self._clock = clock
+        self._networks = [ipaddress.ip_network(a, strict=False) for a in config.allowed_clients]
+        self._out: ControlOutput | None = None
+        self._hb = 0
+        self._ctrl_hb: int | None = None
+        self._ctrl_hb_changed_s = 0.0
+        self._ctrl_hb_lost = False
+        self._set_op: int | None = None
+        self._set_inv_state: int | None = None
+        self._disconnect = False
+        self._regs: list[int] = self.map.image(None, self._link())
+        self._server: _TcpServer | None = None
+        self.clients = 0
+        self.rejected = 0
+        self.bound_port: int | None = None
+        self.started = asyncio.Event()
+        self._writable = {
+            self.map.address(n): n for n in WRITABLE_802
+        }  # all writable points are one register
+
+    # --- the gateway side --------------------------------------------------------------------
+
+    def update(self, out: ControlOutput) -> None:
+        """Publish one control step (call on the event loop thread)."""
+        self._out = out
+        self._render()
+
+    def negotiation(self) -> Negotiation:
+        """What the server currently offers the inverter (``accepted`` = what it publishes)."""
+        out = self._out
+        req_c = out.limits.ccl_a.value if out is not None else 0.0
+        req_d = out.limits.dcl_a.value if out is not None else 0.0
+        blocked = out is None or self._ctrl_hb_lost or self._disconnect
+        return Negotiation(
+            link="server",
+            connected=self.clients > 0 and not self._ctrl_hb_lost,
+            requested_ccl_a=req_c,
+            requested_dcl_a=req_d,
+            accepted_ccl_a=0.0 if blocked else req_c,
+            accepted_dcl_a=0.0 if blocked else req_d,
+        )
+
+    def controller_heartbeat(self) -> ControllerHeartbeat:
+        """The controller heartbeat state, for MQTT and the report."""
+        seen = self._ctrl_hb is not None
+        return ControllerHeartbeat(
+            seen=seen,
+            value=self._ctrl_hb,
+            age_s=(self._clock() - self._ctrl_hb_changed_s) if seen else None,
+            lost=self._ctrl_hb_lost,
+            timeout_s=self.config.ctrl_hb_timeout_s,
+        )
+
+    def client_allowed(self, host: str | None) -> bool:
+        """Whether a client at ``host`` may connect."""
+        if not self._networks:
+            return True
+        if host is None:
+            return False
+        try:
+            addr = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self._networks)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _link(self) -> LinkState:
+        return LinkState(
+            hb=self._hb,
+            ctrl_hb=self._ctrl_hb,
+            ctrl_hb_lost=self._ctrl_hb_lost,
+            remote=self.config.control == "remote",
+            disconnect=self._disconnect,
+            set_op=self._set_op,
+            set_inv_state=self._set_inv_state,
+        )
+
+    def _render(self) -> None:
+        image = self.map.image(self._out, self._link())
+        # One slice assignment: atomic with respect to request handling on this loop.
+        self._regs[: len(image)] = image
+
+    def _check_ctrl_hb(self, now_s: float) -> None:
+        if self._ctrl_hb is None or self._ctrl_hb_lost:
+            return
+        if now_s - self._ctrl_hb_changed_s > self.config.ctrl_hb_timeout_s:
+            self._ctrl_hb_lost = True
+            log.warning(
+                "sunspec: controller heartbeat (CtrlHb) unchanged for more than %.1f s; "
+                "publishing 0 A charge and discharge",
+                self.config.ctrl_hb_timeout_s,
+            )
+            self._render()
+
+    async def _action(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        current_registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        """pymodbus calls this before serving a request; for writes, before applying them."""
+        if function_code not in _WRITE_FCS or not set_values:
+            return None
+        writes: list[tuple[str, int]] = []
+        for i in range(count):
+            name = self._writable.get(address + i)
+            if name is None:  # readonly flags reject these first; keep the check regardless
+                return ExcCodes.ILLEGAL_ADDRESS
+            writes.append((name, int(set_values[i])))
+        # Validate everything before acting on anything.
+        sym = self.map.battery.points
+        for name, value in writes:
+            if name == "AlmRst" and value not in (0, 1):
+                return ExcCodes.ILLEGAL_VALUE
+            if name == "SetOp":
+                if self.config.control != "remote":
+                    return ExcCodes.ILLEGAL_VALUE
+                if value not in sym["SetOp"].symbols.values():
+                    return ExcCodes.ILLEGAL_VALUE
+            if name == "SetInvState" and value not in sym["SetInvState"].symbols.values():
+                return ExcCodes.ILLEGAL_VALUE
+        now_s = self._clock()
+        for i, (name, value) in enumerate(writes):
+            if name == "CtrlHb":
+                self._on_ctrl_hb(value, now_s)
+            elif name == "AlmRst" and value == 1:
+                result = self._command(ResetAlarms(source="modbus"))
+                if not result.accepted:
+                    log.warning("sunspec: AlmRst rejected: %s", result.message)
+                    return ExcCodes.DEVICE_FAILURE
+                cast(list[int], set_values)[i] = 0  # reads back 0 once the reset is done
+            elif name == "SetOp":
+                self._set_op = value
+                self._disconnect = value == sym["SetOp"].symbols["DISCONNECT"]
+                log.info(
+                    "sunspec: SetOp %s by the controller",
+                    "DISCONNECT" if self._disconnect else "CONNECT",
+                )
+            elif name == "SetInvState":
+                self._set_inv_state = value
+        self._render()
+        return None
+
+    def _on_ctrl_hb(self, value: int, now_s: float) -> None:
+        if value == self._ctrl_hb:
+            return
+        if self._ctrl_hb is None:
+            log.info("sunspec: controller heartbeat (CtrlHb) seen; watching it")
+        self._ctrl_hb = value
+        self._ctrl_hb_changed_s = now_s
+        if self._ctrl_hb_lost:
+            self._ctrl_hb_lost = False
+            log.info("sunspec: controller heartbeat (CtrlHb) back; limits restored")
+
+    def _command(self, cmd: Command) -> CommandResult:
+        if self._on_command is None:
+            return CommandResult(False, "no command handler")
+        return self._on_command(cmd)
+
+    def _device(self) -> SimDevice:
+        """One register block per run of equal access, so pymodbus enforces read-only."""
+        base = self.map.base
+        writable = {a for a, _n in self.map.writable()}
+        blocks: list[SimData] = []
+        start = 0
+        regs = self._regs
+        for i in range(1, len(regs) + 1):
+            if i == len(regs) or ((base + i) in writable) != ((base + start) in writable):
+                blocks.append(
+                    SimData(
+                        address=base + start,
+                        values=list(regs[start:i]),
+                        datatype=DataType.REGISTERS,
+                        readonly=(base + start) not in writable,
+                    )
+                )
+                start = i
+        return SimDevice(id=self.config.unit_id, simdata=blocks, action=self._action)
+
+    def _attach(self, server: _TcpServer) -> None:
+        """Adopt pymodbus' register list so updates go where requests are served from."""
+        try:
+            context: Any = server.context
+            runtime: Any = context.devices[self.config.unit_id]
+            start, _n, regs, _flags = runtime.block["x"]
+        except (AttributeError, KeyError, ValueError) as e:  # pymodbus internals moved
+            raise ModbusLinkError(f"sunspec: unsupported pymodbus datastore layout ({e})") from None
+        if start != self.map.base:
+            raise ModbusLinkError(f"sunspec: datastore starts at {start}, map at {self.map.base}")
+        regs[: len(self._regs)] = self._regs
+        self._regs = regs
+
+    async def run(self) -> None:
+        """Serve until cancelled; Hb counts seconds and the CtrlHb watchdog runs meanwhile.
+
+        Raises:
+            ModbusLinkError: the address cannot be bound (in use, or port < 1024 without
+                CAP_NET_BIND_SERVICE).
+        """
+        cfg = self.config
+        server = _TcpServer(self, self._device(), (cfg.host, cfg.port))
+        self._attach(server)
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as e:
+            raise ModbusLinkError(f"sunspec: cannot listen on {cfg.host}:{cfg.port}: {e}") from None
+        self._server = server
+        sockets = getattr(server.transport, "sockets", None) or ()
+        self.bound_port = sockets[0].getsockname()[1] if sockets else cfg.port
+        log.info(
+            "sunspec: serving model 802 on %s:%s unit %d", cfg.host, self.bound_port, cfg.unit_id
+        )
+        self.started.set()
+        tick_s = min(0.25, cfg.ctrl_hb_timeout_s / 5)
+        next_hb_s = self._clock() + 1.0
+        try:
+            while True:
+                await asyncio.sleep(tick_s)
+                now_s = self._clock()
+                changed = False
+                while now_s >= next_hb_s:
+                    self._hb = (self._hb + 1) & 0xFFFF
+                    next_hb_s += 1.0
+                    changed = True
+                self._check_ctrl_hb(now_s)
+                if changed:
+                    self._render()
+        finally:
+            self.started.clear()
+            self._server = None
+            with contextlib.suppress(OSError):
+                await cast(Any, server).shutdown()
+            log.info("sunspec: server stopped")
