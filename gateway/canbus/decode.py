@@ -1,0 +1,514 @@
+"""Frame decoding: a profile compiled against a DBC into per-frame, per-mux lookup tables.
+
+``Decoder.decode`` is the CAN hot path (every received or replayed frame). At start, each profile
+binding is resolved to cantools signals once and each (frame id, mux value) gets a precompiled
+cantools bit-unpacking format holding only the signals the profile needs; decoding a frame is then
+one or two ``bitstruct`` unpacks (cantools' own codec), a multiply-add per value and a range check.
+Pure: no I/O and no clock after construction; the caller passes the receive time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import cantools
+from cantools.database.can import Message, Signal
+from cantools.database.utils import create_encode_decode_formats, sort_signals_by_start_bit
+
+from gateway.canbus.config import CanConfig
+from gateway.canbus.dbc import DbcSet, load_dbcs
+from gateway.canbus.profile import CommandMap, NamePattern, Profile, SignalMap, load_profile
+from gateway.core.model import Reading, Role
+from gateway.errors import ConfigError, FrameError
+
+__all__ = [
+    "EXTENDED_FLAG",
+    "REASONS",
+    "DecodeCounters",
+    "Decoder",
+    "FrameDecodeError",
+    "OutFrame",
+    "frame_key",
+    "load_decoder",
+]
+
+log = logging.getLogger(__name__)
+
+#: Added to a 29-bit id in table keys so an extended id never collides with an 11-bit one.
+EXTENDED_FLAG: Final = 0x8000_0000
+
+#: Why a frame was dropped (the keys of ``DecodeCounters.errors``).
+REASONS: Final = ("length", "unknown_mux", "out_of_range", "remote")
+
+
+def frame_key(frame_id: int, extended: bool) -> int:
+    """The lookup key of a frame id."""
+    return frame_id | EXTENDED_FLAG if extended else frame_id
+
+
+class FrameDecodeError(FrameError):
+    """A frame of a mapped message that could not be decoded; ``reason`` is one of ``REASONS``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class DecodeCounters:
+    """What the decoder has seen. Mutable on purpose: it is bumped on the hot path."""
+
+    decoded: int = 0
+    """Frames of mapped messages decoded (possibly into zero readings)."""
+    ignored: int = 0
+    """Frames whose id the profile does not map (not an error: a bus carries more)."""
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    """Dropped frames per reason."""
+
+    @property
+    def dropped(self) -> int:
+        """All dropped frames."""
+        return sum(self.errors.values())
+
+
+@dataclass(frozen=True, slots=True)
+class OutFrame:
+    """An encoded frame ready to send."""
+
+    arbitration_id: int
+    extended: bool
+    data: bytes
+
+
+# --- compiled tables -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Binding:
+    """One value signal of one (frame, mux) group, with everything needed to map it."""
+
+    role: Role
+    name: str
+    index: int  # fixed index (pattern number + offset), or the offset when index_signal is set
+    index_signal: str | None
+    index_mult: float
+    index_add: float
+    index_lo: float
+    index_hi: float
+    mult: float  # DBC scale * profile scale * sign
+    add: float  # (DBC offset * profile scale) * sign + value offset
+    raw_lo: float  # DBC minimum in raw units, minus half an LSB (-inf when none)
+    raw_hi: float
+    flags: tuple[str, ...]
+    invalid_value: int
+    label: str  # for error messages: "CellVoltage_007"
+
+
+@dataclass(slots=True)
+class _Group:
+    """The bindings decoded together from one frame layout (one mux value)."""
+
+    be: Any  # cantools/bitstruct compiled formats, or None when no signal uses that byte order
+    le: Any
+    bindings: tuple[_Binding, ...]
+
+
+@dataclass(slots=True)
+class _Frame:
+    message: Message
+    length: int
+    mux_name: str | None
+    mux_be: Any
+    mux_le: Any
+    groups: dict[int | None, _Group]
+    known_mux: frozenset[int]
+
+
+def _raw_bounds(sig: Signal) -> tuple[float, float]:
+    """The DBC min/max in raw units, widened by half an LSB so float rounding never trips it."""
+    scale = float(sig.scale) or 1.0
+    offset = float(sig.offset)
+    margin = 1e-9 if sig.is_float else 0.5
+
+    def raw(x: float | None, default: float) -> float:
+        return default if x is None else (float(x) - offset) / scale
+
+    lo = raw(sig.minimum, -math.inf)
+    hi = raw(sig.maximum, math.inf)
+    if scale < 0:
+        lo, hi = hi, lo
+    return lo - margin, hi + margin
+
+
+def _compile_formats(signals: Sequence[Signal], length: int) -> tuple[Any, Any]:
+    """cantools unpack formats for ``signals``; ``None`` for a byte order none of them uses."""
+    # cantools builds the little-endian layout assuming signals in start-bit order.
+    formats = create_encode_decode_formats(sort_signals_by_start_bit(list(signals)), length)
+    be = formats.big_endian if any(s.byte_order == "big_endian" for s in signals) else None
+    le = formats.little_endian if any(s.byte_order == "little_endian" for s in signals) else None
+    return be, le
+
+
+def _unpack(be: Any, le: Any, data: bytes) -> dict[str, Any]:
+    if le is None:
+        return be.unpack(data)  # type: ignore[no-any-return]
+    # cantools unpacks little-endian signals from the reversed payload.
+    if be is None:
+        return le.unpack(data[::-1])  # type: ignore[no-any-return]
+    return {**be.unpack(data), **le.unpack(data[::-1])}
+
+
+class _Compiler:
+    """Resolves a profile against a DBC set; every mismatch is a ConfigError naming both."""
+
+    def __init__(self, profile: Profile, dbcs: DbcSet) -> None:
+        self.profile = profile
+        self.dbcs = dbcs
+        self.where = f"profile {profile.source or profile.name}"
+
+    def message(self, ctx: str, name: str) -> Message:
+        try:
+            return self.dbcs.db.get_message_by_name(name)
+        except KeyError:
+            raise ConfigError(
+                f"{self.where}: {ctx}: message {name!r} is not in DBC {self.dbcs.describe()}"
+            ) from None
+
+    def signal(self, ctx: str, msg: Message, name: str) -> Signal:
+        try:
+            return msg.get_signal_by_name(name)
+        except KeyError:
+            raise ConfigError(
+                f"{self.where}: {ctx}: signal {name!r} is not in message {msg.name!r} "
+                f"(DBC {self.dbcs.origin(msg.name)})"
+            ) from None
+
+    def expand(self, ctx: str, msg: Message, pattern: str) -> list[tuple[Signal, int]]:
+        """Every signal of ``msg`` that fits ``pattern``, with the number in its name."""
+        pat = NamePattern(pattern)
+        if not pat.indexed:
+            return [(self.signal(ctx, msg, pattern), 0)]
+        found = [(s, i) for s in msg.signals if (i := pat.match(s.name)) is not None]
+        if not found:
+            raise ConfigError(
+                f"{self.where}: {ctx}: signal pattern {pattern!r} matches no signal of message "
+                f"{msg.name!r} (DBC {self.dbcs.origin(msg.name)})"
+            )
+        return sorted(found, key=lambda f: f[1])
+
+    @staticmethod
+    def mux_signal(msg: Message) -> Signal | None:
+        muxes = [s for s in msg.signals if s.is_multiplexer]
+        return muxes[0] if muxes else None
+
+    def check_same_mux(self, ctx: str, msg: Message, value: Signal, other: Signal) -> None:
+        """``other`` must be present in every frame layout that carries ``value``."""
+        if other.multiplexer_ids is None:
+            return
+        if value.multiplexer_ids is None or not set(value.multiplexer_ids) <= set(
+            other.multiplexer_ids
+        ):
+            raise ConfigError(
+                f"{self.where}: {ctx}: signal {other.name!r} is not in the same multiplexed "
+                f"frame as {value.name!r} in message {msg.name!r} (DBC "
+                f"{self.dbcs.origin(msg.name)})"
+            )
+
+    def binding(self, ctx: str, m: SignalMap, msg: Message, sig: Signal, number: int) -> _Binding:
+        sign = -1.0 if m.flip_sign else 1.0
+        flags: list[str] = []
+        for flag_pattern in m.invalid_flag:
+            flag = self.signal(ctx, msg, NamePattern(flag_pattern).format(number))
+            self.check_same_mux(ctx, msg, sig, flag)
+            flags.append(flag.name)
+        index_mult, index_add = 1.0, 0.0
+        index_lo, index_hi = -math.inf, math.inf
+        if m.index_signal is not None:
+            isig = self.signal(ctx, msg, m.index_signal)
+            self.check_same_mux(ctx, msg, sig, isig)
+            index_mult, index_add = float(isig.scale), float(isig.offset)
+            index_lo, index_hi = _raw_bounds(isig)
+        lo, hi = _raw_bounds(sig)
+        return _Binding(
+            role=m.role,
+            name=sig.name,
+            index=m.index_offset + (0 if m.index_signal is not None else number),
+            index_signal=m.index_signal,
+            index_mult=index_mult,
+            index_add=index_add,
+            index_lo=index_lo,
+            index_hi=index_hi,
+            mult=float(sig.scale) * m.scale * sign,
+            add=float(sig.offset) * m.scale * sign + m.value_offset,
+            raw_lo=lo,
+            raw_hi=hi,
+            flags=tuple(flags),
+            invalid_value=m.invalid_value,
+            label=sig.name,
+        )
+
+    def compile(self) -> dict[int, _Frame]:
+        per_msg: dict[str, list[tuple[Signal, _Binding]]] = {}
+        for n, m in enumerate(self.profile.signals):
+            ctx = f"signals[{n}] ({m.role.value})"
+            msg = self.message(ctx, m.message)
+            mux = self.mux_signal(msg)
+            if mux is not None and sum(1 for s in msg.signals if s.is_multiplexer) > 1:
+                raise ConfigError(
+                    f"{self.where}: {ctx}: message {m.message!r} has nested multiplexers, "
+                    "which the gateway does not decode"
+                )
+            for sig, number in self.expand(ctx, msg, m.signal):
+                if sig.is_multiplexer:
+                    raise ConfigError(
+                        f"{self.where}: {ctx}: {sig.name!r} is the multiplexer of {msg.name!r}"
+                    )
+                per_msg.setdefault(msg.name, []).append(
+                    (sig, self.binding(ctx, m, msg, sig, number))
+                )
+        frames: dict[int, _Frame] = {}
+        for name, items in per_msg.items():
+            msg = self.dbcs.db.get_message_by_name(name)
+            frames[frame_key(msg.frame_id, bool(msg.is_extended_frame))] = self.frame(msg, items)
+        return frames
+
+    def frame(self, msg: Message, items: list[tuple[Signal, _Binding]]) -> _Frame:
+        mux = self.mux_signal(msg)
+        known: set[int] = set()
+        for s in msg.signals:
+            known.update(s.multiplexer_ids or ())
+        common = [(s, b) for s, b in items if s.multiplexer_ids is None]
+        keys: list[int | None] = [None]
+        if mux is not None:
+            keys = [*sorted(known)]
+        groups: dict[int | None, _Group] = {}
+        for key in keys:
+            chosen = common + [
+                (s, b) for s, b in items if s.multiplexer_ids and key in s.multiplexer_ids
+            ]
+            if not chosen:
+                continue  # a mux value the profile does not use: decodes to no readings
+            names: dict[str, Signal] = {}
+            for s, b in chosen:
+                names[s.name] = s
+                for extra in (*b.flags, *((b.index_signal,) if b.index_signal else ())):
+                    names[extra] = msg.get_signal_by_name(extra)
+            be, le = _compile_formats(list(names.values()), msg.length)
+            groups[key] = _Group(be, le, tuple(b for _, b in chosen))
+        mux_be = mux_le = None
+        if mux is not None:
+            mux_be, mux_le = _compile_formats([mux], msg.length)
+        return _Frame(
+            message=msg,
+            length=msg.length,
+            mux_name=mux.name if mux is not None else None,
+            mux_be=mux_be,
+            mux_le=mux_le,
+            groups=groups,
+            known_mux=frozenset(known),
+        )
+
+
+class _CommandEncoder:
+    """Encodes a per-cell flag vector into the frames of a (multiplexed) flag message."""
+
+    def __init__(self, comp: _Compiler, cmd: CommandMap) -> None:
+        ctx = "balancing_command"
+        msg = comp.message(ctx, cmd.message)
+        self.message = msg
+        mux = comp.mux_signal(msg)
+        self._mux_name = mux.name if mux is not None else None
+        # group key (mux value or None) -> [(signal name, cell index)]
+        self._groups: dict[int | None, list[tuple[str, int]]] = {}
+        for sig, number in comp.expand(ctx, msg, cmd.signal):
+            keys: list[int | None] = [None]
+            if sig.multiplexer_ids:
+                keys = [*sig.multiplexer_ids]
+            for key in keys:
+                self._groups.setdefault(key, []).append((sig.name, number + cmd.index_offset))
+        # Signals of the frame the profile does not name (none in bms.dbc) are sent as 0.
+        self._fill = {
+            s.name: 0 for s in msg.signals if not s.is_multiplexer and s.multiplexer_ids is None
+        }
+
+    def encode(self, bleed: Sequence[bool]) -> list[OutFrame]:
+        """The frames that carry ``bleed``; groups with no cell of the pack are not sent."""
+        n = len(bleed)
+        out: list[OutFrame] = []
+        for key, sigs in sorted(
+            self._groups.items(), key=lambda kv: -1 if kv[0] is None else kv[0]
+        ):
+            if not any(0 <= i < n for _, i in sigs):
+                continue
+            values: dict[str, float] = dict(self._fill)
+            values.update({name: int(0 <= i < n and bool(bleed[i])) for name, i in sigs})
+            if self._mux_name is not None and key is not None:
+                values[self._mux_name] = key
+            data = self.message.encode(values, strict=True)
+            out.append(OutFrame(self.message.frame_id, bool(self.message.is_extended_frame), data))
+        return out
+
+
+class Decoder:
+    """Decodes frames of the mapped messages into readings; counts what it drops and why."""
+
+    def __init__(self, profile: Profile, dbcs: DbcSet) -> None:
+        comp = _Compiler(profile, dbcs)
+        self.profile = profile
+        self.dbcs = dbcs
+        self._frames = comp.compile()
+        self.counters = DecodeCounters()
+        self._balancing = (
+            _CommandEncoder(comp, profile.balancing_command)
+            if profile.balancing_command is not None
+            else None
+        )
+
+    @property
+    def frame_keys(self) -> frozenset[int]:
+        """Keys (see ``frame_key``) of every mapped message."""
+        return frozenset(self._frames)
+
+    def handles(self, frame_id: int, extended: bool = False) -> bool:
+        """Whether frames with this id are mapped (others are ignored)."""
+        return frame_key(frame_id, extended) in self._frames
+
+    def decode(
+        self, frame_id: int, data: bytes, t_s: float, extended: bool = False
+    ) -> list[Reading]:
+        """The readings in one frame, stamped ``t_s``; ``[]`` for an unmapped id (counted).
+
+        Raises:
+            FrameDecodeError: wrong length, unknown mux value or a value outside the DBC's
+                min/max; counted per reason in ``counters.errors``.
+        """
+        frame = self._frames.get(frame_id | EXTENDED_FLAG if extended else frame_id)
+        counters = self.counters
+        if frame is None:
+            counters.ignored += 1
+            return []
+        if len(data) != frame.length:
+            counters.errors["length"] += 1
+            raise FrameDecodeError(
+                "length",
+                f"{frame.message.name}: {len(data)} bytes, the DBC says {frame.length}",
+            )
+        if frame.mux_name is None:
+            group = frame.groups.get(None)
+        else:
+            mux = _unpack(frame.mux_be, frame.mux_le, data)[frame.mux_name]
+            group = frame.groups.get(mux)
+            if group is None:
+                if mux not in frame.known_mux:
+                    counters.errors["unknown_mux"] += 1
+                    raise FrameDecodeError(
+                        "unknown_mux", f"{frame.message.name}: mux value {mux} is not in the DBC"
+                    )
+                counters.decoded += 1
+                return []
+        if group is None:  # a plain message whose mapped signals all sit under a mux
+            counters.decoded += 1
+            return []
+        raw = _unpack(group.be, group.le, data)
+        out: list[Reading] = []
+        append = out.append
+        for b in group.bindings:
+            value = raw[b.name]
+            valid = True
+            for flag in b.flags:
+                if raw[flag] == b.invalid_value:
+                    valid = False
+                    break
+            # An invalid value may hold anything (often all ones); only valid ones are checked.
+            if valid and not b.raw_lo <= value <= b.raw_hi:
+                counters.errors["out_of_range"] += 1
+                raise FrameDecodeError(
+                    "out_of_range",
+                    f"{frame.message.name}: {b.label} raw value {value} is outside the DBC range",
+                )
+            index = b.index
+            if b.index_signal is not None:
+                raw_index = raw[b.index_signal]
+                if not b.index_lo <= raw_index <= b.index_hi:
+                    counters.errors["out_of_range"] += 1
+                    raise FrameDecodeError(
+                        "out_of_range",
+                        f"{frame.message.name}: {b.index_signal} raw value {raw_index} is "
+                        "outside the DBC range",
+                    )
+                index += int(raw_index * b.index_mult + b.index_add)
+            append(Reading(b.role, index, value * b.mult + b.add, t_s, valid))
+        counters.decoded += 1
+        return out
+
+    def count_remote(self) -> None:
+        """Count a remote (RTR) frame of a mapped id as dropped: it carries no data."""
+        self.counters.errors["remote"] += 1
+
+    # --- transmit ----------------------------------------------------------------------------
+
+    def encode(self, message_name: str, signals: dict[str, float]) -> OutFrame:
+        """Encode one message with the DBC (strict: every signal present and in range).
+
+        Raises:
+            FrameError: unknown message, missing signal or value out of range.
+        """
+        try:
+            msg = self.dbcs.db.get_message_by_name(message_name)
+        except KeyError:
+            raise FrameError(
+                f"message {message_name!r} is not in DBC {self.dbcs.describe()}"
+            ) from None
+        try:
+            data = msg.encode(signals, strict=True)
+        except (cantools.database.EncodeError, KeyError, ValueError, TypeError) as e:
+            raise FrameError(f"cannot encode {message_name}: {e}") from None
+        return OutFrame(msg.frame_id, bool(msg.is_extended_frame), data)
+
+    def encode_balancing(self, bleed: Sequence[bool]) -> list[OutFrame]:
+        """Frames carrying the bleed flags (empty when the profile maps no balancing command)."""
+        if self._balancing is None:
+            return []
+        return self._balancing.encode(bleed)
+
+
+def _profile_dbcs(config: CanConfig, profile: Profile) -> list[Path]:
+    paths = config.dbc_paths() or profile.dbc_paths()
+    if not paths:
+        raise ConfigError(
+            f"profile {profile.name!r} ships no DBC: set can.dbc to the DBC file(s) of your BMS"
+        )
+    return paths
+
+
+def load_decoder(config: CanConfig) -> Decoder:
+    """Load the configured profile and DBC(s) and compile the decoder.
+
+    Raises:
+        ConfigError: one line naming the file and the problem (missing or malformed DBC,
+            unknown profile key, a message or signal the DBC lacks).
+    """
+    with ExitStack() as stack:
+        path = config.profile_path(stack)
+        if config.profile_is_packaged() and not path.is_file():
+            shipped = sorted(p.stem for p in path.parent.glob("*.toml"))
+            raise ConfigError(
+                f"can.profile (={config.profile!r}): no such shipped profile "
+                f"(shipped: {', '.join(shipped)}; or give a path to a .toml file)"
+            )
+        profile = load_profile(path)
+        dbcs = load_dbcs(_profile_dbcs(config, profile))
+        decoder = Decoder(profile, dbcs)
+    log.debug(
+        "profile %s on %s: %d mapped messages",
+        profile.name,
+        dbcs.describe(),
+        len(decoder.frame_keys),
+    )
+    return decoder

@@ -1,0 +1,360 @@
+"""The CAN link: python-can receive and transmit on the event loop, with reconnect.
+
+Frames are received on the event loop: an interface with a file descriptor (SocketCAN) is watched
+with ``loop.add_reader``; others (``virtual``, USB adapters) are read by one helper thread that
+hands batches to the loop. Each frame is decoded at once and passed to ``on_frame`` with its
+receive time from the injected clock. The link never reads or writes the pack state itself.
+
+python-can's ``Notifier`` is not used because, in its event-loop mode, a failing file-descriptor
+reader never reaches the listeners' ``on_error`` and a failing reader thread re-raises after
+reporting; the link needs every interface failure as one event it can reconnect on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import can
+
+from gateway.canbus.config import CanConfig
+from gateway.canbus.decode import Decoder, FrameDecodeError, OutFrame, load_decoder
+from gateway.core.model import Reading
+from gateway.errors import CanLinkError, ConfigError
+
+__all__ = ["BusFactory", "CanLink", "FrameCallback", "LinkStats"]
+
+log = logging.getLogger(__name__)
+
+#: ``on_frame(readings, t_s)``: the readings of one decoded frame, or ``None`` when it was dropped.
+FrameCallback = Callable[[list[Reading] | None, float], None]
+
+#: Opens a bus from the settings (tests pass one that keeps the buses it made).
+BusFactory = Callable[[CanConfig], can.BusABC]
+
+_CAN_ERR_BUSOFF = 0x40  # linux/can/error.h: the controller went bus-off
+_MAX_PENDING = 20_000  # frames waiting for the loop; beyond this the loop is stalled: drop
+_MAX_DRAIN = 512  # frames read per wake-up, so a flood cannot starve the loop
+
+
+@dataclass(slots=True)
+class LinkStats:
+    """Counters of the link (the decoder keeps its own in ``decoder.counters``)."""
+
+    connected: bool = False
+    reconnects: int = 0
+    rx_frames: int = 0
+    error_frames: int = 0
+    overflow: int = 0
+    tx_frames: int = 0
+    tx_errors: int = 0
+    last_rx_s: float | None = None
+    down_since_s: float | None = None
+    last_error: str = ""
+    log_once: set[str] = field(default_factory=set)
+
+
+def open_bus(config: CanConfig) -> can.BusABC:
+    """Open the configured python-can bus (the default ``BusFactory``)."""
+    kwargs: dict[str, Any] = {"interface": config.interface, "channel": config.channel}
+    if config.bitrate is not None:
+        kwargs["bitrate"] = config.bitrate
+    if config.receive_filters:
+        kwargs["can_filters"] = [
+            {"can_id": f.can_id, "can_mask": f.mask, "extended": f.extended}
+            for f in config.receive_filters
+        ]
+    return can.Bus(**kwargs)
+
+
+class CanLink:
+    """Receives, decodes and transmits CAN frames; reconnects on interface errors.
+
+    Args:
+        config: the ``[can]`` settings.
+        on_frame: called on the event loop for every frame of a mapped message:
+            ``on_frame(readings, t_s)``, ``readings`` is ``None`` when the frame was dropped
+            (the reason is counted in ``decoder.counters.errors``). Unmapped ids are counted in
+            ``decoder.counters.ignored`` and not passed on.
+        clock: monotonic seconds, stamped on every reading (receive time).
+        decoder: a compiled decoder; by default loaded from ``config`` (ConfigError on a bad
+            profile or DBC, raised here, at start).
+        bus_factory: opens the bus; by default ``can.Bus`` with the configured interface.
+    """
+
+    def __init__(
+        self,
+        config: CanConfig,
+        on_frame: FrameCallback,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        decoder: Decoder | None = None,
+        bus_factory: BusFactory = open_bus,
+    ) -> None:
+        self.config = config
+        self.decoder = decoder if decoder is not None else load_decoder(config)
+        self.stats = LinkStats()
+        self._on_frame = on_frame
+        self._clock = clock
+        self._bus_factory = bus_factory
+        self._bus: can.BusABC | None = None
+        self._pending: deque[can.Message] = deque()
+        self._wake: asyncio.Event | None = None
+        self._failure: BaseException | None = None
+        self._connected_once = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        """``interface:channel`` for log lines."""
+        return f"{self.config.interface}:{self.config.channel}"
+
+    @property
+    def connected(self) -> bool:
+        """Whether the interface is open now."""
+        return self._bus is not None
+
+    async def wait_connected(self) -> None:
+        """Wait until the interface has been opened once (tests and start-up ordering)."""
+        await self._connected_once.wait()
+
+    # --- transmit ------------------------------------------------------------------------------
+
+    def send(self, message_name: str, signals: Mapping[str, float]) -> bool:
+        """Encode ``message_name`` with the DBC and send it; False when the link is down.
+
+        Raises:
+            FrameError: the message is not in the DBC, or a signal is missing or out of range.
+        """
+        frame = self.decoder.encode(message_name, dict(signals))
+        return self._transmit([frame]) == 1
+
+    def send_balancing(self, bleed: Sequence[bool]) -> int:
+        """Send the balancing command for ``bleed`` (one flag per cell); the frames sent.
+
+        Uses the profile's ``balancing_command`` mapping; a profile without one sends nothing.
+        """
+        return self._transmit(self.decoder.encode_balancing(bleed))
+
+    def _transmit(self, frames: Sequence[OutFrame]) -> int:
+        bus = self._bus
+        if bus is None:
+            self.stats.tx_errors += len(frames)
+            return 0
+        sent = 0
+        for f in frames:
+            msg = can.Message(
+                arbitration_id=f.arbitration_id, is_extended_id=f.extended, data=f.data
+            )
+            try:
+                # Never block the event loop: a full transmit queue is a dropped frame.
+                bus.send(msg, timeout=0.0)
+            except (can.CanError, OSError) as e:
+                self.stats.tx_errors += 1
+                self._once("tx", logging.WARNING, "CAN %s: send failed: %s", self.name, e)
+                continue
+            sent += 1
+        self.stats.tx_frames += sent
+        return sent
+
+    # --- receive -------------------------------------------------------------------------------
+
+    def _handle(self, msg: can.Message) -> None:
+        t_s = self._clock()
+        stats = self.stats
+        stats.rx_frames += 1
+        stats.last_rx_s = t_s
+        if msg.is_error_frame:
+            stats.error_frames += 1
+            if msg.arbitration_id & _CAN_ERR_BUSOFF:
+                self._failure = CanLinkError("controller is bus-off")
+            return
+        decoder = self.decoder
+        if not decoder.handles(msg.arbitration_id, msg.is_extended_id):
+            decoder.counters.ignored += 1
+            return
+        if msg.is_remote_frame:
+            decoder.count_remote()
+            self._on_frame(None, t_s)
+            return
+        try:
+            readings = decoder.decode(msg.arbitration_id, bytes(msg.data), t_s, msg.is_extended_id)
+        except FrameDecodeError as e:
+            self._once(
+                f"drop:{e.reason}",
+                logging.WARNING,
+                "CAN %s: dropped a frame (%s); further drops for this reason are only counted",
+                self.name,
+                e,
+            )
+            self._on_frame(None, t_s)
+            return
+        self._on_frame(readings, t_s)
+
+    def _deliver(self, batch: list[can.Message]) -> None:
+        """On the loop: queue received frames and wake the receive task."""
+        room = _MAX_PENDING - len(self._pending)
+        if len(batch) > room:
+            self.stats.overflow += len(batch) - max(room, 0)
+            batch = batch[: max(room, 0)]
+        self._pending.extend(batch)
+        if self._wake is not None:
+            self._wake.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        """On the loop: the interface failed; the receive task reconnects."""
+        if self._failure is None:
+            self._failure = exc
+        if self._wake is not None:
+            self._wake.set()
+
+    def _start_reader(self, bus: can.BusABC, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        """Start feeding ``_deliver``/``_fail``; returns the function that stops it."""
+        fd = -1
+        with contextlib.suppress(NotImplementedError):
+            fd = bus.fileno()
+        if fd >= 0:
+
+            def readable() -> None:
+                batch: list[can.Message] = []
+                try:
+                    while len(batch) < _MAX_DRAIN and (msg := bus.recv(0.0)) is not None:
+                        batch.append(msg)
+                except (can.CanError, OSError) as e:
+                    loop.remove_reader(fd)
+                    self._fail(e)
+                self._deliver(batch)
+
+            loop.add_reader(fd, readable)
+
+            def stop_fd() -> None:
+                loop.remove_reader(fd)
+
+            return stop_fd
+
+        stop = threading.Event()
+
+        def pump() -> None:
+            while not stop.is_set():
+                try:
+                    msg = bus.recv(0.05)
+                    if msg is None:
+                        continue
+                    batch = [msg]
+                    while len(batch) < _MAX_DRAIN and (more := bus.recv(0.0)) is not None:
+                        batch.append(more)
+                except (can.CanError, OSError, ValueError) as e:
+                    if not stop.is_set():
+                        loop.call_soon_threadsafe(self._fail, e)
+                    return
+                loop.call_soon_threadsafe(self._deliver, batch)
+
+        thread = threading.Thread(target=pump, name=f"gateway.can.rx {self.name}", daemon=True)
+        thread.start()
+
+        def stop_thread() -> None:
+            stop.set()
+            thread.join(1.0)
+
+        return stop_thread
+
+    async def _receive(self, bus: can.BusABC) -> None:
+        """Process frames until the interface fails; then raise CanLinkError."""
+        loop = asyncio.get_running_loop()
+        wake = self._wake = asyncio.Event()
+        self._failure = None
+        self._pending.clear()
+        stop_reader = self._start_reader(bus, loop)
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                pending = self._pending
+                while pending:
+                    self._handle(pending.popleft())
+                    if self._failure is not None:
+                        break
+                if self._failure is not None:
+                    raise CanLinkError(str(self._failure) or type(self._failure).__name__)
+        finally:
+            stop_reader()
+            self._wake = None
+
+    def _open(self) -> can.BusABC:
+        try:
+            return self._bus_factory(self.config)
+        except can.CanInterfaceNotImplementedError as e:
+            raise ConfigError(f"can.interface (={self.config.interface!r}): {e}") from None
+        except (can.CanError, OSError, ValueError) as e:
+            raise CanLinkError(f"cannot open {self.name}: {e}") from None
+
+    def _backoff_s(self, attempt: int) -> float:
+        cfg = self.config
+        cap = min(cfg.reconnect_max_s, cfg.reconnect_min_s * 1.5 ** min(attempt, 30))
+        return random.uniform(cap / 2, cap)  # jitter so many gateways do not retry in step
+
+    def _once(self, key: str, level: int, fmt: str, *args: object) -> None:
+        if key not in self.stats.log_once:
+            self.stats.log_once.add(key)
+            log.log(level, fmt, *args)
+
+    async def run(self) -> None:
+        """Receive until cancelled; reopen the interface with capped, jittered backoff.
+
+        Raises:
+            ConfigError: the interface name is unknown to python-can (not retried).
+        """
+        attempt = 0
+        lost = False
+        try:
+            while True:
+                try:
+                    bus = self._open()
+                except CanLinkError as e:
+                    self.stats.last_error = str(e)
+                    if not lost:
+                        lost = True
+                        self.stats.down_since_s = self._clock()
+                        log.warning("CAN %s: %s; retrying with backoff", self.name, e)
+                    attempt += 1
+                    await asyncio.sleep(self._backoff_s(attempt))
+                    continue
+                if lost:
+                    down = self._clock() - (self.stats.down_since_s or self._clock())
+                    log.info("CAN %s: link recovered after %.1f s", self.name, down)
+                    self.stats.reconnects += 1
+                    lost = False
+                else:
+                    log.info("CAN %s: open", self.name)
+                self.stats.down_since_s = None
+                self._bus = bus
+                self.stats.connected = True
+                self._connected_once.set()
+                try:
+                    await self._receive(bus)
+                except CanLinkError as e:
+                    lost = True
+                    attempt = 1
+                    self.stats.last_error = str(e)
+                    self.stats.down_since_s = self._clock()
+                    log.warning("CAN %s: link lost (%s); reconnecting", self.name, e)
+                finally:
+                    self._bus = None
+                    self.stats.connected = False
+                    self._close(bus)
+                await asyncio.sleep(self._backoff_s(attempt))
+        finally:
+            self.stats.connected = False
+
+    def _close(self, bus: can.BusABC) -> None:
+        try:
+            bus.shutdown()
+        except (can.CanError, OSError) as e:
+            log.debug("CAN %s: shutdown: %s", self.name, e)
