@@ -1,0 +1,482 @@
+"""A simulated battery pack: N series cells with manufacturing spread, a 1-RC model per cell.
+
+Every cell is an equivalent circuit ``OCV(SoC, T) + R0 + R1||C1`` with the chemistry's OCV table
+(``gateway.core.chemistry``); the cells differ by a seeded normal spread in capacity, resistance,
+self-discharge and initial SoC. The pack has one lumped temperature: heat from I^2*R in every cell
+and from the bleed resistors, loss to ambient with a time constant. Passive balancing is a bleed
+resistor switched across a cell.
+
+The simulator is plain Python (no numpy: it is a runtime part of the demo) and written for speed:
+per step it does a handful of float operations per cell and interpolates the OCV only where a
+value is asked for. It is deterministic for a seed; measurement noise comes from a separate
+random stream, so reading sensed values never changes the simulated physics.
+
+Sign convention: positive current charges the pack (as on the CAN bus).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gateway.core.chemistry import Chemistry, get_chemistry
+
+__all__ = ["CellParams", "CellState", "PackSim", "PackSimConfig"]
+
+_T_REF_K = 298.15
+_KELVIN = 273.15
+_BLEED_REFRESH_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PackSimConfig:
+    """Parameters of a simulated pack. Spreads are one standard deviation of a normal draw.
+
+    Attributes:
+        cells: Number of series cells (1..512, the limit of ``dbc/bms.dbc``).
+        chemistry: ``lfp`` or ``nmc`` (OCV table and nominal resistances).
+        capacity_ah: Mean cell capacity.
+        capacity_spread_pct: Capacity spread, percent of the mean.
+        resistance_spread_pct: Spread of R0 and R1 (one factor per cell), percent.
+        self_discharge_pct_per_day: Mean self-discharge, percent of capacity per day.
+        self_discharge_spread_pct_per_day: Its spread (absolute, clipped at 0).
+        initial_soc_pct: Mean initial SoC.
+        initial_soc_spread_pct: Initial SoC spread (absolute percent points).
+        ambient_c: Ambient temperature.
+        initial_temp_c: Initial pack temperature (``None``: ambient).
+        heat_capacity_j_per_k_ah: Heat capacity per cell per Ah of capacity (a 100 Ah LFP cell
+            weighs about 2 kg at about 1.1 kJ/(kg K): 22 J/K per Ah).
+        thermal_time_constant_s: Time constant of the pack's heat loss to ambient.
+        resistance_activation_k: Arrhenius factor Ea/R of R0 and R1 (R doubles from 25 to ~3 degC
+            at 3000 K); 0 disables the temperature dependence.
+        bleed_resistance_ohm: Balancing resistor across a cell (33 ohm ~ 0.1 A at 3.3 V).
+        temp_sensors: Number of temperature sensors (``None``: one per cell, at most 256).
+        temp_sensor_spread_c: Fixed per-sensor offset spread (gradients inside the pack).
+        voltage_offset_spread_mv: Fixed per-cell measurement offset spread of the cell monitor.
+        voltage_noise_mv: Measurement noise on sensed cell voltages (1 sigma).
+        current_offset_a: Fixed offset of the current sensor.
+        current_noise_a: Measurement noise on the sensed current (1 sigma).
+        temp_noise_c: Measurement noise on sensed temperatures (1 sigma).
+    """
+
+    cells: int = 16
+    chemistry: str = "lfp"
+    capacity_ah: float = 100.0
+    capacity_spread_pct: float = 1.5
+    resistance_spread_pct: float = 5.0
+    self_discharge_pct_per_day: float = 0.05
+    self_discharge_spread_pct_per_day: float = 0.02
+    initial_soc_pct: float = 50.0
+    initial_soc_spread_pct: float = 2.0
+    ambient_c: float = 25.0
+    initial_temp_c: float | None = None
+    heat_capacity_j_per_k_ah: float = 22.0
+    thermal_time_constant_s: float = 3 * 3600.0
+    resistance_activation_k: float = 3000.0
+    bleed_resistance_ohm: float = 33.0
+    temp_sensors: int | None = None
+    temp_sensor_spread_c: float = 0.3
+    voltage_offset_spread_mv: float = 0.0
+    voltage_noise_mv: float = 0.0
+    current_offset_a: float = 0.0
+    current_noise_a: float = 0.0
+    temp_noise_c: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.cells <= 512:
+            raise ValueError(f"cells (={self.cells}) must be within 1..512")
+        get_chemistry(self.chemistry)  # raises ValueError naming the bad chemistry
+        positive = {
+            "capacity_ah": self.capacity_ah,
+            "heat_capacity_j_per_k_ah": self.heat_capacity_j_per_k_ah,
+            "thermal_time_constant_s": self.thermal_time_constant_s,
+            "bleed_resistance_ohm": self.bleed_resistance_ohm,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name} (={value}) must be positive")
+        non_negative = {
+            "capacity_spread_pct": self.capacity_spread_pct,
+            "resistance_spread_pct": self.resistance_spread_pct,
+            "self_discharge_pct_per_day": self.self_discharge_pct_per_day,
+            "self_discharge_spread_pct_per_day": self.self_discharge_spread_pct_per_day,
+            "initial_soc_spread_pct": self.initial_soc_spread_pct,
+            "resistance_activation_k": self.resistance_activation_k,
+            "temp_sensor_spread_c": self.temp_sensor_spread_c,
+            "voltage_offset_spread_mv": self.voltage_offset_spread_mv,
+            "voltage_noise_mv": self.voltage_noise_mv,
+            "current_noise_a": self.current_noise_a,
+            "temp_noise_c": self.temp_noise_c,
+        }
+        for name, value in non_negative.items():
+            if not value >= 0:
+                raise ValueError(f"{name} (={value}) must not be negative")
+        if not 0.0 <= self.initial_soc_pct <= 100.0:
+            raise ValueError(f"initial_soc_pct (={self.initial_soc_pct}) must be within 0..100")
+        if self.temp_sensors is not None and not 1 <= self.temp_sensors <= 256:
+            raise ValueError(f"temp_sensors (={self.temp_sensors}) must be within 1..256")
+
+    @property
+    def temp_sensor_count(self) -> int:
+        """Number of temperature sensors after the default is applied."""
+        return self.temp_sensors if self.temp_sensors is not None else min(self.cells, 256)
+
+
+@dataclass(frozen=True, slots=True)
+class CellParams:
+    """Fixed parameters of one simulated cell (at 25 degC)."""
+
+    index: int
+    capacity_ah: float
+    r0_ohm: float
+    r1_ohm: float
+    tau1_s: float
+    self_discharge_a: float
+    voltage_offset_v: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CellState:
+    """A snapshot of one cell: the truth the gateway tries to estimate."""
+
+    index: int
+    capacity_ah: float
+    soc_pct: float
+    ocv_v: float
+    rc_voltage_v: float
+    voltage_v: float
+    bleeding: bool
+    bleed_current_a: float
+    bleed_charge_ah: float
+
+
+@dataclass(slots=True)
+class _Noise:
+    """Measurement noise stream, apart from the physics so reading values changes nothing."""
+
+    rng: random.Random
+    sensor_offsets_c: list[float] = field(default_factory=list)
+
+
+class PackSim:
+    """N series cells driven by one pack current; see the module docstring.
+
+    Args:
+        config: Pack parameters.
+        seed: Seed of the spread draws and of the measurement noise.
+    """
+
+    def __init__(self, config: PackSimConfig | None = None, seed: int = 0) -> None:
+        self.config = cfg = config if config is not None else PackSimConfig()
+        self.seed = seed
+        self.chemistry: Chemistry = get_chemistry(cfg.chemistry)
+        chem = self.chemistry
+        rng = random.Random(seed)
+        n = cfg.cells
+        params: list[CellParams] = []
+        socs: list[float] = []
+        for i in range(n):
+            cap = cfg.capacity_ah * max(0.5, 1.0 + rng.gauss(0.0, cfg.capacity_spread_pct / 100))
+            r_factor = max(0.3, 1.0 + rng.gauss(0.0, cfg.resistance_spread_pct / 100))
+            sd_pct = max(
+                0.0,
+                rng.gauss(cfg.self_discharge_pct_per_day, cfg.self_discharge_spread_pct_per_day),
+            )
+            soc = min(100.0, max(0.0, rng.gauss(cfg.initial_soc_pct, cfg.initial_soc_spread_pct)))
+            offset_v = rng.gauss(0.0, cfg.voltage_offset_spread_mv) / 1000.0
+            params.append(
+                CellParams(
+                    index=i,
+                    capacity_ah=cap,
+                    r0_ohm=chem.r0_ohm(cap) * r_factor,
+                    r1_ohm=chem.r1_ohm(cap) * r_factor,
+                    tau1_s=chem.tau1_s,
+                    self_discharge_a=sd_pct / 100.0 * cap / 24.0,
+                    voltage_offset_v=offset_v,
+                )
+            )
+            socs.append(soc)
+        self.params: tuple[CellParams, ...] = tuple(params)
+        noise = _Noise(random.Random(seed ^ 0x5EED5EED))
+        noise.sensor_offsets_c = [
+            noise.rng.gauss(0.0, cfg.temp_sensor_spread_c) for _ in range(cfg.temp_sensor_count)
+        ]
+        self._noise = noise
+
+        # Flat lists of the state: list comprehensions over them are the fast path.
+        self._soc = socs
+        self._v1 = [0.0] * n
+        self._bleed = [False] * n
+        self._bleed_a = [0.0] * n
+        self._bleed_ah = [0.0] * n
+        self._pct_per_as = [100.0 / (3600.0 * p.capacity_ah) for p in params]
+        self._sd_a = [p.self_discharge_a for p in params]
+        self._r0 = [p.r0_ohm for p in params]
+        self._r1 = [p.r1_ohm for p in params]
+        self._sum_r0 = math.fsum(self._r0)
+        self._tau1_s = chem.tau1_s
+        self._decay_cache: tuple[float, float] = (-1.0, 0.0)
+        self._heat_cap_j_per_k = cfg.heat_capacity_j_per_k_ah * math.fsum(
+            p.capacity_ah for p in params
+        )
+        self._temp_c = cfg.initial_temp_c if cfg.initial_temp_c is not None else cfg.ambient_c
+        self._r_factor = self._temperature_factor(self._temp_c)
+        self._current_a = 0.0
+        self._t_s = 0.0
+        self._heat_j = 0.0
+        self._bleed_heat_j = 0.0
+        self._bleed_refresh_t_s = 0.0
+        self._ocv_cache: list[float] | None = None
+        self._volt_cache: list[float] | None = None
+
+    # ---------------------------------------------------------------- driving the simulation
+
+    def step(self, dt_s: float, current_a: float) -> None:
+        """Advance by ``dt_s`` with ``current_a`` (positive = charging) through every cell.
+
+        The current is held constant over the step; the RC branch is integrated exactly for it.
+        Cells clamp at 0 and 100 % SoC (the charge beyond is not stored).
+        """
+        if not dt_s > 0:
+            raise ValueError(f"dt_s (={dt_s}) must be positive")
+        if not math.isfinite(current_a):
+            raise ValueError(f"current_a (={current_a}) must be finite")
+        cached_dt, decay = self._decay_cache
+        if cached_dt != dt_s:
+            decay = math.exp(-dt_s / self._tau1_s)
+            self._decay_cache = (dt_s, decay)
+        gain = 1.0 - decay
+        rf = self._r_factor
+        i = current_a
+        soc = self._soc
+        if any(self._bleed):
+            # The bleed current follows the OCV, which moves slowly: refreshing it every few
+            # simulated seconds instead of every step keeps bleeding packs fast (< 0.1 % error).
+            if self._t_s >= self._bleed_refresh_t_s:
+                self._update_bleed_currents()
+            cell_i = [i - b for b in self._bleed_a]
+            h = dt_s / 3600.0
+            self._bleed_ah = [a + b * h for a, b in zip(self._bleed_ah, self._bleed_a, strict=True)]
+            bleed_w = self.config.bleed_resistance_ohm * sum(b * b for b in self._bleed_a)
+            soc = [
+                s + (ic - sd) * dt_s * k
+                for s, ic, sd, k in zip(soc, cell_i, self._sd_a, self._pct_per_as, strict=True)
+            ]
+            self._v1 = [
+                v * decay + r1 * rf * gain * ic
+                for v, r1, ic in zip(self._v1, self._r1, cell_i, strict=True)
+            ]
+            ohmic_w = rf * sum(ic * ic * r0 for ic, r0 in zip(cell_i, self._r0, strict=True))
+        else:
+            bleed_w = 0.0
+            soc = [
+                s + (i - sd) * dt_s * k
+                for s, sd, k in zip(soc, self._sd_a, self._pct_per_as, strict=True)
+            ]
+            ri = rf * gain * i
+            self._v1 = [v * decay + r1 * ri for v, r1 in zip(self._v1, self._r1, strict=True)]
+            ohmic_w = rf * i * i * self._sum_r0
+        # Clamp only when needed: min/max over a list run in C, a per-cell clamp does not.
+        if min(soc) < 0.0 or max(soc) > 100.0:
+            soc = [0.0 if s < 0.0 else 100.0 if s > 100.0 else s for s in soc]
+        self._soc = soc
+        # Power in the RC branch resistors: v1^2 / R1 per cell.
+        rc_w = sum(v * v / r1 for v, r1 in zip(self._v1, self._r1, strict=True)) / rf
+        heat_w = ohmic_w + rc_w + bleed_w
+        self._heat_j += (ohmic_w + rc_w) * dt_s
+        self._bleed_heat_j += bleed_w * dt_s
+        self._step_temperature(dt_s, heat_w)
+        self._current_a = current_a
+        self._t_s += dt_s
+        self._invalidate()
+
+    def run(self, duration_s: float, dt_s: float, current_a: float) -> None:
+        """Step ``duration_s`` at a constant ``current_a`` in steps of ``dt_s``."""
+        steps = round(duration_s / dt_s)
+        for _ in range(steps):
+            self.step(dt_s, current_a)
+
+    def set_bleed(self, mask: Sequence[bool]) -> None:
+        """Switch the bleed resistors: ``mask[k]`` true bleeds cell ``k``.
+
+        A shorter mask leaves the remaining cells off; a longer one is an error.
+        """
+        n = self.config.cells
+        if len(mask) > n:
+            raise ValueError(f"bleed mask has {len(mask)} entries for a pack of {n} cells")
+        new = [bool(b) for b in mask] + [False] * (n - len(mask))
+        self._bleed = new
+        self._update_bleed_currents()
+        self._invalidate()
+
+    def set_soc_pct(self, soc_pct: Sequence[float]) -> None:
+        """Overwrite the true SoC of every cell (benches set up a chosen imbalance)."""
+        if len(soc_pct) != self.config.cells:
+            raise ValueError(f"got {len(soc_pct)} SoC values for {self.config.cells} cells")
+        for s in soc_pct:
+            if not 0.0 <= s <= 100.0:
+                raise ValueError(f"soc_pct (={s}) must be within 0..100")
+        self._soc = [float(s) for s in soc_pct]
+        self._update_bleed_currents()
+        self._invalidate()
+
+    # ---------------------------------------------------------------- the truth
+
+    @property
+    def t_s(self) -> float:
+        """Simulated time since start."""
+        return self._t_s
+
+    @property
+    def current_a(self) -> float:
+        """Pack current of the last step (positive = charging)."""
+        return self._current_a
+
+    @property
+    def temperature_c(self) -> float:
+        """Lumped pack temperature."""
+        return self._temp_c
+
+    @property
+    def bleed_mask(self) -> tuple[bool, ...]:
+        """Bleed switch per cell."""
+        return tuple(self._bleed)
+
+    @property
+    def bleed_charge_ah(self) -> tuple[float, ...]:
+        """Charge dissipated in each cell's bleed resistor since start."""
+        return tuple(self._bleed_ah)
+
+    @property
+    def heat_j(self) -> float:
+        """Heat generated in the cells (I^2 R) since start."""
+        return self._heat_j
+
+    @property
+    def bleed_heat_j(self) -> float:
+        """Heat dissipated in the bleed resistors since start."""
+        return self._bleed_heat_j
+
+    @property
+    def cells(self) -> tuple[CellState, ...]:
+        """A snapshot of every cell."""
+        ocv = self._ocv()
+        volts = self._volts()
+        return tuple(
+            CellState(
+                index=k,
+                capacity_ah=p.capacity_ah,
+                soc_pct=self._soc[k],
+                ocv_v=ocv[k],
+                rc_voltage_v=self._v1[k],
+                voltage_v=volts[k],
+                bleeding=self._bleed[k],
+                bleed_current_a=self._bleed_a[k],
+                bleed_charge_ah=self._bleed_ah[k],
+            )
+            for k, p in enumerate(self.params)
+        )
+
+    def true_soc_pct(self) -> list[float]:
+        """True SoC of every cell."""
+        return list(self._soc)
+
+    def capacities_ah(self) -> list[float]:
+        """True capacity of every cell."""
+        return [p.capacity_ah for p in self.params]
+
+    def ocv_v(self) -> list[float]:
+        """Open-circuit voltage of every cell at its SoC and the pack temperature."""
+        return list(self._ocv())
+
+    def cell_voltages_v(self) -> list[float]:
+        """True terminal voltage of every cell: OCV + I*R0 + v_RC (bleed current included)."""
+        return list(self._volts())
+
+    def pack_voltage_v(self) -> float:
+        """True pack voltage: the sum of the cell voltages."""
+        return math.fsum(self._volts())
+
+    # ---------------------------------------------------------------- what the sensors report
+
+    def sensed_cell_voltages_v(self) -> list[float]:
+        """Cell voltages as the cell monitor reports them (offset + noise from the config)."""
+        sigma = self.config.voltage_noise_mv / 1000.0
+        gauss = self._noise.rng.gauss
+        return [
+            v + p.voltage_offset_v + (gauss(0.0, sigma) if sigma else 0.0)
+            for v, p in zip(self._volts(), self.params, strict=True)
+        ]
+
+    def sensed_pack_voltage_v(self) -> float:
+        """Pack voltage as the pack voltage sensor reports it (no offset or noise modelled)."""
+        return self.pack_voltage_v()
+
+    def sensed_current_a(self) -> float:
+        """Pack current as the shunt reports it (offset + noise from the config)."""
+        cfg = self.config
+        noise = self._noise.rng.gauss(0.0, cfg.current_noise_a) if cfg.current_noise_a else 0.0
+        return self._current_a + cfg.current_offset_a + noise
+
+    def sensed_temperatures_c(self) -> list[float]:
+        """Temperature sensors: the lumped pack temperature + fixed offset + noise."""
+        sigma = self.config.temp_noise_c
+        gauss = self._noise.rng.gauss
+        t = self._temp_c
+        return [
+            t + off + (gauss(0.0, sigma) if sigma else 0.0) for off in self._noise.sensor_offsets_c
+        ]
+
+    # ---------------------------------------------------------------- internals
+
+    def _ocv(self) -> list[float]:
+        # Cached until the state changes: several frames per step ask for the same values.
+        if self._ocv_cache is None:
+            table = self.chemistry.ocv
+            shift = self.chemistry.entropic_mv_per_k * (self._temp_c - 25.0) / 1000.0
+            self._ocv_cache = [table.voltage(s) + shift for s in self._soc]
+        return self._ocv_cache
+
+    def _volts(self) -> list[float]:
+        if self._volt_cache is None:
+            rf = self._r_factor
+            i = self._current_a
+            self._volt_cache = [
+                ocv + (i - b) * r0 * rf + v1
+                for ocv, b, r0, v1 in zip(
+                    self._ocv(), self._bleed_a, self._r0, self._v1, strict=True
+                )
+            ]
+        return self._volt_cache
+
+    def _invalidate(self) -> None:
+        self._ocv_cache = None
+        self._volt_cache = None
+
+    def _temperature_factor(self, temp_c: float) -> float:
+        ea = self.config.resistance_activation_k
+        return math.exp(ea * (1.0 / (temp_c + _KELVIN) - 1.0 / _T_REF_K)) if ea else 1.0
+
+    def _update_bleed_currents(self) -> None:
+        """Bleed current of each switched cell from its OCV (the resistor sees ~ the OCV)."""
+        self._bleed_refresh_t_s = self._t_s + _BLEED_REFRESH_S
+        if not any(self._bleed):
+            self._bleed_a = [0.0] * self.config.cells
+            return
+        r = self.config.bleed_resistance_ohm
+        table = self.chemistry.ocv
+        self._bleed_a = [
+            table.voltage(s) / r if on and s > 0.0 else 0.0
+            for s, on in zip(self._soc, self._bleed, strict=True)
+        ]
+
+    def _step_temperature(self, dt_s: float, heat_w: float) -> None:
+        cfg = self.config
+        c = self._heat_cap_j_per_k
+        g = c / cfg.thermal_time_constant_s  # W/K to ambient
+        # Exact solution of C dT/dt = P - G (T - Ta) for constant P over the step.
+        t_inf = cfg.ambient_c + heat_w / g
+        self._temp_c = t_inf + (self._temp_c - t_inf) * math.exp(-dt_s * g / c)
+        self._r_factor = self._temperature_factor(self._temp_c)
