@@ -1,25 +1,49 @@
 """Cell chemistries: open-circuit voltage against state of charge, and nominal cell parameters.
 
-The tables here are the built-in defaults. ``scripts/gen_ocv.py`` regenerates them from PyBaMM;
-users may supply their own table as CSV (``soc_pct,ocv_v`` rows) through the settings;
-``parse_ocv_csv`` checks it (the caller reads the file).
+The built-in tables ship as package data in ``gateway/data/ocv/`` and are generated from PyBaMM
+by ``scripts/gen_ocv.py``: ``<name>.csv`` (OCV against SoC), ``<name>_params.csv`` (voltage
+window and a first-order circuit fitted to a pulse) and ``<name>_r_temp.csv`` (how resistance
+scales with temperature). They are read once, on first use, from the installed package (constant
+data, not configuration). Users may supply their own OCV table as CSV (``soc_pct,ocv_v`` rows,
+optionally a third column ``docv_dt_mv_per_k``) through the settings; ``parse_ocv_csv`` checks it
+(the caller reads the file) and ``Chemistry.with_ocv`` puts it in place.
 """
 
 from __future__ import annotations
 
 import bisect
 import csv
+import dataclasses
+import functools
+import itertools
 from dataclasses import dataclass
+from importlib import resources
 
-__all__ = ["CHEMISTRIES", "Chemistry", "OcvTable", "get_chemistry", "parse_ocv_csv"]
+__all__ = [
+    "CHEMISTRIES",
+    "Chemistry",
+    "OcvTable",
+    "get_chemistry",
+    "parse_ocv_csv",
+]
+
+CHEMISTRIES: tuple[str, ...] = ("lfp", "nmc")
+"""Names of the built-in chemistries."""
+
+_REF_TEMP_C = 25.0
 
 
 @dataclass(frozen=True, slots=True)
 class OcvTable:
-    """Piecewise-linear OCV curve; ``soc_pct`` strictly increasing, ``ocv_v`` non-decreasing."""
+    """Piecewise-linear OCV curve; ``soc_pct`` strictly increasing, ``ocv_v`` non-decreasing.
+
+    ``docv_dt_mv_per_k`` (optional, one value per row) is the OCV's temperature coefficient:
+    ``OCV(soc, T) = OCV(soc) + dOCV/dT(soc) * (T - 25 degC)``.
+    """
 
     soc_pct: tuple[float, ...]
     ocv_v: tuple[float, ...]
+    docv_dt_mv_per_k: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.soc_pct) != len(self.ocv_v) or len(self.soc_pct) < 2:
@@ -28,13 +52,28 @@ class OcvTable:
             raise ValueError("soc_pct must be strictly increasing")
         if any(b < a for a, b in zip(self.ocv_v, self.ocv_v[1:], strict=False)):
             raise ValueError("ocv_v must not decrease as soc_pct increases")
+        if self.docv_dt_mv_per_k and len(self.docv_dt_mv_per_k) != len(self.soc_pct):
+            raise ValueError("docv_dt_mv_per_k needs one value per row")
 
-    def voltage(self, soc_pct: float) -> float:
-        """OCV at ``soc_pct`` (clamped to the table)."""
-        return _interp(soc_pct, self.soc_pct, self.ocv_v)
+    def voltage(self, soc_pct: float, temp_c: float = _REF_TEMP_C) -> float:
+        """OCV at ``soc_pct`` (clamped to the table) and ``temp_c``."""
+        v = _interp(soc_pct, self.soc_pct, self.ocv_v)
+        if self.docv_dt_mv_per_k and temp_c != _REF_TEMP_C:
+            v += _interp(soc_pct, self.soc_pct, self.docv_dt_mv_per_k) * (temp_c - 25.0) / 1e3
+        return v
 
-    def soc(self, ocv_v: float) -> float:
-        """SoC at ``ocv_v`` (clamped); on a flat stretch, the middle of it."""
+    def soc(self, ocv_v: float, temp_c: float = _REF_TEMP_C) -> float:
+        """SoC at ``ocv_v`` (clamped) and ``temp_c``; on a flat stretch, the middle of it."""
+        s = self._soc_25(ocv_v)
+        if self.docv_dt_mv_per_k and temp_c != _REF_TEMP_C:
+            # Refer the voltage to 25 degC with the coefficient where we landed; twice is plenty
+            # (the coefficient is a few tenths of a mV/K and changes slowly).
+            for _ in range(2):
+                dv = _interp(s, self.soc_pct, self.docv_dt_mv_per_k) * (temp_c - 25.0) / 1e3
+                s = self._soc_25(ocv_v - dv)
+        return s
+
+    def _soc_25(self, ocv_v: float) -> float:
         xs, ys = self.ocv_v, self.soc_pct
         if ocv_v <= xs[0]:
             return ys[0]
@@ -66,7 +105,11 @@ def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Chemistry:
-    """A chemistry's OCV curve and nominal cell parameters (for a 100 Ah reference cell)."""
+    """A chemistry's OCV curve and nominal cell parameters.
+
+    Resistances are given per capacity (mOhm * Ah) at 25 degC so that they scale to any cell:
+    a 100 Ah cell of the same build has a hundredth of a 1 Ah cell's resistance.
+    """
 
     name: str
     ocv: OcvTable
@@ -77,93 +120,123 @@ class Chemistry:
     r1_mohm_ah: float  # RC branch resistance times capacity
     tau1_s: float  # RC branch time constant
     entropic_mv_per_k: float = 0.0  # temperature coefficient of OCV near mid SoC
+    r_temp: tuple[tuple[float, float], ...] = ((_REF_TEMP_C, 1.0),)
+    """Resistance factor against temperature: ``(temp_c, factor)`` rows, 1.0 at 25 degC."""
+    source: str = ""
+    """Where the tables come from (parameter set and generator), for reports."""
 
-    def r0_ohm(self, capacity_ah: float) -> float:
-        """Ohmic resistance of a cell of ``capacity_ah``."""
-        return self.r0_mohm_ah / capacity_ah / 1000.0
+    def r0_ohm(self, capacity_ah: float, temp_c: float = _REF_TEMP_C) -> float:
+        """Ohmic resistance of a cell of ``capacity_ah`` at ``temp_c``."""
+        return self.r0_mohm_ah / capacity_ah / 1000.0 * self.r_temp_factor(temp_c)
 
     def r1_ohm(self, capacity_ah: float) -> float:
         """RC branch resistance of a cell of ``capacity_ah``."""
         return self.r1_mohm_ah / capacity_ah / 1000.0
 
+    def r_temp_factor(self, temp_c: float) -> float:
+        """Resistance at ``temp_c`` over resistance at 25 degC (clamped to the table's range)."""
+        rows = self.r_temp
+        if len(rows) == 1:
+            return rows[0][1]
+        ts = tuple(t for t, _ in rows)
+        fs = tuple(f for _, f in rows)
+        return _interp(temp_c, ts, fs)
 
-_LFP = Chemistry(
-    name="lfp",
-    ocv=OcvTable(
-        soc_pct=(0, 2, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 100),
-        ocv_v=(
-            2.500,
-            2.900,
-            3.100,
-            3.200,
-            3.230,
-            3.250,
-            3.270,
-            3.285,
-            3.290,
-            3.295,
-            3.300,
-            3.320,
-            3.330,
-            3.340,
-            3.400,
-            3.450,
-        ),
-    ),
-    nominal_v=3.2,
-    max_v=3.65,
-    min_v=2.5,
-    r0_mohm_ah=50.0,
-    r1_mohm_ah=30.0,
-    tau1_s=60.0,
-)
+    def ocv_voltage(self, soc_pct: float, temp_c: float = _REF_TEMP_C) -> float:
+        """OCV at ``soc_pct`` and ``temp_c``."""
+        v = self.ocv.voltage(soc_pct, temp_c)
+        if self.entropic_mv_per_k and not self.ocv.docv_dt_mv_per_k:
+            v += self.entropic_mv_per_k * (temp_c - _REF_TEMP_C) / 1e3
+        return v
 
-_NMC = Chemistry(
-    name="nmc",
-    ocv=OcvTable(
-        soc_pct=(0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100),
-        ocv_v=(3.00, 3.35, 3.45, 3.55, 3.62, 3.67, 3.72, 3.80, 3.88, 3.97, 4.07, 4.18),
-    ),
-    nominal_v=3.65,
-    max_v=4.2,
-    min_v=3.0,
-    r0_mohm_ah=80.0,
-    r1_mohm_ah=40.0,
-    tau1_s=40.0,
-)
+    def ocv_soc(self, ocv_v: float, temp_c: float = _REF_TEMP_C) -> float:
+        """SoC whose OCV at ``temp_c`` is ``ocv_v``."""
+        if self.entropic_mv_per_k and not self.ocv.docv_dt_mv_per_k:
+            ocv_v -= self.entropic_mv_per_k * (temp_c - _REF_TEMP_C) / 1e3
+        return self.ocv.soc(ocv_v, temp_c)
 
-CHEMISTRIES: dict[str, Chemistry] = {"lfp": _LFP, "nmc": _NMC}
+    def with_ocv(self, table: OcvTable) -> Chemistry:
+        """This chemistry with a user's OCV table in place of the built-in one."""
+        return dataclasses.replace(self, ocv=table, source=f"{self.source}; user OCV table")
 
 
+def _read(name: str) -> str:
+    return resources.files("gateway").joinpath("data", "ocv", name).read_text(encoding="utf-8")
+
+
+def _parse_key_values(text: str, source: str) -> dict[str, str]:
+    rows = [r for r in csv.reader(text.splitlines()) if r and not r[0].startswith("#")]
+    if not rows or rows[0] != ["key", "value"]:
+        raise ValueError(f"{source}:1: header must be 'key,value'")
+    return {r[0]: r[1] for r in rows[1:] if len(r) == 2}
+
+
+def _parse_r_temp(text: str, source: str) -> tuple[tuple[float, float], ...]:
+    rows = [r for r in csv.reader(text.splitlines()) if r and not r[0].startswith("#")]
+    if not rows or rows[0] != ["temp_c", "factor"]:
+        raise ValueError(f"{source}:1: header must be 'temp_c,factor'")
+    out = tuple((float(t), float(f)) for t, f in rows[1:])
+    if len(out) < 1 or any(b[0] <= a[0] for a, b in itertools.pairwise(out)):
+        raise ValueError(f"{source}: temp_c must increase")
+    return out
+
+
+@functools.cache
 def get_chemistry(name: str) -> Chemistry:
-    """The built-in chemistry ``name`` (``lfp`` or ``nmc``)."""
-    try:
-        return CHEMISTRIES[name]
-    except KeyError:
-        raise ValueError(f"chemistry (={name!r}) must be one of {sorted(CHEMISTRIES)}") from None
+    """The built-in chemistry ``name`` (``lfp`` or ``nmc``), from the shipped tables."""
+    if name not in CHEMISTRIES:
+        raise ValueError(f"chemistry (={name!r}) must be one of {sorted(CHEMISTRIES)}")
+    ocv_name, params_name, r_name = f"{name}.csv", f"{name}_params.csv", f"{name}_r_temp.csv"
+    ocv = parse_ocv_csv(_read(ocv_name), ocv_name)
+    params = _parse_key_values(_read(params_name), params_name)
+    return Chemistry(
+        name=name,
+        ocv=ocv,
+        nominal_v=float(params["nominal_v"]),
+        max_v=float(params["max_v"]),
+        min_v=float(params["min_v"]),
+        r0_mohm_ah=float(params["r0_mohm_ah"]),
+        r1_mohm_ah=float(params["r1_mohm_ah"]),
+        tau1_s=float(params["tau1_s"]),
+        r_temp=_parse_r_temp(_read(r_name), r_name),
+        source=params.get("source", ""),
+    )
 
 
 def parse_ocv_csv(text: str, source: str) -> OcvTable:
-    """Parse a user OCV table: a header ``soc_pct,ocv_v`` and one row per point.
+    """Parse an OCV table: a header ``soc_pct,ocv_v`` and one row per point.
+
+    An optional third column ``docv_dt_mv_per_k`` gives the OCV's temperature coefficient. Lines
+    starting with ``#`` are comments. Row numbers in errors are line numbers of ``text``.
 
     Raises:
         ValueError: whose message starts with ``source:row:`` and says what is wrong.
     """
-    rows = list(csv.reader(text.splitlines()))
-    if not rows or [c.strip() for c in rows[0]] != ["soc_pct", "ocv_v"]:
-        raise ValueError(f"{source}:1: header must be 'soc_pct,ocv_v'")
+    lines = text.splitlines()
+    numbered = [
+        (n, row)
+        for n, row in enumerate(csv.reader(lines), start=1)
+        if row and not row[0].lstrip().startswith("#") and any(c.strip() for c in row)
+    ]
+    if not numbered:
+        raise ValueError(f"{source}:1: empty table; header must be 'soc_pct,ocv_v'")
+    head_no, head = numbered[0]
+    header = [c.strip() for c in head]
+    if header not in (["soc_pct", "ocv_v"], ["soc_pct", "ocv_v", "docv_dt_mv_per_k"]):
+        raise ValueError(f"{source}:{head_no}: header must be 'soc_pct,ocv_v'")
+    ncol = len(header)
     socs: list[float] = []
     volts: list[float] = []
-    for lineno, row in enumerate(rows[1:], start=2):
-        if not row or all(not c.strip() for c in row):
-            continue
-        if len(row) != 2:
-            raise ValueError(f"{source}:{lineno}: expected 2 columns, got {len(row)}")
+    coefs: list[float] = []
+    for lineno, row in numbered[1:]:
+        if len(row) != ncol:
+            raise ValueError(f"{source}:{lineno}: expected {ncol} columns, got {len(row)}")
         try:
-            soc, volt = float(row[0]), float(row[1])
+            vals = [float(c) for c in row]
         except ValueError:
             raise ValueError(f"{source}:{lineno}: not a number: {','.join(row)!r}") from None
-        if not 0.0 <= soc <= 100.0:
+        soc, volt = vals[0], vals[1]
+        if not 0.0 <= soc <= 100.0:  # also rejects nan
             raise ValueError(f"{source}:{lineno}: soc_pct (={soc}) must be within 0..100")
         if not 0.5 <= volt <= 5.5:
             raise ValueError(f"{source}:{lineno}: ocv_v (={volt}) must be within 0.5..5.5 V")
@@ -173,8 +246,14 @@ def parse_ocv_csv(text: str, source: str) -> OcvTable:
             raise ValueError(
                 f"{source}:{lineno}: ocv_v must not decrease (={volt} after {volts[-1]})"
             )
+        if ncol == 3:
+            if not -5.0 <= vals[2] <= 5.0:
+                raise ValueError(
+                    f"{source}:{lineno}: docv_dt_mv_per_k (={vals[2]}) must be within -5..5"
+                )
+            coefs.append(vals[2])
         socs.append(soc)
         volts.append(volt)
     if len(socs) < 2:
         raise ValueError(f"{source}: an OCV table needs at least two rows")
-    return OcvTable(tuple(socs), tuple(volts))
+    return OcvTable(tuple(socs), tuple(volts), tuple(coefs))

@@ -1,0 +1,144 @@
+"""Files the estimator needs: its persisted state (atomic) and a user's OCV table.
+
+The estimator (``gateway.core.soc``) is pure; this module does its I/O. ``save_state`` writes a
+temporary file in the target's directory, fsyncs it, renames it over the target and fsyncs the
+directory, so a crash or power cut leaves either the old file or the new one, never half of
+one. ``load_state`` returns ``None`` (and logs why) for a missing, unreadable or corrupt file;
+the caller then starts from OCV. Whether the state fits this pack is ``SocEstimator.restore``'s
+call (it raises ``ValueError``), see ``restore_estimator``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.core.chemistry import Chemistry, OcvTable, get_chemistry, parse_ocv_csv
+from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.core.pack import PackConfig
+    from gateway.core.soc import SocConfig, SocEstimator
+
+__all__ = [
+    "load_ocv_table",
+    "load_state",
+    "resolve_chemistry",
+    "restore_estimator",
+    "save_state",
+]
+
+log = logging.getLogger(__name__)
+
+_MAGIC = "bms-gateway-estimator-state"
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` as JSON to ``path`` atomically (temp file, fsync, rename, fsync dir).
+
+    Raises:
+        OSError: the directory cannot be created or written; the old file is left intact.
+        ValueError: ``state`` holds something JSON cannot carry (NaN included).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps({"format": _MAGIC, "state": state}, allow_nan=False, separators=(",", ":"))
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    # The rename is durable only once the directory entry is on disk.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_state(path: Path) -> dict[str, Any] | None:
+    """The state saved at ``path``, or ``None`` (logged with the reason) when there is none.
+
+    A missing file is logged at INFO (first start); an unreadable, truncated or foreign file at
+    WARNING. Never raises for the file's content.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        log.info("no estimator state at %s; starting from OCV", path)
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        log.warning("estimator state %s unreadable (%s); starting from OCV", path, e)
+        return None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        log.warning("estimator state %s is corrupt (%s); starting from OCV", path, e)
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != _MAGIC:
+        log.warning("estimator state %s is not a gateway state file; starting from OCV", path)
+        return None
+    state = doc.get("state")
+    if not isinstance(state, dict):
+        log.warning("estimator state %s has no state object; starting from OCV", path)
+        return None
+    return state
+
+
+def restore_estimator(estimator: SocEstimator, path: Path) -> bool:
+    """Load the state at ``path`` into ``estimator``; False (logged) when none fits.
+
+    A state of another cell count, chemistry or version, or a malformed one, is logged with the
+    reason and ignored: the estimator then starts from the OCV of the first voltages.
+    """
+    state = load_state(path)
+    if state is None:
+        return False
+    try:
+        estimator.restore(state)
+    except ValueError as e:
+        log.warning("estimator state %s does not fit this pack (%s); starting from OCV", path, e)
+        return False
+    log.info("estimator state restored from %s", path)
+    return True
+
+
+def load_ocv_table(path: Path) -> OcvTable:
+    """Read and check a user OCV table (CSV ``soc_pct,ocv_v``).
+
+    Raises:
+        ConfigError: the file cannot be read, or a row is malformed (named as ``file:row``).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"soc.ocv_table: {path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"soc.ocv_table: {path}: not a text file") from None
+    try:
+        return parse_ocv_csv(text, str(path))
+    except ValueError as e:
+        raise ConfigError(f"soc.ocv_table: {e}") from None
+
+
+def resolve_chemistry(pack: PackConfig, soc: SocConfig) -> Chemistry:
+    """The pack's chemistry with the user's OCV table (``soc.ocv_table``) when one is set.
+
+    Raises:
+        ConfigError: the user's table cannot be read or is malformed.
+    """
+    chem = get_chemistry(pack.chemistry)
+    if soc.ocv_table:
+        chem = chem.with_ocv(load_ocv_table(Path(soc.ocv_table)))
+    return chem

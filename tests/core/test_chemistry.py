@@ -1,0 +1,116 @@
+"""Chemistry tables: the shipped PyBaMM tables, user OCV tables and their errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gateway.core.chemistry import CHEMISTRIES, OcvTable, get_chemistry, parse_ocv_csv
+
+
+@pytest.mark.parametrize("name", CHEMISTRIES)
+def test_shipped_tables_span_the_voltage_window(name: str) -> None:
+    chem = get_chemistry(name)
+    table = chem.ocv
+    assert table.soc_pct[0] == 0.0
+    assert table.soc_pct[-1] == 100.0
+    assert len(table.soc_pct) > 50  # generated, not a hand-typed handful
+    # 0 % is the end-of-discharge voltage; full is at or just below the end-of-charge voltage.
+    assert table.voltage(0.0) == pytest.approx(chem.min_v, abs=0.01)
+    assert chem.max_v - 0.06 <= table.voltage(100.0) <= chem.max_v
+    assert chem.min_v < chem.nominal_v < chem.max_v
+    assert "PyBaMM" in chem.source
+
+
+@pytest.mark.parametrize("name", CHEMISTRIES)
+def test_ocv_lookup_inverts_where_the_curve_rises(name: str) -> None:
+    table = get_chemistry(name).ocv
+    for soc in (3.0, 10.0, 25.0, 50.0, 75.0, 90.0, 99.0):
+        if table.slope(soc) > 1e-4:
+            assert table.soc(table.voltage(soc)) == pytest.approx(soc, abs=0.05)
+
+
+def test_lfp_is_flat_in_the_middle_and_nmc_is_not() -> None:
+    lfp, nmc = get_chemistry("lfp").ocv, get_chemistry("nmc").ocv
+    # Volts per percent over 40..70 %: LFP a fraction of a mV, NMC several mV.
+    lfp_slope = (lfp.voltage(70.0) - lfp.voltage(40.0)) / 30.0
+    nmc_slope = (nmc.voltage(70.0) - nmc.voltage(40.0)) / 30.0
+    assert lfp_slope < 0.001
+    assert nmc_slope > 0.005
+
+
+@pytest.mark.parametrize("name", CHEMISTRIES)
+def test_resistance_falls_with_temperature_and_scales_with_capacity(name: str) -> None:
+    chem = get_chemistry(name)
+    assert chem.r_temp_factor(25.0) == pytest.approx(1.0)
+    assert chem.r0_ohm(100.0, 0.0) > chem.r0_ohm(100.0) > chem.r0_ohm(100.0, 40.0)
+    # Outside the table the factor is clamped, never extrapolated to zero or below.
+    assert chem.r_temp_factor(-40.0) == chem.r_temp_factor(0.0)
+    assert chem.r0_ohm(200.0) == pytest.approx(chem.r0_ohm(100.0) / 2)
+    assert chem.r1_ohm(50.0) > 0 and chem.tau1_s > 0
+
+
+def test_unknown_chemistry_is_named() -> None:
+    with pytest.raises(ValueError, match="'lead'"):
+        get_chemistry("lead")
+
+
+def test_user_table_with_comments_and_temperature_column() -> None:
+    text = (
+        "# measured at 25 degC\n"
+        "soc_pct,ocv_v,docv_dt_mv_per_k\n"
+        "0,3.0,0.2\n"
+        "50,3.6,0.0\n"
+        "\n"
+        "100,4.2,-0.2\n"
+    )
+    table = parse_ocv_csv(text, "user.csv")
+    assert table.soc_pct == (0.0, 50.0, 100.0)
+    assert table.voltage(25.0) == pytest.approx(3.3)
+    # 10 K warmer at 0 %: +2 mV; the inverse lookup undoes it.
+    assert table.voltage(0.0, 35.0) == pytest.approx(3.002)
+    assert table.voltage(100.0, 35.0) == pytest.approx(4.198)
+    assert table.soc(table.voltage(80.0, 35.0), 35.0) == pytest.approx(80.0, abs=0.01)
+    chem = get_chemistry("nmc").with_ocv(table)
+    assert chem.ocv is table
+    assert chem.ocv_voltage(25.0) == pytest.approx(3.3)
+    assert chem.name == "nmc"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        ("soc,volts\n0,3\n100,4\n", "f.csv:1:", "header"),
+        ("soc_pct,ocv_v\n0,3.0\n50,x\n100,4.2\n", "f.csv:3:", "not a number"),
+        ("soc_pct,ocv_v\n0,3.0\n50\n", "f.csv:3:", "expected 2 columns"),
+        ("soc_pct,ocv_v\n0,3.0\n50,3.5\n40,3.6\n", "f.csv:4:", "soc_pct must increase"),
+        ("soc_pct,ocv_v\n0,3.0\n50,3.5\n60,3.4\n", "f.csv:4:", "ocv_v must not decrease"),
+        ("soc_pct,ocv_v\n0,3.0\n120,3.5\n", "f.csv:3:", "within 0..100"),
+        ("soc_pct,ocv_v\n0,3.0\nnan,3.5\n", "f.csv:3:", "within 0..100"),
+        ("soc_pct,ocv_v\n0,3.0\n100,9\n", "f.csv:3:", "0.5..5.5"),
+        ("# c\nsoc_pct,ocv_v\n0,3.0\n", "f.csv:", "at least two rows"),
+        ("", "f.csv:1:", "empty"),
+        ("soc_pct,ocv_v,docv_dt_mv_per_k\n0,3,0\n100,4,99\n", "f.csv:3:", "docv_dt_mv_per_k"),
+    ],
+)
+def test_malformed_user_table_names_file_and_row(text: str, where: str, what: str) -> None:
+    with pytest.raises(ValueError, match=what) as info:
+        parse_ocv_csv(text, "f.csv")
+    assert str(info.value).startswith(where)
+
+
+def test_table_invariants_are_enforced_on_construction() -> None:
+    with pytest.raises(ValueError):
+        OcvTable((0.0, 0.0), (3.0, 3.1))
+    with pytest.raises(ValueError):
+        OcvTable((0.0, 100.0), (3.0, 2.9))
+    with pytest.raises(ValueError):
+        OcvTable((0.0, 100.0), (3.0, 3.1), (0.1,))
+
+
+def test_flat_stretch_lookup_returns_its_middle() -> None:
+    table = OcvTable((0.0, 20.0, 80.0, 100.0), (3.0, 3.3, 3.3, 3.6))
+    assert table.soc(3.3) == pytest.approx(50.0)
+    assert table.slope(50.0) == 0.0
+    assert math.isclose(table.soc(2.0), 0.0) and math.isclose(table.soc(4.0), 100.0)
