@@ -24,14 +24,20 @@ from typing import Any, cast
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
-from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
 
 from gateway.core.model import Command, CommandResult, ControlOutput, Negotiation, ResetAlarms
 from gateway.errors import ModbusLinkError
 from gateway.sunspec.config import SunSpecConfig
 from gateway.sunspec.maps import WRITABLE_802, BatteryInfo, BatteryMap, LinkState
 
-__all__ = ["CommandHandler", "ControllerHeartbeat", "SunSpecServer"]
+__all__ = [
+    "CommandHandler",
+    "ControllerHeartbeat",
+    "SunSpecServer",
+    "adopt_registers",
+    "build_sim_device",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,52 @@ class ControllerHeartbeat:
     age_s: float | None  # since it last changed
     lost: bool  # seen, then unchanged for longer than the timeout
     timeout_s: float
+
+
+def build_sim_device(
+    unit_id: int, base: int, regs: list[int], writable: set[int], action: SimAction
+) -> SimDevice:
+    """A pymodbus ``SimDevice`` holding ``regs`` from ``base``; only ``writable`` accept writes.
+
+    One ``SimData`` block per run of equal access, so pymodbus itself answers exception 02 to a
+    write on a read-only register; addresses outside the blocks are invalid (also 02).
+    """
+    blocks: list[SimData] = []
+    start = 0
+    for i in range(1, len(regs) + 1):
+        if i == len(regs) or ((base + i) in writable) != ((base + start) in writable):
+            blocks.append(
+                SimData(
+                    address=base + start,
+                    values=list(regs[start:i]),
+                    datatype=DataType.REGISTERS,
+                    readonly=(base + start) not in writable,
+                )
+            )
+            start = i
+    return SimDevice(id=unit_id, simdata=blocks, action=action)
+
+
+def adopt_registers(server: ModbusTcpServer, unit_id: int, base: int, regs: list[int]) -> list[int]:
+    """The register list pymodbus serves ``unit_id`` from, filled with ``regs``.
+
+    Later updates go straight into it (one slice assignment = one consistent step for readers).
+
+    Raises:
+        ModbusLinkError: pymodbus' datastore is not laid out as 3.16's is.
+    """
+    try:
+        context: Any = server.context
+        runtime: Any = context.devices[unit_id]
+        start, _n, served, _flags = runtime.block["x"]
+    except (AttributeError, KeyError, ValueError) as e:  # pymodbus internals moved
+        raise ModbusLinkError(f"unsupported pymodbus datastore layout ({e})") from None
+    if start != base or len(served) < len(regs):
+        raise ModbusLinkError(
+            f"datastore starts at {start} ({len(served)} registers), map at {base}"
+        )
+    served[: len(regs)] = regs
+    return cast(list[int], served)
 
 
 def _make_handler(owner: SunSpecServer) -> type[ServerRequestHandler]:
@@ -278,37 +330,10 @@ class SunSpecServer:
         return self._on_command(cmd)
 
     def _device(self) -> SimDevice:
-        """One register block per run of equal access, so pymodbus enforces read-only."""
-        base = self.map.base
         writable = {a for a, _n in self.map.writable()}
-        blocks: list[SimData] = []
-        start = 0
-        regs = self._regs
-        for i in range(1, len(regs) + 1):
-            if i == len(regs) or ((base + i) in writable) != ((base + start) in writable):
-                blocks.append(
-                    SimData(
-                        address=base + start,
-                        values=list(regs[start:i]),
-                        datatype=DataType.REGISTERS,
-                        readonly=(base + start) not in writable,
-                    )
-                )
-                start = i
-        return SimDevice(id=self.config.unit_id, simdata=blocks, action=self._action)
-
-    def _attach(self, server: _TcpServer) -> None:
-        """Adopt pymodbus' register list so updates go where requests are served from."""
-        try:
-            context: Any = server.context
-            runtime: Any = context.devices[self.config.unit_id]
-            start, _n, regs, _flags = runtime.block["x"]
-        except (AttributeError, KeyError, ValueError) as e:  # pymodbus internals moved
-            raise ModbusLinkError(f"sunspec: unsupported pymodbus datastore layout ({e})") from None
-        if start != self.map.base:
-            raise ModbusLinkError(f"sunspec: datastore starts at {start}, map at {self.map.base}")
-        regs[: len(self._regs)] = self._regs
-        self._regs = regs
+        return build_sim_device(
+            self.config.unit_id, self.map.base, self._regs, writable, self._action
+        )
 
     async def run(self) -> None:
         """Serve until cancelled; Hb counts seconds and the CtrlHb watchdog runs meanwhile.
@@ -319,7 +344,7 @@ class SunSpecServer:
         """
         cfg = self.config
         server = _TcpServer(self, self._device(), (cfg.host, cfg.port))
-        self._attach(server)
+        self._regs = adopt_registers(server, self.config.unit_id, self.map.base, self._regs)
         try:
             await server.serve_forever(background=True)
         except RuntimeError as e:

@@ -1,0 +1,422 @@
+"""SunSpec client mode: the inverter is the Modbus server; the gateway writes its limits to it.
+
+The client scans the configured base addresses for ``SunS``, walks the model headers, and drives
+storage control through model 124 (``InWRte``/``OutWRte`` as % of ``WChaMax``, a revert timeout,
+``StorCtl_Mod``) or, on DER inverters, model 702 (``WChaRteMax``/``WDisChaRteMax`` in W). It
+rewrites well within the revert timeout, at once when our limit is cut, and reads back what the
+inverter holds, so ``negotiation()`` reports requested, accepted and effective limits.
+
+pymodbus is confined to ``ModbusLink``: every library error and every exception response becomes
+``gateway.errors.ModbusLinkError`` there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from gateway.core.model import ControlOutput, Negotiation
+from gateway.errors import ModbusLinkError
+from gateway.sunspec.config import SunSpecConfig
+from gateway.sunspec.maps import (
+    END_MODEL_ID,
+    SUNS_MARKER,
+    ModelLayout,
+    RawValue,
+    from_raw,
+    limits_from_124,
+    limits_from_702,
+    pack_voltage_v,
+    setpoints_124,
+    setpoints_702,
+)
+
+__all__ = [
+    "InverterModel",
+    "ModbusExceptionResponse",
+    "ModbusLink",
+    "SunSpecClient",
+    "SunSpecMap",
+    "scan",
+    "scan_map",
+]
+
+log = logging.getLogger(__name__)
+
+_MAX_READ = 125  # registers per Modbus read request
+_MAX_MODELS = 64  # a map with more models than this is broken (or a loop)
+
+
+class ModbusExceptionResponse(ModbusLinkError):
+    """The peer answered with a Modbus exception code (the link itself is fine)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ModbusLink:
+    """A thin async Modbus TCP client; pymodbus errors become ``ModbusLinkError``.
+
+    Must be created inside a running event loop (pymodbus' client needs one).
+    """
+
+    def __init__(self, host: str, port: int, unit_id: int, timeout_s: float) -> None:
+        self.host, self.port, self.unit_id = host, port, unit_id
+        self._client = AsyncModbusTcpClient(
+            host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0
+        )
+
+    async def connect(self) -> None:
+        """Open the TCP connection."""
+        try:
+            ok = await self._client.connect()
+        except (ModbusException, OSError) as e:
+            raise ModbusLinkError(f"{self.host}:{self.port}: cannot connect: {e}") from None
+        if not ok:
+            raise ModbusLinkError(f"{self.host}:{self.port}: cannot connect")
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self._client.close()
+
+    def _check(self, what: str, resp: Any) -> Any:
+        if resp.isError():
+            code = int(getattr(resp, "exception_code", 0) or 0)
+            raise ModbusExceptionResponse(
+                f"{self.host}:{self.port}: {what}: exception {code}", code
+            )
+        return resp
+
+    async def read(self, address: int, count: int) -> list[int]:
+        """Read ``count`` holding registers from ``address`` (split into legal requests)."""
+        regs: list[int] = []
+        while count > 0:
+            n = min(count, _MAX_READ)
+            try:
+                resp = await self._client.read_holding_registers(
+                    address, count=n, device_id=self.unit_id
+                )
+            except (TimeoutError, ModbusException, OSError) as e:
+                raise ModbusLinkError(f"{self.host}:{self.port}: read {address}: {e}") from None
+            resp = self._check(f"read {address}+{n}", resp)
+            got = list(resp.registers)
+            if len(got) != n:
+                raise ModbusLinkError(f"{self.host}:{self.port}: read {address}: short answer")
+            regs.extend(got)
+            address += n
+            count -= n
+        return regs
+
+    async def write(self, address: int, values: Sequence[int]) -> None:
+        """Write holding registers from ``address``."""
+        try:
+            resp = await self._client.write_registers(address, list(values), device_id=self.unit_id)
+        except (TimeoutError, ModbusException, OSError) as e:
+            raise ModbusLinkError(f"{self.host}:{self.port}: write {address}: {e}") from None
+        self._check(f"write {address}", resp)
+
+
+@dataclass(frozen=True, slots=True)
+class InverterModel:
+    """Where the storage-control model sits in the inverter's map."""
+
+    base: int  # address of "SunS"
+    model_id: int  # 124 or 702
+    address: int  # address of the model's ID register
+    length: int  # the model's L
+    models: tuple[int, ...]  # every model id found, in order
+
+
+@dataclass(frozen=True, slots=True)
+class SunSpecMap:
+    """What a scan found: the base address and every model's (address, L), in order."""
+
+    base: int
+    models: tuple[tuple[int, int, int], ...]  # (model id, address of its ID register, L)
+
+    def find(self, model_id: int) -> tuple[int, int] | None:
+        """(address, L) of the first model ``model_id``, if present."""
+        return next(((a, n) for m, a, n in self.models if m == model_id), None)
+
+
+async def scan_map(link: ModbusLink, bases: Sequence[int]) -> SunSpecMap:
+    """Find ``SunS`` at one of ``bases`` and walk the model headers to the end model.
+
+    Raises:
+        ModbusLinkError: no SunSpec map at any base, or the link failed.
+    """
+    base = None
+    for b in bases:
+        try:
+            if tuple(await link.read(b, 2)) == SUNS_MARKER:
+                base = b
+                break
+        except ModbusExceptionResponse:
+            continue  # nothing mapped there: try the next base
+    if base is None:
+        raise ModbusLinkError(f"no SunSpec map (SunS) at {', '.join(map(str, bases))}")
+    models: list[tuple[int, int, int]] = []
+    addr = base + 2
+    for _ in range(_MAX_MODELS):
+        mid, length = await link.read(addr, 2)
+        if mid == END_MODEL_ID:
+            break
+        models.append((mid, addr, length))
+        addr += 2 + length
+        if addr > 0xFFFF:
+            break
+    return SunSpecMap(base, tuple(models))
+
+
+async def scan(link: ModbusLink, bases: Sequence[int], prefer: int = 124) -> InverterModel:
+    """Find the inverter's storage-control model (``prefer``, else the other of 124/702).
+
+    Raises:
+        ModbusLinkError: no SunSpec map, or neither model 124 nor 702.
+    """
+    found = await scan_map(link, bases)
+    for mid in (prefer, 702 if prefer == 124 else 124):
+        hit = found.find(mid)
+        if hit is not None:
+            address, length = hit
+            need = ModelLayout.from_definition(mid).length
+            if length < need:
+                raise ModbusLinkError(f"model {mid} at {address}: L={length}, {need} expected")
+            return InverterModel(
+                found.base, mid, address, length, tuple(m for m, _a, _n in found.models)
+            )
+    ids = [m for m, _a, _n in found.models]
+    raise ModbusLinkError(f"no storage control model (124 or 702) among {ids}")
+
+
+def _sf(values: dict[str, RawValue], name: str) -> int | None:
+    v = values.get(name)
+    return v if isinstance(v, int) else None
+
+
+class SunSpecClient:
+    """Writes the gateway's limits to an inverter's model 124 or 702 and reads them back.
+
+    Args:
+        config: the ``sunspec`` settings section (``mode = "client"``).
+        clock: monotonic seconds.
+    """
+
+    def __init__(self, config: SunSpecConfig, *, clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self._clock = clock
+        self._req_c = 0.0
+        self._req_d = 0.0
+        self._voltage_v: float | None = None
+        self._written_req: tuple[float, float] | None = None
+        self._wake = asyncio.Event()
+        self._connected = False
+        self._accepted: tuple[float | None, float | None] = (None, None)
+        self._max: tuple[float | None, float | None] = (None, None)
+        self.model: InverterModel | None = None
+        self.writes = 0
+        self.write_times_s: list[float] = []  # last few rewrite times (cadence, for tests)
+        self.losses = 0
+        self.last_error: str | None = None
+
+    # --- the gateway side --------------------------------------------------------------------
+
+    def update(self, out: ControlOutput) -> None:
+        """Take one step's limits: a cut is written at once, a rise on the next poll."""
+        self._req_c = max(0.0, out.limits.ccl_a.value)
+        self._req_d = max(0.0, out.limits.dcl_a.value)
+        self._voltage_v = pack_voltage_v(out)
+        last = self._written_req
+        if last is not None and (self._req_c < last[0] or self._req_d < last[1]):
+            self._wake.set()
+
+    def negotiation(self) -> Negotiation:
+        """Requested (ours), accepted (what the inverter holds) and the inverter's maxima."""
+        acc_c, acc_d = self._accepted if self._connected else (None, None)
+        return Negotiation(
+            link="client",
+            connected=self._connected,
+            requested_ccl_a=self._req_c,
+            requested_dcl_a=self._req_d,
+            accepted_ccl_a=acc_c,
+            accepted_dcl_a=acc_d,
+            inverter_max_charge_a=self._max[0],
+            inverter_max_discharge_a=self._max[1],
+        )
+
+    @property
+    def connected(self) -> bool:
+        """Whether the last exchange with the inverter succeeded."""
+        return self._connected
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, scan and negotiate until cancelled; reconnect with capped jittered backoff."""
+        cfg = self.config
+        attempt = 0
+        while True:
+            link = ModbusLink(cfg.host, cfg.port, cfg.unit_id, cfg.request_timeout_s)
+            try:
+                await link.connect()
+                self.model = await scan(link, cfg.base_addresses, cfg.prefer_model)
+                await self._exchange(link, first=True)
+                self._set_connected(True)
+                attempt = 0
+                while True:
+                    await self._wait()
+                    await self._exchange(link, first=False)
+            except ModbusLinkError as e:
+                self.last_error = str(e)
+                self._set_connected(False, str(e), first_failure=attempt == 0)
+                attempt += 1
+            finally:
+                link.close()
+            delay = random.uniform(0.01, max(0.01, min(cfg.backoff_max_s, 1.5 ** min(10, attempt))))
+            await asyncio.sleep(delay)
+
+    def _set_connected(self, ok: bool, why: str = "", first_failure: bool = False) -> None:
+        if ok and not self._connected:
+            m = self.model
+            assert m is not None
+            log.info(
+                "sunspec client: inverter %s:%s linked (model %d at %d)%s",
+                self.config.host,
+                self.config.port,
+                m.model_id,
+                m.address,
+                " after a loss" if self.losses else "",
+            )
+        elif not ok and (self._connected or first_failure):
+            if self._connected:
+                self.losses += 1
+            # Logged once per loss; later attempts fail quietly until the link is back.
+            log.warning("sunspec client: inverter link down: %s", why)
+        elif not ok:
+            log.debug("sunspec client: still down: %s", why)
+        self._connected = ok
+
+    async def _wait(self) -> None:
+        self._wake.clear()
+        timeout = self.config.poll_s
+        if self.write_times_s:
+            due = self.write_times_s[-1] + self.config.rewrite_s - self._clock()
+            timeout = max(0.0, min(timeout, due))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _exchange(self, link: ModbusLink, *, first: bool) -> None:
+        """Read the model; write our limits when due or changed; read back what it holds."""
+        m = self.model
+        assert m is not None
+        layout = ModelLayout.from_definition(m.model_id)
+        values = layout.decode(await link.read(m.address, layout.size))
+        due = first or not self.write_times_s
+        if self.write_times_s:
+            due = due or self._clock() - self.write_times_s[-1] >= self.config.rewrite_s
+        changed = self._written_req != (self._req_c, self._req_d)
+        if due or changed:
+            if m.model_id == 124:
+                await self._write_124(link, layout, values)
+            else:
+                await self._write_702(link, layout, values)
+            self._written_req = (self._req_c, self._req_d)
+            self.writes += 1
+            self.write_times_s = [*self.write_times_s[-31:], self._clock()]
+            values = layout.decode(await link.read(m.address, layout.size))
+        self._read_back(m.model_id, values)
+
+    def _max_w_124(self, values: dict[str, RawValue]) -> float | None:
+        return from_raw(values.get("WChaMax"), _sf(values, "WChaMax_SF"))
+
+    async def _write_points(
+        self, link: ModbusLink, layout: ModelLayout, base: int, points: dict[str, int]
+    ) -> None:
+        """Write ``points`` (raw) in as few requests as their addresses allow, in order."""
+        runs: list[tuple[int, list[int]]] = []
+        for name, raw in points.items():
+            p = layout.point(name)
+            regs = layout.encode({name: raw})[p.offset : p.offset + p.size]
+            addr = base + p.offset
+            if runs and runs[-1][0] + len(runs[-1][1]) == addr:
+                runs[-1][1].extend(regs)
+            else:
+                runs.append((addr, regs))
+        for addr, regs in runs:
+            await link.write(addr, regs)
+
+    async def _write_124(
+        self, link: ModbusLink, layout: ModelLayout, values: dict[str, RawValue]
+    ) -> None:
+        cfg = self.config
+        max_w = self._max_w_124(values) or 0.0
+        inout_sf = _sf(values, "InOutWRte_SF")
+        if inout_sf is None:
+            raise ModbusLinkError("model 124: InOutWRte_SF not implemented")
+        in_raw, out_raw = setpoints_124(self._req_c, self._req_d, self._voltage_v, max_w, inout_sf)
+        m = self.model
+        assert m is not None
+        # Rates first, then the revert timeout, then enable: the inverter never enforces a
+        # half-written set.
+        pts: dict[str, int] = {"OutWRte": out_raw, "InWRte": in_raw}
+        if cfg.send_revert_timeout:
+            pts["InOutWRte_RvrtTms"] = cfg.revert_timeout_s
+        if cfg.send_cha_gri_set:
+            pts["ChaGriSet"] = layout.symbol("ChaGriSet", cfg.cha_gri_set.upper())
+        await self._write_points(link, layout, m.address, pts)
+        mod = (1 << layout.symbol("StorCtl_Mod", "CHARGE")) | (
+            1 << layout.symbol("StorCtl_Mod", "DiSCHARGE")
+        )
+        await self._write_points(link, layout, m.address, {"StorCtl_Mod": mod})
+
+    async def _write_702(
+        self, link: ModbusLink, layout: ModelLayout, values: dict[str, RawValue]
+    ) -> None:
+        w_sf = _sf(values, "W_SF")
+        if w_sf is None:
+            raise ModbusLinkError("model 702: W_SF not implemented")
+        cha, dis = setpoints_702(self._req_c, self._req_d, self._voltage_v, w_sf)
+        m = self.model
+        assert m is not None
+        await self._write_points(link, layout, m.address, {"WChaRteMax": cha, "WDisChaRteMax": dis})
+
+    def _read_back(self, model_id: int, values: dict[str, RawValue]) -> None:
+        v = self._voltage_v
+        if v is None or not v > 0:
+            self._accepted, self._max = (None, None), (None, None)
+            return
+        if model_id == 124:
+            max_w = self._max_w_124(values)
+            if max_w is None:
+                self._accepted, self._max = (None, None), (None, None)
+                return
+            self._max = (max_w / v, max_w / v)
+            mod = values.get("StorCtl_Mod")
+            mod = mod if isinstance(mod, int) else 0
+            acc_c, acc_d = limits_from_124(
+                values.get("InWRte"), values.get("OutWRte"), _sf(values, "InOutWRte_SF"), max_w, v
+            )
+            # A rate the inverter does not enforce (its StorCtl_Mod bit clear) limits nothing.
+            self._accepted = (
+                acc_c if mod & 1 else self._max[0],
+                acc_d if mod & 2 else self._max[1],
+            )
+        else:
+            w_sf = _sf(values, "W_SF")
+            rtg = limits_from_702(
+                values.get("WChaRteMaxRtg"), values.get("WDisChaRteMaxRtg"), w_sf, v
+            )
+            self._max = rtg
+            self._accepted = limits_from_702(
+                values.get("WChaRteMax"), values.get("WDisChaRteMax"), w_sf, v
+            )
