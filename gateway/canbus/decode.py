@@ -107,16 +107,38 @@ class _Binding:
     raw_hi: float
     flags: tuple[str, ...]
     invalid_value: int
-    label: str  # for error messages: "CellVoltage_007"
 
 
 @dataclass(slots=True)
 class _Group:
-    """The bindings decoded together from one frame layout (one mux value)."""
+    """The bindings decoded together from one frame layout (one mux value).
+
+    ``simple`` holds the common case (fixed index, at most one flag) as plain tuples, which the
+    hot loop unpacks in one step; ``general`` holds the rest (index from a signal, several flags).
+    """
 
     be: Any  # cantools/bitstruct compiled formats, or None when no signal uses that byte order
     le: Any
-    bindings: tuple[_Binding, ...]
+    simple: tuple[_Row, ...]
+    general: tuple[_Binding, ...]
+
+
+# name, role, index, mult, add, raw_lo, raw_hi, flag (or None), invalid_value
+_Row = tuple[str, Role, int, float, float, float, float, str | None, int]
+
+
+def _group(be: Any, le: Any, bindings: Sequence[_Binding]) -> _Group:
+    simple: list[_Row] = []
+    general: list[_Binding] = []
+    for b in bindings:
+        if b.index_signal is None and len(b.flags) <= 1:
+            flag = b.flags[0] if b.flags else None
+            simple.append(
+                (b.name, b.role, b.index, b.mult, b.add, b.raw_lo, b.raw_hi, flag, b.invalid_value)
+            )
+        else:
+            general.append(b)
+    return _Group(be, le, tuple(simple), tuple(general))
 
 
 @dataclass(slots=True)
@@ -250,7 +272,6 @@ class _Compiler:
             raw_hi=hi,
             flags=tuple(flags),
             invalid_value=m.invalid_value,
-            label=sig.name,
         )
 
     def compile(self) -> dict[int, _Frame]:
@@ -300,7 +321,7 @@ class _Compiler:
                 for extra in (*b.flags, *((b.index_signal,) if b.index_signal else ())):
                     names[extra] = msg.get_signal_by_name(extra)
             be, le = _compile_formats(list(names.values()), msg.length)
-            groups[key] = _Group(be, le, tuple(b for _, b in chosen))
+            groups[key] = _group(be, le, [b for _, b in chosen])
         mux_be = mux_le = None
         if mux is not None:
             mux_be, mux_le = _compile_formats([mux], msg.length)
@@ -415,37 +436,54 @@ class Decoder:
         if group is None:  # a plain message whose mapped signals all sit under a mux
             counters.decoded += 1
             return []
-        raw = _unpack(group.be, group.le, data)
+        be, le = group.be, group.le
+        if le is None:
+            raw = be.unpack(data)
+        elif be is None:
+            raw = le.unpack(data[::-1])  # cantools unpacks little-endian from the reversed payload
+        else:
+            raw = {**be.unpack(data), **le.unpack(data[::-1])}
         out: list[Reading] = []
         append = out.append
-        for b in group.bindings:
-            value = raw[b.name]
-            valid = True
-            for flag in b.flags:
-                if raw[flag] == b.invalid_value:
-                    valid = False
-                    break
-            # An invalid value may hold anything (often all ones); only valid ones are checked.
-            if valid and not b.raw_lo <= value <= b.raw_hi:
+        for name, role, index, mult, add, lo, hi, flag, invalid in group.simple:
+            value = raw[name]
+            if flag is not None and raw[flag] == invalid:
+                # An invalid value may hold anything (often all ones): not range-checked.
+                append(Reading(role, index, value * mult + add, t_s, False))
+            elif lo <= value <= hi:
+                append(Reading(role, index, value * mult + add, t_s, True))
+            else:
                 counters.errors["out_of_range"] += 1
                 raise FrameDecodeError(
                     "out_of_range",
-                    f"{frame.message.name}: {b.label} raw value {value} is outside the DBC range",
+                    f"{frame.message.name}: {name} raw value {value} is outside the DBC range",
                 )
-            index = b.index
-            if b.index_signal is not None:
-                raw_index = raw[b.index_signal]
-                if not b.index_lo <= raw_index <= b.index_hi:
-                    counters.errors["out_of_range"] += 1
-                    raise FrameDecodeError(
-                        "out_of_range",
-                        f"{frame.message.name}: {b.index_signal} raw value {raw_index} is "
-                        "outside the DBC range",
-                    )
-                index += int(raw_index * b.index_mult + b.index_add)
-            append(Reading(b.role, index, value * b.mult + b.add, t_s, valid))
+        for b in group.general:
+            append(self._general(frame, b, raw, t_s))
         counters.decoded += 1
         return out
+
+    def _general(self, frame: _Frame, b: _Binding, raw: dict[str, Any], t_s: float) -> Reading:
+        value = raw[b.name]
+        valid = not any(raw[flag] == b.invalid_value for flag in b.flags)
+        if valid and not b.raw_lo <= value <= b.raw_hi:
+            self.counters.errors["out_of_range"] += 1
+            raise FrameDecodeError(
+                "out_of_range",
+                f"{frame.message.name}: {b.name} raw value {value} is outside the DBC range",
+            )
+        index = b.index
+        if b.index_signal is not None:
+            raw_index = raw[b.index_signal]
+            if not b.index_lo <= raw_index <= b.index_hi:
+                self.counters.errors["out_of_range"] += 1
+                raise FrameDecodeError(
+                    "out_of_range",
+                    f"{frame.message.name}: {b.index_signal} raw value {raw_index} is "
+                    "outside the DBC range",
+                )
+            index += int(raw_index * b.index_mult + b.index_add)
+        return Reading(b.role, index, value * b.mult + b.add, t_s, valid)
 
     def count_remote(self) -> None:
         """Count a remote (RTR) frame of a mapped id as dropped: it carries no data."""
