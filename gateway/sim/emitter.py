@@ -129,6 +129,10 @@ class RunSummary:
     stats: EmitterStats
 
 
+def _timestamp(msg: can.Message) -> float:
+    return float(msg.timestamp)
+
+
 @dataclass(slots=True)
 class _Schedule:
     period_s: float
@@ -221,6 +225,9 @@ class PackFrameEmitter:
             while (due_s := sch.start_s + sch.sent * sch.period_s) <= t_s + 1e-9:
                 out.extend(self._encode(sch.build(), due_s))
                 sch.sent += 1
+        # In time order across messages (a stable sort keeps each burst's order): log writers
+        # and receivers expect non-decreasing time stamps.
+        out.sort(key=_timestamp)
         self._frames += len(out)
         return out
 
