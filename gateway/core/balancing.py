@@ -1,14 +1,419 @@
-"""Balancing planner: SoC-based, passive or active. (Placeholder.)"""
+"""Balancing planner: SoC-based, passive (bleed) or active (charge transfer). Pure.
+
+Passive balancing can only remove charge. A series string delivers ``min(q) + min(cap - q)``
+ampere-hours (``q`` the charge in each cell, ``cap`` its capacity): the first cell to run empty
+ends the discharge, the first to be full ends the charge. The best passive balancing can do is
+the smallest capacity, ``min(cap)``, and it gets there with the least dissipated charge when every
+cell sits in the band ``m <= q_i <= m + cap_i - min(cap)`` with ``m = min(q)``. The planner
+therefore bleeds each cell's *excess over that band*::
+
+    excess_i = q_i - m - (cap_i - min(cap))      (>= 0; the pack current shifts every q_i alike)
+
+which is invariant under the pack current, so it is valid at any time, and its sum is exactly
+the minimum charge that must be dissipated (a fixed voltage-threshold balancer, which top-balances
+at full, wastes the capacity differences on top). Active balancing moves charge from cells above
+the pack's capacity-weighted mean SoC to cells below it; run while the pack cycles it approaches
+the mean capacity.
+
+Without an SoC estimate the planner falls back to voltages, and then only near the top of charge
+(where the curve is steep enough for a voltage to mean something; the flat LFP middle does not).
+"""
 
 from __future__ import annotations
 
-from gateway.core.config import Section
+import math
 
-__all__ = ["BalancingConfig"]
+from pydantic import Field
+
+from gateway.core.config import Section
+from gateway.core.model import (
+    BalancingAction,
+    BalancingMode,
+    BalancingPlan,
+    PackSnapshot,
+    SocReport,
+)
+from gateway.core.pack import PackConfig
+
+__all__ = ["BALANCING_DEFAULTS", "STATES", "BalancingConfig", "BalancingPlanner", "band_excess_ah"]
+
+STATES = ("rest", "charge", "discharge", "top")
+"""Operating states a mode may be allowed in; ``top`` = near the top of charge, not discharging."""
+
+# Chemistry defaults: the top-of-charge cell voltage (where voltages say something about SoC)
+# and the minimum cell voltage for bleeding.
+BALANCING_DEFAULTS: dict[str, dict[str, float]] = {
+    "lfp": {"top_cell_v": 3.40, "min_cell_v": 3.00},
+    "nmc": {"top_cell_v": 4.05, "min_cell_v": 3.40},
+}
 
 
 class BalancingConfig(Section):
-    """Balancing mode and guards."""
+    """Balancing mode, currents, thresholds and guards."""
 
-    mode: str = "passive"
+    mode: BalancingMode = BalancingMode.PASSIVE
     """``off``, ``passive`` (bleed resistors) or ``active`` (charge transfer)."""
+    bleed_current_a: float = Field(default=0.1, gt=0)
+    """Bleed current of one cell's resistor (33 ohm at 3.3 V: 0.1 A)."""
+    active_current_a: float = Field(default=2.0, gt=0)
+    """Active balancer: current drawn from a donating cell."""
+    active_efficiency: float = Field(default=0.85, gt=0, le=1)
+    """Active balancer: fraction of the donated charge that reaches the receiving cell."""
+    active_channels: int = Field(default=8, ge=1)
+    """Active balancer: how many donor/receiver pairs may run at once."""
+    start_pct: float = Field(default=0.5, ge=0)
+    """A cell starts balancing when its excess (passive) or deviation (active) exceeds this,
+    in percent of its capacity ..."""
+    stop_pct: float = Field(default=0.05, ge=0)
+    """... and stops when it is back under this (hysteresis)."""
+    sigma_factor: float = Field(default=1.0, ge=0)
+    """... and only when the excess also exceeds this many standard deviations of the SoC
+    estimate (do not act on noise)."""
+    voltage_start_mv: float = Field(default=15.0, ge=0)
+    """Voltage fallback (no SoC estimate): start when a cell is this far above the lowest
+    (passive) or the mean (active), near the top of charge only ..."""
+    voltage_stop_mv: float = Field(default=5.0, ge=0)
+    """... stop when back under this."""
+    top_cell_v: float | None = None
+    """Near the top of charge when the highest cell reaches this (LFP 3.40, NMC 4.05 V) ..."""
+    top_soc_pct: float = Field(default=90.0, ge=0, le=100)
+    """... or the pack SoC is at or above this."""
+    rest_current_c: float = Field(default=0.02, ge=0)
+    """Below this C-rate (absolute) the pack is at rest."""
+    passive_states: tuple[str, ...] = ("rest", "top")
+    """Operating states in which passive balancing may run."""
+    active_states: tuple[str, ...] = ("rest", "charge", "discharge")
+    """Operating states in which the active converter may run."""
+    min_cell_v: float | None = None
+    """Never bleed or draw from a cell at or below this voltage (LFP 3.00, NMC 3.40 V)."""
+    max_cell_temp_c: float = 50.0
+    """Never balance a cell whose temperature sensor reads at or above this."""
+    max_board_temp_c: float = 60.0
+    """Stop all balancing when a board sensor (or, without any, the hottest sensor) reads this."""
+    board_sensors: tuple[int, ...] = ()
+    """Indices of temperature sensors on the balancing board (excluded from the cell guard)."""
+    guard_hysteresis: float = Field(default=0.02, ge=0)
+    """Guards release this far back (fraction of the guard value) inside their limit."""
+    max_active_cells: int | None = None
+    """At most this many cells balance at once (thermal budget of the board; ``None``: any)."""
+    power_budget_w: float | None = None
+    """Power balancing may take from the pack (bleed heat, converter loss); ``None``: no limit.
+    Power the charger makes available (``charge_power_available_w``) adds to it."""
+    min_dwell_s: float = Field(default=30.0, ge=0)
+    """A cell keeps its state at least this long after a switch (unless a guard trips)."""
+
+    def model_post_init(self, __context: object) -> None:
+        """Check what needs more than a type."""
+        for name, states in (
+            ("passive_states", self.passive_states),
+            ("active_states", self.active_states),
+        ):
+            bad = sorted(set(states) - set(STATES))
+            if bad:
+                raise ValueError(f"{name} (={bad}) must be among {list(STATES)}")
+        if self.stop_pct > self.start_pct:
+            raise ValueError(
+                f"stop_pct (={self.stop_pct}) must not exceed start_pct (={self.start_pct})"
+            )
+        if self.voltage_stop_mv > self.voltage_start_mv:
+            raise ValueError(
+                f"voltage_stop_mv (={self.voltage_stop_mv}) must not exceed"
+                f" voltage_start_mv (={self.voltage_start_mv})"
+            )
+
+
+def band_excess_ah(soc_pct: list[float], capacity_ah: list[float]) -> list[float]:
+    """Each cell's charge above the band that lets the pack deliver ``min(capacity)``.
+
+    ``sum()`` of the result is the least charge passive balancing must dissipate; its ``max()``
+    is the capacity the pack loses to imbalance now. See the module docstring.
+    """
+    q = [s / 100.0 * c for s, c in zip(soc_pct, capacity_ah, strict=True)]
+    m = min(q)
+    cmin = min(capacity_ah)
+    return [max(0.0, qi - m - (ci - cmin)) for qi, ci in zip(q, capacity_ah, strict=True)]
+
+
+class BalancingPlanner:
+    """Decides each step which cells bleed (passive) or donate and receive (active)."""
+
+    def __init__(self, config: BalancingConfig, pack: PackConfig) -> None:
+        """Resolve chemistry defaults and check the board sensors exist.
+
+        Raises:
+            ValueError: naming the bad key.
+        """
+        self.config = config
+        self.pack = pack
+        defaults = BALANCING_DEFAULTS[pack.chemistry]
+        self.top_cell_v = (
+            config.top_cell_v if config.top_cell_v is not None else defaults["top_cell_v"]
+        )
+        self.min_cell_v = (
+            config.min_cell_v if config.min_cell_v is not None else defaults["min_cell_v"]
+        )
+        bad = [i for i in config.board_sensors if not 0 <= i < pack.temp_sensors]
+        if bad:
+            raise ValueError(
+                f"balancing.board_sensors (={bad}) must be within 0..{pack.temp_sensors - 1}"
+            )
+        self.mode = config.mode
+        n = pack.cells
+        self._board = frozenset(config.board_sensors)
+        # Cell k is read by sensor k * m // n (sensors spread evenly along the string), skipping
+        # board sensors.
+        cell_sensors = [i for i in range(pack.temp_sensors) if i not in self._board]
+        m = len(cell_sensors)
+        self._sensor_of = [cell_sensors[k * m // n] if m else -1 for k in range(n)]
+        self._action: list[str] = [""] * n  # "", "bleed", "donate", "receive"
+        self._current_a: list[float] = [0.0] * n
+        self._charge_ah: list[float] = [0.0] * n
+        self._switched_s: list[float] = [-math.inf] * n
+        self._board_hot = False
+        self._cell_hot = [False] * n
+        self._last_s: float | None = None
+        self.dissipated_ah: list[float] = [0.0] * n
+        """Charge dissipated in each cell's bleed resistor since start (as planned)."""
+        self.moved_ah: list[float] = [0.0] * n
+        """Charge drawn from (negative) or delivered to (positive) each cell by the converter."""
+
+    def set_mode(self, mode: BalancingMode) -> None:
+        """Switch the mode; running actions stop at the next step."""
+        self.mode = BalancingMode(mode)
+
+    # ------------------------------------------------------------------------------------
+
+    def _account(self, now_s: float) -> None:
+        """Integrate the previous step's currents into the per-action and total charges."""
+        last = self._last_s
+        self._last_s = now_s
+        if last is None or now_s <= last:
+            return
+        h = (now_s - last) / 3600.0
+        for k, act in enumerate(self._action):
+            if not act:
+                continue
+            dq = self._current_a[k] * h
+            self._charge_ah[k] += dq
+            if act == "bleed":
+                self.dissipated_ah[k] += dq
+            elif act == "donate":
+                self.moved_ah[k] -= dq
+            else:
+                self.moved_ah[k] += dq
+
+    def _state(self, snapshot: PackSnapshot, soc: SocReport | None, vmax: float) -> str:
+        current = snapshot.current_a
+        assert current is not None
+        rest_a = self.config.rest_current_c * self.pack.capacity_ah
+        near_top = vmax >= self.top_cell_v or (
+            soc is not None and soc.soc_pct >= self.config.top_soc_pct
+        )
+        if current < -rest_a:
+            return "discharge"
+        if near_top:
+            return "top"
+        return "rest" if current <= rest_a else "charge"
+
+    def _idle(self, reason: str) -> BalancingPlan:
+        n = self.pack.cells
+        self._action = [""] * n
+        self._current_a = [0.0] * n
+        return BalancingPlan(self.mode, (False,) * n, (), reason)
+
+    def step(
+        self,
+        snapshot: PackSnapshot,
+        soc: SocReport | None,
+        now_s: float,
+        *,
+        charge_power_available_w: float | None = None,
+    ) -> BalancingPlan:
+        """The balancing plan for this step.
+
+        Args:
+            snapshot: the pack as of ``now_s``.
+            soc: per-cell SoC and capacity; ``None``: voltage fallback (near the top only).
+            now_s: monotonic seconds (injected).
+            charge_power_available_w: power the charger/inverter offers beyond what the pack
+                takes (surplus PV); it raises ``power_budget_w``. ``None``: unknown.
+        """
+        self._account(now_s)
+        cfg = self.config
+        n = self.pack.cells
+        mode = self.mode
+        if mode is BalancingMode.OFF:
+            return self._idle("mode off")
+        cell_v = snapshot.cell_voltage_v
+        if len(cell_v) != n or None in cell_v or snapshot.current_a is None:
+            return self._idle("incomplete data")
+        volts: list[float] = list(cell_v)  # type: ignore[arg-type]
+        temps = snapshot.cell_temp_c
+
+        # Board guard (with hysteresis): all balancing stops while the board is hot.
+        board = [temps[i] for i in self._board] if self._board else list(temps)
+        board_known = [t for t in board if t is not None]
+        hot = max(board_known) if board_known else None
+        limit = cfg.max_board_temp_c
+        if hot is not None:
+            release = limit - abs(limit) * cfg.guard_hysteresis - 1.0
+            self._board_hot = hot >= limit or (self._board_hot and hot > release)
+        if self._board_hot:
+            return self._idle(f"board at {hot:.1f} degC (limit {limit:g} degC)")
+
+        vmax = max(volts)
+        state = self._state(snapshot, soc, vmax)
+        allowed = cfg.passive_states if mode is BalancingMode.PASSIVE else cfg.active_states
+        if state not in allowed:
+            return self._idle(f"{mode.value} not allowed while {state}")
+
+        use_soc = soc is not None and len(soc.cells) == n
+        if not use_soc and state != "top":
+            return self._idle("no SoC estimate; the voltage fallback runs near the top only")
+
+        # Imbalance of each cell in Ah (SoC) or V (fallback), and the start/stop thresholds.
+        if use_soc:
+            assert soc is not None
+            caps = [c.capacity_ah for c in soc.cells]
+            socs = [c.soc_pct for c in soc.cells]
+            sig = [c.soc_sigma_pct / 100.0 * c.capacity_ah for c in soc.cells]
+            if mode is BalancingMode.PASSIVE:
+                dev = band_excess_ah(socs, caps)
+            else:
+                mean = math.fsum(s * c for s, c in zip(socs, caps, strict=True)) / math.fsum(caps)
+                dev = [(s - mean) / 100.0 * c for s, c in zip(socs, caps, strict=True)]
+            start = [
+                max(cfg.start_pct / 100.0 * c, cfg.sigma_factor * s)
+                for c, s in zip(caps, sig, strict=True)
+            ]
+            stop = [cfg.stop_pct / 100.0 * c for c in caps]
+            unit, scale = "Ah", 1.0
+        else:
+            ref = min(volts) if mode is BalancingMode.PASSIVE else math.fsum(volts) / n
+            dev = [v - ref for v in volts]
+            start = [cfg.voltage_start_mv / 1000.0] * n
+            stop = [cfg.voltage_stop_mv / 1000.0] * n
+            unit, scale = "mV", 1000.0
+
+        # Hysteresis and dwell: candidates keep running until under ``stop``.
+        prev = self._action
+        want_up: list[int] = []
+        want_down: list[int] = []
+        for k in range(n):
+            d = dev[k]
+            was = prev[k]
+            dwell = now_s - self._switched_s[k] < cfg.min_dwell_s
+            if d > 0:
+                on = d > start[k] or (was in ("bleed", "donate") and (d > stop[k] or dwell))
+                if on:
+                    want_up.append(k)
+            elif mode is BalancingMode.ACTIVE:
+                on = -d > start[k] or (was == "receive" and (-d > stop[k] or dwell))
+                if on:
+                    want_down.append(k)
+
+        # Cell guards: temperature and minimum voltage (for cells that give charge).
+        blocked: list[BalancingAction] = []
+        up: list[int] = []
+        for k in want_up:
+            why = self._cell_guard(k, volts[k], temps)
+            if why:
+                blocked.append(BalancingAction(k, mode, "blocked", why, 0.0, 0.0))
+            else:
+                up.append(k)
+        down: list[int] = []
+        for k in want_down:
+            why = self._cell_guard(k, None, temps)
+            if why:
+                blocked.append(BalancingAction(k, mode, "blocked", why, 0.0, 0.0))
+            else:
+                down.append(k)
+
+        # Largest imbalance first; then the channel, cell-count and power budgets.
+        up.sort(key=lambda k: -dev[k])
+        down.sort(key=lambda k: dev[k])
+        cap_cells = cfg.max_active_cells if cfg.max_active_cells is not None else n
+        budget_w = math.inf
+        if cfg.power_budget_w is not None:
+            budget_w = cfg.power_budget_w + max(0.0, charge_power_available_w or 0.0)
+        if mode is BalancingMode.PASSIVE:
+            per_cell_w = [cfg.bleed_current_a * v for v in volts]
+            chosen_up: list[int] = []
+            used_w = 0.0
+            for k in up[:cap_cells]:
+                if used_w + per_cell_w[k] > budget_w:
+                    break
+                used_w += per_cell_w[k]
+                chosen_up.append(k)
+            chosen_down: list[int] = []
+        else:
+            pairs = min(len(up), len(down), cfg.active_channels, cap_cells // 2)
+            loss_w = cfg.active_current_a * (1.0 - cfg.active_efficiency)
+            if loss_w > 0 and math.isfinite(budget_w):
+                pairs = min(pairs, int(budget_w / (loss_w * max(volts))))
+            chosen_up, chosen_down = up[:pairs], down[:pairs]
+        skipped = len(up) - len(chosen_up)
+
+        # Build the actions and remember the state.
+        actions: list[BalancingAction] = []
+        new_action = [""] * n
+        new_current = [0.0] * n
+        bleed = [False] * n
+        if mode is BalancingMode.PASSIVE:
+            current_up, verb_up = cfg.bleed_current_a, "bleed"
+        else:
+            current_up, verb_up = cfg.active_current_a, "donate"
+        current_down = cfg.active_current_a * cfg.active_efficiency
+        for k in chosen_up:
+            new_action[k], new_current[k] = verb_up, current_up
+            bleed[k] = True
+        for k in chosen_down:
+            new_action[k], new_current[k] = "receive", current_down
+        for k in range(n):
+            if new_action[k] != prev[k]:
+                self._switched_s[k] = now_s
+                self._charge_ah[k] = 0.0
+            act = new_action[k]
+            if not act:
+                continue
+            d = abs(dev[k])
+            if use_soc:
+                hours = d / new_current[k] if new_current[k] > 0 else math.inf
+                reason = (
+                    f"{'excess over band' if mode is BalancingMode.PASSIVE else 'SoC deviation'}"
+                    f" {d:.3f} Ah, ~{hours:.1f} h at {new_current[k]:.2f} A ({state})"
+                )
+            else:
+                ref_name = "lowest" if mode is BalancingMode.PASSIVE else "mean"
+                reason = f"{d * scale:.0f} {unit} from the {ref_name} cell near the top ({state})"
+            actions.append(
+                BalancingAction(k, mode, act, reason, new_current[k], self._charge_ah[k])
+            )
+        self._action = new_action
+        self._current_a = new_current
+        actions.extend(blocked)
+        idle = ""
+        if not actions:
+            worst = max(dev) if dev else 0.0
+            idle = f"balanced: largest imbalance {worst * scale:.3f} {unit} ({state})"
+        elif skipped and not chosen_up:
+            idle = "power or cell budget exhausted"
+        return BalancingPlan(mode, tuple(bleed), tuple(actions), idle)
+
+    def _cell_guard(self, k: int, voltage_v: float | None, temps: tuple[float | None, ...]) -> str:
+        cfg = self.config
+        j = self._sensor_of[k]
+        if j >= 0:
+            t = temps[j]
+            if t is None:
+                return f"sensor {j} unknown"
+            limit = cfg.max_cell_temp_c
+            # Hysteresis: a cell stopped for heat resumes only once clearly below the limit.
+            release = limit - abs(limit) * cfg.guard_hysteresis - 1.0
+            hot = t >= limit or (self._cell_hot[k] and t > release)
+            self._cell_hot[k] = hot
+            if hot:
+                return f"sensor {j} at {t:.1f} degC (limit {limit:g} degC)"
+        if voltage_v is not None and voltage_v <= self.min_cell_v:
+            return f"cell at {voltage_v:.3f} V <= minimum {self.min_cell_v:g} V"
+        return ""
