@@ -1,0 +1,232 @@
+"""Pure tests of the SunSpec maps: layouts, encoding, scale factors, the 802 mapping, 124/702."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+import sunspec2.device as ss_device
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.sunspec.config import SunSpecConfig
+from gateway.sunspec.maps import (
+    SUNS_MARKER,
+    BatteryInfo,
+    BatteryMap,
+    LinkState,
+    ModelLayout,
+    ScaleFactors,
+    battery_points,
+    fit_sf,
+    from_raw,
+    limits_from_124,
+    limits_from_702,
+    setpoints_124,
+    setpoints_702,
+    to_raw,
+)
+from tests.sunspec.helpers import make_output
+
+
+def _decode_with_pysunspec2(model_id: int, regs: list[int]) -> ss_device.Model:
+    """pysunspec2's own decoder, as an independent reader of our encoding."""
+    return ss_device.Model(model_id, data=struct.pack(f">{len(regs)}H", *regs))
+
+
+@pytest.mark.parametrize("model_id", [1, 124, 702, 802])
+def test_layout_length_matches_pysunspec2(model_id: int) -> None:
+    lay = ModelLayout.from_definition(model_id)
+    ref = ss_device.Model(model_id)
+    assert lay.size == ref.len  # both count ID and L
+    assert list(lay.points) == list(ref.points)
+
+
+def test_unknown_model_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="model 9999"):
+        ModelLayout.from_definition(9999)
+
+
+def test_802_encoding_reads_back_through_pysunspec2() -> None:
+    bmap = BatteryMap(BatteryInfo())
+    out = make_output()
+    lay = bmap.battery
+    regs = lay.encode(battery_points(out, bmap.info, bmap.sf, LinkState(hb=7), lay))
+    m = _decode_with_pysunspec2(802, regs)
+    assert m.ID.value == 802
+    assert m.L.value == lay.length
+    assert m.AChaMax.cvalue == pytest.approx(80.0)
+    assert m.ADisChaMax.cvalue == pytest.approx(95.5)
+    assert m.VMax.cvalue == pytest.approx(56.8)
+    assert m.VMin.cvalue == pytest.approx(44.0)
+    assert m.SoC.cvalue == pytest.approx(63.4)
+    assert m.SoH.cvalue == pytest.approx(97.2)
+    assert m.V.cvalue == pytest.approx(53.1)
+    assert m.A.cvalue == pytest.approx(12.5)
+    assert m.W.cvalue == pytest.approx(700.0)  # 663.75 W at 100 W resolution
+    assert m.CellVMax.cvalue == pytest.approx(3.45)
+    assert m.CellVMaxStr.value == 1
+    assert m.CellVMaxMod.value == 1
+    assert m.CellVMin.cvalue == pytest.approx(3.29)
+    assert m.CellVAvg.cvalue == pytest.approx(3.3375, abs=0.001)
+    assert m.Hb.value == 7
+    assert m.ChaSt.value == lay.symbol("ChaSt", "CHARGING")
+    assert m.State.value == lay.symbol("State", "CONNECTED")
+    assert m.Typ.value == lay.symbol("Typ", "LITHIUM_ION")
+
+
+def test_cell_module_numbers_follow_cells_per_module() -> None:
+    cells = tuple([3.3] * 40)
+    cells = (*cells[:33], 3.5, *cells[34:])
+    cells = (*cells[:5], 3.1, *cells[6:])
+    bmap = BatteryMap(BatteryInfo(cells_per_module=8))
+    p = battery_points(make_output(cells_v=cells), bmap.info, bmap.sf, LinkState(), bmap.battery)
+    assert p["CellVMaxMod"] == 33 // 8 + 1
+    assert p["CellVMinMod"] == 5 // 8 + 1
+
+
+def test_image_starts_with_suns_and_ends_with_end_model() -> None:
+    bmap = BatteryMap(BatteryInfo(), base=50000)
+    img = bmap.image(None, LinkState())
+    assert tuple(img[:2]) == SUNS_MARKER
+    assert img[2:4] == [1, 66]
+    assert img[bmap.battery_address - 50000] == 802
+    assert img[-2:] == [0xFFFF, 0]
+    assert len(img) == bmap.size
+
+
+def test_no_step_yet_publishes_zero_limits_and_initializing() -> None:
+    bmap = BatteryMap(BatteryInfo())
+    p = battery_points(None, bmap.info, bmap.sf, LinkState(), bmap.battery)
+    assert p["AChaMax"] == 0
+    assert p["ADisChaMax"] == 0
+    assert p["State"] == bmap.battery.symbol("State", "INITIALIZING")
+    assert p.get("SoC") is None  # not implemented = unknown, never a made-up value
+
+
+@pytest.mark.parametrize(
+    "link", [LinkState(ctrl_hb=3, ctrl_hb_lost=True), LinkState(disconnect=True, set_op=2)]
+)
+def test_lost_heartbeat_or_disconnect_zeroes_limits(link: LinkState) -> None:
+    bmap = BatteryMap(BatteryInfo())
+    p = battery_points(make_output(evt1=1 << 9), bmap.info, bmap.sf, link, bmap.battery)
+    assert p["AChaMax"] == 0
+    assert p["ADisChaMax"] == 0
+    evt1 = p["Evt1"]
+    assert isinstance(evt1, int)
+    assert evt1 & (1 << 9)  # the protection's alarms stay visible
+    assert bool(evt1 & 1) == link.ctrl_hb_lost
+
+
+def test_evt1_comes_from_the_alarm_report() -> None:
+    bmap = BatteryMap(BatteryInfo())
+    out = make_output(evt1=(1 << 9) | (1 << 2))
+    p = battery_points(out, bmap.info, bmap.sf, LinkState(), bmap.battery)
+    assert p["Evt1"] == (1 << 9) | (1 << 2)
+
+
+@pytest.mark.parametrize(
+    ("current", "ccl", "dcl", "soc", "expected"),
+    [
+        (20.0, 50.0, 50.0, 50.0, "CHARGING"),
+        (-20.0, 50.0, 50.0, 50.0, "DISCHARGING"),
+        (0.0, 0.0, 0.0, 50.0, "OFF"),
+        (0.0, 0.0, 50.0, 100.0, "FULL"),
+        (0.0, 50.0, 0.0, 0.0, "EMPTY"),
+        (0.1, 50.0, 50.0, 50.0, "HOLDING"),
+    ],
+)
+def test_charge_status(current: float, ccl: float, dcl: float, soc: float, expected: str) -> None:
+    bmap = BatteryMap(BatteryInfo())
+    out = make_output(current_a=current, ccl_a=ccl, dcl_a=dcl, soc_pct=soc)
+    p = battery_points(out, bmap.info, bmap.sf, LinkState(), bmap.battery)
+    assert p["ChaSt"] == bmap.battery.symbol("ChaSt", expected)
+
+
+def test_discharge_positive_sign_option() -> None:
+    bmap = BatteryMap(BatteryInfo(charge_positive=False))
+    p = battery_points(make_output(current_a=10.0), bmap.info, bmap.sf, LinkState(), bmap.battery)
+    assert p["A"] == -100
+
+
+@given(
+    volts=st.floats(0.0, 1000.0),
+    amps=st.floats(-2000.0, 2000.0),
+    limit=st.floats(0.0, 2000.0),
+)
+def test_envelope_values_fit_without_overflow(volts: float, amps: float, limit: float) -> None:
+    sf = ScaleFactors()
+    for value, factor, ptype, step in (
+        (volts, sf.v, "uint16", 0.1),
+        (amps, sf.a, "int16", 0.1),
+        (limit, sf.amax, "uint16", 0.1),
+        (volts * amps, sf.w, "int16", 100.0),
+    ):
+        raw = to_raw(value, factor, ptype)
+        assert raw is not None, (value, factor, ptype)
+        back = from_raw(raw, factor)
+        assert back is not None
+        assert abs(back - value) <= step / 2 + 1e-6
+
+
+def test_out_of_range_measurement_is_not_implemented_and_limit_clamps() -> None:
+    assert to_raw(7000.0, -1, "uint16") is None  # 70,000 does not fit: unknown, not wrapped
+    assert to_raw(7000.0, -1, "uint16", clamp=True) == 65534
+    assert to_raw(float("nan"), -1) is None
+    assert to_raw(None, -1) is None
+
+
+def test_fit_sf_picks_the_finest_that_fits() -> None:
+    assert fit_sf(100.0, finest=-1) == -1
+    assert fit_sf(10_000.0, finest=-1) == 0
+    assert fit_sf(2_000_000.0) == 2
+
+
+def test_ratings_fit_a_large_pack() -> None:
+    info = BatteryInfo(
+        capacity_ah=2000.0, nominal_voltage_v=1000.0, max_charge_a=2000.0, max_discharge_a=2000.0
+    )
+    bmap = BatteryMap(info)
+    p = battery_points(make_output(), info, bmap.sf, LinkState(), bmap.battery)
+    assert from_raw(p["WHRtg"], bmap.sf.wh_rtg) == pytest.approx(2e6, rel=1e-3)
+    assert from_raw(p["WChaRteMax"], bmap.sf.w_rtg) == pytest.approx(2e6, rel=1e-3)
+    assert from_raw(p["AHRtg"], bmap.sf.ah_rtg) == pytest.approx(2000.0)
+
+
+def test_battery_info_from_config() -> None:
+    cfg = SunSpecConfig(serial="X1", cells_per_module=8)
+    info = BatteryInfo.from_config(cfg, cells=16, nominal_cell_v=3.2, capacity_ah=280.0)
+    assert info.nominal_voltage_v == pytest.approx(51.2)
+    assert info.serial == "X1"
+    assert info.cells_per_module == 8
+
+
+@given(
+    ccl=st.floats(0.0, 2000.0),
+    dcl=st.floats(0.0, 2000.0),
+    volts=st.floats(40.0, 1000.0),
+    max_w=st.floats(1000.0, 100_000.0),
+)
+def test_124_setpoints_never_exceed_the_request(
+    ccl: float, dcl: float, volts: float, max_w: float
+) -> None:
+    in_raw, out_raw = setpoints_124(ccl, dcl, volts, max_w, -2)
+    acc_c, acc_d = limits_from_124(in_raw, out_raw, -2, max_w, volts)
+    assert acc_c is not None
+    assert acc_d is not None
+    assert acc_c <= ccl + 1e-6
+    assert acc_d <= dcl + 1e-6
+    # Within one step (0.01 % of WChaMax) of the request, or capped at 100 %.
+    assert acc_c >= min(ccl, max_w / volts) - max_w / volts * 1e-4 - 1e-6
+
+
+def test_124_unknown_voltage_fails_safe() -> None:
+    assert setpoints_124(50.0, 50.0, None, 5000.0, -1) == (0, 0)
+    assert setpoints_124(50.0, 50.0, 51.2, 0.0, -1) == (0, 0)
+
+
+def test_702_round_trip() -> None:
+    cha, dis = setpoints_702(50.0, 20.0, 50.0, 0)
+    assert (cha, dis) == (2500, 1000)
+    assert limits_from_702(cha, dis, 0, 50.0) == (pytest.approx(50.0), pytest.approx(20.0))
+    assert setpoints_702(50.0, 20.0, None, 0) == (0, 0)
