@@ -1,0 +1,106 @@
+"""The inverter simulator: profile, limit following, and the storage controller against 802."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from gateway.sim.inverter import InverterServerSim, PvLoadProfile, StorageControllerSim
+from gateway.sim.pack import PackSim
+from gateway.sunspec.config import SunSpecConfig
+from gateway.sunspec.server import SunSpecServer
+from tests.sunspec.helpers import make_output
+
+NOON_S = 7 * 3600.0  # 13:00 (the profile starts at 06:00), the middle of the PV day
+NIGHT_S = 14 * 3600.0  # 20:00, PV down and the evening load on
+
+
+async def wait_until(cond: Callable[[], bool], timeout_s: float = 3.0) -> None:
+    """Poll ``cond`` until true (bounded)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while not cond():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def _stop(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def test_profile_is_pv_by_day_and_load_at_night() -> None:
+    p = PvLoadProfile(pv_peak_w=4000.0, base_load_w=400.0)
+    assert p.pv_w(NOON_S) == pytest.approx(4000.0)
+    assert p.pv_w(NIGHT_S) == 0.0
+    assert p.surplus_w(NOON_S) > 0
+    assert p.surplus_w(NIGHT_S) < 0
+    fast = PvLoadProfile(day_s=600.0)
+    assert fast.pv_w(NOON_S * 600.0 / 86400.0) == pytest.approx(p.pv_w(NOON_S))
+
+
+def test_current_follows_limits_in_both_directions() -> None:
+    inv = InverterServerSim(models=(702,), wcha_max_w=1000.0, wdischa_max_w=2000.0)
+    inv.set_voltage(50.0)
+    assert inv.charge_limit_a == pytest.approx(20.0)
+    assert inv.discharge_limit_a == pytest.approx(40.0)
+    assert inv.current_a(NOON_S) == pytest.approx(20.0)  # PV would give ~70 A
+    night = inv.current_a(NIGHT_S)
+    assert night == pytest.approx(-inv.profile.load_w(NIGHT_S) / 50.0)
+    assert -40.0 <= night < 0
+
+
+def test_unknown_limits_leave_the_battery_alone() -> None:
+    ctl = StorageControllerSim("127.0.0.1", 1)
+    assert ctl.current_a(NOON_S) == 0.0
+
+
+def test_drives_the_pack_simulator() -> None:
+    inv = InverterServerSim(models=(702,), wcha_max_w=1000.0)
+    pack = PackSim()
+    volts = pack.pack_voltage_v()
+    inv.set_voltage(volts)
+    pack.step(60.0, inv.current_a(NOON_S))
+    assert pack.current_a == pytest.approx(1000.0 / volts)
+    assert pack.pack_voltage_v() > volts  # it charged
+
+
+async def test_storage_controller_polls_802_and_keeps_the_heartbeat() -> None:
+    server = SunSpecServer(SunSpecConfig(mode="server", port=0, ctrl_hb_timeout_s=0.4))
+    server.update(make_output(ccl_a=30.0, dcl_a=10.0, pack_voltage_v=52.0))
+    srv_task = asyncio.create_task(server.run())
+    await asyncio.wait_for(server.started.wait(), 5)
+    ctl = StorageControllerSim(
+        "127.0.0.1", server.bound_port or 0, poll_s=0.05, ctrl_hb_period_s=0.1
+    )
+    ctl_task = asyncio.create_task(ctl.run())
+    try:
+        await wait_until(lambda: ctl.charge_limit_a is not None and ctl.polls > 2)
+        assert ctl.charge_limit_a == pytest.approx(30.0)
+        assert ctl.discharge_limit_a == pytest.approx(10.0)
+        assert ctl.voltage_v == pytest.approx(52.0)
+        assert ctl.soc_pct == pytest.approx(63.4)
+        assert ctl.current_a(NOON_S) == pytest.approx(30.0)
+        assert ctl.current_a(NIGHT_S) == pytest.approx(-10.0)
+        await wait_until(lambda: server.controller_heartbeat().seen)
+        await asyncio.sleep(0.6)  # longer than the timeout: the heartbeat keeps it alive
+        assert not server.controller_heartbeat().lost
+        # The controller's heartbeat stops: the battery withdraws its limits, the sim obeys.
+        ctl.heartbeat = False
+        await wait_until(lambda: ctl.charge_limit_a == 0.0, timeout_s=2.0)
+        assert ctl.evt1 & 1
+        assert ctl.current_a(NOON_S) == 0.0
+        ctl.heartbeat = True
+        await wait_until(lambda: ctl.charge_limit_a == pytest.approx(30.0), timeout_s=2.0)
+        # The battery tapers: the controller follows the next step.
+        server.update(make_output(ccl_a=5.0, dcl_a=10.0, pack_voltage_v=52.0))
+        await wait_until(lambda: ctl.charge_limit_a == pytest.approx(5.0))
+        assert ctl.current_a(NOON_S) == pytest.approx(5.0)
+    finally:
+        await _stop(ctl_task)
+        await _stop(srv_task)
