@@ -22,6 +22,7 @@ Without an SoC estimate the planner falls back to voltages, and then only near t
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from pydantic import Field
 
@@ -99,6 +100,8 @@ class BalancingConfig(Section):
     power_budget_w: float | None = None
     """Power balancing may take from the pack (bleed heat, converter loss); ``None``: no limit.
     Power the charger makes available (``charge_power_available_w``) adds to it."""
+    max_data_age_s: float = Field(default=10.0, gt=0)
+    """Balancing stops while any cell voltage or temperature is older than this."""
     min_dwell_s: float = Field(default=30.0, ge=0)
     """A cell keeps its state at least this long after a switch (unless a guard trips)."""
 
@@ -247,6 +250,13 @@ class BalancingPlanner:
         cell_v = snapshot.cell_voltage_v
         if len(cell_v) != n or None in cell_v or snapshot.current_a is None:
             return self._idle("incomplete data")
+        if None in snapshot.cell_temp_c:
+            return self._idle("incomplete data")
+        # Every value known implies every age known.
+        oldest = max(cast(tuple[float, ...], snapshot.cell_voltage_age_s), default=0.0)
+        oldest_t = max(cast(tuple[float, ...], snapshot.cell_temp_age_s), default=0.0)
+        if oldest > cfg.max_data_age_s or oldest_t > cfg.max_data_age_s:
+            return self._idle("stale data")
         volts: list[float] = list(cell_v)  # type: ignore[arg-type]
         temps = snapshot.cell_temp_c
 
