@@ -48,6 +48,7 @@ __all__ = [
     "from_raw",
     "limits_from_124",
     "limits_from_702",
+    "pack_voltage_v",
     "setpoints_124",
     "setpoints_702",
     "to_raw",
@@ -385,7 +386,8 @@ def _state(out: ControlOutput | None, link: LinkState, lay: ModelLayout) -> int:
     return sym["CONNECTED"]
 
 
-def _pack_voltage(out: ControlOutput) -> float | None:
+def pack_voltage_v(out: ControlOutput) -> float | None:
+    """The measured pack voltage, else the sum of the cells when every cell is known."""
     if out.pack.pack_voltage_v is not None:
         return out.pack.pack_voltage_v
     cells = out.pack.cell_voltage_v
@@ -471,7 +473,7 @@ def battery_points(
         p["SoC"] = to_raw(out.soc.soc_pct, sf.soc)
         p["SoH"] = to_raw(out.soc.soh_pct, sf.soh)
     sign = 1.0 if info.charge_positive else -1.0
-    volts = _pack_voltage(out)
+    volts = pack_voltage_v(out)
     amps = out.pack.current_a
     p["V"] = to_raw(volts, sf.v)
     p["A"] = to_raw(None if amps is None else sign * amps, sf.a, "int16")
