@@ -52,7 +52,8 @@ class PackSimConfig:
         resistance_activation_k: Arrhenius factor Ea/R of R0 and R1 (R doubles from 25 to ~3 degC
             at 3000 K); 0 disables the temperature dependence.
         bleed_resistance_ohm: Balancing resistor across a cell (33 ohm ~ 0.1 A at 3.3 V).
-        temp_sensors: Number of temperature sensors (``None``: one per cell, at most 256).
+        temp_sensors: Number of temperature sensors, 0..256 (``None``: one per 4 cells, as the
+            gateway's default of 4 sensors for 16 cells).
         temp_sensor_spread_c: Fixed per-sensor offset spread (gradients inside the pack).
         voltage_offset_spread_mv: Fixed per-cell measurement offset spread of the cell monitor.
         voltage_noise_mv: Measurement noise on sensed cell voltages (1 sigma).
@@ -115,13 +116,15 @@ class PackSimConfig:
                 raise ValueError(f"{name} (={value}) must not be negative")
         if not 0.0 <= self.initial_soc_pct <= 100.0:
             raise ValueError(f"initial_soc_pct (={self.initial_soc_pct}) must be within 0..100")
-        if self.temp_sensors is not None and not 1 <= self.temp_sensors <= 256:
-            raise ValueError(f"temp_sensors (={self.temp_sensors}) must be within 1..256")
+        if self.temp_sensors is not None and not 0 <= self.temp_sensors <= 256:
+            raise ValueError(f"temp_sensors (={self.temp_sensors}) must be within 0..256")
 
     @property
     def temp_sensor_count(self) -> int:
         """Number of temperature sensors after the default is applied."""
-        return self.temp_sensors if self.temp_sensors is not None else min(self.cells, 256)
+        if self.temp_sensors is not None:
+            return self.temp_sensors
+        return min(256, math.ceil(self.cells / 4))
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,7 @@ async def test_frames_arrive_and_a_command_is_obeyed(
     # 10 s simulated: pack values every 20 ms, 2 voltage frames every 100 ms, 1 s messages.
     assert counts[0x120] == 501
     assert counts[0x100] == 2 * 101
-    assert counts[0x110] == 2 * 11
+    assert counts[0x110] == 11  # 8 cells: 2 sensors, one frame
     assert counts[0x130] == 11
     assert summary.frames_sent == len(frames)
     assert summary.sim_s == pytest.approx(10.0)

@@ -27,8 +27,9 @@ def test_log_reads_back_and_decodes(tmp_path: Path) -> None:
     assert isinstance(db, Database)
     messages = list(can.LogReader(out))
     counts = Counter(m.arbitration_id for m in messages)
-    # 0..72 s: 3601 pack frames, 721 bursts of 4 voltage frames, 73 s of 4 temps + 1 status.
-    assert counts == {0x120: 3601, 0x100: 4 * 721, 0x110: 4 * 73, 0x130: 73}
+    # 0..72 s: 3601 pack frames, 721 bursts of 4 voltage frames, 73 s of one temperature
+    # frame (4 sensors) and one status frame.
+    assert counts == {0x120: 3601, 0x100: 4 * 721, 0x110: 73, 0x130: 73}
     stamps = [m.timestamp for m in messages]
     assert stamps == sorted(stamps)
     assert stamps[-1] == pytest.approx(72.0)
@@ -40,6 +41,7 @@ def test_log_reads_back_and_decodes(tmp_path: Path) -> None:
         assert isinstance(decoded, dict)
         for name, value in decoded.items():
             if name.startswith("CellVoltage_") and not name.endswith("Flag"):
+                assert isinstance(value, int)
                 assert 2500 <= value <= 3650  # LFP cell window in mV
             if name.endswith("_invalidFlag"):
                 assert value == 0

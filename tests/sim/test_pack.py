@@ -182,7 +182,9 @@ def test_sensor_offsets_and_noise() -> None:
     assert sensed != true_v
     assert all(abs(s - t) < 0.05 for s, t in zip(sensed, true_v, strict=True))
     assert sim.sensed_current_a() == pytest.approx(0.3)
-    assert len(sim.sensed_temperatures_c()) == 4
+    assert len(sim.sensed_temperatures_c()) == 1  # default: one sensor per 4 cells
+    assert PackSimConfig(cells=17).temp_sensor_count == 5
+    assert PackSim(PackSimConfig(cells=4, temp_sensors=0), seed=1).sensed_temperatures_c() == []
 
 
 def test_set_soc_and_bad_inputs() -> None:
