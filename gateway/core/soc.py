@@ -47,15 +47,17 @@ class SocConfig(Section):
     """Path of a user OCV table (CSV ``soc_pct,ocv_v``); default: the chemistry's built-in table."""
     voltage_sigma_mv: float = Field(default=12.0, gt=0)
     """Voltage error under load: sensor noise plus what the circuit model misses (1 sigma)."""
+    model_error_fraction: float = Field(default=1.0, ge=0)
+    """Circuit-model error under load as a fraction of the modelled polarisation (R0+R1)*I."""
     rest_voltage_sigma_mv: float = Field(default=4.0, gt=0)
     """Voltage error after a rest of ``rest_s`` (the relaxed voltage is almost the OCV)."""
     rest_current_c: float = Field(default=0.01, ge=0)
     """Current (as a C-rate) below which the pack counts as resting."""
     rest_s: float = Field(default=900.0, ge=0)
-    """Rest needed before the voltage is taken as OCV for a recalibration."""
+    """Rest needed before the voltage is taken as OCV for a recalibration (repeated each rest_s)."""
     min_ocv_slope_mv_per_pct: float = Field(default=1.5, ge=0)
     """Below this OCV slope the voltage is not used: the count is trusted (flat LFP middle)."""
-    count_drift_pct_per_sqrt_h: float = Field(default=1.0, ge=0)
+    count_drift_pct_per_sqrt_h: float = Field(default=0.5, ge=0)
     """How fast the count's uncertainty grows with time (current-sensor offset), % per sqrt(h)."""
     current_gain_sigma_pct: float = Field(default=1.0, ge=0)
     """Current-sensor gain uncertainty: the count's error per charge moved, %."""
@@ -142,7 +144,7 @@ class SocEstimator:
         self._cycles0 = 0.0  # cycles restored from a previous run
         self._last_now_s: float | None = None
         self._rest_since_s: float | None = None
-        self._rest_id = 0
+        self._rest_epoch = 0  # counts rests begun
         self._restored = False
 
     # --- public -------------------------------------------------------------------------
@@ -197,11 +199,14 @@ class SocEstimator:
             self._rest_since_s = None
         elif self._rest_since_s is None:
             self._rest_since_s = now_s - known_dt
-            self._rest_id += 1
-        rest_id = self._rest_id
-        rested = (
-            resting and self._rest_since_s is not None and now_s - self._rest_since_s >= cfg.rest_s
-        )
+            self._rest_epoch += 1
+        # One recalibration per completed rest_s of a rest: (rest number, multiple of rest_s).
+        rest_id = -1
+        if resting and self._rest_since_s is not None:
+            n_rest = int((now_s - self._rest_since_s) // cfg.rest_s) if cfg.rest_s > 0 else 1
+            if n_rest >= 1:
+                rest_id = self._rest_epoch * 1_000_000 + min(n_rest, 999_999)
+        rested = rest_id >= 0
 
         temps = snapshot.cell_temp_c
         m = len(temps)
@@ -216,6 +221,7 @@ class SocEstimator:
         q_drift = drift * drift * dt / 3600.0
         gain = cfg.current_gain_sigma_pct / 100.0
         r_load = (cfg.voltage_sigma_mv / 1000.0) ** 2
+        model_err = cfg.model_error_fraction
         r_rest = (cfg.rest_voltage_sigma_mv / 1000.0) ** 2
         min_slope = cfg.min_ocv_slope_mv_per_pct / 1000.0
         v_lo = chem.min_v - 0.5
@@ -280,7 +286,13 @@ class SocEstimator:
                 if slope >= min_slope and (use_rest or not resting):
                     h0 = slope
                     y = v - (chem.ocv_voltage(soc, temp_c) + v1 + r0 * cur)
-                    r_meas = r_rest if use_rest else r_load
+                    if use_rest:
+                        r_meas = r_rest
+                    else:
+                        # The circuit misses part of the polarisation (diffusion): the error
+                        # grows with the current.
+                        pol = model_err * (r0 + r1) * cur
+                        r_meas = r_load + pol * pol
                     ph0 = h0 * p00 + p01
                     ph1 = h0 * p01 + p11
                     s = h0 * ph0 + ph1 + r_meas

@@ -1,0 +1,445 @@
+"""State-of-charge accuracy against a physics model, and the estimator's step time.
+
+Ground truth: PyBaMM's SPMe with a lumped thermal model, a 24-hour home-storage day at 1 Hz
+(night base load with fridge pulses, a morning peak, PV charge with clouds, an afternoon rest near
+full, an evening discharge with cooking pulses, a night rest), for Chen2020 (NMC, LG M50) and
+Prada2013 (LFP, A123 26650; thermal parameters borrowed from Chen2020). The true SoC is the
+model's own coulomb count ("Discharge capacity [A.h]") against its electrode-balance capacity,
+between the same OCV window the shipped tables use.
+
+What the estimator sees is what a real BMS would: voltage with 2 mV noise and 1 mV quantisation,
+current with an offset of 0.2 % of full scale (full scale 2C) and a 0.5 % gain error,
+temperature to 0.5 degC, a capacity configured 5 % too high and an initial SoC 20 points off (a
+stale state file restored; the restore adds its usual uncertainty). Beside it, on the same data:
+plain coulomb counting (same wrong start, same wrong capacity) and an OCV lookup of the voltage
+corrected by the nominal IR drop.
+
+Needs the ``[bench]`` extra for the simulation (``pip install -e '.[bench]'``)::
+
+    .venv/bin/python bench/soc_accuracy.py              # both chemistries, accuracy table
+    .venv/bin/python bench/soc_accuracy.py --fixture    # also rewrite tests/fixtures/soc/*.csv
+    .venv/bin/python bench/soc_accuracy.py --timing     # step time, 16 and 512 cells (no PyBaMM)
+
+Simulations are cached (``--cache``, default under the system temp dir) so re-runs are quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import math
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.core.chemistry import Chemistry, get_chemistry
+from gateway.core.model import PackSnapshot
+from gateway.core.pack import PackConfig
+from gateway.core.soc import SocConfig, SocEstimator
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures" / "soc"
+DAY_S = 24 * 3600
+
+# What the BMS gets wrong (see the module docstring).
+V_NOISE_V = 0.002
+V_LSB_V = 0.001
+FULL_SCALE_C = 2.0
+I_OFFSET_FS = 0.002
+I_GAIN = 0.005
+T_LSB_C = 0.5
+CAP_ERROR = 0.05
+INIT_ERROR_PCT = 20.0
+CONVERGED_PCT = 2.0
+STAYS_PCT = 3.0
+
+
+# --- the day ------------------------------------------------------------------------------
+
+
+def home_day_c(seed: int = 1) -> list[float]:
+    """Cell current (C-rate, positive = charging) for every second of a 24-hour day."""
+    rng = random.Random(seed)
+    i = [0.0] * DAY_S
+
+    def fill(h0: float, h1: float, c: float) -> None:
+        for t in range(int(h0 * 3600), int(h1 * 3600)):
+            i[t] = c
+
+    def pulse(h: float, minutes: float, c: float) -> None:
+        t0 = int(h * 3600)
+        for t in range(t0, min(DAY_S, t0 + int(minutes * 60))):
+            i[t] += c
+
+    # 00-06 night base load, the fridge every 50 minutes; a rest when the reserve is reached.
+    fill(0.0, 3.0, -0.025)
+    fill(4.5, 6.0, -0.025)
+    for k in range(7):
+        h = 0.2 + k * 0.83
+        if not 3.0 <= h < 4.5:
+            pulse(h, 8, -0.05)
+    # 06-07:30 morning: breakfast, kettle and toaster pulses.
+    fill(6.0, 7.5, -0.08)
+    pulse(6.4, 3, -0.4)
+    pulse(6.9, 4, -0.3)
+    pulse(7.2, 2, -0.5)
+    # 07:30-08:30 PV covers the house: rest.
+    # 08:30-14:30 PV charge, a bell with passing clouds, minus the house.
+    for t in range(int(8.5 * 3600), int(14.5 * 3600)):
+        x = (t / 3600 - 8.5) / 6.0
+        i[t] = 0.245 * math.sin(math.pi * x) - 0.02
+    for _ in range(12):
+        h = rng.uniform(9.0, 14.0)
+        pulse(h, rng.uniform(2, 15), -rng.uniform(0.05, 0.15))
+    # 14:30-17:30 rest near full (PV exported).
+    # 17:30-22:30 evening discharge with cooking and the washing machine.
+    fill(17.5, 22.5, -0.09)
+    pulse(18.0, 20, -0.3)
+    pulse(18.8, 5, -0.4)
+    pulse(19.5, 45, -0.1)
+    pulse(20.5, 10, -0.25)
+    for _ in range(20):
+        pulse(rng.uniform(17.5, 22.3), rng.uniform(0.5, 3), -rng.uniform(0.1, 0.4))
+    # 22:30-24:00 rest at the reserve.
+    return i
+
+
+START_SOC = {"nmc": 0.60, "lfp": 0.60}
+
+
+# --- the simulation (PyBaMM) --------------------------------------------------------------
+
+
+@dataclass
+class Truth:
+    """One simulated day at 1 Hz."""
+
+    chemistry: str
+    capacity_ah: float
+    t_s: list[float]
+    current_a: list[float]  # positive = charging
+    voltage_v: list[float]
+    temp_c: list[float]
+    soc_pct: list[float]
+    sim_s: float
+
+
+def _gen_ocv() -> Any:
+    spec = importlib.util.spec_from_file_location("gen_ocv", REPO / "scripts" / "gen_ocv.py")
+    assert spec is not None
+    assert spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["gen_ocv"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def simulate(name: str, cache: Path) -> Truth:
+    """Run (or load from ``cache``) the SPMe + lumped thermal day for chemistry ``name``."""
+    path = cache / f"{name}_day.csv"
+    if path.is_file():
+        return _read_truth(path, name)
+    import numpy as np
+    import pybamm
+
+    gen = _gen_ocv()
+    spec = gen.CELLS[name]
+    p = gen.parameter_values(spec)
+    cap = gen.electrode_capacity_ah(p)
+    i_c = home_day_c()
+    t = np.arange(DAY_S + 1, dtype=float)
+    # PyBaMM counts discharge as positive current. Sample k holds over (k, k+1].
+    i_pb = -np.asarray([i_c[0], *i_c], dtype=float) * cap
+    p["Current function [A]"] = pybamm.Interpolant(t, i_pb, pybamm.t, interpolator="linear")
+    model = pybamm.lithium_ion.SPMe(options={"thermal": "lumped"})
+    solver = pybamm.IDAKLUSolver(rtol=1e-6, atol=1e-8)
+    sim = pybamm.Simulation(model, parameter_values=p, solver=solver)
+    t0 = time.perf_counter()
+    sol = sim.solve(t_eval=[0.0, float(DAY_S)], t_interp=t, initial_soc=START_SOC[name])
+    sim_s = time.perf_counter() - t0
+    ts = sol["Time [s]"].entries
+    if ts[-1] < DAY_S - 1:
+        raise RuntimeError(f"{name}: simulation stopped at {ts[-1]:.0f} s (voltage cut-off?)")
+    q_dis = sol["Discharge capacity [A.h]"].entries
+    truth = Truth(
+        chemistry=name,
+        capacity_ah=cap,
+        t_s=[float(x) for x in ts],
+        current_a=[-float(x) for x in sol["Current [A]"].entries],
+        voltage_v=[float(x) for x in sol["Voltage [V]"].entries],
+        temp_c=[float(x) for x in sol["X-averaged cell temperature [C]"].entries],
+        soc_pct=[100.0 * (START_SOC[name] - float(q) / cap) for q in q_dis],
+        sim_s=sim_s,
+    )
+    cache.mkdir(parents=True, exist_ok=True)
+    _write_truth(path, truth, step=1)
+    return truth
+
+
+def _write_truth(path: Path, tr: Truth, step: int) -> None:
+    """CSV of the truth every ``step`` s; the current is the mean over each interval."""
+    with path.open("w", newline="") as f:
+        f.write(f"# {tr.chemistry} SPMe+lumped thermal, capacity_ah={tr.capacity_ah:.5f}\n")
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["t_s", "current_a", "voltage_v", "temp_c", "true_soc_pct"])
+        w.writerow(
+            [
+                0,
+                f"{tr.current_a[0]:.5f}",
+                f"{tr.voltage_v[0]:.5f}",
+                f"{tr.temp_c[0]:.2f}",
+                f"{tr.soc_pct[0]:.4f}",
+            ]
+        )
+        for k in range(step, len(tr.t_s), step):
+            # Mean current over (k - step, k]: trapezoids of the 1 Hz samples.
+            # (At 1 s the sample itself, as the estimator sees it in the bench.)
+            seg = tr.current_a[k - step : k + 1]
+            mean_i = (math.fsum(seg) - 0.5 * (seg[0] + seg[-1])) / step if step > 1 else seg[-1]
+            w.writerow(
+                [
+                    int(tr.t_s[k]),
+                    f"{mean_i:.5f}",
+                    f"{tr.voltage_v[k]:.5f}",
+                    f"{tr.temp_c[k]:.2f}",
+                    f"{tr.soc_pct[k]:.4f}",
+                ]
+            )
+
+
+def _read_truth(path: Path, name: str) -> Truth:
+    lines = path.read_text().splitlines()
+    cap = float(lines[0].split("capacity_ah=")[1])
+    rows = list(csv.reader(lines[2:]))
+    return Truth(
+        chemistry=name,
+        capacity_ah=cap,
+        t_s=[float(r[0]) for r in rows],
+        current_a=[float(r[1]) for r in rows],
+        voltage_v=[float(r[2]) for r in rows],
+        temp_c=[float(r[3]) for r in rows],
+        soc_pct=[float(r[4]) for r in rows],
+        sim_s=math.nan,
+    )
+
+
+# --- what the BMS sees, and the three estimators ------------------------------------------
+
+
+def snapshot(
+    t_s: float, volts: list[float | None], current_a: float | None, temp_c: float | None
+) -> PackSnapshot:
+    """A complete, fresh snapshot of a pack of ``len(volts)`` cells."""
+    n = len(volts)
+    return PackSnapshot(
+        t_s=t_s,
+        cell_voltage_v=tuple(volts),
+        cell_voltage_age_s=(0.0,) * n,
+        cell_temp_c=(temp_c,),
+        cell_temp_age_s=(0.0,),
+        current_a=current_a,
+        current_age_s=0.0,
+        pack_voltage_v=None,
+        pack_voltage_age_s=None,
+        balancing_active=(False,) * n,
+        complete=True,
+    )
+
+
+@dataclass
+class Result:
+    """Errors of one estimator against the truth."""
+
+    name: str
+    rmse_pct: float
+    max_after_30min_pct: float
+    first_within_s: float | None  # first time within CONVERGED_PCT
+    stays_within_s: float | None  # from when on the error stays within STAYS_PCT
+    final_err_pct: float
+
+
+def score(name: str, t_s: list[float], est: list[float], truth: list[float]) -> Result:
+    """RMSE over the day, max error after 30 minutes, and two convergence times."""
+    err = [e - tr for e, tr in zip(est, truth, strict=True)]
+    rmse = math.sqrt(math.fsum(e * e for e in err) / len(err))
+    late = [abs(e) for t, e in zip(t_s, err, strict=True) if t >= 1800.0]
+    first = next((t for t, e in zip(t_s, err, strict=True) if abs(e) <= CONVERGED_PCT), None)
+    stays: float | None = t_s[0]
+    for k in range(len(err) - 1, -1, -1):
+        if abs(err[k]) > STAYS_PCT:
+            stays = t_s[k + 1] if k + 1 < len(t_s) else None
+            break
+    return Result(name, rmse, max(late), first, stays, err[-1])
+
+
+def run(truth: Truth, seed: int = 7, config: SocConfig | None = None) -> dict[str, Any]:
+    """Feed the BMS view of ``truth`` to the estimator and the two baselines; score them."""
+    rng = random.Random(seed)
+    chem = get_chemistry(truth.chemistry)
+    cap_true = truth.capacity_ah
+    cap_cfg = cap_true * (1.0 + CAP_ERROR)
+    pack = PackConfig(cells=1, temp_sensors=1, chemistry=truth.chemistry, capacity_ah=cap_cfg)
+    est = SocEstimator(config or SocConfig(), pack, chem)
+    offset_a = I_OFFSET_FS * FULL_SCALE_C * cap_true
+
+    def measure(k: int) -> tuple[float, float, float]:
+        v = truth.voltage_v[k] + rng.gauss(0.0, V_NOISE_V)
+        v = round(v / V_LSB_V) * V_LSB_V
+        i = truth.current_a[k] * (1.0 + I_GAIN) + offset_a
+        tc = round(truth.temp_c[k] / T_LSB_C) * T_LSB_C
+        return v, i, tc
+
+    # A stale state: the right pack, the SoC 20 points off (towards the middle of the range).
+    v0, i0, tc0 = measure(0)
+    est.step(snapshot(truth.t_s[0], [v0], i0, tc0), truth.t_s[0])
+    state = est.export_state()
+    true0 = truth.soc_pct[0]
+    wrong0 = true0 + INIT_ERROR_PCT if true0 < 50.0 else true0 - INIT_ERROR_PCT
+    state["soc_pct"] = [wrong0]
+    state["soc_var"] = [0.0]
+    est.restore(state)
+
+    cc = wrong0
+    ekf: list[float] = []
+    count: list[float] = []
+    ocv: list[float] = []
+    sigma: list[float] = []
+    r0_nom = chem.r0_ohm(cap_cfg)
+    last_t = truth.t_s[0]
+    step_time = 0.0
+    for k, t in enumerate(truth.t_s):
+        v, i, tc = measure(k)
+        t0 = time.perf_counter()
+        rep = est.step(snapshot(t, [v], i, tc), t)
+        step_time += time.perf_counter() - t0
+        assert rep is not None
+        ekf.append(rep.cells[0].soc_pct)
+        sigma.append(rep.cells[0].soc_sigma_pct)
+        cc = min(100.0, max(0.0, cc + 100.0 * i * (t - last_t) / 3600.0 / cap_cfg))
+        last_t = t
+        count.append(cc)
+        ocv.append(chem.ocv_soc(v - r0_nom * chem.r_temp_factor(tc) * i, tc))
+    final = est.report()
+    assert final is not None
+    return {
+        "results": [
+            score("estimator (EKF)", truth.t_s, ekf, truth.soc_pct),
+            score("coulomb counting", truth.t_s, count, truth.soc_pct),
+            score("OCV lookup (IR-corrected)", truth.t_s, ocv, truth.soc_pct),
+        ],
+        "capacity_ah": final.cells[0].capacity_ah,
+        "capacity_true_ah": cap_true,
+        "capacity_cfg_ah": cap_cfg,
+        "r0_mohm": final.cells[0].resistance_mohm,
+        "r0_nominal_mohm": chem.r0_ohm(cap_true) * 1000.0,
+        "sigma_final_pct": sigma[-1],
+        "us_per_step": 1e6 * step_time / len(truth.t_s),
+        "series": (ekf, count, ocv, sigma),
+    }
+
+
+# --- step time ----------------------------------------------------------------------------
+
+
+def timing(cells: int, chem: Chemistry, steps: int = 600) -> float:
+    """Mean step time in microseconds for ``cells`` cells at 10 Hz under a varying current."""
+    pack = PackConfig(cells=cells, temp_sensors=max(1, cells // 4), chemistry=chem.name)
+    est = SocEstimator(SocConfig(), pack, chem)
+    rng = random.Random(3)
+    base = [chem.ocv.voltage(40.0 + 20.0 * rng.random()) for _ in range(cells)]
+    m = pack.temp_sensors
+    snaps = []
+    for k in range(steps):
+        t = 0.1 * k
+        cur = 30.0 * math.sin(k / 50.0)
+        volts = tuple(b + 0.001 * cur + rng.gauss(0, 0.002) for b in base)
+        snaps.append(
+            PackSnapshot(
+                t_s=t,
+                cell_voltage_v=volts,
+                cell_voltage_age_s=(0.0,) * cells,
+                cell_temp_c=(25.0,) * m,
+                cell_temp_age_s=(0.0,) * m,
+                current_a=cur,
+                current_age_s=0.0,
+                pack_voltage_v=None,
+                pack_voltage_age_s=None,
+                balancing_active=(False,) * cells,
+                complete=True,
+            )
+        )
+    est.step(snaps[0], 0.0)
+    t0 = time.perf_counter()
+    for s in snaps[1:]:
+        est.step(s, s.t_s)
+    return 1e6 * (time.perf_counter() - t0) / (steps - 1)
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def _minutes(t_s: float | None) -> str:
+    if t_s is None:
+        return "never"
+    return f"{t_s:.0f} s" if t_s < 120.0 else f"{t_s / 60:.1f} min"
+
+
+def main() -> None:
+    """Command line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--chemistry", choices=("nmc", "lfp"), action="append")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "bmsgw-soc-bench")
+    ap.add_argument("--fixture", action="store_true", help="rewrite tests/fixtures/soc/*.csv")
+    ap.add_argument("--timing", action="store_true", help="only the step time (no PyBaMM)")
+    args = ap.parse_args()
+
+    if args.timing:
+        for name in ("lfp", "nmc"):
+            chem = get_chemistry(name)
+            for cells in (16, 512):
+                us = timing(cells, chem)
+                print(
+                    f"step time {name} {cells:4d} cells: {us / 1000:7.3f} ms/step "
+                    f"({us / cells:5.2f} us/cell; at 10 Hz {us / 1e4:5.2f} % of one core)"
+                )
+        return
+
+    for name in args.chemistry or ["nmc", "lfp"]:
+        t0 = time.perf_counter()
+        truth = simulate(name, args.cache)
+        wall = time.perf_counter() - t0
+        if args.fixture:
+            FIXTURES.mkdir(parents=True, exist_ok=True)
+            _write_truth(FIXTURES / f"{name}_day.csv", truth, step=10)
+        out = run(truth)
+        lo, hi = min(truth.soc_pct), max(truth.soc_pct)
+        sim = f"{truth.sim_s:.0f} s" if math.isfinite(truth.sim_s) else f"cached, {wall:.1f} s"
+        print(
+            f"\n{name.upper()} ({get_chemistry(name).source}): 24 h at 1 Hz, true SoC "
+            f"{lo:.1f}..{hi:.1f} %, simulation {sim}"
+        )
+        print(
+            f"  {'method':28s} {'RMSE %':>7s} {'max>30min %':>11s} {'within 2 % at':>13s} "
+            f"{'stays in 3 % from':>17s} {'final err %':>11s}"
+        )
+        for r in out["results"]:
+            print(
+                f"  {r.name:28s} {r.rmse_pct:7.2f} {r.max_after_30min_pct:11.2f} "
+                f"{_minutes(r.first_within_s):>13s} {_minutes(r.stays_within_s):>17s} "
+                f"{r.final_err_pct:11.2f}"
+            )
+        print(
+            f"  capacity: true {out['capacity_true_ah']:.3f} Ah, configured "
+            f"{out['capacity_cfg_ah']:.3f}, estimated {out['capacity_ah']:.3f}; "
+            f"R0 nominal {out['r0_nominal_mohm']:.1f} mOhm, estimated {out['r0_mohm']:.1f}; "
+            f"final sigma {out['sigma_final_pct']:.2f} %; {out['us_per_step']:.1f} us/step"
+        )
+
+
+if __name__ == "__main__":
+    main()
