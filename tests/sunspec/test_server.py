@@ -13,8 +13,10 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
-from gateway.core.model import Command, CommandResult, ResetAlarms
+from gateway.control import Controller
+from gateway.core.model import Command, CommandResult, Reading, ResetAlarms, Role
 from gateway.errors import ModbusLinkError
+from gateway.settings import load_settings
 from gateway.sunspec.config import SunSpecConfig
 from gateway.sunspec.maps import BatteryInfo
 from gateway.sunspec.server import SunSpecServer
@@ -379,3 +381,30 @@ async def test_port_in_use_is_a_link_error() -> None:
         server = SunSpecServer(SunSpecConfig(mode="server", port=port))
         with pytest.raises(ModbusLinkError, match="cannot listen"):
             await asyncio.wait_for(server.run(), 5)
+
+
+async def test_pysunspec2_reads_a_real_control_step() -> None:
+    """A step of the real Controller, fed readings, reads back through pysunspec2 unchanged."""
+    settings = load_settings(None)
+    ctrl = Controller(settings)
+    cells = [3.30 + 0.01 * (i % 5) for i in range(settings.pack.cells)]
+    readings = [Reading(Role.CELL_VOLTAGE, i, v, 0.0) for i, v in enumerate(cells)]
+    readings += [
+        Reading(Role.CELL_TEMPERATURE, i, 24.0, 0.0) for i in range(settings.pack.temp_sensors)
+    ]
+    readings += [Reading(Role.PACK_CURRENT, 0, -7.5, 0.0), Reading(Role.PACK_VOLTAGE, 0, 53.3, 0.0)]
+    ctrl.ingest(readings)
+    out = ctrl.step(0.1)
+    async with serving() as (server, _):
+        server.update(out)
+        got = await asyncio.to_thread(_read_802_with_pysunspec2, server.bound_port or 0)
+    assert got["errors"] == ""
+    assert got["AChaMax"] == pytest.approx(round(out.limits.ccl_a.value, 1))
+    assert got["ADisChaMax"] == pytest.approx(round(out.limits.dcl_a.value, 1))
+    assert got["V"] == pytest.approx(53.3)
+    assert got["A"] == pytest.approx(-7.5)
+    assert got["CellVMax"] == pytest.approx(max(cells))
+    assert got["CellVMin"] == pytest.approx(min(cells))
+    assert got["Evt1"] == out.alarms.evt1
+    if out.soc is not None:
+        assert got["SoC"] == pytest.approx(round(out.soc.soc_pct, 1))
