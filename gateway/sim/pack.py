@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.core.chemistry import Chemistry, get_chemistry
+from gateway.core.model import Reading, Role
 
 __all__ = ["CellParams", "CellState", "PackSim", "PackSimConfig"]
 
@@ -431,6 +432,34 @@ class PackSim:
         return [
             t + off + (gauss(0.0, sigma) if sigma else 0.0) for off in self._noise.sensor_offsets_c
         ]
+
+    def readings(self, t_s: float | None = None, *, quantized: bool = True) -> list[Reading]:
+        """The sensed values as the gateway's readings, bypassing CAN (fast benches).
+
+        Args:
+            t_s: Receive time put on every reading (default: the simulated time).
+            quantized: Round as ``dbc/bms.dbc`` carries them (1 mV, 0.1 degC, 1 mA, 0.01 V),
+                so a bench sees what the CAN path would deliver.
+        """
+        t = self._t_s if t_s is None else t_s
+        volts = self.sensed_cell_voltages_v()
+        temps = self.sensed_temperatures_c()
+        current_a = self.sensed_current_a()
+        pack_v = self.sensed_pack_voltage_v()
+        if quantized:
+            volts = [round(v * 1000.0) / 1000.0 for v in volts]
+            temps = [round(x, 1) for x in temps]
+            current_a = round(current_a * 1000.0) / 1000.0
+            pack_v = round(pack_v, 2)
+        out = [Reading(Role.CELL_VOLTAGE, k, v, t) for k, v in enumerate(volts)]
+        out.extend(Reading(Role.CELL_TEMPERATURE, k, x, t) for k, x in enumerate(temps))
+        out.append(Reading(Role.PACK_CURRENT, 0, current_a, t))
+        out.append(Reading(Role.PACK_VOLTAGE, 0, pack_v, t))
+        out.extend(
+            Reading(Role.BALANCING_STATUS, k, 1.0 if on else 0.0, t)
+            for k, on in enumerate(self._bleed)
+        )
+        return out
 
     # ---------------------------------------------------------------- internals
 

@@ -187,3 +187,29 @@ def test_dbc_errors_name_the_file(tmp_path: Any) -> None:
     empty.write_text('VERSION ""\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="BMS_CellVoltages"):
         PackFrameEmitter(PackSim(seed=1), db=load_bms_dbc(empty))
+
+
+def test_readings_match_what_the_frames_carry(db: Database) -> None:
+    sim = PackSim(PackSimConfig(cells=9, voltage_noise_mv=0.0), seed=2)
+    sim.set_bleed([k == 4 for k in range(9)])
+    sim.run(30.0, 1.0, 21.234)
+    via_can: dict[tuple[str, int], float] = {}
+    for msg in PackFrameEmitter(sim).all_frames(sim.t_s):
+        for name, value in _decode(db, msg).items():
+            if name.endswith(("_Mux", "_invalidFlag")):
+                continue
+            if name.startswith("CellVoltage_"):
+                via_can["cell_voltage", int(name[12:])] = value / 1000.0
+            elif name.startswith("CellTemperature_"):
+                via_can["cell_temperature", int(name[16:])] = value
+            elif name.startswith("BalancingStatus_"):
+                via_can["balancing_status", int(name[16:])] = value
+            elif name == "PackCurrent":
+                via_can["pack_current", 0] = value / 1000.0
+            elif name == "PackVoltage":
+                via_can["pack_voltage", 0] = value
+    readings = sim.readings()
+    assert len(readings) == 9 + 3 + 2 + 9
+    for r in readings:
+        assert r.t_s == sim.t_s
+        assert r.value == pytest.approx(via_can[r.role.value, r.index], abs=1e-9)
