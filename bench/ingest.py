@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import can
 import cantools
@@ -127,7 +128,7 @@ def main() -> int:
     args = ap.parse_args()
 
     settings = Settings(pack=PackConfig(cells=args.cells, temp_sensors=args.sensors))
-    db = cantools.database.load_file(DBC, strict=True)
+    db: Any = cantools.database.load_file(DBC, strict=True)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pack512.log"
         t = time.perf_counter()

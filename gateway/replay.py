@@ -132,11 +132,16 @@ def _text_messages(path: Path, fmt: str, stats: ReplayStats) -> Iterator[can.Mes
                     reader = can.CanutilsLogReader(source)
 
 
-def _blf_messages(path: Path, stats: ReplayStats) -> Iterator[can.Message]:
+def _open_blf(path: Path) -> can.BLFReader:
+    f = path.open("rb")  # opened here: python-can leaves its own file open when the header is bad
     try:
-        reader = can.BLFReader(str(path))
+        return can.BLFReader(f)
     except (BLFParseError, struct.error, OSError, ValueError) as e:
+        f.close()
         raise GatewayError(f"{path}: not a readable BLF file: {e or type(e).__name__}") from None
+
+
+def _blf_messages(reader: can.BLFReader, path: Path, stats: ReplayStats) -> Iterator[can.Message]:
     with reader:
         try:
             yield from reader
@@ -150,7 +155,7 @@ def iter_log(path: Path, stats: ReplayStats | None = None) -> Iterator[LogFrame]
     """The data frames of a log file in order; error frames are skipped.
 
     Raises:
-        GatewayError: the file is missing or its format is unknown (one line).
+        GatewayError: the file is missing or its format is unknown (one line), at the call.
     """
     stats = stats if stats is not None else ReplayStats()
     fmt = FORMATS.get(path.suffix.lower())
@@ -161,7 +166,14 @@ def iter_log(path: Path, stats: ReplayStats | None = None) -> Iterator[LogFrame]
         )
     if not path.is_file():
         raise GatewayError(f"{path}: no such log file")
-    messages = _blf_messages(path, stats) if fmt == "blf" else _text_messages(path, fmt, stats)
+    if fmt == "blf":
+        messages = _blf_messages(_open_blf(path), path, stats)
+    else:
+        messages = _text_messages(path, fmt, stats)
+    return _frames(messages, stats)
+
+
+def _frames(messages: Iterator[can.Message], stats: ReplayStats) -> Iterator[LogFrame]:
     for msg in messages:
         if msg.is_error_frame:
             continue
@@ -191,8 +203,8 @@ def replay(
         GatewayError: the log is missing or of an unknown format (before any record).
     """
     stats = stats if stats is not None else ReplayStats()
+    frames = iter_log(log_path, stats)  # a missing log fails here, before the slower DBC load
     decoder = decoder if decoder is not None else load_decoder(settings.can)
-    frames = iter_log(log_path, stats)
     ctrl = Controller(settings)
     handles, decode = decoder.handles, decoder.decode
     count, ingest, step = ctrl.count_frame, ctrl.ingest, ctrl.step

@@ -1,1 +1,10 @@
-"""CAN input: DBC loading, signal-role mapping (pure), python-can receive/transmit link."""
+"""CAN input: DBC loading, signal-role mapping (pure), python-can receive/transmit link.
+
+- ``config``: ``CanConfig`` (the ``[can]`` settings).
+- ``profile``: TOML signal maps binding DBC signals to roles (format in dbc/README.md).
+- ``dbc``: strict cantools loading with errors that name the file and line.
+- ``decode``: ``Decoder``, the profile compiled against the DBC; ``decode(frame_id, data, t_s)``.
+- ``link``: ``CanLink``, python-can on the event loop, with reconnect and transmit.
+
+Import the submodules; this package keeps no state and imports nothing heavy.
+"""

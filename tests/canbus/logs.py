@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import can
 import cantools
@@ -44,7 +45,7 @@ class BmsFrames:
     """Frames of dbc/bms.dbc for a pack with fixed, known values (cell i at 3.300 + i mV)."""
 
     def __init__(self, dbc: Path, cells: int, sensors: int) -> None:
-        self.db = cantools.database.load_file(dbc, strict=True)
+        self.db: Any = cantools.database.load_file(dbc, strict=True)
         self.cells = cells
         self.sensors = sensors
 
