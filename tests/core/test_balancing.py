@@ -1,0 +1,175 @@
+"""Balancing planner: band excess, hysteresis, guards, states, active pairing (pure, no loop)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.core.balancing import BalancingConfig, BalancingPlanner, band_excess_ah
+from gateway.core.model import BalancingMode
+from gateway.core.pack import PackConfig
+from tests.core.packdata import snapshot, soc_report
+
+PACK4 = PackConfig(cells=4, temp_sensors=2)
+CAPS = [100.0, 100.0, 100.0, 100.0]
+REST_V = (3.30, 3.30, 3.30, 3.30)
+
+
+def _usable_ah(q: list[float], caps: list[float]) -> float:
+    return min(q) + min(c - x for c, x in zip(caps, q, strict=True))
+
+
+def test_band_excess_is_the_least_dissipation_that_reaches_the_smallest_capacity() -> None:
+    caps = [100.0, 96.0, 103.0, 99.0]
+    socs = [60.0, 50.0, 55.0, 52.0]
+    q = [s / 100 * c for s, c in zip(socs, caps, strict=True)]
+    excess = band_excess_ah(socs, caps)
+    after = [x - e for x, e in zip(q, excess, strict=True)]
+    assert _usable_ah(after, caps) == pytest.approx(min(caps))
+    assert max(excess) == pytest.approx(min(caps) - _usable_ah(q, caps))
+    # No smaller removal reaches min(caps): brute force over a grid of removals.
+    best = min(
+        sum(r)
+        for r in itertools.product(*[[0.0, e * 0.5, e] for e in excess])
+        if _usable_ah([x - d for x, d in zip(q, r, strict=True)], caps) >= min(caps) - 1e-9
+    )
+    assert best == pytest.approx(sum(excess))
+
+
+def test_passive_bleeds_cells_above_the_band_with_hysteresis() -> None:
+    cfg = BalancingConfig(start_pct=1.0, stop_pct=0.2, min_dwell_s=0.0)
+    planner = BalancingPlanner(cfg, PACK4)
+    snap = snapshot(REST_V, (25.0, 25.0))
+    plan = planner.step(snap, soc_report([52.0, 50.0, 50.5, 50.0], CAPS), 0.0)
+    assert plan.bleed == (True, False, False, False)  # 2 Ah > 1 Ah; 0.5 Ah is not
+    act = plan.actions[0]
+    assert (act.cell, act.action, act.current_a) == (0, "bleed", 0.1)
+    assert "excess over band 2.000 Ah" in act.reason
+    # Inside the band between stop and start: keeps bleeding cell 0, still does not start 2.
+    plan = planner.step(snap, soc_report([50.5, 50.0, 50.5, 50.0], CAPS), 3600.0)
+    assert plan.bleed == (True, False, False, False)
+    assert plan.actions[0].charge_ah == pytest.approx(0.1)  # one hour at 0.1 A
+    plan = planner.step(snap, soc_report([50.1, 50.0, 50.5, 50.0], CAPS), 3601.0)
+    assert plan.bleed == (False, False, False, False)
+    assert planner.dissipated_ah[0] == pytest.approx(0.1 + 0.1 / 3600)
+    assert plan.idle_reason.startswith("balanced")
+
+
+def test_dwell_keeps_a_fresh_switch_from_chattering() -> None:
+    planner = BalancingPlanner(BalancingConfig(start_pct=1.0, stop_pct=0.5, min_dwell_s=60), PACK4)
+    snap = snapshot(REST_V, (25.0, 25.0))
+    assert planner.step(snap, soc_report([52.0, 50, 50, 50], CAPS), 0.0).bleed[0]
+    # Under ``stop`` but within the dwell: stays on; after it, switches off.
+    assert planner.step(snap, soc_report([50.2, 50, 50, 50], CAPS), 30.0).bleed[0]
+    assert not planner.step(snap, soc_report([50.2, 50, 50, 50], CAPS), 61.0).bleed[0]
+
+
+def test_guards_minimum_voltage_cell_and_board_temperature() -> None:
+    cfg = BalancingConfig(start_pct=1.0, board_sensors=(1,), max_board_temp_c=60.0)
+    planner = BalancingPlanner(cfg, PACK4)
+    soc = soc_report([60.0, 60.0, 60.0, 50.0], CAPS)
+    plan = planner.step(snapshot((3.30, 2.99, 3.30, 3.30), (25.0, 30.0)), soc, 0.0)
+    assert plan.bleed == (True, False, True, False)
+    blocked = [a for a in plan.actions if a.action == "blocked"]
+    assert [a.cell for a in blocked] == [1]
+    assert "minimum" in blocked[0].reason
+    plan = planner.step(snapshot(REST_V, (51.0, 30.0)), soc, 1.0)
+    assert plan.bleed == (False, False, False, False)  # every cell reads the one cell sensor
+    plan = planner.step(snapshot(REST_V, (25.0, 61.0)), soc, 2.0)
+    assert plan.bleed == (False, False, False, False)
+    assert plan.idle_reason.startswith("board at 61.0")
+    # The board guard releases only below its hysteresis band.
+    assert not any(planner.step(snapshot(REST_V, (25.0, 59.5)), soc, 3.0).bleed)
+    assert any(planner.step(snapshot(REST_V, (25.0, 57.0)), soc, 4.0).bleed)
+
+
+def test_states_passive_at_rest_or_top_and_voltage_fallback_near_the_top() -> None:
+    planner = BalancingPlanner(BalancingConfig(start_pct=1.0), PACK4)
+    soc = soc_report([60.0, 50.0, 50.0, 50.0], CAPS)
+    plan = planner.step(snapshot(REST_V, (25.0, 25.0), -30.0), soc, 0.0)
+    assert plan.idle_reason == "passive not allowed while discharge"
+    plan = planner.step(snapshot(REST_V, (25.0, 25.0), 30.0), soc, 1.0)
+    assert plan.idle_reason == "passive not allowed while charge"
+    top = (3.45, 3.38, 3.40, 3.38)
+    assert planner.step(snapshot(top, (25.0, 25.0), 30.0), soc, 2.0).bleed[0]
+    # No SoC estimate: voltages only near the top; the flat middle says nothing.
+    assert (
+        "near the top only" in planner.step(snapshot(REST_V, (25.0, 25.0)), None, 3.0).idle_reason
+    )
+    plan = planner.step(snapshot(top, (25.0, 25.0), 30.0), None, 4.0)
+    assert plan.bleed == (True, False, True, False)
+    assert "70 mV" in plan.actions[0].reason
+
+
+def test_active_pairs_donors_with_receivers() -> None:
+    cfg = BalancingConfig(mode=BalancingMode.ACTIVE, active_channels=1, start_pct=1.0)
+    planner = BalancingPlanner(cfg, PACK4)
+    soc = soc_report([60.0, 40.0, 52.0, 48.0], CAPS)
+    plan = planner.step(snapshot(REST_V, (25.0, 25.0), -30.0), soc, 0.0)
+    by_cell = {a.cell: a for a in plan.actions}
+    assert set(by_cell) == {0, 1}  # one channel: the largest donor and receiver
+    assert by_cell[0].action == "donate"
+    assert by_cell[1].action == "receive"
+    assert by_cell[1].current_a == pytest.approx(2.0 * 0.85)
+    assert plan.bleed == (True, False, False, False)
+    plan = planner.step(snapshot(REST_V, (25.0, 25.0), -30.0), soc, 3600.0)
+    assert planner.moved_ah[0] == pytest.approx(-2.0)
+    assert planner.moved_ah[1] == pytest.approx(1.7)
+
+
+def test_power_budget_and_mode_switch() -> None:
+    cfg = BalancingConfig(start_pct=1.0, power_budget_w=0.5)
+    planner = BalancingPlanner(cfg, PACK4)
+    soc = soc_report([60.0, 58.0, 56.0, 50.0], CAPS)
+    snap = snapshot(REST_V, (25.0, 25.0))
+    assert sum(planner.step(snap, soc, 0.0).bleed) == 1  # 0.33 W per cell
+    assert sum(planner.step(snap, soc, 1.0, charge_power_available_w=1.0).bleed) == 3
+    planner.set_mode(BalancingMode.OFF)
+    plan = planner.step(snap, soc, 2.0)
+    assert plan.idle_reason == "mode off"
+    assert not any(plan.bleed)
+
+
+def test_stale_data_stops_balancing() -> None:
+    planner = BalancingPlanner(BalancingConfig(start_pct=1.0, max_data_age_s=10.0), PACK4)
+    soc = soc_report([60.0, 50.0, 50.0, 50.0], CAPS)
+    snap = snapshot(REST_V, (25.0, 25.0), 0.0, 0.0)
+    assert planner.step(snap, soc, 0.0).bleed[0]
+    aged = dataclasses.replace(snap, t_s=11.0, cell_voltage_age_s=(11.0,) * 4)
+    assert planner.step(aged, soc, 11.0).idle_reason == "stale data"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(2.5, 3.65), st.floats(20.0, 100.0), st.floats(90.0, 110.0)),
+             min_size=4, max_size=4),
+    st.lists(st.floats(-10.0, 70.0), min_size=2, max_size=2),
+    st.floats(-5.0, 5.0),
+    st.sampled_from([BalancingMode.PASSIVE, BalancingMode.ACTIVE]),
+    st.booleans(),
+)  # fmt: skip
+def test_never_bleeds_below_the_minimum_voltage_or_above_the_temperature_guard(
+    cells: list[tuple[float, float, float]],
+    temps: list[float],
+    current: float,
+    mode: BalancingMode,
+    with_soc: bool,
+) -> None:
+    cfg = BalancingConfig(mode=mode, start_pct=0.1, stop_pct=0.0, min_dwell_s=0.0)
+    planner = BalancingPlanner(cfg, PACK4)
+    volts = tuple(v for v, _, _ in cells)
+    soc = soc_report([s for _, s, _ in cells], [c for _, _, c in cells]) if with_soc else None
+    for t in (0.0, 10.0):  # the second step exercises hysteresis and dwell
+        plan = planner.step(snapshot(volts, temps, current, t), soc, t)
+        for k, on in enumerate(plan.bleed):
+            if on:
+                assert volts[k] > planner.min_cell_v
+                assert temps[k * 2 // 4] < cfg.max_cell_temp_c
+                assert max(temps) < cfg.max_board_temp_c
+        for a in plan.actions:
+            if a.action in ("bleed", "donate"):
+                assert plan.bleed[a.cell]
