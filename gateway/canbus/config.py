@@ -51,7 +51,7 @@ class CanConfig(Section):
     dbc: tuple[str, ...] = ()
     """DBC files (paths); empty means the DBC the profile ships with (``bms.dbc`` for ``bms``)."""
     receive_filters: tuple[CanFilter, ...] = ()
-    """Kernel/driver receive filters; empty means every frame (unmapped ids are ignored anyway)."""
+    """Receive filters ``[{ can_id = 0x100, mask = 0x7C0 }]``; empty: all (unmapped are ignored)."""
     reconnect_min_s: float = Field(default=0.5, gt=0, le=60)
     """First delay before reopening a failed interface (jittered, grows to the maximum)."""
     reconnect_max_s: float = Field(default=30.0, gt=0, le=600)

@@ -14,7 +14,7 @@ import can
 import pytest
 
 from gateway.canbus.config import CanConfig
-from gateway.canbus.decode import Decoder, load_decoder
+from gateway.canbus.decode import DecodeCounters, Decoder, load_decoder
 from gateway.canbus.link import CanLink, open_bus
 from gateway.core.model import Reading, Role
 from gateway.errors import ConfigError
@@ -27,8 +27,14 @@ def unique_channel() -> str:
 
 
 @pytest.fixture(scope="module")
-def decoder() -> Decoder:
+def compiled() -> Decoder:
     return load_decoder(CanConfig())
+
+
+@pytest.fixture
+def decoder(compiled: Decoder) -> Decoder:
+    compiled.counters = DecodeCounters()  # compiled once per module, counted per test
+    return compiled
 
 
 class Sink:
@@ -210,3 +216,19 @@ async def test_default_construction_loads_the_profile(tmp_path: Path) -> None:
     assert link.decoder.profile.name == "bms"
     with pytest.raises(ConfigError, match=r"nope\.dbc"):
         CanLink(CanConfig(dbc=(str(tmp_path / "nope.dbc"),)), Sink())
+
+
+async def test_receive_filters_reach_the_bus(decoder: Decoder) -> None:
+    channel = unique_channel()
+    sink = Sink()
+    cfg = CanConfig(channel=channel, receive_filters=({"can_id": 0x120, "mask": 0x7FF},))
+    link = CanLink(cfg, sink, decoder=decoder)
+    with can.Bus(interface="virtual", channel=channel) as peer:
+        async with running(link):
+            peer.send(can.Message(arbitration_id=0x100, is_extended_id=False, data=b"\xc8" * 8))
+            peer.send(pack_frame(decoder, 100))
+            await sink.wait_for(1)
+    assert len(sink.calls) == 1
+    assert sink.calls[0][0] is not None
+    assert link.stats.rx_frames == 1  # 0x100 was filtered before the link saw it
+    assert link.decoder.counters.errors["unknown_mux"] == 0
