@@ -100,7 +100,7 @@ class BalancingConfig(Section):
     power_budget_w: float | None = None
     """Power balancing may take from the pack (bleed heat, converter loss); ``None``: no limit.
     Power the charger makes available (``charge_power_available_w``) adds to it."""
-    max_data_age_s: float = Field(default=10.0, gt=0)
+    max_data_age_s: float = Field(default=5.0, gt=0)
     """Balancing stops while any cell voltage or temperature is older than this."""
     min_dwell_s: float = Field(default=30.0, ge=0)
     """A cell keeps its state at least this long after a switch (unless a guard trips)."""
