@@ -26,8 +26,6 @@ from gateway.core.model import Reading, Role
 
 __all__ = ["CellParams", "CellState", "PackSim", "PackSimConfig"]
 
-_T_REF_K = 298.15
-_KELVIN = 273.15
 _BLEED_REFRESH_S = 5.0
 
 
@@ -50,8 +48,9 @@ class PackSimConfig:
         heat_capacity_j_per_k_ah: Heat capacity per cell per Ah of capacity (a 100 Ah LFP cell
             weighs about 2 kg at about 1.1 kJ/(kg K): 22 J/K per Ah).
         thermal_time_constant_s: Time constant of the pack's heat loss to ambient.
-        resistance_activation_k: Arrhenius factor Ea/R of R0 and R1 (R doubles from 25 to ~3 degC
-            at 3000 K); 0 disables the temperature dependence.
+        resistance_follows_temperature: Scale R0 and R1 with the chemistry's resistance-against-
+            temperature table (``Chemistry.r_temp_factor``; ~1.8x at 0 degC for LFP); ``False``
+            keeps the 25 degC values.
         bleed_resistance_ohm: Balancing resistor across a cell (33 ohm ~ 0.1 A at 3.3 V).
         temp_sensors: Number of temperature sensors, 0..256 (``None``: one per 4 cells, as the
             gateway's default of 4 sensors for 16 cells).
@@ -76,7 +75,7 @@ class PackSimConfig:
     initial_temp_c: float | None = None
     heat_capacity_j_per_k_ah: float = 22.0
     thermal_time_constant_s: float = 3 * 3600.0
-    resistance_activation_k: float = 3000.0
+    resistance_follows_temperature: bool = True
     bleed_resistance_ohm: float = 33.0
     temp_sensors: int | None = None
     temp_sensor_spread_c: float = 0.3
@@ -105,7 +104,6 @@ class PackSimConfig:
             "self_discharge_pct_per_day": self.self_discharge_pct_per_day,
             "self_discharge_spread_pct_per_day": self.self_discharge_spread_pct_per_day,
             "initial_soc_spread_pct": self.initial_soc_spread_pct,
-            "resistance_activation_k": self.resistance_activation_k,
             "temp_sensor_spread_c": self.temp_sensor_spread_c,
             "voltage_offset_spread_mv": self.voltage_offset_spread_mv,
             "voltage_noise_mv": self.voltage_noise_mv,
@@ -219,6 +217,7 @@ class PackSim:
         self._sd_a = [p.self_discharge_a for p in params]
         self._r0 = [p.r0_ohm for p in params]
         self._r1 = [p.r1_ohm for p in params]
+        self._g1 = [1.0 / r for r in self._r1]
         self._sum_r0 = math.fsum(self._r0)
         self._tau1_s = chem.tau1_s
         self._decay_cache: tuple[float, float] = (-1.0, 0.0)
@@ -227,11 +226,18 @@ class PackSim:
         )
         self._temp_c = cfg.initial_temp_c if cfg.initial_temp_c is not None else cfg.ambient_c
         self._r_factor = self._temperature_factor(self._temp_c)
+        self._r_factor_temp_c = self._temp_c
         self._current_a = 0.0
         self._t_s = 0.0
         self._heat_j = 0.0
         self._bleed_heat_j = 0.0
         self._bleed_refresh_t_s = 0.0
+        self._bleeding = False
+        self._drain_a = list(self._sd_a)
+        self._r1_bleed = [0.0] * n
+        self._sum_b_r0 = 0.0
+        self._sum_b2_r0 = 0.0
+        self._bleed_w = 0.0
         self._ocv_cache: list[float] | None = None
         self._volt_cache: list[float] | None = None
 
@@ -255,24 +261,27 @@ class PackSim:
         rf = self._r_factor
         i = current_a
         soc = self._soc
-        if any(self._bleed):
+        if self._bleeding:
             # The bleed current follows the OCV, which moves slowly: refreshing it every few
             # simulated seconds instead of every step keeps bleeding packs fast (< 0.1 % error).
             if self._t_s >= self._bleed_refresh_t_s:
                 self._update_bleed_currents()
-            cell_i = [i - b for b in self._bleed_a]
             h = dt_s / 3600.0
             self._bleed_ah = [a + b * h for a, b in zip(self._bleed_ah, self._bleed_a, strict=True)]
-            bleed_w = self.config.bleed_resistance_ohm * sum(b * b for b in self._bleed_a)
+            bleed_w = self._bleed_w
+            # Cell current i - b: the bleed terms are folded into lists made at each refresh.
             soc = [
-                s + (ic - sd) * dt_s * k
-                for s, ic, sd, k in zip(soc, cell_i, self._sd_a, self._pct_per_as, strict=True)
+                s + (i - d) * dt_s * k
+                for s, d, k in zip(soc, self._drain_a, self._pct_per_as, strict=True)
             ]
+            ri = rf * gain * i
+            rb = rf * gain
             self._v1 = [
-                v * decay + r1 * rf * gain * ic
-                for v, r1, ic in zip(self._v1, self._r1, cell_i, strict=True)
+                v * decay + r1 * ri - r1b * rb
+                for v, r1, r1b in zip(self._v1, self._r1, self._r1_bleed, strict=True)
             ]
-            ohmic_w = rf * sum(ic * ic * r0 for ic, r0 in zip(cell_i, self._r0, strict=True))
+            # sum (i - b)^2 r0 = i^2 sum r0 - 2 i sum b r0 + sum b^2 r0
+            ohmic_w = rf * (i * i * self._sum_r0 - 2.0 * i * self._sum_b_r0 + self._sum_b2_r0)
         else:
             bleed_w = 0.0
             soc = [
@@ -287,7 +296,7 @@ class PackSim:
             soc = [0.0 if s < 0.0 else 100.0 if s > 100.0 else s for s in soc]
         self._soc = soc
         # Power in the RC branch resistors: v1^2 / R1 per cell.
-        rc_w = sum(v * v / r1 for v, r1 in zip(self._v1, self._r1, strict=True)) / rf
+        rc_w = sum([v * v * g for v, g in zip(self._v1, self._g1, strict=True)]) / rf
         heat_w = ohmic_w + rc_w + bleed_w
         self._heat_j += (ohmic_w + rc_w) * dt_s
         self._bleed_heat_j += bleed_w * dt_s
@@ -466,9 +475,9 @@ class PackSim:
     def _ocv(self) -> list[float]:
         # Cached until the state changes: several frames per step ask for the same values.
         if self._ocv_cache is None:
-            table = self.chemistry.ocv
-            shift = self.chemistry.entropic_mv_per_k * (self._temp_c - 25.0) / 1000.0
-            self._ocv_cache = [table.voltage(s) + shift for s in self._soc]
+            ocv = self.chemistry.ocv_voltage
+            temp_c = self._temp_c
+            self._ocv_cache = [ocv(s, temp_c) for s in self._soc]
         return self._ocv_cache
 
     def _volts(self) -> list[float]:
@@ -488,21 +497,33 @@ class PackSim:
         self._volt_cache = None
 
     def _temperature_factor(self, temp_c: float) -> float:
-        ea = self.config.resistance_activation_k
-        return math.exp(ea * (1.0 / (temp_c + _KELVIN) - 1.0 / _T_REF_K)) if ea else 1.0
+        if not self.config.resistance_follows_temperature:
+            return 1.0
+        return self.chemistry.r_temp_factor(temp_c)
 
     def _update_bleed_currents(self) -> None:
-        """Bleed current of each switched cell from its OCV (the resistor sees ~ the OCV)."""
+        """Bleed current of each switched cell from its OCV (the resistor sees ~ the OCV).
+
+        Also folds the bleed currents into the per-cell lists the step uses.
+        """
         self._bleed_refresh_t_s = self._t_s + _BLEED_REFRESH_S
-        if not any(self._bleed):
+        self._bleeding = any(self._bleed)
+        if not self._bleeding:
             self._bleed_a = [0.0] * self.config.cells
-            return
-        r = self.config.bleed_resistance_ohm
-        table = self.chemistry.ocv
-        self._bleed_a = [
-            table.voltage(s) / r if on and s > 0.0 else 0.0
-            for s, on in zip(self._soc, self._bleed, strict=True)
-        ]
+        else:
+            r = self.config.bleed_resistance_ohm
+            ocv = self.chemistry.ocv_voltage
+            temp_c = self._temp_c
+            self._bleed_a = [
+                ocv(s, temp_c) / r if on and s > 0.0 else 0.0
+                for s, on in zip(self._soc, self._bleed, strict=True)
+            ]
+        bleed = self._bleed_a
+        self._drain_a = [sd + b for sd, b in zip(self._sd_a, bleed, strict=True)]
+        self._r1_bleed = [r1 * b for r1, b in zip(self._r1, bleed, strict=True)]
+        self._sum_b_r0 = math.fsum(b * r0 for b, r0 in zip(bleed, self._r0, strict=True))
+        self._sum_b2_r0 = math.fsum(b * b * r0 for b, r0 in zip(bleed, self._r0, strict=True))
+        self._bleed_w = self.config.bleed_resistance_ohm * math.fsum(b * b for b in bleed)
 
     def _step_temperature(self, dt_s: float, heat_w: float) -> None:
         cfg = self.config
@@ -511,4 +532,8 @@ class PackSim:
         # Exact solution of C dT/dt = P - G (T - Ta) for constant P over the step.
         t_inf = cfg.ambient_c + heat_w / g
         self._temp_c = t_inf + (self._temp_c - t_inf) * math.exp(-dt_s * g / c)
-        self._r_factor = self._temperature_factor(self._temp_c)
+        # The table lookup costs as much as a cell update; temperature moves slowly, so look up
+        # again only after a 0.01 K change (< 0.05 % in resistance).
+        if abs(self._temp_c - self._r_factor_temp_c) > 0.01:
+            self._r_factor = self._temperature_factor(self._temp_c)
+            self._r_factor_temp_c = self._temp_c

@@ -98,14 +98,15 @@ def test_voltage_at_rest_is_the_ocv_table(chemistry: str) -> None:
     sim = PackSim(PackSimConfig(cells=8, chemistry=chemistry, initial_soc_spread_pct=15.0), seed=4)
     sim.run(600.0, 1.0, -40.0)
     sim.run(3600.0, 1.0, 0.0)  # many RC time constants
-    table = get_chemistry(chemistry).ocv
+    chem = get_chemistry(chemistry)
     for soc, volt in zip(sim.true_soc_pct(), sim.cell_voltages_v(), strict=True):
-        assert volt == pytest.approx(table.voltage(soc), abs=1e-5)
+        assert volt == pytest.approx(chem.ocv.voltage(soc, sim.temperature_c), abs=1e-5)
+        assert volt == pytest.approx(chem.ocv.voltage(soc), abs=1e-3)  # ~25 degC
     assert sim.pack_voltage_v() == pytest.approx(sum(sim.cell_voltages_v()), abs=1e-9)
 
 
 def test_terminal_voltage_has_ohmic_step_and_rc_relaxation() -> None:
-    cfg = PackSimConfig(cells=1, resistance_activation_k=0.0, initial_soc_spread_pct=0.0)
+    cfg = PackSimConfig(cells=1, resistance_follows_temperature=False, initial_soc_spread_pct=0.0)
     sim = PackSim(cfg, seed=1)
     p = sim.params[0]
     ocv0 = sim.ocv_v()[0]
