@@ -44,6 +44,7 @@ __all__ = [
     "RawValue",
     "ScaleFactors",
     "battery_points",
+    "encode_point",
     "fit_sf",
     "from_raw",
     "limits_from_124",
@@ -112,6 +113,15 @@ class ModelLayout:
         self.size = last.offset + last.size  # registers including ID and L
         self.length = self.size - 2  # the model's L
         self._by_offset = {p.offset: p for p in points}
+        # Encoding plan for the hot path (one call per control step): integer points of one or
+        # two registers are split by shifts; the "not implemented" registers are precomputed
+        # from pysunspec2. Other types (strings, floats...) go through pysunspec2's encoder.
+        self._plan: list[tuple[str, int, list[int]]] = []
+        for p in points:
+            kind = p.size if p.type in _RAW_RANGE and p.size in (1, 2) else 0
+            self._plan.append(
+                (p.name, kind, _regs(ss_mb.create_unimpl_value(p.type, len=p.size * 2)))
+            )
 
     @classmethod
     def from_definition(cls, model_id: int) -> ModelLayout:
@@ -146,15 +156,19 @@ class ModelLayout:
 
         Points absent from ``values`` (or ``None``) get their "not implemented" value.
         """
-        out: list[int] = []
-        for p in self.points.values():
-            if p.name == "ID":
-                v: RawValue = self.model_id
-            elif p.name == "L":
-                v = self.length
+        out: list[int] = [self.model_id, self.length]
+        get = values.get
+        for name, kind, unimpl in self._plan[2:]:
+            v = get(name)
+            if v is None:
+                out.extend(unimpl)
+            elif kind == 1 and isinstance(v, int):
+                out.append(v & 0xFFFF)
+            elif kind == 2 and isinstance(v, int):
+                out.append((v >> 16) & 0xFFFF)
+                out.append(v & 0xFFFF)
             else:
-                v = values.get(p.name)
-            out.extend(encode_point(p, v))
+                out.extend(encode_point(self.points[name], v))
         return out
 
     def decode(self, regs: Sequence[int]) -> dict[str, RawValue]:

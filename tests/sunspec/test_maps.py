@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.sunspec.config import SunSpecConfig
 from gateway.sunspec.maps import (
+    _RAW_RANGE,
     SUNS_MARKER,
     BatteryInfo,
     BatteryMap,
@@ -18,6 +19,7 @@ from gateway.sunspec.maps import (
     ModelLayout,
     ScaleFactors,
     battery_points,
+    encode_point,
     fit_sf,
     from_raw,
     limits_from_124,
@@ -230,3 +232,20 @@ def test_702_round_trip() -> None:
     assert (cha, dis) == (2500, 1000)
     assert limits_from_702(cha, dis, 0, 50.0) == (pytest.approx(50.0), pytest.approx(20.0))
     assert setpoints_702(50.0, 20.0, None, 0) == (0, 0)
+
+
+@pytest.mark.parametrize("model_id", [124, 702, 802])
+@given(data=st.data())
+def test_fast_encoder_matches_pysunspec2_point_encoder(model_id: int, data: st.DataObject) -> None:
+    lay = ModelLayout.from_definition(model_id)
+    values: dict[str, int | None] = {}
+    for p in list(lay.points.values())[2:]:
+        lo, hi = _RAW_RANGE.get(p.type, (0, 0))
+        values[p.name] = data.draw(st.none() | st.integers(lo, hi), label=p.name)
+    fast = lay.encode(values)
+    slow = [model_id, lay.length]
+    for p in list(lay.points.values())[2:]:
+        slow += encode_point(p, values[p.name])
+    assert fast == slow
+    back = lay.decode(fast)
+    assert all(back[n] == v for n, v in values.items() if v is not None)
