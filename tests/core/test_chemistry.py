@@ -48,7 +48,8 @@ def test_resistance_falls_with_temperature_and_scales_with_capacity(name: str) -
     # Outside the table the factor is clamped, never extrapolated to zero or below.
     assert chem.r_temp_factor(-40.0) == chem.r_temp_factor(0.0)
     assert chem.r0_ohm(200.0) == pytest.approx(chem.r0_ohm(100.0) / 2)
-    assert chem.r1_ohm(50.0) > 0 and chem.tau1_s > 0
+    assert chem.r1_ohm(50.0) > 0
+    assert chem.tau1_s > 0
 
 
 def test_unknown_chemistry_is_named() -> None:
@@ -101,11 +102,11 @@ def test_malformed_user_table_names_file_and_row(text: str, where: str, what: st
 
 
 def test_table_invariants_are_enforced_on_construction() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="strictly increasing"):
         OcvTable((0.0, 0.0), (3.0, 3.1))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must not decrease"):
         OcvTable((0.0, 100.0), (3.0, 2.9))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one value per row"):
         OcvTable((0.0, 100.0), (3.0, 3.1), (0.1,))
 
 
@@ -113,4 +114,5 @@ def test_flat_stretch_lookup_returns_its_middle() -> None:
     table = OcvTable((0.0, 20.0, 80.0, 100.0), (3.0, 3.3, 3.3, 3.6))
     assert table.soc(3.3) == pytest.approx(50.0)
     assert table.slope(50.0) == 0.0
-    assert math.isclose(table.soc(2.0), 0.0) and math.isclose(table.soc(4.0), 100.0)
+    assert math.isclose(table.soc(2.0), 0.0)
+    assert math.isclose(table.soc(4.0), 100.0)

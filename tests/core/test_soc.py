@@ -1,0 +1,322 @@
+"""SoC estimator: start from OCV, correction, rest, full, capacity, resistance, state, pack SoC."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+import pytest
+
+from gateway.core.chemistry import Chemistry, get_chemistry
+from gateway.core.model import PackSnapshot, SocReport
+from gateway.core.pack import PackConfig
+from gateway.core.soc import STATE_VERSION, SocConfig, SocEstimator, pack_soc_pct
+
+# --- a small equivalent-circuit pack to drive the estimator -------------------------------
+
+
+@dataclass
+class EcmPack:
+    """Cells as OCV + R0 + R1||C1, the same structure the estimator assumes (other values)."""
+
+    chem: Chemistry
+    soc_pct: list[float]
+    capacity_ah: list[float]
+    r0_factor: float = 1.0
+    noise_v: float = 0.0
+    seed: int = 1
+    v1: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.v1 = [0.0] * len(self.soc_pct)
+        self.rng = random.Random(self.seed)
+
+    def step(self, current_a: float, dt_s: float) -> list[float]:
+        """Move ``dt_s`` at ``current_a`` (positive = charging); return the cell voltages."""
+        chem = self.chem
+        a = math.exp(-dt_s / chem.tau1_s)
+        out = []
+        for k, cap in enumerate(self.capacity_ah):
+            self.soc_pct[k] += 100.0 * current_a * dt_s / 3600.0 / cap
+            self.v1[k] = a * self.v1[k] + chem.r1_ohm(cap) * (1 - a) * current_a
+            r0 = chem.r0_ohm(cap) * self.r0_factor
+            soc = self.soc_pct[k]
+            v = chem.ocv.voltage(soc) + self.v1[k] + r0 * current_a
+            if soc > 100.0:
+                v += 0.05 * (soc - 100.0)  # overcharged: the voltage shoots up
+            out.append(v + self.rng.gauss(0.0, self.noise_v) if self.noise_v else v)
+        return out
+
+
+def snap(
+    t_s: float,
+    volts: list[float | None],
+    current_a: float | None,
+    *,
+    temp_c: float | None = 25.0,
+    v_age_s: float = 0.0,
+    i_age_s: float | None = 0.0,
+) -> PackSnapshot:
+    """A snapshot of ``len(volts)`` cells with one temperature sensor."""
+    n = len(volts)
+    return PackSnapshot(
+        t_s=t_s,
+        cell_voltage_v=tuple(volts),
+        cell_voltage_age_s=tuple(None if v is None else v_age_s for v in volts),
+        cell_temp_c=(temp_c,),
+        cell_temp_age_s=(0.0,),
+        current_a=current_a,
+        current_age_s=i_age_s if current_a is not None else None,
+        pack_voltage_v=None,
+        pack_voltage_age_s=None,
+        balancing_active=(False,) * n,
+        complete=None not in volts and current_a is not None,
+    )
+
+
+def make(
+    chem_name: str = "nmc", cells: int = 4, capacity_ah: float = 100.0, **cfg: float
+) -> tuple[SocEstimator, Chemistry]:
+    chem = get_chemistry(chem_name)
+    pack = PackConfig(cells=cells, chemistry=chem_name, capacity_ah=capacity_ah)
+    return SocEstimator(SocConfig(**cfg), pack, chem), chem
+
+
+def drive(
+    est: SocEstimator,
+    pack: EcmPack,
+    currents_a: list[float],
+    t0_s: float = 0.0,
+    dt_s: float = 1.0,
+) -> tuple[SocReport, float]:
+    """Run the pack and the estimator through ``currents_a`` (one per ``dt_s``)."""
+    t = t0_s
+    rep = None
+    for i in currents_a:
+        volts = pack.step(i, dt_s)
+        t += dt_s
+        rep = est.step(snap(t, list(volts), i), t)
+    assert rep is not None
+    return rep, t
+
+
+# --- tests --------------------------------------------------------------------------------
+
+
+def test_no_report_until_every_cell_has_a_valid_voltage() -> None:
+    est, chem = make(cells=3)
+    v = chem.ocv.voltage(50.0)
+    assert est.step(snap(0.0, [None, None, None], 0.0), 0.0) is None
+    assert est.step(snap(0.1, [v, math.nan, v], 0.0), 0.1) is None
+    assert est.step(snap(0.2, [v, None, v], None), 0.2) is None
+    rep = est.step(snap(0.3, [v, v, v], 0.0), 0.3)
+    assert rep is not None
+    assert len(rep.cells) == 3
+
+
+@pytest.mark.parametrize("soc", [5.0, 20.0, 50.0, 80.0, 96.0])
+def test_initial_soc_comes_from_the_ocv_of_the_first_voltages(soc: float) -> None:
+    est, chem = make("nmc", cells=2)
+    r0 = chem.r0_ohm(100.0)
+    # Under a 50 A charge the IR drop is taken out of the voltage.
+    volts = [chem.ocv.voltage(soc) + r0 * 50.0, chem.ocv.voltage(soc + 2.0) + r0 * 50.0]
+    rep = est.step(snap(0.0, list(volts), 50.0), 0.0)
+    assert rep is not None
+    assert rep.cells[0].soc_pct == pytest.approx(soc, abs=0.3)
+    assert rep.cells[1].soc_pct == pytest.approx(soc + 2.0, abs=0.3)
+    for c in rep.cells:
+        assert 0.0 < c.soc_sigma_pct < 10.0
+
+
+def test_flat_lfp_start_is_honestly_uncertain() -> None:
+    est, chem = make("lfp", cells=1)
+    rep = est.step(snap(0.0, [chem.ocv.voltage(55.0)], 0.0), 0.0)
+    assert rep is not None
+    assert rep.cells[0].soc_sigma_pct > 10.0
+
+
+def test_ekf_corrects_a_wrong_restored_soc_on_nmc() -> None:
+    est, chem = make("nmc", cells=2)
+    pack = EcmPack(chem, [60.0, 40.0], [100.0, 100.0], r0_factor=1.2, noise_v=0.002)
+    drive(est, pack, [0.0])
+    state = est.export_state()
+    state["soc_pct"] = [80.0, 20.0]  # 20 points off each way
+    state["soc_var"] = [0.0, 0.0]
+    est.restore(state)
+    profile = [-30.0] * 600 + [0.0] * 300 + [40.0] * 600 + [-60.0] * 300
+    rep, _ = drive(est, pack, profile)
+    for c, true in zip(rep.cells, pack.soc_pct, strict=True):
+        assert c.soc_pct == pytest.approx(true, abs=1.5)
+
+
+def test_counting_follows_the_charge_on_the_flat_lfp_middle() -> None:
+    est, chem = make("lfp", cells=1)
+    pack = EcmPack(chem, [50.0], [100.0])
+    rep0, t = drive(est, pack, [0.0])
+    start = rep0.cells[0].soc_pct
+    sigma0 = rep0.cells[0].soc_sigma_pct
+    # 10 Ah in over an hour: +10 % on the count, the voltage (flat) must not drag it elsewhere.
+    rep, _ = drive(est, pack, [10.0] * 3600, t0_s=t)
+    assert rep.cells[0].soc_pct - start == pytest.approx(10.0, abs=0.3)
+    # Nothing observed the SoC: the uncertainty only grew.
+    assert rep.cells[0].soc_sigma_pct > sigma0 - 1e-9
+
+
+def test_uncertainty_grows_on_the_flat_and_shrinks_after_a_rest_on_the_steep() -> None:
+    est, chem = make("lfp", cells=1, rest_s=600.0, restore_sigma_pct=0.0)
+    pack = EcmPack(chem, [60.0], [100.0])
+    _, t = drive(est, pack, [0.0])
+    # Start confident: a restored state with small variance.
+    st = est.export_state()
+    st["soc_var"] = [0.0]
+    est.restore(st)
+    rep, t = drive(est, pack, [0.0])
+    s0 = rep.cells[0].soc_sigma_pct
+    rep, t = drive(est, pack, [-20.0] * 2700, t0_s=t)  # 60 -> 45 %: flat
+    s_flat = rep.cells[0].soc_sigma_pct
+    assert s_flat > 20 * s0
+    # On to ~20 % (steep for LFP) and a rest there: recalibrated.
+    rep, t = drive(est, pack, [-20.0] * 4500 + [0.0] * 700, t0_s=t)
+    assert rep.cells[0].soc_sigma_pct < s_flat
+    assert rep.cells[0].soc_pct == pytest.approx(pack.soc_pct[0], abs=1.5)
+
+
+@pytest.mark.parametrize("chem_name", ["nmc", "lfp"])
+def test_full_charge_to_the_upper_voltage_drives_the_top_cell_to_100(chem_name: str) -> None:
+    est, chem = make(chem_name, cells=3)
+    pack = EcmPack(chem, [70.0, 80.0, 75.0], [100.0, 95.0, 105.0])
+    _, t = drive(est, pack, [0.0])
+    # CC at 0.3C until the top cell reaches the upper voltage, then CV on that cell (taper).
+    i = 30.0
+    for _ in range(4 * 3600):
+        volts = pack.step(i, 1.0)
+        t += 1.0
+        rep = est.step(snap(t, list(volts), i), t)
+        if max(volts) >= chem.max_v:
+            i *= 0.97  # taper
+        if i < 1.0:
+            break
+    assert rep is not None
+    top = max(range(3), key=lambda k: volts[k])
+    assert rep.cells[top].soc_pct == pytest.approx(100.0)
+    assert rep.soc_pct == pytest.approx(100.0)  # no cell can take more
+    assert rep.soc_mean_pct < 100.0  # the others are not full
+
+
+def test_capacity_is_learned_between_full_and_a_rest() -> None:
+    est, chem = make("nmc", cells=2, capacity_ah=100.0, rest_s=600.0)
+    # The cells really hold 90 and 104 Ah.
+    pack = EcmPack(chem, [95.0, 95.0], [90.0, 104.0])
+    _, t = drive(est, pack, [0.0])
+    for _ in range(3):
+        # Charge to full (CC then taper at the upper voltage), rest, discharge deep, rest.
+        i = 30.0
+        while i > 2.0:
+            volts = pack.step(i, 1.0)
+            t += 1.0
+            est.step(snap(t, list(volts), i), t)
+            if max(volts) >= chem.max_v:
+                i *= 0.98
+        _, t = drive(est, pack, [0.0] * 700 + [-40.0] * int(3600 * 1.5) + [0.0] * 700, t0_s=t)
+    rep = est.report()
+    assert rep is not None
+    assert rep.cells[0].capacity_ah == pytest.approx(90.0, rel=0.03)
+    assert rep.cells[1].capacity_ah == pytest.approx(104.0, rel=0.03)
+    assert rep.soh_pct == pytest.approx(90.0, abs=3.0)  # the weakest cell
+
+
+def test_r0_is_learned_from_current_steps() -> None:
+    est, chem = make("nmc", cells=1)
+    pack = EcmPack(chem, [50.0], [100.0], r0_factor=1.6, noise_v=0.0005)
+    _, t = drive(est, pack, [0.0])
+    profile: list[float] = []
+    for _ in range(60):
+        profile += [0.0] * 20 + [-50.0] * 20 + [25.0] * 20
+    rep, _ = drive(est, pack, profile, t0_s=t)
+    r_true = chem.r0_ohm(100.0) * 1.6 * 1000.0
+    assert rep.cells[0].resistance_mohm == pytest.approx(r_true, rel=0.1)
+
+
+def test_cold_cells_use_the_temperature_factor_for_r0() -> None:
+    est, chem = make("nmc", cells=1)
+    cap = 100.0
+    soc = 50.0
+    # A 0 degC cell under a 50 A charge: voltage includes the cold (larger) IR drop.
+    r0_cold = chem.r0_ohm(cap, 0.0)
+    v = chem.ocv.voltage(soc) + r0_cold * 50.0
+    rep = est.step(snap(0.0, [v], 50.0, temp_c=0.0), 0.0)
+    assert rep is not None
+    assert rep.cells[0].soc_pct == pytest.approx(soc, abs=0.5)
+
+
+def test_pack_soc_blends_toward_the_extreme_cells() -> None:
+    assert pack_soc_pct(40.0, 40.0) == pytest.approx(40.0)
+    assert pack_soc_pct(80.0, 100.0) == pytest.approx(100.0)  # one cell full
+    assert pack_soc_pct(0.0, 30.0) == pytest.approx(0.0)  # one cell empty
+    assert pack_soc_pct(0.0, 100.0) == 0.0
+    mid = pack_soc_pct(40.0, 60.0)
+    assert 40.0 < mid < 60.0
+    near_full = pack_soc_pct(85.0, 98.0)
+    assert near_full > 90.0  # closer to the top cell than to the mean
+
+
+def test_state_round_trip_restores_soc_capacity_resistance_and_cycles() -> None:
+    est, chem = make("nmc", cells=3, restore_sigma_pct=0.0)
+    pack = EcmPack(chem, [40.0, 50.0, 60.0], [100.0, 100.0, 100.0])
+    _, _t = drive(est, pack, [-20.0] * 600 + [20.0] * 300)
+    state = est.export_state()
+    assert state["version"] == STATE_VERSION
+    assert state["cells"] == 3
+    assert state["chemistry"] == "nmc"
+    est2, _ = make("nmc", cells=3, restore_sigma_pct=0.0)
+    est2.restore(state)
+    a, b = est.report(), est2.report()
+    assert a is not None
+    assert b is not None
+    for x, y in zip(a.cells, b.cells, strict=True):
+        assert y.soc_pct == x.soc_pct
+        assert y.capacity_ah == x.capacity_ah
+        assert y.resistance_mohm == x.resistance_mohm
+        assert y.soc_sigma_pct == pytest.approx(x.soc_sigma_pct)
+    assert est2.cycles == pytest.approx(est.cycles)
+    assert est.cycles > 0.0
+    # The restore inflates the variance when configured to (default 5 %).
+    est3, _ = make("nmc", cells=3)
+    est3.restore(state)
+    c = est3.report()
+    assert c is not None
+    assert c.cells[0].soc_sigma_pct > a.cells[0].soc_sigma_pct + 4.0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"cells": 4}, "cell count"),
+        ({"chemistry": "lfp"}, "chemistry"),
+        ({"version": 99}, "version"),
+        ({"soc_pct": [50.0, 50.0]}, "soc_pct"),
+        ({"soc_pct": [50.0, "x", 50.0]}, "soc_pct"),
+        ({"soc_pct": [50.0, 150.0, 50.0]}, "outside"),
+        ({"capacity_ah": [100.0, -1.0, 100.0]}, "capacity_ah"),
+        ({"initialised": "yes"}, "initialised"),
+        ({"cycles": -1}, "cycles"),
+    ],
+)
+def test_mismatched_or_malformed_state_is_refused_and_changes_nothing(
+    change: dict[str, object], message: str
+) -> None:
+    est, chem = make("nmc", cells=3)
+    pack = EcmPack(chem, [40.0, 50.0, 60.0], [100.0] * 3)
+    drive(est, pack, [0.0])
+    before = est.export_state()
+    bad = {**before, **change}
+    with pytest.raises(ValueError, match=message):
+        est.restore(bad)
+    assert est.export_state() == before
+
+
+def test_wrong_cell_count_in_snapshot_is_an_error() -> None:
+    est, _ = make(cells=2)
+    with pytest.raises(ValueError, match="3 cells"):
+        est.step(snap(0.0, [3.7, 3.7, 3.7], 0.0), 0.0)

@@ -1,0 +1,176 @@
+"""Estimator state on disk: atomic writes, corrupt and mismatched files, user OCV tables."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.core.chemistry import get_chemistry
+from gateway.core.pack import PackConfig
+from gateway.core.soc import SocConfig, SocEstimator
+from gateway.errors import ConfigError
+from gateway.state_store import (
+    load_ocv_table,
+    load_state,
+    resolve_chemistry,
+    restore_estimator,
+    save_state,
+)
+from tests.core.test_soc import EcmPack, drive
+
+
+def _estimator(cells: int = 4, chemistry: str = "nmc") -> SocEstimator:
+    pack = PackConfig(cells=cells, chemistry=chemistry)
+    return SocEstimator(SocConfig(restore_sigma_pct=0.0), pack, get_chemistry(chemistry))
+
+
+def _running(cells: int = 4, chemistry: str = "nmc") -> SocEstimator:
+    est = _estimator(cells, chemistry)
+    chem = get_chemistry(chemistry)
+    pack = EcmPack(chem, [30.0 + 10 * k for k in range(cells)], [100.0] * cells)
+    drive(est, pack, [-20.0] * 300)
+    return est
+
+
+def test_round_trip_through_a_file(tmp_path: Path) -> None:
+    est = _running()
+    path = tmp_path / "state" / "estimator.json"  # the directory is created
+    save_state(path, est.export_state())
+    loaded = load_state(path)
+    assert loaded == est.export_state()
+    est2 = _estimator()
+    assert restore_estimator(est2, path)
+    a, b = est.report(), est2.report()
+    assert a is not None
+    assert b is not None
+    assert [c.soc_pct for c in a.cells] == [c.soc_pct for c in b.cells]
+    assert [c.capacity_ah for c in a.cells] == [c.capacity_ah for c in b.cells]
+
+
+def test_save_replaces_atomically_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    path = tmp_path / "estimator.json"
+    save_state(path, {"a": 1})
+    inode_before = path.stat().st_ino
+    save_state(path, {"a": 2})
+    assert load_state(path) == {"a": 2}
+    # A rename put a new file in place (never an in-place rewrite a crash could truncate).
+    assert path.stat().st_ino != inode_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["estimator.json"]
+
+
+def test_a_failed_save_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "estimator.json"
+    save_state(path, {"a": 1})
+    with pytest.raises(ValueError, match="JSON compliant"):
+        save_state(path, {"a": float("nan")})  # JSON cannot carry it: refused, not written
+    assert load_state(path) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["estimator.json"]
+
+
+def test_missing_file_is_none_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="gateway.state_store"):
+        assert load_state(tmp_path / "nope.json") is None
+    assert "no estimator state" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"format": "bms-gateway-estimator-state", "state": {"ver', "corrupt"),
+        (b"\x00\x01\x02garbage", "corrupt"),
+        (b"\xff\xfe\xfa", "unreadable"),
+        (b'{"something": "else"}', "not a gateway state file"),
+        (b"[1, 2, 3]", "not a gateway state file"),
+        (b'{"format": "bms-gateway-estimator-state", "state": 5}', "no state object"),
+        (b"", "corrupt"),
+    ],
+)
+def test_corrupt_file_is_none_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes, reason: str
+) -> None:
+    path = tmp_path / "estimator.json"
+    path.write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="gateway.state_store"):
+        assert load_state(path) is None
+    assert reason in caplog.text
+    assert str(path) in caplog.text
+
+
+@pytest.mark.parametrize(("cells", "chemistry"), [(5, "nmc"), (4, "lfp")])
+def test_mismatched_state_is_refused_logged_and_the_estimator_starts_from_ocv(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, cells: int, chemistry: str
+) -> None:
+    path = tmp_path / "estimator.json"
+    save_state(path, _running(4, "nmc").export_state())
+    other = _estimator(cells, chemistry)
+    with caplog.at_level(logging.WARNING, logger="gateway.state_store"):
+        assert not restore_estimator(other, path)
+    assert "does not fit this pack" in caplog.text
+    assert other.report() is None  # nothing loaded: it waits for voltages and starts from OCV
+
+
+def test_tampered_state_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "estimator.json"
+    save_state(path, _running().export_state())
+    doc = json.loads(path.read_text())
+    doc["state"]["soc_pct"][2] = 250.0
+    path.write_text(json.dumps(doc))
+    est = _estimator()
+    with caplog.at_level(logging.WARNING, logger="gateway.state_store"):
+        assert not restore_estimator(est, path)
+    assert "soc_pct[2]" in caplog.text
+
+
+def test_unreadable_state_is_none(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "estimator.json"
+    path.mkdir()  # a directory where the file should be
+    with caplog.at_level(logging.WARNING, logger="gateway.state_store"):
+        assert load_state(path) is None
+    assert "unreadable" in caplog.text
+
+
+def test_user_ocv_table_is_loaded_and_applied(tmp_path: Path) -> None:
+    path = tmp_path / "ocv.csv"
+    path.write_text("soc_pct,ocv_v\n0,3.0\n50,3.5\n100,4.1\n")
+    table = load_ocv_table(path)
+    assert table.voltage(50.0) == 3.5
+    chem = resolve_chemistry(PackConfig(chemistry="nmc"), SocConfig(ocv_table=str(path)))
+    assert chem.ocv.voltage(75.0) == pytest.approx(3.8)
+    assert chem.max_v == get_chemistry("nmc").max_v
+    default = resolve_chemistry(PackConfig(chemistry="lfp"), SocConfig())
+    assert default is get_chemistry("lfp")
+
+
+def test_malformed_user_ocv_table_is_a_config_error_naming_file_and_row(tmp_path: Path) -> None:
+    path = tmp_path / "ocv.csv"
+    path.write_text("soc_pct,ocv_v\n0,3.0\n50,3.5\n40,3.6\n")
+    with pytest.raises(ConfigError) as info:
+        load_ocv_table(path)
+    msg = str(info.value)
+    assert f"{path}:4:" in msg
+    assert "soc.ocv_table" in msg
+
+
+def test_missing_user_ocv_table_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        resolve_chemistry(PackConfig(), SocConfig(ocv_table=str(tmp_path / "missing.csv")))
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not a text file"):
+        load_ocv_table(binary)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_directory_raises_oserror(tmp_path: Path) -> None:
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError):
+            save_state(d / "estimator.json", {"a": 1})
+    finally:
+        d.chmod(0o700)
