@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import can
@@ -50,16 +50,25 @@ class LinkStats:
     """Counters of the link (the decoder keeps its own in ``decoder.counters``)."""
 
     connected: bool = False
+    """Whether the interface is open now."""
     reconnects: int = 0
+    """Recoveries after a lost or unopenable interface."""
     rx_frames: int = 0
+    """Frames received (every id, error frames included)."""
     error_frames: int = 0
+    """Error frames reported by the controller (SocketCAN); bus-off ones trigger a reconnect."""
     overflow: int = 0
+    """Frames dropped because the event loop fell more than 20,000 frames behind."""
     tx_frames: int = 0
+    """Frames sent."""
     tx_errors: int = 0
+    """Frames not sent: link down or transmit queue full."""
     last_rx_s: float | None = None
+    """Clock time of the last received frame (staleness of the whole bus)."""
     down_since_s: float | None = None
+    """Clock time the link went down; None while up."""
     last_error: str = ""
-    log_once: set[str] = field(default_factory=set)
+    """The last interface error, for diagnostics."""
 
 
 def open_bus(config: CanConfig) -> can.BusABC:
@@ -110,6 +119,7 @@ class CanLink:
         self._wake: asyncio.Event | None = None
         self._failure: BaseException | None = None
         self._connected_once = asyncio.Event()
+        self._logged: set[str] = set()  # keys of messages logged once (first drop per reason)
 
     @property
     def name(self) -> str:
@@ -301,8 +311,8 @@ class CanLink:
         return random.uniform(cap / 2, cap)  # jitter so many gateways do not retry in step
 
     def _once(self, key: str, level: int, fmt: str, *args: object) -> None:
-        if key not in self.stats.log_once:
-            self.stats.log_once.add(key)
+        if key not in self._logged:
+            self._logged.add(key)
             log.log(level, fmt, *args)
 
     async def run(self) -> None:
