@@ -181,19 +181,22 @@ def simulate(name: str, cache: Path) -> Truth:
     return truth
 
 
-def _write_truth(path: Path, tr: Truth, step: int) -> None:
+def _write_truth(path: Path, tr: Truth, step: int, digits: int = 5) -> None:
     """CSV of the truth every ``step`` s; the current is the mean over each interval."""
     with path.open("w", newline="") as f:
-        f.write(f"# {tr.chemistry} SPMe+lumped thermal, capacity_ah={tr.capacity_ah:.5f}\n")
+        f.write(
+            f"# {tr.chemistry} PyBaMM SPMe+lumped thermal, capacity_ah={tr.capacity_ah:.5f}, "
+            f"bench/soc_accuracy.py\n"
+        )
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["t_s", "current_a", "voltage_v", "temp_c", "true_soc_pct"])
         w.writerow(
             [
                 0,
-                f"{tr.current_a[0]:.5f}",
-                f"{tr.voltage_v[0]:.5f}",
+                f"{tr.current_a[0]:.{digits}f}",
+                f"{tr.voltage_v[0]:.{digits}f}",
                 f"{tr.temp_c[0]:.2f}",
-                f"{tr.soc_pct[0]:.4f}",
+                f"{tr.soc_pct[0]:.{digits - 1}f}",
             ]
         )
         for k in range(step, len(tr.t_s), step):
@@ -204,17 +207,17 @@ def _write_truth(path: Path, tr: Truth, step: int) -> None:
             w.writerow(
                 [
                     int(tr.t_s[k]),
-                    f"{mean_i:.5f}",
-                    f"{tr.voltage_v[k]:.5f}",
+                    f"{mean_i:.{digits}f}",
+                    f"{tr.voltage_v[k]:.{digits}f}",
                     f"{tr.temp_c[k]:.2f}",
-                    f"{tr.soc_pct[k]:.4f}",
+                    f"{tr.soc_pct[k]:.{digits - 1}f}",
                 ]
             )
 
 
 def _read_truth(path: Path, name: str) -> Truth:
     lines = path.read_text().splitlines()
-    cap = float(lines[0].split("capacity_ah=")[1])
+    cap = float(lines[0].split("capacity_ah=")[1].split(",")[0])
     rows = list(csv.reader(lines[2:]))
     return Truth(
         chemistry=name,
@@ -415,7 +418,7 @@ def main() -> None:
         wall = time.perf_counter() - t0
         if args.fixture:
             FIXTURES.mkdir(parents=True, exist_ok=True)
-            _write_truth(FIXTURES / f"{name}_day.csv", truth, step=10)
+            _write_truth(FIXTURES / f"{name}_day.csv", truth, step=10, digits=4)
         out = run(truth)
         lo, hi = min(truth.soc_pct), max(truth.soc_pct)
         sim = f"{truth.sim_s:.0f} s" if math.isfinite(truth.sim_s) else f"cached, {wall:.1f} s"

@@ -1,0 +1,97 @@
+"""SoC accuracy on a recorded PyBaMM day (no PyBaMM needed): a looser bound than the bench.
+
+``tests/fixtures/soc/<chem>_day.csv`` is written by ``bench/soc_accuracy.py --fixture``: the
+SPMe + lumped thermal model's day every 10 s (current = mean over the interval, voltage and
+temperature at the sample, true SoC from the model's coulomb count). The estimator gets the same
+errors as in the bench: voltage noise and quantisation, current offset and gain, a capacity 5 %
+high, and a start 20 points off.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from gateway.core.chemistry import get_chemistry
+from gateway.core.pack import PackConfig
+from gateway.core.soc import SocConfig, SocEstimator
+from tests.core.test_soc import snap
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "soc"
+
+
+def _load(name: str) -> tuple[float, list[list[float]]]:
+    lines = (FIXTURES / f"{name}_day.csv").read_text().splitlines()
+    cap = float(lines[0].split("capacity_ah=")[1].split(",")[0])
+    rows = [[float(x) for x in r] for r in csv.reader(lines[2:])]
+    return cap, rows
+
+
+def _run(name: str) -> tuple[list[float], list[float], list[float], float, float]:
+    cap_true, rows = _load(name)
+    rng = random.Random(5)
+    cap_cfg = cap_true * 1.05
+    chem = get_chemistry(name)
+    pack = PackConfig(cells=1, temp_sensors=1, chemistry=name, capacity_ah=cap_cfg)
+    # Samples every 10 s: a value is fresh for that long (the default expects 1 Hz or faster).
+    est = SocEstimator(SocConfig(stale_s=15.0), pack, chem)
+    offset_a = 0.002 * 2.0 * cap_true  # 0.2 % of a 2C full scale
+
+    def bms(row: list[float]) -> tuple[float, float, float]:
+        v = round((row[2] + rng.gauss(0.0, 0.002)) / 0.001) * 0.001
+        return v, row[1] * 1.005 + offset_a, round(row[3] * 2) / 2
+
+    v, i, tc = bms(rows[0])
+    est.step(snap(rows[0][0], [v], i, temp_c=tc), rows[0][0])
+    state = est.export_state()
+    true0 = rows[0][4]
+    wrong0 = true0 + 20.0 if true0 < 50.0 else true0 - 20.0
+    state["soc_pct"] = [wrong0]
+    state["soc_var"] = [0.0]
+    est.restore(state)
+    t_s, ekf, count = [], [], []
+    cc = wrong0
+    last = rows[0][0]
+    for row in rows:
+        t = row[0]
+        v, i, tc = bms(row)
+        rep = est.step(snap(t, [v], i, temp_c=tc), t)
+        assert rep is not None
+        cc = min(100.0, max(0.0, cc + 100.0 * i * (t - last) / 3600.0 / cap_cfg))
+        last = t
+        t_s.append(t)
+        ekf.append(rep.cells[0].soc_pct - row[4])
+        count.append(cc - row[4])
+    final = est.report()
+    assert final is not None
+    return t_s, ekf, count, final.cells[0].capacity_ah, cap_true
+
+
+def _rmse(err: list[float]) -> float:
+    return math.sqrt(math.fsum(e * e for e in err) / len(err))
+
+
+def test_nmc_day_from_pybamm_is_tracked_within_a_loose_bound() -> None:
+    t_s, ekf, count, cap_est, cap_true = _run("nmc")
+    late = [abs(e) for t, e in zip(t_s, ekf, strict=True) if t >= 1800.0]
+    # The bench target is RMSE <= 1 % and max <= 3 % at 1 Hz; here at 10 s, looser.
+    assert _rmse(ekf) < 1.5
+    assert max(late) < 4.5
+    assert _rmse(ekf) < _rmse(count) / 5  # far better than counting coulombs
+    # The charge counted between full-ish rests and the evening's end measures the capacity.
+    assert cap_est == pytest.approx(cap_true, rel=0.03)
+
+
+def test_lfp_day_from_pybamm_beats_counting_and_ends_recalibrated() -> None:
+    t_s, ekf, count, cap_est, cap_true = _run("lfp")
+    # On the flat middle a start 20 points off cannot be seen; once the day has passed the
+    # steep ends it is corrected (see docs/PERFORMANCE.md for the honest figures).
+    assert _rmse(ekf) < _rmse(count) / 2
+    after_morning = [abs(e) for t, e in zip(t_s, ekf, strict=True) if t >= 8 * 3600.0]
+    assert _rmse(after_morning) < 3.0
+    assert abs(ekf[-1]) < 1.0
+    assert cap_est == pytest.approx(cap_true, rel=0.04)
