@@ -39,26 +39,29 @@ class SimLogSummary:
     final_soc_pct: tuple[float, ...]
 
 
-def guard_current(sim: PackSim, current_a: float) -> float:
-    """Taper ``current_a`` as a charger/inverter obeying the cell limits would.
+def guard_current(
+    sim: PackSim, current_a: float, *, full_soc_pct: float = 99.0, empty_soc_pct: float = 2.0
+) -> float:
+    """Taper ``current_a`` as a charger/inverter obeying the cell voltages would.
 
-    Charging tapers linearly over the last 50 mV below the chemistry's end-of-charge voltage
-    (measured at rest, i.e. on the OCV, so it does not oscillate); discharging stops within
-    50 mV of the cut-off. A crude stand-in for the gateway's limits when no gateway runs.
+    Charging tapers linearly to 0 while the highest cell voltage rises from the OCV 3 % below
+    ``full_soc_pct`` to the OCV at ``full_soc_pct``; discharging tapers while the lowest cell
+    falls from the OCV 3 % above ``empty_soc_pct`` to the OCV at ``empty_soc_pct``. The fullest
+    (emptiest) cell stops the pack, as with a real BMS. A crude stand-in for the gateway's limits
+    when no gateway runs.
     """
-    chem = sim.chemistry
-    band_v = 0.05
-    ocv = sim.ocv_v()
+    if current_a == 0.0:
+        return current_a
+    ocv = sim.chemistry.ocv_voltage
+    volts = sim.cell_voltages_v()
+    band_pct = 3.0
     if current_a > 0:
-        # LFP's OCV never reaches max_v: taper on the table's top instead.
-        top_v = min(chem.max_v, chem.ocv.voltage(100.0))
-        headroom = (top_v - max(ocv)) / band_v
-        return current_a * min(1.0, max(0.0, headroom))
-    if current_a < 0:
-        floor_v = max(chem.min_v, chem.ocv.voltage(0.0))
-        headroom = (min(ocv) - floor_v) / band_v
-        return current_a * min(1.0, max(0.0, headroom))
-    return current_a
+        lo_v, hi_v = ocv(full_soc_pct - band_pct), ocv(full_soc_pct)
+        room = (hi_v - max(volts)) / (hi_v - lo_v)
+    else:
+        lo_v, hi_v = ocv(empty_soc_pct), ocv(empty_soc_pct + band_pct)
+        room = (min(volts) - lo_v) / (hi_v - lo_v)
+    return current_a * min(1.0, max(0.0, room))
 
 
 def simulate_to_log(
