@@ -177,15 +177,6 @@ def _compile_formats(signals: Sequence[Signal], length: int) -> tuple[Any, Any]:
     return be, le
 
 
-def _unpack(be: Any, le: Any, data: bytes) -> dict[str, Any]:
-    if le is None:
-        return be.unpack(data)  # type: ignore[no-any-return]
-    # cantools unpacks little-endian signals from the reversed payload.
-    if be is None:
-        return le.unpack(data[::-1])  # type: ignore[no-any-return]
-    return {**be.unpack(data), **le.unpack(data[::-1])}
-
-
 class _Compiler:
     """Resolves a profile against a DBC set; every mismatch is a ConfigError naming both."""
 
@@ -423,7 +414,11 @@ class Decoder:
         if frame.mux_name is None:
             group = frame.groups.get(None)
         else:
-            mux = _unpack(frame.mux_be, frame.mux_le, data)[frame.mux_name]
+            mux_le = frame.mux_le
+            if mux_le is not None:  # the usual case, inlined: cantools reads LE reversed
+                mux = mux_le.unpack(data[::-1])[frame.mux_name]
+            else:
+                mux = frame.mux_be.unpack(data)[frame.mux_name]
             group = frame.groups.get(mux)
             if group is None:
                 if mux not in frame.known_mux:
