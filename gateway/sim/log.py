@@ -21,9 +21,9 @@ import can
 from gateway.errors import ConfigError, GatewayError
 from gateway.sim.emitter import FrameRates, PackFrameEmitter
 from gateway.sim.pack import PackSim, PackSimConfig
-from gateway.sim.profiles import HomeStorageProfile
+from gateway.sim.profiles import HomeStorageProfile, guard_current
 
-__all__ = ["SimLogSummary", "guard_current", "simulate_to_log", "write_sim_log"]
+__all__ = ["SimLogSummary", "simulate_to_log", "write_sim_log"]
 
 log = logging.getLogger("gateway.sim")
 
@@ -37,31 +37,6 @@ class SimLogSummary:
     sim_s: float
     wall_s: float
     final_soc_pct: tuple[float, ...]
-
-
-def guard_current(
-    sim: PackSim, current_a: float, *, full_soc_pct: float = 99.0, empty_soc_pct: float = 2.0
-) -> float:
-    """Taper ``current_a`` as a charger/inverter obeying the cell voltages would.
-
-    Charging tapers linearly to 0 while the highest cell voltage rises from the OCV 3 % below
-    ``full_soc_pct`` to the OCV at ``full_soc_pct``; discharging tapers while the lowest cell
-    falls from the OCV 3 % above ``empty_soc_pct`` to the OCV at ``empty_soc_pct``. The fullest
-    (emptiest) cell stops the pack, as with a real BMS. A crude stand-in for the gateway's limits
-    when no gateway runs.
-    """
-    if current_a == 0.0:
-        return current_a
-    ocv = sim.chemistry.ocv_voltage
-    volts = sim.cell_voltages_v()
-    band_pct = 3.0
-    if current_a > 0:
-        lo_v, hi_v = ocv(full_soc_pct - band_pct), ocv(full_soc_pct)
-        room = (hi_v - max(volts)) / (hi_v - lo_v)
-    else:
-        lo_v, hi_v = ocv(empty_soc_pct), ocv(empty_soc_pct + band_pct)
-        room = (min(volts) - lo_v) / (hi_v - lo_v)
-    return current_a * min(1.0, max(0.0, room))
 
 
 def simulate_to_log(

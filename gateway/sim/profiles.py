@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-__all__ = ["ConstantProfile", "HomeStorageProfile", "LoadPulse"]
+if TYPE_CHECKING:
+    from gateway.sim.pack import PackSim
+
+__all__ = ["ConstantProfile", "HomeStorageProfile", "LoadPulse", "guard_current", "guarded"]
 
 _DAY_S = 86400.0
 _HOUR_S = 3600.0
@@ -132,3 +137,40 @@ class HomeStorageProfile:
             self._days.clear()
         self._days[day] = result
         return result
+
+
+def guard_current(
+    sim: PackSim, current_a: float, *, full_soc_pct: float = 99.0, empty_soc_pct: float = 2.0
+) -> float:
+    """Taper ``current_a`` as a charger/inverter obeying the cell voltages would.
+
+    Charging tapers linearly to 0 while the highest cell voltage rises from the OCV 3 % below
+    ``full_soc_pct`` to the OCV at ``full_soc_pct``; discharging tapers while the lowest cell
+    falls from the OCV 3 % above ``empty_soc_pct`` to the OCV at ``empty_soc_pct``. The fullest
+    (emptiest) cell stops the pack, as with a real BMS. A crude stand-in for the gateway's limits
+    when no gateway runs.
+    """
+    if current_a == 0.0:
+        return current_a
+    ocv = sim.chemistry.ocv_voltage
+    volts = sim.cell_voltages_v()
+    band_pct = 3.0
+    if current_a > 0:
+        lo_v, hi_v = ocv(full_soc_pct - band_pct), ocv(full_soc_pct)
+        room = (hi_v - max(volts)) / (hi_v - lo_v)
+    else:
+        lo_v, hi_v = ocv(empty_soc_pct), ocv(empty_soc_pct + band_pct)
+        room = (min(volts) - lo_v) / (hi_v - lo_v)
+    return current_a * min(1.0, max(0.0, room))
+
+
+def guarded(sim: PackSim, source: Callable[[float], float]) -> Callable[[float], float]:
+    """``source`` through ``guard_current`` for ``sim`` (a ``current_source`` for a run).
+
+    For ``run_sim_on_bus`` when no gateway limits the current: no cell leaves the window.
+    """
+
+    def current(t_s: float) -> float:
+        return guard_current(sim, source(t_s))
+
+    return current

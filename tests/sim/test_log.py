@@ -12,9 +12,9 @@ from cantools.database import Database
 
 from gateway.cli import main
 from gateway.errors import ConfigError
-from gateway.sim.log import guard_current, simulate_to_log, write_sim_log
+from gateway.sim.log import simulate_to_log, write_sim_log
 from gateway.sim.pack import PackSim, PackSimConfig
-from gateway.sim.profiles import ConstantProfile
+from gateway.sim.profiles import ConstantProfile, guard_current, guarded
 from tests.conftest import BMS_DBC
 
 
@@ -81,6 +81,7 @@ def test_guard_tapers_near_the_limits() -> None:
     sim.set_soc_pct([0.0, 40.0])
     assert guard_current(sim, -50.0) == 0.0
     assert guard_current(sim, 50.0) == 50.0
+    assert guarded(sim, ConstantProfile(-7.0))(0.0) == 0.0
 
 
 def test_bad_arguments_are_config_errors(tmp_path: Path) -> None:
