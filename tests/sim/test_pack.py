@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.core.chemistry import get_chemistry
 from gateway.sim.pack import PackSim, PackSimConfig
@@ -206,3 +208,27 @@ def test_set_soc_and_bad_inputs() -> None:
         PackSimConfig(chemistry="lead")
     with pytest.raises(ValueError, match="bleed_resistance_ohm"):
         PackSimConfig(bleed_resistance_ohm=0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    currents=st.lists(st.floats(-30.0, 30.0), min_size=1, max_size=40),
+    mask=st.lists(st.booleans(), min_size=4, max_size=4),
+    dt_s=st.sampled_from([0.1, 1.0, 7.0]),
+)
+def test_charge_is_conserved(currents: list[float], mask: list[bool], dt_s: float) -> None:
+    """Away from the clamps, every cell's SoC moves by (charge in - bleed - leak) / capacity."""
+    cfg = PackSimConfig(cells=4, self_discharge_pct_per_day=5.0)
+    sim = PackSim(cfg, seed=11)
+    sim.set_bleed(mask)
+    before = sim.true_soc_pct()
+    charge_ah = 0.0
+    for i in currents:
+        sim.step(dt_s, i)
+        charge_ah += i * dt_s / 3600.0
+    t_h = len(currents) * dt_s / 3600.0
+    for k, p in enumerate(sim.params):
+        expected_ah = charge_ah - sim.bleed_charge_ah[k] - p.self_discharge_a * t_h
+        moved_ah = (sim.true_soc_pct()[k] - before[k]) / 100.0 * p.capacity_ah
+        assert moved_ah == pytest.approx(expected_ah, abs=1e-9)
+        assert (sim.bleed_charge_ah[k] > 0.0) == mask[k]
