@@ -104,6 +104,30 @@ def adopt_registers(server: ModbusTcpServer, unit_id: int, base: int, regs: list
     return cast(list[int], served)
 
 
+async def _no_such_unit(
+    function_code: int,
+    start_address: int,
+    address: int,
+    count: int,
+    current_registers: list[int],
+    set_values: list[int] | list[bool] | None,
+) -> ExcCodes | None:
+    return ExcCodes.GATEWAY_NO_RESPONSE
+
+
+def _other_units() -> SimDevice:
+    """Device 0, which pymodbus uses for every unit id it has no device for.
+
+    Without it pymodbus logs a traceback and answers 04 to a request for another unit id; with
+    it the answer is 0B (gateway target failed to respond), the usual "no such unit" code.
+    """
+    return SimDevice(
+        id=0,
+        simdata=[SimData(address=0, count=0xFFFF, datatype=DataType.REGISTERS)],
+        action=_no_such_unit,
+    )
+
+
 def _make_handler(owner: SunSpecServer) -> type[ServerRequestHandler]:
     """A request handler that applies the allowlist and counts connections."""
 
@@ -134,8 +158,10 @@ def _make_handler(owner: SunSpecServer) -> type[ServerRequestHandler]:
 class _TcpServer(ModbusTcpServer):
     """pymodbus TCP server whose per-connection handler checks the allowlist."""
 
-    def __init__(self, owner: SunSpecServer, device: SimDevice, address: tuple[str, int]) -> None:
-        super().__init__(device, address=address)
+    def __init__(
+        self, owner: SunSpecServer, devices: list[SimDevice], address: tuple[str, int]
+    ) -> None:
+        super().__init__(devices, address=address)
         self._handler_cls = _make_handler(owner)
 
     def callback_new_connection(self) -> ServerRequestHandler:
@@ -343,7 +369,10 @@ class SunSpecServer:
                 CAP_NET_BIND_SERVICE).
         """
         cfg = self.config
-        server = _TcpServer(self, self._device(), (cfg.host, cfg.port))
+        devices = [self._device()]
+        if cfg.unit_id != 0:
+            devices.append(_other_units())
+        server = _TcpServer(self, devices, (cfg.host, cfg.port))
         self._regs = adopt_registers(server, self.config.unit_id, self.map.base, self._regs)
         try:
             await server.serve_forever(background=True)

@@ -408,3 +408,15 @@ async def test_pysunspec2_reads_a_real_control_step() -> None:
     assert got["Evt1"] == out.alarms.evt1
     if out.soc is not None:
         assert got["SoC"] == pytest.approx(round(out.soc.soc_pct, 1))
+
+
+async def test_other_unit_ids_get_gateway_no_response() -> None:
+    async with serving() as (server, commands), client(server.bound_port or 0) as c:
+        r = await c.read_holding_registers(40000, count=2, device_id=UNIT + 1)
+        assert r.isError()
+        assert r.exception_code == 0x0B
+        w = await c.write_register(server.map.address("AlmRst"), 1, device_id=UNIT + 1)
+        assert w.isError()
+        assert commands.seen == []
+        ok = await c.read_holding_registers(40000, count=2, device_id=UNIT)
+        assert ok.registers == [0x5375, 0x6E53]
