@@ -84,12 +84,15 @@ class FrameRates:
     balancing_status_s: float | None = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("cell_voltages_s", "pack_values_s", "cell_temperatures_s"):
+        for name in (
+            "cell_voltages_s",
+            "pack_values_s",
+            "cell_temperatures_s",
+            "balancing_status_s",
+        ):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} (={value}) must be positive")
-        if self.balancing_status_s is not None and not self.balancing_status_s > 0:
-            raise ValueError(f"balancing_status_s (={self.balancing_status_s}) must be positive")
 
     def scaled(self, rate: float) -> FrameRates:
         """The same rates times ``rate`` (0.1 = ten times fewer frames)."""

@@ -125,6 +125,10 @@ def test_frames_come_at_the_configured_rates() -> None:
         PackSim(PackSimConfig(cells=4), seed=1), rates=FrameRates(pack_values_s=None)
     )
     assert 0x120 not in {m.arbitration_id for m in disabled.frames_due(5.0)}
+    with pytest.raises(ValueError, match=r"balancing_status_s \(=0"):
+        FrameRates(balancing_status_s=0.0)
+    with pytest.raises(ValueError, match="rate"):
+        FrameRates().scaled(-1.0)
 
 
 def test_balancing_command_sets_the_mask_and_times_out(db: Database) -> None:
