@@ -10,7 +10,7 @@ then times, on one core:
    every received frame takes in the daemon;
 2. replay: ``gateway.replay.replay`` end to end - log parsing by python-can, the same ingest, one
    control step and one JSON record per second of log time;
-3. for reference, cantools ``Message.decode`` alone on the same frames.
+3. for reference, python-can's log parsing alone and cantools ``Message.decode`` alone.
 
 Prints frames/s and microseconds per frame for each. Target (issue 2): ingest >= 100,000 frames/s.
 """
@@ -177,6 +177,12 @@ def main() -> int:
 
         replay_s = best_of(args.runs, full_replay)
 
+        def parse_only() -> None:
+            for _ in iter_log(path):
+                pass
+
+        parse_s = best_of(args.runs, parse_only)
+
         messages = {m.frame_id: m for m in db.messages}
 
         def cantools_only() -> None:
@@ -191,6 +197,7 @@ def main() -> int:
         ("decode + map (Decoder.decode)", decode_s),
         ("ingest (decode + map + pack state)", ingest_s),
         ("replay end to end (parse log + ingest + steps + JSON)", replay_s),
+        ("log parsing alone (python-can CanutilsLogReader)", parse_s),
         ("cantools Message.decode alone (reference)", cantools_s),
     ):
         print(f"  {label:<56} {n / secs:>10,.0f} frames/s  {secs / n * 1e6:6.2f} us/frame")
