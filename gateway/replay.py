@@ -206,6 +206,7 @@ def replay(
     frames = iter_log(log_path, stats)  # a missing log fails here, before the slower DBC load
     decoder = decoder if decoder is not None else load_decoder(settings.can)
     ctrl = Controller(settings)
+    errors_before = dict(decoder.counters.errors)  # a reused decoder keeps counting
     handles, decode = decoder.handles, decoder.decode
     count, ingest, step = ctrl.count_frame, ctrl.ingest, ctrl.step
     t0: float | None = None
@@ -268,7 +269,7 @@ def replay(
             more,
             f"; {stats.truncated}" if stats.truncated else "",
         )
-    errors = decoder.counters.errors
+    errors = {k: v - errors_before.get(k, 0) for k, v in decoder.counters.errors.items()}
     if any(errors.values()):
         log.warning(
             "%s: frames dropped by the decoder: %s",
