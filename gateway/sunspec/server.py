@@ -218,14 +218,19 @@ class SunSpecServer:
         self._render()
 
     def negotiation(self) -> Negotiation:
-        """What the server currently offers the inverter (``accepted`` = what it publishes)."""
+        """What the server currently offers the inverter (``accepted`` = what it publishes).
+
+        ``connected``: a Modbus client is connected. A lost controller heartbeat or a remote
+        DISCONNECT shows as ``accepted`` = 0 A (what the registers say), so a current that still
+        flows counts as the inverter disobeying.
+        """
         out = self._out
         req_c = out.limits.ccl_a.value if out is not None else 0.0
         req_d = out.limits.dcl_a.value if out is not None else 0.0
         blocked = out is None or self._ctrl_hb_lost or self._disconnect
         return Negotiation(
             link="server",
-            connected=self.clients > 0 and not self._ctrl_hb_lost,
+            connected=self.clients > 0,
             requested_ccl_a=req_c,
             requested_dcl_a=req_d,
             accepted_ccl_a=0.0 if blocked else req_c,

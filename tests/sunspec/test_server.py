@@ -158,7 +158,8 @@ async def test_ctrl_hb_timeout_zeroes_limits_until_it_changes_again() -> None:
         assert await limits() == (0, 0, 1)
         neg = server.negotiation()
         assert neg.effective_ccl_a == 0.0
-        assert not neg.connected
+        assert neg.accepted_dcl_a == 0.0
+        assert neg.connected  # the client still polls: a current now would be disobedience
         # A new value brings the limits back at once.
         await c.write_register(m.address("CtrlHb"), 6, device_id=UNIT)
         assert await limits() == (500, 600, 0)
