@@ -18,7 +18,7 @@ from gateway.core.model import Command, CommandResult, Reading, ResetAlarms, Rol
 from gateway.errors import ModbusLinkError
 from gateway.settings import load_settings
 from gateway.sunspec.config import SunSpecConfig
-from gateway.sunspec.maps import BatteryInfo
+from gateway.sunspec.maps import BatteryInfo, LinkState
 from gateway.sunspec.server import SunSpecServer
 from tests.sunspec.helpers import make_output
 
@@ -303,8 +303,8 @@ async def test_several_clients_at_once_read_consistent_steps() -> None:
         m = server.map
         first, size = m.battery_address, m.battery.size
         server.update(a)
-        img_a = server.map.image(a, server._link())[first - m.base : first - m.base + size]
-        img_b = server.map.image(b, server._link())[first - m.base : first - m.base + size]
+        img_a = server.map.image(a, LinkState())[first - m.base : first - m.base + size]
+        img_b = server.map.image(b, LinkState())[first - m.base : first - m.base + size]
         hb = m.battery.point("Hb").offset
         stop = asyncio.Event()
 
