@@ -128,7 +128,7 @@ async def test_a_cut_is_written_at_once() -> None:
         await wait_until(lambda: sim.values(124)["InWRte"] == 800)
         c.update(make_output(ccl_a=0.0, dcl_a=80.0, pack_voltage_v=50.0))
         # poll_s is 5 s: only the wake-up on a cut can write this quickly.
-        await wait_until(lambda: sim.values(124)["InWRte"] == 0, timeout_s=0.4)
+        await wait_until(lambda: sim.values(124)["InWRte"] == 0, timeout_s=1.0)
         assert sim.charge_limit_a == 0.0
 
 
@@ -159,7 +159,7 @@ async def test_rewrite_cadence_keeps_the_inverter_from_reverting() -> None:
             times = [w.t_s for w in sim.writes if w.point == "InWRte"]
             gaps = [b - a for a, b in itertools.pairwise(times)]
             assert len(times) >= 6
-            assert max(gaps) < 0.5  # rewrite_s (0.2) + one poll, far within 1 s
+            assert max(gaps) < 0.8  # rewrite_s (0.2) + one poll (+ slack for a busy CI), < 1 s
             assert sim.reverts == 0
             assert sim.values(124)["StorCtl_Mod"] == 3
         # The gateway is gone: the inverter reverts by itself after its timeout.
