@@ -67,6 +67,11 @@ class BalancingConfig(Section):
     in percent of its capacity ..."""
     stop_pct: float = Field(default=0.05, ge=0)
     """... and stops when it is back under this (hysteresis)."""
+    active_start_pct: float = Field(default=0.2, ge=0)
+    """Active mode: start threshold (moving charge costs only the converter loss, so the
+    active band is tighter than the passive one) ..."""
+    active_stop_pct: float = Field(default=0.02, ge=0)
+    """... and stop threshold, in percent of capacity."""
     sigma_factor: float = Field(default=1.0, ge=0)
     """... and only when the excess also exceeds this many standard deviations of the SoC
     estimate (do not act on noise)."""
@@ -104,6 +109,14 @@ class BalancingConfig(Section):
     """Balancing stops while any cell voltage or temperature is older than this."""
     min_dwell_s: float = Field(default=30.0, ge=0)
     """A cell keeps its state at least this long after a switch (unless a guard trips)."""
+    progress_check_pct: float = Field(default=1.0, ge=0)
+    """Self-check: after a cell has moved this much charge (percent of its capacity) the SoC
+    estimate must show at least ``progress_min_ratio`` of it, else the cell pauses (an estimate
+    that does not see balancing currents would otherwise drain it). 0 disables the check."""
+    progress_min_ratio: float = Field(default=0.5, ge=0, le=1)
+    """Fraction of the moved charge the estimate must reflect."""
+    progress_pause_s: float = Field(default=4 * 3600.0, ge=0)
+    """How long a cell that failed the self-check pauses."""
 
     def model_post_init(self, __context: object) -> None:
         """Check what needs more than a type."""
@@ -117,6 +130,11 @@ class BalancingConfig(Section):
         if self.stop_pct > self.start_pct:
             raise ValueError(
                 f"stop_pct (={self.stop_pct}) must not exceed start_pct (={self.start_pct})"
+            )
+        if self.active_stop_pct > self.active_start_pct:
+            raise ValueError(
+                f"active_stop_pct (={self.active_stop_pct}) must not exceed"
+                f" active_start_pct (={self.active_start_pct})"
             )
         if self.voltage_stop_mv > self.voltage_start_mv:
             raise ValueError(
@@ -172,6 +190,9 @@ class BalancingPlanner:
         self._current_a: list[float] = [0.0] * n
         self._charge_ah: list[float] = [0.0] * n
         self._switched_s: list[float] = [-math.inf] * n
+        self._check_ah: list[float] = [0.0] * n  # moved since the last self-check
+        self._check_dev: list[float] = [0.0] * n  # |imbalance| at the last self-check
+        self._paused_until: list[float] = [-math.inf] * n
         self._board_hot = False
         self._cell_hot = [False] * n
         self._last_s: float | None = None
@@ -198,6 +219,7 @@ class BalancingPlanner:
                 continue
             dq = self._current_a[k] * h
             self._charge_ah[k] += dq
+            self._check_ah[k] += dq
             if act == "bleed":
                 self.dissipated_ah[k] += dq
             elif act == "donate":
@@ -205,18 +227,18 @@ class BalancingPlanner:
             else:
                 self.moved_ah[k] += dq
 
-    def _state(self, snapshot: PackSnapshot, soc: SocReport | None, vmax: float) -> str:
+    def _states(self, snapshot: PackSnapshot, soc: SocReport | None, vmax: float) -> set[str]:
+        """The operating states the pack is in: one of rest/charge/discharge, plus ``top``."""
         current = snapshot.current_a
         assert current is not None
         rest_a = self.config.rest_current_c * self.pack.capacity_ah
+        if current < -rest_a:
+            return {"discharge"}
+        base = "rest" if current <= rest_a else "charge"
         near_top = vmax >= self.top_cell_v or (
             soc is not None and soc.soc_pct >= self.config.top_soc_pct
         )
-        if current < -rest_a:
-            return "discharge"
-        if near_top:
-            return "top"
-        return "rest" if current <= rest_a else "charge"
+        return {base, "top"} if near_top else {base}
 
     def _idle(self, reason: str) -> BalancingPlan:
         n = self.pack.cells
@@ -272,13 +294,14 @@ class BalancingPlanner:
             return self._idle(f"board at {hot:.1f} degC (limit {limit:g} degC)")
 
         vmax = max(volts)
-        state = self._state(snapshot, soc, vmax)
+        states = self._states(snapshot, soc, vmax)
+        state = "+".join(sorted(states))
         allowed = cfg.passive_states if mode is BalancingMode.PASSIVE else cfg.active_states
-        if state not in allowed:
+        if not states.intersection(allowed):
             return self._idle(f"{mode.value} not allowed while {state}")
 
         use_soc = soc is not None and len(soc.cells) == n
-        if not use_soc and state != "top":
+        if not use_soc and "top" not in states:
             return self._idle("no SoC estimate; the voltage fallback runs near the top only")
 
         # Imbalance of each cell in Ah (SoC) or V (fallback), and the start/stop thresholds.
@@ -292,11 +315,14 @@ class BalancingPlanner:
             else:
                 mean = math.fsum(s * c for s, c in zip(socs, caps, strict=True)) / math.fsum(caps)
                 dev = [(s - mean) / 100.0 * c for s, c in zip(socs, caps, strict=True)]
+            passive = mode is BalancingMode.PASSIVE
+            start_pct = cfg.start_pct if passive else cfg.active_start_pct
+            stop_pct = cfg.stop_pct if passive else cfg.active_stop_pct
             start = [
-                max(cfg.start_pct / 100.0 * c, cfg.sigma_factor * s)
+                max(start_pct / 100.0 * c, cfg.sigma_factor * s)
                 for c, s in zip(caps, sig, strict=True)
             ]
-            stop = [cfg.stop_pct / 100.0 * c for c in caps]
+            stop = [stop_pct / 100.0 * c for c in caps]
             unit, scale = "Ah", 1.0
         else:
             ref = min(volts) if mode is BalancingMode.PASSIVE else math.fsum(volts) / n
@@ -327,6 +353,8 @@ class BalancingPlanner:
         up: list[int] = []
         for k in want_up:
             why = self._cell_guard(k, volts[k], temps)
+            if not why and use_soc:
+                why = self._progress_guard(k, abs(dev[k]), prev[k], caps[k], now_s)
             if why:
                 blocked.append(BalancingAction(k, mode, "blocked", why, 0.0, 0.0))
             else:
@@ -334,6 +362,8 @@ class BalancingPlanner:
         down: list[int] = []
         for k in want_down:
             why = self._cell_guard(k, None, temps)
+            if not why and use_soc:
+                why = self._progress_guard(k, abs(dev[k]), prev[k], caps[k], now_s)
             if why:
                 blocked.append(BalancingAction(k, mode, "blocked", why, 0.0, 0.0))
             else:
@@ -383,6 +413,8 @@ class BalancingPlanner:
             if new_action[k] != prev[k]:
                 self._switched_s[k] = now_s
                 self._charge_ah[k] = 0.0
+                self._check_ah[k] = 0.0
+                self._check_dev[k] = abs(dev[k])
             act = new_action[k]
             if not act:
                 continue
@@ -409,6 +441,32 @@ class BalancingPlanner:
         elif skipped and not chosen_up:
             idle = "power or cell budget exhausted"
         return BalancingPlan(mode, tuple(bleed), tuple(actions), idle)
+
+    def _progress_guard(
+        self, k: int, dev_ah: float, running: str, capacity_ah: float, now_s: float
+    ) -> str:
+        """Pause a cell whose SoC estimate does not follow the charge balancing moved."""
+        cfg = self.config
+        if now_s < self._paused_until[k]:
+            left_h = (self._paused_until[k] - now_s) / 3600.0
+            return f"paused {left_h:.1f} h more: SoC estimate did not follow balancing"
+        moved = self._check_ah[k]
+        if not running or cfg.progress_check_pct <= 0:
+            return ""
+        if moved < cfg.progress_check_pct / 100.0 * capacity_ah:
+            return ""
+        if running == "receive":
+            moved *= cfg.active_efficiency
+        seen = self._check_dev[k] - dev_ah
+        self._check_ah[k] = 0.0
+        self._check_dev[k] = dev_ah
+        if seen >= cfg.progress_min_ratio * moved:
+            return ""
+        self._paused_until[k] = now_s + cfg.progress_pause_s
+        return (
+            f"SoC estimate moved {seen:.2f} Ah while balancing moved {moved:.2f} Ah;"
+            f" paused {cfg.progress_pause_s / 3600.0:g} h"
+        )
 
     def _cell_guard(self, k: int, voltage_v: float | None, temps: tuple[float | None, ...]) -> str:
         cfg = self.config

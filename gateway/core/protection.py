@@ -181,7 +181,7 @@ PROTECTION_DEFAULTS: dict[str, dict[str, float]] = {
     "nmc": {
         "cell_overvoltage_warning_v": 4.20,
         "cell_overvoltage_alarm_v": 4.25,
-        "cell_undervoltage_warning_v": 3.20,
+        "cell_undervoltage_warning_v": 3.10,
         "cell_undervoltage_alarm_v": 3.00,
         "voltage_hysteresis_v": 0.05,
         "charge_temp_min_warning_c": 0.0,
@@ -225,7 +225,7 @@ class ProtectionConfig(Section):
     cell_overvoltage_alarm_v: float | None = None
     """Highest cell at or above this: alarm, charge cut, latched (LFP 3.65 V, NMC 4.25 V)."""
     cell_undervoltage_warning_v: float | None = None
-    """Lowest cell at or below this: warning (LFP 2.80 V, NMC 3.20 V)."""
+    """Lowest cell at or below this: warning (LFP 2.80 V, NMC 3.10 V)."""
     cell_undervoltage_alarm_v: float | None = None
     """Lowest cell at or below this: alarm, discharge cut, latched (LFP 2.50 V, NMC 3.00 V)."""
     voltage_hysteresis_v: float | None = None

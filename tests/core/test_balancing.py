@@ -173,3 +173,22 @@ def test_never_bleeds_below_the_minimum_voltage_or_above_the_temperature_guard(
         for a in plan.actions:
             if a.action in ("bleed", "donate"):
                 assert plan.bleed[a.cell]
+
+
+def test_self_check_pauses_a_cell_whose_estimate_ignores_the_bleeding() -> None:
+    cfg = BalancingConfig(start_pct=1.0, bleed_current_a=1.0, progress_check_pct=1.0)
+    snap = snapshot(REST_V, (25.0, 25.0))
+    # An estimate that follows the bleeding: 1 Ah out of cell 0 shows as 1 % less.
+    follows = BalancingPlanner(cfg, PACK4)
+    assert follows.step(snap, soc_report([55.0, 50, 50, 50], CAPS), 0.0).bleed[0]
+    assert follows.step(snap, soc_report([54.0, 50, 50, 50], CAPS), 3600.0).bleed[0]
+    # An estimate that does not see it: after 1 Ah moved, the cell pauses.
+    stuck = BalancingPlanner(cfg, PACK4)
+    assert stuck.step(snap, soc_report([55.0, 50, 50, 50], CAPS), 0.0).bleed[0]
+    plan = stuck.step(snap, soc_report([55.0, 50, 50, 50], CAPS), 3600.0)
+    assert not plan.bleed[0]
+    assert "did not follow" in plan.actions[0].reason or "moved 0.00 Ah" in plan.actions[0].reason
+    later = stuck.step(snap, soc_report([55.0, 50, 50, 50], CAPS), 3600.0 + 3 * 3600)
+    assert not later.bleed[0]
+    assert "paused" in later.actions[0].reason
+    assert stuck.step(snap, soc_report([55.0, 50, 50, 50], CAPS), 3600.0 + 4 * 3600).bleed[0]
