@@ -229,6 +229,9 @@ class InverterServerSim(_LimitFollower):
 
     Quirks: ``reject_cha_gri_set`` and ``reject_revert_timeout`` answer writes there with
     exception 02, like inverters that do not implement them.
+
+    The inverter turns its W limits into A at the pack voltage: ``set_voltage`` it, or pass
+    ``voltage_source`` (e.g. ``pack_sim.pack_voltage_v``), read on every ``current_a`` call.
     """
 
     def __init__(
@@ -247,9 +250,11 @@ class InverterServerSim(_LimitFollower):
         profile: PvLoadProfile | None = None,
         nominal_voltage_v: float = 51.2,
         demand_a: Callable[[float], float] | None = None,
+        voltage_source: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(profile, nominal_voltage_v, demand_a)
+        self._voltage_source = voltage_source
         if not set(models) <= {124, 702} or not models:
             raise ValueError(f"models (={tuple(models)}) must be 124 and/or 702")
         self.host, self.port, self.unit_id, self.base = host, port, unit_id, base
@@ -354,6 +359,12 @@ class InverterServerSim(_LimitFollower):
         """The pack voltage the inverter measures (turns its W limits into A)."""
         self.voltage_v = voltage_v
         self._follow()
+
+    def current_a(self, t_s: float) -> float:
+        """Pack current at ``t_s``; with a ``voltage_source`` its W limits follow the voltage."""
+        if self._voltage_source is not None:
+            self.set_voltage(self._voltage_source())
+        return super().current_a(t_s)
 
     # --- Modbus ------------------------------------------------------------------------------
 

@@ -61,10 +61,9 @@ def test_unknown_limits_leave_the_battery_alone() -> None:
 
 
 def test_drives_the_pack_simulator() -> None:
-    inv = InverterServerSim(models=(702,), wcha_max_w=1000.0)
     pack = PackSim()
+    inv = InverterServerSim(models=(702,), wcha_max_w=1000.0, voltage_source=pack.pack_voltage_v)
     volts = pack.pack_voltage_v()
-    inv.set_voltage(volts)
     pack.step(60.0, inv.current_a(NOON_S))
     assert pack.current_a == pytest.approx(1000.0 / volts)
     assert pack.pack_voltage_v() > volts  # it charged
