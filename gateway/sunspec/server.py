@@ -6,6 +6,12 @@ SetInvState are checked and acted on (overriding ``setValues`` in a datablock is
 3.16). Read-only points are flagged ``readonly`` in the ``SimData`` blocks, so pymodbus itself
 answers exception 02 to a write there; addresses outside the map are invalid (also 02).
 
+Writable points: CtrlHb, AlmRst (1 = ``ResetAlarms`` through ``on_command``, reads back 0),
+SetOp (remote mode only: DISCONNECT publishes 0 A both ways until CONNECT) and SetInvState
+(recorded). The definitions' other writable points (model 1 DA, 802 SocRsvMax/SoCRsvMin) are not
+implemented here and read-only, so writes there get exception 02 too. Requests for another unit
+id get exception 0B.
+
 ``update`` replaces every register of the map in one slice assignment on the event loop thread,
 so a request (served on the same loop) sees one control step or the next, never a mix.
 """
