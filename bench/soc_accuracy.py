@@ -261,6 +261,7 @@ class Result:
     name: str
     rmse_pct: float
     max_after_30min_pct: float
+    rmse_after_8h_pct: float  # once the day has passed the steep low end (LFP: observable again)
     first_within_s: float | None  # first time within CONVERGED_PCT
     stays_within_s: float | None  # from when on the error stays within STAYS_PCT
     final_err_pct: float
@@ -277,7 +278,9 @@ def score(name: str, t_s: list[float], est: list[float], truth: list[float]) -> 
         if abs(err[k]) > STAYS_PCT:
             stays = t_s[k + 1] if k + 1 < len(t_s) else None
             break
-    return Result(name, rmse, max(late), first, stays, err[-1])
+    after8 = [e for t, e in zip(t_s, err, strict=True) if t >= 8 * 3600.0]
+    rmse8 = math.sqrt(math.fsum(e * e for e in after8) / len(after8))
+    return Result(name, rmse, max(late), rmse8, first, stays, err[-1])
 
 
 def run(truth: Truth, seed: int = 7, config: SocConfig | None = None) -> dict[str, Any]:
@@ -408,7 +411,7 @@ def main() -> None:
                 us = timing(cells, chem)
                 print(
                     f"step time {name} {cells:4d} cells: {us / 1000:7.3f} ms/step "
-                    f"({us / cells:5.2f} us/cell; at 10 Hz {us / 1e4:5.2f} % of one core)"
+                    f"({us / cells:5.2f} us/cell; at 10 Hz {us / 1e3:5.2f} % of one core)"
                 )
         return
 
@@ -420,6 +423,12 @@ def main() -> None:
             FIXTURES.mkdir(parents=True, exist_ok=True)
             _write_truth(FIXTURES / f"{name}_day.csv", truth, step=10, digits=4)
         out = run(truth)
+        if name == "lfp":
+            # For information only: the same day with the plateau voltage used. PyBaMM's LFP
+            # has no hysteresis, a real cell's 10-30 mV would mislead this by tens of points.
+            flat = run(truth, config=SocConfig(min_ocv_slope_mv_per_pct=0.2))["results"][0]
+            flat.name = "estimator, plateau used (0.2 mV/%)"
+            out["results"].append(flat)
         lo, hi = min(truth.soc_pct), max(truth.soc_pct)
         sim = f"{truth.sim_s:.0f} s" if math.isfinite(truth.sim_s) else f"cached, {wall:.1f} s"
         print(
@@ -427,12 +436,14 @@ def main() -> None:
             f"{lo:.1f}..{hi:.1f} %, simulation {sim}"
         )
         print(
-            f"  {'method':28s} {'RMSE %':>7s} {'max>30min %':>11s} {'within 2 % at':>13s} "
+            f"  {'method':34s} {'RMSE %':>7s} {'max>30min %':>11s} {'RMSE 8-24h':>10s} "
+            f"{'within 2 % at':>13s} "
             f"{'stays in 3 % from':>17s} {'final err %':>11s}"
         )
         for r in out["results"]:
             print(
-                f"  {r.name:28s} {r.rmse_pct:7.2f} {r.max_after_30min_pct:11.2f} "
+                f"  {r.name:34s} {r.rmse_pct:7.2f} {r.max_after_30min_pct:11.2f} "
+                f"{r.rmse_after_8h_pct:10.2f} "
                 f"{_minutes(r.first_within_s):>13s} {_minutes(r.stays_within_s):>17s} "
                 f"{r.final_err_pct:11.2f}"
             )
