@@ -67,6 +67,18 @@ async def probe_broker(host: str, port: int, timeout_s: float = 1.0) -> bool:
         return False
 
 
+def _raise_if_cancelled() -> None:
+    """Honour a cancellation that an awaited library call swallowed.
+
+    On Python 3.11 ``asyncio.wait_for`` (which aiomqtt uses to await acknowledgements) can drop
+    a cancellation that arrives as its future completes; the task's ``cancelling()`` count still
+    shows it, so the loop stops here instead of running on.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclass(frozen=True, slots=True)
 class MqttStatus:
     """What the publisher is doing, for the demo view and logs."""
@@ -222,7 +234,16 @@ class MqttPublisher:
                 down_s,
                 self._dropped,
             )
-            self.event("mqtt_link_recovered", down_s=round(down_s, 3), dropped=self._dropped)
+            payload = event_payload(
+                "mqtt_link_recovered",
+                self._gateway_id,
+                time.time(),
+                {"down_s": round(down_s, 3), "dropped": self._dropped},
+            )
+            # First out, and beyond the queue bound: reporting the drops must not drop more.
+            self._queue.appendleft(
+                _Msg(self.topics.events, payload.model_dump_json(), False, 1, "event")
+            )
             self._dropped = 0
         elif not self._was_up:
             log.info("MQTT connected to %s", self.status.broker)
@@ -326,12 +347,12 @@ class MqttPublisher:
         next_state = next_cells = now
         next_beat = now + cfg.heartbeat_s
         while True:
+            _raise_if_cancelled()
             self._wake.clear()
             await self._drain(client)
             out = self._latest
             now = time.monotonic()
             if out is not None:
-                await self._discovery(client, out)
                 # The broker may have lost retained messages (a restart): resend the current ones.
                 if self._sent_alarm_key != self._alarm_key:
                     payload = alarms_payload(out, gid, time.time()).model_dump_json()
@@ -349,14 +370,26 @@ class MqttPublisher:
                     payload = cells_payload(out, gid, time.time()).model_dump_json()
                     await self._send(client, _Msg(topics.cells, payload, False, 0))
                     next_cells = max(next_cells + cfg.cells_interval_s, now)
+                # After the first state: discovery of a big pack is thousands of messages.
+                await self._discovery(client, out)
             if now >= next_beat:
                 # QoS 1 with a timeout: a broker that stopped answering fails here, not silently.
                 await self._send(client, _Msg(topics.availability, "online", True, 1))
                 next_beat = now + cfg.heartbeat_s
-            wait_s = min(next_state, next_cells, next_beat) - time.monotonic()
-            if wait_s > 0:
+            # Nothing to publish before the first output: only the heartbeat is due.
+            due = min(next_state, next_cells, next_beat) if out is not None else next_beat
+            wait_s = due - time.monotonic()
+            if wait_s <= 0:
+                # QoS 0 publishes do not suspend: yield so a busy publisher never starves the
+                # control loop.
+                await asyncio.sleep(0)
+            else:
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+                # races with the event being set, and the TaskGroup would then wait forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait_s)
+                    async with asyncio.timeout(wait_s):
+                        await self._wake.wait()
+            _raise_if_cancelled()
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
         """Commands and Home Assistant's birth message."""
@@ -374,6 +407,7 @@ class MqttPublisher:
             if name is None or name == RESULT:
                 continue  # our own replies match the subscription too
             await self._command(client, name, payload, retained=message.retain)
+            _raise_if_cancelled()
 
     async def _command(
         self, client: aiomqtt.Client, name: str, payload: bytes, *, retained: bool

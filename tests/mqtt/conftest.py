@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
@@ -23,14 +24,19 @@ HOST = "127.0.0.1"
 class Mosquitto:
     """A mosquitto process with its own config; can be stopped and started on the same port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
         binary = find_mosquitto()
         if binary is None:
             pytest.skip("mosquitto is not installed (.ci/run installs it)")
         self.binary = binary
         self.port = free_port(HOST)
         self.conf = workdir / f"mosquitto-{self.port}.conf"
-        self.conf.write_text(mosquitto_conf(HOST, self.port), encoding="utf-8")
+        conf = mosquitto_conf(HOST, self.port)
+        if persistent:
+            # Sessions survive a restart, so a subscriber misses nothing sent while it was away.
+            conf = conf.replace("persistence false", "persistence true")
+            conf += f"persistence_location {workdir}/\n"
+        self.conf.write_text(conf, encoding="utf-8")
         self.log = workdir / f"mosquitto-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -77,8 +83,8 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
 
 @pytest.fixture
 def private_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A broker of the test's own, for tests that stop and restart it."""
-    broker = Mosquitto(tmp_path)
+    """A broker of the test's own that keeps sessions across restarts (for restart tests)."""
+    broker = Mosquitto(tmp_path, persistent=True)
     broker.start()
     yield broker
     broker.stop()
@@ -91,31 +97,67 @@ def gateway_id() -> str:
 
 
 class Collector:
-    """Subscribes with its own aiomqtt client and keeps every message it receives."""
+    """Subscribes with its own aiomqtt client and keeps every message it receives.
 
-    def __init__(self, port: int, *filters: str) -> None:
+    With ``identifier`` the session is persistent (clean_session false): after ``reconnect()``
+    the broker delivers the QoS 1 messages published while the collector was away.
+    """
+
+    def __init__(self, port: int, *filters: str, identifier: str | None = None) -> None:
         self.port = port
         self.filters = filters
+        self.identifier = identifier
         self.messages: list[aiomqtt.Message] = []
         self._new = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Collector:
-        self._client = aiomqtt.Client(HOST, self.port, timeout=5)
+        await self._connect()
+        return self
+
+    async def _connect(self) -> None:
+        self._client = aiomqtt.Client(
+            HOST,
+            self.port,
+            timeout=5,
+            identifier=self.identifier,
+            clean_session=False if self.identifier else None,
+        )
         await self._client.__aenter__()
         for f in self.filters:
             await self._client.subscribe(f, qos=1)
         self._task = asyncio.create_task(self._read(self._client), name="test.collector")
-        return self
+
+    async def _close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            if not task.done():
+                task.cancel()
+            # The reader ends with CancelledError, or with MqttError when the broker went away.
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await task
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.__aexit__(None, None, None)
+
+    async def reconnect(self, timeout_s: float = 5.0) -> None:
+        """Connect again (after a broker restart), retrying for ``timeout_s``."""
+        await self._close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            try:
+                await self._connect()
+                return
+            except aiomqtt.MqttError:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await self._task
-        if self._client is not None:
-            await self._client.__aexit__(None, None, None)
+        await self._close()
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for m in client.messages:
