@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ CommandHandler = Callable[[Command], CommandResult]
 """Applies a command from the Modbus side (e.g. ``ResetAlarms``) and says whether it did."""
 
 _WRITE_FCS = frozenset({6, 16, 22, 23})
+_HB_LOG_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class ControllerHeartbeat:
     age_s: float | None  # since it last changed
     lost: bool  # seen, then unchanged for longer than the timeout
     timeout_s: float
+    losses: int = 0  # times it was lost since start
 
 
 def build_sim_device(
@@ -182,7 +185,9 @@ class SunSpecServer:
         info: static battery description (ratings, names) for models 1 and 802; by default
             ``BatteryInfo.from_config(config)`` (a 16-cell 100 Ah LFP pack, 100 A both ways).
         on_command: called with ``ResetAlarms`` when a client writes AlmRst = 1.
-        clock: monotonic seconds (tests may pass their own).
+        clock: monotonic seconds for Hb and the CtrlHb timeout. The controller on the other end
+            runs in real time, so keep the default unless it shares this clock (an accelerated
+            clock shrinks the CtrlHb timeout to ``ctrl_hb_timeout_s / speed`` real seconds).
     """
 
     def __init__(
@@ -203,6 +208,8 @@ class SunSpecServer:
         self._ctrl_hb: int | None = None
         self._ctrl_hb_changed_s = 0.0
         self._ctrl_hb_lost = False
+        self._ctrl_hb_losses = 0
+        self._ctrl_hb_logged_s = -math.inf
         self._set_op: int | None = None
         self._set_inv_state: int | None = None
         self._disconnect = False
@@ -252,6 +259,7 @@ class SunSpecServer:
             age_s=(self._clock() - self._ctrl_hb_changed_s) if seen else None,
             lost=self._ctrl_hb_lost,
             timeout_s=self.config.ctrl_hb_timeout_s,
+            losses=self._ctrl_hb_losses,
         )
 
     def client_allowed(self, host: str | None) -> bool:
@@ -291,10 +299,17 @@ class SunSpecServer:
             return
         if now_s - self._ctrl_hb_changed_s > self.config.ctrl_hb_timeout_s:
             self._ctrl_hb_lost = True
-            log.warning(
+            self._ctrl_hb_losses += 1
+            # A flapping heartbeat logs its first loss, then one line a minute at most.
+            quiet = now_s - self._ctrl_hb_logged_s < _HB_LOG_INTERVAL_S
+            if not quiet:
+                self._ctrl_hb_logged_s = now_s
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
                 "sunspec: controller heartbeat (CtrlHb) unchanged for more than %.1f s; "
-                "publishing 0 A charge and discharge",
+                "publishing 0 A charge and discharge (loss %d)",
                 self.config.ctrl_hb_timeout_s,
+                self._ctrl_hb_losses,
             )
             self._render()
 
@@ -359,7 +374,11 @@ class SunSpecServer:
         self._ctrl_hb_changed_s = now_s
         if self._ctrl_hb_lost:
             self._ctrl_hb_lost = False
-            log.info("sunspec: controller heartbeat (CtrlHb) back; limits restored")
+            quiet = now_s - self._ctrl_hb_logged_s < _HB_LOG_INTERVAL_S and self._ctrl_hb_losses > 1
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
+                "sunspec: controller heartbeat (CtrlHb) back; limits restored",
+            )
 
     def _command(self, cmd: Command) -> CommandResult:
         if self._on_command is None:

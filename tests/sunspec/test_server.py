@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -128,7 +129,10 @@ async def test_pysunspec2_scans_and_reads_what_the_step_said() -> None:
     assert got["LocRemCtl"] == 0  # REMOTE
 
 
-async def test_ctrl_hb_timeout_zeroes_limits_until_it_changes_again() -> None:
+async def test_ctrl_hb_timeout_zeroes_limits_until_it_changes_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="gateway.sunspec.server")
     async with serving(ctrl_hb_timeout_s=0.5) as (server, _), client(server.bound_port or 0) as c:
         server.update(make_output(ccl_a=50.0, dcl_a=60.0))
         m = server.map
@@ -165,6 +169,13 @@ async def test_ctrl_hb_timeout_zeroes_limits_until_it_changes_again() -> None:
         assert await limits() == (500, 600, 0)
         assert not server.controller_heartbeat().lost
         assert server.negotiation().effective_ccl_a == pytest.approx(50.0)
+        # Lost again soon after: counted, but the log does not repeat the warning.
+        await wait_until(lambda: server.controller_heartbeat().lost)
+        assert server.controller_heartbeat().losses == 2
+        await c.write_register(m.address("CtrlHb"), 12, device_id=UNIT)
+        assert await limits() == (500, 600, 0)
+    warnings = [r for r in caplog.records if "CtrlHb) unchanged" in r.getMessage()]
+    assert [r.levelno for r in warnings] == [logging.WARNING, logging.DEBUG]
 
 
 async def test_alm_rst_calls_reset_and_reads_back_zero() -> None:
