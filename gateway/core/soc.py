@@ -145,7 +145,6 @@ class SocEstimator:
         self._last_now_s: float | None = None
         self._rest_since_s: float | None = None
         self._rest_epoch = 0  # counts rests begun
-        self._restored = False
 
     # --- public -------------------------------------------------------------------------
 
@@ -234,26 +233,36 @@ class SocEstimator:
         soc_l, v1_l, p00_l, p01_l, p11_l = self._soc, self._v1, self._p00, self._p01, self._p11
         cap_l, r0_l = self._cap, self._r0_25
 
+        stale_s = cfg.stale_s
+        step_dt = cfg.r0_max_step_dt_s
+        r0_gain = cfg.r0_gain
+        r0_nom_lo = 0.2 * chem.r0_ohm(q_nom)
+        r0_nom_hi = 5.0 * chem.r0_ohm(q_nom)
+        # Per sensor, not per cell: a sensor covers n/m cells.
+        sensor_t = [t if t is not None and math.isfinite(t) else _REF_TEMP_C for t in temps]
+        sensor_r = [chem.r_temp_factor(t) for t in sensor_t]
+        last_v_t, last_v, last_v_i = self._last_v_t, self._last_v, self._last_v_i
+
         for k in range(n):
-            temp = temps[k * m // n] if m else None
-            temp_c = temp if temp is not None and math.isfinite(temp) else _REF_TEMP_C
+            j = k * m // n
+            temp_c = sensor_t[j] if m else _REF_TEMP_C
+            r_scale = sensor_r[j] if m else 1.0
             v = volts[k]
             v_ok = v is not None and math.isfinite(v) and v_lo <= v <= v_hi
             if v_ok and v is not None:
                 age = ages[k]
                 rx_t = t_snap - (age if age is not None else 0.0)
-                fresh = rx_t > self._last_v_t[k] and (age is None or age <= cfg.stale_s)
+                fresh = rx_t > last_v_t[k] and (age is None or age <= stale_s)
             else:
                 fresh = False
-            r_scale = chem.r_temp_factor(temp_c)
             r0 = r0_l[k] * r_scale
 
             if not self._init[k]:
                 if fresh and v is not None:
                     self._init_cell(k, v, cur if i_known else 0.0, r0, temp_c, i_known)
-                    self._last_v_t[k] = rx_t
-                    self._last_v[k] = v
-                    self._last_v_i[k] = cur if i_known else _NAN
+                    last_v_t[k] = rx_t
+                    last_v[k] = v
+                    last_v_i[k] = cur if i_known else _NAN
                 continue
 
             # --- predict -------------------------------------------------------------
@@ -308,17 +317,12 @@ class SocEstimator:
                     if slope >= min_slope and p00 <= conf_var:
                         soc = self._anchor(k, min(100.0, max(0.0, soc)), p00)
                 # R0 from a current step answered by a voltage step.
-                lv_i = self._last_v_i[k]
+                lv_i = last_v_i[k]
                 di = cur - lv_i
-                if (
-                    abs(di) >= step_i
-                    and rx_t - self._last_v_t[k] <= cfg.r0_max_step_dt_s
-                    and math.isfinite(lv_i)
-                ):
-                    sample = (v - self._last_v[k]) / di / r_scale
-                    r_nom = chem.r0_ohm(cap)
-                    if 0.2 * r_nom <= sample <= 5.0 * r_nom:
-                        r0_l[k] += cfg.r0_gain * (sample - r0_l[k])
+                if abs(di) >= step_i and rx_t - last_v_t[k] <= step_dt and math.isfinite(lv_i):
+                    sample = (v - last_v[k]) / di / r_scale
+                    if r0_nom_lo <= sample <= r0_nom_hi:
+                        r0_l[k] += r0_gain * (sample - r0_l[k])
                 # Full: upper voltage with a tapered charge current.
                 if v >= full_v and 0.0 < cur <= full_i:
                     soc = 100.0
@@ -329,23 +333,23 @@ class SocEstimator:
                         self._anchor(k, 100.0, p00)
                 elif cur < 0.0:
                     self._full_latched[k] = False
-                self._last_v_t[k] = rx_t
-                self._last_v[k] = v
-                self._last_v_i[k] = cur
+                last_v_t[k] = rx_t
+                last_v[k] = v
+                last_v_i[k] = cur
             elif fresh:
-                self._last_v_t[k] = rx_t
-                self._last_v[k] = v if v is not None else _NAN
-                self._last_v_i[k] = _NAN
+                last_v_t[k] = rx_t
+                last_v[k] = v if v is not None else _NAN
+                last_v_i[k] = _NAN
 
             # Keep the covariance a covariance (rounding) and the SoC in range.
-            p00 = max(p00, 1e-6)
+            # 50 % sigma is knowing nothing: no need to grow further.
+            p00 = min(max(p00, 1e-6), 2500.0)
             p11 = max(p11, 1e-12)
             lim = math.sqrt(p00 * p11)
             if p01 > lim:
                 p01 = lim
             elif p01 < -lim:
                 p01 = -lim
-            p00 = min(p00, 2500.0)  # 50 % sigma: knowing nothing, no need to grow further
             soc_l[k] = 0.0 if soc < 0.0 else (100.0 if soc > 100.0 else soc)
             v1_l[k] = v1
             p00_l[k] = p00
@@ -473,7 +477,6 @@ class SocEstimator:
         self._last_v = [_NAN] * n
         self._last_v_i = [_NAN] * n
         self._forget_anchors()
-        self._restored = True
 
     # --- internals ----------------------------------------------------------------------
 
