@@ -209,7 +209,8 @@ class SunSpecClient:
 
     Args:
         config: the ``sunspec`` settings section (``mode = "client"``).
-        clock: monotonic seconds.
+        clock: monotonic seconds for the rewrite cadence. The inverter's revert timeout runs in
+            real time, so keep the default (an accelerated clock only rewrites more often).
     """
 
     def __init__(self, config: SunSpecConfig, *, clock: Callable[[], float] = time.monotonic):
