@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import cast
 
 from gateway.core.config import Section
 from gateway.core.freshness import InputTimeouts, extremes, stale_inputs
@@ -507,6 +508,14 @@ def _below(x: float, threshold: float, hysteresis: float) -> tuple[bool, bool]:
     return x <= threshold, x > threshold + hysteresis
 
 
+def _freshest(ages: tuple[float | None, ...]) -> float | None:
+    """The smallest known age (``min`` runs in C when every age is known)."""
+    if None not in ages:
+        return min(cast(tuple[float, ...], ages), default=None)
+    known = [a for a in ages if a is not None]
+    return min(known) if known else None
+
+
 _HOLD = (False, False)
 _CLEAR = (False, True)
 
@@ -769,16 +778,10 @@ class Protection:
         else:
             self._run("stale_data", now_s, _CLEAR, _CLEAR, "")
         # Communication loss: the freshest input of all is too old (or nothing ever came).
-        ages = [
-            a
-            for a in (
-                min((x for x in snapshot.cell_voltage_age_s if x is not None), default=None),
-                min((x for x in snapshot.cell_temp_age_s if x is not None), default=None),
-                snapshot.current_age_s,
-            )
-            if a is not None
-        ]
-        newest = min(ages) if ages else None
+        newest = _freshest(snapshot.cell_voltage_age_s)
+        for a in (_freshest(snapshot.cell_temp_age_s), snapshot.current_age_s):
+            if a is not None and (newest is None or a < newest):
+                newest = a
         lost = after_grace if newest is None else newest > cfg.comm_loss_timeout_s
         message = ""
         if lost:
@@ -800,7 +803,7 @@ class Protection:
         if pack_v is None or None in snapshot.cell_voltage_v:
             self._run("configuration", now_s, _HOLD, _HOLD, "")
             return
-        total = math.fsum(v for v in snapshot.cell_voltage_v if v is not None)
+        total = math.fsum(cast(tuple[float, ...], snapshot.cell_voltage_v))
         diff = abs(pack_v - total)
         hyst = 0.01 * pack.cells
         w = _above(diff, th.pack_voltage_mismatch_warning_v, hyst)
