@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.canbus.config import CanConfig
+from gateway.canbus.decode import load_decoder
 from gateway.errors import ConfigError
 from gateway.settings import load_settings
 from tests.conftest import REPO
@@ -68,3 +69,18 @@ def test_bad_values_are_named(tmp_path: Path, body: str, key: str) -> None:
     path.write_text(body)
     with pytest.raises(ConfigError, match=key):
         load_settings(path)
+
+
+def test_packaged_defaults_load_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    decoder = load_decoder(CanConfig())
+    assert [p.name for p in decoder.dbcs.files] == ["bms.dbc"]
+    # A profile path given relative to the CWD works too.
+    (tmp_path / "mine.toml").write_text(
+        (REPO / "dbc" / "profiles" / "bms.toml").read_text().replace('"../bms.dbc"', '"bms.dbc"')
+    )
+    (tmp_path / "bms.dbc").write_bytes((REPO / "dbc" / "bms.dbc").read_bytes())
+    mine = load_decoder(CanConfig(profile="mine.toml"))
+    assert mine.dbcs.files == [tmp_path / "bms.dbc"]

@@ -8,6 +8,8 @@ from typing import Any
 
 import cantools
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.canbus.config import CanConfig
 from gateway.canbus.decode import Decoder, FrameDecodeError, load_decoder
@@ -433,3 +435,23 @@ def test_unknown_shipped_profile_and_missing_profile_file(tmp_path: Path) -> Non
 def test_foxbms_profile_without_dbc_says_what_to_set() -> None:
     with pytest.raises(ConfigError, match=r"set can\.dbc"):
         load_decoder(CanConfig(profile="foxbms"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    group=st.integers(0, 127),
+    mv=st.lists(st.integers(0, 8191), min_size=4, max_size=4),
+    flags=st.lists(st.booleans(), min_size=4, max_size=4),
+)
+def test_any_voltage_frame_round_trips(
+    bms: Decoder, group: int, mv: list[int], flags: list[bool]
+) -> None:
+    values: dict[str, float] = {"CellVoltages_Mux": group}
+    for k in range(4):
+        i = 4 * group + k
+        values[f"CellVoltage_{i:03d}"] = mv[k]
+        values[f"CellVoltage_{i:03d}_invalidFlag"] = int(flags[k])
+    out = bms.decode(0x100, encode(bms.dbcs.db, "BMS_CellVoltages", values), 7.0)
+    assert [r.index for r in out] == [4 * group + k for k in range(4)]
+    assert [round(r.value * 1000) for r in out] == mv
+    assert [not r.valid for r in out] == flags

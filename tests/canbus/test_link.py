@@ -232,3 +232,29 @@ async def test_receive_filters_reach_the_bus(decoder: Decoder) -> None:
     assert sink.calls[0][0] is not None
     assert link.stats.rx_frames == 1  # 0x100 was filtered before the link saw it
     assert link.decoder.counters.errors["unknown_mux"] == 0
+
+
+async def test_bus_off_reconnects_and_remote_frames_are_dropped(
+    decoder: Decoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = unique_channel()
+    sink = Sink()
+    factory = RecordingFactory()
+    cfg = CanConfig(channel=channel, reconnect_min_s=0.01, reconnect_max_s=0.05)
+    link = CanLink(cfg, sink, decoder=decoder, bus_factory=factory)
+    caplog.set_level(logging.INFO, logger="gateway.canbus.link")
+    with can.Bus(interface="virtual", channel=channel) as peer:
+        async with running(link):
+            peer.send(can.Message(arbitration_id=0x120, is_extended_id=False, is_remote_frame=True))
+            await sink.wait_for(1)
+            # An error frame with CAN_ERR_BUSOFF, as SocketCAN reports a controller gone bus-off.
+            peer.send(can.Message(arbitration_id=0x40, is_error_frame=True, dlc=8))
+            async with asyncio.timeout(3):
+                while len(factory.buses) < 2 or not link.connected:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+    assert sink.calls[0][0] is None
+    assert link.decoder.counters.errors["remote"] == 1
+    assert link.stats.error_frames == 1
+    assert link.stats.reconnects == 1
+    assert "bus-off" in link.stats.last_error
+    assert sum("link lost (controller is bus-off)" in r.getMessage() for r in caplog.records) == 1
