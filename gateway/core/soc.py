@@ -79,6 +79,9 @@ class SocConfig(Section):
     """Longest interval between the two samples of a current step used to measure R0."""
     r0_gain: float = Field(default=0.05, gt=0, le=1)
     """Weight of one R0 sample in the running R0 estimate."""
+    min_interval_s: float = Field(default=0.1, ge=0, le=10)
+    """Steps closer together than this return the last report (the control loop may step on every
+    frame; the count loses nothing, the filter sees the latest value of each cell)."""
     restore_sigma_pct: float = Field(default=5.0, ge=0)
     """Uncertainty added to a restored SoC (the pack may have moved while we were down)."""
 
@@ -145,6 +148,7 @@ class SocEstimator:
         self._last_now_s: float | None = None
         self._rest_since_s: float | None = None
         self._rest_epoch = 0  # counts rests begun
+        self._report: SocReport | None = None
 
     # --- public -------------------------------------------------------------------------
 
@@ -170,6 +174,8 @@ class SocEstimator:
         n = self._n
         if snapshot.cell_count != n:
             raise ValueError(f"snapshot has {snapshot.cell_count} cells, estimator {n}")
+        if self._last_now_s is not None and 0.0 <= now_s - self._last_now_s < cfg.min_interval_s:
+            return self._report
         dt = 0.0 if self._last_now_s is None else now_s - self._last_now_s
         dt = max(dt, 0.0)  # a clock that went backwards: treat as no time passed
         self._last_now_s = now_s
@@ -356,7 +362,8 @@ class SocEstimator:
             p01_l[k] = p01
             p11_l[k] = p11
 
-        return self.report()
+        self._report = self.report()
+        return self._report
 
     def report(self) -> SocReport | None:
         """The current estimate, or ``None`` while some cell has not had a valid voltage."""
@@ -473,6 +480,7 @@ class SocEstimator:
         self._r0_25 = r0
         self._cycles0 = float(cycles)
         self._discharged_ah = 0.0
+        self._report = self.report()
         self._last_v_t = [-math.inf] * n
         self._last_v = [_NAN] * n
         self._last_v_i = [_NAN] * n

@@ -108,9 +108,9 @@ def test_no_report_until_every_cell_has_a_valid_voltage() -> None:
     est, chem = make(cells=3)
     v = chem.ocv.voltage(50.0)
     assert est.step(snap(0.0, [None, None, None], 0.0), 0.0) is None
-    assert est.step(snap(0.1, [v, math.nan, v], 0.0), 0.1) is None
-    assert est.step(snap(0.2, [v, None, v], None), 0.2) is None
-    rep = est.step(snap(0.3, [v, v, v], 0.0), 0.3)
+    assert est.step(snap(1.0, [v, math.nan, v], 0.0), 1.0) is None
+    assert est.step(snap(2.0, [v, None, v], None), 2.0) is None
+    rep = est.step(snap(3.0, [v, v, v], 0.0), 3.0)
     assert rep is not None
     assert len(rep.cells) == 3
 
@@ -320,3 +320,23 @@ def test_wrong_cell_count_in_snapshot_is_an_error() -> None:
     est, _ = make(cells=2)
     with pytest.raises(ValueError, match="3 cells"):
         est.step(snap(0.0, [3.7, 3.7, 3.7], 0.0), 0.0)
+
+
+def test_steps_faster_than_the_minimum_interval_lose_no_charge() -> None:
+    est, chem = make("lfp", cells=2, min_interval_s=0.1)
+    # On the plateau (the voltage does not steer), with the IR drop of the charge current.
+    v = chem.ocv.voltage(55.0) + chem.r0_ohm(100.0) * 100.0
+    first = est.step(snap(0.0, [v, v], 100.0), 0.0)
+    assert first is not None
+    start = first.cells[0].soc_pct
+    rep = first
+    # 100 A for 36 s, stepped at 500 Hz (every frame): +1 % of 100 Ah, counted once.
+    for k in range(1, 18001):
+        t = k * 0.002
+        rep = est.step(snap(t, [v, v], 100.0), t)
+        assert rep is not None
+    last = est.step(snap(36.0 + 0.1, [v, v], 0.0), 36.1)  # one more processed step
+    assert last is not None
+    assert last.cells[0].soc_pct - start == pytest.approx(1.0, abs=0.01)
+    # Skipped steps hand back the last report as it was.
+    assert est.step(snap(36.15, [v, v], 0.0), 36.15) is last
