@@ -15,8 +15,10 @@ cell to 100 %.
 
 Capacity (SoH) per cell comes from the charge counted between two confident SoC points (a rest
 recalibration on a steep part of the curve, or full), resistance R0 per cell from the voltage
-step that answers a current step. Everything is plain Python floats held in per-cell lists, so
-a 512-cell pack stepped at 10 Hz stays cheap (see ``bench/soc_accuracy.py`` for the figures).
+step that answers a current step (reported referred to 25 degC with the chemistry's temperature
+factor, so that it tracks ageing rather than the weather). Everything is plain Python floats
+held in per-cell lists, so a 512-cell pack stepped at 10 Hz stays cheap (see
+``bench/soc_accuracy.py`` for the figures).
 """
 
 from __future__ import annotations
@@ -430,6 +432,10 @@ class SocEstimator:
         if state.get("cells") != n:
             raise ValueError(f"state cell count (={state.get('cells')!r}) is not {n}")
         q_nom = self._q_nom_ah
+        q_state = state.get("nominal_capacity_ah")
+        if not isinstance(q_state, int | float) or not math.isclose(q_state, q_nom, rel_tol=1e-9):
+            # Other cells (or a corrected rating): their learned capacities are not these.
+            raise ValueError(f"state nominal_capacity_ah (={q_state!r}) is not {q_nom}")
 
         def vec(key: str, lo: float, hi: float, allow_nan: bool = False) -> list[float]:
             raw = state.get(key)

@@ -301,6 +301,7 @@ def test_state_round_trip_restores_soc_capacity_resistance_and_cycles() -> None:
         ({"capacity_ah": [100.0, -1.0, 100.0]}, "capacity_ah"),
         ({"initialised": "yes"}, "initialised"),
         ({"cycles": -1}, "cycles"),
+        ({"nominal_capacity_ah": 280.0}, "nominal_capacity_ah"),
     ],
 )
 def test_mismatched_or_malformed_state_is_refused_and_changes_nothing(
