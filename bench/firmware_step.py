@@ -25,7 +25,7 @@ def _snapshots(cells: int, steps: int) -> tuple[PackConfig, list[PackSnapshot], 
     state = PackState(pack)
     snaps = []
     for k in range(steps):
-        sim.step(0.1, 20.0 if (k // 200) % 2 else -20.0)
+        sim.step(0.1, 0.0)  # at rest: the balancing planner does its full work
         state.apply_all(sim.readings())
         snaps.append(state.snapshot(sim.t_s))
     soc = SocReport(

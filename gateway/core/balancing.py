@@ -105,6 +105,9 @@ class BalancingConfig(Section):
     power_budget_w: float | None = None
     """Power balancing may take from the pack (bleed heat, converter loss); ``None``: no limit.
     Power the charger makes available (``charge_power_available_w``) adds to it."""
+    interval_s: float = Field(default=1.0, ge=0)
+    """The plan is recomputed at most this often (the data checks run every step); balancing
+    acts over hours, and planning 512 cells at 100 Hz would cost more than it gains."""
     max_data_age_s: float = Field(default=5.0, gt=0)
     """Balancing stops while any cell voltage or temperature is older than this."""
     min_dwell_s: float = Field(default=30.0, ge=0)
@@ -196,10 +199,21 @@ class BalancingPlanner:
         self._board_hot = False
         self._cell_hot = [False] * n
         self._last_s: float | None = None
-        self.dissipated_ah: list[float] = [0.0] * n
-        """Charge dissipated in each cell's bleed resistor since start (as planned)."""
-        self.moved_ah: list[float] = [0.0] * n
-        """Charge drawn from (negative) or delivered to (positive) each cell by the converter."""
+        self._plan: BalancingPlan | None = None
+        self._plan_s = -math.inf
+        self._dissipated_ah: list[float] = [0.0] * n
+        self._moved_ah: list[float] = [0.0] * n
+        self._pending_h = 0.0
+
+    def cell_currents_a(self) -> tuple[float, ...]:
+        """Balancing current of each cell as planned in the last step, positive into the cell.
+
+        For an SoC estimator that counts per-cell charge: bleeding and donating cells lose this
+        current on top of the pack current, receiving cells gain it.
+        """
+        return tuple(
+            c if a == "receive" else -c for a, c in zip(self._action, self._current_a, strict=True)
+        )
 
     def set_mode(self, mode: BalancingMode) -> None:
         """Switch the mode; running actions stop at the next step."""
@@ -208,12 +222,18 @@ class BalancingPlanner:
     # ------------------------------------------------------------------------------------
 
     def _account(self, now_s: float) -> None:
-        """Integrate the previous step's currents into the per-action and total charges."""
+        """Count the time the current plan has run (currents are constant until it changes)."""
         last = self._last_s
         self._last_s = now_s
-        if last is None or now_s <= last:
+        if last is not None and now_s > last:
+            self._pending_h += (now_s - last) / 3600.0
+
+    def _flush(self) -> None:
+        """Integrate the running plan's currents into the per-action and total charges."""
+        h = self._pending_h
+        self._pending_h = 0.0
+        if h <= 0.0:
             return
-        h = (now_s - last) / 3600.0
         for k, act in enumerate(self._action):
             if not act:
                 continue
@@ -221,11 +241,23 @@ class BalancingPlanner:
             self._charge_ah[k] += dq
             self._check_ah[k] += dq
             if act == "bleed":
-                self.dissipated_ah[k] += dq
+                self._dissipated_ah[k] += dq
             elif act == "donate":
-                self.moved_ah[k] -= dq
+                self._moved_ah[k] -= dq
             else:
-                self.moved_ah[k] += dq
+                self._moved_ah[k] += dq
+
+    @property
+    def dissipated_ah(self) -> list[float]:
+        """Charge dissipated in each cell's bleed resistor since start (as planned)."""
+        self._flush()
+        return list(self._dissipated_ah)
+
+    @property
+    def moved_ah(self) -> list[float]:
+        """Charge drawn from (negative) or delivered to (positive) each cell by the converter."""
+        self._flush()
+        return list(self._moved_ah)
 
     def _states(self, snapshot: PackSnapshot, soc: SocReport | None, vmax: float) -> set[str]:
         """The operating states the pack is in: one of rest/charge/discharge, plus ``top``."""
@@ -242,8 +274,10 @@ class BalancingPlanner:
 
     def _idle(self, reason: str) -> BalancingPlan:
         n = self.pack.cells
+        self._flush()
         self._action = [""] * n
         self._current_a = [0.0] * n
+        self._plan = None
         return BalancingPlan(self.mode, (False,) * n, (), reason)
 
     def step(
@@ -279,6 +313,10 @@ class BalancingPlanner:
         oldest_t = max(cast(tuple[float, ...], snapshot.cell_temp_age_s), default=0.0)
         if oldest > cfg.max_data_age_s or oldest_t > cfg.max_data_age_s:
             return self._idle("stale data")
+        plan = self._plan
+        if plan is not None and plan.mode is mode and 0.0 <= now_s - self._plan_s < cfg.interval_s:
+            return plan
+        self._flush()
         volts: list[float] = list(cell_v)  # type: ignore[arg-type]
         temps = snapshot.cell_temp_c
 
@@ -440,7 +478,9 @@ class BalancingPlanner:
             idle = f"balanced: largest imbalance {worst * scale:.3f} {unit} ({state})"
         elif skipped and not chosen_up:
             idle = "power or cell budget exhausted"
-        return BalancingPlan(mode, tuple(bleed), tuple(actions), idle)
+        self._plan = BalancingPlan(mode, tuple(bleed), tuple(actions), idle)
+        self._plan_s = now_s
+        return self._plan
 
     def _progress_guard(
         self, k: int, dev_ah: float, running: str, capacity_ah: float, now_s: float

@@ -116,6 +116,7 @@ def test_active_pairs_donors_with_receivers() -> None:
     assert by_cell[1].action == "receive"
     assert by_cell[1].current_a == pytest.approx(2.0 * 0.85)
     assert plan.bleed == (True, False, False, False)
+    assert planner.cell_currents_a() == pytest.approx((-2.0, 1.7, 0.0, 0.0))
     plan = planner.step(snapshot(REST_V, (25.0, 25.0), -30.0), soc, 3600.0)
     assert planner.moved_ah[0] == pytest.approx(-2.0)
     assert planner.moved_ah[1] == pytest.approx(1.7)
