@@ -81,7 +81,7 @@ class SocConfig(Section):
     """Longest interval between the two samples of a current step used to measure R0."""
     r0_gain: float = Field(default=0.05, gt=0, le=1)
     """Weight of one R0 sample in the running R0 estimate."""
-    min_interval_s: float = Field(default=0.1, ge=0, le=10)
+    min_interval_s: float = Field(default=0.05, ge=0, le=10)
     """Steps closer together than this return the last report (the control loop may step on every
     frame; the count loses nothing, the filter sees the latest value of each cell)."""
     restore_sigma_pct: float = Field(default=5.0, ge=0)
