@@ -415,7 +415,7 @@ async def run_sim_on_bus(
     step_s: float = 0.02,
     rates: FrameRates | None = None,
     emitter: PackFrameEmitter | None = None,
-    command_clock: Literal["wall", "sim"] = "wall",
+    command_clock: Literal["wall", "sim"] = "sim",
     max_steps_per_tick: int = 500,
 ) -> RunSummary:
     """Step ``sim`` in accelerated time, send its frames on ``bus``, obey balancing commands.
@@ -436,9 +436,11 @@ async def run_sim_on_bus(
         step_s: Simulation step (also the resolution of frame times).
         rates: Frame periods (ignored when ``emitter`` is given).
         emitter: An emitter to use (default: a new one on ``sim`` starting now).
-        command_clock: ``wall`` measures the 5 s command timeout on the loop clock (a gateway on
-            real time sends every second whatever the speed); ``sim`` on simulated time (a
-            gateway driven by simulated time, as in replay).
+        command_clock: ``sim`` (default) measures the 5 s command timeout in simulated time,
+            right for a gateway on the same accelerated clock (the demo) and at speed 1;
+            ``wall`` on the loop's clock, for a gateway on real time while the pack runs
+            accelerated (it then sends a command every wall second, i.e. ``speed`` simulated
+            seconds apart).
         max_steps_per_tick: Steps done before yielding to the loop when behind.
 
     Raises:

@@ -56,7 +56,12 @@ async def test_frames_arrive_and_a_command_is_obeyed(
     gw_bus.send(_command({2, 6}))
     summary = await asyncio.wait_for(
         run_sim_on_bus(
-            sim_bus, sim, speed=40.0, current_source=ConstantProfile(12.0), duration_s=10.0
+            sim_bus,
+            sim,
+            speed=40.0,
+            current_source=ConstantProfile(12.0),
+            duration_s=10.0,
+            command_clock="wall",
         ),
         timeout=10.0,
     )
@@ -100,7 +105,6 @@ async def test_command_times_out_on_simulated_time(
             speed=math.inf,
             current_source=ConstantProfile(0.0),
             duration_s=30.0,
-            command_clock="sim",
         ),
         timeout=10.0,
     )
