@@ -160,3 +160,40 @@ def test_stale_voltage_is_not_used_twice() -> None:
     assert rep is not None
     assert rep.cells[0].soc_sigma_pct >= first.cells[0].soc_sigma_pct - 1e-9
     assert get_chemistry("nmc").name == "nmc"
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_a_tampered_state_is_refused_with_valueerror_or_restores_in_range(
+    data: st.DataObject,
+) -> None:
+    est, chem = make("nmc", cells=3)
+    pack = EcmPack(chem, [30.0, 50.0, 70.0], [100.0] * 3)
+    t = 0.0
+    for _ in range(5):
+        volts = pack.step(-10.0, 1.0)
+        t += 1.0
+        est.step(snap(t, list(volts), -10.0), t)
+    state = est.export_state()
+    key = data.draw(st.sampled_from(sorted(state)))
+    state[key] = data.draw(_json)
+    fresh, _ = make("nmc", cells=3)
+    try:
+        fresh.restore(state)
+    except ValueError:
+        assert fresh.report() is None  # refused: nothing loaded
+        return
+    rep = fresh.step(snap(t + 1.0, list(pack.step(0.0, 1.0)), 0.0), t + 1.0)
+    assert rep is not None
+    assert all(0.0 <= c.soc_pct <= 100.0 for c in rep.cells)
