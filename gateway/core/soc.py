@@ -114,9 +114,16 @@ class SocEstimator:
         config: estimator settings.
         pack: the pack (cell count, nominal capacity).
         chemistry: OCV curve and nominal circuit parameters (possibly with a user OCV table).
+
+    Raises:
+        ValueError: ``chemistry`` is not the pack's.
     """
 
     def __init__(self, config: SocConfig, pack: PackConfig, chemistry: Chemistry) -> None:
+        if chemistry.name != pack.chemistry:
+            raise ValueError(
+                f"chemistry (={chemistry.name!r}) is not the pack's (={pack.chemistry!r})"
+            )
         self.config = config
         self.pack = pack
         self.chemistry = chemistry

@@ -341,3 +341,8 @@ def test_steps_faster_than_the_minimum_interval_lose_no_charge() -> None:
     assert last.cells[0].soc_pct - start == pytest.approx(1.0, abs=0.01)
     # Skipped steps hand back the last report as it was.
     assert est.step(snap(36.15, [v, v], 0.0), 36.15) is last
+
+
+def test_chemistry_must_be_the_packs() -> None:
+    with pytest.raises(ValueError, match="pack's"):
+        SocEstimator(SocConfig(), PackConfig(chemistry="lfp"), get_chemistry("nmc"))
