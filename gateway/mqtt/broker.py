@@ -118,6 +118,11 @@ class LocalBroker:
         self._amqtt: Any = None
         self.info: BrokerInfo | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """Process id of the mosquitto we started (for benchmarks), else ``None``."""
+        return self._proc.pid if self._proc is not None else None
+
     async def __aenter__(self) -> BrokerInfo:
         """Find or start the broker."""
         host = self.host
