@@ -24,7 +24,7 @@ def _snapshots(cells: int, steps: int) -> tuple[PackConfig, list[PackSnapshot], 
     pack = PackConfig(cells=cells, temp_sensors=sim_cfg.temp_sensor_count)
     state = PackState(pack)
     snaps = []
-    for k in range(steps):
+    for _ in range(steps):
         sim.step(0.1, 0.0)  # at rest: the balancing planner does its full work
         state.apply_all(sim.readings())
         snaps.append(state.snapshot(sim.t_s))

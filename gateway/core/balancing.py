@@ -194,7 +194,11 @@ class BalancingPlanner:
         self._charge_ah: list[float] = [0.0] * n
         self._switched_s: list[float] = [-math.inf] * n
         self._check_ah: list[float] = [0.0] * n  # moved since the last self-check
-        self._check_dev: list[float] = [0.0] * n  # |imbalance| at the last self-check
+        self._check_dev: list[float] = [0.0] * n  # signed imbalance at the last self-check
+        self._check_pack_ah: list[float] = [0.0] * n  # pack charge counter at that moment
+        self._pack_ah = 0.0  # charge through the pack since start (positive charging)
+        self._last_current_a = 0.0
+        self._drift: list[float] = [0.0] * n  # d(imbalance)/d(pack Ah) of each cell (active)
         self._paused_until: list[float] = [-math.inf] * n
         self._board_hot = False
         self._cell_hot = [False] * n
@@ -226,7 +230,9 @@ class BalancingPlanner:
         last = self._last_s
         self._last_s = now_s
         if last is not None and now_s > last:
-            self._pending_h += (now_s - last) / 3600.0
+            h = (now_s - last) / 3600.0
+            self._pending_h += h
+            self._pack_ah += self._last_current_a * h
 
     def _flush(self) -> None:
         """Integrate the running plan's currents into the per-action and total charges."""
@@ -298,6 +304,7 @@ class BalancingPlanner:
                 takes (surplus PV); it raises ``power_budget_w``. ``None``: unknown.
         """
         self._account(now_s)
+        self._last_current_a = snapshot.current_a or 0.0
         cfg = self.config
         n = self.pack.cells
         mode = self.mode
@@ -352,6 +359,10 @@ class BalancingPlanner:
                 dev = band_excess_ah(socs, caps)
             else:
                 mean = math.fsum(s * c for s, c in zip(socs, caps, strict=True)) / math.fsum(caps)
+                # The pack current alone moves a cell's deviation from the mean SoC by
+                # (1 - cap / mean cap) per Ah through the pack; the self-check allows for it.
+                mean_cap = math.fsum(caps) / n
+                self._drift = [1.0 - c / mean_cap for c in caps]
                 dev = [(s - mean) / 100.0 * c for s, c in zip(socs, caps, strict=True)]
             passive = mode is BalancingMode.PASSIVE
             start_pct = cfg.start_pct if passive else cfg.active_start_pct
@@ -392,7 +403,7 @@ class BalancingPlanner:
         for k in want_up:
             why = self._cell_guard(k, volts[k], temps)
             if not why and use_soc:
-                why = self._progress_guard(k, abs(dev[k]), prev[k], caps[k], now_s)
+                why = self._progress_guard(k, dev[k], prev[k], caps[k], now_s)
             if why:
                 blocked.append(BalancingAction(k, mode, "blocked", why, 0.0, 0.0))
             else:
@@ -401,7 +412,7 @@ class BalancingPlanner:
         for k in want_down:
             why = self._cell_guard(k, None, temps)
             if not why and use_soc:
-                why = self._progress_guard(k, abs(dev[k]), prev[k], caps[k], now_s)
+                why = self._progress_guard(k, dev[k], prev[k], caps[k], now_s)
             if why:
                 blocked.append(BalancingAction(k, mode, "blocked", why, 0.0, 0.0))
             else:
@@ -452,7 +463,8 @@ class BalancingPlanner:
                 self._switched_s[k] = now_s
                 self._charge_ah[k] = 0.0
                 self._check_ah[k] = 0.0
-                self._check_dev[k] = abs(dev[k])
+                self._check_dev[k] = dev[k]
+                self._check_pack_ah[k] = self._pack_ah
             act = new_action[k]
             if not act:
                 continue
@@ -483,9 +495,14 @@ class BalancingPlanner:
         return self._plan
 
     def _progress_guard(
-        self, k: int, dev_ah: float, running: str, capacity_ah: float, now_s: float
+        self, k: int, dev: float, running: str, capacity_ah: float, now_s: float
     ) -> str:
-        """Pause a cell whose SoC estimate does not follow the charge balancing moved."""
+        """Pause a cell whose SoC estimate does not follow the charge balancing moved.
+
+        ``dev`` is the cell's signed imbalance (Ah above its target). Passive band excess does
+        not move with the pack current; the active deviation drifts by ``_drift[k]`` per Ah
+        through the pack, which is taken out before comparing.
+        """
         cfg = self.config
         if now_s < self._paused_until[k]:
             left_h = (self._paused_until[k] - now_s) / 3600.0
@@ -495,16 +512,23 @@ class BalancingPlanner:
             return ""
         if moved < cfg.progress_check_pct / 100.0 * capacity_ah:
             return ""
+        drift = 0.0
+        if self.mode is BalancingMode.ACTIVE:
+            drift = (self._pack_ah - self._check_pack_ah[k]) * self._drift[k]
+        effect = dev - self._check_dev[k] - drift
         if running == "receive":
-            moved *= cfg.active_efficiency
-        seen = self._check_dev[k] - dev_ah
+            moved *= self.config.active_efficiency
+            seen = effect
+        else:
+            seen = -effect
         self._check_ah[k] = 0.0
-        self._check_dev[k] = dev_ah
+        self._check_dev[k] = dev
+        self._check_pack_ah[k] = self._pack_ah
         if seen >= cfg.progress_min_ratio * moved:
             return ""
         self._paused_until[k] = now_s + cfg.progress_pause_s
         return (
-            f"SoC estimate moved {seen:.2f} Ah while balancing moved {moved:.2f} Ah;"
+            f"SoC estimate moved {max(0.0, seen):.2f} Ah while balancing moved {moved:.2f} Ah;"
             f" paused {cfg.progress_pause_s / 3600.0:g} h"
         )
 
