@@ -24,7 +24,7 @@ HOST = "127.0.0.1"
 class Mosquitto:
     """A mosquitto process with its own config; can be stopped and started on the same port."""
 
-    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
+    def __init__(self, workdir: Path, *, persistent: bool = False, extra: str = "") -> None:
         binary = find_mosquitto()
         if binary is None:
             pytest.skip("mosquitto is not installed (.ci/run installs it)")
@@ -36,7 +36,7 @@ class Mosquitto:
             # Sessions survive a restart, so a subscriber misses nothing sent while it was away.
             conf = conf.replace("persistence false", "persistence true")
             conf += f"persistence_location {workdir}/\n"
-        self.conf.write_text(conf, encoding="utf-8")
+        self.conf.write_text(conf + extra, encoding="utf-8")
         self.log = workdir / f"mosquitto-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
