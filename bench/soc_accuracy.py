@@ -40,7 +40,7 @@ from typing import Any
 from gateway.core.chemistry import Chemistry, get_chemistry
 from gateway.core.model import PackSnapshot
 from gateway.core.pack import PackConfig
-from gateway.core.soc import SocConfig, SocEstimator
+from gateway.core.soc import SocConfig, SocEstimator, pack_soc_pct
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "soc"
@@ -139,28 +139,44 @@ def _gen_ocv() -> Any:
     return mod
 
 
-def simulate(name: str, cache: Path) -> Truth:
-    """Run (or load from ``cache``) the SPMe + lumped thermal day for chemistry ``name``."""
-    path = cache / f"{name}_day.csv"
+def simulate(
+    name: str,
+    cache: Path,
+    *,
+    cap_factor: float = 1.0,
+    start: float | None = None,
+    scale: float = 1.0,
+    tag: str = "",
+) -> Truth:
+    """Run (or load from ``cache``) the SPMe + lumped thermal day for chemistry ``name``.
+
+    ``cap_factor`` scales the cell's capacity (electrode width), ``start`` is its initial SoC
+    (0..1), ``scale`` scales the day's current (C-rates of the unscaled cell), so that cells of
+    one series pack can be simulated one by one with the same current.
+    """
+    path = cache / f"{name}{tag}_day.csv"
     if path.is_file():
         return _read_truth(path, name)
+    soc0 = START_SOC[name] if start is None else start
     import numpy as np
     import pybamm
 
     gen = _gen_ocv()
     spec = gen.CELLS[name]
     p = gen.parameter_values(spec)
+    cap_ref = gen.electrode_capacity_ah(p)
+    p["Electrode width [m]"] = p["Electrode width [m]"] * cap_factor
     cap = gen.electrode_capacity_ah(p)
-    i_c = home_day_c()
+    i_c = [scale * c for c in home_day_c()]
     t = np.arange(DAY_S + 1, dtype=float)
     # PyBaMM counts discharge as positive current. Sample k holds over (k, k+1].
-    i_pb = -np.asarray([i_c[0], *i_c], dtype=float) * cap
+    i_pb = -np.asarray([i_c[0], *i_c], dtype=float) * cap_ref
     p["Current function [A]"] = pybamm.Interpolant(t, i_pb, pybamm.t, interpolator="linear")
     model = pybamm.lithium_ion.SPMe(options={"thermal": "lumped"})
     solver = pybamm.IDAKLUSolver(rtol=1e-6, atol=1e-8)
     sim = pybamm.Simulation(model, parameter_values=p, solver=solver)
     t0 = time.perf_counter()
-    sol = sim.solve(t_eval=[0.0, float(DAY_S)], t_interp=t, initial_soc=START_SOC[name])
+    sol = sim.solve(t_eval=[0.0, float(DAY_S)], t_interp=t, initial_soc=soc0)
     sim_s = time.perf_counter() - t0
     ts = sol["Time [s]"].entries
     if ts[-1] < DAY_S - 1:
@@ -173,7 +189,7 @@ def simulate(name: str, cache: Path) -> Truth:
         current_a=[-float(x) for x in sol["Current [A]"].entries],
         voltage_v=[float(x) for x in sol["Voltage [V]"].entries],
         temp_c=[float(x) for x in sol["X-averaged cell temperature [C]"].entries],
-        soc_pct=[100.0 * (START_SOC[name] - float(q) / cap) for q in q_dis],
+        soc_pct=[100.0 * (soc0 - float(q) / cap) for q in q_dis],
         sim_s=sim_s,
     )
     cache.mkdir(parents=True, exist_ok=True)
@@ -349,6 +365,63 @@ def run(truth: Truth, seed: int = 7, config: SocConfig | None = None) -> dict[st
     }
 
 
+# --- a pack of unequal cells --------------------------------------------------------------
+
+PACK_CELLS = ((1.00, 0.60), (0.95, 0.63), (1.04, 0.57), (0.92, 0.61))  # capacity factor, start
+
+
+def run_pack(name: str, cache: Path, seed: int = 11) -> dict[str, Any]:
+    """Four unequal cells in series (one current), from a cold start (SoC from OCV)."""
+    truths = [
+        simulate(name, cache, cap_factor=f, start=s0, scale=0.9, tag=f"_pack{k}")
+        for k, (f, s0) in enumerate(PACK_CELLS)
+    ]
+    rng = random.Random(seed)
+    chem = get_chemistry(name)
+    cap_ref = truths[0].capacity_ah / PACK_CELLS[0][0]
+    cap_cfg = cap_ref * (1.0 + CAP_ERROR)
+    n = len(truths)
+    pack = PackConfig(cells=n, temp_sensors=1, chemistry=name, capacity_ah=cap_cfg)
+    est = SocEstimator(SocConfig(), pack, chem)
+    offset_a = I_OFFSET_FS * FULL_SCALE_C * cap_ref
+    t_s = truths[0].t_s
+    err: list[list[float]] = [[] for _ in range(n)]
+    pack_err: list[float] = []
+    for k, t in enumerate(t_s):
+        volts: list[float | None] = [
+            round((tr.voltage_v[k] + rng.gauss(0.0, V_NOISE_V)) / V_LSB_V) * V_LSB_V
+            for tr in truths
+        ]
+        i = truths[0].current_a[k] * (1.0 + I_GAIN) + offset_a
+        tc = round(truths[0].temp_c[k] / T_LSB_C) * T_LSB_C
+        rep = est.step(snapshot(t, volts, i, tc), t)
+        assert rep is not None
+        true = [tr.soc_pct[k] for tr in truths]
+        for j in range(n):
+            err[j].append(rep.cells[j].soc_pct - true[j])
+        true_pack = pack_soc_pct(min(true), max(true))
+        pack_err.append(rep.soc_pct - true_pack)
+    final = est.report()
+    assert final is not None
+    cells = []
+    for j, tr in enumerate(truths):
+        r = score(
+            f"cell {j}", t_s, [e + x for e, x in zip(err[j], tr.soc_pct, strict=True)], tr.soc_pct
+        )
+        cells.append((r, tr.capacity_ah, final.cells[j].capacity_ah))
+    true_soh = 100.0 * min(tr.capacity_ah for tr in truths) / cap_cfg
+    return {
+        "cells": cells,
+        "pack_rmse_pct": math.sqrt(math.fsum(e * e for e in pack_err) / len(pack_err)),
+        "pack_max_after_30min_pct": max(
+            abs(e) for t, e in zip(t_s, pack_err, strict=True) if t >= 1800.0
+        ),
+        "soh_pct": final.soh_pct,
+        "true_soh_pct": true_soh,
+        "cap_cfg_ah": cap_cfg,
+    }
+
+
 # --- step time ----------------------------------------------------------------------------
 
 
@@ -403,6 +476,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "bmsgw-soc-bench")
     ap.add_argument("--fixture", action="store_true", help="rewrite tests/fixtures/soc/*.csv")
     ap.add_argument("--timing", action="store_true", help="only the step time (no PyBaMM)")
+    ap.add_argument("--pack", action="store_true", help="also four unequal cells in series")
     args = ap.parse_args()
 
     if args.timing:
@@ -454,6 +528,25 @@ def main() -> None:
             f"R0 nominal {out['r0_nominal_mohm']:.1f} mOhm, estimated {out['r0_mohm']:.1f}; "
             f"final sigma {out['sigma_final_pct']:.2f} %; {out['us_per_step']:.1f} us/step"
         )
+        if args.pack:
+            pk = run_pack(name, args.cache)
+            print(
+                f"  pack of {len(PACK_CELLS)} unequal cells in series (capacity x "
+                f"{', '.join(f'{f:g}' for f, _ in PACK_CELLS)}; start "
+                f"{', '.join(f'{s0 * 100:g}' for _, s0 in PACK_CELLS)} %), SoC from OCV:"
+            )
+            for r, cap_true, cap_est in pk["cells"]:
+                print(
+                    f"    {r.name}: RMSE {r.rmse_pct:.2f} %, max>30min "
+                    f"{r.max_after_30min_pct:.2f} %, RMSE 8-24h {r.rmse_after_8h_pct:.2f} %; "
+                    f"capacity true {cap_true:.3f} Ah, estimated {cap_est:.3f}"
+                )
+            print(
+                f"    pack SoC (blended) against the true cells' blend: RMSE "
+                f"{pk['pack_rmse_pct']:.2f} %, max>30min {pk['pack_max_after_30min_pct']:.2f} %; "
+                f"SoH estimated {pk['soh_pct']:.1f} %, true {pk['true_soh_pct']:.1f} % "
+                f"(of the configured {pk['cap_cfg_ah']:.3f} Ah)"
+            )
 
 
 if __name__ == "__main__":
