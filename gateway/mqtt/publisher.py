@@ -67,6 +67,15 @@ async def probe_broker(host: str, port: int, timeout_s: float = 1.0) -> bool:
         return False
 
 
+def _describe(e: BaseException) -> str:
+    """One line for a link error, with its cause (aiomqtt wraps the reason of a disconnect)."""
+    text = str(e) or type(e).__name__
+    cause = e.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" ({cause})"
+    return text
+
+
 def _raise_if_cancelled() -> None:
     """Honour a cancellation that an awaited library call swallowed.
 
@@ -287,13 +296,12 @@ class MqttPublisher:
                 finally:
                     self._connected = False
         except aiomqtt.MqttError as e:
-            raise MqttLinkError(str(e) or type(e).__name__) from None
+            raise MqttLinkError(_describe(e)) from None
         except BaseExceptionGroup as eg:
             link, rest = eg.split(aiomqtt.MqttError)
             if rest is not None or link is None:
                 raise
-            first = link.exceptions[0]
-            raise MqttLinkError(str(first) or type(first).__name__) from None
+            raise MqttLinkError(_describe(link.exceptions[0])) from None
         raise MqttLinkError("the broker closed the connection")
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
