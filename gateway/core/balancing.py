@@ -42,10 +42,12 @@ STATES = ("rest", "charge", "discharge", "top")
 """Operating states a mode may be allowed in; ``top`` = near the top of charge, not discharging."""
 
 # Chemistry defaults: the top-of-charge cell voltage (where voltages say something about SoC)
-# and the minimum cell voltage for bleeding.
+# and the minimum cell voltage for giving charge: where the discharge taper of the limits reaches
+# 0 A. The guard sees loaded voltages, so a higher value stops an active balancer exactly when the
+# weakest cell needs it most (end of discharge).
 BALANCING_DEFAULTS: dict[str, dict[str, float]] = {
-    "lfp": {"top_cell_v": 3.40, "min_cell_v": 3.00},
-    "nmc": {"top_cell_v": 4.05, "min_cell_v": 3.40},
+    "lfp": {"top_cell_v": 3.40, "min_cell_v": 2.80},
+    "nmc": {"top_cell_v": 4.05, "min_cell_v": 3.10},
 }
 
 
@@ -91,7 +93,7 @@ class BalancingConfig(Section):
     active_states: tuple[str, ...] = ("rest", "charge", "discharge")
     """Operating states in which the active converter may run."""
     min_cell_v: float | None = None
-    """Never bleed or draw from a cell at or below this voltage (LFP 3.00, NMC 3.40 V)."""
+    """Never bleed or draw from a cell at or below this voltage (LFP 2.80, NMC 3.10 V)."""
     max_cell_temp_c: float = 50.0
     """Never balance a cell whose temperature sensor reads at or above this."""
     max_board_temp_c: float = 60.0
