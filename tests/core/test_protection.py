@@ -267,3 +267,15 @@ def test_evt1_is_exactly_the_bits_of_the_active_alarms(
         assert report.evt1 & ~allowed == 0
         if max(cells) >= 3.65:
             assert report.has("cell_overvoltage", Severity.ALARM)
+
+
+def test_docs_list_every_alarm_with_its_evt1_bits() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "LIMITS.md").read_text()
+    rows = {
+        line.split("|")[1].strip(" `"): line for line in doc.splitlines() if line.startswith("| `")
+    }
+    for code, spec in ALARMS.items():
+        row = rows[code]
+        assert f"{spec.evt1_warning} ({EVT1_BITS[spec.evt1_warning]})" in row, code
+        assert f"{spec.evt1_alarm} ({EVT1_BITS[spec.evt1_alarm]})" in row, code
+        assert ("yes" in row.split("|")[-2]) is (code in ProtectionConfig().latching), code
