@@ -45,6 +45,7 @@ from gateway.core.model import (
 )
 from gateway.mqtt.broker import LocalBroker
 from gateway.mqtt.config import MqttConfig
+from gateway.mqtt.payloads import cells_payload, state_payload
 from gateway.mqtt.publisher import MqttPublisher
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,6 +145,18 @@ def _proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def payload_costs(cells: int, sensors: int) -> None:
+    """Print the size and build time (pydantic model + JSON) of the state and cells payloads."""
+    out = make_output(5, 1.0, cells, sensors)
+    for name, build in (("state", state_payload), ("cells", cells_payload)):
+        n = 200
+        t0 = time.perf_counter()
+        for _ in range(n):
+            text = build(out, "bench", 1.0).model_dump_json()
+        ms = (time.perf_counter() - t0) / n * 1e3
+        print(f"payload {name}: {len(text):,} bytes, built in {ms:.2f} ms")
 
 
 async def run(seconds: float, cells: int, sensors: int, state_hz: float, cells_hz: float) -> None:
@@ -246,6 +259,7 @@ def main() -> None:
     ap.add_argument("--state-hz", type=float, default=10.0)
     ap.add_argument("--cells-hz", type=float, default=1.0)
     a = ap.parse_args()
+    payload_costs(a.cells, a.sensors)
     asyncio.run(run(a.seconds, a.cells, a.sensors, a.state_hz, a.cells_hz))
 
 
