@@ -163,14 +163,17 @@ async def test_discovery_resent_on_ha_birth_and_removed_when_disabled(
             await c.wait(lambda m: len(c.messages) >= per_cell)
             await c.publish(f"{ha}/status", "online")
             await c.wait(lambda m: len(c.messages) >= 2 * per_cell + 1)
+            # A pack that grows a cell gets its entities without waiting for a reconnect.
+            pub.publish_output(make_output(cells=3, sensors=1))
+            await c.wait(lambda m: m.topic.value.endswith("/cell_003_voltage/config"))
         assert all(m.payload for m in c.messages if m.topic.value.endswith("/config"))
 
         off = MqttPublisher(
             fast(mosquitto.port, discovery_prefix=ha, discovery=False), gateway_id, Recorder()
         )
-        off.publish_output(out)
+        off.publish_output(make_output(cells=3, sensors=1))
         async with running(off):
-            await c.wait(lambda m: sum(x.payload == b"" for x in c.messages) >= per_cell)
+            await c.wait(lambda m: sum(x.payload == b"" for x in c.messages) >= per_cell + 3)
     # Nothing retained is left under the discovery prefix for this gateway.
     async with Collector(mosquitto.port, configs, f"bms/{gateway_id}/availability") as late:
         await late.wait(on_topic(f"bms/{gateway_id}/availability", None))

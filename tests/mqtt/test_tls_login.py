@@ -8,7 +8,7 @@ import os
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -63,7 +63,7 @@ def _refuse(cmd: Command) -> CommandResult:
 
 
 @contextlib.asynccontextmanager
-async def _running(pub: MqttPublisher) -> Iterator[asyncio.Task[None]]:  # type: ignore[misc]
+async def _running(pub: MqttPublisher) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(pub.run())
     try:
         yield task
