@@ -152,6 +152,7 @@ class MqttPublisher:
         self._was_up = False  # connected at least once
         self._down_since: float | None = None  # monotonic time the link was lost
         self._connected_once_this_try = False
+        self._lost: tuple[float, str] = (0.0, "")  # wall time and reason of the last link loss
 
     # --- called by the control loop (never blocks) --------------------------------------------
 
@@ -218,7 +219,7 @@ class MqttPublisher:
                     self._down_since = time.monotonic()
                     if self._was_up:
                         log.warning("MQTT link to %s lost: %s; reconnecting", self.status.broker, e)
-                        self.event("mqtt_link_lost", reason=str(e))
+                        self._lost = (time.time(), str(e))
                     else:
                         log.warning(
                             "MQTT broker %s unreachable: %s; retrying", self.status.broker, e
@@ -243,16 +244,22 @@ class MqttPublisher:
                 down_s,
                 self._dropped,
             )
-            payload = event_payload(
+            lost_time_s, reason = self._lost
+            lost = event_payload(
+                "mqtt_link_lost", self._gateway_id, lost_time_s, {"reason": reason}
+            )
+            recovered = event_payload(
                 "mqtt_link_recovered",
                 self._gateway_id,
                 time.time(),
                 {"down_s": round(down_s, 3), "dropped": self._dropped},
             )
-            # First out, and beyond the queue bound: reporting the drops must not drop more.
-            self._queue.appendleft(
-                _Msg(self.topics.events, payload.model_dump_json(), False, 1, "event")
-            )
+            # First out (lost, then recovered), and beyond the queue bound: reporting the drops
+            # must not drop more.
+            for ev in (recovered, lost):
+                self._queue.appendleft(
+                    _Msg(self.topics.events, ev.model_dump_json(), False, 1, "event")
+                )
             self._dropped = 0
         elif not self._was_up:
             log.info("MQTT connected to %s", self.status.broker)

@@ -306,12 +306,16 @@ async def test_reconnects_after_broker_restart_and_reports_drops(
             await c.wait(on_topic(f"{base}/state", lambda d: d["seq"] == 2))
             await c.wait(on_topic(f"{base}/alarms", lambda d: d["seq"] == 2))
     data = payload_json(recovered)["data"]
-    # The queue held 4 of: link_lost, alarm change, 10 ticks -> 8 dropped, the oldest first.
-    assert data["dropped"] == 8
+    # The queue held 4 of: the alarm change and 10 ticks -> 7 dropped, the oldest first.
+    assert data["dropped"] == 7
+    events = [payload_json(m) for m in c.on(f"{base}/events")]
+    assert [e["event"] for e in events[:2]] == ["mqtt_link_lost", "mqtt_link_recovered"]
+    assert events[0]["data"]["reason"]
+    assert events[0]["time"] < events[1]["time"]
     assert data["down_s"] > 0.3
     ticks = [payload_json(m)["data"]["i"] for m in c.on(f"{base}/events") if b'"tick"' in m.payload]
     assert ticks == [6, 7, 8, 9]
-    assert pub.status.events_dropped == 8
+    assert pub.status.events_dropped == 7
     assert pub.status.reconnects >= 1
 
 
