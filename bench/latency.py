@@ -300,7 +300,8 @@ async def _run_adapters(
         cfg = settings.control
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(new_data.wait(), timeout=cfg.tick_s)
+                async with asyncio.timeout(cfg.tick_s):
+                    await new_data.wait()
             new_data.clear()
             ctrl.set_negotiation(server.negotiation())
             now_s = time.monotonic()

@@ -220,6 +220,7 @@ class SunSpecClient:
         self._req_d = 0.0
         self._voltage_v: float | None = None
         self._written_req: tuple[float, float] | None = None
+        self._written_points: dict[str, int] | None = None
         self._wake = asyncio.Event()
         self._connected = False
         self._accepted: tuple[float | None, float | None] = (None, None)
@@ -308,30 +309,40 @@ class SunSpecClient:
         self._connected = ok
 
     async def _wait(self) -> None:
-        self._wake.clear()
         timeout = self.config.poll_s
         if self.write_times_s:
             due = self.write_times_s[-1] + self.config.rewrite_s - self._clock()
             timeout = max(0.0, min(timeout, due))
+        # asyncio.timeout, not wait_for: in 3.11 wait_for can turn a cancellation that meets
+        # its own timeout into TimeoutError, which would swallow the supervisor's cancel.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def _exchange(self, link: ModbusLink, *, first: bool) -> None:
         """Read the model; write our limits when due or changed; read back what it holds."""
         m = self.model
         assert m is not None
+        # Cleared before reading the request, so a cut during this exchange wakes the next.
+        self._wake.clear()
         layout = ModelLayout.from_definition(m.model_id)
         values = layout.decode(await link.read(m.address, layout.size))
+        requested = (self._req_c, self._req_d)
+        points = self._setpoints(m.model_id, layout, values)
         due = first or not self.write_times_s
         if self.write_times_s:
             due = due or self._clock() - self.write_times_s[-1] >= self.config.rewrite_s
-        changed = self._written_req != (self._req_c, self._req_d)
-        if due or changed:
-            if m.model_id == 124:
-                await self._write_124(link, layout, values)
-            else:
-                await self._write_702(link, layout, values)
-            self._written_req = (self._req_c, self._req_d)
+        # Written when due (well within the revert timeout) or when what we would write changed;
+        # a change below the register resolution is no reason to write.
+        if due or points != self._written_points:
+            await self._write_points(link, layout, m.address, points)
+            if m.model_id == 124:  # enable last: the inverter never enforces a half-written set
+                mod = (1 << layout.symbol("StorCtl_Mod", "CHARGE")) | (
+                    1 << layout.symbol("StorCtl_Mod", "DiSCHARGE")
+                )
+                await self._write_points(link, layout, m.address, {"StorCtl_Mod": mod})
+            self._written_points = points
+            self._written_req = requested
             self.writes += 1
             self.write_times_s = [*self.write_times_s[-31:], self._clock()]
             values = layout.decode(await link.read(m.address, layout.size))
@@ -339,6 +350,32 @@ class SunSpecClient:
 
     def _max_w_124(self, values: dict[str, RawValue]) -> float | None:
         return from_raw(values.get("WChaMax"), _sf(values, "WChaMax_SF"))
+
+    def _setpoints(
+        self, model_id: int, layout: ModelLayout, values: dict[str, RawValue]
+    ) -> dict[str, int]:
+        """The raw points to write for the current request, in writing order."""
+        cfg = self.config
+        if model_id == 124:
+            inout_sf = _sf(values, "InOutWRte_SF")
+            if inout_sf is None:
+                raise ModbusLinkError("model 124: InOutWRte_SF not implemented")
+            max_w = self._max_w_124(values) or 0.0
+            in_raw, out_raw = setpoints_124(
+                self._req_c, self._req_d, self._voltage_v, max_w, inout_sf
+            )
+            # Rates first, then the revert timeout (StorCtl_Mod follows in its own write).
+            pts: dict[str, int] = {"OutWRte": out_raw, "InWRte": in_raw}
+            if cfg.send_revert_timeout:
+                pts["InOutWRte_RvrtTms"] = cfg.revert_timeout_s
+            if cfg.send_cha_gri_set:
+                pts["ChaGriSet"] = layout.symbol("ChaGriSet", cfg.cha_gri_set.upper())
+            return pts
+        w_sf = _sf(values, "W_SF")
+        if w_sf is None:
+            raise ModbusLinkError("model 702: W_SF not implemented")
+        cha, dis = setpoints_702(self._req_c, self._req_d, self._voltage_v, w_sf)
+        return {"WChaRteMax": cha, "WDisChaRteMax": dis}
 
     async def _write_points(
         self, link: ModbusLink, layout: ModelLayout, base: int, points: dict[str, int]
@@ -355,41 +392,6 @@ class SunSpecClient:
                 runs.append((addr, regs))
         for addr, regs in runs:
             await link.write(addr, regs)
-
-    async def _write_124(
-        self, link: ModbusLink, layout: ModelLayout, values: dict[str, RawValue]
-    ) -> None:
-        cfg = self.config
-        max_w = self._max_w_124(values) or 0.0
-        inout_sf = _sf(values, "InOutWRte_SF")
-        if inout_sf is None:
-            raise ModbusLinkError("model 124: InOutWRte_SF not implemented")
-        in_raw, out_raw = setpoints_124(self._req_c, self._req_d, self._voltage_v, max_w, inout_sf)
-        m = self.model
-        assert m is not None
-        # Rates first, then the revert timeout, then enable: the inverter never enforces a
-        # half-written set.
-        pts: dict[str, int] = {"OutWRte": out_raw, "InWRte": in_raw}
-        if cfg.send_revert_timeout:
-            pts["InOutWRte_RvrtTms"] = cfg.revert_timeout_s
-        if cfg.send_cha_gri_set:
-            pts["ChaGriSet"] = layout.symbol("ChaGriSet", cfg.cha_gri_set.upper())
-        await self._write_points(link, layout, m.address, pts)
-        mod = (1 << layout.symbol("StorCtl_Mod", "CHARGE")) | (
-            1 << layout.symbol("StorCtl_Mod", "DiSCHARGE")
-        )
-        await self._write_points(link, layout, m.address, {"StorCtl_Mod": mod})
-
-    async def _write_702(
-        self, link: ModbusLink, layout: ModelLayout, values: dict[str, RawValue]
-    ) -> None:
-        w_sf = _sf(values, "W_SF")
-        if w_sf is None:
-            raise ModbusLinkError("model 702: W_SF not implemented")
-        cha, dis = setpoints_702(self._req_c, self._req_d, self._voltage_v, w_sf)
-        m = self.model
-        assert m is not None
-        await self._write_points(link, layout, m.address, {"WChaRteMax": cha, "WDisChaRteMax": dis})
 
     def _read_back(self, model_id: int, values: dict[str, RawValue]) -> None:
         v = self._voltage_v

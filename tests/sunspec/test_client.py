@@ -38,7 +38,7 @@ async def wait_until(cond: Callable[[], bool], timeout_s: float = 3.0) -> None:
 async def _stop(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await task
+        await asyncio.wait_for(task, 5)
 
 
 @contextlib.asynccontextmanager
@@ -192,7 +192,7 @@ async def test_link_loss_and_recovery_are_logged_once_each(
     caplog.set_level(logging.DEBUG, logger="gateway.sunspec.client")
     sim = InverterServerSim(port=port, models=(124,))
     task = asyncio.create_task(sim.run())
-    await sim.started.wait()
+    await asyncio.wait_for(sim.started.wait(), 5)
     async with gateway_client(port) as c:
         c.update(make_output(ccl_a=20.0, dcl_a=20.0, pack_voltage_v=51.2))
         await wait_until(lambda: c.connected)
@@ -201,7 +201,7 @@ async def test_link_loss_and_recovery_are_logged_once_each(
         assert c.negotiation().accepted_ccl_a is None  # nothing known while down
         await asyncio.sleep(0.6)  # several reconnect attempts fail meanwhile
         task = asyncio.create_task(sim.run())
-        await sim.started.wait()
+        await asyncio.wait_for(sim.started.wait(), 5)
         await wait_until(lambda: c.connected, timeout_s=3.0)
         await _stop(task)
         assert c.losses == 1

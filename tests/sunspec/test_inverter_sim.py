@@ -31,7 +31,7 @@ async def wait_until(cond: Callable[[], bool], timeout_s: float = 3.0) -> None:
 async def _stop(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await task
+        await asyncio.wait_for(task, 5)
 
 
 def test_profile_is_pv_by_day_and_load_at_night() -> None:

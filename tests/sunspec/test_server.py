@@ -51,7 +51,7 @@ async def serving(**cfg: Any) -> AsyncIterator[tuple[SunSpecServer, Commands]]:
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            await asyncio.wait_for(task, 5)
         assert task.cancelled()
 
 
