@@ -323,17 +323,27 @@ class MqttPublisher:
         self._sent += 1
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        # A message leaves the queue only once the broker has it: a failed publish is retried
-        # on the next connection.
+        # A message leaves the queue once the broker has it: a publish that failed with the link
+        # is sent again on the next connection (at least once, as QoS 1 promises). A publish
+        # interrupted by cancellation is already in the client's socket buffer: it counts as sent,
+        # so the shutdown flush does not send it twice.
         while self._queue:
             msg = self._queue[0]
-            await self._send(client, msg)
-            if self._queue and self._queue[0] is msg:
-                self._queue.popleft()
+            try:
+                await self._send(client, msg)
+            except asyncio.CancelledError:
+                self._forget(msg)
+                raise
+            self._forget(msg)
             if msg.kind == "alarms":
                 self._sent_alarm_key = msg.key
             elif msg.kind == "balancing":
                 self._sent_balancing_key = msg.key
+
+    def _forget(self, msg: _Msg) -> None:
+        """Take ``msg`` off the queue (unless the bound already dropped it)."""
+        if self._queue and self._queue[0] is msg:
+            self._queue.popleft()
 
     async def _discovery(self, client: aiomqtt.Client, out: ControlOutput) -> None:
         counts = (out.pack.cell_count, len(out.pack.cell_temp_c))

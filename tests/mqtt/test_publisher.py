@@ -123,8 +123,14 @@ async def test_publishes_every_topic_well_formed_and_retains_the_right_ones(
                 cfg = payload_json(soc)
                 assert cfg["state_topic"] == f"{base}/state"
                 assert cfg["device"]["identifiers"] == [f"bmsgw_{gateway_id}"]
-    # Cancelled = clean stop: it said "offline" itself (no last will on a clean disconnect).
-    assert c.on(f"{base}/availability")[-1].payload == b"offline"
+            pub.event("stop", reason="test")  # then cancelled, as the supervisor does
+        # A clean stop flushes the queue, then says "offline" itself (a clean disconnect sends no
+        # last will).
+        await c.wait(lambda m: m.topic.value == f"{base}/availability" and m.payload == b"offline")
+    names = [payload_json(m)["event"] for m in c.on(f"{base}/events")]
+    assert names == ["start", "stop"]
+    last = c.messages[-1]
+    assert (last.topic.value, last.payload) == (f"{base}/availability", b"offline")
 
 
 async def test_alarm_changes_go_out_at_once_not_at_the_state_rate(
