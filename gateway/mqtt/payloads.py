@@ -353,11 +353,15 @@ class BalancingPayload(_Payload):
 
 
 def balancing_key(plan: BalancingPlan) -> tuple[Any, ...]:
-    """What must differ for the plan to count as changed (charge moved grows every step)."""
+    """What must differ for the plan to count as changed.
+
+    Charge moved grows every step and reasons may quote live values: neither counts (the plan is
+    re-sent with the cells anyway).
+    """
     return (
         str(plan.mode),
         plan.idle_reason,
-        tuple((a.cell, str(a.mode), a.action, a.reason) for a in plan.actions),
+        tuple((a.cell, str(a.mode), a.action) for a in plan.actions),
         plan.bleed,
     )
 

@@ -394,6 +394,9 @@ class MqttPublisher:
                 if now >= next_cells:
                     payload = cells_payload(out, gid, time.time()).model_dump_json()
                     await self._send(client, _Msg(topics.cells, payload, False, 0))
+                    # With the cells: the charge each action has moved so far.
+                    payload = balancing_payload(out, gid, time.time()).model_dump_json()
+                    await self._send(client, _Msg(topics.balancing, payload, True, 0))
                     next_cells = max(next_cells + cfg.cells_interval_s, now)
                 # After the first state: discovery of a big pack is thousands of messages.
                 await self._discovery(client, out)

@@ -127,6 +127,15 @@ def test_balancing_payload_lists_each_action() -> None:
     assert BalancingPayload.model_validate_json(data.model_dump_json()) == data
     more = make_output(cells=8, bleed=(1, 5, 6))
     assert balancing_key(out.balancing) != balancing_key(more.balancing)
+    # Progress of the same actions (charge moved, a reason quoting live values) is no change.
+    later = replace(
+        out.balancing,
+        actions=tuple(
+            replace(a, charge_ah=a.charge_ah + 0.5, reason="excess 1.234 Ah")
+            for a in out.balancing.actions
+        ),
+    )
+    assert balancing_key(later) == balancing_key(out.balancing)
 
 
 def test_command_result_payload_echoes_id() -> None:
