@@ -205,6 +205,7 @@ def replay(
     stats = stats if stats is not None else ReplayStats()
     frames = iter_log(log_path, stats)  # a missing log fails here, before the slower DBC load
     decoder = decoder if decoder is not None else load_decoder(settings.can)
+    decoder.check_pack(settings.pack.cells, settings.pack.temp_sensors)
     ctrl = Controller(settings)
     errors_before = dict(decoder.counters.errors)  # a reused decoder keeps counting
     handles, decode = decoder.handles, decoder.decode

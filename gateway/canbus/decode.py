@@ -387,6 +387,49 @@ class Decoder:
         """Keys (see ``frame_key``) of every mapped message."""
         return frozenset(self._frames)
 
+    def mapped_indices(self, role: Role) -> set[int] | None:
+        """The indices the profile can deliver for ``role``; None when a signal decides them."""
+        found: set[int] = set()
+        for frame in self._frames.values():
+            for group in frame.groups.values():
+                found.update(row[2] for row in group.simple if row[1] is role)
+                for b in group.general:
+                    if b.role is role:
+                        if b.index_signal is not None:
+                            return None
+                        found.add(b.index)
+        return found
+
+    def check_pack(self, cells: int, temp_sensors: int) -> None:
+        """Check that the profile can deliver every configured cell and sensor.
+
+        A pack the profile cannot fill would never be complete: the gateway would hold 0 A for
+        ever, so this is a start-up error instead.
+
+        Raises:
+            ConfigError: naming the setting, the profile and the DBC.
+        """
+        for role, wanted, key in (
+            (Role.CELL_VOLTAGE, cells, "pack.cells"),
+            (Role.CELL_TEMPERATURE, temp_sensors, "pack.temp_sensors"),
+        ):
+            have = self.mapped_indices(role)
+            if have is None or wanted == 0:
+                continue  # indices come from a signal: only the bus can tell
+            missing = [i for i in range(wanted) if i not in have]
+            if missing:
+                raise ConfigError(
+                    f"{key} (={wanted}): profile {self.profile.name!r} on DBC "
+                    f"{self.dbcs.describe()} maps no {role.value} for index {missing[0]}"
+                    f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}"
+                )
+        for role in (Role.CELL_VOLTAGE, Role.PACK_CURRENT):
+            if self.mapped_indices(role) == set():
+                raise ConfigError(
+                    f"profile {self.profile.name!r} maps no {role.value}: the pack could never "
+                    "be complete"
+                )
+
     def handles(self, frame_id: int, extended: bool = False) -> bool:
         """Whether frames with this id are mapped (others are ignored)."""
         return frame_key(frame_id, extended) in self._frames

@@ -455,3 +455,26 @@ def test_any_voltage_frame_round_trips(
     assert [r.index for r in out] == [4 * group + k for k in range(4)]
     assert [round(r.value * 1000) for r in out] == mv
     assert [not r.valid for r in out] == flags
+
+
+def test_pack_larger_than_the_profile_is_a_config_error(bms: Decoder, foxbms_dbc: Path) -> None:
+    bms.check_pack(512, 256)  # the whole default message set
+    fox = load_decoder(CanConfig(profile="foxbms", dbc=(str(foxbms_dbc),)))
+    fox.check_pack(216, 180)  # what the foxBMS 2 DBC carries
+    with pytest.raises(
+        ConfigError, match=r"pack\.cells \(=220\).*'foxbms'.*index 216 \(and 3 more\)"
+    ):
+        fox.check_pack(220, 4)
+    with pytest.raises(ConfigError, match=r"pack\.temp_sensors \(=181\).*cell_temperature"):
+        fox.check_pack(16, 181)
+
+
+def test_profile_without_current_cannot_complete_a_pack(tmp_path: Path, cellid: Decoder) -> None:
+    cellid.check_pack(300, 16)  # indices from CellId: only the bus can tell
+    cfg = _profile(
+        tmp_path,
+        "[[signals]]\nrole = 'cell_voltage'\nmessage = 'BMS_CellVoltages'\n"
+        "signal = 'CellVoltage_{index:03d}'\nscale = 0.001\n",
+    )
+    with pytest.raises(ConfigError, match="maps no pack_current"):
+        load_decoder(cfg).check_pack(16, 0)
