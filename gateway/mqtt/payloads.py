@@ -39,8 +39,10 @@ __all__ = [
     "StatePayload",
     "alarms_key",
     "alarms_payload",
+    "alarms_payload_of",
     "balancing_key",
     "balancing_payload",
+    "balancing_payload_of",
     "cells_payload",
     "command_result_payload",
     "event_payload",
@@ -303,11 +305,17 @@ def alarms_key(report: AlarmReport) -> tuple[tuple[str, int, bool, float], ...]:
 
 def alarms_payload(out: ControlOutput, gateway_id: str, time_s: float | None) -> AlarmsPayload:
     """The ``alarms`` payload of one control step."""
-    report = out.alarms
+    return alarms_payload_of(out.alarms, out.seq, out.t_s, gateway_id, time_s)
+
+
+def alarms_payload_of(
+    report: AlarmReport, seq: int, t_s: float, gateway_id: str, time_s: float | None
+) -> AlarmsPayload:
+    """The ``alarms`` payload from the alarm report of step ``seq`` (no need to keep the step)."""
     return AlarmsPayload(
         gateway_id=gateway_id,
-        seq=out.seq,
-        t_s=round(out.t_s, 3),
+        seq=seq,
+        t_s=round(t_s, 3),
         time=_r(time_s, 3),
         level=_severity(report.worst),
         evt1=report.evt1,
@@ -370,11 +378,17 @@ def balancing_payload(
     out: ControlOutput, gateway_id: str, time_s: float | None
 ) -> BalancingPayload:
     """The ``balancing`` payload of one control step."""
-    plan = out.balancing
+    return balancing_payload_of(out.balancing, out.seq, out.t_s, gateway_id, time_s)
+
+
+def balancing_payload_of(
+    plan: BalancingPlan, seq: int, t_s: float, gateway_id: str, time_s: float | None
+) -> BalancingPayload:
+    """The ``balancing`` payload from the plan of step ``seq`` (no need to keep the step)."""
     return BalancingPayload(
         gateway_id=gateway_id,
-        seq=out.seq,
-        t_s=round(out.t_s, 3),
+        seq=seq,
+        t_s=round(t_s, 3),
         time=_r(time_s, 3),
         mode=str(plan.mode),
         idle_reason=plan.idle_reason,

@@ -22,11 +22,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiomqtt
+from pydantic import BaseModel
 
-from gateway.core.model import Command, CommandResult, ControlOutput
+from gateway.core.model import AlarmReport, BalancingPlan, Command, CommandResult, ControlOutput
 from gateway.errors import ConfigError, GatewayError, MqttLinkError
 from gateway.mqtt.commands import parse_command
 from gateway.mqtt.config import MqttConfig
@@ -34,8 +36,10 @@ from gateway.mqtt.discovery import discovery_messages, removal_messages
 from gateway.mqtt.payloads import (
     alarms_key,
     alarms_payload,
+    alarms_payload_of,
     balancing_key,
     balancing_payload,
+    balancing_payload_of,
     cells_payload,
     command_result_payload,
     event_payload,
@@ -65,6 +69,11 @@ async def probe_broker(host: str, port: int, timeout_s: float = 1.0) -> bool:
                 return True
     except (aiomqtt.MqttError, TimeoutError):
         return False
+
+
+def _json(build: Callable[..., BaseModel], *args: Any) -> str:
+    """``build(*args)`` as JSON (deferred by ``partial`` until the message is sent)."""
+    return build(*args).model_dump_json()
 
 
 def _describe(e: BaseException) -> str:
@@ -103,7 +112,7 @@ class MqttStatus:
 @dataclass(frozen=True, slots=True)
 class _Msg:
     topic: str
-    payload: str
+    payload: str | Callable[[], str]  # a callable is built when sent, not in the control step
     retain: bool
     qos: int
     kind: str = ""  # "alarms" | "balancing" | "event"
@@ -136,6 +145,8 @@ class MqttPublisher:
         self._latest: ControlOutput | None = None
         self._alarm_key: Any = None
         self._balancing_key: Any = None
+        self._last_alarms: AlarmReport | None = None
+        self._last_plan: BalancingPlan | None = None
         self._queue: deque[_Msg] = deque()
         self._wake = asyncio.Event()
         self._dropped = 0  # since the last report
@@ -157,18 +168,32 @@ class MqttPublisher:
     # --- called by the control loop (never blocks) --------------------------------------------
 
     def publish_output(self, out: ControlOutput) -> None:
-        """Hand over the latest control step. Alarm and balancing changes are queued at once."""
+        """Hand over the latest control step; returns at once (call it from the event loop).
+
+        Alarm and balancing changes are queued at once; their JSON is built by the publisher
+        task, from the (frozen) report or plan of this step, not here.
+        """
         self._latest = out
-        akey = alarms_key(out.alarms)
-        if akey != self._alarm_key:
-            self._alarm_key = akey
-            payload = alarms_payload(out, self._gateway_id, time.time()).model_dump_json()
-            self._push(_Msg(self.topics.alarms, payload, True, 1, "alarms", akey))
-        bkey = balancing_key(out.balancing)
-        if bkey != self._balancing_key:
-            self._balancing_key = bkey
-            payload = balancing_payload(out, self._gateway_id, time.time()).model_dump_json()
-            self._push(_Msg(self.topics.balancing, payload, True, 1, "balancing", bkey))
+        gid = self._gateway_id
+        # Same object as last step: unchanged, and no key to compute.
+        if out.alarms is not self._last_alarms:
+            self._last_alarms = out.alarms
+            akey = alarms_key(out.alarms)
+            if akey != self._alarm_key:
+                self._alarm_key = akey
+                build = partial(
+                    _json, alarms_payload_of, out.alarms, out.seq, out.t_s, gid, time.time()
+                )
+                self._push(_Msg(self.topics.alarms, build, True, 1, "alarms", akey))
+        if out.balancing is not self._last_plan:
+            self._last_plan = out.balancing
+            bkey = balancing_key(out.balancing)
+            if bkey != self._balancing_key:
+                self._balancing_key = bkey
+                build = partial(
+                    _json, balancing_payload_of, out.balancing, out.seq, out.t_s, gid, time.time()
+                )
+                self._push(_Msg(self.topics.balancing, build, True, 1, "balancing", bkey))
 
     def event(self, name: str, **data: Any) -> None:
         """Queue an event (``start``, ``stop``, ``config_loaded``, ``can_link_lost``, ...).
@@ -319,7 +344,8 @@ class MqttPublisher:
                 await self._send(client, _Msg(self.topics.availability, "offline", True, 1))
 
     async def _send(self, client: aiomqtt.Client, msg: _Msg) -> None:
-        await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+        payload = msg.payload() if callable(msg.payload) else msg.payload
+        await client.publish(msg.topic, payload, qos=msg.qos, retain=msg.retain)
         self._sent += 1
 
     async def _drain(self, client: aiomqtt.Client) -> None:
