@@ -114,6 +114,9 @@ class BalancingConfig(Section):
     """Balancing stops while any cell voltage or temperature is older than this."""
     min_dwell_s: float = Field(default=30.0, ge=0)
     """A cell keeps its state at least this long after a switch (unless a guard trips)."""
+    voltage_check_mv: float = Field(default=5.0, ge=0)
+    """Near the top of charge, a cell the SoC estimate wants to bleed (or draw from) is left
+    alone when its voltage is within this of the lowest cell (0 disables the check)."""
     progress_check_pct: float = Field(default=1.0, ge=0)
     """Self-check: after a cell has moved this much charge (percent of its capacity) the SoC
     estimate must show at least ``progress_min_ratio`` of it, else the cell pauses (an estimate
@@ -402,8 +405,17 @@ class BalancingPlanner:
         # Cell guards: temperature and minimum voltage (for cells that give charge).
         blocked: list[BalancingAction] = []
         up: list[int] = []
+        # Near the top the voltages are steep enough to check the estimate: a cell it calls high
+        # that sits with the lowest cells is not bled (an estimate can be confidently wrong).
+        check_v = use_soc and "top" in states and cfg.voltage_check_mv > 0
+        v_floor = min(volts) + cfg.voltage_check_mv / 1000.0
         for k in want_up:
             why = self._cell_guard(k, volts[k], temps)
+            if not why and check_v and volts[k] < v_floor:
+                why = (
+                    f"estimate says {dev[k]:.2f} Ah high, but the cell is within"
+                    f" {cfg.voltage_check_mv:g} mV of the lowest near the top"
+                )
             if not why and use_soc:
                 why = self._progress_guard(k, dev[k], prev[k], caps[k], now_s)
             if why:
