@@ -25,6 +25,7 @@ import os
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from gateway.core.model import (
@@ -157,6 +158,17 @@ def payload_costs(cells: int, sensors: int) -> None:
             text = build(out, "bench", 1.0).model_dump_json()
         ms = (time.perf_counter() - t0) / n * 1e3
         print(f"payload {name}: {len(text):,} bytes, built in {ms:.2f} ms")
+    # What the control step pays: publish_output stores the output and compares alarm and
+    # balancing keys (skipped when the step reuses the report and plan objects).
+    pub = MqttPublisher(MqttConfig(), "bench", _refuse)
+    same = [replace(out, seq=i) for i in range(2000)]
+    fresh = [replace(out, seq=i, balancing=replace(out.balancing)) for i in range(2000)]
+    for label, outs in (("same plan object", same), ("new, equal plan", fresh)):
+        t0 = time.perf_counter()
+        for o in outs:
+            pub.publish_output(o)
+        us = (time.perf_counter() - t0) / len(outs) * 1e6
+        print(f"publish_output ({label}, {len(out.balancing.actions)} actions): {us:.2f} us")
 
 
 async def run(seconds: float, cells: int, sensors: int, state_hz: float, cells_hz: float) -> None:
