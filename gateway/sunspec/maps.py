@@ -35,7 +35,10 @@ from gateway.sunspec.config import SunSpecConfig
 __all__ = [
     "BASE_ADDRESSES",
     "END_MODEL_ID",
+    "ENVELOPE_A",
+    "ENVELOPE_V",
     "SUNS_MARKER",
+    "WRITABLE_802",
     "BatteryInfo",
     "BatteryMap",
     "LinkState",
