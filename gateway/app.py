@@ -1,14 +1,283 @@
-"""Placeholder until this module is built."""
+"""The supervisor: one TaskGroup running the CAN link, the control loop and the outputs.
+
+Data flows one way: the CAN link pushes readings into the Controller; the control loop steps on
+new data (at most every ``control.min_step_s``) and on a tick; outputs (Modbus, MQTT, CAN commands)
+read the latest step. A slow broker or inverter never slows the CAN path or the control step.
+
+Any unexpected task failure ends the TaskGroup and ``run`` returns non-zero, so systemd restarts
+the service. SIGTERM/SIGINT stop cleanly; a second signal forces the exit.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
-from gateway.errors import GatewayError
+from gateway import __version__
+from gateway.canbus.link import CanLink
+from gateway.control import Controller
+from gateway.core.chemistry import get_chemistry
+from gateway.core.model import Command, CommandResult, ControlOutput, Reading
+from gateway.errors import FrameError, GatewayError
+from gateway.mqtt.publisher import MqttPublisher
+from gateway.sdnotify import Notifier
+from gateway.settings import Settings
+from gateway.state_store import load_state, save_state
+from gateway.sunspec.client import SunSpecClient
+from gateway.sunspec.maps import BatteryInfo
+from gateway.sunspec.server import SunSpecServer
+
+__all__ = ["Gateway", "run"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+_MODE_CODE = {"starting": 0, "normal": 1, "fault": 2, "stale": 3}
 
 
-def _missing(*_args: Any, **_kwargs: Any) -> int:
-    raise GatewayError("not built yet")
+class _Stop(Exception):
+    """Raised inside the TaskGroup to end it on request."""
 
 
-run = _missing
+class Gateway:
+    """Wires adapters around one Controller and runs them under one TaskGroup."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = time.monotonic,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        self.ctrl = Controller(settings)
+        self.latest: ControlOutput | None = None
+        self.can = CanLink(settings.can, on_frame=self._on_frame, clock=clock)
+        # A profile that cannot fill the configured pack would hold 0 A forever: refuse at start.
+        self.can.decoder.check_pack(settings.pack.cells, settings.pack.temp_sensors)
+        self.sunspec_server: SunSpecServer | None = None
+        self.sunspec_client: SunSpecClient | None = None
+        if settings.sunspec.mode == "server":
+            chem = get_chemistry(settings.pack.chemistry)
+            info = BatteryInfo.from_config(
+                settings.sunspec,
+                cells=settings.pack.cells,
+                capacity_ah=settings.pack.capacity_ah,
+                nominal_cell_v=chem.nominal_v,
+                max_charge_a=settings.limits.max_charge_a,
+                max_discharge_a=settings.limits.max_discharge_a,
+                version=__version__,
+            )
+            self.sunspec_server = SunSpecServer(
+                settings.sunspec, info=info, on_command=self.command, clock=clock
+            )
+        elif settings.sunspec.mode == "client":
+            self.sunspec_client = SunSpecClient(settings.sunspec, clock=clock)
+        self.mqtt: MqttPublisher | None = None
+        if settings.mqtt.enabled:
+            self.mqtt = MqttPublisher(
+                settings.mqtt, settings.control.gateway_id, on_command=self.command
+            )
+        self._new_data = asyncio.Event()
+        self._outputs_changed = asyncio.Event()
+        self._state_path = Path(settings.state.path)
+        self._last_bleed: tuple[bool, ...] | None = None
+        self._last_bleed_sent_s = -1e9
+        self._heartbeat = 0
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def _on_frame(self, readings: list[Reading] | None, t_s: float) -> None:
+        """Called by the CAN link for every received frame (None: it did not decode)."""
+        if readings is None:
+            self.ctrl.count_frame(False)
+            return
+        self.ctrl.count_frame(True)
+        if readings:
+            self.ctrl.ingest(readings)
+            self._new_data.set()
+
+    def command(self, cmd: Command) -> CommandResult:
+        """Apply a command from MQTT or Modbus at the current time."""
+        result = self.ctrl.command(cmd, self.clock())
+        log.info("command %s from %s: %s", type(cmd).__name__, cmd.source or "?", result.message)
+        self._new_data.set()
+        return result
+
+    # --- the control loop -------------------------------------------------------------------
+
+    def step(self) -> ControlOutput:
+        """Run one control step now and hand the result to every output."""
+        if self.sunspec_server is not None:
+            self.ctrl.set_negotiation(self.sunspec_server.negotiation())
+        elif self.sunspec_client is not None:
+            self.ctrl.set_negotiation(self.sunspec_client.negotiation())
+        out = self.ctrl.step(self.clock())
+        self.latest = out
+        if self.sunspec_server is not None:
+            self.sunspec_server.update(out)
+        if self.sunspec_client is not None:
+            self.sunspec_client.update(out)
+        if self.mqtt is not None:
+            self.mqtt.publish_output(out)
+        self._send_can_outputs(out)
+        return out
+
+    def _send_can_outputs(self, out: ControlOutput) -> None:
+        bleed = out.balancing.bleed
+        # Resend at least every second: the BMS stops bleeding after 5 s without a command.
+        if bleed != self._last_bleed or out.t_s - self._last_bleed_sent_s >= 1.0:
+            try:
+                self._send_commands(out, bleed)
+            except FrameError as e:
+                # A value the DBC cannot carry is a bug to report, not a reason to stop.
+                log.error("CAN output not sent: %s", e)
+            self._last_bleed = bleed
+            self._last_bleed_sent_s = out.t_s
+
+    def _send_commands(self, out: ControlOutput, bleed: tuple[bool, ...]) -> None:
+        self.can.send_balancing(bleed)
+        self._heartbeat = (self._heartbeat + 1) % 256
+        self.can.send(
+            "GW_Heartbeat",
+            {
+                "Counter": self._heartbeat,
+                "Mode": _MODE_CODE.get(out.mode, 2),
+                "WorstSeverity": int(out.alarms.worst),
+                "ChargeLimit": min(out.limits.ccl_a.value, 6553.5),
+                "DischargeLimit": min(out.limits.dcl_a.value, 6553.5),
+                "BalancingCells": sum(bleed),
+            },
+        )
+
+    async def _control_loop(self) -> None:
+        cfg = self.settings.control
+        last_watchdog = -1e9
+        wd_interval = (self.notifier.watchdog_s or 0) / 2
+        while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # races with the event being set, and the loop would then never stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(cfg.tick_s):
+                    await self._new_data.wait()
+            self._new_data.clear()
+            self.step()
+            now = time.monotonic()
+            # The watchdog is pinged from here, so a hung control loop gets restarted.
+            if wd_interval and now - last_watchdog >= wd_interval:
+                self.notifier.watchdog()
+                last_watchdog = now
+            if cfg.min_step_s:
+                await asyncio.sleep(cfg.min_step_s)
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.state.interval_s)
+            await self._save_state()
+
+    async def _save_state(self) -> None:
+        state = self.ctrl.export_state()
+        if state is None:
+            return
+        try:
+            await asyncio.to_thread(save_state, self._state_path, state)
+        except OSError as e:
+            log.warning("could not write state file %s: %s", self._state_path, e)
+
+    def _restore_state(self) -> None:
+        state = load_state(self._state_path)
+        if state is None:
+            return
+        try:
+            self.ctrl.restore_state(state)
+        except ValueError as e:
+            log.warning("state file %s not used (%s); starting from OCV", self._state_path, e)
+        else:
+            log.info("estimator state restored from %s", self._state_path)
+
+    # --- supervision ------------------------------------------------------------------------
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        extra: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
+    ) -> None:
+        """Run until ``stop`` is set; raises if any task fails."""
+        self._restore_state()
+
+        async def wait_stop() -> None:
+            await stop.wait()
+            raise _Stop
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.can.run(), name="gateway.can")
+                tg.create_task(self._control_loop(), name="gateway.control")
+                tg.create_task(self._persist_loop(), name="gateway.state")
+                if self.sunspec_server is not None:
+                    tg.create_task(self.sunspec_server.run(), name="gateway.sunspec.server")
+                if self.sunspec_client is not None:
+                    tg.create_task(self.sunspec_client.run(), name="gateway.sunspec.client")
+                if self.mqtt is not None:
+                    tg.create_task(self.mqtt.run(), name="gateway.mqtt")
+                for i, factory in enumerate(extra or []):
+                    tg.create_task(factory(), name=f"gateway.extra{i}")
+                tg.create_task(wait_stop(), name="gateway.stop")
+                self.notifier.ready()
+                log.info("gateway running (%d cells)", self.settings.pack.cells)
+        except* _Stop:
+            pass
+        finally:
+            self.notifier.stopping()
+            await self._save_state()
+            log.info("gateway stopped")
+
+
+async def _main(settings: Settings) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    main_task = asyncio.current_task()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen == 1:
+            log.info("%s received: stopping", signal.Signals(signum).name)
+            stop.set()
+        elif main_task is not None:
+            log.warning("second signal: forcing exit")
+            main_task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    gw = Gateway(settings)
+    failed = False
+    try:
+        await gw.run(stop)
+    except* GatewayError as eg:
+        failed = True
+        for e in eg.exceptions:
+            log.error("gateway failed: %s", e)
+    except* Exception as other:
+        failed = True
+        for err in other.exceptions:
+            log.error("gateway task failed unexpectedly", exc_info=err)
+    return 1 if failed else 0
+
+
+def run(settings: Settings) -> int:
+    """Run the daemon until SIGTERM/SIGINT; the exit status for the shell."""
+    try:
+        return asyncio.run(_main(settings))
+    except asyncio.CancelledError:
+        return 1

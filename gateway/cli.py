@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--hours", type=float, default=1.0)
     sp.add_argument("--seed", type=int, default=1)
     sp.add_argument("--chemistry", choices=("lfp", "nmc"), default="lfp")
+    sp.add_argument("--capacity-ah", type=float, default=100.0)
+    sp.add_argument(
+        "--rate", type=float, default=1.0, help="frame-rate factor (0.1 = ten times fewer frames)"
+    )
     sp.add_argument("--out", type=Path, required=True)
 
     dp = with_config(sub.add_parser("demo", help="the whole loop on this machine, no hardware"))
@@ -60,6 +64,19 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def _check_files(settings: Settings) -> None:
+    """Load what the settings name (DBC, profile, OCV table) and build the control core.
+
+    Raises:
+        ConfigError: naming the file, key or threshold that is wrong.
+    """
+    from gateway.canbus.decode import load_decoder
+    from gateway.control import Controller
+
+    load_decoder(settings.can).check_pack(settings.pack.cells, settings.pack.temp_sensors)
+    Controller(settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bms-gateway`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -71,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(settings.log.level)
     try:
         if args.cmd == "check-config":
+            _check_files(settings)
             print(json.dumps(settings.model_dump(mode="json"), indent=2))
             return 0
         if args.cmd == "replay":
@@ -86,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 hours=args.hours,
                 seed=args.seed,
                 chemistry=args.chemistry,
+                capacity_ah=args.capacity_ah,
+                rate=args.rate,
             )
         if args.cmd == "run":
             from gateway.app import run

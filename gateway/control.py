@@ -6,37 +6,68 @@ and the tests all run the very same step. The daemon calls ``step`` on a tick an
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from typing import Any
 
+from gateway.core.balancing import BalancingPlanner
+from gateway.core.limits import LimitsCalculator
 from gateway.core.model import (
-    AlarmReport,
     BalancingMode,
-    BalancingPlan,
     Command,
     CommandResult,
     ControlOutput,
-    Limit,
     Limits,
-    LimitTerm,
     Negotiation,
     Reading,
+    ResetAlarms,
+    SetBalancingMode,
+    SetUserCurrentCap,
+    Severity,
+    SocReport,
 )
 from gateway.core.pack import PackState
+from gateway.core.protection import Protection
+from gateway.core.soc import SocEstimator
+from gateway.errors import ConfigError
 from gateway.settings import Settings
+from gateway.state_store import resolve_chemistry
 
 __all__ = ["Controller"]
 
 
 class Controller:
-    """Owns the pure core's state for one pack and runs one step at a time."""
+    """Owns the pure core's state for one pack and runs one step at a time.
+
+    Raises:
+        ConfigError: at construction, when a section is inconsistent (thresholds out of order,
+            an unreadable user OCV table); the message names the key.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pack = PackState(settings.pack)
+        try:
+            self.soc = SocEstimator(
+                settings.soc, settings.pack, resolve_chemistry(settings.pack, settings.soc)
+            )
+            self.protection = Protection(settings.protection, settings.pack)
+            self.limits = LimitsCalculator(settings.limits, settings.pack)
+            self.balancing = BalancingPlanner(settings.balancing, settings.pack)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         self._seq = 0
         self._negotiation: Negotiation | None = None
+        self._soc: SocReport | None = None
+        self._soc_t_s = -math.inf
+        self._user_cap_charge_a: float | None = None
+        self._user_cap_discharge_a: float | None = None
+        self._pending_reset = False
+        self._complete_once = False
         self.frames = 0
         self.errors = 0
+
+    # --- inputs -----------------------------------------------------------------------------
 
     def ingest(self, readings: Iterable[Reading]) -> None:
         """Store decoded readings (one frame's worth or more)."""
@@ -56,24 +87,91 @@ class Controller:
         self._negotiation = negotiation
 
     def command(self, cmd: Command, now_s: float) -> CommandResult:
-        """Apply a command from MQTT or Modbus."""
-        return CommandResult(False, f"{type(cmd).__name__} is not supported yet")
+        """Apply a command from MQTT or Modbus; the answer says what happened."""
+        if isinstance(cmd, ResetAlarms):
+            return self.protection.reset(now_s)
+        if isinstance(cmd, SetBalancingMode):
+            self.balancing.set_mode(cmd.mode)
+            return CommandResult(True, f"balancing mode {cmd.mode.value}")
+        if isinstance(cmd, SetUserCurrentCap):
+            for name, value in (("charge_a", cmd.charge_a), ("discharge_a", cmd.discharge_a)):
+                if value is not None and not (math.isfinite(value) and value >= 0):
+                    return CommandResult(False, f"{name} (={value}) must be >= 0 A or unset")
+            self._user_cap_charge_a = cmd.charge_a
+            self._user_cap_discharge_a = cmd.discharge_a
+            return CommandResult(
+                True,
+                "user cap charge "
+                + ("none" if cmd.charge_a is None else f"{cmd.charge_a:g} A")
+                + ", discharge "
+                + ("none" if cmd.discharge_a is None else f"{cmd.discharge_a:g} A")
+                + " (it only lowers the computed limits)",
+            )
+        return CommandResult(False, f"unknown command {type(cmd).__name__}")
+
+    # --- the step ---------------------------------------------------------------------------
 
     def step(self, now_s: float) -> ControlOutput:
         """Run one control step at ``now_s`` and return everything it decided."""
         self._seq += 1
         snap = self.pack.snapshot(now_s, frames=self.frames, errors=self.errors)
-        reason = "complete" if snap.complete else "incomplete"
-        zero = Limit(0.0, reason, (LimitTerm(reason, 0.0),))
-        limits = Limits(ccl_a=zero, dcl_a=zero, cvl_v=zero, dvl_v=zero)
+        # The estimator integrates current between its steps; at most every soc_interval_s.
+        if now_s - self._soc_t_s >= self.settings.control.soc_interval_s:
+            self._soc = self.soc.step(snap, now_s)
+            self._soc_t_s = now_s
+        soc = self._soc
+        neg = self._negotiation
+        alarms = self.protection.step(snap, soc, now_s, neg)
+        limits = self.limits.step(
+            snap,
+            soc,
+            alarms,
+            now_s,
+            inverter_max_charge_a=neg.inverter_max_charge_a if neg else None,
+            inverter_max_discharge_a=neg.inverter_max_discharge_a if neg else None,
+            user_cap_charge_a=self._user_cap_charge_a,
+            user_cap_discharge_a=self._user_cap_discharge_a,
+        )
+        balancing = self.balancing.step(snap, soc, now_s)
+        self._complete_once = self._complete_once or snap.complete
         return ControlOutput(
             seq=self._seq,
             t_s=now_s,
             pack=snap,
-            soc=None,
-            alarms=AlarmReport(),
+            soc=soc,
+            alarms=alarms,
             limits=limits,
-            balancing=BalancingPlan(BalancingMode.OFF, (False,) * snap.cell_count),
-            negotiation=self._negotiation,
-            mode="normal" if snap.complete else "starting",
+            balancing=balancing,
+            negotiation=neg,
+            mode=self._mode(snap.complete, alarms.worst, limits),
         )
+
+    def _mode(self, complete: bool, worst: Severity, limits: Limits) -> str:
+        if not self._complete_once:
+            return "starting"
+        if worst >= Severity.ALARM:
+            return "fault"
+        if not complete or limits.ccl_a.winner.startswith("stale"):
+            return "stale"
+        return "normal"
+
+    # --- persistence ------------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, Any] | None:
+        """The estimator state to persist, or ``None`` before the estimator has started."""
+        if self._soc is None:
+            return None
+        return self.soc.export_state()
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Load a persisted estimator state.
+
+        Raises:
+            ValueError: it does not fit this pack (other cell count, chemistry or version).
+        """
+        self.soc.restore(state)
+
+    @property
+    def balancing_mode(self) -> BalancingMode:
+        """The balancing mode in force."""
+        return self.balancing.mode

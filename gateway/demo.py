@@ -1,14 +1,206 @@
-"""Placeholder until this module is built."""
+"""``bms-gateway demo``: the whole loop on this machine, no hardware.
+
+A simulated pack on a virtual CAN bus feeds the gateway; a simulated storage controller polls the
+gateway's SunSpec server on loopback and drives the pack current from a PV and load profile within
+the limits it reads; an embedded (or the already running) MQTT broker on loopback carries the
+diagnostics. Time can be accelerated with ``--speed``; the gateway, the pack and the inverter then
+share one accelerated clock, so every timeout keeps its meaning in simulated seconds.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 
-from gateway.errors import GatewayError
+import can
+
+from gateway.app import Gateway
+from gateway.core.chemistry import get_chemistry
+from gateway.mqtt.broker import LocalBroker
+from gateway.settings import Settings
+from gateway.sim.emitter import run_sim_on_bus
+from gateway.sim.inverter import PvLoadProfile, StorageControllerSim
+from gateway.sim.pack import PackSim, PackSimConfig
+from gateway.view import render
+
+__all__ = ["demo"]
+
+log = logging.getLogger(__name__)
+
+VIEW_PERIOD_S = 0.5
 
 
-def _missing(*_args: Any, **_kwargs: Any) -> int:
-    raise GatewayError("not built yet")
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
-demo = _missing
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _accelerated_clock(speed: float) -> Callable[[], float]:
+    m0 = time.monotonic()
+    return lambda: (time.monotonic() - m0) * speed
+
+
+def demo_settings(
+    settings: Settings, *, channel: str, modbus_port: int, mqtt_port: int, state_dir: Path
+) -> Settings:
+    """The user's settings with the demo's links: virtual CAN, loopback Modbus and MQTT."""
+    return settings.model_copy(
+        update={
+            "can": settings.can.model_copy(update={"interface": "virtual", "channel": channel}),
+            "sunspec": settings.sunspec.model_copy(
+                update={"mode": "server", "host": "127.0.0.1", "port": modbus_port}
+            ),
+            "mqtt": settings.mqtt.model_copy(
+                update={"enabled": True, "host": "127.0.0.1", "port": mqtt_port, "commands": True}
+            ),
+            "state": settings.state.model_copy(update={"path": str(state_dir / "estimator.json")}),
+        }
+    )
+
+
+async def _demo(settings: Settings, speed: float, duration_s: float | None, view: bool) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    modbus_port = settings.sunspec.port
+    if not _port_free("127.0.0.1", modbus_port):
+        modbus_port = _free_port()
+    channel = f"bms-demo-{os.getpid()}"
+    clock = _accelerated_clock(speed)
+
+    async with LocalBroker(port=settings.mqtt.port) as broker:
+        with tempfile.TemporaryDirectory(prefix="bms-demo-") as tmp:
+            s = demo_settings(
+                settings,
+                channel=channel,
+                modbus_port=modbus_port,
+                mqtt_port=broker.port,
+                state_dir=Path(tmp),
+            )
+            gw = Gateway(s, clock=clock)
+            pack = s.pack
+            chem = get_chemistry(pack.chemistry)
+            sim = PackSim(
+                PackSimConfig(
+                    cells=pack.cells,
+                    chemistry=pack.chemistry,
+                    capacity_ah=pack.capacity_ah,
+                    temp_sensors=pack.temp_sensors,
+                    initial_soc_pct=75.0,
+                    initial_soc_spread_pct=4.0,
+                    capacity_spread_pct=2.0,
+                ),
+                seed=1,
+            )
+            # Start at 10:00 so PV charges the pack right away.
+            inverter = StorageControllerSim(
+                "127.0.0.1",
+                modbus_port,
+                unit_id=s.sunspec.unit_id,
+                poll_s=0.2,
+                profile=PvLoadProfile(start_hour=10.0, pv_peak_w=0.5 * pack.capacity_ah * 51.2),
+                nominal_voltage_v=pack.cells * chem.nominal_v,
+                clock=clock,
+            )
+            sim_bus = can.Bus(interface="virtual", channel=channel)
+            endpoints = [
+                f"MQTT:   {broker.description}; watch: mosquitto_sub -h {broker.host} "
+                f"-p {broker.port} -t '{s.mqtt.prefix}/#' -v",
+                f"Modbus: SunSpec model 802 at 127.0.0.1:{modbus_port}, unit "
+                f"{s.sunspec.unit_id}, base {s.sunspec.base_address}",
+            ]
+
+            async def run_sim() -> None:
+                await run_sim_on_bus(
+                    sim_bus,
+                    sim,
+                    speed=speed,
+                    current_source=inverter.current_a,
+                    stop=stop,
+                )
+
+            async def run_view() -> None:
+                tty = view and sys.stdout.isatty()
+                last_line = -math.inf
+                while True:
+                    await asyncio.sleep(VIEW_PERIOD_S)
+                    out = gw.latest
+                    links = {
+                        "CAN": "up" if gw.can.connected else "down",
+                        "inverter": "polling" if inverter.connected else "waiting",
+                        "MQTT": (
+                            "connected"
+                            if gw.mqtt is not None and gw.mqtt.status.connected
+                            else "connecting"
+                        ),
+                    }
+                    if tty:
+                        screen = render(
+                            out,
+                            v_window=(chem.min_v, chem.max_v),
+                            links=links,
+                            endpoints=endpoints,
+                            sim_time_s=sim.t_s,
+                        )
+                        sys.stdout.write("\x1b[H\x1b[2J" + screen + "\n")
+                        sys.stdout.flush()
+                    elif out is not None and time.monotonic() - last_line >= 5.0:
+                        last_line = time.monotonic()
+                        soc = f"{out.soc.soc_pct:.1f}" if out.soc else "--"
+                        print(
+                            f"t={sim.t_s:8.0f}s mode={out.mode} I={out.pack.current_a} "
+                            f"SoC={soc}% CCL={out.limits.ccl_a.value:.1f}A "
+                            f"({out.limits.ccl_a.winner}) DCL={out.limits.dcl_a.value:.1f}A "
+                            f"({out.limits.dcl_a.winner}) balancing={sum(out.balancing.bleed)}",
+                            flush=True,
+                        )
+
+            async def run_timer() -> None:
+                if duration_s is None:
+                    return
+                await asyncio.sleep(duration_s)
+                stop.set()
+
+            if not (view and sys.stdout.isatty()):
+                for e in endpoints:
+                    print(e, flush=True)
+            try:
+                await gw.run(stop, extra=[run_sim, inverter.run, run_view, run_timer])
+            finally:
+                sim_bus.shutdown()
+    return 0
+
+
+def demo(
+    settings: Settings, *, speed: float = 1.0, duration_s: float | None = None, view: bool = True
+) -> int:
+    """Run the demo until Ctrl-C (or ``duration_s`` wall seconds); the exit status."""
+    if not speed > 0:
+        print(f"error: --speed (={speed}) must be positive", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(_demo(settings, speed, duration_s, view))
+    return 0

@@ -512,8 +512,11 @@ async def run_sim_on_bus(
         if stop is None:
             await asyncio.sleep(wait_s)
         else:
-            with contextlib.suppress(TimeoutError):  # the timeout is the normal wake-up
-                await asyncio.wait_for(stop.wait(), timeout=wait_s)
+            # The timeout is the normal wake-up. asyncio.timeout, not wait_for: on 3.11
+            # wait_for can swallow a cancellation that races with stop being set.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await stop.wait()
     return RunSummary(
         sim_s=sim.t_s - sim0,
         wall_s=time.perf_counter() - perf0,
