@@ -333,7 +333,10 @@ class MqttPublisher:
             link, rest = eg.split(aiomqtt.MqttError)
             if rest is not None or link is None:
                 raise
-            raise MqttLinkError(_describe(link.exceptions[0])) from None
+            first: BaseException = link
+            while isinstance(first, BaseExceptionGroup):  # nested TaskGroups (discovery)
+                first = first.exceptions[0]
+            raise MqttLinkError(_describe(first)) from None
         raise MqttLinkError("the broker closed the connection")
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:

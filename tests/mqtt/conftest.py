@@ -103,8 +103,11 @@ class Collector:
     the broker delivers the QoS 1 messages published while the collector was away.
     """
 
-    def __init__(self, port: int, *filters: str, identifier: str | None = None) -> None:
+    def __init__(
+        self, port: int, *filters: str, identifier: str | None = None, qos: int = 1
+    ) -> None:
         self.port = port
+        self.qos = qos
         self.filters = filters
         self.identifier = identifier
         self.messages: list[aiomqtt.Message] = []
@@ -126,7 +129,7 @@ class Collector:
         )
         await self._client.__aenter__()
         for f in self.filters:
-            await self._client.subscribe(f, qos=1)
+            await self._client.subscribe(f, qos=self.qos)
         self._task = asyncio.create_task(self._read(self._client), name="test.collector")
 
     async def _close(self) -> None:

@@ -364,3 +364,27 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
     capped = [backoff_s(50, 2.0) for _ in range(200)]
     assert max(capped) == 2.0
     assert min(capped) < 2.0
+
+
+async def test_broker_lost_in_the_middle_of_a_big_discovery(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path)  # no persistence: after the restart only new retained exist
+    broker.start()
+    try:
+        cfg = fast(broker.port)
+        pub = MqttPublisher(cfg, "big", Recorder())
+        pub.publish_output(make_output(cells=512, sensors=256))
+        configs = disc_filter("homeassistant", "big")
+        async with running(pub):
+            async with Collector(broker.port, configs) as c:
+                await c.wait(lambda m: len(c.messages) >= 50)  # discovery under way
+                broker.stop()
+            broker.start()
+            # The new connection sends the whole discovery again. (QoS 0: mosquitto queues at
+            # most 1,000 QoS 1 messages for a subscriber and drops the rest.)
+            async with Collector(broker.port, configs, qos=0) as late:
+                await late.wait(lambda m: len(late.messages) >= 1815, timeout_s=15.0)
+                await asyncio.sleep(0.2)
+                assert len({m.topic.value for m in late.messages}) == 1815
+            assert "unhandled errors" not in pub.status.last_error
+    finally:
+        broker.stop()
