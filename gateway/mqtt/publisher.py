@@ -107,6 +107,7 @@ class MqttStatus:
     events_dropped: int
     reconnects: int
     last_error: str
+    queued: int = 0  # alarm changes, balancing changes and events waiting for the broker
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +216,7 @@ class MqttPublisher:
             events_dropped=self._dropped_total,
             reconnects=self._reconnects,
             last_error=self._last_error,
+            queued=len(self._queue),
         )
 
     def _push(self, msg: _Msg) -> None:

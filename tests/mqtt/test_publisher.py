@@ -303,7 +303,21 @@ async def test_reconnects_after_broker_restart_and_reports_drops(
             pub.publish_output(make_output(seq=2, alarms=(OVERVOLTAGE,)))
             for i in range(10):
                 pub.event("tick", i=i)
+            assert pub.status.queued == 4
+            # A stand-in control loop keeps its pace while the publisher fails to reconnect
+            # (connects run in a worker thread; nothing here waits for the broker).
+            ticks = 0
+
+            async def control() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            ticker = asyncio.create_task(control())
             await asyncio.sleep(0.3)  # a few failed reconnects
+            ticker.cancel()
+            assert ticks >= 5  # of about 30: the loop was never blocked for long
             broker.start()
             await c.reconnect()
             recovered = await c.wait(
@@ -319,8 +333,8 @@ async def test_reconnects_after_broker_restart_and_reports_drops(
     assert events[0]["data"]["reason"]
     assert events[0]["time"] < events[1]["time"]
     assert data["down_s"] > 0.3
-    ticks = [payload_json(m)["data"]["i"] for m in c.on(f"{base}/events") if b'"tick"' in m.payload]
-    assert ticks == [6, 7, 8, 9]
+    sent = [payload_json(m)["data"]["i"] for m in c.on(f"{base}/events") if b'"tick"' in m.payload]
+    assert sent == [6, 7, 8, 9]
     assert pub.status.events_dropped == 7
     assert pub.status.reconnects >= 1
 
