@@ -93,6 +93,8 @@ class Gateway:
         self._last_bleed: tuple[bool, ...] | None = None
         self._last_bleed_sent_s = -1e9
         self._heartbeat = 0
+        self._links: dict[str, bool] = {}
+        self._links_checked_s = -1e9
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -130,7 +132,40 @@ class Gateway:
         if self.mqtt is not None:
             self.mqtt.publish_output(out)
         self._send_can_outputs(out)
+        if out.t_s - self._links_checked_s >= 1.0:
+            self._links_checked_s = out.t_s
+            self._watch_links()
         return out
+
+    def event(self, name: str, **data: Any) -> None:
+        """Log an event once and publish it on MQTT (start, stop, link lost and recovered)."""
+        log.info("event %s %s", name, data or "")
+        if self.mqtt is not None:
+            self.mqtt.event(name, **data)
+
+    def link_states(self) -> dict[str, bool]:
+        """Whether each link is up now: CAN data, the inverter, and the SunSpec controller."""
+        states = {"can": self.can.connected and self.ctrl.pack.applied > 0}
+        if self.sunspec_client is not None:
+            states["inverter"] = self.sunspec_client.connected
+        if self.sunspec_server is not None:
+            hb = self.sunspec_server.controller_heartbeat()
+            if hb.seen:
+                states["storage_controller"] = not hb.lost
+        return states
+
+    def _watch_links(self) -> None:
+        for name, up in self.link_states().items():
+            before = self._links.get(name)
+            if before is None and not up:
+                continue  # never up yet: nothing was lost
+            if before != up:
+                self.event(
+                    f"{name}_link_{'recovered' if before is False else 'up'}"
+                    if up
+                    else f"{name}_link_lost"
+                )
+                self._links[name] = up
 
     def _send_can_outputs(self, out: ControlOutput) -> None:
         bleed = out.balancing.bleed
@@ -216,6 +251,8 @@ class Gateway:
 
         async def wait_stop() -> None:
             await stop.wait()
+            # Queued now, flushed by the MQTT publisher's goodbye when it is cancelled.
+            self.event("stop")
             raise _Stop
 
         try:
@@ -233,7 +270,14 @@ class Gateway:
                     tg.create_task(factory(), name=f"gateway.extra{i}")
                 tg.create_task(wait_stop(), name="gateway.stop")
                 self.notifier.ready()
-                log.info("gateway running (%d cells)", self.settings.pack.cells)
+                self.event(
+                    "start",
+                    version=__version__,
+                    cells=self.settings.pack.cells,
+                    chemistry=self.settings.pack.chemistry,
+                    sunspec=self.settings.sunspec.mode,
+                )
+                self.event("config_loaded", gateway_id=self.settings.control.gateway_id)
         except* _Stop:
             pass
         finally:

@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     dp.add_argument("--speed", type=float, default=1.0, help="time acceleration (1 = real time)")
     dp.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     dp.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
+    dp.add_argument(
+        "--state-dir", type=Path, help="keep the estimator state here between runs (default: none)"
+    )
     return p
 
 
@@ -114,7 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "demo":
             from gateway.demo import demo
 
-            return demo(settings, speed=args.speed, duration_s=args.duration, view=not args.no_view)
+            return demo(
+                settings,
+                speed=args.speed,
+                duration_s=args.duration,
+                view=not args.no_view,
+                state_dir=args.state_dir,
+            )
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return EXIT_CONFIG

@@ -79,7 +79,13 @@ def demo_settings(
     )
 
 
-async def _demo(settings: Settings, speed: float, duration_s: float | None, view: bool) -> int:
+async def _demo(
+    settings: Settings,
+    speed: float,
+    duration_s: float | None,
+    view: bool,
+    state_dir: Path | None,
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -98,7 +104,7 @@ async def _demo(settings: Settings, speed: float, duration_s: float | None, view
                 channel=channel,
                 modbus_port=modbus_port,
                 mqtt_port=broker.port,
-                state_dir=Path(tmp),
+                state_dir=state_dir or Path(tmp),
             )
             gw = Gateway(s, clock=clock)
             pack = s.pack
@@ -195,12 +201,20 @@ async def _demo(settings: Settings, speed: float, duration_s: float | None, view
 
 
 def demo(
-    settings: Settings, *, speed: float = 1.0, duration_s: float | None = None, view: bool = True
+    settings: Settings,
+    *,
+    speed: float = 1.0,
+    duration_s: float | None = None,
+    view: bool = True,
+    state_dir: Path | None = None,
 ) -> int:
-    """Run the demo until Ctrl-C (or ``duration_s`` wall seconds); the exit status."""
+    """Run the demo until Ctrl-C (or ``duration_s`` wall seconds); the exit status.
+
+    ``state_dir`` keeps the estimator state between demo runs (default: a temporary folder).
+    """
     if not speed > 0:
         print(f"error: --speed (={speed}) must be positive", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(_demo(settings, speed, duration_s, view))
+        return asyncio.run(_demo(settings, speed, duration_s, view, state_dir))
     return 0
