@@ -23,7 +23,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 import sunspec2.device as ss_device
 import sunspec2.mb as ss_mb
@@ -236,17 +236,30 @@ def _layout(model_id: int) -> ModelLayout:
 
 
 def to_raw(
-    value: float | None, sf: int, ptype: str = "uint16", *, clamp: bool = False
+    value: float | None,
+    sf: int,
+    ptype: str = "uint16",
+    *,
+    clamp: bool = False,
+    rounding: Literal["nearest", "down", "up"] = "nearest",
 ) -> int | None:
     """``value`` in SI units as a raw integer with scale factor ``sf``.
 
     Returns ``None`` ("not implemented") when the value is unknown, not finite or does not fit
     the type; with ``clamp`` an out-of-range value is clamped instead (used for limits, where the
-    smaller representable value is the safe one).
+    smaller representable value is the safe one). Limits round toward safety: an upper limit
+    ``down``, a lower bound ``up`` (a 0.475 A limit is published as 0.4 A, never 0.5 A).
     """
     if value is None or not math.isfinite(value):
         return None
-    raw = round(value / 10.0**sf)
+    scaled = value / 10.0**sf
+    # The small epsilon keeps an exact step (0.3 A / 0.1) from falling to the step below.
+    if rounding == "down":
+        raw = math.floor(scaled + 1e-9)
+    elif rounding == "up":
+        raw = math.ceil(scaled - 1e-9)
+    else:
+        raw = round(scaled)
     lo, hi = _RAW_RANGE[ptype]
     if lo <= raw <= hi:
         return raw
@@ -480,12 +493,13 @@ def battery_points(
         return p
     p["Evt1"] = (out.alarms.evt1 & 0x7FFFFFFF) | evt1
     if not (link.ctrl_hb_lost or link.disconnect):
-        p["AChaMax"] = to_raw(max(0.0, out.limits.ccl_a.value), sf.amax, clamp=True)
-        p["ADisChaMax"] = to_raw(max(0.0, out.limits.dcl_a.value), sf.amax, clamp=True)
+        ccl, dcl = max(0.0, out.limits.ccl_a.value), max(0.0, out.limits.dcl_a.value)
+        p["AChaMax"] = to_raw(ccl, sf.amax, clamp=True, rounding="down")
+        p["ADisChaMax"] = to_raw(dcl, sf.amax, clamp=True, rounding="down")
     # A zero voltage window means "not known yet" (no step with a complete data set).
     cvl, dvl = out.limits.cvl_v.value, out.limits.dvl_v.value
-    p["VMax"] = to_raw(cvl, sf.v) if cvl > 0 else None
-    p["VMin"] = to_raw(dvl, sf.v) if dvl > 0 else None
+    p["VMax"] = to_raw(cvl, sf.v, rounding="down") if cvl > 0 else None
+    p["VMin"] = to_raw(dvl, sf.v, rounding="up") if dvl > 0 else None
     if out.soc is not None:
         p["SoC"] = to_raw(out.soc.soc_pct, sf.soc)
         p["SoH"] = to_raw(out.soc.soh_pct, sf.soh)

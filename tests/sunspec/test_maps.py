@@ -249,3 +249,29 @@ def test_fast_encoder_matches_pysunspec2_point_encoder(model_id: int, data: st.D
     assert fast == slow
     back = lay.decode(fast)
     assert all(back[n] == v for n, v in values.items() if v is not None)
+
+
+def test_limits_round_toward_safety() -> None:
+    bmap = BatteryMap(BatteryInfo())
+    out = make_output(ccl_a=0.475, dcl_a=12.39, cvl_v=56.87, dvl_v=43.21)
+    p = battery_points(out, bmap.info, bmap.sf, LinkState(), bmap.battery)
+    assert p["AChaMax"] == 4  # 0.4 A, not 0.5 A
+    assert p["ADisChaMax"] == 123
+    assert p["VMax"] == 568
+    assert p["VMin"] == 433
+    exact = battery_points(make_output(ccl_a=0.3), bmap.info, bmap.sf, LinkState(), bmap.battery)
+    assert exact["AChaMax"] == 3  # an exact step stays where it is
+
+
+@given(ccl=st.floats(0.0, 2000.0), dvl=st.floats(1.0, 1000.0))
+def test_published_limits_never_exceed_the_computed_ones(ccl: float, dvl: float) -> None:
+    bmap = BatteryMap(BatteryInfo())
+    p = battery_points(
+        make_output(ccl_a=ccl, dvl_v=dvl), bmap.info, bmap.sf, LinkState(), bmap.battery
+    )
+    published = from_raw(p["AChaMax"], bmap.sf.amax)
+    vmin = from_raw(p["VMin"], bmap.sf.v)
+    assert published is not None
+    assert vmin is not None
+    assert ccl - 0.1 - 1e-6 <= published <= ccl + 1e-6
+    assert dvl - 1e-6 <= vmin <= dvl + 0.1 + 1e-6

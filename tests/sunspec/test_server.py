@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -411,8 +412,9 @@ async def test_pysunspec2_reads_a_real_control_step() -> None:
         server.update(out)
         got = await asyncio.to_thread(_read_802_with_pysunspec2, server.bound_port or 0)
     assert got["errors"] == ""
-    assert got["AChaMax"] == pytest.approx(round(out.limits.ccl_a.value, 1))
-    assert got["ADisChaMax"] == pytest.approx(round(out.limits.dcl_a.value, 1))
+    # Limits are published rounded down to the 0.1 A register step.
+    assert got["AChaMax"] == pytest.approx(math.floor(out.limits.ccl_a.value * 10 + 1e-9) / 10)
+    assert got["ADisChaMax"] == pytest.approx(math.floor(out.limits.dcl_a.value * 10 + 1e-9) / 10)
     assert got["V"] == pytest.approx(53.3)
     assert got["A"] == pytest.approx(-7.5)
     assert got["CellVMax"] == pytest.approx(max(cells))
