@@ -77,11 +77,13 @@ class Gateway:
                 max_discharge_a=settings.limits.max_discharge_a,
                 version=__version__,
             )
+            # The SunSpec links keep real time even when the demo accelerates the pack: Hb counts
+            # wall seconds and a storage controller's CtrlHb timeout is a wall-clock promise.
             self.sunspec_server = SunSpecServer(
-                settings.sunspec, info=info, on_command=self.command, clock=clock
+                settings.sunspec, info=info, on_command=self.command
             )
         elif settings.sunspec.mode == "client":
-            self.sunspec_client = SunSpecClient(settings.sunspec, clock=clock)
+            self.sunspec_client = SunSpecClient(settings.sunspec)
         self.mqtt: MqttPublisher | None = None
         if settings.mqtt.enabled:
             self.mqtt = MqttPublisher(

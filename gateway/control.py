@@ -151,7 +151,12 @@ class Controller:
             return "starting"
         if worst >= Severity.ALARM:
             return "fault"
-        if not complete or limits.ccl_a.winner.startswith("stale"):
+        stale = ("stale:", "missing:", "incomplete")
+        if (
+            not complete
+            or limits.ccl_a.winner.startswith(stale)
+            or limits.dcl_a.winner.startswith(stale)
+        ):
             return "stale"
         return "normal"
 

@@ -172,7 +172,11 @@ class LimitTerm:
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """A limit: the minimum of its terms (after ramping). ``winner`` names the term that won."""
+    """A limit and the terms it was chosen from; ``winner`` names the term that decided it.
+
+    CCL, DCL and CVL are the minimum of their terms (after ramping); DVL, a lower bound, is the
+    maximum of its terms.
+    """
 
     value: float
     winner: str
@@ -210,7 +214,7 @@ class BalancingAction:
 
     cell: int
     mode: BalancingMode
-    action: str  # "bleed" | "donate" | "receive"
+    action: str  # "bleed" | "donate" | "receive" | "blocked" (a guard holds it; see reason)
     reason: str
     current_a: float
     charge_ah: float  # moved (active) or dissipated (passive) since the action started
