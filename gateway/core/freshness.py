@@ -1,9 +1,11 @@
 """Which required inputs are missing or older than their timeout. Pure and cheap.
 
 Shared by the fail-safe in :mod:`gateway.core.limits` (which cuts CCL and DCL to 0 A in the same
-step) and the ``stale_data`` alarm in :mod:`gateway.core.protection` (which debounces). The scan
-is on the control hot path (512 cells at up to 100 Hz), so the common case, everything fresh,
-costs one ``None in`` and one ``max`` per input group, both in C.
+step) and the ``stale_data`` alarm in :mod:`gateway.core.protection` (which debounces). Both take
+their timeouts from the one ``timeouts`` section (:class:`TimeoutsConfig`), so the alarm and the
+fail-safe cannot disagree about which input is stale. The scan is on the control hot path (512
+cells at up to 100 Hz), so the common case, everything fresh, costs one ``None in`` and one
+``max`` per input group, both in C.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
-from gateway.core.model import PackSnapshot
+from pydantic import Field
 
-__all__ = ["InputTimeouts", "StaleInput", "extremes", "stale_inputs"]
+from gateway.core.config import Section
+from gateway.core.model import PackSnapshot
+from gateway.core.pack import PackConfig
+
+__all__ = ["InputTimeouts", "StaleInput", "TimeoutsConfig", "extremes", "stale_inputs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +30,33 @@ class InputTimeouts:
     temperature_s: float
     current_s: float
     pack_voltage_s: float | None = None
+
+
+class TimeoutsConfig(Section):
+    """Input timeouts: how old each required input may be before it counts as stale.
+
+    One setting for both of its uses: past it, CCL and DCL are 0 A in the same step (the limits'
+    fail-safe) and ``stale_data`` warns at once (alarm after ``protection.stale_alarm_s``).
+    """
+
+    cell_voltage_timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    """A cell voltage older than this is stale."""
+    temperature_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    """A temperature older than this is stale."""
+    current_timeout_s: float = Field(default=2.0, gt=0, allow_inf_nan=False)
+    """The pack current older than this is stale."""
+    pack_voltage_timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    """The measured pack voltage older than this is stale; only checked when
+    ``pack.require_pack_voltage`` (else the cell sum stands in for it)."""
+
+    def input_timeouts(self, pack: PackConfig) -> InputTimeouts:
+        """The timeouts in force for ``pack`` (the pack voltage only when it is required)."""
+        return InputTimeouts(
+            cell_voltage_s=self.cell_voltage_timeout_s,
+            temperature_s=self.temperature_timeout_s,
+            current_s=self.current_timeout_s,
+            pack_voltage_s=self.pack_voltage_timeout_s if pack.require_pack_voltage else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

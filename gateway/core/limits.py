@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from gateway.core.config import Section
-from gateway.core.freshness import InputTimeouts, extremes, stale_inputs
+from gateway.core.freshness import TimeoutsConfig, extremes, stale_inputs
 from gateway.core.model import (
     AlarmReport,
     Limit,
@@ -76,8 +76,14 @@ _COMMON: dict[str, _Pair] = {
 }
 
 
+# The timeouts section's defaults, for callers that configure none (frozen, so sharing is safe).
+_DEFAULT_TIMEOUTS = TimeoutsConfig()
+
+
 class LimitsConfig(Section):
-    """Limit tables, maxima, ramps and fail-safe timeouts. Unset tables take chemistry defaults.
+    """Limit tables, maxima and ramps. Unset tables take chemistry defaults.
+
+    The fail-safe's input timeouts are the ``timeouts`` section (:class:`TimeoutsConfig`).
 
     A table is two lists of equal length: knots (strictly increasing) and fractions of the
     configured maximum (0..1), linear in between and clamped outside.
@@ -123,14 +129,6 @@ class LimitsConfig(Section):
     dvl_cell_v: float | None = None
     """Discharge voltage per cell: DVL = cells x this, and the dynamic DVL target for the
     lowest cell (LFP 2.90 V, NMC 3.20 V)."""
-    cell_voltage_timeout_s: float = 5.0
-    """Fail-safe: a cell voltage older than this gives CCL = DCL = 0 A."""
-    temperature_timeout_s: float = 10.0
-    """Fail-safe: a temperature older than this gives CCL = DCL = 0 A."""
-    current_timeout_s: float = 2.0
-    """Fail-safe: a pack current older than this gives CCL = DCL = 0 A."""
-    pack_voltage_timeout_s: float = 5.0
-    """Fail-safe for the measured pack voltage (only when ``pack.require_pack_voltage``)."""
     ramp_hold_s: float = 30.0
     """After a cut, CCL/DCL stay down this long before they may increase."""
     ramp_a_per_s: float = 5.0
@@ -306,8 +304,16 @@ def _pick_max(terms: list[LimitTerm]) -> LimitTerm:
 class LimitsCalculator:
     """Computes CCL, DCL, CVL and DVL once per step; keeps the ramp state between steps."""
 
-    def __init__(self, config: LimitsConfig, pack: PackConfig) -> None:
+    def __init__(
+        self, config: LimitsConfig, pack: PackConfig, timeouts: TimeoutsConfig = _DEFAULT_TIMEOUTS
+    ) -> None:
         """Resolve the tables for ``pack``.
+
+        Args:
+            config: tables, maxima and ramps (``limits`` section).
+            pack: the pack they apply to.
+            timeouts: input ages past which CCL = DCL = 0 A (``timeouts`` section; protection's
+                ``stale_data`` must get the same one).
 
         Raises:
             ValueError: a table or voltage is inconsistent (the message names the keys).
@@ -315,12 +321,8 @@ class LimitsCalculator:
         self.config = config
         self.pack = pack
         self.tables = config.tables(pack)
-        self._timeouts = InputTimeouts(
-            cell_voltage_s=config.cell_voltage_timeout_s,
-            temperature_s=config.temperature_timeout_s,
-            current_s=config.current_timeout_s,
-            pack_voltage_s=config.pack_voltage_timeout_s if pack.require_pack_voltage else None,
-        )
+        self.timeouts = timeouts
+        self._timeouts = self.timeouts.input_timeouts(pack)
         n = pack.cells
         self.cvl_max_v = n * self.tables.cvl_cell_v
         self.dvl_min_v = n * self.tables.dvl_cell_v

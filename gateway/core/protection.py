@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from typing import cast
 
 from gateway.core.config import Section
-from gateway.core.freshness import InputTimeouts, extremes, stale_inputs
+from gateway.core.freshness import TimeoutsConfig, extremes, stale_inputs
 from gateway.core.model import (
     Alarm,
     AlarmReport,
@@ -218,6 +218,10 @@ _C_RATE_KEYS = frozenset(
 )
 
 
+# The timeouts section's defaults, for callers that configure none (frozen, so sharing is safe).
+_DEFAULT_TIMEOUTS = TimeoutsConfig()
+
+
 class ProtectionConfig(Section):
     """Protection thresholds. Unset (``None``) values take the chemistry default."""
 
@@ -275,16 +279,9 @@ class ProtectionConfig(Section):
     """Pack SoC at or below this: warning (only when an SoC estimate exists)."""
     soc_low_alarm_pct: float = 0.0
     """Pack SoC at or below this (one cell empty): alarm (cuts nothing; undervoltage does)."""
-    cell_voltage_timeout_s: float = 5.0
-    """A cell voltage older than this is stale (``stale_data`` warning at once)."""
-    temperature_timeout_s: float = 10.0
-    """A temperature older than this is stale."""
-    current_timeout_s: float = 2.0
-    """The pack current older than this is stale."""
-    pack_voltage_timeout_s: float | None = None
-    """The measured pack voltage older than this is stale (``None``: not checked)."""
     stale_alarm_s: float = 10.0
-    """Stale or missing input for this long (after start-up): ``stale_data`` alarm."""
+    """Stale or missing input for this long (after start-up): ``stale_data`` alarm. Stale means
+    older than its ``timeouts.*_timeout_s`` (the same ages that cut the limits to 0 A)."""
     comm_loss_timeout_s: float = 5.0
     """No input at all for this long: ``communication_loss`` alarm."""
     startup_grace_s: float = 10.0
@@ -523,8 +520,19 @@ _CLEAR = (False, True)
 class Protection:
     """Runs every protection check once per step and reports the active warnings and alarms."""
 
-    def __init__(self, config: ProtectionConfig, pack: PackConfig) -> None:
+    def __init__(
+        self,
+        config: ProtectionConfig,
+        pack: PackConfig,
+        timeouts: TimeoutsConfig = _DEFAULT_TIMEOUTS,
+    ) -> None:
         """Resolve chemistry defaults.
+
+        Args:
+            config: the thresholds (``protection`` section).
+            pack: the pack they apply to.
+            timeouts: input ages past which ``stale_data`` is raised (``timeouts`` section; the
+                limits' fail-safe must get the same one).
 
         Raises:
             ValueError: a threshold is out of order (the message names the keys).
@@ -532,12 +540,8 @@ class Protection:
         self.config = config
         self.pack = pack
         self.thresholds = config.resolve(pack)
-        self._timeouts = InputTimeouts(
-            cell_voltage_s=config.cell_voltage_timeout_s,
-            temperature_s=config.temperature_timeout_s,
-            current_s=config.current_timeout_s,
-            pack_voltage_s=config.pack_voltage_timeout_s,
-        )
+        self.timeouts = timeouts
+        self._timeouts = self.timeouts.input_timeouts(pack)
         latching = set(config.latching)
         n, t, clear = config.debounce_count, config.debounce_s, config.clear_debounce_s
         self._checks: dict[str, _Check] = {}

@@ -7,11 +7,13 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from gateway.core.freshness import TimeoutsConfig
 from gateway.core.limits import LIMITS_DEFAULTS, LimitsCalculator, LimitsConfig
 from gateway.core.model import Alarm, AlarmReport, Limits, Severity
 from gateway.core.pack import PackConfig, PackState
-from gateway.core.protection import ALARMS
+from gateway.core.protection import ALARMS, Protection, ProtectionConfig
 from tests.core.packdata import feed, snapshot, soc_report
 
 PACK4 = PackConfig(cells=4, temp_sensors=2)
@@ -118,8 +120,7 @@ def test_fail_safe_before_the_first_complete_data_set() -> None:
 
 
 def test_stale_input_cuts_in_the_same_step_and_bypasses_the_ramp() -> None:
-    cfg = LimitsConfig(ramp_hold_s=0.0, ramp_a_per_s=1e6, temperature_timeout_s=10.0)
-    calc = LimitsCalculator(cfg, PACK4)
+    calc = LimitsCalculator(FAST, PACK4, TimeoutsConfig(temperature_timeout_s=10.0))
     state = PackState(PACK4)
     feed(state, 0.0, (3.3,) * 4, (25.0, 25.0), 0.0)
     for t in range(1, 12):
@@ -256,14 +257,17 @@ def test_limits_stay_within_maxima_and_increases_within_the_ramp(
 def test_any_stale_required_input_gives_zero_in_the_same_step(
     cells: list[float], temps: list[float], which: str, index: int, late_s: float, warm: int
 ) -> None:
-    cfg = LimitsConfig(ramp_hold_s=0.0, ramp_a_per_s=1e6)
-    calc = LimitsCalculator(cfg, PACK4)
+    # Not the defaults, so the calculator is seen to use the timeouts it is given.
+    timeouts = TimeoutsConfig(
+        cell_voltage_timeout_s=3.0, temperature_timeout_s=7.0, current_timeout_s=1.5
+    )
+    calc = LimitsCalculator(FAST, PACK4, timeouts)
     state = PackState(PACK4)
     for t in range(warm):  # limits may be anywhere before
         feed(state, float(t), cells, temps, 5.0)
         calc.step(state.snapshot(float(t)), None, NOW, float(t))
     now = float(warm)
-    timeout = {"cell_voltage": 5.0, "temperature": 10.0, "current": 2.0}[which]
+    timeout = getattr(timeouts, f"{which}_timeout_s")
     sent_at = now - timeout - late_s
     fresh_cells: list[float | None] = list(cells)
     fresh_temps: list[float | None] = list(temps)
@@ -302,3 +306,64 @@ def test_any_overvoltage_alarm_gives_zero_charge(
     assert lim.ccl_a.value == 0.0
     assert any(term.name == "protection:cell_overvoltage" for term in lim.ccl_a.terms)
     assert math.isfinite(lim.cvl_v.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("cell_voltage_timeout_s", 0.0),
+        ("temperature_timeout_s", -1.0),
+        ("current_timeout_s", math.inf),
+        ("pack_voltage_timeout_s", math.nan),
+    ],
+)
+def test_timeouts_must_be_positive_and_finite(key: str, value: float) -> None:
+    with pytest.raises(ValidationError, match=key):
+        TimeoutsConfig.model_validate({key: value})
+
+
+@pytest.mark.parametrize("section", [LimitsConfig, ProtectionConfig])
+def test_input_timeouts_are_no_longer_keys_of_limits_or_protection(section: type) -> None:
+    # The old per-section keys are named as unknown, not silently ignored.
+    with pytest.raises(ValidationError, match="cell_voltage_timeout_s"):
+        section.model_validate({"cell_voltage_timeout_s": 5.0})
+
+
+def test_one_timeouts_section_moves_the_stale_alarm_and_the_fail_safe_together() -> None:
+    timeouts = TimeoutsConfig(cell_voltage_timeout_s=3.0)
+    prot = Protection(ProtectionConfig(startup_grace_s=0.0), PACK4, timeouts)
+    calc = LimitsCalculator(FAST, PACK4, timeouts)
+    state = PackState(PACK4)
+    feed(state, 0.0, (3.3,) * 4, (25.0, 25.0), 0.0)
+    calc.step(state.snapshot(0.0), None, prot.step(state.snapshot(0.0), None, 0.0), 0.0)
+    for t in range(1, 8):
+        feed(state, float(t), (3.3, 3.3, None, 3.3), (25.0, 25.0), 0.0)  # cell 2 stops at t = 0
+        snap = state.snapshot(float(t))
+        alarms = prot.step(snap, None, float(t))
+        lim = calc.step(snap, None, alarms, float(t))
+        stale = t > timeouts.cell_voltage_timeout_s
+        assert alarms.has("stale_data") is stale, t
+        assert (lim.ccl_a.winner == "stale:cell_voltage[2]") is stale, t
+        assert (lim.dcl_a.value == 0.0) is stale, t
+
+
+def test_a_required_pack_voltage_goes_stale_for_both_alarm_and_limits() -> None:
+    timeouts = TimeoutsConfig(pack_voltage_timeout_s=2.0)
+    for required in (True, False):
+        pack = PackConfig(cells=4, temp_sensors=2, require_pack_voltage=required)
+        prot = Protection(ProtectionConfig(startup_grace_s=0.0), pack, timeouts)
+        calc = LimitsCalculator(FAST, pack, timeouts)
+        state = PackState(pack)
+        feed(state, 0.0, (3.3,) * 4, (25.0, 25.0), 0.0, pack_v=13.2)
+        for t in range(1, 5):  # the pack voltage stops at t = 0
+            feed(state, float(t), (3.3,) * 4, (25.0, 25.0), 0.0)
+            snap = state.snapshot(float(t))
+            alarms = prot.step(snap, None, float(t))
+            lim = calc.step(snap, None, alarms, float(t))
+        # Only a required pack voltage counts, and then for both uses at once.
+        assert alarms.has("stale_data") is required
+        assert (lim.ccl_a.winner == "stale:pack_voltage") is required
+        if required:
+            assert "pack_voltage stale" in alarms.active[0].message
+        else:
+            assert lim.ccl_a.value == 100.0

@@ -10,6 +10,7 @@ import sunspec2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.core.freshness import TimeoutsConfig
 from gateway.core.model import AlarmReport, Negotiation, Severity
 from gateway.core.pack import PackConfig, PackState
 from gateway.core.protection import (
@@ -170,7 +171,7 @@ def test_overcurrent_and_imbalance() -> None:
 
 def test_stale_input_warns_at_once_and_alarms_when_it_persists() -> None:
     cfg = ProtectionConfig(startup_grace_s=0.0, stale_alarm_s=10.0)
-    p = Protection(cfg, PACK4)
+    p = Protection(cfg, PACK4, TimeoutsConfig(cell_voltage_timeout_s=5.0))
     state = PackState(PACK4)
     feed(state, 0.0, OK_V, (25.0, 25.0), 0.0)
     assert not p.step(state.snapshot(0.0), None, 0.0).active

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.core.balancing import BalancingConfig, BalancingPlanner
+from gateway.core.freshness import TimeoutsConfig
 from gateway.core.limits import LimitsCalculator, LimitsConfig
 from gateway.core.model import (
     AlarmReport,
@@ -45,11 +46,13 @@ class Firmware:
     protection_cfg: ProtectionConfig = field(default_factory=ProtectionConfig)
     limits_cfg: LimitsConfig = field(default_factory=LimitsConfig)
     balancing_cfg: BalancingConfig = field(default_factory=BalancingConfig)
+    timeouts_cfg: TimeoutsConfig = field(default_factory=TimeoutsConfig)
 
     def __post_init__(self) -> None:
         self.state = PackState(self.pack)
-        self.protection = Protection(self.protection_cfg, self.pack)
-        self.limits = LimitsCalculator(self.limits_cfg, self.pack)
+        # One timeouts section for both, as in the Controller.
+        self.protection = Protection(self.protection_cfg, self.pack, self.timeouts_cfg)
+        self.limits = LimitsCalculator(self.limits_cfg, self.pack, self.timeouts_cfg)
         self.balancing = BalancingPlanner(self.balancing_cfg, self.pack)
         self.negotiation: Negotiation | None = None
 

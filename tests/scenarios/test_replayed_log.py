@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gateway.canbus.config import CanConfig
 from gateway.canbus.decode import load_decoder
+from gateway.core.freshness import TimeoutsConfig
 from gateway.core.limits import LimitsCalculator, LimitsConfig
 from gateway.core.model import Reading, Role, Severity
 from gateway.core.pack import PackConfig, PackState
@@ -30,8 +31,10 @@ def test_replayed_log_with_a_silent_cell_monitor(tmp_path: Path) -> None:
     decoder = load_decoder(CanConfig())
     pack = PackConfig(cells=16, temp_sensors=sim_cfg.temp_sensor_count)
     state = PackState(pack)
-    protection = Protection(ProtectionConfig(), pack)
-    limits = LimitsCalculator(LimitsConfig(ramp_hold_s=5.0), pack)
+    timeouts = TimeoutsConfig()
+    timeout_s = timeouts.cell_voltage_timeout_s
+    protection = Protection(ProtectionConfig(), pack, timeouts)
+    limits = LimitsCalculator(LimitsConfig(ramp_hold_s=5.0), pack, timeouts)
 
     frames = list(iter_log(log))
     t0 = frames[0].t_s
@@ -59,15 +62,16 @@ def test_replayed_log_with_a_silent_cell_monitor(tmp_path: Path) -> None:
     before = [r for r in results if r[0] - t0 > 60.0 and r[0] < last_cell4]
     assert before
     assert all(lim.dcl_a.value > 0.0 for _, _, lim in before)
-    after = [r for r in results if r[0] - last_cell4 > 5.0 + 1e-6]
+    after = [r for r in results if r[0] - last_cell4 > timeout_s + 1e-6]
     assert after
     for _, _, lim in after:
         assert lim.ccl_a.value == 0.0
         assert lim.dcl_a.value == 0.0
         assert lim.dcl_a.winner == "stale:cell_voltage[4]"
-    # The first step past the 5 s timeout already cuts: no debounce on the fail-safe.
+    # The first step past the timeout already cuts: no debounce on the fail-safe, and the same
+    # step already warns (one timeouts section for both).
     first = after[0]
-    assert first[0] - last_cell4 < 5.0 + 0.1 + 1e-6
+    assert first[0] - last_cell4 < timeout_s + 0.1 + 1e-6
     assert first[1].has("stale_data", Severity.WARNING)
     assert after[-1][1].has("stale_data", Severity.ALARM)
     assert "cell_voltage[4] and 3 more" in after[-1][1].active[0].message
