@@ -21,8 +21,13 @@ every cell more than 10 mV above the lowest while near the top of charge) and
 200 mV threshold with 200 mV hysteresis).
 
 SoC input: ``--soc truth`` gives the planner the simulator's true SoC and capacity (with a 0.3 %
-sigma); ``--soc estimator`` runs the project's ``SocEstimator`` on the sensed readings; ``--soc
-none`` gives it no estimate (its voltage fallback, near the top of charge only).
+sigma); ``--soc estimator`` runs the project's ``SocEstimator`` on the sensed readings, counting
+the planner's per-cell balancing currents (``cell_extra_current_a``, as the Controller is to wire
+it); ``--soc estimator-rel`` is the same with each cell's ``soc_sigma_pct`` replaced by the
+estimator's ``relative_sigma_pct()`` (a what-if: the planner weighing a cell's excess against what
+cell-to-cell differences are worth, not the absolute SoC); ``--soc estimator-nobal`` does not
+pass the balancing currents (the estimator as wired before); ``--soc none`` gives it no estimate
+(its voltage fallback, near the top of charge only).
 
 Run: ``.venv/bin/python bench/balancing.py`` (``--days 4 --soc truth``; ``--quick`` for 1 day).
 """
@@ -152,7 +157,7 @@ class Rig:
         )
         self.estimator = (
             SocEstimator(SocConfig(), self.pack, get_chemistry("lfp"))
-            if soc_source == "estimator"
+            if soc_source.startswith("estimator")
             else None
         )
         self.soc_source = soc_source
@@ -165,8 +170,21 @@ class Rig:
         self.lost_ah = 0.0
 
     def soc(self, snap: PackSnapshot) -> SocReport | None:
-        if self.estimator is not None:
-            return self.estimator.step(snap, self.t_s)
+        est = self.estimator
+        if est is not None:
+            extra = None
+            if self.soc_source != "estimator-nobal" and self.peer is None:
+                # The plan that ran since the last step (the Controller's order: SoC first).
+                extra = self.planner.cell_currents_a()
+            rep = est.step(snap, self.t_s, cell_extra_current_a=extra)
+            rel = est.relative_sigma_pct()
+            if self.soc_source == "estimator-rel" and rep is not None and rel is not None:
+                cells = tuple(
+                    CellEstimate(c.soc_pct, r, c.capacity_ah, c.resistance_mohm)
+                    for c, r in zip(rep.cells, rel, strict=True)
+                )
+                rep = SocReport(rep.soc_pct, rep.soc_mean_pct, rep.soh_pct, cells)
+            return rep
         if self.soc_source == "none":
             return None
         return truth_report(self.sim, 0.3)
@@ -282,7 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--bleed-ohm", type=float, default=6.8, help="bleed resistor (6.8: ~0.5 A)")
-    ap.add_argument("--soc", choices=("truth", "estimator", "none"), default="truth")
+    ap.add_argument(
+        "--soc",
+        choices=("truth", "estimator", "estimator-rel", "estimator-nobal", "none"),
+        default="truth",
+    )
     ap.add_argument("--quick", action="store_true", help="one day")
     ap.add_argument(
         "--only",

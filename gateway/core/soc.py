@@ -24,6 +24,7 @@ held in per-cell lists, so a 512-cell pack stepped at 10 Hz stays cheap (see
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field
@@ -60,9 +61,20 @@ class SocConfig(Section):
     min_ocv_slope_mv_per_pct: float = Field(default=1.5, ge=0)
     """Below this OCV slope the voltage is not used: the count is trusted (flat LFP middle)."""
     count_drift_pct_per_sqrt_h: float = Field(default=0.5, ge=0)
-    """How fast the count's uncertainty grows with time (current-sensor offset), % per sqrt(h)."""
+    """How fast the count's uncertainty grows with time (random drift), % per sqrt(h)."""
+    current_offset_sigma_c: float = Field(default=0.002, ge=0)
+    """Current-sensor offset (1 sigma, C-rate): a systematic error, so the count's uncertainty
+    grows linearly with time until the voltage corrects it (0.002 C: 0.2 % per hour)."""
     current_gain_sigma_pct: float = Field(default=1.0, ge=0)
-    """Current-sensor gain uncertainty: the count's error per charge moved, %."""
+    """Current-sensor gain uncertainty: the count's error per charge moved, % (systematic: it
+    adds up linearly over the charge moved)."""
+    current_hold_s: float = Field(default=60.0, gt=0)
+    """A current known at both ends of a step is held across it up to this long (the estimator
+    may be stepped less often than ``stale_s``); the change between the two samples counts as
+    uncertainty. Longer steps, or a current unknown at either end, count as a gap."""
+    extra_current_sigma_pct: float = Field(default=10.0, ge=0)
+    """Uncertainty of the per-cell balancing currents passed to ``step`` (bleed resistor and
+    voltage tolerance), % of the charge they move (systematic, per cell)."""
     gap_current_c: float = Field(default=0.2, ge=0)
     """Current (C-rate, 1 sigma) assumed while the current is unknown (stale, missing, a gap)."""
     stale_s: float = Field(default=5.0, gt=0)
@@ -138,6 +150,15 @@ class SocEstimator:
         self._p00: list[float] = [0.0] * n  # var(soc) in %^2
         self._p01: list[float] = [0.0] * n  # cov(soc, v1) in % V
         self._p11: list[float] = [0.0] * n  # var(v1) in V^2
+        # What var(soc) is made of. In a series string the count's errors (current offset, gain,
+        # gaps) are the same for every cell, so they cancel in cell-to-cell differences; a
+        # cell's own start, capacity error and voltage noise do not. Systematic parts are kept
+        # as sigmas that add up linearly; random parts as variances.
+        self._rc: list[float] = [0.0] * n  # common random variance (drift, gaps, restore)
+        self._sc: list[float] = [0.0] * n  # common systematic sigma (sensor offset and gain)
+        self._si: list[float] = [0.0] * n  # individual systematic sigma (capacity, balancing)
+        # (individual random variance = p00 - rc - sc^2 - si^2: start, voltage noise)
+        self._cell_ah: list[float] = [0.0] * n  # balancing charge counted per cell
         self._cap: list[float] = [cap] * n
         self._cap_var: list[float] = [(0.1 * cap) ** 2] * n
         self._r0_25: list[float] = [chemistry.r0_ohm(cap)] * n  # referred to 25 degC
@@ -155,6 +176,7 @@ class SocEstimator:
         self._discharged_ah = 0.0
         self._cycles0 = 0.0  # cycles restored from a previous run
         self._last_now_s: float | None = None
+        self._last_i: float | None = None  # the pack current at the last step, if known then
         self._rest_since_s: float | None = None
         self._rest_epoch = 0  # counts rests begun
         self._report: SocReport | None = None
@@ -171,18 +193,46 @@ class SocEstimator:
         """Equivalent full cycles: charge discharged over nominal capacity (incl. restored)."""
         return self._cycles0 + self._discharged_ah / self._q_nom_ah
 
-    def step(self, snapshot: PackSnapshot, now_s: float) -> SocReport | None:
+    def step(
+        self,
+        snapshot: PackSnapshot,
+        now_s: float,
+        *,
+        cell_extra_current_a: Sequence[float] | None = None,
+    ) -> SocReport | None:
         """Advance to ``now_s`` with the latest ``snapshot``.
 
         Returns ``None`` until every cell has had one valid voltage (its SoC starts from the
         OCV); afterwards a report every step. Missing, non-finite or stale values are skipped and
         make the uncertainty grow; a gap in time is counted as unknown current.
+
+        Args:
+            snapshot: the pack as of ``now_s``.
+            now_s: monotonic seconds (injected).
+            cell_extra_current_a: per-cell current (A, positive into the cell) on top of the pack
+                current since the previous step, e.g. ``BalancingPlanner.cell_currents_a()``
+                of the plan that ran (a bleeding cell has a negative value). Counted like the pack
+                current. ``None``: none.
+
+        Raises:
+            ValueError: the snapshot or ``cell_extra_current_a`` has another cell count, or an
+                extra current is not finite.
         """
         cfg = self.config
         chem = self.chemistry
         n = self._n
         if snapshot.cell_count != n:
             raise ValueError(f"snapshot has {snapshot.cell_count} cells, estimator {n}")
+        extra: list[float] | None = None
+        if cell_extra_current_a is not None:
+            extra = [float(x) for x in cell_extra_current_a]
+            if len(extra) != n:
+                raise ValueError(f"cell_extra_current_a has {len(extra)} cells, estimator {n}")
+            bad = [k for k, x in enumerate(extra) if not math.isfinite(x)]
+            if bad:
+                raise ValueError(f"cell_extra_current_a[{bad[0]}] (={extra[bad[0]]}) is not finite")
+            if not any(extra):
+                extra = None
         if self._last_now_s is not None and 0.0 <= now_s - self._last_now_s < cfg.min_interval_s:
             return self._report
         dt = 0.0 if self._last_now_s is None else now_s - self._last_now_s
@@ -194,9 +244,25 @@ class SocEstimator:
         i_age = snapshot.current_age_s
         i_known = _finite(i_a) and (i_age is None or i_age <= cfg.stale_s)
         cur = float(i_a) if i_known and i_a is not None else 0.0
-        # Time covered by the current sample; the rest of dt is a gap with unknown current.
-        known_dt = min(dt, cfg.stale_s) if i_known else 0.0
+        # Time covered by the current sample; the rest of dt is a gap with unknown current. A
+        # current known at both ends of the step is held across it (up to current_hold_s): a
+        # step longer than stale_s is then not a gap (treating it as one would throw away the
+        # charge of every step beyond stale_s and call the loss a zero-mean guess).
+        prev_i = self._last_i
+        hold_var = 0.0  # % of nominal capacity squared, common to every cell
+        if not i_known:
+            known_dt = 0.0
+        elif prev_i is not None and dt <= cfg.current_hold_s:
+            known_dt = dt
+            # The path between the two samples is unknown: up to half the change each way.
+            sd = 100.0 * abs(cur - prev_i) * dt / 2.0 / 3600.0 / self._q_nom_ah
+            hold_var = sd * sd
+        else:
+            known_dt = min(dt, cfg.stale_s)
         gap_dt = dt - known_dt
+        self._last_i = cur if i_known else None
+        # Balancing currents flow whether or not the pack current is known (the plan ran).
+        extra_dt = min(dt, cfg.current_hold_s)
 
         d_ah = cur * known_dt / 3600.0
         self._ah += d_ah
@@ -234,6 +300,11 @@ class SocEstimator:
         drift = cfg.count_drift_pct_per_sqrt_h
         q_drift = drift * drift * dt / 3600.0
         gain = cfg.current_gain_sigma_pct / 100.0
+        # Offset: systematic, % of capacity per step (grows linearly, like the error it models).
+        offset_pct = 100.0 * cfg.current_offset_sigma_c * dt / 3600.0
+        extra_err = cfg.extra_current_sigma_pct / 100.0
+        rc_l, sc_l, si_l, cell_ah_l = self._rc, self._sc, self._si, self._cell_ah
+        cap_var_l = self._cap_var
         r_load = (cfg.voltage_sigma_mv / 1000.0) ** 2
         model_err = cfg.model_error_fraction
         r_rest = (cfg.rest_voltage_sigma_mv / 1000.0) ** 2
@@ -271,30 +342,41 @@ class SocEstimator:
             else:
                 fresh = False
             r0 = r0_l[k] * r_scale
+            x_a = extra[k] if extra is not None else 0.0
+            cur_k = cur + x_a  # this cell's current
+            x_ah = x_a * extra_dt / 3600.0
 
             if not self._init[k]:
                 if fresh and v is not None:
-                    self._init_cell(k, v, cur if i_known else 0.0, r0, temp_c, i_known)
+                    self._init_cell(k, v, cur_k if i_known else 0.0, r0, temp_c, i_known)
                     last_v_t[k] = rx_t
                     last_v[k] = v
-                    last_v_i[k] = cur if i_known else _NAN
+                    last_v_i[k] = cur_k if i_known else _NAN
                 continue
 
             # --- predict -------------------------------------------------------------
             cap = cap_l[k]
-            soc = soc_l[k] + 100.0 * d_ah / cap
+            d_pct = 100.0 * d_ah / cap
+            x_pct = 100.0 * x_ah / cap
+            soc = soc_l[k] + d_pct + x_pct
+            if x_ah != 0.0:
+                cell_ah_l[k] += x_ah
             r1 = r1_nom_25 * r_scale
-            v1 = v1_l[k] * a + r1 * (1.0 - a) * cur
-            p00 = p00_l[k] + q_drift
-            if d_ah != 0.0:
-                g = gain * 100.0 * d_ah / cap
-                p00 += g * g
+            v1 = v1_l[k] * a + r1 * (1.0 - a) * cur_k
+            # Process noise, by kind (see __init__): the total goes into the filter, the split
+            # tells what cell-to-cell differences are worth.
+            rc0, sc0, si0 = rc_l[k], sc_l[k], si_l[k]
+            rc = rc0 + q_drift + hold_var * (q_nom / cap) ** 2
+            sc = sc0 + gain * abs(d_pct) + offset_pct * (q_nom / cap)
+            si = si0 + abs(d_pct + x_pct) * math.sqrt(cap_var_l[k]) / cap + extra_err * abs(x_pct)
+            p00 = p00_l[k] + (rc - rc0) + (sc * sc - sc0 * sc0) + (si * si - si0 * si0)
             p01 = p01_l[k] * a
             p11 = p11_l[k] * a * a + 1e-8 * dt
             if gap_dt > 0.0:
                 # Unknown current for gap_dt: its charge is a zero-mean guess with this spread.
                 sd = 100.0 * cfg.gap_current_c * gap_dt / 3600.0 * (q_nom / cap)
                 p00 += sd * sd
+                rc += sd * sd
                 v1 *= a_gap
                 p01 *= a_gap
                 p11 = p11 * a_gap * a_gap + (r1 * cfg.gap_current_c * q_nom) ** 2 * (
@@ -309,13 +391,13 @@ class SocEstimator:
                 use_rest = rested and self._rest_used[k] != rest_id
                 if slope >= min_slope and (use_rest or not resting):
                     h0 = slope
-                    y = v - (chem.ocv_voltage(soc, temp_c) + v1 + r0 * cur)
+                    y = v - (chem.ocv_voltage(soc, temp_c) + v1 + r0 * cur_k)
                     if use_rest:
                         r_meas = r_rest
                     else:
                         # The circuit misses part of the polarisation (diffusion): the error
                         # grows with the current.
-                        pol = model_err * (r0 + r1) * cur
+                        pol = model_err * (r0 + r1) * cur_k
                         r_meas = r_load + pol * pol
                     ph0 = h0 * p00 + p01
                     ph1 = h0 * p01 + p11
@@ -324,24 +406,37 @@ class SocEstimator:
                     k1 = ph1 / s
                     soc += k0 * y
                     v1 += k1 * y
+                    p00_prior = p00
                     p00 -= k0 * ph0
                     p01 -= k0 * ph1
                     p11 -= k1 * ph1
+                    # The prior error (every part of it) survives scaled by 1 - k0 * h0; what the
+                    # voltage adds (its noise) is the cell's own.
+                    g = 1.0 - k0 * h0
+                    rc *= g * g
+                    sc *= abs(g)
+                    si *= abs(g)
+                    rc, sc, si = _fit_parts(rc, sc, si, p00, p00_prior)
                 if use_rest:
                     self._rest_used[k] = rest_id
                     if slope >= min_slope and p00 <= conf_var:
                         soc = self._anchor(k, min(100.0, max(0.0, soc)), p00)
                 # R0 from a current step answered by a voltage step.
                 lv_i = last_v_i[k]
-                di = cur - lv_i
+                di = cur_k - lv_i
                 if abs(di) >= step_i and rx_t - last_v_t[k] <= step_dt and math.isfinite(lv_i):
                     sample = (v - last_v[k]) / di / r_scale
                     if r0_nom_lo <= sample <= r0_nom_hi:
                         r0_l[k] += r0_gain * (sample - r0_l[k])
                 # Full: upper voltage with a tapered charge current.
-                if v >= full_v and 0.0 < cur <= full_i:
+                if v >= full_v and cur > 0.0 and cur_k <= full_i:
                     soc = 100.0
-                    p00 = min(p00, 0.25)
+                    if p00 > 0.25:
+                        f = 0.25 / p00
+                        rc *= f
+                        sc *= math.sqrt(f)
+                        si *= math.sqrt(f)
+                        p00 = 0.25
                     p01 = 0.0
                     if not self._full_latched[k]:
                         self._full_latched[k] = True
@@ -350,7 +445,7 @@ class SocEstimator:
                     self._full_latched[k] = False
                 last_v_t[k] = rx_t
                 last_v[k] = v
-                last_v_i[k] = cur
+                last_v_i[k] = cur_k
             elif fresh:
                 last_v_t[k] = rx_t
                 last_v[k] = v if v is not None else _NAN
@@ -358,7 +453,13 @@ class SocEstimator:
 
             # Keep the covariance a covariance (rounding) and the SoC in range.
             # 50 % sigma is knowing nothing: no need to grow further.
+            if p00 > 2500.0:
+                f = 2500.0 / p00
+                rc *= f
+                sc *= math.sqrt(f)
+                si *= math.sqrt(f)
             p00 = min(max(p00, 1e-6), 2500.0)
+            rc_l[k], sc_l[k], si_l[k] = rc, sc, si
             p11 = max(p11, 1e-12)
             lim = math.sqrt(p00 * p11)
             if p01 > lim:
@@ -398,6 +499,29 @@ class SocEstimator:
             cells=cells,
         )
 
+    def relative_sigma_pct(self) -> tuple[float, ...] | None:
+        """Each cell's SoC uncertainty relative to the rest of the string (1 sigma, %).
+
+        In a series string one current flows through every cell, so the count's errors (sensor
+        offset and gain, gaps, the time the gateway was down) move every cell's estimate alike:
+        they are in ``soc_sigma_pct`` (what the absolute SoC is worth) but cancel in cell-to-cell
+        differences. What remains is each cell's own: its start, its capacity error, the voltage
+        noise of its corrections, the tolerance of its balancing current, and the part of the
+        common error that corrections removed from some cells and not from others (taken against
+        the median cell, as an upper bound ``|common_k - common_median|``). This is what a
+        balancing decision (a cell's charge above the others) should be weighed against.
+        ``None`` while some cell has not had a valid voltage.
+        """
+        if not all(self._init):
+            return None
+        common = [rc + sc * sc for rc, sc in zip(self._rc, self._sc, strict=True)]
+        ref = sorted(common)[self._n // 2]
+        out = []
+        for k in range(self._n):
+            own = max(0.0, self._p00[k] - common[k])
+            out.append(math.sqrt(min(self._p00[k], own + abs(common[k] - ref))))
+        return tuple(out)
+
     def export_state(self) -> dict[str, Any]:
         """Everything needed to resume after a restart, as JSON-friendly plain values."""
         return {
@@ -408,6 +532,10 @@ class SocEstimator:
             "initialised": list(self._init),
             "soc_pct": [_json_float(x) for x in self._soc],
             "soc_var": list(self._p00),
+            "soc_var_common": [
+                min(p, rc + sc * sc)
+                for p, rc, sc in zip(self._p00, self._rc, self._sc, strict=True)
+            ],
             "v1_v": list(self._v1),
             "cov_soc_v1": list(self._p01),
             "v1_var": list(self._p11),
@@ -468,6 +596,11 @@ class SocEstimator:
             raise ValueError("state initialised must hold booleans")
         soc = vec("soc_pct", 0.0, 100.0, allow_nan=True)
         soc_var = vec("soc_var", 0.0, 1e6)
+        # Older states have no split: all individual (the cautious reading for differences).
+        if "soc_var_common" in state:
+            soc_var_common = vec("soc_var_common", 0.0, 1e6)
+        else:
+            soc_var_common = [0.0] * n
         v1 = vec("v1_v", -5.0, 5.0)
         p01 = vec("cov_soc_v1", -1e6, 1e6)
         p11 = vec("v1_var", 0.0, 1e3)
@@ -485,6 +618,15 @@ class SocEstimator:
         self._init = [bool(b) for b in init_raw]
         self._soc = soc
         self._p00 = [min(2500.0, p + extra) for p in soc_var]
+        # While we were down the pack moved for every cell alike: the added part is common.
+        self._rc = [
+            min(c, p) + extra if p + extra <= 2500.0 else (min(c, p) + extra) * 2500.0 / (p + extra)
+            for c, p in zip(soc_var_common, soc_var, strict=True)
+        ]
+        self._sc = [0.0] * n
+        self._si = [0.0] * n
+        self._cell_ah = [0.0] * n
+        self._last_i = None
         self._v1 = [0.0 * x for x in v1]  # relaxed while we were down
         self._p01 = [0.0 * x for x in p01]
         self._p11 = [max(p, 1e-12) for p in p11]
@@ -514,12 +656,21 @@ class SocEstimator:
         err_v = self.config.voltage_sigma_mv / 1000.0 + 0.5 * abs(r0 * cur)
         if not i_known:
             err_v += r0 * self.config.gap_current_c * self._q_nom_ah
-        sigma = min(50.0, max(1.0, err_v / slope))
+        # The local slope alone is not enough: a curve with flat stretches between steep ones
+        # (LFP) maps a voltage +-2 sigma onto a wide SoC range even where it is locally steep.
+        # Half that range (the +-2 sigma span over 4) is the start's sigma, if wider.
+        lo = chem.ocv_soc(ocv_v - 2.0 * err_v, temp_c)
+        hi = chem.ocv_soc(ocv_v + 2.0 * err_v, temp_c)
+        sigma = min(50.0, max(1.0, err_v / slope, (hi - lo) / 4.0))
         self._init[k] = True
         self._soc[k] = soc
         self._v1[k] = 0.0
         self._p00[k] = sigma * sigma
         self._p01[k] = 0.0
+        # The start is the cell's own voltage reading: all of it individual.
+        self._rc[k] = 0.0
+        self._sc[k] = 0.0
+        self._si[k] = 0.0
         r1 = chem.r1_ohm(self._q_nom_ah)
         self._p11[k] = (r1 * max(abs(cur), 0.05 * self._q_nom_ah)) ** 2
 
@@ -529,7 +680,7 @@ class SocEstimator:
         if math.isfinite(a_soc):
             d_soc = soc - a_soc
             if abs(d_soc) >= self.config.capacity_min_delta_pct:
-                d_ah = self._ah - self._anchor_ah[k]
+                d_ah = self._ah + self._cell_ah[k] - self._anchor_ah[k]
                 sample = d_ah / (d_soc / 100.0)
                 q_nom = self._q_nom_ah
                 if 0.5 * q_nom <= sample <= 1.5 * q_nom:
@@ -544,7 +695,7 @@ class SocEstimator:
                     self._cap[k] += kg * (sample - self._cap[k])
                     self._cap_var[k] = (1.0 - kg) * c_var + (0.002 * q_nom) ** 2
         self._anchor_soc[k] = soc
-        self._anchor_ah[k] = self._ah
+        self._anchor_ah[k] = self._ah + self._cell_ah[k]
         self._anchor_var[k] = var
         return soc
 
@@ -553,6 +704,17 @@ class SocEstimator:
         self._anchor_soc = [_NAN] * n
         self._anchor_ah = [_NAN] * n
         self._anchor_var = [_NAN] * n
+
+
+def _fit_parts(
+    rc: float, sc: float, si: float, p00: float, p00_prior: float
+) -> tuple[float, float, float]:
+    """Keep the parts of var(soc) within the total after a correction (rounding, the v1 link)."""
+    total = rc + sc * sc + si * si
+    if total > p00 > 0.0:
+        f = p00 / total
+        return rc * f, sc * math.sqrt(f), si * math.sqrt(f)
+    return rc, sc, si
 
 
 def _json_float(x: float) -> float | None:
