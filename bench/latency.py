@@ -284,7 +284,9 @@ async def _run_adapters(
     from gateway.sunspec.server import SunSpecServer
 
     ctrl = Controller(settings)
-    calc = LimitsCalculator(settings.limits, settings.pack) if own_limits else None
+    calc = (
+        LimitsCalculator(settings.limits, settings.pack, settings.timeouts) if own_limits else None
+    )
     new_data = asyncio.Event()
 
     def on_frame(readings: Any, t_s: float) -> None:

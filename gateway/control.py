@@ -51,8 +51,8 @@ class Controller:
             self.soc = SocEstimator(
                 settings.soc, settings.pack, resolve_chemistry(settings.pack, settings.soc)
             )
-            self.protection = Protection(settings.protection, settings.pack)
-            self.limits = LimitsCalculator(settings.limits, settings.pack)
+            self.protection = Protection(settings.protection, settings.pack, settings.timeouts)
+            self.limits = LimitsCalculator(settings.limits, settings.pack, settings.timeouts)
             self.balancing = BalancingPlanner(settings.balancing, settings.pack)
         except ValueError as e:
             raise ConfigError(str(e)) from None

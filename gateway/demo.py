@@ -28,7 +28,7 @@ from gateway.app import Gateway
 from gateway.core.chemistry import get_chemistry
 from gateway.mqtt.broker import LocalBroker
 from gateway.settings import Settings
-from gateway.sim.emitter import run_sim_on_bus
+from gateway.sim.emitter import FrameRates, run_sim_on_bus
 from gateway.sim.inverter import PvLoadProfile, StorageControllerSim
 from gateway.sim.pack import PackSim, PackSimConfig
 from gateway.view import render
@@ -79,6 +79,22 @@ def demo_settings(
     )
 
 
+def demo_rates(speed: float) -> FrameRates:
+    """Frame periods for ``speed``: the DBC's at real time, sparser when accelerated.
+
+    At 240x the DBC rates would be ~20,000 frames per wall second; stretching the periods keeps
+    the bus near 1,000 while every period stays well inside the gateway's input timeouts.
+    """
+    k = max(1.0, speed / 20.0)
+    base = FrameRates()
+    return FrameRates(
+        cell_voltages_s=min(0.1 * k, 1.0),
+        pack_values_s=min(0.02 * k, 0.5),
+        cell_temperatures_s=min(1.0 * k, 2.0),
+        balancing_status_s=base.balancing_status_s,
+    )
+
+
 async def _demo(
     settings: Settings,
     speed: float,
@@ -126,7 +142,8 @@ async def _demo(
                 "127.0.0.1",
                 modbus_port,
                 unit_id=s.sunspec.unit_id,
-                poll_s=0.2,
+                # A storage controller polls about once a second; keep that in simulated time.
+                poll_s=max(0.02, min(0.2, 1.0 / speed)),
                 profile=PvLoadProfile(start_hour=10.0, pv_peak_w=0.5 * pack.capacity_ah * 51.2),
                 nominal_voltage_v=pack.cells * chem.nominal_v,
                 clock=clock,
@@ -146,6 +163,7 @@ async def _demo(
                     speed=speed,
                     current_source=inverter.current_a,
                     stop=stop,
+                    rates=demo_rates(speed),
                 )
 
             async def run_view() -> None:

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from gateway.canbus.config import CanConfig
 from gateway.core.balancing import BalancingConfig
 from gateway.core.config import Section
+from gateway.core.freshness import TimeoutsConfig
 from gateway.core.limits import LimitsConfig
 from gateway.core.pack import PackConfig
 from gateway.core.protection import ProtectionConfig
@@ -76,6 +77,7 @@ class Settings(BaseSettings):
     can: CanConfig = CanConfig()
     control: ControlConfig = ControlConfig()
     soc: SocConfig = SocConfig()
+    timeouts: TimeoutsConfig = TimeoutsConfig()
     protection: ProtectionConfig = ProtectionConfig()
     limits: LimitsConfig = LimitsConfig()
     balancing: BalancingConfig = BalancingConfig()

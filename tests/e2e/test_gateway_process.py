@@ -27,6 +27,7 @@ from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
 from gateway.core.chemistry import get_chemistry
 from gateway.mqtt.broker import free_port
+from gateway.state_store import load_state
 from tests.mqtt.conftest import Mosquitto
 
 SPEED = 240.0  # 40 wall seconds = 2 h 40 min of pack time
@@ -196,7 +197,8 @@ def test_gateway_process_end_to_end(tmp_path: Path) -> None:
 
     # The state file was written on stop; a restart resumes SoC from it instead of from OCV.
     state_file = state_dir / "estimator.json"
-    saved = json.loads(state_file.read_text())
+    saved = load_state(state_file)
+    assert saved is not None
     saved_soc = saved["soc_pct"]
     log2 = tmp_path / "gateway2.log"
     proc2 = _start(config, state_dir, log2)
