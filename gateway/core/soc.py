@@ -52,6 +52,16 @@ class SocConfig(Section):
     """Voltage error under load: sensor noise plus what the circuit model misses (1 sigma)."""
     model_error_fraction: float = Field(default=1.0, ge=0)
     """Circuit-model error under load as a fraction of the modelled polarisation (R0+R1)*I."""
+    load_bias_mv: float = Field(default=5.0, ge=0)
+    """Part of the voltage error under load that does not average out over samples (model
+    error that lasts as long as the current): it bounds how far repeated corrections under load
+    can be trusted, and is added to the reported sigma until a rest or full removes it ..."""
+    load_bias_fraction: float = Field(default=0.5, ge=0)
+    """... plus this fraction of the modelled polarisation (R0 + R1) * I ..."""
+    load_bias_pct_per_c: float = Field(default=10.0, ge=0)
+    """... or, if larger, this many % of SoC per C of current: diffusion the 1-RC circuit does
+    not model shifts the loaded voltage like a surface SoC off the bulk SoC (PyBaMM's LFP near
+    empty: 1.4 % at 0.09 C, about 47 mV on the steep end)."""
     rest_voltage_sigma_mv: float = Field(default=4.0, gt=0)
     """Voltage error after a rest of ``rest_s`` (the relaxed voltage is almost the OCV)."""
     rest_current_c: float = Field(default=0.01, ge=0)
@@ -158,6 +168,12 @@ class SocEstimator:
         self._sc: list[float] = [0.0] * n  # common systematic sigma (sensor offset and gain)
         self._si: list[float] = [0.0] * n  # individual systematic sigma (capacity, balancing)
         # (individual random variance = p00 - rc - sc^2 - si^2: start, voltage noise)
+        # Bias taken in from corrections under load: the circuit model's error is not noise
+        # that averages out over samples but stays for as long as the current does, so the
+        # filter's own variance (which treats each sample as independent) shrinks below what
+        # the estimate is worth. Tracked as a sigma beside the filter (not in it, so it does not
+        # make the filter follow the biased voltage harder) and added to the reported sigma.
+        self._sb: list[float] = [0.0] * n
         self._cell_ah: list[float] = [0.0] * n  # balancing charge counted per cell
         self._cap: list[float] = [cap] * n
         self._cap_var: list[float] = [(0.1 * cap) ** 2] * n
@@ -303,7 +319,11 @@ class SocEstimator:
         # Offset: systematic, % of capacity per step (grows linearly, like the error it models).
         offset_pct = 100.0 * cfg.current_offset_sigma_c * dt / 3600.0
         extra_err = cfg.extra_current_sigma_pct / 100.0
+        bias_floor_v = cfg.load_bias_mv / 1000.0
+        bias_frac = cfg.load_bias_fraction
+        bias_pct_c = cfg.load_bias_pct_per_c
         rc_l, sc_l, si_l, cell_ah_l = self._rc, self._sc, self._si, self._cell_ah
+        sb_l = self._sb
         cap_var_l = self._cap_var
         r_load = (cfg.voltage_sigma_mv / 1000.0) ** 2
         model_err = cfg.model_error_fraction
@@ -366,6 +386,7 @@ class SocEstimator:
             # Process noise, by kind (see __init__): the total goes into the filter, the split
             # tells what cell-to-cell differences are worth.
             rc0, sc0, si0 = rc_l[k], sc_l[k], si_l[k]
+            sb = sb_l[k]
             rc = rc0 + q_drift + hold_var * (q_nom / cap) ** 2
             sc = sc0 + gain * abs(d_pct) + offset_pct * (q_nom / cap)
             si = si0 + abs(d_pct + x_pct) * math.sqrt(cap_var_l[k]) / cap + extra_err * abs(x_pct)
@@ -391,6 +412,12 @@ class SocEstimator:
                 use_rest = rested and self._rest_used[k] != rest_id
                 if slope >= min_slope and (use_rest or not resting):
                     h0 = slope
+                    if use_rest and sb > 0.0:
+                        # A relaxed voltage carries no load bias: let the filter weigh it
+                        # against everything the estimate may be off by.
+                        p00 += sb * sb
+                        rc += sb * sb
+                        sb = 0.0
                     y = v - (chem.ocv_voltage(soc, temp_c) + v1 + r0 * cur_k)
                     if use_rest:
                         r_meas = r_rest
@@ -417,9 +444,16 @@ class SocEstimator:
                     sc *= abs(g)
                     si *= abs(g)
                     rc, sc, si = _fit_parts(rc, sc, si, p00, p00_prior)
+                    # A constant bias b in the measurement leaves g * e + (1 - g) * b: under
+                    # load the whole measurement error may be such a bias (model error).
+                    sb *= abs(g)
+                    if not use_rest:
+                        bias_v = bias_floor_v + bias_frac * abs((r0 + r1) * cur_k)
+                        bias = max(bias_v / h0, bias_pct_c * abs(cur_k) / q_nom)
+                        sb += (1.0 - abs(g)) * bias
                 if use_rest:
                     self._rest_used[k] = rest_id
-                    if slope >= min_slope and p00 <= conf_var:
+                    if slope >= min_slope and p00 + sb * sb <= conf_var:
                         soc = self._anchor(k, min(100.0, max(0.0, soc)), p00)
                 # R0 from a current step answered by a voltage step.
                 lv_i = last_v_i[k]
@@ -431,6 +465,7 @@ class SocEstimator:
                 # Full: upper voltage with a tapered charge current.
                 if v >= full_v and cur > 0.0 and cur_k <= full_i:
                     soc = 100.0
+                    sb = 0.0
                     if p00 > 0.25:
                         f = 0.25 / p00
                         rc *= f
@@ -460,6 +495,7 @@ class SocEstimator:
                 si *= math.sqrt(f)
             p00 = min(max(p00, 1e-6), 2500.0)
             rc_l[k], sc_l[k], si_l[k] = rc, sc, si
+            sb_l[k] = min(sb, 50.0)
             p11 = max(p11, 1e-12)
             lim = math.sqrt(p00 * p11)
             if p01 > lim:
@@ -484,7 +520,7 @@ class SocEstimator:
         cells = tuple(
             CellEstimate(
                 soc_pct=self._soc[k],
-                soc_sigma_pct=math.sqrt(self._p00[k]),
+                soc_sigma_pct=min(50.0, math.sqrt(self._p00[k] + self._sb[k] ** 2)),
                 capacity_ah=self._cap[k],
                 resistance_mohm=self._r0_25[k] * r_scale,
             )
@@ -514,12 +550,16 @@ class SocEstimator:
         """
         if not all(self._init):
             return None
-        common = [rc + sc * sc for rc, sc in zip(self._rc, self._sc, strict=True)]
+        # The model bias under load is counted as common: every cell sees the same current
+        # through similar cells (cells at other SoCs differ, which the median term covers).
+        sb2 = [b * b for b in self._sb]
+        total = [p + b for p, b in zip(self._p00, sb2, strict=True)]
+        common = [rc + sc * sc + b for rc, sc, b in zip(self._rc, self._sc, sb2, strict=True)]
         ref = sorted(common)[self._n // 2]
         out = []
         for k in range(self._n):
-            own = max(0.0, self._p00[k] - common[k])
-            out.append(math.sqrt(min(self._p00[k], own + abs(common[k] - ref))))
+            own = max(0.0, total[k] - common[k])
+            out.append(math.sqrt(min(total[k], own + abs(common[k] - ref))))
         return tuple(out)
 
     def export_state(self) -> dict[str, Any]:
@@ -531,10 +571,10 @@ class SocEstimator:
             "nominal_capacity_ah": self._q_nom_ah,
             "initialised": list(self._init),
             "soc_pct": [_json_float(x) for x in self._soc],
-            "soc_var": list(self._p00),
+            "soc_var": [p + b * b for p, b in zip(self._p00, self._sb, strict=True)],
             "soc_var_common": [
-                min(p, rc + sc * sc)
-                for p, rc, sc in zip(self._p00, self._rc, self._sc, strict=True)
+                min(p, rc + sc * sc) + b * b
+                for p, rc, sc, b in zip(self._p00, self._rc, self._sc, self._sb, strict=True)
             ],
             "v1_v": list(self._v1),
             "cov_soc_v1": list(self._p01),
@@ -625,6 +665,7 @@ class SocEstimator:
         ]
         self._sc = [0.0] * n
         self._si = [0.0] * n
+        self._sb = [0.0] * n
         self._cell_ah = [0.0] * n
         self._last_i = None
         self._v1 = [0.0 * x for x in v1]  # relaxed while we were down
@@ -671,6 +712,7 @@ class SocEstimator:
         self._rc[k] = 0.0
         self._sc[k] = 0.0
         self._si[k] = 0.0
+        self._sb[k] = 0.0
         r1 = chem.r1_ohm(self._q_nom_ah)
         self._p11[k] = (r1 * max(abs(cur), 0.05 * self._q_nom_ah)) ** 2
 

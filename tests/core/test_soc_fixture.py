@@ -96,3 +96,38 @@ def test_lfp_day_from_pybamm_beats_counting_and_ends_recalibrated() -> None:
     assert _rmse(after_morning) < 3.0
     assert abs(ekf[-1]) < 1.0
     assert cap_est == pytest.approx(cap_true, rel=0.04)
+
+
+def _cold_run(name: str) -> tuple[list[float], list[float], list[float]]:
+    """The same day with the same sensor errors, started from the OCV of the first sample."""
+    cap_true, rows = _load(name)
+    rng = random.Random(7)
+    pack = PackConfig(cells=1, temp_sensors=1, chemistry=name, capacity_ah=cap_true * 1.05)
+    # Default stale_s (5 s) on 10 s samples: the estimator must hold the current across steps.
+    est = SocEstimator(SocConfig(), pack, get_chemistry(name))
+    offset_a = 0.002 * 2.0 * cap_true
+    t_s, err, sigma = [], [], []
+    for row in rows:
+        v = round((row[2] + rng.gauss(0.0, 0.002)) / 0.001) * 0.001
+        rep = est.step(snap(row[0], [v], row[1] * 1.005 + offset_a, temp_c=row[3]), row[0])
+        assert rep is not None
+        t_s.append(row[0])
+        err.append(rep.cells[0].soc_pct - row[4])
+        sigma.append(rep.cells[0].soc_sigma_pct)
+    return t_s, err, sigma
+
+
+@pytest.mark.parametrize("name", ["nmc", "lfp"])
+def test_reported_sigma_covers_the_true_error_all_day(name: str) -> None:
+    # Honest uncertainty: after the first minutes, |error| <= 3 sigma at every sample (the
+    # balancing planner waits on sigma; a confident wrong estimate would make it act).
+    t_s, err, sigma = _cold_run(name)
+    late = [(t, e, s) for t, e, s in zip(t_s, err, sigma, strict=True) if t >= 300.0]
+    worst = max(late, key=lambda x: abs(x[1]) / x[2])
+    assert abs(worst[1]) <= 3.0 * worst[2], (
+        f"at {worst[0]:.0f} s: error {worst[1]:.2f} %, sigma {worst[2]:.2f} %"
+    )
+    # ... and the sigma is not honest by being useless: small once the day passed a steep part.
+    after_morning = [e for t, e in zip(t_s, err, strict=True) if t >= 8 * 3600.0]
+    assert _rmse(after_morning) < (1.5 if name == "lfp" else 1.0)
+    assert sigma[-1] < 1.0
