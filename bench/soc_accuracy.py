@@ -281,10 +281,27 @@ class Result:
     first_within_s: float | None  # first time within CONVERGED_PCT
     stays_within_s: float | None  # from when on the error stays within STAYS_PCT
     final_err_pct: float
+    # Honesty of the reported sigma, after the first 5 minutes: share of samples with
+    # |error| <= 3 sigma, and the worst |error| / sigma.
+    covered_pct: float = math.nan
+    worst_ratio: float = math.nan
 
 
-def score(name: str, t_s: list[float], est: list[float], truth: list[float]) -> Result:
-    """RMSE over the day, max error after 30 minutes, and two convergence times."""
+def coverage(t_s: list[float], err: list[float], sigma: list[float]) -> tuple[float, float]:
+    """After 5 minutes: % of samples with |err| <= 3 sigma, and the largest |err| / sigma."""
+    pairs = [(abs(e), s) for t, e, s in zip(t_s, err, sigma, strict=True) if t >= 300.0]
+    ok = sum(1 for e, s in pairs if e <= 3.0 * s)
+    return 100.0 * ok / len(pairs), max(e / s for e, s in pairs)
+
+
+def score(
+    name: str,
+    t_s: list[float],
+    est: list[float],
+    truth: list[float],
+    sigma: list[float] | None = None,
+) -> Result:
+    """RMSE over the day, max error after 30 minutes, two convergence times, sigma honesty."""
     err = [e - tr for e, tr in zip(est, truth, strict=True)]
     rmse = math.sqrt(math.fsum(e * e for e in err) / len(err))
     late = [abs(e) for t, e in zip(t_s, err, strict=True) if t >= 1800.0]
@@ -296,11 +313,19 @@ def score(name: str, t_s: list[float], est: list[float], truth: list[float]) -> 
             break
     after8 = [e for t, e in zip(t_s, err, strict=True) if t >= 8 * 3600.0]
     rmse8 = math.sqrt(math.fsum(e * e for e in after8) / len(after8))
-    return Result(name, rmse, max(late), rmse8, first, stays, err[-1])
+    res = Result(name, rmse, max(late), rmse8, first, stays, err[-1])
+    if sigma is not None:
+        res.covered_pct, res.worst_ratio = coverage(t_s, err, sigma)
+    return res
 
 
-def run(truth: Truth, seed: int = 7, config: SocConfig | None = None) -> dict[str, Any]:
-    """Feed the BMS view of ``truth`` to the estimator and the two baselines; score them."""
+def run(
+    truth: Truth, seed: int = 7, config: SocConfig | None = None, cold: bool = False
+) -> dict[str, Any]:
+    """Feed the BMS view of ``truth`` to the estimator and the two baselines; score them.
+
+    ``cold``: start from the OCV of the first sample instead of the wrong restored state.
+    """
     rng = random.Random(seed)
     chem = get_chemistry(truth.chemistry)
     cap_true = truth.capacity_ah
@@ -322,9 +347,12 @@ def run(truth: Truth, seed: int = 7, config: SocConfig | None = None) -> dict[st
     state = est.export_state()
     true0 = truth.soc_pct[0]
     wrong0 = true0 + INIT_ERROR_PCT if true0 < 50.0 else true0 - INIT_ERROR_PCT
-    state["soc_pct"] = [wrong0]
-    state["soc_var"] = [0.0]
-    est.restore(state)
+    if cold:
+        wrong0 = state["soc_pct"][0]
+    else:
+        state["soc_pct"] = [wrong0]
+        state["soc_var"] = [0.0]
+        est.restore(state)
 
     cc = wrong0
     ekf: list[float] = []
@@ -350,7 +378,7 @@ def run(truth: Truth, seed: int = 7, config: SocConfig | None = None) -> dict[st
     assert final is not None
     return {
         "results": [
-            score("estimator (EKF)", truth.t_s, ekf, truth.soc_pct),
+            score("estimator (EKF)", truth.t_s, ekf, truth.soc_pct, sigma),
             score("coulomb counting", truth.t_s, count, truth.soc_pct),
             score("OCV lookup (IR-corrected)", truth.t_s, ocv, truth.soc_pct),
         ],
@@ -386,6 +414,9 @@ def run_pack(name: str, cache: Path, seed: int = 11) -> dict[str, Any]:
     offset_a = I_OFFSET_FS * FULL_SCALE_C * cap_ref
     t_s = truths[0].t_s
     err: list[list[float]] = [[] for _ in range(n)]
+    sig: list[list[float]] = [[] for _ in range(n)]
+    rel_err: list[list[float]] = [[] for _ in range(n)]
+    rel_sig: list[list[float]] = [[] for _ in range(n)]
     pack_err: list[float] = []
     for k, t in enumerate(t_s):
         volts: list[float | None] = [
@@ -397,8 +428,21 @@ def run_pack(name: str, cache: Path, seed: int = 11) -> dict[str, Any]:
         rep = est.step(snapshot(t, volts, i, tc), t)
         assert rep is not None
         true = [tr.soc_pct[k] for tr in truths]
+        rel = est.relative_sigma_pct()
+        assert rel is not None
+        errs = [rep.cells[j].soc_pct - true[j] for j in range(n)]
         for j in range(n):
-            err[j].append(rep.cells[j].soc_pct - true[j])
+            err[j].append(errs[j])
+            sig[j].append(rep.cells[j].soc_sigma_pct)
+            # A cell against the others: its error less the others' mean error (what a
+            # balancing decision sees), against its relative sigma (+ the others', averaged).
+            others = [errs[x] for x in range(n) if x != j]
+            rel_err[j].append(errs[j] - math.fsum(others) / len(others))
+            rel_sig[j].append(
+                math.sqrt(
+                    rel[j] ** 2 + math.fsum(rel[x] ** 2 for x in range(n) if x != j) / (n - 1) ** 2
+                )
+            )
         true_pack = pack_soc_pct(min(true), max(true))
         pack_err.append(rep.soc_pct - true_pack)
     final = est.report()
@@ -406,9 +450,15 @@ def run_pack(name: str, cache: Path, seed: int = 11) -> dict[str, Any]:
     cells = []
     for j, tr in enumerate(truths):
         r = score(
-            f"cell {j}", t_s, [e + x for e, x in zip(err[j], tr.soc_pct, strict=True)], tr.soc_pct
+            f"cell {j}",
+            t_s,
+            [e + x for e, x in zip(err[j], tr.soc_pct, strict=True)],
+            tr.soc_pct,
+            sig[j],
         )
-        cells.append((r, tr.capacity_ah, final.cells[j].capacity_ah))
+        rel_cov = coverage(t_s, rel_err[j], rel_sig[j])
+        rel_rms = math.sqrt(math.fsum(e * e for e in rel_err[j]) / len(rel_err[j]))
+        cells.append((r, tr.capacity_ah, final.cells[j].capacity_ah, rel_cov, rel_rms))
     true_soh = 100.0 * min(tr.capacity_ah for tr in truths) / cap_cfg
     return {
         "cells": cells,
@@ -504,6 +554,9 @@ def main() -> None:
             flat = run(truth, config=SocConfig(min_ocv_slope_mv_per_pct=0.2))["results"][0]
             flat.name = "estimator, plateau used (0.2 mV/%)"
             out["results"].append(flat)
+        cold = run(truth, cold=True)["results"][0]
+        cold.name = "estimator, cold start from OCV"
+        out["results"].append(cold)
         lo, hi = min(truth.soc_pct), max(truth.soc_pct)
         sim = f"{truth.sim_s:.0f} s" if math.isfinite(truth.sim_s) else f"cached, {wall:.1f} s"
         print(
@@ -513,14 +566,15 @@ def main() -> None:
         print(
             f"  {'method':34s} {'RMSE %':>7s} {'max>30min %':>11s} {'RMSE 8-24h':>10s} "
             f"{'within 2 % at':>13s} "
-            f"{'stays in 3 % from':>17s} {'final err %':>11s}"
+            f"{'stays in 3 % from':>17s} {'final err %':>11s} {'<=3 sigma %':>11s} "
+            f"{'worst err/sigma':>15s}"
         )
         for r in out["results"]:
             print(
                 f"  {r.name:34s} {r.rmse_pct:7.2f} {r.max_after_30min_pct:11.2f} "
                 f"{r.rmse_after_8h_pct:10.2f} "
                 f"{_minutes(r.first_within_s):>13s} {_minutes(r.stays_within_s):>17s} "
-                f"{r.final_err_pct:11.2f}"
+                f"{r.final_err_pct:11.2f} {r.covered_pct:11.1f} {r.worst_ratio:15.1f}"
             )
         print(
             f"  capacity: true {out['capacity_true_ah']:.3f} Ah, configured "
@@ -535,11 +589,14 @@ def main() -> None:
                 f"{', '.join(f'{f:g}' for f, _ in PACK_CELLS)}; start "
                 f"{', '.join(f'{s0 * 100:g}' for _, s0 in PACK_CELLS)} %), SoC from OCV:"
             )
-            for r, cap_true, cap_est in pk["cells"]:
+            for r, cap_true, cap_est, rel_cov, rel_rms in pk["cells"]:
                 print(
                     f"    {r.name}: RMSE {r.rmse_pct:.2f} %, max>30min "
                     f"{r.max_after_30min_pct:.2f} %, RMSE 8-24h {r.rmse_after_8h_pct:.2f} %; "
-                    f"capacity true {cap_true:.3f} Ah, estimated {cap_est:.3f}"
+                    f"capacity true {cap_true:.3f} Ah, estimated {cap_est:.3f}; "
+                    f"|err| <= 3 sigma {r.covered_pct:.1f} % (worst {r.worst_ratio:.1f} sigma); "
+                    f"against the others: RMS {rel_rms:.2f} %, <= 3 rel. sigma "
+                    f"{rel_cov[0]:.1f} % (worst {rel_cov[1]:.1f})"
                 )
             print(
                 f"    pack SoC (blended) against the true cells' blend: RMSE "

@@ -165,9 +165,14 @@ class SocEstimator:
         # cell's own start, capacity error and voltage noise do not. Systematic parts are kept
         # as sigmas that add up linearly; random parts as variances.
         self._rc: list[float] = [0.0] * n  # common random variance (drift, gaps, restore)
-        self._sc: list[float] = [0.0] * n  # common systematic sigma (sensor offset and gain)
-        self._si: list[float] = [0.0] * n  # individual systematic sigma (capacity, balancing)
-        # (individual random variance = p00 - rc - sc^2 - si^2: start, voltage noise)
+        # Systematic errors as signed sensitivities (their sign follows the charge that made
+        # them: a capacity or gain error over a charge and the matching discharge cancels).
+        self._sc: list[float] = [0.0] * n  # common: current-sensor offset (grows with time)
+        self._sg: list[float] = [0.0] * n  # common: current-sensor gain (follows net charge)
+        self._si: list[float] = [0.0] * n  # individual: capacity (follows the cell's net charge)
+        self._sx: list[float] = [0.0] * n  # individual: balancing current tolerance
+        # (individual random variance = p00 - rc - the squares of the above: start, voltage
+        # noise)
         # Bias taken in from corrections under load: the circuit model's error is not noise
         # that averages out over samples but stays for as long as the current does, so the
         # filter's own variance (which treats each sample as independent) shrinks below what
@@ -323,6 +328,7 @@ class SocEstimator:
         bias_frac = cfg.load_bias_fraction
         bias_pct_c = cfg.load_bias_pct_per_c
         rc_l, sc_l, si_l, cell_ah_l = self._rc, self._sc, self._si, self._cell_ah
+        sg_l, sx_l = self._sg, self._sx
         sb_l = self._sb
         cap_var_l = self._cap_var
         r_load = (cfg.voltage_sigma_mv / 1000.0) ** 2
@@ -385,12 +391,21 @@ class SocEstimator:
             v1 = v1_l[k] * a + r1 * (1.0 - a) * cur_k
             # Process noise, by kind (see __init__): the total goes into the filter, the split
             # tells what cell-to-cell differences are worth.
-            rc0, sc0, si0 = rc_l[k], sc_l[k], si_l[k]
+            rc0, sc0, si0, sg0, sx0 = rc_l[k], sc_l[k], si_l[k], sg_l[k], sx_l[k]
             sb = sb_l[k]
             rc = rc0 + q_drift + hold_var * (q_nom / cap) ** 2
-            sc = sc0 + gain * abs(d_pct) + offset_pct * (q_nom / cap)
-            si = si0 + abs(d_pct + x_pct) * math.sqrt(cap_var_l[k]) / cap + extra_err * abs(x_pct)
-            p00 = p00_l[k] + (rc - rc0) + (sc * sc - sc0 * sc0) + (si * si - si0 * si0)
+            sc = sc0 + offset_pct * (q_nom / cap)
+            sg = sg0 + gain * d_pct
+            si = si0 + (d_pct + x_pct) * math.sqrt(cap_var_l[k]) / cap
+            sx = sx0 + extra_err * x_pct
+            p00 = (
+                p00_l[k]
+                + (rc - rc0)
+                + (sc * sc - sc0 * sc0)
+                + (sg * sg - sg0 * sg0)
+                + (si * si - si0 * si0)
+                + (sx * sx - sx0 * sx0)
+            )
             p01 = p01_l[k] * a
             p11 = p11_l[k] * a * a + 1e-8 * dt
             if gap_dt > 0.0:
@@ -433,7 +448,6 @@ class SocEstimator:
                     k1 = ph1 / s
                     soc += k0 * y
                     v1 += k1 * y
-                    p00_prior = p00
                     p00 -= k0 * ph0
                     p01 -= k0 * ph1
                     p11 -= k1 * ph1
@@ -441,9 +455,13 @@ class SocEstimator:
                     # voltage adds (its noise) is the cell's own.
                     g = 1.0 - k0 * h0
                     rc *= g * g
-                    sc *= abs(g)
-                    si *= abs(g)
-                    rc, sc, si = _fit_parts(rc, sc, si, p00, p00_prior)
+                    ag = abs(g)
+                    sc, sg, si, sx = sc * ag, sg * ag, si * ag, sx * ag
+                    f = _fit(rc, (sc, sg, si, sx), p00)
+                    if f < 1.0:
+                        rc *= f
+                        f = math.sqrt(f)
+                        sc, sg, si, sx = sc * f, sg * f, si * f, sx * f
                     # A constant bias b in the measurement leaves g * e + (1 - g) * b: under
                     # load the whole measurement error may be such a bias (model error).
                     sb *= abs(g)
@@ -469,8 +487,8 @@ class SocEstimator:
                     if p00 > 0.25:
                         f = 0.25 / p00
                         rc *= f
-                        sc *= math.sqrt(f)
-                        si *= math.sqrt(f)
+                        f = math.sqrt(f)
+                        sc, sg, si, sx = sc * f, sg * f, si * f, sx * f
                         p00 = 0.25
                     p01 = 0.0
                     if not self._full_latched[k]:
@@ -491,10 +509,10 @@ class SocEstimator:
             if p00 > 2500.0:
                 f = 2500.0 / p00
                 rc *= f
-                sc *= math.sqrt(f)
-                si *= math.sqrt(f)
+                f = math.sqrt(f)
+                sc, sg, si, sx = sc * f, sg * f, si * f, sx * f
             p00 = min(max(p00, 1e-6), 2500.0)
-            rc_l[k], sc_l[k], si_l[k] = rc, sc, si
+            rc_l[k], sc_l[k], si_l[k], sg_l[k], sx_l[k] = rc, sc, si, sg, sx
             sb_l[k] = min(sb, 50.0)
             p11 = max(p11, 1e-12)
             lim = math.sqrt(p00 * p11)
@@ -554,7 +572,10 @@ class SocEstimator:
         # through similar cells (cells at other SoCs differ, which the median term covers).
         sb2 = [b * b for b in self._sb]
         total = [p + b for p, b in zip(self._p00, sb2, strict=True)]
-        common = [rc + sc * sc + b for rc, sc, b in zip(self._rc, self._sc, sb2, strict=True)]
+        common = [
+            rc + sc * sc + sg * sg + b
+            for rc, sc, sg, b in zip(self._rc, self._sc, self._sg, sb2, strict=True)
+        ]
         ref = sorted(common)[self._n // 2]
         out = []
         for k in range(self._n):
@@ -573,8 +594,10 @@ class SocEstimator:
             "soc_pct": [_json_float(x) for x in self._soc],
             "soc_var": [p + b * b for p, b in zip(self._p00, self._sb, strict=True)],
             "soc_var_common": [
-                min(p, rc + sc * sc) + b * b
-                for p, rc, sc, b in zip(self._p00, self._rc, self._sc, self._sb, strict=True)
+                min(p, rc + sc * sc + sg * sg) + b * b
+                for p, rc, sc, sg, b in zip(
+                    self._p00, self._rc, self._sc, self._sg, self._sb, strict=True
+                )
             ],
             "v1_v": list(self._v1),
             "cov_soc_v1": list(self._p01),
@@ -665,6 +688,8 @@ class SocEstimator:
         ]
         self._sc = [0.0] * n
         self._si = [0.0] * n
+        self._sg = [0.0] * n
+        self._sx = [0.0] * n
         self._sb = [0.0] * n
         self._cell_ah = [0.0] * n
         self._last_i = None
@@ -712,6 +737,8 @@ class SocEstimator:
         self._rc[k] = 0.0
         self._sc[k] = 0.0
         self._si[k] = 0.0
+        self._sg[k] = 0.0
+        self._sx[k] = 0.0
         self._sb[k] = 0.0
         r1 = chem.r1_ohm(self._q_nom_ah)
         self._p11[k] = (r1 * max(abs(cur), 0.05 * self._q_nom_ah)) ** 2
@@ -748,15 +775,11 @@ class SocEstimator:
         self._anchor_var = [_NAN] * n
 
 
-def _fit_parts(
-    rc: float, sc: float, si: float, p00: float, p00_prior: float
-) -> tuple[float, float, float]:
-    """Keep the parts of var(soc) within the total after a correction (rounding, the v1 link)."""
-    total = rc + sc * sc + si * si
-    if total > p00 > 0.0:
-        f = p00 / total
-        return rc * f, sc * math.sqrt(f), si * math.sqrt(f)
-    return rc, sc, si
+def _fit(rc: float, sigmas: tuple[float, ...], p00: float) -> float:
+    """Factor (<= 1) on the variance parts that keeps them within var(soc) after a correction
+    (the link to v1 can take a little more than the scaling of each part)."""
+    total = rc + math.fsum(x * x for x in sigmas)
+    return p00 / total if total > p00 > 0.0 else 1.0
 
 
 def _json_float(x: float) -> float | None:

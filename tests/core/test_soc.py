@@ -347,3 +347,136 @@ def test_steps_faster_than_the_minimum_interval_lose_no_charge() -> None:
 def test_chemistry_must_be_the_packs() -> None:
     with pytest.raises(ValueError, match="pack's"):
         SocEstimator(SocConfig(), PackConfig(chemistry="lfp"), get_chemistry("nmc"))
+
+
+# --- balancing currents and honest uncertainty ----------------------------------------------
+
+
+def test_a_bleeding_cell_falls_against_the_others_by_the_counted_charge() -> None:
+    # LFP plateau at rest: the voltage says nothing, only the count moves the estimate.
+    est, chem = make("lfp", cells=4)
+    v = chem.ocv.voltage(55.0)
+    t = 0.0
+    rep0 = est.step(snap(t, [v] * 4, 0.0), t)
+    assert rep0 is not None
+    bleed = (-0.5, 0.0, 0.0, 0.0)  # 0.5 A out of cell 0
+    for _ in range(720):  # 2 h at 10 s (longer than stale_s: the steps are held, not gaps)
+        t += 10.0
+        rep = est.step(snap(t, [v] * 4, 0.0), t, cell_extra_current_a=bleed)
+    assert rep is not None
+    moved = [c.soc_pct - c0.soc_pct for c, c0 in zip(rep.cells, rep0.cells, strict=True)]
+    # 0.5 A for 2 h is 1 Ah: 1 % of 100 Ah, on cell 0 only.
+    assert moved[0] - moved[1] == pytest.approx(-1.0, abs=1e-6)
+    assert moved[1:] == pytest.approx([0.0, 0.0, 0.0], abs=1e-9)
+    # The bleed current's tolerance is the cell's own uncertainty, not the others'.
+    rel = est.relative_sigma_pct()
+    assert rel is not None
+    assert rel[0] > rel[1]
+
+
+def test_balancing_currents_add_to_the_pack_current_and_follow_a_charge() -> None:
+    est, chem = make("nmc", cells=2)
+    pack = EcmPack(chem, [50.0, 50.0], [100.0, 100.0])
+    _, t = drive(est, pack, [0.0])
+    before = est.report()
+    assert before is not None
+    # 20 A charge for 30 min; cell 1 receives 2 A more from an active balancer.
+    for _ in range(1800):
+        t += 1.0
+        est.step(snap(t, [None, None], 20.0), t, cell_extra_current_a=[0.0, 2.0])
+    after = est.report()
+    assert after is not None
+    d0 = after.cells[0].soc_pct - before.cells[0].soc_pct
+    d1 = after.cells[1].soc_pct - before.cells[1].soc_pct
+    assert d0 == pytest.approx(10.0, abs=1e-6)
+    assert d1 == pytest.approx(11.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "extra", [[0.0], [0.0, 0.0, 0.0], [0.0, math.nan], [math.inf, 0.0]], ids=str
+)
+def test_bad_balancing_currents_are_refused(extra: list[float]) -> None:
+    est, chem = make("nmc", cells=2)
+    v = chem.ocv.voltage(50.0)
+    est.step(snap(0.0, [v, v], 0.0), 0.0)
+    with pytest.raises(ValueError, match="cell_extra_current_a"):
+        est.step(snap(1.0, [v, v], 0.0), 1.0, cell_extra_current_a=extra)
+
+
+@pytest.mark.parametrize("true_soc", [45.0, 50.0, 55.0, 60.0, 65.0])
+@pytest.mark.parametrize("v_err_mv", [-6.0, 0.0, 6.0])
+def test_lfp_start_on_the_plateau_reports_a_sigma_that_covers_its_error(
+    true_soc: float, v_err_mv: float
+) -> None:
+    # A few mV of sensor error (or hysteresis) on a 0.2 mV/% plateau are tens of points.
+    est, chem = make("lfp", cells=1)
+    v = chem.ocv.voltage(true_soc) + v_err_mv / 1000.0
+    rep = est.step(snap(0.0, [v], 0.0), 0.0)
+    assert rep is not None
+    c = rep.cells[0]
+    assert abs(c.soc_pct - true_soc) <= 2.0 * c.soc_sigma_pct
+    assert c.soc_sigma_pct >= 8.0
+
+
+def test_steps_longer_than_stale_s_count_all_the_charge() -> None:
+    # The estimator stepped every 10 s with stale_s = 5 s: the current known at both ends of
+    # each step covers it (it used to count only 5 s of every 10 and call the rest a gap).
+    est, chem = make("lfp", cells=1)
+    rep0 = est.step(snap(0.0, [chem.ocv.voltage(55.0)], 20.0), 0.0)
+    assert rep0 is not None
+    t = 0.0
+    for _ in range(360):
+        t += 10.0
+        rep = est.step(snap(t, [None], 20.0), t)  # no voltage: the count alone
+    assert rep is not None
+    assert rep.cells[0].soc_pct - rep0.cells[0].soc_pct == pytest.approx(20.0, abs=1e-6)
+
+
+def test_a_current_offset_on_the_flat_stays_within_the_reported_sigma() -> None:
+    # 24 h at rest on the LFP plateau with a 0.2 A offset on a 100 Ah pack (0.002 C): the count
+    # drifts 4.8 points, the voltage cannot see it; the sigma must have grown to cover it.
+    est, chem = make("lfp", cells=1, restore_sigma_pct=0.0)
+    v = chem.ocv.voltage(60.0)
+    est.step(snap(0.0, [v], 0.2), 0.0)
+    state = est.export_state()
+    state["soc_pct"] = [60.0]
+    state["soc_var"] = [0.01]  # a confident start (e.g. just after full)
+    est.restore(state)
+    t = 0.0
+    for _ in range(24 * 360):
+        t += 10.0
+        rep = est.step(snap(t, [v], 0.2), t)
+    assert rep is not None
+    c = rep.cells[0]
+    err = c.soc_pct - 60.0
+    assert err == pytest.approx(4.8, abs=0.1)
+    assert abs(err) <= 3.0 * c.soc_sigma_pct
+
+
+def test_counting_errors_are_common_so_cell_differences_stay_sharp() -> None:
+    # Two cells counted together for a day on the flat: the absolute SoC is uncertain (sensor
+    # offset and gain), the difference between them is not (one current through both).
+    est, chem = make("lfp", cells=2, restore_sigma_pct=0.0)
+    v = chem.ocv.voltage(55.0)
+    est.step(snap(0.0, [v, v], 0.0), 0.0)
+    state = est.export_state()
+    state["soc_var"] = [0.04, 0.04]
+    state["soc_var_common"] = [0.0, 0.0]
+    est.restore(state)
+    t = 0.0
+    for k in range(8640):
+        t += 10.0
+        i = 10.0 if (k // 360) % 2 == 0 else -10.0  # an hour in, an hour out
+        est.step(snap(t, [v, v], i), t)
+    rep = est.report()
+    rel = est.relative_sigma_pct()
+    assert rep is not None
+    assert rel is not None
+    assert rep.cells[0].soc_sigma_pct > 4.0
+    assert rel[0] < 0.5
+    # Exported and restored, the split survives.
+    est2, _ = make("lfp", cells=2, restore_sigma_pct=0.0)
+    est2.restore(est.export_state())
+    rel2 = est2.relative_sigma_pct()
+    assert rel2 is not None
+    assert rel2[0] < 0.5
