@@ -40,8 +40,6 @@ class ControlConfig(Section):
     """Control step interval when no new data arrives (a step also runs on every new frame)."""
     min_step_s: float = Field(default=0.002, ge=0, le=1)
     """Shortest interval between data-driven steps (bounds CPU under heavy CAN traffic)."""
-    soc_interval_s: float = Field(default=0.1, gt=0, le=10)
-    """How often the SoC estimator runs (it integrates the current between its runs)."""
     gateway_id: str = Field(default="bms1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     """Name of this gateway in MQTT topics and reports."""
 
