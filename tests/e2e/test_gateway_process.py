@@ -24,6 +24,7 @@ from typing import Any
 import aiomqtt
 import pytest
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
+from sunspec2.modbus.modbus import ModbusClientError
 
 from gateway.core.chemistry import get_chemistry
 from gateway.mqtt.broker import free_port
@@ -214,3 +215,44 @@ def test_gateway_process_end_to_end(tmp_path: Path) -> None:
     mean_saved = sum(saved_soc) / len(saved_soc)
     mean_now = sum(first_cells["soc_pct"]) / len(first_cells["soc_pct"])
     assert abs(mean_now - mean_saved) < 3.0, (mean_saved, mean_now)
+
+
+def test_run_fails_safe_without_data_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """``bms-gateway run`` with nothing on its CAN bus serves 0 A and stops cleanly."""
+    modbus_port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[sunspec]\nmode = "server"\nport = {modbus_port}\n'
+        f'[state]\npath = "{tmp_path / "estimator.json"}"\n',
+        encoding="utf-8",
+    )
+    log = tmp_path / "run.log"
+    with log.open("ab") as err:
+        proc = subprocess.Popen(
+            [_console_script(), "run", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=err,
+            env={k: v for k, v in os.environ.items() if not k.startswith("BMSGW_")},
+        )
+    try:
+        deadline = time.monotonic() + 20
+        points: dict[str, Any] | None = None
+        while points is None and time.monotonic() < deadline:
+            try:
+                points = _read_802(modbus_port)
+            except ModbusClientError:  # not listening yet; retried until the deadline
+                time.sleep(0.2)
+        assert points is not None, log.read_text(errors="replace")
+        # No BMS data at all: 0 A both ways, and Evt1 says why (communication error, bit 0).
+        assert points["AChaMax"] == 0
+        assert points["ADisChaMax"] == 0
+        took = _stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = log.read_text(errors="replace")
+    assert proc.returncode == 0, output
+    assert took < 5.0
+    assert "gateway stopped" in output
