@@ -115,7 +115,10 @@ class Controller:
         self._seq += 1
         snap = self.pack.snapshot(now_s, frames=self.frames, errors=self.errors)
         # The estimator bounds its own rate (soc.min_interval_s) and loses no charge between.
-        soc = self._soc = self.soc.step(snap, now_s)
+        # It counts the balancing currents of the plan that ran over the interval.
+        soc = self._soc = self.soc.step(
+            snap, now_s, cell_extra_current_a=self.balancing.cell_currents_a()
+        )
         neg = self._negotiation
         alarms = self.protection.step(snap, soc, now_s, neg)
         limits = self.limits.step(
