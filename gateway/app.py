@@ -90,7 +90,6 @@ class Gateway:
                 settings.mqtt, settings.control.gateway_id, on_command=self.command
             )
         self._new_data = asyncio.Event()
-        self._outputs_changed = asyncio.Event()
         self._state_path = Path(settings.state.path)
         self._last_bleed: tuple[bool, ...] | None = None
         self._last_bleed_sent_s = -1e9
@@ -136,7 +135,7 @@ class Gateway:
         self._send_can_outputs(out)
         if out.t_s - self._links_checked_s >= 1.0:
             self._links_checked_s = out.t_s
-            self._watch_links()
+            self._watch_links(out)
         return out
 
     def event(self, name: str, **data: Any) -> None:
@@ -145,9 +144,11 @@ class Gateway:
         if self.mqtt is not None:
             self.mqtt.event(name, **data)
 
-    def link_states(self) -> dict[str, bool]:
-        """Whether each link is up now: CAN data, the inverter, and the SunSpec controller."""
-        states = {"can": self.can.connected and self.ctrl.pack.applied > 0}
+    def link_states(self, out: ControlOutput) -> dict[str, bool]:
+        """Whether each link is up at ``out``: BMS data on CAN, the inverter, the controller."""
+        age = out.pack.current_age_s
+        fresh = age is not None and age <= self.settings.timeouts.current_timeout_s
+        states = {"can": self.can.connected and fresh}
         if self.sunspec_client is not None:
             states["inverter"] = self.sunspec_client.connected
         if self.sunspec_server is not None:
@@ -156,8 +157,8 @@ class Gateway:
                 states["storage_controller"] = not hb.lost
         return states
 
-    def _watch_links(self) -> None:
-        for name, up in self.link_states().items():
+    def _watch_links(self, out: ControlOutput) -> None:
+        for name, up in self.link_states(out).items():
             before = self._links.get(name)
             if before is None and not up:
                 continue  # never up yet: nothing was lost

@@ -7,6 +7,7 @@ pass in seconds; every assertion is about behaviour, none about wall-clock speed
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -59,7 +60,10 @@ async def _wait_for(pred: Callable[[], bool], timeout_s: float) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_gateway_runs_the_loop_and_fails_safe(tmp_path: Path, channel: str) -> None:
+async def test_gateway_runs_the_loop_and_fails_safe(
+    tmp_path: Path, channel: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.app")
     settings = _settings(tmp_path, channel)
     clock = _clock(SPEED)
     gw = Gateway(settings, clock=clock)
@@ -102,6 +106,8 @@ async def test_gateway_runs_the_loop_and_fails_safe(tmp_path: Path, channel: str
         assert gw.latest is not None
         assert gw.latest.limits.ccl_a.value == 0.0
         assert "stale" in gw.latest.limits.dcl_a.winner
+        # The loss of BMS data is an event, said once.
+        await _wait_for(lambda: "event can_link_lost" in caplog.text, 5)
         stop.set()
 
     try:
@@ -109,6 +115,8 @@ async def test_gateway_runs_the_loop_and_fails_safe(tmp_path: Path, channel: str
     finally:
         sim_bus.shutdown()
     assert seen
+    assert caplog.text.count("event can_link_up") == 1
+    assert caplog.text.count("event can_link_lost") == 1
     # Stopping writes the estimator state.
     state = load_state(Path(settings.state.path))
     assert state is not None
