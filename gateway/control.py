@@ -61,7 +61,6 @@ class Controller:
         self._soc: SocReport | None = None
         self._user_cap_charge_a: float | None = None
         self._user_cap_discharge_a: float | None = None
-        self._pending_reset = False
         self._complete_once = False
         self.frames = 0
         self.errors = 0
