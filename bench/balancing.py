@@ -23,9 +23,10 @@ every cell more than 10 mV above the lowest while near the top of charge) and
 SoC input: ``--soc truth`` gives the planner the simulator's true SoC and capacity (with a 0.3 %
 sigma); ``--soc estimator`` runs the project's ``SocEstimator`` on the sensed readings, counting
 the planner's per-cell balancing currents (``cell_extra_current_a``, as the Controller is to wire
-it); ``--soc estimator-rel`` is the same with each cell's ``soc_sigma_pct`` replaced by the
-estimator's ``relative_sigma_pct()`` (a what-if: the planner weighing a cell's excess against what
-cell-to-cell differences are worth, not the absolute SoC); ``--soc estimator-nobal`` does not
+it); the planner weighs each cell's excess against the report's ``soc_rel_sigma_pct`` and, for
+the passive band, ``capacity_sigma_ah``. ``--soc estimator-abs`` strips those two fields (the
+planner falls back to the absolute ``soc_sigma_pct`` and exact capacities, as before they
+existed); ``--soc estimator-nobal`` does not
 pass the balancing currents (the estimator as wired before); ``--soc none`` gives it no estimate
 (its voltage fallback, near the top of charge only).
 
@@ -76,7 +77,12 @@ def truth_report(sim: PackSim, sigma_pct: float) -> SocReport:
     """The simulator's true per-cell SoC and capacity as an estimator report."""
     socs = sim.true_soc_pct()
     caps = sim.capacities_ah()
-    cells = tuple(CellEstimate(s, sigma_pct, c, 0.5) for s, c in zip(socs, caps, strict=True))
+    # The planner weighs cell differences against ``soc_rel_sigma_pct``; the capacities are
+    # exact.
+    cells = tuple(
+        CellEstimate(s, sigma_pct, c, 0.5, soc_rel_sigma_pct=sigma_pct, capacity_sigma_ah=0.0)
+        for s, c in zip(socs, caps, strict=True)
+    )
     lo, hi = min(socs), max(socs)
     return SocReport((lo + hi) / 2, sum(socs) / len(socs), min(caps), cells)
 
@@ -177,11 +183,11 @@ class Rig:
                 # The plan that ran since the last step (the Controller's order: SoC first).
                 extra = self.planner.cell_currents_a()
             rep = est.step(snap, self.t_s, cell_extra_current_a=extra)
-            rel = est.relative_sigma_pct()
-            if self.soc_source == "estimator-rel" and rep is not None and rel is not None:
+            if self.soc_source == "estimator-abs" and rep is not None:
+                # The report without its relative and capacity sigmas (the planner as before).
                 cells = tuple(
-                    CellEstimate(c.soc_pct, r, c.capacity_ah, c.resistance_mohm)
-                    for c, r in zip(rep.cells, rel, strict=True)
+                    CellEstimate(c.soc_pct, c.soc_sigma_pct, c.capacity_ah, c.resistance_mohm)
+                    for c in rep.cells
                 )
                 rep = SocReport(rep.soc_pct, rep.soc_mean_pct, rep.soh_pct, cells)
             return rep
@@ -302,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bleed-ohm", type=float, default=6.8, help="bleed resistor (6.8: ~0.5 A)")
     ap.add_argument(
         "--soc",
-        choices=("truth", "estimator", "estimator-rel", "estimator-nobal", "none"),
+        choices=("truth", "estimator", "estimator-abs", "estimator-nobal", "none"),
         default="truth",
     )
     ap.add_argument("--quick", action="store_true", help="one day")

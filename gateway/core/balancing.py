@@ -36,7 +36,14 @@ from gateway.core.model import (
 )
 from gateway.core.pack import PackConfig
 
-__all__ = ["BALANCING_DEFAULTS", "STATES", "BalancingConfig", "BalancingPlanner", "band_excess_ah"]
+__all__ = [
+    "BALANCING_DEFAULTS",
+    "STATES",
+    "BalancingConfig",
+    "BalancingPlanner",
+    "band_excess_ah",
+    "band_excess_low_ah",
+]
 
 STATES = ("rest", "charge", "discharge", "top")
 """Operating states a mode may be allowed in; ``top`` = near the top of charge, not discharging."""
@@ -76,7 +83,18 @@ class BalancingConfig(Section):
     """... and stop threshold, in percent of capacity."""
     sigma_factor: float = Field(default=1.0, ge=0)
     """... and only when the excess also exceeds this many standard deviations of the SoC
-    estimate (do not act on noise)."""
+    estimate (do not act on noise): the cell's SoC against the other cells
+    (``soc_rel_sigma_pct``; the string's common counting errors do not move charge between
+    cells), or the absolute ``soc_sigma_pct`` where the estimate has no relative one."""
+    capacity_sigma_factor: float = Field(default=0.35, ge=0)
+    """Passive: a cell starts bleeding only when its excess over the band is still there with
+    the capacities this many standard deviations (``capacity_sigma_ah``) the wrong way
+    (``band_excess_low_ah``). Charge that a larger capacity of this cell, or a smaller smallest
+    capacity, would explain stays: bleeding it is lost for good, waiting for the capacities to
+    be learned costs only time. The estimator's capacity sigma is cautious (its 10 % prior
+    until a capacity is measured, about three times the actual error after, in
+    ``bench/balancing.py``); 0.35 of it bounded the actual errors there, 1.0 waited past the
+    3 days (docs/PERFORMANCE.md). 0: take the capacity estimates as exact."""
     voltage_start_mv: float = Field(default=15.0, ge=0)
     """Voltage fallback (no SoC estimate): start when a cell is this far above the lowest
     (passive) or the mean (active), near the top of charge only ..."""
@@ -115,8 +133,9 @@ class BalancingConfig(Section):
     min_dwell_s: float = Field(default=30.0, ge=0)
     """A cell keeps its state at least this long after a switch (unless a guard trips)."""
     voltage_check_mv: float = Field(default=5.0, ge=0)
-    """Near the top of charge, a cell the SoC estimate wants to bleed (or draw from) is left
-    alone when its voltage is within this of the lowest cell (0 disables the check)."""
+    """Near the top of charge (highest cell at ``top_cell_v`` or above), a cell the SoC estimate
+    wants to bleed (or draw from) is left alone when its voltage is within this of the lowest
+    cell (0 disables the check)."""
     progress_check_pct: float = Field(default=1.0, ge=0)
     """Self-check: after a cell has moved this much charge (percent of its capacity) the SoC
     estimate must show at least ``progress_min_ratio`` of it, else the cell pauses (an estimate
@@ -149,6 +168,49 @@ class BalancingConfig(Section):
                 f"voltage_stop_mv (={self.voltage_stop_mv}) must not exceed"
                 f" voltage_start_mv (={self.voltage_start_mv})"
             )
+
+
+def band_excess_low_ah(
+    soc_pct: list[float], capacity_ah: list[float], capacity_sigma_ah: list[float], z: float
+) -> list[float]:
+    """Each cell's excess over the band (``band_excess_ah``) when the capacities are off.
+
+    The smallest excess found with this cell's capacity ``z`` sigma up or down and every other
+    capacity at ``z`` sigma down, as estimated or ``z`` sigma up (the smallest capacity and the
+    lowest charge set the band for every cell, so their errors move all excesses). A lower
+    bound to bleed against: what is above it is not explained by a capacity error of that size.
+    Non-finite sigmas count as 0. O(n): the minimum over the other cells comes from the two
+    smallest.
+    """
+    n = len(capacity_ah)
+    sig = [z * x if math.isfinite(x) and x > 0 else 0.0 for x in capacity_sigma_ah]
+    frac = [s / 100.0 for s in soc_pct]
+    low = [math.inf] * n
+    for other in (-1.0, 0.0, 1.0):
+        caps = [max(1e-6, c + other * d) for c, d in zip(capacity_ah, sig, strict=True)]
+        q = [f * c for f, c in zip(frac, caps, strict=True)]
+        c_lo = _two_smallest(caps)
+        q_lo = _two_smallest(q)
+        for i in range(n):
+            c_rest = c_lo[1] if c_lo[2] == i else c_lo[0]
+            q_rest = q_lo[1] if q_lo[2] == i else q_lo[0]
+            for own in (-1.0, 1.0):
+                ci = max(1e-6, capacity_ah[i] + own * sig[i])
+                qi = frac[i] * ci
+                e = qi - min(q_rest, qi) - ci + min(c_rest, ci)
+                low[i] = min(low[i], e)
+    return [max(0.0, x) for x in low]
+
+
+def _two_smallest(xs: list[float]) -> tuple[float, float, int]:
+    """The smallest value, the second smallest, and the index of the smallest."""
+    best, second, at = math.inf, math.inf, -1
+    for k, x in enumerate(xs):
+        if x < best:
+            best, second, at = x, best, k
+        elif x < second:
+            second = x
+    return best, second, at
 
 
 def band_excess_ah(soc_pct: list[float], capacity_ah: list[float]) -> list[float]:
@@ -355,13 +417,28 @@ class BalancingPlanner:
             return self._idle("no SoC estimate; the voltage fallback runs near the top only")
 
         # Imbalance of each cell in Ah (SoC) or V (fallback), and the start/stop thresholds.
+        pair_sig: list[float] | None = None
         if use_soc:
             assert soc is not None
             caps = [c.capacity_ah for c in soc.cells]
             socs = [c.soc_pct for c in soc.cells]
-            sig = [c.soc_sigma_pct / 100.0 * c.capacity_ah for c in soc.cells]
+            # Cell-to-cell uncertainty where the estimate has it (see ``sigma_factor``).
+            sig = [
+                (c.soc_rel_sigma_pct if math.isfinite(c.soc_rel_sigma_pct) else c.soc_sigma_pct)
+                / 100.0
+                * c.capacity_ah
+                for c in soc.cells
+            ]
             if mode is BalancingMode.PASSIVE:
                 dev = band_excess_ah(socs, caps)
+                dev_start = dev
+                if cfg.capacity_sigma_factor > 0:
+                    dev_start = band_excess_low_ah(
+                        socs,
+                        caps,
+                        [c.capacity_sigma_ah for c in soc.cells],
+                        cfg.capacity_sigma_factor,
+                    )
             else:
                 mean = math.fsum(s * c for s, c in zip(socs, caps, strict=True)) / math.fsum(caps)
                 # The pack current alone moves a cell's deviation from the mean SoC by
@@ -369,18 +446,27 @@ class BalancingPlanner:
                 mean_cap = math.fsum(caps) / n
                 self._drift = [1.0 - c / mean_cap for c in caps]
                 dev = [(s - mean) / 100.0 * c for s, c in zip(socs, caps, strict=True)]
+                dev_start = dev
             passive = mode is BalancingMode.PASSIVE
             start_pct = cfg.start_pct if passive else cfg.active_start_pct
             stop_pct = cfg.stop_pct if passive else cfg.active_stop_pct
-            start = [
-                max(start_pct / 100.0 * c, cfg.sigma_factor * s)
-                for c, s in zip(caps, sig, strict=True)
-            ]
+            if passive:
+                start = [
+                    max(start_pct / 100.0 * c, cfg.sigma_factor * s)
+                    for c, s in zip(caps, sig, strict=True)
+                ]
+            else:
+                # Active: a transfer needs the donor clearly above the receiver (tested per
+                # pair below); against the mean alone each cell's own sigma would hold back
+                # pairs whose difference is far beyond doubt.
+                start = [start_pct / 100.0 * c for c in caps]
+                pair_sig = [cfg.sigma_factor * s for s in sig]
             stop = [stop_pct / 100.0 * c for c in caps]
             unit, scale = "Ah", 1.0
         else:
             ref = min(volts) if mode is BalancingMode.PASSIVE else math.fsum(volts) / n
             dev = [v - ref for v in volts]
+            dev_start = dev
             start = [cfg.voltage_start_mv / 1000.0] * n
             stop = [cfg.voltage_stop_mv / 1000.0] * n
             unit, scale = "mV", 1000.0
@@ -394,7 +480,9 @@ class BalancingPlanner:
             was = prev[k]
             dwell = now_s - self._switched_s[k] < cfg.min_dwell_s
             if d > 0:
-                on = d > start[k] or (was in ("bleed", "donate") and (d > stop[k] or dwell))
+                on = dev_start[k] > start[k] or (
+                    was in ("bleed", "donate") and (d > stop[k] or dwell)
+                )
                 if on:
                     want_up.append(k)
             elif mode is BalancingMode.ACTIVE:
@@ -407,7 +495,12 @@ class BalancingPlanner:
         up: list[int] = []
         # Near the top the voltages are steep enough to check the estimate: a cell it calls high
         # that sits with the lowest cells is not bled (an estimate can be confidently wrong).
-        check_v = use_soc and "top" in states and cfg.voltage_check_mv > 0
+        # Only where the voltage is on the steep top: a pack SoC near the top alone may leave the
+        # cells on the flat just below it (LFP 85..93 %), where 3 Ah apart read within 1 mV and
+        # the check would hold back exactly the cells that need it.
+        check_v = (
+            use_soc and "top" in states and vmax >= self.top_cell_v and cfg.voltage_check_mv > 0
+        )
         v_floor = min(volts) + cfg.voltage_check_mv / 1000.0
         for k in want_up:
             why = self._cell_guard(k, volts[k], temps)
@@ -417,7 +510,7 @@ class BalancingPlanner:
                     f" {cfg.voltage_check_mv:g} mV of the lowest near the top"
                 )
             if not why and use_soc:
-                why = self._progress_guard(k, dev[k], prev[k], caps[k], now_s)
+                why = self._progress_guard(k, dev[k], prev[k], caps[k], sig[k], now_s)
             if why:
                 blocked.append(BalancingAction(k, mode, "blocked", why, 0.0, 0.0))
             else:
@@ -426,7 +519,7 @@ class BalancingPlanner:
         for k in want_down:
             why = self._cell_guard(k, None, temps)
             if not why and use_soc:
-                why = self._progress_guard(k, dev[k], prev[k], caps[k], now_s)
+                why = self._progress_guard(k, dev[k], prev[k], caps[k], sig[k], now_s)
             if why:
                 blocked.append(BalancingAction(k, mode, "blocked", why, 0.0, 0.0))
             else:
@@ -454,7 +547,16 @@ class BalancingPlanner:
             loss_w = cfg.active_current_a * (1.0 - cfg.active_efficiency)
             if loss_w > 0 and math.isfinite(budget_w):
                 pairs = min(pairs, int(budget_w / (loss_w * max(volts))))
-            chosen_up, chosen_down = up[:pairs], down[:pairs]
+            chosen_up, chosen_down = [], []
+            for k, j in zip(up[:pairs], down[:pairs], strict=True):
+                if (
+                    pair_sig is not None
+                    and not (prev[k] == "donate" and prev[j] == "receive")
+                    and dev[k] - dev[j] <= math.hypot(pair_sig[k], pair_sig[j])
+                ):
+                    continue
+                chosen_up.append(k)
+                chosen_down.append(j)
         skipped = len(up) - len(chosen_up)
 
         # Build the actions and remember the state.
@@ -509,13 +611,16 @@ class BalancingPlanner:
         return self._plan
 
     def _progress_guard(
-        self, k: int, dev: float, running: str, capacity_ah: float, now_s: float
+        self, k: int, dev: float, running: str, capacity_ah: float, sigma_ah: float, now_s: float
     ) -> str:
         """Pause a cell whose SoC estimate does not follow the charge balancing moved.
 
-        ``dev`` is the cell's signed imbalance (Ah above its target). Passive band excess does
-        not move with the pack current; the active deviation drifts by ``_drift[k]`` per Ah
-        through the pack, which is taken out before comparing.
+        ``dev`` is the cell's signed imbalance (Ah above its target), ``sigma_ah`` the
+        uncertainty of that imbalance. Passive band excess does not move with the pack current;
+        the active deviation drifts by ``_drift[k]`` per Ah through the pack, which is taken out
+        before comparing. A shortfall within ``sigma_ah`` proves nothing (the estimate corrects
+        itself by that much while balancing runs): the check then keeps counting, until the
+        moved charge makes the shortfall clear or the estimate catches up.
         """
         cfg = self.config
         if now_s < self._paused_until[k]:
@@ -535,10 +640,13 @@ class BalancingPlanner:
             seen = effect
         else:
             seen = -effect
+        shortfall = cfg.progress_min_ratio * moved - seen
+        if 0.0 < shortfall <= sigma_ah:
+            return ""  # inconclusive: keep counting from the same start
         self._check_ah[k] = 0.0
         self._check_dev[k] = dev
         self._check_pack_ah[k] = self._pack_ah
-        if seen >= cfg.progress_min_ratio * moved:
+        if shortfall <= 0.0:
             return ""
         self._paused_until[k] = now_s + cfg.progress_pause_s
         return (

@@ -108,6 +108,12 @@ class CellEstimate:
     soc_sigma_pct: float  # one standard deviation of the SoC estimate
     capacity_ah: float
     resistance_mohm: float
+    # One standard deviation of this cell's SoC against the other cells of the string (the
+    # count's common errors cancel in differences); what balancing weighs a cell's excess
+    # against. NaN: not known (use ``soc_sigma_pct``).
+    soc_rel_sigma_pct: float = float("nan")
+    # One standard deviation of ``capacity_ah``. NaN: not known.
+    capacity_sigma_ah: float = float("nan")
 
 
 @dataclass(frozen=True, slots=True)

@@ -535,12 +535,15 @@ class SocEstimator:
             return None
         q_nom = self._q_nom_ah
         r_scale = 1000.0
+        rel = self._relative_sigma()
         cells = tuple(
             CellEstimate(
                 soc_pct=self._soc[k],
                 soc_sigma_pct=min(50.0, math.sqrt(self._p00[k] + self._sb[k] ** 2)),
                 capacity_ah=self._cap[k],
                 resistance_mohm=self._r0_25[k] * r_scale,
+                soc_rel_sigma_pct=min(50.0, rel[k]),
+                capacity_sigma_ah=math.sqrt(self._cap_var[k]),
             )
             for k in range(self._n)
         )
@@ -568,6 +571,10 @@ class SocEstimator:
         """
         if not all(self._init):
             return None
+        return tuple(self._relative_sigma())
+
+    def _relative_sigma(self) -> list[float]:
+        """``relative_sigma_pct`` without the initialisation check."""
         # The model bias under load is counted as common: every cell sees the same current
         # through similar cells (cells at other SoCs differ, which the median term covers).
         sb2 = [b * b for b in self._sb]
@@ -581,7 +588,7 @@ class SocEstimator:
         for k in range(self._n):
             own = max(0.0, total[k] - common[k])
             out.append(math.sqrt(min(total[k], own + abs(common[k] - ref))))
-        return tuple(out)
+        return out
 
     def export_state(self) -> dict[str, Any]:
         """Everything needed to resume after a restart, as JSON-friendly plain values."""

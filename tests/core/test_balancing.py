@@ -9,8 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.core.balancing import BalancingConfig, BalancingPlanner, band_excess_ah
-from gateway.core.model import BalancingMode
+from gateway.core.balancing import (
+    BalancingConfig,
+    BalancingPlanner,
+    band_excess_ah,
+    band_excess_low_ah,
+)
+from gateway.core.model import BalancingMode, SocReport
 from gateway.core.pack import PackConfig
 from tests.core.packdata import snapshot, soc_report
 
@@ -222,3 +227,118 @@ def test_active_self_check_allows_for_the_pack_current_drift(
     # A truthful estimate never trips the self-check, although the pack current keeps pushing
     # the small cell ahead of the mean; one that ignores the transfers does.
     assert paused is not estimate_sees_balancing
+
+
+def _with(
+    soc: SocReport, rel_pct: list[float] | None, cap_sigma_ah: list[float] | None
+) -> SocReport:
+    """``soc`` with per-cell relative SoC sigmas and capacity sigmas (None: left unknown)."""
+    cells = tuple(
+        dataclasses.replace(
+            c,
+            soc_rel_sigma_pct=rel_pct[k] if rel_pct is not None else c.soc_rel_sigma_pct,
+            capacity_sigma_ah=cap_sigma_ah[k] if cap_sigma_ah is not None else c.capacity_sigma_ah,
+        )
+        for k, c in enumerate(soc.cells)
+    )
+    return dataclasses.replace(soc, cells=cells)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.0, 100.0), st.floats(80.0, 120.0), st.floats(0.0, 10.0)),
+             min_size=2, max_size=8),
+    st.floats(0.0, 2.0),
+)  # fmt: skip
+def test_band_excess_low_is_a_lower_bound_that_is_exact_without_uncertainty(
+    cells: list[tuple[float, float, float]], z: float
+) -> None:
+    socs = [s for s, _, _ in cells]
+    caps = [c for _, c, _ in cells]
+    sig = [x for _, _, x in cells]
+    nominal = band_excess_ah(socs, caps)
+    low = band_excess_low_ah(socs, caps, sig, z)
+    assert all(0.0 <= lo <= e + 1e-9 for lo, e in zip(low, nominal, strict=True))
+    assert band_excess_low_ah(socs, caps, [0.0] * len(caps), z) == pytest.approx(nominal)
+    assert band_excess_low_ah(socs, caps, sig, 0.0) == pytest.approx(nominal)
+
+
+def test_capacity_uncertainty_holds_back_what_a_smaller_capacity_would_explain() -> None:
+    # Cell 3 may well be the smallest cell (its capacity is not measured yet): then the
+    # others' charge above it is their band, not excess. The planner waits for the capacity.
+    cfg = BalancingConfig(start_pct=0.5, capacity_sigma_factor=1.0)
+    caps = [100.0, 100.0, 100.0, 100.0]
+    socs = [52.0, 50.0, 50.0, 50.0]
+    snap = snapshot(REST_V, (25.0, 25.0))
+    unsure = _with(soc_report(socs, caps), None, [0.5, 0.5, 0.5, 4.0])
+    planner = BalancingPlanner(cfg, PACK4)
+    assert band_excess_ah(socs, caps)[0] == pytest.approx(2.0)
+    assert not any(planner.step(snap, unsure, 0.0).bleed)
+    # Measured: the same excess is bled.
+    sure = _with(soc_report(socs, caps), None, [0.5, 0.5, 0.5, 0.5])
+    assert planner.step(snap, sure, 1.0).bleed == (True, False, False, False)
+    # Unknown capacity sigmas (NaN): the estimates are taken as they are.
+    assert BalancingPlanner(cfg, PACK4).step(snap, soc_report(socs, caps), 0.0).bleed[0]
+
+
+def test_the_relative_sigma_decides_and_the_absolute_one_is_the_fallback() -> None:
+    # 1.5 Ah above the band; the absolute SoC is 3 % uncertain (common counting errors), the
+    # cell against the others 0.5 %.
+    cfg = BalancingConfig(start_pct=0.5)
+    snap = snapshot(REST_V, (25.0, 25.0))
+    socs, caps = [51.5, 50.0, 50.0, 50.0], [100.0] * 4
+    absolute = soc_report(socs, caps, sigma_pct=3.0)
+    assert not any(BalancingPlanner(cfg, PACK4).step(snap, absolute, 0.0).bleed)
+    relative = _with(absolute, [0.5] * 4, None)
+    assert BalancingPlanner(cfg, PACK4).step(snap, relative, 0.0).bleed[0]
+    # A relative sigma as large as the excess holds it back like the absolute one did.
+    assert not any(
+        BalancingPlanner(cfg, PACK4).step(snap, _with(absolute, [2.0] * 4, None), 0.0).bleed
+    )
+
+
+def test_active_pairs_start_when_the_donor_is_clearly_above_the_receiver() -> None:
+    # Each cell 1.2 Ah off the mean with 1.5 Ah sigma: neither alone is beyond doubt, the
+    # pair (2.4 Ah apart, sigma 2.1 Ah) is.
+    cfg = BalancingConfig(mode=BalancingMode.ACTIVE, min_dwell_s=0.0)
+    snap = snapshot(REST_V, (25.0, 25.0))
+    caps = [100.0] * 4
+    plan = BalancingPlanner(cfg, PACK4).step(
+        snap, soc_report([51.2, 48.8, 50.0, 50.0], caps, sigma_pct=1.5), 0.0
+    )
+    assert {(a.cell, a.action) for a in plan.actions} == {(0, "donate"), (1, "receive")}
+    # 1.6 Ah apart with the same sigmas: noise, nothing moves.
+    plan = BalancingPlanner(cfg, PACK4).step(
+        snap, soc_report([50.8, 49.2, 50.0, 50.0], caps, sigma_pct=1.5), 0.0
+    )
+    assert plan.actions == ()
+
+
+def test_self_check_waits_while_the_shortfall_is_within_the_estimate_sigma() -> None:
+    # The estimate does not follow the bleeding, but with 1 Ah sigma a 0.5 Ah shortfall after
+    # 1 Ah proves nothing; the check keeps counting and pauses once the shortfall is clear.
+    cfg = BalancingConfig(start_pct=1.0, bleed_current_a=1.0, progress_check_pct=1.0)
+    snap = snapshot(REST_V, (25.0, 25.0))
+    stuck = _with(soc_report([55.0, 50, 50, 50], CAPS), [1.0] * 4, None)
+    planner = BalancingPlanner(cfg, PACK4)
+    assert planner.step(snap, stuck, 0.0).bleed[0]
+    assert planner.step(snap, stuck, 3600.0).bleed[0]  # 1 Ah moved, 0.5 Ah short: unclear
+    assert planner.step(snap, stuck, 2 * 3600.0).bleed[0]  # 2 Ah moved, 1.0 Ah short: unclear
+    plan = planner.step(snap, stuck, 3 * 3600.0)  # 3 Ah moved, 1.5 Ah short: clear
+    assert not plan.bleed[0]
+    assert "SoC estimate moved 0.00 Ah while balancing moved 3.00 Ah" in plan.actions[0].reason
+
+
+def test_voltage_check_only_where_the_voltage_is_steep() -> None:
+    # Pack SoC at the top but every cell still on the flat below the top voltage: voltages
+    # within 5 mV say nothing there, the estimate decides.
+    cfg = BalancingConfig(start_pct=1.0, top_soc_pct=90.0)
+    planner = BalancingPlanner(cfg, PACK4)
+    soc = soc_report([95.0, 90.0, 90.0, 90.0], CAPS)
+    flat = (3.316, 3.314, 3.314, 3.314)
+    assert planner.step(snapshot(flat, (25.0, 25.0)), soc, 0.0).bleed[0]
+    # On the steep top, a cell within 5 mV of the lowest is left alone.
+    steep = (3.452, 3.450, 3.450, 3.450)
+    plan = BalancingPlanner(cfg, PACK4).step(snapshot(steep, (25.0, 25.0)), soc, 0.0)
+    assert not plan.bleed[0]
+    assert "within 5 mV of the lowest" in plan.actions[0].reason

@@ -480,3 +480,49 @@ def test_counting_errors_are_common_so_cell_differences_stay_sharp() -> None:
     rel2 = est2.relative_sigma_pct()
     assert rel2 is not None
     assert rel2[0] < 0.5
+
+
+def test_report_carries_the_relative_and_capacity_sigmas() -> None:
+    # The counting test above, read from the report: each cell's relative sigma is
+    # ``relative_sigma_pct()`` (what balancing weighs differences against), far below the
+    # absolute one after a day of common counting errors.
+    est, chem = make("lfp", cells=2, restore_sigma_pct=0.0)
+    v = chem.ocv.voltage(55.0)
+    rep0 = est.step(snap(0.0, [v, v], 0.0), 0.0)
+    assert rep0 is not None
+    # Nothing measured yet: the capacity prior (10 % of nominal).
+    assert [c.capacity_sigma_ah for c in rep0.cells] == pytest.approx([10.0, 10.0])
+    t = 0.0
+    for k in range(2160):
+        t += 10.0
+        est.step(snap(t, [v, v], 10.0 if (k // 360) % 2 == 0 else -10.0), t)
+    rep = est.report()
+    rel = est.relative_sigma_pct()
+    assert rep is not None
+    assert rel is not None
+    assert [c.soc_rel_sigma_pct for c in rep.cells] == pytest.approx(list(rel))
+    for c in rep.cells:
+        assert 0.0 <= c.soc_rel_sigma_pct < c.soc_sigma_pct
+
+
+def test_capacity_sigma_shrinks_once_a_capacity_is_measured() -> None:
+    est, chem = make("nmc", cells=2, capacity_ah=100.0, rest_s=600.0)
+    pack = EcmPack(chem, [95.0, 95.0], [90.0, 104.0])
+    _, t = drive(est, pack, [0.0])
+    first = est.report()
+    assert first is not None
+    for _ in range(2):
+        i = 30.0
+        while i > 2.0:
+            volts = pack.step(i, 1.0)
+            t += 1.0
+            est.step(snap(t, list(volts), i), t)
+            if max(volts) >= chem.max_v:
+                i *= 0.98
+        _, t = drive(est, pack, [0.0] * 700 + [-40.0] * int(3600 * 1.5) + [0.0] * 700, t0_s=t)
+    rep = est.report()
+    assert rep is not None
+    for c, c0, true_ah in zip(rep.cells, first.cells, (90.0, 104.0), strict=True):
+        assert c.capacity_sigma_ah < 0.5 * c0.capacity_sigma_ah
+        # And it still covers the error (3 sigma).
+        assert abs(c.capacity_ah - true_ah) <= 3.0 * c.capacity_sigma_ah
