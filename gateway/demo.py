@@ -137,6 +137,7 @@ async def _demo(
                 ),
                 seed=1,
             )
+            energy_wh = pack.capacity_ah * pack.cells * chem.nominal_v
             # Start at 10:00 so PV charges the pack right away.
             inverter = StorageControllerSim(
                 "127.0.0.1",
@@ -144,7 +145,13 @@ async def _demo(
                 unit_id=s.sunspec.unit_id,
                 # A storage controller polls about once a second; keep that in simulated time.
                 poll_s=max(0.02, min(0.2, 1.0 / speed)),
-                profile=PvLoadProfile(start_hour=10.0, pv_peak_w=0.5 * pack.capacity_ah * 51.2),
+                # Sized to the pack: PV peaks at 0.5 C, the evening load draws about 0.2 C.
+                profile=PvLoadProfile(
+                    start_hour=10.0,
+                    pv_peak_w=0.5 * energy_wh,
+                    base_load_w=0.05 * energy_wh,
+                    evening_load_w=0.15 * energy_wh,
+                ),
                 nominal_voltage_v=pack.cells * chem.nominal_v,
                 clock=clock,
             )

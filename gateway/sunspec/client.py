@@ -81,13 +81,23 @@ class ModbusLink:
         try:
             ok = await self._client.connect()
         except (ModbusException, OSError) as e:
-            raise ModbusLinkError(f"{self.host}:{self.port}: cannot connect: {e}") from None
+            raise self._link_error(f"{self.host}:{self.port}: cannot connect: {e}") from None
         if not ok:
             raise ModbusLinkError(f"{self.host}:{self.port}: cannot connect")
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
         self._client.close()
+
+    @staticmethod
+    def _link_error(message: str) -> BaseException:
+        """The error to raise for a failed call: a cancellation pymodbus turned into an error
+        (it answers a cancel with ``ModbusIOException("Request cancelled outside pymodbus")``)
+        must stay a cancellation, or a reconnect loop would never stop at shutdown."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            return asyncio.CancelledError()
+        return ModbusLinkError(message)
 
     def _check(self, what: str, resp: Any) -> Any:
         if resp.isError():
@@ -107,7 +117,7 @@ class ModbusLink:
                     address, count=n, device_id=self.unit_id
                 )
             except (TimeoutError, ModbusException, OSError) as e:
-                raise ModbusLinkError(f"{self.host}:{self.port}: read {address}: {e}") from None
+                raise self._link_error(f"{self.host}:{self.port}: read {address}: {e}") from None
             resp = self._check(f"read {address}+{n}", resp)
             got = list(resp.registers)
             if len(got) != n:
@@ -122,7 +132,7 @@ class ModbusLink:
         try:
             resp = await self._client.write_registers(address, list(values), device_id=self.unit_id)
         except (TimeoutError, ModbusException, OSError) as e:
-            raise ModbusLinkError(f"{self.host}:{self.port}: write {address}: {e}") from None
+            raise self._link_error(f"{self.host}:{self.port}: write {address}: {e}") from None
         self._check(f"write {address}", resp)
 
 

@@ -54,6 +54,10 @@ cells = {CELLS}
 temp_sensors = 2
 capacity_ah = 5.0
 
+[limits]
+max_charge_a = 5.0
+max_discharge_a = 5.0
+
 [sunspec]
 port = {modbus_port}
 
