@@ -138,6 +138,7 @@ class Rig:
         soc_source: str,
         mode: BalancingMode | None,
         peer: Callable[[PackSnapshot, list[bool], float], list[bool]] | None,
+        capacity_sigma_factor: float | None = None,
     ) -> None:
         sim_cfg = PackSimConfig(
             cells=CELLS,
@@ -159,7 +160,16 @@ class Rig:
         self.limits = LimitsCalculator(LimitsConfig(), self.pack)
         bleed_a = get_chemistry("lfp").nominal_v / bleed_ohm
         self.planner = BalancingPlanner(
-            BalancingConfig(mode=mode or BalancingMode.OFF, bleed_current_a=bleed_a), self.pack
+            BalancingConfig(
+                mode=mode or BalancingMode.OFF,
+                bleed_current_a=bleed_a,
+                **(
+                    {}
+                    if capacity_sigma_factor is None
+                    else {"capacity_sigma_factor": capacity_sigma_factor}
+                ),
+            ),
+            self.pack,
         )
         self.estimator = (
             SocEstimator(SocConfig(), self.pack, get_chemistry("lfp"))
@@ -260,10 +270,17 @@ def capacity_test(rig: Rig) -> float:
     return delivered
 
 
-def run(name: str, days: float, seed: int, bleed_ohm: float, soc_source: str) -> Result:
+def run(
+    name: str,
+    days: float,
+    seed: int,
+    bleed_ohm: float,
+    soc_source: str,
+    capacity_sigma_factor: float | None = None,
+) -> Result:
     mode = {"ours-passive": BalancingMode.PASSIVE, "ours-active": BalancingMode.ACTIVE}.get(name)
     peer = {"peer-10mV-top": peer_10mv_top, "peer-200mV-rest": peer_200mv_rest}.get(name)
-    rig = Rig(seed, bleed_ohm, soc_source, mode, peer)
+    rig = Rig(seed, bleed_ohm, soc_source, mode, peer, capacity_sigma_factor)
     caps = rig.sim.capacities_ah()
     active = mode is BalancingMode.ACTIVE
     limit_ah = sum(caps) / len(caps) if active else min(caps)
@@ -313,16 +330,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--quick", action="store_true", help="one day")
     ap.add_argument(
+        "--capacity-sigma-factor",
+        type=float,
+        default=None,
+        help="balancing.capacity_sigma_factor (default: the config default)",
+    )
+    ap.add_argument(
         "--only",
         nargs="*",
         default=["ours-passive", "ours-active", "peer-10mV-top", "peer-200mV-rest"],
     )
     args = ap.parse_args(argv)
     days = 1.0 if args.quick else args.days
+    z = args.capacity_sigma_factor
+    if z is None:
+        z = BalancingConfig().capacity_sigma_factor
     print(
         f"16S LFP {CAPACITY_AH:g} Ah, capacity sigma 2 %, SoC spread 10 %, home-storage profile,"
         f" {days:g} days, dt {DT_S:g} s, seed {args.seed}, bleed {args.bleed_ohm:g} ohm,"
-        f" SoC from {args.soc}"
+        f" SoC from {args.soc}, capacity_sigma_factor {z:g}"
     )
     head = (
         f"{'strategy':<17} {'limit':<9} {'usable/limit by day':<34} {'h to 99%':>8}"
@@ -331,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(head)
     for name in args.only:
-        r = run(name, days, args.seed, args.bleed_ohm, args.soc)
+        r = run(name, days, args.seed, args.bleed_ohm, args.soc, args.capacity_sigma_factor)
         daily = " ".join(f"{f * 100:5.1f}%" for f in r.daily_fraction)
         h99 = "-" if r.hours_to_99 is None else f"{r.hours_to_99:g}"
         hs = "-" if r.hours_to_spread_1 is None else f"{r.hours_to_spread_1:g}"

@@ -15,6 +15,14 @@ at full, wastes the capacity differences on top). Active balancing moves charge 
 the pack's capacity-weighted mean SoC to cells below it; run while the pack cycles it approaches
 the mean capacity.
 
+Decisions weigh the estimate's uncertainty: a cell starts only when its excess (passive) exceeds
+``sigma_factor`` times its SoC uncertainty *against the other cells* (``soc_rel_sigma_pct``: one
+current flows through the string, so the count's common errors do not move charge between
+cells), and an active pair only when the donor is that clearly above the receiver. The passive
+band also depends on the capacities, which an estimator learns slowly: a cell starts bleeding
+only when its excess remains with the capacities ``capacity_sigma_factor`` sigma the wrong way
+(``band_excess_low_ah``); bleeding is irreversible, waiting only costs time.
+
 Without an SoC estimate the planner falls back to voltages, and then only near the top of charge
 (where the curve is steep enough for a voltage to mean something; the flat LFP middle does not).
 """
@@ -529,6 +537,7 @@ class BalancingPlanner:
         up.sort(key=lambda k: -dev[k])
         down.sort(key=lambda k: dev[k])
         cap_cells = cfg.max_active_cells if cfg.max_active_cells is not None else n
+        doubtful = 0  # active pairs whose difference is within the estimate's uncertainty
         budget_w = math.inf
         if cfg.power_budget_w is not None:
             budget_w = cfg.power_budget_w + max(0.0, charge_power_available_w or 0.0)
@@ -554,10 +563,11 @@ class BalancingPlanner:
                     and not (prev[k] == "donate" and prev[j] == "receive")
                     and dev[k] - dev[j] <= math.hypot(pair_sig[k], pair_sig[j])
                 ):
+                    doubtful += 1
                     continue
                 chosen_up.append(k)
                 chosen_down.append(j)
-        skipped = len(up) - len(chosen_up)
+        skipped = len(up) - len(chosen_up) - doubtful
 
         # Build the actions and remember the state.
         actions: list[BalancingAction] = []
@@ -604,6 +614,11 @@ class BalancingPlanner:
         if not actions:
             worst = max(dev) if dev else 0.0
             idle = f"balanced: largest imbalance {worst * scale:.3f} {unit} ({state})"
+            if doubtful:
+                idle = (
+                    f"no donor clearly above a receiver: largest imbalance"
+                    f" {worst * scale:.3f} {unit} ({state})"
+                )
         elif skipped and not chosen_up:
             idle = "power or cell budget exhausted"
         self._plan = BalancingPlan(mode, tuple(bleed), tuple(actions), idle)

@@ -312,6 +312,7 @@ def test_active_pairs_start_when_the_donor_is_clearly_above_the_receiver() -> No
         snap, soc_report([50.8, 49.2, 50.0, 50.0], caps, sigma_pct=1.5), 0.0
     )
     assert plan.actions == ()
+    assert plan.idle_reason.startswith("no donor clearly above a receiver")
 
 
 def test_self_check_waits_while_the_shortfall_is_within_the_estimate_sigma() -> None:
