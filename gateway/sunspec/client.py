@@ -83,7 +83,8 @@ class ModbusLink:
         except (ModbusException, OSError) as e:
             raise self._link_error(f"{self.host}:{self.port}: cannot connect: {e}") from None
         if not ok:
-            raise ModbusLinkError(f"{self.host}:{self.port}: cannot connect")
+            # pymodbus' connect can also answer a cancel with False (wait_for on 3.11).
+            raise self._link_error(f"{self.host}:{self.port}: cannot connect")
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -91,9 +92,11 @@ class ModbusLink:
 
     @staticmethod
     def _link_error(message: str) -> BaseException:
-        """The error to raise for a failed call: a cancellation pymodbus turned into an error
-        (it answers a cancel with ``ModbusIOException("Request cancelled outside pymodbus")``)
-        must stay a cancellation, or a reconnect loop would never stop at shutdown."""
+        """The error to raise for a failed call.
+
+        A cancellation that pymodbus turned into a failure (an exception, or ``connect`` returning
+        False) must stay a cancellation, or a reconnect loop never stops at shutdown.
+        """
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             return asyncio.CancelledError()
