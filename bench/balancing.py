@@ -28,7 +28,9 @@ the passive band, ``capacity_sigma_ah``. ``--soc estimator-abs`` strips those tw
 planner falls back to the absolute ``soc_sigma_pct`` and exact capacities, as before they
 existed); ``--soc estimator-nobal`` does not
 pass the balancing currents (the estimator as wired before); ``--soc none`` gives it no estimate
-(its voltage fallback, near the top of charge only).
+(its voltage fallback, near the top of charge only). ``--truth-from-h H`` gives the truth only
+from hour ``H`` on (a bound for an estimator that can tell the cells apart only from then on;
+``--days 0`` prints just the first active cycle).
 
 Run: ``.venv/bin/python bench/balancing.py`` (``--days 4 --soc truth``; ``--quick`` for 1 day).
 """
@@ -139,6 +141,7 @@ class Rig:
         mode: BalancingMode | None,
         peer: Callable[[PackSnapshot, list[bool], float], list[bool]] | None,
         capacity_sigma_factor: float | None = None,
+        truth_from_h: float = 0.0,
     ) -> None:
         sim_cfg = PackSimConfig(
             cells=CELLS,
@@ -177,6 +180,7 @@ class Rig:
             else None
         )
         self.soc_source = soc_source
+        self.truth_from_s = truth_from_h * HOUR_S
         self.peer = peer
         self.profile = HomeStorageProfile(capacity_ah=CAPACITY_AH, seed=seed)
         self.t_s = 0.0
@@ -201,7 +205,7 @@ class Rig:
                 )
                 rep = SocReport(rep.soc_pct, rep.soc_mean_pct, rep.soh_pct, cells)
             return rep
-        if self.soc_source == "none":
+        if self.soc_source == "none" or self.t_s < self.truth_from_s:
             return None
         return truth_report(self.sim, 0.3)
 
@@ -277,10 +281,11 @@ def run(
     bleed_ohm: float,
     soc_source: str,
     capacity_sigma_factor: float | None = None,
+    truth_from_h: float = 0.0,
 ) -> Result:
     mode = {"ours-passive": BalancingMode.PASSIVE, "ours-active": BalancingMode.ACTIVE}.get(name)
     peer = {"peer-10mV-top": peer_10mv_top, "peer-200mV-rest": peer_200mv_rest}.get(name)
-    rig = Rig(seed, bleed_ohm, soc_source, mode, peer, capacity_sigma_factor)
+    rig = Rig(seed, bleed_ohm, soc_source, mode, peer, capacity_sigma_factor, truth_from_h)
     caps = rig.sim.capacities_ah()
     active = mode is BalancingMode.ACTIVE
     limit_ah = sum(caps) / len(caps) if active else min(caps)
@@ -330,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--quick", action="store_true", help="one day")
     ap.add_argument(
+        "--truth-from-h",
+        type=float,
+        default=0.0,
+        help="--soc truth: no SoC (voltage fallback) before this hour; a bound for an estimator"
+        " that knows the cells only from then on",
+    )
+    ap.add_argument(
         "--capacity-sigma-factor",
         type=float,
         default=None,
@@ -348,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"16S LFP {CAPACITY_AH:g} Ah, capacity sigma 2 %, SoC spread 10 %, home-storage profile,"
         f" {days:g} days, dt {DT_S:g} s, seed {args.seed}, bleed {args.bleed_ohm:g} ohm,"
-        f" SoC from {args.soc}, capacity_sigma_factor {z:g}"
+        f" SoC from {args.soc}"
+        + (f" after {args.truth_from_h:g} h" if args.truth_from_h else "")
+        + f", capacity_sigma_factor {z:g}"
     )
     head = (
         f"{'strategy':<17} {'limit':<9} {'usable/limit by day':<34} {'h to 99%':>8}"
@@ -357,7 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(head)
     for name in args.only:
-        r = run(name, days, args.seed, args.bleed_ohm, args.soc, args.capacity_sigma_factor)
+        r = run(
+            name,
+            days,
+            args.seed,
+            args.bleed_ohm,
+            args.soc,
+            args.capacity_sigma_factor,
+            args.truth_from_h,
+        )
         daily = " ".join(f"{f * 100:5.1f}%" for f in r.daily_fraction)
         h99 = "-" if r.hours_to_99 is None else f"{r.hours_to_99:g}"
         hs = "-" if r.hours_to_spread_1 is None else f"{r.hours_to_spread_1:g}"

@@ -440,13 +440,9 @@ class BalancingPlanner:
             if mode is BalancingMode.PASSIVE:
                 dev = band_excess_ah(socs, caps)
                 dev_start = dev
-                if cfg.capacity_sigma_factor > 0:
-                    dev_start = band_excess_low_ah(
-                        socs,
-                        caps,
-                        [c.capacity_sigma_ah for c in soc.cells],
-                        cfg.capacity_sigma_factor,
-                    )
+                cap_sig = [c.capacity_sigma_ah for c in soc.cells]
+                if cfg.capacity_sigma_factor > 0 and any(x > 0 for x in cap_sig):  # NaN: False
+                    dev_start = band_excess_low_ah(socs, caps, cap_sig, cfg.capacity_sigma_factor)
             else:
                 mean = math.fsum(s * c for s, c in zip(socs, caps, strict=True)) / math.fsum(caps)
                 # The pack current alone moves a cell's deviation from the mean SoC by
