@@ -95,14 +95,12 @@ class BalancingConfig(Section):
     (``soc_rel_sigma_pct``; the string's common counting errors do not move charge between
     cells), or the absolute ``soc_sigma_pct`` where the estimate has no relative one."""
     capacity_sigma_factor: float = Field(default=0.35, ge=0)
-    """Passive: a cell starts bleeding only when its excess over the band is still there with
-    the capacities this many standard deviations (``capacity_sigma_ah``) the wrong way
-    (``band_excess_low_ah``). Charge that a larger capacity of this cell, or a smaller smallest
-    capacity, would explain stays: bleeding it is lost for good, waiting for the capacities to
-    be learned costs only time. The estimator's capacity sigma is cautious (its 10 % prior
-    until a capacity is measured, about three times the actual error after, in
-    ``bench/balancing.py``); 0.35 of it bounded the actual errors there, 1.0 waited past the
-    3 days (docs/PERFORMANCE.md). 0: take the capacity estimates as exact."""
+    """Passive: a cell starts bleeding only when its excess over the band remains with the
+    capacities this many standard deviations (``capacity_sigma_ah``) the wrong way. Charge a
+    capacity error of that size could explain is not bled: bleeding is lost for good, waiting
+    for the capacities to be learned costs only time. 0.35 because the estimator's capacity
+    sigma is cautious (several times its actual error on the simulator, docs/PERFORMANCE.md);
+    0: take the capacity estimates as exact."""
     voltage_start_mv: float = Field(default=15.0, ge=0)
     """Voltage fallback (no SoC estimate): start when a cell is this far above the lowest
     (passive) or the mean (active), near the top of charge only ..."""
