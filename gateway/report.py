@@ -5,6 +5,7 @@ One schema for replay, tests and benches; later work adds keys, never renames th
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gateway.core.model import ControlOutput, Limit, Limits, Negotiation
@@ -16,6 +17,11 @@ SCHEMA_VERSION = 2
 
 def _r(x: float | None, nd: int) -> float | None:
     return None if x is None else round(x, nd)
+
+
+def _finite(x: float, nd: int) -> float | None:
+    """Rounded, or ``None`` for NaN/inf (unknown): the records are strict JSON."""
+    return round(x, nd) if math.isfinite(x) else None
 
 
 def _limit(limit: Limit, nd: int) -> dict[str, Any]:
@@ -64,6 +70,8 @@ def record(out: ControlOutput, t0_s: float = 0.0) -> dict[str, Any]:
         cell["soc"] = round(est.soc_pct, 2) if est else None
         cell["capacity_ah"] = round(est.capacity_ah, 3) if est else None
         cell["resistance_mohm"] = round(est.resistance_mohm, 3) if est else None
+        cell["soc_sigma"] = _finite(est.soc_sigma_pct, 2) if est else None
+        cell["soc_rel_sigma"] = _finite(est.soc_rel_sigma_pct, 2) if est else None
         cell["bal"] = p.balancing_active[i]
         cells.append(cell)
     return {
