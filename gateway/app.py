@@ -307,6 +307,11 @@ async def _main(settings: Settings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    if settings.can.interface == "virtual":
+        log.warning(
+            "CAN interface is 'virtual' (in-process, for tests and the demo): no BMS can reach "
+            'it; set can.interface = "socketcan" and can.channel on a device'
+        )
     gw = Gateway(settings)
     failed = False
     try:
