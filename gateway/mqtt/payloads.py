@@ -227,7 +227,9 @@ class CellsPayload(_Payload):
     temp_c: list[float | None] | None
     soc_pct: list[float | None] | None
     soc_sigma_pct: list[float | None] | None
+    soc_rel_sigma_pct: list[float | None] | None
     capacity_ah: list[float | None] | None
+    capacity_sigma_ah: list[float | None] | None
     resistance_mohm: list[float | None] | None
     balancing: list[bool]
     sensor_temp_c: list[float | None]
@@ -258,7 +260,9 @@ def cells_payload(out: ControlOutput, gateway_id: str, time_s: float | None) -> 
         temp_c=sensors if len(sensors) == n else None,
         soc_pct=[_r(c.soc_pct, 2) for c in est] if est else None,
         soc_sigma_pct=[_r(c.soc_sigma_pct, 2) for c in est] if est else None,
+        soc_rel_sigma_pct=[_r(c.soc_rel_sigma_pct, 2) for c in est] if est else None,
         capacity_ah=[_r(c.capacity_ah, 3) for c in est] if est else None,
+        capacity_sigma_ah=[_r(c.capacity_sigma_ah, 3) for c in est] if est else None,
         resistance_mohm=[_r(c.resistance_mohm, 3) for c in est] if est else None,
         balancing=balancing,
         sensor_temp_c=sensors,

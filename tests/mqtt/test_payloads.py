@@ -88,6 +88,9 @@ def test_cells_payload_is_columnar_and_does_not_invent_per_cell_temperatures() -
     assert data["soc_pct"][2] == 51.0
     assert data["capacity_ah"][1] == pytest.approx(99.9)
     assert data["resistance_mohm"] == [0.8] * 8
+    # Unknown uncertainties (NaN in the model) go out as null, never as a made-up number.
+    assert data["soc_rel_sigma_pct"] == [None] * 8
+    assert data["capacity_sigma_ah"] == [None] * 8
     assert data["balancing"] == [i == 3 for i in range(8)]
     assert data["temp_c"] is None  # 2 sensors for 8 cells: no per-cell temperature made up
     assert data["sensor_temp_c"] == [25.0, 25.1]
