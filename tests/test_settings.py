@@ -64,3 +64,23 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "mqtt.nope" in err[0]
+
+
+def test_check_config_loads_the_files_it_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A profile file that does not exist, and an OCV table with a bad row: named, exit 2.
+    missing = tmp_path / "nope.toml"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[can]\nprofile = "{missing}"\n')
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert str(missing) in err[0]
+    table = tmp_path / "ocv.csv"
+    table.write_text("soc_pct,ocv_v\n0,2.5\n50,abc\n100,3.5\n")
+    cfg.write_text(f'[soc]\nocv_table = "{table}"\n')
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert f"{table}:3" in err[0]
