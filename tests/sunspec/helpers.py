@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
+from collections.abc import Callable
+from typing import Any
 
 from gateway.core.model import (
     AlarmReport,
@@ -17,7 +21,7 @@ from gateway.core.model import (
     SocReport,
 )
 
-__all__ = ["free_port", "make_output"]
+__all__ = ["free_port", "make_output", "stop_task", "wait_until"]
 
 
 def _limit(value: float, name: str = "configured") -> Limit:
@@ -83,3 +87,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def wait_until(cond: Callable[[], bool], timeout_s: float = 3.0) -> None:
+    """Poll ``cond`` until true (bounded)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while not cond():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def stop_task(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait (5 s at most) until it has ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await task

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from gateway.errors import ModbusLinkError
 from gateway.sim.inverter import InverterServerSim
 from gateway.sunspec.client import ModbusLink, SunSpecClient, scan
 from gateway.sunspec.config import SunSpecConfig
-from tests.sunspec.helpers import free_port, make_output
+from tests.sunspec.helpers import free_port, make_output, stop_task, wait_until
 
 FAST: dict[str, Any] = {
     "poll_s": 0.05,
@@ -26,21 +26,6 @@ FAST: dict[str, Any] = {
 }
 
 
-async def wait_until(cond: Callable[[], bool], timeout_s: float = 3.0) -> None:
-    """Poll ``cond`` until true (bounded)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while not cond():
-        assert loop.time() < end, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
-async def _stop(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, 5)
-
-
 @contextlib.asynccontextmanager
 async def inverter(**kw: Any) -> AsyncIterator[tuple[InverterServerSim, asyncio.Task[None]]]:
     sim = InverterServerSim(**kw)
@@ -49,7 +34,7 @@ async def inverter(**kw: Any) -> AsyncIterator[tuple[InverterServerSim, asyncio.
     try:
         yield sim, task
     finally:
-        await _stop(task)
+        await stop_task(task)
 
 
 @contextlib.asynccontextmanager
@@ -60,7 +45,7 @@ async def gateway_client(port: int, **kw: Any) -> AsyncIterator[SunSpecClient]:
     try:
         yield c
     finally:
-        await _stop(task)
+        await stop_task(task)
 
 
 @pytest.mark.parametrize("base", [40000, 0, 50000])
@@ -196,14 +181,14 @@ async def test_link_loss_and_recovery_are_logged_once_each(
     async with gateway_client(port) as c:
         c.update(make_output(ccl_a=20.0, dcl_a=20.0, pack_voltage_v=51.2))
         await wait_until(lambda: c.connected)
-        await _stop(task)
+        await stop_task(task)
         await wait_until(lambda: not c.connected)
         assert c.negotiation().accepted_ccl_a is None  # nothing known while down
         await asyncio.sleep(0.6)  # several reconnect attempts fail meanwhile
         task = asyncio.create_task(sim.run())
         await asyncio.wait_for(sim.started.wait(), 5)
         await wait_until(lambda: c.connected, timeout_s=3.0)
-        await _stop(task)
+        await stop_task(task)
         assert c.losses == 1
     msgs = [r.getMessage() for r in caplog.records if r.name == "gateway.sunspec.client"]
     down = [m for m in msgs if "link down" in m]

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -13,25 +10,10 @@ from gateway.sim.inverter import InverterServerSim, PvLoadProfile, StorageContro
 from gateway.sim.pack import PackSim
 from gateway.sunspec.config import SunSpecConfig
 from gateway.sunspec.server import SunSpecServer
-from tests.sunspec.helpers import make_output
+from tests.sunspec.helpers import make_output, stop_task, wait_until
 
 NOON_S = 7 * 3600.0  # 13:00 (the profile starts at 06:00), the middle of the PV day
 NIGHT_S = 14 * 3600.0  # 20:00, PV down and the evening load on
-
-
-async def wait_until(cond: Callable[[], bool], timeout_s: float = 3.0) -> None:
-    """Poll ``cond`` until true (bounded)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while not cond():
-        assert loop.time() < end, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
-async def _stop(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, 5)
 
 
 def test_profile_is_pv_by_day_and_load_at_night() -> None:
@@ -101,5 +83,5 @@ async def test_storage_controller_polls_802_and_keeps_the_heartbeat() -> None:
         await wait_until(lambda: ctl.charge_limit_a == pytest.approx(5.0))
         assert ctl.current_a(NOON_S) == pytest.approx(5.0)
     finally:
-        await _stop(ctl_task)
-        await _stop(srv_task)
+        await stop_task(ctl_task)
+        await stop_task(srv_task)
