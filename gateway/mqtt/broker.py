@@ -163,7 +163,8 @@ class LocalBroker:
         if proc is not None and proc.returncode is None:
             proc.terminate()
             try:
-                await asyncio.wait_for(proc.wait(), _STOP_TIMEOUT_S)
+                async with asyncio.timeout(_STOP_TIMEOUT_S):  # not wait_for: it can eat a cancel
+                    await proc.wait()
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
