@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,10 +138,19 @@ def _spread(values: list[float | None]) -> float:
     return max(known) - min(known)
 
 
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A mosquitto of this test's own, stopped however the test ends."""
+    mosquitto = Mosquitto(tmp_path)
+    mosquitto.start()
+    try:
+        yield mosquitto
+    finally:
+        mosquitto.stop()
+
+
 @pytest.mark.slow
-def test_gateway_process_end_to_end(tmp_path: Path) -> None:
-    broker = Mosquitto(tmp_path)
-    broker.start()
+def test_gateway_process_end_to_end(tmp_path: Path, broker: Mosquitto) -> None:
     modbus_port = free_port()
     config = _config(tmp_path / "config.toml", modbus_port, broker.port)
     state_dir = tmp_path / "state"
@@ -212,7 +222,6 @@ def test_gateway_process_end_to_end(tmp_path: Path) -> None:
         asyncio.run(_collect(broker.port, 6.0, got2))
     finally:
         _stop(proc2)
-        broker.stop()
     output2 = log2.read_text(errors="replace")
     assert "restored" in output2, output2
     first_cells = next(c for c in got2.get("cells", []) if c["soc_pct"])
