@@ -28,7 +28,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 
 from gateway.errors import ModbusLinkError
-from gateway.sunspec.client import ModbusLink, scan_map
+from gateway.sunspec.client import ModbusLink, raise_if_cancelling, scan_map
 from gateway.sunspec.maps import (
     BASE_ADDRESSES,
     END_MODEL_ID,
@@ -176,6 +176,7 @@ class StorageControllerSim(_LimitFollower):
                 self.charge_limit_a = self.discharge_limit_a = None
             finally:
                 link.close()
+            raise_if_cancelling()
             await asyncio.sleep(self.poll_s)
 
     async def _poll_loop(self, link: ModbusLink, address: int) -> None:
@@ -191,6 +192,7 @@ class StorageControllerSim(_LimitFollower):
             self._apply(lay.decode(await link.read(address, lay.size)))
             self.polls += 1
             self.connected = True
+            raise_if_cancelling()
             await asyncio.sleep(self.poll_s)
 
     def _apply(self, v: dict[str, RawValue]) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "ModbusLink",
     "SunSpecClient",
     "SunSpecMap",
+    "raise_if_cancelling",
     "scan",
     "scan_map",
 ]
@@ -54,6 +55,19 @@ log = logging.getLogger(__name__)
 
 _MAX_READ = 125  # registers per Modbus read request
 _MAX_MODELS = 64  # a map with more models than this is broken (or a loop)
+
+
+def raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a library lost on the way.
+
+    pymodbus waits for answers with ``asyncio.wait_for``, which on Python 3.11 can return a
+    result and drop the cancellation that arrived at the same moment; the task's ``cancelling()``
+    count still says so. Loops that retry on link errors call this at every turn, so a shutdown
+    never waits on them for ever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class ModbusExceptionResponse(ModbusLinkError):
@@ -289,6 +303,7 @@ class SunSpecClient:
                 self._set_connected(True)
                 attempt = 0
                 while True:
+                    raise_if_cancelling()
                     await self._wait()
                     await self._exchange(link, first=False)
             except ModbusLinkError as e:
@@ -297,6 +312,7 @@ class SunSpecClient:
                 attempt += 1
             finally:
                 link.close()
+            raise_if_cancelling()
             delay = random.uniform(0.01, max(0.01, min(cfg.backoff_max_s, 1.5 ** min(10, attempt))))
             await asyncio.sleep(delay)
 
