@@ -105,15 +105,10 @@ class ModbusLink:
         self._client.close()
 
     @staticmethod
-    def _link_error(message: str) -> BaseException:
-        """The error to raise for a failed call.
-
-        A cancellation that pymodbus turned into a failure (an exception, or ``connect`` returning
-        False) must stay a cancellation, or a reconnect loop never stops at shutdown.
-        """
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            return asyncio.CancelledError()
+    def _link_error(message: str) -> ModbusLinkError:
+        """The error for a failed call, unless the failure was a cancellation pymodbus turned
+        into an error (or into ``connect`` returning False): that is re-raised as one."""
+        raise_if_cancelling()
         return ModbusLinkError(message)
 
     def _check(self, what: str, resp: Any) -> Any:
