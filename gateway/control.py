@@ -46,8 +46,12 @@ class Controller:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.pack = PackState(settings.pack)
         try:
+            self.pack = PackState(
+                settings.pack,
+                settings.plausibility,
+                settings.timeouts.input_timeouts(settings.pack),
+            )
             self.soc = SocEstimator(
                 settings.soc, settings.pack, resolve_chemistry(settings.pack, settings.soc)
             )

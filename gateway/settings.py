@@ -22,6 +22,7 @@ from gateway.core.config import Section
 from gateway.core.freshness import TimeoutsConfig
 from gateway.core.limits import LimitsConfig
 from gateway.core.pack import PackConfig
+from gateway.core.plausibility import PlausibilityConfig
 from gateway.core.protection import ProtectionConfig
 from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
@@ -76,6 +77,7 @@ class Settings(BaseSettings):
     control: ControlConfig = ControlConfig()
     soc: SocConfig = SocConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
+    plausibility: PlausibilityConfig = PlausibilityConfig()
     protection: ProtectionConfig = ProtectionConfig()
     limits: LimitsConfig = LimitsConfig()
     balancing: BalancingConfig = BalancingConfig()
