@@ -24,7 +24,7 @@ from gateway.canbus.link import CanLink
 from gateway.control import Controller
 from gateway.core.chemistry import get_chemistry
 from gateway.core.model import Command, CommandResult, ControlOutput, Reading
-from gateway.errors import FrameError, GatewayError
+from gateway.errors import ConfigError, FrameError, GatewayError
 from gateway.mqtt.publisher import MqttPublisher
 from gateway.sdnotify import Notifier
 from gateway.settings import Settings
@@ -314,8 +314,15 @@ async def _main(settings: Settings) -> int:
         )
     gw = Gateway(settings)
     failed = False
+    config_failed = False
     try:
         await gw.run(stop)
+    except* ConfigError as config_eg:
+        # A configuration error (an unknown CAN interface found at open) exits 2, which the
+        # unit's RestartPreventExitStatus=2 keeps systemd from restarting in a loop.
+        config_failed = True
+        for ce in config_eg.exceptions:
+            log.error("configuration error: %s", ce)
     except* GatewayError as eg:
         failed = True
         for e in eg.exceptions:
@@ -324,6 +331,8 @@ async def _main(settings: Settings) -> int:
         failed = True
         for err in other.exceptions:
             log.error("gateway task failed unexpectedly", exc_info=err)
+    if config_failed:
+        return 2
     return 1 if failed else 0
 
 

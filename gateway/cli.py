@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     rp = with_config(sub.add_parser("replay", help="run a CAN log through the pipeline"))
     rp.add_argument("log", type=Path, help="candump (.log), ASC (.asc) or BLF (.blf) file")
     rp.add_argument("--out", type=Path, help="JSON Lines output (default: stdout)")
+    rp.add_argument(
+        "--after-end",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep the clock running this long after the last frame, as if the bus fell silent",
+    )
 
     sp = with_config(sub.add_parser("sim-log", help="write a candump log from the simulator"))
     sp.add_argument("--cells", type=int, default=16)
@@ -80,6 +87,17 @@ def _check_files(settings: Settings) -> None:
     Controller(settings)
 
 
+def _config_error(e: BaseException) -> ConfigError | None:
+    """The first ConfigError inside ``e`` (an exception group), else None."""
+    if isinstance(e, ConfigError):
+        return e
+    if isinstance(e, BaseExceptionGroup):
+        for sub in e.exceptions:
+            if (found := _config_error(sub)) is not None:
+                return found
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bms-gateway`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -97,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "replay":
             from gateway.replay import replay_to_jsonl
 
-            return replay_to_jsonl(settings, args.log, args.out)
+            if not 0.0 <= args.after_end <= 86_400.0:
+                raise ConfigError(f"--after-end (={args.after_end}) must be within 0..86400 s")
+            return replay_to_jsonl(settings, args.log, args.out, args.after_end)
         if args.cmd == "sim-log":
             from gateway.sim.log import write_sim_log
 
@@ -130,4 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatewayError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except BaseExceptionGroup as eg:
+        # A task group (demo) may carry a configuration error found at run time.
+        found = _config_error(eg)
+        if found is None:
+            raise
+        print(f"config error: {found}", file=sys.stderr)
+        return EXIT_CONFIG
     raise AssertionError(args.cmd)  # argparse allows only the commands above

@@ -94,7 +94,9 @@ class PlausibilityConfig(Section):
             cell_v=(lo, hi),
             temp_c=(self.cell_temp_min_c, self.cell_temp_max_c),
             current_a=(-i_max, i_max),
-            pack_v=(0.0, hi * cells),
+            # Twice the highest cell sum: a pack voltage between is a cell-count or wiring
+            # question (the ``configuration`` alarm), beyond it no measurement.
+            pack_v=(0.0, 2.0 * hi * cells),
             cross_check_v=self.cross_check_v,
         )
 
