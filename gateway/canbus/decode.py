@@ -5,6 +5,16 @@ binding is resolved to cantools signals once and each (frame id, mux value) gets
 cantools bit-unpacking format holding only the signals the profile needs; decoding a frame is then
 one or two ``bitstruct`` unpacks (cantools' own codec), a multiply-add per value and a range check.
 Pure: no I/O and no clock after construction; the caller passes the receive time.
+
+Length: a frame is decoded when every signal it needs (values, flags, index and multiplexer)
+lies inside the bytes received, whatever the DBC's length: a CAN FD frame padded to the next
+valid FD length, or a longer classic frame, decodes; a frame too short for its signals is counted
+(``length``).
+
+Sentinels: a raw value the profile names in ``sentinel`` (and, by default, the all-ones value of
+an unsigned integer signal of 8 bits or more) means "no measurement". It decodes to a *valid*
+reading whose value is NaN, which the pack state counts as a measurement fault; it is not range
+checked, so it never drops the other values of its frame.
 """
 
 from __future__ import annotations
@@ -19,7 +29,11 @@ from typing import Any, Final
 
 import cantools
 from cantools.database.can import Message, Signal
-from cantools.database.utils import create_encode_decode_formats, sort_signals_by_start_bit
+from cantools.database.utils import (
+    create_encode_decode_formats,
+    sort_signals_by_start_bit,
+    start_bit,
+)
 
 from gateway.canbus.config import CanConfig
 from gateway.canbus.dbc import DbcSet, load_dbcs
@@ -43,8 +57,16 @@ log = logging.getLogger(__name__)
 #: Added to a 29-bit id in table keys so an extended id never collides with an 11-bit one.
 EXTENDED_FLAG: Final = 0x8000_0000
 
-#: Why a frame was dropped (the keys of ``DecodeCounters.errors``).
-REASONS: Final = ("length", "unknown_mux", "out_of_range", "remote")
+#: Why a frame was dropped (the keys of ``DecodeCounters.errors``); ``time``: the interface
+#: stamped it with a time that cannot be real (counted by the link, see ``canbus.rxtime``).
+REASONS: Final = ("length", "unknown_mux", "out_of_range", "remote", "time")
+
+#: Roles whose values can carry a sentinel (a balancing flag of all ones is just "on").
+_MEASURED: Final = frozenset(
+    (Role.CELL_VOLTAGE, Role.CELL_TEMPERATURE, Role.PACK_CURRENT, Role.PACK_VOLTAGE)
+)
+
+_NAN: Final = math.nan
 
 
 def frame_key(frame_id: int, extended: bool) -> int:
@@ -107,6 +129,7 @@ class _Binding:
     raw_hi: float
     flags: tuple[str, ...]
     invalid_value: int
+    sentinels: frozenset[int]
 
 
 @dataclass(slots=True)
@@ -121,24 +144,58 @@ class _Group:
     le: Any
     simple: tuple[_Row, ...]
     general: tuple[_Binding, ...]
+    need: int  # bytes the group's signals (and the multiplexer) occupy
 
 
-# name, role, index, mult, add, raw_lo, raw_hi, flag (or None), invalid_value
-_Row = tuple[str, Role, int, float, float, float, float, str | None, int]
+# name, role, index, mult, add, raw_lo, raw_hi, flag (or None), invalid_value, sentinels
+_Row = tuple[str, Role, int, float, float, float, float, str | None, int, frozenset[int]]
 
 
-def _group(be: Any, le: Any, bindings: Sequence[_Binding]) -> _Group:
+def _group(be: Any, le: Any, bindings: Sequence[_Binding], need: int) -> _Group:
     simple: list[_Row] = []
     general: list[_Binding] = []
     for b in bindings:
         if b.index_signal is None and len(b.flags) <= 1:
             flag = b.flags[0] if b.flags else None
             simple.append(
-                (b.name, b.role, b.index, b.mult, b.add, b.raw_lo, b.raw_hi, flag, b.invalid_value)
+                (
+                    b.name,
+                    b.role,
+                    b.index,
+                    b.mult,
+                    b.add,
+                    b.raw_lo,
+                    b.raw_hi,
+                    flag,
+                    b.invalid_value,
+                    b.sentinels,
+                )
             )
         else:
             general.append(b)
-    return _Group(be, le, tuple(simple), tuple(general))
+    return _Group(be, le, tuple(simple), tuple(general), need)
+
+
+def bytes_needed(signals: Sequence[Signal]) -> int:
+    """How many bytes from the start of the payload ``signals`` occupy (0 for none).
+
+    Little-endian signals run upwards from their start bit; big-endian (Motorola) ones run from
+    their most significant bit in cantools' linear numbering (``start_bit``).
+    """
+    need = 0
+    for sig in signals:
+        first = int(start_bit(sig))
+        need = max(need, (first + int(sig.length) - 1) // 8 + 1)
+    return need
+
+
+def _sentinels(m: SignalMap, sig: Signal) -> frozenset[int]:
+    if m.role not in _MEASURED:
+        return frozenset()
+    values = set(m.sentinel)
+    if m.all_ones_sentinel and not sig.is_float and not sig.is_signed and sig.length >= 8:
+        values.add((1 << sig.length) - 1)
+    return frozenset(values)
 
 
 @dataclass(slots=True)
@@ -150,6 +207,7 @@ class _Frame:
     mux_le: Any
     groups: dict[int | None, _Group]
     known_mux: frozenset[int]
+    mux_need: int  # bytes the multiplexer occupies (0 without one)
 
 
 def _raw_bounds(sig: Signal) -> tuple[float, float]:
@@ -263,6 +321,7 @@ class _Compiler:
             raw_hi=hi,
             flags=tuple(flags),
             invalid_value=m.invalid_value,
+            sentinels=_sentinels(m, sig),
         )
 
     def compile(self) -> dict[int, _Frame]:
@@ -312,7 +371,8 @@ class _Compiler:
                 for extra in (*b.flags, *((b.index_signal,) if b.index_signal else ())):
                     names[extra] = msg.get_signal_by_name(extra)
             be, le = _compile_formats(list(names.values()), msg.length)
-            groups[key] = _group(be, le, [b for _, b in chosen])
+            need = bytes_needed([*names.values(), *([mux] if mux is not None else [])])
+            groups[key] = _group(be, le, [b for _, b in chosen], need)
         mux_be = mux_le = None
         if mux is not None:
             mux_be, mux_le = _compile_formats([mux], msg.length)
@@ -324,6 +384,7 @@ class _Compiler:
             mux_le=mux_le,
             groups=groups,
             known_mux=frozenset(known),
+            mux_need=bytes_needed([mux]) if mux is not None else 0,
         )
 
 
@@ -439,21 +500,26 @@ class Decoder:
     ) -> list[Reading]:
         """The readings in one frame, stamped ``t_s``; ``[]`` for an unmapped id (counted).
 
+        A frame longer or shorter than the DBC's length decodes when every signal it needs lies
+        inside ``data``. A sentinel raw value gives a valid reading with a NaN value.
+
         Raises:
-            FrameDecodeError: wrong length, unknown mux value or a value outside the DBC's
-                min/max; counted per reason in ``counters.errors``.
+            FrameDecodeError: too short for its signals, unknown mux value or a value outside
+                the DBC's min/max; counted per reason in ``counters.errors``.
         """
         frame = self._frames.get(frame_id | EXTENDED_FLAG if extended else frame_id)
         counters = self.counters
         if frame is None:
             counters.ignored += 1
             return []
-        if len(data) != frame.length:
-            counters.errors["length"] += 1
-            raise FrameDecodeError(
-                "length",
-                f"{frame.message.name}: {len(data)} bytes, the DBC says {frame.length}",
-            )
+        size = len(data)
+        length = frame.length
+        if size != length:
+            # Padded (CAN FD) or short: decode what the received bytes carry. The compiled
+            # formats read exactly ``length`` bytes; bytes past ``size`` are checked unused below.
+            if size < frame.mux_need:
+                return self._too_short(frame, size, frame.mux_need)
+            data = data[:length] if size > length else data + bytes(length - size)
         if frame.mux_name is None:
             group = frame.groups.get(None)
         else:
@@ -474,6 +540,8 @@ class Decoder:
         if group is None:  # a plain message whose mapped signals all sit under a mux
             counters.decoded += 1
             return []
+        if size < group.need:
+            return self._too_short(frame, size, group.need)
         be, le = group.be, group.le
         if le is None:
             raw = be.unpack(data)
@@ -483,11 +551,14 @@ class Decoder:
             raw = {**be.unpack(data), **le.unpack(data[::-1])}
         out: list[Reading] = []
         append = out.append
-        for name, role, index, mult, add, lo, hi, flag, invalid in group.simple:
+        for name, role, index, mult, add, lo, hi, flag, invalid, sentinels in group.simple:
             value = raw[name]
             if flag is not None and raw[flag] == invalid:
                 # An invalid value may hold anything (often all ones): not range-checked.
                 append(Reading(role, index, value * mult + add, t_s, False))
+            elif value in sentinels:
+                # "No measurement": a measurement fault downstream, never a value.
+                append(Reading(role, index, _NAN, t_s, True))
             elif lo <= value <= hi:
                 append(Reading(role, index, value * mult + add, t_s, True))
             else:
@@ -501,10 +572,19 @@ class Decoder:
         counters.decoded += 1
         return out
 
+    def _too_short(self, frame: _Frame, size: int, need: int) -> list[Reading]:
+        self.counters.errors["length"] += 1
+        raise FrameDecodeError(
+            "length",
+            f"{frame.message.name}: {size} bytes, its mapped signals need {need} "
+            f"(the DBC says {frame.length})",
+        )
+
     def _general(self, frame: _Frame, b: _Binding, raw: dict[str, Any], t_s: float) -> Reading:
         value = raw[b.name]
         valid = not any(raw[flag] == b.invalid_value for flag in b.flags)
-        if valid and not b.raw_lo <= value <= b.raw_hi:
+        sentinel = valid and value in b.sentinels
+        if valid and not sentinel and not b.raw_lo <= value <= b.raw_hi:
             self.counters.errors["out_of_range"] += 1
             raise FrameDecodeError(
                 "out_of_range",
@@ -521,7 +601,13 @@ class Decoder:
                     "outside the DBC range",
                 )
             index += int(raw_index * b.index_mult + b.index_add)
+        if sentinel:
+            return Reading(b.role, index, _NAN, t_s, True)
         return Reading(b.role, index, value * b.mult + b.add, t_s, valid)
+
+    def count_bad_time(self) -> None:
+        """Count a frame of a mapped id whose receive time cannot be real as dropped."""
+        self.counters.errors["time"] += 1
 
     def count_remote(self) -> None:
         """Count a remote (RTR) frame of a mapped id as dropped: it carries no data."""
