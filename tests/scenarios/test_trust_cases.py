@@ -40,8 +40,7 @@ def run_case(
     stats = ReplayStats()
     settings = load_settings(d / "config.toml")
     recs = {
-        r["t"]: r
-        for r in replay(settings, d / "pack.log", stats=stats, after_end_s=after_end_s)
+        r["t"]: r for r in replay(settings, d / "pack.log", stats=stats, after_end_s=after_end_s)
     }
     return recs, stats
 
