@@ -219,10 +219,12 @@ def _raw_bounds(sig: Signal) -> tuple[float, float]:
     def raw(x: float | None, default: float) -> float:
         return default if x is None else (float(x) - offset) / scale
 
-    lo = raw(sig.minimum, -math.inf)
-    hi = raw(sig.maximum, math.inf)
     if scale < 0:
-        lo, hi = hi, lo
+        # A negative scale maps the physical maximum to the lowest raw value (and an unset
+        # bound to the opposite infinity).
+        lo, hi = raw(sig.maximum, -math.inf), raw(sig.minimum, math.inf)
+    else:
+        lo, hi = raw(sig.minimum, -math.inf), raw(sig.maximum, math.inf)
     return lo - margin, hi + margin
 
 
@@ -561,6 +563,8 @@ class Decoder:
                 append(Reading(role, index, _NAN, t_s, True))
             elif lo <= value <= hi:
                 append(Reading(role, index, value * mult + add, t_s, True))
+            elif value != value:  # noqa: PLR0124 - a NaN float signal: no measurement
+                append(Reading(role, index, _NAN, t_s, True))
             else:
                 counters.errors["out_of_range"] += 1
                 raise FrameDecodeError(
@@ -583,7 +587,7 @@ class Decoder:
     def _general(self, frame: _Frame, b: _Binding, raw: dict[str, Any], t_s: float) -> Reading:
         value = raw[b.name]
         valid = not any(raw[flag] == b.invalid_value for flag in b.flags)
-        sentinel = valid and value in b.sentinels
+        sentinel = valid and (value in b.sentinels or value != value)  # noqa: PLR0124 - NaN
         if valid and not sentinel and not b.raw_lo <= value <= b.raw_hi:
             self.counters.errors["out_of_range"] += 1
             raise FrameDecodeError(
