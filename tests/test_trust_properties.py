@@ -71,11 +71,36 @@ def readings(draw: st.DrawFn) -> tuple[Role, int, float, float, bool]:
     )
 
 
+@st.composite
+def good_set(draw: st.DrawFn) -> list[tuple[Role, int, float, float, bool]]:
+    """A complete, plausible data set stamped now (so that trusted steps are common)."""
+    return [
+        (
+            role,
+            index,
+            draw(
+                st.floats(3.0, 3.45)
+                if role is Role.CELL_VOLTAGE
+                else st.floats(5.0, 40.0)
+                if role is Role.CELL_TEMPERATURE
+                else st.floats(-100.0, 100.0)
+            ),
+            0.0,
+            True,
+        )
+        for role, index in INPUTS
+    ]
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> list[tuple[Role, int, float, float, bool]]:
+    """Often a complete good set, then a few readings of any kind (the perturbations)."""
+    base = draw(good_set()) if draw(st.integers(0, 3)) else []
+    return base + draw(st.lists(readings(), max_size=3))
+
+
 EVENTS = st.lists(
-    st.tuples(
-        st.sampled_from([0.0, 0.01, 0.1, 0.5, 1.0, 3.0, 12.0, 400.0]),
-        st.lists(readings(), max_size=10),
-    ),
+    st.tuples(st.sampled_from([0.0, 0.01, 0.1, 0.5, 1.0, 3.0, 12.0, 400.0]), batches()),
     min_size=1,
     max_size=40,
 )
