@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.canbus.link import CanLink
-from gateway.control import Controller
+from gateway.control import Controller, check_decoder
 from gateway.core.chemistry import get_chemistry
 from gateway.core.model import Command, CommandResult, ControlOutput, Reading
 from gateway.errors import ConfigError, FrameError, GatewayError
@@ -63,7 +63,7 @@ class Gateway:
         self.latest: ControlOutput | None = None
         self.can = CanLink(settings.can, on_frame=self._on_frame, clock=clock)
         # A profile that cannot fill the configured pack would hold 0 A forever: refuse at start.
-        self.can.decoder.check_pack(settings.pack.cells, settings.pack.temp_sensors)
+        check_decoder(settings, self.can.decoder)
         self.sunspec_server: SunSpecServer | None = None
         self.sunspec_client: SunSpecClient | None = None
         if settings.sunspec.mode == "server":

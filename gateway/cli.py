@@ -80,10 +80,18 @@ def _check_files(settings: Settings) -> None:
     Raises:
         ConfigError: naming the file, key or threshold that is wrong.
     """
-    from gateway.canbus.decode import load_decoder
-    from gateway.control import Controller
+    import can.interfaces
 
-    load_decoder(settings.can).check_pack(settings.pack.cells, settings.pack.temp_sensors)
+    from gateway.canbus.decode import load_decoder
+    from gateway.control import Controller, check_decoder
+
+    if settings.can.interface not in can.interfaces.VALID_INTERFACES:
+        known = ", ".join(sorted(can.interfaces.VALID_INTERFACES))
+        raise ConfigError(
+            f"can.interface (={settings.can.interface!r}) is not a python-can interface "
+            f"(known here: {known})"
+        )
+    check_decoder(settings, load_decoder(settings.can))
     Controller(settings)
 
 

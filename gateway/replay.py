@@ -33,7 +33,7 @@ import can
 from can.io.blf import BLFParseError
 
 from gateway.canbus.decode import Decoder, FrameDecodeError, load_decoder
-from gateway.control import Controller
+from gateway.control import Controller, check_decoder
 from gateway.errors import GatewayError
 from gateway.report import record
 from gateway.settings import Settings
@@ -297,7 +297,7 @@ def replay(
     stats = stats if stats is not None else ReplayStats()
     frames = iter_log(log_path, stats)  # a missing log fails here, before the slower DBC load
     decoder = decoder if decoder is not None else load_decoder(settings.can)
-    decoder.check_pack(settings.pack.cells, settings.pack.temp_sensors)
+    check_decoder(settings, decoder)
     ctrl = Controller(settings)
     errors_before = dict(decoder.counters.errors)  # a reused decoder keeps counting
     handles, decode = decoder.handles, decoder.decode

@@ -68,6 +68,25 @@ _MEASURED: Final = frozenset(
 
 _NAN: Final = math.nan
 
+# The role's SI unit and what a DBC unit needs from the profile to reach it: (scale, offset).
+_V = {"v": (1.0, 0.0), "mv": (0.001, 0.0), "kv": (1000.0, 0.0)}
+_UNITS: Final[dict[Role, tuple[str, dict[str, tuple[float, float]]]]] = {
+    Role.CELL_VOLTAGE: ("V", _V),
+    Role.PACK_VOLTAGE: ("V", _V),
+    Role.PACK_CURRENT: ("A", {"a": (1.0, 0.0), "ma": (0.001, 0.0), "ka": (1000.0, 0.0)}),
+    Role.CELL_TEMPERATURE: (
+        "degC",
+        {
+            "degc": (1.0, 0.0),
+            "°c": (1.0, 0.0),
+            "c": (1.0, 0.0),
+            "deg c": (1.0, 0.0),
+            "celsius": (1.0, 0.0),
+            "k": (1.0, -273.15),
+        },
+    ),
+}
+
 
 def frame_key(frame_id: int, extended: bool) -> int:
     """The lookup key of a frame id."""
@@ -293,6 +312,30 @@ class _Compiler:
                 f"{self.dbcs.origin(msg.name)})"
             )
 
+    def check_unit(self, ctx: str, m: SignalMap, msg: Message, sig: Signal) -> None:
+        """The DBC unit, scaled by the profile, must be the role's unit (V, A, degC).
+
+        A profile that forgets ``scale = 0.001`` on a signal in mA would read the current 1000
+        times too high; a unit the table does not know (or none) cannot be checked.
+        """
+        if m.role not in _UNITS or not sig.unit:
+            return
+        si, known = _UNITS[m.role]
+        unit = str(sig.unit).strip().lower()
+        if unit not in known:
+            return
+        scale, offset = known[unit]
+        ok_scale = math.isclose(abs(m.scale), scale, rel_tol=1e-6)
+        ok_offset = math.isclose(m.value_offset, offset, abs_tol=0.01)
+        if ok_scale and ok_offset:
+            return
+        need = f"scale = {scale:g}" + (f", value_offset = {offset:g}" if offset else "")
+        raise ConfigError(
+            f"{self.where}: {ctx}: signal {sig.name!r} of {msg.name!r} is in {sig.unit!r} (DBC "
+            f"{self.dbcs.origin(msg.name)}) but {m.role.value} is in {si}: set {need} "
+            f"(the profile has scale = {m.scale:g}, value_offset = {m.value_offset:g})"
+        )
+
     def binding(self, ctx: str, m: SignalMap, msg: Message, sig: Signal, number: int) -> _Binding:
         sign = -1.0 if m.flip_sign else 1.0
         flags: list[str] = []
@@ -307,6 +350,7 @@ class _Compiler:
             self.check_same_mux(ctx, msg, sig, isig)
             index_mult, index_add = float(isig.scale), float(isig.offset)
             index_lo, index_hi = _raw_bounds(isig)
+        self.check_unit(ctx, m, msg, sig)
         lo, hi = _raw_bounds(sig)
         return _Binding(
             role=m.role,
@@ -491,6 +535,46 @@ class Decoder:
                 raise ConfigError(
                     f"profile {self.profile.name!r} maps no {role.value}: the pack could never "
                     "be complete"
+                )
+
+    def value_range(self, role: Role) -> tuple[float, float]:
+        """The lowest and highest value (SI units) the DBC can carry for ``role``.
+
+        The hull over every binding of the role, from the DBC's min/max (``-inf``/``inf`` where
+        the DBC gives none, or no signal carries the role).
+        """
+        lo, hi = math.inf, -math.inf
+        for frame in self._frames.values():
+            for group in frame.groups.values():
+                ends = [(row[5], row[6], row[3], row[4]) for row in group.simple if row[1] is role]
+                ends += [
+                    (b.raw_lo, b.raw_hi, b.mult, b.add) for b in group.general if b.role is role
+                ]
+                for raw_lo, raw_hi, mult, add in ends:
+                    for raw in (raw_lo, raw_hi):
+                        value = (
+                            raw * mult + add if math.isfinite(raw) else raw * math.copysign(1, mult)
+                        )
+                        lo, hi = min(lo, value), max(hi, value)
+        if lo > hi:
+            return -math.inf, math.inf
+        return lo, hi
+
+    def check_carries(self, checks: Sequence[tuple[str, Role, float]]) -> None:
+        """Check that the DBC can carry each threshold ``(setting, role, value)``.
+
+        A threshold beyond what the DBC's signal can express can never be reached: the alarm
+        it configures would be switched off without a word.
+
+        Raises:
+            ConfigError: naming the setting, the value and the DBC's range.
+        """
+        for key, role, value in checks:
+            lo, hi = self.value_range(role)
+            if not lo <= value <= hi:
+                raise ConfigError(
+                    f"{key} (={value:g}) is beyond what DBC {self.dbcs.describe()} can carry for "
+                    f"{role.value} ({lo:g}..{hi:g}): the check could never trigger"
                 )
 
     def handles(self, frame_id: int, extended: bool = False) -> bool:
