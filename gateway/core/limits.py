@@ -144,6 +144,11 @@ class LimitsConfig(Section):
             value = getattr(self, name)
             if isinstance(value, float) and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} (={value}) must be finite and not negative")
+            # Upper bounds: an hour for a time, 100 kA for a current (beyond: not a pack).
+            is_time = name.endswith("_s") and "_per_" not in name  # not a rate (A/s, V/s)
+            top = 3600.0 if is_time else 100_000.0 if name.endswith("_a") else None
+            if isinstance(value, float) and top is not None and value > top:
+                raise ValueError(f"{name} (={value}) must be at most {top:g}")
         for knots, fractions in (
             ("charge_cell_v", "charge_cell_fraction"),
             ("discharge_cell_v", "discharge_cell_fraction"),
