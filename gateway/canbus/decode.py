@@ -263,6 +263,8 @@ class _Compiler:
         self.profile = profile
         self.dbcs = dbcs
         self.where = f"profile {profile.source or profile.name}"
+        # Per role: the physical (SI) span each bound signal's DBC min/max allows.
+        self.ranges: dict[Role, list[tuple[float, float]]] = {}
 
     def message(self, ctx: str, name: str) -> Message:
         try:
@@ -351,6 +353,13 @@ class _Compiler:
             index_mult, index_add = float(isig.scale), float(isig.offset)
             index_lo, index_hi = _raw_bounds(isig)
         self.check_unit(ctx, m, msg, sig)
+        mult = float(sig.scale) * m.scale * sign
+        add = float(sig.offset) * m.scale * sign + m.value_offset
+        ends = [
+            m.scale * sign * float(x) + m.value_offset if x is not None else default * mult
+            for x, default in ((sig.minimum, -math.inf), (sig.maximum, math.inf))
+        ]
+        self.ranges.setdefault(m.role, []).append((min(ends), max(ends)))
         lo, hi = _raw_bounds(sig)
         return _Binding(
             role=m.role,
@@ -361,8 +370,8 @@ class _Compiler:
             index_add=index_add,
             index_lo=index_lo,
             index_hi=index_hi,
-            mult=float(sig.scale) * m.scale * sign,
-            add=float(sig.offset) * m.scale * sign + m.value_offset,
+            mult=mult,
+            add=add,
             raw_lo=lo,
             raw_hi=hi,
             flags=tuple(flags),
@@ -482,6 +491,7 @@ class Decoder:
         self.profile = profile
         self.dbcs = dbcs
         self._frames = comp.compile()
+        self._ranges = comp.ranges
         self.counters = DecodeCounters()
         self._balancing = (
             _CommandEncoder(comp, profile.balancing_command)
@@ -540,25 +550,13 @@ class Decoder:
     def value_range(self, role: Role) -> tuple[float, float]:
         """The lowest and highest value (SI units) the DBC can carry for ``role``.
 
-        The hull over every binding of the role, from the DBC's min/max (``-inf``/``inf`` where
-        the DBC gives none, or no signal carries the role).
+        The hull over every signal bound to the role, from the DBC's min/max scaled by the
+        profile (``-inf``/``inf`` where the DBC gives none, or no signal carries the role).
         """
-        lo, hi = math.inf, -math.inf
-        for frame in self._frames.values():
-            for group in frame.groups.values():
-                ends = [(row[5], row[6], row[3], row[4]) for row in group.simple if row[1] is role]
-                ends += [
-                    (b.raw_lo, b.raw_hi, b.mult, b.add) for b in group.general if b.role is role
-                ]
-                for raw_lo, raw_hi, mult, add in ends:
-                    for raw in (raw_lo, raw_hi):
-                        value = (
-                            raw * mult + add if math.isfinite(raw) else raw * math.copysign(1, mult)
-                        )
-                        lo, hi = min(lo, value), max(hi, value)
-        if lo > hi:
+        spans = self._ranges.get(role)
+        if not spans:
             return -math.inf, math.inf
-        return lo, hi
+        return min(lo for lo, _ in spans), max(hi for _, hi in spans)
 
     def check_carries(self, checks: Sequence[tuple[str, Role, float]]) -> None:
         """Check that the DBC can carry each threshold ``(setting, role, value)``.
