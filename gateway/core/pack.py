@@ -150,10 +150,17 @@ class PackState:
             if not 0 <= i < len(self._cell_v):
                 self.dropped += 1
                 return False
-            value, bad = self._judge(reading, self._cell_lo, self._cell_hi)
-            self._n_bad += (bad is not None) - (self._cell_bad[i] is not None)
-            self._cell_v[i] = value
-            self._cell_bad[i] = bad
+            v = reading.value
+            if reading.valid and self._cell_lo <= v <= self._cell_hi:  # the hot path
+                self._cell_v[i] = v
+                if self._cell_bad[i] is not None:
+                    self._cell_bad[i] = None
+                    self._n_bad -= 1
+            else:
+                value, bad = self._judge(reading, self._cell_lo, self._cell_hi)
+                self._n_bad += (bad is not None) - (self._cell_bad[i] is not None)
+                self._cell_v[i] = value
+                self._cell_bad[i] = bad
             self._cell_v_t[i] = reading.t_s
         elif role is Role.CELL_TEMPERATURE:
             if not 0 <= i < len(self._temp):
