@@ -94,6 +94,14 @@ class Settings(BaseSettings):
         file), and no alarm threshold may lie beyond the plausibility window: a value past it
         is a measurement fault, so such an alarm could never trigger.
         """
+        only_here = sorted(set(self.balancing.board_sensors) - set(self.pack.board_sensors))
+        if only_here:
+            # One map of sensor roles: a board sensor known to balancing alone would count as a
+            # cell's temperature in protection, limits and SoC.
+            raise ValueError(
+                f"balancing.board_sensors (={only_here}) must also be in pack.board_sensors "
+                f"(={list(self.pack.board_sensors)}): set the sensor roles there"
+            )
         th = self.protection.resolve(self.pack)
         self.limits.tables(self.pack)
         w = self.plausibility.windows(self.pack.chemistry, self.pack.cells, self.pack.capacity_ah)

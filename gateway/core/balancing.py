@@ -123,7 +123,8 @@ class BalancingConfig(Section):
     max_board_temp_c: float = 60.0
     """Stop all balancing when a board sensor (or, without any, the hottest sensor) reads this."""
     board_sensors: tuple[int, ...] = ()
-    """Indices of temperature sensors on the balancing board (excluded from the cell guard)."""
+    """Deprecated: set ``pack.board_sensors`` (the map protection, limits and SoC use too); a
+    sensor listed only here is refused at load."""
     guard_hysteresis: float = Field(default=0.02, ge=0)
     """Guards release this far back (fraction of the guard value) inside their limit."""
     max_active_cells: int | None = None
@@ -249,14 +250,16 @@ class BalancingPlanner:
         self.min_cell_v = (
             config.min_cell_v if config.min_cell_v is not None else defaults["min_cell_v"]
         )
-        bad = [i for i in config.board_sensors if not 0 <= i < pack.temp_sensors]
+        # pack.board_sensors is the one map of sensor roles; balancing.board_sensors only adds.
+        board_sensors = (*pack.board_sensors, *config.board_sensors)
+        bad = [i for i in board_sensors if not 0 <= i < pack.temp_sensors]
         if bad:
             raise ValueError(
                 f"balancing.board_sensors (={bad}) must be within 0..{pack.temp_sensors - 1}"
             )
         self.mode = config.mode
         n = pack.cells
-        self._board = frozenset(config.board_sensors)
+        self._board = frozenset(board_sensors)
         # Cell k is read by sensor k * m // n (sensors spread evenly along the string), skipping
         # board sensors.
         cell_sensors = [i for i in range(pack.temp_sensors) if i not in self._board]

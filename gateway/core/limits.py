@@ -27,7 +27,7 @@ from gateway.core.model import (
     Severity,
     SocReport,
 )
-from gateway.core.pack import PackConfig
+from gateway.core.pack import PackConfig, cell_temps
 from gateway.core.protection import ALARMS
 from gateway.core.tables import Table
 
@@ -341,6 +341,8 @@ class LimitsCalculator:
         self._dvl = _Ramp(v_rate, config.voltage_hold_s, None)
         self._started = False
         self._last: Limits | None = None
+        # Derating reads the cell sensors only (pack.board_sensors are the balancing board's).
+        self._cell_sensors = pack.cell_sensors() if pack.board_sensors else None
 
     @property
     def last(self) -> Limits | None:
@@ -423,7 +425,7 @@ class LimitsCalculator:
 
         # --- temperature: the tables are unimodal, so their minimum over all sensors is at the
         # coldest or the hottest sensor.
-        ext = extremes(snapshot.cell_temp_c)
+        ext = extremes(cell_temps(snapshot.cell_temp_c, self._cell_sensors))
         if ext is not None:
             tmin, _, tmax, _ = ext
             fc = min(tab.charge_temp(tmin), tab.charge_temp(tmax))

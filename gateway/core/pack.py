@@ -25,7 +25,7 @@ from gateway.core.plausibility import (
     contradicted_cells,
 )
 
-__all__ = ["InputTimeouts", "PackConfig", "PackState"]
+__all__ = ["InputTimeouts", "PackConfig", "PackState", "cell_temps"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +58,42 @@ class PackConfig(Section):
     """Cell chemistry: ``lfp`` or ``nmc`` (selects OCV tables and protection defaults)."""
     capacity_ah: float = Field(default=100.0, gt=0, le=100_000, allow_inf_nan=False)
     """Nominal cell capacity in ampere-hours."""
+    board_sensors: tuple[int, ...] = ()
+    """Sensor roles: indices of temperature sensors on the balancing board, not on a cell. The
+    one map every part uses: protection, limits and SoC read only the cell sensors (the others);
+    balancing guards the board with these. At least one sensor must remain a cell sensor."""
     require_pack_voltage: bool = False
     """Whether a measured pack voltage is required for a complete data set (else the cell sum)."""
 
     def model_post_init(self, __context: object) -> None:
         """Check ranges that need more than a type."""
+        bad = sorted(i for i in self.board_sensors if not 0 <= i < self.temp_sensors)
+        if bad:
+            raise ValueError(
+                f"pack.board_sensors (={bad}) must be within 0..{self.temp_sensors - 1} "
+                f"(pack.temp_sensors = {self.temp_sensors})"
+            )
+        if len(set(self.board_sensors)) >= self.temp_sensors:
+            raise ValueError(
+                f"pack.board_sensors (={list(self.board_sensors)}) leaves no cell sensor of "
+                f"pack.temp_sensors (={self.temp_sensors}): the cells' temperature is unknown"
+            )
         if self.chemistry not in ("lfp", "nmc"):
             raise ValueError(f"chemistry (={self.chemistry!r}) must be 'lfp' or 'nmc'")
+
+    def cell_sensors(self) -> tuple[int, ...]:
+        """Indices of the sensors on cells (every sensor not in ``board_sensors``), ascending."""
+        board = set(self.board_sensors)
+        return tuple(j for j in range(self.temp_sensors) if j not in board)
+
+
+def cell_temps(
+    temps: tuple[float | None, ...], cell_sensors: tuple[int, ...] | None
+) -> tuple[float | None, ...]:
+    """The readings of the cell sensors only (``cell_sensors=None``: every sensor is one)."""
+    if cell_sensors is None:
+        return temps
+    return tuple(temps[j] for j in cell_sensors)
 
 
 _NEVER = -math.inf

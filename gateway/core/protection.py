@@ -30,7 +30,7 @@ from gateway.core.model import (
     Severity,
     SocReport,
 )
-from gateway.core.pack import PackConfig
+from gateway.core.pack import PackConfig, cell_temps
 
 __all__ = [
     "ALARMS",
@@ -603,6 +603,7 @@ class Protection:
             )
         self._start_s: float | None = None
         self._last: AlarmReport = AlarmReport()
+        self._cell_sensors = pack.cell_sensors() if pack.board_sensors else None
 
     @property
     def last(self) -> AlarmReport:
@@ -713,11 +714,14 @@ class Protection:
 
         # --- temperatures: the charge window only while charging.
         current = snapshot.current_a
-        ext = extremes(snapshot.cell_temp_c)
+        # Cell sensors only: a balancing board's sensor is not a cell's (pack.board_sensors).
+        ext = extremes(cell_temps(snapshot.cell_temp_c, self._cell_sensors))
         tmax = tmin = None
         jmax = jmin = -1
         if ext is not None:
             tmin, jmin, tmax, jmax = ext
+            if self._cell_sensors is not None:
+                jmin, jmax = self._cell_sensors[jmin], self._cell_sensors[jmax]
         charging = current is not None and current > cfg.charging_threshold_a
         ht = th.temp_hysteresis_c
         run(
