@@ -62,6 +62,7 @@ def test_implausible_cell_reading_is_a_self_clearing_measurement_fault(
     during = [recs[t] for t in (91.0, 92.0)]
     for rec in during:
         assert rec["cells"][2]["v"] is None
+        assert [f["input"] for f in rec["faults"]] == ["cell_voltage[2]"]
         assert rec["limits"]["dcl_a"]["value"] == 0.0
         assert rec["limits"]["ccl_a"]["value"] == 0.0
         assert rec["limits"]["dcl_a"]["winner"] == "implausible:cell_voltage[2]"
