@@ -7,10 +7,15 @@ fresh a value is. ``RxClock`` maps the interface time onto the monotonic clock w
 learned from the frames themselves (the smallest ``now - timestamp`` seen, i.e. the least
 queueing), and never stamps a frame later than ``now``.
 
-- A stamp that would lie in the future is clamped to ``now`` and the offset re-learned (the
-  interface clock ran ahead, or this frame waited less than any before it).
-- A stamp more than ``max_lag_s`` behind ``now`` re-learns the offset (the wall clock was
-  stepped, e.g. by NTP at boot) and is stamped ``now``; ``jumps`` counts these.
+- A stamp that would lie in the future is clamped to ``now``. Up to ``max_lag_s`` ahead the
+  offset is re-learned at once (this frame waited less than any before it, or the clocks
+  drifted); further ahead only once the frames have run ahead for ``max_lag_s`` (one frame with
+  a wild stamp must not shift the mapping of all the others).
+- A stamp more than ``max_lag_s`` behind ``now`` keeps its (old) time: the frame waited in a
+  backlog, and its values are as old as that. Only when every frame has lagged so for
+  ``max_lag_s`` of monotonic time (a backlog drains; a wall clock stepped back, e.g. by NTP at
+  boot, does not) is the offset learned again; ``jumps`` counts these. Meanwhile the values
+  look old, so the limits are 0 A: the error is on the safe side.
 - An interface that does not stamp (timestamp 0.0) gets ``now``.
 - A timestamp that cannot be real (not finite, negative, at or beyond ``MAX_TIMESTAMP_S``) makes
   the frame unreadable: ``stamp`` returns ``None`` and the caller counts it.
@@ -40,6 +45,7 @@ class RxClock:
             raise ValueError(f"max_lag_s (={max_lag_s}) must be positive and finite")
         self.max_lag_s = max_lag_s
         self._offset: float | None = None
+        self._lag_since: float | None = None  # monotonic time the frames started to lag
         self.jumps = 0
         """Times the mapping was learned again after the interface clock fell behind."""
         self.bad = 0
@@ -62,11 +68,20 @@ class RxClock:
             self._offset = now_s - timestamp
             return now_s
         t = timestamp + offset
-        if t > now_s:
+        if now_s < t <= now_s + self.max_lag_s:
             self._offset = now_s - timestamp
+            self._lag_since = None
             return now_s
-        if t < now_s - self.max_lag_s:
-            self.jumps += 1
-            self._offset = now_s - timestamp
-            return now_s
+        if abs(t - now_s) > self.max_lag_s:
+            # Far off (a backlog, a stepped wall clock, a wild stamp): keep the mapping unless
+            # it has been off for max_lag_s; never stamp later than now.
+            if self._lag_since is None:
+                self._lag_since = now_s
+            elif now_s - self._lag_since >= self.max_lag_s:
+                self.jumps += 1
+                self._lag_since = None
+                self._offset = now_s - timestamp
+                return now_s
+            return min(t, now_s)
+        self._lag_since = None
         return t

@@ -17,18 +17,30 @@ from tests.canbus.test_link import Sink, pack_frame, running, unique_channel
 
 
 def test_mapping_follows_the_interface_and_never_runs_ahead_of_now() -> None:
+    t0 = 1_700_000_000.0
     rx = RxClock(max_lag_s=1.0)
-    assert rx.stamp(1_700_000_000.0, 50.0) == 50.0  # the first frame anchors the mapping
-    # A frame that arrived 0.3 s before the next one was dequeued keeps its own time.
-    assert rx.stamp(1_700_000_000.2, 50.5) == pytest.approx(50.2)
-    # Stamped in the future (the interface clock ran ahead): clamped to now, re-anchored.
-    assert rx.stamp(1_700_000_100.0, 51.0) == 51.0
-    assert rx.stamp(1_700_000_100.5, 51.6) == pytest.approx(51.5)
-    # The wall clock stepped back an hour (NTP): re-anchored, never an hour-old stamp.
-    assert rx.stamp(1_699_996_500.0, 52.0) == 52.0
+    assert rx.stamp(t0, 50.0) == 50.0  # the first frame anchors the mapping
+    # A frame stamped 0.2 s after the first, dequeued 0.5 s after: it keeps its own time.
+    assert rx.stamp(t0 + 0.2, 50.5) == pytest.approx(50.2)
+    # One wild stamp far in the future: clamped to now, the mapping kept for the others.
+    assert rx.stamp(t0 + 900.0, 50.6) == 50.6
+    assert rx.stamp(t0 + 0.3, 50.7) == pytest.approx(50.3)
+    # A little in the future (this frame waited less than any before): clamped, re-learned.
+    assert rx.stamp(t0 + 1.5, 51.0) == 51.0
+    assert rx.stamp(t0 + 1.8, 51.4) == pytest.approx(51.3)
+    # A frame that waited 2.1 s in a backlog keeps its time (its values are that old).
+    assert rx.stamp(t0 + 1.9, 53.5) == pytest.approx(51.4)
+    assert rx.stamp(t0 + 3.9, 53.6) == pytest.approx(53.4)  # the backlog drained
+    assert rx.jumps == 0
+    # The wall clock stepped back an hour (NTP): the frames look old (stale: 0 A) until the
+    # lag has lasted max_lag_s, then the mapping is learned again.
+    assert rx.stamp(t0 + 4.0 - 3600, 54.0) < 0.0
+    assert rx.stamp(t0 + 4.5 - 3600, 54.5) < 0.0
+    assert rx.stamp(t0 + 5.0 - 3600, 55.0) == 55.0
     assert rx.jumps == 1
+    assert rx.stamp(t0 + 5.1 - 3600, 55.2) == pytest.approx(55.1)
     # An interface that does not stamp.
-    assert rx.stamp(0.0, 53.0) == 53.0
+    assert rx.stamp(0.0, 56.0) == 56.0
 
 
 @pytest.mark.parametrize("ts", [math.nan, math.inf, -math.inf, -5.0, 1e17])
