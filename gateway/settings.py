@@ -37,7 +37,7 @@ ENV_PREFIX = "BMSGW_"
 class ControlConfig(Section):
     """The control loop."""
 
-    tick_s: float = Field(default=0.1, gt=0, le=10)
+    tick_s: float = Field(default=0.1, ge=0.001, le=10)
     """Control step interval when no new data arrives (a step also runs on every new frame)."""
     min_step_s: float = Field(default=0.002, ge=0, le=1)
     """Shortest interval between data-driven steps (bounds CPU under heavy CAN traffic)."""
