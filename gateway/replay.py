@@ -342,6 +342,13 @@ def replay(
             yield from sched.run_until(now + after_end_s)
         yield from sched.close()
     _summarise(log_path, stats, decoder, errors_before)
+    if ctrl.pack.implausible:
+        log.warning(
+            "%s: %d implausible reading(s) counted as measurement faults (not used; 0 A while "
+            "they lasted)",
+            log_path,
+            ctrl.pack.implausible,
+        )
 
 
 def _summarise(

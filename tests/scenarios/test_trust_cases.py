@@ -12,6 +12,7 @@ The case files are read where they are, never copied into the repository.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,12 @@ def active(rec: dict[str, Any]) -> list[str]:
 
 
 def test_implausible_cell_reading_is_a_self_clearing_measurement_fault(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING)
     recs, _ = run_case("implausible-cell-reading", monkeypatch)
+    # 2.5 s of 0.85 V at 2 frames/s: 5 readings counted as measurement faults.
+    assert "5 implausible reading(s)" in caplog.text
     # Right value of the case: at t = 240 s DCL = 100 A and no active alarm.
     assert recs[240.0]["limits"]["dcl_a"]["value"] == 100.0
     assert recs[240.0]["alarms"] == []
