@@ -26,6 +26,8 @@ class UpdateConfig(Section):
     files (systemd: /var/lib/bms-gateway/update)."""
     health_window_s: float = Field(default=30.0, gt=0, le=3600)
     """After a restart, watch the health criterion this long before an update counts as good."""
+    restart_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    """After a restart, the new process must report health within this (else roll back)."""
     health_stale_s: float = Field(default=5.0, gt=0, le=600)
     """A health record older than this means the gateway is not running (or hung)."""
     safe_current_a: float = Field(default=2.0, ge=0)

@@ -133,26 +133,36 @@ class WatchResult:
 class HealthWatch:
     """Judges a restarted gateway over a window against the record from before the restart.
 
-    Healthy at the end of the window when: a record from a new process (another ``boot_id``)
-    arrived; it is fresh (the control loop is alive) and its step count has advanced; data is
-    complete if it was before (always, without a baseline); every link up before is up; and no
-    alarm that was not active before appeared at any time in the window (that fails at once).
+    The window starts with the first record from the new process (another ``boot_id``), which
+    must arrive within ``restart_timeout_s`` of the restart. Healthy at the end of the window
+    when: the latest record is fresh (the control loop is alive) and its step count has
+    advanced; data is complete if it was before (always, without a baseline); every link up
+    before is up; and no alarm that was not active before appeared at any time (that fails at
+    once).
 
     Args:
         baseline: the record before the restart (``None``: the gateway was not running).
         started_s: wall time of the restart.
-        window_s: how long to watch.
+        window_s: how long to watch the new process.
         stale_s: a record older than this at the end means a hung or dead gateway.
+        restart_timeout_s: how long the new process may take to write its first record.
     """
 
     def __init__(
-        self, baseline: HealthRecord | None, started_s: float, window_s: float, stale_s: float
+        self,
+        baseline: HealthRecord | None,
+        started_s: float,
+        window_s: float,
+        stale_s: float,
+        restart_timeout_s: float = 60.0,
     ) -> None:
         self.baseline = baseline
         self.started_s = started_s
         self.window_s = window_s
         self.stale_s = stale_s
+        self.restart_timeout_s = restart_timeout_s
         self._first: HealthRecord | None = None
+        self._first_seen_s = 0.0
         self._last: HealthRecord | None = None
 
     def _is_new(self, rec: HealthRecord) -> bool:
@@ -165,23 +175,27 @@ class HealthWatch:
         if record is not None and self._is_new(record):
             if self._first is None:
                 self._first = record
+                self._first_seen_s = now_s
             self._last = record
             before = set(self.baseline.alarms) if self.baseline else set()
             new = [a for a in record.alarms if a not in before]
             if new:
                 return WatchResult(Verdict.FAILED, f"new alarm after the restart: {', '.join(new)}")
-        if now_s - self.started_s < self.window_s:
+        if self._first is None:
+            if now_s - self.started_s < self.restart_timeout_s:
+                return WatchResult(Verdict.PENDING)
+            return WatchResult(
+                Verdict.FAILED,
+                f"the gateway did not come back (no health record from a new process in "
+                f"{self.restart_timeout_s:g} s)",
+            )
+        if now_s - self._first_seen_s < self.window_s:
             return WatchResult(Verdict.PENDING)
         return self._final(now_s)
 
     def _final(self, now_s: float) -> WatchResult:
         first, last = self._first, self._last
-        if first is None or last is None:
-            return WatchResult(
-                Verdict.FAILED,
-                f"the gateway did not come back (no health record from a new process in "
-                f"{self.window_s:g} s)",
-            )
+        assert first is not None and last is not None
         age = now_s - last.written_s
         if age > self.stale_s:
             return WatchResult(

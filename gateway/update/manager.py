@@ -324,7 +324,13 @@ class UpdateManager:
         """Restart and watch; ``None`` when healthy, else why not."""
         started = self.wall()
         self.restart()
-        watch = HealthWatch(baseline, started, self.cfg.health_window_s, self.cfg.health_stale_s)
+        watch = HealthWatch(
+            baseline,
+            started,
+            self.cfg.health_window_s,
+            self.cfg.health_stale_s,
+            self.cfg.restart_timeout_s,
+        )
         while True:
             result = watch.observe(self.health(), self.wall())
             if result.verdict is Verdict.PASSED:
