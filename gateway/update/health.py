@@ -195,7 +195,8 @@ class HealthWatch:
 
     def _final(self, now_s: float) -> WatchResult:
         first, last = self._first, self._last
-        assert first is not None and last is not None
+        assert first is not None
+        assert last is not None
         age = now_s - last.written_s
         if age > self.stale_s:
             return WatchResult(
