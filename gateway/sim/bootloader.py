@@ -21,6 +21,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -110,6 +111,8 @@ class BootloaderSim:
         self.app_running = True
         self.resets = 0
         self.blocks_received = 0
+        self.first_block_s: float | None = None  # monotonic time of the first TransferData
+        self.last_block_s: float | None = None
         self.cut_after_blocks: int | None = None
         self.silent = False
         self._seed: bytes | None = None
@@ -289,6 +292,10 @@ class BootloaderSim:
         if len(data) > MAX_BLOCK - 2 or len(self.staged) + len(data) > self._download[1]:
             return NRC_SUSPENDED
         self.staged += data
+        now = time.monotonic()
+        if self.first_block_s is None:
+            self.first_block_s = now
+        self.last_block_s = now
         self._last_seq = seq
         self._next_seq = (seq + 1) & 0xFF
         self.blocks_received += 1
