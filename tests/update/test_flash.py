@@ -188,7 +188,8 @@ def test_inverter_is_told_0_a_during_the_flash(
         with BootloaderSim(uds_channel, _image("1.0.0"), hardware=HW) as sim:
             line = mgr.apply_firmware()  # no --force: the gate passes on the running gateway
         assert "1.0.0 -> 1.1.0 flashed" in line
-        assert sim.first_block_s is not None and sim.last_block_s is not None
+        assert sim.first_block_s is not None
+        assert sim.last_block_s is not None
         # From the first block to the last, what the storage controller last read (it polls
         # every 0.05 s, sampled every 0.05 s here: 0.15 s of allowed lag).
         t0, t1 = sim.first_block_s + 0.15, sim.last_block_s
@@ -204,7 +205,9 @@ def test_inverter_is_told_0_a_during_the_flash(
                 break
             time.sleep(0.1)
         rec = mgr.health()
-        assert rec is not None and rec.hold is None and rec.ccl_a > 0
+        assert rec is not None
+        assert rec.hold is None
+        assert rec.ccl_a > 0
     finally:
         daemon.stop()
         pack.stop()
