@@ -73,7 +73,7 @@ class OperatorRepo:
         """
         if (self.metadata_dir / "1.root.json").exists():
             raise FileExistsError(f"{self.metadata_dir} already holds a repository")
-        self.keys_dir.mkdir(parents=True, exist_ok=True)
+        self.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         root = Root(expires=_expiry(DEFAULT_EXPIRY_DAYS["root"]), consistent_snapshot=True)
