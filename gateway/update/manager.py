@@ -45,6 +45,15 @@ HOLD_CONFIRM_S = 5.0
 
 Restart = Callable[[], None]
 
+# Run ``python -m gateway`` from an unpacked wheel: its directory first on the path, and without
+# the import hook of an editable (development) install, which would win over sys.path.
+_RUN_FROM_SITE = (
+    "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "sys.meta_path[:] = [f for f in sys.meta_path "
+    "if not getattr(f, '__module__', '').startswith('__editable__')]; "
+    "runpy.run_module('gateway', run_name='__main__', alter_sys=True)"
+)
+
 
 def _systemd_restart(command: tuple[str, ...]) -> Restart:
     def restart() -> None:
@@ -167,6 +176,7 @@ class UpdateManager:
 
     def check(self) -> list[str]:
         """One line per kind: what is installed and what the repository offers."""
+        self._client = None  # fresh metadata for every command
         client = self.client()
         lines = []
         for kind in TargetKind:
@@ -212,6 +222,7 @@ class UpdateManager:
         Raises:
             UpdateError: the first refusal or failure (what was applied before it stays).
         """
+        self._client = None  # fresh metadata for every command
         kinds = [kind] if kind is not None else list(TargetKind)
         lines = []
         for k in kinds:
@@ -298,17 +309,18 @@ class UpdateManager:
     def _check_config(self, kind: TargetKind, dest: Path) -> str | None:
         """Run ``bms-gateway check-config`` on the new version in a child process; the last
         line of its error output, or ``None`` when it passed."""
-        env = dict(os.environ)
         if kind is TargetKind.CONFIG:
             config = dest / "config.toml"
             cwd = dest
+            cmd = [sys.executable, "-m", "gateway"]
         else:
             if self.config_path is None:
                 return "no --config to check the new release against"
             config = self.config_path.resolve()
             cwd = Path.cwd()
-            env["PYTHONPATH"] = str(dest / "site")
-        cmd = [sys.executable, "-m", "gateway", "check-config", "--config", str(config)]
+            cmd = [sys.executable, "-c", _RUN_FROM_SITE, str(dest / "site")]
+        cmd += ["check-config", "--config", str(config)]
+        env = dict(os.environ)
         try:
             proc = subprocess.run(
                 cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=120
@@ -397,6 +409,7 @@ class UpdateManager:
         from gateway.update.uds import FlashInterrupted, UdsFlasher
 
         kind = TargetKind.BMS_FIRMWARE
+        self._client = None  # fresh metadata for every command
         bus = self.bus_factory()
         try:
             with UdsFlasher(bus, self.cfg) as flasher:

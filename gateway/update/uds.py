@@ -179,20 +179,20 @@ class UdsFlasher:
         c = self.client
         # A late answer from before an interruption must not be taken for this one's.
         self._conn.empty_rxqueue()
-        with self._translated("enter the programming session"):
+        with self._step("enter the programming session"):
             c.change_session(udsoncan.services.DiagnosticSessionControl.Session.programmingSession)
-        with self._translated("unlock SecurityAccess"):
+        with self._step("unlock SecurityAccess"):
             c.unlock_security_access(self.config.uds_security_level)
         start = 0
         if resume:
-            with self._translated("read the staged byte count"):
+            with self._step("read the staged byte count"):
                 staged = int(self._read(DID_STAGED_BYTES))
             # Resume at a block boundary the BMS acknowledged; never past the image.
             start = min(staged, len(image))
         if start == 0:
-            with self._translated("erase the spare slot"):
+            with self._step("erase the spare slot"):
                 c.start_routine(ROUTINE_ERASE)
-        with self._translated("RequestDownload"):
+        with self._step("RequestDownload"):
             loc = udsoncan.MemoryLocation(start, len(image) - start, 32, 32)
             resp = c.request_download(loc)
             assert resp is not None
@@ -216,14 +216,14 @@ class UdsFlasher:
             blocks += 1
             if on_progress is not None:
                 on_progress(offset)
-        with self._translated("RequestTransferExit"):
+        with self._step("RequestTransferExit"):
             c.request_transfer_exit()
-        with self._translated("run the check routine"):
+        with self._step("run the check routine"):
             check = c.start_routine(ROUTINE_CHECK, struct.pack(">I", zlib.crc32(image)))
             assert check is not None
             status = bytes(check.service_data.routine_status_record or b"\x01")
         passed = status[:1] == b"\x00"
-        with self._translated("ECUReset"):
+        with self._step("ECUReset"):
             c.ecu_reset(udsoncan.services.ECUReset.ResetType.hardReset)
         time.sleep(reset_wait_s)
         if not passed:
@@ -231,7 +231,7 @@ class UdsFlasher:
                 "the BMS's check routine rejected the image (CRC, version or hardware); "
                 "it keeps running the old slot"
             )
-        with self._translated("read the version after the reset"):
+        with self._step("read the version after the reset"):
             version = str(self._read(DID_SW_VERSION))
         return FlashResult(
             version=version,
@@ -244,6 +244,10 @@ class UdsFlasher:
     def _translated(self, step: str) -> _Translate:
         return _Translate(step)
 
+    def _step(self, step: str) -> _Translate:
+        """A step of the flash itself: no answer there leaves the BMS in its bootloader."""
+        return _Translate(step, interrupts=True)
+
 
 def _nrc(e: uds_errors.NegativeResponseException) -> str:
     code = e.response.code
@@ -254,8 +258,9 @@ def _nrc(e: uds_errors.NegativeResponseException) -> str:
 class _Translate:
     """Turn udsoncan/ISO-TP errors of one step into an UpdateError naming the step."""
 
-    def __init__(self, step: str) -> None:
+    def __init__(self, step: str, interrupts: bool = False) -> None:
         self.step = step
+        self.interrupts = interrupts
 
     def __enter__(self) -> None:
         return None
@@ -266,6 +271,12 @@ class _Translate:
         if isinstance(e, uds_errors.NegativeResponseException):
             raise UpdateError(f"BMS refused to {self.step}: {_nrc(e)}") from None
         if isinstance(e, uds_errors.TimeoutException | isotp.IsoTpError):
+            if self.interrupts:
+                raise FlashInterrupted(
+                    f"BMS did not answer ({self.step}): {e}; it may be in its bootloader, run "
+                    "the update again to resume",
+                    0,
+                ) from None
             raise UpdateError(f"BMS did not answer ({self.step}): {e}") from None
         if isinstance(
             e,

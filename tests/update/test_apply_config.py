@@ -129,3 +129,54 @@ def test_config_failing_the_health_check_rolls_back(site: Site) -> None:
     assert site.daemon.starts == 3
     assert site.daemon.current_config().resolve().parent.name == "0"
     site.wait_healthy()
+
+
+# --- gateway releases -------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _wheel(path: Path, version: str, *, broken: bool = False) -> Path:
+    """A pure wheel of this package (its source as it is, or with a syntax error)."""
+    import os
+    import zipfile
+
+    src = REPO / "gateway"
+    dist = f"bms_gateway-{version}.dist-info"
+    with zipfile.ZipFile(path, "w") as zf:
+        for dirpath, dirnames, files in os.walk(src, followlinks=True):
+            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+            for name in files:
+                full = Path(dirpath, name)
+                arc = str(Path("gateway") / full.relative_to(src))
+                if broken and arc == "gateway/update/config.py":
+                    zf.writestr(arc, "this is not python\n")
+                else:
+                    zf.write(full, arc)
+        zf.writestr(
+            f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: bms-gateway\nVersion: {version}\n"
+        )
+        zf.writestr(
+            f"{dist}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        zf.writestr(f"{dist}/RECORD", "")
+    return path
+
+
+def test_gateway_release_is_checked_unpacked_beside_and_kept(site: Site) -> None:
+    # A broken release first: check-config runs the new code and refuses it.
+    broken = _wheel(site.tmp / "bms_gateway-0.3.0-py3-none-any.whl", "0.3.0", broken=True)
+    site.server.repo.add_target(broken, kind=TargetKind.GATEWAY, version="0.3.0")
+    with pytest.raises(UpdateError, match=r"gateway 0\.3\.0 refused by check-config: .*Error"):
+        site.manager.apply(TargetKind.GATEWAY)
+    store = site.manager.stores[TargetKind.GATEWAY]
+    assert store.current is None
+    assert site.daemon.starts == 1
+    # A good one, signed as a newer version, goes in and stays.
+    good = _wheel(site.tmp / "bms_gateway-0.4.0-py3-none-any.whl", "0.4.0")
+    site.server.repo.add_target(good, kind=TargetKind.GATEWAY, version="0.4.0")
+    assert site.manager.apply(TargetKind.GATEWAY) == ["gateway: 0.4.0 applied; healthy for 2 s"]
+    assert store.current == "0.4.0"
+    assert store.link("last-good") == "0.4.0"
+    assert (site.state_dir / "gateway" / "current" / "site" / "gateway" / "cli.py").is_file()
+    assert site.daemon.starts == 2
