@@ -115,7 +115,9 @@ class UpdateAgent:
     async def run(self) -> None:
         """Tick forever; run the periodic check when configured."""
         interval = self.config.check_interval_s
-        next_check = time.monotonic() + 60.0 if interval and self._check else float("inf")
+        # The first check a minute after start (or sooner with a shorter interval).
+        first = min(60.0, interval) if interval and self._check else float("inf")
+        next_check = time.monotonic() + first
         while True:
             self.tick()
             if time.monotonic() >= next_check and interval:

@@ -98,6 +98,12 @@ def test_good_config_applies_and_passes_the_health_check(site: Site) -> None:
     # Applying again finds nothing newer and does not restart.
     assert site.manager.apply(TargetKind.CONFIG) == ["config: 1.1.0 is installed"]
     assert site.daemon.starts == 2
+    # The operator goes back: the version before, restarted and watched like an apply.
+    assert site.manager.rollback(TargetKind.CONFIG) == "config: rolled back from 1.1.0 to 0"
+    assert store.current == "0"
+    assert store.link("last-good") == "0"
+    assert site.daemon.starts == 3
+    assert load_settings(site.daemon.current_config()).limits.max_charge_a == 100.0
 
 
 def test_config_failing_check_config_is_never_switched_to(site: Site) -> None:

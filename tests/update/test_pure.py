@@ -179,3 +179,53 @@ def test_store_switches_atomically_and_never_exposes_a_partial_version(tmp_path:
     assert store.switch("1.1") == "1.0"
     assert store.link("previous") == "1.0"
     assert store.link("last-good") == "1.0"
+
+
+# --- the daemon's agent -----------------------------------------------------------------------
+
+
+async def test_agent_holds_from_the_file_and_runs_the_periodic_check(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import json
+    import logging
+
+    from gateway.errors import UpdateError
+    from gateway.update.agent import UpdateAgent
+    from gateway.update.config import UpdateConfig
+
+    caplog.set_level(logging.INFO, logger="gateway.update.agent")
+    holds: list[str | None] = []
+    checks: list[int] = []
+
+    def check() -> str:
+        checks.append(1)
+        if len(checks) == 1:
+            return "config: update available: 1.2.0 (installed 1.1.0)"
+        raise UpdateError("update metadata refused: metadata expired: timestamp.json")
+
+    cfg = UpdateConfig(
+        metadata_url="http://127.0.0.1:9/m/",
+        targets_url="http://127.0.0.1:9/t/",
+        state_dir=str(tmp_path),
+        check_interval_s=0.2,
+    )
+    agent = UpdateAgent(
+        cfg, latest=lambda: None, links=lambda out: {}, set_hold=holds.append, check=check
+    )
+    (tmp_path / "hold.json").write_text(json.dumps({"reason": "update"}))
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.sleep(0.8)
+        (tmp_path / "hold.json").unlink()
+        await asyncio.sleep(0.7)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert holds == ["update", None]
+    assert len(checks) >= 2
+    assert "update check: config: update available: 1.2.0" in caplog.text
+    assert "update check: update metadata refused" in caplog.text
+    assert not (tmp_path / "health.json").exists()  # no control output yet: nothing to report
