@@ -27,11 +27,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway.update.model import Version
+
 __all__ = ["VersionStore", "read_json", "write_json_atomic"]
 
 CURRENT, LAST_GOOD, PREVIOUS = "current", "last-good", "previous"
 _PARTIAL = ".partial-"
 _KEEP = 4  # versions kept besides current/last-good/previous
+
+
+def _version_key(name: str) -> tuple[int, tuple[int, ...], str]:
+    """Oldest first: dotted versions by value, anything else after them by name."""
+    try:
+        return (0, Version.parse(name).parts, name)
+    except ValueError:
+        return (1, (), name)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -105,10 +115,11 @@ class VersionStore:
         return self.versions / version
 
     def installed(self) -> list[str]:
-        """Complete versions on disk (partial ones excluded)."""
+        """Complete versions on disk, oldest first (partial ones excluded)."""
         if not self.versions.is_dir():
             return []
-        return sorted(p.name for p in self.versions.iterdir() if not p.name.startswith("."))
+        names = [p.name for p in self.versions.iterdir() if not p.name.startswith(".")]
+        return sorted(names, key=_version_key)
 
     def install(self, version: str, fill: Callable[[Path], None]) -> Path:
         """Unpack a version beside the others: ``fill(tmpdir)`` writes it, then it is synced and

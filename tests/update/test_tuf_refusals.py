@@ -105,3 +105,31 @@ def test_one_signature_of_a_threshold_of_two_is_refused(
     )
     with pytest.raises(UpdateError, match=r"signature threshold not met: targets .* 1/2 keys"):
         _manager(config_path).client()
+
+
+def test_status_and_refusals_without_configuration(
+    repo_server: RepoServer,
+    config_path: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    assert main(["update", "status", "--config", str(config_path)]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["config"] == {"current": None, "last_good": None, "previous": None}
+    assert status["hold"] is None
+    assert status["health"] is None
+    # No gateway runs here: the safe-to-update gate refuses without --force, in one line.
+    repo_server.repo.add_target(_bundle(tmp_path), kind=TargetKind.CONFIG, version="1.1.0")
+    assert main(["update", "apply", "--kind", "config", "--config", str(config_path)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "update refused: not safe to update: pack state unknown (no health record from the "
+        "running gateway) (--force to override)"
+    )
+    # Updates not configured at all.
+    plain = tmp_path / "plain.toml"
+    plain.write_text("[pack]\ncells = 8\n")
+    assert main(["update", "check", "--config", str(plain)]) == 3
+    assert "updates are not configured" in capsys.readouterr().err
