@@ -179,10 +179,20 @@ class UpdateManager:
         self._client = None  # fresh metadata for every command
         client = self.client()
         lines = []
+        fw_hw = self._status().get(TargetKind.BMS_FIRMWARE.value, {}).get("hardware")
         for kind in TargetKind:
-            fw_hw = self._status().get(TargetKind.BMS_FIRMWARE.value, {}).get("hardware")
             target = client.newest(kind, self.local(fw_hw))
             have = self.installed(kind)
+            if target is None and kind is TargetKind.BMS_FIRMWARE and fw_hw is None:
+                # The BMS has not been identified yet: say what is offered for which hardware.
+                offered = client.newest(kind, self.local(None), ignore=("hardware",))
+                if offered is not None:
+                    hw = ", ".join(offered.fits.get("hardware", ("any",)))
+                    lines.append(
+                        f"{kind.value}: {offered.version} offered for hardware {hw} (the BMS's "
+                        "hardware is read by `update apply --kind bms-firmware`)"
+                    )
+                    continue
             if target is None:
                 lines.append(f"{kind.value}: nothing offered for this gateway (installed {have})")
                 continue

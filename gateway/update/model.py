@@ -68,11 +68,15 @@ class UpdateTarget:
     hashes: Mapping[str, str]
     fits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def fits_here(self, local: Mapping[str, str | None]) -> str | None:
+    def fits_here(
+        self, local: Mapping[str, str | None], ignore: tuple[str, ...] = ()
+    ) -> str | None:
         """``None`` when the target fits ``local`` (``gateway_id``, ``chemistry``, ...), else
         the reason (``"fits chemistry nmc, this pack is lfp"``). An unknown local value fits
-        nothing that restricts it."""
+        nothing that restricts it. Keys in ``ignore`` are not checked."""
         for key, allowed in self.fits.items():
+            if key in ignore:
+                continue
             value = local.get(key)
             if value is None or value not in allowed:
                 return f"fits {key} {', '.join(allowed)}, this one is {value or 'unknown'}"

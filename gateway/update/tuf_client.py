@@ -115,9 +115,14 @@ class TufClient:
                 log.warning("skipping %s", e)
         return out
 
-    def newest(self, kind: TargetKind, local: dict[str, str | None]) -> UpdateTarget | None:
-        """The highest version of ``kind`` that fits ``local``, or ``None``."""
-        fitting = [t for t in self.targets() if t.kind is kind and t.fits_here(local) is None]
+    def newest(
+        self, kind: TargetKind, local: dict[str, str | None], ignore: tuple[str, ...] = ()
+    ) -> UpdateTarget | None:
+        """The highest version of ``kind`` that fits ``local`` (``ignore``: keys not checked),
+        or ``None``."""
+        fitting = [
+            t for t in self.targets() if t.kind is kind and t.fits_here(local, ignore) is None
+        ]
         return max(fitting, key=lambda t: t.version, default=None)
 
     def target_file(self, target: UpdateTarget) -> TargetFile:

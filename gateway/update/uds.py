@@ -100,6 +100,8 @@ class UdsFlasher:
         self, bus: can.BusABC, config: UpdateConfig, security_algo: SecurityAlgo | None = None
     ) -> None:
         self.config = config
+        # udsoncan logs every exception it raises at ERROR; the caller reports ours instead.
+        logging.getLogger("UdsClient").setLevel(logging.CRITICAL)
         self._stack = isotp.CanStack(
             bus,
             address=isotp.Address(
