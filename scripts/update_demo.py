@@ -93,7 +93,7 @@ def main() -> int:
                 print(f"  update refused: {e}")
             print(f"  blocks the BMS received: {bms.blocks_received}")
             published.write_bytes(good)
-            bms.cut_after_blocks = 30
+            bms.cut_after_blocks = max(1, len(image) // 4093 // 2)  # about half the blocks
             print("$ bms-gateway update apply --kind bms-firmware --force   # cable cut halfway")
             try:
                 manager.apply_firmware(force=True)

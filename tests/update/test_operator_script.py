@@ -123,3 +123,22 @@ def test_operator_workflow_publishes_what_a_gateway_verifies(
     assert fw is not None
     assert client.download(fw).read_bytes() == (tmp_path / "bms.bin").read_bytes()
     assert '"timestamp"' in OperatorRepo(keys, pub).describe()
+
+
+def test_update_demo_runs_the_whole_story(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = importlib.util.spec_from_file_location("update_demo", SCRIPT.parent / "update_demo.py")
+    assert spec is not None
+    assert spec.loader is not None
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    monkeypatch.setattr(sys, "argv", ["update_demo.py", "--kib", "64"])
+    assert demo.main() == 0
+    out = capsys.readouterr().out
+    assert "refused: hash or length mismatch" in out
+    assert "blocks the BMS received: 0" in out
+    assert "transfer interrupted at" in out
+    assert "1.0.0 -> 1.1.0 flashed" in out
+    assert "resumed at byte" in out
+    assert "BMS now runs 1.1.0" in out
