@@ -232,6 +232,8 @@ class UpdateManager:
         Raises:
             UpdateError: the first refusal or failure (what was applied before it stays).
         """
+        if version is not None and kind is None:
+            raise UpdateError("--version needs --kind")
         self._client = None  # fresh metadata for every command
         kinds = [kind] if kind is not None else list(TargetKind)
         lines = []
@@ -292,16 +294,22 @@ class UpdateManager:
             raise UpdateError(f"{kind.value} {name} refused by check-config: {problem}")
         before = store.switch(name)
         log.info("%s: switched to %s (was %s); restarting", kind.value, name, before)
-        result = self._restart_and_watch(baseline)
+        try:
+            result = self._restart_and_watch(baseline)
+        except UpdateError as e:  # the restart command itself failed
+            result = str(e)
         if result is None:
             store.mark_good()
             self._record(kind, last_result=f"applied {name}")
             return f"{kind.value}: {name} applied; healthy for {self.cfg.health_window_s:g} s"
         if before is not None:
             store.switch(before)
-            self.restart()
+        else:
+            store.clear_current()  # back to what ran before the store existed
+        self.restart()
         self._record(kind, last_result=f"rolled back {name}: {result}")
-        raise UpdateError(f"{kind.value} {name} rolled back to {before}: {result}")
+        back = before or "the installed package"
+        raise UpdateError(f"{kind.value} {name} rolled back to {back}: {result}")
 
     def _seed_config(self, store: VersionStore) -> None:
         """Keep the configuration the gateway runs with now as version ``0`` (last good)."""

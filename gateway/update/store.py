@@ -179,6 +179,11 @@ class VersionStore:
         self.set_link(CURRENT, version)
         return before
 
+    def clear_current(self) -> None:
+        """Remove ``current`` (the service then runs what it ran before the first update)."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.base / CURRENT).unlink()
+
     def mark_good(self) -> None:
         """``last-good`` := ``current``; old versions beyond a few are pruned."""
         cur = self.current
