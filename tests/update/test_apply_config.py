@@ -87,7 +87,7 @@ def test_good_config_applies_and_passes_the_health_check(site: Site) -> None:
     )
     site.publish("1.1.0", good)
     lines = site.manager.apply(TargetKind.CONFIG)
-    assert lines == ["config: 1.1.0 applied; healthy for 2 s"]
+    assert lines == ["config: 1.1.0 applied; healthy for 1.5 s"]
     store = site.manager.stores[TargetKind.CONFIG]
     assert store.current == "1.1.0"
     assert store.link("last-good") == "1.1.0"
@@ -181,7 +181,7 @@ def test_gateway_release_is_checked_unpacked_beside_and_kept(site: Site) -> None
     # A good one, signed as a newer version, goes in and stays.
     good = _wheel(site.tmp / "bms_gateway-0.4.0-py3-none-any.whl", "0.4.0")
     site.server.repo.add_target(good, kind=TargetKind.GATEWAY, version="0.4.0")
-    assert site.manager.apply(TargetKind.GATEWAY) == ["gateway: 0.4.0 applied; healthy for 2 s"]
+    assert site.manager.apply(TargetKind.GATEWAY) == ["gateway: 0.4.0 applied; healthy for 1.5 s"]
     assert store.current == "0.4.0"
     assert store.link("last-good") == "0.4.0"
     assert (site.state_dir / "gateway" / "current" / "site" / "gateway" / "cli.py").is_file()
