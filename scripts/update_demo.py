@@ -61,7 +61,8 @@ def main() -> int:
         config.write_text(
             f'[can]\ninterface = "virtual"\nchannel = "{channel}"\n'
             f'[update]\nmetadata_url = "{url}/metadata/"\ntargets_url = "{url}/targets/"\n'
-            f'root = "{root}"\nstate_dir = "{tmp / "state"}"\nuds_timeout_s = 0.5\n'
+            f'root = "{root}"\nstate_dir = "{tmp / "state"}"\n'
+            "uds_timeout_s = 0.5\nflash_retries = 0\n"  # show the manual resume
         )
         manager = UpdateManager(
             load_settings(config),

@@ -47,6 +47,10 @@ class UpdateConfig(Section):
     """Hex secret of the seed/key algorithm (key = HMAC-SHA256(secret, seed), first 4 bytes)."""
     uds_timeout_s: float = Field(default=2.0, gt=0, le=60)
     """UDS request timeout (P2*); a transfer that stops answering this long is interrupted."""
+    flash_retries: int = Field(default=2, ge=0, le=20)
+    """An interrupted BMS transfer is retried (resumed) this many times before giving up."""
+    flash_retry_wait_s: float = Field(default=5.0, ge=0, le=600)
+    """Pause before each retry (the bus or the BMS may need a moment to come back)."""
     uds_stmin_ms: int = Field(default=0, ge=0, le=127)
     """ISO-TP separation time the gateway asks of the BMS between consecutive frames."""
 

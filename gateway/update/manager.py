@@ -462,11 +462,7 @@ class UpdateManager:
                     self._gate(force)
                 self._hold_on()
                 try:
-                    result = flasher.flash(
-                        image,
-                        resume=resume,
-                        on_progress=lambda off: self._save_progress(digest, target, off),
-                    )
+                    result = self._flash_with_retries(flasher, image, resume, digest, target)
                 except FlashInterrupted:
                     self._record(kind, last_result=f"interrupted {target.version}")
                     raise  # the hold stays: the BMS is in its bootloader, not protecting
@@ -492,6 +488,34 @@ class UpdateManager:
                 )
         finally:
             bus.shutdown()
+
+    def _flash_with_retries(
+        self, flasher: Any, image: bytes, resume: bool, digest: str, target: UpdateTarget
+    ) -> Any:
+        """``flasher.flash``, resumed after an interruption up to ``flash_retries`` times."""
+        from gateway.update.uds import FlashInterrupted
+
+        retries = self.cfg.flash_retries
+        for attempt in range(retries + 1):
+            try:
+                return flasher.flash(
+                    image,
+                    resume=resume,
+                    on_progress=lambda off: self._save_progress(digest, target, off),
+                )
+            except FlashInterrupted as e:
+                if attempt == retries:
+                    raise
+                log.warning(
+                    "%s; retry %d of %d in %g s",
+                    e,
+                    attempt + 1,
+                    retries,
+                    self.cfg.flash_retry_wait_s,
+                )
+                self.sleep(self.cfg.flash_retry_wait_s)
+                resume = True
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _save_progress(self, digest: str, target: UpdateTarget, offset: int) -> None:
         write_json_atomic(

@@ -76,6 +76,7 @@ health_window_s = 1.5
 health_stale_s = 2.0
 restart_timeout_s = 15.0
 uds_timeout_s = 0.5
+flash_retries = 0
 
 {sunspec}
 """

@@ -211,3 +211,34 @@ def test_inverter_is_told_0_a_during_the_flash(
     finally:
         daemon.stop()
         pack.stop()
+
+
+def test_cut_transfer_is_retried_and_resumed_in_one_apply(
+    tmp_path: Path,
+    repo_server: RepoServer,
+    channel: str,
+    uds_channel: str,
+    bootloader: BootloaderSim,
+) -> None:
+    import threading
+
+    config = tmp_path / "config.toml"
+    text = config_toml(repo_server, tmp_path / "state", channel)
+    config.write_text(
+        text.replace("flash_retries = 0", "flash_retries = 3\nflash_retry_wait_s = 0.3")
+    )
+    image = _image("1.1.0", 128 * 1024)
+    _publish(repo_server, tmp_path, "1.1.0", image)
+    mgr = _manager(tmp_path, repo_server, channel, uds_channel)
+    bootloader.cut_after_blocks = 10
+    # The cable is back 1 s later: within the retries (0.5 s timeout + 0.3 s pause each).
+    timer = threading.Timer(1.0, bootloader.reconnect)
+    timer.start()
+    try:
+        line = mgr.apply_firmware(force=True)
+    finally:
+        timer.cancel()
+    assert "1.0.0 -> 1.1.0 flashed" in line
+    assert "resumed at byte" in line
+    assert bootloader.active_version == "1.1.0"
+    assert mgr.status()["hold"] is None
