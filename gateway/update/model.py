@@ -90,6 +90,9 @@ def parse_target(path: str, length: int, hashes: Mapping[str, str], custom: Any)
         ValueError: ``custom`` lacks ``kind`` or ``version``, or has an unknown kind or fits key;
             the message names the target path.
     """
+    parts = path.split("/")
+    if path.startswith("/") or any(p in ("", ".", "..") for p in parts) or len(path) > 255:
+        raise ValueError(f"target {path!r}: not a plain relative path")
     if not isinstance(custom, Mapping):
         raise ValueError(f"target {path}: no custom metadata (kind, version)")
     try:

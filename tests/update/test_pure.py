@@ -40,6 +40,9 @@ def test_target_custom_metadata_is_checked_and_fits_are_matched() -> None:
         parse_target("config/x", 1, {}, {"kind": "config", "version": "1", "fits": {"site": 1}})
     with pytest.raises(ValueError, match="no custom metadata"):
         parse_target("config/x", 1, {}, None)
+    for bad_path in ("../etc/x", "/abs", "config//x", "config/./x"):
+        with pytest.raises(ValueError, match="not a plain relative path"):
+            parse_target(bad_path, 1, {}, {"kind": "config", "version": "1"})
 
 
 # --- the image format -------------------------------------------------------------------------
