@@ -55,3 +55,22 @@ def test_stale_points_are_not_implemented() -> None:
         assert getattr(silent, point).cvalue is None, point
     assert silent.AChaMax.cvalue == 0
     assert silent.ADisChaMax.cvalue == 0
+
+
+def test_cell_extremes_of_a_partly_stale_string_are_not_implemented() -> None:
+    ctrl = Controller(Settings(pack=PackConfig(cells=4, temp_sensors=1)))
+    for k in range(12):
+        t = 100.0 + k
+        cells = range(4) if k == 0 else range(3)  # cell 3 falls silent after the first second
+        readings = [Reading(Role.CELL_VOLTAGE, i, 3.3 + 0.01 * i, t) for i in cells]
+        readings += [
+            Reading(Role.CELL_TEMPERATURE, 0, 20.0, t),
+            Reading(Role.PACK_CURRENT, 0, 5.0, t),
+        ]
+        ctrl.ingest(readings)
+    m = _read(ctrl.step(111.5))
+    # Cell 3 is 11.5 s old: the extremes of the other three would be false, so none is given.
+    for point in ("CellVMax", "CellVMin", "CellVAvg", "V"):
+        assert getattr(m, point).cvalue is None, point
+    assert m.A.cvalue is not None  # the current is fresh
+    assert m.AChaMax.cvalue == 0
