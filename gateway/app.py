@@ -25,6 +25,9 @@ from gateway.control import Controller
 from gateway.core.chemistry import get_chemistry
 from gateway.core.model import Command, CommandResult, ControlOutput, Reading
 from gateway.errors import FrameError, GatewayError
+from gateway.inverter_can.config import InverterProtocol
+from gateway.inverter_can.frames import BatteryIdentity
+from gateway.inverter_can.link import InverterCanLink
 from gateway.mqtt.publisher import MqttPublisher
 from gateway.sdnotify import Notifier
 from gateway.settings import Settings
@@ -84,6 +87,17 @@ class Gateway:
             )
         elif settings.sunspec.mode == "client":
             self.sunspec_client = SunSpecClient(settings.sunspec)
+        self.inverter_can: InverterCanLink | None = None
+        if settings.inverter_can.protocol is not InverterProtocol.OFF:
+            # Wall clock: the inverter's keep-alive timeout is a real-time promise.
+            self.inverter_can = InverterCanLink(
+                settings.inverter_can,
+                BatteryIdentity.from_config(
+                    settings.inverter_can,
+                    capacity_ah=settings.pack.capacity_ah,
+                    version=__version__,
+                ),
+            )
         self.mqtt: MqttPublisher | None = None
         if settings.mqtt.enabled:
             self.mqtt = MqttPublisher(
@@ -124,12 +138,17 @@ class Gateway:
             self.ctrl.set_negotiation(self.sunspec_server.negotiation())
         elif self.sunspec_client is not None:
             self.ctrl.set_negotiation(self.sunspec_client.negotiation())
+        elif self.inverter_can is not None:
+            self.ctrl.set_negotiation(self.inverter_can.negotiation())
         out = self.ctrl.step(self.clock())
         self.latest = out
         if self.sunspec_server is not None:
             self.sunspec_server.update(out)
         if self.sunspec_client is not None:
             self.sunspec_client.update(out)
+        if self.inverter_can is not None:
+            # First among the CAN outputs: a cut reaches the inverter within this step.
+            self.inverter_can.update(out)
         if self.mqtt is not None:
             self.mqtt.publish_output(out)
         self._send_can_outputs(out)
@@ -151,6 +170,10 @@ class Gateway:
         states = {"can": self.can.connected and fresh}
         if self.sunspec_client is not None:
             states["inverter"] = self.sunspec_client.connected
+        if self.inverter_can is not None:
+            alive = self.inverter_can.keepalive_alive()
+            if alive is not None:
+                states["inverter_can" if "inverter" in states else "inverter"] = alive
         if self.sunspec_server is not None:
             hb = self.sunspec_server.controller_heartbeat()
             if hb.seen:
@@ -269,6 +292,8 @@ class Gateway:
                     tg.create_task(self.sunspec_client.run(), name="gateway.sunspec.client")
                 if self.mqtt is not None:
                     tg.create_task(self.mqtt.run(), name="gateway.mqtt")
+                if self.inverter_can is not None:
+                    tg.create_task(self.inverter_can.run(), name="gateway.inverter_can")
                 for i, factory in enumerate(extra or []):
                     tg.create_task(factory(), name=f"gateway.extra{i}")
                 tg.create_task(wait_stop(), name="gateway.stop")
@@ -279,6 +304,7 @@ class Gateway:
                     cells=self.settings.pack.cells,
                     chemistry=self.settings.pack.chemistry,
                     sunspec=self.settings.sunspec.mode,
+                    inverter_can=self.settings.inverter_can.protocol.value,
                 )
                 self.event("config_loaded", gateway_id=self.settings.control.gateway_id)
         except* _Stop:

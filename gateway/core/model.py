@@ -243,7 +243,7 @@ class BalancingPlan:
 class Negotiation:
     """What was negotiated with the inverter. Amperes; ``None`` where unknown."""
 
-    link: str  # "server", "client", "none"
+    link: str  # "server", "client", "none", "can:<protocol>"
     connected: bool
     requested_ccl_a: float
     requested_dcl_a: float
@@ -251,6 +251,9 @@ class Negotiation:
     accepted_dcl_a: float | None = None
     inverter_max_charge_a: float | None = None
     inverter_max_discharge_a: float | None = None
+    # Battery CAN: the inverter's keep-alive (or poll) heard within its timeout; None: the link
+    # has no keep-alive, or it was never heard.
+    keepalive: bool | None = None
 
     @property
     def effective_ccl_a(self) -> float:

@@ -104,6 +104,7 @@ class NegotiationPayload(BaseModel):
     effective_dcl_a: float | None
     inverter_max_charge_a: float | None
     inverter_max_discharge_a: float | None
+    keepalive: bool | None = None
 
     @classmethod
     def of(cls, n: Negotiation) -> NegotiationPayload:
@@ -119,6 +120,7 @@ class NegotiationPayload(BaseModel):
             effective_dcl_a=_r(n.effective_dcl_a, 3),
             inverter_max_charge_a=_r(n.inverter_max_charge_a, 3),
             inverter_max_discharge_a=_r(n.inverter_max_discharge_a, 3),
+            keepalive=n.keepalive,
         )
 
 

@@ -1,0 +1,402 @@
+"""Battery-CAN frames from a control step: the protocol profiles and the DBC encoding.
+
+``FrameEncoder`` turns a ``ControlOutput`` and the ``BatteryRequests`` of the same step into the
+signal values of each message and encodes them with the generated DBCs (``dbc/inverter_lv.dbc``,
+``dbc/inverter_hv.dbc``); there are no byte offsets here. ``InverterOutput`` decides which frames
+are due at a step: the whole profile every ``period_s``, and the limit frames (0x351 + 0x35C, or
+HV 0x4220 + 0x4280) at once when a limit is cut or an enable flag drops. Pure apart from the
+one-time DBC load: the daemon's link and ``replay --tx-out`` share it.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import cantools
+from cantools.database.can import Database, Message
+
+from gateway.canbus.decode import OutFrame
+from gateway.core.model import ControlOutput
+from gateway.core.requests import BatteryRequests, RequestPlanner
+from gateway.errors import FrameError
+from gateway.inverter_can.alarms import hv_flags, pylon_flags, sma_pairs
+from gateway.inverter_can.config import InverterCanConfig, InverterProtocol
+
+__all__ = [
+    "LIMIT_MESSAGES",
+    "PROFILES",
+    "BatteryIdentity",
+    "FrameEncoder",
+    "InverterOutput",
+    "load_inverter_dbc",
+]
+
+_LV_COMMON = ("LV_Limits", "LV_SocSoh", "LV_Measurements", "LV_Requests", "LV_ManufacturerName")
+
+#: The messages each protocol sends (in this order), every ``period_s`` (HV: on each poll).
+PROFILES: dict[InverterProtocol, tuple[str, ...]] = {
+    InverterProtocol.PYLON: (*_LV_COMMON, "LV_ProtectionAlarms", "LV_InstalledCapacity"),
+    InverterProtocol.SMA: (*_LV_COMMON, "LV_AlarmsWarnings", "LV_BatteryInfo"),
+    InverterProtocol.VICTRON: (
+        *_LV_COMMON,
+        "LV_AlarmsWarnings",
+        "LV_BatteryInfo",
+        "LV_ModuleCounts",
+        "LV_CellExtremes",
+        "LV_MinCellVoltageId",
+        "LV_MaxCellVoltageId",
+        "LV_MinCellTemperatureId",
+        "LV_MaxCellTemperatureId",
+        "LV_InstalledCapacity",
+    ),
+    InverterProtocol.PYLON_HV: (
+        "HV_PackValues",
+        "HV_Limits",
+        "HV_CellVoltages",
+        "HV_CellTemperatures",
+        "HV_Status",
+        "HV_ModuleVoltages",
+        "HV_ModuleTemperatures",
+        "HV_Forbidden",
+        "HV_FaultExtension",
+    ),
+}
+
+#: Sent at once (between periods) when a limit is cut or an enable flag drops.
+LIMIT_MESSAGES: dict[bool, tuple[str, ...]] = {
+    False: ("LV_Limits", "LV_Requests"),
+    True: ("HV_Limits", "HV_Forbidden"),
+}
+
+_FORBIDDEN = 0xAA  # Pylontech HV 0x4280: charge/discharge forbidden mark
+_REST_A = 0.5  # HV basic status: below this the pack is idle
+
+
+@cache
+def load_inverter_dbc(high_voltage: bool) -> Database:
+    """The shipped LV or HV DBC (loaded once, strict)."""
+    name = "inverter_hv.dbc" if high_voltage else "inverter_lv.dbc"
+    ref = importlib.resources.files("gateway") / "data" / "dbc" / name
+    with importlib.resources.as_file(ref) as path:
+        db = cantools.database.load_file(path, strict=True)
+    if not isinstance(db, Database):
+        raise FrameError(f"{name} is not a CAN database")
+    return db
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryIdentity:
+    """What the battery says about itself (static for a run)."""
+
+    capacity_ah: float
+    manufacturer: str = "PYLON"
+    modules: int = 1
+    firmware_version: int = 0
+
+    @classmethod
+    def from_config(
+        cls, config: InverterCanConfig, *, capacity_ah: float, version: str = "0.0"
+    ) -> BatteryIdentity:
+        """From the ``[inverter_can]`` settings, the pack capacity and ``major.minor`` version."""
+        parts = [int(p) for p in version.split(".")[:2] if p.isdigit()] + [0, 0]
+        return cls(
+            capacity_ah=capacity_ah,
+            manufacturer=config.manufacturer,
+            modules=config.modules,
+            firmware_version=(parts[0] & 0xFF) << 8 | (parts[1] & 0xFF),
+        )
+
+
+def _chars(text: str) -> dict[str, float]:
+    raw = text.encode("ascii", errors="replace")[:8].ljust(8, b" ")
+    return {f"Char{i}": b for i, b in enumerate(raw)}
+
+
+def _extreme(values: Sequence[float | None], pick_max: bool) -> tuple[float, int]:
+    """The highest (lowest) known value and its 1-based number; (0, 0) when none is known."""
+    best: tuple[float, int] | None = None
+    for i, v in enumerate(values):
+        if v is None or not math.isfinite(v):
+            continue
+        if best is None or (v > best[0] if pick_max else v < best[0]):
+            best = (v, i + 1)
+    return best if best is not None else (0.0, 0)
+
+
+class FrameEncoder:
+    """Signal values of each battery-CAN message for one step, encoded with the DBC.
+
+    Raises:
+        FrameError: from ``encode``, when a message is missing from the DBC (a packaging bug).
+    """
+
+    def __init__(self, protocol: InverterProtocol, identity: BatteryIdentity) -> None:
+        if protocol is InverterProtocol.OFF:
+            raise ValueError("protocol 'off' sends nothing")
+        self.protocol = protocol
+        self.identity = identity
+        self.high_voltage = protocol.high_voltage
+        self.db = load_inverter_dbc(self.high_voltage)
+        self._messages: dict[str, Message] = {m.name: m for m in self.db.messages}
+        self.sma_items = (
+            tuple(
+                s.name[len("Alarm") :]
+                for s in self.db.get_message_by_name("LV_AlarmsWarnings").signals
+                if s.name.startswith("Alarm")
+            )
+            if not self.high_voltage
+            else ()
+        )
+
+    def encode(self, name: str, values: Mapping[str, float]) -> OutFrame:
+        """Encode ``name``; unset signals are 0 and every value is clipped into its range."""
+        msg = self._messages.get(name)
+        if msg is None:
+            raise FrameError(f"message {name!r} is not in the inverter DBC")
+        data: dict[str, float] = {}
+        for s in msg.signals:
+            v = float(values.get(s.name, 0.0))
+            if not math.isfinite(v):
+                v = 0.0
+            lo = s.minimum if s.minimum is not None else -math.inf
+            hi = s.maximum if s.maximum is not None else math.inf
+            v = min(max(v, lo), hi)
+            if s.conversion.is_float is False:
+                # Whole raw steps, rounded rather than truncated (53.2 V, not 53.1).
+                scale, offset = s.scale, s.offset
+                v = round((v - offset) / scale) * scale + offset
+                v = min(max(v, lo), hi)
+            data[s.name] = v
+        try:
+            payload = msg.encode(data, strict=True)
+        except (cantools.database.EncodeError, KeyError, ValueError, TypeError) as e:
+            raise FrameError(f"cannot encode {name}: {e}") from None
+        return OutFrame(msg.frame_id, bool(msg.is_extended_frame), payload)
+
+    def frames(
+        self, out: ControlOutput, req: BatteryRequests, names: Sequence[str] | None = None
+    ) -> list[OutFrame]:
+        """The frames of ``names`` (default: the whole profile) for one step."""
+        values = self.values(out, req)
+        return [self.encode(n, values[n]) for n in (names or PROFILES[self.protocol])]
+
+    # --- signal values -------------------------------------------------------------------------
+
+    def values(self, out: ControlOutput, req: BatteryRequests) -> dict[str, dict[str, float]]:
+        """Signal values of every message of the family for ``out`` (physical units)."""
+        return self._hv(out, req) if self.high_voltage else self._lv(out, req)
+
+    def _common(self, out: ControlOutput) -> dict[str, float]:
+        pack = out.pack
+        volts = pack.pack_voltage_v
+        if volts is None:
+            known = [v for v in pack.cell_voltage_v if v is not None]
+            volts = sum(known) if len(known) == pack.cell_count else 0.0
+        soc = out.soc
+        tmax, _ = _extreme(pack.cell_temp_c, True)
+        return {
+            "volts": volts,
+            "current": pack.current_a or 0.0,
+            "temp": tmax,
+            "soc": soc.soc_pct if soc is not None else 0.0,
+            "soh": soc.soh_pct if soc is not None else 0.0,
+        }
+
+    def _lv(self, out: ControlOutput, req: BatteryRequests) -> dict[str, dict[str, float]]:
+        lim, pack, ident = out.limits, out.pack, self.identity
+        c = self._common(out)
+        vmin, nvmin = _extreme(pack.cell_voltage_v, False)
+        vmax, nvmax = _extreme(pack.cell_voltage_v, True)
+        tmin, ntmin = _extreme(pack.cell_temp_c, False)
+        tmax, ntmax = _extreme(pack.cell_temp_c, True)
+        online = ident.modules if pack.complete else 0
+        return {
+            "LV_Limits": {
+                "ChargeVoltageLimit": lim.cvl_v.value,
+                "ChargeCurrentLimit": lim.ccl_a.value,
+                "DischargeCurrentLimit": lim.dcl_a.value,
+                "DischargeVoltageLimit": lim.dvl_v.value,
+            },
+            "LV_SocSoh": {"SoC": c["soc"], "SoH": c["soh"]},
+            "LV_Measurements": {
+                "BatteryVoltage": c["volts"],
+                "BatteryCurrent": c["current"],
+                "BatteryTemperature": c["temp"],
+            },
+            "LV_ProtectionAlarms": {
+                **pylon_flags(out.alarms),
+                "ModuleCount": ident.modules,
+                "TokenP": 0x50,
+                "TokenN": 0x4E,
+            },
+            "LV_AlarmsWarnings": dict(sma_pairs(out.alarms, self.sma_items)),
+            "LV_Requests": {
+                "ChargeEnable": req.charge_enable,
+                "DischargeEnable": req.discharge_enable,
+                # Inverters differ in which force-charge bit they read: set both.
+                "ForceChargeRequestI": req.force_charge,
+                "ForceChargeRequestII": req.force_charge,
+                "FullChargeRequest": req.full_charge,
+            },
+            "LV_ManufacturerName": _chars(ident.manufacturer),
+            "LV_BatteryInfo": {
+                "OnlineCapacity": ident.capacity_ah * c["soh"] / 100.0,
+                "FirmwareVersion": ident.firmware_version,
+            },
+            "LV_ModuleCounts": {
+                "ModulesOnline": online,
+                "ModulesBlockingCharge": 0 if req.charge_enable else ident.modules,
+                "ModulesBlockingDischarge": 0 if req.discharge_enable else ident.modules,
+                "ModulesOffline": ident.modules - online,
+            },
+            "LV_CellExtremes": {
+                "MinCellVoltage": vmin,
+                "MaxCellVoltage": vmax,
+                "MinCellTemperature": tmin,
+                "MaxCellTemperature": tmax,
+            },
+            "LV_MinCellVoltageId": _chars(f"Cell{nvmin}"),
+            "LV_MaxCellVoltageId": _chars(f"Cell{nvmax}"),
+            "LV_MinCellTemperatureId": _chars(f"Temp{ntmin}"),
+            "LV_MaxCellTemperatureId": _chars(f"Temp{ntmax}"),
+            "LV_InstalledCapacity": {"InstalledCapacity": ident.capacity_ah},
+        }
+
+    def _hv(self, out: ControlOutput, req: BatteryRequests) -> dict[str, dict[str, float]]:
+        lim, pack, ident = out.limits, out.pack, self.identity
+        c = self._common(out)
+        vmin, nvmin = _extreme(pack.cell_voltage_v, False)
+        vmax, nvmax = _extreme(pack.cell_voltage_v, True)
+        tmin, ntmin = _extreme(pack.cell_temp_c, False)
+        tmax, ntmax = _extreme(pack.cell_temp_c, True)
+        current = c["current"]
+        if out.mode == "starting":
+            status = 0  # sleep
+        elif current > _REST_A:
+            status = 1
+        elif current < -_REST_A:
+            status = 2
+        else:
+            status = 3
+        module_v = c["volts"] / ident.modules
+        return {
+            "HV_PackValues": {
+                "PackVoltage": c["volts"],
+                "PackCurrent": current,
+                "BmsTemperature": c["temp"],
+                "SoC": c["soc"],
+                "SoH": c["soh"],
+            },
+            "HV_Limits": {
+                "ChargeCutoffVoltage": lim.cvl_v.value,
+                "DischargeCutoffVoltage": lim.dvl_v.value,
+                "MaxChargeCurrent": lim.ccl_a.value,
+                "MaxDischargeCurrent": -lim.dcl_a.value,
+            },
+            "HV_CellVoltages": {
+                "MaxCellVoltage": vmax,
+                "MinCellVoltage": vmin,
+                "MaxCellVoltageNo": nvmax,
+                "MinCellVoltageNo": nvmin,
+            },
+            "HV_CellTemperatures": {
+                "MaxCellTemperature": tmax,
+                "MinCellTemperature": tmin,
+                "MaxCellTemperatureNo": ntmax,
+                "MinCellTemperatureNo": ntmin,
+            },
+            "HV_Status": {
+                "BasicStatus": status,
+                "ForceChargeRequest": req.force_charge,
+                "BalanceChargeRequest": req.full_charge,
+                **hv_flags(out.alarms),
+            },
+            # One measured string: each module is reported at the string's average.
+            "HV_ModuleVoltages": {
+                "MaxModuleVoltage": module_v,
+                "MinModuleVoltage": module_v,
+                "MaxModuleVoltageNo": 1,
+                "MinModuleVoltageNo": 1,
+            },
+            "HV_ModuleTemperatures": {
+                "MaxModuleTemperature": tmax,
+                "MinModuleTemperature": tmin,
+                "MaxModuleTemperatureNo": 1,
+                "MinModuleTemperatureNo": 1,
+            },
+            "HV_Forbidden": {
+                "ChargeForbidden": 0 if req.charge_enable else _FORBIDDEN,
+                "DischargeForbidden": 0 if req.discharge_enable else _FORBIDDEN,
+            },
+            "HV_FaultExtension": {},
+        }
+
+
+class InverterOutput:
+    """Which frames go out at each control step (shared by the daemon and replay).
+
+    Every ``period_s`` of step time the whole profile; between periods, the limit frames at once
+    when CCL, DCL, CVL or an enable flag went down since the last frames, so the inverter hears
+    a cut within the step that made it. Pylontech HV answers polls (``answer``); it broadcasts
+    its profile on the period only while no poll arrived for two periods.
+    """
+
+    def __init__(self, config: InverterCanConfig, identity: BatteryIdentity) -> None:
+        self.config = config
+        self.encoder = FrameEncoder(config.protocol, identity)
+        self.planner = RequestPlanner(config.thresholds())
+        self.requests: BatteryRequests | None = None
+        self.latest: ControlOutput | None = None
+        self._next_period_s: float | None = None
+        self._sent: tuple[float, float, float, bool, bool] | None = None
+        self.last_poll_s: float | None = None
+        self.cuts = 0
+
+    def step(self, out: ControlOutput) -> list[OutFrame]:
+        """Plan the requests for ``out`` and return the frames due now."""
+        req = self.requests = self.planner.step(out)
+        self.latest = out
+        lim = out.limits
+        state = (lim.ccl_a.value, lim.dcl_a.value, lim.cvl_v.value, req.charge_enable,
+                 req.discharge_enable)  # fmt: skip
+        now = out.t_s
+        period = self.config.period_s
+        due = self._next_period_s is None or now >= self._next_period_s
+        if due:
+            self._next_period_s = (
+                now + period
+                if self._next_period_s is None
+                else max(self._next_period_s + period, now)
+            )
+        polled = (
+            self.encoder.high_voltage
+            and self.last_poll_s is not None
+            and now - self.last_poll_s <= 2 * period
+        )
+        if due and not polled:
+            self._sent = state
+            return self.encoder.frames(out, req)
+        if self._sent is not None and _cut(self._sent, state):
+            self._sent = state
+            self.cuts += 1
+            return self.encoder.frames(out, req, LIMIT_MESSAGES[self.encoder.high_voltage])
+        # A rise waits for the next period: ``_sent`` stays what the inverter last heard.
+        return []
+
+    def answer(self, now_s: float) -> list[OutFrame]:
+        """The HV answer to an inverter poll (0x4200, ensemble information) at ``now_s``."""
+        self.last_poll_s = now_s
+        if self.latest is None or self.requests is None:
+            return []
+        lim = self.latest.limits
+        self._sent = (lim.ccl_a.value, lim.dcl_a.value, lim.cvl_v.value,
+                      self.requests.charge_enable, self.requests.discharge_enable)  # fmt: skip
+        return self.encoder.frames(self.latest, self.requests)
+
+
+def _cut(sent: tuple[float, float, float, bool, bool], now: tuple[float, ...]) -> bool:
+    return any(n < s - 1e-9 for s, n in zip(sent, now, strict=True))
