@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     rp = with_config(sub.add_parser("replay", help="run a CAN log through the pipeline"))
     rp.add_argument("log", type=Path, help="candump (.log), ASC (.asc) or BLF (.blf) file")
     rp.add_argument("--out", type=Path, help="JSON Lines output (default: stdout)")
+    rp.add_argument(
+        "--tx-out",
+        type=Path,
+        help="also write the frames the gateway would send (inverter CAN, balancing), candump -L",
+    )
 
     sp = with_config(sub.add_parser("sim-log", help="write a candump log from the simulator"))
     sp.add_argument("--cells", type=int, default=16)
@@ -97,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "replay":
             from gateway.replay import replay_to_jsonl
 
-            return replay_to_jsonl(settings, args.log, args.out)
+            return replay_to_jsonl(settings, args.log, args.out, args.tx_out)
         if args.cmd == "sim-log":
             from gateway.sim.log import write_sim_log
 
