@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     dp.add_argument(
         "--state-dir", type=Path, help="keep the estimator state here between runs (default: none)"
     )
+    dp.add_argument(
+        "--inverter",
+        choices=("sunspec", "pylon", "sma", "victron", "pylon-hv", "none"),
+        default="sunspec",
+        help="simulated inverter: SunSpec over Modbus, a battery-CAN dialect, or none",
+    )
     return p
 
 
@@ -128,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration_s=args.duration,
                 view=not args.no_view,
                 state_dir=args.state_dir,
+                inverter=args.inverter,
             )
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
