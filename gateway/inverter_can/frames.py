@@ -389,9 +389,9 @@ class InverterOutput:
 
     def answer(self, now_s: float) -> list[OutFrame]:
         """The HV answer to an inverter poll (0x4200, ensemble information) at ``now_s``."""
-        self.last_poll_s = now_s
         if self.latest is None or self.requests is None:
-            return []
+            return []  # nothing to say yet: the first step broadcasts instead
+        self.last_poll_s = now_s
         lim = self.latest.limits
         self._sent = (lim.ccl_a.value, lim.dcl_a.value, lim.cvl_v.value,
                       self.requests.charge_enable, self.requests.discharge_enable)  # fmt: skip

@@ -21,7 +21,7 @@ import can
 
 from gateway.canbus.decode import OutFrame
 from gateway.core.model import ControlOutput, Negotiation
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, FrameError
 from gateway.inverter_can.config import InverterCanConfig
 from gateway.inverter_can.frames import BatteryIdentity, InverterOutput
 
@@ -51,6 +51,7 @@ class InverterLinkStats:
 
     tx_frames: int = 0
     tx_errors: int = 0
+    encode_errors: int = 0
     keepalives: int = 0
     polls: int = 0
     reopens: int = 0
@@ -104,8 +105,19 @@ class InverterCanLink:
     # --- the control side ----------------------------------------------------------------------
 
     def update(self, out: ControlOutput) -> None:
-        """Hand one control step to the link; due frames are sent now."""
-        self._transmit(self.output.step(out))
+        """Hand one control step to the link; due frames are sent now (never raises)."""
+        try:
+            frames = self.output.step(out)
+        except FrameError as e:
+            self._encode_failed(e)
+            return
+        self._transmit(frames)
+
+    def _encode_failed(self, e: FrameError) -> None:
+        # A value the DBC cannot carry is a bug to report, never a reason to stop the step.
+        self.stats.encode_errors += 1
+        if self.stats.encode_errors == 1:
+            log.error("inverter CAN %s: frames not sent: %s", self.name, e)
 
     def negotiation(self) -> Negotiation:
         """The battery-CAN negotiation: what is broadcast is what is in force.
@@ -159,7 +171,12 @@ class InverterCanLink:
             self.stats.polls += 1
             self._seen()
             if msg.data and msg.data[0] == _HV_ENSEMBLE:
-                self._transmit(self.output.answer(self._clock()))
+                try:
+                    frames = self.output.answer(self._clock())
+                except FrameError as e:
+                    self._encode_failed(e)
+                    return
+                self._transmit(frames)
 
     def _seen(self) -> None:
         if self._last_keepalive_s is None:

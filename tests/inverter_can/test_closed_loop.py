@@ -170,7 +170,8 @@ async def test_inverter_obeys_cut_stale_and_keepalive_loss(protocol: str, tmp_pa
         # The inverter's keep-alive stops: the link is reported lost; frames keep going out.
         sim.heartbeat = False
         await _until(lambda: "inverter_link_lost" in gw.events, "inverter_link_lost", 10.0)
-        assert gw.latest is not None and gw.latest.negotiation is not None
+        assert gw.latest is not None
+        assert gw.latest.negotiation is not None
         assert gw.latest.negotiation.keepalive is False
         assert gw.latest.negotiation.connected  # still broadcasting: disobedience still checked
         frames = sim.frames

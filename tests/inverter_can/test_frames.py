@@ -88,7 +88,8 @@ def test_hv_discharge_limit_is_a_negative_current_in_the_dbc() -> None:
 
 def _generator():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("gen", REPO / "scripts" / "gen_inverter_dbc.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
