@@ -89,6 +89,10 @@ def _check_files(settings: Settings) -> None:
 
     load_decoder(settings.can).check_pack(settings.pack.cells, settings.pack.temp_sensors)
     Controller(settings)
+    if settings.inverter_can.protocol.value != "off":
+        from gateway.inverter_can.frames import load_inverter_dbc
+
+        load_inverter_dbc(settings.inverter_can.protocol.high_voltage)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import cantools
-from cantools.database.can import Database, Message
+from cantools.database.can import Database, Message, Signal
 
 from gateway.canbus.decode import OutFrame
 from gateway.core.model import ControlOutput
@@ -127,6 +127,15 @@ def _extreme(values: Sequence[float | None], pick_max: bool) -> tuple[float, int
     return best if best is not None else (0.0, 0)
 
 
+_SignalPlan = tuple[str, float, float, float, float, bool]  # name, lo, hi, scale, offset, whole
+
+
+def _plan(s: Signal) -> _SignalPlan:
+    lo = s.minimum if s.minimum is not None else -math.inf
+    hi = s.maximum if s.maximum is not None else math.inf
+    return (s.name, lo, hi, float(s.scale), float(s.offset), not s.conversion.is_float)
+
+
 class FrameEncoder:
     """Signal values of each battery-CAN message for one step, encoded with the DBC.
 
@@ -141,7 +150,10 @@ class FrameEncoder:
         self.identity = identity
         self.high_voltage = protocol.high_voltage
         self.db = load_inverter_dbc(self.high_voltage)
-        self._messages: dict[str, Message] = {m.name: m for m in self.db.messages}
+        # Per message: the signals with their clip range and raw step, computed once.
+        self._plans: dict[str, tuple[Message, list[_SignalPlan]]] = {
+            m.name: (m, [_plan(s) for s in m.signals]) for m in self.db.messages
+        }
         self.sma_items = (
             tuple(
                 s.name[len("Alarm") :]
@@ -154,23 +166,19 @@ class FrameEncoder:
 
     def encode(self, name: str, values: Mapping[str, float]) -> OutFrame:
         """Encode ``name``; unset signals are 0 and every value is clipped into its range."""
-        msg = self._messages.get(name)
-        if msg is None:
+        plan = self._plans.get(name)
+        if plan is None:
             raise FrameError(f"message {name!r} is not in the inverter DBC")
+        msg, signals = plan
         data: dict[str, float] = {}
-        for s in msg.signals:
-            v = float(values.get(s.name, 0.0))
+        for sname, lo, hi, scale, offset, whole in signals:
+            v = float(values.get(sname, 0.0))
             if not math.isfinite(v):
                 v = 0.0
-            lo = s.minimum if s.minimum is not None else -math.inf
-            hi = s.maximum if s.maximum is not None else math.inf
-            v = min(max(v, lo), hi)
-            if s.conversion.is_float is False:
+            if whole:
                 # Whole raw steps, rounded rather than truncated (53.2 V, not 53.1).
-                scale, offset = s.scale, s.offset
                 v = round((v - offset) / scale) * scale + offset
-                v = min(max(v, lo), hi)
-            data[s.name] = v
+            data[sname] = min(max(v, lo), hi)
         try:
             payload = msg.encode(data, strict=True)
         except (cantools.database.EncodeError, KeyError, ValueError, TypeError) as e:
@@ -181,7 +189,10 @@ class FrameEncoder:
         self, out: ControlOutput, req: BatteryRequests, names: Sequence[str] | None = None
     ) -> list[OutFrame]:
         """The frames of ``names`` (default: the whole profile) for one step."""
-        values = self.values(out, req)
+        if names is not None and tuple(names) == LIMIT_MESSAGES[self.high_voltage]:
+            values = self._limit_values(out, req)  # the cut path: only what it sends
+        else:
+            values = self.values(out, req)
         return [self.encode(n, values[n]) for n in (names or PROFILES[self.protocol])]
 
     # --- signal values -------------------------------------------------------------------------
@@ -189,6 +200,40 @@ class FrameEncoder:
     def values(self, out: ControlOutput, req: BatteryRequests) -> dict[str, dict[str, float]]:
         """Signal values of every message of the family for ``out`` (physical units)."""
         return self._hv(out, req) if self.high_voltage else self._lv(out, req)
+
+    def _limit_values(
+        self, out: ControlOutput, req: BatteryRequests
+    ) -> dict[str, dict[str, float]]:
+        lim = out.limits
+        if self.high_voltage:
+            return {
+                "HV_Limits": {
+                    "ChargeCutoffVoltage": lim.cvl_v.value,
+                    "DischargeCutoffVoltage": lim.dvl_v.value,
+                    "MaxChargeCurrent": lim.ccl_a.value,
+                    "MaxDischargeCurrent": -lim.dcl_a.value,
+                },
+                "HV_Forbidden": {
+                    "ChargeForbidden": 0 if req.charge_enable else _FORBIDDEN,
+                    "DischargeForbidden": 0 if req.discharge_enable else _FORBIDDEN,
+                },
+            }
+        return {
+            "LV_Limits": {
+                "ChargeVoltageLimit": lim.cvl_v.value,
+                "ChargeCurrentLimit": lim.ccl_a.value,
+                "DischargeCurrentLimit": lim.dcl_a.value,
+                "DischargeVoltageLimit": lim.dvl_v.value,
+            },
+            "LV_Requests": {
+                "ChargeEnable": req.charge_enable,
+                "DischargeEnable": req.discharge_enable,
+                # Inverters differ in which force-charge bit they read: set both.
+                "ForceChargeRequestI": req.force_charge,
+                "ForceChargeRequestII": req.force_charge,
+                "FullChargeRequest": req.full_charge,
+            },
+        }
 
     def _common(self, out: ControlOutput) -> dict[str, float]:
         pack = out.pack
@@ -207,7 +252,7 @@ class FrameEncoder:
         }
 
     def _lv(self, out: ControlOutput, req: BatteryRequests) -> dict[str, dict[str, float]]:
-        lim, pack, ident = out.limits, out.pack, self.identity
+        pack, ident = out.pack, self.identity
         c = self._common(out)
         vmin, nvmin = _extreme(pack.cell_voltage_v, False)
         vmax, nvmax = _extreme(pack.cell_voltage_v, True)
@@ -215,12 +260,7 @@ class FrameEncoder:
         tmax, ntmax = _extreme(pack.cell_temp_c, True)
         online = ident.modules if pack.complete else 0
         return {
-            "LV_Limits": {
-                "ChargeVoltageLimit": lim.cvl_v.value,
-                "ChargeCurrentLimit": lim.ccl_a.value,
-                "DischargeCurrentLimit": lim.dcl_a.value,
-                "DischargeVoltageLimit": lim.dvl_v.value,
-            },
+            **self._limit_values(out, req),
             "LV_SocSoh": {"SoC": c["soc"], "SoH": c["soh"]},
             "LV_Measurements": {
                 "BatteryVoltage": c["volts"],
@@ -234,14 +274,6 @@ class FrameEncoder:
                 "TokenN": 0x4E,
             },
             "LV_AlarmsWarnings": dict(sma_pairs(out.alarms, self.sma_items)),
-            "LV_Requests": {
-                "ChargeEnable": req.charge_enable,
-                "DischargeEnable": req.discharge_enable,
-                # Inverters differ in which force-charge bit they read: set both.
-                "ForceChargeRequestI": req.force_charge,
-                "ForceChargeRequestII": req.force_charge,
-                "FullChargeRequest": req.full_charge,
-            },
             "LV_ManufacturerName": _chars(ident.manufacturer),
             "LV_BatteryInfo": {
                 "OnlineCapacity": ident.capacity_ah * c["soh"] / 100.0,
@@ -267,7 +299,7 @@ class FrameEncoder:
         }
 
     def _hv(self, out: ControlOutput, req: BatteryRequests) -> dict[str, dict[str, float]]:
-        lim, pack, ident = out.limits, out.pack, self.identity
+        pack, ident = out.pack, self.identity
         c = self._common(out)
         vmin, nvmin = _extreme(pack.cell_voltage_v, False)
         vmax, nvmax = _extreme(pack.cell_voltage_v, True)
@@ -291,12 +323,7 @@ class FrameEncoder:
                 "SoC": c["soc"],
                 "SoH": c["soh"],
             },
-            "HV_Limits": {
-                "ChargeCutoffVoltage": lim.cvl_v.value,
-                "DischargeCutoffVoltage": lim.dvl_v.value,
-                "MaxChargeCurrent": lim.ccl_a.value,
-                "MaxDischargeCurrent": -lim.dcl_a.value,
-            },
+            **self._limit_values(out, req),
             "HV_CellVoltages": {
                 "MaxCellVoltage": vmax,
                 "MinCellVoltage": vmin,
@@ -327,10 +354,6 @@ class FrameEncoder:
                 "MinModuleTemperature": tmin,
                 "MaxModuleTemperatureNo": 1,
                 "MinModuleTemperatureNo": 1,
-            },
-            "HV_Forbidden": {
-                "ChargeForbidden": 0 if req.charge_enable else _FORBIDDEN,
-                "DischargeForbidden": 0 if req.discharge_enable else _FORBIDDEN,
             },
             "HV_FaultExtension": {},
         }
