@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -24,7 +25,7 @@ from gateway.canbus.link import CanLink
 from gateway.control import Controller
 from gateway.core.chemistry import get_chemistry
 from gateway.core.model import Command, CommandResult, ControlOutput, Reading
-from gateway.errors import FrameError, GatewayError
+from gateway.errors import ConfigError, FrameError, GatewayError
 from gateway.inverter_can.config import InverterProtocol
 from gateway.inverter_can.frames import BatteryIdentity
 from gateway.inverter_can.link import InverterCanLink
@@ -293,7 +294,10 @@ class Gateway:
                 if self.mqtt is not None:
                     tg.create_task(self.mqtt.run(), name="gateway.mqtt")
                 if self.inverter_can is not None:
-                    tg.create_task(self.inverter_can.run(), name="gateway.inverter_can")
+                    tg.create_task(
+                        _contained("inverter_can", self.inverter_can.run),
+                        name="gateway.inverter_can",
+                    )
                 for i, factory in enumerate(extra or []):
                     tg.create_task(factory(), name=f"gateway.extra{i}")
                 tg.create_task(wait_stop(), name="gateway.stop")
@@ -313,6 +317,31 @@ class Gateway:
             self.notifier.stopping()
             await self._save_state()
             log.info("gateway stopped")
+
+
+async def _contained(
+    name: str, factory: Callable[[], Coroutine[Any, Any, None]], max_backoff_s: float = 60.0
+) -> None:
+    """Run a side output; restart it with capped, jittered backoff when it fails.
+
+    A side output never ends the gateway (the control step goes on without it); a
+    ``ConfigError`` does, since no restart can fix it.
+    """
+    attempt = 0
+    while True:
+        started = time.monotonic()
+        try:
+            await factory()
+            return
+        except ConfigError:
+            raise
+        except Exception:
+            if time.monotonic() - started > max_backoff_s:
+                attempt = 0  # it ran for a while: start the backoff again
+            attempt += 1
+            delay = random.uniform(0, min(max_backoff_s, 1.5 ** min(10, attempt)))
+            log.exception("%s failed; restarting in %.1f s (attempt %d)", name, delay, attempt)
+            await asyncio.sleep(delay)
 
 
 async def _main(settings: Settings) -> int:
@@ -337,6 +366,12 @@ async def _main(settings: Settings) -> int:
         log.warning(
             "CAN interface is 'virtual' (in-process, for tests and the demo): no BMS can reach "
             'it; set can.interface = "socketcan" and can.channel on a device'
+        )
+    inv = settings.inverter_can
+    if inv.protocol is not InverterProtocol.OFF and inv.interface == "virtual":
+        log.warning(
+            "inverter_can.interface is 'virtual' (in-process): no inverter can hear it; set "
+            'inverter_can.interface = "socketcan" and inverter_can.channel on a device'
         )
     gw = Gateway(settings)
     failed = False
