@@ -390,11 +390,9 @@ class InverterOutput:
         period = self.config.period_s
         due = self._next_period_s is None or now >= self._next_period_s
         if due:
-            self._next_period_s = (
-                now + period
-                if self._next_period_s is None
-                else max(self._next_period_s + period, now)
-            )
+            nxt = (self._next_period_s or now) + period
+            # After a stall, restart the period from now rather than sending bursts to catch up.
+            self._next_period_s = nxt if nxt > now else now + period
         polled = (
             self.encoder.high_voltage
             and self.last_poll_s is not None
@@ -410,11 +408,15 @@ class InverterOutput:
         # A rise waits for the next period: ``_sent`` stays what the inverter last heard.
         return []
 
-    def answer(self, now_s: float) -> list[OutFrame]:
-        """The HV answer to an inverter poll (0x4200, ensemble information) at ``now_s``."""
+    def answer(self) -> list[OutFrame]:
+        """The HV answer to an inverter poll (0x4200, ensemble information), from the latest step.
+
+        The poll is dated with that step's time, so periods and polls share one clock (the
+        step clock, which a demo may accelerate).
+        """
         if self.latest is None or self.requests is None:
             return []  # nothing to say yet: the first step broadcasts instead
-        self.last_poll_s = now_s
+        self.last_poll_s = self.latest.t_s
         lim = self.latest.limits
         self._sent = (lim.ccl_a.value, lim.dcl_a.value, lim.cvl_v.value,
                       self.requests.charge_enable, self.requests.discharge_enable)  # fmt: skip

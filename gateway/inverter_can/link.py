@@ -172,7 +172,7 @@ class InverterCanLink:
             self._seen()
             if msg.data and msg.data[0] == _HV_ENSEMBLE:
                 try:
-                    frames = self.output.answer(self._clock())
+                    frames = self.output.answer()
                 except FrameError as e:
                     self._encode_failed(e)
                     return

@@ -56,9 +56,9 @@ def test_enable_flag_drop_is_sent_at_once() -> None:
 def test_hv_answers_polls_and_broadcasts_only_without_them() -> None:
     cfg = InverterCanConfig(protocol=InverterProtocol.PYLON_HV, period_s=1.0)
     io = InverterOutput(cfg, IDENT)
-    assert io.answer(0.0) == []  # nothing to say before the first step
+    assert io.answer() == []  # nothing to say before the first step
     assert len(io.step(output(t_s=0.0))) == len(PROFILES[InverterProtocol.PYLON_HV])
-    answer = io.answer(0.5)
+    answer = io.answer()
     assert _ids(answer) == list(range(0x4210, 0x42A0, 0x10))
     assert all(f.extended for f in answer)
     assert io.step(output(t_s=1.0)) == []  # polled recently: no broadcast
@@ -95,3 +95,12 @@ def test_replay_tx_out_with_a_missing_log_writes_nothing(tmp_path: Path) -> None
     rc = main(["replay", str(tmp_path / "missing.log"), "--tx-out", str(tx)])
     assert rc == 1
     assert not tx.exists()
+
+
+def test_a_stalled_step_clock_does_not_burst() -> None:
+    io = InverterOutput(InverterCanConfig(protocol=InverterProtocol.PYLON, period_s=1.0), IDENT)
+    assert io.step(output(t_s=0.0)) != []
+    assert io.step(output(t_s=3.5)) != []  # three periods late: one send, not three
+    assert io.step(output(t_s=3.6)) == []
+    assert io.step(output(t_s=4.4)) == []
+    assert io.step(output(t_s=4.5)) != []
