@@ -104,3 +104,18 @@ def test_a_stalled_step_clock_does_not_burst() -> None:
     assert io.step(output(t_s=3.6)) == []
     assert io.step(output(t_s=4.4)) == []
     assert io.step(output(t_s=4.5)) != []
+
+
+def test_demo_settings_for_a_battery_can_inverter(tmp_path: Path) -> None:
+    from gateway.demo import demo_settings
+    from gateway.settings import Settings
+
+    s = demo_settings(
+        Settings(), channel="c", modbus_port=1, mqtt_port=2, state_dir=tmp_path, inverter="sma"
+    )
+    assert s.inverter_can.protocol is InverterProtocol.SMA
+    assert s.inverter_can.channel == "c-inv"
+    assert s.sunspec.mode == "off"
+    s = demo_settings(Settings(), channel="c", modbus_port=1, mqtt_port=2, state_dir=tmp_path)
+    assert s.sunspec.mode == "server"
+    assert s.inverter_can.protocol is InverterProtocol.OFF
