@@ -375,7 +375,7 @@ class InverterOutput:
         self.requests: BatteryRequests | None = None
         self.latest: ControlOutput | None = None
         self._next_period_s: float | None = None
-        self._sent: tuple[float, float, float, bool, bool] | None = None
+        self._sent: _Heard | None = None
         self.last_poll_s: float | None = None
         self.cuts = 0
 
@@ -383,9 +383,7 @@ class InverterOutput:
         """Plan the requests for ``out`` and return the frames due now."""
         req = self.requests = self.planner.step(out)
         self.latest = out
-        lim = out.limits
-        state = (lim.ccl_a.value, lim.dcl_a.value, lim.cvl_v.value, req.charge_enable,
-                 req.discharge_enable)  # fmt: skip
+        state = _heard(out, req)
         now = out.t_s
         period = self.config.period_s
         due = self._next_period_s is None or now >= self._next_period_s
@@ -417,11 +415,26 @@ class InverterOutput:
         if self.latest is None or self.requests is None:
             return []  # nothing to say yet: the first step broadcasts instead
         self.last_poll_s = self.latest.t_s
-        lim = self.latest.limits
-        self._sent = (lim.ccl_a.value, lim.dcl_a.value, lim.cvl_v.value,
-                      self.requests.charge_enable, self.requests.discharge_enable)  # fmt: skip
+        self._sent = _heard(self.latest, self.requests)
         return self.encoder.frames(self.latest, self.requests)
 
 
-def _cut(sent: tuple[float, float, float, bool, bool], now: tuple[float, ...]) -> bool:
+# What the inverter heard last, each entry oriented so that a decrease is a cut: CCL, DCL, CVL,
+# minus DVL (a higher DVL restricts discharge), and the two enable flags.
+_Heard = tuple[float, float, float, float, bool, bool]
+
+
+def _heard(out: ControlOutput, req: BatteryRequests) -> _Heard:
+    lim = out.limits
+    return (
+        lim.ccl_a.value,
+        lim.dcl_a.value,
+        lim.cvl_v.value,
+        -lim.dvl_v.value,
+        req.charge_enable,
+        req.discharge_enable,
+    )
+
+
+def _cut(sent: _Heard, now: _Heard) -> bool:
     return any(n < s - 1e-9 for s, n in zip(sent, now, strict=True))

@@ -119,3 +119,22 @@ def test_demo_settings_for_a_battery_can_inverter(tmp_path: Path) -> None:
     s = demo_settings(Settings(), channel="c", modbus_port=1, mqtt_port=2, state_dir=tmp_path)
     assert s.sunspec.mode == "server"
     assert s.inverter_can.protocol is InverterProtocol.OFF
+
+
+def test_a_higher_dvl_is_a_cut() -> None:
+    import dataclasses
+
+    from tests.mqtt.outputs import limit
+
+    io = InverterOutput(InverterCanConfig(protocol=InverterProtocol.PYLON), IDENT)
+    base = output(t_s=0.0)
+    io.step(base)
+
+    def with_dvl(t_s: float, dvl: float):  # type: ignore[no-untyped-def]
+        out = output(t_s=t_s)
+        return dataclasses.replace(
+            out, limits=dataclasses.replace(out.limits, dvl_v=limit(dvl, "test", test=dvl))
+        )
+
+    assert io.step(with_dvl(0.1, base.limits.dvl_v.value - 1.0)) == []  # lower DVL: a rise
+    assert _ids(io.step(with_dvl(0.2, base.limits.dvl_v.value + 2.0))) == [0x351, 0x35C]
