@@ -112,7 +112,7 @@ async def _until(cond: Callable[[], bool], what: str, timeout_s: float = 15.0) -
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.parametrize("protocol", ["pylon", "victron", "pylon-hv"])
+@pytest.mark.parametrize("protocol", ["pylon", "sma", "victron", "pylon-hv"])
 async def test_inverter_obeys_cut_stale_and_keepalive_loss(protocol: str, tmp_path: Path) -> None:
     tag = f"{os.getpid()}-{protocol}"
     settings = Settings(
@@ -176,6 +176,42 @@ async def test_inverter_obeys_cut_stale_and_keepalive_loss(protocol: str, tmp_pa
         assert gw.latest.negotiation.connected  # still broadcasting: disobedience still checked
         frames = sim.frames
         await _until(lambda: sim.frames > frames, "frames after the keep-alive loss", 5.0)
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.parametrize("protocol", ["pylon", "sma", "pylon-hv"])
+async def test_an_empty_pack_asks_to_be_charged_and_the_inverter_does(
+    protocol: str, tmp_path: Path
+) -> None:
+    tag = f"{os.getpid()}-fc-{protocol}"
+    settings = Settings(
+        pack={"cells": CELLS, "temp_sensors": SENSORS, "chemistry": "lfp"},
+        can={"interface": "virtual", "channel": f"bms-{tag}"},
+        inverter_can={"protocol": protocol, "interface": "virtual", "channel": f"inv-{tag}"},
+        limits={"ramp_hold_s": 0.0, "ramp_a_per_s": 1e6},
+        state={"path": str(tmp_path / "estimator.json")},
+    )
+    gw = _Recorder(settings)
+    bms = _Bms(settings.can.channel)
+    bms.cells_mv = [2780] * CELLS  # LFP, below the 2.9 V force-charge threshold: DCL = 0
+    sim = CanInverterSim(
+        protocol, channel=settings.inverter_can.channel, keepalive_period_s=0.1,
+        force_charge_a=10.0, demand_a=lambda _t: -20.0,  # the house wants power
+    )  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop, extra=[bms.run, sim.run]))
+    try:
+        await _until(lambda: sim.force_charge, "the force-charge request")
+        await _until(lambda: sim.ccl_a is not None and sim.ccl_a > 0, "a charge limit")
+        assert not sim.discharge_enable
+        assert sim.current_a(0.0) == pytest.approx(10.0)  # charging, not feeding the house
+        link = gw.inverter_can
+        assert link is not None
+        assert link.output.requests is not None
+        assert link.output.requests.force_charge
     finally:
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
