@@ -6,6 +6,7 @@ and the tests all run the very same step. The daemon calls ``step`` on a tick an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +29,7 @@ from gateway.core.model import (
 )
 from gateway.core.pack import PackState
 from gateway.core.protection import Protection
+from gateway.core.requests import RequestPlanner
 from gateway.core.soc import SocEstimator
 from gateway.errors import ConfigError
 from gateway.settings import Settings
@@ -54,6 +56,7 @@ class Controller:
             self.protection = Protection(settings.protection, settings.pack, settings.timeouts)
             self.limits = LimitsCalculator(settings.limits, settings.pack, settings.timeouts)
             self.balancing = BalancingPlanner(settings.balancing, settings.pack)
+            self.requests = RequestPlanner(settings.inverter_can.thresholds())
         except ValueError as e:
             raise ConfigError(str(e)) from None
         self._seq = 0
@@ -132,7 +135,7 @@ class Controller:
         )
         balancing = self.balancing.step(snap, soc, now_s)
         self._complete_once = self._complete_once or snap.complete
-        return ControlOutput(
+        out = ControlOutput(
             seq=self._seq,
             t_s=now_s,
             pack=snap,
@@ -143,6 +146,8 @@ class Controller:
             negotiation=neg,
             mode=self._mode(snap.complete, alarms.worst, limits),
         )
+        # What the battery asks of the inverter follows from the step's limits, SoC and plan.
+        return dataclasses.replace(out, requests=self.requests.step(out))
 
     def _mode(self, complete: bool, worst: Severity, limits: Limits) -> str:
         if not self._complete_once:

@@ -18,6 +18,7 @@ __all__ = [
     "BalancingAction",
     "BalancingMode",
     "BalancingPlan",
+    "BatteryRequests",
     "CellEstimate",
     "Command",
     "CommandResult",
@@ -236,6 +237,19 @@ class BalancingPlan:
     idle_reason: str = ""
 
 
+# --- what the battery asks of the inverter ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryRequests:
+    """The battery's requests to the inverter after one step (rules: ``core.requests``)."""
+
+    charge_enable: bool
+    discharge_enable: bool
+    force_charge: bool
+    full_charge: bool
+
+
 # --- inverter negotiation -------------------------------------------------------------------
 
 
@@ -325,3 +339,4 @@ class ControlOutput:
     negotiation: Negotiation | None = None
     mode: str = "starting"  # "starting" | "normal" | "fault" | "stale"
     notes: tuple[str, ...] = field(default=())
+    requests: BatteryRequests | None = None  # enable flags, force/full charge (core.requests)

@@ -1,8 +1,9 @@
 """What the battery asks of its inverter beyond the limits: enable flags, force and full charge.
 
 Pure and clock-free: ``RequestPlanner.step`` takes one ``ControlOutput`` and returns
-``BatteryRequests``; the only state is the two requests' hysteresis. The battery-CAN protocols
-(Pylontech 0x35C / HV 0x4250 and 0x4280, SMA/Victron 0x35C) carry the result; the rules are the
+``BatteryRequests`` (the Controller puts them in ``ControlOutput.requests``); the only state is
+the two requests' hysteresis. The battery-CAN protocols (Pylontech 0x35C / HV 0x4250 and 0x4280,
+SMA/Victron 0x35C) carry the result, MQTT ``state.requests`` shows it; the rules are the
 gateway's, written down in docs/INVERTER_CAN.md:
 
 * charge (discharge) enable: the CCL (DCL) in force is above zero. Stale, missing or incomplete
@@ -21,19 +22,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gateway.core.model import ControlOutput
+from gateway.core.model import BatteryRequests, ControlOutput
 
 __all__ = ["BatteryRequests", "RequestPlanner", "RequestThresholds"]
-
-
-@dataclass(frozen=True, slots=True)
-class BatteryRequests:
-    """The battery's requests to the inverter after one step."""
-
-    charge_enable: bool
-    discharge_enable: bool
-    force_charge: bool
-    full_charge: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ import cantools
 from cantools.database.can import Database, Message, Signal
 
 from gateway.canbus.decode import OutFrame
-from gateway.core.model import ControlOutput
-from gateway.core.requests import BatteryRequests, RequestPlanner
+from gateway.core.model import BatteryRequests, ControlOutput
+from gateway.core.requests import RequestPlanner
 from gateway.errors import FrameError
 from gateway.inverter_can.alarms import hv_flags, pylon_flags, sma_pairs
 from gateway.inverter_can.config import InverterCanConfig, InverterProtocol
@@ -380,8 +380,8 @@ class InverterOutput:
         self.cuts = 0
 
     def step(self, out: ControlOutput) -> list[OutFrame]:
-        """Plan the requests for ``out`` and return the frames due now."""
-        req = self.requests = self.planner.step(out)
+        """The frames due at the step ``out`` (its ``requests``; planned here when absent)."""
+        req = self.requests = out.requests if out.requests is not None else self.planner.step(out)
         self.latest = out
         state = _heard(out, req)
         now = out.t_s

@@ -36,6 +36,7 @@ __all__ = [
     "EventPayload",
     "LimitPayload",
     "NegotiationPayload",
+    "RequestsPayload",
     "StatePayload",
     "alarms_key",
     "alarms_payload",
@@ -124,6 +125,17 @@ class NegotiationPayload(BaseModel):
         )
 
 
+class RequestsPayload(BaseModel):
+    """What the battery asks of the inverter (battery CAN 0x35C / HV 0x4250, 0x4280)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    charge_enable: bool
+    discharge_enable: bool
+    force_charge: bool
+    full_charge: bool
+
+
 class StatePayload(_Payload):
     """Topic ``state``: the pack at a glance, the limits and why, the inverter negotiation."""
 
@@ -150,6 +162,7 @@ class StatePayload(_Payload):
     cvl_v: LimitPayload
     dvl_v: LimitPayload
     negotiation: NegotiationPayload | None
+    requests: RequestsPayload | None = None
     alarm_level: str
     alarm_count: int
     balancing_mode: str
@@ -200,6 +213,14 @@ def state_payload(out: ControlOutput, gateway_id: str, time_s: float | None) -> 
         cvl_v=LimitPayload.of(out.limits.cvl_v),
         dvl_v=LimitPayload.of(out.limits.dvl_v),
         negotiation=NegotiationPayload.of(out.negotiation) if out.negotiation else None,
+        requests=RequestsPayload(
+            charge_enable=out.requests.charge_enable,
+            discharge_enable=out.requests.discharge_enable,
+            force_charge=out.requests.force_charge,
+            full_charge=out.requests.full_charge,
+        )
+        if out.requests is not None
+        else None,
         alarm_level=out.alarms.worst.name.lower(),
         alarm_count=len(out.alarms.active),
         balancing_mode=str(out.balancing.mode),

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gateway.core.model import AlarmReport, CellEstimate, ControlOutput, Limits
-from gateway.core.requests import BatteryRequests
+from gateway.core.model import AlarmReport, BatteryRequests, CellEstimate, ControlOutput, Limits
 from tests.mqtt.outputs import limit, make_output
 
 __all__ = ["output", "requests"]

@@ -138,3 +138,18 @@ def test_a_higher_dvl_is_a_cut() -> None:
 
     assert io.step(with_dvl(0.1, base.limits.dvl_v.value - 1.0)) == []  # lower DVL: a rise
     assert _ids(io.step(with_dvl(0.2, base.limits.dvl_v.value + 2.0))) == [0x351, 0x35C]
+
+
+def test_the_control_step_carries_the_requests_to_mqtt() -> None:
+    from gateway.control import Controller
+    from gateway.mqtt.payloads import state_payload
+    from gateway.settings import Settings
+
+    out = Controller(Settings()).step(0.0)  # no data yet: 0 A both ways
+    assert out.requests is not None
+    assert not out.requests.charge_enable
+    assert not out.requests.discharge_enable
+    payload = state_payload(out, "bms1", None)
+    assert payload.requests is not None
+    assert payload.requests.charge_enable is False
+    assert payload.requests.force_charge is False
