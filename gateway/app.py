@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.canbus.link import CanLink
+from gateway.canbus.link import CanLink, heartbeat_signals
 from gateway.control import Controller
 from gateway.core.chemistry import get_chemistry
 from gateway.core.model import Command, CommandResult, ControlOutput, Reading
@@ -42,8 +42,6 @@ __all__ = ["Gateway", "run"]
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-_MODE_CODE = {"starting": 0, "normal": 1, "fault": 2, "stale": 3}
 
 
 class _Stop(Exception):
@@ -209,17 +207,7 @@ class Gateway:
     def _send_commands(self, out: ControlOutput, bleed: tuple[bool, ...]) -> None:
         self.can.send_balancing(bleed)
         self._heartbeat = (self._heartbeat + 1) % 256
-        self.can.send(
-            "GW_Heartbeat",
-            {
-                "Counter": self._heartbeat,
-                "Mode": _MODE_CODE.get(out.mode, 2),
-                "WorstSeverity": int(out.alarms.worst),
-                "ChargeLimit": min(out.limits.ccl_a.value, 6553.5),
-                "DischargeLimit": min(out.limits.dcl_a.value, 6553.5),
-                "BalancingCells": sum(bleed),
-            },
-        )
+        self.can.send("GW_Heartbeat", heartbeat_signals(out, self._heartbeat))
 
     async def _control_loop(self) -> None:
         cfg = self.settings.control

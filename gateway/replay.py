@@ -296,7 +296,7 @@ def replay_to_jsonl(
     """Write the replay of ``log_path`` as JSON Lines to ``out_path`` (stdout when None).
 
     ``tx_out``: also write every frame the gateway would send (candump -L; see
-    ``gateway.inverter_can.txlog``).
+    ``gateway.txlog``).
 
     Returns:
         The exit status: 0 (bad lines and frames are counted in the records, not fatal).
@@ -309,7 +309,7 @@ def replay_to_jsonl(
 
     def open_tx(decoder: Decoder) -> Callable[[ControlOutput], None]:
         nonlocal txlog
-        from gateway.inverter_can.txlog import TxLog
+        from gateway.txlog import TxLog
 
         assert tx_out is not None
         txlog = TxLog(settings, decoder, tx_out)

@@ -82,7 +82,7 @@ def test_replay_tx_out_writes_inverter_and_balancing_frames(tmp_path: Path) -> N
     bms = [m for m in msgs if m.channel == "bms0"]
     ids = {m.arbitration_id for m in inverter}
     assert {0x351, 0x355, 0x356, 0x35A, 0x35C, 0x373, 0x379} <= ids
-    assert {m.arbitration_id for m in bms} == {0x140}  # balancing command (bms.dbc)
+    assert {m.arbitration_id for m in bms} == {0x140, 0x150}  # balancing command, heartbeat
     limits = [m for m in inverter if m.arbitration_id == 0x351]
     times = [m.timestamp for m in limits]
     assert times == sorted(times)

@@ -3,8 +3,9 @@
 For each control step of a replay: the battery-CAN frames of ``[inverter_can]`` (when a protocol
 is set; the same ``InverterOutput`` as the daemon, so periodic frames and immediate cuts fall
 where they would on the bus; Pylontech HV, never polled in a replay, broadcasts on its period) on
-``inverter_can.channel``, and the balancing command frames on ``can.channel`` (on a change of the
-bleed flags, and at least every second, as the daemon sends them). Timestamps are log time.
+``inverter_can.channel``, and the balancing command and ``GW_Heartbeat`` frames on
+``can.channel`` (on a change of the bleed flags, and at least every second, as the daemon sends
+them; a DBC without ``GW_Heartbeat`` gets the balancing command only). Timestamps are log time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import can
 
 from gateway import __version__
 from gateway.canbus.decode import Decoder, OutFrame
+from gateway.canbus.link import heartbeat_signals
 from gateway.core.model import ControlOutput
 from gateway.errors import FrameError, GatewayError
 from gateway.inverter_can.config import InverterProtocol
@@ -50,6 +52,7 @@ class TxLog:
             )
         self._last_bleed: tuple[bool, ...] | None = None
         self._last_bleed_s = -1e18
+        self._counter = 0
         try:
             self._writer = can.CanutilsLogWriter(path)
         except OSError as e:
@@ -66,7 +69,15 @@ class TxLog:
             self._write(frames, out.t_s, self.settings.inverter_can.channel)
         bleed = out.balancing.bleed
         if bleed != self._last_bleed or out.t_s - self._last_bleed_s >= _BLEED_RESEND_S:
-            self._write(self.decoder.encode_balancing(bleed), out.t_s, self.settings.can.channel)
+            frames = self.decoder.encode_balancing(bleed)
+            self._counter = (self._counter + 1) % 256
+            try:
+                frames.append(
+                    self.decoder.encode("GW_Heartbeat", heartbeat_signals(out, self._counter))
+                )
+            except FrameError:
+                self.errors += 1  # not in this DBC (or a value it cannot carry)
+            self._write(frames, out.t_s, self.settings.can.channel)
             self._last_bleed, self._last_bleed_s = bleed, out.t_s
 
     def _write(self, frames: list[OutFrame], t_s: float, channel: str) -> None:
