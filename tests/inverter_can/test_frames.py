@@ -4,6 +4,7 @@ alarm-code to bit table, and the protocol profiles."""
 from __future__ import annotations
 
 import importlib.util
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,28 +18,11 @@ from gateway.sim.can_inverter import decode_frame
 from tests.conftest import REPO
 from tests.inverter_can.outputs import output, requests
 
-# (high voltage, frame id, payload, documented values). LV frames are quoted in public
-# implementations of the Pylontech protocol (diyBMS pylon_canbus.cpp, JK-BMSToPylontechCAN);
-# the HV frames are built byte by byte from the published field table (Deye/Sermatec HV V1.1x:
-# 0.1 V, 0.1 A with a -3000 A offset, 0.1 degC with a -100 degC offset, little-endian).
+FIXTURE_FILE = REPO / "tests" / "fixtures" / "inverter_can" / "known_frames.toml"
 FIXTURE: list[tuple[bool, int, str, dict[str, float]]] = [
-    (False, 0x351, "14 02 74 0E 74 0E CC 01",
-     {"cvl_v": 53.2, "ccl_a": 370.0, "dcl_a": 370.0, "dvl_v": 46.0}),
-    (False, 0x351, "28 02 F4 01 20 03 E0 01",
-     {"cvl_v": 55.2, "ccl_a": 50.0, "dcl_a": 80.0, "dvl_v": 48.0}),
-    (False, 0x355, "1A 00 64 00", {"soc_pct": 26, "soh_pct": 100}),
-    (False, 0x355, "3C 00 64 00", {"soc_pct": 60, "soh_pct": 100}),
-    (False, 0x356, "6C 14 04 00 DC 00", {"voltage_v": 52.28, "current_a": 0.4, "temp_c": 22.0}),
-    (False, 0x359, "00 00 00 00 0A 50 4E",
-     {"protection_bits": 0, "alarm_bits": 0, "modules": 10, "token_p": 0x50, "token_n": 0x4E}),
-    (False, 0x35C, "C0 00", {"charge_enable": 1, "discharge_enable": 1, "force_charge_i": 0,
-                             "force_charge_ii": 0, "full_charge": 0}),
-    (True, 0x4210, "A0 0F 2A 76 D2 04 37 63",
-     {"voltage_v": 400.0, "current_a": 25.0, "temp_c": 23.4, "soc_pct": 55, "soh_pct": 99}),
-    (True, 0x4220, "A0 0F B8 0B 2A 76 36 74",
-     {"cvl_v": 400.0, "dvl_v": 300.0, "ccl_a": 25.0, "dcl_a": 25.0}),
-    (True, 0x4280, "AA 00 00 00 00 00 00 00", {"charge_forbidden": 0xAA, "discharge_forbidden": 0}),
-]  # fmt: skip
+    (f["family"] == "hv", f["id"], f["payload"], f["values"])
+    for f in tomllib.loads(FIXTURE_FILE.read_text(encoding="utf-8"))["frame"]
+]
 
 # The same frames through the gateway's generated DBC: message name and signal values.
 DBC_VIEW: dict[int, tuple[str, dict[str, str]]] = {
@@ -62,7 +46,9 @@ DBC_VIEW: dict[int, tuple[str, dict[str, str]]] = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize(("hv", "frame_id", "payload", "expected"), FIXTURE)
+@pytest.mark.parametrize(
+    ("hv", "frame_id", "payload", "expected"), FIXTURE, ids=[f"{f[1]:#x}-{f[2]}" for f in FIXTURE]
+)
 def test_fixture_frames_decode_to_the_documented_values(
     hv: bool, frame_id: int, payload: str, expected: dict[str, float]
 ) -> None:
