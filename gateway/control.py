@@ -6,7 +6,6 @@ and the tests all run the very same step. The daemon calls ``step`` on a tick an
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -135,7 +134,7 @@ class Controller:
         )
         balancing = self.balancing.step(snap, soc, now_s)
         self._complete_once = self._complete_once or snap.complete
-        out = ControlOutput(
+        return ControlOutput(
             seq=self._seq,
             t_s=now_s,
             pack=snap,
@@ -145,9 +144,9 @@ class Controller:
             balancing=balancing,
             negotiation=neg,
             mode=self._mode(snap.complete, alarms.worst, limits),
+            # What the battery asks of the inverter follows from the limits, SoC and plan.
+            requests=self.requests.plan(limits, snap, soc, balancing),
         )
-        # What the battery asks of the inverter follows from the step's limits, SoC and plan.
-        return dataclasses.replace(out, requests=self.requests.step(out))
 
     def _mode(self, complete: bool, worst: Severity, limits: Limits) -> str:
         if not self._complete_once:

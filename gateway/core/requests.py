@@ -22,7 +22,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from gateway.core.model import BatteryRequests, ControlOutput
+from gateway.core.model import (
+    BalancingPlan,
+    BatteryRequests,
+    ControlOutput,
+    Limits,
+    PackSnapshot,
+    SocReport,
+)
 
 __all__ = ["BatteryRequests", "RequestPlanner", "RequestThresholds"]
 
@@ -65,37 +72,47 @@ class RequestPlanner:
 
     def step(self, out: ControlOutput) -> BatteryRequests:
         """The requests for the control step ``out``."""
+        return self.plan(out.limits, out.pack, out.soc, out.balancing)
+
+    def plan(
+        self,
+        limits: Limits,
+        pack: PackSnapshot,
+        soc: SocReport | None,
+        balancing: BalancingPlan,
+    ) -> BatteryRequests:
+        """The requests for one step's limits, pack state, SoC and balancing plan."""
         th = self.thresholds
-        charge = out.limits.ccl_a.value > 0.0
-        discharge = out.limits.dcl_a.value > 0.0
-        soc = out.soc.soc_pct if out.soc is not None else None
-        vmin = out.pack.min_cell_v
+        charge = limits.ccl_a.value > 0.0
+        discharge = limits.dcl_a.value > 0.0
+        soc_pct = soc.soc_pct if soc is not None else None
+        vmin = pack.min_cell_v
         if not charge:
             self._force = False
         elif self._force:
-            soc_ok = soc is None or soc >= th.force_charge_clear_soc_pct
+            soc_ok = soc_pct is None or soc_pct >= th.force_charge_clear_soc_pct
             v_ok = vmin is None or vmin >= th.force_charge_clear_cell_v
             self._force = not (soc_ok and v_ok)
         else:
-            low = (soc is not None and soc < th.force_charge_soc_pct) or (
+            low = (soc_pct is not None and soc_pct < th.force_charge_soc_pct) or (
                 vmin is not None and vmin < th.force_charge_cell_v
             )
             self._force = low and not discharge
-        spread = _soc_spread_pct(out)
+        spread = _soc_spread_pct(soc)
         if not charge or spread is None:
             self._full = False
         elif self._full:
             self._full = spread >= th.full_charge_clear_spread_pct
         else:
-            balancing = any(out.balancing.bleed) or any(
-                a.action in ("bleed", "donate", "receive") for a in out.balancing.actions
+            balancing_now = any(balancing.bleed) or any(
+                a.action in ("bleed", "donate", "receive") for a in balancing.actions
             )
-            self._full = spread >= th.full_charge_spread_pct and not balancing
+            self._full = spread >= th.full_charge_spread_pct and not balancing_now
         return BatteryRequests(charge, discharge, self._force, self._full)
 
 
-def _soc_spread_pct(out: ControlOutput) -> float | None:
-    if out.soc is None or not out.soc.cells:
+def _soc_spread_pct(soc: SocReport | None) -> float | None:
+    if soc is None or not soc.cells:
         return None
-    socs = [c.soc_pct for c in out.soc.cells if math.isfinite(c.soc_pct)]
+    socs = [c.soc_pct for c in soc.cells if math.isfinite(c.soc_pct)]
     return max(socs) - min(socs) if socs else None
