@@ -95,6 +95,8 @@ class Gateway:
                     settings.inverter_can,
                     capacity_ah=settings.pack.capacity_ah,
                     version=__version__,
+                    cells=settings.pack.cells,
+                    nominal_cell_v=get_chemistry(settings.pack.chemistry).nominal_v,
                 ),
             )
         self.mqtt: MqttPublisher | None = None

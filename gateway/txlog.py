@@ -18,6 +18,7 @@ import can
 from gateway import __version__
 from gateway.canbus.decode import Decoder, OutFrame
 from gateway.canbus.link import heartbeat_signals
+from gateway.core.chemistry import get_chemistry
 from gateway.core.model import ControlOutput
 from gateway.errors import FrameError, GatewayError
 from gateway.inverter_can.config import InverterProtocol
@@ -47,7 +48,11 @@ class TxLog:
             self.inverter = InverterOutput(
                 cfg,
                 BatteryIdentity.from_config(
-                    cfg, capacity_ah=settings.pack.capacity_ah, version=__version__
+                    cfg,
+                    capacity_ah=settings.pack.capacity_ah,
+                    version=__version__,
+                    cells=settings.pack.cells,
+                    nominal_cell_v=get_chemistry(settings.pack.chemistry).nominal_v,
                 ),
             )
         self._last_bleed: tuple[bool, ...] | None = None

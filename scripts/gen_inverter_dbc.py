@@ -13,8 +13,8 @@ Sources of the layouts (public descriptions; all little-endian, "Intel" byte ord
   (stuartpittaway/diyBMSv4ESP32), JK-BMSToPylontechCAN and REC's SMA manual.
 * HV, 29-bit, 500 kbit/s: the Pylontech Force-H / "high voltage CAN-bus protocol" as published
   by Deye (V1.17) and Sermatec (V1.1): the inverter polls 0x4200, the battery answers
-  0x4210-0x4290. Currents carry an offset of -3000 A (raw 30000 = 0 A); the discharge limit is a
-  negative current.
+  0x4210-0x4290 (command 0) or 0x7310-0x7340 (command 2). Currents carry an offset of -3000 A
+  (raw 30000 = 0 A); the discharge limit is a negative current.
 """
 
 from __future__ import annotations
@@ -410,6 +410,33 @@ def hv_messages() -> list[Message]:
             [sig("FaultExtension", 0, 8)],
             "Fault extension bits (self test, internal bus, ...)",
         ),
+        # The answer to 0x4200 command 2 (system equipment information).
+        ext(
+            0x7310,
+            "HV_Versions",
+            [
+                sig("HardwareVersion", 0, 8),
+                sig("HardwareVersionMajor", 16, 8),
+                sig("HardwareVersionMinor", 24, 8),
+                sig("SoftwareVersionMajor", 32, 8),
+                sig("SoftwareVersionMinor", 40, 8),
+            ],
+            "Hardware and software versions",
+        ),
+        ext(
+            0x7320,
+            "HV_SystemInfo",
+            [
+                sig("SeriesCells", 0, 16),
+                sig("ModulesInSeries", 16, 8),
+                sig("CellsPerModule", 24, 8),
+                sig("VoltageLevel", 32, 16, unit="V"),
+                sig("CapacityAh", 48, 16, unit="Ah"),
+            ],
+            "Series cells, modules, cells per module, voltage level, capacity",
+        ),
+        ext(0x7330, "HV_Name1", chars(), "Battery name, characters 1-8 (ASCII)"),
+        ext(0x7340, "HV_Name2", chars(), "Battery name, characters 9-16 (ASCII)"),
     ]
 
 

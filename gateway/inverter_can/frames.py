@@ -27,6 +27,7 @@ from gateway.inverter_can.alarms import hv_flags, pylon_flags, sma_pairs
 from gateway.inverter_can.config import InverterCanConfig, InverterProtocol
 
 __all__ = [
+    "HV_SYSTEM_INFO",
     "LIMIT_MESSAGES",
     "PROFILES",
     "BatteryIdentity",
@@ -66,6 +67,9 @@ PROFILES: dict[InverterProtocol, tuple[str, ...]] = {
     ),
 }
 
+#: Pylontech HV answer to the 0x4200 poll with command 2 (system equipment information).
+HV_SYSTEM_INFO = ("HV_Versions", "HV_SystemInfo", "HV_Name1", "HV_Name2")
+
 #: Sent at once (between periods) when a limit is cut or an enable flag drops.
 LIMIT_MESSAGES: dict[bool, tuple[str, ...]] = {
     False: ("LV_Limits", "LV_Requests"),
@@ -95,19 +99,30 @@ class BatteryIdentity:
     capacity_ah: float
     manufacturer: str = "PYLON"
     modules: int = 1
-    firmware_version: int = 0
+    firmware_version: int = 0  # major << 8 | minor
+    cells: int = 16
+    nominal_cell_v: float = 3.2
+    name: str = "bms-gateway"
 
     @classmethod
     def from_config(
-        cls, config: InverterCanConfig, *, capacity_ah: float, version: str = "0.0"
+        cls,
+        config: InverterCanConfig,
+        *,
+        capacity_ah: float,
+        version: str = "0.0",
+        cells: int = 16,
+        nominal_cell_v: float = 3.2,
     ) -> BatteryIdentity:
-        """From the ``[inverter_can]`` settings, the pack capacity and ``major.minor`` version."""
+        """From the ``[inverter_can]`` settings, the pack and the ``major.minor`` version."""
         parts = [int(p) for p in version.split(".")[:2] if p.isdigit()] + [0, 0]
         return cls(
             capacity_ah=capacity_ah,
             manufacturer=config.manufacturer,
             modules=config.modules,
             firmware_version=(parts[0] & 0xFF) << 8 | (parts[1] & 0xFF),
+            cells=cells,
+            nominal_cell_v=nominal_cell_v,
         )
 
 
@@ -200,6 +215,28 @@ class FrameEncoder:
     def values(self, out: ControlOutput, req: BatteryRequests) -> dict[str, dict[str, float]]:
         """Signal values of every message of the family for ``out`` (physical units)."""
         return self._hv(out, req) if self.high_voltage else self._lv(out, req)
+
+    def system_info(self) -> list[OutFrame]:
+        """The Pylontech HV answer to 0x4200 command 2: versions, cell counts, name."""
+        ident = self.identity
+        name = ident.name.encode("ascii", errors="replace")[:16].ljust(16, b"\0")
+        values: dict[str, dict[str, float]] = {
+            "HV_Versions": {
+                "HardwareVersion": 1,
+                "SoftwareVersionMajor": ident.firmware_version >> 8,
+                "SoftwareVersionMinor": ident.firmware_version & 0xFF,
+            },
+            "HV_SystemInfo": {
+                "SeriesCells": ident.cells,
+                "ModulesInSeries": ident.modules,
+                "CellsPerModule": ident.cells // ident.modules,
+                "VoltageLevel": ident.cells * ident.nominal_cell_v,
+                "CapacityAh": ident.capacity_ah,
+            },
+            "HV_Name1": {f"Char{i}": b for i, b in enumerate(name[:8])},
+            "HV_Name2": {f"Char{i}": b for i, b in enumerate(name[8:])},
+        }
+        return [self.encode(n, values[n]) for n in HV_SYSTEM_INFO]
 
     def _limit_values(
         self, out: ControlOutput, req: BatteryRequests
@@ -406,13 +443,16 @@ class InverterOutput:
         # A rise waits for the next period: ``_sent`` stays what the inverter last heard.
         return []
 
-    def answer(self) -> list[OutFrame]:
-        """The HV answer to an inverter poll (0x4200, ensemble information), from the latest step.
+    def answer(self, command: int = 0) -> list[OutFrame]:
+        """The HV answer to an inverter poll 0x4200: ``command`` 0 (ensemble information, from
+        the latest step) or 2 (system equipment information); other commands get no answer.
 
-        The poll is dated with that step's time, so periods and polls share one clock (the
+        The poll is dated with the latest step's time, so periods and polls share one clock (the
         step clock, which a demo may accelerate).
         """
-        if self.latest is None or self.requests is None:
+        if command == 2:
+            return self.encoder.system_info() if self.encoder.high_voltage else []
+        if command != 0 or self.latest is None or self.requests is None:
             return []  # nothing to say yet: the first step broadcasts instead
         self.last_poll_s = self.latest.t_s
         self._sent = _heard(self.latest, self.requests)

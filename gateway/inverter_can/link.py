@@ -4,7 +4,8 @@
 due go out at once (non-blocking sends), so a limit cut reaches the bus within the step that made
 it. ``run`` owns the bus: it opens it (reopening with capped, jittered backoff after an interface
 error, so a broken inverter bus never ends the gateway), receives the inverter's keep-alive
-(LV 0x305/0x307) and polls (HV 0x4200, answered at once), and never raises except for a
+(LV 0x305/0x307) and polls (HV 0x4200, answered at once: 0x4210-0x4290 for command 0,
+0x7310-0x7340 for command 2), and never raises except for a
 configuration error (an interface python-can does not know).
 """
 
@@ -34,7 +35,7 @@ BusOpener = Callable[[InverterCanConfig], can.BusABC]
 
 KEEPALIVE_IDS = frozenset({0x305, 0x307})  # LV: inverter keep-alive / identification
 HV_POLL_ID = 0x4200
-_HV_ENSEMBLE = 0  # 0x4200 byte 0: ensemble information request
+_HV_ENSEMBLE = 0  # 0x4200 byte 0: 0 ensemble information, 2 system equipment information
 _RECV_S = 0.1
 _BACKOFF_MIN_S = 0.5
 _BACKOFF_MAX_S = 30.0
@@ -170,13 +171,13 @@ class InverterCanLink:
         elif hv and msg.is_extended_id and msg.arbitration_id == HV_POLL_ID:
             self.stats.polls += 1
             self._seen()
-            if msg.data and msg.data[0] == _HV_ENSEMBLE:
-                try:
-                    frames = self.output.answer()
-                except FrameError as e:
-                    self._encode_failed(e)
-                    return
-                self._transmit(frames)
+            command = msg.data[0] if msg.data else _HV_ENSEMBLE
+            try:
+                frames = self.output.answer(command)
+            except FrameError as e:
+                self._encode_failed(e)
+                return
+            self._transmit(frames)
 
     def _seen(self) -> None:
         if self._last_keepalive_s is None:

@@ -115,6 +115,17 @@ HV_LAYOUT: dict[int, FrameLayout] = {
             ("protect", 1, 0),
         ),
     ),
+    0x7320: FrameLayout(
+        "system_info",
+        "<HBBHH",
+        (
+            ("series_cells", 1, 0),
+            ("modules", 1, 0),
+            ("cells_per_module", 1, 0),
+            ("voltage_level_v", 1, 0),
+            ("capacity_ah", 1, 0),
+        ),
+    ),
     0x4280: FrameLayout(
         "forbidden", "<BB", (("charge_forbidden", 1, 0), ("discharge_forbidden", 1, 0))
     ),

@@ -96,7 +96,11 @@ def test_lv_and_hv_id_ranges() -> None:
     assert {0x305, 0x307} <= lv
     hv = load_inverter_dbc(True).messages
     assert all(m.is_extended_frame for m in hv)
-    assert {m.frame_id for m in hv} == {0x4200, *range(0x4210, 0x42A0, 0x10)}
+    assert {m.frame_id for m in hv} == {
+        0x4200,
+        *range(0x4210, 0x42A0, 0x10),
+        *range(0x7310, 0x7350, 0x10),
+    }
 
 
 @pytest.mark.parametrize("protocol", [p for p in InverterProtocol if p is not InverterProtocol.OFF])

@@ -153,3 +153,21 @@ def test_the_control_step_carries_the_requests_to_mqtt() -> None:
     assert payload.requests is not None
     assert payload.requests.charge_enable is False
     assert payload.requests.force_charge is False
+
+
+def test_hv_system_information_answers_command_2() -> None:
+    ident = BatteryIdentity(capacity_ah=50.0, cells=96, nominal_cell_v=3.2, modules=4)
+    io = InverterOutput(InverterCanConfig(protocol=InverterProtocol.PYLON_HV), ident)
+    frames = io.answer(2)  # static: answered before any step
+    assert _ids(frames) == [0x7310, 0x7320, 0x7330, 0x7340]
+    info = decode_frame(True, 0x7320, next(f.data for f in frames if f.arbitration_id == 0x7320))
+    assert info == {
+        "series_cells": 96,
+        "modules": 4,
+        "cells_per_module": 24,
+        "voltage_level_v": 307,
+        "capacity_ah": 50,
+    }
+    name = b"".join(f.data for f in frames if f.arbitration_id in (0x7330, 0x7340))
+    assert name.rstrip(b"\0") == b"bms-gateway"
+    assert io.answer(7) == []  # unknown command: no answer
