@@ -11,8 +11,9 @@ offset by -3000 A at 0.1 A, temperatures by -100 degC at 0.1 degC). All little-e
 Behaviour, like the inverters it plays: it follows CCL/DCL; charge (discharge) enable = 0 (HV:
 the 0xAA forbidden marks) means 0 A that way; a force-charge request makes it charge at
 ``force_charge_a`` (within CCL) whatever PV and load want; before it has heard any limit it leaves
-the battery alone (0 A). It sends its keep-alive (LV 0x305 every second) or polls (HV 0x4200 with
-command 0 every second) unless ``heartbeat`` is False.
+the battery alone (0 A). It sends its keep-alive (LV 0x305 every second) or polls (HV 0x4200
+every second: command 2, system information, first and every tenth time, else command 0) unless
+``heartbeat`` is False.
 """
 
 from __future__ import annotations
@@ -273,7 +274,10 @@ class CanInverterSim(_LimitFollower):
 
     def _keepalive(self) -> can.Message:
         if self.high_voltage:
-            return can.Message(arbitration_id=_POLL_ID, is_extended_id=True, data=bytes(8))
+            # System information (command 2) first and every tenth poll, else ensemble (0).
+            command = 2 if self.keepalives_sent % 10 == 0 else 0
+            data = bytes([command, 0, 0, 0, 0, 0, 0, 0])
+            return can.Message(arbitration_id=_POLL_ID, is_extended_id=True, data=data)
         return can.Message(arbitration_id=_KEEPALIVE_ID, is_extended_id=False, data=bytes(8))
 
     async def run(self) -> None:

@@ -142,6 +142,9 @@ async def test_inverter_obeys_cut_stale_and_keepalive_loss(protocol: str, tmp_pa
         await _until(lambda: (sim.charge_limit_a or 0.0) > 0.0, "a charge limit above 0 A")
         assert sim.current_a(0.0) == pytest.approx(30.0)
         await _until(lambda: "inverter_link_up" in gw.events, "the keep-alive to be heard")
+        if protocol == "pylon-hv":  # the system-information poll was answered too
+            await _until(lambda: 0x7320 in sim.values, "the HV system information")
+            assert sim.values[0x7320]["series_cells"] == CELLS
 
         # One cell over its maximum voltage: CCL is cut, and sent from the same step.
         n = len(gw.steps)
