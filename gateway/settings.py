@@ -28,6 +28,7 @@ from gateway.errors import ConfigError
 from gateway.inverter_can.config import InverterCanConfig
 from gateway.mqtt.config import MqttConfig
 from gateway.sunspec.config import SunSpecConfig
+from gateway.update.config import UpdateConfig
 
 __all__ = ["ENV_PREFIX", "ControlConfig", "LogConfig", "Settings", "StateConfig", "load_settings"]
 
@@ -84,6 +85,7 @@ class Settings(BaseSettings):
     inverter_can: InverterCanConfig = InverterCanConfig()
     mqtt: MqttConfig = MqttConfig()
     state: StateConfig = StateConfig()
+    update: UpdateConfig = UpdateConfig()
     log: LogConfig = LogConfig()
 
     @classmethod
