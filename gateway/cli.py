@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep the clock running this long after the last frame, as if the bus fell silent",
     )
+    rp.add_argument(
+        "--tx-out",
+        type=Path,
+        help="also write the frames the gateway would send (inverter CAN, balancing), candump -L",
+    )
 
     sp = with_config(sub.add_parser("sim-log", help="write a candump log from the simulator"))
     sp.add_argument("--cells", type=int, default=16)
@@ -62,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     dp.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
     dp.add_argument(
         "--state-dir", type=Path, help="keep the estimator state here between runs (default: none)"
+    )
+    dp.add_argument(
+        "--inverter",
+        choices=("sunspec", "pylon", "sma", "victron", "pylon-hv", "none"),
+        default="sunspec",
+        help="simulated inverter: SunSpec over Modbus, a battery-CAN dialect, or none",
     )
     _add_update_parser(sub, with_config)
     return p
@@ -132,6 +143,10 @@ def _check_files(settings: Settings) -> None:
         )
     check_decoder(settings, load_decoder(settings.can))
     Controller(settings)
+    if settings.inverter_can.protocol.value != "off":
+        from gateway.inverter_can.frames import load_inverter_dbc
+
+        load_inverter_dbc(settings.inverter_can.protocol.high_voltage)
 
 
 def _config_error(e: BaseException) -> ConfigError | None:
@@ -164,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if not 0.0 <= args.after_end <= 86_400.0:
                 raise ConfigError(f"--after-end (={args.after_end}) must be within 0..86400 s")
-            return replay_to_jsonl(settings, args.log, args.out, args.after_end)
+            return replay_to_jsonl(settings, args.log, args.out, args.tx_out, args.after_end)
         if args.cmd == "sim-log":
             from gateway.sim.log import write_sim_log
 
@@ -192,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration_s=args.duration,
                 view=not args.no_view,
                 state_dir=args.state_dir,
+                inverter=args.inverter,
             )
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)

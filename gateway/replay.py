@@ -24,7 +24,7 @@ import math
 import struct
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO, cast
@@ -34,6 +34,7 @@ from can.io.blf import BLFParseError
 
 from gateway.canbus.decode import Decoder, FrameDecodeError, load_decoder
 from gateway.control import Controller, check_decoder
+from gateway.core.model import ControlOutput
 from gateway.errors import GatewayError
 from gateway.report import record
 from gateway.settings import Settings
@@ -216,8 +217,14 @@ class _Stepper:
     ``min_step_s``), a tick every ``tick_s`` without data, and a recorded step at every whole
     second since ``t0``."""
 
-    def __init__(self, ctrl: Controller, settings: Settings, t0: float, stats: ReplayStats) -> None:
-        self.step_fn = ctrl.step
+    def __init__(
+        self,
+        step: Callable[[float], ControlOutput],
+        settings: Settings,
+        t0: float,
+        stats: ReplayStats,
+    ) -> None:
+        self.step_fn = step
         self.tick_s = settings.control.tick_s
         self.min_step_s = settings.control.min_step_s
         self.t0 = t0
@@ -283,12 +290,14 @@ def replay(
     decoder: Decoder | None = None,
     stats: ReplayStats | None = None,
     after_end_s: float = 0.0,
+    tx: Callable[[Decoder], Callable[[ControlOutput], None]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Run ``log_path`` through decoder and controller; yield one record per second of log time.
 
     The last record closes the last (partial) second. Garbage lines count as dropped frames.
     ``after_end_s`` keeps the clock running that long after the last frame, as the daemon's
     would if the bus fell silent (records continue; stale values turn unknown).
+    ``tx(decoder)`` returns a sink that sees every step's output (``--tx-out``).
 
     Raises:
         ConfigError: the profile or DBC is wrong (before any record).
@@ -301,14 +310,22 @@ def replay(
     ctrl = Controller(settings)
     errors_before = dict(decoder.counters.errors)  # a reused decoder keeps counting
     handles, decode = decoder.handles, decoder.decode
-    count, ingest = ctrl.count_frame, ctrl.ingest
+    count, ingest, step = ctrl.count_frame, ctrl.ingest, ctrl.step
+    if tx is not None:
+        sink = tx(decoder)
+
+        def step(now_s: float) -> ControlOutput:
+            out = ctrl.step(now_s)
+            sink(out)
+            return out
+
     sched: _Stepper | None = None
     now = -math.inf  # log time never goes back
     bad_seen = 0
     for f in frames:
         t = max(f.t_s, now)
         if sched is None:
-            sched = _Stepper(ctrl, settings, t, stats)
+            sched = _Stepper(step, settings, t, stats)
         yield from sched.advance(t)
         now = t
         sched.since_rec = True
@@ -380,9 +397,16 @@ def _summarise(
 
 
 def replay_to_jsonl(
-    settings: Settings, log_path: Path, out_path: Path | None, after_end_s: float = 0.0
+    settings: Settings,
+    log_path: Path,
+    out_path: Path | None,
+    tx_out: Path | None = None,
+    after_end_s: float = 0.0,
 ) -> int:
     """Write the replay of ``log_path`` as JSON Lines to ``out_path`` (stdout when None).
+
+    ``tx_out``: also write every frame the gateway would send (candump -L; see
+    ``gateway.txlog``).
 
     Returns:
         The exit status: 0 (bad lines and frames are counted in the records, not fatal).
@@ -391,9 +415,44 @@ def replay_to_jsonl(
         ConfigError, GatewayError: see ``replay``; raised before anything is written.
     """
     stats = ReplayStats()
-    records = replay(settings, log_path, stats=stats, after_end_s=after_end_s)
-    # Pull the first record before opening the output, so a missing log leaves no empty file.
-    first = next(records, None)
+    txlog: Any = None
+
+    def open_tx(decoder: Decoder) -> Callable[[ControlOutput], None]:
+        nonlocal txlog
+        from gateway.txlog import TxLog
+
+        assert tx_out is not None
+        txlog = TxLog(settings, decoder, tx_out)
+        return txlog  # type: ignore[no-any-return]
+
+    records = replay(
+        settings,
+        log_path,
+        stats=stats,
+        after_end_s=after_end_s,
+        tx=open_tx if tx_out else None,
+    )
+    try:
+        # Pull the first record before opening the output, so a missing log leaves no empty file.
+        first = next(records, None)
+        _write_records(out_path, first, records)
+    finally:
+        if txlog is not None:
+            txlog.close()
+            log.info("%s: %d frames the gateway would send", tx_out, txlog.frames)
+    log.info(
+        "%s: %d frames, %d records%s",
+        log_path,
+        stats.frames,
+        stats.records,
+        f" -> {out_path}" if out_path else "",
+    )
+    return 0
+
+
+def _write_records(
+    out_path: Path | None, first: dict[str, Any] | None, records: Iterator[dict[str, Any]]
+) -> None:
     dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
     if out_path is None:
         _write(sys.stdout, first, records, dumps)
@@ -403,14 +462,6 @@ def replay_to_jsonl(
                 _write(out, first, records, dumps)
         except OSError as e:
             raise GatewayError(f"{out_path}: cannot write: {e.strerror}") from None
-    log.info(
-        "%s: %d frames, %d records%s",
-        log_path,
-        stats.frames,
-        stats.records,
-        f" -> {out_path}" if out_path else "",
-    )
-    return 0
 
 
 def _write(
