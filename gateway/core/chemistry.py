@@ -32,6 +32,9 @@ CHEMISTRIES: tuple[str, ...] = ("lfp", "nmc")
 
 _REF_TEMP_C = 25.0
 
+_HYSTERESIS_MV = {"lfp": 10.0, "nmc": 3.0}
+"""Typical half-hysteresis per chemistry (mV); see ``Chemistry.hysteresis_mv``."""
+
 
 @dataclass(frozen=True, slots=True)
 class OcvTable:
@@ -124,6 +127,10 @@ class Chemistry:
     """Resistance factor against temperature: ``(temp_c, factor)`` rows, 1.0 at 25 degC."""
     source: str = ""
     """Where the tables come from (parameter set and generator), for reports."""
+    hysteresis_mv: float = 0.0
+    """Half the OCV hysteresis between the charge and discharge branches (mV): a rested voltage
+    is the OCV only to within it. Typical values, not from the generated tables (PyBaMM's
+    single-branch OCV has none): LFP 10..30 mV on the plateau, NMC a few mV."""
 
     def r0_ohm(self, capacity_ah: float, temp_c: float = _REF_TEMP_C) -> float:
         """Ohmic resistance of a cell of ``capacity_ah`` at ``temp_c``."""
@@ -200,6 +207,7 @@ def get_chemistry(name: str) -> Chemistry:
         tau1_s=float(params["tau1_s"]),
         r_temp=_parse_r_temp(_read(r_name), r_name),
         source=params.get("source", ""),
+        hysteresis_mv=_HYSTERESIS_MV[name],
     )
 
 
