@@ -307,9 +307,11 @@ class SocEstimator:
                 continue
             predict(cell, step, tune, x_a, r_scale)
             if not (fresh and v is not None):
+                tidy(cell)
                 continue
             if not i_known:
                 _remember(cell, rx_t, v, _NAN)
+                tidy(cell)
                 continue
             learn_resistance(
                 cell, chem, tune, step, v, cur_k, temp_c, r_scale, self._r0_nom, self._r1_nom

@@ -309,9 +309,9 @@ def predict(
         p11 = p11 * a_gap * a_gap + (r1 * tune.gap_current_c * q_nom) ** 2 * (1.0 - a_gap * a_gap)
     cell.rc, cell.sc, cell.sg, cell.si, cell.sx = rc, sc, sg, si, sx
     cell.p00, cell.p01, cell.p11 = p00, p01, p11
-    cell.count_rand_var = min(crand, _MAX_VAR)
-    cell.count_sys_pct = min(cell.count_sys_pct, 50.0)
-    tidy(cell)
+    cell.count_rand_var = crand if crand < _MAX_VAR else _MAX_VAR
+    if cell.count_sys_pct > 50.0:
+        cell.count_sys_pct = 50.0
 
 
 # --- correct (under load) -------------------------------------------------------------------
@@ -352,11 +352,14 @@ def correct(
     pol = tune.model_error_fraction * (r0 + r1) * cur_k
     r_nom = tune.r_load_v2 + pol * pol
     ocv_v = v - r0 * cur_k - cell.v1_v
-    half = 2.0 * math.sqrt(r_nom + cell.p11) + tune.hysteresis_v
-    z, sz = voltage_soc(chem, ocv_v, half, temp_c)
-    if abs(z - soc) > tune.k_sigma * math.sqrt(sigma * sigma + sz * sz):
-        _fuse_interval(cell, z, sz, contradicted=True)
-        return True
+    # Cheap first: the voltage's own SoC within k sigma of the estimate cannot contradict it
+    # (the interval test below only widens the allowance).
+    if abs(chem.ocv_soc(ocv_v, temp_c) - soc) > tune.k_sigma * sigma:
+        half = 2.0 * math.sqrt(r_nom + cell.p11) + tune.hysteresis_v
+        z, sz = voltage_soc(chem, ocv_v, half, temp_c)
+        if abs(z - soc) > tune.k_sigma * math.sqrt(sigma * sigma + sz * sz):
+            _fuse_interval(cell, z, sz, contradicted=True)
+            return True
     if step.resting:
         return False  # a resting voltage is weighed once per rest_s (recalibrate_rest)
     k = tune.k_sigma * sigma
@@ -660,22 +663,32 @@ def forget_anchor(cell: CellState) -> None:
 
 
 def tidy(cell: CellState) -> None:
-    """Keep the covariance a covariance (rounding) and the variance parts within range."""
-    if cell.p00 > _MAX_VAR:
-        f = _MAX_VAR / cell.p00
+    """Keep the covariance a covariance (rounding) and the variance parts and SoC in range."""
+    p00 = cell.p00
+    if p00 > _MAX_VAR:
+        f = _MAX_VAR / p00
         cell.rc *= f
         f = math.sqrt(f)
         cell.sc *= f
         cell.sg *= f
         cell.si *= f
         cell.sx *= f
-    cell.p00 = min(max(cell.p00, 1e-6), _MAX_VAR)
-    cell.sb = min(cell.sb, 50.0)
-    cell.p11 = max(cell.p11, 1e-12)
-    lim = math.sqrt(cell.p00 * cell.p11)
+        p00 = _MAX_VAR
+    elif p00 < 1e-6:
+        p00 = 1e-6
+    cell.p00 = p00
+    if cell.sb > 50.0:
+        cell.sb = 50.0
+    p11 = cell.p11
+    if p11 < 1e-12:
+        p11 = cell.p11 = 1e-12
+    lim = math.sqrt(p00 * p11)
     if cell.p01 > lim:
         cell.p01 = lim
     elif cell.p01 < -lim:
         cell.p01 = -lim
     s = cell.soc_pct
-    cell.soc_pct = 0.0 if s < 0.0 else (100.0 if s > 100.0 else s)
+    if s < 0.0:
+        cell.soc_pct = 0.0
+    elif s > 100.0:
+        cell.soc_pct = 100.0
