@@ -300,7 +300,13 @@ class SocEstimator:
             if not cell.initialised:
                 if fresh and v is not None:
                     init_from_voltage(
-                        cell, chem, tune, v, cur_k if i_known else 0.0, temp_c, i_known,
+                        cell,
+                        chem,
+                        tune,
+                        v,
+                        cur_k if i_known else 0.0,
+                        temp_c,
+                        i_known,
                         self._q_nom_ah,
                     )
                     _remember(cell, rx_t, v, cur_k if i_known else _NAN)
