@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 __all__ = [
     "describe_ocv_table",
     "load_ocv_table",
-    "read_ocv_table",
     "load_state",
+    "read_ocv_table",
     "resolve_chemistry",
     "restore_estimator",
     "save_state",

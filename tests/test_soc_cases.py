@@ -21,7 +21,8 @@ from gateway.replay import iter_log
 from gateway.settings import load_settings
 from gateway.state_store import load_state
 
-CASE = Path(__file__).resolve().parent.parent.parent / "shared" / "cases" / "restored-soc-on-plateau"
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+CASE = SHARED / "cases" / "restored-soc-on-plateau"
 
 
 @pytest.fixture

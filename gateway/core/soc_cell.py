@@ -30,19 +30,19 @@ from gateway.core.chemistry import Chemistry
 __all__ = [
     "CellState",
     "StepInputs",
+    "Tuning",
     "anchor",
-    "count_bound",
     "correct",
+    "count_bound",
+    "forget_anchor",
     "init_from_voltage",
     "learn_resistance",
     "predict",
     "recalibrate_full",
     "recalibrate_rest",
-    "forget_anchor",
     "rls_start",
     "soc_interval",
     "tidy",
-    "Tuning",
     "voltage_soc",
 ]
 
@@ -310,8 +310,7 @@ def predict(
     cell.rc, cell.sc, cell.sg, cell.si, cell.sx = rc, sc, sg, si, sx
     cell.p00, cell.p01, cell.p11 = p00, p01, p11
     cell.count_rand_var = crand if crand < _MAX_VAR else _MAX_VAR
-    if cell.count_sys_pct > 50.0:
-        cell.count_sys_pct = 50.0
+    cell.count_sys_pct = min(cell.count_sys_pct, 50.0)
 
 
 # --- correct (under load) -------------------------------------------------------------------
@@ -329,21 +328,25 @@ def correct(
 ) -> bool:
     """Correct ``cell`` with a voltage outside a rest recalibration; return whether it was used.
 
-    Two paths (only the first while resting):
+    Three paths (only the first while resting):
 
     * **Contradiction**: the IR-corrected voltage, widened by its error under load and the
       hysteresis, allows a SoC interval that lies more than ``k_sigma`` sigmas (the estimate's and
       the voltage's together) from the estimate: the estimate is not what the voltage can be.
       Then it is fused in the SoC domain (``_fuse_interval``), whatever the local slope. This is
       what moves an estimate parked on a plateau once the cell reaches a knee.
-    * **Kalman update**: where the OCV is steep enough over the plausible interval (the mean
-      slope over ``soc +- k sigma`` and the local slope both >= ``min_slope``), the extended
-      Kalman update on (soc, v1). Its measurement noise is the larger of the nominal one
-      (sensor, model error growing with the current) and what the innovations show
+    * **Interval fusion**: where the OCV is steep enough on average over the plausible interval
+      (``soc +- k sigma``) but flat at the estimate, the voltage's SoC interval is fused in the
+      SoC domain when it is at least twice as precise as the estimate (never below its own
+      variance: a load voltage's error does not average out).
+    * **Kalman update**: where the OCV is steep enough over the plausible interval and at the
+      estimate (mean and local slope >= ``min_slope``), the extended Kalman update on (soc, v1).
+      Its measurement noise is the larger of the nominal one (sensor, model error growing with
+      the current) and what the innovations show
       (``E[y^2] - H P H'``, exponentially weighted over ``innovation_window_s``): a model that is
       wrong for this cell predicts badly and is trusted less, automatically.
 
-    After either, ``count_bound`` holds the estimate within what the count allows.
+    After the last two, ``count_bound`` holds the estimate within what the count allows.
     """
     r0 = cell.r0_ohm_25c * r_scale
     r1 = cell.r1_ohm_25c * r_scale
@@ -352,10 +355,10 @@ def correct(
     pol = tune.model_error_fraction * (r0 + r1) * cur_k
     r_nom = tune.r_load_v2 + pol * pol
     ocv_v = v - r0 * cur_k - cell.v1_v
+    half = 2.0 * math.sqrt(r_nom + cell.p11) + tune.hysteresis_v
     # Cheap first: the voltage's own SoC within k sigma of the estimate cannot contradict it
     # (the interval test below only widens the allowance).
     if abs(chem.ocv_soc(ocv_v, temp_c) - soc) > tune.k_sigma * sigma:
-        half = 2.0 * math.sqrt(r_nom + cell.p11) + tune.hysteresis_v
         z, sz = voltage_soc(chem, ocv_v, half, temp_c)
         if abs(z - soc) > tune.k_sigma * math.sqrt(sigma * sigma + sz * sz):
             _fuse_interval(cell, z, sz, contradicted=True)
@@ -369,8 +372,20 @@ def correct(
         mean_slope = (chem.ocv.voltage(s_hi) - chem.ocv.voltage(s_lo)) / (s_hi - s_lo)
     else:
         mean_slope = slope
-    if slope < tune.min_slope_v_per_pct or mean_slope < tune.min_slope_v_per_pct:
+    if mean_slope < tune.min_slope_v_per_pct:
         return False
+    if slope < tune.min_slope_v_per_pct:
+        # Informative over the interval, flat at the estimate: a linearisation here would see
+        # nothing. Fuse what the voltage allows in the SoC domain, never to below its own
+        # variance (its error under load does not average out over samples).
+        z, sz = voltage_soc(chem, ocv_v, half, temp_c)
+        p_before = cell.p00
+        if 4.0 * sz * sz > p_before:
+            return False  # says little the estimate does not know
+        _fuse_interval(cell, z, sz, contradicted=False)
+        cell.p00 = max(cell.p00, min(p_before, sz * sz))
+        count_bound(cell, tune)
+        return True
     y = v - (chem.ocv_voltage(soc, temp_c) + cell.v1_v + r0 * cur_k)
     h0 = slope
     p00, p01, p11 = cell.p00, cell.p01, cell.p11
@@ -573,11 +588,10 @@ def learn_resistance(
     SoC does to the OCV (so a SoC error is not learned as resistance). Forgetting factor
     ``exp(-dt / rls_memory_s)``; updates only while the current differs from its RC-filtered
     self by ``rls_min_current_c`` (a transient: in a steady current R0, R1 and the offset cannot
-    be told apart, and the diffusion the circuit does not model would be learned as resistance); the covariance is not inflated beyond its start (no windup
-    while the current is constant), nor where the OCV at the estimate is uncertain by more than
-    half the voltage noise (slope times SoC sigma); R0 and R1 are held within
-    ``r_factor_lo..r_factor_hi``
-    times the chemistry's. Source: the standard RLS with exponential forgetting (Ljung,
+    be told apart, and the diffusion the circuit does not model would be learned as
+    resistance), nor where the OCV at the estimate is uncertain by more than half the voltage
+    noise (slope times SoC sigma); the covariance is not inflated beyond its start (no windup);
+    R0 and R1 are held within ``r_factor_lo..r_factor_hi`` times the chemistry's. Source: the standard RLS with exponential forgetting (Ljung,
     *System Identification*, 2nd ed., sec. 11.2); the linear-in-parameters form of the RC
     circuit with a fixed time constant as in Plett, *Battery Management Systems* vol. 2, ch. 3.
     """
@@ -677,8 +691,7 @@ def tidy(cell: CellState) -> None:
     elif p00 < 1e-6:
         p00 = 1e-6
     cell.p00 = p00
-    if cell.sb > 50.0:
-        cell.sb = 50.0
+    cell.sb = min(cell.sb, 50.0)
     p11 = cell.p11
     if p11 < 1e-12:
         p11 = cell.p11 = 1e-12
