@@ -592,8 +592,9 @@ def learn_resistance(
     resistance), nor where the OCV at the estimate is uncertain by more than half the voltage
     noise (slope times SoC sigma); the covariance is not inflated beyond its start (no windup);
     R0 and R1 are held within ``r_factor_lo..r_factor_hi`` times the chemistry's. Source: the
-    standard RLS with exponential forgetting (Ljung, *System Identification*, 2nd ed., sec. 11.2); the linear-in-parameters form of the RC
-    circuit with a fixed time constant as in Plett, *Battery Management Systems* vol. 2, ch. 3.
+    standard RLS with exponential forgetting (Ljung, *System Identification*, 2nd ed., sec.
+    11.2); the linear-in-parameters form of the RC circuit with a fixed time constant as in
+    Plett, *Battery Management Systems* vol. 2, ch. 3.
     """
     a = math.exp(-step.known_dt_s / cell.tau1_s) if step.known_dt_s > 0.0 else 1.0
     w = a * cell.rls_w_a + (1.0 - a) * cur_k
