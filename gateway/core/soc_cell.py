@@ -344,7 +344,10 @@ def correct(
       Its measurement noise is the larger of the nominal one (sensor, model error growing with
       the current) and what the innovations show
       (``E[y^2] - H P H'``, exponentially weighted over ``innovation_window_s``): a model that is
-      wrong for this cell predicts badly and is trusted less, automatically.
+      wrong for this cell predicts badly and is trusted less, automatically. While the mean
+      normalised innovations taken while charging and while discharging point opposite ways
+      beyond ``consistency_bias`` (the error follows the current: the circuit is wrong, not
+      the SoC), the update is skipped.
 
     After the last two, ``count_bound`` holds the estimate within what the count allows.
     """
@@ -405,6 +408,13 @@ def correct(
         cell.nu_charge = lam * cell.nu_charge + (1.0 - lam) * nu
     else:
         cell.nu_discharge = lam * cell.nu_discharge + (1.0 - lam) * nu
+    b = tune.consistency_bias
+    if (cell.nu_charge > b and cell.nu_discharge < -b) or (
+        cell.nu_charge < -b and cell.nu_discharge > b
+    ):
+        # The innovations follow the current's sign: the circuit is wrong for this cell (a
+        # resistance, or diffusion it does not hold), not the SoC. Keep counting.
+        return False
     prior = (soc, cell.v1_v, p00, p01, p11)
     cell.soc_pct = soc + k0 * y
     cell.v1_v += k1 * y
