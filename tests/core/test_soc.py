@@ -282,9 +282,18 @@ def test_state_round_trip_restores_soc_capacity_resistance_and_cycles() -> None:
         assert y.soc_pct == x.soc_pct
         assert y.capacity_ah == x.capacity_ah
         assert y.resistance_mohm == x.resistance_mohm
+        assert y.r1_mohm == x.r1_mohm
+        assert y.tau1_s == x.tau1_s == chem.tau1_s
         assert y.soc_sigma_pct == pytest.approx(x.soc_sigma_pct)
     assert est2.cycles == pytest.approx(est.cycles)
     assert est.cycles > 0.0
+    # A state written before R1 was identified starts R1 from the chemistry.
+    old = {k: v for k, v in state.items() if k != "r1_ohm_25c"}
+    est4, _ = make("nmc", cells=3)
+    est4.restore(old)
+    d = est4.report()
+    assert d is not None
+    assert d.cells[0].r1_mohm == pytest.approx(chem.r1_ohm(100.0) * 1000.0)
     # The restore inflates the variance when configured to (default 5 %).
     est3, _ = make("nmc", cells=3)
     est3.restore(state)
