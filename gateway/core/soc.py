@@ -62,7 +62,8 @@ class SocConfig(Section):
     """State estimator settings."""
 
     ocv_table: str | None = None
-    """Path of a user OCV table (CSV ``soc_pct,ocv_v``); default: the chemistry's built-in table."""
+    """Path of a user OCV table (CSV: SoC in % or fraction, OCV in V or mV, with or without a
+    header; ``check-config`` says how it was read); default: the chemistry's built-in table."""
     voltage_sigma_mv: float = Field(default=12.0, gt=0)
     """Voltage error under load: sensor noise plus what the circuit model misses (1 sigma)."""
     model_error_fraction: float = Field(default=1.0, ge=0)
