@@ -6,19 +6,21 @@ Each cell runs a two-state extended Kalman filter over a first-order equivalent 
     soc'   = soc + 100 * i * dt / (3600 * Q)    (coulomb counting: the backbone)
     v1'    = a * v1 + R1 * (1 - a) * i,   a = exp(-dt / tau1)
 
-The count carries the estimate; the voltage corrects it only where the OCV curve is steep enough
-to say something (``min_ocv_slope_mv_per_pct``). On the flat middle of an LFP curve the filter
-skips the voltage, trusts the count and lets the variance grow. After a rest of ``rest_s`` the
-relaxed voltage is close to the OCV and is used with a much smaller measurement noise: that is
-the rest recalibration. A charge that ends at the upper voltage with a tapered current sets the
-cell to 100 %.
+``SocEstimator`` owns one ``CellState`` per cell and calls the per-cell functions of
+``gateway.core.soc_cell`` (predict, correct, recalibrate, learn; each tested alone). The count
+carries the estimate; a voltage is judged over the plausible interval (estimate +- k sigma) with
+the OCV hysteresis allowed for: on the flat middle of an LFP curve the count is trusted and the
+variance grows, a voltage that lies beyond the interval overrides the estimate (a restored or
+drifted SoC), and after a rest of ``rest_s`` the relaxed voltage recalibrates. A charge that ends
+at the upper voltage with a tapered current sets the cell to 100 %. Corrections under load are
+weighed by how well the model predicts (innovation-based adaptive noise) and held within what
+the count allows (``SocEstimator``'s docstring states the rule).
 
 Capacity (SoH) per cell comes from the charge counted between two confident SoC points (a rest
-recalibration on a steep part of the curve, or full), resistance R0 per cell from the voltage
-step that answers a current step (reported referred to 25 degC with the chemistry's temperature
-factor, so that it tracks ageing rather than the weather). Everything is plain Python floats
-held in per-cell lists, so a 512-cell pack stepped at 10 Hz stays cheap (see
-``bench/soc_accuracy.py`` for the figures).
+recalibration on a steep part of the curve, or full); R0 and R1 per cell from recursive least
+squares with forgetting (referred to 25 degC with the chemistry's temperature factor, so that
+they track ageing rather than the weather). Everything is plain Python floats, so a 512-cell
+pack stepped at 10 Hz stays within a few percent of a core (see ``bench/soc_accuracy.py``).
 """
 
 from __future__ import annotations
