@@ -18,7 +18,7 @@ Needs the ``[bench]`` extra for the simulation (``pip install -e '.[bench]'``)::
 
     .venv/bin/python bench/soc_accuracy.py              # both chemistries, accuracy table
     .venv/bin/python bench/soc_accuracy.py --fixture    # also rewrite tests/fixtures/soc/*.csv
-    .venv/bin/python bench/soc_accuracy.py --timing     # step CPU time, 16 and 512 cells (no PyBaMM)
+    .venv/bin/python bench/soc_accuracy.py --timing     # step CPU time, 16 and 512 cells
     .venv/bin/python bench/soc_accuracy.py --matrix     # cross-validation (bench/soc_matrix.py)
 
 Simulations are cached (``--cache``, default under the system temp dir) so re-runs are quick.
