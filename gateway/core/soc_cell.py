@@ -442,10 +442,12 @@ def count_bound(cell: CellState, tune: Tuning) -> bool:
     ``count_z`` times the count's own sigma over that time (``count_var``: its start plus what
     offset, gain, capacity, drift and gaps have added since). A larger move needs evidence that
     lasts: the exponentially weighted mean normalised innovation, taken separately while
-    charging and while discharging, is beyond ``consistency_bias`` with the same sign in both.
+    charging and while discharging, is beyond ``consistency_bias`` with the same sign in both,
+    or beyond five times that in one direction while the other does not point the opposite way.
     A SoC error shifts the voltage the same way in both directions of current, while a wrong
-    resistance or a diffusion the circuit does not model shifts it with the current's sign;
-    only the first is evidence against the count. When the evidence holds, the count's variance
+    resistance or a diffusion the circuit does not model shifts it with the current's sign (and,
+    normalised by a noise that includes the circuit's error allowance, by about one sigma at
+    most); only the first is evidence against the count. When the evidence holds, the count's variance
     is widened to cover the move (the count was wrong), and the bound moves with it.
     """
     dev = cell.soc_pct - cell.count_soc_pct
@@ -453,9 +455,15 @@ def count_bound(cell: CellState, tune: Tuning) -> bool:
     if abs(dev) <= bound:
         return False
     b = tune.consistency_bias
-    if (cell.nu_charge > b and cell.nu_discharge > b) or (
-        cell.nu_charge < -b and cell.nu_discharge < -b
-    ):
+    nc, nd = cell.nu_charge, cell.nu_discharge
+    both = (nc > b and nd > b) or (nc < -b and nd < -b)
+    # One direction alone is evidence when its innovations exceed what the circuit's error
+    # allowance (in the nominal noise) explains several times over, and the other direction
+    # does not point the opposite way.
+    strong = 5.0 * b
+    alone = (nc > strong and nd > -b) or (nc < -strong and nd < b)
+    alone = alone or (nd > strong and nc > -b) or (nd < -strong and nc < b)
+    if both or alone:
         cell.count_rand_var = min(_MAX_VAR, (dev / tune.count_z) ** 2)
         cell.count_sys_pct = 0.0
         return False
