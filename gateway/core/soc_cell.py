@@ -447,8 +447,8 @@ def count_bound(cell: CellState, tune: Tuning) -> bool:
     A SoC error shifts the voltage the same way in both directions of current, while a wrong
     resistance or a diffusion the circuit does not model shifts it with the current's sign (and,
     normalised by a noise that includes the circuit's error allowance, by about one sigma at
-    most); only the first is evidence against the count. When the evidence holds, the count's variance
-    is widened to cover the move (the count was wrong), and the bound moves with it.
+    most); only the first is evidence against the count. When the evidence holds, the count's
+    variance is widened to cover the move (the count was wrong), and the bound moves with it.
     """
     dev = cell.soc_pct - cell.count_soc_pct
     bound = tune.count_z * math.sqrt(cell.count_var)
