@@ -90,6 +90,7 @@ VARIANTS: tuple[tuple[str, float, float], ...] = (
     ("R x2", 1.0, 2.0),
 )
 
+
 def _spec(s: SetSpec) -> Any:
     gen = base._gen_ocv()
     if s.key == "Chen2020":
