@@ -120,6 +120,13 @@ def simulate(s: SetSpec, cache: Path, cap_f: float, r_f: float) -> tuple[base.Tr
     tag = f"{s.key}_c{cap_f:g}_r{r_f:g}"
     path = cache / f"{tag}_day.csv"
     nominal_path = cache / f"{s.key}_nominal_ah.txt"
+    table_path = cache / f"{s.key}_ocv.csv"
+    if s.user_format and not table_path.is_file():
+        gen = base._gen_ocv()
+        grid = gen._soc_grid()
+        ocv = gen._monotone(gen.ocv_curve(gen.parameter_values(_spec(s)), grid / 100.0))
+        cache.mkdir(parents=True, exist_ok=True)
+        write_user_table(table_path, list(grid), list(ocv), s.user_format)
     if path.is_file() and nominal_path.is_file():
         return base._read_truth(path, s.chemistry), float(nominal_path.read_text())
     import numpy as np
@@ -159,16 +166,14 @@ def simulate(s: SetSpec, cache: Path, cap_f: float, r_f: float) -> tuple[base.Tr
     cache.mkdir(parents=True, exist_ok=True)
     base._write_truth(path, truth, step=1)
     nominal_path.write_text(f"{cap_ref:.6f}\n")
-    if s.user_format:
-        grid = gen._soc_grid()
-        ocv = gen._monotone(gen.ocv_curve(gen.parameter_values(spec), grid / 100.0))
-        write_user_table(cache / f"{s.key}_ocv.csv", list(grid), list(ocv), s.user_format)
     return truth, cap_ref
 
 
 def write_user_table(path: Path, soc_pct: list[float], ocv_v: list[float], fmt: str) -> None:
     """The OCV table in one of the formats users have (see ``parse_ocv_table``)."""
-    rows = list(zip(soc_pct, ocv_v, strict=True))
+    import numpy as np
+
+    rows = [(float(x), float(np.squeeze(v))) for x, v in zip(soc_pct, ocv_v, strict=True)]
     with path.open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         if fmt == "pct_mv":
