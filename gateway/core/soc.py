@@ -183,6 +183,10 @@ class SocEstimator:
     current's sign). A rested voltage, or a voltage that lies beyond ``plateau_k_sigma`` of the
     estimate once its error band and the OCV hysteresis are allowed for, is a trusted point.
 
+    Attributes:
+        cells: one ``CellState`` per cell, in cell order (read them for diagnostics; the
+            estimator owns and updates them).
+
     Args:
         config: estimator settings.
         pack: the pack (cell count, nominal capacity).
