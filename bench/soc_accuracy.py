@@ -539,7 +539,8 @@ def main() -> None:
     if args.matrix:
         import soc_matrix
 
-        sys.argv = [str(Path(__file__).parent / "soc_matrix.py"), *rest]
+        # The cache option is this parser's; hand it on.
+        sys.argv = [str(Path(__file__).parent / "soc_matrix.py"), "--cache", str(args.cache), *rest]
         soc_matrix.main()
         return
     if rest:
