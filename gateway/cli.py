@@ -172,7 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "check-config":
             _check_files(settings)
+            from gateway.state_store import describe_ocv_table
+
+            ocv = describe_ocv_table(settings.soc)  # a bad table is a config error
             print(json.dumps(settings.model_dump(mode="json"), indent=2))
+            # What the user's OCV table was read as (stderr: stdout stays JSON).
+            if ocv:
+                print(ocv, file=sys.stderr)
             return 0
         if args.cmd == "replay":
             from gateway.replay import replay_to_jsonl
