@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.core.balancing import BalancingPlanner
+from gateway.core.energy import EnergyCounter, pack_power_w
 from gateway.core.limits import LimitsCalculator
 from gateway.core.model import (
     BalancingMode,
@@ -56,6 +57,8 @@ class Controller:
             self.balancing = BalancingPlanner(settings.balancing, settings.pack)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        # A step gap longer than the current timeout is not integrated (the pack was unseen).
+        self.energy = EnergyCounter(max_gap_s=settings.timeouts.current_timeout_s)
         self._seq = 0
         self._negotiation: Negotiation | None = None
         self._soc: SocReport | None = None
@@ -131,6 +134,9 @@ class Controller:
             user_cap_discharge_a=self._user_cap_discharge_a,
         )
         balancing = self.balancing.step(snap, soc, now_s)
+        timeouts = self.settings.timeouts
+        power_w = pack_power_w(snap, timeouts.current_timeout_s, timeouts.pack_voltage_timeout_s)
+        energy = self.energy.step(power_w, now_s)
         self._complete_once = self._complete_once or snap.complete
         return ControlOutput(
             seq=self._seq,
@@ -142,6 +148,7 @@ class Controller:
             balancing=balancing,
             negotiation=neg,
             mode=self._mode(snap.complete, alarms.worst, limits),
+            energy=energy,
         )
 
     def _mode(self, complete: bool, worst: Severity, limits: Limits) -> str:
@@ -161,17 +168,24 @@ class Controller:
     # --- persistence ------------------------------------------------------------------------
 
     def export_state(self) -> dict[str, Any] | None:
-        """The estimator state to persist, or ``None`` before the estimator has started."""
+        """The estimator state (and energy counters) to persist; ``None`` before the start."""
         if self._soc is None:
             return None
-        return self.soc.export_state()
+        state = self.soc.export_state()
+        state["energy"] = self.energy.export_state()
+        return state
 
     def restore_state(self, state: dict[str, Any]) -> None:
         """Load a persisted estimator state.
 
+        The energy counters are restored first, on their own: a state of another pack still
+        keeps Home Assistant's energy totals from going backwards.
+
         Raises:
             ValueError: it does not fit this pack (other cell count, chemistry or version).
         """
+        if "energy" in state:
+            self.energy.restore(state["energy"])
         self.soc.restore(state)
 
     @property

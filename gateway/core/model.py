@@ -22,6 +22,7 @@ __all__ = [
     "Command",
     "CommandResult",
     "ControlOutput",
+    "EnergyReport",
     "Limit",
     "LimitTerm",
     "Limits",
@@ -305,6 +306,17 @@ class CommandResult:
     message: str
 
 
+# --- energy ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyReport:
+    """Energy counted into and out of the pack since it was first seen (kWh, never decreasing)."""
+
+    charged_kwh: float
+    discharged_kwh: float
+
+
 # --- the whole step -------------------------------------------------------------------------
 
 
@@ -322,3 +334,4 @@ class ControlOutput:
     negotiation: Negotiation | None = None
     mode: str = "starting"  # "starting" | "normal" | "fault" | "stale"
     notes: tuple[str, ...] = field(default=())
+    energy: EnergyReport | None = None  # None: not counted (a step built outside Controller)
