@@ -17,7 +17,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.canbus.link import CanLink
@@ -32,6 +32,10 @@ from gateway.state_store import load_state, save_state
 from gateway.sunspec.client import SunSpecClient
 from gateway.sunspec.maps import BatteryInfo
 from gateway.sunspec.server import SunSpecServer
+
+if TYPE_CHECKING:
+    from gateway.web.metrics import Observed
+    from gateway.web.server import WebServer
 
 __all__ = ["Gateway", "run"]
 
@@ -89,6 +93,18 @@ class Gateway:
             self.mqtt = MqttPublisher(
                 settings.mqtt, settings.control.gateway_id, on_command=self.command
             )
+        self.web: WebServer | None = None
+        if settings.web.enabled:
+            from gateway.web.server import WebServer  # aiohttp only when the dashboard is on
+
+            chem = get_chemistry(settings.pack.chemistry)
+            self.web = WebServer(
+                settings.web,
+                settings.control.gateway_id,
+                observe=self.observed,
+                on_command=self.command,
+                v_window=(chem.min_v, chem.max_v),
+            )
         self._new_data = asyncio.Event()
         self._state_path = Path(settings.state.path)
         self._last_bleed: tuple[bool, ...] | None = None
@@ -124,7 +140,9 @@ class Gateway:
             self.ctrl.set_negotiation(self.sunspec_server.negotiation())
         elif self.sunspec_client is not None:
             self.ctrl.set_negotiation(self.sunspec_client.negotiation())
+        t0 = time.perf_counter()
         out = self.ctrl.step(self.clock())
+        step_s = time.perf_counter() - t0
         self.latest = out
         if self.sunspec_server is not None:
             self.sunspec_server.update(out)
@@ -132,6 +150,8 @@ class Gateway:
             self.sunspec_client.update(out)
         if self.mqtt is not None:
             self.mqtt.publish_output(out)
+        if self.web is not None:
+            self.web.publish_output(out, step_s)
         self._send_can_outputs(out)
         if out.t_s - self._links_checked_s >= 1.0:
             self._links_checked_s = out.t_s
@@ -143,6 +163,8 @@ class Gateway:
         log.info("event %s %s", name, data or "")
         if self.mqtt is not None:
             self.mqtt.event(name, **data)
+        if self.web is not None:
+            self.web.event(name, data)
 
     def link_states(self, out: ControlOutput) -> dict[str, bool]:
         """Whether each link is up at ``out``: BMS data on CAN, the inverter, the controller."""
@@ -156,6 +178,34 @@ class Gateway:
             if hb.seen:
                 states["storage_controller"] = not hb.lost
         return states
+
+    def output_links(self) -> dict[str, bool]:
+        """``link_states`` of the latest step plus the outputs' own links (MQTT)."""
+        out = self.latest
+        states = self.link_states(out) if out is not None else {}
+        if self.mqtt is not None:
+            states["mqtt"] = self.mqtt.status.connected
+        return states
+
+    def observed(self) -> Observed:
+        """What the dashboard and ``/metrics`` read: the latest step, links and counters."""
+        from gateway.web.metrics import Observed
+
+        counters = self.can.decoder.counters
+        dropped = dict(counters.errors)
+        dropped["overflow"] = self.can.stats.overflow
+        return Observed(
+            out=self.latest,
+            links=self.output_links(),
+            frames_decoded=counters.decoded,
+            frames_ignored=counters.ignored,
+            frames_dropped=dropped,
+            info={
+                "gateway_id": self.settings.control.gateway_id,
+                "version": __version__,
+                "chemistry": self.settings.pack.chemistry,
+            },
+        )
 
     def _watch_links(self, out: ControlOutput) -> None:
         for name, up in self.link_states(out).items():
@@ -269,6 +319,8 @@ class Gateway:
                     tg.create_task(self.sunspec_client.run(), name="gateway.sunspec.client")
                 if self.mqtt is not None:
                     tg.create_task(self.mqtt.run(), name="gateway.mqtt")
+                if self.web is not None:
+                    tg.create_task(self.web.run(), name="gateway.web")
                 for i, factory in enumerate(extra or []):
                     tg.create_task(factory(), name=f"gateway.extra{i}")
                 tg.create_task(wait_stop(), name="gateway.stop")

@@ -62,9 +62,16 @@ def _accelerated_clock(speed: float) -> Callable[[], float]:
 
 
 def demo_settings(
-    settings: Settings, *, channel: str, modbus_port: int, mqtt_port: int, state_dir: Path
+    settings: Settings,
+    *,
+    channel: str,
+    modbus_port: int,
+    mqtt_port: int,
+    state_dir: Path,
+    web_port: int | None = None,
 ) -> Settings:
-    """The user's settings with the demo's links: virtual CAN, loopback Modbus and MQTT."""
+    """The user's settings with the demo's links: virtual CAN, loopback Modbus and MQTT, and the
+    web dashboard on loopback (``web_port``; the configured one when None)."""
     return settings.model_copy(
         update={
             "can": settings.can.model_copy(update={"interface": "virtual", "channel": channel}),
@@ -75,6 +82,13 @@ def demo_settings(
                 update={"enabled": True, "host": "127.0.0.1", "port": mqtt_port, "commands": True}
             ),
             "state": settings.state.model_copy(update={"path": str(state_dir / "estimator.json")}),
+            "web": settings.web.model_copy(
+                update={
+                    "enabled": True,
+                    "host": "127.0.0.1",
+                    "port": web_port if web_port is not None else settings.web.port,
+                }
+            ),
         }
     )
 
@@ -110,6 +124,9 @@ async def _demo(
     modbus_port = settings.sunspec.port
     if not _port_free("127.0.0.1", modbus_port):
         modbus_port = _free_port()
+    web_port = settings.web.port
+    if not _port_free("127.0.0.1", web_port):
+        web_port = _free_port()
     channel = f"bms-demo-{os.getpid()}"
     clock = _accelerated_clock(speed)
 
@@ -121,6 +138,7 @@ async def _demo(
                 modbus_port=modbus_port,
                 mqtt_port=broker.port,
                 state_dir=state_dir or Path(tmp),
+                web_port=web_port,
             )
             gw = Gateway(s, clock=clock)
             pack = s.pack
@@ -161,6 +179,8 @@ async def _demo(
                 f"-p {broker.port} -t '{s.mqtt.prefix}/#' -v",
                 f"Modbus: SunSpec model 802 at 127.0.0.1:{modbus_port}, unit "
                 f"{s.sunspec.unit_id}, base {s.sunspec.base_address}",
+                f"Web:    http://127.0.0.1:{web_port}/ (dashboard), "
+                f"http://127.0.0.1:{web_port}/metrics (Prometheus)",
             ]
 
             async def run_sim() -> None:

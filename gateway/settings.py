@@ -27,6 +27,7 @@ from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
 from gateway.mqtt.config import MqttConfig
 from gateway.sunspec.config import SunSpecConfig
+from gateway.web.config import WebConfig
 
 __all__ = ["ENV_PREFIX", "ControlConfig", "LogConfig", "Settings", "StateConfig", "load_settings"]
 
@@ -81,6 +82,7 @@ class Settings(BaseSettings):
     balancing: BalancingConfig = BalancingConfig()
     sunspec: SunSpecConfig = SunSpecConfig()
     mqtt: MqttConfig = MqttConfig()
+    web: WebConfig = WebConfig()
     state: StateConfig = StateConfig()
     log: LogConfig = LogConfig()
 
