@@ -236,10 +236,12 @@ class WebServer:
             await asyncio.sleep(_backoff_s(attempt))
 
     async def _serve(self) -> None:
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.config.host, self.config.port, shutdown_timeout=1.0)
+            site = web.TCPSite(runner, self.config.host, self.config.port)
             await site.start()
             bound = runner.addresses
             self.port = int(bound[0][1]) if bound else self.config.port

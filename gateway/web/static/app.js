@@ -184,7 +184,7 @@ function plot(canvas, ts, ys, color, zero) {
   ctx.stroke();
   ctx.fillText(`${fmt(hi, 1)}`, 2, 12);
   ctx.fillText(`${fmt(lo, 1)}`, 2, h - 4);
-  ctx.fillText(`-${((t1 - t0) / 3600).toFixed(2)} h`, pad, h - 4);
+  ctx.fillText(`-${((t1 - t0) / 3600).toFixed(2)} h`, pad + 48, h - 4);
   ctx.fillText("now", w - pad - 20, h - 4);
 }
 
