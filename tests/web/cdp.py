@@ -51,7 +51,7 @@ class Browser:
         self._ids = itertools.count(1)
 
     async def __aenter__(self) -> Browser:
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - starts at once, never waited on here
             [
                 self.binary,
                 "--headless=new",
@@ -125,6 +125,6 @@ class Browser:
         """Save a PNG of the whole page to ``path``; its bytes."""
         res = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         png = base64.b64decode(res["data"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(png)
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(path.write_bytes, png)
         return png

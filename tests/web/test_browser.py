@@ -137,14 +137,14 @@ async def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> No
     run = asyncio.create_task(gw.run(stop, extra=[drive, listen]))
     try:
         async with asyncio.timeout(10.0):
-            while gw.web is None or not gw.web.serving or gw.latest is None:
+            while gw.web is None or not gw.web.serving or gw.latest is None:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         async with Browser(chromium, tmp_path / "chromium") as browser:
             await browser.call("Page.enable")
             await browser.call("Page.navigate", url=f"http://127.0.0.1:{web_port}/")
             ready = "!!(document.getElementById('ccl-value') && document.body.dataset.seq)"
             async with asyncio.timeout(20.0):
-                while not await browser.evaluate(ready):
+                while not await browser.evaluate(ready):  # noqa: ASYNC110 - polls the page
                     await asyncio.sleep(0.1)
             dom = await _dom(browser)
             # Past the start-up hold: the limits have opened (ramp, then max).

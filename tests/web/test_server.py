@@ -53,11 +53,14 @@ async def test_metrics_scrape_parses_and_carries_the_step() -> None:
     server = _server(pack)
     for d in (0.0004, 0.002, 0.03):
         server.publish_output(out, d)
-    async with serving(server) as base, aiohttp.ClientSession() as http:
-        async with http.get(f"{base}/metrics") as r:
-            assert r.status == 200
-            assert r.headers["Content-Type"].startswith("text/plain; version=")
-            fams = _samples(await r.text())
+    async with (
+        serving(server) as base,
+        aiohttp.ClientSession() as http,
+        http.get(f"{base}/metrics") as r,
+    ):
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain; version=")
+        fams = _samples(await r.text())
     volts = fams["bms_cell_voltage_volts"]
     assert len(volts) == 16
     assert {s.labels["cell"] for s in volts} == {str(i) for i in range(1, 17)}
@@ -131,10 +134,13 @@ async def test_read_only_without_a_token() -> None:
     pack = Pack()
     pack.run(30)
     server = _server(pack)
-    async with serving(server) as base, aiohttp.ClientSession() as http:
-        async with http.post(f"{base}/api/command/reset_alarms", json={}) as r:
-            assert r.status == 403
-            body = await r.json()
+    async with (
+        serving(server) as base,
+        aiohttp.ClientSession() as http,
+        http.post(f"{base}/api/command/reset_alarms", json={}) as r,
+    ):
+        assert r.status == 403
+        body = await r.json()
     assert body["accepted"] is False
     assert "unauthorised" in body["message"]
     assert pack.commands == []
@@ -167,9 +173,12 @@ async def test_commands_with_the_token_follow_the_mqtt_rules() -> None:
     assert capped.value == 5.0
     assert capped.winner == "user_cap"
     # A cap above the computed limit never raises it.
-    async with serving(server) as base, aiohttp.ClientSession() as http:
-        async with http.post(url.format(base), json={"charge_a": 9000.0, "token": TOKEN}) as r:
-            assert r.status == 200
+    async with (
+        serving(server) as base,
+        aiohttp.ClientSession() as http,
+        http.post(url.format(base), json={"charge_a": 9000.0, "token": TOKEN}) as r,
+    ):
+        assert r.status == 200
     assert pack.run(1, current_a=0.0).limits.ccl_a.value <= before
 
 
