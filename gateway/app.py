@@ -34,6 +34,7 @@ from gateway.sunspec.maps import BatteryInfo
 from gateway.sunspec.server import SunSpecServer
 
 if TYPE_CHECKING:
+    from gateway.sparkplug.edge import SparkplugEdge
     from gateway.web.metrics import Observed
     from gateway.web.server import WebServer
 
@@ -92,6 +93,13 @@ class Gateway:
         if settings.mqtt.enabled:
             self.mqtt = MqttPublisher(
                 settings.mqtt, settings.control.gateway_id, on_command=self.command
+            )
+        self.sparkplug: SparkplugEdge | None = None
+        if settings.sparkplug.enabled:
+            from gateway.sparkplug.edge import SparkplugEdge  # pysparkplug only when it is on
+
+            self.sparkplug = SparkplugEdge(
+                settings.sparkplug, settings.control.gateway_id, __version__
             )
         self.web: WebServer | None = None
         if settings.web.enabled:
@@ -152,6 +160,8 @@ class Gateway:
             self.mqtt.publish_output(out)
         if self.web is not None:
             self.web.publish_output(out, step_s)
+        if self.sparkplug is not None:
+            self.sparkplug.publish_output(out)
         self._send_can_outputs(out)
         if out.t_s - self._links_checked_s >= 1.0:
             self._links_checked_s = out.t_s
@@ -185,6 +195,8 @@ class Gateway:
         states = self.link_states(out) if out is not None else {}
         if self.mqtt is not None:
             states["mqtt"] = self.mqtt.status.connected
+        if self.sparkplug is not None:
+            states["sparkplug"] = self.sparkplug.status.connected
         return states
 
     def observed(self) -> Observed:
@@ -321,6 +333,8 @@ class Gateway:
                     tg.create_task(self.mqtt.run(), name="gateway.mqtt")
                 if self.web is not None:
                     tg.create_task(self.web.run(), name="gateway.web")
+                if self.sparkplug is not None:
+                    tg.create_task(self.sparkplug.run(), name="gateway.sparkplug")
                 for i, factory in enumerate(extra or []):
                     tg.create_task(factory(), name=f"gateway.extra{i}")
                 tg.create_task(wait_stop(), name="gateway.stop")

@@ -26,6 +26,7 @@ from gateway.core.protection import ProtectionConfig
 from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
 from gateway.mqtt.config import MqttConfig
+from gateway.sparkplug.config import SparkplugConfig
 from gateway.sunspec.config import SunSpecConfig
 from gateway.web.config import WebConfig
 
@@ -83,6 +84,7 @@ class Settings(BaseSettings):
     sunspec: SunSpecConfig = SunSpecConfig()
     mqtt: MqttConfig = MqttConfig()
     web: WebConfig = WebConfig()
+    sparkplug: SparkplugConfig = SparkplugConfig()
     state: StateConfig = StateConfig()
     log: LogConfig = LogConfig()
 
