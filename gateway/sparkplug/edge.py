@@ -270,6 +270,12 @@ class SparkplugEdge:
             if out is None:
                 continue
             now = device_metrics(out, cells=self.config.cells)
+            if self._sent is not None:
+                # A metric that went away (a limit term no longer computed) stays, as null: the
+                # host keeps its definition and no rebirth is needed for it.
+                for name, m in self._sent.items():
+                    if name not in now:
+                        now[name] = Metric(m.type, None)
             delta = changed(self._sent, now) if self._sent is not None else None
             if delta is None:
                 await self._device_birth(client, out)  # first data, or the metric set changed
