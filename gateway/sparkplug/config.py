@@ -13,9 +13,11 @@ _ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
 class SparkplugConfig(Section):
-    """Sparkplug B edge node: NBIRTH/DBIRTH, report-by-exception NDATA/DDATA, NDEATH as the MQTT
-    will, rebirth on a host's ``Node Control/Rebirth``. Fleet layout: ``group_id`` = site,
-    ``edge_node_id`` = gateway, ``device_id`` = pack."""
+    """Sparkplug B edge node for fleets: group = site, edge node = gateway, device = pack.
+
+    NBIRTH/DBIRTH, report-by-exception DDATA, NDEATH as the MQTT will, rebirth on a host's
+    ``Node Control/Rebirth``.
+    """
 
     enabled: bool = False
     """Publish Sparkplug B (a session of its own, beside ``[mqtt]``)."""

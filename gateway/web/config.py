@@ -10,8 +10,11 @@ __all__ = ["WebConfig"]
 
 
 class WebConfig(Section):
-    """Local web dashboard (live cells, limits and why, alarms, links, events, plots) and
-    Prometheus ``/metrics`` on the same port."""
+    """Local web dashboard and Prometheus ``/metrics`` on one port (aiohttp).
+
+    The dashboard shows the cells, the limits and why, alarms with their history, the links,
+    the events and plots of the last hours, live over a WebSocket.
+    """
 
     enabled: bool = False
     """Serve the dashboard and ``/metrics`` (on in ``bms-gateway demo``)."""
