@@ -206,12 +206,24 @@ class Gateway:
         counters = self.can.decoder.counters
         dropped = dict(counters.errors)
         dropped["overflow"] = self.can.stats.overflow
+        outputs: dict[str, int] = {}
+        if self.mqtt is not None:
+            st = self.mqtt.status
+            outputs |= {
+                "mqtt_sent": st.messages_sent,
+                "mqtt_dropped": st.events_dropped,
+                "mqtt_reconnects": st.reconnects,
+            }
+        if self.sparkplug is not None:
+            sp = self.sparkplug.status
+            outputs |= {"sparkplug_births": sp.births, "sparkplug_data": sp.data_messages}
         return Observed(
             out=self.latest,
             links=self.output_links(),
             frames_decoded=counters.decoded,
             frames_ignored=counters.ignored,
             frames_dropped=dropped,
+            outputs=outputs,
             info={
                 "gateway_id": self.settings.control.gateway_id,
                 "version": __version__,

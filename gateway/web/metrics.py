@@ -41,6 +41,8 @@ class Observed:
     frames_decoded: int = 0
     frames_ignored: int = 0
     frames_dropped: Mapping[str, int] = field(default_factory=dict)  # reason -> count
+    # Output counters: "mqtt_sent", "mqtt_dropped" (queue bound), "mqtt_reconnects", ...
+    outputs: Mapping[str, int] = field(default_factory=dict)
     info: Mapping[str, str] = field(default_factory=dict)  # gateway_id, version, chemistry
 
 
@@ -87,6 +89,16 @@ class _Collector(Collector):
         for reason, n in sorted(obs.frames_dropped.items()):
             dropped.add_metric([reason], n)
         yield dropped
+        docs = {
+            "mqtt_sent": "MQTT messages published",
+            "mqtt_dropped": "MQTT alarm changes, balancing changes and events dropped while the "
+            "broker was away (queue bound)",
+            "mqtt_reconnects": "MQTT reconnect attempts",
+            "sparkplug_births": "Sparkplug NBIRTHs published (connects and rebirths)",
+            "sparkplug_data": "Sparkplug DDATA messages published",
+        }
+        for key, n in sorted(obs.outputs.items()):
+            yield CounterMetricFamily(f"bms_{key}", docs.get(key, key), n)
 
     @staticmethod
     def _pack(out: ControlOutput) -> Iterator[Metric]:

@@ -46,6 +46,7 @@ class Pack:
             frames_decoded=1234,
             frames_ignored=5,
             frames_dropped={"length": 2, "unknown_mux": 0, "overflow": 0},
+            outputs={"mqtt_sent": 10, "mqtt_dropped": 3},
             info={"gateway_id": "gw1", "version": "test"},
         )
 

@@ -78,6 +78,8 @@ async def test_metrics_scrape_parses_and_carries_the_step() -> None:
     dropped = {s.labels["reason"]: s.value for s in fams["bms_can_frames_dropped"]}
     assert dropped == {"length": 2.0, "unknown_mux": 0.0, "overflow": 0.0}
     assert fams["bms_can_frames_decoded"][0].name == "bms_can_frames_decoded_total"
+    assert fams["bms_mqtt_dropped"][0].name == "bms_mqtt_dropped_total"
+    assert fams["bms_mqtt_dropped"][0].value == 3
     assert out.energy is not None
     assert fams["bms_pack_discharged_energy_joules"][0].value == pytest.approx(
         out.energy.discharged_kwh * 3.6e6
