@@ -24,7 +24,7 @@ from gateway.canbus.link import CanLink
 from gateway.control import Controller
 from gateway.core.chemistry import get_chemistry
 from gateway.core.model import Command, CommandResult, ControlOutput, Reading
-from gateway.errors import FrameError, GatewayError
+from gateway.errors import ConfigError, FrameError, GatewayError
 from gateway.mqtt.publisher import MqttPublisher
 from gateway.sdnotify import Notifier
 from gateway.settings import Settings
@@ -96,7 +96,13 @@ class Gateway:
             )
         self.sparkplug: SparkplugEdge | None = None
         if settings.sparkplug.enabled:
-            from gateway.sparkplug.edge import SparkplugEdge  # pysparkplug only when it is on
+            try:  # pysparkplug only when it is on
+                from gateway.sparkplug.edge import SparkplugEdge
+            except ImportError as e:
+                raise ConfigError(
+                    f"sparkplug.enabled needs pysparkplug ({e}); install it with "
+                    "`pip install --no-deps 'pysparkplug>=0.6.1,<0.7'` (make install does)"
+                ) from None
 
             self.sparkplug = SparkplugEdge(
                 settings.sparkplug, settings.control.gateway_id, __version__
