@@ -28,6 +28,7 @@ from gateway.errors import ConfigError
 from gateway.mqtt.config import MqttConfig
 from gateway.sparkplug.config import SparkplugConfig
 from gateway.sunspec.config import SunSpecConfig
+from gateway.update.config import UpdateConfig
 from gateway.web.config import WebConfig
 
 __all__ = ["ENV_PREFIX", "ControlConfig", "LogConfig", "Settings", "StateConfig", "load_settings"]
@@ -86,6 +87,7 @@ class Settings(BaseSettings):
     web: WebConfig = WebConfig()
     sparkplug: SparkplugConfig = SparkplugConfig()
     state: StateConfig = StateConfig()
+    update: UpdateConfig = UpdateConfig()
     log: LogConfig = LogConfig()
 
     @classmethod
