@@ -25,6 +25,7 @@ from gateway.core.pack import PackConfig
 from gateway.core.protection import ProtectionConfig
 from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
+from gateway.inverter_can.config import InverterCanConfig
 from gateway.mqtt.config import MqttConfig
 from gateway.sparkplug.config import SparkplugConfig
 from gateway.sunspec.config import SunSpecConfig
@@ -83,6 +84,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = LimitsConfig()
     balancing: BalancingConfig = BalancingConfig()
     sunspec: SunSpecConfig = SunSpecConfig()
+    inverter_can: InverterCanConfig = InverterCanConfig()
     mqtt: MqttConfig = MqttConfig()
     web: WebConfig = WebConfig()
     sparkplug: SparkplugConfig = SparkplugConfig()
