@@ -26,6 +26,7 @@ from functools import partial
 from typing import Any
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from pydantic import BaseModel
 
 from gateway.core.model import AlarmReport, BalancingPlan, Command, CommandResult, ControlOutput
@@ -83,6 +84,19 @@ def _describe(e: BaseException) -> str:
     if cause is not None and str(cause) and str(cause) not in text:
         text += f" ({cause})"
     return text
+
+
+# CONNACK codes of a refused login: MQTT 3.1.1 (4, 5) and MQTT 5 (134, 135).
+_LOGIN_REFUSED = frozenset({4, 5, 134, 135})
+
+
+def _login_refused(e: BaseException) -> bool:
+    """Whether ``e`` is the broker refusing our credentials (a configuration problem)."""
+    if not isinstance(e, MqttConnectError):
+        return False
+    rc = e.rc
+    value = getattr(rc, "value", rc)
+    return isinstance(value, int) and value in _LOGIN_REFUSED
 
 
 def _raise_if_cancelled() -> None:
@@ -165,6 +179,7 @@ class MqttPublisher:
         self._down_since: float | None = None  # monotonic time the link was lost
         self._connected_once_this_try = False
         self._lost: tuple[float, str] = (0.0, "")  # wall time and reason of the last link loss
+        self._login_refused_logged = False  # a refused login is logged once until connected
 
     # --- called by the control loop (never blocks) --------------------------------------------
 
@@ -242,9 +257,17 @@ class MqttPublisher:
                 await self._session(self._on_up)
             except MqttLinkError as e:
                 self._last_error = str(e)
+                refused = "refused the login" in str(e)
+                if refused and not self._login_refused_logged:
+                    # Retrying will not help until someone fixes the settings or the broker's
+                    # password file: say so once, at ERROR, as a configuration problem.
+                    self._login_refused_logged = True
+                    log.error("MQTT configuration problem at %s: %s", self.status.broker, e)
                 if self._down_since is None:
                     self._down_since = time.monotonic()
-                    if self._was_up:
+                    if refused:
+                        self._lost = (time.time(), str(e))
+                    elif self._was_up:
                         log.warning("MQTT link to %s lost: %s; reconnecting", self.status.broker, e)
                         self._lost = (time.time(), str(e))
                     else:
@@ -253,6 +276,10 @@ class MqttPublisher:
                         )
                 else:
                     log.debug("MQTT reconnect to %s failed: %s", self.status.broker, e)
+            # A stop that arrived in the same turn as the link failure was absorbed by the
+            # session's TaskGroup (it raised the link error, not the cancellation): honour it
+            # here, or the loop would reconnect for ever and the shutdown would hang.
+            _raise_if_cancelled()
             if self._connected_once_this_try:
                 attempt = 0
             self._connected_once_this_try = False
@@ -263,6 +290,7 @@ class MqttPublisher:
     def _on_up(self) -> None:
         """Connected: report the outage once (with the drop count)."""
         self._connected_once_this_try = True
+        self._login_refused_logged = False
         if self._down_since is not None and self._was_up:
             down_s = time.monotonic() - self._down_since
             log.info(
@@ -330,6 +358,11 @@ class MqttPublisher:
                 finally:
                     self._connected = False
         except aiomqtt.MqttError as e:
+            if _login_refused(e):
+                raise MqttLinkError(
+                    f"{_describe(e)}: the broker refused the login; check mqtt.username, "
+                    "mqtt.password and the client certificate (a configuration problem)"
+                ) from None
             raise MqttLinkError(_describe(e)) from None
         except BaseExceptionGroup as eg:
             link, rest = eg.split(aiomqtt.MqttError)
