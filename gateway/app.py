@@ -4,8 +4,12 @@ Data flows one way: the CAN link pushes readings into the Controller; the contro
 new data (at most every ``control.min_step_s``) and on a tick; outputs (Modbus, MQTT, CAN commands)
 read the latest step. A slow broker or inverter never slows the CAN path or the control step.
 
-Any unexpected task failure ends the TaskGroup and ``run`` returns non-zero, so systemd restarts
-the service. SIGTERM/SIGINT stop cleanly; a second signal forces the exit.
+Every task runs under one ``Supervisor`` (``gateway.supervisor``): the CAN input and the control
+loop are critical (a failure ends the run, ``run`` returns non-zero and systemd restarts the
+service with its safety state restored); every output (MQTT, the SunSpec server or client, the
+state writer, and whatever other outputs register with ``Gateway.add_output``) is restarted inside
+the process with a capped, jittered backoff and never stops the control loop. SIGTERM/SIGINT stop
+within 5 s and write the state; a second signal forces the exit.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from gateway.state_store import load_state, save_state
 from gateway.sunspec.client import SunSpecClient
 from gateway.sunspec.maps import BatteryInfo
 from gateway.sunspec.server import SunSpecServer
+from gateway.supervisor import Supervisor, TaskFactory
 
-__all__ = ["Gateway", "run"]
+__all__ = ["SHUTDOWN_GRACE_S", "Gateway", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +46,9 @@ Clock = Callable[[], float]
 
 _MODE_CODE = {"starting": 0, "normal": 1, "fault": 2, "stale": 3}
 
-
-class _Stop(Exception):
-    """Raised inside the TaskGroup to end it on request."""
+SHUTDOWN_GRACE_S = 3.0
+"""After a stop, how long tasks may take to finish (MQTT says goodbye within 1 s)."""
+_STATE_WRITE_TIMEOUT_S = 1.5  # the final state write; with the grace, the stop takes < 5 s
 
 
 class Gateway:
@@ -96,6 +101,24 @@ class Gateway:
         self._heartbeat = 0
         self._links: dict[str, bool] = {}
         self._links_checked_s = -1e9
+        self.supervisor = Supervisor(grace_s=SHUTDOWN_GRACE_S, event=self.event)
+        self.supervisor.add_critical("gateway.can", self.can.run)
+        self.supervisor.add_critical("gateway.control", self._control_loop)
+        self.supervisor.add_output("gateway.state", self._persist_loop)
+        if self.sunspec_server is not None:
+            self.supervisor.add_output("gateway.sunspec.server", self.sunspec_server.run)
+        if self.sunspec_client is not None:
+            self.supervisor.add_output("gateway.sunspec.client", self.sunspec_client.run)
+        if self.mqtt is not None:
+            self.supervisor.add_output("gateway.mqtt", self.mqtt.run)
+
+    def add_output(self, name: str, factory: TaskFactory) -> None:
+        """Register another output (inverter CAN, web, ...) before ``run``.
+
+        It reads ``latest`` (or is handed each step by its owner) and is restarted with backoff
+        when it fails; it never stops the control loop.
+        """
+        self.supervisor.add_output(name, factory)
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -249,43 +272,42 @@ class Gateway:
         stop: asyncio.Event,
         extra: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
     ) -> None:
-        """Run until ``stop`` is set; raises if any task fails."""
-        self._restore_state()
+        """Run until ``stop`` is set; raises if the CAN input or the control loop fails.
 
-        async def wait_stop() -> None:
-            await stop.wait()
-            # Queued now, flushed by the MQTT publisher's goodbye when it is cancelled.
+        ``extra`` tasks (the demo's simulator, view and timer) are critical: a failure ends the
+        run, a return just ends that task. The state is written on the way out, whatever ended
+        the run, within ``_STATE_WRITE_TIMEOUT_S``.
+        """
+        self._restore_state()
+        for i, factory in enumerate(extra or []):
+            self.supervisor.add_critical(f"gateway.extra{i}", factory)
+        self.notifier.ready()
+        self.event(
+            "start",
+            version=__version__,
+            cells=self.settings.pack.cells,
+            chemistry=self.settings.pack.chemistry,
+            sunspec=self.settings.sunspec.mode,
+        )
+        self.event("config_loaded", gateway_id=self.settings.control.gateway_id)
+
+        def announce_stop() -> None:
+            # Queued before the outputs are cancelled; the MQTT publisher's goodbye flushes it.
             self.event("stop")
-            raise _Stop
 
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.can.run(), name="gateway.can")
-                tg.create_task(self._control_loop(), name="gateway.control")
-                tg.create_task(self._persist_loop(), name="gateway.state")
-                if self.sunspec_server is not None:
-                    tg.create_task(self.sunspec_server.run(), name="gateway.sunspec.server")
-                if self.sunspec_client is not None:
-                    tg.create_task(self.sunspec_client.run(), name="gateway.sunspec.client")
-                if self.mqtt is not None:
-                    tg.create_task(self.mqtt.run(), name="gateway.mqtt")
-                for i, factory in enumerate(extra or []):
-                    tg.create_task(factory(), name=f"gateway.extra{i}")
-                tg.create_task(wait_stop(), name="gateway.stop")
-                self.notifier.ready()
-                self.event(
-                    "start",
-                    version=__version__,
-                    cells=self.settings.pack.cells,
-                    chemistry=self.settings.pack.chemistry,
-                    sunspec=self.settings.sunspec.mode,
-                )
-                self.event("config_loaded", gateway_id=self.settings.control.gateway_id)
-        except* _Stop:
-            pass
+            await self.supervisor.run(stop, on_stop=announce_stop)
         finally:
             self.notifier.stopping()
-            await self._save_state()
+            try:
+                async with asyncio.timeout(_STATE_WRITE_TIMEOUT_S):
+                    await self._save_state()
+            except TimeoutError:
+                log.error(
+                    "state file %s not written within %.1f s",
+                    self._state_path,
+                    _STATE_WRITE_TIMEOUT_S,
+                )
             log.info("gateway stopped")
 
 
@@ -329,7 +351,34 @@ async def _main(settings: Settings) -> int:
 
 def run(settings: Settings) -> int:
     """Run the daemon until SIGTERM/SIGINT; the exit status for the shell."""
+    return run_bounded(_main(settings))
+
+
+def run_bounded(main: Coroutine[Any, Any, int], grace_s: float = 1.0) -> int:
+    """``asyncio.run(main)``, except that tasks left running afterwards cannot hang the exit.
+
+    ``asyncio.run`` cancels the remaining tasks and waits for them without a bound; a library
+    task that swallows its cancellation would keep the process alive for ever. Here they get
+    ``grace_s``, then the loop is closed regardless (and they are named in the log).
+    """
+    loop = asyncio.new_event_loop()
     try:
-        return asyncio.run(_main(settings))
-    except asyncio.CancelledError:
-        return 1
+        try:
+            return loop.run_until_complete(main)
+        except asyncio.CancelledError:
+            return 1
+    finally:
+        try:
+            left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in left:
+                t.cancel()
+            if left:
+                loop.run_until_complete(asyncio.wait(left, timeout=grace_s))
+                stuck = sorted(t.get_name() for t in left if not t.done())
+                if stuck:
+                    log.error("exit: abandoning tasks that ignore cancellation: %s", stuck)
+            loop.run_until_complete(
+                asyncio.wait([loop.create_task(loop.shutdown_asyncgens())], timeout=grace_s)
+            )
+        finally:
+            loop.close()
