@@ -28,6 +28,7 @@ async def test_failing_output_is_restarted_while_critical_task_runs(
     sup = Supervisor(backoff_max_s=0.01, event=lambda name, **d: events.append((name, d)))
     ticks = 0
     starts = 0
+    restarted = asyncio.Event()
 
     async def control() -> None:
         nonlocal ticks
@@ -38,6 +39,8 @@ async def test_failing_output_is_restarted_while_critical_task_runs(
     async def broken_output() -> None:
         nonlocal starts
         starts += 1
+        if starts >= 5:
+            restarted.set()
         await asyncio.sleep(0)
         raise RecursionError("maximum recursion depth exceeded")
 
@@ -49,13 +52,13 @@ async def test_failing_output_is_restarted_while_critical_task_runs(
     sup.add_output("web", quitting_output)
     stop = asyncio.Event()
     runner = asyncio.create_task(sup.run(stop))
-    while starts < 5:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(restarted.wait(), 5.0)
     ticks_then = ticks
     await asyncio.sleep(0.05)
     assert ticks > ticks_then  # the control loop never stopped
     status = {s.name: s for s in sup.status()}
-    assert status["control"].running and status["control"].restarts == 0
+    assert status["control"].running
+    assert status["control"].restarts == 0
     assert status["mqtt"].kind is TaskKind.OUTPUT
     assert status["mqtt"].restarts >= 4
     assert "RecursionError" in status["mqtt"].last_error
