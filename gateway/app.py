@@ -32,7 +32,7 @@ from gateway.errors import FrameError, GatewayError
 from gateway.mqtt.publisher import MqttPublisher
 from gateway.sdnotify import Notifier
 from gateway.settings import Settings
-from gateway.state_store import load_state, save_state
+from gateway.state_store import load_document, remove_orphans, save_state
 from gateway.sunspec.client import SunSpecClient
 from gateway.sunspec.maps import BatteryInfo
 from gateway.sunspec.server import SunSpecServer
@@ -95,6 +95,8 @@ class Gateway:
                 settings.mqtt, settings.control.gateway_id, on_command=self.command
             )
         self._new_data = asyncio.Event()
+        self._safety_changed = asyncio.Event()
+        self._safety_key: tuple[object, ...] | None = None
         self._state_path = Path(settings.state.path)
         self._last_bleed: tuple[bool, ...] | None = None
         self._last_bleed_sent_s = -1e9
@@ -156,6 +158,12 @@ class Gateway:
         if self.mqtt is not None:
             self.mqtt.publish_output(out)
         self._send_can_outputs(out)
+        key = self.ctrl.safety_key()
+        if key != self._safety_key:
+            # A latch, a cap, a commanded mode or a pause changed: write it now, not in a minute.
+            if self._safety_key is not None:
+                self._safety_changed.set()
+            self._safety_key = key
         if out.t_s - self._links_checked_s >= 1.0:
             self._links_checked_s = out.t_s
             self._watch_links(out)
@@ -241,29 +249,50 @@ class Gateway:
                 await asyncio.sleep(cfg.min_step_s)
 
     async def _persist_loop(self) -> None:
+        """Write the state every ``state.interval_s`` and at once when the safety state changes."""
         while True:
-            await asyncio.sleep(self.settings.state.interval_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.state.interval_s):
+                    await self._safety_changed.wait()
+            self._safety_changed.clear()
             await self._save_state()
 
     async def _save_state(self) -> None:
         state = self.ctrl.export_state()
-        if state is None:
-            return
+        safety = self.ctrl.export_safety(self.clock())
         try:
-            await asyncio.to_thread(save_state, self._state_path, state)
-        except OSError as e:
+            await asyncio.to_thread(save_state, self._state_path, state, safety)
+        except (OSError, ValueError) as e:
+            # Retried at the next change or interval; the control loop keeps running.
             log.warning("could not write state file %s: %s", self._state_path, e)
 
     def _restore_state(self) -> None:
-        state = load_state(self._state_path)
-        if state is None:
-            return
-        try:
-            self.ctrl.restore_state(state)
-        except ValueError as e:
-            log.warning("state file %s not used (%s); starting from OCV", self._state_path, e)
-        else:
-            log.info("estimator state restored from %s", self._state_path)
+        remove_orphans(self._state_path)
+        doc = load_document(self._state_path)
+        if doc.estimator is not None:
+            try:
+                self.ctrl.restore_state(doc.estimator)
+            except ValueError as e:
+                log.warning("state file %s not used (%s); starting from OCV", self._state_path, e)
+            else:
+                log.info("estimator state restored from %s", self._state_path)
+        if doc.safety is not None:
+            try:
+                restored = self.ctrl.restore_safety(doc.safety, self.clock())
+            except ValueError as e:
+                log.error(
+                    "safety state in %s not used (%s): latched alarms, user caps and balancing "
+                    "pauses of the last run are lost",
+                    self._state_path,
+                    e,
+                )
+            else:
+                if restored:
+                    log.warning(
+                        "restored safety state from %s: %s", self._state_path, "; ".join(restored)
+                    )
+                    self.event("safety_state_restored", restored=restored)
+        self._safety_key = self.ctrl.safety_key()
 
     # --- supervision ------------------------------------------------------------------------
 

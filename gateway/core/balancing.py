@@ -273,6 +273,7 @@ class BalancingPlanner:
         self._last_current_a = 0.0
         self._drift: list[float] = [0.0] * n  # d(imbalance)/d(pack Ah) of each cell (active)
         self._paused_until: list[float] = [-math.inf] * n
+        self.pauses_started = 0  # self-check pauses begun since start (a change to persist)
         self._board_hot = False
         self._cell_hot = [False] * n
         self._last_s: float | None = None
@@ -295,6 +296,17 @@ class BalancingPlanner:
     def set_mode(self, mode: BalancingMode) -> None:
         """Switch the mode; running actions stop at the next step."""
         self.mode = BalancingMode(mode)
+
+    def export_pauses(self, now_s: float) -> dict[int, float]:
+        """Cells paused by the self-check, as ``{cell: seconds left}`` (to persist)."""
+        return {k: u - now_s for k, u in enumerate(self._paused_until) if u > now_s}
+
+    def restore_pauses(self, pauses: dict[int, float], now_s: float) -> None:
+        """Resume pauses saved by ``export_pauses`` (cells out of range are skipped)."""
+        for k, left_s in pauses.items():
+            if 0 <= k < self.pack.cells and left_s > 0:
+                self._paused_until[k] = now_s + left_s
+        self._plan = None
 
     # ------------------------------------------------------------------------------------
 
@@ -658,6 +670,7 @@ class BalancingPlanner:
         if shortfall <= 0.0:
             return ""
         self._paused_until[k] = now_s + cfg.progress_pause_s
+        self.pauses_started += 1
         return (
             f"SoC estimate moved {max(0.0, seen):.2f} Ah while balancing moved {moved:.2f} Ah;"
             f" paused {cfg.progress_pause_s / 3600.0:g} h"
