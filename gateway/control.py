@@ -134,6 +134,7 @@ class Controller:
             inverter_max_discharge_a=neg.inverter_max_discharge_a if neg else None,
             user_cap_charge_a=self._user_cap_charge_a,
             user_cap_discharge_a=self._user_cap_discharge_a,
+            link_hold=neg.link_hold if neg else None,
         )
         balancing = self.balancing.step(snap, soc, now_s)
         self._complete_once = self._complete_once or snap.complete

@@ -251,6 +251,9 @@ class Negotiation:
     accepted_dcl_a: float | None = None
     inverter_max_charge_a: float | None = None
     inverter_max_discharge_a: float | None = None
+    # Why the link itself publishes 0 A ("controller_heartbeat_lost", "setop_disconnect");
+    # the limits carry it as a fault term so the return goes through the ramp. None: no hold.
+    link_hold: str | None = None
 
     @property
     def effective_ccl_a(self) -> float:

@@ -235,12 +235,18 @@ class SunSpecServer:
 
         ``connected``: a Modbus client is connected. A lost controller heartbeat or a remote
         DISCONNECT shows as ``accepted`` = 0 A (what the registers say), so a current that still
-        flows counts as the inverter disobeying.
+        flows counts as the inverter disobeying, and as ``link_hold``, so the limits hold 0 A
+        too and come back through the ramp once the heartbeat or CONNECT returns.
         """
         out = self._out
         req_c = out.limits.ccl_a.value if out is not None else 0.0
         req_d = out.limits.dcl_a.value if out is not None else 0.0
         blocked = out is None or self._ctrl_hb_lost or self._disconnect
+        hold = None
+        if self._ctrl_hb_lost:
+            hold = "controller_heartbeat_lost"
+        elif self._disconnect:
+            hold = "setop_disconnect"
         return Negotiation(
             link="server",
             connected=self.clients > 0,
@@ -248,6 +254,7 @@ class SunSpecServer:
             requested_dcl_a=req_d,
             accepted_ccl_a=0.0 if blocked else req_c,
             accepted_dcl_a=0.0 if blocked else req_d,
+            link_hold=hold,
         )
 
     def controller_heartbeat(self) -> ControllerHeartbeat:
