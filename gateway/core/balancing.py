@@ -495,11 +495,8 @@ class BalancingPlanner:
         # an estimate that cannot separate the cells (capacities not learned yet) never bleeds the
         # high cell, while that cell holds CCL at 0 A: limits and balancing would wait for each
         # other for ever (``docs/RELIABILITY.md``, runaway cell at the top).
-        by_voltage = self._voltage_top(volts, states, prev, now_s) if use_soc else set()
+        by_voltage: set[int] = set()
         for k in range(n):
-            if k in by_voltage:
-                want_up.append(k)
-                continue
             d = dev[k]
             was = prev[k]
             dwell = now_s - self._switched_s[k] < cfg.min_dwell_s
@@ -513,6 +510,10 @@ class BalancingPlanner:
                 on = -d > start[k] or (was == "receive" and (-d > stop[k] or dwell))
                 if on:
                     want_down.append(k)
+
+        if use_soc and not want_up:
+            by_voltage = self._voltage_top(volts, states, prev, now_s)
+            want_up.extend(sorted(by_voltage))
 
         # Cell guards: temperature and minimum voltage (for cells that give charge).
         blocked: list[BalancingAction] = []
@@ -658,11 +659,12 @@ class BalancingPlanner:
     def _voltage_top(
         self, volts: list[float], states: set[str], prev: list[str], now_s: float
     ) -> set[int]:
-        """Cells to bleed by voltage alone: passive, at rest, highest cell at ``top_cell_v``.
+        """Cells to bleed by voltage alone, when the SoC plan bleeds none: passive, at rest.
 
-        A cell starts ``voltage_start_mv`` above the lowest and stops under ``voltage_stop_mv``
-        (or after ``min_dwell_s``). At rest the IR drop is gone, so the voltage difference on the
-        steep top is a difference of charge, not of resistance.
+        A cell at or above ``top_cell_v`` starts ``voltage_start_mv`` above the lowest and stops
+        under ``voltage_stop_mv`` (or after ``min_dwell_s``). At rest the IR drop is gone, so
+        the voltage difference on the steep top is a difference of charge, not of resistance;
+        and such a cell is what holds CCL down, so bleeding it is what lets the pack charge on.
         """
         cfg = self.config
         if self.mode is not BalancingMode.PASSIVE or "rest" not in states or "top" not in states:
@@ -675,6 +677,8 @@ class BalancingPlanner:
             above_mv = (v - vmin) * 1000.0
             running = prev[k] == "bleed" and self._by_voltage[k]
             dwell = running and now_s - self._switched_s[k] < cfg.min_dwell_s
+            if v < self.top_cell_v and not running:
+                continue
             if above_mv > cfg.voltage_start_mv or (
                 running and (above_mv > cfg.voltage_stop_mv or dwell)
             ):

@@ -12,8 +12,10 @@ Cuts apply in the same step. Increases wait ``ramp_hold_s`` after the last cut, 
 (or a slide of twice that since the hold last started) or while a fault term holds the limit at
 0 A, so measurement noise near a taper knee cannot ratchet the limit down. Every 0 A cause (stale
 data, a protection cut, a lost controller heartbeat, a SetOp disconnect) is a fault term: the
-current comes back through the hold and the ramp, never in one step. Fail-safe: while any required input is missing or older than its timeout,
-CCL = DCL = 0 A in that same step, with the input named (``stale:cell_voltage[5]``).
+current comes back through the hold and the ramp, never in one step.
+
+Fail-safe: while any required input is missing or older than its timeout, CCL = DCL = 0 A in
+that same step, with the input named (``stale:cell_voltage[5]``).
 """
 
 from __future__ import annotations
