@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
+from gateway.alarmlog import AlarmLog
 from gateway.canbus.link import CanLink
 from gateway.control import Controller
 from gateway.core.chemistry import get_chemistry
@@ -103,6 +104,7 @@ class Gateway:
         self._heartbeat = 0
         self._links: dict[str, bool] = {}
         self._links_checked_s = -1e9
+        self._alarm_log = AlarmLog(log)
         self.supervisor = Supervisor(grace_s=SHUTDOWN_GRACE_S, event=self.event)
         self.supervisor.add_critical("gateway.can", self.can.run)
         self.supervisor.add_critical("gateway.control", self._control_loop)
@@ -158,6 +160,7 @@ class Gateway:
         if self.mqtt is not None:
             self.mqtt.publish_output(out)
         self._send_can_outputs(out)
+        self._alarm_log.update(out.alarms)
         key = self.ctrl.safety_key()
         if key != self._safety_key:
             # A latch, a cap, a commanded mode or a pause changed: write it now, not in a minute.
@@ -169,9 +172,9 @@ class Gateway:
             self._watch_links(out)
         return out
 
-    def event(self, name: str, **data: Any) -> None:
+    def event(self, name: str, level: int = logging.INFO, **data: Any) -> None:
         """Log an event once and publish it on MQTT (start, stop, link lost and recovered)."""
-        log.info("event %s %s", name, data or "")
+        log.log(level, "event %s %s", name, data or "")
         if self.mqtt is not None:
             self.mqtt.event(name, **data)
 
@@ -188,17 +191,37 @@ class Gateway:
                 states["storage_controller"] = not hb.lost
         return states
 
+    def _link_detail(self, name: str, out: ControlOutput) -> dict[str, Any]:
+        """What a link's state rests on: the value and its threshold."""
+        if name == "can":
+            age = out.pack.current_age_s
+            return {
+                "pack_current_age_s": None if age is None else round(age, 3),
+                "timeout_s": self.settings.timeouts.current_timeout_s,
+                "interface_up": self.can.connected,
+            }
+        if name == "storage_controller" and self.sunspec_server is not None:
+            hb = self.sunspec_server.controller_heartbeat()
+            return {
+                "ctrl_hb_age_s": None if hb.age_s is None else round(hb.age_s, 3),
+                "timeout_s": hb.timeout_s,
+            }
+        if name == "inverter" and self.sunspec_client is not None:
+            return {"error": self.sunspec_client.last_error or ""}
+        return {}
+
     def _watch_links(self, out: ControlOutput) -> None:
         for name, up in self.link_states(out).items():
             before = self._links.get(name)
             if before is None and not up:
                 continue  # never up yet: nothing was lost
             if before != up:
-                self.event(
-                    f"{name}_link_{'recovered' if before is False else 'up'}"
-                    if up
-                    else f"{name}_link_lost"
-                )
+                detail = self._link_detail(name, out)
+                if up:
+                    verb = "recovered" if before is False else "up"
+                    self.event(f"{name}_link_{verb}", **detail)
+                else:
+                    self.event(f"{name}_link_lost", logging.WARNING, **detail)
                 self._links[name] = up
 
     def _send_can_outputs(self, out: ControlOutput) -> None:
