@@ -110,6 +110,7 @@ class Supervisor:
         self._entries: dict[str, _Entry] = {}
         self._failed = asyncio.Event()
         self._failure: BaseException | None = None
+        self._stopping = False
 
     # --- registration --------------------------------------------------------------------------
 
@@ -188,7 +189,13 @@ class Supervisor:
             try:
                 await entry.factory()
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if self._stopping or task is None or task.cancelling():
+                    raise
+                # A library that raised CancelledError on its own (nobody cancelled us): that
+                # would end the output silently; it is a failure like any other.
+                error = "CancelledError raised without a cancellation"
+                log.error("%s failed (%s); restarting it in the process", entry.name, error)
             except Exception as e:
                 error = _describe(e)
                 # The first failure of a run carries its traceback; repeats are one line each.
@@ -211,6 +218,7 @@ class Supervisor:
             await asyncio.sleep(backoff_s(attempt, self.backoff_max_s))
 
     async def _cancel_all(self) -> None:
+        self._stopping = True
         tasks = [e.task for e in self._entries.values() if e.task is not None and not e.task.done()]
         for t in tasks:
             t.cancel()

@@ -148,3 +148,25 @@ def test_registration_errors() -> None:
         sup.add_critical("a", asyncio.sleep)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="grace_s"):
         Supervisor(grace_s=0)
+
+
+async def test_an_output_raising_cancelled_error_by_itself_is_restarted() -> None:
+    sup = Supervisor(backoff_max_s=0.01)
+    starts = 0
+    again = asyncio.Event()
+
+    async def confused() -> None:
+        nonlocal starts
+        starts += 1
+        if starts >= 3:
+            again.set()
+        await asyncio.sleep(0)
+        raise asyncio.CancelledError  # a library's doing: nobody cancelled this task
+
+    sup.add_output("confused", confused)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(sup.run(stop))
+    await asyncio.wait_for(again.wait(), 5.0)
+    assert {s.name: s for s in sup.status()}["confused"].restarts >= 2
+    stop.set()
+    await asyncio.wait_for(runner, 2.0)

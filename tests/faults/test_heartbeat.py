@@ -115,9 +115,10 @@ def test_heartbeat_loss_cuts_at_once_and_the_return_ramps(tmp_path: Path) -> Non
         after = [s for s in samples if t_lost + HB_TIMEOUT_S + 0.6 <= s[0] <= t_lost + 2.4]
         assert after
         assert all(s[1] == 0.0 for s in after), after
-    # The return: held, then at most the ramp rate between polls; never 0 to full in one poll.
-    jumps = [(b[1] - a[1]) / max(1e-3, b[0] - a[0]) for a, b in itertools.pairwise(samples)]
-    assert max(jumps) <= RATE_A_PER_S * 1.5 + 2.0, max(jumps)
+    # The return: held, then at most the ramp rate between polls (a poll's own duration and one
+    # control step of slack, since a sample is timed when its answer arrives); never 0 to full.
+    for a, b in itertools.pairwise(samples):
+        assert b[1] - a[1] <= RATE_A_PER_S * (b[0] - a[0] + 0.25) + 0.2, (a, b)
     (tmp_path / "hb.json").write_text(
         json.dumps({"samples": len(samples), "losses": result["losses"]})
     )
