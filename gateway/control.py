@@ -28,6 +28,7 @@ from gateway.core.model import (
 )
 from gateway.core.pack import PackState
 from gateway.core.protection import Protection
+from gateway.core.requests import RequestPlanner
 from gateway.core.soc import SocEstimator
 from gateway.errors import ConfigError
 from gateway.settings import Settings
@@ -57,6 +58,7 @@ class Controller:
             self.protection = Protection(settings.protection, settings.pack, settings.timeouts)
             self.limits = LimitsCalculator(settings.limits, settings.pack, settings.timeouts)
             self.balancing = BalancingPlanner(settings.balancing, settings.pack)
+            self.requests = RequestPlanner(settings.inverter_can.thresholds())
         except ValueError as e:
             raise ConfigError(str(e)) from None
         self._seq = 0
@@ -66,6 +68,7 @@ class Controller:
         self._user_cap_discharge_a: float | None = None
         self._complete_once = False
         self._mode_by_command: BalancingMode | None = None
+        self._hold: str | None = None
         self.frames = 0
         self.errors = 0
 
@@ -87,6 +90,16 @@ class Controller:
     def set_negotiation(self, negotiation: Negotiation | None) -> None:
         """What the inverter link negotiated last (used by the next step)."""
         self._negotiation = negotiation
+
+    def set_hold(self, reason: str | None) -> None:
+        """Hold CCL and DCL at 0 A with ``reason`` as the winning term (``"update"`` while BMS
+        firmware is flashed); ``None`` lifts it (the limits then come back through the ramp)."""
+        self._hold = reason
+
+    @property
+    def hold(self) -> str | None:
+        """The hold in force, if any."""
+        return self._hold
 
     def command(self, cmd: Command, now_s: float) -> CommandResult:
         """Apply a command from MQTT or Modbus; the answer says what happened."""
@@ -135,6 +148,7 @@ class Controller:
             user_cap_charge_a=self._user_cap_charge_a,
             user_cap_discharge_a=self._user_cap_discharge_a,
             link_hold=neg.link_hold if neg else None,
+            hold=self._hold,
         )
         balancing = self.balancing.step(snap, soc, now_s)
         self._complete_once = self._complete_once or snap.complete
@@ -148,6 +162,8 @@ class Controller:
             balancing=balancing,
             negotiation=neg,
             mode=self._mode(snap.complete, alarms.worst, limits),
+            # What the battery asks of the inverter follows from the limits, SoC and plan.
+            requests=self.requests.plan(limits, snap, soc, balancing),
         )
 
     def _mode(self, complete: bool, worst: Severity, limits: Limits) -> str:

@@ -385,6 +385,7 @@ class LimitsCalculator:
         user_cap_charge_a: float | None = None,
         user_cap_discharge_a: float | None = None,
         link_hold: str | None = None,
+        hold: str | None = None,
     ) -> Limits:
         """The limits for this step.
 
@@ -401,6 +402,8 @@ class LimitsCalculator:
             link_hold: why the inverter link publishes 0 A (``controller_heartbeat_lost``,
                 ``setop_disconnect``); a fault term ``link:<reason>`` on both currents, so they
                 come back through the hold and the ramp. ``None``: the link holds nothing.
+            hold: an external hold (``"update"`` while BMS firmware is flashed): a term of that
+                name holds CCL and DCL at 0 A, like a fault, until it is lifted.
         """
         if not self._started:
             self._started = True
@@ -437,6 +440,12 @@ class LimitsCalculator:
 
         if link_hold is not None:
             term = LimitTerm(f"link:{link_hold}", 0.0)
+            ccl_terms.append(term)
+            dcl_terms.append(term)
+
+        # --- an external hold (a BMS firmware update): 0 A with its own reason.
+        if hold is not None:
+            term = LimitTerm(hold, 0.0)
             ccl_terms.append(term)
             dcl_terms.append(term)
 
