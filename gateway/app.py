@@ -215,8 +215,12 @@ class Gateway:
             self._watch_links(out)
         return out
 
-    def event(self, name: str, level: int = logging.INFO, **data: Any) -> None:
-        """Log an event once and publish it on MQTT (start, stop, link lost and recovered)."""
+    def event(self, name: str, **data: Any) -> None:
+        """Log an event once and publish it on MQTT (start, stop, link lost and recovered).
+
+        A loss (``..._lost``) is logged at WARNING, everything else at INFO.
+        """
+        level = logging.WARNING if name.endswith("_lost") else logging.INFO
         log.log(level, "event %s %s", name, data or "")
         if self.mqtt is not None:
             self.mqtt.event(name, **data)
@@ -268,7 +272,7 @@ class Gateway:
                     verb = "recovered" if before is False else "up"
                     self.event(f"{name}_link_{verb}", **detail)
                 else:
-                    self.event(f"{name}_link_lost", logging.WARNING, **detail)
+                    self.event(f"{name}_link_lost", **detail)
                 self._links[name] = up
 
     def _send_can_outputs(self, out: ControlOutput) -> None:

@@ -189,11 +189,12 @@ class Supervisor:
             try:
                 await entry.factory()
             except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if self._stopping or task is None or task.cancelling():
+                # Only the supervisor cancels its outputs, and only once it is stopping. Any
+                # other CancelledError is a library's (or Python 3.11's TaskGroup, which can
+                # leave a task's cancelling() count raised after a child failed): it would end
+                # the output silently, so it is a failure like any other.
+                if self._stopping:
                     raise
-                # A library that raised CancelledError on its own (nobody cancelled us): that
-                # would end the output silently; it is a failure like any other.
                 error = "CancelledError raised without a cancellation"
                 log.error("%s failed (%s); restarting it in the process", entry.name, error)
             except Exception as e:

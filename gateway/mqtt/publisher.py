@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
@@ -109,6 +109,26 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def _first_to_end(*tasks: asyncio.Task[None]) -> None:
+    """Wait until one of ``tasks`` ends, cancel the others, and raise what the first raised.
+
+    Not a TaskGroup: on Python 3.11 a TaskGroup whose child fails cancels its parent task and,
+    when the body had already finished, never takes that back (``cancelling()`` stays 1; fixed
+    in 3.12). The reconnect loop reads ``cancelling()`` to tell a stop from a link failure, so a
+    leftover count would end the publisher for good at the first broker outage.
+    """
+    try:
+        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        # Bounded: the children only await the client, which is closing with them.
+        await asyncio.wait(tasks, timeout=_GOODBYE_S)
+    for t in tasks:
+        if t in done and not t.cancelled() and t.exception() is not None:
+            raise cast(BaseException, t.exception())
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,9 +369,10 @@ class MqttPublisher:
                     await self._send(client, _Msg(topics.availability, "online", True, 1))
                     await client.subscribe([(topics.command_filter, 1), (topics.ha_status, 1)])
                     on_up()
-                    async with asyncio.TaskGroup() as tg:
-                        tg.create_task(self._sender(client), name="gateway.mqtt.send")
-                        tg.create_task(self._receiver(client), name="gateway.mqtt.recv")
+                    await _first_to_end(
+                        asyncio.create_task(self._sender(client), name="gateway.mqtt.send"),
+                        asyncio.create_task(self._receiver(client), name="gateway.mqtt.recv"),
+                    )
                 except asyncio.CancelledError:
                     await self._goodbye(client)
                     raise
