@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from gateway.core.model import AlarmReport, BalancingPlan, Command, CommandResult, ControlOutput
 from gateway.errors import ConfigError, GatewayError, MqttLinkError
+from gateway.logflood import install_flood_filter
 from gateway.mqtt.commands import parse_command
 from gateway.mqtt.config import MqttConfig
 from gateway.mqtt.discovery import discovery_messages, removal_messages
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 
 _GOODBYE_S = 1.0  # at shutdown, time allowed to flush queued events and say "offline"
 _DISCOVERY_BATCH = 200  # QoS 1 discovery configs in flight at once (1500+ for a 512-cell pack)
+# Incoming messages (commands, Home Assistant's birth) waiting to be handled; beyond it aiomqtt
+# discards them, so a publisher flooding cmd/ costs bounded memory (its warnings are rate-limited).
+_MAX_INCOMING = 64
 
 
 def backoff_s(attempt: int, cap_s: float) -> float:
@@ -271,6 +275,7 @@ class MqttPublisher:
             ConfigError: a TLS file named by the settings cannot be used.
         """
         self._tls = await asyncio.to_thread(self._tls_context)
+        install_flood_filter("mqtt", "aiomqtt")  # "Message queue is full" once a minute at most
         attempt = 0
         while True:
             try:
@@ -356,6 +361,7 @@ class MqttPublisher:
             keepalive=cfg.keepalive_s,
             timeout=cfg.timeout_s,
             tls_context=self._tls,
+            max_queued_incoming_messages=_MAX_INCOMING,
         )
         # Discovery of a 512-cell pack puts hundreds of QoS 1 publishes in flight at once.
         client.pending_calls_threshold = 4 * _DISCOVERY_BATCH
