@@ -51,7 +51,6 @@ Clock = Callable[[], float]
 
 SHUTDOWN_GRACE_S = 3.0
 """After a stop, how long tasks may take to finish (MQTT says goodbye within 1 s)."""
-_STATE_WRITE_TIMEOUT_S = 1.5  # the final state write; with the grace, the stop takes < 5 s
 
 
 class Gateway:
@@ -322,6 +321,7 @@ class Gateway:
             await self._save_state()
 
     async def _save_state(self) -> None:
+        """Write the state from a worker thread (the control loop keeps stepping meanwhile)."""
         state = self.ctrl.export_state()
         safety = self.ctrl.export_safety(self.clock())
         try:
@@ -329,6 +329,18 @@ class Gateway:
         except (OSError, ValueError) as e:
             # Retried at the next change or interval; the control loop keeps running.
             log.warning("could not write state file %s: %s", self._state_path, e)
+
+    def _save_state_now(self) -> None:
+        """The final write at stop, on this thread: nothing (not a second signal) cuts it short.
+
+        Every task has stopped by then, so blocking the loop for one fsync costs nothing.
+        """
+        try:
+            save_state(
+                self._state_path, self.ctrl.export_state(), self.ctrl.export_safety(self.clock())
+            )
+        except (OSError, ValueError) as e:
+            log.error("state file %s not written at stop: %s", self._state_path, e)
 
     def _restore_state(self) -> None:
         remove_orphans(self._state_path)
@@ -369,7 +381,7 @@ class Gateway:
 
         ``extra`` tasks (the demo's simulator, view and timer) are critical: a failure ends the
         run, a return just ends that task. The state is written on the way out, whatever ended
-        the run, within ``_STATE_WRITE_TIMEOUT_S``.
+        the run, on this thread (one fsync), so a second signal cannot cut it short.
         """
         self._restore_state()
         for i, factory in enumerate(extra or []):
@@ -393,15 +405,7 @@ class Gateway:
             await self.supervisor.run(stop, on_stop=announce_stop)
         finally:
             self.notifier.stopping()
-            try:
-                async with asyncio.timeout(_STATE_WRITE_TIMEOUT_S):
-                    await self._save_state()
-            except TimeoutError:
-                log.error(
-                    "state file %s not written within %.1f s",
-                    self._state_path,
-                    _STATE_WRITE_TIMEOUT_S,
-                )
+            self._save_state_now()
             log.info("gateway stopped")
 
 
