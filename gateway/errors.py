@@ -6,6 +6,7 @@ __all__ = [
     "CanLinkError",
     "ConfigError",
     "FrameError",
+    "HistoryError",
     "GatewayError",
     "LinkError",
     "ModbusLinkError",
@@ -44,3 +45,7 @@ class MqttLinkError(LinkError):
 
 class SafetyFault(GatewayError):
     """An internal inconsistency that forces the outputs to their safe values."""
+
+
+class HistoryError(GatewayError):
+    """The health history database cannot be opened, read or written (the path names it)."""
