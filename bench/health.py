@@ -143,9 +143,7 @@ def simulate(chem: str, seed: int, days: int, dt_s: float, faults: Faults) -> Si
                 ctrl.ingest(sim.readings(t))
                 out = ctrl.step(t)
                 sim.set_bleed(out.balancing.bleed)
-                acc.add(
-                    out, bled_ah=ctrl.balancing.dissipated_ah, moved_ah=ctrl.balancing.moved_ah
-                )
+                acc.add(out, bled_ah=ctrl.balancing.dissipated_ah, moved_ah=ctrl.balancing.moved_ah)
             want = profile(t)
             lim = out.limits
             current = min(want, lim.ccl_a.value) if want > 0 else max(want, -lim.dcl_a.value)
@@ -159,7 +157,9 @@ def simulate(chem: str, seed: int, days: int, dt_s: float, faults: Faults) -> Si
 
 def evaluate(s: Simulated, cfg: HealthConfig) -> Outcome:
     """Run the analytics day by day as the daemon would; first detections and false alarms."""
-    out = Outcome(s.chemistry, s.seed, {k: None for k in EXPECTED}, leak_true=s.true_leak_rel_pct_per_day)
+    out = Outcome(
+        s.chemistry, s.seed, dict.fromkeys(EXPECTED), leak_true=s.true_leak_rel_pct_per_day
+    )
     seen: set[tuple[int, str]] = set()
     report = None
     for d in range(1, len(s.records) + 1):
@@ -185,7 +185,8 @@ def _record_to_json(r: DayRecord) -> dict[str, object]:
 def _record_from_json(d: dict[str, object]) -> DayRecord:
     pack = d["pack"]
     cells = d["cells"]
-    assert isinstance(pack, dict) and isinstance(cells, list)
+    assert isinstance(pack, dict)
+    assert isinstance(cells, list)
     return DayRecord(
         int(d["day"]),  # type: ignore[call-overload]
         PackDay(**{k: (math.nan if v is None else v) for k, v in pack.items()}),
@@ -204,13 +205,23 @@ def _nan_to_none(x: object) -> object:
 
 
 def load_or_simulate(
-    cache: Path | None, chem: str, seed: int, days: int, dt_s: float, faults: Faults, analyse_only: bool
+    cache: Path | None,
+    chem: str,
+    seed: int,
+    days: int,
+    dt_s: float,
+    faults: Faults,
+    analyse_only: bool,
 ) -> Simulated:
     path = cache / f"health_{chem}_{seed}_{days}d_{dt_s:g}s.json" if cache else None
     if path is not None and path.exists():
         raw = json.loads(path.read_text())
         return Simulated(
-            chem, seed, [_record_from_json(r) for r in raw["records"]], raw["true_leak"], raw["wall_s"]
+            chem,
+            seed,
+            [_record_from_json(r) for r in raw["records"]],
+            raw["true_leak"],
+            raw["wall_s"],
         )
     if analyse_only:
         raise SystemExit(f"no cached history {path}")
@@ -248,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     for chem in args.chem:
         for seed in args.seeds:
-            s = load_or_simulate(args.cache, chem, seed, args.days, args.dt, faults, args.analyse_only)
+            s = load_or_simulate(
+                args.cache, chem, seed, args.days, args.dt, faults, args.analyse_only
+            )
             o = evaluate(s, cfg)
             det = []
             for cell, code in EXPECTED.items():
@@ -262,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                 else math.inf
             )
             ok = ok and not o.false_alarms and err <= 30.0
-            fa = ", ".join(f"cell {c + 1} {code} day {d}" for c, code, d in o.false_alarms) or "none"
+            fa = (
+                ", ".join(f"cell {c + 1} {code} day {d}" for c, code, d in o.false_alarms) or "none"
+            )
             print(
                 f"{chem} seed {seed}: first day flagged {' '.join(det)}; "
                 f"leak est {o.leak_est if o.leak_est is not None else float('nan'):.3f} "

@@ -23,8 +23,10 @@ from gateway import __version__
 from gateway.canbus.link import CanLink
 from gateway.control import Controller
 from gateway.core.chemistry import get_chemistry
-from gateway.core.model import Command, CommandResult, ControlOutput, Reading
+from gateway.core.health import HealthReport
+from gateway.core.model import Command, CommandResult, ControlOutput, Reading, RequestHealthReport
 from gateway.errors import FrameError, GatewayError
+from gateway.history import HistoryRecorder, history_path
 from gateway.mqtt.publisher import MqttPublisher
 from gateway.sdnotify import Notifier
 from gateway.settings import Settings
@@ -87,8 +89,23 @@ class Gateway:
         self.mqtt: MqttPublisher | None = None
         if settings.mqtt.enabled:
             self.mqtt = MqttPublisher(
-                settings.mqtt, settings.control.gateway_id, on_command=self.command
+                settings.mqtt,
+                settings.control.gateway_id,
+                on_command=self.command,
+                health=settings.health.enabled,
             )
+        # Health history: written from here (the supervisor), never from the core.
+        self.history: HistoryRecorder | None = None
+        if settings.health.enabled:
+            self.history = HistoryRecorder(
+                settings.health,
+                history_path(settings.health, settings.state.path),
+                cells=settings.pack.cells,
+                temp_sensors=settings.pack.temp_sensors,
+                capacity_ah=settings.pack.capacity_ah,
+                on_report=self._on_health,
+            )
+        self._health_codes: set[tuple[str, int]] = set()
         self._new_data = asyncio.Event()
         self._state_path = Path(settings.state.path)
         self._last_bleed: tuple[bool, ...] | None = None
@@ -111,6 +128,11 @@ class Gateway:
 
     def command(self, cmd: Command) -> CommandResult:
         """Apply a command from MQTT or Modbus at the current time."""
+        if isinstance(cmd, RequestHealthReport):
+            if self.history is None:
+                return CommandResult(False, "health history is off (health.enabled = false)")
+            self.history.request_report()
+            return CommandResult(True, "health report requested")
         result = self.ctrl.command(cmd, self.clock())
         log.info("command %s from %s: %s", type(cmd).__name__, cmd.source or "?", result.message)
         self._new_data.set()
@@ -133,10 +155,25 @@ class Gateway:
         if self.mqtt is not None:
             self.mqtt.publish_output(out)
         self._send_can_outputs(out)
+        if self.history is not None and self.history.due(out.t_s):
+            bal = self.ctrl.balancing
+            self.history.on_step(out, bal.dissipated_ah, bal.moved_ah)
         if out.t_s - self._links_checked_s >= 1.0:
             self._links_checked_s = out.t_s
             self._watch_links(out)
         return out
+
+    def _on_health(self, report: HealthReport) -> None:
+        """A new health report: trend warnings into the alarm output, the report to MQTT."""
+        self.ctrl.set_health_warnings(report.warnings, self.clock())
+        now = {(w.code.value, w.cell) for w in report.warnings}
+        for w in report.warnings:
+            if (w.code.value, w.cell) not in self._health_codes:
+                log.warning("health: %s %s", w.code.value, w.message)
+        self._health_codes = now
+        if self.mqtt is not None:
+            self.mqtt.publish_health(report)
+        self._new_data.set()
 
     def event(self, name: str, **data: Any) -> None:
         """Log an event once and publish it on MQTT (start, stop, link lost and recovered)."""
@@ -269,6 +306,8 @@ class Gateway:
                     tg.create_task(self.sunspec_client.run(), name="gateway.sunspec.client")
                 if self.mqtt is not None:
                     tg.create_task(self.mqtt.run(), name="gateway.mqtt")
+                if self.history is not None:
+                    tg.create_task(self.history.run(), name="gateway.health")
                 for i, factory in enumerate(extra or []):
                     tg.create_task(factory(), name=f"gateway.extra{i}")
                 tg.create_task(wait_stop(), name="gateway.stop")

@@ -98,7 +98,12 @@ class Controller:
         before = {(a.code, a.message.split(":", 1)[0]): a.since_s for a in self._health_alarms}
         alarms = warnings_as_alarms(warnings, now_s)
         self._health_alarms = tuple(
-            Alarm(a.code, a.severity, a.message, before.get((a.code, a.message.split(":", 1)[0]), a.since_s))
+            Alarm(
+                a.code,
+                a.severity,
+                a.message,
+                before.get((a.code, a.message.split(":", 1)[0]), a.since_s),
+            )
             for a in alarms
         )
         self._merged = None

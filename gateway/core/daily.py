@@ -222,9 +222,7 @@ class DayAccumulator:
         self._pack_sums(out, dt)
         self._rest(out)
 
-    def _extremes(
-        self, volts: Sequence[float | None], temps: Sequence[float | None]
-    ) -> None:
+    def _extremes(self, volts: Sequence[float | None], temps: Sequence[float | None]) -> None:
         self._v_min = [_nanmin(a, v) for a, v in zip(self._v_min, volts, strict=True)]
         self._v_max = [_nanmax(a, v) for a, v in zip(self._v_max, volts, strict=True)]
         if temps:
@@ -273,7 +271,9 @@ class DayAccumulator:
         i = snap.current_a
         t = out.t_s
         resting = (
-            i is not None and math.isfinite(i) and abs(i) <= self.config.rest_current_c * self._q_nom
+            i is not None
+            and math.isfinite(i)
+            and abs(i) <= self.config.rest_current_c * self._q_nom
         )
         if not resting:
             self._rest_since = None

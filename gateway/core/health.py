@@ -238,9 +238,7 @@ def _days_to(now: float, slope: Slope | None, limit: float) -> float | None:
     return max(0.0, d) if d >= 0.0 or (limit - now) * slope.per_day >= 0 else None
 
 
-def analyse(
-    history: Sequence[DayRecord], config: HealthConfig, capacity_ah: float
-) -> HealthReport:
+def analyse(history: Sequence[DayRecord], config: HealthConfig, capacity_ah: float) -> HealthReport:
     """Trends, ranking, forecasts and warnings over the last ``window_days`` of ``history``.
 
     Args:
@@ -307,15 +305,11 @@ class _Series:
             self.cap_abs.append([100.0 * q / q_nom for q in caps])
             r0 = [c.r0_mohm for c in r.cells]
             med_r0 = _median(r0)
-            self.r0_rel.append(
-                [100.0 * (x / med_r0 - 1.0) if med_r0 > 0 else _NAN for x in r0]
-            )
+            self.r0_rel.append([100.0 * (x / med_r0 - 1.0) if med_r0 > 0 else _NAN for x in r0])
             bled = [c.bled_ah for c in r.cells]
             moved = [c.moved_ah for c in r.cells]
             mb, mm = _median(bled), _median(moved)
-            cum = [
-                s - (b - mb) + (m - mm) for s, b, m in zip(cum, bled, moved, strict=True)
-            ]
+            cum = [s - (b - mb) + (m - mm) for s, b, m in zip(cum, bled, moved, strict=True)]
             q_rel = [
                 c.rest_dsoc_pct / 100.0 * (c.capacity_ah if math.isfinite(c.capacity_ah) else q_nom)
                 for c in r.cells
@@ -333,10 +327,11 @@ class _Series:
         self.latest = recs[-1] if recs else None
 
 
-def _cell(
-    k: int, s: _Series, days: list[float], cfg: HealthConfig, q_nom: float
-) -> CellHealth:
-    col = lambda rows: [row[k] for row in rows]  # noqa: E731
+def _cell(k: int, s: _Series, days: list[float], cfg: HealthConfig, q_nom: float) -> CellHealth:
+
+    def col(rows: list[list[float]]) -> list[float]:
+        return [row[k] for row in rows]
+
     fade = _neg(fit_slope(days, col(s.cap_rel)))
     trend = fit_slope(days, col(s.cap_abs))
     growth = fit_slope(days, col(s.r0_rel))

@@ -86,15 +86,22 @@ class HistoryRecorder:
 
     # --- called by the control loop (never blocks) ------------------------------------------
 
+    def due(self, t_s: float) -> bool:
+        """Whether a step at ``t_s`` would be folded in (``sample_s`` since the last one)."""
+        last = self._last_sample_t
+        return last is None or not 0.0 <= t_s - last < self._sample_s
+
     def on_step(
         self,
         out: ControlOutput,
         bled_ah: Sequence[float] | None = None,
         moved_ah: Sequence[float] | None = None,
     ) -> None:
-        """Fold in one control step (at most one per ``sample_s``)."""
-        last = self._last_sample_t
-        if last is not None and 0.0 <= out.t_s - last < self._sample_s:
+        """Fold in one control step (at most one per ``sample_s``; see ``due``).
+
+        ``bled_ah`` / ``moved_ah``: the balancing planner's cumulative counters.
+        """
+        if not self.due(out.t_s):
             return
         self._last_sample_t = out.t_s
         acc = self._acc
@@ -148,7 +155,9 @@ class HistoryRecorder:
                     self._acc = DayAccumulator(
                         self.config, self._cells, self._sensors, self._q_nom, today
                     )
-                log.info("health history %s open (%s)", self.path, "resumed" if partial else "new day")
+                log.info(
+                    "health history %s open (%s)", self.path, "resumed" if partial else "new day"
+                )
             await self._analyse(store)
             while True:
                 try:

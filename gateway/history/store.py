@@ -150,7 +150,9 @@ class HistoryStore:
             try:
                 con.execute(pack_sql, pack_row)
                 # A pack that lost cells since: their old rows of this day go too.
-                con.execute("DELETE FROM cell_day WHERE day = ? AND cell >= ?", (record.day, len(cell_rows)))
+                con.execute(
+                    "DELETE FROM cell_day WHERE day = ? AND cell >= ?", (record.day, len(cell_rows))
+                )
                 con.executemany(cell_sql, cell_rows)
                 con.execute("COMMIT")
             except BaseException:
@@ -192,9 +194,7 @@ class HistoryStore:
             if not rows or [int(r[1]) for r in rows] != list(range(len(rows))):
                 continue
             pack = PackDay(*(_py(x) for x in row[1:]))
-            out.append(
-                DayRecord(day, pack, tuple(CellDay(*(_py(x) for x in r[2:])) for r in rows))
-            )
+            out.append(DayRecord(day, pack, tuple(CellDay(*(_py(x) for x in r[2:])) for r in rows)))
         return out
 
     def day(self, day: int) -> DayRecord | None:

@@ -65,7 +65,8 @@ def test_round_trip_wal_and_version(tmp_path: Path) -> None:
     got = store.read()
     store.close()
     assert [r.day for r in got] == [738000, 738001, 738002]
-    assert same(got[0], recs[0]) and same(got[2], recs[2])
+    assert same(got[0], recs[0])
+    assert same(got[2], recs[2])
     assert same(got[1], record(738001, mark=5.0))
     assert math.isnan(got[0].cells[0].rest_dv_mv)  # NaN stored as NULL and back
     con = sqlite3.connect(path)
@@ -92,7 +93,8 @@ def test_fewer_cells_replace_the_day_whole(tmp_path: Path) -> None:
     store.write(record(5, cells=4))
     got = store.day(5)
     store.close()
-    assert got is not None and len(got.cells) == 4
+    assert got is not None
+    assert len(got.cells) == 4
 
 
 def test_migration_from_v1_keeps_rows(tmp_path: Path) -> None:
@@ -119,12 +121,15 @@ def test_migration_from_v1_keeps_rows(tmp_path: Path) -> None:
     store = HistoryStore(path)
     assert store.version == SCHEMA_VERSION == 2
     got = store.read()
-    assert len(got) == 1 and len(got[0].cells) == 3
-    assert got[0].pack.energy_in_wh == 1000 and math.isnan(got[0].pack.rest_s)
+    assert len(got) == 1
+    assert len(got[0].cells) == 3
+    assert got[0].pack.energy_in_wh == 1000
+    assert math.isnan(got[0].pack.rest_s)
     assert got[0].cells[2].capacity_ah == 99.5
     assert math.isnan(got[0].cells[2].rest_dsoc_pct)  # added by v2: unknown for old rows
     store.write(record(11, cells=3))  # and the new columns are written
-    assert store.day(11) is not None and store.day(11).cells[1].rest_dsoc_pct == 11.0  # type: ignore[union-attr]
+    assert store.day(11) is not None
+    assert store.day(11).cells[1].rest_dsoc_pct == 11.0
     store.close()
 
 
