@@ -240,7 +240,7 @@ def load_or_simulate(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--days", type=int, default=60)
-    ap.add_argument("--dt", type=float, default=30.0, help="simulated seconds per step")
+    ap.add_argument("--dt", type=float, default=60.0, help="simulated seconds per step")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--chem", nargs="+", default=["lfp", "nmc"], choices=("lfp", "nmc"))
     ap.add_argument("--leak", type=float, default=1.0, help="leaky cell, %% of capacity per day")

@@ -90,10 +90,10 @@ def format_report(report: HealthReport, records: Sequence[DayRecord]) -> str:
 
 
 def _plot(records: Sequence[DayRecord], png: Path) -> None:
-    import matplotlib  # noqa: PLC0415 (optional extra)
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     days = [r.day for r in records]
     n = len(records[-1].cells)
