@@ -237,6 +237,42 @@ def load_or_simulate(
     return s
 
 
+def store_figures(years: int = 10, cells: int = CELLS) -> None:
+    """Size of ``years`` of daily rows in the SQLite store, and the time to write and read."""
+    import os
+    import random
+    import tempfile
+
+    from gateway.history.store import HistoryStore
+
+    rng = random.Random(1)
+    days = 365 * years
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "history.sqlite"
+        store = HistoryStore(path)
+        recs = [
+            DayRecord(
+                730000 + d,
+                PackDay(*(rng.uniform(0, 100) for _ in range(9))),
+                tuple(CellDay(*(rng.uniform(0, 100) for _ in range(11))) for _ in range(cells)),
+            )
+            for d in range(days)
+        ]
+        start = time.perf_counter()
+        for r in recs:
+            store.write(r)
+        wrote = time.perf_counter() - start
+        start = time.perf_counter()
+        store.read(730000 + days - 30, 730000 + days)
+        read = time.perf_counter() - start
+        store.close()
+        size = os.path.getsize(path)
+    print(
+        f"history store: {years} years x {cells} cells = {size / 1e6:.1f} MB; "
+        f"write {wrote / days * 1000:.2f} ms per day record; read of 30 days {read * 1000:.0f} ms"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--days", type=int, default=60)
@@ -251,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path(".bench-cache"))
     ap.add_argument("--analyse-only", action="store_true", help="use cached histories only")
     ap.add_argument("--set", nargs="*", default=[], help="[health] overrides, key=value")
+    ap.add_argument("--store", action="store_true", help="only the history store's size figures")
     args = ap.parse_args(argv)
+    if args.store:
+        store_figures()
+        return 0
     faults = Faults(args.leak, args.fade_factor, args.growth, args.base_fade, args.base_growth)
     overrides = dict(kv.split("=", 1) for kv in args.set)
     cfg = HealthConfig(**overrides)  # type: ignore[arg-type]

@@ -66,7 +66,7 @@ class HealthConfig(DailyConfig):
     history_path: str | None = None
     """SQLite history file; default: ``history.sqlite`` beside ``state.path``."""
     retention_days: int = Field(default=3650, ge=30, le=36500)
-    """Daily rows older than this are deleted (ten years of a 16-cell pack: about 4 MB)."""
+    """Daily rows older than this are deleted (ten years of a 16-cell pack: about 8 MB)."""
     flush_s: float = Field(default=300.0, gt=0, le=86400)
     """How often the day so far is written to the history (also at day end and on stop)."""
     window_days: int = Field(default=30, ge=3, le=3650)
