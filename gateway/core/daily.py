@@ -45,7 +45,9 @@ class CellDay:
     Attributes:
         capacity_ah: Capacity estimate at the end of the day.
         capacity_sigma_ah: Its one-sigma uncertainty.
-        r0_mohm: R0 estimate at the end of the day (referred to 25 degC by the estimator).
+        r0_mohm: R0 estimate averaged over the day's steps (referred to 25 degC by the
+            estimator; the running estimate moves with each current step it learns from, the
+            day's mean is the steadier figure for a trend).
         bled_ah: Charge dissipated in the cell's bleed resistor that day.
         moved_ah: Charge an active balancer delivered to (positive) or took from the cell.
         rest_dv_mv: Rest voltage minus the median cell's at the day's longest rest.
@@ -151,6 +153,8 @@ class DayAccumulator:
         self._cap = [_NAN] * cells
         self._cap_sigma = [_NAN] * cells
         self._r0 = [_NAN] * cells
+        self._r0_sum = [0.0] * cells
+        self._r0_n = 0
         self._bled = [0.0] * cells
         self._moved = [0.0] * cells
         self._last_bled: list[float] | None = None
@@ -179,6 +183,9 @@ class DayAccumulator:
         acc._cap = [x.capacity_ah for x in c]
         acc._cap_sigma = [x.capacity_sigma_ah for x in c]
         acc._r0 = [x.r0_mohm for x in c]
+        if all(math.isfinite(x) for x in acc._r0):
+            acc._r0_sum = list(acc._r0)  # the written mean counts as one sample
+            acc._r0_n = 1
         acc._bled = [x.bled_ah for x in c]
         acc._moved = [x.moved_ah for x in c]
         acc._rest_dv = [x.rest_dv_mv for x in c]
@@ -219,6 +226,9 @@ class DayAccumulator:
             self._cap = [c.capacity_ah for c in soc.cells]
             self._cap_sigma = [c.capacity_sigma_ah for c in soc.cells]
             self._r0 = [c.resistance_mohm for c in soc.cells]
+            if all(math.isfinite(x) for x in self._r0):
+                self._r0_sum = [a + x for a, x in zip(self._r0_sum, self._r0, strict=True)]
+                self._r0_n += 1
         self._pack_sums(out, dt)
         self._rest(out)
 
@@ -301,7 +311,7 @@ class DayAccumulator:
             CellDay(
                 capacity_ah=self._cap[k],
                 capacity_sigma_ah=self._cap_sigma[k],
-                r0_mohm=self._r0[k],
+                r0_mohm=self._r0_sum[k] / self._r0_n if self._r0_n else self._r0[k],
                 bled_ah=self._bled[k],
                 moved_ah=self._moved[k],
                 rest_dv_mv=self._rest_dv[k],

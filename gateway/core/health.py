@@ -28,7 +28,7 @@ Slopes are ordinary least squares with the textbook standard error
 ``sqrt(SSR / (n - 2) / Sxx)`` (e.g. Montgomery & Runger, *Applied Statistics and Probability for
 Engineers*, ch. 11). Day-to-day values of a filtered estimate are correlated, so that error is
 optimistic; a warning therefore needs both a slope beyond a threshold *and* ``min_z`` standard
-errors, over at least ``min_days`` days.
+errors, over at least ``min_days`` days (``ageing_min_days`` for fade and resistance growth).
 """
 
 from __future__ import annotations
@@ -72,7 +72,11 @@ class HealthConfig(DailyConfig):
     window_days: int = Field(default=30, ge=3, le=3650)
     """Days of history a trend is fitted over (the most recent ones)."""
     min_days: int = Field(default=4, ge=3)
-    """Fewest days with data before a trend can raise a warning."""
+    """Fewest days with data before ``cell_self_discharge`` can be raised."""
+    ageing_min_days: int = Field(default=14, ge=3)
+    """Fewest days with data before ``cell_capacity_fade`` or ``cell_resistance_growth`` can be
+    raised: capacity is learned only between two confident SoC points and R0 from current
+    steps, so a few days of either are mostly the estimator settling."""
     min_z: float = Field(default=3.0, ge=0)
     """A trend warns only when its slope is this many standard errors from zero."""
     self_discharge_pct_per_day: float = Field(default=0.4, gt=0)
@@ -402,7 +406,8 @@ def _warnings(c: CellHealth, cfg: HealthConfig) -> list[HealthWarning]:
          cfg.resistance_growth_pct_per_day, "R0 grows {v:.2f} %/day against the median cell"),
     )  # fmt: skip
     for code, slope, threshold, text in checks:
-        if slope is None or slope.days < cfg.min_days:
+        min_days = cfg.min_days if code is HealthCode.CELL_SELF_DISCHARGE else cfg.ageing_min_days
+        if slope is None or slope.days < min_days:
             continue
         if slope.per_day > threshold and slope.z >= cfg.min_z:
             msg = (
