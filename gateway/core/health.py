@@ -234,12 +234,16 @@ def _scaled(s: Slope | None, f: float) -> Slope | None:
     return None if s is None or not math.isfinite(f) else Slope(s.per_day * f, s.sigma * f, s.days)
 
 
-def _days_to(now: float, slope: Slope | None, limit: float) -> float | None:
-    """Days until ``now`` reaches ``limit`` moving at ``slope`` (only when moving towards it)."""
-    if slope is None or not math.isfinite(now) or slope.per_day == 0.0:
+def _days_to(now: float, slope: Slope | None, limit: float, *, falling: bool) -> float | None:
+    """Days until ``now`` reaches ``limit`` at ``slope``: a lower limit when ``falling``, an
+    upper one otherwise. 0 when already there; ``None`` when not moving towards it."""
+    if slope is None or not math.isfinite(now):
         return None
-    d = (limit - now) / slope.per_day
-    return max(0.0, d) if d >= 0.0 or (limit - now) * slope.per_day >= 0 else None
+    if (now <= limit) if falling else (now >= limit):
+        return 0.0
+    if (slope.per_day < 0.0) if falling else (slope.per_day > 0.0):
+        return (limit - now) / slope.per_day
+    return None
 
 
 def analyse(history: Sequence[DayRecord], config: HealthConfig, capacity_ah: float) -> HealthReport:
@@ -273,7 +277,7 @@ def analyse(history: Sequence[DayRecord], config: HealthConfig, capacity_ah: flo
     spread_trend = fit_slope(days, spread)
     latest_spread = next((s for s in reversed(spread) if math.isfinite(s)), None)
     to_spread = (
-        _days_to(latest_spread, spread_trend, config.spread_limit_pct)
+        _days_to(latest_spread, spread_trend, config.spread_limit_pct, falling=False)
         if latest_spread is not None
         else None
     )
@@ -346,8 +350,8 @@ def _cell(k: int, s: _Series, days: list[float], cfg: HealthConfig, q_nom: float
     leak = _scaled(leak_ah, 100.0 / (cap if math.isfinite(cap) and cap > 0 else q_nom))
     drift = fit_slope(days, col(s.rest_dv))
     to_limit = None
-    if trend is not None and trend.per_day < 0.0:
-        to_limit = _days_to(s.latest_cap[k], trend, cfg.capacity_limit_pct)
+    if trend is not None:
+        to_limit = _days_to(s.latest_cap[k], trend, cfg.capacity_limit_pct, falling=True)
     weakness = 0.0
     for slope, threshold in (
         (fade, cfg.capacity_fade_pct_per_day),

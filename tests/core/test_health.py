@@ -165,3 +165,28 @@ def test_empty_history_and_mixed_cell_counts() -> None:
     assert len(rep.cells) == N
     with pytest.raises(ValueError, match="capacity_ah"):
         analyse(recs, HealthConfig(), 0.0)
+
+
+def test_forecast_edges() -> None:
+    recs = history(20, noise=0.0)
+    # Every cell fades 0.02 %/day; a limit above some cells' capacity is reached already.
+    rep = analyse(recs, HealthConfig(capacity_limit_pct=99.9), Q)
+    for c in rep.cells:
+        assert c.days_to_capacity_limit is not None
+        if c.capacity_ah <= 99.9:
+            assert c.days_to_capacity_limit == 0.0
+        else:
+            assert c.days_to_capacity_limit == pytest.approx(
+                (c.capacity_ah - 99.9) / 0.02, rel=0.02
+            )
+    assert rep.days_to_capacity_limit == 0.0
+    # Capacities that rise (a cell recovering, an estimate settling) forecast nothing.
+    rising = [
+        DayRecord(r.day, r.pack, tuple(
+            CellDay(capacity_ah=Q + 0.01 * i, r0_mohm=0.7, rest_dsoc_pct=0.0) for _ in r.cells
+        ))
+        for i, r in enumerate(recs)
+    ]  # fmt: skip
+    rep = analyse(rising, HealthConfig(), Q)
+    assert all(c.days_to_capacity_limit is None for c in rep.cells)
+    assert rep.days_to_spread_limit is None  # the spread stays at 0
