@@ -73,7 +73,11 @@ class HealthConfig(DailyConfig):
     """Days of history a trend is fitted over (the most recent ones)."""
     min_days: int = Field(default=4, ge=3)
     """Fewest days with data before ``cell_self_discharge`` can be raised."""
-    ageing_min_days: int = Field(default=14, ge=3)
+    settle_days: int = Field(default=5, ge=0)
+    """Days at the start of the history not used for capacity and R0 trends: the estimator
+    starts every cell from the nominal values and needs a few days to learn each one (the cells
+    then spread apart, which would read as fade and growth)."""
+    ageing_min_days: int = Field(default=18, ge=3)
     """Fewest days with data before ``cell_capacity_fade`` or ``cell_resistance_growth`` can be
     raised: capacity is learned only between two confident SoC points and R0 from current
     steps, so a few days of either are mostly the estimator settling."""
@@ -81,9 +85,9 @@ class HealthConfig(DailyConfig):
     """A trend warns only when its slope is this many standard errors from zero."""
     self_discharge_pct_per_day: float = Field(default=0.4, gt=0)
     """``cell_self_discharge``: leak beyond the median cell's, % of capacity per day."""
-    capacity_fade_pct_per_day: float = Field(default=0.02, gt=0)
+    capacity_fade_pct_per_day: float = Field(default=0.025, gt=0)
     """``cell_capacity_fade``: capacity lost per day beyond the median cell, % of nominal."""
-    resistance_growth_pct_per_day: float = Field(default=0.25, gt=0)
+    resistance_growth_pct_per_day: float = Field(default=0.3, gt=0)
     """``cell_resistance_growth``: R0 growth per day against the median cell, %."""
     capacity_limit_pct: float = Field(default=80.0, gt=0, lt=100)
     """Forecast: days until a cell's capacity reaches this % of nominal (end of life)."""
@@ -246,7 +250,13 @@ def _days_to(now: float, slope: Slope | None, limit: float, *, falling: bool) ->
     return None
 
 
-def analyse(history: Sequence[DayRecord], config: HealthConfig, capacity_ah: float) -> HealthReport:
+def analyse(
+    history: Sequence[DayRecord],
+    config: HealthConfig,
+    capacity_ah: float,
+    *,
+    first_day: int | None = None,
+) -> HealthReport:
     """Trends, ranking, forecasts and warnings over the last ``window_days`` of ``history``.
 
     Args:
@@ -254,6 +264,9 @@ def analyse(history: Sequence[DayRecord], config: HealthConfig, capacity_ah: flo
             latest are skipped.
         config: the ``[health]`` settings.
         capacity_ah: nominal cell capacity (the scale of capacity fade).
+        first_day: the first day ever recorded (the history may be a window of a longer one);
+            capacity and R0 of the ``settle_days`` from it are left out of the trends. Default:
+            the earliest day in ``history``.
 
     Raises:
         ValueError: ``capacity_ah`` is not positive.
@@ -265,9 +278,10 @@ def analyse(history: Sequence[DayRecord], config: HealthConfig, capacity_ah: flo
     recs = sorted(history, key=lambda r: r.day)
     n = len(recs[-1].cells)
     last = recs[-1].day
+    start = recs[0].day if first_day is None else first_day
     recs = [r for r in recs if len(r.cells) == n and r.day > last - config.window_days]
     days = [float(r.day) for r in recs]
-    series = _Series(recs, n, capacity_ah)
+    series = _Series(recs, n, capacity_ah, settled_from=start + config.settle_days)
     cells = [_cell(k, series, days, config, capacity_ah) for k in range(n)]
     order = sorted(range(n), key=lambda k: (-cells[k].weakness, k))
     rank = {k: i + 1 for i, k in enumerate(order)}
@@ -299,7 +313,7 @@ def analyse(history: Sequence[DayRecord], config: HealthConfig, capacity_ah: flo
 class _Series:
     """Per-day, per-cell values against the median cell, built once for all cells."""
 
-    def __init__(self, recs: Sequence[DayRecord], n: int, q_nom: float) -> None:
+    def __init__(self, recs: Sequence[DayRecord], n: int, q_nom: float, settled_from: int) -> None:
         self.cap_rel: list[list[float]] = []
         self.cap_abs: list[list[float]] = []
         self.r0_rel: list[list[float]] = []
@@ -307,13 +321,20 @@ class _Series:
         self.rest_dv: list[list[float]] = []
         cum = [0.0] * n
         for r in recs:
-            caps = [c.capacity_ah for c in r.cells]
-            med_cap = _median(caps)
-            self.cap_rel.append([100.0 * (q - med_cap) / q_nom for q in caps])
-            self.cap_abs.append([100.0 * q / q_nom for q in caps])
-            r0 = [c.r0_mohm for c in r.cells]
-            med_r0 = _median(r0)
-            self.r0_rel.append([100.0 * (x / med_r0 - 1.0) if med_r0 > 0 else _NAN for x in r0])
+            if r.day < settled_from:
+                self.cap_rel.append([_NAN] * n)
+                self.cap_abs.append([_NAN] * n)
+                self.r0_rel.append([_NAN] * n)
+            else:
+                caps = [c.capacity_ah for c in r.cells]
+                med_cap = _median(caps)
+                self.cap_rel.append([100.0 * (q - med_cap) / q_nom for q in caps])
+                self.cap_abs.append([100.0 * q / q_nom for q in caps])
+                r0 = [c.r0_mohm for c in r.cells]
+                med_r0 = _median(r0)
+                self.r0_rel.append(
+                    [100.0 * (x / med_r0 - 1.0) if med_r0 > 0 else _NAN for x in r0]
+                )
             bled = [c.bled_ah for c in r.cells]
             moved = [c.moved_ah for c in r.cells]
             mb, mm = _median(bled), _median(moved)

@@ -197,6 +197,7 @@ class HistoryRecorder:
         # Complete days only: a partial day's balancing sums would read as a change of trend.
         last = local_day(self._wall()) - 1
         recs = await asyncio.to_thread(store.read, last - self.config.window_days + 1, last)
-        report = analyse(recs, self.config, self._q_nom)
+        days = await asyncio.to_thread(store.days)
+        report = analyse(recs, self.config, self._q_nom, first_day=days[0] if days else None)
         self.report = report
         self._on_report(report)

@@ -140,7 +140,7 @@ def show_health(settings: Settings, out: TextIO, png: Path | None = None) -> int
         records = store.read(last - settings.health.window_days + 1, last)
     finally:
         store.close()
-    report = analyse(records, settings.health, settings.pack.capacity_ah)
+    report = analyse(records, settings.health, settings.pack.capacity_ah, first_day=days[0])
     out.write(f"history: {path}\n")
     out.write(format_report(report, records))
     if png is not None:

@@ -190,3 +190,25 @@ def test_forecast_edges() -> None:
     rep = analyse(rising, HealthConfig(), Q)
     assert all(c.days_to_capacity_limit is None for c in rep.cells)
     assert rep.days_to_spread_limit is None  # the spread stays at 0
+
+
+def test_estimator_settling_at_the_start_is_not_growth() -> None:
+    """After install every cell starts at the nominal R0 and capacity and learns its own over
+    days; a cell that settles 15 % above the others must not read as resistance growth."""
+    recs = history(24, noise=0.0)
+    settled = []
+    for i, r in enumerate(recs):
+        cells = list(r.cells)
+        c = cells[2]
+        cells[2] = CellDay(
+            **{
+                **{f: getattr(c, f) for f in c.__slots__},
+                "r0_mohm": c.r0_mohm * (1 + 0.03 * min(i, 5)),
+            }
+        )  # type: ignore[arg-type]
+        settled.append(DayRecord(r.day, r.pack, tuple(cells)))
+    assert analyse(settled, HealthConfig(), Q).warnings == ()
+    rep = analyse(settled, HealthConfig(settle_days=0, ageing_min_days=18), Q)
+    assert codes(rep.warnings) == {("cell_resistance_growth", 2)}
+    # A window of a longer history: the settling days are out of it anyway.
+    assert analyse(settled[10:], HealthConfig(), Q, first_day=settled[0].day).warnings == ()

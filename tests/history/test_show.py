@@ -22,13 +22,13 @@ def _config(tmp_path: Path) -> Path:
 def test_prints_the_report_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     yesterday = dt.date.today().toordinal() - 1
     store = HistoryStore(tmp_path / "state" / "history.sqlite")
-    for rec in history(20, leak_cell=3, growth_cell=9, seed=7, start_day=yesterday - 19):
+    for rec in history(25, leak_cell=3, growth_cell=9, seed=7, start_day=yesterday - 24):
         store.write(rec)
     store.close()
     png = tmp_path / "health.png"
     assert main(["health", "--config", str(_config(tmp_path)), "--png", str(png)]) == 0
     text = capsys.readouterr().out
-    assert f"20 days, {dt.date.fromordinal(yesterday - 19).isoformat()}" in text
+    assert f"25 days, {dt.date.fromordinal(yesterday - 24).isoformat()}" in text
     rows = [ln for ln in text.splitlines() if ln.strip()[:1].isdigit() and "±" in ln]
     assert len(rows) == 16
     assert "cell_self_discharge: cell 4: leaks" in text
