@@ -100,7 +100,7 @@ def _plot(records: Sequence[DayRecord], png: Path) -> None:
     fig, axes = plt.subplots(3, 1, figsize=(9, 10), sharex=True)
     for k in range(n):
         rows = [r for r in records if len(r.cells) == n]
-        d = [r.day for r in rows]
+        d = [dt.date.fromordinal(r.day) if r.day >= 1 else r.day for r in rows]
         axes[0].plot(d, [r.cells[k].capacity_ah for r in rows], lw=1)
         axes[1].plot(d, [r.cells[k].r0_mohm for r in rows], lw=1)
         cum = 0.0
@@ -113,6 +113,7 @@ def _plot(records: Sequence[DayRecord], png: Path) -> None:
     axes[1].set_ylabel("R0 (mOhm)")
     axes[2].set_ylabel("balancing bled - received (Ah, cumulative)")
     axes[2].set_xlabel(f"day ({_day(days[0])} .. {_day(days[-1])})")
+    fig.autofmt_xdate()
     if n <= 16:
         axes[2].legend(ncol=8, fontsize="small")
     fig.tight_layout()
