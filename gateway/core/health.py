@@ -77,6 +77,9 @@ class HealthConfig(DailyConfig):
     """Days at the start of the history not used for capacity and R0 trends: the estimator
     starts every cell from the nominal values and needs a few days to learn each one (the cells
     then spread apart, which would read as fade and growth)."""
+    capacity_max_sigma_pct: float = Field(default=1.0, gt=0)
+    """Capacity estimates less certain than this (1 sigma, % of nominal) are left out of the
+    trends: the estimator is still learning that cell (its capacity moves by the learning)."""
     ageing_min_days: int = Field(default=18, ge=3)
     """Fewest days with data before ``cell_capacity_fade`` or ``cell_resistance_growth`` can be
     raised: capacity is learned only between two confident SoC points and R0 from current
@@ -281,7 +284,13 @@ def analyse(
     start = recs[0].day if first_day is None else first_day
     recs = [r for r in recs if len(r.cells) == n and r.day > last - config.window_days]
     days = [float(r.day) for r in recs]
-    series = _Series(recs, n, capacity_ah, settled_from=start + config.settle_days)
+    series = _Series(
+        recs,
+        n,
+        capacity_ah,
+        settled_from=start + config.settle_days,
+        cap_max_sigma_pct=config.capacity_max_sigma_pct,
+    )
     cells = [_cell(k, series, days, config, capacity_ah) for k in range(n)]
     order = sorted(range(n), key=lambda k: (-cells[k].weakness, k))
     rank = {k: i + 1 for i, k in enumerate(order)}
@@ -313,7 +322,14 @@ def analyse(
 class _Series:
     """Per-day, per-cell values against the median cell, built once for all cells."""
 
-    def __init__(self, recs: Sequence[DayRecord], n: int, q_nom: float, settled_from: int) -> None:
+    def __init__(
+        self,
+        recs: Sequence[DayRecord],
+        n: int,
+        q_nom: float,
+        settled_from: int,
+        cap_max_sigma_pct: float,
+    ) -> None:
         self.cap_rel: list[list[float]] = []
         self.cap_abs: list[list[float]] = []
         self.r0_rel: list[list[float]] = []
@@ -326,15 +342,18 @@ class _Series:
                 self.cap_abs.append([_NAN] * n)
                 self.r0_rel.append([_NAN] * n)
             else:
-                caps = [c.capacity_ah for c in r.cells]
-                med_cap = _median(caps)
+                max_sigma = cap_max_sigma_pct / 100.0 * q_nom
+                caps = [
+                    c.capacity_ah if c.capacity_sigma_ah <= max_sigma else _NAN for c in r.cells
+                ]
+                # Against the median of the cells known well enough, when that is most of them.
+                known = sum(1 for q in caps if math.isfinite(q))
+                med_cap = _median(caps) if 2 * known > n else _NAN
                 self.cap_rel.append([100.0 * (q - med_cap) / q_nom for q in caps])
                 self.cap_abs.append([100.0 * q / q_nom for q in caps])
                 r0 = [c.r0_mohm for c in r.cells]
                 med_r0 = _median(r0)
-                self.r0_rel.append(
-                    [100.0 * (x / med_r0 - 1.0) if med_r0 > 0 else _NAN for x in r0]
-                )
+                self.r0_rel.append([100.0 * (x / med_r0 - 1.0) if med_r0 > 0 else _NAN for x in r0])
             bled = [c.bled_ah for c in r.cells]
             moved = [c.moved_ah for c in r.cells]
             mb, mm = _median(bled), _median(moved)
