@@ -91,6 +91,7 @@ class Outcome:
     false_alarms: list[tuple[int, str, int]] = field(default_factory=list)
     leak_est: float | None = None
     leak_true: float = 0.0
+    stuck_day: int | None = None  # first of the days to the end without charge into the pack
 
 
 def simulate(chem: str, seed: int, days: int, dt_s: float, faults: Faults) -> Simulated:
@@ -175,6 +176,10 @@ def evaluate(s: Simulated, cfg: HealthConfig) -> Outcome:
     if report is not None:
         leak = report.cells[LEAK_CELL].self_discharge
         out.leak_est = leak.per_day if leak is not None else None
+    for r in reversed(s.records):
+        if r.pack.charge_in_ah >= 0.05 * CAPACITY_AH:
+            break
+        out.stuck_day = r.day
     return out
 
 
@@ -318,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             fa = (
                 ", ".join(f"cell {c + 1} {code} day {d}" for c, code, d in o.false_alarms) or "none"
             )
+            if o.stuck_day is not None:
+                fa += f"; the pack took no charge from day {o.stuck_day} on"
             print(
                 f"{chem} seed {seed}: first day flagged {' '.join(det)}; "
                 f"leak est {o.leak_est if o.leak_est is not None else float('nan'):.3f} "
