@@ -12,6 +12,7 @@ __all__ = [
     "ModbusLinkError",
     "MqttLinkError",
     "SafetyFault",
+    "UpdateError",
 ]
 
 
@@ -49,3 +50,8 @@ class SafetyFault(GatewayError):
 
 class HistoryError(GatewayError):
     """The health history database cannot be opened, read or written (the path names it)."""
+
+
+class UpdateError(GatewayError):
+    """An update was refused or failed (bad signature, expired metadata, unsafe pack, failed
+    flash or health check). The message is one line that says which and why."""

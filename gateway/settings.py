@@ -28,6 +28,7 @@ from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
 from gateway.mqtt.config import MqttConfig
 from gateway.sunspec.config import SunSpecConfig
+from gateway.update.config import UpdateConfig
 
 __all__ = ["ENV_PREFIX", "ControlConfig", "LogConfig", "Settings", "StateConfig", "load_settings"]
 
@@ -84,6 +85,7 @@ class Settings(BaseSettings):
     mqtt: MqttConfig = MqttConfig()
     state: StateConfig = StateConfig()
     health: HealthConfig = HealthConfig()
+    update: UpdateConfig = UpdateConfig()
     log: LogConfig = LogConfig()
 
     @classmethod
