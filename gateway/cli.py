@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     rp = with_config(sub.add_parser("replay", help="run a CAN log through the pipeline"))
     rp.add_argument("log", type=Path, help="candump (.log), ASC (.asc) or BLF (.blf) file")
     rp.add_argument("--out", type=Path, help="JSON Lines output (default: stdout)")
+    rp.add_argument(
+        "--tx-out",
+        type=Path,
+        help="also write the frames the gateway would send (inverter CAN, balancing), candump -L",
+    )
 
     sp = with_config(sub.add_parser("sim-log", help="write a candump log from the simulator"))
     sp.add_argument("--cells", type=int, default=16)
@@ -58,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     dp.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
     dp.add_argument(
         "--state-dir", type=Path, help="keep the estimator state here between runs (default: none)"
+    )
+    dp.add_argument(
+        "--inverter",
+        choices=("sunspec", "pylon", "sma", "victron", "pylon-hv", "none"),
+        default="sunspec",
+        help="simulated inverter: SunSpec over Modbus, a battery-CAN dialect, or none",
     )
     _add_update_parser(sub, with_config)
     return p
@@ -120,6 +131,10 @@ def _check_files(settings: Settings) -> None:
 
     load_decoder(settings.can).check_pack(settings.pack.cells, settings.pack.temp_sensors)
     Controller(settings)
+    if settings.inverter_can.protocol.value != "off":
+        from gateway.inverter_can.frames import load_inverter_dbc
+
+        load_inverter_dbc(settings.inverter_can.protocol.high_voltage)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "replay":
             from gateway.replay import replay_to_jsonl
 
-            return replay_to_jsonl(settings, args.log, args.out)
+            return replay_to_jsonl(settings, args.log, args.out, args.tx_out)
         if args.cmd == "sim-log":
             from gateway.sim.log import write_sim_log
 
@@ -171,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration_s=args.duration,
                 view=not args.no_view,
                 state_dir=args.state_dir,
+                inverter=args.inverter,
             )
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
