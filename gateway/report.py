@@ -81,6 +81,7 @@ def record(out: ControlOutput, t0_s: float = 0.0) -> dict[str, Any]:
         "current_a": _r(p.current_a, 3),
         "voltage_v": _r(p.pack_voltage_v, 3),
         "complete": p.complete,
+        "faults": [{"input": f.name, "why": f.why} for f in p.faults],
         "frames": p.frames,
         "errors": p.errors,
         "mode": out.mode,

@@ -32,7 +32,7 @@ from pydantic import Field
 from gateway.core.chemistry import Chemistry
 from gateway.core.config import Section
 from gateway.core.model import CellEstimate, PackSnapshot, SocReport
-from gateway.core.pack import PackConfig
+from gateway.core.pack import PackConfig, cell_temps
 
 __all__ = ["STATE_VERSION", "SocConfig", "SocEstimator", "pack_soc_pct"]
 
@@ -148,6 +148,7 @@ class SocEstimator:
             )
         self.config = config
         self.pack = pack
+        self._cell_sensors = pack.cell_sensors() if pack.board_sensors else None
         self.chemistry = chemistry
         n = pack.cells
         self._n = n
@@ -309,7 +310,8 @@ class SocEstimator:
                 rest_id = self._rest_epoch * 1_000_000 + min(n_rest, 999_999)
         rested = rest_id >= 0
 
-        temps = snapshot.cell_temp_c
+        # The cell sensors only (a balancing board's sensor says nothing of a cell's OCV).
+        temps = cell_temps(snapshot.cell_temp_c, self._cell_sensors)
         m = len(temps)
         volts = snapshot.cell_voltage_v
         ages = snapshot.cell_voltage_age_s
