@@ -120,6 +120,7 @@ class Gateway:
                 temp_sensors=settings.pack.temp_sensors,
                 capacity_ah=settings.pack.capacity_ah,
                 on_report=self._on_health,
+                cell_sensors=settings.pack.cell_sensors(),
             )
         self._health_codes: set[tuple[str, int]] = set()
         self._new_data = asyncio.Event()

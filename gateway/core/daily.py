@@ -130,14 +130,23 @@ class DayAccumulator:
     Args:
         config: rest and high-SoC thresholds.
         cells: number of cells.
-        temp_sensors: number of temperature sensors (cell ``k`` is read by sensor
-            ``k * temp_sensors // cells``, the sensors spread evenly along the string).
+        temp_sensors: number of temperature sensors.
         capacity_ah: nominal capacity (C-rates, cycles).
         day: the day number this accumulator collects.
+        cell_sensors: the sensors on cells (``PackConfig.cell_sensors``; default: all). Cell
+            ``k`` is read by ``cell_sensors[k * m // cells]`` (``m`` of them, spread evenly
+            along the string); board sensors are not a cell's temperature.
     """
 
     def __init__(
-        self, config: DailyConfig, cells: int, temp_sensors: int, capacity_ah: float, day: int
+        self,
+        config: DailyConfig,
+        cells: int,
+        temp_sensors: int,
+        capacity_ah: float,
+        day: int,
+        *,
+        cell_sensors: Sequence[int] | None = None,
     ) -> None:
         if cells < 1:
             raise ValueError(f"cells (={cells}) must be >= 1")
@@ -145,7 +154,9 @@ class DayAccumulator:
         self.day = day
         self._n = cells
         self._q_nom = capacity_ah
-        self._sensor_of = [k * temp_sensors // cells if temp_sensors else -1 for k in range(cells)]
+        on_cells = list(range(temp_sensors)) if cell_sensors is None else list(cell_sensors)
+        m = len(on_cells)
+        self._sensor_of = [on_cells[k * m // cells] if m else -1 for k in range(cells)]
         self._v_min = [_NAN] * cells
         self._v_max = [_NAN] * cells
         self._t_min = [_NAN] * cells
@@ -172,9 +183,18 @@ class DayAccumulator:
         record: DayRecord,
         temp_sensors: int,
         capacity_ah: float,
+        *,
+        cell_sensors: Sequence[int] | None = None,
     ) -> DayAccumulator:
         """Continue a day already partly recorded (after a restart): sums go on from it."""
-        acc = cls(config, len(record.cells), temp_sensors, capacity_ah, record.day)
+        acc = cls(
+            config,
+            len(record.cells),
+            temp_sensors,
+            capacity_ah,
+            record.day,
+            cell_sensors=cell_sensors,
+        )
         c = record.cells
         acc._v_min = [x.v_min_v for x in c]
         acc._v_max = [x.v_max_v for x in c]

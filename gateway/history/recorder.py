@@ -51,6 +51,7 @@ class HistoryRecorder:
         config: the ``[health]`` settings.
         path: the SQLite file.
         cells / temp_sensors / capacity_ah: the pack.
+        cell_sensors: the temperature sensors on cells (``PackConfig.cell_sensors``).
         on_report: called in the event loop with each new ``HealthReport``.
         wall_clock: Unix seconds (the day boundaries are local midnights).
         sample_s: shortest interval between two steps folded in.
@@ -67,11 +68,13 @@ class HistoryRecorder:
         on_report: Callable[[HealthReport], None],
         wall_clock: WallClock = time.time,
         sample_s: float = 1.0,
+        cell_sensors: Sequence[int] | None = None,
     ) -> None:
         self.config = config
         self.path = path
         self._cells = cells
         self._sensors = temp_sensors
+        self._cell_sensors = None if cell_sensors is None else tuple(cell_sensors)
         self._q_nom = capacity_ah
         self._on_report = on_report
         self._wall = wall_clock
@@ -149,11 +152,20 @@ class HistoryRecorder:
                 partial = await asyncio.to_thread(store.day, today)
                 if partial is not None and len(partial.cells) == self._cells:
                     self._acc = DayAccumulator.resume(
-                        self.config, partial, self._sensors, self._q_nom
+                        self.config,
+                        partial,
+                        self._sensors,
+                        self._q_nom,
+                        cell_sensors=self._cell_sensors,
                     )
                 else:
                     self._acc = DayAccumulator(
-                        self.config, self._cells, self._sensors, self._q_nom, today
+                        self.config,
+                        self._cells,
+                        self._sensors,
+                        self._q_nom,
+                        today,
+                        cell_sensors=self._cell_sensors,
                     )
                 log.info(
                     "health history %s open (%s)", self.path, "resumed" if partial else "new day"

@@ -116,3 +116,16 @@ def test_balancing_counters_go_by_day_and_survive_a_restart() -> None:
     assert again.day == 2
     with pytest.raises(ValueError, match="cells"):
         again.add(output(60.0, cells=3))
+
+
+def test_board_sensors_are_not_cell_temperatures() -> None:
+    acc = DayAccumulator(DailyConfig(), 4, 4, Q, day=1, cell_sensors=(0, 1, 3))
+    base = output(0.0, cells=4)
+    snap = base.pack
+    hot_board = PackSnapshot(
+        snap.t_s, snap.cell_voltage_v, snap.cell_voltage_age_s, (20.0, 21.0, 60.0, 23.0),
+        (0.0,) * 4, None, None, None, None, snap.balancing_active, False,
+    )  # fmt: skip
+    acc.add(ControlOutput(0, 0.0, hot_board, None, base.alarms, base.limits, base.balancing))
+    temps = [c.t_max_c for c in acc.record().cells]
+    assert temps == [20.0, 20.0, 21.0, 23.0]  # cell k -> cell_sensors[k * 3 // 4]
