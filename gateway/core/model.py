@@ -139,6 +139,10 @@ class CellEstimate:
     soc_rel_sigma_pct: float = float("nan")
     # One standard deviation of ``capacity_ah``. NaN: not known.
     capacity_sigma_ah: float = float("nan")
+    # The RC pair identified online (R1 referred to 25 degC, and its time constant). NaN: not
+    # known.
+    r1_mohm: float = float("nan")
+    tau1_s: float = float("nan")
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +342,14 @@ class SetUserCurrentCap:
     source: str = ""
 
 
-Command = ResetAlarms | SetBalancingMode | SetUserCurrentCap
+@dataclass(frozen=True, slots=True)
+class RequestHealthReport:
+    """Analyse the health history now and publish the report (MQTT ``cmd/health``)."""
+
+    source: str = ""
+
+
+Command = ResetAlarms | SetBalancingMode | SetUserCurrentCap | RequestHealthReport
 
 
 @dataclass(frozen=True, slots=True)
