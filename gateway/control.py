@@ -11,8 +11,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from gateway.core.balancing import BalancingPlanner
+from gateway.core.energy import EnergyCounter, pack_power_w
+from gateway.core.health import HealthWarning, warnings_as_alarms
 from gateway.core.limits import LimitsCalculator
 from gateway.core.model import (
+    Alarm,
+    AlarmReport,
     BalancingMode,
     Command,
     CommandResult,
@@ -38,7 +42,10 @@ from gateway.state_store import resolve_chemistry
 if TYPE_CHECKING:  # the control loop is handed a decoder; it never builds one
     from gateway.canbus.decode import Decoder
 
-__all__ = ["Controller", "check_decoder"]
+__all__ = ["SAFETY_VERSION", "Controller", "check_decoder"]
+
+SAFETY_VERSION = 1
+"""Version of the safety state layout (``Controller.export_safety``)."""
 
 
 def check_decoder(settings: Settings, decoder: Decoder) -> None:
@@ -98,15 +105,20 @@ class Controller:
             self.requests = RequestPlanner(settings.inverter_can.thresholds())
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        # A step gap longer than the current timeout is not integrated (the pack was unseen).
+        self.energy = EnergyCounter(max_gap_s=settings.timeouts.current_timeout_s)
         self._seq = 0
         self._negotiation: Negotiation | None = None
         self._soc: SocReport | None = None
         self._user_cap_charge_a: float | None = None
         self._user_cap_discharge_a: float | None = None
         self._complete_once = False
+        self._mode_by_command: BalancingMode | None = None
         self._hold: str | None = None
         self.frames = 0
         self.errors = 0
+        self._health_alarms: tuple[Alarm, ...] = ()
+        self._merged: tuple[AlarmReport, AlarmReport] | None = None
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -127,6 +139,38 @@ class Controller:
         """What the inverter link negotiated last (used by the next step)."""
         self._negotiation = negotiation
 
+    def set_health_warnings(self, warnings: tuple[HealthWarning, ...], now_s: float) -> None:
+        """Trend warnings from the health analytics, published with the alarms from the next
+        step on. They are added *after* the limits are computed: they never cut a limit.
+
+        A warning already active (same code and cell) keeps its ``since_s``.
+        """
+        before = {(a.code, a.message.split(":", 1)[0]): a.since_s for a in self._health_alarms}
+        alarms = warnings_as_alarms(warnings, now_s)
+        self._health_alarms = tuple(
+            Alarm(
+                a.code,
+                a.severity,
+                a.message,
+                before.get((a.code, a.message.split(":", 1)[0]), a.since_s),
+            )
+            for a in alarms
+        )
+        self._merged = None
+
+    def _with_health(self, alarms: AlarmReport) -> AlarmReport:
+        """The protection report plus the trend warnings (the same object while unchanged)."""
+        if not self._health_alarms:
+            return alarms
+        merged = self._merged
+        if merged is None or merged[0] is not alarms:
+            merged = (
+                alarms,
+                AlarmReport(active=alarms.active + self._health_alarms, evt1=alarms.evt1),
+            )
+            self._merged = merged
+        return merged[1]
+
     def set_hold(self, reason: str | None) -> None:
         """Hold CCL and DCL at 0 A with ``reason`` as the winning term (``"update"`` while BMS
         firmware is flashed); ``None`` lifts it (the limits then come back through the ramp)."""
@@ -143,6 +187,7 @@ class Controller:
             return self.protection.reset(now_s)
         if isinstance(cmd, SetBalancingMode):
             self.balancing.set_mode(cmd.mode)
+            self._mode_by_command = cmd.mode
             return CommandResult(True, f"balancing mode {cmd.mode.value}")
         if isinstance(cmd, SetUserCurrentCap):
             for name, value in (("charge_a", cmd.charge_a), ("discharge_a", cmd.discharge_a)):
@@ -182,9 +227,14 @@ class Controller:
             inverter_max_discharge_a=neg.inverter_max_discharge_a if neg else None,
             user_cap_charge_a=self._user_cap_charge_a,
             user_cap_discharge_a=self._user_cap_discharge_a,
+            link_hold=neg.link_hold if neg else None,
             hold=self._hold,
         )
         balancing = self.balancing.step(snap, soc, now_s)
+        timeouts = self.settings.timeouts
+        power_w = pack_power_w(snap, timeouts.current_timeout_s, timeouts.pack_voltage_timeout_s)
+        energy = self.energy.step(power_w, now_s)
+        alarms = self._with_health(alarms)
         self._complete_once = self._complete_once or snap.complete
         return ControlOutput(
             seq=self._seq,
@@ -196,6 +246,7 @@ class Controller:
             balancing=balancing,
             negotiation=neg,
             mode=self._mode(snap.complete, alarms.worst, limits),
+            energy=energy,
             # What the battery asks of the inverter follows from the limits, SoC and plan.
             requests=self.requests.plan(limits, snap, soc, balancing),
         )
@@ -217,18 +268,93 @@ class Controller:
     # --- persistence ------------------------------------------------------------------------
 
     def export_state(self) -> dict[str, Any] | None:
-        """The estimator state to persist, or ``None`` before the estimator has started."""
+        """The estimator state (and energy counters) to persist; ``None`` before the start."""
         if self._soc is None:
             return None
-        return self.soc.export_state()
+        state = self.soc.export_state()
+        state["energy"] = self.energy.export_state()
+        return state
 
     def restore_state(self, state: dict[str, Any]) -> None:
         """Load a persisted estimator state.
 
+        The energy counters are restored first, on their own: a state of another pack still
+        keeps Home Assistant's energy totals from going backwards.
+
         Raises:
             ValueError: it does not fit this pack (other cell count, chemistry or version).
         """
+        if "energy" in state:
+            self.energy.restore(state["energy"])
         self.soc.restore(state)
+
+    def safety_key(self) -> tuple[object, ...]:
+        """Changes whenever the safety state to persist changes (cheap; compare each step)."""
+        latched = tuple(a.code for a in self.protection.last.active if a.latched)
+        return (
+            latched,
+            self._user_cap_charge_a,
+            self._user_cap_discharge_a,
+            self._mode_by_command,
+            self.balancing.pauses_started,
+        )
+
+    def export_safety(self, now_s: float) -> dict[str, Any]:
+        """Latched alarms, user caps, the commanded balancing mode and balancing pauses.
+
+        Plain JSON values; pauses as seconds left (monotonic times do not survive a restart).
+        """
+        return {
+            "version": SAFETY_VERSION,
+            "latched_alarms": self.protection.export_latched(),
+            "user_cap_charge_a": self._user_cap_charge_a,
+            "user_cap_discharge_a": self._user_cap_discharge_a,
+            "balancing_mode": (
+                self._mode_by_command.value if self._mode_by_command is not None else None
+            ),
+            "balancing_pauses_s": {
+                str(k): round(v, 3) for k, v in self.balancing.export_pauses(now_s).items()
+            },
+        }
+
+    def restore_safety(self, state: dict[str, Any], now_s: float) -> list[str]:
+        """Resume the safety state saved by ``export_safety``; one line per thing restored.
+
+        Raises:
+            ValueError: the state is of another version or malformed; nothing is changed then.
+        """
+        if state.get("version") != SAFETY_VERSION:
+            raise ValueError(f"safety state version {state.get('version')!r} unsupported")
+        latched = state.get("latched_alarms") or {}
+        pauses = state.get("balancing_pauses_s") or {}
+        if not isinstance(latched, dict) or not isinstance(pauses, dict):
+            raise ValueError("latched_alarms and balancing_pauses_s must be objects")
+        caps = [state.get("user_cap_charge_a"), state.get("user_cap_discharge_a")]
+        for cap in caps:
+            ok = cap is None or (isinstance(cap, int | float) and math.isfinite(cap) and cap >= 0)
+            if not ok or isinstance(cap, bool):
+                raise ValueError(f"user cap (={cap!r}) must be a finite number >= 0 or null")
+        mode_raw = state.get("balancing_mode")
+        try:
+            mode = BalancingMode(mode_raw) if mode_raw is not None else None
+            pause_s = {int(k): float(v) for k, v in pauses.items()}
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"malformed balancing state ({e})") from None
+        lines: list[str] = []
+        codes = self.protection.restore_latched({str(k): str(v) for k, v in latched.items()}, now_s)
+        if codes:
+            lines.append(f"latched alarms {', '.join(codes)} (reset once the cause is gone)")
+        self._user_cap_charge_a, self._user_cap_discharge_a = caps
+        if caps != [None, None]:
+            lines.append(f"user caps charge {caps[0]} A, discharge {caps[1]} A")
+        if mode is not None:
+            self.balancing.set_mode(mode)
+            self._mode_by_command = mode
+            lines.append(f"balancing mode {mode.value} (set by command)")
+        if pause_s:
+            self.balancing.restore_pauses(pause_s, now_s)
+            lines.append(f"balancing pauses of cells {sorted(pause_s)}")
+        return lines
 
     @property
     def balancing_mode(self) -> BalancingMode:

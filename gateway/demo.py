@@ -76,8 +76,10 @@ def demo_settings(
     state_dir: Path,
     inverter: str = "sunspec",
     speed: float = 1.0,
+    web_port: int | None = None,
 ) -> Settings:
-    """The user's settings with the demo's links: virtual CAN, loopback Modbus and MQTT.
+    """The user's settings with the demo's links: virtual CAN, loopback Modbus and MQTT, and the
+    web dashboard on loopback (``web_port``; the configured one when None).
 
     ``inverter``: ``sunspec`` serves model 802 on loopback; a battery-CAN dialect speaks it on a
     second virtual channel (``<channel>-inv``) with SunSpec off; ``none`` has no inverter link.
@@ -119,6 +121,13 @@ def demo_settings(
                 update={"enabled": True, "host": "127.0.0.1", "port": mqtt_port, "commands": True}
             ),
             "state": settings.state.model_copy(update={"path": str(state_dir / "estimator.json")}),
+            "web": settings.web.model_copy(
+                update={
+                    "enabled": True,
+                    "host": "127.0.0.1",
+                    "port": web_port if web_port is not None else settings.web.port,
+                }
+            ),
         }
     )
 
@@ -155,6 +164,9 @@ async def _demo(
     modbus_port = settings.sunspec.port
     if not _port_free("127.0.0.1", modbus_port):
         modbus_port = _free_port()
+    web_port = settings.web.port
+    if not _port_free("127.0.0.1", web_port):
+        web_port = _free_port()
     channel = f"bms-demo-{os.getpid()}"
     clock = _accelerated_clock(speed)
 
@@ -168,6 +180,7 @@ async def _demo(
                 state_dir=state_dir or Path(tmp),
                 inverter=inverter_kind,
                 speed=speed,
+                web_port=web_port,
             )
             gw = Gateway(s, clock=clock)
             pack = s.pack
@@ -223,6 +236,8 @@ async def _demo(
                 else f"Inverter: {inverter_kind} battery CAN on virtual:{s.inverter_can.channel}"
                 if inverter is not None
                 else "Inverter: none (the pack current stays 0 A)",
+                f"Web:    http://127.0.0.1:{web_port}/ (dashboard), "
+                f"http://127.0.0.1:{web_port}/metrics (Prometheus)",
             ]
 
             def current_a(t_s: float) -> float:

@@ -91,6 +91,8 @@ def record(out: ControlOutput, t0_s: float = 0.0) -> dict[str, Any]:
         "soc_mean": round(soc.soc_mean_pct, 2) if soc else None,
         "soh": round(soc.soh_pct, 2) if soc else None,
         "limits": _limits(out.limits),
+        "energy_charged_kwh": _r(out.energy.charged_kwh, 6) if out.energy else None,
+        "energy_discharged_kwh": _r(out.energy.discharged_kwh, 6) if out.energy else None,
         "alarms": [
             {
                 "code": a.code,

@@ -20,6 +20,7 @@ from gateway.canbus.config import CanConfig
 from gateway.core.balancing import BalancingConfig
 from gateway.core.config import Section
 from gateway.core.freshness import TimeoutsConfig
+from gateway.core.health import HealthConfig
 from gateway.core.limits import LimitsConfig
 from gateway.core.pack import PackConfig
 from gateway.core.plausibility import PlausibilityConfig
@@ -28,8 +29,10 @@ from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
 from gateway.inverter_can.config import InverterCanConfig
 from gateway.mqtt.config import MqttConfig
+from gateway.sparkplug.config import SparkplugConfig
 from gateway.sunspec.config import SunSpecConfig
 from gateway.update.config import UpdateConfig
+from gateway.web.config import WebConfig
 
 __all__ = ["ENV_PREFIX", "ControlConfig", "LogConfig", "Settings", "StateConfig", "load_settings"]
 
@@ -86,7 +89,10 @@ class Settings(BaseSettings):
     sunspec: SunSpecConfig = SunSpecConfig()
     inverter_can: InverterCanConfig = InverterCanConfig()
     mqtt: MqttConfig = MqttConfig()
+    web: WebConfig = WebConfig()
+    sparkplug: SparkplugConfig = SparkplugConfig()
     state: StateConfig = StateConfig()
+    health: HealthConfig = HealthConfig()
     update: UpdateConfig = UpdateConfig()
     log: LogConfig = LogConfig()
 

@@ -11,6 +11,8 @@ cp -a "$src/." "$prefix/"
 rm -rf "$prefix/.venv"
 python3 -m venv "$prefix/.venv"
 "$prefix/.venv/bin/pip" install --quiet "$prefix"
+# Sparkplug B codec; --no-deps: its metadata pins paho-mqtt<2, which aiomqtt (>=2.1) excludes.
+"$prefix/.venv/bin/pip" install --quiet --no-deps 'pysparkplug>=0.6.1,<0.7'
 
 install -d -m 0755 /etc/bms-gateway
 if [ ! -e /etc/bms-gateway/config.toml ]; then

@@ -23,6 +23,7 @@ __all__ = [
     "Command",
     "CommandResult",
     "ControlOutput",
+    "EnergyReport",
     "Limit",
     "LimitTerm",
     "Limits",
@@ -293,6 +294,9 @@ class Negotiation:
     accepted_dcl_a: float | None = None
     inverter_max_charge_a: float | None = None
     inverter_max_discharge_a: float | None = None
+    # Why the link itself publishes 0 A ("controller_heartbeat_lost", "setop_disconnect");
+    # the limits carry it as a fault term so the return goes through the ramp. None: no hold.
+    link_hold: str | None = None
     # Battery CAN: the inverter's keep-alive (or poll) heard within its timeout; None: the link
     # has no keep-alive, or it was never heard.
     keepalive: bool | None = None
@@ -339,7 +343,14 @@ class SetUserCurrentCap:
     source: str = ""
 
 
-Command = ResetAlarms | SetBalancingMode | SetUserCurrentCap
+@dataclass(frozen=True, slots=True)
+class RequestHealthReport:
+    """Analyse the health history now and publish the report (MQTT ``cmd/health``)."""
+
+    source: str = ""
+
+
+Command = ResetAlarms | SetBalancingMode | SetUserCurrentCap | RequestHealthReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +359,17 @@ class CommandResult:
 
     accepted: bool
     message: str
+
+
+# --- energy ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyReport:
+    """Energy counted into and out of the pack since it was first seen (kWh, never decreasing)."""
+
+    charged_kwh: float
+    discharged_kwh: float
 
 
 # --- the whole step -------------------------------------------------------------------------
@@ -367,4 +389,5 @@ class ControlOutput:
     negotiation: Negotiation | None = None
     mode: str = "starting"  # "starting" | "normal" | "fault" | "stale"
     notes: tuple[str, ...] = field(default=())
+    energy: EnergyReport | None = None  # None: not counted (a step built outside Controller)
     requests: BatteryRequests | None = None  # enable flags, force/full charge (core.requests)

@@ -170,6 +170,10 @@ class StatePayload(_Payload):
     frames: int
     errors: int
     notes: list[str]
+    # Energy counted into and out of the pack (kWh, never decreasing; Home Assistant's Energy
+    # dashboard). ``null`` when not counted.
+    energy_charged_kwh: float | None = None
+    energy_discharged_kwh: float | None = None
 
 
 def state_payload(out: ControlOutput, gateway_id: str, time_s: float | None) -> StatePayload:
@@ -228,6 +232,8 @@ def state_payload(out: ControlOutput, gateway_id: str, time_s: float | None) -> 
         frames=pack.frames,
         errors=pack.errors,
         notes=list(out.notes),
+        energy_charged_kwh=_r(out.energy.charged_kwh, 4) if out.energy else None,
+        energy_discharged_kwh=_r(out.energy.discharged_kwh, 4) if out.energy else None,
     )
 
 
