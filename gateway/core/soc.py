@@ -466,6 +466,8 @@ class SocEstimator:
             rel = sqrt(min(tot, own + abs(com - ref)))
             soc = c.soc_pct
             socs.append(soc)
+            # Positional (cheaper than keywords), in CellEstimate's field order
+            # (test_report_fields_are_the_cell_states_own fails on a reorder).
             append(
                 CellEstimate(
                     soc,
