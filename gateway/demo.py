@@ -5,6 +5,13 @@ gateway's SunSpec server on loopback and drives the pack current from a PV and l
 the limits it reads; an embedded (or the already running) MQTT broker on loopback carries the
 diagnostics. Time can be accelerated with ``--speed``; the gateway, the pack and the inverter then
 share one accelerated clock, so every timeout keeps its meaning in simulated seconds.
+
+The demo never touches a real installation: it publishes as ``demo-<host>`` with its own MQTT
+client id (never ``bms1``, a real gateway's default), deletes what it retained on the broker when
+it stops, and serves Modbus on the configured port only when that port is free.
+``--inverter none`` leaves the Modbus side (and its controller heartbeat) to the user's own
+SunSpec client; the simulated pack then follows the PV and load profile within the limits the
+gateway offers, as an obedient inverter would.
 """
 
 from __future__ import annotations
@@ -14,34 +21,67 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import can
 
 from gateway.app import Gateway
 from gateway.core.chemistry import get_chemistry
+from gateway.core.model import ControlOutput
+from gateway.errors import MqttLinkError
 from gateway.mqtt.broker import LocalBroker
+from gateway.mqtt.cleanup import clear_retained
+from gateway.mqtt.topics import Topics
 from gateway.settings import Settings
 from gateway.sim.emitter import FrameRates, run_sim_on_bus
 from gateway.sim.inverter import PvLoadProfile, StorageControllerSim
 from gateway.sim.pack import PackSim, PackSimConfig
-from gateway.view import render
+from gateway.view import alternate_screen, redraw, render
 
-__all__ = ["demo"]
+__all__ = ["DEMO_RAMP_HOLD_S", "DemoInverter", "demo", "demo_identity", "demo_settings"]
 
 log = logging.getLogger(__name__)
 
 VIEW_PERIOD_S = 0.5
 
+DEMO_RAMP_HOLD_S = 5.0
+"""The demo's ``limits.ramp_hold_s`` unless the config sets one: a first screen with CCL held at
+0 A for the default 30 s looks broken to someone trying the gateway out."""
+
+
+class DemoInverter(StrEnum):
+    """What drives the Modbus side of the demo (``demo --inverter``)."""
+
+    SUNSPEC = "sunspec"
+    """The simulated storage controller: polls model 802, writes CtrlHb, follows the limits."""
+    NONE = "none"
+    """Nothing: a person's own SunSpec client or inverter polls the gateway."""
+
+
+def demo_identity(host: str | None = None) -> str:
+    """``demo-<host>``: the demo's gateway id, a valid topic level (``control.gateway_id``)."""
+    name = host if host is not None else socket.gethostname()
+    clean = "".join(c if c.isalnum() or c in "_-" else "-" for c in name.split(".")[0])
+    return f"demo-{clean.strip('-') or 'host'}"[:64]
+
 
 def _port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now.
+
+    SO_REUSEADDR as asyncio's (and so pymodbus') listening socket has it on POSIX: a port whose
+    last connections are in TIME_WAIT (a demo stopped a moment ago) counts as free, as it is.
+    """
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -56,23 +96,50 @@ def _free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _accelerated_clock(speed: float) -> Callable[[], float]:
+Clock = Callable[[], float]
+
+
+def _accelerated_clock(speed: float) -> Clock:
     m0 = time.monotonic()
     return lambda: (time.monotonic() - m0) * speed
 
 
 def demo_settings(
-    settings: Settings, *, channel: str, modbus_port: int, mqtt_port: int, state_dir: Path
+    settings: Settings,
+    *,
+    channel: str,
+    modbus_port: int,
+    mqtt_port: int,
+    state_dir: Path,
+    gateway_id: str | None = None,
 ) -> Settings:
-    """The user's settings with the demo's links: virtual CAN, loopback Modbus and MQTT."""
+    """The user's settings with the demo's links and identity.
+
+    Virtual CAN, loopback Modbus and MQTT; gateway id ``gateway_id`` (default ``demo-<host>``)
+    and MQTT client id ``bms-gateway-<gateway_id>-<pid>`` whatever the config says, so the demo
+    never takes over a real gateway's topics or client id; the ramp hold shortened to
+    ``DEMO_RAMP_HOLD_S`` unless the config (file or environment) sets ``limits.ramp_hold_s``.
+    """
+    gid = gateway_id or demo_identity()
+    limits = settings.limits
+    if "ramp_hold_s" not in limits.model_fields_set:
+        limits = limits.model_copy(update={"ramp_hold_s": DEMO_RAMP_HOLD_S})
     return settings.model_copy(
         update={
             "can": settings.can.model_copy(update={"interface": "virtual", "channel": channel}),
+            "control": settings.control.model_copy(update={"gateway_id": gid}),
+            "limits": limits,
             "sunspec": settings.sunspec.model_copy(
                 update={"mode": "server", "host": "127.0.0.1", "port": modbus_port}
             ),
             "mqtt": settings.mqtt.model_copy(
-                update={"enabled": True, "host": "127.0.0.1", "port": mqtt_port, "commands": True}
+                update={
+                    "enabled": True,
+                    "host": "127.0.0.1",
+                    "port": mqtt_port,
+                    "commands": True,
+                    "client_id": f"bms-gateway-{gid}-{os.getpid()}",
+                }
             ),
             "state": settings.state.model_copy(update={"path": str(state_dir / "estimator.json")}),
         }
@@ -95,12 +162,135 @@ def demo_rates(speed: float) -> FrameRates:
     )
 
 
+def _pack_sim(settings: Settings) -> PackSim:
+    pack = settings.pack
+    return PackSim(
+        PackSimConfig(
+            cells=pack.cells,
+            chemistry=pack.chemistry,
+            capacity_ah=pack.capacity_ah,
+            temp_sensors=pack.temp_sensors,
+            initial_soc_pct=75.0,
+            initial_soc_spread_pct=4.0,
+            capacity_spread_pct=2.0,
+        ),
+        seed=1,
+    )
+
+
+def _profile(settings: Settings) -> tuple[PvLoadProfile, float]:
+    """The PV and load profile sized to the pack, and the pack's nominal voltage."""
+    pack = settings.pack
+    chem = get_chemistry(pack.chemistry)
+    energy_wh = pack.capacity_ah * pack.cells * chem.nominal_v
+    # Start at 10:00 so PV charges the pack right away; PV peaks at 0.5 C, the evening load
+    # draws about 0.2 C.
+    profile = PvLoadProfile(
+        start_hour=10.0,
+        pv_peak_w=0.5 * energy_wh,
+        base_load_w=0.05 * energy_wh,
+        evening_load_w=0.15 * energy_wh,
+    )
+    return profile, pack.cells * chem.nominal_v
+
+
+Task = Callable[[], Coroutine[Any, Any, None]]
+
+
+class _Inverter:
+    """The demo's inverter side: the pack current it draws, its tasks, its link state."""
+
+    def __init__(self, kind: DemoInverter, gw: Gateway, speed: float, clock: Clock) -> None:
+        self.kind = kind
+        s = gw.settings
+        profile, nominal_v = _profile(s)
+        self._gw = gw
+        self._profile = profile
+        self._nominal_v = nominal_v
+        self.sim: StorageControllerSim | None = None
+        if kind is DemoInverter.SUNSPEC:
+            self.sim = StorageControllerSim(
+                "127.0.0.1",
+                s.sunspec.port,
+                unit_id=s.sunspec.unit_id,
+                # A storage controller polls about once a second; keep that in simulated time.
+                poll_s=max(0.02, min(0.2, 1.0 / speed)),
+                profile=profile,
+                nominal_voltage_v=nominal_v,
+                clock=clock,
+            )
+
+    def current_a(self, t_s: float) -> float:
+        """Pack current at simulated ``t_s`` (positive = charging)."""
+        if self.sim is not None:
+            return self.sim.current_a(t_s)
+        # No simulated controller: an obedient inverter within the limits the gateway offers.
+        out = self._gw.latest
+        if out is None:
+            return 0.0
+        wanted = self._profile.surplus_w(t_s) / self._nominal_v
+        return max(-out.limits.dcl_a.value, min(out.limits.ccl_a.value, wanted))
+
+    def tasks(self) -> list[Task]:
+        """What runs beside the gateway: the controller, once the Modbus server listens."""
+        sim, server = self.sim, self._gw.sunspec_server
+        if sim is None or server is None:
+            return []
+
+        async def run_controller() -> None:
+            # Polling before the server listens costs a pymodbus connection warning per start.
+            await server.started.wait()
+            await sim.run()
+
+        return [run_controller]
+
+    def link(self) -> str:
+        """One word for the view."""
+        if self.sim is not None:
+            return "polling" if self.sim.connected else "waiting"
+        server = self._gw.sunspec_server
+        hb = server.controller_heartbeat() if server is not None else None
+        if hb is None or not hb.seen:
+            return "none (yours: no CtrlHb yet)"
+        return "yours (CtrlHb lost)" if hb.lost else "yours (CtrlHb ok)"
+
+
+def _ramp_note(out: ControlOutput, hold_s: float, rate_a_per_s: float) -> str | None:
+    """Why a current limit says ``ramp``, for the view (None when neither does)."""
+    held = [
+        (name, lim)
+        for name, lim in (("CCL", out.limits.ccl_a), ("DCL", out.limits.dcl_a))
+        if lim.winner == "ramp"
+    ]
+    if not held:
+        return None
+    name, lim = held[0]
+    target = min((t.value for t in lim.terms if t.name != "ramp"), default=lim.value)
+    return (
+        f"{'/'.join(n for n, _ in held)} ramp: after a cut (or at start) limits hold "
+        f"{hold_s:g} s, then rise {rate_a_per_s:g} A/s ({name} toward {target:.1f} A)"
+    )
+
+
+async def _clear(settings: Settings) -> None:
+    """Delete the demo's retained topics; a broker that went away is logged, not fatal."""
+    m = settings.mqtt
+    topics = Topics(m.prefix, settings.control.gateway_id, m.discovery_prefix)
+    try:
+        cleared = await clear_retained(m, topics, client_id=f"{m.client_id}-cleanup")
+    except MqttLinkError as e:
+        log.warning("demo: retained topics of %s not cleared: %s", topics.base, e)
+    else:
+        log.info("demo: removed %d retained topic(s) of %s", len(cleared), topics.base)
+
+
 async def _demo(
     settings: Settings,
     speed: float,
     duration_s: float | None,
     view: bool,
     state_dir: Path | None,
+    inverter_kind: DemoInverter,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -109,7 +299,9 @@ async def _demo(
 
     modbus_port = settings.sunspec.port
     if not _port_free("127.0.0.1", modbus_port):
-        modbus_port = _free_port()
+        free = _free_port()
+        log.warning("demo: Modbus port %d is in use; serving on %d", modbus_port, free)
+        modbus_port = free
     channel = f"bms-demo-{os.getpid()}"
     clock = _accelerated_clock(speed)
 
@@ -123,42 +315,14 @@ async def _demo(
                 state_dir=state_dir or Path(tmp),
             )
             gw = Gateway(s, clock=clock)
-            pack = s.pack
-            chem = get_chemistry(pack.chemistry)
-            sim = PackSim(
-                PackSimConfig(
-                    cells=pack.cells,
-                    chemistry=pack.chemistry,
-                    capacity_ah=pack.capacity_ah,
-                    temp_sensors=pack.temp_sensors,
-                    initial_soc_pct=75.0,
-                    initial_soc_spread_pct=4.0,
-                    capacity_spread_pct=2.0,
-                ),
-                seed=1,
-            )
-            energy_wh = pack.capacity_ah * pack.cells * chem.nominal_v
-            # Start at 10:00 so PV charges the pack right away.
-            inverter = StorageControllerSim(
-                "127.0.0.1",
-                modbus_port,
-                unit_id=s.sunspec.unit_id,
-                # A storage controller polls about once a second; keep that in simulated time.
-                poll_s=max(0.02, min(0.2, 1.0 / speed)),
-                # Sized to the pack: PV peaks at 0.5 C, the evening load draws about 0.2 C.
-                profile=PvLoadProfile(
-                    start_hour=10.0,
-                    pv_peak_w=0.5 * energy_wh,
-                    base_load_w=0.05 * energy_wh,
-                    evening_load_w=0.15 * energy_wh,
-                ),
-                nominal_voltage_v=pack.cells * chem.nominal_v,
-                clock=clock,
-            )
+            chem = get_chemistry(s.pack.chemistry)
+            sim = _pack_sim(s)
+            inverter = _Inverter(inverter_kind, gw, speed, clock)
             sim_bus = can.Bus(interface="virtual", channel=channel)
+            base = f"{s.mqtt.prefix}/{s.control.gateway_id}"
             endpoints = [
-                f"MQTT:   {broker.description}; watch: mosquitto_sub -h {broker.host} "
-                f"-p {broker.port} -t '{s.mqtt.prefix}/#' -v",
+                f"MQTT:   {broker.description}, as {s.control.gateway_id}",
+                f"  watch: mosquitto_sub -h {broker.host} -p {broker.port} -t '{base}/#' -v",
                 f"Modbus: SunSpec model 802 at 127.0.0.1:{modbus_port}, unit "
                 f"{s.sunspec.unit_id}, base {s.sunspec.base_address}",
             ]
@@ -173,30 +337,38 @@ async def _demo(
                     rates=demo_rates(speed),
                 )
 
+            tty = view and sys.stdout.isatty()
+
             async def run_view() -> None:
-                tty = view and sys.stdout.isatty()
                 last_line = -math.inf
                 while True:
                     await asyncio.sleep(VIEW_PERIOD_S)
                     out = gw.latest
-                    links = {
-                        "CAN": "up" if gw.can.connected else "down",
-                        "inverter": "polling" if inverter.connected else "waiting",
-                        "MQTT": (
-                            "connected"
-                            if gw.mqtt is not None and gw.mqtt.status.connected
-                            else "connecting"
-                        ),
-                    }
                     if tty:
+                        links = {
+                            "CAN": "up" if gw.can.connected else "down",
+                            "inverter": inverter.link(),
+                            "MQTT": (
+                                "connected"
+                                if gw.mqtt is not None and gw.mqtt.status.connected
+                                else "connecting"
+                            ),
+                        }
+                        note = None
+                        if out is not None:
+                            note = _ramp_note(out, s.limits.ramp_hold_s, s.limits.ramp_a_per_s)
+                        size = shutil.get_terminal_size((80, 24))
                         screen = render(
                             out,
                             v_window=(chem.min_v, chem.max_v),
                             links=links,
                             endpoints=endpoints,
                             sim_time_s=sim.t_s,
+                            note=note,
+                            width=max(80, size.columns),
+                            height=max(24, size.lines),
                         )
-                        sys.stdout.write("\x1b[H\x1b[2J" + screen + "\n")
+                        sys.stdout.write(redraw(screen))
                         sys.stdout.flush()
                     elif out is not None and time.monotonic() - last_line >= 5.0:
                         last_line = time.monotonic()
@@ -215,13 +387,21 @@ async def _demo(
                 await asyncio.sleep(duration_s)
                 stop.set()
 
-            if not (view and sys.stdout.isatty()):
+            if not tty:
                 for e in endpoints:
                     print(e, flush=True)
+                if inverter_kind is DemoInverter.NONE:
+                    print(
+                        "inverter: none simulated; point your SunSpec client at the Modbus "
+                        "address above (write CtrlHb to be supervised)",
+                        flush=True,
+                    )
             try:
-                await gw.run(stop, extra=[run_sim, inverter.run, run_view, run_timer])
+                with alternate_screen(tty):
+                    await gw.run(stop, extra=[run_sim, *inverter.tasks(), run_view, run_timer])
             finally:
                 sim_bus.shutdown()
+                await _clear(s)
     return 0
 
 
@@ -232,14 +412,16 @@ def demo(
     duration_s: float | None = None,
     view: bool = True,
     state_dir: Path | None = None,
+    inverter: DemoInverter = DemoInverter.SUNSPEC,
 ) -> int:
     """Run the demo until Ctrl-C (or ``duration_s`` wall seconds); the exit status.
 
-    ``state_dir`` keeps the estimator state between demo runs (default: a temporary folder).
+    ``state_dir`` keeps the estimator state between demo runs (default: a temporary folder);
+    ``inverter`` picks what drives the Modbus side (``DemoInverter``).
     """
     if not speed > 0:
         print(f"error: --speed (={speed}) must be positive", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(_demo(settings, speed, duration_s, view, state_dir))
+        return asyncio.run(_demo(settings, speed, duration_s, view, state_dir, inverter))
     return 0

@@ -647,6 +647,7 @@ class Protection:
         imax = imin = -1
         if ext is not None:
             vmin, imin, vmax, imax = ext
+            imin, imax = imin + 1, imax + 1  # messages number cells from 1, as installers do
         hv = th.voltage_hysteresis_v
         run(
             "cell_overvoltage",
@@ -682,6 +683,7 @@ class Protection:
         jmax = jmin = -1
         if ext is not None:
             tmin, jmin, tmax, jmax = ext
+            jmin, jmax = jmin + 1, jmax + 1  # sensors too are numbered from 1 in messages
         charging = current is not None and current > cfg.charging_threshold_a
         ht = th.temp_hysteresis_c
         run(
