@@ -21,7 +21,7 @@ from gateway.core.model import ControlOutput, Severity
 __all__ = ["alternate_screen", "redraw", "render"]
 
 _BAR = 6
-_CELL_W = 26  # one folded cell: " 12 3.312V ██████ 75.2%*" plus a gap
+_CELL_W = 26  # one folded cell, "123 3.312V ██████  75.2%*", and the gap after it
 _MAX_ALARM_LINES = 3
 
 
@@ -41,7 +41,7 @@ def _cell_entry(
     frac = 0.0 if v is None else (v - lo) / (hi - lo)
     volts = "  --  " if v is None else f"{v:5.3f}V"
     pct = "  -- " if soc is None else f"{soc:5.1f}%"
-    return f"{n:>4} {volts} {_bar(frac)} {pct}{'*' if bleeding else ' '}"
+    return f"{n:>3} {volts} {_bar(frac)} {pct}{'*' if bleeding else ' '}"
 
 
 def _cells(out: ControlOutput, v_window: tuple[float, float], width: int, rows: int) -> list[str]:
@@ -49,7 +49,7 @@ def _cells(out: ControlOutput, v_window: tuple[float, float], width: int, rows: 
     p, soc = out.pack, out.soc
     lo, hi = v_window
     n = p.cell_count
-    cols = max(1, width // _CELL_W)
+    cols = max(1, (width + 1) // _CELL_W)
     bleed = out.balancing.bleed
     acting = {a.cell for a in out.balancing.actions}
     fits = n <= cols * rows
@@ -90,13 +90,13 @@ def _temps(out: ControlOutput) -> str:
     temps = out.pack.cell_temp_c
     known = [(t, j) for j, t in enumerate(temps) if t is not None]
     ages = [a for a in out.pack.cell_voltage_age_s if a is not None]
-    oldest = f"   oldest cell data {max(ages):.2f} s" if ages else ""
+    oldest = f"   data age <= {max(ages):.2f} s" if ages else ""
     if not known:
-        return f" temperatures: none yet{oldest}"
+        return f" temperatures: none yet{oldest}   * balancing"
     (tmin, jmin), (tmax, jmax) = min(known), max(known)
     return (
         f" temp {tmin:.1f} C (sensor {jmin + 1}) .. {tmax:.1f} C (sensor {jmax + 1})"
-        f"{oldest}   * = balancing"
+        f"{oldest}   * balancing"
     )
 
 

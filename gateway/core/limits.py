@@ -9,7 +9,8 @@ are returned, so users can see why they are limited (``docs/LIMITS.md``).
 
 Cuts apply in the same step. Increases wait ``ramp_hold_s`` after the last cut, then ramp at
 ``ramp_a_per_s``. Fail-safe: while any required input is missing or older than its timeout,
-CCL = DCL = 0 A in that same step, with the input named (``stale:cell_voltage[6]``, cells numbered from 1).
+CCL = DCL = 0 A in that same step, with the input named (``stale:cell_voltage[6]``; cells and
+sensors are numbered from 1 in reasons).
 """
 
 from __future__ import annotations
