@@ -267,8 +267,8 @@ def _ramp_note(out: ControlOutput, hold_s: float, rate_a_per_s: float) -> str | 
     name, lim = held[0]
     target = min((t.value for t in lim.terms if t.name != "ramp"), default=lim.value)
     return (
-        f"{'/'.join(n for n, _ in held)} ramp: after a cut (or at start) limits hold "
-        f"{hold_s:g} s, then rise {rate_a_per_s:g} A/s ({name} toward {target:.1f} A)"
+        f"ramp: {'/'.join(n for n, _ in held)} hold {hold_s:g} s after a cut or the start, "
+        f"then rise {rate_a_per_s:g} A/s ({name} to {target:.1f} A)"
     )
 
 
@@ -321,7 +321,7 @@ async def _demo(
             sim_bus = can.Bus(interface="virtual", channel=channel)
             base = f"{s.mqtt.prefix}/{s.control.gateway_id}"
             endpoints = [
-                f"MQTT:   {broker.description}, as {s.control.gateway_id}",
+                f"MQTT:   {broker.description} as {s.control.gateway_id}",
                 f"  watch: mosquitto_sub -h {broker.host} -p {broker.port} -t '{base}/#' -v",
                 f"Modbus: SunSpec model 802 at 127.0.0.1:{modbus_port}, unit "
                 f"{s.sunspec.unit_id}, base {s.sunspec.base_address}",

@@ -69,10 +69,8 @@ def _cells(out: ControlOutput, v_window: tuple[float, float], width: int, rows: 
         extremes = ""
         if known:
             (vmin, imin), (vmax, imax) = min(known), max(known)
-            extremes = (
-                f": lowest cell {imin + 1} {vmin:.3f} V, highest cell {imax + 1} {vmax:.3f} V"
-            )
-        lines.append(f" + {n - shown} more cells{extremes} (all on MQTT cells)")
+            extremes = f": lowest {imin + 1} at {vmin:.3f} V, highest {imax + 1} at {vmax:.3f} V"
+        lines.append(f" + {n - shown} more cells{extremes} (MQTT cells)")
     return lines
 
 
@@ -90,13 +88,13 @@ def _temps(out: ControlOutput) -> str:
     temps = out.pack.cell_temp_c
     known = [(t, j) for j, t in enumerate(temps) if t is not None]
     ages = [a for a in out.pack.cell_voltage_age_s if a is not None]
-    oldest = f"   data age <= {max(ages):.2f} s" if ages else ""
+    oldest = f"  age <= {max(ages):.2f} s" if ages else ""
     if not known:
         return f" temperatures: none yet{oldest}   * balancing"
     (tmin, jmin), (tmax, jmax) = min(known), max(known)
     return (
         f" temp {tmin:.1f} C (sensor {jmin + 1}) .. {tmax:.1f} C (sensor {jmax + 1})"
-        f"{oldest}   * balancing"
+        f"{oldest}  * balancing"
     )
 
 
@@ -173,7 +171,7 @@ def render(
             top.append(
                 f" inverter ({neg.link}, {'connected' if neg.connected else 'not connected'}):"
                 f" accepted {_fmt(neg.accepted_ccl_a, '.1f')}/{_fmt(neg.accepted_dcl_a, '.1f')} A,"
-                f" in force {neg.effective_ccl_a:.1f}/{neg.effective_dcl_a:.1f} A (chg/dis)"
+                f" in force {neg.effective_ccl_a:.1f}/{neg.effective_dcl_a:.1f} A"
             )
         top.append(_temps(out))
         bottom[:0] = [_balancing(out), *_alarms(out)]

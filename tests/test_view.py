@@ -45,8 +45,10 @@ def test_every_screen_fits_80x24(cells: int, alarms: tuple[Alarm, ...]) -> None:
     # The header stays on top: mode, SoC, then the four limits.
     assert "NORMAL" in lines[1]
     assert "SoC  55.0 %" in lines[1]
-    assert lines[2].startswith(" CCL") and " DCL " in lines[2]
-    assert lines[3].startswith(" CVL") and " DVL " in lines[3]
+    assert lines[2].startswith(" CCL")
+    assert " DCL " in lines[2]
+    assert lines[3].startswith(" CVL")
+    assert " DVL " in lines[3]
     assert any(line.startswith(" links:") for line in lines)
     assert any("Modbus: SunSpec model 802" in line for line in lines)
 
@@ -74,7 +76,8 @@ def test_balancing_actions_and_bleeding_cells_use_the_same_numbers() -> None:
     assert re.search(r"\b1 3\.300V \S+ +\S+%\*", text)
     assert re.search(r"\b16 3\.315V \S+ +\S+%\*", text)
     balancing = next(line for line in text.split("\n") if "balancing (" in line)
-    assert "1:bleed" in balancing and "16:bleed" in balancing
+    assert "1:bleed" in balancing
+    assert "16:bleed" in balancing
     assert "0:bleed" not in balancing
 
 
