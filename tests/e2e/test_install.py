@@ -126,11 +126,16 @@ def test_install_upgrade_and_rollback_in_a_throwaway_root(tmp_path: Path) -> Non
     )
     assert version.stdout.startswith("bms-gateway ")
     # A wheel, not a copy of the tree: no checkout, no tests, no dev venv in the install.
-    for junk in (".git", ".venv", "tests", "bench", "pyproject.toml"):
-        assert not list(prefix.rglob(junk)), junk
+    assert not list(prefix.rglob(".git"))
+    assert not list(prefix.rglob(".venv"))
+    for junk in ("tests", "bench", "pyproject.toml", "gateway", "README.md"):
+        assert not (prefix / junk).exists(), junk
     site = next((prefix / v1).glob("lib/python3*/site-packages"))
     assert (site / "gateway" / "data" / "dbc" / "bms.dbc").is_file()
-    assert not (site / "tests").exists()
+    for junk in ("tests", "bench", "docker"):
+        assert not (site / junk).exists(), junk
+    assert not list((site / "gateway").rglob("test_*.py"))
+    assert not list((site / "gateway").rglob("__editable__*"))
     # The config: 0640, root and the service group.
     st = config.stat()
     assert stat.S_IMODE(st.st_mode) == 0o640
@@ -148,8 +153,8 @@ def test_install_upgrade_and_rollback_in_a_throwaway_root(tmp_path: Path) -> Non
 
     # --- the installer edits the config, starts the service, then upgrades.
     config.write_text(
-        config.read_text() + '\n[can]\ninterface = "socketcan"\nchannel = "can0"\n'
-        '\n[mqtt]\npassword = "s3cret"\n'
+        '[can]\ninterface = "socketcan"\nchannel = "can0"\n\n'
+        '[mqtt]\nenabled = true\nusername = "gw"\npassword = "s3cret"\n'
     )
     edited = config.read_text()
     (state / "active").touch()
