@@ -45,7 +45,7 @@ from gateway.settings import Settings
 from gateway.sim.emitter import FrameRates, run_sim_on_bus
 from gateway.sim.inverter import PvLoadProfile, StorageControllerSim
 from gateway.sim.pack import PackSim, PackSimConfig
-from gateway.view import alternate_screen, redraw, render
+from gateway.view import ScreenLog, alternate_screen, redraw, render
 
 __all__ = ["DEMO_RAMP_HOLD_S", "DemoInverter", "demo", "demo_identity", "demo_settings"]
 
@@ -338,6 +338,7 @@ async def _demo(
                 )
 
             tty = view and sys.stdout.isatty()
+            screen_log = ScreenLog()
 
             async def run_view() -> None:
                 last_line = -math.inf
@@ -365,6 +366,7 @@ async def _demo(
                             endpoints=endpoints,
                             sim_time_s=sim.t_s,
                             note=note,
+                            log_line=screen_log.latest,
                             width=max(80, size.columns),
                             height=max(24, size.lines),
                         )
@@ -397,7 +399,7 @@ async def _demo(
                         flush=True,
                     )
             try:
-                with alternate_screen(tty):
+                with screen_log.capture(tty), alternate_screen(tty):
                     await gw.run(stop, extra=[run_sim, *inverter.tasks(), run_view, run_timer])
             finally:
                 sim_bus.shutdown()

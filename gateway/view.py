@@ -7,18 +7,22 @@ only the JSON arrays on MQTT and in replay records are indexed from 0.
 
 ``redraw`` turns a screen into the bytes that repaint the terminal in place (cursor home, each line
 cleared to its end, the rest of the screen cleared), inside ``alternate_screen`` so nothing lands in
-the scrollback.
+the scrollback. ``ScreenLog`` keeps log records off the terminal while the view is on (a log line
+would scroll the screen): the latest one is shown on the view's last line, and the warnings are
+written out when the view closes.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from gateway.core.model import ControlOutput, Severity
 
-__all__ = ["alternate_screen", "redraw", "render"]
+__all__ = ["ScreenLog", "alternate_screen", "redraw", "render"]
 
 _BAR = 6
 _CELL_W = 26  # one folded cell, "123 3.312V ██████  75.2%*", and the gap after it
@@ -129,6 +133,7 @@ def render(
     endpoints: Sequence[str] = (),
     sim_time_s: float | None = None,
     note: str | None = None,
+    log_line: str | None = None,
     width: int = 80,
     height: int = 24,
 ) -> str:
@@ -141,6 +146,7 @@ def render(
         endpoints: where to point an MQTT and a Modbus client (one line each).
         sim_time_s: simulated time since the start, shown in the title.
         note: one line of explanation under the limits (why a limit ramps).
+        log_line: the latest log message, shown last.
         width, height: the terminal size; the last column is left free so a full line never
             wraps.
     """
@@ -153,6 +159,8 @@ def render(
     if links:
         bottom.append(" links: " + "   ".join(f"{k} {v}" for k, v in links.items()))
     bottom.extend(f" {e}" for e in endpoints)
+    if log_line:
+        bottom.append(f" log: {log_line}")
     if out is None:
         top.append("waiting for the first control step...")
         body: list[str] = []
@@ -199,3 +207,41 @@ def alternate_screen(enabled: bool = True) -> Iterator[None]:
     finally:
         sys.stdout.write("\x1b[?25h\x1b[?1049l")
         sys.stdout.flush()
+
+
+class ScreenLog(logging.Handler):
+    """Holds log records while the view owns the terminal; see ``capture``."""
+
+    def __init__(self, keep: int = 200) -> None:
+        super().__init__()
+        self.records: deque[logging.LogRecord] = deque(maxlen=keep)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the record (bounded: the oldest are dropped)."""
+        self.records.append(record)
+
+    @property
+    def latest(self) -> str | None:
+        """``LEVEL message`` of the newest record, or ``None``."""
+        if not self.records:
+            return None
+        r = self.records[-1]
+        return f"{r.levelname} {r.getMessage()}"
+
+    @contextmanager
+    def capture(self, enabled: bool = True) -> Iterator[None]:
+        """Route the root logger here instead of its handlers; afterwards, restore them and
+        pass on the warnings and errors that arrived meanwhile."""
+        if not enabled:
+            yield
+            return
+        root = logging.getLogger()
+        saved = root.handlers[:]
+        root.handlers = [self]
+        try:
+            yield
+        finally:
+            root.handlers = saved
+            for record in self.records:
+                if record.levelno >= logging.WARNING:
+                    root.handle(record)

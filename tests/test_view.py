@@ -88,3 +88,27 @@ def test_redraw_repaints_in_place_without_scrolling() -> None:
     assert "\x1b[2J" not in out
     assert out.count("\n") == screen.count("\n") <= 23
     assert out.endswith("\x1b[K\x1b[J")
+
+
+def test_screen_log_keeps_logs_off_the_terminal_and_passes_warnings_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from gateway.view import ScreenLog
+
+    caplog.set_level(logging.INFO)
+    log = logging.getLogger("gateway.test_view")
+    screen_log = ScreenLog()
+    with screen_log.capture():
+        assert logging.getLogger().handlers == [screen_log]
+        log.warning("modbus port 5020 in use")
+        log.info("mqtt connected")
+        assert screen_log.latest == "INFO mqtt connected"
+    # Restored; the warning reaches the usual handlers once the view is gone, the info does not.
+    assert screen_log not in logging.getLogger().handlers
+    assert [r.getMessage() for r in caplog.records if r.name == "gateway.test_view"] == [
+        "modbus port 5020 in use"
+    ]
+    text = render(make_output(cells=4), v_window=WINDOW, log_line=screen_log.latest)
+    assert text.split("\n")[-1] == " log: INFO mqtt connected"

@@ -252,7 +252,7 @@ def test_the_live_view_fits_80x24_and_repaints_in_place(tmp_path: Path, broker: 
         [_console_script(), "demo", "--speed", "60", "--config", str(config)],
         stdin=follower,
         stdout=follower,
-        stderr=subprocess.DEVNULL,
+        stderr=follower,  # log lines too: they must not scroll the view
         env={**_env(), "TERM": "xterm", "COLUMNS": "80", "LINES": "24"},
         close_fds=True,
     )
@@ -269,12 +269,19 @@ def test_the_live_view_fits_80x24_and_repaints_in_place(tmp_path: Path, broker: 
         os.close(leader)
     text = raw.decode("utf-8", errors="replace")
     assert proc.returncode == 0
-    assert text.startswith("\x1b[?1049h")  # the alternate screen: nothing in the scrollback
-    assert text.rstrip().endswith("\x1b[?1049l")  # and the terminal restored
-    frames = [f for f in text.split("\x1b[H")[1:] if "SoC" in f]
+    # The view runs on the alternate screen (nothing in the scrollback), restored at the end.
+    start = text.index("\x1b[?1049h") + len("\x1b[?1049h")
+    end = text.index("\x1b[?1049l")
+    assert start < end
+    chunks = text[start:end].split("\x1b[H")
+    # Nothing but cursor and screen controls before the first frame...
+    assert _ESC.sub("", chunks[0]) == ""
+    frames = [f for f in chunks[1:] if "SoC" in f]
     assert len(frames) >= 5, text[-2000:]
-    for frame in frames:
-        body = frame.split("\x1b[J")[0]
+    for frame in chunks[1:]:
+        body, _, after = frame.partition("\x1b[J")
+        # ...and between frames: no log line or stray output that would scroll the screen.
+        assert _ESC.sub("", after) == "", after
         assert body.count("\n") <= 23  # never reaches the bottom: the screen never scrolls
         for line in body.replace("\r", "").split("\n"):
             assert len(_ESC.sub("", line)) <= 80, line
