@@ -47,7 +47,14 @@ from gateway.sim.inverter import PvLoadProfile, StorageControllerSim
 from gateway.sim.pack import PackSim, PackSimConfig
 from gateway.view import ScreenLog, alternate_screen, redraw, render
 
-__all__ = ["DEMO_RAMP_HOLD_S", "DemoInverter", "demo", "demo_identity", "demo_settings"]
+__all__ = [
+    "DEMO_RAMP_HOLD_S",
+    "DemoInverter",
+    "demo",
+    "demo_identity",
+    "demo_settings",
+    "modbus_host",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +111,12 @@ def _accelerated_clock(speed: float) -> Clock:
     return lambda: (time.monotonic() - m0) * speed
 
 
+def modbus_host(settings: Settings) -> str:
+    """Where the demo's Modbus server listens: loopback, unless the config sets ``sunspec.host``
+    (``0.0.0.0`` lets an inverter on the LAN poll the demo, with ``--inverter none``)."""
+    return settings.sunspec.host if "host" in settings.sunspec.model_fields_set else "127.0.0.1"
+
+
 def demo_settings(
     settings: Settings,
     *,
@@ -115,7 +128,8 @@ def demo_settings(
 ) -> Settings:
     """The user's settings with the demo's links and identity.
 
-    Virtual CAN, loopback Modbus and MQTT; gateway id ``gateway_id`` (default ``demo-<host>``)
+    Virtual CAN, loopback MQTT, Modbus on loopback (or ``sunspec.host`` when the config sets
+    it); gateway id ``gateway_id`` (default ``demo-<host>``)
     and MQTT client id ``bms-gateway-<gateway_id>-<pid>`` whatever the config says, so the demo
     never takes over a real gateway's topics or client id; the ramp hold shortened to
     ``DEMO_RAMP_HOLD_S`` unless the config (file or environment) sets ``limits.ramp_hold_s``.
@@ -130,7 +144,7 @@ def demo_settings(
             "control": settings.control.model_copy(update={"gateway_id": gid}),
             "limits": limits,
             "sunspec": settings.sunspec.model_copy(
-                update={"mode": "server", "host": "127.0.0.1", "port": modbus_port}
+                update={"mode": "server", "host": modbus_host(settings), "port": modbus_port}
             ),
             "mqtt": settings.mqtt.model_copy(
                 update={
@@ -209,8 +223,9 @@ class _Inverter:
         self._nominal_v = nominal_v
         self.sim: StorageControllerSim | None = None
         if kind is DemoInverter.SUNSPEC:
+            wildcard = s.sunspec.host in ("0.0.0.0", "::")
             self.sim = StorageControllerSim(
-                "127.0.0.1",
+                "127.0.0.1" if wildcard else s.sunspec.host,
                 s.sunspec.port,
                 unit_id=s.sunspec.unit_id,
                 # A storage controller polls about once a second; keep that in simulated time.
@@ -298,8 +313,9 @@ async def _demo(
         loop.add_signal_handler(sig, stop.set)
 
     modbus_port = settings.sunspec.port
-    if not _port_free("127.0.0.1", modbus_port):
-        free = _free_port()
+    host = modbus_host(settings)
+    if not _port_free(host, modbus_port):
+        free = _free_port(host)
         log.warning("demo: Modbus port %d is in use; serving on %d", modbus_port, free)
         modbus_port = free
     channel = f"bms-demo-{os.getpid()}"
@@ -323,7 +339,7 @@ async def _demo(
             endpoints = [
                 f"MQTT:   {broker.description} as {s.control.gateway_id}",
                 f"  watch: mosquitto_sub -h {broker.host} -p {broker.port} -t '{base}/#' -v",
-                f"Modbus: SunSpec model 802 at 127.0.0.1:{modbus_port}, unit "
+                f"Modbus: SunSpec model 802 at {host}:{modbus_port}, unit "
                 f"{s.sunspec.unit_id}, base {s.sunspec.base_address}",
             ]
 
