@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -200,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     source = str(args.config) if args.config is not None else "defaults"
+    if args.config is None and any(k.upper().startswith("BMSGW_") for k in os.environ):
+        source = "environment"
     _setup_logging(settings.log.level)
     try:
         if args.cmd == "check-config":
