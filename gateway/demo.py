@@ -279,11 +279,11 @@ def _ramp_note(out: ControlOutput, hold_s: float, rate_a_per_s: float) -> str | 
     ]
     if not held:
         return None
-    name, lim = held[0]
+    lim = held[0][1]
     target = min((t.value for t in lim.terms if t.name != "ramp"), default=lim.value)
     return (
-        f"ramp: {'/'.join(n for n, _ in held)} hold {hold_s:g} s after a cut or the start, "
-        f"then rise {rate_a_per_s:g} A/s ({name} to {target:.1f} A)"
+        f"ramp: {'/'.join(n for n, _ in held)} hold {hold_s:g} s after a cut or start, "
+        f"then +{rate_a_per_s:g} A/s (to {target:.0f} A)"
     )
 
 

@@ -42,7 +42,10 @@ def _fmt(x: float | None, spec: str, unit: str = "") -> str:
 def _cell_entry(
     n: int, v: float | None, soc: float | None, bleeding: bool, lo: float, hi: float
 ) -> str:
-    frac = 0.0 if v is None else (v - lo) / (hi - lo)
+    # The bar is the cell's SoC (what balancing evens out); its voltage window before the
+    # estimator has one.
+    volt_frac = 0.0 if v is None else (v - lo) / (hi - lo)
+    frac = soc / 100.0 if soc is not None else volt_frac
     volts = "  --  " if v is None else f"{v:5.3f}V"
     pct = "  -- " if soc is None else f"{soc:5.1f}%"
     return f"{n:>3} {volts} {_bar(frac)} {pct}{'*' if bleeding else ' '}"
@@ -141,7 +144,7 @@ def render(
 
     Args:
         out: the latest control step (None before the first).
-        v_window: the cell voltage range the bars span (V).
+        v_window: the cell voltage range the bars span (V) while a cell has no SoC yet.
         links: link name -> state word, shown on one line.
         endpoints: where to point an MQTT and a Modbus client (one line each).
         sim_time_s: simulated time since the start, shown in the title.

@@ -11,7 +11,6 @@ section 3.3.1.3). It finds whatever was retained, so topics added later are clea
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import aiomqtt
 
@@ -20,8 +19,6 @@ from gateway.mqtt.config import MqttConfig
 from gateway.mqtt.topics import Topics
 
 __all__ = ["clear_retained"]
-
-log = logging.getLogger(__name__)
 
 _MAX_TOPICS = 100_000  # a bound on the work, far above a 512-cell pack's 1,815 entities
 
@@ -76,5 +73,4 @@ async def clear_retained(
         raise MqttLinkError(
             f"clearing retained topics on {config.host}:{config.port}: took over {timeout_s:g} s"
         ) from None
-    log.info("cleared %d retained topic(s) of %s", len(found), topics.base)
     return sorted(found)
