@@ -197,7 +197,7 @@ def test_missing_and_unknown_logs_are_one_line_errors(tmp_path: Path) -> None:
         list(replay(settings(), broken_blf))
 
 
-def test_the_content_decides_the_format_not_the_suffix(tmp_path: Path, gen: BmsFrames) -> None:
+def test_the_content_decides_the_format_not_the_suffix(tmp_path: Path) -> None:
     frames = bms_frames(2.5)
     candump = tmp_path / "pack.log"
     write_log(candump, frames)
