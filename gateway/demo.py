@@ -419,7 +419,8 @@ async def _demo(
                     await gw.run(stop, extra=[run_sim, *inverter.tasks(), run_view, run_timer])
             finally:
                 sim_bus.shutdown()
-                await _clear(s)
+                if broker.which == "existing":  # a broker we started goes with what it holds
+                    await _clear(s)
     return 0
 
 
