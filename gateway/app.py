@@ -32,6 +32,7 @@ from gateway.state_store import load_state, save_state
 from gateway.sunspec.client import SunSpecClient
 from gateway.sunspec.maps import BatteryInfo
 from gateway.sunspec.server import SunSpecServer
+from gateway.update.agent import UpdateAgent
 
 __all__ = ["Gateway", "run"]
 
@@ -96,6 +97,25 @@ class Gateway:
         self._heartbeat = 0
         self._links: dict[str, bool] = {}
         self._links_checked_s = -1e9
+        self.update_agent = self._update_agent(settings)
+
+    def _update_agent(self, settings: Settings) -> UpdateAgent | None:
+        """Health record and update hold for ``bms-gateway update`` (when updates are set)."""
+        if not settings.update.enabled:
+            return None
+
+        def check() -> str:
+            from gateway.update.manager import check_lines_for
+
+            return "; ".join(check_lines_for(settings))
+
+        return UpdateAgent(
+            settings.update,
+            latest=lambda: self.latest,
+            links=self.link_states,
+            set_hold=self.ctrl.set_hold,
+            check=check,
+        )
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -269,6 +289,8 @@ class Gateway:
                     tg.create_task(self.sunspec_client.run(), name="gateway.sunspec.client")
                 if self.mqtt is not None:
                     tg.create_task(self.mqtt.run(), name="gateway.mqtt")
+                if self.update_agent is not None:
+                    tg.create_task(self.update_agent.run(), name="gateway.update")
                 for i, factory in enumerate(extra or []):
                     tg.create_task(factory(), name=f"gateway.extra{i}")
                 tg.create_task(wait_stop(), name="gateway.stop")

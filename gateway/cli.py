@@ -1,4 +1,4 @@
-"""Command line: ``bms-gateway run | demo | replay | sim-log | check-config``."""
+"""Command line: ``bms-gateway run | demo | replay | sim-log | check-config | update``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway import __version__
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, UpdateError
 from gateway.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -19,6 +20,7 @@ __all__ = ["main"]
 log = logging.getLogger("gateway")
 
 EXIT_CONFIG = 2
+EXIT_UPDATE = 3
 
 _DESCRIPTION = (
     "Battery gateway: reads a BMS over CAN (DBC), runs the BMS logic (SoC, protection, limits, "
@@ -157,7 +159,44 @@ def _parser() -> argparse.ArgumentParser:
         help="what drives the Modbus side: sunspec = the simulated storage controller; "
         "none = your own SunSpec client or inverter",
     )
+    _add_update_parser(sub, with_config)
     return p
+
+
+def _add_update_parser(sub: Any, with_config: Callable[[Any], Any]) -> None:
+    """``bms-gateway update check|apply|status|rollback`` (gateway/update/, docs/UPDATES.md)."""
+    kinds = ("config", "gateway", "bms-firmware")
+    up = sub.add_parser("update", help="signed updates: check, apply, status, rollback")
+    usub = up.add_subparsers(dest="update_cmd", required=True)
+    with_config(usub.add_parser("check", help="what the signed repository offers"))
+    with_config(usub.add_parser("status", help="installed versions, last results, health"))
+    ap = with_config(usub.add_parser("apply", help="verify, apply, health-check (or roll back)"))
+    ap.add_argument("--kind", choices=kinds, help="only this kind (default: every kind offered)")
+    ap.add_argument("--version", dest="target_version", help="this version, not the newest")
+    ap.add_argument(
+        "--force", action="store_true", help="skip the safe-to-update gate; allow a downgrade"
+    )
+    rb = with_config(usub.add_parser("rollback", help="back to the version before"))
+    rb.add_argument("--kind", choices=kinds, default="config")
+
+
+def _update(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.update.manager import UpdateManager
+    from gateway.update.model import TargetKind
+
+    mgr = UpdateManager(settings, config_path=args.config)
+    if args.update_cmd == "check":
+        lines = mgr.check()
+    elif args.update_cmd == "status":
+        lines = [json.dumps(mgr.status(), indent=2)]
+    elif args.update_cmd == "apply":
+        kind = TargetKind(args.kind) if args.kind else None
+        lines = mgr.apply(kind, args.target_version, force=args.force)
+    else:
+        lines = [mgr.rollback(TargetKind(args.kind))]
+    for line in lines:
+        print(line)
+    return 0
 
 
 def _load(args: argparse.Namespace) -> Settings:
@@ -225,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 capacity_ah=args.capacity_ah,
                 rate=args.rate,
             )
+        if args.cmd == "update":
+            return _update(settings, args)
         if args.cmd == "run":
             from gateway.app import run
 
@@ -249,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    except UpdateError as e:
+        print(f"update refused: {e}", file=sys.stderr)
+        return EXIT_UPDATE
     except GatewayError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -62,6 +62,7 @@ class Controller:
         self._user_cap_charge_a: float | None = None
         self._user_cap_discharge_a: float | None = None
         self._complete_once = False
+        self._hold: str | None = None
         self.frames = 0
         self.errors = 0
 
@@ -83,6 +84,16 @@ class Controller:
     def set_negotiation(self, negotiation: Negotiation | None) -> None:
         """What the inverter link negotiated last (used by the next step)."""
         self._negotiation = negotiation
+
+    def set_hold(self, reason: str | None) -> None:
+        """Hold CCL and DCL at 0 A with ``reason`` as the winning term (``"update"`` while BMS
+        firmware is flashed); ``None`` lifts it (the limits then come back through the ramp)."""
+        self._hold = reason
+
+    @property
+    def hold(self) -> str | None:
+        """The hold in force, if any."""
+        return self._hold
 
     def command(self, cmd: Command, now_s: float) -> CommandResult:
         """Apply a command from MQTT or Modbus; the answer says what happened."""
@@ -129,6 +140,7 @@ class Controller:
             inverter_max_discharge_a=neg.inverter_max_discharge_a if neg else None,
             user_cap_charge_a=self._user_cap_charge_a,
             user_cap_discharge_a=self._user_cap_discharge_a,
+            hold=self._hold,
         )
         balancing = self.balancing.step(snap, soc, now_s)
         self._complete_once = self._complete_once or snap.complete

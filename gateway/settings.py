@@ -28,6 +28,7 @@ from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
 from gateway.mqtt.config import MqttConfig
 from gateway.sunspec.config import SunSpecConfig
+from gateway.update.config import UpdateConfig
 
 __all__ = ["ENV_PREFIX", "ControlConfig", "LogConfig", "Settings", "StateConfig", "load_settings"]
 
@@ -83,6 +84,7 @@ class Settings(BaseSettings):
     sunspec: SunSpecConfig = SunSpecConfig()
     mqtt: MqttConfig = MqttConfig()
     state: StateConfig = StateConfig()
+    update: UpdateConfig = UpdateConfig()
     log: LogConfig = LogConfig()
 
     @classmethod

@@ -354,6 +354,7 @@ class LimitsCalculator:
         inverter_max_discharge_a: float | None = None,
         user_cap_charge_a: float | None = None,
         user_cap_discharge_a: float | None = None,
+        hold: str | None = None,
     ) -> Limits:
         """The limits for this step.
 
@@ -367,6 +368,8 @@ class LimitsCalculator:
             inverter_max_discharge_a: what the inverter can draw.
             user_cap_charge_a: a user cap (MQTT/Modbus command); it can only lower the limit.
             user_cap_discharge_a: a user cap on discharge.
+            hold: an external hold (``"update"`` while BMS firmware is flashed): a term of that
+                name holds CCL and DCL at 0 A, like a fault, until it is lifted.
         """
         if not self._started:
             self._started = True
@@ -400,6 +403,12 @@ class LimitsCalculator:
                 ccl_terms.append(term)
             if spec.cuts_discharge:
                 dcl_terms.append(term)
+
+        # --- an external hold (a BMS firmware update): 0 A with its own reason.
+        if hold is not None:
+            term = LimitTerm(hold, 0.0)
+            ccl_terms.append(term)
+            dcl_terms.append(term)
 
         ccl_faulted, dcl_faulted = bool(ccl_terms), bool(dcl_terms)
         max_c, max_d = cfg.max_charge_a, cfg.max_discharge_a
