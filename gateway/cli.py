@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gateway import __version__
 from gateway.errors import ConfigError, GatewayError, UpdateError
@@ -34,7 +34,7 @@ _EPILOG = (
     "the file). 'bms-gateway COMMAND --help' shows the options of each command."
 )
 
-_COMMANDS = ("run", "demo", "replay", "sim-log", "check-config")
+_COMMANDS = ("run", "demo", "replay", "sim-log", "check-config", "update")
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -62,6 +62,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\nTry '{self.prog} --help'.\n")
 
 
+def _with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--config FILE`` to a command's parser; returns the parser."""
+    sp.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML settings file; BMSGW_<SECTION>__<KEY> variables win over it "
+        "(none: built-in defaults)",
+    )
+    return sp
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="bms-gateway", description=_DESCRIPTION, epilog=_EPILOG, formatter_class=_Formatter
@@ -70,18 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", title="commands", parser_class=_Parser)
 
     def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(
-            name, help=help_text, description=description, formatter_class=_Formatter
+        return _with_config(
+            sub.add_parser(
+                name, help=help_text, description=description, formatter_class=_Formatter
+            )
         )
-        sp.add_argument(
-            "--config",
-            type=Path,
-            default=None,
-            metavar="FILE",
-            help="TOML settings file; BMSGW_<SECTION>__<KEY> variables win over it "
-            "(none: built-in defaults)",
-        )
-        return sp
 
     command(
         "run",
@@ -159,25 +165,43 @@ def _parser() -> argparse.ArgumentParser:
         help="what drives the Modbus side: sunspec = the simulated storage controller; "
         "none = your own SunSpec client or inverter",
     )
-    _add_update_parser(sub, with_config)
+    _add_update_parser(sub, _with_config)
     return p
 
 
 def _add_update_parser(sub: Any, with_config: Callable[[Any], Any]) -> None:
     """``bms-gateway update check|apply|status|rollback`` (gateway/update/, docs/UPDATES.md)."""
     kinds = ("config", "gateway", "bms-firmware")
-    up = sub.add_parser("update", help="signed updates: check, apply, status, rollback")
-    usub = up.add_subparsers(dest="update_cmd", required=True)
-    with_config(usub.add_parser("check", help="what the signed repository offers"))
-    with_config(usub.add_parser("status", help="installed versions, last results, health"))
-    ap = with_config(usub.add_parser("apply", help="verify, apply, health-check (or roll back)"))
+    up = sub.add_parser(
+        "update",
+        help="signed updates: check, apply, status, rollback",
+        description="Signed updates of the config, the gateway and the BMS firmware "
+        "(docs/UPDATES.md).",
+        formatter_class=_Formatter,
+    )
+    usub = up.add_subparsers(
+        dest="update_cmd",
+        required=True,
+        metavar="ACTION",
+        title="actions",
+        help="what to do",
+        parser_class=_Parser,
+    )
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = usub.add_parser(name, help=help_text, formatter_class=_Formatter)
+        return cast(argparse.ArgumentParser, with_config(parser))
+
+    action("check", "what the signed repository offers")
+    action("status", "installed versions, last results, health")
+    ap = action("apply", "verify, apply, health-check (or roll back)")
     ap.add_argument("--kind", choices=kinds, help="only this kind (default: every kind offered)")
     ap.add_argument("--version", dest="target_version", help="this version, not the newest")
     ap.add_argument(
         "--force", action="store_true", help="skip the safe-to-update gate; allow a downgrade"
     )
-    rb = with_config(usub.add_parser("rollback", help="back to the version before"))
-    rb.add_argument("--kind", choices=kinds, default="config")
+    rb = action("rollback", "back to the version before")
+    rb.add_argument("--kind", choices=kinds, default="config", help="what to roll back")
 
 
 def _update(settings: Settings, args: argparse.Namespace) -> int:

@@ -42,5 +42,10 @@ def link_summary(settings: Settings) -> list[str]:
         )
     else:
         lines.append("MQTT off: no diagnostics published (set mqtt.enabled = true)")
+    up = settings.update
+    if up.metadata_url:
+        lines.append(f"updates on: signed metadata from {up.metadata_url}, state in {up.state_dir}")
+    else:
+        lines.append("updates off (set update.metadata_url; docs/UPDATES.md)")
     lines.append(f"state file: {settings.state.path}")
     return lines
