@@ -113,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--out", type=Path, metavar="FILE", help="JSON Lines output (none: standard output)"
     )
+    rp.add_argument(
+        "--tx-out",
+        type=Path,
+        metavar="FILE",
+        help="also write the frames the gateway would send (inverter CAN, balancing) as a "
+        "candump -L log (none: not written)",
+    )
 
     sp = command(
         "sim-log",
@@ -162,8 +169,9 @@ def _parser() -> argparse.ArgumentParser:
         type=DemoInverter,
         choices=list(DemoInverter),
         default=DemoInverter.SUNSPEC,
-        help="what drives the Modbus side: sunspec = the simulated storage controller; "
-        "none = your own SunSpec client or inverter",
+        help="what closes the loop: sunspec = the simulated storage controller on Modbus; "
+        "pylon, sma, victron, pylon-hv = a simulated inverter on battery CAN; none = your own "
+        "SunSpec client or inverter",
     )
     _add_update_parser(sub, _with_config)
     return p
@@ -244,6 +252,10 @@ def _check_files(settings: Settings) -> None:
 
     load_decoder(settings.can).check_pack(settings.pack.cells, settings.pack.temp_sensors)
     Controller(settings)
+    if settings.inverter_can.protocol.value != "off":
+        from gateway.inverter_can.frames import load_inverter_dbc
+
+        load_inverter_dbc(settings.inverter_can.protocol.high_voltage)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -275,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "replay":
             from gateway.replay import replay_to_jsonl
 
-            return replay_to_jsonl(settings, args.log, args.out)
+            return replay_to_jsonl(settings, args.log, args.out, args.tx_out)
         if args.cmd == "sim-log":
             from gateway.sim.log import write_sim_log
 

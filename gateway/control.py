@@ -28,6 +28,7 @@ from gateway.core.model import (
 )
 from gateway.core.pack import PackState
 from gateway.core.protection import Protection
+from gateway.core.requests import RequestPlanner
 from gateway.core.soc import SocEstimator
 from gateway.errors import ConfigError
 from gateway.settings import Settings
@@ -54,6 +55,7 @@ class Controller:
             self.protection = Protection(settings.protection, settings.pack, settings.timeouts)
             self.limits = LimitsCalculator(settings.limits, settings.pack, settings.timeouts)
             self.balancing = BalancingPlanner(settings.balancing, settings.pack)
+            self.requests = RequestPlanner(settings.inverter_can.thresholds())
         except ValueError as e:
             raise ConfigError(str(e)) from None
         self._seq = 0
@@ -154,6 +156,8 @@ class Controller:
             balancing=balancing,
             negotiation=neg,
             mode=self._mode(snap.complete, alarms.worst, limits),
+            # What the battery asks of the inverter follows from the limits, SoC and plan.
+            requests=self.requests.plan(limits, snap, soc, balancing),
         )
 
     def _mode(self, complete: bool, worst: Severity, limits: Limits) -> str:

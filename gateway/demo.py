@@ -9,9 +9,11 @@ share one accelerated clock, so every timeout keeps its meaning in simulated sec
 The demo never touches a real installation: it publishes as ``demo-<host>`` with its own MQTT
 client id (never ``bms1``, a real gateway's default), deletes what it retained on the broker when
 it stops, and serves Modbus on the configured port only when that port is free.
-``--inverter none`` leaves the Modbus side (and its controller heartbeat) to the user's own
-SunSpec client; the simulated pack then follows the PV and load profile within the limits the
-gateway offers, as an obedient inverter would.
+``--inverter`` picks what closes the loop (``DemoInverter``): the simulated storage controller
+over SunSpec (default), a simulated inverter speaking a battery-CAN dialect on a second virtual
+bus (``pylon``, ``sma``, ``victron``, ``pylon-hv``), or ``none``, which leaves the Modbus side (and
+its controller heartbeat) to the user's own SunSpec client; the simulated pack then follows the PV
+and load profile within the limits the gateway offers, as an obedient inverter would.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ from gateway.app import Gateway
 from gateway.core.chemistry import get_chemistry
 from gateway.core.model import ControlOutput
 from gateway.errors import MqttLinkError
+from gateway.inverter_can.config import InverterProtocol
 from gateway.mqtt.broker import LocalBroker
 from gateway.mqtt.cleanup import clear_retained
 from gateway.mqtt.topics import Topics
 from gateway.settings import Settings
+from gateway.sim.can_inverter import CanInverterSim
 from gateway.sim.emitter import FrameRates, run_sim_on_bus
 from gateway.sim.inverter import PvLoadProfile, StorageControllerSim
 from gateway.sim.pack import PackSim, PackSimConfig
@@ -49,6 +53,7 @@ from gateway.view import ScreenLog, alternate_screen, redraw, render
 
 __all__ = [
     "DEMO_RAMP_HOLD_S",
+    "INVERTERS",
     "DemoInverter",
     "demo",
     "demo_identity",
@@ -70,8 +75,25 @@ class DemoInverter(StrEnum):
 
     SUNSPEC = "sunspec"
     """The simulated storage controller: polls model 802, writes CtrlHb, follows the limits."""
+    PYLON = "pylon"
+    """A simulated hybrid inverter on battery CAN, Pylontech LV dialect."""
+    SMA = "sma"
+    """The same, SMA dialect."""
+    VICTRON = "victron"
+    """The same, Victron dialect."""
+    PYLON_HV = "pylon-hv"
+    """A simulated HV inverter polling Pylontech HV (29-bit, 0x4200)."""
     NONE = "none"
     """Nothing: a person's own SunSpec client or inverter polls the gateway."""
+
+    @property
+    def battery_can(self) -> bool:
+        """Whether the inverter talks battery CAN (``[inverter_can]``) instead of SunSpec."""
+        return self not in (DemoInverter.SUNSPEC, DemoInverter.NONE)
+
+
+#: ``--inverter`` choices, as strings.
+INVERTERS = tuple(k.value for k in DemoInverter)
 
 
 def demo_identity(host: str | None = None) -> str:
@@ -125,6 +147,7 @@ def demo_settings(
     mqtt_port: int,
     state_dir: Path,
     gateway_id: str | None = None,
+    inverter: DemoInverter | str = DemoInverter.SUNSPEC,
 ) -> Settings:
     """The user's settings with the demo's links and identity.
 
@@ -133,7 +156,11 @@ def demo_settings(
     and MQTT client id ``bms-gateway-<gateway_id>-<pid>`` whatever the config says, so the demo
     never takes over a real gateway's topics or client id; the ramp hold shortened to
     ``DEMO_RAMP_HOLD_S`` unless the config (file or environment) sets ``limits.ramp_hold_s``.
+
+    ``inverter``: ``sunspec`` and ``none`` serve model 802; a battery-CAN dialect speaks it on a
+    second virtual channel (``<channel>-inv``) with SunSpec off.
     """
+    kind = DemoInverter(inverter)
     gid = gateway_id or demo_identity()
     limits = settings.limits
     if "ramp_hold_s" not in limits.model_fields_set:
@@ -144,7 +171,18 @@ def demo_settings(
             "control": settings.control.model_copy(update={"gateway_id": gid}),
             "limits": limits,
             "sunspec": settings.sunspec.model_copy(
-                update={"mode": "server", "host": modbus_host(settings), "port": modbus_port}
+                update={
+                    "mode": "off" if kind.battery_can else "server",
+                    "host": modbus_host(settings),
+                    "port": modbus_port,
+                }
+            ),
+            "inverter_can": settings.inverter_can.model_copy(
+                update={
+                    "protocol": InverterProtocol(kind.value if kind.battery_can else "off"),
+                    "interface": "virtual",
+                    "channel": f"{channel}-inv",
+                }
             ),
             "mqtt": settings.mqtt.model_copy(
                 update={
@@ -221,8 +259,16 @@ class _Inverter:
         self._gw = gw
         self._profile = profile
         self._nominal_v = nominal_v
-        self.sim: StorageControllerSim | None = None
-        if kind is DemoInverter.SUNSPEC:
+        self.sim: StorageControllerSim | CanInverterSim | None = None
+        if kind.battery_can:
+            self.sim = CanInverterSim(
+                kind.value,
+                channel=s.inverter_can.channel,
+                profile=profile,
+                nominal_voltage_v=nominal_v,
+                force_charge_a=0.1 * s.pack.capacity_ah,
+            )
+        elif kind is DemoInverter.SUNSPEC:
             wildcard = s.sunspec.host in ("0.0.0.0", "::")
             self.sim = StorageControllerSim(
                 "127.0.0.1" if wildcard else s.sunspec.host,
@@ -247,8 +293,11 @@ class _Inverter:
         return max(-out.limits.dcl_a.value, min(out.limits.ccl_a.value, wanted))
 
     def tasks(self) -> list[Task]:
-        """What runs beside the gateway: the controller, once the Modbus server listens."""
+        """What runs beside the gateway: the simulated inverter (a SunSpec controller only once
+        the Modbus server listens)."""
         sim, server = self.sim, self._gw.sunspec_server
+        if isinstance(sim, CanInverterSim):
+            return [sim.run]
         if sim is None or server is None:
             return []
 
@@ -261,6 +310,8 @@ class _Inverter:
 
     def link(self) -> str:
         """One word for the view."""
+        if isinstance(self.sim, CanInverterSim):
+            return "hearing the battery" if self.sim.frames else "waiting"
         if self.sim is not None:
             return "polling" if self.sim.connected else "waiting"
         server = self._gw.sunspec_server
@@ -329,6 +380,7 @@ async def _demo(
                 modbus_port=modbus_port,
                 mqtt_port=broker.port,
                 state_dir=state_dir or Path(tmp),
+                inverter=inverter_kind,
             )
             gw = Gateway(s, clock=clock)
             chem = get_chemistry(s.pack.chemistry)
@@ -340,7 +392,9 @@ async def _demo(
                 f"MQTT:   {broker.description} as {s.control.gateway_id}",
                 f"  watch: mosquitto_sub -h {broker.host} -p {broker.port} -t '{base}/#' -v",
                 f"Modbus: SunSpec model 802 at {host}:{modbus_port}, unit "
-                f"{s.sunspec.unit_id}, base {s.sunspec.base_address}",
+                f"{s.sunspec.unit_id}, base {s.sunspec.base_address}"
+                if not inverter_kind.battery_can
+                else f"Inverter: {inverter_kind} battery CAN on virtual:{s.inverter_can.channel}",
             ]
 
             async def run_sim() -> None:
@@ -431,7 +485,7 @@ def demo(
     duration_s: float | None = None,
     view: bool = True,
     state_dir: Path | None = None,
-    inverter: DemoInverter = DemoInverter.SUNSPEC,
+    inverter: DemoInverter | str = DemoInverter.SUNSPEC,
 ) -> int:
     """Run the demo until Ctrl-C (or ``duration_s`` wall seconds); the exit status.
 
@@ -441,6 +495,13 @@ def demo(
     if not speed > 0:
         print(f"error: --speed (={speed}) must be positive", file=sys.stderr)
         return 2
+    if inverter not in INVERTERS:
+        print(
+            f"error: --inverter (={inverter}) must be one of {', '.join(INVERTERS)}",
+            file=sys.stderr,
+        )
+        return 2
+    kind = DemoInverter(inverter)
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(_demo(settings, speed, duration_s, view, state_dir, inverter))
+        return asyncio.run(_demo(settings, speed, duration_s, view, state_dir, kind))
     return 0

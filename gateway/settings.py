@@ -26,6 +26,7 @@ from gateway.core.pack import PackConfig
 from gateway.core.protection import ProtectionConfig
 from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
+from gateway.inverter_can.config import InverterCanConfig
 from gateway.mqtt.config import MqttConfig
 from gateway.sunspec.config import SunSpecConfig
 from gateway.update.config import UpdateConfig
@@ -82,6 +83,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = LimitsConfig()
     balancing: BalancingConfig = BalancingConfig()
     sunspec: SunSpecConfig = SunSpecConfig()
+    inverter_can: InverterCanConfig = InverterCanConfig()
     mqtt: MqttConfig = MqttConfig()
     state: StateConfig = StateConfig()
     update: UpdateConfig = UpdateConfig()

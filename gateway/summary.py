@@ -7,6 +7,7 @@ which setting turns the rest on. Pure: reads the settings only.
 
 from __future__ import annotations
 
+from gateway.inverter_can.config import InverterProtocol
 from gateway.settings import Settings
 
 __all__ = ["link_summary"]
@@ -33,6 +34,19 @@ def link_summary(settings: Settings) -> list[str]:
         )
     else:
         lines.append("SunSpec off: no inverter link (set sunspec.mode = 'server' or 'client')")
+    inv = settings.inverter_can
+    if inv.protocol is InverterProtocol.OFF:
+        lines.append("inverter CAN off (set inverter_can.protocol to talk battery CAN)")
+    else:
+        line = (
+            f"inverter CAN on: {inv.protocol} on {inv.interface} {inv.channel}, {inv.bitrate} bit/s"
+        )
+        if inv.interface == "virtual":
+            line += (
+                " (in-process bus: no inverter can hear it; set inverter_can.interface = "
+                "'socketcan' on a device)"
+            )
+        lines.append(line)
     if mq.enabled:
         tls = ", TLS" if mq.tls else ""
         lines.append(
