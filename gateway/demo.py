@@ -148,6 +148,7 @@ def demo_settings(
     state_dir: Path,
     gateway_id: str | None = None,
     inverter: DemoInverter | str = DemoInverter.SUNSPEC,
+    speed: float = 1.0,
 ) -> Settings:
     """The user's settings with the demo's links and identity.
 
@@ -159,14 +160,29 @@ def demo_settings(
 
     ``inverter``: ``sunspec`` and ``none`` serve model 802; a battery-CAN dialect speaks it on a
     second virtual channel (``<channel>-inv``) with SunSpec off.
+
+    ``speed`` stretches the input timeouts as ``demo_rates`` stretches the frame periods: a
+    value past its timeout is unknown on every output, and at 240x a 10 ms hiccup of a busy
+    machine is 2.4 s of pack time, longer than the 2 s current timeout.
     """
     kind = DemoInverter(inverter)
     gid = gateway_id or demo_identity()
     limits = settings.limits
     if "ramp_hold_s" not in limits.model_fields_set:
         limits = limits.model_copy(update={"ramp_hold_s": DEMO_RAMP_HOLD_S})
+    k = max(1.0, speed / 20.0)
+    t = settings.timeouts
+    timeouts = t.model_copy(
+        update={
+            "cell_voltage_timeout_s": min(60.0, t.cell_voltage_timeout_s * k),
+            "temperature_timeout_s": min(300.0, t.temperature_timeout_s * k),
+            "current_timeout_s": min(60.0, t.current_timeout_s * k),
+            "pack_voltage_timeout_s": min(60.0, t.pack_voltage_timeout_s * k),
+        }
+    )
     return settings.model_copy(
         update={
+            "timeouts": timeouts,
             "can": settings.can.model_copy(update={"interface": "virtual", "channel": channel}),
             "control": settings.control.model_copy(update={"gateway_id": gid}),
             "limits": limits,
@@ -381,6 +397,7 @@ async def _demo(
                 mqtt_port=broker.port,
                 state_dir=state_dir or Path(tmp),
                 inverter=inverter_kind,
+                speed=speed,
             )
             gw = Gateway(s, clock=clock)
             chem = get_chemistry(s.pack.chemistry)
