@@ -1,4 +1,4 @@
-"""Command line: ``bms-gateway run | demo | replay | sim-log | check-config | update``."""
+"""Command line: ``bms-gateway run | demo | replay | sim-log | check-config | update | health``."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ _EPILOG = (
     "the file). 'bms-gateway COMMAND --help' shows the options of each command."
 )
 
-_COMMANDS = ("run", "demo", "replay", "sim-log", "check-config", "update")
+_COMMANDS = ("run", "demo", "replay", "sim-log", "check-config", "health", "update")
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -99,6 +99,19 @@ def _parser() -> argparse.ArgumentParser:
         "print the resolved settings, or the error",
         "Load the settings, the profile, the DBC and the OCV table; print the resolved settings "
         "as JSON, or one line naming the file and key that is wrong (exit status 2).",
+    )
+
+    hp = command(
+        "health",
+        "print the cell health report of the history",
+        "Read the daemon's health history (health.history_path) and print per cell the "
+        "capacity and R0 trends, the ranking, the forecasts and the warnings.",
+    )
+    hp.add_argument(
+        "--png",
+        type=Path,
+        metavar="FILE",
+        help="also plot the history here (needs the plot extra, matplotlib; none: no plot)",
     )
 
     rp = command(
@@ -316,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if ocv:
                 print(ocv, file=sys.stderr)
             return 0
+        if args.cmd == "health":
+            from gateway.history.show import show_health
+
+            return show_health(settings, sys.stdout, args.png)
         if args.cmd == "replay":
             from gateway.replay import replay_to_jsonl
 
