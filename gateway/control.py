@@ -14,10 +14,12 @@ from gateway.core.balancing import BalancingPlanner
 from gateway.core.limits import LimitsCalculator
 from gateway.core.model import (
     BalancingMode,
+    BalancingPlan,
     Command,
     CommandResult,
     ControlOutput,
     Limits,
+    LimitTerm,
     Negotiation,
     Reading,
     ResetAlarms,
@@ -27,6 +29,7 @@ from gateway.core.model import (
     SocReport,
 )
 from gateway.core.pack import PackState
+from gateway.core.phases import ChargePhases
 from gateway.core.protection import Protection
 from gateway.core.soc import SocEstimator
 from gateway.errors import ConfigError
@@ -48,12 +51,23 @@ class Controller:
         self.settings = settings
         self.pack = PackState(settings.pack)
         try:
-            self.soc = SocEstimator(
-                settings.soc, settings.pack, resolve_chemistry(settings.pack, settings.soc)
-            )
+            chemistry = resolve_chemistry(settings.pack, settings.soc)
+            self.soc = SocEstimator(settings.soc, settings.pack, chemistry)
             self.protection = Protection(settings.protection, settings.pack, settings.timeouts)
             self.limits = LimitsCalculator(settings.limits, settings.pack, settings.timeouts)
             self.balancing = BalancingPlanner(settings.balancing, settings.pack)
+            charge = settings.charge
+            bal = settings.balancing
+            self.charge = ChargePhases(
+                charge,
+                cells=settings.pack.cells,
+                capacity_ah=settings.pack.capacity_ah,
+                absorption_cell_v=self.limits.tables.cvl_cell_v,
+                float_cell_v=charge.float_cell_v or chemistry.ocv_voltage(charge.float_soc_pct),
+                balancing_start_pct=bal.active_start_pct
+                if bal.mode is BalancingMode.ACTIVE
+                else bal.start_pct,
+            )
         except ValueError as e:
             raise ConfigError(str(e)) from None
         self._seq = 0
@@ -62,6 +76,9 @@ class Controller:
         self._user_cap_charge_a: float | None = None
         self._user_cap_discharge_a: float | None = None
         self._complete_once = False
+        self._plan: BalancingPlan | None = None
+        self._t_s = 0.0
+        self._restored_charge: dict[str, Any] | None = None
         self.frames = 0
         self.errors = 0
 
@@ -112,6 +129,7 @@ class Controller:
     def step(self, now_s: float) -> ControlOutput:
         """Run one control step at ``now_s`` and return everything it decided."""
         self._seq += 1
+        self._t_s = now_s
         snap = self.pack.snapshot(now_s, frames=self.frames, errors=self.errors)
         # The estimator bounds its own rate (soc.min_interval_s) and loses no charge between.
         # It counts the balancing currents of the plan that ran over the interval.
@@ -120,6 +138,10 @@ class Controller:
         )
         neg = self._negotiation
         alarms = self.protection.step(snap, soc, now_s, neg)
+        if self._restored_charge is not None:
+            self.charge.restore(self._restored_charge, now_s)
+            self._restored_charge = None
+        charge = self.charge.step(snap, soc, self._plan, now_s)
         limits = self.limits.step(
             snap,
             soc,
@@ -129,8 +151,9 @@ class Controller:
             inverter_max_discharge_a=neg.inverter_max_discharge_a if neg else None,
             user_cap_charge_a=self._user_cap_charge_a,
             user_cap_discharge_a=self._user_cap_discharge_a,
+            cvl_phase=LimitTerm(charge.phase.value, charge.cvl_v),
         )
-        balancing = self.balancing.step(snap, soc, now_s)
+        balancing = self._plan = self.balancing.step(snap, soc, now_s)
         self._complete_once = self._complete_once or snap.complete
         return ControlOutput(
             seq=self._seq,
@@ -141,6 +164,7 @@ class Controller:
             limits=limits,
             balancing=balancing,
             negotiation=neg,
+            charge=charge,
             mode=self._mode(snap.complete, alarms.worst, limits),
         )
 
@@ -164,7 +188,11 @@ class Controller:
         """The estimator state to persist, or ``None`` before the estimator has started."""
         if self._soc is None:
             return None
-        return self.soc.export_state()
+        state = dict(self.soc.export_state())
+        # The charge phase's memory (age of the last full charge, a pending request) rides along:
+        # monotonic time restarts with the process, so it is saved as an age.
+        state["charge_phase"] = self.charge.export_state(self._t_s)
+        return state
 
     def restore_state(self, state: dict[str, Any]) -> None:
         """Load a persisted estimator state.
@@ -172,7 +200,12 @@ class Controller:
         Raises:
             ValueError: it does not fit this pack (other cell count, chemistry or version).
         """
+        state = dict(state)
+        charge = state.pop("charge_phase", None)
         self.soc.restore(state)
+        if isinstance(charge, dict):
+            # Applied at the next step, which knows the time.
+            self._restored_charge = charge
 
     @property
     def balancing_mode(self) -> BalancingMode:

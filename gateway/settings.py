@@ -22,6 +22,7 @@ from gateway.core.config import Section
 from gateway.core.freshness import TimeoutsConfig
 from gateway.core.limits import LimitsConfig
 from gateway.core.pack import PackConfig
+from gateway.core.phases import ChargeConfig
 from gateway.core.protection import ProtectionConfig
 from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
@@ -79,6 +80,7 @@ class Settings(BaseSettings):
     protection: ProtectionConfig = ProtectionConfig()
     limits: LimitsConfig = LimitsConfig()
     balancing: BalancingConfig = BalancingConfig()
+    charge: ChargeConfig = ChargeConfig()
     sunspec: SunSpecConfig = SunSpecConfig()
     mqtt: MqttConfig = MqttConfig()
     state: StateConfig = StateConfig()

@@ -353,6 +353,7 @@ class LimitsCalculator:
         inverter_max_discharge_a: float | None = None,
         user_cap_charge_a: float | None = None,
         user_cap_discharge_a: float | None = None,
+        cvl_phase: LimitTerm | None = None,
     ) -> Limits:
         """The limits for this step.
 
@@ -366,6 +367,8 @@ class LimitsCalculator:
             inverter_max_discharge_a: what the inverter can draw.
             user_cap_charge_a: a user cap (MQTT/Modbus command); it can only lower the limit.
             user_cap_discharge_a: a user cap on discharge.
+            cvl_phase: the charge phase's CVL term (``gateway.core.phases``: ``bulk``,
+                ``absorption`` or ``float``); it wins a tie with ``max``.
         """
         if not self._started:
             self._started = True
@@ -442,7 +445,7 @@ class LimitsCalculator:
         # already 0 A, so the current comes back only after the fault has been gone for a while.
         ccl = self._current_limit(self._ccl, ccl_terms, now_s, ccl_faulted)
         dcl = self._current_limit(self._dcl, dcl_terms, now_s, dcl_faulted)
-        cvl, dvl = self._voltage_window(cell_v, vmax, vmin, now_s)
+        cvl, dvl = self._voltage_window(cell_v, vmax, vmin, now_s, cvl_phase)
         self._last = Limits(ccl_a=ccl, dcl_a=dcl, cvl_v=cvl, dvl_v=dvl)
         return self._last
 
@@ -461,9 +464,12 @@ class LimitsCalculator:
         vmax: float | None,
         vmin: float | None,
         now_s: float,
+        cvl_phase: LimitTerm | None = None,
     ) -> tuple[Limit, Limit]:
         tab = self.tables
         cvl_terms = [LimitTerm("max", self.cvl_max_v)]
+        if cvl_phase is not None:
+            cvl_terms.insert(0, cvl_phase)
         dvl_terms = [LimitTerm("min", self.dvl_min_v)]
         if vmax is not None and vmin is not None and None not in cell_v:
             # Dynamic CVL (the open-source driver's linear mode): when cells exceed the target,
