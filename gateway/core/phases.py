@@ -20,6 +20,8 @@ A full charge is requested (and stays requested until an absorption ends) when i
 - balancing needs a top to separate the cells: the worst relative sigma of the cells (their SoC
   against each other) is above the balancing start threshold, so the planner cannot tell which
   cell to bleed (the flat LFP middle);
+- the pack SoC has fallen below ``full_charge_below_soc_pct``: the stored energy is being used,
+  so holding back the top would cost delivered energy (a pack that cycles shallowly floats);
 - ``full_charge_max_interval_days`` have passed since the last full anchor, or none is on record.
 
 Whether a requested full charge may draw from the grid is ``full_charge_from_grid``; when it
@@ -80,6 +82,9 @@ class ChargeConfig(Section):
     threshold (the planner cannot tell the cells apart without a top)."""
     full_charge_max_interval_days: float = Field(default=14.0, gt=0, le=365)
     """Request a full charge when the last one is this many days ago (or none is on record)."""
+    full_charge_below_soc_pct: float = Field(default=20.0, ge=0, le=100)
+    """Request a full charge once the pack SoC falls below this: the stored energy is being
+    used, so the next charge goes to the top (0: never). A pack that cycles shallowly floats."""
     full_charge_min_interval_days: float = Field(default=2.0, ge=0, le=365)
     """The sigma and balancing triggers wait this long after a full charge (an estimate that
     stays uncertain must not hold the pack at the top every day)."""
@@ -220,6 +225,11 @@ class ChargePhases:
         if soc is not None:
             self._soc_below_rebulk = soc.soc_pct < cfg.rebulk_soc_pct
         if self._request:
+            return
+        if soc is not None and soc.soc_pct < cfg.full_charge_below_soc_pct:
+            self._request = (
+                f"energy in use: SoC {soc.soc_pct:.1f} % below {cfg.full_charge_below_soc_pct:g} %"
+            )
             return
         if self._last_full_s is None:
             self._request = "no full charge on record"

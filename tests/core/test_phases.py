@@ -195,6 +195,19 @@ def test_the_maximum_interval_asks_for_a_full_charge() -> None:
     assert s.full_charge_reason == "7.0 days since the last full charge"
 
 
+def test_a_pack_that_uses_its_energy_is_charged_to_the_top() -> None:
+    m = _machine(full_charge_below_soc_pct=20.0)
+    t0 = _to_float(m)
+    s = _step(m, t0 + 3600.0, 3.22, -30.0, _soc(20.5))
+    assert not s.full_charge_requested
+    assert s.phase is ChargePhase.BULK  # below re-bulk
+    assert s.cvl_v == pytest.approx(CELLS * FLOAT_V)
+    s = _step(m, t0 + 3610.0, 3.21, -30.0, _soc(19.9))
+    assert s.full_charge_requested
+    assert s.full_charge_reason == "energy in use: SoC 19.9 % below 20 %"
+    assert s.cvl_v == pytest.approx(CELLS * ABS_V)
+
+
 def test_grid_charge_only_when_allowed_requested_and_below_rebulk() -> None:
     pv = _machine()
     assert not _step(pv, 0.0, 3.25, 0.0, _soc(40.0)).grid_charge_requested
