@@ -1,6 +1,14 @@
-"""Reaction time: one cell above its maximum charge voltage on CAN -> AChaMax = 0 on Modbus.
+"""Reaction time: one cell above its maximum charge voltage on CAN -> AChaMax = 0 on Modbus, or
+-> CCL = 0 heard by an inverter on the battery-CAN bus (``--path can``).
 
 Run: ``.venv/bin/python bench/latency.py [--events 1000] [--rate 1000] [--pipeline gateway]``
+and ``.venv/bin/python bench/latency.py --path can [--protocol pylon] [--events 300]``
+
+``--path can``: the daemon's ``Gateway`` with ``[inverter_can]`` on a second virtual bus
+(``period_s`` 0.2 s, SunSpec off); a listener thread on that bus decodes each 0x351 (HV: 0x4220)
+with the inverter simulator's own copy of the layout (``gateway.sim.can_inverter.decode_frame``)
+and reports when CCL reaches 0 A (t1). "Frame sent" is the time the control step handed the cut to
+the link (no bus delay). The rest is as below.
 
 Setup (all on this machine, loopback only, bounded):
 
@@ -332,7 +340,7 @@ async def _run_adapters(
 
 
 def _watch(server: Any, traffic: Traffic) -> None:
-    """Record when the server publishes AChaMax = 0 (wraps ``update``; bench only)."""
+    """Record when the output publishes a zero CCL (wraps its ``update``; bench only)."""
     update = server.update
     was_zero = [False]
 
@@ -344,6 +352,108 @@ def _watch(server: Any, traffic: Traffic) -> None:
         was_zero[0] = zero
 
     server.update = watched
+
+
+def can_listener(channel: str, high_voltage: bool, conn: Connection, stop: threading.Event) -> None:
+    """Read the inverter bus; report each change of CCL between zero and non-zero with its time."""
+    from gateway.sim.can_inverter import decode_frame
+
+    fid = 0x4220 if high_voltage else 0x351
+    bus = can.Bus(interface="virtual", channel=channel)
+    heard = 0
+    t_start = time.monotonic()
+    last_zero: bool | None = None
+    poll = None
+    if high_voltage:  # the inverter polls once a second
+        poll = can.Message(arbitration_id=0x4200, is_extended_id=True, data=bytes(8))
+    next_poll = 0.0
+    try:
+        while not stop.is_set():
+            if poll is not None and time.monotonic() >= next_poll:
+                bus.send(poll)
+                next_poll = time.monotonic() + 1.0
+            msg = bus.recv(0.05)
+            if msg is None or msg.arbitration_id != fid or msg.is_extended_id != high_voltage:
+                continue
+            t = time.monotonic()
+            heard += 1
+            zero = decode_frame(high_voltage, fid, bytes(msg.data))["ccl_a"] == 0.0
+            if zero != last_zero:
+                conn.send(("zero" if zero else "up", t))
+                last_zero = zero
+    finally:
+        conn.send(("polls", heard / max(1e-9, time.monotonic() - t_start)))
+        bus.shutdown()
+
+
+async def bench_can(events: int, rate: float, protocol: str) -> int:
+    """The battery-CAN path: BMS bus -> Gateway -> inverter bus -> listener thread."""
+    from gateway.app import Gateway
+
+    channel = f"bench-latency-{os.getpid()}"
+    inv_channel = f"{channel}-inv"
+    with tempfile.TemporaryDirectory() as state_dir:
+        settings = _settings(channel, 0, state_dir).model_copy(
+            update={
+                "sunspec": Settings().sunspec,
+                "inverter_can": Settings(
+                    inverter_can={
+                        "protocol": protocol,
+                        "interface": "virtual",
+                        "channel": inv_channel,
+                        "period_s": 0.2,
+                    }
+                ).inverter_can,
+            }
+        )
+        gw = Gateway(settings)
+        link = gw.inverter_can
+        assert link is not None
+        stop = asyncio.Event()
+        task = asyncio.create_task(gw.run(stop))
+        await asyncio.wait_for(link.opened.wait(), 10)
+        parent, child = mp.Pipe()
+        stop_listen = threading.Event()
+        listener = threading.Thread(
+            target=can_listener,
+            args=(inv_channel, link.config.protocol.high_voltage, child, stop_listen),
+            name="bench.listener",
+            daemon=True,
+        )
+        listener.start()
+        traffic = Traffic(channel, rate, parent, events)
+        _watch(link, traffic)
+        t_start = time.monotonic()
+        thread = threading.Thread(target=traffic.run, name="bench.traffic", daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive():
+                await asyncio.sleep(0.05)
+                if task.done():
+                    traffic.stop.set()
+                    task.result()
+        finally:
+            traffic.stop.set()
+            await asyncio.to_thread(thread.join, 5)
+            stop_listen.set()
+            await asyncio.to_thread(listener.join, 5)
+            with contextlib.suppress(EOFError, OSError):
+                while parent.poll(0):
+                    kind, value = parent.recv()
+                    if kind == "polls":
+                        traffic.poll_rate = float(value)
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 10)
+        wall = time.monotonic() - t_start
+    return _report(
+        f"path: inverter CAN ({protocol}, period 0.2 s)",
+        traffic,
+        wall,
+        rate,
+        "CCL = 0 heard on the inverter bus",
+        f"inverter-bus listener: {traffic.poll_rate or 0:.1f} limit frames/s heard",
+    )
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -398,15 +508,26 @@ async def bench(events: int, rate: float, pipeline: str) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 10)
         wall = time.monotonic() - t_start
+    poller_line = (
+        f"Modbus poller: {traffic.poll_rate:.0f} reads/s of AChaMax"
+        if traffic.poll_rate is not None
+        else ""
+    )
+    return _report(
+        f"pipeline: {pipeline}", traffic, wall, rate, "AChaMax = 0 seen by the client", poller_line
+    )
+
+
+def _report(head: str, traffic: Traffic, wall: float, rate: float, seen: str, extra: str) -> int:
     lat_ms = [x * 1000.0 for x in traffic.latencies_s]
     span = (traffic.t_last or 0.0) - (traffic.t_first or 0.0)
     during = traffic.sent_events / span if span > 0 else float("nan")
     print(
-        f"pipeline: {pipeline}; {CELLS} cells; background {rate:.0f} frames/s requested, "
+        f"{head}; {CELLS} cells; background {rate:.0f} frames/s requested, "
         f"{during:.0f} frames/s sent during the events ({traffic.sent} frames in {wall:.1f} s)"
     )
-    if traffic.poll_rate is not None:
-        print(f"Modbus poller: {traffic.poll_rate:.0f} reads/s of AChaMax")
+    if extra:
+        print(extra)
     if traffic.error:
         print(f"error: {traffic.error}")
         return 1
@@ -414,14 +535,14 @@ async def bench(events: int, rate: float, pipeline: str) -> int:
     if not lat_ms:
         return 1
     print(
-        f"reaction time CAN frame -> AChaMax = 0 seen by the client (ms): "
+        f"reaction time CAN frame -> {seen} (ms): "
         f"p50 {statistics.median(lat_ms):.2f}  p99 {_pct(lat_ms, 99):.2f}  "
         f"max {max(lat_ms):.2f}  (min {min(lat_ms):.2f}, mean {statistics.fmean(lat_ms):.2f})"
     )
     if traffic.internal_s:
         inner = [x * 1000.0 for x in traffic.internal_s]
         print(
-            f"  of which frame -> register written (no poll delay, {len(inner)} events): "
+            f"  of which frame -> published by the step (no poll/bus delay, {len(inner)} events): "
             f"p50 {statistics.median(inner):.2f}  p99 {_pct(inner, 99):.2f}  "
             f"max {max(inner):.2f}"
         )
@@ -434,7 +555,11 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=1000.0, help="background frames/s")
     ap.add_argument("--pipeline", choices=("gateway", "adapters", "core"), default="gateway")
+    ap.add_argument("--path", choices=("sunspec", "can"), default="sunspec")
+    ap.add_argument("--protocol", choices=("pylon", "sma", "victron", "pylon-hv"), default="pylon")
     args = ap.parse_args()
+    if args.path == "can":
+        return asyncio.run(bench_can(args.events, args.rate, args.protocol))
     return asyncio.run(bench(args.events, args.rate, args.pipeline))
 
 

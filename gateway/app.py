@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -20,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.canbus.link import CanLink
+from gateway.canbus.link import CanLink, heartbeat_signals
 from gateway.control import Controller
 from gateway.core.chemistry import get_chemistry
 from gateway.core.model import Command, CommandResult, ControlOutput, Reading
-from gateway.errors import FrameError, GatewayError
+from gateway.errors import ConfigError, FrameError, GatewayError
+from gateway.inverter_can.config import InverterProtocol
+from gateway.inverter_can.frames import BatteryIdentity
+from gateway.inverter_can.link import InverterCanLink
 from gateway.mqtt.publisher import MqttPublisher
 from gateway.sdnotify import Notifier
 from gateway.settings import Settings
@@ -32,14 +36,13 @@ from gateway.state_store import load_state, save_state
 from gateway.sunspec.client import SunSpecClient
 from gateway.sunspec.maps import BatteryInfo
 from gateway.sunspec.server import SunSpecServer
+from gateway.update.agent import UpdateAgent
 
 __all__ = ["Gateway", "run"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-_MODE_CODE = {"starting": 0, "normal": 1, "fault": 2, "stale": 3}
 
 
 class _Stop(Exception):
@@ -84,6 +87,19 @@ class Gateway:
             )
         elif settings.sunspec.mode == "client":
             self.sunspec_client = SunSpecClient(settings.sunspec)
+        self.inverter_can: InverterCanLink | None = None
+        if settings.inverter_can.protocol is not InverterProtocol.OFF:
+            # Wall clock: the inverter's keep-alive timeout is a real-time promise.
+            self.inverter_can = InverterCanLink(
+                settings.inverter_can,
+                BatteryIdentity.from_config(
+                    settings.inverter_can,
+                    capacity_ah=settings.pack.capacity_ah,
+                    version=__version__,
+                    cells=settings.pack.cells,
+                    nominal_cell_v=get_chemistry(settings.pack.chemistry).nominal_v,
+                ),
+            )
         self.mqtt: MqttPublisher | None = None
         if settings.mqtt.enabled:
             self.mqtt = MqttPublisher(
@@ -96,6 +112,25 @@ class Gateway:
         self._heartbeat = 0
         self._links: dict[str, bool] = {}
         self._links_checked_s = -1e9
+        self.update_agent = self._update_agent(settings)
+
+    def _update_agent(self, settings: Settings) -> UpdateAgent | None:
+        """Health record and update hold for ``bms-gateway update`` (when updates are set)."""
+        if not settings.update.enabled:
+            return None
+
+        def check() -> str:
+            from gateway.update.manager import check_lines_for
+
+            return "; ".join(check_lines_for(settings))
+
+        return UpdateAgent(
+            settings.update,
+            latest=lambda: self.latest,
+            links=self.link_states,
+            set_hold=self.ctrl.set_hold,
+            check=check,
+        )
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -124,12 +159,17 @@ class Gateway:
             self.ctrl.set_negotiation(self.sunspec_server.negotiation())
         elif self.sunspec_client is not None:
             self.ctrl.set_negotiation(self.sunspec_client.negotiation())
+        elif self.inverter_can is not None:
+            self.ctrl.set_negotiation(self.inverter_can.negotiation())
         out = self.ctrl.step(self.clock())
         self.latest = out
         if self.sunspec_server is not None:
             self.sunspec_server.update(out)
         if self.sunspec_client is not None:
             self.sunspec_client.update(out)
+        if self.inverter_can is not None:
+            # First among the CAN outputs: a cut reaches the inverter within this step.
+            self.inverter_can.update(out)
         if self.mqtt is not None:
             self.mqtt.publish_output(out)
         self._send_can_outputs(out)
@@ -151,6 +191,10 @@ class Gateway:
         states = {"can": self.can.connected and fresh}
         if self.sunspec_client is not None:
             states["inverter"] = self.sunspec_client.connected
+        if self.inverter_can is not None:
+            alive = self.inverter_can.keepalive_alive()
+            if alive is not None:
+                states["inverter_can" if "inverter" in states else "inverter"] = alive
         if self.sunspec_server is not None:
             hb = self.sunspec_server.controller_heartbeat()
             if hb.seen:
@@ -185,17 +229,7 @@ class Gateway:
     def _send_commands(self, out: ControlOutput, bleed: tuple[bool, ...]) -> None:
         self.can.send_balancing(bleed)
         self._heartbeat = (self._heartbeat + 1) % 256
-        self.can.send(
-            "GW_Heartbeat",
-            {
-                "Counter": self._heartbeat,
-                "Mode": _MODE_CODE.get(out.mode, 2),
-                "WorstSeverity": int(out.alarms.worst),
-                "ChargeLimit": min(out.limits.ccl_a.value, 6553.5),
-                "DischargeLimit": min(out.limits.dcl_a.value, 6553.5),
-                "BalancingCells": sum(bleed),
-            },
-        )
+        self.can.send("GW_Heartbeat", heartbeat_signals(out, self._heartbeat))
 
     async def _control_loop(self) -> None:
         cfg = self.settings.control
@@ -269,6 +303,13 @@ class Gateway:
                     tg.create_task(self.sunspec_client.run(), name="gateway.sunspec.client")
                 if self.mqtt is not None:
                     tg.create_task(self.mqtt.run(), name="gateway.mqtt")
+                if self.inverter_can is not None:
+                    tg.create_task(
+                        _contained("inverter_can", self.inverter_can.run),
+                        name="gateway.inverter_can",
+                    )
+                if self.update_agent is not None:
+                    tg.create_task(self.update_agent.run(), name="gateway.update")
                 for i, factory in enumerate(extra or []):
                     tg.create_task(factory(), name=f"gateway.extra{i}")
                 tg.create_task(wait_stop(), name="gateway.stop")
@@ -279,6 +320,7 @@ class Gateway:
                     cells=self.settings.pack.cells,
                     chemistry=self.settings.pack.chemistry,
                     sunspec=self.settings.sunspec.mode,
+                    inverter_can=self.settings.inverter_can.protocol.value,
                 )
                 self.event("config_loaded", gateway_id=self.settings.control.gateway_id)
         except* _Stop:
@@ -287,6 +329,31 @@ class Gateway:
             self.notifier.stopping()
             await self._save_state()
             log.info("gateway stopped")
+
+
+async def _contained(
+    name: str, factory: Callable[[], Coroutine[Any, Any, None]], max_backoff_s: float = 60.0
+) -> None:
+    """Run a side output; restart it with capped, jittered backoff when it fails.
+
+    A side output never ends the gateway (the control step goes on without it); a
+    ``ConfigError`` does, since no restart can fix it.
+    """
+    attempt = 0
+    while True:
+        started = time.monotonic()
+        try:
+            await factory()
+            return
+        except ConfigError:
+            raise
+        except Exception:
+            if time.monotonic() - started > max_backoff_s:
+                attempt = 0  # it ran for a while: start the backoff again
+            attempt += 1
+            delay = random.uniform(0, min(max_backoff_s, 1.5 ** min(10, attempt)))
+            log.exception("%s failed; restarting in %.1f s (attempt %d)", name, delay, attempt)
+            await asyncio.sleep(delay)
 
 
 async def _main(settings: Settings) -> int:
@@ -311,6 +378,12 @@ async def _main(settings: Settings) -> int:
         log.warning(
             "CAN interface is 'virtual' (in-process, for tests and the demo): no BMS can reach "
             'it; set can.interface = "socketcan" and can.channel on a device'
+        )
+    inv = settings.inverter_can
+    if inv.protocol is not InverterProtocol.OFF and inv.interface == "virtual":
+        log.warning(
+            "inverter_can.interface is 'virtual' (in-process): no inverter can hear it; set "
+            'inverter_can.interface = "socketcan" and inverter_can.channel on a device'
         )
     gw = Gateway(settings)
     failed = False

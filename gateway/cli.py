@@ -1,4 +1,4 @@
-"""Command line: ``bms-gateway run | demo | replay | sim-log | check-config``."""
+"""Command line: ``bms-gateway run | demo | replay | sim-log | check-config | update``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway import __version__
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, UpdateError
 from gateway.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -18,6 +19,7 @@ __all__ = ["main"]
 log = logging.getLogger("gateway")
 
 EXIT_CONFIG = 2
+EXIT_UPDATE = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     rp = with_config(sub.add_parser("replay", help="run a CAN log through the pipeline"))
     rp.add_argument("log", type=Path, help="candump (.log), ASC (.asc) or BLF (.blf) file")
     rp.add_argument("--out", type=Path, help="JSON Lines output (default: stdout)")
+    rp.add_argument(
+        "--tx-out",
+        type=Path,
+        help="also write the frames the gateway would send (inverter CAN, balancing), candump -L",
+    )
 
     sp = with_config(sub.add_parser("sim-log", help="write a candump log from the simulator"))
     sp.add_argument("--cells", type=int, default=16)
@@ -54,7 +61,50 @@ def _parser() -> argparse.ArgumentParser:
     dp.add_argument(
         "--state-dir", type=Path, help="keep the estimator state here between runs (default: none)"
     )
+    dp.add_argument(
+        "--inverter",
+        choices=("sunspec", "pylon", "sma", "victron", "pylon-hv", "none"),
+        default="sunspec",
+        help="simulated inverter: SunSpec over Modbus, a battery-CAN dialect, or none",
+    )
+    _add_update_parser(sub, with_config)
     return p
+
+
+def _add_update_parser(sub: Any, with_config: Callable[[Any], Any]) -> None:
+    """``bms-gateway update check|apply|status|rollback`` (gateway/update/, docs/UPDATES.md)."""
+    kinds = ("config", "gateway", "bms-firmware")
+    up = sub.add_parser("update", help="signed updates: check, apply, status, rollback")
+    usub = up.add_subparsers(dest="update_cmd", required=True)
+    with_config(usub.add_parser("check", help="what the signed repository offers"))
+    with_config(usub.add_parser("status", help="installed versions, last results, health"))
+    ap = with_config(usub.add_parser("apply", help="verify, apply, health-check (or roll back)"))
+    ap.add_argument("--kind", choices=kinds, help="only this kind (default: every kind offered)")
+    ap.add_argument("--version", dest="target_version", help="this version, not the newest")
+    ap.add_argument(
+        "--force", action="store_true", help="skip the safe-to-update gate; allow a downgrade"
+    )
+    rb = with_config(usub.add_parser("rollback", help="back to the version before"))
+    rb.add_argument("--kind", choices=kinds, default="config")
+
+
+def _update(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.update.manager import UpdateManager
+    from gateway.update.model import TargetKind
+
+    mgr = UpdateManager(settings, config_path=args.config)
+    if args.update_cmd == "check":
+        lines = mgr.check()
+    elif args.update_cmd == "status":
+        lines = [json.dumps(mgr.status(), indent=2)]
+    elif args.update_cmd == "apply":
+        kind = TargetKind(args.kind) if args.kind else None
+        lines = mgr.apply(kind, args.target_version, force=args.force)
+    else:
+        lines = [mgr.rollback(TargetKind(args.kind))]
+    for line in lines:
+        print(line)
+    return 0
 
 
 def _load(args: argparse.Namespace) -> Settings:
@@ -78,6 +128,10 @@ def _check_files(settings: Settings) -> None:
 
     load_decoder(settings.can).check_pack(settings.pack.cells, settings.pack.temp_sensors)
     Controller(settings)
+    if settings.inverter_can.protocol.value != "off":
+        from gateway.inverter_can.frames import load_inverter_dbc
+
+        load_inverter_dbc(settings.inverter_can.protocol.high_voltage)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "replay":
             from gateway.replay import replay_to_jsonl
 
-            return replay_to_jsonl(settings, args.log, args.out)
+            return replay_to_jsonl(settings, args.log, args.out, args.tx_out)
         if args.cmd == "sim-log":
             from gateway.sim.log import write_sim_log
 
@@ -110,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 capacity_ah=args.capacity_ah,
                 rate=args.rate,
             )
+        if args.cmd == "update":
+            return _update(settings, args)
         if args.cmd == "run":
             from gateway.app import run
 
@@ -123,10 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration_s=args.duration,
                 view=not args.no_view,
                 state_dir=args.state_dir,
+                inverter=args.inverter,
             )
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    except UpdateError as e:
+        print(f"update refused: {e}", file=sys.stderr)
+        return EXIT_UPDATE
     except GatewayError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

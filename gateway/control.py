@@ -31,6 +31,7 @@ from gateway.core.model import (
 from gateway.core.pack import PackState
 from gateway.core.phases import ChargePhases
 from gateway.core.protection import Protection
+from gateway.core.requests import RequestPlanner
 from gateway.core.soc import SocEstimator
 from gateway.errors import ConfigError
 from gateway.settings import Settings
@@ -68,6 +69,7 @@ class Controller:
                 if bal.mode is BalancingMode.ACTIVE
                 else bal.start_pct,
             )
+            self.requests = RequestPlanner(settings.inverter_can.thresholds())
         except ValueError as e:
             raise ConfigError(str(e)) from None
         self._seq = 0
@@ -79,6 +81,7 @@ class Controller:
         self._plan: BalancingPlan | None = None
         self._t_s = 0.0
         self._restored_charge: dict[str, Any] | None = None
+        self._hold: str | None = None
         self.frames = 0
         self.errors = 0
 
@@ -100,6 +103,16 @@ class Controller:
     def set_negotiation(self, negotiation: Negotiation | None) -> None:
         """What the inverter link negotiated last (used by the next step)."""
         self._negotiation = negotiation
+
+    def set_hold(self, reason: str | None) -> None:
+        """Hold CCL and DCL at 0 A with ``reason`` as the winning term (``"update"`` while BMS
+        firmware is flashed); ``None`` lifts it (the limits then come back through the ramp)."""
+        self._hold = reason
+
+    @property
+    def hold(self) -> str | None:
+        """The hold in force, if any."""
+        return self._hold
 
     def command(self, cmd: Command, now_s: float) -> CommandResult:
         """Apply a command from MQTT or Modbus; the answer says what happened."""
@@ -152,6 +165,7 @@ class Controller:
             user_cap_charge_a=self._user_cap_charge_a,
             user_cap_discharge_a=self._user_cap_discharge_a,
             cvl_phase=LimitTerm(charge.phase.value, charge.cvl_v),
+            hold=self._hold,
         )
         balancing = self._plan = self.balancing.step(snap, soc, now_s)
         self._complete_once = self._complete_once or snap.complete
@@ -166,6 +180,8 @@ class Controller:
             negotiation=neg,
             charge=charge,
             mode=self._mode(snap.complete, alarms.worst, limits),
+            # What the battery asks of the inverter follows from the limits, SoC and plan.
+            requests=self.requests.plan(limits, snap, soc, balancing, charge),
         )
 
     def _mode(self, complete: bool, worst: Severity, limits: Limits) -> str:

@@ -26,8 +26,10 @@ import can
 
 from gateway.app import Gateway
 from gateway.core.chemistry import get_chemistry
+from gateway.inverter_can.config import InverterProtocol
 from gateway.mqtt.broker import LocalBroker
 from gateway.settings import Settings
+from gateway.sim.can_inverter import CanInverterSim
 from gateway.sim.emitter import FrameRates, run_sim_on_bus
 from gateway.sim.inverter import PvLoadProfile, StorageControllerSim
 from gateway.sim.pack import PackSim, PackSimConfig
@@ -61,15 +63,41 @@ def _accelerated_clock(speed: float) -> Callable[[], float]:
     return lambda: (time.monotonic() - m0) * speed
 
 
+#: ``--inverter`` choices: the battery-CAN dialects, SunSpec (model 802 server) or no inverter.
+INVERTERS = ("sunspec", "pylon", "sma", "victron", "pylon-hv", "none")
+
+
 def demo_settings(
-    settings: Settings, *, channel: str, modbus_port: int, mqtt_port: int, state_dir: Path
+    settings: Settings,
+    *,
+    channel: str,
+    modbus_port: int,
+    mqtt_port: int,
+    state_dir: Path,
+    inverter: str = "sunspec",
 ) -> Settings:
-    """The user's settings with the demo's links: virtual CAN, loopback Modbus and MQTT."""
+    """The user's settings with the demo's links: virtual CAN, loopback Modbus and MQTT.
+
+    ``inverter``: ``sunspec`` serves model 802 on loopback; a battery-CAN dialect speaks it on a
+    second virtual channel (``<channel>-inv``) with SunSpec off; ``none`` has no inverter link.
+    """
+    can_side = inverter not in ("sunspec", "none")
     return settings.model_copy(
         update={
             "can": settings.can.model_copy(update={"interface": "virtual", "channel": channel}),
             "sunspec": settings.sunspec.model_copy(
-                update={"mode": "server", "host": "127.0.0.1", "port": modbus_port}
+                update={
+                    "mode": "server" if inverter == "sunspec" else "off",
+                    "host": "127.0.0.1",
+                    "port": modbus_port,
+                }
+            ),
+            "inverter_can": settings.inverter_can.model_copy(
+                update={
+                    "protocol": InverterProtocol(inverter if can_side else "off"),
+                    "interface": "virtual",
+                    "channel": f"{channel}-inv",
+                }
             ),
             "mqtt": settings.mqtt.model_copy(
                 update={"enabled": True, "host": "127.0.0.1", "port": mqtt_port, "commands": True}
@@ -101,6 +129,7 @@ async def _demo(
     duration_s: float | None,
     view: bool,
     state_dir: Path | None,
+    inverter_kind: str = "sunspec",
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -121,6 +150,7 @@ async def _demo(
                 modbus_port=modbus_port,
                 mqtt_port=broker.port,
                 state_dir=state_dir or Path(tmp),
+                inverter=inverter_kind,
             )
             gw = Gateway(s, clock=clock)
             pack = s.pack
@@ -139,36 +169,61 @@ async def _demo(
             )
             energy_wh = pack.capacity_ah * pack.cells * chem.nominal_v
             # Start at 10:00 so PV charges the pack right away.
-            inverter = StorageControllerSim(
-                "127.0.0.1",
-                modbus_port,
-                unit_id=s.sunspec.unit_id,
-                # A storage controller polls about once a second; keep that in simulated time.
-                poll_s=max(0.02, min(0.2, 1.0 / speed)),
-                # Sized to the pack: PV peaks at 0.5 C, the evening load draws about 0.2 C.
-                profile=PvLoadProfile(
-                    start_hour=10.0,
-                    pv_peak_w=0.5 * energy_wh,
-                    base_load_w=0.05 * energy_wh,
-                    evening_load_w=0.15 * energy_wh,
-                ),
-                nominal_voltage_v=pack.cells * chem.nominal_v,
-                clock=clock,
+            # Sized to the pack: PV peaks at 0.5 C, the evening load draws about 0.2 C.
+            profile = PvLoadProfile(
+                start_hour=10.0,
+                pv_peak_w=0.5 * energy_wh,
+                base_load_w=0.05 * energy_wh,
+                evening_load_w=0.15 * energy_wh,
             )
+            inverter: StorageControllerSim | CanInverterSim | None = None
+            if inverter_kind == "sunspec":
+                inverter = StorageControllerSim(
+                    "127.0.0.1",
+                    modbus_port,
+                    unit_id=s.sunspec.unit_id,
+                    # A storage controller polls about once a second; keep that in simulated time.
+                    poll_s=max(0.02, min(0.2, 1.0 / speed)),
+                    profile=profile,
+                    nominal_voltage_v=pack.cells * chem.nominal_v,
+                    clock=clock,
+                )
+            elif inverter_kind != "none":
+                inverter = CanInverterSim(
+                    inverter_kind,
+                    channel=s.inverter_can.channel,
+                    profile=profile,
+                    nominal_voltage_v=pack.cells * chem.nominal_v,
+                    force_charge_a=0.1 * pack.capacity_ah,
+                )
             sim_bus = can.Bus(interface="virtual", channel=channel)
             endpoints = [
                 f"MQTT:   {broker.description}; watch: mosquitto_sub -h {broker.host} "
                 f"-p {broker.port} -t '{s.mqtt.prefix}/#' -v",
                 f"Modbus: SunSpec model 802 at 127.0.0.1:{modbus_port}, unit "
-                f"{s.sunspec.unit_id}, base {s.sunspec.base_address}",
+                f"{s.sunspec.unit_id}, base {s.sunspec.base_address}"
+                if inverter_kind == "sunspec"
+                else f"Inverter: {inverter_kind} battery CAN on virtual:{s.inverter_can.channel}"
+                if inverter is not None
+                else "Inverter: none (the pack current stays 0 A)",
             ]
+
+            def current_a(t_s: float) -> float:
+                return inverter.current_a(t_s) if inverter is not None else 0.0
+
+            def inverter_state() -> str:
+                if isinstance(inverter, StorageControllerSim):
+                    return "polling" if inverter.connected else "waiting"
+                if isinstance(inverter, CanInverterSim):
+                    return "hearing the battery" if inverter.frames else "waiting"
+                return "none"
 
             async def run_sim() -> None:
                 await run_sim_on_bus(
                     sim_bus,
                     sim,
                     speed=speed,
-                    current_source=inverter.current_a,
+                    current_source=current_a,
                     stop=stop,
                     rates=demo_rates(speed),
                 )
@@ -181,7 +236,7 @@ async def _demo(
                     out = gw.latest
                     links = {
                         "CAN": "up" if gw.can.connected else "down",
-                        "inverter": "polling" if inverter.connected else "waiting",
+                        "inverter": inverter_state(),
                         "MQTT": (
                             "connected"
                             if gw.mqtt is not None and gw.mqtt.status.connected
@@ -219,7 +274,10 @@ async def _demo(
                 for e in endpoints:
                     print(e, flush=True)
             try:
-                await gw.run(stop, extra=[run_sim, inverter.run, run_view, run_timer])
+                extra = [run_sim, run_view, run_timer]
+                if inverter is not None:
+                    extra.append(inverter.run)
+                await gw.run(stop, extra=extra)
             finally:
                 sim_bus.shutdown()
     return 0
@@ -232,14 +290,22 @@ def demo(
     duration_s: float | None = None,
     view: bool = True,
     state_dir: Path | None = None,
+    inverter: str = "sunspec",
 ) -> int:
     """Run the demo until Ctrl-C (or ``duration_s`` wall seconds); the exit status.
 
     ``state_dir`` keeps the estimator state between demo runs (default: a temporary folder).
+    ``inverter``: one of ``INVERTERS`` (which simulated inverter closes the loop).
     """
+    if inverter not in INVERTERS:
+        print(
+            f"error: --inverter (={inverter}) must be one of {', '.join(INVERTERS)}",
+            file=sys.stderr,
+        )
+        return 2
     if not speed > 0:
         print(f"error: --speed (={speed}) must be positive", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(_demo(settings, speed, duration_s, view, state_dir))
+        return asyncio.run(_demo(settings, speed, duration_s, view, state_dir, inverter))
     return 0

@@ -11,6 +11,7 @@ __all__ = [
     "ModbusLinkError",
     "MqttLinkError",
     "SafetyFault",
+    "UpdateError",
 ]
 
 
@@ -44,3 +45,8 @@ class MqttLinkError(LinkError):
 
 class SafetyFault(GatewayError):
     """An internal inconsistency that forces the outputs to their safe values."""
+
+
+class UpdateError(GatewayError):
+    """An update was refused or failed (bad signature, expired metadata, unsafe pack, failed
+    flash or health check). The message is one line that says which and why."""

@@ -16,7 +16,7 @@ import logging
 import struct
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO, cast
@@ -26,6 +26,7 @@ from can.io.blf import BLFParseError
 
 from gateway.canbus.decode import Decoder, FrameDecodeError, load_decoder
 from gateway.control import Controller
+from gateway.core.model import ControlOutput
 from gateway.errors import GatewayError
 from gateway.report import record
 from gateway.settings import Settings
@@ -193,10 +194,12 @@ def replay(
     *,
     decoder: Decoder | None = None,
     stats: ReplayStats | None = None,
+    tx: Callable[[Decoder], Callable[[ControlOutput], None]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Run ``log_path`` through decoder and controller; yield one record per second of log time.
 
     The last record closes the last (partial) second. Garbage lines count as dropped frames.
+    ``tx(decoder)`` returns a sink that sees every step's output (``--tx-out``).
 
     Raises:
         ConfigError: the profile or DBC is wrong (before any record).
@@ -210,6 +213,14 @@ def replay(
     errors_before = dict(decoder.counters.errors)  # a reused decoder keeps counting
     handles, decode = decoder.handles, decoder.decode
     count, ingest, step = ctrl.count_frame, ctrl.ingest, ctrl.step
+    if tx is not None:
+        sink = tx(decoder)
+
+        def step(now_s: float) -> ControlOutput:
+            out = ctrl.step(now_s)
+            sink(out)
+            return out
+
     t0: float | None = None
     next_step = 0.0
     pending = False  # frames since the last step
@@ -279,8 +290,13 @@ def replay(
         )
 
 
-def replay_to_jsonl(settings: Settings, log_path: Path, out_path: Path | None) -> int:
+def replay_to_jsonl(
+    settings: Settings, log_path: Path, out_path: Path | None, tx_out: Path | None = None
+) -> int:
     """Write the replay of ``log_path`` as JSON Lines to ``out_path`` (stdout when None).
+
+    ``tx_out``: also write every frame the gateway would send (candump -L; see
+    ``gateway.txlog``).
 
     Returns:
         The exit status: 0 (bad lines and frames are counted in the records, not fatal).
@@ -289,9 +305,38 @@ def replay_to_jsonl(settings: Settings, log_path: Path, out_path: Path | None) -
         ConfigError, GatewayError: see ``replay``; raised before anything is written.
     """
     stats = ReplayStats()
-    records = replay(settings, log_path, stats=stats)
-    # Pull the first record before opening the output, so a missing log leaves no empty file.
-    first = next(records, None)
+    txlog: Any = None
+
+    def open_tx(decoder: Decoder) -> Callable[[ControlOutput], None]:
+        nonlocal txlog
+        from gateway.txlog import TxLog
+
+        assert tx_out is not None
+        txlog = TxLog(settings, decoder, tx_out)
+        return txlog  # type: ignore[no-any-return]
+
+    records = replay(settings, log_path, stats=stats, tx=open_tx if tx_out else None)
+    try:
+        # Pull the first record before opening the output, so a missing log leaves no empty file.
+        first = next(records, None)
+        _write_records(out_path, first, records)
+    finally:
+        if txlog is not None:
+            txlog.close()
+            log.info("%s: %d frames the gateway would send", tx_out, txlog.frames)
+    log.info(
+        "%s: %d frames, %d records%s",
+        log_path,
+        stats.frames,
+        stats.records,
+        f" -> {out_path}" if out_path else "",
+    )
+    return 0
+
+
+def _write_records(
+    out_path: Path | None, first: dict[str, Any] | None, records: Iterator[dict[str, Any]]
+) -> None:
     dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
     if out_path is None:
         _write(sys.stdout, first, records, dumps)
@@ -301,14 +346,6 @@ def replay_to_jsonl(settings: Settings, log_path: Path, out_path: Path | None) -
                 _write(out, first, records, dumps)
         except OSError as e:
             raise GatewayError(f"{out_path}: cannot write: {e.strerror}") from None
-    log.info(
-        "%s: %d frames, %d records%s",
-        log_path,
-        stats.frames,
-        stats.records,
-        f" -> {out_path}" if out_path else "",
-    )
-    return 0
 
 
 def _write(

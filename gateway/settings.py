@@ -26,8 +26,10 @@ from gateway.core.phases import ChargeConfig
 from gateway.core.protection import ProtectionConfig
 from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
+from gateway.inverter_can.config import InverterCanConfig
 from gateway.mqtt.config import MqttConfig
 from gateway.sunspec.config import SunSpecConfig
+from gateway.update.config import UpdateConfig
 
 __all__ = ["ENV_PREFIX", "ControlConfig", "LogConfig", "Settings", "StateConfig", "load_settings"]
 
@@ -82,8 +84,10 @@ class Settings(BaseSettings):
     balancing: BalancingConfig = BalancingConfig()
     charge: ChargeConfig = ChargeConfig()
     sunspec: SunSpecConfig = SunSpecConfig()
+    inverter_can: InverterCanConfig = InverterCanConfig()
     mqtt: MqttConfig = MqttConfig()
     state: StateConfig = StateConfig()
+    update: UpdateConfig = UpdateConfig()
     log: LogConfig = LogConfig()
 
     @classmethod

@@ -27,10 +27,10 @@ import can
 
 from gateway.canbus.config import CanConfig
 from gateway.canbus.decode import Decoder, FrameDecodeError, OutFrame, load_decoder
-from gateway.core.model import Reading
+from gateway.core.model import ControlOutput, Reading
 from gateway.errors import CanLinkError, ConfigError
 
-__all__ = ["BusFactory", "CanLink", "FrameCallback", "LinkStats"]
+__all__ = ["BusFactory", "CanLink", "FrameCallback", "LinkStats", "heartbeat_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,21 @@ BusFactory = Callable[[CanConfig], can.BusABC]
 _CAN_ERR_BUSOFF = 0x40  # linux/can/error.h: the controller went bus-off
 _MAX_PENDING = 20_000  # frames waiting for the loop; beyond this the loop is stalled: drop
 _MAX_DRAIN = 512  # frames read per wake-up, so a flood cannot starve the loop
+
+
+_MODE_CODE = {"starting": 0, "normal": 1, "fault": 2, "stale": 3}
+
+
+def heartbeat_signals(out: ControlOutput, counter: int) -> dict[str, float]:
+    """The ``GW_Heartbeat`` signals (bms.dbc) for the step ``out``; ``counter`` is 0..255."""
+    return {
+        "Counter": counter,
+        "Mode": _MODE_CODE.get(out.mode, 2),
+        "WorstSeverity": int(out.alarms.worst),
+        "ChargeLimit": min(out.limits.ccl_a.value, 6553.5),
+        "DischargeLimit": min(out.limits.dcl_a.value, 6553.5),
+        "BalancingCells": sum(out.balancing.bleed),
+    }
 
 
 @dataclass(slots=True)

@@ -354,6 +354,7 @@ class LimitsCalculator:
         user_cap_charge_a: float | None = None,
         user_cap_discharge_a: float | None = None,
         cvl_phase: LimitTerm | None = None,
+        hold: str | None = None,
     ) -> Limits:
         """The limits for this step.
 
@@ -369,6 +370,8 @@ class LimitsCalculator:
             user_cap_discharge_a: a user cap on discharge.
             cvl_phase: the charge phase's CVL term (``gateway.core.phases``: ``bulk``,
                 ``absorption`` or ``float``); it wins a tie with ``max``.
+            hold: an external hold (``"update"`` while BMS firmware is flashed): a term of that
+                name holds CCL and DCL at 0 A, like a fault, until it is lifted.
         """
         if not self._started:
             self._started = True
@@ -402,6 +405,12 @@ class LimitsCalculator:
                 ccl_terms.append(term)
             if spec.cuts_discharge:
                 dcl_terms.append(term)
+
+        # --- an external hold (a BMS firmware update): 0 A with its own reason.
+        if hold is not None:
+            term = LimitTerm(hold, 0.0)
+            ccl_terms.append(term)
+            dcl_terms.append(term)
 
         ccl_faulted, dcl_faulted = bool(ccl_terms), bool(dcl_terms)
         max_c, max_d = cfg.max_charge_a, cfg.max_discharge_a

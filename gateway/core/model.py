@@ -18,6 +18,7 @@ __all__ = [
     "BalancingAction",
     "BalancingMode",
     "BalancingPlan",
+    "BatteryRequests",
     "CellEstimate",
     "ChargePhase",
     "ChargeState",
@@ -263,6 +264,19 @@ class ChargeState:
     last_full_age_s: float | None  # seconds since the last completed full charge (None: never)
 
 
+# --- what the battery asks of the inverter ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryRequests:
+    """The battery's requests to the inverter after one step (rules: ``core.requests``)."""
+
+    charge_enable: bool
+    discharge_enable: bool
+    force_charge: bool
+    full_charge: bool
+
+
 # --- inverter negotiation -------------------------------------------------------------------
 
 
@@ -270,7 +284,7 @@ class ChargeState:
 class Negotiation:
     """What was negotiated with the inverter. Amperes; ``None`` where unknown."""
 
-    link: str  # "server", "client", "none"
+    link: str  # "server", "client", "none", "can:<protocol>"
     connected: bool
     requested_ccl_a: float
     requested_dcl_a: float
@@ -278,6 +292,9 @@ class Negotiation:
     accepted_dcl_a: float | None = None
     inverter_max_charge_a: float | None = None
     inverter_max_discharge_a: float | None = None
+    # Battery CAN: the inverter's keep-alive (or poll) heard within its timeout; None: the link
+    # has no keep-alive, or it was never heard.
+    keepalive: bool | None = None
 
     @property
     def effective_ccl_a(self) -> float:
@@ -350,3 +367,4 @@ class ControlOutput:
     charge: ChargeState | None = None
     mode: str = "starting"  # "starting" | "normal" | "fault" | "stale"
     notes: tuple[str, ...] = field(default=())
+    requests: BatteryRequests | None = None  # enable flags, force/full charge (core.requests)

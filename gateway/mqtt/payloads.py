@@ -38,6 +38,7 @@ __all__ = [
     "EventPayload",
     "LimitPayload",
     "NegotiationPayload",
+    "RequestsPayload",
     "StatePayload",
     "alarms_key",
     "alarms_payload",
@@ -106,6 +107,7 @@ class NegotiationPayload(BaseModel):
     effective_dcl_a: float | None
     inverter_max_charge_a: float | None
     inverter_max_discharge_a: float | None
+    keepalive: bool | None = None
 
     @classmethod
     def of(cls, n: Negotiation) -> NegotiationPayload:
@@ -121,6 +123,7 @@ class NegotiationPayload(BaseModel):
             effective_dcl_a=_r(n.effective_dcl_a, 3),
             inverter_max_charge_a=_r(n.inverter_max_charge_a, 3),
             inverter_max_discharge_a=_r(n.inverter_max_discharge_a, 3),
+            keepalive=n.keepalive,
         )
 
 
@@ -154,6 +157,17 @@ class ChargePayload(BaseModel):
         )
 
 
+class RequestsPayload(BaseModel):
+    """What the battery asks of the inverter (battery CAN 0x35C / HV 0x4250, 0x4280)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    charge_enable: bool
+    discharge_enable: bool
+    force_charge: bool
+    full_charge: bool
+
+
 class StatePayload(_Payload):
     """Topic ``state``: the pack at a glance, the limits and why, the inverter negotiation."""
 
@@ -181,6 +195,7 @@ class StatePayload(_Payload):
     dvl_v: LimitPayload
     negotiation: NegotiationPayload | None
     charge: ChargePayload | None
+    requests: RequestsPayload | None = None
     alarm_level: str
     alarm_count: int
     balancing_mode: str
@@ -232,6 +247,14 @@ def state_payload(out: ControlOutput, gateway_id: str, time_s: float | None) -> 
         dvl_v=LimitPayload.of(out.limits.dvl_v),
         negotiation=NegotiationPayload.of(out.negotiation) if out.negotiation else None,
         charge=ChargePayload.of(out.charge) if out.charge else None,
+        requests=RequestsPayload(
+            charge_enable=out.requests.charge_enable,
+            discharge_enable=out.requests.discharge_enable,
+            force_charge=out.requests.force_charge,
+            full_charge=out.requests.full_charge,
+        )
+        if out.requests is not None
+        else None,
         alarm_level=out.alarms.worst.name.lower(),
         alarm_count=len(out.alarms.active),
         balancing_mode=str(out.balancing.mode),

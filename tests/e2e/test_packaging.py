@@ -136,6 +136,8 @@ def test_wheel_carries_the_dbc_and_profiles(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in (
         "gateway/data/dbc/bms.dbc",
+        "gateway/data/dbc/inverter_lv.dbc",
+        "gateway/data/dbc/inverter_hv.dbc",
         "gateway/data/dbc/profiles/bms.toml",
         "gateway/data/dbc/profiles/foxbms.toml",
         "gateway/data/ocv/lfp.csv",
