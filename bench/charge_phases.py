@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import time
 from collections import Counter
@@ -148,7 +149,9 @@ def run(
             ):
                 res.full_charges += 1
             if phase is not ChargePhase.ABSORPTION and charge.phase is ChargePhase.ABSORPTION:
-                res.reasons[charge.full_charge_reason.split(" (")[0].split(":")[0]] += 1
+                # Grouped by kind: the numbers taken out ("SoC uncertainty N % >= N %").
+                kind = re.sub(r"\d+(\.\d+)?", "N", charge.full_charge_reason.split(" (")[0])
+                res.reasons[kind.split(":")[0]] += 1
             phase = charge.phase
     res.wall_s = time.perf_counter() - started
     counted_days = max(days - 1.0, 1e-9)
