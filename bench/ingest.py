@@ -8,8 +8,9 @@ then times, on one core:
 1. ingest: the frames (already read from the file) through ``Decoder.decode`` (DBC decode and
    signal-role mapping) and ``Controller.count_frame``/``ingest`` (pack-state update) - the path
    every received frame takes in the daemon;
-2. replay: ``gateway.replay.replay`` end to end - log parsing by python-can, the same ingest, one
-   control step and one JSON record per second of log time;
+2. replay: ``gateway.replay.replay`` end to end - log parsing by python-can, the same ingest, the
+   daemon's control steps (per frame with data, bounded by ``control.min_step_s``) and one JSON
+   record per second of log time;
 3. for reference, python-can's log parsing alone and cantools ``Message.decode`` alone.
 
 Prints frames/s and microseconds per frame for each. Target (issue 2): ingest >= 100,000 frames/s.

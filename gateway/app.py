@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.canbus.link import CanLink, heartbeat_signals
-from gateway.control import Controller
+from gateway.control import Controller, check_decoder
 from gateway.core.chemistry import get_chemistry
 from gateway.core.model import Command, CommandResult, ControlOutput, Reading
 from gateway.errors import ConfigError, FrameError, GatewayError
@@ -66,7 +66,7 @@ class Gateway:
         self.latest: ControlOutput | None = None
         self.can = CanLink(settings.can, on_frame=self._on_frame, clock=clock)
         # A profile that cannot fill the configured pack would hold 0 A forever: refuse at start.
-        self.can.decoder.check_pack(settings.pack.cells, settings.pack.temp_sensors)
+        check_decoder(settings, self.can.decoder)
         self.sunspec_server: SunSpecServer | None = None
         self.sunspec_client: SunSpecClient | None = None
         if settings.sunspec.mode == "server":
@@ -387,8 +387,15 @@ async def _main(settings: Settings) -> int:
         )
     gw = Gateway(settings)
     failed = False
+    config_failed = False
     try:
         await gw.run(stop)
+    except* ConfigError as config_eg:
+        # A configuration error (an unknown CAN interface found at open) exits 2, which the
+        # unit's RestartPreventExitStatus=2 keeps systemd from restarting in a loop.
+        config_failed = True
+        for ce in config_eg.exceptions:
+            log.error("configuration error: %s", ce)
     except* GatewayError as eg:
         failed = True
         for e in eg.exceptions:
@@ -397,6 +404,8 @@ async def _main(settings: Settings) -> int:
         failed = True
         for err in other.exceptions:
             log.error("gateway task failed unexpectedly", exc_info=err)
+    if config_failed:
+        return 2
     return 1 if failed else 0
 
 

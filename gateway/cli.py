@@ -38,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("log", type=Path, help="candump (.log), ASC (.asc) or BLF (.blf) file")
     rp.add_argument("--out", type=Path, help="JSON Lines output (default: stdout)")
     rp.add_argument(
+        "--after-end",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep the clock running this long after the last frame, as if the bus fell silent",
+    )
+    rp.add_argument(
         "--tx-out",
         type=Path,
         help="also write the frames the gateway would send (inverter CAN, balancing), candump -L",
@@ -123,15 +130,34 @@ def _check_files(settings: Settings) -> None:
     Raises:
         ConfigError: naming the file, key or threshold that is wrong.
     """
-    from gateway.canbus.decode import load_decoder
-    from gateway.control import Controller
+    import can.interfaces
 
-    load_decoder(settings.can).check_pack(settings.pack.cells, settings.pack.temp_sensors)
+    from gateway.canbus.decode import load_decoder
+    from gateway.control import Controller, check_decoder
+
+    if settings.can.interface not in can.interfaces.VALID_INTERFACES:
+        known = ", ".join(sorted(can.interfaces.VALID_INTERFACES))
+        raise ConfigError(
+            f"can.interface (={settings.can.interface!r}) is not a python-can interface "
+            f"(known here: {known})"
+        )
+    check_decoder(settings, load_decoder(settings.can))
     Controller(settings)
     if settings.inverter_can.protocol.value != "off":
         from gateway.inverter_can.frames import load_inverter_dbc
 
         load_inverter_dbc(settings.inverter_can.protocol.high_voltage)
+
+
+def _config_error(e: BaseException) -> ConfigError | None:
+    """The first ConfigError inside ``e`` (an exception group), else None."""
+    if isinstance(e, ConfigError):
+        return e
+    if isinstance(e, BaseExceptionGroup):
+        for sub in e.exceptions:
+            if (found := _config_error(sub)) is not None:
+                return found
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,12 +172,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "check-config":
             _check_files(settings)
+            from gateway.state_store import describe_ocv_table
+
+            ocv = describe_ocv_table(settings.soc)  # a bad table is a config error
             print(json.dumps(settings.model_dump(mode="json"), indent=2))
+            # What the user's OCV table was read as (stderr: stdout stays JSON).
+            if ocv:
+                print(ocv, file=sys.stderr)
             return 0
         if args.cmd == "replay":
             from gateway.replay import replay_to_jsonl
 
-            return replay_to_jsonl(settings, args.log, args.out, args.tx_out)
+            if not 0.0 <= args.after_end <= 86_400.0:
+                raise ConfigError(f"--after-end (={args.after_end}) must be within 0..86400 s")
+            return replay_to_jsonl(settings, args.log, args.out, args.tx_out, args.after_end)
         if args.cmd == "sim-log":
             from gateway.sim.log import write_sim_log
 
@@ -190,4 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatewayError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except BaseExceptionGroup as eg:
+        # A task group (demo) may carry a configuration error found at run time.
+        found = _config_error(eg)
+        if found is None:
+            raise
+        print(f"config error: {found}", file=sys.stderr)
+        return EXIT_CONFIG
     raise AssertionError(args.cmd)  # argparse allows only the commands above

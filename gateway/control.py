@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.balancing import BalancingPlanner
 from gateway.core.limits import LimitsCalculator
@@ -23,6 +23,7 @@ from gateway.core.model import (
     Negotiation,
     Reading,
     ResetAlarms,
+    Role,
     SetBalancingMode,
     SetUserCurrentCap,
     Severity,
@@ -37,7 +38,42 @@ from gateway.errors import ConfigError
 from gateway.settings import Settings
 from gateway.state_store import resolve_chemistry
 
-__all__ = ["Controller"]
+if TYPE_CHECKING:  # the control loop is handed a decoder; it never builds one
+    from gateway.canbus.decode import Decoder
+
+__all__ = ["Controller", "check_decoder"]
+
+
+def check_decoder(settings: Settings, decoder: Decoder) -> None:
+    """Check the compiled profile against the settings before anything runs.
+
+    The profile must deliver every configured cell and sensor (``Decoder.check_pack``), and the
+    DBC must be able to carry every alarm threshold of the protection (an over-voltage alarm
+    above the highest value the cell-voltage signal can express would never trigger).
+
+    Raises:
+        ConfigError: naming the setting and the DBC.
+    """
+    decoder.check_pack(settings.pack.cells, settings.pack.temp_sensors)
+    try:
+        th = settings.protection.resolve(settings.pack)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    v, t, a = Role.CELL_VOLTAGE, Role.CELL_TEMPERATURE, Role.PACK_CURRENT
+    decoder.check_carries(
+        [
+            ("protection.cell_overvoltage_alarm_v", v, th.cell_overvoltage_alarm_v),
+            ("protection.cell_overvoltage_warning_v", v, th.cell_overvoltage_warning_v),
+            ("protection.cell_undervoltage_alarm_v", v, th.cell_undervoltage_alarm_v),
+            ("protection.cell_undervoltage_warning_v", v, th.cell_undervoltage_warning_v),
+            ("protection.charge_temp_max_alarm_c", t, th.charge_temp_max_alarm_c),
+            ("protection.discharge_temp_max_alarm_c", t, th.discharge_temp_max_alarm_c),
+            ("protection.charge_temp_min_alarm_c", t, th.charge_temp_min_alarm_c),
+            ("protection.discharge_temp_min_alarm_c", t, th.discharge_temp_min_alarm_c),
+            ("protection.overcurrent_charge_alarm_a", a, th.overcurrent_charge_alarm_a),
+            ("protection.overcurrent_discharge_alarm_a", a, -th.overcurrent_discharge_alarm_a),
+        ]
+    )
 
 
 class Controller:
@@ -50,8 +86,12 @@ class Controller:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.pack = PackState(settings.pack)
         try:
+            self.pack = PackState(
+                settings.pack,
+                settings.plausibility,
+                settings.timeouts.input_timeouts(settings.pack),
+            )
             chemistry = resolve_chemistry(settings.pack, settings.soc)
             self.soc = SocEstimator(settings.soc, settings.pack, chemistry)
             self.protection = Protection(settings.protection, settings.pack, settings.timeouts)

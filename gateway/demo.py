@@ -75,15 +75,31 @@ def demo_settings(
     mqtt_port: int,
     state_dir: Path,
     inverter: str = "sunspec",
+    speed: float = 1.0,
 ) -> Settings:
     """The user's settings with the demo's links: virtual CAN, loopback Modbus and MQTT.
 
     ``inverter``: ``sunspec`` serves model 802 on loopback; a battery-CAN dialect speaks it on a
     second virtual channel (``<channel>-inv``) with SunSpec off; ``none`` has no inverter link.
+
+    ``speed`` stretches the input timeouts as ``demo_rates`` stretches the frame periods: a
+    value past its timeout is unknown on every output, and at 240x a 10 ms hiccup of a busy
+    machine is 2.4 s of pack time, longer than the 2 s current timeout.
     """
     can_side = inverter not in ("sunspec", "none")
+    k = max(1.0, speed / 20.0)
+    t = settings.timeouts
+    timeouts = t.model_copy(
+        update={
+            "cell_voltage_timeout_s": min(60.0, t.cell_voltage_timeout_s * k),
+            "temperature_timeout_s": min(300.0, t.temperature_timeout_s * k),
+            "current_timeout_s": min(60.0, t.current_timeout_s * k),
+            "pack_voltage_timeout_s": min(60.0, t.pack_voltage_timeout_s * k),
+        }
+    )
     return settings.model_copy(
         update={
+            "timeouts": timeouts,
             "can": settings.can.model_copy(update={"interface": "virtual", "channel": channel}),
             "sunspec": settings.sunspec.model_copy(
                 update={
@@ -151,6 +167,7 @@ async def _demo(
                 mqtt_port=broker.port,
                 state_dir=state_dir or Path(tmp),
                 inverter=inverter_kind,
+                speed=speed,
             )
             gw = Gateway(s, clock=clock)
             pack = s.pack

@@ -1,8 +1,15 @@
 """Replay a CAN log (candump ``-L``, ASC or BLF) through the live pipeline, as fast as it can.
 
 The frames go through the very same ``Decoder`` and ``Controller`` as on the bus; the log's own
-timestamps are the clock. One control step runs per second of log time and each step becomes one
-JSON Lines record (``gateway.report.record``; schema in docs/REPLAY.md).
+timestamps are the clock. Control steps run the way the daemon runs them (``gateway.app``): on
+every frame that brings data, at most one per ``control.min_step_s``, and every
+``control.tick_s`` while none arrives, so count-based debounce behaves the same in both. The step
+at each whole second of log time becomes one JSON Lines record (``gateway.report.record``; schema
+in docs/REPLAY.md).
+
+A frame stamped with a time that cannot be real (not finite, negative, or beyond
+``MAX_LOG_TIME_S``) is unreadable and counted like a bad line; a time that goes backwards is held
+at the latest time seen (log time, like the monotonic clock, never goes back).
 
 Bad input never stops a replay: a line the log reader cannot parse is counted as a dropped frame,
 and the file and line numbers are logged once at the end. A missing file or an unknown format is
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import struct
 import sys
 import zlib
@@ -25,7 +33,7 @@ import can
 from can.io.blf import BLFParseError
 
 from gateway.canbus.decode import Decoder, FrameDecodeError, load_decoder
-from gateway.control import Controller
+from gateway.control import Controller, check_decoder
 from gateway.core.model import ControlOutput
 from gateway.errors import GatewayError
 from gateway.report import record
@@ -42,6 +50,10 @@ FORMATS = {".log": "candump", ".asc": "asc", ".blf": "blf"}
 #: paused overnight would otherwise produce tens of thousands of identical records).
 MAX_FILLED_GAP_S = 3600.0
 
+#: Log times at or beyond this (seconds; about the year 2286 as a Unix time) are not real: an
+#: ``1e17`` would otherwise make one control step span three billion years of ticks.
+MAX_LOG_TIME_S = 1e10
+
 _SHOWN_BAD_LINES = 5
 
 
@@ -55,7 +67,11 @@ class ReplayStats:
     """Lines (or BLF objects) the log reader could not parse."""
     bad_line_numbers: list[int] = field(default_factory=list)
     """The first few bad line numbers."""
+    bad_times: int = 0
+    """Frames whose timestamp is not finite, negative or absurd (counted in ``bad_lines``)."""
     records: int = 0
+    steps: int = 0
+    """Control steps run (data-driven, ticks and records)."""
     truncated: str = ""
     """Why a binary log stopped early, if it did."""
 
@@ -179,6 +195,14 @@ def _frames(messages: Iterator[can.Message], stats: ReplayStats) -> Iterator[Log
         if msg.is_error_frame:
             continue
         stats.frames += 1
+        t = msg.timestamp
+        if not (math.isfinite(t) and 0.0 <= t < MAX_LOG_TIME_S):
+            # An impossible time makes the frame unreadable: counted, never the clock.
+            stats.bad_lines += 1
+            stats.bad_times += 1
+            if stats.bad_times == 1:
+                log.debug("frame %d: impossible timestamp %r", stats.frames, t)
+            continue
         yield LogFrame(
             msg.timestamp,
             msg.arbitration_id,
@@ -188,17 +212,91 @@ def _frames(messages: Iterator[can.Message], stats: ReplayStats) -> Iterator[Log
         )
 
 
+class _Stepper:
+    """The daemon's step schedule on log time: a step on new data (at most one per
+    ``min_step_s``), a tick every ``tick_s`` without data, and a recorded step at every whole
+    second since ``t0``."""
+
+    def __init__(
+        self,
+        step: Callable[[float], ControlOutput],
+        settings: Settings,
+        t0: float,
+        stats: ReplayStats,
+    ) -> None:
+        self.step_fn = step
+        self.tick_s = settings.control.tick_s
+        self.min_step_s = settings.control.min_step_s
+        self.t0 = t0
+        self.stats = stats
+        self.next_rec = t0 + 1.0
+        self.pending = False  # new data since the last step (the daemon's event)
+        self.since_rec = False  # frames since the last record
+        self.last = t0
+        self._step(t0)  # the daemon's first step, before any data
+
+    def _step(self, t: float) -> dict[str, Any] | None:
+        out = self.step_fn(t)
+        self.stats.steps += 1
+        self.last = t
+        self.pending = False
+        if t == self.next_rec:
+            self.next_rec += 1.0
+            self.since_rec = False
+            self.stats.records += 1
+            return record(out, self.t0)
+        return None
+
+    def run_until(self, t: float) -> Iterator[dict[str, Any]]:
+        """Every step due before ``t`` and every record due at or before ``t``."""
+        while True:
+            due = self.last + (self.min_step_s if self.pending else self.tick_s)
+            if self.next_rec <= t and self.next_rec <= due:
+                rec = self._step(self.next_rec)
+                if rec is not None:
+                    yield rec
+            elif due < t:
+                self._step(due)
+            else:
+                return
+
+    def advance(self, t: float) -> Iterator[dict[str, Any]]:
+        """Run the schedule up to ``t``; a gap longer than ``MAX_FILLED_GAP_S`` is skipped after
+        one record (whole seconds, so the record times stay on the grid)."""
+        if t - self.last > MAX_FILLED_GAP_S:
+            yield from self.run_until(self.next_rec)
+            skip = math.floor(t - self.next_rec)
+            if skip > 0:
+                self.next_rec += skip
+                self.last += skip
+        yield from self.run_until(t)
+
+    def data(self, t: float) -> None:
+        """New readings at ``t``: step now, or as soon as ``min_step_s`` allows."""
+        self.pending = True
+        if t - self.last >= self.min_step_s:
+            self._step(t)
+
+    def close(self) -> Iterator[dict[str, Any]]:
+        """The record that closes the last, partial second (when frames came after the last)."""
+        if self.since_rec:
+            yield from self.run_until(self.next_rec)
+
+
 def replay(
     settings: Settings,
     log_path: Path,
     *,
     decoder: Decoder | None = None,
     stats: ReplayStats | None = None,
+    after_end_s: float = 0.0,
     tx: Callable[[Decoder], Callable[[ControlOutput], None]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Run ``log_path`` through decoder and controller; yield one record per second of log time.
 
     The last record closes the last (partial) second. Garbage lines count as dropped frames.
+    ``after_end_s`` keeps the clock running that long after the last frame, as the daemon's
+    would if the bus fell silent (records continue; stale values turn unknown).
     ``tx(decoder)`` returns a sink that sees every step's output (``--tx-out``).
 
     Raises:
@@ -208,7 +306,7 @@ def replay(
     stats = stats if stats is not None else ReplayStats()
     frames = iter_log(log_path, stats)  # a missing log fails here, before the slower DBC load
     decoder = decoder if decoder is not None else load_decoder(settings.can)
-    decoder.check_pack(settings.pack.cells, settings.pack.temp_sensors)
+    check_decoder(settings, decoder)
     ctrl = Controller(settings)
     errors_before = dict(decoder.counters.errors)  # a reused decoder keeps counting
     handles, decode = decoder.handles, decoder.decode
@@ -221,26 +319,16 @@ def replay(
             sink(out)
             return out
 
-    t0: float | None = None
-    next_step = 0.0
-    pending = False  # frames since the last step
+    sched: _Stepper | None = None
+    now = -math.inf  # log time never goes back
     bad_seen = 0
     for f in frames:
-        t = f.t_s
-        if t0 is None:
-            t0 = t
-            next_step = t0 + 1.0
-        if t >= next_step:
-            # Close every whole second before this frame; a long gap is skipped, not filled.
-            if t - next_step > MAX_FILLED_GAP_S:
-                yield record(step(next_step), t0)
-                stats.records += 1
-                next_step += ((t - next_step) // 1.0) * 1.0
-            while t >= next_step:
-                yield record(step(next_step), t0)
-                stats.records += 1
-                next_step += 1.0
-            pending = False
+        t = max(f.t_s, now)
+        if sched is None:
+            sched = _Stepper(step, settings, t, stats)
+        yield from sched.advance(t)
+        now = t
+        sched.since_rec = True
         # Lines the reader could not parse are frames lost: count them where they happened.
         while bad_seen < stats.bad_lines:
             count(False)
@@ -248,7 +336,6 @@ def replay(
         if not handles(f.frame_id, f.extended):
             decoder.counters.ignored += 1
             continue
-        pending = True
         if f.remote:
             decoder.count_remote()
             count(False)
@@ -259,26 +346,45 @@ def replay(
             count(False)
             continue
         count(True)
-        ingest(readings)
+        if readings:
+            ingest(readings)
+            sched.data(t)
     while bad_seen < stats.bad_lines:
         count(False)
         bad_seen += 1
-        pending = True
-    if t0 is not None and pending:
-        yield record(step(next_step), t0)
-        stats.records += 1
+        if sched is not None:
+            sched.since_rec = True
+    if sched is not None:
+        if after_end_s > 0:
+            yield from sched.run_until(now + after_end_s)
+        yield from sched.close()
+    _summarise(log_path, stats, decoder, errors_before)
+    if ctrl.pack.implausible:
+        log.warning(
+            "%s: %d implausible reading(s) counted as measurement faults (not used; 0 A while "
+            "they lasted)",
+            log_path,
+            ctrl.pack.implausible,
+        )
+
+
+def _summarise(
+    log_path: Path, stats: ReplayStats, decoder: Decoder, errors_before: dict[str, int]
+) -> None:
     if stats.bad_lines:
         shown = ", ".join(str(n) for n in stats.bad_line_numbers)
         more = "" if stats.bad_lines <= len(stats.bad_line_numbers) else ", ..."
         what = "object" if log_path.suffix.lower() == ".blf" else "line"
+        times = f"; {stats.bad_times} with an impossible timestamp" if stats.bad_times else ""
         log.warning(
-            "%s: %d unreadable %s(s) skipped and counted as errors (%s %s%s)%s",
+            "%s: %d unreadable %s(s) skipped and counted as errors (%s %s%s)%s%s",
             log_path,
             stats.bad_lines,
             what,
             what,
-            shown,
+            shown or "-",
             more,
+            times,
             f"; {stats.truncated}" if stats.truncated else "",
         )
     errors = {k: v - errors_before.get(k, 0) for k, v in decoder.counters.errors.items()}
@@ -291,7 +397,11 @@ def replay(
 
 
 def replay_to_jsonl(
-    settings: Settings, log_path: Path, out_path: Path | None, tx_out: Path | None = None
+    settings: Settings,
+    log_path: Path,
+    out_path: Path | None,
+    tx_out: Path | None = None,
+    after_end_s: float = 0.0,
 ) -> int:
     """Write the replay of ``log_path`` as JSON Lines to ``out_path`` (stdout when None).
 
@@ -315,7 +425,13 @@ def replay_to_jsonl(
         txlog = TxLog(settings, decoder, tx_out)
         return txlog  # type: ignore[no-any-return]
 
-    records = replay(settings, log_path, stats=stats, tx=open_tx if tx_out else None)
+    records = replay(
+        settings,
+        log_path,
+        stats=stats,
+        after_end_s=after_end_s,
+        tx=open_tx if tx_out else None,
+    )
     try:
         # Pull the first record before opening the output, so a missing log leaves no empty file.
         first = next(records, None)

@@ -83,6 +83,8 @@ def record(out: ControlOutput, t0_s: float = 0.0) -> dict[str, Any]:
         cell["soc"] = round(est.soc_pct, 2) if est else None
         cell["capacity_ah"] = round(est.capacity_ah, 3) if est else None
         cell["resistance_mohm"] = round(est.resistance_mohm, 3) if est else None
+        cell["r1_mohm"] = _finite(est.r1_mohm, 3) if est else None
+        cell["tau1_s"] = _finite(est.tau1_s, 1) if est else None
         cell["soc_sigma"] = _finite(est.soc_sigma_pct, 2) if est else None
         cell["soc_rel_sigma"] = _finite(est.soc_rel_sigma_pct, 2) if est else None
         cell["bal"] = p.balancing_active[i]
@@ -94,6 +96,7 @@ def record(out: ControlOutput, t0_s: float = 0.0) -> dict[str, Any]:
         "current_a": _r(p.current_a, 3),
         "voltage_v": _r(p.pack_voltage_v, 3),
         "complete": p.complete,
+        "faults": [{"input": f.name, "why": f.why} for f in p.faults],
         "frames": p.frames,
         "errors": p.errors,
         "mode": out.mode,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.canbus.config import CanConfig
@@ -23,6 +23,7 @@ from gateway.core.freshness import TimeoutsConfig
 from gateway.core.limits import LimitsConfig
 from gateway.core.pack import PackConfig
 from gateway.core.phases import ChargeConfig
+from gateway.core.plausibility import PlausibilityConfig
 from gateway.core.protection import ProtectionConfig
 from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
@@ -39,7 +40,7 @@ ENV_PREFIX = "BMSGW_"
 class ControlConfig(Section):
     """The control loop."""
 
-    tick_s: float = Field(default=0.1, gt=0, le=10)
+    tick_s: float = Field(default=0.1, ge=0.001, le=10)
     """Control step interval when no new data arrives (a step also runs on every new frame)."""
     min_step_s: float = Field(default=0.002, ge=0, le=1)
     """Shortest interval between data-driven steps (bounds CPU under heavy CAN traffic)."""
@@ -52,7 +53,7 @@ class StateConfig(Section):
 
     path: str = "state/estimator.json"
     """State file (systemd: under StateDirectory, e.g. /var/lib/bms-gateway/estimator.json)."""
-    interval_s: float = Field(default=60.0, gt=0)
+    interval_s: float = Field(default=60.0, gt=0, le=86_400)
     """How often the state is written (it is also written on stop)."""
 
 
@@ -79,6 +80,7 @@ class Settings(BaseSettings):
     control: ControlConfig = ControlConfig()
     soc: SocConfig = SocConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
+    plausibility: PlausibilityConfig = PlausibilityConfig()
     protection: ProtectionConfig = ProtectionConfig()
     limits: LimitsConfig = LimitsConfig()
     balancing: BalancingConfig = BalancingConfig()
@@ -89,6 +91,46 @@ class Settings(BaseSettings):
     state: StateConfig = StateConfig()
     update: UpdateConfig = UpdateConfig()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _check_across_sections(self) -> Settings:
+        """Checks that need two sections; each error names both keys.
+
+        Thresholds with chemistry defaults are resolved here (so an order problem names the
+        file), and no alarm threshold may lie beyond the plausibility window: a value past it
+        is a measurement fault, so such an alarm could never trigger.
+        """
+        only_here = sorted(set(self.balancing.board_sensors) - set(self.pack.board_sensors))
+        if only_here:
+            # One map of sensor roles: a board sensor known to balancing alone would count as a
+            # cell's temperature in protection, limits and SoC.
+            raise ValueError(
+                f"balancing.board_sensors (={only_here}) must also be in pack.board_sensors "
+                f"(={list(self.pack.board_sensors)}): set the sensor roles there"
+            )
+        th = self.protection.resolve(self.pack)
+        self.limits.tables(self.pack)
+        w = self.plausibility.windows(self.pack.chemistry, self.pack.cells, self.pack.capacity_ah)
+        v_lo, v_hi = w.cell_v
+        t_lo, t_hi = w.temp_c
+        checks = (
+            ("cell_overvoltage_alarm_v", "cell_voltage_max_v", v_hi, True),
+            ("cell_undervoltage_alarm_v", "cell_voltage_min_v", v_lo, False),
+            ("charge_temp_max_alarm_c", "cell_temp_max_c", t_hi, True),
+            ("discharge_temp_max_alarm_c", "cell_temp_max_c", t_hi, True),
+            ("charge_temp_min_alarm_c", "cell_temp_min_c", t_lo, False),
+            ("discharge_temp_min_alarm_c", "cell_temp_min_c", t_lo, False),
+        )
+        for key, window_key, bound, high in checks:
+            value = getattr(th, key)
+            if (value >= bound) if high else (value <= bound):
+                where = "below" if high else "above"
+                raise ValueError(
+                    f"protection.{key} (={value:g}) must be {where} plausibility.{window_key} "
+                    f"(={bound:g}): a reading past it is a measurement fault, so the alarm "
+                    "could never trigger"
+                )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -119,8 +161,14 @@ def _check_env_keys(env: Mapping[str, str]) -> None:
 
 def _format_error(e: ValidationError, source: str) -> str:
     err = e.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "(root)"
+    key = ".".join(str(p) for p in err["loc"])
     msg = err["msg"]
+    if err["type"] == "value_error":
+        # Our own checks name their keys (``protection.a (=1) must be below protection.b``).
+        msg = msg.removeprefix("Value error, ")
+        if not key or msg.startswith((f"{key}.", f"{key} ")):
+            more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+            return f"{source}: {msg}{more}"
     if err["type"] == "extra_forbidden":
         msg = "unknown setting"
     value = err.get("input")

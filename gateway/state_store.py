@@ -18,7 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.core.chemistry import Chemistry, OcvTable, get_chemistry, parse_ocv_csv
+from gateway.core.chemistry import (
+    Chemistry,
+    OcvTable,
+    OcvTableFormat,
+    get_chemistry,
+    parse_ocv_table,
+)
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -26,8 +32,10 @@ if TYPE_CHECKING:
     from gateway.core.soc import SocConfig, SocEstimator
 
 __all__ = [
+    "describe_ocv_table",
     "load_ocv_table",
     "load_state",
+    "read_ocv_table",
     "resolve_chemistry",
     "restore_estimator",
     "save_state",
@@ -115,21 +123,44 @@ def restore_estimator(estimator: SocEstimator, path: Path) -> bool:
 
 
 def load_ocv_table(path: Path) -> OcvTable:
-    """Read and check a user OCV table (CSV ``soc_pct,ocv_v``).
+    """Read and check a user OCV table (see ``read_ocv_table``).
+
+    Raises:
+        ConfigError: the file cannot be read, or a row is malformed (named as ``file:row``).
+    """
+    return read_ocv_table(path)[0]
+
+
+def read_ocv_table(path: Path) -> tuple[OcvTable, OcvTableFormat]:
+    """Read and check a user OCV table; also what was detected (header, units, order).
+
+    The formats accepted are those of ``gateway.core.chemistry.parse_ocv_table``.
 
     Raises:
         ConfigError: the file cannot be read, or a row is malformed (named as ``file:row``).
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
         raise ConfigError(f"soc.ocv_table: {path}: cannot read: {e.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"soc.ocv_table: {path}: not a text file") from None
     try:
-        return parse_ocv_csv(text, str(path))
+        return parse_ocv_table(text, str(path))
     except ValueError as e:
         raise ConfigError(f"soc.ocv_table: {e}") from None
+
+
+def describe_ocv_table(soc: SocConfig) -> str | None:
+    """What the gateway reads from ``soc.ocv_table`` in one line, or ``None`` when unset.
+
+    Raises:
+        ConfigError: the table cannot be read or is malformed.
+    """
+    if not soc.ocv_table:
+        return None
+    table, fmt = read_ocv_table(Path(soc.ocv_table))
+    return f"soc.ocv_table: {soc.ocv_table}: {fmt.describe(table)}"
 
 
 def resolve_chemistry(pack: PackConfig, soc: SocConfig) -> Chemistry:

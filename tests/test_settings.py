@@ -84,3 +84,22 @@ def test_check_config_loads_the_files_it_names(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert f"{table}:3" in err[0]
+
+
+def test_check_config_says_how_it_read_the_ocv_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A table as a user exports it: OCV first, in mV, SoC as a fraction, full to empty.
+    table = tmp_path / "cell.csv"
+    table.write_text("OCV (mV),SoC (0-1)\n3650,1.0\n3300,0.5\n2500,0.0\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[pack]\nchemistry = "lfp"\n[soc]\nocv_table = "{table}"\n')
+    assert main(["check-config", "--config", str(cfg)]) == 0
+    out = capsys.readouterr()
+    assert '"ocv_table"' in out.out
+    said = out.err.strip()
+    assert said.startswith(f"soc.ocv_table: {table}: header")
+    assert "SoC as a fraction (from the header)" in said
+    assert "OCV in mV (from the header)" in said
+    assert "rows from full to empty (reversed)" in said
+    assert "0..100 % -> 2.500..3.650 V" in said

@@ -5,6 +5,16 @@ binding is resolved to cantools signals once and each (frame id, mux value) gets
 cantools bit-unpacking format holding only the signals the profile needs; decoding a frame is then
 one or two ``bitstruct`` unpacks (cantools' own codec), a multiply-add per value and a range check.
 Pure: no I/O and no clock after construction; the caller passes the receive time.
+
+Length: a frame is decoded when every signal it needs (values, flags, index and multiplexer)
+lies inside the bytes received, whatever the DBC's length: a CAN FD frame padded to the next
+valid FD length, or a longer classic frame, decodes; a frame too short for its signals is counted
+(``length``).
+
+Sentinels: a raw value the profile names in ``sentinel`` (and, by default, the all-ones value of
+an unsigned integer signal of 8 bits or more) means "no measurement". It decodes to a *valid*
+reading whose value is NaN, which the pack state counts as a measurement fault; it is not range
+checked, so it never drops the other values of its frame.
 """
 
 from __future__ import annotations
@@ -19,7 +29,11 @@ from typing import Any, Final
 
 import cantools
 from cantools.database.can import Message, Signal
-from cantools.database.utils import create_encode_decode_formats, sort_signals_by_start_bit
+from cantools.database.utils import (
+    create_encode_decode_formats,
+    sort_signals_by_start_bit,
+    start_bit,
+)
 
 from gateway.canbus.config import CanConfig
 from gateway.canbus.dbc import DbcSet, load_dbcs
@@ -43,8 +57,35 @@ log = logging.getLogger(__name__)
 #: Added to a 29-bit id in table keys so an extended id never collides with an 11-bit one.
 EXTENDED_FLAG: Final = 0x8000_0000
 
-#: Why a frame was dropped (the keys of ``DecodeCounters.errors``).
-REASONS: Final = ("length", "unknown_mux", "out_of_range", "remote")
+#: Why a frame was dropped (the keys of ``DecodeCounters.errors``); ``time``: the interface
+#: stamped it with a time that cannot be real (counted by the link, see ``canbus.rxtime``).
+REASONS: Final = ("length", "unknown_mux", "out_of_range", "remote", "time")
+
+#: Roles whose values can carry a sentinel (a balancing flag of all ones is just "on").
+_MEASURED: Final = frozenset(
+    (Role.CELL_VOLTAGE, Role.CELL_TEMPERATURE, Role.PACK_CURRENT, Role.PACK_VOLTAGE)
+)
+
+_NAN: Final = math.nan
+
+# The role's SI unit and what a DBC unit needs from the profile to reach it: (scale, offset).
+_V = {"v": (1.0, 0.0), "mv": (0.001, 0.0), "kv": (1000.0, 0.0)}
+_UNITS: Final[dict[Role, tuple[str, dict[str, tuple[float, float]]]]] = {
+    Role.CELL_VOLTAGE: ("V", _V),
+    Role.PACK_VOLTAGE: ("V", _V),
+    Role.PACK_CURRENT: ("A", {"a": (1.0, 0.0), "ma": (0.001, 0.0), "ka": (1000.0, 0.0)}),
+    Role.CELL_TEMPERATURE: (
+        "degC",
+        {
+            "degc": (1.0, 0.0),
+            "°c": (1.0, 0.0),
+            "c": (1.0, 0.0),
+            "deg c": (1.0, 0.0),
+            "celsius": (1.0, 0.0),
+            "k": (1.0, -273.15),
+        },
+    ),
+}
 
 
 def frame_key(frame_id: int, extended: bool) -> int:
@@ -107,6 +148,7 @@ class _Binding:
     raw_hi: float
     flags: tuple[str, ...]
     invalid_value: int
+    sentinels: frozenset[int]
 
 
 @dataclass(slots=True)
@@ -121,24 +163,58 @@ class _Group:
     le: Any
     simple: tuple[_Row, ...]
     general: tuple[_Binding, ...]
+    need: int  # bytes the group's signals (and the multiplexer) occupy
 
 
-# name, role, index, mult, add, raw_lo, raw_hi, flag (or None), invalid_value
-_Row = tuple[str, Role, int, float, float, float, float, str | None, int]
+# name, role, index, mult, add, raw_lo, raw_hi, flag (or None), invalid_value, sentinels
+_Row = tuple[str, Role, int, float, float, float, float, str | None, int, frozenset[int]]
 
 
-def _group(be: Any, le: Any, bindings: Sequence[_Binding]) -> _Group:
+def _group(be: Any, le: Any, bindings: Sequence[_Binding], need: int) -> _Group:
     simple: list[_Row] = []
     general: list[_Binding] = []
     for b in bindings:
         if b.index_signal is None and len(b.flags) <= 1:
             flag = b.flags[0] if b.flags else None
             simple.append(
-                (b.name, b.role, b.index, b.mult, b.add, b.raw_lo, b.raw_hi, flag, b.invalid_value)
+                (
+                    b.name,
+                    b.role,
+                    b.index,
+                    b.mult,
+                    b.add,
+                    b.raw_lo,
+                    b.raw_hi,
+                    flag,
+                    b.invalid_value,
+                    b.sentinels,
+                )
             )
         else:
             general.append(b)
-    return _Group(be, le, tuple(simple), tuple(general))
+    return _Group(be, le, tuple(simple), tuple(general), need)
+
+
+def bytes_needed(signals: Sequence[Signal]) -> int:
+    """How many bytes from the start of the payload ``signals`` occupy (0 for none).
+
+    Little-endian signals run upwards from their start bit; big-endian (Motorola) ones run from
+    their most significant bit in cantools' linear numbering (``start_bit``).
+    """
+    need = 0
+    for sig in signals:
+        first = int(start_bit(sig))
+        need = max(need, (first + int(sig.length) - 1) // 8 + 1)
+    return need
+
+
+def _sentinels(m: SignalMap, sig: Signal) -> frozenset[int]:
+    if m.role not in _MEASURED:
+        return frozenset()
+    values = set(m.sentinel)
+    if m.all_ones_sentinel and not sig.is_float and not sig.is_signed and sig.length >= 8:
+        values.add((1 << sig.length) - 1)
+    return frozenset(values)
 
 
 @dataclass(slots=True)
@@ -150,6 +226,7 @@ class _Frame:
     mux_le: Any
     groups: dict[int | None, _Group]
     known_mux: frozenset[int]
+    mux_need: int  # bytes the multiplexer occupies (0 without one)
 
 
 def _raw_bounds(sig: Signal) -> tuple[float, float]:
@@ -161,10 +238,12 @@ def _raw_bounds(sig: Signal) -> tuple[float, float]:
     def raw(x: float | None, default: float) -> float:
         return default if x is None else (float(x) - offset) / scale
 
-    lo = raw(sig.minimum, -math.inf)
-    hi = raw(sig.maximum, math.inf)
     if scale < 0:
-        lo, hi = hi, lo
+        # A negative scale maps the physical maximum to the lowest raw value (and an unset
+        # bound to the opposite infinity).
+        lo, hi = raw(sig.maximum, -math.inf), raw(sig.minimum, math.inf)
+    else:
+        lo, hi = raw(sig.minimum, -math.inf), raw(sig.maximum, math.inf)
     return lo - margin, hi + margin
 
 
@@ -184,6 +263,8 @@ class _Compiler:
         self.profile = profile
         self.dbcs = dbcs
         self.where = f"profile {profile.source or profile.name}"
+        # Per role: the physical (SI) span each bound signal's DBC min/max allows.
+        self.ranges: dict[Role, list[tuple[float, float]]] = {}
 
     def message(self, ctx: str, name: str) -> Message:
         try:
@@ -233,6 +314,30 @@ class _Compiler:
                 f"{self.dbcs.origin(msg.name)})"
             )
 
+    def check_unit(self, ctx: str, m: SignalMap, msg: Message, sig: Signal) -> None:
+        """The DBC unit, scaled by the profile, must be the role's unit (V, A, degC).
+
+        A profile that forgets ``scale = 0.001`` on a signal in mA would read the current 1000
+        times too high; a unit the table does not know (or none) cannot be checked.
+        """
+        if m.role not in _UNITS or not sig.unit:
+            return
+        si, known = _UNITS[m.role]
+        unit = str(sig.unit).strip().lower()
+        if unit not in known:
+            return
+        scale, offset = known[unit]
+        ok_scale = math.isclose(abs(m.scale), scale, rel_tol=1e-6)
+        ok_offset = math.isclose(m.value_offset, offset, abs_tol=0.01)
+        if ok_scale and ok_offset:
+            return
+        need = f"scale = {scale:g}" + (f", value_offset = {offset:g}" if offset else "")
+        raise ConfigError(
+            f"{self.where}: {ctx}: signal {sig.name!r} of {msg.name!r} is in {sig.unit!r} (DBC "
+            f"{self.dbcs.origin(msg.name)}) but {m.role.value} is in {si}: set {need} "
+            f"(the profile has scale = {m.scale:g}, value_offset = {m.value_offset:g})"
+        )
+
     def binding(self, ctx: str, m: SignalMap, msg: Message, sig: Signal, number: int) -> _Binding:
         sign = -1.0 if m.flip_sign else 1.0
         flags: list[str] = []
@@ -247,6 +352,14 @@ class _Compiler:
             self.check_same_mux(ctx, msg, sig, isig)
             index_mult, index_add = float(isig.scale), float(isig.offset)
             index_lo, index_hi = _raw_bounds(isig)
+        self.check_unit(ctx, m, msg, sig)
+        mult = float(sig.scale) * m.scale * sign
+        add = float(sig.offset) * m.scale * sign + m.value_offset
+        ends = [
+            m.scale * sign * float(x) + m.value_offset if x is not None else default * mult
+            for x, default in ((sig.minimum, -math.inf), (sig.maximum, math.inf))
+        ]
+        self.ranges.setdefault(m.role, []).append((min(ends), max(ends)))
         lo, hi = _raw_bounds(sig)
         return _Binding(
             role=m.role,
@@ -257,12 +370,13 @@ class _Compiler:
             index_add=index_add,
             index_lo=index_lo,
             index_hi=index_hi,
-            mult=float(sig.scale) * m.scale * sign,
-            add=float(sig.offset) * m.scale * sign + m.value_offset,
+            mult=mult,
+            add=add,
             raw_lo=lo,
             raw_hi=hi,
             flags=tuple(flags),
             invalid_value=m.invalid_value,
+            sentinels=_sentinels(m, sig),
         )
 
     def compile(self) -> dict[int, _Frame]:
@@ -312,7 +426,8 @@ class _Compiler:
                 for extra in (*b.flags, *((b.index_signal,) if b.index_signal else ())):
                     names[extra] = msg.get_signal_by_name(extra)
             be, le = _compile_formats(list(names.values()), msg.length)
-            groups[key] = _group(be, le, [b for _, b in chosen])
+            need = bytes_needed([*names.values(), *([mux] if mux is not None else [])])
+            groups[key] = _group(be, le, [b for _, b in chosen], need)
         mux_be = mux_le = None
         if mux is not None:
             mux_be, mux_le = _compile_formats([mux], msg.length)
@@ -324,6 +439,7 @@ class _Compiler:
             mux_le=mux_le,
             groups=groups,
             known_mux=frozenset(known),
+            mux_need=bytes_needed([mux]) if mux is not None else 0,
         )
 
 
@@ -375,6 +491,7 @@ class Decoder:
         self.profile = profile
         self.dbcs = dbcs
         self._frames = comp.compile()
+        self._ranges = comp.ranges
         self.counters = DecodeCounters()
         self._balancing = (
             _CommandEncoder(comp, profile.balancing_command)
@@ -430,6 +547,34 @@ class Decoder:
                     "be complete"
                 )
 
+    def value_range(self, role: Role) -> tuple[float, float]:
+        """The lowest and highest value (SI units) the DBC can carry for ``role``.
+
+        The hull over every signal bound to the role, from the DBC's min/max scaled by the
+        profile (``-inf``/``inf`` where the DBC gives none, or no signal carries the role).
+        """
+        spans = self._ranges.get(role)
+        if not spans:
+            return -math.inf, math.inf
+        return min(lo for lo, _ in spans), max(hi for _, hi in spans)
+
+    def check_carries(self, checks: Sequence[tuple[str, Role, float]]) -> None:
+        """Check that the DBC can carry each threshold ``(setting, role, value)``.
+
+        A threshold beyond what the DBC's signal can express can never be reached: the alarm
+        it configures would be switched off without a word.
+
+        Raises:
+            ConfigError: naming the setting, the value and the DBC's range.
+        """
+        for key, role, value in checks:
+            lo, hi = self.value_range(role)
+            if not lo <= value <= hi:
+                raise ConfigError(
+                    f"{key} (={value:g}) is beyond what DBC {self.dbcs.describe()} can carry for "
+                    f"{role.value} ({lo:g}..{hi:g}): the check could never trigger"
+                )
+
     def handles(self, frame_id: int, extended: bool = False) -> bool:
         """Whether frames with this id are mapped (others are ignored)."""
         return frame_key(frame_id, extended) in self._frames
@@ -439,21 +584,26 @@ class Decoder:
     ) -> list[Reading]:
         """The readings in one frame, stamped ``t_s``; ``[]`` for an unmapped id (counted).
 
+        A frame longer or shorter than the DBC's length decodes when every signal it needs lies
+        inside ``data``. A sentinel raw value gives a valid reading with a NaN value.
+
         Raises:
-            FrameDecodeError: wrong length, unknown mux value or a value outside the DBC's
-                min/max; counted per reason in ``counters.errors``.
+            FrameDecodeError: too short for its signals, unknown mux value or a value outside
+                the DBC's min/max; counted per reason in ``counters.errors``.
         """
         frame = self._frames.get(frame_id | EXTENDED_FLAG if extended else frame_id)
         counters = self.counters
         if frame is None:
             counters.ignored += 1
             return []
-        if len(data) != frame.length:
-            counters.errors["length"] += 1
-            raise FrameDecodeError(
-                "length",
-                f"{frame.message.name}: {len(data)} bytes, the DBC says {frame.length}",
-            )
+        size = len(data)
+        length = frame.length
+        if size != length:
+            # Padded (CAN FD) or short: decode what the received bytes carry. The compiled
+            # formats read exactly ``length`` bytes; bytes past ``size`` are checked unused below.
+            if size < frame.mux_need:
+                return self._too_short(frame, size, frame.mux_need)
+            data = data[:length] if size > length else data + bytes(length - size)
         if frame.mux_name is None:
             group = frame.groups.get(None)
         else:
@@ -474,6 +624,8 @@ class Decoder:
         if group is None:  # a plain message whose mapped signals all sit under a mux
             counters.decoded += 1
             return []
+        if size < group.need:
+            return self._too_short(frame, size, group.need)
         be, le = group.be, group.le
         if le is None:
             raw = be.unpack(data)
@@ -483,13 +635,18 @@ class Decoder:
             raw = {**be.unpack(data), **le.unpack(data[::-1])}
         out: list[Reading] = []
         append = out.append
-        for name, role, index, mult, add, lo, hi, flag, invalid in group.simple:
+        for name, role, index, mult, add, lo, hi, flag, invalid, sentinels in group.simple:
             value = raw[name]
             if flag is not None and raw[flag] == invalid:
                 # An invalid value may hold anything (often all ones): not range-checked.
                 append(Reading(role, index, value * mult + add, t_s, False))
+            elif value in sentinels:
+                # "No measurement": a measurement fault downstream, never a value.
+                append(Reading(role, index, _NAN, t_s, True))
             elif lo <= value <= hi:
                 append(Reading(role, index, value * mult + add, t_s, True))
+            elif value != value:  # noqa: PLR0124 - a NaN float signal: no measurement
+                append(Reading(role, index, _NAN, t_s, True))
             else:
                 counters.errors["out_of_range"] += 1
                 raise FrameDecodeError(
@@ -501,10 +658,19 @@ class Decoder:
         counters.decoded += 1
         return out
 
+    def _too_short(self, frame: _Frame, size: int, need: int) -> list[Reading]:
+        self.counters.errors["length"] += 1
+        raise FrameDecodeError(
+            "length",
+            f"{frame.message.name}: {size} bytes, its mapped signals need {need} "
+            f"(the DBC says {frame.length})",
+        )
+
     def _general(self, frame: _Frame, b: _Binding, raw: dict[str, Any], t_s: float) -> Reading:
         value = raw[b.name]
         valid = not any(raw[flag] == b.invalid_value for flag in b.flags)
-        if valid and not b.raw_lo <= value <= b.raw_hi:
+        sentinel = valid and (value in b.sentinels or value != value)  # noqa: PLR0124 - NaN
+        if valid and not sentinel and not b.raw_lo <= value <= b.raw_hi:
             self.counters.errors["out_of_range"] += 1
             raise FrameDecodeError(
                 "out_of_range",
@@ -521,7 +687,13 @@ class Decoder:
                     "outside the DBC range",
                 )
             index += int(raw_index * b.index_mult + b.index_add)
+        if sentinel:
+            return Reading(b.role, index, _NAN, t_s, True)
         return Reading(b.role, index, value * b.mult + b.add, t_s, valid)
+
+    def count_bad_time(self) -> None:
+        """Count a frame of a mapped id whose receive time cannot be real as dropped."""
+        self.counters.errors["time"] += 1
 
     def count_remote(self) -> None:
         """Count a remote (RTR) frame of a mapped id as dropped: it carries no data."""

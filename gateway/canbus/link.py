@@ -3,7 +3,10 @@
 Frames are received on the event loop: an interface with a file descriptor (SocketCAN) is watched
 with ``loop.add_reader``; others (``virtual``, USB adapters) are read by one helper thread that
 hands batches to the loop. Each frame is decoded at once and passed to ``on_frame`` with its
-receive time from the injected clock. The link never reads or writes the pack state itself.
+receive time: the interface's timestamp mapped onto the monotonic clock and clamped to now
+(``canbus.rxtime``); with an injected clock (tests, the accelerated demo) the clock's time at
+dequeue. A frame whose timestamp cannot be real is counted (``time``) and not decoded. The link
+never reads or writes the pack state itself.
 
 python-can's ``Notifier`` is not used because, in its event-loop mode, a failing file-descriptor
 reader never reaches the listeners' ``on_error`` and a failing reader thread re-raises after
@@ -27,6 +30,7 @@ import can
 
 from gateway.canbus.config import CanConfig
 from gateway.canbus.decode import Decoder, FrameDecodeError, OutFrame, load_decoder
+from gateway.canbus.rxtime import RxClock
 from gateway.core.model import ControlOutput, Reading
 from gateway.errors import CanLinkError, ConfigError
 
@@ -108,7 +112,9 @@ class CanLink:
             ``on_frame(readings, t_s)``, ``readings`` is ``None`` when the frame was dropped
             (the reason is counted in ``decoder.counters.errors``). Unmapped ids are counted in
             ``decoder.counters.ignored`` and not passed on.
-        clock: monotonic seconds, stamped on every reading (receive time).
+        clock: monotonic seconds. With the default (``time.monotonic``) a reading is stamped
+            with the interface's receive time mapped onto it; with any other clock, with the
+            clock's time when the frame is dequeued.
         decoder: a compiled decoder; by default loaded from ``config`` (ConfigError on a bad
             profile or DBC, raised here, at start).
         bus_factory: opens the bus; by default ``can.Bus`` with the configured interface.
@@ -128,6 +134,7 @@ class CanLink:
         self.stats = LinkStats()
         self._on_frame = on_frame
         self._clock = clock
+        self._rx_clock = RxClock() if clock is time.monotonic else None
         self._bus_factory = bus_factory
         self._bus: can.BusABC | None = None
         self._pending: deque[can.Message] = deque()
@@ -192,10 +199,26 @@ class CanLink:
     # --- receive -------------------------------------------------------------------------------
 
     def _handle(self, msg: can.Message) -> None:
-        t_s = self._clock()
+        now_s = self._clock()
         stats = self.stats
         stats.rx_frames += 1
-        stats.last_rx_s = t_s
+        stats.last_rx_s = now_s
+        rx = self._rx_clock
+        t = now_s if rx is None else rx.stamp(msg.timestamp, now_s)
+        if t is None:
+            if self.decoder.handles(msg.arbitration_id, msg.is_extended_id):
+                self.decoder.count_bad_time()
+                self._once(
+                    "drop:time",
+                    logging.WARNING,
+                    "CAN %s: dropped a frame stamped %r (not a real time); further drops for "
+                    "this reason are only counted",
+                    self.name,
+                    msg.timestamp,
+                )
+                self._on_frame(None, now_s)
+            return
+        t_s = t
         if msg.is_error_frame:
             stats.error_frames += 1
             if msg.arbitration_id & _CAN_ERR_BUSOFF:

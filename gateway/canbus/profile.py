@@ -26,6 +26,10 @@ def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
+def _as_int_list(value: object) -> object:
+    return [value] if isinstance(value, int) else value
+
+
 class NamePattern:
     """A signal name, optionally with one ``{index}`` field (``CellVoltage_{index:03d}``).
 
@@ -94,6 +98,12 @@ class SignalMap(_Model):
     """Flag signal(s), same pattern rules as ``signal``; any at ``invalid_value`` marks invalid."""
     invalid_value: int = 1
     """The raw flag value that means invalid (``0`` where the DBC says ``0 = Invalid``)."""
+    sentinel: Annotated[list[int], BeforeValidator(_as_int_list)] = []
+    """Raw values that mean "no measurement" (``[0xFFFF, 0x0000]``); such a reading is a
+    measurement fault (0 A, ``measurement_fault``), never a value."""
+    all_ones_sentinel: bool = True
+    """Treat the all-ones raw value of an unsigned integer signal of 8 bits or more as a sentinel
+    (``0xFF`` read as 215 degC, ``0xFFFF`` as 65.535 V). Not applied to ``balancing_status``."""
 
     @field_validator("signal", "index_signal")
     @classmethod

@@ -106,7 +106,7 @@ class BalancingConfig(Section):
     (passive) or the mean (active), near the top of charge only ..."""
     voltage_stop_mv: float = Field(default=5.0, ge=0)
     """... stop when back under this."""
-    top_cell_v: float | None = None
+    top_cell_v: float | None = Field(default=None, gt=0.0, le=10.0)
     """Near the top of charge when the highest cell reaches this (LFP 3.40, NMC 4.05 V) ..."""
     top_soc_pct: float = Field(default=90.0, ge=0, le=100)
     """... or the pack SoC is at or above this."""
@@ -116,14 +116,15 @@ class BalancingConfig(Section):
     """Operating states in which passive balancing may run."""
     active_states: tuple[str, ...] = ("rest", "charge", "discharge")
     """Operating states in which the active converter may run."""
-    min_cell_v: float | None = None
+    min_cell_v: float | None = Field(default=None, gt=0.0, le=10.0)
     """Never bleed or draw from a cell at or below this voltage (LFP 2.80, NMC 3.10 V)."""
-    max_cell_temp_c: float = 50.0
+    max_cell_temp_c: float = Field(default=50.0, ge=-40.0, le=150.0)
     """Never balance a cell whose temperature sensor reads at or above this."""
-    max_board_temp_c: float = 60.0
+    max_board_temp_c: float = Field(default=60.0, ge=-40.0, le=150.0)
     """Stop all balancing when a board sensor (or, without any, the hottest sensor) reads this."""
     board_sensors: tuple[int, ...] = ()
-    """Indices of temperature sensors on the balancing board (excluded from the cell guard)."""
+    """Deprecated: set ``pack.board_sensors`` (the map protection, limits and SoC use too); a
+    sensor listed only here is refused at load."""
     guard_hysteresis: float = Field(default=0.02, ge=0)
     """Guards release this far back (fraction of the guard value) inside their limit."""
     max_active_cells: int | None = None
@@ -249,14 +250,16 @@ class BalancingPlanner:
         self.min_cell_v = (
             config.min_cell_v if config.min_cell_v is not None else defaults["min_cell_v"]
         )
-        bad = [i for i in config.board_sensors if not 0 <= i < pack.temp_sensors]
+        # pack.board_sensors is the one map of sensor roles; balancing.board_sensors only adds.
+        board_sensors = (*pack.board_sensors, *config.board_sensors)
+        bad = [i for i in board_sensors if not 0 <= i < pack.temp_sensors]
         if bad:
             raise ValueError(
                 f"balancing.board_sensors (={bad}) must be within 0..{pack.temp_sensors - 1}"
             )
         self.mode = config.mode
         n = pack.cells
-        self._board = frozenset(config.board_sensors)
+        self._board = frozenset(board_sensors)
         # Cell k is read by sensor k * m // n (sensors spread evenly along the string), skipping
         # board sensors.
         cell_sensors = [i for i in range(pack.temp_sensors) if i not in self._board]

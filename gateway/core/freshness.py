@@ -10,6 +10,7 @@ cells at up to 100 Hz), so the common case, everything fresh, costs one ``None i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import cast
 
@@ -17,19 +18,9 @@ from pydantic import Field
 
 from gateway.core.config import Section
 from gateway.core.model import PackSnapshot
-from gateway.core.pack import PackConfig
+from gateway.core.pack import InputTimeouts, PackConfig
 
 __all__ = ["InputTimeouts", "StaleInput", "TimeoutsConfig", "extremes", "stale_inputs"]
-
-
-@dataclass(frozen=True, slots=True)
-class InputTimeouts:
-    """How old each required input may be, in seconds. ``pack_voltage_s=None``: not required."""
-
-    cell_voltage_s: float
-    temperature_s: float
-    current_s: float
-    pack_voltage_s: float | None = None
 
 
 class TimeoutsConfig(Section):
@@ -39,13 +30,13 @@ class TimeoutsConfig(Section):
     fail-safe) and ``stale_data`` warns at once (alarm after ``protection.stale_alarm_s``).
     """
 
-    cell_voltage_timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
-    """A cell voltage older than this is stale."""
-    temperature_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
-    """A temperature older than this is stale."""
-    current_timeout_s: float = Field(default=2.0, gt=0, allow_inf_nan=False)
-    """The pack current older than this is stale."""
-    pack_voltage_timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    cell_voltage_timeout_s: float = Field(default=5.0, gt=0, le=60, allow_inf_nan=False)
+    """A cell voltage older than this is stale (at most 60 s)."""
+    temperature_timeout_s: float = Field(default=10.0, gt=0, le=300, allow_inf_nan=False)
+    """A temperature older than this is stale (at most 300 s)."""
+    current_timeout_s: float = Field(default=2.0, gt=0, le=60, allow_inf_nan=False)
+    """The pack current older than this is stale (at most 60 s)."""
+    pack_voltage_timeout_s: float = Field(default=5.0, gt=0, le=60, allow_inf_nan=False)
     """The measured pack voltage older than this is stale; only checked when
     ``pack.require_pack_voltage`` (else the cell sum stands in for it)."""
 
@@ -56,6 +47,7 @@ class TimeoutsConfig(Section):
             temperature_s=self.temperature_timeout_s,
             current_s=self.current_timeout_s,
             pack_voltage_s=self.pack_voltage_timeout_s if pack.require_pack_voltage else None,
+            pack_voltage_age_s=self.pack_voltage_timeout_s,
         )
 
 
@@ -63,9 +55,11 @@ class TimeoutsConfig(Section):
 class StaleInput:
     """One input group with missing or stale values.
 
-    ``kind`` is ``missing`` (never seen or last seen invalid) or ``stale`` (older than its
-    timeout); ``index`` is the first offending index (``None`` for single values such as the
-    pack current); ``count`` how many values of the group offend; ``age_s`` the oldest age.
+    ``kind`` is ``missing`` (never seen or last seen invalid), ``stale`` (older than its
+    timeout, stamped in the future, or of a non-finite age) or ``implausible`` (a measurement
+    fault, see ``gateway.core.plausibility``); ``index`` is the first offending index
+    (``None`` for single values such as the pack current); ``count`` how many values of the
+    group offend; ``age_s`` the oldest age.
     """
 
     kind: str
@@ -87,8 +81,15 @@ class StaleInput:
         more = f" and {self.count - 1} more" if self.count > 1 else ""
         if self.kind == "missing":
             return f"{what}{more} missing (never received or flagged invalid)"
+        if self.kind == "implausible":
+            return f"{what}{more} implausible (a measurement fault)"
         age = f" ({self.age_s:.1f} s old)" if self.age_s is not None else ""
         return f"{what}{more} stale{age}"
+
+
+def _too_old(age_s: float | None, timeout_s: float) -> bool:
+    """Older than the timeout, stamped in the future, or not a finite age: not to be trusted."""
+    return age_s is not None and not 0.0 <= age_s <= timeout_s
 
 
 def _scan_group(
@@ -97,25 +98,39 @@ def _scan_group(
     ages: tuple[float | None, ...],
     timeout_s: float,
     out: list[StaleInput],
+    faulty: frozenset[int] = frozenset(),
 ) -> None:
     if not values:
         return
     has_missing = None in values
     if not has_missing:
-        # Every value known implies every age known.
-        oldest = max(ages)  # type: ignore[type-var]
-        if oldest is None or oldest <= timeout_s:
+        # Every value known implies every age known. ``max`` and ``min`` are NaN-blind, so the
+        # sum (NaN or inf when any age is) guards them; all three run in C.
+        known = cast(tuple[float, ...], ages)
+        if (
+            None not in ages
+            and math.isfinite(sum(known))
+            and max(known) <= timeout_s
+            and min(known) >= 0.0
+        ):
             return
-    missing = [i for i, v in enumerate(values) if v is None]
-    if missing:
-        out.append(StaleInput("missing", name, missing[0], len(missing), None))
+    bad = [i for i, v in enumerate(values) if v is None and i in faulty]
+    if bad:
+        out.append(StaleInput("implausible", name, bad[0], len(bad), None))
     stale = [
         i
-        for i, (v, a) in enumerate(zip(values, ages, strict=True))
-        if v is not None and a is not None and a > timeout_s
+        for i, a in enumerate(ages)
+        if i not in faulty and a is not None and _too_old(a, timeout_s)
     ]
+    stale_set = set(stale)
+    missing = [
+        i for i, v in enumerate(values) if v is None and i not in faulty and i not in stale_set
+    ]
+    if missing:
+        out.append(StaleInput("missing", name, missing[0], len(missing), None))
     if stale:
-        oldest_age = max(ages[i] or 0.0 for i in stale)
+        finite = [a for i in stale if (a := ages[i]) is not None and math.isfinite(a)]
+        oldest_age = max(finite) if finite else math.inf
         out.append(StaleInput("stale", name, stale[0], len(stale), oldest_age))
 
 
@@ -125,30 +140,59 @@ def _scan_one(
     age_s: float | None,
     timeout_s: float,
     out: list[StaleInput],
+    faulty: bool = False,
 ) -> None:
-    if value is None:
-        out.append(StaleInput("missing", name, None, 1, None))
-    elif age_s is not None and age_s > timeout_s:
+    if faulty and value is None:
+        out.append(StaleInput("implausible", name, None, 1, None))
+    elif _too_old(age_s, timeout_s):
         out.append(StaleInput("stale", name, None, 1, age_s))
+    elif value is None:
+        out.append(StaleInput("missing", name, None, 1, None))
 
 
 def stale_inputs(snapshot: PackSnapshot, timeouts: InputTimeouts) -> tuple[StaleInput, ...]:
     """Every required input group that is missing or older than its timeout (empty: all fresh).
 
-    A measured pack voltage is only required when ``timeouts.pack_voltage_s`` is set.
+    A measured pack voltage is only required when ``timeouts.pack_voltage_s`` is set. An input
+    the snapshot lists in ``faults`` is reported as ``implausible``, not as missing.
     """
     out: list[StaleInput] = []
+    faults = snapshot.faults
+    bad_cells: frozenset[int] = frozenset()
+    bad_temps: frozenset[int] = frozenset()
+    bad_single: frozenset[str] = frozenset()
+    if faults:
+        bad_cells = frozenset(
+            f.index for f in faults if f.input == "cell_voltage" and f.index is not None
+        )
+        bad_temps = frozenset(
+            f.index for f in faults if f.input == "temperature" and f.index is not None
+        )
+        bad_single = frozenset(f.input for f in faults if f.index is None)
     _scan_group(
         "cell_voltage",
         snapshot.cell_voltage_v,
         snapshot.cell_voltage_age_s,
         timeouts.cell_voltage_s,
         out,
+        bad_cells,
     )
     _scan_group(
-        "temperature", snapshot.cell_temp_c, snapshot.cell_temp_age_s, timeouts.temperature_s, out
+        "temperature",
+        snapshot.cell_temp_c,
+        snapshot.cell_temp_age_s,
+        timeouts.temperature_s,
+        out,
+        bad_temps,
     )
-    _scan_one("current", snapshot.current_a, snapshot.current_age_s, timeouts.current_s, out)
+    _scan_one(
+        "current",
+        snapshot.current_a,
+        snapshot.current_age_s,
+        timeouts.current_s,
+        out,
+        "current" in bad_single,
+    )
     if timeouts.pack_voltage_s is not None:
         _scan_one(
             "pack_voltage",
@@ -156,6 +200,7 @@ def stale_inputs(snapshot: PackSnapshot, timeouts: InputTimeouts) -> tuple[Stale
             snapshot.pack_voltage_age_s,
             timeouts.pack_voltage_s,
             out,
+            "pack_voltage" in bad_single,
         )
     return tuple(out)
 

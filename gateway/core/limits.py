@@ -27,7 +27,7 @@ from gateway.core.model import (
     Severity,
     SocReport,
 )
-from gateway.core.pack import PackConfig
+from gateway.core.pack import PackConfig, cell_temps
 from gateway.core.protection import ALARMS
 from gateway.core.tables import Table
 
@@ -144,6 +144,11 @@ class LimitsConfig(Section):
             value = getattr(self, name)
             if isinstance(value, float) and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} (={value}) must be finite and not negative")
+            # Upper bounds: an hour for a time, 100 kA for a current (beyond: not a pack).
+            is_time = name.endswith("_s") and "_per_" not in name  # not a rate (A/s, V/s)
+            top = 3600.0 if is_time else 100_000.0 if name.endswith("_a") else None
+            if isinstance(value, float) and top is not None and value > top:
+                raise ValueError(f"{name} (={value}) must be at most {top:g}")
         for knots, fractions in (
             ("charge_cell_v", "charge_cell_fraction"),
             ("discharge_cell_v", "discharge_cell_fraction"),
@@ -336,6 +341,8 @@ class LimitsCalculator:
         self._dvl = _Ramp(v_rate, config.voltage_hold_s, None)
         self._started = False
         self._last: Limits | None = None
+        # Derating reads the cell sensors only (pack.board_sensors are the balancing board's).
+        self._cell_sensors = pack.cell_sensors() if pack.board_sensors else None
 
     @property
     def last(self) -> Limits | None:
@@ -430,7 +437,7 @@ class LimitsCalculator:
 
         # --- temperature: the tables are unimodal, so their minimum over all sensors is at the
         # coldest or the hottest sensor.
-        ext = extremes(snapshot.cell_temp_c)
+        ext = extremes(cell_temps(snapshot.cell_temp_c, self._cell_sensors))
         if ext is not None:
             tmin, _, tmax, _ = ext
             fc = min(tab.charge_temp(tmin), tab.charge_temp(tmax))

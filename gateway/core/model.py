@@ -28,6 +28,7 @@ __all__ = [
     "Limit",
     "LimitTerm",
     "Limits",
+    "MeasurementFault",
     "Negotiation",
     "PackSnapshot",
     "Reading",
@@ -62,10 +63,32 @@ class Reading:
 
 
 @dataclass(frozen=True, slots=True)
+class MeasurementFault:
+    """A reading no healthy cell or sensor can show (``gateway.core.plausibility``).
+
+    ``input`` is the input group (``cell_voltage``, ``temperature``, ``current``,
+    ``pack_voltage``), ``index`` the cell or sensor (``None`` for single values), ``value`` what
+    was read (NaN for a sentinel), ``why`` one phrase for users.
+    """
+
+    input: str
+    index: int | None
+    value: float
+    why: str
+
+    @property
+    def name(self) -> str:
+        """A stable name: ``cell_voltage[2]``, ``current``."""
+        return self.input if self.index is None else f"{self.input}[{self.index}]"
+
+
+@dataclass(frozen=True, slots=True)
 class PackSnapshot:
-    """The pack as last seen, at ``t_s``. ``None`` means never seen (or last seen invalid).
+    """The pack as last seen, at ``t_s``. ``None`` means unknown: never seen, last seen invalid
+    or implausible, or older than its timeout (a stale value is never shown as if live).
 
     Ages are ``t_s`` minus the receive time of the value; ``None`` when never seen.
+    ``faults`` lists the inputs whose last reading was implausible.
     """
 
     t_s: float
@@ -81,6 +104,7 @@ class PackSnapshot:
     complete: bool  # every configured cell voltage, sensor, current and voltage seen and valid
     frames: int = 0  # frames decoded so far (for reports)
     errors: int = 0  # frames dropped so far
+    faults: tuple[MeasurementFault, ...] = ()  # implausible readings in force
 
     @property
     def cell_count(self) -> int:
@@ -117,6 +141,10 @@ class CellEstimate:
     soc_rel_sigma_pct: float = float("nan")
     # One standard deviation of ``capacity_ah``. NaN: not known.
     capacity_sigma_ah: float = float("nan")
+    # The RC pair identified online (R1 referred to 25 degC, and its time constant). NaN: not
+    # known.
+    r1_mohm: float = float("nan")
+    tau1_s: float = float("nan")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import cast
 
+from pydantic import Field
+
 from gateway.core.config import Section
 from gateway.core.freshness import TimeoutsConfig, extremes, stale_inputs
 from gateway.core.model import (
@@ -28,7 +30,7 @@ from gateway.core.model import (
     Severity,
     SocReport,
 )
-from gateway.core.pack import PackConfig
+from gateway.core.pack import PackConfig, cell_temps
 
 __all__ = [
     "ALARMS",
@@ -128,6 +130,8 @@ ALARMS: dict[str, AlarmSpec] = {
               "OTHER_WARNING", "COMMUNICATION_ERROR", True, True),
         _spec("communication_loss", "no input at all from the BMS",
               "COMMUNICATION_ERROR", "COMMUNICATION_ERROR", True, True),
+        _spec("measurement_fault", "a reading no healthy cell or sensor can show (clears itself)",
+              "OTHER_WARNING", "OTHER_ALARM", True, True),
         _spec("configuration", "the data does not match the configured pack",
               "CONFIGURATION_WARNING", "CONFIGURATION_ALARM", True, True),
         _spec("inverter_overcharge", "inverter charges above the negotiated limit",
@@ -253,7 +257,7 @@ class ProtectionConfig(Section):
     """Any cell above this (absolute window): alarm, both limits cut, latched (60 degC)."""
     temp_hysteresis_c: float | None = None
     """How far back inside a temperature window a sensor must be to clear (2 degC)."""
-    charging_threshold_a: float = 1.0
+    charging_threshold_a: float = Field(default=1.0, ge=0.0, le=10_000.0)
     """Above this pack current the pack counts as charging and the charge window applies."""
     overcurrent_charge_warning_a: float | None = None
     """Charge current warning (LFP 1.1 C, NMC 0.8 C times capacity)."""
@@ -275,10 +279,11 @@ class ProtectionConfig(Section):
     """Hottest minus coldest sensor: warning (8 degC)."""
     temp_imbalance_alarm_c: float | None = None
     """Hottest minus coldest sensor: alarm, both limits cut (15 degC)."""
-    soc_low_warning_pct: float = 5.0
-    """Pack SoC at or below this: warning (only when an SoC estimate exists)."""
-    soc_low_alarm_pct: float = 0.0
-    """Pack SoC at or below this (one cell empty): alarm (cuts nothing; undervoltage does)."""
+    soc_low_warning_pct: float = Field(default=5.0, ge=0.0, le=100.0)
+    """Pack SoC at or below this: warning (only when an SoC estimate exists; 0..100 %)."""
+    soc_low_alarm_pct: float = Field(default=0.0, ge=0.0, le=100.0)
+    """Pack SoC at or below this (one cell empty): alarm (cuts nothing; undervoltage does);
+    below ``soc_low_warning_pct``."""
     stale_alarm_s: float = 10.0
     """Stale or missing input for this long (after start-up): ``stale_data`` alarm. Stale means
     older than its ``timeouts.*_timeout_s`` (the same ages that cut the limits to 0 A)."""
@@ -298,7 +303,7 @@ class ProtectionConfig(Section):
     """Exceeding the negotiated limit this long: ``inverter_over*`` warning."""
     disobedience_alarm_s: float = 60.0
     """Exceeding the negotiated limit this long: alarm, that limit cut, latched."""
-    debounce_count: int = 2
+    debounce_count: int = Field(default=2, ge=1, le=1000)
     """Consecutive violating steps before a level activates (with ``debounce_s``)."""
     debounce_s: float = 0.5
     """Seconds a violation must persist before a level activates (with ``debounce_count``)."""
@@ -311,19 +316,26 @@ class ProtectionConfig(Section):
 
     def model_post_init(self, __context: object) -> None:
         """Check what needs more than a type."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, float):
+                _check_bounds(name, value)
         unknown = sorted(set(self.latching) - set(ALARMS))
         if unknown:
             raise ValueError(f"latching (={unknown}) names unknown alarm codes")
-        if self.debounce_count < 1:
-            raise ValueError(f"debounce_count (={self.debounce_count}) must be at least 1")
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{name} (={value}) must be finite")
-            if (name.endswith("_s") or "hysteresis" in name or "margin" in name) and (
-                isinstance(value, float) and value < 0
-            ):
-                raise ValueError(f"{name} (={value}) must not be negative")
+        if "measurement_fault" in self.latching:
+            # A glitch must never strand a healthy pack at 0 A until someone resets it.
+            raise ValueError("latching: measurement_fault clears by itself and cannot latch")
+        if not self.soc_low_alarm_pct < self.soc_low_warning_pct:
+            raise ValueError(
+                f"protection.soc_low_alarm_pct (={self.soc_low_alarm_pct}) must be below "
+                f"protection.soc_low_warning_pct (={self.soc_low_warning_pct})"
+            )
+        if not self.disobedience_warning_s < self.disobedience_alarm_s:
+            raise ValueError(
+                f"protection.disobedience_warning_s (={self.disobedience_warning_s}) must be "
+                f"below protection.disobedience_alarm_s (={self.disobedience_alarm_s})"
+            )
 
     def resolve(self, pack: PackConfig) -> ProtectionThresholds:
         """Every threshold, with chemistry defaults filled in and their order checked.
@@ -348,6 +360,32 @@ class ProtectionConfig(Section):
         t = ProtectionThresholds(**values)
         t.check()
         return t
+
+
+# Bounds per unit suffix: a threshold beyond them cannot describe a cell, a sensor or a pack
+# (times up to an hour; cell voltages up to 10 V; currents and pack voltages up to 100 kA/kV).
+_BOUNDS: tuple[tuple[str, float, float], ...] = (
+    ("_s", 0.0, 3600.0),
+    ("_pct", 0.0, 100.0),
+    ("_c", -60.0, 150.0),
+    ("_a", 0.0, 100_000.0),
+    ("mismatch_warning_v", 0.0, 100_000.0),
+    ("mismatch_alarm_v", 0.0, 100_000.0),
+    ("_v", 0.0, 10.0),
+    ("_fraction", 0.0, 1.0),
+)
+
+
+def _check_bounds(name: str, value: float) -> None:
+    """Raise ``ValueError`` naming ``protection.<name>`` when ``value`` is not finite or out of
+    the bounds of its unit."""
+    if not math.isfinite(value):
+        raise ValueError(f"protection.{name} (={value}) must be finite")
+    for suffix, lo, hi in _BOUNDS:
+        if name.endswith(suffix):
+            if not lo <= value <= hi:
+                raise ValueError(f"protection.{name} (={value}) must be within {lo:g}..{hi:g}")
+            return
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,9 +443,7 @@ class ProtectionThresholds:
             if not a < b:
                 raise ValueError(f"protection.{lo} (={a}) must be below protection.{hi} (={b})")
         for f in fields(self):
-            value = getattr(self, f.name)
-            if ("hysteresis" in f.name or "current" in f.name) and value < 0:
-                raise ValueError(f"protection.{f.name} (={value}) must not be negative")
+            _check_bounds(f.name, getattr(self, f.name))
 
 
 class _Level:
@@ -554,7 +590,7 @@ class Protection:
                 # Staleness is already a duration: warn at once, alarm once it persists.
                 warn_t, warn_n = 0.0, 1
                 alarm_t, alarm_n = config.stale_alarm_s, 1
-            elif code in ("communication_loss", "configuration"):
+            elif code in ("communication_loss", "configuration", "measurement_fault"):
                 warn_t = alarm_t = 0.0
                 warn_n = alarm_n = 1
             elif code.startswith("inverter_"):
@@ -567,6 +603,7 @@ class Protection:
             )
         self._start_s: float | None = None
         self._last: AlarmReport = AlarmReport()
+        self._cell_sensors = pack.cell_sensors() if pack.board_sensors else None
 
     @property
     def last(self) -> AlarmReport:
@@ -677,11 +714,14 @@ class Protection:
 
         # --- temperatures: the charge window only while charging.
         current = snapshot.current_a
-        ext = extremes(snapshot.cell_temp_c)
+        # Cell sensors only: a balancing board's sensor is not a cell's (pack.board_sensors).
+        ext = extremes(cell_temps(snapshot.cell_temp_c, self._cell_sensors))
         tmax = tmin = None
         jmax = jmin = -1
         if ext is not None:
             tmin, jmin, tmax, jmax = ext
+            if self._cell_sensors is not None:
+                jmin, jmax = self._cell_sensors[jmin], self._cell_sensors[jmax]
         charging = current is not None and current > cfg.charging_threshold_a
         ht = th.temp_hysteresis_c
         run(
@@ -766,14 +806,28 @@ class Protection:
             1.0, False, "pack SoC", "%")  # fmt: skip
 
         self._check_data(snapshot, now_s, after_grace)
+        self._check_faults(snapshot, now_s)
         self._check_configuration(snapshot, now_s)
         self._check_disobedience(current, negotiation, now_s)
         self._last = self._report()
         return self._last
 
+    def _check_faults(self, snapshot: PackSnapshot, now_s: float) -> None:
+        """``measurement_fault``: active (both levels, at once) while any reading is implausible;
+        it clears after ``clear_debounce_s`` of plausible data and never latches."""
+        faults = snapshot.faults
+        if not faults:
+            self._run("measurement_fault", now_s, _CLEAR, _CLEAR, "")
+            return
+        shown = "; ".join(f"{f.name}: {f.why}" for f in faults[:3])
+        more = f" (and {len(faults) - 3} more)" if len(faults) > 3 else ""
+        message = f"measurement fault, value not used: {shown}{more}"
+        self._run("measurement_fault", now_s, (True, False), (True, False), message)
+
     def _check_data(self, snapshot: PackSnapshot, now_s: float, after_grace: bool) -> None:
         cfg = self.config
-        stale = stale_inputs(snapshot, self._timeouts)
+        # An implausible input has its own alarm (measurement_fault), not a stale one.
+        stale = [s for s in stale_inputs(snapshot, self._timeouts) if s.kind != "implausible"]
         if stale and after_grace:
             message = "; ".join(s.message for s in stale)
             self._run("stale_data", now_s, (True, False), (True, False), message)

@@ -6,19 +6,21 @@ Each cell runs a two-state extended Kalman filter over a first-order equivalent 
     soc'   = soc + 100 * i * dt / (3600 * Q)    (coulomb counting: the backbone)
     v1'    = a * v1 + R1 * (1 - a) * i,   a = exp(-dt / tau1)
 
-The count carries the estimate; the voltage corrects it only where the OCV curve is steep enough
-to say something (``min_ocv_slope_mv_per_pct``). On the flat middle of an LFP curve the filter
-skips the voltage, trusts the count and lets the variance grow. After a rest of ``rest_s`` the
-relaxed voltage is close to the OCV and is used with a much smaller measurement noise: that is
-the rest recalibration. A charge that ends at the upper voltage with a tapered current sets the
-cell to 100 %.
+``SocEstimator`` owns one ``CellState`` per cell and calls the per-cell functions of
+``gateway.core.soc_cell`` (predict, correct, recalibrate, learn; each tested alone). The count
+carries the estimate; a voltage is judged over the plausible interval (estimate +- k sigma) with
+the OCV hysteresis allowed for: on the flat middle of an LFP curve the count is trusted and the
+variance grows, a voltage that lies beyond the interval overrides the estimate (a restored or
+drifted SoC), and after a rest of ``rest_s`` the relaxed voltage recalibrates. A charge that ends
+at the upper voltage with a tapered current sets the cell to 100 %. Corrections under load are
+weighed by how well the model predicts (innovation-based adaptive noise) and held within what
+the count allows (``SocEstimator``'s docstring states the rule).
 
 Capacity (SoH) per cell comes from the charge counted between two confident SoC points (a rest
-recalibration on a steep part of the curve, or full), resistance R0 per cell from the voltage
-step that answers a current step (reported referred to 25 degC with the chemistry's temperature
-factor, so that it tracks ageing rather than the weather). Everything is plain Python floats
-held in per-cell lists, so a 512-cell pack stepped at 10 Hz stays cheap (see
-``bench/soc_accuracy.py`` for the figures).
+recalibration on a steep part of the curve, or full); R0 and R1 per cell from recursive least
+squares with forgetting (referred to 25 degC with the chemistry's temperature factor, so that
+they track ageing rather than the weather). Everything is plain Python floats, so a 512-cell
+pack stepped at 10 Hz stays within a few percent of a core (see ``bench/soc_accuracy.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,22 @@ from pydantic import Field
 from gateway.core.chemistry import Chemistry
 from gateway.core.config import Section
 from gateway.core.model import CellEstimate, PackSnapshot, SocReport
-from gateway.core.pack import PackConfig
+from gateway.core.pack import PackConfig, cell_temps
+from gateway.core.soc_cell import (
+    CellState,
+    StepInputs,
+    Tuning,
+    anchor,
+    correct,
+    forget_anchor,
+    init_from_voltage,
+    learn_resistance,
+    predict,
+    recalibrate_full,
+    recalibrate_rest,
+    rls_start,
+    tidy,
+)
 
 __all__ = ["STATE_VERSION", "SocConfig", "SocEstimator", "pack_soc_pct"]
 
@@ -47,7 +64,8 @@ class SocConfig(Section):
     """State estimator settings."""
 
     ocv_table: str | None = None
-    """Path of a user OCV table (CSV ``soc_pct,ocv_v``); default: the chemistry's built-in table."""
+    """Path of a user OCV table (CSV: SoC in % or fraction, OCV in V or mV, with or without a
+    header; ``check-config`` says how it was read); default: the chemistry's built-in table."""
     voltage_sigma_mv: float = Field(default=12.0, gt=0)
     """Voltage error under load: sensor noise plus what the circuit model misses (1 sigma)."""
     model_error_fraction: float = Field(default=1.0, ge=0)
@@ -69,7 +87,9 @@ class SocConfig(Section):
     rest_s: float = Field(default=900.0, ge=0)
     """Rest needed before the voltage is taken as OCV for a recalibration (repeated each rest_s)."""
     min_ocv_slope_mv_per_pct: float = Field(default=1.5, ge=0)
-    """Below this OCV slope the voltage is not used: the count is trusted (flat LFP middle)."""
+    """Below this OCV slope (at the estimate and on average over the estimate +- k sigma) a
+    voltage under load is not used by the Kalman update: the count is trusted (flat LFP
+    middle)."""
     count_drift_pct_per_sqrt_h: float = Field(default=0.5, ge=0)
     """How fast the count's uncertainty grows with time (random drift), % per sqrt(h)."""
     current_offset_sigma_c: float = Field(default=0.002, ge=0)
@@ -97,12 +117,31 @@ class SocConfig(Section):
     """A SoC known to within this (1 sigma) at a rest or at full anchors a capacity measurement."""
     capacity_min_delta_pct: float = Field(default=30.0, gt=0, le=100)
     """Smallest SoC difference between two anchors that yields a capacity sample."""
-    r0_min_step_c: float = Field(default=0.1, gt=0)
-    """Smallest current step (C-rate) used to measure R0."""
-    r0_max_step_dt_s: float = Field(default=2.0, gt=0)
-    """Longest interval between the two samples of a current step used to measure R0."""
-    r0_gain: float = Field(default=0.05, gt=0, le=1)
-    """Weight of one R0 sample in the running R0 estimate."""
+    rls_memory_s: float = Field(default=7200.0, gt=0)
+    """Memory of the online resistance identification (R0, R1 by recursive least squares): the
+    forgetting factor per step is ``exp(-dt / rls_memory_s)``."""
+    rls_min_current_c: float = Field(default=0.03, ge=0)
+    """Identification uses samples where the current differs from its RC-filtered value by at
+    least this (C-rate): a transient. In a steady current there is no resistance to learn."""
+    resistance_factor_min: float = Field(default=0.4, gt=0)
+    """Identified R0 and R1 stay at or above this times the chemistry's values ..."""
+    resistance_factor_max: float = Field(default=2.5, gt=0)
+    """... and at or below this times them."""
+    ocv_hysteresis_mv: float | None = Field(default=None, ge=0)
+    """Half the OCV hysteresis (charge vs discharge branch), mV: a rested voltage is the OCV only
+    to within it. ``None``: the chemistry's (LFP 10 mV, NMC 3 mV)."""
+    plateau_k_sigma: float = Field(default=3.0, gt=0)
+    """A voltage is judged over the estimate +- this many sigma: it is used when it is informative
+    over that interval, and it overrides the estimate when it lies beyond it."""
+    innovation_window_s: float = Field(default=600.0, gt=0)
+    """Time over which the innovations (voltage less the model's prediction) are averaged for the
+    adaptive measurement noise and the consistency test."""
+    count_consistency_z: float = Field(default=2.0, gt=0)
+    """Corrections under load may move the estimate from the count by at most this many of the
+    count's own sigmas, unless the innovations show a SoC error (``consistency_bias``)."""
+    consistency_bias: float = Field(default=0.2, gt=0)
+    """Mean normalised innovation (while charging and while discharging, same sign) beyond which
+    the count counts as contradicted."""
     min_interval_s: float = Field(default=0.05, ge=0, le=10)
     """Steps closer together than this return the last report (the control loop may step on every
     frame; the count loses nothing, the filter sees the latest value of each cell)."""
@@ -130,7 +169,23 @@ def _finite(x: float | None) -> bool:
 
 
 class SocEstimator:
-    """Per-cell SoC, capacity and R0 estimator for one pack.
+    """Per-cell SoC, capacity and resistance estimator for one pack.
+
+    One ``CellState`` per cell (``gateway.core.soc_cell``); each step computes what is common to
+    the string once (``StepInputs``) and then, per cell: ``predict`` (the count), ``learn``
+    (R0/R1 identification), ``recalibrate`` (after a rest, at full) or ``correct`` (under load).
+
+    Never worse than counting, the rule: a correction under load may move a cell's estimate away
+    from its count since the last trusted point (start, rested voltage, full) by at most
+    ``count_consistency_z`` of the count's own sigmas, unless the innovations' mean, taken while
+    charging and while discharging, points the same way beyond ``consistency_bias`` (evidence of
+    a SoC error that a wrong resistance or unmodelled diffusion cannot give: those follow the
+    current's sign). A rested voltage, or a voltage that lies beyond ``plateau_k_sigma`` of the
+    estimate once its error band and the OCV hysteresis are allowed for, is a trusted point.
+
+    Attributes:
+        cells: one ``CellState`` per cell, in cell order (read them for diagnostics; the
+            estimator owns and updates them).
 
     Args:
         config: estimator settings.
@@ -148,50 +203,15 @@ class SocEstimator:
             )
         self.config = config
         self.pack = pack
+        self._cell_sensors = pack.cell_sensors() if pack.board_sensors else None
         self.chemistry = chemistry
         n = pack.cells
         self._n = n
         self._q_nom_ah = pack.capacity_ah
-        cap = pack.capacity_ah
-        # Per-cell filter state (struct of arrays: cheap to loop over in plain Python).
-        self._init: list[bool] = [False] * n
-        self._soc: list[float] = [_NAN] * n
-        self._v1: list[float] = [0.0] * n
-        self._p00: list[float] = [0.0] * n  # var(soc) in %^2
-        self._p01: list[float] = [0.0] * n  # cov(soc, v1) in % V
-        self._p11: list[float] = [0.0] * n  # var(v1) in V^2
-        # What var(soc) is made of. In a series string the count's errors (current offset, gain,
-        # gaps) are the same for every cell, so they cancel in cell-to-cell differences; a
-        # cell's own start, capacity error and voltage noise do not. Systematic parts are kept
-        # as sigmas that add up linearly; random parts as variances.
-        self._rc: list[float] = [0.0] * n  # common random variance (drift, gaps, restore)
-        # Systematic errors as signed sensitivities (their sign follows the charge that made
-        # them: a capacity or gain error over a charge and the matching discharge cancels).
-        self._sc: list[float] = [0.0] * n  # common: current-sensor offset (grows with time)
-        self._sg: list[float] = [0.0] * n  # common: current-sensor gain (follows net charge)
-        self._si: list[float] = [0.0] * n  # individual: capacity (follows the cell's net charge)
-        self._sx: list[float] = [0.0] * n  # individual: balancing current tolerance
-        # (individual random variance = p00 - rc - the squares of the above: start, voltage
-        # noise)
-        # Bias taken in from corrections under load: the circuit model's error is not noise
-        # that averages out over samples but stays for as long as the current does, so the
-        # filter's own variance (which treats each sample as independent) shrinks below what
-        # the estimate is worth. Tracked as a sigma beside the filter (not in it, so it does not
-        # make the filter follow the biased voltage harder) and added to the reported sigma.
-        self._sb: list[float] = [0.0] * n
-        self._cell_ah: list[float] = [0.0] * n  # balancing charge counted per cell
-        self._cap: list[float] = [cap] * n
-        self._cap_var: list[float] = [(0.1 * cap) ** 2] * n
-        self._r0_25: list[float] = [chemistry.r0_ohm(cap)] * n  # referred to 25 degC
-        self._last_v_t: list[float] = [-math.inf] * n  # receive time of the last voltage used
-        self._last_v: list[float] = [_NAN] * n
-        self._last_v_i: list[float] = [_NAN] * n  # the current at that voltage sample
-        # Capacity anchors: SoC, counted Ah at that moment, and variance of that SoC.
-        self._anchor_soc: list[float] = [_NAN] * n
-        self._anchor_ah: list[float] = [_NAN] * n
-        self._anchor_var: list[float] = [_NAN] * n
-        self._rest_used: list[int] = [-1] * n  # the rest (by number) already recalibrated on
-        self._full_latched: list[bool] = [False] * n  # full seen; cleared by a discharge
+        self._tune = _tuning(config, chemistry)
+        self._r0_nom = chemistry.r0_ohm(pack.capacity_ah)
+        self._r1_nom = chemistry.r1_ohm(pack.capacity_ah)
+        self.cells: list[CellState] = [self._new_cell() for _ in range(n)]
         # Pack-level state: one current flows through every series cell.
         self._ah = 0.0  # net charge counted since start (charge positive)
         self._discharged_ah = 0.0
@@ -201,6 +221,14 @@ class SocEstimator:
         self._rest_since_s: float | None = None
         self._rest_epoch = 0  # counts rests begun
         self._report: SocReport | None = None
+
+    def _new_cell(self) -> CellState:
+        cap = self._q_nom_ah
+        cell = CellState(
+            capacity_ah=cap, capacity_var=(0.1 * cap) ** 2, tau1_s=self.chemistry.tau1_s
+        )
+        rls_start(cell, self._r0_nom, self._r1_nom)
+        return cell
 
     # --- public -------------------------------------------------------------------------
 
@@ -239,28 +267,100 @@ class SocEstimator:
             ValueError: the snapshot or ``cell_extra_current_a`` has another cell count, or an
                 extra current is not finite.
         """
-        cfg = self.config
-        chem = self.chemistry
         n = self._n
         if snapshot.cell_count != n:
             raise ValueError(f"snapshot has {snapshot.cell_count} cells, estimator {n}")
-        extra: list[float] | None = None
-        if cell_extra_current_a is not None:
-            extra = [float(x) for x in cell_extra_current_a]
-            if len(extra) != n:
-                raise ValueError(f"cell_extra_current_a has {len(extra)} cells, estimator {n}")
-            bad = [k for k, x in enumerate(extra) if not math.isfinite(x)]
-            if bad:
-                raise ValueError(f"cell_extra_current_a[{bad[0]}] (={extra[bad[0]]}) is not finite")
-            if not any(extra):
-                extra = None
+        extra = _check_extra(cell_extra_current_a, n)
+        cfg = self.config
         if self._last_now_s is not None and 0.0 <= now_s - self._last_now_s < cfg.min_interval_s:
             return self._report
+        step = self._step_inputs(snapshot, now_s)
+        chem = self.chemistry
+        tune = self._tune
+        # The cell sensors only (a balancing board's sensor says nothing of a cell's OCV).
+        temps = cell_temps(snapshot.cell_temp_c, self._cell_sensors)
+        m = len(temps)
+        # Per sensor, not per cell: a sensor covers n/m cells.
+        sensor_t = [t if t is not None and math.isfinite(t) else _REF_TEMP_C for t in temps]
+        sensor_r = [chem.r_temp_factor(t) for t in sensor_t]
+        volts = snapshot.cell_voltage_v
+        ages = snapshot.cell_voltage_age_s
+        t_snap = snapshot.t_s
+        v_lo = chem.min_v - 0.5
+        v_hi = chem.max_v + 0.5
+        stale_s = cfg.stale_s
+        cur = step.current_a
+        i_known = step.current_known
+        full_v = chem.max_v - cfg.full_voltage_margin_v
+        full_i = cfg.full_current_c * self._q_nom_ah
+        for k, cell in enumerate(self.cells):
+            j = k * m // n
+            temp_c = sensor_t[j] if m else _REF_TEMP_C
+            r_scale = sensor_r[j] if m else 1.0
+            v = volts[k]
+            fresh = False
+            rx_t = -math.inf
+            if v is not None and math.isfinite(v) and v_lo <= v <= v_hi:
+                age = ages[k]
+                rx_t = t_snap - (age if age is not None else 0.0)
+                fresh = rx_t > cell.last_v_t and (age is None or age <= stale_s)
+            x_a = extra[k] if extra is not None else 0.0
+            cur_k = cur + x_a
+            if not cell.initialised:
+                if fresh and v is not None:
+                    init_from_voltage(
+                        cell,
+                        chem,
+                        tune,
+                        v,
+                        cur_k if i_known else 0.0,
+                        temp_c,
+                        i_known,
+                        self._q_nom_ah,
+                    )
+                    _remember(cell, rx_t, v, cur_k if i_known else _NAN)
+                continue
+            predict(cell, step, tune, x_a, r_scale)
+            if not (fresh and v is not None):
+                tidy(cell)
+                continue
+            if not i_known:
+                _remember(cell, rx_t, v, _NAN)
+                tidy(cell)
+                continue
+            learn_resistance(
+                cell, chem, tune, step, v, cur_k, temp_c, r_scale, self._r0_nom, self._r1_nom
+            )
+            if step.rest_id >= 0 and cell.rest_used != step.rest_id:
+                # One recalibration per rest_s of rest (repeating it every sample would count
+                # correlated errors as independent).
+                cell.rest_used = step.rest_id
+                recalibrate_rest(cell, chem, tune, v, cur_k, temp_c, r_scale)
+                # A confident SoC at a rest where the OCV is steep is a capacity anchor.
+                var = cell.p00 + cell.sb * cell.sb
+                steep = chem.ocv.slope(cell.soc_pct) >= tune.min_slope_v_per_pct
+                if steep and var <= tune.confident_var:
+                    anchor(cell, tune, step, cell.soc_pct, cell.p00)
+            else:
+                correct(cell, chem, tune, step, v, cur_k, temp_c, r_scale)
+            if v >= full_v and cur > 0.0 and cur_k <= full_i:
+                recalibrate_full(cell)
+                if not cell.full_latched:
+                    cell.full_latched = True
+                    anchor(cell, tune, step, 100.0, cell.p00)
+            elif cur < 0.0:
+                cell.full_latched = False
+            _remember(cell, rx_t, v, cur_k)
+            tidy(cell)
+        self._report = self.report()
+        return self._report
+
+    def _step_inputs(self, snapshot: PackSnapshot, now_s: float) -> StepInputs:
+        """What this step means for every cell: time, current, charge, rest (pack state moves)."""
+        cfg = self.config
         dt = 0.0 if self._last_now_s is None else now_s - self._last_now_s
         dt = max(dt, 0.0)  # a clock that went backwards: treat as no time passed
         self._last_now_s = now_s
-
-        # Pack current: known when present, finite and fresh.
         i_a = snapshot.current_a
         i_age = snapshot.current_age_s
         i_known = _finite(i_a) and (i_age is None or i_age <= cfg.stale_s)
@@ -270,7 +370,7 @@ class SocEstimator:
         # step longer than stale_s is then not a gap (treating it as one would throw away the
         # charge of every step beyond stale_s and call the loss a zero-mean guess).
         prev_i = self._last_i
-        hold_var = 0.0  # % of nominal capacity squared, common to every cell
+        hold_var = 0.0
         if not i_known:
             known_dt = 0.0
         elif prev_i is not None and dt <= cfg.current_hold_s:
@@ -282,278 +382,67 @@ class SocEstimator:
             known_dt = min(dt, cfg.stale_s)
         gap_dt = dt - known_dt
         self._last_i = cur if i_known else None
-        # Balancing currents flow whether or not the pack current is known (the plan ran).
-        extra_dt = min(dt, cfg.current_hold_s)
-
         d_ah = cur * known_dt / 3600.0
         self._ah += d_ah
         if d_ah < 0.0:
             self._discharged_ah -= d_ah
         if gap_dt > 0.0:
             # Charge moved during a gap is unknown: no capacity sample may span it.
-            self._forget_anchors()
-
-        # Rest: a small current for long enough.
-        q_nom = self._q_nom_ah
-        resting = i_known and abs(cur) <= cfg.rest_current_c * q_nom
+            for cell in self.cells:
+                forget_anchor(cell)
+        # Rest: a small current for long enough; one recalibration per completed rest_s.
+        resting = i_known and abs(cur) <= cfg.rest_current_c * self._q_nom_ah
         if not resting:
             self._rest_since_s = None
         elif self._rest_since_s is None:
             self._rest_since_s = now_s - known_dt
             self._rest_epoch += 1
-        # One recalibration per completed rest_s of a rest: (rest number, multiple of rest_s).
         rest_id = -1
         if resting and self._rest_since_s is not None:
             n_rest = int((now_s - self._rest_since_s) // cfg.rest_s) if cfg.rest_s > 0 else 1
             if n_rest >= 1:
                 rest_id = self._rest_epoch * 1_000_000 + min(n_rest, 999_999)
-        rested = rest_id >= 0
-
-        temps = snapshot.cell_temp_c
-        m = len(temps)
-        volts = snapshot.cell_voltage_v
-        ages = snapshot.cell_voltage_age_s
-        t_snap = snapshot.t_s
-        ocv = chem.ocv
-        tau = chem.tau1_s
-        a = math.exp(-known_dt / tau) if known_dt > 0.0 else 1.0
-        a_gap = math.exp(-gap_dt / tau) if gap_dt > 0.0 else 1.0
-        drift = cfg.count_drift_pct_per_sqrt_h
-        q_drift = drift * drift * dt / 3600.0
-        gain = cfg.current_gain_sigma_pct / 100.0
-        # Offset: systematic, % of capacity per step (grows linearly, like the error it models).
-        offset_pct = 100.0 * cfg.current_offset_sigma_c * dt / 3600.0
-        extra_err = cfg.extra_current_sigma_pct / 100.0
-        bias_floor_v = cfg.load_bias_mv / 1000.0
-        bias_frac = cfg.load_bias_fraction
-        bias_pct_c = cfg.load_bias_pct_per_c
-        rc_l, sc_l, si_l, cell_ah_l = self._rc, self._sc, self._si, self._cell_ah
-        sg_l, sx_l = self._sg, self._sx
-        sb_l = self._sb
-        cap_var_l = self._cap_var
-        r_load = (cfg.voltage_sigma_mv / 1000.0) ** 2
-        model_err = cfg.model_error_fraction
-        r_rest = (cfg.rest_voltage_sigma_mv / 1000.0) ** 2
-        min_slope = cfg.min_ocv_slope_mv_per_pct / 1000.0
-        v_lo = chem.min_v - 0.5
-        v_hi = chem.max_v + 0.5
-        full_v = chem.max_v - cfg.full_voltage_margin_v
-        full_i = cfg.full_current_c * q_nom
-        step_i = cfg.r0_min_step_c * q_nom
-        conf_var = cfg.confident_sigma_pct**2
-        r1_nom_25 = chem.r1_ohm(q_nom)
-        soc_l, v1_l, p00_l, p01_l, p11_l = self._soc, self._v1, self._p00, self._p01, self._p11
-        cap_l, r0_l = self._cap, self._r0_25
-
-        stale_s = cfg.stale_s
-        step_dt = cfg.r0_max_step_dt_s
-        r0_gain = cfg.r0_gain
-        r0_nom_lo = 0.2 * chem.r0_ohm(q_nom)
-        r0_nom_hi = 5.0 * chem.r0_ohm(q_nom)
-        # Per sensor, not per cell: a sensor covers n/m cells.
-        sensor_t = [t if t is not None and math.isfinite(t) else _REF_TEMP_C for t in temps]
-        sensor_r = [chem.r_temp_factor(t) for t in sensor_t]
-        last_v_t, last_v, last_v_i = self._last_v_t, self._last_v, self._last_v_i
-
-        for k in range(n):
-            j = k * m // n
-            temp_c = sensor_t[j] if m else _REF_TEMP_C
-            r_scale = sensor_r[j] if m else 1.0
-            v = volts[k]
-            v_ok = v is not None and math.isfinite(v) and v_lo <= v <= v_hi
-            if v_ok and v is not None:
-                age = ages[k]
-                rx_t = t_snap - (age if age is not None else 0.0)
-                fresh = rx_t > last_v_t[k] and (age is None or age <= stale_s)
-            else:
-                fresh = False
-            r0 = r0_l[k] * r_scale
-            x_a = extra[k] if extra is not None else 0.0
-            cur_k = cur + x_a  # this cell's current
-            x_ah = x_a * extra_dt / 3600.0
-
-            if not self._init[k]:
-                if fresh and v is not None:
-                    self._init_cell(k, v, cur_k if i_known else 0.0, r0, temp_c, i_known)
-                    last_v_t[k] = rx_t
-                    last_v[k] = v
-                    last_v_i[k] = cur_k if i_known else _NAN
-                continue
-
-            # --- predict -------------------------------------------------------------
-            cap = cap_l[k]
-            d_pct = 100.0 * d_ah / cap
-            x_pct = 100.0 * x_ah / cap
-            soc = soc_l[k] + d_pct + x_pct
-            if x_ah != 0.0:
-                cell_ah_l[k] += x_ah
-            r1 = r1_nom_25 * r_scale
-            v1 = v1_l[k] * a + r1 * (1.0 - a) * cur_k
-            # Process noise, by kind (see __init__): the total goes into the filter, the split
-            # tells what cell-to-cell differences are worth.
-            rc0, sc0, si0, sg0, sx0 = rc_l[k], sc_l[k], si_l[k], sg_l[k], sx_l[k]
-            sb = sb_l[k]
-            rc = rc0 + q_drift + hold_var * (q_nom / cap) ** 2
-            sc = sc0 + offset_pct * (q_nom / cap)
-            sg = sg0 + gain * d_pct
-            si = si0 + (d_pct + x_pct) * math.sqrt(cap_var_l[k]) / cap
-            sx = sx0 + extra_err * x_pct
-            p00 = (
-                p00_l[k]
-                + (rc - rc0)
-                + (sc * sc - sc0 * sc0)
-                + (sg * sg - sg0 * sg0)
-                + (si * si - si0 * si0)
-                + (sx * sx - sx0 * sx0)
-            )
-            p01 = p01_l[k] * a
-            p11 = p11_l[k] * a * a + 1e-8 * dt
-            if gap_dt > 0.0:
-                # Unknown current for gap_dt: its charge is a zero-mean guess with this spread.
-                sd = 100.0 * cfg.gap_current_c * gap_dt / 3600.0 * (q_nom / cap)
-                p00 += sd * sd
-                rc += sd * sd
-                v1 *= a_gap
-                p01 *= a_gap
-                p11 = p11 * a_gap * a_gap + (r1 * cfg.gap_current_c * q_nom) ** 2 * (
-                    1.0 - a_gap * a_gap
-                )
-
-            # --- correct -------------------------------------------------------------
-            if fresh and i_known and v is not None:
-                slope = ocv.slope(soc)
-                # At rest the relaxed voltage is the OCV: one recalibration per rest_s of rest
-                # (repeating it every sample would count correlated errors as independent).
-                use_rest = rested and self._rest_used[k] != rest_id
-                if slope >= min_slope and (use_rest or not resting):
-                    h0 = slope
-                    if use_rest and sb > 0.0:
-                        # A relaxed voltage carries no load bias: let the filter weigh it
-                        # against everything the estimate may be off by.
-                        p00 += sb * sb
-                        rc += sb * sb
-                        sb = 0.0
-                    y = v - (chem.ocv_voltage(soc, temp_c) + v1 + r0 * cur_k)
-                    if use_rest:
-                        r_meas = r_rest
-                    else:
-                        # The circuit misses part of the polarisation (diffusion): the error
-                        # grows with the current.
-                        pol = model_err * (r0 + r1) * cur_k
-                        r_meas = r_load + pol * pol
-                    ph0 = h0 * p00 + p01
-                    ph1 = h0 * p01 + p11
-                    s = h0 * ph0 + ph1 + r_meas
-                    k0 = ph0 / s
-                    k1 = ph1 / s
-                    soc += k0 * y
-                    v1 += k1 * y
-                    p00 -= k0 * ph0
-                    p01 -= k0 * ph1
-                    p11 -= k1 * ph1
-                    # The prior error (every part of it) survives scaled by 1 - k0 * h0; what the
-                    # voltage adds (its noise) is the cell's own.
-                    g = 1.0 - k0 * h0
-                    rc *= g * g
-                    ag = abs(g)
-                    sc, sg, si, sx = sc * ag, sg * ag, si * ag, sx * ag
-                    f = _fit(rc, (sc, sg, si, sx), p00)
-                    if f < 1.0:
-                        rc *= f
-                        f = math.sqrt(f)
-                        sc, sg, si, sx = sc * f, sg * f, si * f, sx * f
-                    # A constant bias b in the measurement leaves g * e + (1 - g) * b: under
-                    # load the whole measurement error may be such a bias (model error).
-                    sb *= abs(g)
-                    if not use_rest:
-                        bias_v = bias_floor_v + bias_frac * abs((r0 + r1) * cur_k)
-                        bias = max(bias_v / h0, bias_pct_c * abs(cur_k) / q_nom)
-                        sb += (1.0 - abs(g)) * bias
-                if use_rest:
-                    self._rest_used[k] = rest_id
-                    if slope >= min_slope and p00 + sb * sb <= conf_var:
-                        soc = self._anchor(k, min(100.0, max(0.0, soc)), p00)
-                # R0 from a current step answered by a voltage step.
-                lv_i = last_v_i[k]
-                di = cur_k - lv_i
-                if abs(di) >= step_i and rx_t - last_v_t[k] <= step_dt and math.isfinite(lv_i):
-                    sample = (v - last_v[k]) / di / r_scale
-                    if r0_nom_lo <= sample <= r0_nom_hi:
-                        r0_l[k] += r0_gain * (sample - r0_l[k])
-                # Full: upper voltage with a tapered charge current.
-                if v >= full_v and cur > 0.0 and cur_k <= full_i:
-                    soc = 100.0
-                    sb = 0.0
-                    if p00 > 0.25:
-                        f = 0.25 / p00
-                        rc *= f
-                        f = math.sqrt(f)
-                        sc, sg, si, sx = sc * f, sg * f, si * f, sx * f
-                        p00 = 0.25
-                    p01 = 0.0
-                    if not self._full_latched[k]:
-                        self._full_latched[k] = True
-                        self._anchor(k, 100.0, p00)
-                elif cur < 0.0:
-                    self._full_latched[k] = False
-                last_v_t[k] = rx_t
-                last_v[k] = v
-                last_v_i[k] = cur_k
-            elif fresh:
-                last_v_t[k] = rx_t
-                last_v[k] = v if v is not None else _NAN
-                last_v_i[k] = _NAN
-
-            # Keep the covariance a covariance (rounding) and the SoC in range.
-            # 50 % sigma is knowing nothing: no need to grow further.
-            if p00 > 2500.0:
-                f = 2500.0 / p00
-                rc *= f
-                f = math.sqrt(f)
-                sc, sg, si, sx = sc * f, sg * f, si * f, sx * f
-            p00 = min(max(p00, 1e-6), 2500.0)
-            rc_l[k], sc_l[k], si_l[k], sg_l[k], sx_l[k] = rc, sc, si, sg, sx
-            sb_l[k] = min(sb, 50.0)
-            p11 = max(p11, 1e-12)
-            lim = math.sqrt(p00 * p11)
-            if p01 > lim:
-                p01 = lim
-            elif p01 < -lim:
-                p01 = -lim
-            soc_l[k] = 0.0 if soc < 0.0 else (100.0 if soc > 100.0 else soc)
-            v1_l[k] = v1
-            p00_l[k] = p00
-            p01_l[k] = p01
-            p11_l[k] = p11
-
-        self._report = self.report()
-        return self._report
+        return StepInputs(
+            dt_s=dt,
+            known_dt_s=known_dt,
+            gap_dt_s=gap_dt,
+            current_a=cur,
+            current_known=i_known,
+            d_ah=d_ah,
+            extra_dt_s=min(dt, cfg.current_hold_s),
+            hold_var=hold_var,
+            resting=resting,
+            rest_id=rest_id,
+            q_nom_ah=self._q_nom_ah,
+            accumulated_ah=self._ah,
+        )
 
     def report(self) -> SocReport | None:
         """The current estimate, or ``None`` while some cell has not had a valid voltage."""
-        if not all(self._init):
+        cells = self.cells
+        if not all(c.initialised for c in cells):
             return None
-        q_nom = self._q_nom_ah
-        r_scale = 1000.0
         rel = self._relative_sigma()
-        cells = tuple(
+        out = tuple(
             CellEstimate(
-                soc_pct=self._soc[k],
-                soc_sigma_pct=min(50.0, math.sqrt(self._p00[k] + self._sb[k] ** 2)),
-                capacity_ah=self._cap[k],
-                resistance_mohm=self._r0_25[k] * r_scale,
+                soc_pct=c.soc_pct,
+                soc_sigma_pct=c.sigma_pct(),
+                capacity_ah=c.capacity_ah,
+                resistance_mohm=c.r0_ohm_25c * 1000.0,
                 soc_rel_sigma_pct=min(50.0, rel[k]),
-                capacity_sigma_ah=math.sqrt(self._cap_var[k]),
+                capacity_sigma_ah=math.sqrt(c.capacity_var),
+                r1_mohm=c.r1_ohm_25c * 1000.0,
+                tau1_s=c.tau1_s,
             )
-            for k in range(self._n)
+            for k, c in enumerate(cells)
         )
-        socs = self._soc
+        socs = [c.soc_pct for c in cells]
         lo, hi = min(socs), max(socs)
         return SocReport(
             soc_pct=pack_soc_pct(lo, hi),
             soc_mean_pct=math.fsum(socs) / self._n,
-            soh_pct=100.0 * min(self._cap) / q_nom,
-            cells=cells,
+            soh_pct=100.0 * min(c.capacity_ah for c in cells) / self._q_nom_ah,
+            cells=out,
         )
 
     def relative_sigma_pct(self) -> tuple[float, ...] | None:
@@ -569,7 +458,7 @@ class SocEstimator:
         balancing decision (a cell's charge above the others) should be weighed against.
         ``None`` while some cell has not had a valid voltage.
         """
-        if not all(self._init):
+        if not all(c.initialised for c in self.cells):
             return None
         return tuple(self._relative_sigma())
 
@@ -577,12 +466,8 @@ class SocEstimator:
         """``relative_sigma_pct`` without the initialisation check."""
         # The model bias under load is counted as common: every cell sees the same current
         # through similar cells (cells at other SoCs differ, which the median term covers).
-        sb2 = [b * b for b in self._sb]
-        total = [p + b for p, b in zip(self._p00, sb2, strict=True)]
-        common = [
-            rc + sc * sc + sg * sg + b
-            for rc, sc, sg, b in zip(self._rc, self._sc, self._sg, sb2, strict=True)
-        ]
+        total = [c.p00 + c.sb * c.sb for c in self.cells]
+        common = [c.rc + c.sc * c.sc + c.sg * c.sg + c.sb * c.sb for c in self.cells]
         ref = sorted(common)[self._n // 2]
         out = []
         for k in range(self._n):
@@ -592,26 +477,25 @@ class SocEstimator:
 
     def export_state(self) -> dict[str, Any]:
         """Everything needed to resume after a restart, as JSON-friendly plain values."""
+        cells = self.cells
         return {
             "version": STATE_VERSION,
             "chemistry": self.chemistry.name,
             "cells": self._n,
             "nominal_capacity_ah": self._q_nom_ah,
-            "initialised": list(self._init),
-            "soc_pct": [_json_float(x) for x in self._soc],
-            "soc_var": [p + b * b for p, b in zip(self._p00, self._sb, strict=True)],
+            "initialised": [c.initialised for c in cells],
+            "soc_pct": [_json_float(c.soc_pct) for c in cells],
+            "soc_var": [c.p00 + c.sb * c.sb for c in cells],
             "soc_var_common": [
-                min(p, rc + sc * sc + sg * sg) + b * b
-                for p, rc, sc, sg, b in zip(
-                    self._p00, self._rc, self._sc, self._sg, self._sb, strict=True
-                )
+                min(c.p00, c.rc + c.sc * c.sc + c.sg * c.sg) + c.sb * c.sb for c in cells
             ],
-            "v1_v": list(self._v1),
-            "cov_soc_v1": list(self._p01),
-            "v1_var": list(self._p11),
-            "capacity_ah": list(self._cap),
-            "capacity_var": list(self._cap_var),
-            "r0_ohm_25c": list(self._r0_25),
+            "v1_v": [c.v1_v for c in cells],
+            "cov_soc_v1": [c.p01 for c in cells],
+            "v1_var": [c.p11 for c in cells],
+            "capacity_ah": [c.capacity_ah for c in cells],
+            "capacity_var": [c.capacity_var for c in cells],
+            "r0_ohm_25c": [c.r0_ohm_25c for c in cells],
+            "r1_ohm_25c": [c.r1_ohm_25c for c in cells],
             "cycles": self.cycles,
         }
 
@@ -619,7 +503,9 @@ class SocEstimator:
         """Resume from ``export_state`` output (a previous run of the same pack).
 
         The SoC variance grows by ``restore_sigma_pct`` because the pack may have moved while we
-        were down; the RC voltage restarts at zero.
+        were down; the RC voltage restarts at zero. A restored SoC is not a trusted point: a
+        rested voltage that contradicts it (``recalibrate_rest``) replaces it. States written
+        before R1 was identified (no ``r1_ohm_25c``) start R1 from the chemistry.
 
         Raises:
             ValueError: the state is of another version, cell count or chemistry, or malformed.
@@ -641,42 +527,28 @@ class SocEstimator:
         if not isinstance(q_state, int | float) or not math.isclose(q_state, q_nom, rel_tol=1e-9):
             # Other cells (or a corrected rating): their learned capacities are not these.
             raise ValueError(f"state nominal_capacity_ah (={q_state!r}) is not {q_nom}")
-
-        def vec(key: str, lo: float, hi: float, allow_nan: bool = False) -> list[float]:
-            raw = state.get(key)
-            if not isinstance(raw, list) or len(raw) != n:
-                raise ValueError(f"state {key} must be a list of {n} numbers")
-            out: list[float] = []
-            for j, x in enumerate(raw):
-                if x is None and allow_nan:
-                    out.append(_NAN)
-                    continue
-                if isinstance(x, bool) or not isinstance(x, int | float):
-                    raise ValueError(f"state {key}[{j}] (={x!r}) is not a number")
-                xf = float(x)
-                if not (lo <= xf <= hi):
-                    raise ValueError(f"state {key}[{j}] (={xf}) is outside {lo}..{hi}")
-                out.append(xf)
-            return out
-
         init_raw = state.get("initialised")
         if not isinstance(init_raw, list) or len(init_raw) != n:
             raise ValueError(f"state initialised must be a list of {n} booleans")
         if not all(isinstance(b, bool) for b in init_raw):
             raise ValueError("state initialised must hold booleans")
-        soc = vec("soc_pct", 0.0, 100.0, allow_nan=True)
-        soc_var = vec("soc_var", 0.0, 1e6)
+        soc = _vec(state, "soc_pct", n, 0.0, 100.0, allow_nan=True)
+        soc_var = _vec(state, "soc_var", n, 0.0, 1e6)
         # Older states have no split: all individual (the cautious reading for differences).
         if "soc_var_common" in state:
-            soc_var_common = vec("soc_var_common", 0.0, 1e6)
+            soc_var_common = _vec(state, "soc_var_common", n, 0.0, 1e6)
         else:
             soc_var_common = [0.0] * n
-        v1 = vec("v1_v", -5.0, 5.0)
-        p01 = vec("cov_soc_v1", -1e6, 1e6)
-        p11 = vec("v1_var", 0.0, 1e3)
-        cap = vec("capacity_ah", 0.2 * q_nom, 2.0 * q_nom)
-        cap_var = vec("capacity_var", 0.0, (10.0 * q_nom) ** 2)
-        r0 = vec("r0_ohm_25c", 0.0, 10.0)
+        _vec(state, "v1_v", n, -5.0, 5.0)
+        _vec(state, "cov_soc_v1", n, -1e6, 1e6)
+        p11 = _vec(state, "v1_var", n, 0.0, 1e3)
+        cap = _vec(state, "capacity_ah", n, 0.2 * q_nom, 2.0 * q_nom)
+        cap_var = _vec(state, "capacity_var", n, 0.0, (10.0 * q_nom) ** 2)
+        r0 = _vec(state, "r0_ohm_25c", n, 0.0, 10.0)
+        if "r1_ohm_25c" in state:
+            r1 = _vec(state, "r1_ohm_25c", n, 0.0, 10.0)
+        else:
+            r1 = [self._r1_nom] * n
         cycles = state.get("cycles")
         if isinstance(cycles, bool) or not isinstance(cycles, int | float) or not cycles >= 0:
             raise ValueError(f"state cycles (={cycles!r}) must be a number >= 0")
@@ -685,108 +557,101 @@ class SocEstimator:
                 raise ValueError(f"state soc_pct[{j}] is missing for an initialised cell")
 
         extra = self.config.restore_sigma_pct**2
-        self._init = [bool(b) for b in init_raw]
-        self._soc = soc
-        self._p00 = [min(2500.0, p + extra) for p in soc_var]
-        # While we were down the pack moved for every cell alike: the added part is common.
-        self._rc = [
-            min(c, p) + extra if p + extra <= 2500.0 else (min(c, p) + extra) * 2500.0 / (p + extra)
-            for c, p in zip(soc_var_common, soc_var, strict=True)
-        ]
-        self._sc = [0.0] * n
-        self._si = [0.0] * n
-        self._sg = [0.0] * n
-        self._sx = [0.0] * n
-        self._sb = [0.0] * n
-        self._cell_ah = [0.0] * n
+        cells = []
+        for j in range(n):
+            cell = self._new_cell()
+            lo, hi = self._r0_nom * 0.05, self._r0_nom * 20.0
+            rls_start(cell, min(max(r0[j], lo), hi), min(max(r1[j], lo), hi * 2.0))
+            cell.initialised = bool(init_raw[j])
+            cell.soc_pct = soc[j]
+            p = soc_var[j] + extra
+            cell.p00 = min(2500.0, p)
+            # While we were down the pack moved for every cell alike: the added part is common.
+            common = min(soc_var_common[j], soc_var[j]) + extra
+            cell.rc = common if p <= 2500.0 else common * 2500.0 / p
+            cell.v1_v = 0.0  # relaxed while we were down
+            cell.p11 = max(p11[j], 1e-12)
+            cell.capacity_ah = cap[j]
+            cell.capacity_var = cap_var[j]
+            cell.restart_count(cell.p00)
+            cells.append(cell)
+        self.cells = cells
         self._last_i = None
-        self._v1 = [0.0 * x for x in v1]  # relaxed while we were down
-        self._p01 = [0.0 * x for x in p01]
-        self._p11 = [max(p, 1e-12) for p in p11]
-        self._cap = cap
-        self._cap_var = cap_var
-        self._r0_25 = r0
         self._cycles0 = float(cycles)
         self._discharged_ah = 0.0
         self._report = self.report()
-        self._last_v_t = [-math.inf] * n
-        self._last_v = [_NAN] * n
-        self._last_v_i = [_NAN] * n
-        self._forget_anchors()
-
-    # --- internals ----------------------------------------------------------------------
-
-    def _init_cell(
-        self, k: int, v: float, cur: float, r0: float, temp_c: float, i_known: bool
-    ) -> None:
-        """Start cell ``k`` from the OCV of its first valid voltage."""
-        chem = self.chemistry
-        ocv_v = v - r0 * cur
-        soc = chem.ocv_soc(ocv_v, temp_c)
-        slope = max(chem.ocv.slope(soc), 1e-5)
-        # Voltage error: sensor and polarisation we cannot see (half the IR drop), plus an
-        # unknown current's IR drop when the current is not known yet.
-        err_v = self.config.voltage_sigma_mv / 1000.0 + 0.5 * abs(r0 * cur)
-        if not i_known:
-            err_v += r0 * self.config.gap_current_c * self._q_nom_ah
-        # The local slope alone is not enough: a curve with flat stretches between steep ones
-        # (LFP) maps a voltage +-2 sigma onto a wide SoC range even where it is locally steep.
-        # Half that range (the +-2 sigma span over 4) is the start's sigma, if wider.
-        lo = chem.ocv_soc(ocv_v - 2.0 * err_v, temp_c)
-        hi = chem.ocv_soc(ocv_v + 2.0 * err_v, temp_c)
-        sigma = min(50.0, max(1.0, err_v / slope, (hi - lo) / 4.0))
-        self._init[k] = True
-        self._soc[k] = soc
-        self._v1[k] = 0.0
-        self._p00[k] = sigma * sigma
-        self._p01[k] = 0.0
-        # The start is the cell's own voltage reading: all of it individual.
-        self._rc[k] = 0.0
-        self._sc[k] = 0.0
-        self._si[k] = 0.0
-        self._sg[k] = 0.0
-        self._sx[k] = 0.0
-        self._sb[k] = 0.0
-        r1 = chem.r1_ohm(self._q_nom_ah)
-        self._p11[k] = (r1 * max(abs(cur), 0.05 * self._q_nom_ah)) ** 2
-
-    def _anchor(self, k: int, soc: float, var: float) -> float:
-        """Cell ``k`` is confidently at ``soc``: measure capacity against the last anchor."""
-        a_soc = self._anchor_soc[k]
-        if math.isfinite(a_soc):
-            d_soc = soc - a_soc
-            if abs(d_soc) >= self.config.capacity_min_delta_pct:
-                d_ah = self._ah + self._cell_ah[k] - self._anchor_ah[k]
-                sample = d_ah / (d_soc / 100.0)
-                q_nom = self._q_nom_ah
-                if 0.5 * q_nom <= sample <= 1.5 * q_nom:
-                    # Relative error of the sample: both anchors' SoC errors over the distance,
-                    # and the sensor gain error.
-                    rel_var = (var + self._anchor_var[k]) / (d_soc * d_soc) + (
-                        self.config.current_gain_sigma_pct / 100.0
-                    ) ** 2
-                    s_var = rel_var * sample * sample
-                    c_var = self._cap_var[k]
-                    kg = c_var / (c_var + s_var)
-                    self._cap[k] += kg * (sample - self._cap[k])
-                    self._cap_var[k] = (1.0 - kg) * c_var + (0.002 * q_nom) ** 2
-        self._anchor_soc[k] = soc
-        self._anchor_ah[k] = self._ah + self._cell_ah[k]
-        self._anchor_var[k] = var
-        return soc
-
-    def _forget_anchors(self) -> None:
-        n = self._n
-        self._anchor_soc = [_NAN] * n
-        self._anchor_ah = [_NAN] * n
-        self._anchor_var = [_NAN] * n
 
 
-def _fit(rc: float, sigmas: tuple[float, ...], p00: float) -> float:
-    """Factor (<= 1) on the variance parts that keeps them within var(soc) after a correction
-    (the link to v1 can take a little more than the scaling of each part)."""
-    total = rc + math.fsum(x * x for x in sigmas)
-    return p00 / total if total > p00 > 0.0 else 1.0
+def _tuning(cfg: SocConfig, chem: Chemistry) -> Tuning:
+    """The settings in the units the per-cell functions use."""
+    hyst_mv = cfg.ocv_hysteresis_mv
+    if hyst_mv is None:
+        hyst_mv = chem.hysteresis_mv
+    return Tuning(
+        r_load_v2=(cfg.voltage_sigma_mv / 1000.0) ** 2,
+        model_error_fraction=cfg.model_error_fraction,
+        r_rest_v2=(cfg.rest_voltage_sigma_mv / 1000.0) ** 2,
+        hysteresis_v=hyst_mv / 1000.0,
+        min_slope_v_per_pct=cfg.min_ocv_slope_mv_per_pct / 1000.0,
+        k_sigma=cfg.plateau_k_sigma,
+        drift_var_per_s=cfg.count_drift_pct_per_sqrt_h**2 / 3600.0,
+        gain_frac=cfg.current_gain_sigma_pct / 100.0,
+        offset_pct_per_s=100.0 * cfg.current_offset_sigma_c / 3600.0,
+        extra_frac=cfg.extra_current_sigma_pct / 100.0,
+        gap_current_c=cfg.gap_current_c,
+        bias_floor_v=cfg.load_bias_mv / 1000.0,
+        bias_fraction=cfg.load_bias_fraction,
+        bias_pct_per_c=cfg.load_bias_pct_per_c,
+        confident_var=cfg.confident_sigma_pct**2,
+        capacity_min_delta_pct=cfg.capacity_min_delta_pct,
+        innovation_window_s=cfg.innovation_window_s,
+        count_z=cfg.count_consistency_z,
+        consistency_bias=cfg.consistency_bias,
+        rls_memory_s=cfg.rls_memory_s,
+        rls_min_current_c=cfg.rls_min_current_c,
+        r_factor_lo=cfg.resistance_factor_min,
+        r_factor_hi=cfg.resistance_factor_max,
+    )
+
+
+def _check_extra(values: Sequence[float] | None, n: int) -> list[float] | None:
+    """``cell_extra_current_a`` checked: ``None`` when absent or all zero."""
+    if values is None:
+        return None
+    extra = [float(x) for x in values]
+    if len(extra) != n:
+        raise ValueError(f"cell_extra_current_a has {len(extra)} cells, estimator {n}")
+    bad = [k for k, x in enumerate(extra) if not math.isfinite(x)]
+    if bad:
+        raise ValueError(f"cell_extra_current_a[{bad[0]}] (={extra[bad[0]]}) is not finite")
+    return extra if any(extra) else None
+
+
+def _remember(cell: CellState, rx_t: float, v: float, cur_a: float) -> None:
+    cell.last_v_t = rx_t
+    cell.last_v = v
+    cell.last_v_i = cur_a
+
+
+def _vec(
+    state: dict[str, Any], key: str, n: int, lo: float, hi: float, allow_nan: bool = False
+) -> list[float]:
+    """A list of ``n`` numbers within ``lo..hi`` from ``state[key]`` (``None`` = NaN if allowed)."""
+    raw = state.get(key)
+    if not isinstance(raw, list) or len(raw) != n:
+        raise ValueError(f"state {key} must be a list of {n} numbers")
+    out: list[float] = []
+    for j, x in enumerate(raw):
+        if x is None and allow_nan:
+            out.append(_NAN)
+            continue
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            raise ValueError(f"state {key}[{j}] (={x!r}) is not a number")
+        xf = float(x)
+        if not (lo <= xf <= hi):
+            raise ValueError(f"state {key}[{j}] (={xf}) is outside {lo}..{hi}")
+        out.append(xf)
+    return out
 
 
 def _json_float(x: float) -> float | None:

@@ -96,6 +96,8 @@ ALARM_BITS: dict[str, AlarmBits] = {
         "ErrorInternalComm",
     ),
     "configuration": AlarmBits("ProtSystemError", None, "BmsInternal", "ErrorOther", None),
+    # A reading no healthy cell or sensor can show: the BMS's measurement, not the cells.
+    "measurement_fault": AlarmBits("ProtSystemError", None, "BmsInternal", "ErrorOther", None),
     "inverter_overcharge": AlarmBits(
         "ProtChargeOvercurrent",
         "WarnChargeHighCurrent",

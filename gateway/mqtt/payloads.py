@@ -288,6 +288,8 @@ class CellsPayload(_Payload):
     capacity_ah: list[float | None] | None
     capacity_sigma_ah: list[float | None] | None
     resistance_mohm: list[float | None] | None
+    r1_mohm: list[float | None] | None
+    tau1_s: list[float | None] | None
     balancing: list[bool]
     sensor_temp_c: list[float | None]
     sensor_age_s: list[float | None]
@@ -321,6 +323,8 @@ def cells_payload(out: ControlOutput, gateway_id: str, time_s: float | None) -> 
         capacity_ah=[_r(c.capacity_ah, 3) for c in est] if est else None,
         capacity_sigma_ah=[_r(c.capacity_sigma_ah, 3) for c in est] if est else None,
         resistance_mohm=[_r(c.resistance_mohm, 3) for c in est] if est else None,
+        r1_mohm=[_r(c.r1_mohm, 3) for c in est] if est else None,
+        tau1_s=[_r(c.tau1_s, 1) for c in est] if est else None,
         balancing=balancing,
         sensor_temp_c=sensors,
         sensor_age_s=[_r(a, 3) for a in pack.cell_temp_age_s],

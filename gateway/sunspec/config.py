@@ -37,7 +37,7 @@ class SunSpecConfig(Section):
     allowed_clients: tuple[str, ...] = ()
     """Server mode: client addresses or networks allowed to connect (``192.168.1.20``,
     ``10.0.0.0/24``); empty allows every client."""
-    ctrl_hb_timeout_s: float = Field(default=10.0, gt=0)
+    ctrl_hb_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     """Server mode: once the controller has written CtrlHb, how long it may stay unchanged before
     AChaMax = ADisChaMax = 0 and Evt1 bit 0 (communication error) are published."""
     control: Literal["remote", "local"] = "remote"
@@ -58,11 +58,11 @@ class SunSpecConfig(Section):
     """Client mode: base addresses scanned for ``SunS``, in order."""
     prefer_model: Literal[124, 702] = 124
     """Client mode: the storage-control model used when the inverter has both."""
-    poll_s: float = Field(default=1.0, gt=0)
+    poll_s: float = Field(default=1.0, gt=0, le=60)
     """Client mode: how often the inverter's state is read back."""
     revert_timeout_s: int = Field(default=60, ge=1, le=65534)
     """Client mode: InOutWRte_RvrtTms written with the limits (the inverter reverts after it)."""
-    rewrite_s: float = Field(default=10.0, gt=0)
+    rewrite_s: float = Field(default=10.0, gt=0, le=3600)
     """Client mode: the limits are rewritten at least this often (and at once when they change);
     must be well within ``revert_timeout_s`` (at most half of it)."""
     send_revert_timeout: bool = True
@@ -75,7 +75,7 @@ class SunSpecConfig(Section):
     allows is requested below ``charge.rebulk_soc_pct``."""
     request_timeout_s: float = Field(default=1.0, gt=0, le=60)
     """Client mode: timeout of one Modbus request."""
-    backoff_max_s: float = Field(default=30.0, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0, le=600)
     """Client mode: cap of the jittered reconnect backoff."""
 
     def model_post_init(self, __context: object) -> None:

@@ -511,7 +511,8 @@ def battery_points(
     p["W"] = to_raw(None if amps is None or volts is None else sign * amps * volts, sf.w, "int16")
     hi, lo, avg = _cell_extremes(out.pack.cell_voltage_v)
     per_module = max(1, info.cells_per_module)
-    if hi is not None and lo is not None:
+    # Extremes of a partly unknown (stale, implausible) string would be false: not implemented.
+    if hi is not None and lo is not None and None not in out.pack.cell_voltage_v:
         p["CellVMax"] = to_raw(out.pack.cell_voltage_v[hi], sf.cell_v)
         p["CellVMaxStr"] = 1
         p["CellVMaxMod"] = hi // per_module + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -453,7 +454,12 @@ def test_any_voltage_frame_round_trips(
         values[f"CellVoltage_{i:03d}_invalidFlag"] = int(flags[k])
     out = bms.decode(0x100, encode(bms.dbcs.db, "BMS_CellVoltages", values), 7.0)
     assert [r.index for r in out] == [4 * group + k for k in range(4)]
-    assert [round(r.value * 1000) for r in out] == mv
+    for r, m, flagged in zip(out, mv, flags, strict=True):
+        if m == 8191 and not flagged:
+            # All ones of the unsigned 13-bit signal: a sentinel, "no measurement".
+            assert math.isnan(r.value)
+        else:
+            assert round(r.value * 1000) == m
     assert [not r.valid for r in out] == flags
 
 

@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from gateway.core.chemistry import CHEMISTRIES, OcvTable, get_chemistry, parse_ocv_csv
+from gateway.core.chemistry import (
+    CHEMISTRIES,
+    OcvTable,
+    get_chemistry,
+    parse_ocv_csv,
+    parse_ocv_table,
+)
 
 
 @pytest.mark.parametrize("name", CHEMISTRIES)
@@ -82,7 +88,12 @@ def test_user_table_with_comments_and_temperature_column() -> None:
 @pytest.mark.parametrize(
     ("text", "where", "what"),
     [
-        ("soc,volts\n0,3\n100,4\n", "f.csv:1:", "header"),
+        ("a,b\n0,3\n100,4\n", "f.csv:1:", "header"),
+        ("soc_pct,ocv_v,extra\n0,3,1\n100,4,1\n", "f.csv:1:", "header"),
+        ("SOC (%),OCV (V)\n0,3\n1,4\n", "f.csv:1:", "says percent"),
+        ("soc_fraction,ocv_v\n0,3\n50,4\n", "f.csv:1:", "says fraction"),
+        ("soc_pct,ocv_mv\n0,3\n100,4\n", "f.csv:1:", "says mV"),
+        ("soc_pct,ocv_v\n0,3000\n100,4000\n", "f.csv:1:", "says V"),
         ("soc_pct,ocv_v\n0,3.0\n50,x\n100,4.2\n", "f.csv:3:", "not a number"),
         ("soc_pct,ocv_v\n0,3.0\n50\n", "f.csv:3:", "expected 2 columns"),
         ("soc_pct,ocv_v\n0,3.0\n50,3.5\n40,3.6\n", "f.csv:4:", "soc_pct must increase"),
@@ -116,3 +127,54 @@ def test_flat_stretch_lookup_returns_its_middle() -> None:
     assert table.slope(50.0) == 0.0
     assert math.isclose(table.soc(2.0), 0.0)
     assert math.isclose(table.soc(4.0), 100.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "soc_unit", "v_unit", "soc_from", "v_from", "descending"),
+    [
+        ("soc_pct,ocv_v\n0,3.0\n50,3.6\n100,4.2\n", "percent", "V", "header", "header", False),
+        (
+            "SOC (%),OCV (mV)\n0,3000\n50,3600\n100,4200\n",
+            "percent",
+            "mV",
+            "header",
+            "header",
+            False,
+        ),
+        (
+            "SoC [0-1],Voltage [V]\n0,3.0\n0.5,3.6\n1,4.2\n",
+            "fraction",
+            "V",
+            "header",
+            "header",
+            False,
+        ),
+        ("0,3.0\n0.5,3.6\n1,4.2\n", "fraction", "V", "values", "values", False),
+        ("0,3000\n50,3600\n100,4200\n", "percent", "mV", "values", "values", False),
+        ("OCV;SOC\n4,2;100\n3,6;50\n3,0;0\n", "percent", "V", "values", "values", True),
+        (
+            "Voltage\tSOC\n3000\t0\n3600\t50\n4200\t100\n",
+            "percent",
+            "mV",
+            "values",
+            "values",
+            False,
+        ),
+    ],
+)
+def test_user_table_units_and_header_are_detected(
+    text: str, soc_unit: str, v_unit: str, soc_from: str, v_from: str, descending: bool
+) -> None:
+    # Every spelling above is the same curve: 0/50/100 % at 3.0/3.6/4.2 V.
+    table, fmt = parse_ocv_table(text, "user.csv")
+    assert table.soc_pct == (0.0, 50.0, 100.0)
+    assert table.ocv_v == pytest.approx((3.0, 3.6, 4.2))
+    assert fmt.soc_unit.value == soc_unit
+    assert fmt.voltage_unit.value == v_unit
+    assert fmt.soc_unit_from.value == soc_from
+    assert fmt.voltage_unit_from.value == v_from
+    assert fmt.descending is descending
+    said = fmt.describe(table)
+    assert f"SoC as a {soc_unit} (from the {soc_from})" in said
+    assert f"OCV in {v_unit} (from the {v_from})" in said
+    assert "0..100 % -> 3.000..4.200 V" in said

@@ -91,6 +91,8 @@ def test_cells_payload_is_columnar_and_does_not_invent_per_cell_temperatures() -
     # Unknown uncertainties (NaN in the model) go out as null, never as a made-up number.
     assert data["soc_rel_sigma_pct"] == [None] * 8
     assert data["capacity_sigma_ah"] == [None] * 8
+    assert data["r1_mohm"] == [None] * 8
+    assert data["tau1_s"] == [None] * 8
     assert data["balancing"] == [i == 3 for i in range(8)]
     assert data["temp_c"] is None  # 2 sensors for 8 cells: no per-cell temperature made up
     assert data["sensor_temp_c"] == [25.0, 25.1]

@@ -1,0 +1,91 @@
+"""SoC on cells the estimator was never tuned on (held-out PyBaMM sets), without PyBaMM.
+
+``tests/fixtures/soc/heldout_<set>_day.csv`` and ``heldout_<set>_ocv.csv`` are written by
+``bench/soc_matrix.py --fixture``: the set's SPMe + lumped thermal day every 60 s, and the set's
+OCV table in the format a user might have it (``SOC (%),OCV (mV)``, fraction/V without a header,
+OCV first from full to empty, ...). The estimator runs as a new user would run it: chemistry
+``nmc`` (circuit defaults from Chen2020), the user table, the set's nominal capacity, the bench's
+sensor errors, a cold start. Looser bounds than the bench (60 s steps, see docs/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from gateway.core.chemistry import get_chemistry, parse_ocv_table
+from gateway.core.pack import PackConfig
+from gateway.core.soc import SocConfig, SocEstimator
+from tests.core.test_soc import snap
+from tests.core.test_soc_fixture import _rmse
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "soc"
+HELD_OUT = ("Marquis2019", "Mohtat2020", "NCA_Kim2011", "OKane2022")
+
+
+def _available() -> list[str]:
+    return [s for s in HELD_OUT if (FIXTURES / f"heldout_{s}_day.csv").is_file()]
+
+
+def _run(key: str) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Times, estimator errors and sigmas, counting (true start) errors, % SoC."""
+    lines = (FIXTURES / f"heldout_{key}_day.csv").read_text().splitlines()
+    cap_true = float(lines[0].split("capacity_ah=")[1].split(",")[0])
+    rows = [[float(x) for x in r.split(",")] for r in lines[2:]]
+    q_nom = float((FIXTURES / f"heldout_{key}_nominal_ah.txt").read_text())
+    path = FIXTURES / f"heldout_{key}_ocv.csv"
+    table, _ = parse_ocv_table(path.read_text(), str(path))
+    chem = get_chemistry("nmc").with_ocv(table)
+    pack = PackConfig(cells=1, temp_sensors=1, chemistry="nmc", capacity_ah=q_nom)
+    est = SocEstimator(SocConfig(stale_s=75.0), pack, chem)
+    rng = random.Random(5)
+    offset_a = 0.002 * 2.0 * cap_true
+
+    def bms(row: list[float]) -> tuple[float, float, float]:
+        v = round((row[2] + rng.gauss(0.0, 0.002)) / 0.001) * 0.001
+        return v, row[1] * 1.005 + offset_a, round(row[3] * 2) / 2
+
+    t_s, err, sig, count = [], [], [], []
+    cc = rows[0][4]
+    last = rows[0][0]
+    for row in rows:
+        t = row[0]
+        v, i, tc = bms(row)
+        rep = est.step(snap(t, [v], i, temp_c=tc), t)
+        assert rep is not None
+        cc = min(100.0, max(0.0, cc + 100.0 * i * (t - last) / 3600.0 / q_nom))
+        last = t
+        t_s.append(t)
+        err.append(rep.cells[0].soc_pct - row[4])
+        sig.append(rep.cells[0].soc_sigma_pct)
+        count.append(cc - row[4])
+    return t_s, err, sig, count
+
+
+def test_every_held_out_set_has_a_fixture() -> None:
+    assert _available() == list(HELD_OUT)
+
+
+@pytest.mark.parametrize("key", HELD_OUT)
+def test_held_out_cell_is_not_worse_than_counting(key: str) -> None:
+    if key not in _available():
+        pytest.fail(f"fixture for {key} missing: run bench/soc_matrix.py --fixture")
+    t_s, err, sig, count = _run(key)
+    late = [abs(e) for t, e in zip(t_s, err, strict=True) if t >= 1800.0]
+    late_cc = [abs(e) for t, e in zip(t_s, count, strict=True) if t >= 1800.0]
+    # Looser than the bench's targets (RMSE <= 1 %, max <= 2 %, no metric worse than the best
+    # baseline): no worse than counting from the true start on RMSE and max after 30 min
+    # (measured at 60 s: Marquis2019 2.18 / 4.14 against 3.10 / 5.57, Mohtat2020 0.97 / 3.12,
+    # NCA_Kim2011 0.83 / 6.13, OKane2022 0.39 / 1.25) ...
+    assert _rmse(err) <= _rmse(count)
+    assert max(late) <= max(late_cc)
+    # ... the final error within 2.5 points of counting's (Marquis2019: 4.14 against 1.85 at
+    # 60 s steps; 0.11 at 1 s in the bench) ...
+    assert abs(err[-1]) <= abs(count[-1]) + 2.5
+    # ... and a sigma that covers the error (3 sigma) at most samples after 5 minutes
+    # (measured: 85.5 % for Marquis2019, 97.9 % or more for the others).
+    pairs = [(abs(e), s) for t, e, s in zip(t_s, err, sig, strict=True) if t >= 300.0]
+    covered = sum(1 for e, s in pairs if e <= 3.0 * s) / len(pairs)
+    assert covered >= 0.8
