@@ -104,7 +104,9 @@ class Controller:
                 cells=settings.pack.cells,
                 capacity_ah=settings.pack.capacity_ah,
                 absorption_cell_v=self.limits.tables.cvl_cell_v,
-                float_cell_v=charge.float_cell_v or chemistry.ocv_voltage(charge.float_soc_pct),
+                float_cell_v=charge.resolve_float_cell_v(
+                    chemistry.ocv_voltage(charge.float_soc_pct), self.limits.tables.cvl_cell_v
+                ),
                 balancing_start_pct=bal.active_start_pct
                 if bal.mode is BalancingMode.ACTIVE
                 else bal.start_pct,

@@ -44,6 +44,7 @@ from gateway.core.model import BalancingPlan, ChargePhase, ChargeState, PackSnap
 __all__ = ["ChargeConfig", "ChargePhases", "ChargeStrategy"]
 
 _DAY_S = 86400.0
+_FLOAT_MARGIN_V = 0.05  # a derived float voltage stays this far below the absorption voltage
 
 
 class ChargeStrategy(StrEnum):
@@ -61,7 +62,8 @@ class ChargeConfig(Section):
     the absorption voltage ``limits.cvl_cell_v``)."""
     float_cell_v: float | None = Field(default=None, gt=0, le=5)
     """Float voltage per cell (``None``: the chemistry's OCV at ``float_soc_pct``, from the OCV
-    table in force, a user table included; LFP about 3.314 V, NMC about 4.097 V)."""
+    table in force, a user table included, and at least 50 mV below the absorption voltage;
+    LFP about 3.314 V, NMC about 4.097 V)."""
     float_soc_pct: float = Field(default=90.0, ge=50, le=99)
     """The SoC whose OCV is the default float voltage."""
     rebulk_soc_pct: float = Field(default=85.0, ge=0, le=99)
@@ -91,6 +93,14 @@ class ChargeConfig(Section):
     full_charge_from_grid: bool = False
     """A requested full charge may draw from the grid (else it waits for PV): the battery CAN
     force-charge request and SunSpec ``ChaGriSet = GRID`` while below ``rebulk_soc_pct``."""
+
+    def resolve_float_cell_v(self, ocv_at_float_soc_v: float, absorption_cell_v: float) -> float:
+        """The float voltage per cell in force: ``float_cell_v`` when set, else the OCV at
+        ``float_soc_pct`` (given), kept 50 mV below the absorption voltage (a user OCV table need
+        not agree with the limits' voltages)."""
+        if self.float_cell_v is not None:
+            return self.float_cell_v
+        return min(ocv_at_float_soc_v, absorption_cell_v - _FLOAT_MARGIN_V)
 
     def model_post_init(self, __context: object) -> None:
         """Check what needs more than a type."""

@@ -246,6 +246,15 @@ def test_the_last_full_charge_survives_a_restart_as_an_age() -> None:
     assert _step(again, 80.0, 3.31, 0.0, _soc(88.0)).last_full_age_s == pytest.approx(3630.0)
 
 
+def test_the_derived_float_voltage_stays_below_absorption() -> None:
+    cfg = ChargeConfig()
+    assert cfg.resolve_float_cell_v(3.314, 3.45) == pytest.approx(3.314)
+    # A user OCV table whose 90 % lies above the limits' CVL: kept 50 mV below it.
+    assert cfg.resolve_float_cell_v(3.58, 3.45) == pytest.approx(3.40)
+    # Set by hand, it is taken as it is (and refused later if not below CVL).
+    assert ChargeConfig(float_cell_v=3.5).resolve_float_cell_v(3.3, 3.45) == 3.5
+
+
 def test_settings_refuse_a_rebulk_threshold_above_float() -> None:
     with pytest.raises(ValidationError, match="rebulk_soc_pct"):
         ChargeConfig(rebulk_soc_pct=92.0, float_soc_pct=90.0)
