@@ -24,8 +24,10 @@ from gateway import __version__
 from gateway.canbus.link import CanLink, heartbeat_signals
 from gateway.control import Controller, check_decoder
 from gateway.core.chemistry import get_chemistry
-from gateway.core.model import Command, CommandResult, ControlOutput, Reading
+from gateway.core.health import HealthReport
+from gateway.core.model import Command, CommandResult, ControlOutput, Reading, RequestHealthReport
 from gateway.errors import ConfigError, FrameError, GatewayError
+from gateway.history import HistoryRecorder, history_path
 from gateway.inverter_can.config import InverterProtocol
 from gateway.inverter_can.frames import BatteryIdentity
 from gateway.inverter_can.link import InverterCanLink
@@ -103,8 +105,24 @@ class Gateway:
         self.mqtt: MqttPublisher | None = None
         if settings.mqtt.enabled:
             self.mqtt = MqttPublisher(
-                settings.mqtt, settings.control.gateway_id, on_command=self.command
+                settings.mqtt,
+                settings.control.gateway_id,
+                on_command=self.command,
+                health=settings.health.enabled,
             )
+        # Health history: written from here (the supervisor), never from the core.
+        self.history: HistoryRecorder | None = None
+        if settings.health.enabled:
+            self.history = HistoryRecorder(
+                settings.health,
+                history_path(settings.health, settings.state.path),
+                cells=settings.pack.cells,
+                temp_sensors=settings.pack.temp_sensors,
+                capacity_ah=settings.pack.capacity_ah,
+                on_report=self._on_health,
+                cell_sensors=settings.pack.cell_sensors(),
+            )
+        self._health_codes: set[tuple[str, int]] = set()
         self._new_data = asyncio.Event()
         self._state_path = Path(settings.state.path)
         self._last_bleed: tuple[bool, ...] | None = None
@@ -146,6 +164,11 @@ class Gateway:
 
     def command(self, cmd: Command) -> CommandResult:
         """Apply a command from MQTT or Modbus at the current time."""
+        if isinstance(cmd, RequestHealthReport):
+            if self.history is None:
+                return CommandResult(False, "health history is off (health.enabled = false)")
+            self.history.request_report()
+            return CommandResult(True, "health report requested")
         result = self.ctrl.command(cmd, self.clock())
         log.info("command %s from %s: %s", type(cmd).__name__, cmd.source or "?", result.message)
         self._new_data.set()
@@ -173,10 +196,25 @@ class Gateway:
         if self.mqtt is not None:
             self.mqtt.publish_output(out)
         self._send_can_outputs(out)
+        if self.history is not None and self.history.due(out.t_s):
+            bal = self.ctrl.balancing
+            self.history.on_step(out, bal.dissipated_ah, bal.moved_ah)
         if out.t_s - self._links_checked_s >= 1.0:
             self._links_checked_s = out.t_s
             self._watch_links(out)
         return out
+
+    def _on_health(self, report: HealthReport) -> None:
+        """A new health report: trend warnings into the alarm output, the report to MQTT."""
+        self.ctrl.set_health_warnings(report.warnings, self.clock())
+        now = {(w.code.value, w.cell) for w in report.warnings}
+        for w in report.warnings:
+            if (w.code.value, w.cell) not in self._health_codes:
+                log.warning("health: %s %s", w.code.value, w.message)
+        self._health_codes = now
+        if self.mqtt is not None:
+            self.mqtt.publish_health(report)
+        self._new_data.set()
 
     def event(self, name: str, **data: Any) -> None:
         """Log an event once and publish it on MQTT (start, stop, link lost and recovered)."""
@@ -308,6 +346,8 @@ class Gateway:
                         _contained("inverter_can", self.inverter_can.run),
                         name="gateway.inverter_can",
                     )
+                if self.history is not None:
+                    tg.create_task(_contained("health", self.history.run), name="gateway.health")
                 if self.update_agent is not None:
                     tg.create_task(self.update_agent.run(), name="gateway.update")
                 for i, factory in enumerate(extra or []):

@@ -1,4 +1,4 @@
-"""Command line: ``bms-gateway run | demo | replay | sim-log | check-config | update``."""
+"""Command line: ``bms-gateway run | demo | replay | sim-log | check-config | update | health``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
 
     with_config(sub.add_parser("run", help="run the gateway daemon"))
     with_config(sub.add_parser("check-config", help="print the resolved settings or the error"))
+
+    hp = with_config(sub.add_parser("health", help="print the cell health report of the history"))
+    hp.add_argument("--png", type=Path, help="also plot the history here (needs matplotlib)")
 
     rp = with_config(sub.add_parser("replay", help="run a CAN log through the pipeline"))
     rp.add_argument("log", type=Path, help="candump (.log), ASC (.asc) or BLF (.blf) file")
@@ -180,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if ocv:
                 print(ocv, file=sys.stderr)
             return 0
+        if args.cmd == "health":
+            from gateway.history.show import show_health
+
+            return show_health(settings, sys.stdout, args.png)
         if args.cmd == "replay":
             from gateway.replay import replay_to_jsonl
 

@@ -11,8 +11,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from gateway.core.balancing import BalancingPlanner
+from gateway.core.health import HealthWarning, warnings_as_alarms
 from gateway.core.limits import LimitsCalculator
 from gateway.core.model import (
+    Alarm,
+    AlarmReport,
     BalancingMode,
     BalancingPlan,
     Command,
@@ -126,6 +129,8 @@ class Controller:
         self._hold: str | None = None
         self.frames = 0
         self.errors = 0
+        self._health_alarms: tuple[Alarm, ...] = ()
+        self._merged: tuple[AlarmReport, AlarmReport] | None = None
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -145,6 +150,38 @@ class Controller:
     def set_negotiation(self, negotiation: Negotiation | None) -> None:
         """What the inverter link negotiated last (used by the next step)."""
         self._negotiation = negotiation
+
+    def set_health_warnings(self, warnings: tuple[HealthWarning, ...], now_s: float) -> None:
+        """Trend warnings from the health analytics, published with the alarms from the next
+        step on. They are added *after* the limits are computed: they never cut a limit.
+
+        A warning already active (same code and cell) keeps its ``since_s``.
+        """
+        before = {(a.code, a.message.split(":", 1)[0]): a.since_s for a in self._health_alarms}
+        alarms = warnings_as_alarms(warnings, now_s)
+        self._health_alarms = tuple(
+            Alarm(
+                a.code,
+                a.severity,
+                a.message,
+                before.get((a.code, a.message.split(":", 1)[0]), a.since_s),
+            )
+            for a in alarms
+        )
+        self._merged = None
+
+    def _with_health(self, alarms: AlarmReport) -> AlarmReport:
+        """The protection report plus the trend warnings (the same object while unchanged)."""
+        if not self._health_alarms:
+            return alarms
+        merged = self._merged
+        if merged is None or merged[0] is not alarms:
+            merged = (
+                alarms,
+                AlarmReport(active=alarms.active + self._health_alarms, evt1=alarms.evt1),
+            )
+            self._merged = merged
+        return merged[1]
 
     def set_hold(self, reason: str | None) -> None:
         """Hold CCL and DCL at 0 A with ``reason`` as the winning term (``"update"`` while BMS
@@ -210,6 +247,7 @@ class Controller:
             hold=self._hold,
         )
         balancing = self._plan = self.balancing.step(snap, soc, now_s)
+        alarms = self._with_health(alarms)
         self._complete_once = self._complete_once or snap.complete
         return ControlOutput(
             seq=self._seq,

@@ -7,6 +7,7 @@ __all__ = [
     "ConfigError",
     "FrameError",
     "GatewayError",
+    "HistoryError",
     "LinkError",
     "ModbusLinkError",
     "MqttLinkError",
@@ -45,6 +46,10 @@ class MqttLinkError(LinkError):
 
 class SafetyFault(GatewayError):
     """An internal inconsistency that forces the outputs to their safe values."""
+
+
+class HistoryError(GatewayError):
+    """The health history database cannot be opened, read or written (the path names it)."""
 
 
 class UpdateError(GatewayError):

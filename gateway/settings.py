@@ -20,6 +20,7 @@ from gateway.canbus.config import CanConfig
 from gateway.core.balancing import BalancingConfig
 from gateway.core.config import Section
 from gateway.core.freshness import TimeoutsConfig
+from gateway.core.health import HealthConfig
 from gateway.core.limits import LimitsConfig
 from gateway.core.pack import PackConfig
 from gateway.core.phases import ChargeConfig
@@ -89,6 +90,7 @@ class Settings(BaseSettings):
     inverter_can: InverterCanConfig = InverterCanConfig()
     mqtt: MqttConfig = MqttConfig()
     state: StateConfig = StateConfig()
+    health: HealthConfig = HealthConfig()
     update: UpdateConfig = UpdateConfig()
     log: LogConfig = LogConfig()
 

@@ -366,7 +366,14 @@ class SetUserCurrentCap:
     source: str = ""
 
 
-Command = ResetAlarms | SetBalancingMode | SetUserCurrentCap
+@dataclass(frozen=True, slots=True)
+class RequestHealthReport:
+    """Analyse the health history now and publish the report (MQTT ``cmd/health``)."""
+
+    source: str = ""
+
+
+Command = ResetAlarms | SetBalancingMode | SetUserCurrentCap | RequestHealthReport
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ A command arrives on ``<prefix>/<gateway_id>/cmd/<name>`` with a JSON object pay
 - ``balancing_mode``: ``{"mode": "off" | "passive" | "active"}``
 - ``current_cap``: ``{"charge_a": 50.0, "discharge_a": null}`` (``null`` or absent = no cap in
   that direction; finite, 0..``MAX_CAP_A``)
+- ``health``: ``{}``: analyse the health history now and publish the ``health`` topic
 
 Every payload may carry ``"id"`` (echoed in the reply) and must carry ``"token"`` when
 ``mqtt.command_token`` is set. When ``mqtt.commands`` is false every command is rejected as
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.core.model import (
     BalancingMode,
     Command,
+    RequestHealthReport,
     ResetAlarms,
     SetBalancingMode,
     SetUserCurrentCap,
@@ -35,6 +37,7 @@ __all__ = [
     "BalancingModeRequest",
     "CommandRequest",
     "CurrentCapRequest",
+    "HealthRequest",
     "ParsedCommand",
     "ResetAlarmsRequest",
     "parse_command",
@@ -77,10 +80,15 @@ class CurrentCapRequest(CommandRequest):
     discharge_a: _Amps | None = None
 
 
+class HealthRequest(CommandRequest):
+    """``cmd/health``: analyse the health history now and publish the report."""
+
+
 _REQUESTS: dict[str, type[CommandRequest]] = {
     "reset_alarms": ResetAlarmsRequest,
     "balancing_mode": BalancingModeRequest,
     "current_cap": CurrentCapRequest,
+    "health": HealthRequest,
 }
 
 
@@ -158,6 +166,8 @@ def parse_command(
         cmd = SetBalancingMode(mode=req.mode, source=source)
     elif isinstance(req, CurrentCapRequest):
         cmd = SetUserCurrentCap(charge_a=req.charge_a, discharge_a=req.discharge_a, source=source)
+    elif isinstance(req, HealthRequest):
+        cmd = RequestHealthReport(source=source)
     else:
         cmd = ResetAlarms(source=source)
     return ParsedCommand(name, req.id, cmd, "")

@@ -75,7 +75,7 @@ class _Spec:
     component: str  # "sensor" | "binary_sensor"
     object_id: str
     name: str
-    topic: str  # "state" | "cells" | "alarms"
+    topic: str  # "state" | "cells" | "alarms" | "health"
     template: str
     unit: str | None = None
     device_class: str | None = None
@@ -178,21 +178,71 @@ def _cell_specs(cell_count: int, sensor_count: int) -> list[_Spec]:
     return specs
 
 
-def _specs(cell_count: int, sensor_count: int, per_cell: bool) -> list[_Spec]:
+def _health_specs(cell_count: int, per_cell: bool) -> list[_Spec]:
+    """Sensors of the ``health`` topic: pack forecasts and, per cell, the trends."""
+    specs = [
+        _Spec("sensor", "weakest_cell", "Weakest cell", "health",
+              "{{ value_json.weakest[0] + 1 if value_json.weakest else None }}", state_class=None,
+              category="diagnostic", icon="mdi:battery-alert-variant-outline"),
+        _Spec("sensor", "days_to_capacity_limit", "Days to capacity limit", "health",
+              "{{ value_json.min_days_to_capacity_limit }}", "d", "duration", precision=0,
+              category="diagnostic"),
+        _Spec("sensor", "days_to_spread_limit", "Days to SoC spread limit", "health",
+              "{{ value_json.days_to_spread_limit }}", "d", "duration", precision=0,
+              category="diagnostic"),
+    ]  # fmt: skip
+    if not per_cell:
+        return specs
+    for i in range(cell_count):
+        n = f"{i + 1:03d}"
+        specs += [
+            _Spec("sensor", f"cell_{n}_capacity", f"Cell {n} capacity", "health",
+                  f"{{{{ value_json.capacity_ah[{i}] }}}}", "Ah", precision=2,
+                  icon="mdi:battery-heart-variant", category="diagnostic"),
+            _Spec("sensor", f"cell_{n}_resistance", f"Cell {n} resistance", "health",
+                  f"{{{{ value_json.r0_mohm[{i}] }}}}", "mΩ", precision=3, icon="mdi:omega",
+                  category="diagnostic"),
+            _Spec("sensor", f"cell_{n}_self_discharge", f"Cell {n} self-discharge", "health",
+                  f"{{{{ value_json.self_discharge_pct_per_day[{i}] }}}}", "%/d", precision=2,
+                  icon="mdi:battery-minus-outline", category="diagnostic"),
+            _Spec("sensor", f"cell_{n}_capacity_fade", f"Cell {n} capacity fade", "health",
+                  f"{{{{ value_json.capacity_fade_pct_per_day[{i}] }}}}", "%/d", precision=3,
+                  icon="mdi:trending-down", category="diagnostic"),
+            _Spec("sensor", f"cell_{n}_resistance_growth", f"Cell {n} resistance growth",
+                  "health", f"{{{{ value_json.resistance_growth_pct_per_day[{i}] }}}}", "%/d",
+                  precision=2, icon="mdi:trending-up", category="diagnostic"),
+        ]  # fmt: skip
+    return specs
+
+
+def _specs(cell_count: int, sensor_count: int, per_cell: bool, health: bool) -> list[_Spec]:
     specs = _pack_specs()
     if per_cell:
         specs += _cell_specs(cell_count, sensor_count)
+    if health:
+        specs += _health_specs(cell_count, per_cell)
     return specs
 
 
 def discovery_messages(
-    topics: Topics, cell_count: int, sensor_count: int, *, per_cell: bool = True
+    topics: Topics,
+    cell_count: int,
+    sensor_count: int,
+    *,
+    per_cell: bool = True,
+    health: bool = False,
 ) -> list[DiscoveryMessage]:
-    """Retained configs for the pack sensors and (``per_cell``) the per-cell sensors."""
+    """Retained configs for the pack sensors and (``per_cell``) the per-cell sensors; with
+    ``health`` also the sensors of the ``health`` topic (per cell when ``per_cell``)."""
     device = HaDevice(identifiers=[topics.node_id], name=f"BMS {topics.gateway_id}")
-    source = {"state": topics.state, "cells": topics.cells, "alarms": topics.alarms}
+    source = {
+        "state": topics.state,
+        "cells": topics.cells,
+        "alarms": topics.alarms,
+        "health": topics.health,
+    }
     out: list[DiscoveryMessage] = []
-    for s in _specs(cell_count, sensor_count, per_cell):
+    for s in _specs(cell_count, sensor_count, per_cell, health):
         binary = s.component == "binary_sensor"
         cfg = HaEntityConfig(
             name=s.name,
@@ -221,10 +271,15 @@ def discovery_messages(
 
 
 def removal_messages(
-    topics: Topics, cell_count: int, sensor_count: int, *, per_cell: bool = True
+    topics: Topics,
+    cell_count: int,
+    sensor_count: int,
+    *,
+    per_cell: bool = True,
+    health: bool = False,
 ) -> list[DiscoveryMessage]:
     """Empty retained payloads that remove every entity ``discovery_messages`` would create."""
     return [
         DiscoveryMessage(topics.discovery(s.component, s.object_id), "")
-        for s in _specs(cell_count, sensor_count, per_cell)
+        for s in _specs(cell_count, sensor_count, per_cell, health)
     ]

@@ -28,11 +28,13 @@ from typing import Any
 import aiomqtt
 from pydantic import BaseModel
 
+from gateway.core.health import HealthReport
 from gateway.core.model import AlarmReport, BalancingPlan, Command, CommandResult, ControlOutput
 from gateway.errors import ConfigError, GatewayError, MqttLinkError
 from gateway.mqtt.commands import parse_command
 from gateway.mqtt.config import MqttConfig
 from gateway.mqtt.discovery import discovery_messages, removal_messages
+from gateway.mqtt.health import health_payload
 from gateway.mqtt.payloads import (
     alarms_key,
     alarms_payload,
@@ -128,6 +130,7 @@ class MqttPublisher:
         gateway_id: the second topic level (``control.gateway_id``).
         on_command: called (in the event loop, synchronously) with each valid, authorised
             command; its ``CommandResult`` is published on ``<prefix>/<gateway_id>/cmd/result``.
+        health: the health history runs: publish Home Assistant sensors for the ``health`` topic.
     """
 
     def __init__(
@@ -135,8 +138,11 @@ class MqttPublisher:
         config: MqttConfig,
         gateway_id: str,
         on_command: Callable[[Command], CommandResult],
+        *,
+        health: bool = False,
     ) -> None:
         self.config = config
+        self._health = health
         self.topics = Topics(config.prefix, gateway_id, config.discovery_prefix)
         self._on_command = on_command
         self._gateway_id = gateway_id
@@ -195,6 +201,11 @@ class MqttPublisher:
                     _json, balancing_payload_of, out.balancing, out.seq, out.t_s, gid, time.time()
                 )
                 self._push(_Msg(self.topics.balancing, build, True, 1, "balancing", bkey))
+
+    def publish_health(self, report: HealthReport) -> None:
+        """Queue the ``health`` report (retained); its JSON is built when it is sent."""
+        build = partial(_json, health_payload, report, self._gateway_id, time.time())
+        self._push(_Msg(self.topics.health, build, True, 1, "health"))
 
     def event(self, name: str, **data: Any) -> None:
         """Queue an event (``start``, ``stop``, ``config_loaded``, ``can_link_lost``, ...).
@@ -382,7 +393,7 @@ class MqttPublisher:
             return
         cfg = self.config
         build = discovery_messages if cfg.discovery else removal_messages
-        msgs = build(self.topics, *counts, per_cell=cfg.discovery_cells)
+        msgs = build(self.topics, *counts, per_cell=cfg.discovery_cells, health=self._health)
         for i in range(0, len(msgs), _DISCOVERY_BATCH):
             async with asyncio.TaskGroup() as tg:
                 for m in msgs[i : i + _DISCOVERY_BATCH]:

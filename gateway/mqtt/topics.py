@@ -13,7 +13,7 @@ __all__ = ["COMMAND_NAMES", "RESULT", "Topics"]
 RESULT = "result"
 """Last level of the command result topic (``<prefix>/<gateway_id>/cmd/result``)."""
 
-COMMAND_NAMES = ("reset_alarms", "balancing_mode", "current_cap")
+COMMAND_NAMES = ("reset_alarms", "balancing_mode", "current_cap", "health")
 """Command names: the last level of ``<prefix>/<gateway_id>/cmd/<name>``."""
 
 
@@ -63,6 +63,11 @@ class Topics:
     def balancing(self) -> str:
         """Balancing plan and actions (retained, on change and periodic)."""
         return f"{self.base}/balancing"
+
+    @property
+    def health(self) -> str:
+        """Cell health trends and forecasts (retained; daily and on ``cmd/health``)."""
+        return f"{self.base}/health"
 
     @property
     def events(self) -> str:

@@ -24,9 +24,31 @@ from dataclasses import dataclass, field
 from gateway.core.chemistry import Chemistry, get_chemistry
 from gateway.core.model import Reading, Role
 
-__all__ = ["CellParams", "CellState", "PackSim", "PackSimConfig"]
+__all__ = ["CellFault", "CellParams", "CellState", "PackSim", "PackSimConfig"]
 
 _BLEED_REFRESH_S = 5.0
+_AGEING_STEP_S = 3600.0  # capacity and resistance move this often (ageing is slow)
+_DAY_S = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class CellFault:
+    """One cell that ages or leaks unlike the rest (health benches and tests).
+
+    Each rate left ``None`` keeps the pack's value for that cell.
+
+    Attributes:
+        cell: 0-based cell index.
+        self_discharge_pct_per_day: Leak through a soft internal short, percent of the cell's
+            capacity per day (replaces the drawn self-discharge).
+        capacity_fade_pct_per_day: Capacity lost per day, percent of the initial capacity.
+        resistance_growth_pct_per_day: R0 and R1 growth per day, percent of the initial values.
+    """
+
+    cell: int
+    self_discharge_pct_per_day: float | None = None
+    capacity_fade_pct_per_day: float | None = None
+    resistance_growth_pct_per_day: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +82,12 @@ class PackSimConfig:
         current_offset_a: Fixed offset of the current sensor.
         current_noise_a: Measurement noise on the sensed current (1 sigma).
         temp_noise_c: Measurement noise on sensed temperatures (1 sigma).
+        capacity_fade_pct_per_day: Capacity every cell loses per day (linear ageing), percent of
+            its initial capacity; applied every simulated hour. The SoC in percent is kept, so
+            the charge a cell holds shrinks with it (loss of active material).
+        resistance_growth_pct_per_day: Growth of every cell's R0 and R1 per day, percent of the
+            initial values (linear; applied every simulated hour).
+        faults: Cells that leak or age unlike the rest (``CellFault``).
     """
 
     cells: int = 16
@@ -84,6 +112,9 @@ class PackSimConfig:
     current_offset_a: float = 0.0
     current_noise_a: float = 0.0
     temp_noise_c: float = 0.0
+    capacity_fade_pct_per_day: float = 0.0
+    resistance_growth_pct_per_day: float = 0.0
+    faults: tuple[CellFault, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.cells <= 512:
@@ -109,6 +140,8 @@ class PackSimConfig:
             "voltage_noise_mv": self.voltage_noise_mv,
             "current_noise_a": self.current_noise_a,
             "temp_noise_c": self.temp_noise_c,
+            "capacity_fade_pct_per_day": self.capacity_fade_pct_per_day,
+            "resistance_growth_pct_per_day": self.resistance_growth_pct_per_day,
         }
         for name, value in non_negative.items():
             if not value >= 0:
@@ -117,6 +150,21 @@ class PackSimConfig:
             raise ValueError(f"initial_soc_pct (={self.initial_soc_pct}) must be within 0..100")
         if self.temp_sensors is not None and not 0 <= self.temp_sensors <= 256:
             raise ValueError(f"temp_sensors (={self.temp_sensors}) must be within 0..256")
+        seen: set[int] = set()
+        for f in self.faults:
+            if not 0 <= f.cell < self.cells:
+                raise ValueError(f"fault cell (={f.cell}) must be within 0..{self.cells - 1}")
+            if f.cell in seen:
+                raise ValueError(f"fault cell (={f.cell}) is given twice")
+            seen.add(f.cell)
+            for name in (
+                "self_discharge_pct_per_day",
+                "capacity_fade_pct_per_day",
+                "resistance_growth_pct_per_day",
+            ):
+                value = getattr(f, name)
+                if value is not None and not (math.isfinite(value) and value >= 0):
+                    raise ValueError(f"fault {f.cell} {name} (={value}) must be >= 0")
 
     @property
     def temp_sensor_count(self) -> int:
@@ -177,6 +225,7 @@ class PackSim:
         chem = self.chemistry
         rng = random.Random(seed)
         n = cfg.cells
+        faults = {f.cell: f for f in cfg.faults}
         params: list[CellParams] = []
         socs: list[float] = []
         for i in range(n):
@@ -187,6 +236,9 @@ class PackSim:
                 rng.gauss(cfg.self_discharge_pct_per_day, cfg.self_discharge_spread_pct_per_day),
             )
             soc = min(100.0, max(0.0, rng.gauss(cfg.initial_soc_pct, cfg.initial_soc_spread_pct)))
+            fault = faults.get(i)
+            if fault is not None and fault.self_discharge_pct_per_day is not None:
+                sd_pct = fault.self_discharge_pct_per_day
             offset_v = rng.gauss(0.0, cfg.voltage_offset_spread_mv) / 1000.0
             params.append(
                 CellParams(
@@ -201,6 +253,17 @@ class PackSim:
             )
             socs.append(soc)
         self.params: tuple[CellParams, ...] = tuple(params)
+        # Ageing: linear in time from the drawn values, per cell (faults override the pack rate).
+        self._fade_per_day = [cfg.capacity_fade_pct_per_day / 100.0] * n
+        self._growth_per_day = [cfg.resistance_growth_pct_per_day / 100.0] * n
+        for f in cfg.faults:
+            if f.capacity_fade_pct_per_day is not None:
+                self._fade_per_day[f.cell] = f.capacity_fade_pct_per_day / 100.0
+            if f.resistance_growth_pct_per_day is not None:
+                self._growth_per_day[f.cell] = f.resistance_growth_pct_per_day / 100.0
+        self._ageing = any(self._fade_per_day) or any(self._growth_per_day)
+        self._next_ageing_s = _AGEING_STEP_S
+        self._cap = [p.capacity_ah for p in params]
         noise = _Noise(random.Random(seed ^ 0x5EED5EED))
         noise.sensor_offsets_c = [
             noise.rng.gauss(0.0, cfg.temp_sensor_spread_c) for _ in range(cfg.temp_sensor_count)
@@ -303,6 +366,8 @@ class PackSim:
         self._step_temperature(dt_s, heat_w)
         self._current_a = current_a
         self._t_s += dt_s
+        if self._ageing and self._t_s >= self._next_ageing_s:
+            self._age()
         self._invalidate()
 
     def run(self, duration_s: float, dt_s: float, current_a: float) -> None:
@@ -380,7 +445,7 @@ class PackSim:
         return tuple(
             CellState(
                 index=k,
-                capacity_ah=p.capacity_ah,
+                capacity_ah=self._cap[k],
                 soc_pct=self._soc[k],
                 ocv_v=ocv[k],
                 rc_voltage_v=self._v1[k],
@@ -397,8 +462,16 @@ class PackSim:
         return list(self._soc)
 
     def capacities_ah(self) -> list[float]:
-        """True capacity of every cell."""
-        return [p.capacity_ah for p in self.params]
+        """True capacity of every cell now (after ageing; ``params`` holds the initial ones)."""
+        return list(self._cap)
+
+    def r0_ohm(self) -> list[float]:
+        """True R0 of every cell now at 25 degC (after ageing)."""
+        return list(self._r0)
+
+    def self_discharge_a(self) -> list[float]:
+        """Self-discharge current of every cell (A, drawn or set by a ``CellFault``)."""
+        return list(self._sd_a)
 
     def ocv_v(self) -> list[float]:
         """Open-circuit voltage of every cell at its SoC and the pack temperature."""
@@ -471,6 +544,24 @@ class PackSim:
         return out
 
     # ---------------------------------------------------------------- internals
+
+    def _age(self) -> None:
+        """Apply capacity fade and resistance growth for the time since start (linear)."""
+        self._next_ageing_s = (math.floor(self._t_s / _AGEING_STEP_S) + 1) * _AGEING_STEP_S
+        days = self._t_s / _DAY_S
+        params = self.params
+        self._cap = [
+            p.capacity_ah * max(0.05, 1.0 - f * days)
+            for p, f in zip(params, self._fade_per_day, strict=True)
+        ]
+        grow = [1.0 + g * days for g in self._growth_per_day]
+        self._r0 = [p.r0_ohm * x for p, x in zip(params, grow, strict=True)]
+        self._r1 = [p.r1_ohm * x for p, x in zip(params, grow, strict=True)]
+        self._g1 = [1.0 / r for r in self._r1]
+        self._sum_r0 = math.fsum(self._r0)
+        self._pct_per_as = [100.0 / (3600.0 * c) for c in self._cap]
+        # The leak is a current: it stays what it was when the capacity fades.
+        self._update_bleed_currents()
 
     def _ocv(self) -> list[float]:
         # Cached until the state changes: several frames per step ask for the same values.
