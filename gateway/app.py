@@ -4,8 +4,12 @@ Data flows one way: the CAN link pushes readings into the Controller; the contro
 new data (at most every ``control.min_step_s``) and on a tick; outputs (Modbus, MQTT, CAN commands)
 read the latest step. A slow broker or inverter never slows the CAN path or the control step.
 
-Any unexpected task failure ends the TaskGroup and ``run`` returns non-zero, so systemd restarts
-the service. SIGTERM/SIGINT stop cleanly; a second signal forces the exit.
+Every task runs under one ``Supervisor`` (``gateway.supervisor``): the CAN input and the control
+loop are critical (a failure ends the run, ``run`` returns non-zero and systemd restarts the
+service with its safety state restored); every output (MQTT, the SunSpec server or client, the
+state writer, and whatever other outputs register with ``Gateway.add_output``) is restarted inside
+the process with a capped, jittered backoff and never stops the control loop. SIGTERM/SIGINT stop
+within 5 s and write the state; a second signal forces the exit.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
+from gateway.alarmlog import AlarmLog
 from gateway.canbus.link import CanLink, heartbeat_signals
 from gateway.control import Controller, check_decoder
 from gateway.core.chemistry import get_chemistry
@@ -34,21 +38,21 @@ from gateway.inverter_can.link import InverterCanLink
 from gateway.mqtt.publisher import MqttPublisher
 from gateway.sdnotify import Notifier
 from gateway.settings import Settings
-from gateway.state_store import load_state, save_state
+from gateway.state_store import load_document, remove_orphans, save_state
 from gateway.sunspec.client import SunSpecClient
 from gateway.sunspec.maps import BatteryInfo
 from gateway.sunspec.server import SunSpecServer
+from gateway.supervisor import Supervisor, TaskFactory
 from gateway.update.agent import UpdateAgent
 
-__all__ = ["Gateway", "run"]
+__all__ = ["SHUTDOWN_GRACE_S", "Gateway", "run"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
-
-class _Stop(Exception):
-    """Raised inside the TaskGroup to end it on request."""
+SHUTDOWN_GRACE_S = 3.0
+"""After a stop, how long tasks may take to finish (MQTT says goodbye within 1 s)."""
 
 
 class Gateway:
@@ -124,13 +128,40 @@ class Gateway:
             )
         self._health_codes: set[tuple[str, int]] = set()
         self._new_data = asyncio.Event()
+        self._safety_changed = asyncio.Event()
+        self._safety_key: tuple[object, ...] | None = None
         self._state_path = Path(settings.state.path)
         self._last_bleed: tuple[bool, ...] | None = None
         self._last_bleed_sent_s = -1e9
         self._heartbeat = 0
         self._links: dict[str, bool] = {}
         self._links_checked_s = -1e9
+        self._alarm_log = AlarmLog(log)
         self.update_agent = self._update_agent(settings)
+        self.supervisor = Supervisor(grace_s=SHUTDOWN_GRACE_S, event=self.event)
+        self.supervisor.add_critical("gateway.can", self.can.run)
+        self.supervisor.add_critical("gateway.control", self._control_loop)
+        self.supervisor.add_output("gateway.state", self._persist_loop)
+        if self.sunspec_server is not None:
+            self.supervisor.add_output("gateway.sunspec.server", self.sunspec_server.run)
+        if self.sunspec_client is not None:
+            self.supervisor.add_output("gateway.sunspec.client", self.sunspec_client.run)
+        if self.mqtt is not None:
+            self.supervisor.add_output("gateway.mqtt", self.mqtt.run)
+        if self.inverter_can is not None:
+            self.supervisor.add_output("gateway.inverter_can", self.inverter_can.run)
+        if self.update_agent is not None:
+            self.supervisor.add_output("gateway.update", self.update_agent.run)
+        if self.history is not None:
+            self.supervisor.add_output("gateway.health", self.history.run)
+
+    def add_output(self, name: str, factory: TaskFactory) -> None:
+        """Register another output (inverter CAN, web, ...) before ``run``.
+
+        It reads ``latest`` (or is handed each step by its owner) and is restarted with backoff
+        when it fails; it never stops the control loop.
+        """
+        self.supervisor.add_output(name, factory)
 
     def _update_agent(self, settings: Settings) -> UpdateAgent | None:
         """Health record and update hold for ``bms-gateway update`` (when updates are set)."""
@@ -196,6 +227,13 @@ class Gateway:
         if self.mqtt is not None:
             self.mqtt.publish_output(out)
         self._send_can_outputs(out)
+        self._alarm_log.update(out.alarms)
+        key = self.ctrl.safety_key()
+        if key != self._safety_key:
+            # A latch, a cap, a commanded mode or a pause changed: write it now, not in a minute.
+            if self._safety_key is not None:
+                self._safety_changed.set()
+            self._safety_key = key
         if self.history is not None and self.history.due(out.t_s):
             bal = self.ctrl.balancing
             self.history.on_step(out, bal.dissipated_ah, bal.moved_ah)
@@ -217,8 +255,12 @@ class Gateway:
         self._new_data.set()
 
     def event(self, name: str, **data: Any) -> None:
-        """Log an event once and publish it on MQTT (start, stop, link lost and recovered)."""
-        log.info("event %s %s", name, data or "")
+        """Log an event once and publish it on MQTT (start, stop, link lost and recovered).
+
+        A loss (``..._lost``) is logged at WARNING, everything else at INFO.
+        """
+        level = logging.WARNING if name.endswith("_lost") else logging.INFO
+        log.log(level, "event %s %s", name, data or "")
         if self.mqtt is not None:
             self.mqtt.event(name, **data)
 
@@ -239,17 +281,37 @@ class Gateway:
                 states["storage_controller"] = not hb.lost
         return states
 
+    def _link_detail(self, name: str, out: ControlOutput) -> dict[str, Any]:
+        """What a link's state rests on: the value and its threshold."""
+        if name == "can":
+            age = out.pack.current_age_s
+            return {
+                "pack_current_age_s": None if age is None else round(age, 3),
+                "timeout_s": self.settings.timeouts.current_timeout_s,
+                "interface_up": self.can.connected,
+            }
+        if name == "storage_controller" and self.sunspec_server is not None:
+            hb = self.sunspec_server.controller_heartbeat()
+            return {
+                "ctrl_hb_age_s": None if hb.age_s is None else round(hb.age_s, 3),
+                "timeout_s": hb.timeout_s,
+            }
+        if name == "inverter" and self.sunspec_client is not None:
+            return {"error": self.sunspec_client.last_error or ""}
+        return {}
+
     def _watch_links(self, out: ControlOutput) -> None:
         for name, up in self.link_states(out).items():
             before = self._links.get(name)
             if before is None and not up:
                 continue  # never up yet: nothing was lost
             if before != up:
-                self.event(
-                    f"{name}_link_{'recovered' if before is False else 'up'}"
-                    if up
-                    else f"{name}_link_lost"
-                )
+                detail = self._link_detail(name, out)
+                if up:
+                    verb = "recovered" if before is False else "up"
+                    self.event(f"{name}_link_{verb}", **detail)
+                else:
+                    self.event(f"{name}_link_lost", **detail)
                 self._links[name] = up
 
     def _send_can_outputs(self, out: ControlOutput) -> None:
@@ -290,29 +352,63 @@ class Gateway:
                 await asyncio.sleep(cfg.min_step_s)
 
     async def _persist_loop(self) -> None:
+        """Write the state every ``state.interval_s`` and at once when the safety state changes."""
         while True:
-            await asyncio.sleep(self.settings.state.interval_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.state.interval_s):
+                    await self._safety_changed.wait()
+            self._safety_changed.clear()
             await self._save_state()
 
     async def _save_state(self) -> None:
+        """Write the state from a worker thread (the control loop keeps stepping meanwhile)."""
         state = self.ctrl.export_state()
-        if state is None:
-            return
+        safety = self.ctrl.export_safety(self.clock())
         try:
-            await asyncio.to_thread(save_state, self._state_path, state)
-        except OSError as e:
+            await asyncio.to_thread(save_state, self._state_path, state, safety)
+        except (OSError, ValueError) as e:
+            # Retried at the next change or interval; the control loop keeps running.
             log.warning("could not write state file %s: %s", self._state_path, e)
 
-    def _restore_state(self) -> None:
-        state = load_state(self._state_path)
-        if state is None:
-            return
+    def _save_state_now(self) -> None:
+        """The final write at stop, on this thread: nothing (not a second signal) cuts it short.
+
+        Every task has stopped by then, so blocking the loop for one fsync costs nothing.
+        """
         try:
-            self.ctrl.restore_state(state)
-        except ValueError as e:
-            log.warning("state file %s not used (%s); starting from OCV", self._state_path, e)
-        else:
-            log.info("estimator state restored from %s", self._state_path)
+            save_state(
+                self._state_path, self.ctrl.export_state(), self.ctrl.export_safety(self.clock())
+            )
+        except (OSError, ValueError) as e:
+            log.error("state file %s not written at stop: %s", self._state_path, e)
+
+    def _restore_state(self) -> None:
+        remove_orphans(self._state_path)
+        doc = load_document(self._state_path)
+        if doc.estimator is not None:
+            try:
+                self.ctrl.restore_state(doc.estimator)
+            except ValueError as e:
+                log.warning("state file %s not used (%s); starting from OCV", self._state_path, e)
+            else:
+                log.info("estimator state restored from %s", self._state_path)
+        if doc.safety is not None:
+            try:
+                restored = self.ctrl.restore_safety(doc.safety, self.clock())
+            except ValueError as e:
+                log.error(
+                    "safety state in %s not used (%s): latched alarms, user caps and balancing "
+                    "pauses of the last run are lost",
+                    self._state_path,
+                    e,
+                )
+            else:
+                if restored:
+                    log.warning(
+                        "restored safety state from %s: %s", self._state_path, "; ".join(restored)
+                    )
+                    self.event("safety_state_restored", restored=restored)
+        self._safety_key = self.ctrl.safety_key()
 
     # --- supervision ------------------------------------------------------------------------
 
@@ -321,79 +417,36 @@ class Gateway:
         stop: asyncio.Event,
         extra: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
     ) -> None:
-        """Run until ``stop`` is set; raises if any task fails."""
-        self._restore_state()
+        """Run until ``stop`` is set; raises if the CAN input or the control loop fails.
 
-        async def wait_stop() -> None:
-            await stop.wait()
-            # Queued now, flushed by the MQTT publisher's goodbye when it is cancelled.
+        ``extra`` tasks (the demo's simulator, view and timer) are critical: a failure ends the
+        run, a return just ends that task. The state is written on the way out, whatever ended
+        the run, on this thread (one fsync), so a second signal cannot cut it short.
+        """
+        self._restore_state()
+        for i, factory in enumerate(extra or []):
+            self.supervisor.add_critical(f"gateway.extra{i}", factory)
+        self.notifier.ready()
+        self.event(
+            "start",
+            version=__version__,
+            cells=self.settings.pack.cells,
+            chemistry=self.settings.pack.chemistry,
+            sunspec=self.settings.sunspec.mode,
+            inverter_can=self.settings.inverter_can.protocol.value,
+        )
+        self.event("config_loaded", gateway_id=self.settings.control.gateway_id)
+
+        def announce_stop() -> None:
+            # Queued before the outputs are cancelled; the MQTT publisher's goodbye flushes it.
             self.event("stop")
-            raise _Stop
 
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.can.run(), name="gateway.can")
-                tg.create_task(self._control_loop(), name="gateway.control")
-                tg.create_task(self._persist_loop(), name="gateway.state")
-                if self.sunspec_server is not None:
-                    tg.create_task(self.sunspec_server.run(), name="gateway.sunspec.server")
-                if self.sunspec_client is not None:
-                    tg.create_task(self.sunspec_client.run(), name="gateway.sunspec.client")
-                if self.mqtt is not None:
-                    tg.create_task(self.mqtt.run(), name="gateway.mqtt")
-                if self.inverter_can is not None:
-                    tg.create_task(
-                        _contained("inverter_can", self.inverter_can.run),
-                        name="gateway.inverter_can",
-                    )
-                if self.history is not None:
-                    tg.create_task(_contained("health", self.history.run), name="gateway.health")
-                if self.update_agent is not None:
-                    tg.create_task(self.update_agent.run(), name="gateway.update")
-                for i, factory in enumerate(extra or []):
-                    tg.create_task(factory(), name=f"gateway.extra{i}")
-                tg.create_task(wait_stop(), name="gateway.stop")
-                self.notifier.ready()
-                self.event(
-                    "start",
-                    version=__version__,
-                    cells=self.settings.pack.cells,
-                    chemistry=self.settings.pack.chemistry,
-                    sunspec=self.settings.sunspec.mode,
-                    inverter_can=self.settings.inverter_can.protocol.value,
-                )
-                self.event("config_loaded", gateway_id=self.settings.control.gateway_id)
-        except* _Stop:
-            pass
+            await self.supervisor.run(stop, on_stop=announce_stop)
         finally:
             self.notifier.stopping()
-            await self._save_state()
+            self._save_state_now()
             log.info("gateway stopped")
-
-
-async def _contained(
-    name: str, factory: Callable[[], Coroutine[Any, Any, None]], max_backoff_s: float = 60.0
-) -> None:
-    """Run a side output; restart it with capped, jittered backoff when it fails.
-
-    A side output never ends the gateway (the control step goes on without it); a
-    ``ConfigError`` does, since no restart can fix it.
-    """
-    attempt = 0
-    while True:
-        started = time.monotonic()
-        try:
-            await factory()
-            return
-        except ConfigError:
-            raise
-        except Exception:
-            if time.monotonic() - started > max_backoff_s:
-                attempt = 0  # it ran for a while: start the backoff again
-            attempt += 1
-            delay = random.uniform(0, min(max_backoff_s, 1.5 ** min(10, attempt)))
-            log.exception("%s failed; restarting in %.1f s (attempt %d)", name, delay, attempt)
-            await asyncio.sleep(delay)
 
 
 async def _main(settings: Settings) -> int:
@@ -451,7 +504,34 @@ async def _main(settings: Settings) -> int:
 
 def run(settings: Settings) -> int:
     """Run the daemon until SIGTERM/SIGINT; the exit status for the shell."""
+    return run_bounded(_main(settings))
+
+
+def run_bounded(main: Coroutine[Any, Any, int], grace_s: float = 1.0) -> int:
+    """``asyncio.run(main)``, except that tasks left running afterwards cannot hang the exit.
+
+    ``asyncio.run`` cancels the remaining tasks and waits for them without a bound; a library
+    task that swallows its cancellation would keep the process alive for ever. Here they get
+    ``grace_s``, then the loop is closed regardless (and they are named in the log).
+    """
+    loop = asyncio.new_event_loop()
     try:
-        return asyncio.run(_main(settings))
-    except asyncio.CancelledError:
-        return 1
+        try:
+            return loop.run_until_complete(main)
+        except asyncio.CancelledError:
+            return 1
+    finally:
+        try:
+            left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in left:
+                t.cancel()
+            if left:
+                loop.run_until_complete(asyncio.wait(left, timeout=grace_s))
+                stuck = sorted(t.get_name() for t in left if not t.done())
+                if stuck:
+                    log.error("exit: abandoning tasks that ignore cancellation: %s", stuck)
+            loop.run_until_complete(
+                asyncio.wait([loop.create_task(loop.shutdown_asyncgens())], timeout=grace_s)
+            )
+        finally:
+            loop.close()

@@ -44,7 +44,10 @@ from gateway.state_store import resolve_chemistry
 if TYPE_CHECKING:  # the control loop is handed a decoder; it never builds one
     from gateway.canbus.decode import Decoder
 
-__all__ = ["Controller", "check_decoder"]
+__all__ = ["SAFETY_VERSION", "Controller", "check_decoder"]
+
+SAFETY_VERSION = 1
+"""Version of the safety state layout (``Controller.export_safety``)."""
 
 
 def check_decoder(settings: Settings, decoder: Decoder) -> None:
@@ -126,6 +129,7 @@ class Controller:
         self._plan: BalancingPlan | None = None
         self._t_s = 0.0
         self._restored_charge: dict[str, Any] | None = None
+        self._mode_by_command: BalancingMode | None = None
         self._hold: str | None = None
         self.frames = 0
         self.errors = 0
@@ -199,6 +203,7 @@ class Controller:
             return self.protection.reset(now_s)
         if isinstance(cmd, SetBalancingMode):
             self.balancing.set_mode(cmd.mode)
+            self._mode_by_command = cmd.mode
             return CommandResult(True, f"balancing mode {cmd.mode.value}")
         if isinstance(cmd, SetUserCurrentCap):
             for name, value in (("charge_a", cmd.charge_a), ("discharge_a", cmd.discharge_a)):
@@ -244,6 +249,7 @@ class Controller:
             user_cap_charge_a=self._user_cap_charge_a,
             user_cap_discharge_a=self._user_cap_discharge_a,
             cvl_phase=LimitTerm(charge.phase.value, charge.cvl_v),
+            link_hold=neg.link_hold if neg else None,
             hold=self._hold,
         )
         balancing = self._plan = self.balancing.step(snap, soc, now_s)
@@ -302,6 +308,74 @@ class Controller:
         if isinstance(charge, dict):
             # Applied at the next step, which knows the time.
             self._restored_charge = charge
+
+    def safety_key(self) -> tuple[object, ...]:
+        """Changes whenever the safety state to persist changes (cheap; compare each step)."""
+        latched = tuple(a.code for a in self.protection.last.active if a.latched)
+        return (
+            latched,
+            self._user_cap_charge_a,
+            self._user_cap_discharge_a,
+            self._mode_by_command,
+            self.balancing.pauses_started,
+        )
+
+    def export_safety(self, now_s: float) -> dict[str, Any]:
+        """Latched alarms, user caps, the commanded balancing mode and balancing pauses.
+
+        Plain JSON values; pauses as seconds left (monotonic times do not survive a restart).
+        """
+        return {
+            "version": SAFETY_VERSION,
+            "latched_alarms": self.protection.export_latched(),
+            "user_cap_charge_a": self._user_cap_charge_a,
+            "user_cap_discharge_a": self._user_cap_discharge_a,
+            "balancing_mode": (
+                self._mode_by_command.value if self._mode_by_command is not None else None
+            ),
+            "balancing_pauses_s": {
+                str(k): round(v, 3) for k, v in self.balancing.export_pauses(now_s).items()
+            },
+        }
+
+    def restore_safety(self, state: dict[str, Any], now_s: float) -> list[str]:
+        """Resume the safety state saved by ``export_safety``; one line per thing restored.
+
+        Raises:
+            ValueError: the state is of another version or malformed; nothing is changed then.
+        """
+        if state.get("version") != SAFETY_VERSION:
+            raise ValueError(f"safety state version {state.get('version')!r} unsupported")
+        latched = state.get("latched_alarms") or {}
+        pauses = state.get("balancing_pauses_s") or {}
+        if not isinstance(latched, dict) or not isinstance(pauses, dict):
+            raise ValueError("latched_alarms and balancing_pauses_s must be objects")
+        caps = [state.get("user_cap_charge_a"), state.get("user_cap_discharge_a")]
+        for cap in caps:
+            ok = cap is None or (isinstance(cap, int | float) and math.isfinite(cap) and cap >= 0)
+            if not ok or isinstance(cap, bool):
+                raise ValueError(f"user cap (={cap!r}) must be a finite number >= 0 or null")
+        mode_raw = state.get("balancing_mode")
+        try:
+            mode = BalancingMode(mode_raw) if mode_raw is not None else None
+            pause_s = {int(k): float(v) for k, v in pauses.items()}
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"malformed balancing state ({e})") from None
+        lines: list[str] = []
+        codes = self.protection.restore_latched({str(k): str(v) for k, v in latched.items()}, now_s)
+        if codes:
+            lines.append(f"latched alarms {', '.join(codes)} (reset once the cause is gone)")
+        self._user_cap_charge_a, self._user_cap_discharge_a = caps
+        if caps != [None, None]:
+            lines.append(f"user caps charge {caps[0]} A, discharge {caps[1]} A")
+        if mode is not None:
+            self.balancing.set_mode(mode)
+            self._mode_by_command = mode
+            lines.append(f"balancing mode {mode.value} (set by command)")
+        if pause_s:
+            self.balancing.restore_pauses(pause_s, now_s)
+            lines.append(f"balancing pauses of cells {sorted(pause_s)}")
+        return lines
 
     @property
     def balancing_mode(self) -> BalancingMode:

@@ -1,11 +1,16 @@
-"""Files the estimator needs: its persisted state (atomic) and a user's OCV table.
+"""Files the core needs: the persisted state (atomic) and a user's OCV table.
 
-The estimator (``gateway.core.soc``) is pure; this module does its I/O. ``save_state`` writes a
-temporary file in the target's directory, fsyncs it, renames it over the target and fsyncs the
-directory, so a crash or power cut leaves either the old file or the new one, never half of
-one. ``load_state`` returns ``None`` (and logs why) for a missing, unreadable or corrupt file;
-the caller then starts from OCV. Whether the state fits this pack is ``SocEstimator.restore``'s
-call (it raises ``ValueError``), see ``restore_estimator``.
+The state file holds the estimator state (``"state"``) and, beside it, the safety state
+(``"safety"``: latched alarms, user current caps, balancing mode and pauses; see
+``Controller.export_safety``), so a crash and a restart by systemd never silently clear a latched
+cell over-voltage. The core is pure; this module does its I/O. ``save_state`` writes a temporary
+file in the target's directory, fsyncs it, renames it over the target and fsyncs the directory,
+so a crash or power cut leaves either the old file or the new one, never half of one; the
+temporary files a kill leaves behind are removed by ``remove_orphans`` at the next start.
+``load_document`` (and ``load_state`` for the estimator part) return ``None`` parts (and log why)
+for a missing, unreadable or corrupt file; the caller then starts from OCV with no latch.
+Whether the state fits this pack is ``SocEstimator.restore``'s call (it raises ``ValueError``),
+see ``restore_estimator``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,10 +38,13 @@ if TYPE_CHECKING:
     from gateway.core.soc import SocConfig, SocEstimator
 
 __all__ = [
+    "StateDocument",
     "describe_ocv_table",
+    "load_document",
     "load_ocv_table",
     "load_state",
     "read_ocv_table",
+    "remove_orphans",
     "resolve_chemistry",
     "restore_estimator",
     "save_state",
@@ -46,16 +55,59 @@ log = logging.getLogger(__name__)
 _MAGIC = "bms-gateway-estimator-state"
 
 
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` as JSON to ``path`` atomically (temp file, fsync, rename, fsync dir).
+@dataclass(frozen=True, slots=True)
+class StateDocument:
+    """What a state file holds: each part ``None`` when absent or unusable."""
+
+    estimator: dict[str, Any] | None
+    safety: dict[str, Any] | None
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_orphans(path: Path) -> int:
+    """Remove temporary files a killed ``save_state`` left beside ``path``; how many.
+
+    Only names ``save_state`` itself makes (``.<name>.<random>.tmp``) are touched. Call it at
+    start, before any write of this process. Never raises for the directory's content.
+    """
+    removed = 0
+    try:
+        candidates = list(path.parent.glob(f"{_tmp_prefix(path)}*.tmp"))
+    except OSError:
+        return 0
+    for tmp in candidates:
+        try:
+            tmp.unlink()
+        except OSError as e:
+            log.warning("could not remove orphaned temporary file %s: %s", tmp, e)
+        else:
+            removed += 1
+    if removed:
+        log.info("removed %d orphaned temporary state file(s) beside %s", removed, path)
+    return removed
+
+
+def save_state(
+    path: Path, state: dict[str, Any] | None, safety: dict[str, Any] | None = None
+) -> None:
+    """Write ``state`` (and ``safety``) as JSON to ``path`` atomically.
+
+    Temp file, fsync, rename, fsync of the directory. ``state`` may be ``None`` (no estimator
+    state yet) while ``safety`` is set.
 
     Raises:
         OSError: the directory cannot be created or written; the old file is left intact.
         ValueError: ``state`` holds something JSON cannot carry (NaN included).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps({"format": _MAGIC, "state": state}, allow_nan=False, separators=(",", ":"))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    doc: dict[str, Any] = {"format": _MAGIC, "state": state}
+    if safety is not None:
+        doc["safety"] = safety
+    data = json.dumps(doc, allow_nan=False, separators=(",", ":"))
+    fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -75,33 +127,45 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
         os.close(dir_fd)
 
 
-def load_state(path: Path) -> dict[str, Any] | None:
-    """The state saved at ``path``, or ``None`` (logged with the reason) when there is none.
+def load_document(path: Path) -> StateDocument:
+    """The estimator and safety state saved at ``path`` (parts ``None``, logged, when unusable).
 
     A missing file is logged at INFO (first start); an unreadable, truncated or foreign file at
     WARNING. Never raises for the file's content.
     """
+    none = StateDocument(None, None)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         log.info("no estimator state at %s; starting from OCV", path)
-        return None
+        return none
     except (OSError, UnicodeDecodeError) as e:
         log.warning("estimator state %s unreadable (%s); starting from OCV", path, e)
-        return None
+        return none
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:
         log.warning("estimator state %s is corrupt (%s); starting from OCV", path, e)
-        return None
+        return none
     if not isinstance(doc, dict) or doc.get("format") != _MAGIC:
         log.warning("estimator state %s is not a gateway state file; starting from OCV", path)
-        return None
+        return none
     state = doc.get("state")
-    if not isinstance(state, dict):
+    if state is not None and not isinstance(state, dict):
         log.warning("estimator state %s has no state object; starting from OCV", path)
-        return None
-    return state
+        state = None
+    elif state is None:
+        log.info("%s holds no estimator state; starting from OCV", path)
+    safety = doc.get("safety")
+    if safety is not None and not isinstance(safety, dict):
+        log.warning("safety state in %s is not an object; ignored", path)
+        safety = None
+    return StateDocument(state, safety)
+
+
+def load_state(path: Path) -> dict[str, Any] | None:
+    """The estimator state saved at ``path``, or ``None`` (logged with the reason)."""
+    return load_document(path).estimator
 
 
 def restore_estimator(estimator: SocEstimator, path: Path) -> bool:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from gateway.control import Controller
 from gateway.core.model import (
     BalancingMode,
     ControlOutput,
+    Negotiation,
     ResetAlarms,
     SetBalancingMode,
     SetUserCurrentCap,
@@ -101,3 +104,24 @@ def test_same_inputs_same_outputs() -> None:
     assert a.soc == b.soc
     assert a.balancing == b.balancing
     assert a.alarms == b.alarms
+
+
+@pytest.mark.parametrize("hold", ["controller_heartbeat_lost", "setop_disconnect"])
+def test_return_after_a_link_hold_goes_through_the_ramp(
+    running: tuple[Controller, PackSim], hold: str
+) -> None:
+    ctrl, sim = running
+    assert _run(ctrl, sim, 1).limits.ccl_a.value == pytest.approx(100.0)
+    held = Negotiation("server", True, 100.0, 100.0, 0.0, 0.0, link_hold=hold)
+    ctrl.set_negotiation(held)
+    out = _run(ctrl, sim, 5)
+    assert out.limits.ccl_a.value == 0.0
+    assert out.limits.dcl_a.winner == f"link:{hold}"
+    ctrl.set_negotiation(Negotiation("server", True, 0.0, 0.0))
+    cfg = ctrl.settings.limits
+    seen = [_run(ctrl, sim, 1).limits for _ in range(60)]
+    # Held for ramp_hold_s, then up at ramp_a_per_s: never from 0 to full in one step.
+    ccl = [lim.ccl_a.value for lim in seen]
+    assert ccl[: int(cfg.ramp_hold_s) - 1] == [0.0] * (int(cfg.ramp_hold_s) - 1)
+    assert all(b - a <= cfg.ramp_a_per_s * 1.0 + 1e-9 for a, b in itertools.pairwise(ccl))
+    assert ccl[-1] > 0.0

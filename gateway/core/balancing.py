@@ -276,6 +276,8 @@ class BalancingPlanner:
         self._last_current_a = 0.0
         self._drift: list[float] = [0.0] * n  # d(imbalance)/d(pack Ah) of each cell (active)
         self._paused_until: list[float] = [-math.inf] * n
+        self.pauses_started = 0  # self-check pauses begun since start (a change to persist)
+        self._by_voltage = [False] * n  # bleeding by the voltage top-balance
         self._board_hot = False
         self._cell_hot = [False] * n
         self._last_s: float | None = None
@@ -298,6 +300,17 @@ class BalancingPlanner:
     def set_mode(self, mode: BalancingMode) -> None:
         """Switch the mode; running actions stop at the next step."""
         self.mode = BalancingMode(mode)
+
+    def export_pauses(self, now_s: float) -> dict[int, float]:
+        """Cells paused by the self-check, as ``{cell: seconds left}`` (to persist)."""
+        return {k: u - now_s for k, u in enumerate(self._paused_until) if u > now_s}
+
+    def restore_pauses(self, pauses: dict[int, float], now_s: float) -> None:
+        """Resume pauses saved by ``export_pauses`` (cells out of range are skipped)."""
+        for k, left_s in pauses.items():
+            if 0 <= k < self.pack.cells and left_s > 0:
+                self._paused_until[k] = now_s + left_s
+        self._plan = None
 
     # ------------------------------------------------------------------------------------
 
@@ -480,6 +493,12 @@ class BalancingPlanner:
         prev = self._action
         want_up: list[int] = []
         want_down: list[int] = []
+        # Voltage top-balance (passive, SoC estimate in use): at rest on the steep top of the
+        # curve a cell clearly above the lowest is fuller whatever the estimate says. Without it
+        # an estimate that cannot separate the cells (capacities not learned yet) never bleeds the
+        # high cell, while that cell holds CCL at 0 A: limits and balancing would wait for each
+        # other for ever (``docs/RELIABILITY.md``, runaway cell at the top).
+        by_voltage: set[int] = set()
         for k in range(n):
             d = dev[k]
             was = prev[k]
@@ -495,6 +514,10 @@ class BalancingPlanner:
                 if on:
                     want_down.append(k)
 
+        if use_soc and not want_up:
+            by_voltage = self._voltage_top(volts, states, prev, now_s)
+            want_up.extend(sorted(by_voltage))
+
         # Cell guards: temperature and minimum voltage (for cells that give charge).
         blocked: list[BalancingAction] = []
         up: list[int] = []
@@ -509,12 +532,14 @@ class BalancingPlanner:
         v_floor = min(volts) + cfg.voltage_check_mv / 1000.0
         for k in want_up:
             why = self._cell_guard(k, volts[k], temps)
-            if not why and check_v and volts[k] < v_floor:
+            if k in by_voltage:
+                pass  # the voltage is the check: it stops once the cell is back down
+            elif not why and check_v and volts[k] < v_floor:
                 why = (
                     f"estimate says {dev[k]:.2f} Ah high, but the cell is within"
                     f" {cfg.voltage_check_mv:g} mV of the lowest near the top"
                 )
-            if not why and use_soc:
+            elif not why and use_soc:
                 why = self._progress_guard(k, dev[k], prev[k], caps[k], sig[k], now_s)
             if why:
                 blocked.append(BalancingAction(k, mode, "blocked", why, 0.0, 0.0))
@@ -592,7 +617,12 @@ class BalancingPlanner:
             if not act:
                 continue
             d = abs(dev[k])
-            if use_soc:
+            if k in by_voltage:
+                reason = (
+                    f"voltage top-balance: {(volts[k] - min(volts)) * 1000.0:.0f} mV above the"
+                    f" lowest cell at rest near the top ({state})"
+                )
+            elif use_soc:
                 hours = d / new_current[k] if new_current[k] > 0 else math.inf
                 reason = (
                     f"{'excess over band' if mode is BalancingMode.PASSIVE else 'SoC deviation'}"
@@ -606,11 +636,18 @@ class BalancingPlanner:
             )
         self._action = new_action
         self._current_a = new_current
+        self._by_voltage = [k in by_voltage and bool(new_action[k]) for k in range(n)]
         actions.extend(blocked)
         idle = ""
         if not actions:
             worst = max(dev) if dev else 0.0
             idle = f"balanced: largest imbalance {worst * scale:.3f} {unit} ({state})"
+            # Never "balanced" above the start threshold: say why nothing runs instead.
+            if use_soc and any(d > start_pct / 100.0 * c for d, c in zip(dev, caps, strict=True)):
+                idle = (
+                    f"imbalance {worst * scale:.3f} {unit} above the start threshold but within"
+                    f" the uncertainty of the SoC or capacity estimates ({state})"
+                )
             if doubtful:
                 idle = (
                     f"no donor clearly above a receiver: largest imbalance"
@@ -621,6 +658,35 @@ class BalancingPlanner:
         self._plan = BalancingPlan(mode, tuple(bleed), tuple(actions), idle)
         self._plan_s = now_s
         return self._plan
+
+    def _voltage_top(
+        self, volts: list[float], states: set[str], prev: list[str], now_s: float
+    ) -> set[int]:
+        """Cells to bleed by voltage alone, when the SoC plan bleeds none: passive, at rest.
+
+        A cell at or above ``top_cell_v`` starts ``voltage_start_mv`` above the lowest and stops
+        under ``voltage_stop_mv`` (or after ``min_dwell_s``). At rest the IR drop is gone, so
+        the voltage difference on the steep top is a difference of charge, not of resistance;
+        and such a cell is what holds CCL down, so bleeding it is what lets the pack charge on.
+        """
+        cfg = self.config
+        if self.mode is not BalancingMode.PASSIVE or "rest" not in states or "top" not in states:
+            return set()
+        vmin = min(volts)
+        if max(volts) < self.top_cell_v:
+            return set()
+        chosen: set[int] = set()
+        for k, v in enumerate(volts):
+            above_mv = (v - vmin) * 1000.0
+            running = prev[k] == "bleed" and self._by_voltage[k]
+            dwell = running and now_s - self._switched_s[k] < cfg.min_dwell_s
+            if v < self.top_cell_v and not running:
+                continue
+            if above_mv > cfg.voltage_start_mv or (
+                running and (above_mv > cfg.voltage_stop_mv or dwell)
+            ):
+                chosen.add(k)
+        return chosen
 
     def _progress_guard(
         self, k: int, dev: float, running: str, capacity_ah: float, sigma_ah: float, now_s: float
@@ -661,6 +727,7 @@ class BalancingPlanner:
         if shortfall <= 0.0:
             return ""
         self._paused_until[k] = now_s + cfg.progress_pause_s
+        self.pauses_started += 1
         return (
             f"SoC estimate moved {max(0.0, seen):.2f} Ah while balancing moved {moved:.2f} Ah;"
             f" paused {cfg.progress_pause_s / 3600.0:g} h"

@@ -8,13 +8,21 @@ and a dynamic term that lifts it when one cell runs low. The winning term and ev
 are returned, so users can see why they are limited (``docs/LIMITS.md``).
 
 Cuts apply in the same step. Increases wait ``ramp_hold_s`` after the last cut, then ramp at
-``ramp_a_per_s``. Fail-safe: while any required input is missing or older than its timeout,
-CCL = DCL = 0 A in that same step, with the input named (``stale:cell_voltage[5]``).
+``ramp_a_per_s``. The hold restarts only for a drop beyond ``ramp_deadband_pct`` of the maximum
+(or a slide of twice that since the hold last started) or while a fault term holds the limit at
+0 A, so measurement noise near a taper knee cannot ratchet the limit down. Every 0 A cause (stale
+data, a protection cut, a lost controller heartbeat, a SetOp disconnect) is a fault term: the
+current comes back through the hold and the ramp, never in one step.
+
+Fail-safe: while any required input is missing or older than its timeout, CCL = DCL = 0 A in
+that same step, with the input named (``stale:cell_voltage[5]``).
 """
 
 from __future__ import annotations
 
 import math
+
+from pydantic import Field
 
 from gateway.core.config import Section
 from gateway.core.freshness import TimeoutsConfig, extremes, stale_inputs
@@ -133,6 +141,10 @@ class LimitsConfig(Section):
     """After a cut, CCL/DCL stay down this long before they may increase."""
     ramp_a_per_s: float = 5.0
     """CCL/DCL increase at most this fast after the hold."""
+    ramp_deadband_pct: float = Field(default=5.0, ge=0, le=100)
+    """A drop restarts the hold only when it exceeds this percentage of the configured maximum
+    (or the limit has slid twice that since the hold last started); smaller drops still apply at
+    once, but the limit may rise again without waiting. 0: every drop restarts the hold."""
     voltage_hold_s: float = 10.0
     """After CVL is pulled down (or DVL lifted), wait this long before relaxing it."""
     voltage_ramp_v_per_cell_s: float = 0.01
@@ -255,38 +267,54 @@ class LimitTables:
 
 
 class _Ramp:
-    """Cuts at once; increases wait ``hold_s`` after the last cut, then rise at ``rate_per_s``."""
+    """Cuts at once; increases wait ``hold_s`` after the last cut, then rise at ``rate_per_s``.
 
-    __slots__ = ("hold_s", "last_cut_s", "last_s", "rate_per_s", "value")
+    A cut restarts the hold only for a drop of more than ``deadband`` below the current value,
+    a fall of more than twice it below ``peak`` (the highest value since the hold last started:
+    a slow slide counts too), or on ``rearm``. Noise smaller than that still cuts at once but no
+    longer ratchets the limit down by restarting the hold on every dip.
+    """
 
-    def __init__(self, rate_per_s: float, hold_s: float, start: float | None) -> None:
+    __slots__ = ("deadband", "hold_s", "last_cut_s", "last_s", "peak", "rate_per_s", "value")
+
+    def __init__(
+        self, rate_per_s: float, hold_s: float, start: float | None, deadband: float = 0.0
+    ) -> None:
         self.rate_per_s = rate_per_s
         self.hold_s = hold_s
+        self.deadband = deadband
         self.value = start
+        self.peak = -math.inf if start is None else start
         self.last_cut_s = -math.inf
         self.last_s = -math.inf
+
+    def _restart_hold(self, now_s: float, value: float) -> None:
+        self.last_cut_s = now_s
+        self.peak = value
 
     def step(self, target: float, now_s: float, rearm: bool = False) -> float:
         """Advance to ``now_s``; ``rearm`` restarts the hold (a fault term holds the limit)."""
         dt = now_s - self.last_s if self.last_s != -math.inf else 0.0
         self.last_s = now_s
-        if rearm:
-            self.last_cut_s = now_s
         value = self.value
         if value is None:
             # The very first step starts from the target (or from the start value, if given).
             self.value = target
-            self.last_cut_s = now_s
+            self._restart_hold(now_s, target)
             return target
+        if rearm:
+            self._restart_hold(now_s, min(target, value))
         if target <= value:
-            if target < value:
-                self.last_cut_s = now_s
+            band = self.deadband
+            if value - target > band or self.peak - target > 2.0 * band:
+                self._restart_hold(now_s, target)
             self.value = target
             return target
         if now_s - self.last_cut_s < self.hold_s or dt <= 0.0:
             return value
         value = min(target, value + self.rate_per_s * dt)
         self.value = value
+        self.peak = max(self.peak, value)
         return value
 
 
@@ -333,8 +361,11 @@ class LimitsCalculator:
         self.dvl_min_v = n * self.tables.dvl_cell_v
         # Currents start at 0 A: nothing is allowed before the first complete data set, and the
         # first increase then waits for the hold like any other.
-        self._ccl = _Ramp(config.ramp_a_per_s, config.ramp_hold_s, 0.0)
-        self._dcl = _Ramp(config.ramp_a_per_s, config.ramp_hold_s, 0.0)
+        band = config.ramp_deadband_pct / 100.0
+        self._ccl = _Ramp(config.ramp_a_per_s, config.ramp_hold_s, 0.0, band * config.max_charge_a)
+        self._dcl = _Ramp(
+            config.ramp_a_per_s, config.ramp_hold_s, 0.0, band * config.max_discharge_a
+        )
         v_rate = config.voltage_ramp_v_per_cell_s * n
         self._cvl = _Ramp(v_rate, config.voltage_hold_s, None)
         # DVL relaxes downwards; the ramp works on its negative.
@@ -361,6 +392,7 @@ class LimitsCalculator:
         user_cap_charge_a: float | None = None,
         user_cap_discharge_a: float | None = None,
         cvl_phase: LimitTerm | None = None,
+        link_hold: str | None = None,
         hold: str | None = None,
     ) -> Limits:
         """The limits for this step.
@@ -377,6 +409,9 @@ class LimitsCalculator:
             user_cap_discharge_a: a user cap on discharge.
             cvl_phase: the charge phase's CVL term (``gateway.core.phases``: ``bulk``,
                 ``absorption`` or ``float``); it wins a tie with ``max``.
+            link_hold: why the inverter link publishes 0 A (``controller_heartbeat_lost``,
+                ``setop_disconnect``); a fault term ``link:<reason>`` on both currents, so they
+                come back through the hold and the ramp. ``None``: the link holds nothing.
             hold: an external hold (``"update"`` while BMS firmware is flashed): a term of that
                 name holds CCL and DCL at 0 A, like a fault, until it is lifted.
         """
@@ -412,6 +447,11 @@ class LimitsCalculator:
                 ccl_terms.append(term)
             if spec.cuts_discharge:
                 dcl_terms.append(term)
+
+        if link_hold is not None:
+            term = LimitTerm(f"link:{link_hold}", 0.0)
+            ccl_terms.append(term)
+            dcl_terms.append(term)
 
         # --- an external hold (a BMS firmware update): 0 A with its own reason.
         if hold is not None:

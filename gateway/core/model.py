@@ -320,6 +320,9 @@ class Negotiation:
     accepted_dcl_a: float | None = None
     inverter_max_charge_a: float | None = None
     inverter_max_discharge_a: float | None = None
+    # Why the link itself publishes 0 A ("controller_heartbeat_lost", "setop_disconnect");
+    # the limits carry it as a fault term so the return goes through the ramp. None: no hold.
+    link_hold: str | None = None
     # Battery CAN: the inverter's keep-alive (or poll) heard within its timeout; None: the link
     # has no keep-alive, or it was never heard.
     keepalive: bool | None = None

@@ -945,3 +945,35 @@ class Protection:
         if kept:
             parts.append(f"kept {', '.join(kept)} (cause persists)")
         return CommandResult(not kept, f"at {now_s:.1f} s: " + "; ".join(parts))
+
+    # --- persistence (kept apart so that the checks above stay untouched) ----------------------
+
+    def export_latched(self) -> dict[str, str]:
+        """Active latched alarm levels as ``{code: message}``, to persist across restarts."""
+        return {
+            code: c.alarm.message
+            for code, c in self._checks.items()
+            if c.alarm.active and c.alarm.latch
+        }
+
+    def restore_latched(self, latched: dict[str, str], now_s: float) -> list[str]:
+        """Re-activate alarms that were latched before a restart; the codes restored.
+
+        A restored alarm is active from ``now_s`` with its cause not known to be gone, so the
+        data must first show it gone (``clear_debounce_s``) before a reset clears it. Codes this
+        version does not know are skipped.
+        """
+        restored: list[str] = []
+        for code, message in latched.items():
+            c = self._checks.get(code)
+            if c is None:
+                continue
+            level = c.alarm
+            level.active = True
+            level.cause_gone = False
+            level.since_s = now_s
+            level.pend_n = level.clear_n = 0
+            level.message = f"{message} (restored after a restart)"
+            restored.append(code)
+        self._last = self._report()
+        return restored

@@ -10,7 +10,10 @@ A command arrives on ``<prefix>/<gateway_id>/cmd/<name>`` with a JSON object pay
 
 Every payload may carry ``"id"`` (echoed in the reply) and must carry ``"token"`` when
 ``mqtt.command_token`` is set. When ``mqtt.commands`` is false every command is rejected as
-unauthorised. ``parse_command`` turns anything else into a rejection with a reason.
+unauthorised without its payload being decoded. Before decoding, a payload is bounded in size
+(``MAX_PAYLOAD_BYTES``) and in nesting depth (``MAX_JSON_DEPTH``, by a linear scan), so no
+message can make the decoder recurse or work without bound. ``parse_command`` turns anything
+else into a rejection with a reason.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from gateway.core.model import (
 
 __all__ = [
     "MAX_CAP_A",
+    "MAX_JSON_DEPTH",
     "MAX_PAYLOAD_BYTES",
     "BalancingModeRequest",
     "CommandRequest",
@@ -40,6 +44,7 @@ __all__ = [
     "HealthRequest",
     "ParsedCommand",
     "ResetAlarmsRequest",
+    "json_depth",
     "parse_command",
 ]
 
@@ -48,6 +53,14 @@ MAX_CAP_A = 10_000.0
 
 MAX_PAYLOAD_BYTES = 4096
 """Largest command payload read; longer ones are rejected unread."""
+
+MAX_JSON_DEPTH = 4
+"""Deepest nesting of arrays and objects decoded; deeper payloads are rejected undecoded.
+
+A command is one flat object, so 4 leaves room and no more: Python's JSON decoder recurses once
+per level and raises ``RecursionError`` (not ``JSONDecodeError``) near 1,000 levels, which a
+2 KB payload of brackets reaches.
+"""
 
 _Amps = Annotated[float, Field(ge=0.0, le=MAX_CAP_A, allow_inf_nan=False, strict=True)]
 
@@ -119,6 +132,36 @@ def _first_error(e: ValidationError) -> str:
     return f"{key}: {err['msg']}"
 
 
+def json_depth(payload: bytes, limit: int) -> int:
+    """The deepest nesting of arrays and objects in ``payload``, counted up to ``limit + 1``.
+
+    A linear scan over the raw bytes that skips string contents (with their escapes), so it
+    bounds the work before any decoder runs; it stops as soon as the depth exceeds ``limit``.
+    It does not validate JSON: the decoder does that afterwards.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 def parse_command(
     name: str,
     payload: bytes,
@@ -134,16 +177,21 @@ def parse_command(
         enabled: ``mqtt.commands``; when false the command is rejected as unauthorised.
         token: ``mqtt.command_token``; when set the payload must carry it as ``"token"``.
     """
+    if not enabled:
+        # Not even decoded: with commands off, nothing a publisher sends costs more than this.
+        return ParsedCommand(name, None, None, "unauthorised: commands are disabled")
     if len(payload) > MAX_PAYLOAD_BYTES:
         return ParsedCommand(name, None, None, f"payload too long ({len(payload)} bytes)")
+    if json_depth(payload, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        return ParsedCommand(
+            name, None, None, f"malformed payload: nested deeper than {MAX_JSON_DEPTH} levels"
+        )
     data: Any
     try:
         data = json.loads(payload) if payload.strip() else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         return ParsedCommand(name, None, None, f"malformed payload: not JSON ({e})")
     rid = _request_id(data)
-    if not enabled:
-        return ParsedCommand(name, rid, None, "unauthorised: commands are disabled")
     if token is not None:
         given = data.get("token") if isinstance(data, dict) else None
         if not isinstance(given, str) or not hmac.compare_digest(

@@ -23,14 +23,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from pydantic import BaseModel
 
 from gateway.core.health import HealthReport
 from gateway.core.model import AlarmReport, BalancingPlan, Command, CommandResult, ControlOutput
 from gateway.errors import ConfigError, GatewayError, MqttLinkError
+from gateway.logflood import install_flood_filter
 from gateway.mqtt.commands import parse_command
 from gateway.mqtt.config import MqttConfig
 from gateway.mqtt.discovery import discovery_messages, removal_messages
@@ -55,6 +57,9 @@ log = logging.getLogger(__name__)
 
 _GOODBYE_S = 1.0  # at shutdown, time allowed to flush queued events and say "offline"
 _DISCOVERY_BATCH = 200  # QoS 1 discovery configs in flight at once (1500+ for a 512-cell pack)
+# Incoming messages (commands, Home Assistant's birth) waiting to be handled; beyond it aiomqtt
+# discards them, so a publisher flooding cmd/ costs bounded memory (its warnings are rate-limited).
+_MAX_INCOMING = 64
 
 
 def backoff_s(attempt: int, cap_s: float) -> float:
@@ -87,6 +92,19 @@ def _describe(e: BaseException) -> str:
     return text
 
 
+# CONNACK codes of a refused login: MQTT 3.1.1 (4, 5) and MQTT 5 (134, 135).
+_LOGIN_REFUSED = frozenset({4, 5, 134, 135})
+
+
+def _login_refused(e: BaseException) -> bool:
+    """Whether ``e`` is the broker refusing our credentials (a configuration problem)."""
+    if not isinstance(e, MqttConnectError):
+        return False
+    rc = e.rc
+    value = getattr(rc, "value", rc)
+    return isinstance(value, int) and value in _LOGIN_REFUSED
+
+
 def _raise_if_cancelled() -> None:
     """Honour a cancellation that an awaited library call swallowed.
 
@@ -97,6 +115,26 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def _first_to_end(*tasks: asyncio.Task[None]) -> None:
+    """Wait until one of ``tasks`` ends, cancel the others, and raise what the first raised.
+
+    Not a TaskGroup: on Python 3.11 a TaskGroup whose child fails cancels its parent task and,
+    when the body had already finished, never takes that back (``cancelling()`` stays 1; fixed
+    in 3.12). The reconnect loop reads ``cancelling()`` to tell a stop from a link failure, so a
+    leftover count would end the publisher for good at the first broker outage.
+    """
+    try:
+        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        # Bounded: the children only await the client, which is closing with them.
+        await asyncio.wait(tasks, timeout=_GOODBYE_S)
+    for t in tasks:
+        if t in done and not t.cancelled() and t.exception() is not None:
+            raise cast(BaseException, t.exception())
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +209,7 @@ class MqttPublisher:
         self._down_since: float | None = None  # monotonic time the link was lost
         self._connected_once_this_try = False
         self._lost: tuple[float, str] = (0.0, "")  # wall time and reason of the last link loss
+        self._login_refused_logged = False  # a refused login is logged once until connected
 
     # --- called by the control loop (never blocks) --------------------------------------------
 
@@ -247,15 +286,24 @@ class MqttPublisher:
             ConfigError: a TLS file named by the settings cannot be used.
         """
         self._tls = await asyncio.to_thread(self._tls_context)
+        install_flood_filter("mqtt", "aiomqtt")  # "Message queue is full" once a minute at most
         attempt = 0
         while True:
             try:
                 await self._session(self._on_up)
             except MqttLinkError as e:
                 self._last_error = str(e)
+                refused = "refused the login" in str(e)
+                if refused and not self._login_refused_logged:
+                    # Retrying will not help until someone fixes the settings or the broker's
+                    # password file: say so once, at ERROR, as a configuration problem.
+                    self._login_refused_logged = True
+                    log.error("MQTT configuration problem at %s: %s", self.status.broker, e)
                 if self._down_since is None:
                     self._down_since = time.monotonic()
-                    if self._was_up:
+                    if refused:
+                        self._lost = (time.time(), str(e))
+                    elif self._was_up:
                         log.warning("MQTT link to %s lost: %s; reconnecting", self.status.broker, e)
                         self._lost = (time.time(), str(e))
                     else:
@@ -264,6 +312,10 @@ class MqttPublisher:
                         )
                 else:
                     log.debug("MQTT reconnect to %s failed: %s", self.status.broker, e)
+            # A stop that arrived in the same turn as the link failure was absorbed by the
+            # session's TaskGroup (it raised the link error, not the cancellation): honour it
+            # here, or the loop would reconnect for ever and the shutdown would hang.
+            _raise_if_cancelled()
             if self._connected_once_this_try:
                 attempt = 0
             self._connected_once_this_try = False
@@ -274,6 +326,7 @@ class MqttPublisher:
     def _on_up(self) -> None:
         """Connected: report the outage once (with the drop count)."""
         self._connected_once_this_try = True
+        self._login_refused_logged = False
         if self._down_since is not None and self._was_up:
             down_s = time.monotonic() - self._down_since
             log.info(
@@ -319,6 +372,7 @@ class MqttPublisher:
             keepalive=cfg.keepalive_s,
             timeout=cfg.timeout_s,
             tls_context=self._tls,
+            max_queued_incoming_messages=_MAX_INCOMING,
         )
         # Discovery of a 512-cell pack puts hundreds of QoS 1 publishes in flight at once.
         client.pending_calls_threshold = 4 * _DISCOVERY_BATCH
@@ -332,15 +386,21 @@ class MqttPublisher:
                     await self._send(client, _Msg(topics.availability, "online", True, 1))
                     await client.subscribe([(topics.command_filter, 1), (topics.ha_status, 1)])
                     on_up()
-                    async with asyncio.TaskGroup() as tg:
-                        tg.create_task(self._sender(client), name="gateway.mqtt.send")
-                        tg.create_task(self._receiver(client), name="gateway.mqtt.recv")
+                    await _first_to_end(
+                        asyncio.create_task(self._sender(client), name="gateway.mqtt.send"),
+                        asyncio.create_task(self._receiver(client), name="gateway.mqtt.recv"),
+                    )
                 except asyncio.CancelledError:
                     await self._goodbye(client)
                     raise
                 finally:
                     self._connected = False
         except aiomqtt.MqttError as e:
+            if _login_refused(e):
+                raise MqttLinkError(
+                    f"{_describe(e)}: the broker refused the login; check mqtt.username, "
+                    "mqtt.password and the client certificate (a configuration problem)"
+                ) from None
             raise MqttLinkError(_describe(e)) from None
         except BaseExceptionGroup as eg:
             link, rest = eg.split(aiomqtt.MqttError)

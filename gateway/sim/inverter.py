@@ -421,12 +421,26 @@ class InverterServerSim(_LimitFollower):
         if not isinstance(rvrt, int) or rvrt <= 0 or not isinstance(mod, int) or mod == 0:
             return
         if now_s - self._rates_written_s > rvrt:
+            self.forget_settings()
+            self.reverts += 1
+            log.info("inverter sim: no rewrite within %d s; storage control reverted", rvrt)
+
+    def forget_settings(self) -> None:
+        """Drop every written limit (what a revert or a reboot does): 100 %, control off."""
+        if 124 in self._layouts:
             self._set(124, "StorCtl_Mod", 0)
             self._set(124, "InWRte", 1000)
             self._set(124, "OutWRte", 1000)
-            self.reverts += 1
-            log.info("inverter sim: no rewrite within %d s; storage control reverted", rvrt)
-            self._follow()
+        if 702 in self._layouts:
+            v = self.values(702)
+            for point, rating in (
+                ("WChaRteMax", "WChaRteMaxRtg"),
+                ("WDisChaRteMax", "WDisChaRteMaxRtg"),
+            ):
+                raw = v.get(rating)
+                if isinstance(raw, int):
+                    self._set(702, point, raw)
+        self._follow()
 
     async def run(self) -> None:
         """Serve until cancelled (the register state survives a restart on the same port)."""

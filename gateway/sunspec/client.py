@@ -4,7 +4,11 @@ The client scans the configured base addresses for ``SunS``, walks the model hea
 storage control through model 124 (``InWRte``/``OutWRte`` as % of ``WChaMax``, a revert timeout,
 ``StorCtl_Mod``) or, on DER inverters, model 702 (``WChaRteMax``/``WDisChaRteMax`` in W). It
 rewrites well within the revert timeout, at once when our limit is cut, and reads back what the
-inverter holds, so ``negotiation()`` reports requested, accepted and effective limits.
+inverter holds, so ``negotiation()`` reports requested, accepted and effective limits. A read-back
+that disagrees with what was written (the inverter rebooted or lost its settings) is rewritten at
+once, once per disagreement (an inverter that clamps what it stores is not written in a loop). A
+lost inverter is probed every 1-2 s (jittered), so a rebooted one that runs unlimited gets its
+limits back within seconds.
 
 pymodbus is confined to ``ModbusLink``: every library error and every exception response becomes
 ``gateway.errors.ModbusLinkError`` there.
@@ -54,6 +58,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _MAX_READ = 125  # registers per Modbus read request
+_PROBE_S = (1.0, 2.0)  # a lost inverter is probed this often (uniform, so gateways spread out)
+# Points whose read-back must match what was written; the revert timeout and ChaGriSet are left
+# out (some inverters count the former down, some map the latter).
+_CHECKED = frozenset({"InWRte", "OutWRte", "StorCtl_Mod", "WChaRteMax", "WDisChaRteMax"})
 _MAX_MODELS = 64  # a map with more models than this is broken (or a loop)
 
 
@@ -244,6 +252,7 @@ class SunSpecClient:
         self._grid_charge = False
         self._written_req: tuple[float, float] | None = None
         self._written_points: dict[str, int] | None = None
+        self._written_mod: int | None = None  # model 124 StorCtl_Mod as last written
         self._wake = asyncio.Event()
         self._connected = False
         self._accepted: tuple[float | None, float | None] = (None, None)
@@ -252,6 +261,8 @@ class SunSpecClient:
         self.writes = 0
         self.write_times_s: list[float] = []  # last few rewrite times (cadence, for tests)
         self.losses = 0
+        self.rewrites_on_disagreement = 0
+        self._disagreement: dict[str, tuple[RawValue, int]] | None = None
         self.last_error: str | None = None
 
     # --- the gateway side --------------------------------------------------------------------
@@ -310,8 +321,12 @@ class SunSpecClient:
             finally:
                 link.close()
             raise_if_cancelling()
-            delay = random.uniform(0.01, max(0.01, min(cfg.backoff_max_s, 1.5 ** min(10, attempt))))
-            await asyncio.sleep(delay)
+            # Probed every 1-2 s, not after a growing backoff: while we are away a rebooted
+            # inverter runs without our limits. One TCP connect per probe is cheap.
+            lo, hi = _PROBE_S
+            await asyncio.sleep(
+                random.uniform(min(lo, cfg.backoff_max_s), min(hi, cfg.backoff_max_s))
+            )
 
     def _set_connected(self, ok: bool, why: str = "", first_failure: bool = False) -> None:
         if ok and not self._connected:
@@ -358,6 +373,7 @@ class SunSpecClient:
         due = first or not self.write_times_s
         if self.write_times_s:
             due = due or self._clock() - self.write_times_s[-1] >= self.config.rewrite_s
+        due = self._disagrees(values) or due
         # Written when due (well within the revert timeout) or when what we would write changed;
         # a change below the register resolution is no reason to write.
         if due or points != self._written_points:
@@ -367,12 +383,40 @@ class SunSpecClient:
                     1 << layout.symbol("StorCtl_Mod", "DiSCHARGE")
                 )
                 await self._write_points(link, layout, m.address, {"StorCtl_Mod": mod})
+                self._written_mod = mod
             self._written_points = points
             self._written_req = requested
             self.writes += 1
             self.write_times_s = [*self.write_times_s[-31:], self._clock()]
             values = layout.decode(await link.read(m.address, layout.size))
         self._read_back(m.model_id, values)
+
+    def _disagrees(self, values: dict[str, RawValue]) -> bool:
+        """Whether the inverter holds other limits than we wrote, seen for the first time.
+
+        Logged once per disagreement with what was written and what is held; a disagreement
+        that stays after the rewrite (an inverter that clamps) waits for the normal cadence.
+        """
+        if self._written_points is None:
+            return False
+        written = dict(self._written_points)
+        if self._written_mod is not None:
+            written["StorCtl_Mod"] = self._written_mod
+        seen = {
+            name: (values.get(name), raw)
+            for name, raw in written.items()
+            if name in _CHECKED and values.get(name) != raw
+        }
+        if not seen:
+            self._disagreement = None
+            return False
+        if seen == self._disagreement:
+            return False
+        self._disagreement = seen
+        self.rewrites_on_disagreement += 1
+        held = ", ".join(f"{n} {got} (written {want})" for n, (got, want) in seen.items())
+        log.warning("sunspec client: the inverter holds %s; rewriting now", held)
+        return True
 
     def _max_w_124(self, values: dict[str, RawValue]) -> float | None:
         return from_raw(values.get("WChaMax"), _sf(values, "WChaMax_SF"))

@@ -37,6 +37,13 @@ class SunSpecConfig(Section):
     allowed_clients: tuple[str, ...] = ()
     """Server mode: client addresses or networks allowed to connect (``192.168.1.20``,
     ``10.0.0.0/24``); empty allows every client."""
+    max_clients: int = Field(default=4, ge=1, le=64)
+    """Server mode: Modbus connections served at once (a storage controller needs one or two).
+    A connection beyond it replaces the one that has been idle longest."""
+    idle_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    """Server mode: a connection without a complete request for this long is closed."""
+    frame_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    """Server mode: a connection holding half a request frame for this long is closed."""
     ctrl_hb_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     """Server mode: once the controller has written CtrlHb, how long it may stay unchanged before
     AChaMax = ADisChaMax = 0 and Evt1 bit 0 (communication error) are published."""
@@ -76,7 +83,8 @@ class SunSpecConfig(Section):
     request_timeout_s: float = Field(default=1.0, gt=0, le=60)
     """Client mode: timeout of one Modbus request."""
     backoff_max_s: float = Field(default=30.0, gt=0, le=600)
-    """Client mode: cap of the jittered reconnect backoff."""
+    """Client mode: a lost inverter is probed every 1-2 s (jittered); a value below 2 s shortens
+    that further (tests)."""
 
     def model_post_init(self, __context: object) -> None:
         """Check what needs more than a type."""

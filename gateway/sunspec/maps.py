@@ -294,9 +294,10 @@ ENVELOPE_A = 2000.0
 class ScaleFactors:
     """Scale factors of model 802 (powers of ten).
 
-    The measured and negotiated values use fixed factors chosen for the design envelope
-    (1,000 V, 2,000 A, so 2 MW): V 0.1 V (uint16 to 6,553.5 V), A 0.1 A (int16 to +-3,276.7 A),
-    W 100 W (int16 to +-3.27 MW), cells 1 mV. The ratings fit the configured pack.
+    The defaults cover the design envelope (1,000 V, 2,000 A, so 2 MW): V 0.1 V, A 0.1 A, W
+    100 W, cells 1 mV. ``for_rating`` fits every factor to the configured pack instead: the finest
+    step at which the pack's range fits the point's type, so a 5 kW pack reads its power to 1 W
+    (int16: packs rated under 32.7 kW), not in 100 W steps.
     """
 
     v: int = -1
@@ -311,9 +312,37 @@ class ScaleFactors:
     w_rtg: int = 0
 
     @classmethod
-    def for_rating(cls, capacity_ah: float, energy_wh: float, max_power_w: float) -> ScaleFactors:
-        """Fixed dynamic factors, and rating factors fitted to the configured pack."""
+    def for_rating(
+        cls,
+        capacity_ah: float,
+        energy_wh: float,
+        max_power_w: float,
+        *,
+        max_current_a: float | None = None,
+        nominal_voltage_v: float | None = None,
+    ) -> ScaleFactors:
+        """Every factor fitted to the pack's ratings.
+
+        Ranges: V and VMax/VMin to 1.5 x the nominal voltage (a full NMC cell is 1.18 x its
+        nominal); A to 2 x the largest configured current (over-current must still read); AMax
+        to that current (limits never exceed it); W to ``max_power_w`` (nominal voltage x the
+        largest configured current); a value beyond its range reads "not implemented", never a
+        wrapped number. Without ``max_current_a``/``nominal_voltage_v`` the envelope defaults
+        stay for V, A, AMax and W.
+        """
+        base = cls()
+        v, a, amax, w = base.v, base.a, base.amax, base.w
+        if nominal_voltage_v is not None and nominal_voltage_v > 0:
+            v = fit_sf(1.5 * nominal_voltage_v, "uint16", finest=-1)
+        if max_current_a is not None and max_current_a > 0:
+            a = fit_sf(2.0 * max_current_a, "int16", finest=-1)
+            amax = fit_sf(max_current_a, "uint16", finest=-1)
+            w = fit_sf(max_power_w, "int16", finest=0)
         return cls(
+            v=v,
+            a=a,
+            amax=amax,
+            w=w,
             ah_rtg=fit_sf(capacity_ah, finest=-1),
             wh_rtg=fit_sf(energy_wh, finest=0),
             w_rtg=fit_sf(max_power_w, finest=0),
@@ -532,10 +561,13 @@ class BatteryMap:
         self.base = base
         self.common = ModelLayout.from_definition(1)
         self.battery = ModelLayout.from_definition(802)
+        max_a = max(info.max_charge_a, info.max_discharge_a)
         self.sf = ScaleFactors.for_rating(
             info.capacity_ah,
             info.energy_wh,
-            max(info.max_charge_a, info.max_discharge_a) * info.nominal_voltage_v,
+            max_a * info.nominal_voltage_v,
+            max_current_a=max_a,
+            nominal_voltage_v=info.nominal_voltage_v,
         )
         self.common_address = base + 2
         self.battery_address = self.common_address + self.common.size

@@ -6,6 +6,13 @@ SetInvState are checked and acted on (overriding ``setValues`` in a datablock is
 3.16). Read-only points are flagged ``readonly`` in the ``SimData`` blocks, so pymodbus itself
 answers exception 02 to a write there; addresses outside the map are invalid (also 02).
 
+Untrusted clients are bounded before anything is parsed for them: at most ``max_clients``
+connections (a new one replaces the one idle longest), a connection without a complete request
+for ``idle_timeout_s`` or holding half a frame for ``frame_timeout_s`` is closed, requests for
+coils and discrete inputs (FC 1, 2, 5, 15) are answered with exception 01 (illegal function),
+and pymodbus' per-request error logs (a traceback each) become one line a minute
+(``gateway.logflood``).
+
 Writable points: CtrlHb, AlmRst (1 = ``ResetAlarms`` through ``on_command``, reads back 0),
 SetOp (remote mode only: DISCONNECT publishes 0 A both ways until CONNECT) and SetInvState
 (recorded). The definitions' other writable points (model 1 DA, 802 SocRsvMax/SoCRsvMin) are not
@@ -29,12 +36,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pymodbus.constants import ExcCodes
+from pymodbus.pdu import ExceptionResponse
 from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
 
 from gateway.core.model import Command, CommandResult, ControlOutput, Negotiation, ResetAlarms
 from gateway.errors import ModbusLinkError
+from gateway.logflood import install_flood_filter
 from gateway.sunspec.config import SunSpecConfig
 from gateway.sunspec.maps import WRITABLE_802, BatteryInfo, BatteryMap, LinkState
 
@@ -52,6 +61,7 @@ CommandHandler = Callable[[Command], CommandResult]
 """Applies a command from the Modbus side (e.g. ``ResetAlarms``) and says whether it did."""
 
 _WRITE_FCS = frozenset({6, 16, 22, 23})
+_BIT_FCS = frozenset({1, 2, 5, 15})  # coils and discrete inputs: SunSpec has none
 _HB_LOG_INTERVAL_S = 60.0
 
 
@@ -138,9 +148,13 @@ def _other_units() -> SimDevice:
 
 
 def _make_handler(owner: SunSpecServer) -> type[ServerRequestHandler]:
-    """A request handler that applies the allowlist and counts connections."""
+    """A request handler that applies the allowlist, the client cap and the timeouts."""
 
     class _Handler(ServerRequestHandler):
+        gw_last_request_s = 0.0  # monotonic time of the last complete request (or connect)
+        gw_partial_since_s: float | None = None  # half a frame held since then
+        gw_counted = False
+
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             peer = transport.get_extra_info("peername")
             host = peer[0] if isinstance(peer, tuple) and peer else None
@@ -151,15 +165,47 @@ def _make_handler(owner: SunSpecServer) -> type[ServerRequestHandler]:
                 if self.listener is not None:  # never served: forget it at once
                     self.listener.active_connections.pop(self.unique_id, None)
                 return
+            owner.make_room()
             owner.clients += 1
-            self._gw_counted = True
+            self.gw_counted = True
+            self.gw_last_request_s = time.monotonic()
+            owner.handlers.add(self)
             super().connection_made(transport)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if getattr(self, "_gw_counted", False):
+            if self.gw_counted:
                 owner.clients -= 1
-                self._gw_counted = False
+                self.gw_counted = False
+            owner.handlers.discard(self)
             super().connection_lost(exc)
+
+        def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
+            used = super().callback_data(data, addr)
+            now = time.monotonic()
+            if self.last_pdu is not None:
+                self.gw_last_request_s = now
+            if used < len(data):
+                if self.gw_partial_since_s is None:
+                    self.gw_partial_since_s = now
+            else:
+                self.gw_partial_since_s = None
+            return used
+
+        async def handle_request(self) -> None:
+            pdu = self.last_pdu
+            if pdu is not None and pdu.function_code in _BIT_FCS:
+                owner.illegal_function += 1
+                response = ExceptionResponse(pdu.function_code, ExcCodes.ILLEGAL_FUNCTION)
+                response.transaction_id = pdu.transaction_id
+                response.dev_id = pdu.dev_id
+                self.server_send(response, self.last_addr)  # type: ignore[no-untyped-call]
+                return
+            await super().handle_request()  # type: ignore[no-untyped-call]
+
+        def gw_close(self) -> None:
+            transport = self.transport
+            if transport is not None:
+                transport.close()
 
     return _Handler
 
@@ -217,6 +263,10 @@ class SunSpecServer:
         self._server: _TcpServer | None = None
         self.clients = 0
         self.rejected = 0
+        self.evicted = 0  # connections closed to make room for a new one (max_clients)
+        self.timed_out = 0  # connections closed for idling or holding half a frame
+        self.illegal_function = 0  # FC 1/2/5/15 requests answered with exception 01
+        self.handlers: set[Any] = set()  # the served connections (pymodbus request handlers)
         self.bound_port: int | None = None
         self.started = asyncio.Event()
         self._writable = {
@@ -235,12 +285,18 @@ class SunSpecServer:
 
         ``connected``: a Modbus client is connected. A lost controller heartbeat or a remote
         DISCONNECT shows as ``accepted`` = 0 A (what the registers say), so a current that still
-        flows counts as the inverter disobeying.
+        flows counts as the inverter disobeying, and as ``link_hold``, so the limits hold 0 A
+        too and come back through the ramp once the heartbeat or CONNECT returns.
         """
         out = self._out
         req_c = out.limits.ccl_a.value if out is not None else 0.0
         req_d = out.limits.dcl_a.value if out is not None else 0.0
         blocked = out is None or self._ctrl_hb_lost or self._disconnect
+        hold = None
+        if self._ctrl_hb_lost:
+            hold = "controller_heartbeat_lost"
+        elif self._disconnect:
+            hold = "setop_disconnect"
         return Negotiation(
             link="server",
             connected=self.clients > 0,
@@ -248,6 +304,7 @@ class SunSpecServer:
             requested_dcl_a=req_d,
             accepted_ccl_a=0.0 if blocked else req_c,
             accepted_dcl_a=0.0 if blocked else req_d,
+            link_hold=hold,
         )
 
     def controller_heartbeat(self) -> ControllerHeartbeat:
@@ -275,6 +332,37 @@ class SunSpecServer:
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
         return any(addr in net for net in self._networks)
+
+    def make_room(self) -> None:
+        """Before serving a new connection: close the one idle longest when at ``max_clients``."""
+        while len(self.handlers) >= self.config.max_clients:
+            oldest = min(self.handlers, key=lambda h: h.gw_last_request_s)
+            self.handlers.discard(oldest)
+            self.evicted += 1
+            log.warning(
+                "sunspec: %d connections (max_clients); closing the one idle longest",
+                self.config.max_clients,
+            )
+            oldest.gw_close()
+
+    def sweep(self, now_s: float) -> None:
+        """Close connections idle past ``idle_timeout_s`` or half a frame past ``frame_timeout_s``.
+
+        ``now_s`` is ``time.monotonic()`` (the handlers' clock), whatever ``clock`` is.
+        """
+        cfg = self.config
+        for h in list(self.handlers):
+            partial = h.gw_partial_since_s
+            if partial is not None and now_s - partial > cfg.frame_timeout_s:
+                why = f"half a request frame for {cfg.frame_timeout_s:g} s"
+            elif now_s - h.gw_last_request_s > cfg.idle_timeout_s:
+                why = f"no request for {cfg.idle_timeout_s:g} s"
+            else:
+                continue
+            self.handlers.discard(h)
+            self.timed_out += 1
+            log.debug("sunspec: closing a connection: %s", why)
+            h.gw_close()
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -323,6 +411,8 @@ class SunSpecServer:
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         """pymodbus calls this before serving a request; for writes, before applying them."""
+        if function_code in _BIT_FCS:  # the handler answers these first; kept regardless
+            return ExcCodes.ILLEGAL_FUNCTION
         if function_code not in _WRITE_FCS or not set_values:
             return None
         writes: list[tuple[str, int]] = []
@@ -399,6 +489,7 @@ class SunSpecServer:
                 CAP_NET_BIND_SERVICE).
         """
         cfg = self.config
+        flood = install_flood_filter("pymodbus.logging", "pymodbus")
         devices = [self._device()]
         if cfg.unit_id != 0:
             devices.append(_other_units())
@@ -429,6 +520,8 @@ class SunSpecServer:
                 self._check_ctrl_hb(now_s)
                 if changed:
                     self._render()
+                self.sweep(time.monotonic())
+                flood.flush(log)
         finally:
             self.started.clear()
             self._server = None

@@ -343,3 +343,51 @@ def test_voltage_check_only_where_the_voltage_is_steep() -> None:
     plan = BalancingPlanner(cfg, PACK4).step(snapshot(steep, (25.0, 25.0)), soc, 0.0)
     assert not plan.bleed[0]
     assert "within 5 mV of the lowest" in plan.actions[0].reason
+
+
+# --- limits and balancing never deadlock (field case runaway-cell-at-top) --------------------
+
+TOP_V = (3.50, 3.40, 3.40, 3.40)  # cell 0 holds CCL at 0 A through the charge taper
+
+
+def test_voltage_top_balance_bleeds_the_high_cell_the_estimate_cannot_separate() -> None:
+    planner = BalancingPlanner(BalancingConfig(min_dwell_s=0.0), PACK4)
+    same = soc_report([99.0, 99.0, 99.0, 99.0], CAPS)  # the estimate sees no difference
+    plan = planner.step(snapshot(TOP_V, (25.0, 25.0), 0.5), same, 0.0)
+    assert plan.bleed == (True, False, False, False)
+    assert "voltage top-balance: 100 mV" in plan.actions[0].reason
+    # Hysteresis: keeps bleeding above voltage_stop_mv, stops under it.
+    assert planner.step(snapshot((3.41, 3.40, 3.40, 3.40), (25.0, 25.0)), same, 2.0).bleed[0]
+    plan = planner.step(snapshot((3.404, 3.40, 3.40, 3.40), (25.0, 25.0)), same, 4.0)
+    assert not plan.bleed[0]
+
+
+@pytest.mark.parametrize(
+    ("cells_v", "current_a", "why"),
+    [
+        (TOP_V, 20.0, "charging: the difference may be resistance"),
+        ((3.35, 3.30, 3.30, 3.30), 0.0, "below the top: the flat says nothing"),
+        ((3.41, 3.40, 3.40, 3.40), 0.0, "within voltage_start_mv"),
+    ],
+)
+def test_voltage_top_balance_only_at_rest_on_the_steep_top(
+    cells_v: tuple[float, ...], current_a: float, why: str
+) -> None:
+    cfg = BalancingConfig(passive_states=("rest", "top", "charge"))
+    planner = BalancingPlanner(cfg, PACK4)
+    same = soc_report([99.0, 99.0, 99.0, 99.0], CAPS)
+    plan = planner.step(snapshot(cells_v, (25.0, 25.0), current_a), same, 0.0)
+    assert not any(plan.bleed), why
+
+
+def test_imbalance_above_the_start_threshold_is_never_called_balanced() -> None:
+    # 1.0 Ah above the others (start: 0.5 Ah) but the capacities are uncertain enough to
+    # explain it: nothing bleeds, and the planner says why instead of "balanced".
+    planner = BalancingPlanner(BalancingConfig(capacity_sigma_factor=1.0), PACK4)
+    base = soc_report([99.0, 98.0, 98.0, 98.0], CAPS)
+    cells = tuple(dataclasses.replace(c, capacity_sigma_ah=2.0) for c in base.cells)
+    soc = dataclasses.replace(base, cells=cells)
+    plan = planner.step(snapshot((3.30, 3.30, 3.30, 3.30), (25.0, 25.0)), soc, 0.0)
+    assert not any(plan.bleed)
+    assert not plan.idle_reason.startswith("balanced")
+    assert "above the start threshold" in plan.idle_reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -367,3 +368,58 @@ def test_a_required_pack_voltage_goes_stale_for_both_alarm_and_limits() -> None:
             assert "pack_voltage stale" in alarms.active[0].message
         else:
             assert lim.ccl_a.value == 100.0
+
+
+def _mean_ccl_with_noise(deadband_pct: float, seed: int, noise_mv: float = 2.0) -> float:
+    """Mean CCL with the highest cell at 3.41 V plus Gaussian noise (1 mV steps), 5 Hz, 400 s.
+
+    The taper there is 17.0 A (0.25 - 0.2 * 10/25 of 100 A); the mean is taken after 100 s.
+    """
+    rng = random.Random(seed)
+    calc = LimitsCalculator(LimitsConfig(ramp_deadband_pct=deadband_pct), PACK4)
+    seen: list[float] = []
+    for i in range(400 * 5):
+        t = i / 5
+        v = round(3.41 + rng.gauss(0.0, noise_mv / 1000.0), 3)
+        lim = calc.step(snapshot((v, 3.30, 3.30, 3.30), (25.0, 25.0), 0.0, t), None, NOW, t)
+        if t >= 100.0:
+            seen.append(lim.ccl_a.value)
+    return math.fsum(seen) / len(seen)
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_noise_near_a_taper_knee_no_longer_ratchets_the_limit_down(seed: int) -> None:
+    # Before: every dip restarted the 30 s hold, so CCL sank to the noise minimum (12.6 A
+    # mean against 17.0 A). Cuts still apply at once and rises still ramp, so the mean stays
+    # below the target by what the ramp rate costs, but the hold no longer compounds it.
+    ratchet = _mean_ccl_with_noise(0.0, seed)
+    fixed = _mean_ccl_with_noise(5.0, seed)
+    assert ratchet < 13.5
+    assert fixed > ratchet + 1.5
+    assert fixed < 17.0  # no limit above what the data allows
+
+
+def test_a_drop_beyond_the_deadband_or_a_slow_slide_restarts_the_hold() -> None:
+    cfg = LimitsConfig(ramp_hold_s=30.0, ramp_a_per_s=5.0, ramp_deadband_pct=5.0)
+    calc = LimitsCalculator(cfg, PACK4)
+    flat = snapshot((3.30, 3.30, 3.30, 3.30), (25.0, 25.0))
+    t = 0.0
+    for _ in range(60):
+        t += 1.0
+        lim = calc.step(flat, None, NOW, t)
+    assert lim.ccl_a.value == pytest.approx(100.0)
+    # A slide of 1 A per second (each step within the deadband) ...
+    cap = 100.0
+    while cap > 88.0:
+        t += 1.0
+        cap -= 1.0
+        lim = calc.step(flat, None, NOW, t, user_cap_charge_a=cap)
+    # ... restarts the hold once it totals more than twice the deadband (10 A): no rise for 30 s.
+    seen = [calc.step(flat, None, NOW, t + k).ccl_a.value for k in range(1, 25)]
+    assert seen == [88.0] * 24
+    # A small dip alone does not hold the limit back.
+    calc2 = LimitsCalculator(cfg, PACK4)
+    for k in range(1, 61):
+        calc2.step(flat, None, NOW, float(k))
+    calc2.step(flat, None, NOW, 61.0, user_cap_charge_a=97.0)
+    assert calc2.step(flat, None, NOW, 62.0).ccl_a.value == pytest.approx(100.0)

@@ -16,7 +16,7 @@ from gateway.core.model import (
     SetBalancingMode,
     SetUserCurrentCap,
 )
-from gateway.mqtt.commands import MAX_CAP_A, parse_command
+from gateway.mqtt.commands import MAX_CAP_A, json_depth, parse_command
 from gateway.mqtt.payloads import (
     SCHEMA_VERSION,
     AlarmsPayload,
@@ -206,6 +206,9 @@ def test_valid_commands_become_model_commands() -> None:
         ("balancing_mode", "{}", "mode: Field required"),
         ("self_destruct", "{}", "unknown command"),
         ("reset_alarms", "x" * 5000, "too long"),
+        ("reset_alarms", "[" * 2000 + "]" * 2000, "nested deeper than"),
+        ("current_cap", '{"charge_a": [[[[[1]]]]]}', "nested deeper than"),
+        ("reset_alarms", "{" * 4000, "nested deeper than"),
     ],
 )
 def test_bad_commands_are_rejected_with_a_reason(
@@ -220,7 +223,8 @@ def test_authorisation() -> None:
     off = _parse("reset_alarms", '{"id": "x"}', enabled=False)
     assert off.command is None
     assert off.error.startswith("unauthorised")
-    assert off.request_id == "x"
+    # With commands off the payload is not even decoded, so its id is not known.
+    assert off.request_id is None
     token = "s3cret-token"
     assert _parse("reset_alarms", "{}", token=token).error.startswith("unauthorised")
     assert _parse("reset_alarms", '{"token": "nope"}', token=token).error.startswith("unauthorised")
@@ -228,3 +232,30 @@ def test_authorisation() -> None:
     ok = _parse("reset_alarms", f'{{"token": "{token}"}}', token=token)
     assert ok.command == ResetAlarms(source="mqtt")
     assert token not in repr(ok)
+
+
+@pytest.mark.parametrize(
+    ("payload", "depth"),
+    [
+        (b"", 0),
+        (b"{}", 1),
+        (b'{"a": [1, {"b": 2}]}', 3),
+        (b'{"a": "[[[[[[[[[["}', 1),  # brackets inside a string do not count
+        (rb'{"a": "\\"}', 1),  # an escaped backslash, then the closing quote
+        (rb'{"a": "\\"[[[', 4),
+        (rb'{"a": "\"[[[["}', 1),  # an escaped quote does not end the string
+        (b"[" * 10_000, 5),  # stops counting past the limit
+    ],
+)
+def test_json_depth_scans_before_decoding(payload: bytes, depth: int) -> None:
+    assert json_depth(payload, 4) == depth
+
+
+def test_nested_payload_is_rejected_even_when_commands_are_off() -> None:
+    # The 2 KB message that stopped the daemon with a RecursionError.
+    bomb = b"[" * 1024 + b"]" * 1024
+    assert json.loads(b"[" * 10 + b"]" * 10) is not None  # the decoder itself would accept few
+    for enabled in (False, True):
+        p = _parse("reset_alarms", bomb, enabled=enabled)
+        assert p.command is None
+        assert p.error

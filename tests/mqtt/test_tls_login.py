@@ -110,7 +110,10 @@ async def test_tls_and_login_by_config(secure: tuple[Mosquitto, Path]) -> None:
     ],
 )
 async def test_refused_login_or_untrusted_broker_keeps_retrying(
-    secure: tuple[Mosquitto, Path], change: dict[str, object], error: str
+    secure: tuple[Mosquitto, Path],
+    change: dict[str, object],
+    error: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     broker, ca = secure
     settings: dict[str, object] = {
@@ -124,6 +127,14 @@ async def test_refused_login_or_untrusted_broker_keeps_retrying(
         assert not pub.status.connected
         assert error in pub.status.last_error.lower(), pub.status.last_error
         assert not task.done()  # a refused link is retried, never fatal
+    config_lines = [r for r in caplog.records if "configuration problem" in r.getMessage()]
+    if "password" in change:
+        # Logged once at ERROR however often it is retried, naming the settings to check.
+        assert len(config_lines) == 1, [r.getMessage() for r in config_lines]
+        assert config_lines[0].levelname == "ERROR"
+        assert "mqtt.password" in config_lines[0].getMessage()
+    else:
+        assert config_lines == []
 
 
 async def test_missing_tls_file_is_a_config_error(tmp_path: Path) -> None:

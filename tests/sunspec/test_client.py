@@ -242,3 +242,57 @@ async def test_unreachable_inverter_never_raises_out_of_run() -> None:
 def test_rewrite_must_be_well_within_the_revert_timeout() -> None:
     with pytest.raises(ValueError, match="rewrite_s"):
         SunSpecConfig(mode="client", revert_timeout_s=10, rewrite_s=8.0)
+
+
+async def test_read_back_disagreement_is_rewritten_at_once() -> None:
+    async with (
+        inverter(models=(124,)) as (sim, _),
+        gateway_client(sim.bound_port or 0, rewrite_s=5.0, revert_timeout_s=30) as c,
+    ):
+        sim.set_voltage(50.0)
+        c.update(make_output(ccl_a=40.0, dcl_a=80.0, pack_voltage_v=50.0))
+        await wait_until(lambda: sim.values(124)["StorCtl_Mod"] == 3)
+        writes = c.writes
+        sim.forget_settings()  # a reboot: unlimited until we write again
+        assert sim.charge_limit_a > 40.0
+        # rewrite_s is 5 s: only the read-back check can restore it this quickly.
+        await wait_until(lambda: sim.values(124)["InWRte"] == 400, timeout_s=1.0)
+        assert sim.values(124)["StorCtl_Mod"] == 3
+        assert sim.charge_limit_a == pytest.approx(40.0)
+        assert c.writes == writes + 1
+        assert c.rewrites_on_disagreement == 1
+
+
+async def test_an_inverter_that_clamps_is_not_rewritten_in_a_loop() -> None:
+    async with (
+        inverter(models=(124,), accept_max_pct=60.0) as (sim, _),
+        gateway_client(sim.bound_port or 0, rewrite_s=5.0, revert_timeout_s=30) as c,
+    ):
+        sim.set_voltage(50.0)
+        c.update(make_output(ccl_a=40.0, dcl_a=80.0, pack_voltage_v=50.0))  # 80 % > 60 %
+        await wait_until(lambda: c.connected and c.writes >= 1)
+        await asyncio.sleep(1.0)  # 20 polls
+        assert c.rewrites_on_disagreement == 1
+        assert c.writes <= 2
+
+
+async def test_a_lost_inverter_is_probed_every_one_to_two_seconds() -> None:
+    port = free_port()
+    sim = InverterServerSim(port=port, models=(124,))
+    task = asyncio.create_task(sim.run())
+    await asyncio.wait_for(sim.started.wait(), 5)
+    async with gateway_client(port, backoff_max_s=30.0, rewrite_s=5.0, revert_timeout_s=30) as c:
+        sim.set_voltage(50.0)
+        c.update(make_output(ccl_a=40.0, dcl_a=80.0, pack_voltage_v=50.0))
+        await wait_until(lambda: c.connected)
+        await stop_task(task)
+        await wait_until(lambda: not c.connected)
+        await asyncio.sleep(4.0)  # several failed probes: no growing backoff
+        sim.forget_settings()  # it comes back rebooted
+        task = asyncio.create_task(sim.run())
+        await asyncio.wait_for(sim.started.wait(), 5)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await wait_until(lambda: sim.values(124)["StorCtl_Mod"] == 3, timeout_s=3.0)
+        assert loop.time() - t0 <= 2.5
+        await stop_task(task)

@@ -65,7 +65,7 @@ def test_802_encoding_reads_back_through_pysunspec2() -> None:
     assert m.SoH.cvalue == pytest.approx(97.2)
     assert m.V.cvalue == pytest.approx(53.1)
     assert m.A.cvalue == pytest.approx(12.5)
-    assert m.W.cvalue == pytest.approx(700.0)  # 663.75 W at 100 W resolution
+    assert m.W.cvalue == pytest.approx(664.0)  # 663.75 W: W_SF fitted to the pack, 1 W
     assert m.CellVMax.cvalue == pytest.approx(3.45)
     assert m.CellVMaxStr.value == 1
     assert m.CellVMaxMod.value == 1
@@ -275,3 +275,27 @@ def test_published_limits_never_exceed_the_computed_ones(ccl: float, dvl: float)
     assert vmin is not None
     assert ccl - 0.1 - 1e-6 <= published <= ccl + 1e-6
     assert dvl - 1e-6 <= vmin <= dvl + 0.1 + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("cells", "max_a", "w_sf", "a_sf"),
+    [
+        (16, 100.0, 0, -1),  # 5.1 kW: power to 1 W
+        (16, 600.0, 0, -1),  # 30.7 kW: still 1 W (int16 reaches 32,767 W)
+        (110, 100.0, 1, -1),  # 35.2 kW: 10 W
+        (16, 2000.0, 1, 0),  # 102 kW: 10 W, and 4,000 A of over-current range needs 1 A
+    ],
+)
+def test_scale_factors_are_fitted_to_the_pack(
+    cells: int, max_a: float, w_sf: int, a_sf: int
+) -> None:
+    info = BatteryInfo(nominal_voltage_v=cells * 3.2, max_charge_a=max_a, max_discharge_a=max_a)
+    sf = BatteryMap(info).sf
+    rating_w = cells * 3.2 * max_a
+    assert sf.w == w_sf, rating_w
+    assert sf.a == a_sf
+    # The whole range reads without overflow at that resolution.
+    assert to_raw(rating_w, sf.w, "int16") is not None
+    assert to_raw(-2.0 * max_a, sf.a, "int16") is not None
+    assert to_raw(max_a, sf.amax, "uint16") is not None
+    assert to_raw(1.5 * cells * 3.2, sf.v, "uint16") is not None
