@@ -436,6 +436,8 @@ class LimitsCalculator:
             dcl_terms.append(term)
 
         # --- protection: alarms whose catalogue entry cuts a limit.
+        vmax_now = snapshot.max_cell_v
+        near_top = vmax_now is not None and vmax_now >= tab.imbalance_start_cell_v
         for alarm in alarms.active:
             if alarm.severity < Severity.ALARM:
                 continue
@@ -443,7 +445,7 @@ class LimitsCalculator:
             if spec is None:
                 continue
             term = LimitTerm(f"protection:{alarm.code}", 0.0)
-            if spec.cuts_charge:
+            if spec.cuts_charge and (near_top or not spec.charge_cut_near_top_only):
                 ccl_terms.append(term)
             if spec.cuts_discharge:
                 dcl_terms.append(term)
