@@ -23,6 +23,7 @@ from gateway.core.freshness import TimeoutsConfig
 from gateway.core.health import HealthConfig
 from gateway.core.limits import LimitsConfig
 from gateway.core.pack import PackConfig
+from gateway.core.phases import ChargeConfig
 from gateway.core.plausibility import PlausibilityConfig
 from gateway.core.protection import ProtectionConfig
 from gateway.core.soc import SocConfig
@@ -86,6 +87,7 @@ class Settings(BaseSettings):
     protection: ProtectionConfig = ProtectionConfig()
     limits: LimitsConfig = LimitsConfig()
     balancing: BalancingConfig = BalancingConfig()
+    charge: ChargeConfig = ChargeConfig()
     sunspec: SunSpecConfig = SunSpecConfig()
     inverter_can: InverterCanConfig = InverterCanConfig()
     mqtt: MqttConfig = MqttConfig()

@@ -73,6 +73,10 @@ def render(
         ("DVL", lim.dvl_v, "V"),
     ):
         lines.append(f" {label} {limit.value:8.2f} {unit}   limited by: {limit.winner}")
+    if out.charge is not None:
+        c = out.charge
+        full = f"; full charge requested: {c.full_charge_reason}" if c.full_charge_requested else ""
+        lines.append(f" charge phase {c.phase.value} ({c.reason}){full}")
     neg = out.negotiation
     if neg is not None:
         acc_c = _fmt(neg.accepted_ccl_a, ".1f")
