@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps 'pysparkplug>=0.6.1,<0.7'
 	touch $(STAMP)
 
 $(DEMO_STAMP): $(STAMP)

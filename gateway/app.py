@@ -21,7 +21,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.alarmlog import AlarmLog
@@ -44,6 +44,11 @@ from gateway.sunspec.maps import BatteryInfo
 from gateway.sunspec.server import SunSpecServer
 from gateway.supervisor import Supervisor, TaskFactory
 from gateway.update.agent import UpdateAgent
+
+if TYPE_CHECKING:
+    from gateway.sparkplug.edge import SparkplugEdge
+    from gateway.web.metrics import Observed
+    from gateway.web.server import WebServer
 
 __all__ = ["SHUTDOWN_GRACE_S", "Gateway", "run"]
 
@@ -114,6 +119,31 @@ class Gateway:
                 on_command=self.command,
                 health=settings.health.enabled,
             )
+        self.sparkplug: SparkplugEdge | None = None
+        if settings.sparkplug.enabled:
+            try:  # pysparkplug only when it is on
+                from gateway.sparkplug.edge import SparkplugEdge
+            except ImportError as e:
+                raise ConfigError(
+                    f"sparkplug.enabled needs pysparkplug ({e}); install it with "
+                    "`pip install --no-deps 'pysparkplug>=0.6.1,<0.7'` (make install does)"
+                ) from None
+
+            self.sparkplug = SparkplugEdge(
+                settings.sparkplug, settings.control.gateway_id, __version__
+            )
+        self.web: WebServer | None = None
+        if settings.web.enabled:
+            from gateway.web.server import WebServer  # aiohttp only when the dashboard is on
+
+            chem = get_chemistry(settings.pack.chemistry)
+            self.web = WebServer(
+                settings.web,
+                settings.control.gateway_id,
+                observe=self.observed,
+                on_command=self.command,
+                v_window=(chem.min_v, chem.max_v),
+            )
         # Health history: written from here (the supervisor), never from the core.
         self.history: HistoryRecorder | None = None
         if settings.health.enabled:
@@ -154,6 +184,11 @@ class Gateway:
             self.supervisor.add_output("gateway.update", self.update_agent.run)
         if self.history is not None:
             self.supervisor.add_output("gateway.health", self.history.run)
+        # Side outputs: they retry their own links; the supervisor restarts them after a bug.
+        if self.web is not None:
+            self.supervisor.add_output("gateway.web", self.web.run)
+        if self.sparkplug is not None:
+            self.supervisor.add_output("gateway.sparkplug", self.sparkplug.run)
 
     def add_output(self, name: str, factory: TaskFactory) -> None:
         """Register another output (inverter CAN, web, ...) before ``run``.
@@ -215,7 +250,9 @@ class Gateway:
             self.ctrl.set_negotiation(self.sunspec_client.negotiation())
         elif self.inverter_can is not None:
             self.ctrl.set_negotiation(self.inverter_can.negotiation())
+        t0 = time.perf_counter()
         out = self.ctrl.step(self.clock())
+        step_s = time.perf_counter() - t0
         self.latest = out
         if self.sunspec_server is not None:
             self.sunspec_server.update(out)
@@ -226,6 +263,10 @@ class Gateway:
             self.inverter_can.update(out)
         if self.mqtt is not None:
             self.mqtt.publish_output(out)
+        if self.web is not None:
+            self.web.publish_output(out, step_s)
+        if self.sparkplug is not None:
+            self.sparkplug.publish_output(out)
         self._send_can_outputs(out)
         self._alarm_log.update(out.alarms)
         key = self.ctrl.safety_key()
@@ -263,6 +304,8 @@ class Gateway:
         log.log(level, "event %s %s", name, data or "")
         if self.mqtt is not None:
             self.mqtt.event(name, **data)
+        if self.web is not None:
+            self.web.event(name, data)
 
     def link_states(self, out: ControlOutput) -> dict[str, bool]:
         """Whether each link is up at ``out``: BMS data on CAN, the inverter, the controller."""
@@ -280,6 +323,48 @@ class Gateway:
             if hb.seen:
                 states["storage_controller"] = not hb.lost
         return states
+
+    def output_links(self) -> dict[str, bool]:
+        """``link_states`` of the latest step plus the outputs' own links (MQTT)."""
+        out = self.latest
+        states = self.link_states(out) if out is not None else {}
+        if self.mqtt is not None:
+            states["mqtt"] = self.mqtt.status.connected
+        if self.sparkplug is not None:
+            states["sparkplug"] = self.sparkplug.status.connected
+        return states
+
+    def observed(self) -> Observed:
+        """What the dashboard and ``/metrics`` read: the latest step, links and counters."""
+        from gateway.web.metrics import Observed
+
+        counters = self.can.decoder.counters
+        dropped = dict(counters.errors)
+        dropped["overflow"] = self.can.stats.overflow
+        outputs: dict[str, int] = {}
+        if self.mqtt is not None:
+            st = self.mqtt.status
+            outputs |= {
+                "mqtt_sent": st.messages_sent,
+                "mqtt_dropped": st.events_dropped,
+                "mqtt_reconnects": st.reconnects,
+            }
+        if self.sparkplug is not None:
+            sp = self.sparkplug.status
+            outputs |= {"sparkplug_births": sp.births, "sparkplug_data": sp.data_messages}
+        return Observed(
+            out=self.latest,
+            links=self.output_links(),
+            frames_decoded=counters.decoded,
+            frames_ignored=counters.ignored,
+            frames_dropped=dropped,
+            outputs=outputs,
+            info={
+                "gateway_id": self.settings.control.gateway_id,
+                "version": __version__,
+                "chemistry": self.settings.pack.chemistry,
+            },
+        )
 
     def _link_detail(self, name: str, out: ControlOutput) -> dict[str, Any]:
         """What a link's state rests on: the value and its threshold."""

@@ -149,8 +149,10 @@ def demo_settings(
     gateway_id: str | None = None,
     inverter: DemoInverter | str = DemoInverter.SUNSPEC,
     speed: float = 1.0,
+    web_port: int | None = None,
 ) -> Settings:
-    """The user's settings with the demo's links and identity.
+    """The user's settings with the demo's links and identity, and the web dashboard on
+    loopback (``web_port``; the configured one when None).
 
     Virtual CAN, loopback MQTT, Modbus on loopback (or ``sunspec.host`` when the config sets
     it); gateway id ``gateway_id`` (default ``demo-<host>``)
@@ -210,6 +212,13 @@ def demo_settings(
                 }
             ),
             "state": settings.state.model_copy(update={"path": str(state_dir / "estimator.json")}),
+            "web": settings.web.model_copy(
+                update={
+                    "enabled": True,
+                    "host": "127.0.0.1",
+                    "port": web_port if web_port is not None else settings.web.port,
+                }
+            ),
         }
     )
 
@@ -385,6 +394,9 @@ async def _demo(
         free = _free_port(host)
         log.warning("demo: Modbus port %d is in use; serving on %d", modbus_port, free)
         modbus_port = free
+    web_port = settings.web.port
+    if not _port_free("127.0.0.1", web_port):
+        web_port = _free_port()
     channel = f"bms-demo-{os.getpid()}"
     clock = _accelerated_clock(speed)
 
@@ -398,6 +410,7 @@ async def _demo(
                 state_dir=state_dir or Path(tmp),
                 inverter=inverter_kind,
                 speed=speed,
+                web_port=web_port,
             )
             gw = Gateway(s, clock=clock)
             chem = get_chemistry(s.pack.chemistry)
@@ -412,6 +425,7 @@ async def _demo(
                 f"{s.sunspec.unit_id}, base {s.sunspec.base_address}"
                 if not inverter_kind.battery_can
                 else f"Inverter: {inverter_kind} battery CAN on virtual:{s.inverter_can.channel}",
+                f"Web:    http://127.0.0.1:{web_port}/ (dashboard), /metrics (Prometheus)",
             ]
 
             async def run_sim() -> None:

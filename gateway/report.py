@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gateway.core.model import ControlOutput, Limit, Limits, Negotiation
+from gateway.core.model import ChargeState, ControlOutput, Limit, Limits, Negotiation
 
 __all__ = ["SCHEMA_VERSION", "record"]
 
@@ -56,6 +56,19 @@ def _negotiation(neg: Negotiation | None) -> dict[str, Any] | None:
     }
 
 
+def _charge(charge: ChargeState | None) -> dict[str, Any] | None:
+    if charge is None:
+        return None
+    return {
+        "phase": charge.phase.value,
+        "reason": charge.reason,
+        "cvl_v": _r(charge.cvl_v, 3),
+        "full_charge_requested": charge.full_charge_requested,
+        "full_charge_reason": charge.full_charge_reason,
+        "grid_charge_requested": charge.grid_charge_requested,
+    }
+
+
 def record(out: ControlOutput, t0_s: float = 0.0) -> dict[str, Any]:
     """The replay record of one control step; ``t`` is seconds since ``t0_s`` (log start)."""
     p = out.pack
@@ -91,6 +104,8 @@ def record(out: ControlOutput, t0_s: float = 0.0) -> dict[str, Any]:
         "soc_mean": round(soc.soc_mean_pct, 2) if soc else None,
         "soh": round(soc.soh_pct, 2) if soc else None,
         "limits": _limits(out.limits),
+        "energy_charged_kwh": _r(out.energy.charged_kwh, 6) if out.energy else None,
+        "energy_discharged_kwh": _r(out.energy.discharged_kwh, 6) if out.energy else None,
         "alarms": [
             {
                 "code": a.code,
@@ -117,4 +132,5 @@ def record(out: ControlOutput, t0_s: float = 0.0) -> dict[str, Any]:
             "idle_reason": out.balancing.idle_reason,
         },
         "negotiation": _negotiation(out.negotiation),
+        "charge": _charge(out.charge),
     }

@@ -24,14 +24,17 @@ from gateway.core.freshness import TimeoutsConfig
 from gateway.core.health import HealthConfig
 from gateway.core.limits import LimitsConfig
 from gateway.core.pack import PackConfig
+from gateway.core.phases import ChargeConfig
 from gateway.core.plausibility import PlausibilityConfig
 from gateway.core.protection import ProtectionConfig
 from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
 from gateway.inverter_can.config import InverterCanConfig
 from gateway.mqtt.config import MqttConfig
+from gateway.sparkplug.config import SparkplugConfig
 from gateway.sunspec.config import SunSpecConfig
 from gateway.update.config import UpdateConfig
+from gateway.web.config import WebConfig
 
 __all__ = ["ENV_PREFIX", "ControlConfig", "LogConfig", "Settings", "StateConfig", "load_settings"]
 
@@ -85,9 +88,12 @@ class Settings(BaseSettings):
     protection: ProtectionConfig = ProtectionConfig()
     limits: LimitsConfig = LimitsConfig()
     balancing: BalancingConfig = BalancingConfig()
+    charge: ChargeConfig = ChargeConfig()
     sunspec: SunSpecConfig = SunSpecConfig()
     inverter_can: InverterCanConfig = InverterCanConfig()
     mqtt: MqttConfig = MqttConfig()
+    web: WebConfig = WebConfig()
+    sparkplug: SparkplugConfig = SparkplugConfig()
     state: StateConfig = StateConfig()
     health: HealthConfig = HealthConfig()
     update: UpdateConfig = UpdateConfig()

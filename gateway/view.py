@@ -175,6 +175,10 @@ def render(
             f"   V {_fmt(p.pack_voltage_v, '.2f', ' V')}   dropped {p.errors}"
         )
         top.extend(_limits(out))
+        if out.charge is not None:
+            c = out.charge
+            full = f"; full charge: {c.full_charge_reason}" if c.full_charge_requested else ""
+            top.append(f" charge phase {c.phase.value} ({c.reason}){full}")
         if note:
             top.append(f" {note}")
         neg = out.negotiation

@@ -82,6 +82,9 @@ new_venv() { # prints the new venv's path (relative to the prefix)
   build_wheel "$dir" "$wheels" >&2
   "$dir/bin/pip" install --quiet "$wheels"/bms_gateway-*.whl >&2 ||
     { rm -rf "$dir" "$wheels"; die "pip could not install the gateway into $dir"; }
+  # Sparkplug B codec; --no-deps: its metadata pins paho-mqtt<2, which aiomqtt (>=2.1) excludes.
+  "$dir/bin/pip" install --quiet --no-deps 'pysparkplug>=0.6.1,<0.7' >&2 ||
+    { rm -rf "$dir" "$wheels"; die "pip could not install pysparkplug into $dir"; }
   rm -rf "$wheels"
   echo "$rel"
 }

@@ -147,6 +147,13 @@ def _pack_specs() -> list[_Spec]:
               state_class=None, attributes="{{ {'active': value_json.active} | tojson }}"),
         _Spec("sensor", "balancing_cells", "Balancing cells", "state",
               "{{ value_json.balancing_cells }}", icon="mdi:scale-balance"),
+        # Home Assistant's Energy dashboard: battery "energy going in" and "energy going out".
+        _Spec("sensor", "energy_charged", "Energy charged", "state",
+              "{{ value_json.energy_charged_kwh }}", "kWh", "energy",
+              state_class="total_increasing", precision=3),
+        _Spec("sensor", "energy_discharged", "Energy discharged", "state",
+              "{{ value_json.energy_discharged_kwh }}", "kWh", "energy",
+              state_class="total_increasing", precision=3),
     ]  # fmt: skip
     specs += _limit("ccl_a", "Charge current limit", "A", "current")
     specs += _limit("dcl_a", "Discharge current limit", "A", "current")

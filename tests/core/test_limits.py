@@ -152,6 +152,21 @@ def test_protection_alarms_cut_their_limit() -> None:
     assert calc.step(snap, None, warn, 2.0).ccl_a.value == 100.0
 
 
+def test_an_imbalance_alarm_cuts_charge_near_the_top_only() -> None:
+    """At the bottom the cut would strand an empty pack: only charging lifts its low cells."""
+    imb = AlarmReport((Alarm("voltage_imbalance", Severity.ALARM, "", 0.0),))
+    empty = snapshot((3.10, 2.95, 3.10, 3.10), (25.0, 25.0))
+    calc = LimitsCalculator(FAST, PACK4)
+    calc.step(empty, None, NOW, -1.0)
+    lim = calc.step(empty, None, imb, 0.0)
+    assert lim.ccl_a.term("protection:voltage_imbalance") is None
+    assert lim.ccl_a.value > 0.0
+    top = snapshot((3.41, 3.30, 3.30, 3.30), (25.0, 25.0))
+    lim = calc.step(top, None, imb, 1.0)
+    assert lim.ccl_a.value == 0.0
+    assert lim.ccl_a.winner == "protection:voltage_imbalance"
+
+
 def test_increase_holds_then_ramps_and_cuts_apply_at_once() -> None:
     cfg = LimitsConfig(ramp_hold_s=30.0, ramp_a_per_s=5.0)
     calc = LimitsCalculator(cfg, PACK4)

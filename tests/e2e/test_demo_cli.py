@@ -245,7 +245,7 @@ _ESC = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 def test_the_live_view_fits_80x24_and_repaints_in_place(tmp_path: Path, broker: Mosquitto) -> None:
     config = _config(tmp_path / "demo.toml", free_port(), broker.port)
-    config.write_text(config.read_text().replace("cells = 8", "cells = 24"), encoding="utf-8")
+    config.write_text(config.read_text().replace("cells = 8", "cells = 16"), encoding="utf-8")
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     proc = subprocess.Popen(
@@ -287,5 +287,5 @@ def test_the_live_view_fits_80x24_and_repaints_in_place(tmp_path: Path, broker: 
             assert len(_ESC.sub("", line)) <= 80, line
     last = _ESC.sub("", frames[-1].split("\x1b[J")[0]).split("\n")
     assert "CCL" in last[2]
-    assert re.search(r"\b24 \d\.\d{3}V", "\n".join(last))  # all 24 cells, numbered from 1
+    assert re.search(r"\b16 \d\.\d{3}V", "\n".join(last))  # all 16 cells, numbered from 1
     assert not re.search(r"(^|\s)0 \d\.\d{3}V", "\n".join(last))

@@ -226,6 +226,10 @@ def test_wheel_carries_the_dbc_and_profiles(tmp_path: Path) -> None:
         "gateway/data/ocv/lfp.csv",
         "gateway/data/ocv/nmc.csv",
         "gateway/py.typed",
+        # The dashboard's assets: served from the package, never from a CDN.
+        "gateway/web/static/index.html",
+        "gateway/web/static/app.js",
+        "gateway/web/static/style.css",
     ):
         assert required in names, sorted(n for n in names if "data" in n)
 

@@ -16,8 +16,8 @@ MODELS = {TOPICS.state: StatePayload, TOPICS.cells: CellsPayload, TOPICS.alarms:
 def test_pack_and_cell_entities_grouped_under_one_device() -> None:
     msgs = discovery_messages(TOPICS, cell_count=16, sensor_count=4)
     configs = [json.loads(m.payload) for m in msgs]
-    # 23 pack entities + 3 per cell + 1 per temperature sensor.
-    assert len(msgs) == 23 + 16 * 3 + 4
+    # 25 pack entities + 3 per cell + 1 per temperature sensor.
+    assert len(msgs) == 25 + 16 * 3 + 4
     assert len({m.topic for m in msgs}) == len(msgs)
     assert len({c["unique_id"] for c in configs}) == len(msgs)
     assert {json.dumps(c["device"], sort_keys=True) for c in configs} == {
@@ -60,5 +60,5 @@ def test_removal_empties_every_config_topic() -> None:
     assert [m.topic for m in removed] == [m.topic for m in made]
     assert {m.payload for m in removed} == {""}
     pack_only = discovery_messages(TOPICS, 8, 2, per_cell=False)
-    assert len(pack_only) == 23
+    assert len(pack_only) == 25
     assert not any(re.search(r"/(cell|sensor)_\d", m.topic) for m in pack_only)

@@ -161,7 +161,7 @@ async def test_discovery_resent_on_ha_birth_and_removed_when_disabled(
     ha = f"ha{gateway_id}"  # a discovery prefix of this test's own
     configs = disc_filter(ha, gateway_id)
     out = make_output(cells=2, sensors=1)
-    per_cell = 23 + 2 * 3 + 1
+    per_cell = 25 + 2 * 3 + 1
     async with Collector(mosquitto.port, configs, f"{ha}/status") as c:
         pub = MqttPublisher(fast(mosquitto.port, discovery_prefix=ha), gateway_id, Recorder())
         pub.publish_output(out)
@@ -397,9 +397,9 @@ async def test_broker_lost_in_the_middle_of_a_big_discovery(tmp_path: Path) -> N
             # The new connection sends the whole discovery again. (QoS 0: mosquitto queues at
             # most 1,000 QoS 1 messages for a subscriber and drops the rest.)
             async with Collector(broker.port, configs, qos=0) as late:
-                await late.wait(lambda m: len(late.messages) >= 1815, timeout_s=15.0)
+                await late.wait(lambda m: len(late.messages) >= 1817, timeout_s=15.0)
                 await asyncio.sleep(0.2)
-                assert len({m.topic.value for m in late.messages}) == 1815
+                assert len({m.topic.value for m in late.messages}) == 1817
             assert "unhandled errors" not in pub.status.last_error
     finally:
         broker.stop()

@@ -1,0 +1,1 @@
+"""Sparkplug B edge node for fleets: group = site, edge node = gateway, device = pack."""

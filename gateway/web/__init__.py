@@ -1,0 +1,1 @@
+"""Local web dashboard, its live feed and Prometheus ``/metrics`` (aiohttp, assets shipped)."""

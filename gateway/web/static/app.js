@@ -1,0 +1,240 @@
+// bms-gateway dashboard: renders the snapshot pushed over /ws. No dependencies, no CDN.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const fmt = (x, nd) => (x === null || x === undefined ? "–" : Number(x).toFixed(nd));
+const clamp01 = (x) => Math.max(0, Math.min(1, x));
+let history = null;
+let lastSnap = null;
+
+function setText(id, text) {
+  const el = $(id);
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function renderSummary(s) {
+  const st = s.state;
+  setText("gateway-id", s.gateway_id);
+  if (!st) return;
+  setText("mode", st.mode);
+  setText("soc", fmt(st.soc_pct, 1));
+  setText("soh", fmt(st.soh_pct, 1));
+  setText("voltage", fmt(st.voltage_v, 2));
+  setText("current", fmt(st.current_a, 2));
+  setText("power", fmt(st.power_w, 0));
+  setText("energy-in", fmt(st.energy_charged_kwh, 3));
+  setText("energy-out", fmt(st.energy_discharged_kwh, 3));
+}
+
+function renderLimits(st) {
+  for (const key of ["ccl_a", "dcl_a", "cvl_v", "dvl_v"]) {
+    const name = key.slice(0, 3);
+    const lim = st[key];
+    const value = $(`${name}-value`);
+    value.dataset.value = lim.value === null ? "" : String(lim.value);
+    value.textContent = fmt(lim.value, 1);
+    const winner = $(`${name}-winner`);
+    winner.dataset.winner = lim.winner;
+    winner.textContent = `limited by ${lim.winner}`;
+    const ul = $(`${name}-terms`);
+    ul.replaceChildren(
+      ...Object.entries(lim.terms).map(([term, v]) => {
+        const li = document.createElement("li");
+        li.dataset.term = term;
+        if (term === lim.winner) li.className = "won";
+        const a = document.createElement("span");
+        a.textContent = term;
+        const b = document.createElement("span");
+        b.textContent = fmt(v, 1);
+        li.append(a, b);
+        return li;
+      })
+    );
+  }
+}
+
+function ensureCells(n) {
+  const box = $("cells");
+  while (box.children.length > n) box.lastChild.remove();
+  while (box.children.length < n) {
+    const i = box.children.length;
+    const cell = document.createElement("div");
+    cell.className = "cell";
+    cell.dataset.index = String(i);
+    const bars = document.createElement("div");
+    bars.className = "bars";
+    for (const k of ["v", "soc", "t"]) {
+      const bar = document.createElement("div");
+      bar.className = `bar ${k}`;
+      bar.append(document.createElement("i"));
+      bars.append(bar);
+    }
+    const label = document.createElement("span");
+    label.textContent = String(i + 1);
+    cell.append(bars, label);
+    box.append(cell);
+  }
+  return box.children;
+}
+
+function renderCells(s) {
+  const c = s.cells;
+  if (!c) return;
+  const [vmin, vmax] = s.v_window;
+  const temps = c.temp_c;
+  const sensors = c.sensor_temp_c;
+  const kids = ensureCells(c.count);
+  let bleeding = 0;
+  for (let i = 0; i < c.count; i++) {
+    const cell = kids[i];
+    const v = c.voltage_v[i];
+    const soc = c.soc_pct ? c.soc_pct[i] : null;
+    // One sensor per cell, or the sensor that covers the cell.
+    const t = temps ? temps[i] : sensors.length ? sensors[Math.floor((i * sensors.length) / c.count)] : null;
+    const bars = cell.firstChild.children;
+    bars[0].firstChild.style.height = v === null ? "0" : `${100 * clamp01((v - vmin) / (vmax - vmin))}%`;
+    bars[1].firstChild.style.height = soc === null ? "0" : `${clamp01(soc / 100) * 100}%`;
+    bars[2].firstChild.style.height = t === null ? "0" : `${100 * clamp01((t + 10) / 70)}%`;
+    const on = c.balancing[i];
+    if (on) bleeding++;
+    cell.classList.toggle("bleeding", on);
+    cell.dataset.voltage = v === null ? "" : String(v);
+    cell.title = `cell ${i + 1}: ${fmt(v, 3)} V, SoC ${fmt(soc, 1)} %, ${fmt(t, 1)} °C${on ? ", bleeding" : ""}`;
+  }
+  const st = s.state;
+  setText(
+    "cells-summary",
+    `${c.count} cells, ${fmt(st.min_cell_v, 3)}–${fmt(st.max_cell_v, 3)} V, spread ${fmt(st.cell_spread_mv, 1)} mV, ${bleeding} bleeding`
+  );
+}
+
+function li(text, cls) {
+  const el = document.createElement("li");
+  el.textContent = text;
+  if (cls) el.className = cls;
+  return el;
+}
+
+function when(t) {
+  return t ? new Date(t * 1000).toLocaleTimeString() : "";
+}
+
+function renderAlarms(s) {
+  const a = s.alarms;
+  if (a) {
+    setText("alarm-level", a.level);
+    $("alarms-active").replaceChildren(
+      ...(a.active.length
+        ? a.active.map((x) => li(`${x.code}: ${x.message}${x.latched ? " (latched)" : ""}`, `sev-${x.severity}`))
+        : [li("none")])
+    );
+  }
+  $("alarm-history").replaceChildren(
+    ...s.alarm_history
+      .slice()
+      .reverse()
+      .map((x) => li(`${when(x.time)} ${x.code} ${x.change} (${x.severity}): ${x.message}`, `sev-${x.severity}`))
+  );
+}
+
+function renderLinks(s) {
+  $("links").replaceChildren(
+    ...Object.entries(s.links).map(([name, up]) => {
+      const el = li(`${name} ${up ? "up" : "down"}`, up ? "up" : "down");
+      el.dataset.link = name;
+      return el;
+    })
+  );
+  $("events").replaceChildren(
+    ...s.events
+      .slice()
+      .reverse()
+      .map((e) => li(`${when(e.time)} ${e.event} ${Object.keys(e.data).length ? JSON.stringify(e.data) : ""}`))
+  );
+}
+
+function plot(canvas, ts, ys, color, zero) {
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width;
+  const h = canvas.height;
+  ctx.clearRect(0, 0, w, h);
+  const pts = [];
+  for (let i = 0; i < ts.length; i++) if (ys[i] !== null) pts.push([ts[i], ys[i]]);
+  ctx.fillStyle = "#6b7483";
+  ctx.font = "11px system-ui";
+  if (pts.length < 2) {
+    ctx.fillText("collecting…", 8, 16);
+    return;
+  }
+  const t1 = pts[pts.length - 1][0];
+  const t0 = Math.min(pts[0][0], t1 - 60);
+  let lo = Math.min(...pts.map((p) => p[1]));
+  let hi = Math.max(...pts.map((p) => p[1]));
+  if (zero) { lo = Math.min(lo, 0); hi = Math.max(hi, 0); }
+  if (hi - lo < 1e-9) { hi += 1; lo -= 1; }
+  const pad = 18;
+  const x = (t) => pad + ((w - 2 * pad) * (t - t0)) / (t1 - t0);
+  const y = (v) => h - pad - ((h - 2 * pad) * (v - lo)) / (hi - lo);
+  ctx.strokeStyle = "#dde1e7";
+  if (zero) { ctx.beginPath(); ctx.moveTo(pad, y(0)); ctx.lineTo(w - pad, y(0)); ctx.stroke(); }
+  ctx.strokeStyle = color;
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  pts.forEach(([t, v], i) => (i ? ctx.lineTo(x(t), y(v)) : ctx.moveTo(x(t), y(v))));
+  ctx.stroke();
+  ctx.fillText(`${fmt(hi, 1)}`, 2, 12);
+  ctx.fillText(`${fmt(lo, 1)}`, 2, h - 4);
+  ctx.fillText(`-${((t1 - t0) / 3600).toFixed(2)} h`, pad + 48, h - 4);
+  ctx.fillText("now", w - pad - 20, h - 4);
+}
+
+function renderPlots() {
+  if (!history) return;
+  plot($("plot-soc"), history.t_s, history.soc_pct, "#27a360", false);
+  plot($("plot-current"), history.t_s, history.current_a, "#2f6fdb", true);
+  plot($("plot-spread"), history.t_s, history.spread_mv, "#e08a1e", false);
+}
+
+function render(s) {
+  lastSnap = s;
+  if (s.history) history = s.history;
+  renderSummary(s);
+  if (s.state) renderLimits(s.state);
+  renderCells(s);
+  renderAlarms(s);
+  renderLinks(s);
+  if (s.history) renderPlots();
+  $("commands-section").hidden = !s.commands;
+  // The test reads these: which step the page shows and when it arrived.
+  document.body.dataset.seq = s.seq === null ? "" : String(s.seq);
+  document.body.dataset.updated = String(Date.now());
+}
+
+async function command(name, body) {
+  body.token = $("cmd-token").value;
+  const r = await fetch(`/api/command/${name}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const j = await r.json();
+  setText("cmd-result", `${j.accepted ? "accepted" : "rejected"}: ${j.message}`);
+}
+
+function connect() {
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+  ws.onopen = () => (document.body.dataset.connected = "true");
+  ws.onmessage = (ev) => render(JSON.parse(ev.data));
+  ws.onclose = () => {
+    document.body.dataset.connected = "false";
+    setTimeout(connect, 2000);
+  };
+}
+
+window.addEventListener("DOMContentLoaded", () => {
+  const num = (id) => ($(id).value === "" ? null : Number($(id).value));
+  $("cmd-cap").onclick = () => command("current_cap", { charge_a: num("cap-charge"), discharge_a: num("cap-discharge") });
+  $("cmd-reset").onclick = () => command("reset_alarms", {});
+  window.addEventListener("resize", renderPlots);
+  connect();
+});
