@@ -18,10 +18,12 @@ from gateway.core.model import (
     Alarm,
     AlarmReport,
     BalancingMode,
+    BalancingPlan,
     Command,
     CommandResult,
     ControlOutput,
     Limits,
+    LimitTerm,
     Negotiation,
     Reading,
     ResetAlarms,
@@ -32,6 +34,7 @@ from gateway.core.model import (
     SocReport,
 )
 from gateway.core.pack import PackState
+from gateway.core.phases import ChargePhases
 from gateway.core.protection import Protection
 from gateway.core.requests import RequestPlanner
 from gateway.core.soc import SocEstimator
@@ -96,12 +99,25 @@ class Controller:
                 settings.plausibility,
                 settings.timeouts.input_timeouts(settings.pack),
             )
-            self.soc = SocEstimator(
-                settings.soc, settings.pack, resolve_chemistry(settings.pack, settings.soc)
-            )
+            chemistry = resolve_chemistry(settings.pack, settings.soc)
+            self.soc = SocEstimator(settings.soc, settings.pack, chemistry)
             self.protection = Protection(settings.protection, settings.pack, settings.timeouts)
             self.limits = LimitsCalculator(settings.limits, settings.pack, settings.timeouts)
             self.balancing = BalancingPlanner(settings.balancing, settings.pack)
+            charge = settings.charge
+            bal = settings.balancing
+            self.charge = ChargePhases(
+                charge,
+                cells=settings.pack.cells,
+                capacity_ah=settings.pack.capacity_ah,
+                absorption_cell_v=self.limits.tables.cvl_cell_v,
+                float_cell_v=charge.resolve_float_cell_v(
+                    chemistry.ocv_voltage(charge.float_soc_pct), self.limits.tables.cvl_cell_v
+                ),
+                balancing_start_pct=bal.active_start_pct
+                if bal.mode is BalancingMode.ACTIVE
+                else bal.start_pct,
+            )
             self.requests = RequestPlanner(settings.inverter_can.thresholds())
         except ValueError as e:
             raise ConfigError(str(e)) from None
@@ -113,6 +129,9 @@ class Controller:
         self._user_cap_charge_a: float | None = None
         self._user_cap_discharge_a: float | None = None
         self._complete_once = False
+        self._plan: BalancingPlan | None = None
+        self._t_s = 0.0
+        self._restored_charge: dict[str, Any] | None = None
         self._mode_by_command: BalancingMode | None = None
         self._hold: str | None = None
         self.frames = 0
@@ -210,6 +229,7 @@ class Controller:
     def step(self, now_s: float) -> ControlOutput:
         """Run one control step at ``now_s`` and return everything it decided."""
         self._seq += 1
+        self._t_s = now_s
         snap = self.pack.snapshot(now_s, frames=self.frames, errors=self.errors)
         # The estimator bounds its own rate (soc.min_interval_s) and loses no charge between.
         # It counts the balancing currents of the plan that ran over the interval.
@@ -218,6 +238,10 @@ class Controller:
         )
         neg = self._negotiation
         alarms = self.protection.step(snap, soc, now_s, neg)
+        if self._restored_charge is not None:
+            self.charge.restore(self._restored_charge, now_s)
+            self._restored_charge = None
+        charge = self.charge.step(snap, soc, self._plan, now_s)
         limits = self.limits.step(
             snap,
             soc,
@@ -227,10 +251,11 @@ class Controller:
             inverter_max_discharge_a=neg.inverter_max_discharge_a if neg else None,
             user_cap_charge_a=self._user_cap_charge_a,
             user_cap_discharge_a=self._user_cap_discharge_a,
+            cvl_phase=LimitTerm(charge.phase.value, charge.cvl_v),
             link_hold=neg.link_hold if neg else None,
             hold=self._hold,
         )
-        balancing = self.balancing.step(snap, soc, now_s)
+        balancing = self._plan = self.balancing.step(snap, soc, now_s)
         timeouts = self.settings.timeouts
         power_w = pack_power_w(snap, timeouts.current_timeout_s, timeouts.pack_voltage_timeout_s)
         energy = self.energy.step(power_w, now_s)
@@ -245,10 +270,11 @@ class Controller:
             limits=limits,
             balancing=balancing,
             negotiation=neg,
+            charge=charge,
             mode=self._mode(snap.complete, alarms.worst, limits),
             energy=energy,
             # What the battery asks of the inverter follows from the limits, SoC and plan.
-            requests=self.requests.plan(limits, snap, soc, balancing),
+            requests=self.requests.plan(limits, snap, soc, balancing, charge),
         )
 
     def _mode(self, complete: bool, worst: Severity, limits: Limits) -> str:
@@ -271,8 +297,11 @@ class Controller:
         """The estimator state (and energy counters) to persist; ``None`` before the start."""
         if self._soc is None:
             return None
-        state = self.soc.export_state()
+        state = dict(self.soc.export_state())
         state["energy"] = self.energy.export_state()
+        # The charge phase's memory (age of the last full charge, a pending request) rides along:
+        # monotonic time restarts with the process, so it is saved as an age.
+        state["charge_phase"] = self.charge.export_state(self._t_s)
         return state
 
     def restore_state(self, state: dict[str, Any]) -> None:
@@ -286,7 +315,12 @@ class Controller:
         """
         if "energy" in state:
             self.energy.restore(state["energy"])
+        state = dict(state)
+        charge = state.pop("charge_phase", None)
         self.soc.restore(state)
+        if isinstance(charge, dict):
+            # Applied at the next step, which knows the time.
+            self._restored_charge = charge
 
     def safety_key(self) -> tuple[object, ...]:
         """Changes whenever the safety state to persist changes (cheap; compare each step)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gateway.core.model import ControlOutput, Limit, Limits, Negotiation
+from gateway.core.model import ChargeState, ControlOutput, Limit, Limits, Negotiation
 
 __all__ = ["SCHEMA_VERSION", "record"]
 
@@ -53,6 +53,19 @@ def _negotiation(neg: Negotiation | None) -> dict[str, Any] | None:
         "accepted_dcl_a": _r(neg.accepted_dcl_a, 2),
         "effective_ccl_a": round(neg.effective_ccl_a, 2),
         "effective_dcl_a": round(neg.effective_dcl_a, 2),
+    }
+
+
+def _charge(charge: ChargeState | None) -> dict[str, Any] | None:
+    if charge is None:
+        return None
+    return {
+        "phase": charge.phase.value,
+        "reason": charge.reason,
+        "cvl_v": _r(charge.cvl_v, 3),
+        "full_charge_requested": charge.full_charge_requested,
+        "full_charge_reason": charge.full_charge_reason,
+        "grid_charge_requested": charge.grid_charge_requested,
     }
 
 
@@ -119,4 +132,5 @@ def record(out: ControlOutput, t0_s: float = 0.0) -> dict[str, Any]:
             "idle_reason": out.balancing.idle_reason,
         },
         "negotiation": _negotiation(out.negotiation),
+        "charge": _charge(out.charge),
     }

@@ -15,7 +15,8 @@ data, a protection cut, a lost controller heartbeat, a SetOp disconnect) is a fa
 current comes back through the hold and the ramp, never in one step.
 
 Fail-safe: while any required input is missing or older than its timeout, CCL = DCL = 0 A in
-that same step, with the input named (``stale:cell_voltage[5]``).
+that same step, with the input named (``stale:cell_voltage[6]``; cells and sensors are
+numbered from 1 in reasons).
 """
 
 from __future__ import annotations
@@ -391,6 +392,7 @@ class LimitsCalculator:
         inverter_max_discharge_a: float | None = None,
         user_cap_charge_a: float | None = None,
         user_cap_discharge_a: float | None = None,
+        cvl_phase: LimitTerm | None = None,
         link_hold: str | None = None,
         hold: str | None = None,
     ) -> Limits:
@@ -406,6 +408,8 @@ class LimitsCalculator:
             inverter_max_discharge_a: what the inverter can draw.
             user_cap_charge_a: a user cap (MQTT/Modbus command); it can only lower the limit.
             user_cap_discharge_a: a user cap on discharge.
+            cvl_phase: the charge phase's CVL term (``gateway.core.phases``: ``bulk``,
+                ``absorption`` or ``float``); it wins a tie with ``max``.
             link_hold: why the inverter link publishes 0 A (``controller_heartbeat_lost``,
                 ``setop_disconnect``); a fault term ``link:<reason>`` on both currents, so they
                 come back through the hold and the ramp. ``None``: the link holds nothing.
@@ -433,6 +437,8 @@ class LimitsCalculator:
             dcl_terms.append(term)
 
         # --- protection: alarms whose catalogue entry cuts a limit.
+        vmax_now = snapshot.max_cell_v
+        near_top = vmax_now is not None and vmax_now >= tab.imbalance_start_cell_v
         for alarm in alarms.active:
             if alarm.severity < Severity.ALARM:
                 continue
@@ -440,7 +446,7 @@ class LimitsCalculator:
             if spec is None:
                 continue
             term = LimitTerm(f"protection:{alarm.code}", 0.0)
-            if spec.cuts_charge:
+            if spec.cuts_charge and (near_top or not spec.charge_cut_near_top_only):
                 ccl_terms.append(term)
             if spec.cuts_discharge:
                 dcl_terms.append(term)
@@ -498,7 +504,7 @@ class LimitsCalculator:
         # already 0 A, so the current comes back only after the fault has been gone for a while.
         ccl = self._current_limit(self._ccl, ccl_terms, now_s, ccl_faulted)
         dcl = self._current_limit(self._dcl, dcl_terms, now_s, dcl_faulted)
-        cvl, dvl = self._voltage_window(cell_v, vmax, vmin, now_s)
+        cvl, dvl = self._voltage_window(cell_v, vmax, vmin, now_s, cvl_phase)
         self._last = Limits(ccl_a=ccl, dcl_a=dcl, cvl_v=cvl, dvl_v=dvl)
         return self._last
 
@@ -517,9 +523,12 @@ class LimitsCalculator:
         vmax: float | None,
         vmin: float | None,
         now_s: float,
+        cvl_phase: LimitTerm | None = None,
     ) -> tuple[Limit, Limit]:
         tab = self.tables
         cvl_terms = [LimitTerm("max", self.cvl_max_v)]
+        if cvl_phase is not None:
+            cvl_terms.insert(0, cvl_phase)
         dvl_terms = [LimitTerm("min", self.dvl_min_v)]
         if vmax is not None and vmin is not None and None not in cell_v:
             # Dynamic CVL (the open-source driver's linear mode): when cells exceed the target,

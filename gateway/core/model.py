@@ -20,6 +20,8 @@ __all__ = [
     "BalancingPlan",
     "BatteryRequests",
     "CellEstimate",
+    "ChargePhase",
+    "ChargeState",
     "Command",
     "CommandResult",
     "ControlOutput",
@@ -77,8 +79,9 @@ class MeasurementFault:
 
     @property
     def name(self) -> str:
-        """A stable name: ``cell_voltage[2]``, ``current``."""
-        return self.input if self.index is None else f"{self.input}[{self.index}]"
+        """A stable name: ``cell_voltage[3]`` (cell 3, index 2: numbers a person reads count
+        from 1), ``current``."""
+        return self.input if self.index is None else f"{self.input}[{self.index + 1}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +269,31 @@ class BalancingPlan:
     idle_reason: str = ""
 
 
+# --- charge phases --------------------------------------------------------------------------
+
+
+class ChargePhase(StrEnum):
+    """Where the pack is in its charge cycle (``gateway.core.phases``)."""
+
+    BULK = "bulk"  # charging, current-limited; CVL at the target (absorption or float)
+    ABSORPTION = "absorption"  # a full charge holds CVL at the top while the cells settle
+    FLOAT = "float"  # CVL lowered to the float voltage, below the top
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeState:
+    """The charge phase of one step, why it is in it, and what it asks of the inverter."""
+
+    phase: ChargePhase
+    reason: str  # why the last transition happened ("start" before the first)
+    since_s: float  # monotonic time of the last transition
+    cvl_v: float  # the phase's charge voltage (a CVL term named after the phase)
+    full_charge_requested: bool
+    full_charge_reason: str  # empty when none is requested
+    grid_charge_requested: bool  # a requested full charge may and should draw from the grid
+    last_full_age_s: float | None  # seconds since the last completed full charge (None: never)
+
+
 # --- what the battery asks of the inverter ---------------------------------------------------
 
 
@@ -387,6 +415,7 @@ class ControlOutput:
     limits: Limits
     balancing: BalancingPlan
     negotiation: Negotiation | None = None
+    charge: ChargeState | None = None
     mode: str = "starting"  # "starting" | "normal" | "fault" | "stale"
     notes: tuple[str, ...] = field(default=())
     energy: EnergyReport | None = None  # None: not counted (a step built outside Controller)

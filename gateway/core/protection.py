@@ -81,6 +81,10 @@ class AlarmSpec:
     evt1_alarm: str
     cuts_charge: bool
     cuts_discharge: bool
+    # The charge cut applies only while the highest cell is near the top of charge (at or above
+    # ``limits.imbalance_start_cell_v``): a cut at the bottom would strand an empty pack, whose
+    # low cells only charging can lift.
+    charge_cut_near_top_only: bool = False
 
     @property
     def warning_mask(self) -> int:
@@ -94,9 +98,16 @@ class AlarmSpec:
 
 
 def _spec(
-    code: str, description: str, warning: str, alarm: str, charge: bool, discharge: bool
+    code: str,
+    description: str,
+    warning: str,
+    alarm: str,
+    charge: bool,
+    discharge: bool,
+    *,
+    near_top: bool = False,
 ) -> AlarmSpec:
-    return AlarmSpec(code, description, warning, alarm, charge, discharge)
+    return AlarmSpec(code, description, warning, alarm, charge, discharge, near_top)
 
 
 # The alarm catalogue: the code is the stable MQTT name. ``cuts_*``: at ALARM severity the
@@ -121,7 +132,7 @@ ALARMS: dict[str, AlarmSpec] = {
         _spec("overcurrent_discharge", "discharge current above the cell rating",
               "OVER_DISCHARGE_CURRENT_WARNING", "OVER_DISCHARGE_CURRENT_ALARM", False, True),
         _spec("voltage_imbalance", "spread between highest and lowest cell voltage",
-              "VOLTAGE_IMBALANCE_WARNING", "OTHER_ALARM", True, False),
+              "VOLTAGE_IMBALANCE_WARNING", "OTHER_ALARM", True, False, near_top=True),
         _spec("temperature_imbalance", "spread between hottest and coldest sensor",
               "TEMPERATURE_IMBALANCE_WARNING", "TEMPERATURE_IMBALANCE_ALARM", True, True),
         _spec("soc_low", "pack state of charge low",
@@ -684,6 +695,7 @@ class Protection:
         imax = imin = -1
         if ext is not None:
             vmin, imin, vmax, imax = ext
+            imin, imax = imin + 1, imax + 1  # messages number cells from 1, as installers do
         hv = th.voltage_hysteresis_v
         run(
             "cell_overvoltage",
@@ -722,6 +734,7 @@ class Protection:
             tmin, jmin, tmax, jmax = ext
             if self._cell_sensors is not None:
                 jmin, jmax = self._cell_sensors[jmin], self._cell_sensors[jmax]
+            jmin, jmax = jmin + 1, jmax + 1  # sensors too are numbered from 1 in messages
         charging = current is not None and current > cfg.charging_threshold_a
         ht = th.temp_hysteresis_c
         run(

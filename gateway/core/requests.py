@@ -14,7 +14,10 @@ gateway's, written down in docs/INVERTER_CAN.md:
 * full charge: rises when the cells' SoC spread is at least ``full_charge_spread_pct`` while no
   cell is balancing (the balancer is waiting for the top of charge, where passive balancing and
   the voltage check work); clears when the spread is below ``full_charge_clear_spread_pct`` or
-  charging is no longer allowed.
+  charging is no longer allowed. It is also raised while the charge phases
+  (``core.phases``) request a full charge.
+* a grid full charge (``ChargeState.grid_charge_requested``: requested, allowed to draw from the
+  grid, below the re-bulk threshold) raises the force-charge request while charging is allowed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from gateway.core.model import (
     BalancingPlan,
     BatteryRequests,
+    ChargeState,
     ControlOutput,
     Limits,
     PackSnapshot,
@@ -72,7 +76,7 @@ class RequestPlanner:
 
     def step(self, out: ControlOutput) -> BatteryRequests:
         """The requests for the control step ``out``."""
-        return self.plan(out.limits, out.pack, out.soc, out.balancing)
+        return self.plan(out.limits, out.pack, out.soc, out.balancing, out.charge)
 
     def plan(
         self,
@@ -80,8 +84,9 @@ class RequestPlanner:
         pack: PackSnapshot,
         soc: SocReport | None,
         balancing: BalancingPlan,
+        charge_state: ChargeState | None = None,
     ) -> BatteryRequests:
-        """The requests for one step's limits, pack state, SoC and balancing plan."""
+        """The requests for one step's limits, pack state, SoC, balancing plan and phase."""
         th = self.thresholds
         charge = limits.ccl_a.value > 0.0
         discharge = limits.dcl_a.value > 0.0
@@ -108,7 +113,13 @@ class RequestPlanner:
                 a.action in ("bleed", "donate", "receive") for a in balancing.actions
             )
             self._full = spread >= th.full_charge_spread_pct and not balancing_now
-        return BatteryRequests(charge, discharge, self._force, self._full)
+        phase_full = phase_grid = False
+        if charge_state is not None and charge:
+            phase_full = charge_state.full_charge_requested
+            phase_grid = charge_state.grid_charge_requested
+        return BatteryRequests(
+            charge, discharge, self._force or phase_grid, self._full or phase_full
+        )
 
 
 def _soc_spread_pct(soc: SocReport | None) -> float | None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from gateway.core.model import (
     AlarmReport,
     BalancingPlan,
+    ChargeState,
     CommandResult,
     ControlOutput,
     Limit,
@@ -32,6 +33,7 @@ __all__ = [
     "BalancingActionItem",
     "BalancingPayload",
     "CellsPayload",
+    "ChargePayload",
     "CommandResultPayload",
     "EventPayload",
     "LimitPayload",
@@ -125,6 +127,36 @@ class NegotiationPayload(BaseModel):
         )
 
 
+class ChargePayload(BaseModel):
+    """The charge phase (``bulk``, ``absorption``, ``float``), why, and what it asks for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    phase: str
+    reason: str
+    since_s: float
+    cvl_v: float | None
+    full_charge_requested: bool
+    full_charge_reason: str
+    grid_charge_requested: bool
+    last_full_age_h: float | None
+
+    @classmethod
+    def of(cls, c: ChargeState) -> ChargePayload:
+        """Build from a core ``ChargeState``."""
+        age = c.last_full_age_s
+        return cls(
+            phase=c.phase.value,
+            reason=c.reason,
+            since_s=round(c.since_s, 3),
+            cvl_v=_r(c.cvl_v, 3),
+            full_charge_requested=c.full_charge_requested,
+            full_charge_reason=c.full_charge_reason,
+            grid_charge_requested=c.grid_charge_requested,
+            last_full_age_h=None if age is None else _r(age / 3600.0, 2),
+        )
+
+
 class RequestsPayload(BaseModel):
     """What the battery asks of the inverter (battery CAN 0x35C / HV 0x4250, 0x4280)."""
 
@@ -162,6 +194,7 @@ class StatePayload(_Payload):
     cvl_v: LimitPayload
     dvl_v: LimitPayload
     negotiation: NegotiationPayload | None
+    charge: ChargePayload | None
     requests: RequestsPayload | None = None
     alarm_level: str
     alarm_count: int
@@ -217,6 +250,7 @@ def state_payload(out: ControlOutput, gateway_id: str, time_s: float | None) -> 
         cvl_v=LimitPayload.of(out.limits.cvl_v),
         dvl_v=LimitPayload.of(out.limits.dvl_v),
         negotiation=NegotiationPayload.of(out.negotiation) if out.negotiation else None,
+        charge=ChargePayload.of(out.charge) if out.charge else None,
         requests=RequestsPayload(
             charge_enable=out.requests.charge_enable,
             discharge_enable=out.requests.discharge_enable,

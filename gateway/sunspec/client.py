@@ -249,6 +249,7 @@ class SunSpecClient:
         self._req_c = 0.0
         self._req_d = 0.0
         self._voltage_v: float | None = None
+        self._grid_charge = False
         self._written_req: tuple[float, float] | None = None
         self._written_points: dict[str, int] | None = None
         self._written_mod: int | None = None  # model 124 StorCtl_Mod as last written
@@ -271,6 +272,7 @@ class SunSpecClient:
         self._req_c = max(0.0, out.limits.ccl_a.value)
         self._req_d = max(0.0, out.limits.dcl_a.value)
         self._voltage_v = pack_voltage_v(out)
+        self._grid_charge = out.charge is not None and out.charge.grid_charge_requested
         last = self._written_req
         if last is not None and (self._req_c < last[0] or self._req_d < last[1]):
             self._wake.set()
@@ -437,7 +439,10 @@ class SunSpecClient:
             if cfg.send_revert_timeout:
                 pts["InOutWRte_RvrtTms"] = cfg.revert_timeout_s
             if cfg.send_cha_gri_set:
-                pts["ChaGriSet"] = layout.symbol("ChaGriSet", cfg.cha_gri_set.upper())
+                # A requested full charge that may draw from the grid ([charge]
+                # full_charge_from_grid) overrides a "pv" setting while it is below re-bulk.
+                source = "GRID" if self._grid_charge else cfg.cha_gri_set.upper()
+                pts["ChaGriSet"] = layout.symbol("ChaGriSet", source)
             return pts
         w_sf = _sf(values, "W_SF")
         if w_sf is None:

@@ -77,7 +77,9 @@ class SunSpecConfig(Section):
     send_cha_gri_set: bool = True
     """Client mode quirk: False for inverters that reject ChaGriSet."""
     cha_gri_set: Literal["pv", "grid"] = "grid"
-    """Client mode: ChaGriSet value (whether the inverter may charge from the grid)."""
+    """Client mode: ChaGriSet value (whether the inverter may charge from the grid). With
+    ``pv``, GRID is still written while a full charge that ``charge.full_charge_from_grid``
+    allows is requested below ``charge.rebulk_soc_pct``."""
     request_timeout_s: float = Field(default=1.0, gt=0, le=60)
     """Client mode: timeout of one Modbus request."""
     backoff_max_s: float = Field(default=30.0, gt=0, le=600)

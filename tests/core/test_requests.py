@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from gateway.core.model import ChargePhase, ChargeState
 from gateway.core.requests import RequestPlanner, RequestThresholds
 from tests.inverter_can.outputs import output
 
@@ -44,6 +47,31 @@ def test_full_charge_when_the_spread_waits_for_the_top() -> None:
     assert p.step(output(cell_socs=spread3, bleed=(15,))).full_charge  # held until 2 %
     assert not p.step(output(cell_socs=spread1)).full_charge
     assert not p.step(output(cell_socs=spread6, soc_pct=None)).full_charge
+
+
+def test_the_charge_phases_full_and_grid_charge_requests_reach_the_flags() -> None:
+    phase = ChargeState(
+        phase=ChargePhase.BULK,
+        reason="full charge requested",
+        since_s=0.0,
+        cvl_v=55.2,
+        full_charge_requested=True,
+        full_charge_reason="SoC uncertainty 2.6 % >= 2.5 %",
+        grid_charge_requested=False,
+        last_full_age_s=3 * 86400.0,
+    )
+    p = RequestPlanner()
+    r = p.step(dataclasses.replace(output(), charge=phase))
+    assert r.full_charge
+    assert not r.force_charge
+    grid = dataclasses.replace(phase, grid_charge_requested=True)
+    r = p.step(dataclasses.replace(output(dcl_a=50.0), charge=grid))
+    assert r.force_charge  # a grid full charge asks for it even with discharge allowed
+    r = p.step(dataclasses.replace(output(ccl_a=0.0), charge=grid))
+    assert not r.force_charge  # never while charging is not allowed
+    assert not r.full_charge
+    even = tuple([50.0] * 16)
+    assert not RequestPlanner().step(output(cell_socs=even)).full_charge  # no request: none
 
 
 def test_thresholds_out_of_order_are_rejected() -> None:

@@ -28,6 +28,7 @@ from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 from sunspec2.modbus.modbus import ModbusClientError
 
 from gateway.core.chemistry import get_chemistry
+from gateway.demo import demo_identity
 from gateway.mqtt.broker import free_port
 from gateway.state_store import load_state
 from tests.mqtt.conftest import Mosquitto
@@ -106,16 +107,37 @@ def _stop(proc: subprocess.Popen[bytes]) -> float:
     return time.monotonic() - t0
 
 
-async def _collect(port: int, seconds: float, into: dict[str, list[dict[str, Any]]]) -> None:
+async def _collect(
+    port: int,
+    seconds: float,
+    into: dict[str, list[dict[str, Any]]],
+    *,
+    until_sim_s: float | None = None,
+) -> None:
+    """Collect ``state`` and ``cells`` for ``seconds`` of wall time; with ``until_sim_s``, for
+    at least that much pack time (a loaded machine runs the accelerated demo slower), at most
+    three times ``seconds``."""
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"e2e-{os.getpid()}") as client:
-        await client.subscribe("bms/bms1/#", qos=1)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        await client.subscribe(f"bms/{demo_identity()}/#", qos=1)
+        start = time.monotonic()
+        deadline = start + seconds
+
+        def covered_s() -> float:
+            states = into.get("state", [])
+            return states[-1]["t_s"] - states[0]["t_s"] if len(states) > 1 else 0.0
+
+        while True:
+            now = time.monotonic()
+            if now >= deadline and (
+                until_sim_s is None or covered_s() >= until_sim_s or now >= start + 3 * seconds
+            ):
+                return
+            wait_s = max(0.5, deadline - now)
             try:
-                async with asyncio.timeout(deadline - time.monotonic()):
+                async with asyncio.timeout(wait_s):
                     msg = await anext(client.messages)
             except TimeoutError:
-                return
+                continue  # the loop's head decides whether enough was seen
             leaf = str(msg.topic).rsplit("/", 1)[-1]
             if leaf in ("state", "cells") and isinstance(msg.payload, bytes):
                 into.setdefault(leaf, []).append(json.loads(msg.payload))
@@ -161,7 +183,8 @@ def test_gateway_process_end_to_end(tmp_path: Path, broker: Mosquitto) -> None:
     modbus: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
     try:
         collector = threading.Thread(
-            target=asyncio.run, args=(_collect(broker.port, RUN_WALL_S, got),)
+            target=asyncio.run,
+            args=(_collect(broker.port, RUN_WALL_S, got, until_sim_s=2.6 * 3600),),
         )
         collector.start()
         # Midway, read model 802 and the MQTT state published at about the same moment.
@@ -169,7 +192,7 @@ def test_gateway_process_end_to_end(tmp_path: Path, broker: Mosquitto) -> None:
         points = _read_802(modbus_port)
         latest_state = got.get("state", [None])[-1]
         modbus.append((points, latest_state))
-        collector.join(RUN_WALL_S + 10)
+        collector.join(3 * RUN_WALL_S + 10)
         assert proc.poll() is None, log.read_text(errors="replace")
         took = _stop(proc)
     finally:

@@ -7,10 +7,12 @@ import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from gateway.core.model import ChargePhase, ChargeState
 from gateway.errors import ModbusLinkError
 from gateway.sim.inverter import InverterServerSim
 from gateway.sunspec.client import ModbusLink, SunSpecClient, scan
@@ -101,6 +103,33 @@ async def test_124_writes_limits_and_reads_back_the_accepted_ones() -> None:
         # The inverter obeys: the current follows the smaller of the two.
         assert sim.charge_limit_a == pytest.approx(40.0)
         assert sim.discharge_limit_a == pytest.approx(60.0)
+
+
+async def test_cha_gri_set_follows_a_grid_full_charge_request() -> None:
+    """With ``cha_gri_set = "pv"``, GRID only while a grid full charge is requested."""
+    grid = ChargeState(
+        phase=ChargePhase.BULK,
+        reason="start",
+        since_s=0.0,
+        cvl_v=55.2,
+        full_charge_requested=True,
+        full_charge_reason="no full charge on record",
+        grid_charge_requested=True,
+        last_full_age_s=None,
+    )
+    async with (
+        inverter(models=(124,)) as (sim, _),
+        gateway_client(sim.bound_port or 0, cha_gri_set="pv") as c,
+    ):
+        sim.set_voltage(50.0)
+        c.update(make_output(ccl_a=40.0, dcl_a=80.0, pack_voltage_v=50.0))
+        await wait_until(lambda: c.connected and sim.values(124)["InWRte"] == 400)
+        assert sim.values(124)["ChaGriSet"] == 0  # PV
+        c.update(replace(make_output(ccl_a=40.0, dcl_a=80.0, pack_voltage_v=50.0), charge=grid))
+        await wait_until(lambda: sim.values(124)["ChaGriSet"] == 1)  # GRID
+        no_grid = replace(grid, grid_charge_requested=False)
+        c.update(replace(make_output(ccl_a=40.0, dcl_a=80.0, pack_voltage_v=50.0), charge=no_grid))
+        await wait_until(lambda: sim.values(124)["ChaGriSet"] == 0)
 
 
 async def test_a_cut_is_written_at_once() -> None:

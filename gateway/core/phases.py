@@ -1,0 +1,341 @@
+"""Adaptive charge phases: bulk, absorption, float, and a full charge when the estimate asks. Pure.
+
+The peers hold the charge voltage at the top all day and run a full charge on a fixed timer. Here
+the charge voltage limit (CVL) follows a phase decided from the data:
+
+- ``bulk``: charging, current-limited by CCL. CVL is the absorption voltage when a full charge is
+  requested, else the float voltage (the pack is charged only to the float level).
+- ``absorption``: a requested full charge has reached the top. CVL stays at the absorption
+  voltage while the top cells settle and balancing works. It ends when no cell is balancing any
+  more (done, or nothing it can do) *and* the charge current has tapered below
+  ``tail_current_c`` for ``tail_hold_s``; ``absorption_max_s`` bounds it. Its end is the "full
+  anchor" the next request is measured from.
+- ``float``: CVL = cells x float voltage, below the top. Back to ``bulk`` when the pack SoC falls
+  below ``rebulk_soc_pct``, or at once when a full charge is requested.
+
+A full charge is requested (and stays requested until an absorption ends) when it pays:
+
+- the estimator's worst per-cell SoC sigma reaches ``full_charge_sigma_pct`` (a full charge
+  anchors the estimate: the top of the OCV curve is steep for every chemistry);
+- balancing needs a top to separate the cells: the worst relative sigma of the cells (their SoC
+  against each other) is above the balancing start threshold, so the planner cannot tell which
+  cell to bleed (the flat LFP middle);
+- the pack SoC has fallen below ``full_charge_below_soc_pct``: the stored energy is being used,
+  so holding back the top would cost delivered energy (a pack that cycles shallowly floats);
+- ``full_charge_max_interval_days`` have passed since the last full anchor, or none is on record.
+
+Whether a requested full charge may draw from the grid is ``full_charge_from_grid``; when it
+may, ``grid_charge_requested`` rises while the pack is below the re-bulk threshold, and the
+protocols that carry it ask for it (battery CAN force-charge, SunSpec ``ChaGriSet``).
+
+Every transition carries its reason; CVL's winning term is named after the phase.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+from pydantic import Field
+
+from gateway.core.config import Section
+from gateway.core.model import BalancingPlan, ChargePhase, ChargeState, PackSnapshot, SocReport
+
+__all__ = ["ChargeConfig", "ChargePhases", "ChargeStrategy"]
+
+_DAY_S = 86400.0
+_FLOAT_MARGIN_V = 0.05  # a derived float voltage stays this far below the absorption voltage
+
+
+class ChargeStrategy(StrEnum):
+    """How CVL is chosen."""
+
+    ADAPTIVE = "adaptive"  # bulk / absorption / float, full charge on demand
+    TOP = "top"  # CVL always at the absorption voltage (what the peers do)
+
+
+class ChargeConfig(Section):
+    """Charge phases: absorption, float and when a full charge is worth it."""
+
+    strategy: ChargeStrategy = ChargeStrategy.ADAPTIVE
+    """``adaptive`` (bulk, absorption, float; full charge on demand) or ``top`` (CVL always at
+    the absorption voltage ``limits.cvl_cell_v``)."""
+    float_cell_v: float | None = Field(default=None, gt=0, le=5)
+    """Float voltage per cell (``None``: the chemistry's OCV at ``float_soc_pct``, from the OCV
+    table in force, a user table included, and at least 50 mV below the absorption voltage;
+    LFP about 3.314 V, NMC about 4.097 V)."""
+    float_soc_pct: float = Field(default=90.0, ge=50, le=99)
+    """The SoC whose OCV is the default float voltage."""
+    rebulk_soc_pct: float = Field(default=85.0, ge=0, le=99)
+    """Float returns to bulk when the pack SoC falls below this."""
+    top_margin_cell_v: float = Field(default=0.01, ge=0, le=0.2)
+    """A phase's voltage counts as reached within this of it, per cell (absorption: by the
+    highest cell or the pack voltage; float: by the pack voltage)."""
+    tail_current_c: float = Field(default=0.02, ge=0, le=1)
+    """Absorption (and bulk towards float) ends once the charge current is below this C-rate ..."""
+    tail_hold_s: float = Field(default=120.0, ge=0, le=3600)
+    """... for this long, with no cell balancing over that time."""
+    absorption_max_s: float = Field(default=4 * 3600.0, gt=0, le=24 * 3600.0)
+    """Absorption never lasts longer than this."""
+    full_charge_sigma_pct: float = Field(default=2.5, gt=0, le=50)
+    """Request a full charge when the worst cell's SoC sigma reaches this (percent points)."""
+    full_charge_for_balancing: bool = True
+    """Request a full charge when the cells' relative SoC sigma exceeds the balancing start
+    threshold (the planner cannot tell the cells apart without a top)."""
+    full_charge_max_interval_days: float = Field(default=14.0, gt=0, le=365)
+    """Request a full charge when the last one is this many days ago (or none is on record)."""
+    full_charge_below_soc_pct: float = Field(default=20.0, ge=0, le=100)
+    """Request a full charge once the pack SoC falls below this: the stored energy is being
+    used, so the next charge goes to the top (0: never). A pack that cycles shallowly floats."""
+    full_charge_min_interval_days: float = Field(default=2.0, ge=0, le=365)
+    """The sigma and balancing triggers wait this long after a full charge (an estimate that
+    stays uncertain must not hold the pack at the top every day)."""
+    full_charge_from_grid: bool = False
+    """A requested full charge may draw from the grid (else it waits for PV): the battery CAN
+    force-charge request and SunSpec ``ChaGriSet = GRID`` while below ``rebulk_soc_pct``."""
+
+    def resolve_float_cell_v(self, ocv_at_float_soc_v: float, absorption_cell_v: float) -> float:
+        """The float voltage per cell in force: ``float_cell_v`` when set, else the OCV at
+        ``float_soc_pct`` (given), kept 50 mV below the absorption voltage (a user OCV table need
+        not agree with the limits' voltages)."""
+        if self.float_cell_v is not None:
+            return self.float_cell_v
+        return min(ocv_at_float_soc_v, absorption_cell_v - _FLOAT_MARGIN_V)
+
+    def model_post_init(self, __context: object) -> None:
+        """Check what needs more than a type."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name} (={value}) must be finite")
+        if self.rebulk_soc_pct >= self.float_soc_pct:
+            raise ValueError(
+                f"charge.rebulk_soc_pct (={self.rebulk_soc_pct}) must be below"
+                f" charge.float_soc_pct (={self.float_soc_pct})"
+            )
+
+
+class ChargePhases:
+    """The charge-phase state machine of one pack; one ``step`` per control step.
+
+    Args:
+        config: the ``charge`` section.
+        cells: series cells.
+        capacity_ah: nominal capacity (the tail current is a C-rate of it).
+        absorption_cell_v: absorption voltage per cell (``limits.cvl_cell_v`` in force).
+        float_cell_v: float voltage per cell, resolved by the caller (``config.float_cell_v``
+            or the chemistry's OCV at ``config.float_soc_pct``).
+        balancing_start_pct: the balancing planner's start threshold (percent of capacity).
+
+    Raises:
+        ValueError: the float voltage is not below the absorption voltage (names both keys).
+    """
+
+    def __init__(
+        self,
+        config: ChargeConfig,
+        *,
+        cells: int,
+        capacity_ah: float,
+        absorption_cell_v: float,
+        float_cell_v: float,
+        balancing_start_pct: float,
+    ) -> None:
+        if not float_cell_v < absorption_cell_v:
+            raise ValueError(
+                f"charge.float_cell_v (={float_cell_v:.4g} V) must be below"
+                f" limits.cvl_cell_v (={absorption_cell_v:.4g} V)"
+            )
+        self.config = config
+        self.cells = cells
+        self.absorption_v = cells * absorption_cell_v
+        self.float_v = cells * float_cell_v
+        self.absorption_cell_v = absorption_cell_v
+        self.float_cell_v = float_cell_v
+        self.tail_a = config.tail_current_c * capacity_ah
+        self.balancing_start_pct = balancing_start_pct
+        self._phase = ChargePhase.BULK
+        self._reason = "start"
+        self._since_s: float | None = None
+        self._last_full_s: float | None = None
+        self._request = ""
+        self._quiet_since_s: float | None = None  # tapered and no cell balancing since then
+        self._soc_below_rebulk = False
+
+    # --- persistence --------------------------------------------------------------------------
+
+    def export_state(self, now_s: float) -> dict[str, float | str | None]:
+        """What survives a restart: the age of the last full anchor and the pending request."""
+        age = None if self._last_full_s is None else max(0.0, now_s - self._last_full_s)
+        return {"last_full_age_s": age, "full_charge_request": self._request}
+
+    def restore(self, state: dict[str, object], now_s: float) -> None:
+        """Load what ``export_state`` wrote (unknown or bad values are ignored)."""
+        age = state.get("last_full_age_s")
+        if isinstance(age, int | float) and math.isfinite(age) and age >= 0:
+            self._last_full_s = now_s - float(age)
+        request = state.get("full_charge_request")
+        if isinstance(request, str):
+            self._request = request[:200]
+
+    # --- the step -----------------------------------------------------------------------------
+
+    def step(
+        self,
+        snapshot: PackSnapshot,
+        soc: SocReport | None,
+        balancing: BalancingPlan | None,
+        now_s: float,
+    ) -> ChargeState:
+        """Advance the phase to ``now_s`` and say what CVL should be.
+
+        Args:
+            snapshot: the pack as of ``now_s``. Without a complete data set (current, every cell)
+                the phase holds: the limits are 0 A then anyway.
+            soc: the estimate (pack SoC, per-cell sigma); ``None``: no SoC-based transition and
+                no sigma trigger.
+            balancing: the balancing plan in force (the last step's); ``None``: not balancing.
+            now_s: monotonic seconds (injected).
+        """
+        if self._since_s is None:
+            self._since_s = now_s
+        if self.config.strategy is ChargeStrategy.TOP:
+            return self._state(ChargePhase.ABSORPTION, self.absorption_v, now_s)
+        self._update_request(soc, now_s)
+        current = snapshot.current_a
+        cell_v = snapshot.cell_voltage_v
+        if current is not None and cell_v and None not in cell_v and math.isfinite(current):
+            self._advance(current, cell_v, soc, balancing, now_s)  # type: ignore[arg-type]
+        phase = self._phase
+        if phase is ChargePhase.FLOAT or (phase is ChargePhase.BULK and not self._request):
+            cvl_v = self.float_v
+        else:
+            cvl_v = self.absorption_v
+        return self._state(phase, cvl_v, now_s)
+
+    def _state(self, phase: ChargePhase, cvl_v: float, now_s: float) -> ChargeState:
+        assert self._since_s is not None
+        soc_low = self._soc_below_rebulk
+        return ChargeState(
+            phase=phase,
+            reason=self._reason,
+            since_s=self._since_s,
+            cvl_v=cvl_v,
+            full_charge_requested=bool(self._request),
+            full_charge_reason=self._request,
+            grid_charge_requested=bool(self._request)
+            and self.config.full_charge_from_grid
+            and soc_low,
+            last_full_age_s=None if self._last_full_s is None else now_s - self._last_full_s,
+        )
+
+    def _update_request(self, soc: SocReport | None, now_s: float) -> None:
+        """Raise the full-charge request when it pays (it stays until an absorption ends)."""
+        cfg = self.config
+        if soc is not None:
+            self._soc_below_rebulk = soc.soc_pct < cfg.rebulk_soc_pct
+        if self._request:
+            return
+        if soc is not None and soc.soc_pct < cfg.full_charge_below_soc_pct:
+            self._request = (
+                f"energy in use: SoC {soc.soc_pct:.1f} % below {cfg.full_charge_below_soc_pct:g} %"
+            )
+            return
+        if self._last_full_s is None:
+            self._request = "no full charge on record"
+            return
+        days = (now_s - self._last_full_s) / _DAY_S
+        if days >= cfg.full_charge_max_interval_days:
+            self._request = f"{days:.1f} days since the last full charge"
+            return
+        if soc is None or not soc.cells or days < cfg.full_charge_min_interval_days:
+            return
+        worst = max(c.soc_sigma_pct for c in soc.cells)
+        if worst >= cfg.full_charge_sigma_pct:
+            self._request = (
+                f"SoC uncertainty {worst:.2f} % >= {cfg.full_charge_sigma_pct:g} %"
+                f" ({days:.1f} days since the last full charge)"
+            )
+            return
+        if cfg.full_charge_for_balancing:
+            rel = [c.soc_rel_sigma_pct for c in soc.cells if math.isfinite(c.soc_rel_sigma_pct)]
+            if rel and max(rel) > self.balancing_start_pct:
+                self._request = (
+                    f"balancing needs a top: cells known to {max(rel):.2f} % against each"
+                    f" other, start threshold {self.balancing_start_pct:g} %"
+                )
+
+    def _go(self, phase: ChargePhase, reason: str, now_s: float) -> None:
+        self._phase = phase
+        self._reason = reason
+        self._since_s = now_s
+        self._quiet_since_s = None
+
+    def _advance(
+        self,
+        current_a: float,
+        cell_v: tuple[float, ...],
+        soc: SocReport | None,
+        balancing: BalancingPlan | None,
+        now_s: float,
+    ) -> None:
+        cfg = self.config
+        margin = cfg.top_margin_cell_v
+        pack_v = math.fsum(cell_v)
+        vmax = max(cell_v)
+        # Tapered: charging at most at the tail current (or resting, or discharging).
+        balancing_now = balancing is not None and any(balancing.bleed)
+        if current_a <= self.tail_a and not balancing_now:
+            if self._quiet_since_s is None:
+                self._quiet_since_s = now_s
+        else:
+            self._quiet_since_s = None
+        quiet_s = 0.0 if self._quiet_since_s is None else now_s - self._quiet_since_s
+        soc_low = soc is not None and soc.soc_pct < cfg.rebulk_soc_pct
+        phase = self._phase
+        if phase is ChargePhase.BULK:
+            if self._request:
+                top = (
+                    vmax >= self.absorption_cell_v - margin
+                    or pack_v >= self.absorption_v - self.cells * margin
+                )
+                if top and current_a > 0.0:
+                    self._go(
+                        ChargePhase.ABSORPTION,
+                        f"top reached (highest cell {vmax:.3f} V) for a full charge:"
+                        f" {self._request}",
+                        now_s,
+                    )
+            elif (
+                pack_v >= self.float_v - self.cells * margin
+                and current_a <= self.tail_a
+                and not soc_low
+            ):
+                self._go(ChargePhase.FLOAT, f"float voltage reached ({pack_v:.2f} V)", now_s)
+        elif phase is ChargePhase.ABSORPTION:
+            elapsed = 0.0 if self._since_s is None else now_s - self._since_s
+            if quiet_s >= cfg.tail_hold_s and current_a >= -self.tail_a:
+                self._full_done(f"absorbed: no cell balancing, current {current_a:.2f} A", now_s)
+            elif elapsed >= cfg.absorption_max_s:
+                self._full_done(f"absorption time limit ({cfg.absorption_max_s:g} s)", now_s)
+            elif soc_low:
+                assert soc is not None
+                self._go(
+                    ChargePhase.BULK,
+                    f"left the top before absorption ended (SoC {soc.soc_pct:.1f} %)",
+                    now_s,
+                )
+        elif self._request:
+            self._go(ChargePhase.BULK, f"full charge requested: {self._request}", now_s)
+        elif soc_low:
+            assert soc is not None
+            self._go(
+                ChargePhase.BULK,
+                f"SoC {soc.soc_pct:.1f} % below re-bulk {cfg.rebulk_soc_pct:g} %",
+                now_s,
+            )
+
+    def _full_done(self, reason: str, now_s: float) -> None:
+        self._last_full_s = now_s
+        self._request = ""
+        self._go(ChargePhase.FLOAT, reason, now_s)

@@ -1,0 +1,271 @@
+"""Charge phases over scripted inputs: transitions and their reasons, full-charge requests."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.core.model import (
+    BalancingMode,
+    BalancingPlan,
+    CellEstimate,
+    ChargePhase,
+    ChargeState,
+    SocReport,
+)
+from gateway.core.phases import ChargeConfig, ChargePhases, ChargeStrategy
+from tests.core.packdata import snapshot
+
+CELLS = 4
+CAP_AH = 100.0
+ABS_V = 3.45  # LFP absorption per cell (limits.cvl_cell_v)
+FLOAT_V = 3.314
+DAY_S = 86400.0
+
+
+def _machine(**cfg: object) -> ChargePhases:
+    return ChargePhases(
+        ChargeConfig(**cfg),  # type: ignore[arg-type]
+        cells=CELLS,
+        capacity_ah=CAP_AH,
+        absorption_cell_v=ABS_V,
+        float_cell_v=FLOAT_V,
+        balancing_start_pct=0.5,
+    )
+
+
+def _soc(soc_pct: float, sigma_pct: float = 0.5, rel_sigma_pct: float = 0.1) -> SocReport:
+    cells = tuple(
+        CellEstimate(soc_pct, sigma_pct, CAP_AH, 0.5, soc_rel_sigma_pct=rel_sigma_pct)
+        for _ in range(CELLS)
+    )
+    return SocReport(soc_pct, soc_pct, 100.0, cells)
+
+
+def _plan(bleeding: bool) -> BalancingPlan:
+    return BalancingPlan(BalancingMode.PASSIVE, (bleeding, False, False, False))
+
+
+def _step(
+    m: ChargePhases,
+    t_s: float,
+    cell_v: float,
+    current_a: float,
+    soc: SocReport | None,
+    bleeding: bool = False,
+) -> ChargeState:
+    snap = snapshot([cell_v] * CELLS, current_a=current_a, t_s=t_s)
+    return m.step(snap, soc, _plan(bleeding), t_s)
+
+
+def _to_float(m: ChargePhases) -> float:
+    """Bulk -> absorption -> float through a full charge; returns the time of the anchor."""
+    s = _step(m, 0.0, 3.35, 30.0, _soc(70.0))
+    assert s.phase is ChargePhase.BULK
+    s = _step(m, 10.0, 3.445, 30.0, _soc(97.0))
+    assert s.phase is ChargePhase.ABSORPTION
+    t = 20.0
+    while s.phase is ChargePhase.ABSORPTION:
+        s = _step(m, t, 3.45, 1.0, _soc(99.5))
+        t += 10.0
+        assert t < 1000.0
+    return t - 10.0
+
+
+def test_a_first_start_asks_for_a_full_charge_and_bulks_to_the_top() -> None:
+    m = _machine()
+    s = _step(m, 0.0, 3.30, 20.0, _soc(60.0))
+    assert s.phase is ChargePhase.BULK
+    assert s.full_charge_requested
+    assert s.full_charge_reason == "no full charge on record"
+    assert s.cvl_v == pytest.approx(CELLS * ABS_V)
+    assert s.last_full_age_s is None
+
+
+def test_full_charge_goes_through_absorption_to_float_with_reasons() -> None:
+    m = _machine(tail_hold_s=60.0)
+    s = _step(m, 0.0, 3.40, 30.0, _soc(90.0))
+    s = _step(m, 10.0, 3.445, 30.0, _soc(97.0))
+    assert s.phase is ChargePhase.ABSORPTION
+    assert s.reason.startswith("top reached (highest cell 3.445 V)")
+    assert s.cvl_v == pytest.approx(CELLS * ABS_V)
+    # Tapered from t = 20 s: the hold runs 60 s.
+    for t in (20.0, 40.0, 60.0):
+        s = _step(m, t, 3.45, 1.5, _soc(99.0))
+        assert s.phase is ChargePhase.ABSORPTION
+    s = _step(m, 80.0, 3.45, 1.5, _soc(99.0))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.reason == "absorbed: no cell balancing, current 1.50 A"
+    assert not s.full_charge_requested
+    assert s.cvl_v == pytest.approx(CELLS * FLOAT_V)
+    assert s.last_full_age_s == pytest.approx(0.0)
+
+
+def test_absorption_does_not_end_while_a_cell_balances_or_the_current_is_high() -> None:
+    m = _machine(tail_hold_s=60.0, absorption_max_s=3600.0)
+    _step(m, 0.0, 3.40, 30.0, _soc(90.0))
+    assert _step(m, 10.0, 3.45, 30.0, _soc(97.0)).phase is ChargePhase.ABSORPTION
+    # Tapered but a cell bleeds: held.
+    for t in range(20, 2000, 20):
+        s = _step(m, float(t), 3.45, 0.5, _soc(99.0), bleeding=True)
+        assert s.phase is ChargePhase.ABSORPTION
+    # Balancing done but the current is above the tail (2 A at 0.02 C of 100 Ah): held.
+    for t in range(2000, 3000, 20):
+        s = _step(m, float(t), 3.45, 5.0, _soc(99.0))
+        assert s.phase is ChargePhase.ABSORPTION
+    # Both: it ends after the hold.
+    for t in range(3000, 3060, 20):
+        assert _step(m, float(t), 3.45, 0.5, _soc(99.0)).phase is ChargePhase.ABSORPTION
+    s = _step(m, 3080.0, 3.45, 0.5, _soc(99.0))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.reason.startswith("absorbed")
+
+
+def test_absorption_is_bounded_in_time() -> None:
+    m = _machine(absorption_max_s=600.0)
+    _step(m, 0.0, 3.445, 30.0, _soc(97.0))
+    s = _step(m, 599.0, 3.45, 10.0, _soc(99.0), bleeding=True)
+    assert s.phase is ChargePhase.ABSORPTION
+    s = _step(m, 600.0, 3.45, 10.0, _soc(99.0), bleeding=True)
+    assert s.phase is ChargePhase.FLOAT
+    assert s.reason == "absorption time limit (600 s)"
+
+
+def test_float_rebulks_below_the_threshold_to_the_float_voltage() -> None:
+    m = _machine()
+    t = _to_float(m)
+    s = _step(m, t + 100.0, 3.30, -20.0, _soc(85.5))
+    assert s.phase is ChargePhase.FLOAT
+    s = _step(m, t + 200.0, 3.29, -20.0, _soc(84.9))
+    assert s.phase is ChargePhase.BULK
+    assert s.reason == "SoC 84.9 % below re-bulk 85 %"
+    # No full charge is due: bulk charges only to the float voltage ...
+    assert not s.full_charge_requested
+    assert s.cvl_v == pytest.approx(CELLS * FLOAT_V)
+    # ... and floats again once there with the current tapered.
+    s = _step(m, t + 300.0, 3.315, 0.5, _soc(90.0))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.reason.startswith("float voltage reached")
+
+
+def test_full_charge_is_requested_when_sigma_crosses_its_threshold_and_not_before() -> None:
+    m = _machine(full_charge_sigma_pct=2.5, full_charge_min_interval_days=1.0)
+    t0 = _to_float(m)
+    # Uncertain early, within the minimum interval: no request.
+    s = _step(m, t0 + 0.5 * DAY_S, 3.31, 0.0, _soc(88.0, sigma_pct=3.0))
+    assert not s.full_charge_requested
+    # Past the interval, below the threshold: none.
+    s = _step(m, t0 + 2 * DAY_S, 3.31, 0.0, _soc(88.0, sigma_pct=2.49))
+    assert not s.full_charge_requested
+    assert s.phase is ChargePhase.FLOAT
+    # At the threshold: requested, and float goes back to bulk towards the top.
+    s = _step(m, t0 + 2 * DAY_S + 10.0, 3.31, 0.0, _soc(88.0, sigma_pct=2.5))
+    assert s.full_charge_requested
+    assert s.full_charge_reason.startswith("SoC uncertainty 2.50 % >= 2.5 %")
+    assert s.phase is ChargePhase.BULK
+    assert s.reason.startswith("full charge requested: SoC uncertainty")
+    assert s.cvl_v == pytest.approx(CELLS * ABS_V)
+    # The request stays while sigma falls back, until a full charge is done.
+    s = _step(m, t0 + 2 * DAY_S + 20.0, 3.31, 0.0, _soc(88.0, sigma_pct=1.0))
+    assert s.full_charge_requested
+
+
+def test_balancing_that_cannot_tell_the_cells_apart_asks_for_a_top() -> None:
+    m = _machine(full_charge_min_interval_days=1.0)
+    t0 = _to_float(m)
+    s = _step(m, t0 + 2 * DAY_S, 3.31, 0.0, _soc(88.0, rel_sigma_pct=0.4))
+    assert not s.full_charge_requested
+    s = _step(m, t0 + 2 * DAY_S + 10.0, 3.31, 0.0, _soc(88.0, rel_sigma_pct=0.8))
+    assert s.full_charge_requested
+    assert s.full_charge_reason.startswith("balancing needs a top")
+    off = _machine(full_charge_min_interval_days=1.0, full_charge_for_balancing=False)
+    t1 = _to_float(off)
+    s = _step(off, t1 + 2 * DAY_S, 3.31, 0.0, _soc(88.0, rel_sigma_pct=0.8))
+    assert not s.full_charge_requested
+
+
+def test_the_maximum_interval_asks_for_a_full_charge() -> None:
+    m = _machine(full_charge_max_interval_days=7.0)
+    t0 = _to_float(m)
+    assert not _step(m, t0 + 6.9 * DAY_S, 3.31, 0.0, _soc(88.0)).full_charge_requested
+    s = _step(m, t0 + 7.0 * DAY_S, 3.31, 0.0, _soc(88.0))
+    assert s.full_charge_requested
+    assert s.full_charge_reason == "7.0 days since the last full charge"
+
+
+def test_a_pack_that_uses_its_energy_is_charged_to_the_top() -> None:
+    m = _machine(full_charge_below_soc_pct=20.0)
+    t0 = _to_float(m)
+    s = _step(m, t0 + 3600.0, 3.22, -30.0, _soc(20.5))
+    assert not s.full_charge_requested
+    assert s.phase is ChargePhase.BULK  # below re-bulk
+    assert s.cvl_v == pytest.approx(CELLS * FLOAT_V)
+    s = _step(m, t0 + 3610.0, 3.21, -30.0, _soc(19.9))
+    assert s.full_charge_requested
+    assert s.full_charge_reason == "energy in use: SoC 19.9 % below 20 %"
+    assert s.cvl_v == pytest.approx(CELLS * ABS_V)
+
+
+def test_grid_charge_only_when_allowed_requested_and_below_rebulk() -> None:
+    pv = _machine()
+    assert not _step(pv, 0.0, 3.25, 0.0, _soc(40.0)).grid_charge_requested
+    grid = _machine(full_charge_from_grid=True)
+    assert _step(grid, 0.0, 3.25, 0.0, _soc(40.0)).grid_charge_requested
+    assert not _step(grid, 10.0, 3.32, 0.0, _soc(90.0)).grid_charge_requested
+
+
+def test_incomplete_data_holds_the_phase() -> None:
+    m = _machine()
+    _step(m, 0.0, 3.40, 30.0, _soc(90.0))
+    at_top = snapshot([3.45] * CELLS, current_a=30.0, t_s=10.0)
+    missing_cell = replace(at_top, cell_voltage_v=(3.45, None, 3.45, 3.45), complete=False)
+    missing_current = replace(at_top, current_a=None, complete=False)
+    for snap in (missing_cell, missing_current):
+        assert m.step(snap, _soc(99.0), None, 10.0).phase is ChargePhase.BULK
+    assert m.step(at_top, _soc(99.0), None, 11.0).phase is ChargePhase.ABSORPTION
+
+
+def test_the_top_strategy_holds_cvl_at_the_absorption_voltage() -> None:
+    m = _machine(strategy=ChargeStrategy.TOP)
+    t = _step(m, 0.0, 3.30, 0.0, _soc(50.0))
+    assert t.cvl_v == pytest.approx(CELLS * ABS_V)
+
+
+def test_the_last_full_charge_survives_a_restart_as_an_age() -> None:
+    m = _machine()
+    t0 = _to_float(m)
+    saved = m.export_state(t0 + 3600.0)
+    again = _machine()
+    again.restore(saved, 50.0)  # a new process: monotonic time starts elsewhere
+    s = _step(again, 60.0, 3.31, 0.0, _soc(88.0))
+    assert not s.full_charge_requested
+    assert s.last_full_age_s == pytest.approx(3610.0)
+    again.restore({"last_full_age_s": float("nan"), "full_charge_request": 3}, 70.0)
+    assert _step(again, 80.0, 3.31, 0.0, _soc(88.0)).last_full_age_s == pytest.approx(3630.0)
+
+
+def test_the_derived_float_voltage_stays_below_absorption() -> None:
+    cfg = ChargeConfig()
+    assert cfg.resolve_float_cell_v(3.314, 3.45) == pytest.approx(3.314)
+    # A user OCV table whose 90 % lies above the limits' CVL: kept 50 mV below it.
+    assert cfg.resolve_float_cell_v(3.58, 3.45) == pytest.approx(3.40)
+    # Set by hand, it is taken as it is (and refused later if not below CVL).
+    assert ChargeConfig(float_cell_v=3.5).resolve_float_cell_v(3.3, 3.45) == 3.5
+
+
+def test_settings_refuse_a_rebulk_threshold_above_float() -> None:
+    with pytest.raises(ValidationError, match="rebulk_soc_pct"):
+        ChargeConfig(rebulk_soc_pct=92.0, float_soc_pct=90.0)
+    with pytest.raises(ValidationError):
+        ChargeConfig(absorption_max_s=float("inf"))
+    with pytest.raises(ValueError, match=r"float_cell_v .* limits.cvl_cell_v"):
+        ChargePhases(
+            ChargeConfig(),
+            cells=4,
+            capacity_ah=100.0,
+            absorption_cell_v=3.45,
+            float_cell_v=3.5,
+            balancing_start_pct=0.5,
+        )
