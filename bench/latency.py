@@ -258,8 +258,8 @@ def _settings(channel: str, port: int, state_dir: str) -> Settings:
         sunspec={"mode": "server", "host": "127.0.0.1", "port": port},
         limits={"ramp_hold_s": 0.0, "ramp_a_per_s": 1e6},
         protection={
-            "cell_overvoltage_warning_v": 4.4,
-            "cell_overvoltage_alarm_v": 4.5,
+            "cell_overvoltage_warning_v": 4.3,
+            "cell_overvoltage_alarm_v": 4.4,
             "voltage_imbalance_warning_v": 1.5,
             "voltage_imbalance_alarm_v": 2.0,
         },
