@@ -97,7 +97,14 @@ ADAPTERS = [p for p in PACKAGE.iterdir() if p.is_dir() and p.name not in {"core"
 
 @pytest.mark.parametrize("package", ADAPTERS, ids=lambda p: p.name)
 def test_adapters_never_import_the_supervisor_or_the_control_step(package: Path) -> None:
-    upward = ("gateway.app", "gateway.cli", "gateway.control", "gateway.demo")
+    upward = (
+        "gateway.app",
+        "gateway.cli",
+        "gateway.control",
+        "gateway.demo",
+        "gateway.replay",
+        "gateway.supervisor",
+    )
     for path in _modules(package):
         bad = [n for n in _imports(path) if n.startswith(upward)]
         assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
