@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import time
 from collections import deque
@@ -29,6 +28,8 @@ import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 from pydantic import BaseModel
 
+from gateway.backoff import Jitter
+from gateway.backoff import backoff_s as _backoff_s
 from gateway.core.health import HealthReport
 from gateway.core.model import AlarmReport, BalancingPlan, Command, CommandResult, ControlOutput
 from gateway.errors import ConfigError, GatewayError, MqttLinkError
@@ -64,7 +65,7 @@ _MAX_INCOMING = 64
 
 def backoff_s(attempt: int, cap_s: float) -> float:
     """Reconnect delay before ``attempt`` (1-based): full jitter, exponential, capped."""
-    return min(cap_s, random.uniform(0.0, 1.5 ** min(10, attempt)))
+    return _backoff_s(attempt, cap_s, jitter=Jitter.FULL_CLIPPED)
 
 
 async def probe_broker(host: str, port: int, timeout_s: float = 1.0) -> bool:
