@@ -87,8 +87,10 @@ def test_with_fewer_sensors_than_cells_each_cell_reports_its_covering_sensor(
     temps = out.pack.cell_temp_c
     assert len(temps) == 4
     # 8 cells over 4 sensors: cells 0,1 -> sensor 0; 2,3 -> 1; ...; 7 -> 3.
-    assert None not in temps
-    assert [c["t_c"] for c in rec["cells"]] == [round(temps[i // 2] or 0.0, 2) for i in range(8)]
+    expected = [temps[i // 2] for i in range(8)]
+    assert [c["t_c"] for c in rec["cells"]] == [
+        None if t is None else round(t, 2) for t in expected
+    ]
 
 
 def test_unknown_values_are_null_never_nan(out: ControlOutput) -> None:
