@@ -9,7 +9,7 @@ import math
 import pytest
 
 from gateway.control import Controller
-from gateway.core.model import ControlOutput, Negotiation
+from gateway.core.model import ControlOutput, GatewayMode, Negotiation
 from gateway.report import SCHEMA_VERSION, record
 from gateway.settings import Settings
 from gateway.sim.pack import PackSim, PackSimConfig
@@ -140,3 +140,12 @@ def test_the_negotiation_record_shows_the_effective_limits(out: ControlOutput) -
         "effective_ccl_a": 50.0,
         "effective_dcl_a": 90.0,
     }
+
+
+def test_the_mode_is_an_enum_in_the_step_and_a_plain_string_in_the_record(
+    out: ControlOutput,
+) -> None:
+    assert isinstance(out.mode, GatewayMode)
+    rec = json.loads(json.dumps(record(out)))
+    assert rec["mode"] == out.mode.value
+    assert type(rec["mode"]) is str
