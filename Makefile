@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint typecheck unit bench clean install
+.PHONY: demo test lint typecheck unit bench clean install install-pipx
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ $(DEMO_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,demo]'
 	touch $(DEMO_STAMP)
 
+# The command lives in .venv/bin: run it from there, add that to PATH, or `make install-pipx`.
 install: $(STAMP)
+	@echo "bms-gateway is installed in $(VENV): run $(BIN)/bms-gateway (or: export PATH=\"$$PWD/$(BIN):\$$PATH\";"
+	@echo "or 'make install-pipx' to put bms-gateway on your PATH with pipx)"
+
+# bms-gateway on the PATH (~/.local/bin) in its own environment, with the demo's broker.
+install-pipx:
+	@command -v pipx >/dev/null || { echo "pipx is not installed: apt-get install pipx (or python3 -m pip install --user pipx)"; exit 1; }
+	pipx install --force '.[demo]'
 
 demo: $(DEMO_STAMP)
 	$(BIN)/bms-gateway demo $(DEMO_ARGS)
@@ -33,7 +41,8 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-test: lint typecheck unit
+# The demo extra too: the amqtt fallback broker is tested, not skipped.
+test: $(DEMO_STAMP) lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

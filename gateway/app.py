@@ -552,17 +552,11 @@ async def _main(settings: Settings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    if settings.can.interface == "virtual":
-        log.warning(
-            "CAN interface is 'virtual' (in-process, for tests and the demo): no BMS can reach "
-            'it; set can.interface = "socketcan" and can.channel on a device'
-        )
-    inv = settings.inverter_can
-    if inv.protocol is not InverterProtocol.OFF and inv.interface == "virtual":
-        log.warning(
-            "inverter_can.interface is 'virtual' (in-process): no inverter can hear it; set "
-            'inverter_can.interface = "socketcan" and inverter_can.channel on a device'
-        )
+    from gateway.summary import link_summary
+
+    for line in link_summary(settings):
+        # A virtual CAN bus in a daemon is a config left at its default: warn, not inform.
+        log.log(logging.WARNING if "(in-process" in line else logging.INFO, "start: %s", line)
     gw = Gateway(settings)
     failed = False
     config_failed = False

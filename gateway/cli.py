@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gateway import __version__
 from gateway.errors import ConfigError, GatewayError, UpdateError
@@ -21,25 +22,110 @@ log = logging.getLogger("gateway")
 EXIT_CONFIG = 2
 EXIT_UPDATE = 3
 
+_DESCRIPTION = (
+    "Battery gateway: reads a BMS over CAN (DBC), runs the BMS logic (SoC, protection, limits, "
+    "balancing), serves the limits to the inverter over Modbus/SunSpec and publishes "
+    "diagnostics over MQTT. Start with 'bms-gateway demo' (no hardware needed), then "
+    "'bms-gateway check-config --config FILE' and 'bms-gateway run --config FILE'."
+)
+
+_EPILOG = (
+    "Every setting can also come from the environment: BMSGW_<SECTION>__<KEY> (it wins over "
+    "the file). 'bms-gateway COMMAND --help' shows the options of each command."
+)
+
+_COMMANDS = ("run", "demo", "replay", "sim-log", "check-config", "health", "update")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Shows an option's default after its help when there is one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" not in text
+            and default not in (None, False, argparse.SUPPRESS)
+            and not action.required
+            and action.option_strings
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors say what to type next."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print the usage, the error and a pointer to ``--help``; exit 2."""
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\nTry '{self.prog} --help'.\n")
+
+
+def _with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--config FILE`` to a command's parser; returns the parser."""
+    sp.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML settings file; BMSGW_<SECTION>__<KEY> variables win over it "
+        "(none: built-in defaults)",
+    )
+    return sp
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bms-gateway", description=__doc__)
+    p = _Parser(
+        prog="bms-gateway", description=_DESCRIPTION, epilog=_EPILOG, formatter_class=_Formatter
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", title="commands", parser_class=_Parser)
 
-    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--config", type=Path, help="TOML settings file (env BMSGW_... wins)")
-        return sp
+    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        return _with_config(
+            sub.add_parser(
+                name, help=help_text, description=description, formatter_class=_Formatter
+            )
+        )
 
-    with_config(sub.add_parser("run", help="run the gateway daemon"))
-    with_config(sub.add_parser("check-config", help="print the resolved settings or the error"))
+    command(
+        "run",
+        "run the gateway daemon",
+        "Run the gateway until SIGTERM or Ctrl-C; says at start which links are on and off.",
+    )
+    command(
+        "check-config",
+        "print the resolved settings, or the error",
+        "Load the settings, the profile, the DBC and the OCV table; print the resolved settings "
+        "as JSON, or one line naming the file and key that is wrong (exit status 2).",
+    )
 
-    hp = with_config(sub.add_parser("health", help="print the cell health report of the history"))
-    hp.add_argument("--png", type=Path, help="also plot the history here (needs matplotlib)")
+    hp = command(
+        "health",
+        "print the cell health report of the history",
+        "Read the daemon's health history (health.history_path) and print per cell the "
+        "capacity and R0 trends, the ranking, the forecasts and the warnings.",
+    )
+    hp.add_argument(
+        "--png",
+        type=Path,
+        metavar="FILE",
+        help="also plot the history here (needs the plot extra, matplotlib; none: no plot)",
+    )
 
-    rp = with_config(sub.add_parser("replay", help="run a CAN log through the pipeline"))
-    rp.add_argument("log", type=Path, help="candump (.log), ASC (.asc) or BLF (.blf) file")
-    rp.add_argument("--out", type=Path, help="JSON Lines output (default: stdout)")
+    rp = command(
+        "replay",
+        "run a CAN log through the pipeline",
+        "Replay a CAN log through the decoder and the control core as fast as it can; one JSON "
+        "record per second of log time (docs/REPLAY.md). The format comes from the content.",
+    )
+    rp.add_argument(
+        "log", type=Path, help="the CAN log: candump -L, Vector ASC or BLF (any file name)"
+    )
+    rp.add_argument(
+        "--out", type=Path, metavar="FILE", help="JSON Lines output (none: standard output)"
+    )
     rp.add_argument(
         "--after-end",
         type=float,
@@ -50,52 +136,100 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--tx-out",
         type=Path,
-        help="also write the frames the gateway would send (inverter CAN, balancing), candump -L",
+        metavar="FILE",
+        help="also write the frames the gateway would send (inverter CAN, balancing) as a "
+        "candump -L log (none: not written)",
     )
 
-    sp = with_config(sub.add_parser("sim-log", help="write a candump log from the simulator"))
-    sp.add_argument("--cells", type=int, default=16)
-    sp.add_argument("--hours", type=float, default=1.0)
-    sp.add_argument("--seed", type=int, default=1)
-    sp.add_argument("--chemistry", choices=("lfp", "nmc"), default="lfp")
-    sp.add_argument("--capacity-ah", type=float, default=100.0)
+    sp = command(
+        "sim-log",
+        "write a candump -L log from the pack simulator",
+        "Simulate a pack through a home-storage day, faster than real time, and write its CAN "
+        "frames (dbc/bms.dbc) as a candump -L log: input for replay and the benchmarks.",
+    )
+    sp.add_argument("--cells", type=int, default=16, help="series cells")
+    sp.add_argument("--hours", type=float, default=1.0, help="simulated hours")
+    sp.add_argument("--seed", type=int, default=1, help="random seed of the cell spread")
+    sp.add_argument("--chemistry", choices=("lfp", "nmc"), default="lfp", help="cell chemistry")
+    sp.add_argument("--capacity-ah", type=float, default=100.0, help="nominal cell capacity (Ah)")
     sp.add_argument(
         "--rate", type=float, default=1.0, help="frame-rate factor (0.1 = ten times fewer frames)"
     )
-    sp.add_argument("--out", type=Path, required=True)
+    sp.add_argument("--out", type=Path, required=True, metavar="FILE", help="the log to write")
 
-    dp = with_config(sub.add_parser("demo", help="the whole loop on this machine, no hardware"))
-    dp.add_argument("--speed", type=float, default=1.0, help="time acceleration (1 = real time)")
-    dp.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    from gateway.demo import DemoInverter  # the demo's choices, where they are defined
+
+    dp = command(
+        "demo",
+        "the whole loop on this machine, no hardware",
+        "A simulated pack on a virtual CAN bus, the gateway, its Modbus server on loopback "
+        "and an MQTT broker (one already on the configured port, else mosquitto or amqtt), "
+        "with a live view. It publishes as demo-<host>, never as a real gateway, and removes "
+        "what it retained when it stops.",
+    )
+    dp.add_argument(
+        "--speed", type=float, default=1.0, help="time acceleration (1 = real time, 60 = 1 min/s)"
+    )
+    dp.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many wall seconds (none: run until Ctrl-C)",
+    )
     dp.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
     dp.add_argument(
-        "--state-dir", type=Path, help="keep the estimator state here between runs (default: none)"
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep the estimator state here between runs (none: a temporary folder)",
     )
     dp.add_argument(
         "--inverter",
-        choices=("sunspec", "pylon", "sma", "victron", "pylon-hv", "none"),
-        default="sunspec",
-        help="simulated inverter: SunSpec over Modbus, a battery-CAN dialect, or none",
+        type=DemoInverter,
+        choices=list(DemoInverter),
+        default=DemoInverter.SUNSPEC,
+        help="what closes the loop: sunspec = the simulated storage controller on Modbus; "
+        "pylon, sma, victron, pylon-hv = a simulated inverter on battery CAN; none = your own "
+        "SunSpec client or inverter",
     )
-    _add_update_parser(sub, with_config)
+    _add_update_parser(sub, _with_config)
     return p
 
 
 def _add_update_parser(sub: Any, with_config: Callable[[Any], Any]) -> None:
     """``bms-gateway update check|apply|status|rollback`` (gateway/update/, docs/UPDATES.md)."""
     kinds = ("config", "gateway", "bms-firmware")
-    up = sub.add_parser("update", help="signed updates: check, apply, status, rollback")
-    usub = up.add_subparsers(dest="update_cmd", required=True)
-    with_config(usub.add_parser("check", help="what the signed repository offers"))
-    with_config(usub.add_parser("status", help="installed versions, last results, health"))
-    ap = with_config(usub.add_parser("apply", help="verify, apply, health-check (or roll back)"))
+    up = sub.add_parser(
+        "update",
+        help="signed updates: check, apply, status, rollback",
+        description="Signed updates of the config, the gateway and the BMS firmware "
+        "(docs/UPDATES.md).",
+        formatter_class=_Formatter,
+    )
+    usub = up.add_subparsers(
+        dest="update_cmd",
+        required=True,
+        metavar="ACTION",
+        title="actions",
+        help="what to do",
+        parser_class=_Parser,
+    )
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = usub.add_parser(name, help=help_text, formatter_class=_Formatter)
+        return cast(argparse.ArgumentParser, with_config(parser))
+
+    action("check", "what the signed repository offers")
+    action("status", "installed versions, last results, health")
+    ap = action("apply", "verify, apply, health-check (or roll back)")
     ap.add_argument("--kind", choices=kinds, help="only this kind (default: every kind offered)")
     ap.add_argument("--version", dest="target_version", help="this version, not the newest")
     ap.add_argument(
         "--force", action="store_true", help="skip the safe-to-update gate; allow a downgrade"
     )
-    rb = with_config(usub.add_parser("rollback", help="back to the version before"))
-    rb.add_argument("--kind", choices=kinds, default="config")
+    rb = action("rollback", "back to the version before")
+    rb.add_argument("--kind", choices=kinds, default="config", help="what to roll back")
 
 
 def _update(settings: Settings, args: argparse.Namespace) -> int:
@@ -165,12 +299,24 @@ def _config_error(e: BaseException) -> ConfigError | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bms-gateway`` console script; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.cmd is None:
+        parser.print_usage(sys.stderr)
+        print(
+            f"bms-gateway: choose a command: {', '.join(_COMMANDS)} "
+            "(try 'bms-gateway demo', or 'bms-gateway --help')",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     try:
         settings = _load(args)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    source = str(args.config) if args.config is not None else "defaults"
+    if args.config is None and any(k.upper().startswith("BMSGW_") for k in os.environ):
+        source = "environment"
     _setup_logging(settings.log.level)
     try:
         if args.cmd == "check-config":
@@ -223,7 +369,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 inverter=args.inverter,
             )
     except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
+        # Errors found after the settings loaded (a DBC, a profile, an OCV table) name the key
+        # and the file they come from; say which settings file led there.
+        text = str(e)
+        print(
+            f"config error: {text if text.startswith(source) else f'{source}: {text}'}",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     except UpdateError as e:
         print(f"update refused: {e}", file=sys.stderr)

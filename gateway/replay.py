@@ -11,21 +11,29 @@ A frame stamped with a time that cannot be real (not finite, negative, or beyond
 ``MAX_LOG_TIME_S``) is unreadable and counted like a bad line; a time that goes backwards is held
 at the latest time seen (log time, like the monotonic clock, never goes back).
 
+The format comes from the content, not the file name: BLF by its ``LOGG`` signature, text logs
+by which of python-can's readers (``CanutilsLogReader`` for ``candump -L``, ``ASCReader``) reads
+frames from the first lines. A plain ``candump can0`` log (no ``-L``) is recognised and named, with
+the command that records a readable one.
+
 Bad input never stops a replay: a line the log reader cannot parse is counted as a dropped frame,
-and the file and line numbers are logged once at the end. A missing file or an unknown format is
-a one-line error.
+and the file and line numbers are logged once at the end. A missing or empty file, a file no
+reader understands, and a log without a single CAN frame are one-line errors.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
+import re
 import struct
 import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, TextIO, cast
 
@@ -39,12 +47,40 @@ from gateway.errors import GatewayError
 from gateway.report import record
 from gateway.settings import Settings
 
-__all__ = ["FORMATS", "LogFrame", "ReplayStats", "iter_log", "replay", "replay_to_jsonl"]
+__all__ = [
+    "FORMATS",
+    "LogFormat",
+    "LogFrame",
+    "ReplayStats",
+    "detect_format",
+    "iter_log",
+    "replay",
+    "replay_to_jsonl",
+]
 
 log = logging.getLogger(__name__)
 
-#: File suffix -> log format.
-FORMATS = {".log": "candump", ".asc": "asc", ".blf": "blf"}
+
+class LogFormat(StrEnum):
+    """A CAN log format python-can reads."""
+
+    CANDUMP = "candump"
+    """``candump -L`` (python-can's ``CanutilsLogReader``)."""
+    ASC = "asc"
+    """Vector ASC."""
+    BLF = "blf"
+    """Vector BLF (binary)."""
+
+
+#: The usual file suffix of each format (for documentation: the content decides).
+FORMATS = {".log": LogFormat.CANDUMP, ".asc": LogFormat.ASC, ".blf": LogFormat.BLF}
+
+_BLF_MAGIC = b"LOGG"
+_SNIFF_BYTES = 64 * 1024
+#: ``candump can0`` and ``candump -t a can0`` lines: ``  can0  123   [8]  11 22 ...``.
+_CANDUMP_PLAIN = re.compile(
+    r"^\s*(\(\d+\.\d+\)\s+)?\S+\s+[0-9A-Fa-f]{1,8}\s+\[\d+\](\s+[0-9A-Fa-f]{2})*\s*$"
+)
 
 #: Gaps in the log longer than this are not filled with one record per second (a logger that was
 #: paused overnight would otherwise produce tens of thousands of identical records).
@@ -126,27 +162,75 @@ def _bad(stats: ReplayStats, path: Path, line_no: int, exc: BaseException) -> No
         log.debug("%s:%d: unreadable line (%s)", path, line_no, exc)
 
 
-def _text_messages(path: Path, fmt: str, stats: ReplayStats) -> Iterator[can.Message]:
+def _text_messages(path: Path, fmt: LogFormat, stats: ReplayStats) -> Iterator[can.Message]:
     with path.open("r", encoding="utf-8", errors="replace") as f:
-        lines = _Lines(f)
-        source = cast(TextIO, lines)  # python-can only iterates it and closes it
-        reader: can.CanutilsLogReader | can.ASCReader
-        reader = can.CanutilsLogReader(source) if fmt == "candump" else can.ASCReader(source)
-        while True:
-            try:
-                yield from reader
-                return
-            except (ValueError, IndexError, TypeError, KeyError) as e:
-                # python-can parses one line per step; a bad one ends that reader only.
-                _bad(stats, path, lines.line_no, e)
-                if isinstance(reader, can.ASCReader):
-                    resumed = _ResumedASCReader(source)
-                    resumed.base = reader.base
-                    resumed._converted_base = reader._converted_base
-                    resumed.start_time = reader.start_time
-                    reader = resumed
-                else:
-                    reader = can.CanutilsLogReader(source)
+        yield from _read_text(f, path, fmt, stats)
+
+
+def _read_text(f: IO[str], path: Path, fmt: LogFormat, stats: ReplayStats) -> Iterator[can.Message]:
+    lines = _Lines(f)
+    source = cast(TextIO, lines)  # python-can only iterates it and closes it
+    reader: can.CanutilsLogReader | can.ASCReader
+    reader = can.CanutilsLogReader(source) if fmt is LogFormat.CANDUMP else can.ASCReader(source)
+    while True:
+        try:
+            yield from reader
+            return
+        except (ValueError, IndexError, TypeError, KeyError) as e:
+            # python-can parses one line per step; a bad one ends that reader only.
+            _bad(stats, path, lines.line_no, e)
+            if isinstance(reader, can.ASCReader):
+                resumed = _ResumedASCReader(source)
+                resumed.base = reader.base
+                resumed._converted_base = reader._converted_base
+                resumed.start_time = reader.start_time
+                reader = resumed
+            else:
+                reader = can.CanutilsLogReader(source)
+
+
+def detect_format(path: Path) -> LogFormat:
+    """The format of the log at ``path``, from its content (the suffix does not matter).
+
+    Text logs are tried with python-can's readers on their first 64 kB; the reader that reads
+    the most frames with the fewest unreadable lines wins.
+
+    Raises:
+        GatewayError: one line: the file is missing, empty, a plain ``candump`` log without
+            ``-L`` (with the command to record a readable one), or not a log python-can reads.
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except FileNotFoundError:
+        raise GatewayError(f"{path}: no such log file") from None
+    except OSError as e:
+        raise GatewayError(f"{path}: cannot read: {e.strerror}") from None
+    if not head.strip():
+        raise GatewayError(f"{path}: the file is empty: no CAN frames to replay")
+    if head.startswith(_BLF_MAGIC):
+        return LogFormat.BLF
+    text = head.decode("utf-8", errors="replace")
+    if len(head) == _SNIFF_BYTES and "\n" in text:
+        text = text[: text.rindex("\n") + 1]  # whole lines only
+    scores: dict[LogFormat, tuple[int, int]] = {}
+    for fmt in (LogFormat.CANDUMP, LogFormat.ASC):
+        stats = ReplayStats()
+        read = sum(1 for _ in _read_text(io.StringIO(text), path, fmt, stats))
+        scores[fmt] = (read, -stats.bad_lines)
+    best = max(scores, key=lambda k: scores[k])
+    if scores[best][0] > 0:
+        return best
+    lines = [line for line in text.splitlines() if line.strip()][:20]
+    if lines and sum(bool(_CANDUMP_PLAIN.match(line)) for line in lines) * 2 > len(lines):
+        raise GatewayError(
+            f"{path}: this looks like candump without -L: record with "
+            f"`candump -L can0 > {path.name}` (python-can reads only the -L form)"
+        )
+    raise GatewayError(
+        f"{path}: not a CAN log python-can can read (candump -L, ASC or BLF): "
+        f"no frame in the first {len(text.splitlines())} line(s)"
+    )
 
 
 def _open_blf(path: Path) -> can.BLFReader:
@@ -172,18 +256,12 @@ def iter_log(path: Path, stats: ReplayStats | None = None) -> Iterator[LogFrame]
     """The data frames of a log file in order; error frames are skipped.
 
     Raises:
-        GatewayError: the file is missing or its format is unknown (one line), at the call.
+        GatewayError: the file is missing, empty or not a log python-can reads (one line, see
+            ``detect_format``), at the call.
     """
     stats = stats if stats is not None else ReplayStats()
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise GatewayError(
-            f"{path}: unknown log format {path.suffix or '(no suffix)'!r} "
-            "(expected .log candump -L, .asc or .blf)"
-        )
-    if not path.is_file():
-        raise GatewayError(f"{path}: no such log file")
-    if fmt == "blf":
+    fmt = detect_format(path)
+    if fmt is LogFormat.BLF:
         messages = _blf_messages(_open_blf(path), path, stats)
     else:
         messages = _text_messages(path, fmt, stats)
@@ -374,7 +452,7 @@ def _summarise(
     if stats.bad_lines:
         shown = ", ".join(str(n) for n in stats.bad_line_numbers)
         more = "" if stats.bad_lines <= len(stats.bad_line_numbers) else ", ..."
-        what = "object" if log_path.suffix.lower() == ".blf" else "line"
+        what = "object" if stats.truncated or log_path.suffix.lower() == ".blf" else "line"
         times = f"; {stats.bad_times} with an impossible timestamp" if stats.bad_times else ""
         log.warning(
             "%s: %d unreadable %s(s) skipped and counted as errors (%s %s%s)%s%s",
@@ -413,6 +491,7 @@ def replay_to_jsonl(
 
     Raises:
         ConfigError, GatewayError: see ``replay``; raised before anything is written.
+        GatewayError: not one CAN frame could be read from the log (after reading it).
     """
     stats = ReplayStats()
     txlog: Any = None
@@ -435,6 +514,12 @@ def replay_to_jsonl(
     try:
         # Pull the first record before opening the output, so a missing log leaves no empty file.
         first = next(records, None)
+        if first is None and stats.frames - stats.bad_times <= 0:
+            # The generator has finished: not one frame in the whole log. Nothing is written.
+            raise GatewayError(
+                f"{log_path}: no CAN frame could be read"
+                + (f" ({stats.bad_lines} unreadable line(s))" if stats.bad_lines else "")
+            )
         _write_records(out_path, first, records)
     finally:
         if txlog is not None:

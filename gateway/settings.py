@@ -7,9 +7,10 @@ to the code it configures; this module only assembles them.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,24 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
+def _nearest(name: str, model: Any) -> str:
+    """`` (did you mean 'x'?)`` for the closest field of ``model`` to ``name``, else ``""``."""
+    fields = getattr(model, "model_fields", None) or {}
+    close = difflib.get_close_matches(name, list(fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _model_at(path: Sequence[str | int]) -> Any:
+    """The settings model that holds the key at ``path`` (its last part), or ``None``."""
+    model: Any = Settings
+    for part in path[:-1]:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        model = fields[part].annotation
+    return model
+
+
 def _check_env_keys(env: Mapping[str, str]) -> None:
     """Reject ``BMSGW_`` variables that name no setting (pydantic-settings ignores them)."""
     for name in env:
@@ -161,7 +180,8 @@ def _check_env_keys(env: Mapping[str, str]) -> None:
         for part in path:
             fields = getattr(model, "model_fields", None)
             if fields is None or part not in fields:
-                raise ConfigError(f"environment {name}: unknown setting {'.'.join(path)!r}")
+                hint = _nearest(part, model) if fields is not None else ""
+                raise ConfigError(f"environment {name}: unknown setting {'.'.join(path)!r}{hint}")
             model = fields[part].annotation
 
 
@@ -176,7 +196,7 @@ def _format_error(e: ValidationError, source: str) -> str:
             more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
             return f"{source}: {msg}{more}"
     if err["type"] == "extra_forbidden":
-        msg = "unknown setting"
+        msg = "unknown setting" + _nearest(str(err["loc"][-1]), _model_at(err["loc"]))
     value = err.get("input")
     shown = "" if err["type"] == "extra_forbidden" or isinstance(value, dict) else f" (={value!r})"
     more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""

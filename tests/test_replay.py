@@ -189,12 +189,23 @@ def test_missing_and_unknown_logs_are_one_line_errors(tmp_path: Path) -> None:
     assert "\n" not in str(e.value)
     odd = tmp_path / "pack.trc"
     odd.write_text("x")
-    with pytest.raises(GatewayError, match=r"unknown log format '\.trc'"):
+    with pytest.raises(GatewayError, match="not a CAN log python-can can read"):
         list(replay(settings(), odd))
-    not_blf = tmp_path / "text.blf"
-    not_blf.write_text("(1.0) can0 100#00\n")
+    broken_blf = tmp_path / "broken.blf"
+    broken_blf.write_bytes(b"LOGG" + b"\x00" * 10)
     with pytest.raises(GatewayError, match="not a readable BLF"):
-        list(replay(settings(), not_blf))
+        list(replay(settings(), broken_blf))
+
+
+def test_the_content_decides_the_format_not_the_suffix(tmp_path: Path) -> None:
+    frames = bms_frames(2.5)
+    candump = tmp_path / "pack.log"
+    write_log(candump, frames)
+    expected = run(candump)
+    for name in ("pack.txt", "pack.blf", "pack"):
+        renamed = tmp_path / name
+        renamed.write_bytes(candump.read_bytes())
+        assert run(renamed) == expected, name
 
 
 def test_replay_to_jsonl_and_cli(tmp_path: Path, gen: BmsFrames) -> None:

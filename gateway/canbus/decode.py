@@ -751,7 +751,12 @@ def load_decoder(config: CanConfig) -> Decoder:
                 f"(shipped: {', '.join(shipped)}; or give a path to a .toml file)"
             )
         profile = load_profile(path)
-        dbcs = load_dbcs(_profile_dbcs(config, profile))
+        try:
+            dbcs = load_dbcs(_profile_dbcs(config, profile))
+        except ConfigError as e:
+            # Name the setting that led to the file: the user's can.dbc or the profile's own.
+            key = "can.dbc" if config.dbc_paths() else f"can.profile (={config.profile!r})"
+            raise ConfigError(f"{key}: {e}") from None
         decoder = Decoder(profile, dbcs)
     log.debug(
         "profile %s on %s: %d mapped messages",

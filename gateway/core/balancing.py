@@ -739,14 +739,14 @@ class BalancingPlanner:
         if j >= 0:
             t = temps[j]
             if t is None:
-                return f"sensor {j} unknown"
+                return f"sensor {j + 1} unknown"
             limit = cfg.max_cell_temp_c
             # Hysteresis: a cell stopped for heat resumes only once clearly below the limit.
             release = limit - abs(limit) * cfg.guard_hysteresis - 1.0
             hot = t >= limit or (self._cell_hot[k] and t > release)
             self._cell_hot[k] = hot
             if hot:
-                return f"sensor {j} at {t:.1f} degC (limit {limit:g} degC)"
+                return f"sensor {j + 1} at {t:.1f} degC (limit {limit:g} degC)"
         if voltage_v is not None and voltage_v <= self.min_cell_v:
             return f"cell at {voltage_v:.3f} V <= minimum {self.min_cell_v:g} V"
         return ""

@@ -70,14 +70,18 @@ class StaleInput:
 
     @property
     def name(self) -> str:
-        """A stable reason name: ``stale:cell_voltage[5]``, ``missing:current``."""
-        where = "" if self.index is None else f"[{self.index}]"
+        """A stable reason name: ``stale:cell_voltage[6]``, ``missing:current``.
+
+        The number in brackets counts from 1 (cell 6 is index 5 of the JSON arrays), as every
+        cell and sensor number a person reads does.
+        """
+        where = "" if self.index is None else f"[{self.index + 1}]"
         return f"{self.kind}:{self.input}{where}"
 
     @property
     def message(self) -> str:
-        """A sentence for users."""
-        what = self.input if self.index is None else f"{self.input}[{self.index}]"
+        """A sentence for users (numbers from 1, as ``name``)."""
+        what = self.input if self.index is None else f"{self.input}[{self.index + 1}]"
         more = f" and {self.count - 1} more" if self.count > 1 else ""
         if self.kind == "missing":
             return f"{what}{more} missing (never received or flagged invalid)"

@@ -15,7 +15,8 @@ data, a protection cut, a lost controller heartbeat, a SetOp disconnect) is a fa
 current comes back through the hold and the ramp, never in one step.
 
 Fail-safe: while any required input is missing or older than its timeout, CCL = DCL = 0 A in
-that same step, with the input named (``stale:cell_voltage[5]``).
+that same step, with the input named (``stale:cell_voltage[6]``; cells and sensors are
+numbered from 1 in reasons).
 """
 
 from __future__ import annotations

@@ -80,8 +80,9 @@ class MeasurementFault:
 
     @property
     def name(self) -> str:
-        """A stable name: ``cell_voltage[2]``, ``current``."""
-        return self.input if self.index is None else f"{self.input}[{self.index}]"
+        """A stable name: ``cell_voltage[3]`` (cell 3, index 2: numbers a person reads count
+        from 1), ``current``."""
+        return self.input if self.index is None else f"{self.input}[{self.index + 1}]"
 
 
 @dataclass(frozen=True, slots=True)

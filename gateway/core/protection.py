@@ -695,6 +695,7 @@ class Protection:
         imax = imin = -1
         if ext is not None:
             vmin, imin, vmax, imax = ext
+            imin, imax = imin + 1, imax + 1  # messages number cells from 1, as installers do
         hv = th.voltage_hysteresis_v
         run(
             "cell_overvoltage",
@@ -733,6 +734,7 @@ class Protection:
             tmin, jmin, tmax, jmax = ext
             if self._cell_sensors is not None:
                 jmin, jmax = self._cell_sensors[jmin], self._cell_sensors[jmax]
+            jmin, jmax = jmin + 1, jmax + 1  # sensors too are numbered from 1 in messages
         charging = current is not None and current > cfg.charging_threshold_a
         ht = th.temp_hysteresis_c
         run(

@@ -114,7 +114,7 @@ def test_fail_safe_before_the_first_complete_data_set() -> None:
     lim = calc.step(state.snapshot(0.0), None, NOW, 0.0)
     assert lim.ccl_a.value == 0.0
     assert lim.dcl_a.value == 0.0
-    assert lim.ccl_a.winner == "missing:cell_voltage[2]"
+    assert lim.ccl_a.winner == "missing:cell_voltage[3]"
     feed(state, 1.0, (3.3, 3.3, 3.3, 3.3), (25.0, 25.0), 10.0)
     lim = calc.step(state.snapshot(1.0), None, NOW, 1.0)
     assert lim.ccl_a.value == 100.0
@@ -125,14 +125,14 @@ def test_stale_input_cuts_in_the_same_step_and_bypasses_the_ramp() -> None:
     state = PackState(PACK4)
     feed(state, 0.0, (3.3,) * 4, (25.0, 25.0), 0.0)
     for t in range(1, 12):
-        feed(state, float(t), (3.3,) * 4, (25.0, None), 0.0)  # sensor 1 stops at t = 0
+        feed(state, float(t), (3.3,) * 4, (25.0, None), 0.0)  # sensor 2 (index 1) stops at t = 0
         lim = calc.step(state.snapshot(float(t)), None, NOW, float(t))
         if t <= 10:
             assert lim.ccl_a.value == (100.0 if t > 1 else 0.0), t
         else:
             assert lim.ccl_a.value == 0.0
             assert lim.dcl_a.value == 0.0
-            assert lim.ccl_a.winner == "stale:temperature[1]"
+            assert lim.ccl_a.winner == "stale:temperature[2]"
 
 
 def test_protection_alarms_cut_their_limit() -> None:
@@ -359,7 +359,7 @@ def test_one_timeouts_section_moves_the_stale_alarm_and_the_fail_safe_together()
         lim = calc.step(snap, None, alarms, float(t))
         stale = t > timeouts.cell_voltage_timeout_s
         assert alarms.has("stale_data") is stale, t
-        assert (lim.ccl_a.winner == "stale:cell_voltage[2]") is stale, t
+        assert (lim.ccl_a.winner == "stale:cell_voltage[3]") is stale, t
         assert (lim.dcl_a.value == 0.0) is stale, t
 
 

@@ -45,12 +45,12 @@ GOOD = [3.30, 3.301, 3.302, 3.303]
 @pytest.mark.parametrize(
     ("cells", "temps", "current", "input_name"),
     [
-        ([3.3, 3.3, 0.85, 3.3], (20.0, 21.0), -10.0, "cell_voltage[2]"),  # the field case
-        ([3.3, 0.0, 3.3, 3.3], (20.0, 21.0), -10.0, "cell_voltage[1]"),  # 0 V
-        ([3.3, 3.3, 3.3, 65.535], (20.0, 21.0), -10.0, "cell_voltage[3]"),  # 0xFFFF mV
-        ([3.3, 3.3, 3.3, math.nan], (20.0, 21.0), -10.0, "cell_voltage[3]"),  # a sentinel
-        (GOOD, (215.0, 21.0), -10.0, "temperature[0]"),  # raw 0xFF - 40 degC
-        (GOOD, (20.0, -273.15), -10.0, "temperature[1]"),  # an open thermistor
+        ([3.3, 3.3, 0.85, 3.3], (20.0, 21.0), -10.0, "cell_voltage[3]"),  # the field case (index 2)
+        ([3.3, 0.0, 3.3, 3.3], (20.0, 21.0), -10.0, "cell_voltage[2]"),  # 0 V
+        ([3.3, 3.3, 3.3, 65.535], (20.0, 21.0), -10.0, "cell_voltage[4]"),  # 0xFFFF mV
+        ([3.3, 3.3, 3.3, math.nan], (20.0, 21.0), -10.0, "cell_voltage[4]"),  # a sentinel
+        (GOOD, (215.0, 21.0), -10.0, "temperature[1]"),  # raw 0xFF - 40 degC
+        (GOOD, (20.0, -273.15), -10.0, "temperature[2]"),  # an open thermistor
         (GOOD, (20.0, 21.0), 5000.0, "current"),  # 50 C on a 100 Ah pack
         (GOOD, (20.0, 21.0), math.inf, "current"),
     ],
@@ -82,7 +82,7 @@ def test_windows_follow_the_chemistry_and_the_settings() -> None:
     own = PlausibilityConfig(cell_voltage_min_v=2.0)
     state = PackState(PACK, own)
     feed(state, 1.0, [3.3, 3.3, 3.3, 1.9])
-    assert [f.name for f in state.snapshot(1.0).faults] == ["cell_voltage[3]"]
+    assert [f.name for f in state.snapshot(1.0).faults] == ["cell_voltage[4]"]  # index 3
 
 
 def test_an_invalid_flag_is_missing_not_a_fault() -> None:
@@ -93,15 +93,15 @@ def test_an_invalid_flag_is_missing_not_a_fault() -> None:
     assert snap.faults == ()
     assert snap.cell_voltage_v[1] is None
     stale = stale_inputs(snap, TimeoutsConfig().input_timeouts(PACK))
-    assert [s.name for s in stale] == ["missing:cell_voltage[1]"]
+    assert [s.name for s in stale] == ["missing:cell_voltage[2]"]  # index 1
 
 
 def test_pack_voltage_contradicts_a_cell_inside_the_window() -> None:
-    # 2.0 V is a possible LFP reading, but the string measures 13.2 V: cell 2 is wrong.
+    # 2.0 V is a possible LFP reading, but the string measures 13.2 V: cell 3 is wrong.
     state = PackState(PACK)
     feed(state, 1.0, [3.3, 3.3, 2.0, 3.3], pack_v=13.2)
     snap = state.snapshot(1.0)
-    assert [f.name for f in snap.faults] == ["cell_voltage[2]"]
+    assert [f.name for f in snap.faults] == ["cell_voltage[3]"]
     assert "pack voltage" in snap.faults[0].why
     assert snap.cell_voltage_v[2] is None
     # The pack voltage agrees with a really low cell: believed.

@@ -176,7 +176,7 @@ def test_stale_input_warns_at_once_and_alarms_when_it_persists() -> None:
     feed(state, 0.0, OK_V, (25.0, 25.0), 0.0)
     assert not p.step(state.snapshot(0.0), None, 0.0).active
     for t in range(1, 30):
-        # Cell 2 stops reporting at t = 0; everything else keeps coming.
+        # Cell 3 (index 2) stops reporting at t = 0; everything else keeps coming.
         feed(state, float(t), (3.3, 3.3, None, 3.3), (25.0, 25.0), 0.0)
         report = p.step(state.snapshot(float(t)), None, float(t))
         if t <= 5:
@@ -184,7 +184,7 @@ def test_stale_input_warns_at_once_and_alarms_when_it_persists() -> None:
         elif t < 16:
             assert report.has("stale_data", Severity.WARNING), t
             assert not report.has("stale_data", Severity.ALARM), t
-            assert "cell_voltage[2]" in report.active[0].message
+            assert "cell_voltage[3]" in report.active[0].message
         else:
             assert report.has("stale_data", Severity.ALARM), t
             assert report.evt1 & 1  # COMMUNICATION_ERROR

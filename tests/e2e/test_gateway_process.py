@@ -28,6 +28,7 @@ from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 from sunspec2.modbus.modbus import ModbusClientError
 
 from gateway.core.chemistry import get_chemistry
+from gateway.demo import demo_identity
 from gateway.mqtt.broker import free_port
 from gateway.state_store import load_state
 from tests.mqtt.conftest import Mosquitto
@@ -117,7 +118,7 @@ async def _collect(
     at least that much pack time (a loaded machine runs the accelerated demo slower), at most
     three times ``seconds``."""
     async with aiomqtt.Client("127.0.0.1", port, identifier=f"e2e-{os.getpid()}") as client:
-        await client.subscribe("bms/bms1/#", qos=1)
+        await client.subscribe(f"bms/{demo_identity()}/#", qos=1)
         start = time.monotonic()
         deadline = start + seconds
 

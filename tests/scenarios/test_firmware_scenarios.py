@@ -203,7 +203,9 @@ def test_a_cell_that_stops_reporting_zeroes_both_limits_in_the_same_step() -> No
     dt = 0.1
     before = _run(sim, fw, 60.0, dt, wanted_a=-40.0)
     assert before[-1].limits.dcl_a.value == 100.0
-    lost = _run(sim, fw, 30.0, dt, wanted_a=-40.0, drop={5}, t0_s=before[-1].t_s)
+    lost = _run(
+        sim, fw, 30.0, dt, wanted_a=-40.0, drop={5}, t0_s=before[-1].t_s
+    )  # index 5 = cell 6
     t_lost = before[-1].t_s  # the last reading of cell 5
     for s in lost:
         age = s.t_s - t_lost
@@ -212,7 +214,7 @@ def test_a_cell_that_stops_reporting_zeroes_both_limits_in_the_same_step() -> No
         elif age > 5.0 + 1e-9:
             assert s.limits.ccl_a.value == 0.0, age
             assert s.limits.dcl_a.value == 0.0, age
-            assert s.limits.dcl_a.winner == "stale:cell_voltage[5]"
+            assert s.limits.dcl_a.winner == "stale:cell_voltage[6]"
             assert s.alarms.has("stale_data", Severity.WARNING)
             assert not any(s.plan.bleed)
     assert lost[-1].alarms.has("stale_data", Severity.ALARM)  # persisted > 10 s

@@ -67,11 +67,11 @@ def test_replayed_log_with_a_silent_cell_monitor(tmp_path: Path) -> None:
     for _, _, lim in after:
         assert lim.ccl_a.value == 0.0
         assert lim.dcl_a.value == 0.0
-        assert lim.dcl_a.winner == "stale:cell_voltage[4]"
+        assert lim.dcl_a.winner == "stale:cell_voltage[5]"
     # The first step past the timeout already cuts: no debounce on the fail-safe, and the same
     # step already warns (one timeouts section for both).
     first = after[0]
     assert first[0] - last_cell4 < timeout_s + 0.1 + 1e-6
     assert first[1].has("stale_data", Severity.WARNING)
     assert after[-1][1].has("stale_data", Severity.ALARM)
-    assert "cell_voltage[4] and 3 more" in after[-1][1].active[0].message
+    assert "cell_voltage[5] and 3 more" in after[-1][1].active[0].message

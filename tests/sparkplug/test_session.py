@@ -76,6 +76,8 @@ port = {free_port()}
 enabled = true
 port = {broker_port}
 group_id = "{site}"
+# The demo publishes as demo-<host> whatever control.gateway_id says; the edge node id is set.
+edge_node_id = "{gid}"
 device_id = "pack1"
 keepalive_s = {KEEPALIVE_S}
 scan_interval_s = 0.2

@@ -1,0 +1,76 @@
+"""Remove what a gateway left retained on a broker: for the demo, which must leave nothing behind.
+
+A gateway retains ``availability``, ``alarms``, ``balancing`` and its Home Assistant discovery
+configs (docs/MQTT.md); left on a shared broker they show a phantom device in Home Assistant.
+``clear_retained`` subscribes to everything under ``<prefix>/<gateway_id>/`` and to the discovery
+configs of the gateway's node id, collects the retained messages the broker hands over on
+subscribe, and publishes an empty retained payload to each, which deletes it (MQTT 3.1.1,
+section 3.3.1.3). It finds whatever was retained, so topics added later are cleared as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiomqtt
+
+from gateway.errors import MqttLinkError
+from gateway.mqtt.config import MqttConfig
+from gateway.mqtt.topics import Topics
+
+__all__ = ["clear_retained"]
+
+_MAX_TOPICS = 100_000  # a bound on the work, far above a 512-cell pack's 1,815 entities
+
+
+async def clear_retained(
+    config: MqttConfig,
+    topics: Topics,
+    *,
+    client_id: str,
+    settle_s: float = 0.5,
+    timeout_s: float = 10.0,
+) -> list[str]:
+    """Delete the retained messages of ``topics``' gateway; the topics cleared, sorted.
+
+    Args:
+        config: broker address and login (``[mqtt]``).
+        topics: the gateway whose retained messages go (its base and its discovery node id).
+        client_id: MQTT client id for this short session (never the gateway's own).
+        settle_s: the broker has sent every retained message once it is quiet this long.
+        timeout_s: upper bound of the whole clean-up.
+
+    Raises:
+        MqttLinkError: the broker could not be reached or the clean-up took over ``timeout_s``.
+    """
+    filters = [f"{topics.base}/#", f"{topics.discovery_prefix}/+/{topics.node_id}/+/config"]
+    found: set[str] = set()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with aiomqtt.Client(
+                config.host,
+                config.port,
+                username=config.username,
+                password=config.password.get_secret_value() if config.password else None,
+                identifier=client_id,
+                timeout=config.timeout_s,
+            ) as client:
+                await client.subscribe([(f, 1) for f in filters])
+                while len(found) < _MAX_TOPICS:
+                    try:
+                        async with asyncio.timeout(settle_s):
+                            msg = await anext(client.messages)
+                    except TimeoutError:
+                        break
+                    if msg.retain and msg.payload:
+                        found.add(str(msg.topic))
+                await client.unsubscribe(filters)
+                for topic in sorted(found):
+                    await client.publish(topic, b"", qos=1, retain=True)
+    except aiomqtt.MqttError as e:
+        raise MqttLinkError(f"clearing retained topics on {config.host}:{config.port}: {e}") from e
+    except TimeoutError:
+        raise MqttLinkError(
+            f"clearing retained topics on {config.host}:{config.port}: took over {timeout_s:g} s"
+        ) from None
+    return sorted(found)
