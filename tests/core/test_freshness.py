@@ -53,15 +53,15 @@ def test_all_fresh_is_empty() -> None:
 def test_a_value_never_seen_is_missing() -> None:
     (s,) = stale_inputs(_snap(cells=(3.3, None, None), cell_ages=(1.0, None, None)), TO)
     assert (s.kind, s.input, s.index, s.count) == ("missing", "cell_voltage", 1, 2)
-    assert s.name == "missing:cell_voltage[1]"
-    assert s.message == "cell_voltage[1] and 1 more missing (never received or flagged invalid)"
+    assert s.name == "missing:cell_voltage[2]"  # numbered from 1 for people
+    assert s.message == "cell_voltage[2] and 1 more missing (never received or flagged invalid)"
 
 
 def test_a_value_past_its_timeout_is_stale_with_the_oldest_age() -> None:
     snap = _snap(cells=(3.3, None, None), cell_ages=(1.0, 7.0, 6.0))
     (s,) = stale_inputs(snap, TO)
     assert (s.kind, s.index, s.count, s.age_s) == ("stale", 1, 2, 7.0)
-    assert s.message == "cell_voltage[1] and 1 more stale (7.0 s old)"
+    assert s.message == "cell_voltage[2] and 1 more stale (7.0 s old)"
     # Exactly at the timeout is still fresh.
     assert stale_inputs(_snap(cell_ages=(5.0, 5.0, 5.0)), TO) == ()
 
@@ -104,8 +104,8 @@ def test_an_implausible_input_is_reported_as_such_not_as_missing() -> None:
     snap = _snap(cells=(3.3, None, None), current=None, faults=faults)
     found = {s.name: s for s in stale_inputs(snap, TO)}
     assert set(found) == {
-        "implausible:cell_voltage[2]",
-        "missing:cell_voltage[1]",
+        "implausible:cell_voltage[3]",
+        "missing:cell_voltage[2]",
         "implausible:current",
     }
     assert found["implausible:current"].message == "current implausible (a measurement fault)"
