@@ -22,6 +22,7 @@ from gateway.core.model import (
     Command,
     CommandResult,
     ControlOutput,
+    GatewayMode,
     Limits,
     LimitTerm,
     Negotiation,
@@ -277,19 +278,19 @@ class Controller:
             requests=self.requests.plan(limits, snap, soc, balancing, charge),
         )
 
-    def _mode(self, complete: bool, worst: Severity, limits: Limits) -> str:
+    def _mode(self, complete: bool, worst: Severity, limits: Limits) -> GatewayMode:
         if not self._complete_once:
-            return "starting"
+            return GatewayMode.STARTING
         if worst >= Severity.ALARM:
-            return "fault"
+            return GatewayMode.FAULT
         stale = ("stale:", "missing:", "incomplete")
         if (
             not complete
             or limits.ccl_a.winner.startswith(stale)
             or limits.dcl_a.winner.startswith(stale)
         ):
-            return "stale"
-        return "normal"
+            return GatewayMode.STALE
+        return GatewayMode.NORMAL
 
     # --- persistence ------------------------------------------------------------------------
 

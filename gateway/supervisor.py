@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import random
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
+
+from gateway.backoff import Jitter
+from gateway.backoff import backoff_s as _backoff_s
 
 __all__ = ["Supervisor", "TaskFactory", "TaskKind", "TaskStatus", "backoff_s"]
 
@@ -65,7 +67,7 @@ def backoff_s(attempt: int, cap_s: float) -> float:
     rather than to the draw, so delays stay spread at the cap too and many gateways restarted by
     one broker outage do not come back in step.
     """
-    return random.uniform(0.0, min(cap_s, 1.5 ** min(10, attempt)))
+    return _backoff_s(attempt, cap_s, jitter=Jitter.FULL)
 
 
 @dataclass

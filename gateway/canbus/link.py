@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -28,6 +27,7 @@ from typing import Any
 
 import can
 
+from gateway.backoff import Jitter, backoff_s
 from gateway.canbus.config import CanConfig
 from gateway.canbus.decode import Decoder, FrameDecodeError, OutFrame, load_decoder
 from gateway.canbus.rxtime import RxClock
@@ -345,8 +345,14 @@ class CanLink:
 
     def _backoff_s(self, attempt: int) -> float:
         cfg = self.config
-        cap = min(cfg.reconnect_max_s, cfg.reconnect_min_s * 1.5 ** min(attempt, 30))
-        return random.uniform(cap / 2, cap)  # jitter so many gateways do not retry in step
+        # Jitter so many gateways do not retry in step.
+        return backoff_s(
+            attempt,
+            cfg.reconnect_max_s,
+            base_s=cfg.reconnect_min_s,
+            max_exponent=30,
+            jitter=Jitter.HALF,
+        )
 
     def _once(self, key: str, level: int, fmt: str, *args: object) -> None:
         if key not in self._logged:

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from gateway.core.tables import interp
+
 __all__ = [
     "CHEMISTRIES",
     "Chemistry",
@@ -69,7 +71,7 @@ class OcvTable:
 
     def voltage(self, soc_pct: float, temp_c: float = _REF_TEMP_C) -> float:
         """OCV at ``soc_pct`` (clamped to the table) and ``temp_c``."""
-        # _interp inlined (the estimator calls this per cell per step).
+        # tables.interp inlined (the estimator calls this per cell per step).
         xs, ys = self.soc_pct, self.ocv_v
         if soc_pct <= xs[0]:
             v = ys[0]
@@ -80,7 +82,7 @@ class OcvTable:
             x0, y0 = xs[i - 1], ys[i - 1]
             v = y0 + (ys[i] - y0) * (soc_pct - x0) / (xs[i] - x0)
         if self.docv_dt_mv_per_k and temp_c != _REF_TEMP_C:
-            v += _interp(soc_pct, self.soc_pct, self.docv_dt_mv_per_k) * (temp_c - 25.0) / 1e3
+            v += interp(soc_pct, self.soc_pct, self.docv_dt_mv_per_k) * (temp_c - 25.0) / 1e3
         return v
 
     def soc(self, ocv_v: float, temp_c: float = _REF_TEMP_C) -> float:
@@ -90,7 +92,7 @@ class OcvTable:
             # Refer the voltage to 25 degC with the coefficient where we landed; twice is plenty
             # (the coefficient is a few tenths of a mV/K and changes slowly).
             for _ in range(2):
-                dv = _interp(s, self.soc_pct, self.docv_dt_mv_per_k) * (temp_c - 25.0) / 1e3
+                dv = interp(s, self.soc_pct, self.docv_dt_mv_per_k) * (temp_c - 25.0) / 1e3
                 s = self._soc_25(ocv_v - dv)
             return s
         return self._soc_25(ocv_v)
@@ -117,16 +119,6 @@ class OcvTable:
         elif i > len(xs) - 1:
             i = len(xs) - 1
         return (ys[i] - ys[i - 1]) / (xs[i] - xs[i - 1])
-
-
-def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
-    if x <= xs[0]:
-        return ys[0]
-    if x >= xs[-1]:
-        return ys[-1]
-    i = bisect.bisect_right(xs, x)
-    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
-    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +162,7 @@ class Chemistry:
             return rows[0][1]
         ts = tuple(t for t, _ in rows)
         fs = tuple(f for _, f in rows)
-        return _interp(temp_c, ts, fs)
+        return interp(temp_c, ts, fs)
 
     def ocv_voltage(self, soc_pct: float, temp_c: float = _REF_TEMP_C) -> float:
         """OCV at ``soc_pct`` and ``temp_c``."""

@@ -26,6 +26,7 @@ __all__ = [
     "CommandResult",
     "ControlOutput",
     "EnergyReport",
+    "GatewayMode",
     "Limit",
     "LimitTerm",
     "Limits",
@@ -403,6 +404,20 @@ class EnergyReport:
 # --- the whole step -------------------------------------------------------------------------
 
 
+class GatewayMode(StrEnum):
+    """The gateway's mode after a step (``ControlOutput.mode``); the values are the documented
+    strings of the payloads (MQTT ``state.mode``, the replay record, Sparkplug ``Mode``)."""
+
+    STARTING = "starting"
+    """No complete data set seen yet since the start."""
+    NORMAL = "normal"
+    """Complete, fresh data and no alarm."""
+    FAULT = "fault"
+    """An alarm (severity ``ALARM`` or worse) is active."""
+    STALE = "stale"
+    """The data set is incomplete, or a limit was cut by a stale, missing or incomplete input."""
+
+
 @dataclass(frozen=True, slots=True)
 class ControlOutput:
     """Everything one control step decided. Outputs read the latest one; it is never mutated."""
@@ -416,7 +431,7 @@ class ControlOutput:
     balancing: BalancingPlan
     negotiation: Negotiation | None = None
     charge: ChargeState | None = None
-    mode: str = "starting"  # "starting" | "normal" | "fault" | "stale"
+    mode: GatewayMode = GatewayMode.STARTING
     notes: tuple[str, ...] = field(default=())
     energy: EnergyReport | None = None  # None: not counted (a step built outside Controller)
     requests: BatteryRequests | None = None  # enable flags, force/full charge (core.requests)

@@ -12,7 +12,25 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Table"]
+__all__ = ["Table", "interp"]
+
+
+def interp(x: float, xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The clamped piecewise-linear value at ``x`` of the knots ``(xs[i], ys[i])``.
+
+    ``xs`` strictly increasing and as long as ``ys`` (not checked here: ``Table`` checks its own;
+    callers with other tables check theirs). Below ``xs[0]`` it is ``ys[0]``, above ``xs[-1]``
+    ``ys[-1]``; on a knot, that knot's ``y``. The one interpolator of the core (``Table`` and the
+    chemistry tables use it).
+    """
+    if x <= xs[0]:
+        return ys[0]
+    if x >= xs[-1]:
+        return ys[-1]
+    i = bisect.bisect_right(xs, x)
+    x0, x1 = xs[i - 1], xs[i]
+    y0, y1 = ys[i - 1], ys[i]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +59,7 @@ class Table:
 
     def __call__(self, x: float) -> float:
         """The value at ``x`` (clamped to the end knots)."""
-        xs, ys = self.xs, self.ys
-        if x <= xs[0]:
-            return ys[0]
-        if x >= xs[-1]:
-            return ys[-1]
-        i = bisect.bisect_right(xs, x)
-        x0, x1 = xs[i - 1], xs[i]
-        y0, y1 = ys[i - 1], ys[i]
-        return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        return interp(x, self.xs, self.ys)
 
     def shifted(self, dx: float) -> Table:
         """The same table with every knot moved by ``dx`` along x."""

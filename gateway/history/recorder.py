@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gateway.backoff import Jitter, backoff_s
 from gateway.core.daily import DayAccumulator, DayRecord
 from gateway.core.health import HealthConfig, HealthReport, analyse
 from gateway.core.model import ControlOutput
@@ -135,7 +135,7 @@ class HistoryRecorder:
             except HistoryError as e:
                 attempt += 1
                 self.failures += 1
-                delay = min(300.0, random.uniform(0.0, 1.5 ** min(10, attempt)))
+                delay = backoff_s(attempt, 300.0, jitter=Jitter.FULL_CLIPPED)
                 if attempt == 1:
                     log.warning("health history unavailable: %s; retrying", e)
                 else:

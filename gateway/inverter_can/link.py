@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import can
 
+from gateway.backoff import Jitter, backoff_s
 from gateway.canbus.decode import OutFrame
 from gateway.core.model import ControlOutput, Negotiation
 from gateway.errors import ConfigError, FrameError
@@ -236,5 +236,6 @@ class InverterCanLink:
 
     @staticmethod
     def _backoff_s(attempt: int) -> float:
-        cap = min(_BACKOFF_MAX_S, _BACKOFF_MIN_S * 1.5 ** min(attempt, 30))
-        return random.uniform(cap / 2, cap)
+        return backoff_s(
+            attempt, _BACKOFF_MAX_S, base_s=_BACKOFF_MIN_S, max_exponent=30, jitter=Jitter.HALF
+        )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import time
 from collections import deque
@@ -29,6 +28,9 @@ import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 from pydantic import BaseModel
 
+from gateway.backoff import Jitter
+from gateway.backoff import backoff_s as _backoff_s
+from gateway.cancel import raise_if_cancelling
 from gateway.core.health import HealthReport
 from gateway.core.model import AlarmReport, BalancingPlan, Command, CommandResult, ControlOutput
 from gateway.errors import ConfigError, GatewayError, MqttLinkError
@@ -64,7 +66,7 @@ _MAX_INCOMING = 64
 
 def backoff_s(attempt: int, cap_s: float) -> float:
     """Reconnect delay before ``attempt`` (1-based): full jitter, exponential, capped."""
-    return min(cap_s, random.uniform(0.0, 1.5 ** min(10, attempt)))
+    return _backoff_s(attempt, cap_s, jitter=Jitter.FULL_CLIPPED)
 
 
 async def probe_broker(host: str, port: int, timeout_s: float = 1.0) -> bool:
@@ -103,18 +105,6 @@ def _login_refused(e: BaseException) -> bool:
     rc = e.rc
     value = getattr(rc, "value", rc)
     return isinstance(value, int) and value in _LOGIN_REFUSED
-
-
-def _raise_if_cancelled() -> None:
-    """Honour a cancellation that an awaited library call swallowed.
-
-    On Python 3.11 ``asyncio.wait_for`` (which aiomqtt uses to await acknowledgements) can drop
-    a cancellation that arrives as its future completes; the task's ``cancelling()`` count still
-    shows it, so the loop stops here instead of running on.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 async def _first_to_end(*tasks: asyncio.Task[None]) -> None:
@@ -315,7 +305,7 @@ class MqttPublisher:
             # A stop that arrived in the same turn as the link failure was absorbed by the
             # session's TaskGroup (it raised the link error, not the cancellation): honour it
             # here, or the loop would reconnect for ever and the shutdown would hang.
-            _raise_if_cancelled()
+            raise_if_cancelling()
             if self._connected_once_this_try:
                 attempt = 0
             self._connected_once_this_try = False
@@ -474,7 +464,7 @@ class MqttPublisher:
         next_state = next_cells = now
         next_beat = now + cfg.heartbeat_s
         while True:
-            _raise_if_cancelled()
+            raise_if_cancelling()
             self._wake.clear()
             await self._drain(client)
             out = self._latest
@@ -519,7 +509,7 @@ class MqttPublisher:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait_s):
                         await self._wake.wait()
-            _raise_if_cancelled()
+            raise_if_cancelling()
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
         """Commands and Home Assistant's birth message."""
@@ -537,7 +527,7 @@ class MqttPublisher:
             if name is None or name == RESULT:
                 continue  # our own replies match the subscription too
             await self._command(client, name, payload, retained=message.retain)
-            _raise_if_cancelled()
+            raise_if_cancelling()
 
     async def _command(
         self, client: aiomqtt.Client, name: str, payload: bytes, *, retained: bool

@@ -27,8 +27,9 @@ from typing import Any, cast
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 
+from gateway.cancel import raise_if_cancelling
 from gateway.errors import ModbusLinkError
-from gateway.sunspec.client import ModbusLink, raise_if_cancelling, scan_map
+from gateway.sunspec.client import ModbusLink, scan_map
 from gateway.sunspec.maps import (
     BASE_ADDRESSES,
     END_MODEL_ID,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from pysparkplug import (
 )
 from pysparkplug import Metric as SpMetric
 
+from gateway.backoff import Jitter, backoff_s
 from gateway.core.model import ControlOutput
 from gateway.errors import ConfigError
 from gateway.sparkplug.config import SparkplugConfig
@@ -177,7 +177,15 @@ class SparkplugEdge:
                 attempt = 0  # it was up: the next try is a quick one
                 self._up_this_try = False
             attempt += 1
-            await asyncio.sleep(min(self.config.reconnect_max_s, random.uniform(0, 1.5**attempt)))
+            # No bound on the exponent here (as before): the cap is the only bound.
+            await asyncio.sleep(
+                backoff_s(
+                    attempt,
+                    self.config.reconnect_max_s,
+                    max_exponent=None,
+                    jitter=Jitter.FULL_CLIPPED,
+                )
+            )
 
     def _next_seq(self) -> int:
         seq = self._seq

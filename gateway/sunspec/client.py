@@ -28,6 +28,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from gateway.cancel import raise_if_cancelling
 from gateway.core.model import ControlOutput, Negotiation
 from gateway.errors import ModbusLinkError
 from gateway.sunspec.config import SunSpecConfig
@@ -63,19 +64,6 @@ _PROBE_S = (1.0, 2.0)  # a lost inverter is probed this often (uniform, so gatew
 # out (some inverters count the former down, some map the latter).
 _CHECKED = frozenset({"InWRte", "OutWRte", "StorCtl_Mod", "WChaRteMax", "WDisChaRteMax"})
 _MAX_MODELS = 64  # a map with more models than this is broken (or a loop)
-
-
-def raise_if_cancelling() -> None:
-    """Re-raise a cancellation that a library lost on the way.
-
-    pymodbus waits for answers with ``asyncio.wait_for``, which on Python 3.11 can return a
-    result and drop the cancellation that arrived at the same moment; the task's ``cancelling()``
-    count still says so. Loops that retry on link errors call this at every turn, so a shutdown
-    never waits on them for ever.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class ModbusExceptionResponse(ModbusLinkError):

@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -33,6 +32,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway.backoff import Jitter, backoff_s
 from gateway.core.model import Command, CommandResult, ControlOutput
 from gateway.errors import GatewayError
 from gateway.mqtt.commands import MAX_PAYLOAD_BYTES, parse_command
@@ -66,7 +66,7 @@ def static_dir() -> Path:
 
 
 def _backoff_s(attempt: int, cap_s: float = 30.0) -> float:
-    return min(cap_s, random.uniform(0.0, 1.5 ** min(10, attempt)))
+    return backoff_s(attempt, cap_s, jitter=Jitter.FULL_CLIPPED)
 
 
 class WebServer:
