@@ -4,7 +4,7 @@ Routes:
 
 - ``GET /``: the dashboard; ``GET /static/...``: its assets, shipped in the package (no CDN).
 - ``GET /api/snapshot``: everything the page shows, as JSON (the MQTT payloads of the latest
-  step, links, alarm history, events, plot history).
+  step and of the latest health report, links, alarm history, events, plot history).
 - ``GET /api/health``: the latest cell health report (``publish_health``) as the MQTT ``health``
   payload (``gateway.mqtt.health.health_payload``), or JSON ``null`` before the first report.
 - ``GET /ws``: a WebSocket that receives the snapshot every ``web.push_interval_s``.
