@@ -69,21 +69,31 @@ class OcvTable:
 
     def voltage(self, soc_pct: float, temp_c: float = _REF_TEMP_C) -> float:
         """OCV at ``soc_pct`` (clamped to the table) and ``temp_c``."""
-        v = _interp(soc_pct, self.soc_pct, self.ocv_v)
+        # _interp inlined (the estimator calls this per cell per step).
+        xs, ys = self.soc_pct, self.ocv_v
+        if soc_pct <= xs[0]:
+            v = ys[0]
+        elif soc_pct >= xs[-1]:
+            v = ys[-1]
+        else:
+            i = bisect.bisect_right(xs, soc_pct)
+            x0, y0 = xs[i - 1], ys[i - 1]
+            v = y0 + (ys[i] - y0) * (soc_pct - x0) / (xs[i] - x0)
         if self.docv_dt_mv_per_k and temp_c != _REF_TEMP_C:
             v += _interp(soc_pct, self.soc_pct, self.docv_dt_mv_per_k) * (temp_c - 25.0) / 1e3
         return v
 
     def soc(self, ocv_v: float, temp_c: float = _REF_TEMP_C) -> float:
         """SoC at ``ocv_v`` (clamped) and ``temp_c``; on a flat stretch, the middle of it."""
-        s = self._soc_25(ocv_v)
         if self.docv_dt_mv_per_k and temp_c != _REF_TEMP_C:
+            s = self._soc_25(ocv_v)
             # Refer the voltage to 25 degC with the coefficient where we landed; twice is plenty
             # (the coefficient is a few tenths of a mV/K and changes slowly).
             for _ in range(2):
                 dv = _interp(s, self.soc_pct, self.docv_dt_mv_per_k) * (temp_c - 25.0) / 1e3
                 s = self._soc_25(ocv_v - dv)
-        return s
+            return s
+        return self._soc_25(ocv_v)
 
     def _soc_25(self, ocv_v: float) -> float:
         xs, ys = self.ocv_v, self.soc_pct
@@ -92,16 +102,20 @@ class OcvTable:
         if ocv_v >= xs[-1]:
             return ys[-1]
         lo = bisect.bisect_left(xs, ocv_v)
-        hi = bisect.bisect_right(xs, ocv_v)
-        if lo != hi:  # exactly on one or more table points
+        if xs[lo] == ocv_v:  # exactly on one or more table points
+            hi = bisect.bisect_right(xs, ocv_v, lo)
             return (ys[lo] + ys[hi - 1]) / 2
-        x0, x1, y0, y1 = xs[lo - 1], xs[lo], ys[lo - 1], ys[lo]
-        return y0 + (y1 - y0) * (ocv_v - x0) / (x1 - x0)
+        x0, y0 = xs[lo - 1], ys[lo - 1]
+        return y0 + (ys[lo] - y0) * (ocv_v - x0) / (xs[lo] - x0)
 
     def slope(self, soc_pct: float) -> float:
         """dOCV/dSoC in volts per percent at ``soc_pct``."""
         xs, ys = self.soc_pct, self.ocv_v
-        i = min(max(bisect.bisect_right(xs, soc_pct), 1), len(xs) - 1)
+        i = bisect.bisect_right(xs, soc_pct)
+        if i < 1:
+            i = 1
+        elif i > len(xs) - 1:
+            i = len(xs) - 1
         return (ys[i] - ys[i - 1]) / (xs[i] - xs[i - 1])
 
 
@@ -160,16 +174,21 @@ class Chemistry:
 
     def ocv_voltage(self, soc_pct: float, temp_c: float = _REF_TEMP_C) -> float:
         """OCV at ``soc_pct`` and ``temp_c``."""
-        v = self.ocv.voltage(soc_pct, temp_c)
-        if self.entropic_mv_per_k and not self.ocv.docv_dt_mv_per_k:
+        ocv = self.ocv
+        v = ocv.voltage(soc_pct, temp_c)
+        if self.entropic_mv_per_k and not ocv.docv_dt_mv_per_k:
             v += self.entropic_mv_per_k * (temp_c - _REF_TEMP_C) / 1e3
         return v
 
     def ocv_soc(self, ocv_v: float, temp_c: float = _REF_TEMP_C) -> float:
         """SoC whose OCV at ``temp_c`` is ``ocv_v``."""
-        if self.entropic_mv_per_k and not self.ocv.docv_dt_mv_per_k:
+        ocv = self.ocv
+        if ocv.docv_dt_mv_per_k:
+            return ocv.soc(ocv_v, temp_c)
+        if self.entropic_mv_per_k:
             ocv_v -= self.entropic_mv_per_k * (temp_c - _REF_TEMP_C) / 1e3
-        return self.ocv.soc(ocv_v, temp_c)
+        # OcvTable.soc at 25 degC (no temperature coefficient in the table) is _soc_25.
+        return ocv._soc_25(ocv_v)
 
     def with_ocv(self, table: OcvTable) -> Chemistry:
         """This chemistry with a user's OCV table in place of the built-in one."""

@@ -25,8 +25,9 @@ pack stepped at 10 Hz stays within a few percent of a core (see ``bench/soc_accu
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import Field
@@ -211,6 +212,9 @@ class SocEstimator:
         self._tune = _tuning(config, chemistry)
         self._r0_nom = chemistry.r0_ohm(pack.capacity_ah)
         self._r1_nom = chemistry.r1_ohm(pack.capacity_ah)
+        self._r_temp_factor = _r_temp_factor(chemistry)
+        self._sensor_of: list[int] = []  # each cell's temperature sensor (for _sensor_m sensors)
+        self._sensor_m = -1
         self.cells: list[CellState] = [self._new_cell() for _ in range(n)]
         # Pack-level state: one current flows through every series cell.
         self._ah = 0.0  # net charge counted since start (charge positive)
@@ -282,7 +286,19 @@ class SocEstimator:
         m = len(temps)
         # Per sensor, not per cell: a sensor covers n/m cells.
         sensor_t = [t if t is not None and math.isfinite(t) else _REF_TEMP_C for t in temps]
-        sensor_r = [chem.r_temp_factor(t) for t in sensor_t]
+        r_factor = self._r_temp_factor
+        sensor_r = [r_factor(t) for t in sensor_t]
+        if m:
+            # The sensor of each cell (k * m // n), the same for every step with m sensors.
+            of = self._sensor_of
+            if len(of) != n or self._sensor_m != m:
+                of = self._sensor_of = [k * m // n for k in range(n)]
+                self._sensor_m = m
+            cell_t = [sensor_t[j] for j in of]
+            cell_r = [sensor_r[j] for j in of]
+        else:
+            cell_t = [_REF_TEMP_C] * n
+            cell_r = [1.0] * n
         volts = snapshot.cell_voltage_v
         ages = snapshot.cell_voltage_age_s
         t_snap = snapshot.t_s
@@ -291,21 +307,26 @@ class SocEstimator:
         stale_s = cfg.stale_s
         cur = step.current_a
         i_known = step.current_known
+        rest_id = step.rest_id
         full_v = chem.max_v - cfg.full_voltage_margin_v
         full_i = cfg.full_current_c * self._q_nom_ah
+        r0_nom, r1_nom = self._r0_nom, self._r1_nom
+        isfinite = math.isfinite
+        neg_inf = -math.inf
         for k, cell in enumerate(self.cells):
-            j = k * m // n
-            temp_c = sensor_t[j] if m else _REF_TEMP_C
-            r_scale = sensor_r[j] if m else 1.0
             v = volts[k]
             fresh = False
-            rx_t = -math.inf
-            if v is not None and math.isfinite(v) and v_lo <= v <= v_hi:
+            rx_t = neg_inf
+            if v is not None and isfinite(v) and v_lo <= v <= v_hi:
                 age = ages[k]
                 rx_t = t_snap - (age if age is not None else 0.0)
                 fresh = rx_t > cell.last_v_t and (age is None or age <= stale_s)
-            x_a = extra[k] if extra is not None else 0.0
-            cur_k = cur + x_a
+            if extra is not None:
+                x_a = extra[k]
+                cur_k = cur + x_a
+            else:
+                x_a = 0.0
+                cur_k = cur + 0.0
             if not cell.initialised:
                 if fresh and v is not None:
                     init_from_voltage(
@@ -314,27 +335,31 @@ class SocEstimator:
                         tune,
                         v,
                         cur_k if i_known else 0.0,
-                        temp_c,
+                        cell_t[k],
                         i_known,
                         self._q_nom_ah,
                     )
-                    _remember(cell, rx_t, v, cur_k if i_known else _NAN)
+                    cell.last_v_t = rx_t
+                    cell.last_v = v
+                    cell.last_v_i = cur_k if i_known else _NAN
                 continue
+            r_scale = cell_r[k]
             predict(cell, step, tune, x_a, r_scale)
             if not (fresh and v is not None):
                 tidy(cell)
                 continue
             if not i_known:
-                _remember(cell, rx_t, v, _NAN)
+                cell.last_v_t = rx_t
+                cell.last_v = v
+                cell.last_v_i = _NAN
                 tidy(cell)
                 continue
-            learn_resistance(
-                cell, chem, tune, step, v, cur_k, temp_c, r_scale, self._r0_nom, self._r1_nom
-            )
-            if step.rest_id >= 0 and cell.rest_used != step.rest_id:
+            temp_c = cell_t[k]
+            learn_resistance(cell, chem, tune, step, v, cur_k, temp_c, r_scale, r0_nom, r1_nom)
+            if rest_id >= 0 and cell.rest_used != rest_id:
                 # One recalibration per rest_s of rest (repeating it every sample would count
                 # correlated errors as independent).
-                cell.rest_used = step.rest_id
+                cell.rest_used = rest_id
                 recalibrate_rest(cell, chem, tune, v, cur_k, temp_c, r_scale)
                 # A confident SoC at a rest where the OCV is steep is a capacity anchor.
                 var = cell.p00 + cell.sb * cell.sb
@@ -350,7 +375,9 @@ class SocEstimator:
                     anchor(cell, tune, step, 100.0, cell.p00)
             elif cur < 0.0:
                 cell.full_latched = False
-            _remember(cell, rx_t, v, cur_k)
+            cell.last_v_t = rx_t
+            cell.last_v = v
+            cell.last_v_i = cur_k
             tidy(cell)
         self._report = self.report()
         return self._report
@@ -422,27 +449,43 @@ class SocEstimator:
         cells = self.cells
         if not all(c.initialised for c in cells):
             return None
-        rel = self._relative_sigma()
-        out = tuple(
-            CellEstimate(
-                soc_pct=c.soc_pct,
-                soc_sigma_pct=c.sigma_pct(),
-                capacity_ah=c.capacity_ah,
-                resistance_mohm=c.r0_ohm_25c * 1000.0,
-                soc_rel_sigma_pct=min(50.0, rel[k]),
-                capacity_sigma_ah=math.sqrt(c.capacity_var),
-                r1_mohm=c.r1_ohm_25c * 1000.0,
-                tau1_s=c.tau1_s,
+        # One pass over the cells: the same figures as _relative_sigma and sigma_pct.
+        n = self._n
+        total = [c.p00 + c.sb * c.sb for c in cells]
+        common = [c.rc + c.sc * c.sc + c.sg * c.sg + c.sb * c.sb for c in cells]
+        ref = sorted(common)[n // 2]
+        sqrt = math.sqrt
+        out: list[CellEstimate] = []
+        append = out.append
+        socs = []
+        for k, c in enumerate(cells):
+            tot = total[k]
+            com = common[k]
+            own = tot - com
+            own = own if own > 0.0 else 0.0  # max(0.0, own), NaN included
+            rel = sqrt(min(tot, own + abs(com - ref)))
+            soc = c.soc_pct
+            socs.append(soc)
+            # Positional (cheaper than keywords), in CellEstimate's field order
+            # (test_report_fields_are_the_cell_states_own fails on a reorder).
+            append(
+                CellEstimate(
+                    soc,
+                    min(50.0, sqrt(tot)),
+                    c.capacity_ah,
+                    c.r0_ohm_25c * 1000.0,
+                    min(50.0, rel),
+                    sqrt(c.capacity_var),
+                    c.r1_ohm_25c * 1000.0,
+                    c.tau1_s,
+                )
             )
-            for k, c in enumerate(cells)
-        )
-        socs = [c.soc_pct for c in cells]
         lo, hi = min(socs), max(socs)
         return SocReport(
             soc_pct=pack_soc_pct(lo, hi),
-            soc_mean_pct=math.fsum(socs) / self._n,
-            soh_pct=100.0 * min(c.capacity_ah for c in cells) / self._q_nom_ah,
-            cells=out,
+            soc_mean_pct=math.fsum(socs) / n,
+            soh_pct=100.0 * min([c.capacity_ah for c in cells]) / self._q_nom_ah,
+            cells=tuple(out),
         )
 
     def relative_sigma_pct(self) -> tuple[float, ...] | None:
@@ -469,7 +512,7 @@ class SocEstimator:
         total = [c.p00 + c.sb * c.sb for c in self.cells]
         common = [c.rc + c.sc * c.sc + c.sg * c.sg + c.sb * c.sb for c in self.cells]
         ref = sorted(common)[self._n // 2]
-        out = []
+        out: list[float] = []
         for k in range(self._n):
             own = max(0.0, total[k] - common[k])
             out.append(math.sqrt(min(total[k], own + abs(common[k] - ref))))
@@ -614,6 +657,27 @@ def _tuning(cfg: SocConfig, chem: Chemistry) -> Tuning:
     )
 
 
+def _r_temp_factor(chem: Chemistry) -> Callable[[float], float]:
+    """``chem.r_temp_factor`` with its table split once (the same arithmetic)."""
+    rows = chem.r_temp
+    if len(rows) == 1:
+        f0 = rows[0][1]
+        return lambda _t: f0
+    ts = tuple(t for t, _ in rows)
+    fs = tuple(f for _, f in rows)
+
+    def factor(temp_c: float) -> float:
+        if temp_c <= ts[0]:
+            return fs[0]
+        if temp_c >= ts[-1]:
+            return fs[-1]
+        i = bisect.bisect_right(ts, temp_c)
+        x0, y0 = ts[i - 1], fs[i - 1]
+        return y0 + (fs[i] - y0) * (temp_c - x0) / (ts[i] - x0)
+
+    return factor
+
+
 def _check_extra(values: Sequence[float] | None, n: int) -> list[float] | None:
     """``cell_extra_current_a`` checked: ``None`` when absent or all zero."""
     if values is None:
@@ -625,12 +689,6 @@ def _check_extra(values: Sequence[float] | None, n: int) -> list[float] | None:
     if bad:
         raise ValueError(f"cell_extra_current_a[{bad[0]}] (={extra[bad[0]]}) is not finite")
     return extra if any(extra) else None
-
-
-def _remember(cell: CellState, rx_t: float, v: float, cur_a: float) -> None:
-    cell.last_v_t = rx_t
-    cell.last_v = v
-    cell.last_v_i = cur_a
 
 
 def _vec(

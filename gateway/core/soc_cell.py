@@ -205,8 +205,16 @@ def voltage_soc(
     band; at least 0.05 %), not the local slope: a curve with flat stretches between steep ones
     (LFP) maps a few millivolts onto tens of points even where it is locally steep.
     """
-    lo, hi = soc_interval(chem, ocv_v, half_width_v, temp_c)
-    z = min(max(chem.ocv_soc(ocv_v, temp_c), lo), hi)
+    return _voltage_soc_at(chem, ocv_v, half_width_v, temp_c, chem.ocv_soc(ocv_v, temp_c))
+
+
+def _voltage_soc_at(
+    chem: Chemistry, ocv_v: float, half_width_v: float, temp_c: float, mid: float
+) -> tuple[float, float]:
+    """``voltage_soc`` with ``mid = chem.ocv_soc(ocv_v, temp_c)`` already computed."""
+    lo = chem.ocv_soc(ocv_v - half_width_v, temp_c)
+    hi = chem.ocv_soc(ocv_v + half_width_v, temp_c)
+    z = min(max(mid, lo), hi)
     return z, max((hi - lo) / 4.0, 0.05)
 
 
@@ -263,54 +271,65 @@ def predict(
         r_scale: resistance factor of the cell's temperature against 25 degC.
     """
     q_nom = step.q_nom_ah
+    dt = step.dt_s
     cap = cell.capacity_ah
     x_ah = extra_a * step.extra_dt_s / 3600.0
     d_pct = 100.0 * step.d_ah / cap
     x_pct = 100.0 * x_ah / cap
-    cell.soc_pct += d_pct + x_pct
-    cell.count_soc_pct += d_pct + x_pct
+    dx_pct = d_pct + x_pct
+    cell.soc_pct += dx_pct
+    cell.count_soc_pct += dx_pct
     if x_ah != 0.0:
         cell.cell_ah += x_ah
     cur_k = step.current_a + extra_a
     tau = cell.tau1_s
-    a = math.exp(-step.known_dt_s / tau) if step.known_dt_s > 0.0 else 1.0
+    known_dt = step.known_dt_s
+    a = math.exp(-known_dt / tau) if known_dt > 0.0 else 1.0
     r1 = cell.r1_ohm_25c * r_scale
-    cell.v1_v = cell.v1_v * a + r1 * (1.0 - a) * cur_k
-    rc0, sc0, si0, sg0, sx0 = cell.rc, cell.sc, cell.si, cell.sg, cell.sx
+    v1 = cell.v1_v * a + r1 * (1.0 - a) * cur_k
+    rc0 = cell.rc
+    sc0 = cell.sc
+    si0 = cell.si
+    sg0 = cell.sg
+    sx0 = cell.sx
     ratio = q_nom / cap
-    rc = rc0 + tune.drift_var_per_s * step.dt_s + step.hold_var * ratio * ratio
-    sc = sc0 + tune.offset_pct_per_s * step.dt_s * ratio
+    rc = rc0 + tune.drift_var_per_s * dt + step.hold_var * ratio * ratio
+    sc = sc0 + tune.offset_pct_per_s * dt * ratio
     sg = sg0 + tune.gain_frac * d_pct
-    si = si0 + (d_pct + x_pct) * math.sqrt(cell.capacity_var) / cap
+    si = si0 + dx_pct * math.sqrt(cell.capacity_var) / cap
     sx = sx0 + tune.extra_frac * x_pct
-    grow = (
-        (rc - rc0)
-        + (sc * sc - sc0 * sc0)
-        + (sg * sg - sg0 * sg0)
-        + (si * si - si0 * si0)
-        + (sx * sx - sx0 * sx0)
-    )
+    d_rc = rc - rc0
+    grow = d_rc + (sc * sc - sc0 * sc0) + (sg * sg - sg0 * sg0) + (si * si - si0 * si0)
+    grow += sx * sx - sx0 * sx0
     p00 = cell.p00 + grow
     p01 = cell.p01 * a
-    p11 = cell.p11 * a * a + 1e-8 * step.dt_s
+    p11 = cell.p11 * a * a + 1e-8 * dt
     # The count alone: its random part grows like the filter's, its systematic parts add up
     # linearly (corrections shrink the filter's parts, never the count's).
-    crand = cell.count_rand_var + (rc - rc0)
-    cell.count_sys_pct += abs(sc - sc0) + abs(sg - sg0) + abs(si - si0) + abs(sx - sx0)
-    if step.gap_dt_s > 0.0:
+    crand = cell.count_rand_var + d_rc
+    csys = cell.count_sys_pct + (abs(sc - sc0) + abs(sg - sg0) + abs(si - si0) + abs(sx - sx0))
+    gap_dt = step.gap_dt_s
+    if gap_dt > 0.0:
         # Unknown current for gap_dt: its charge is a zero-mean guess with this spread.
-        a_gap = math.exp(-step.gap_dt_s / tau)
-        sd = 100.0 * tune.gap_current_c * step.gap_dt_s / 3600.0 * ratio
+        a_gap = math.exp(-gap_dt / tau)
+        sd = 100.0 * tune.gap_current_c * gap_dt / 3600.0 * ratio
         p00 += sd * sd
         rc += sd * sd
         crand += sd * sd
-        cell.v1_v *= a_gap
+        v1 *= a_gap
         p01 *= a_gap
         p11 = p11 * a_gap * a_gap + (r1 * tune.gap_current_c * q_nom) ** 2 * (1.0 - a_gap * a_gap)
-    cell.rc, cell.sc, cell.sg, cell.si, cell.sx = rc, sc, sg, si, sx
-    cell.p00, cell.p01, cell.p11 = p00, p01, p11
+    cell.v1_v = v1
+    cell.rc = rc
+    cell.sc = sc
+    cell.sg = sg
+    cell.si = si
+    cell.sx = sx
+    cell.p00 = p00
+    cell.p01 = p01
+    cell.p11 = p11
     cell.count_rand_var = crand if crand < _MAX_VAR else _MAX_VAR
-    cell.count_sys_pct = min(cell.count_sys_pct, 50.0)
+    cell.count_sys_pct = 50.0 if csys > 50.0 else csys  # min(csys, 50.0), NaN kept
 
 
 # --- correct (under load) -------------------------------------------------------------------
@@ -361,8 +380,10 @@ def correct(
     half = 2.0 * math.sqrt(r_nom + cell.p11) + tune.hysteresis_v
     # Cheap first: the voltage's own SoC within k sigma of the estimate cannot contradict it
     # (the interval test below only widens the allowance).
-    if abs(chem.ocv_soc(ocv_v, temp_c) - soc) > tune.k_sigma * sigma:
-        z, sz = voltage_soc(chem, ocv_v, half, temp_c)
+    mid = chem.ocv_soc(ocv_v, temp_c)
+    zs: tuple[float, float] | None = None
+    if abs(mid - soc) > tune.k_sigma * sigma:
+        zs = z, sz = _voltage_soc_at(chem, ocv_v, half, temp_c, mid)
         if abs(z - soc) > tune.k_sigma * math.sqrt(sigma * sigma + sz * sz):
             _fuse_interval(cell, z, sz, contradicted=True)
             return True
@@ -381,7 +402,7 @@ def correct(
         # Informative over the interval, flat at the estimate: a linearisation here would see
         # nothing. Fuse what the voltage allows in the SoC domain, never to below its own
         # variance (its error under load does not average out over samples).
-        z, sz = voltage_soc(chem, ocv_v, half, temp_c)
+        z, sz = zs if zs is not None else _voltage_soc_at(chem, ocv_v, half, temp_c, mid)
         p_before = cell.p00
         if 4.0 * sz * sz > p_before:
             return False  # says little the estimate does not know
@@ -614,7 +635,8 @@ def learn_resistance(
     11.2); the linear-in-parameters form of the RC circuit with a fixed time constant as in
     Plett, *Battery Management Systems* vol. 2, ch. 3.
     """
-    a = math.exp(-step.known_dt_s / cell.tau1_s) if step.known_dt_s > 0.0 else 1.0
+    known_dt = step.known_dt_s
+    a = math.exp(-known_dt / cell.tau1_s) if known_dt > 0.0 else 1.0
     w = a * cell.rls_w_a + (1.0 - a) * cur_k
     cell.rls_w_a = w
     # Excitation: in a steady current (i = w) the resistances and the offset are the same
@@ -623,24 +645,28 @@ def learn_resistance(
         return
     # Where the OCV at the estimate is uncertain (a steep part with a SoC not known well) the
     # SoC error would be learned as resistance: up to half the voltage noise of it is allowed.
-    if chem.ocv.slope(cell.soc_pct) * math.sqrt(cell.p00) > 0.5 * math.sqrt(tune.r_load_v2):
+    soc = cell.soc_pct
+    r_load_v2 = tune.r_load_v2
+    if chem.ocv.slope(soc) * math.sqrt(cell.p00) > 0.5 * math.sqrt(r_load_v2):
         return
-    u = v - chem.ocv_voltage(cell.soc_pct, temp_c)
-    x0, x1, x2 = r_scale * cur_k, r_scale * w, 1.0
-    p = cell.rls_p
-    p00, p01, p02, p11, p12, p22 = p
-    # P x
-    g0 = p00 * x0 + p01 * x1 + p02 * x2
-    g1 = p01 * x0 + p11 * x1 + p12 * x2
-    g2 = p02 * x0 + p12 * x1 + p22 * x2
+    u = v - chem.ocv_voltage(soc, temp_c)
+    x0, x1 = r_scale * cur_k, r_scale * w  # x2 = 1.0 (the offset's regressor)
+    p00, p01, p02, p11, p12, p22 = cell.rls_p
+    # P x (the products with x2 = 1.0 are exact: written out as the plain terms)
+    g0 = p00 * x0 + p01 * x1 + p02
+    g1 = p01 * x0 + p11 * x1 + p12
+    g2 = p02 * x0 + p12 * x1 + p22
     lam = math.exp(-step.dt_s / tune.rls_memory_s)
     # The covariance is in the parameters' units: the equation error's variance weighs it.
-    den = lam * tune.r_load_v2 + x0 * g0 + x1 * g1 + x2 * g2
+    den = lam * r_load_v2 + x0 * g0 + x1 * g1 + g2
     k0, k1, k2 = g0 / den, g1 / den, g2 / den
-    e = u - (cell.r0_ohm_25c * x0 + cell.r1_ohm_25c * x1 + cell.rls_offset_v * x2)
-    r0 = cell.r0_ohm_25c + k0 * e
-    r1 = cell.r1_ohm_25c + k1 * e
-    cell.rls_offset_v += k2 * e
+    r0_old = cell.r0_ohm_25c
+    r1_old = cell.r1_ohm_25c
+    offset = cell.rls_offset_v
+    e = u - (r0_old * x0 + r1_old * x1 + offset)
+    r0 = r0_old + k0 * e
+    r1 = r1_old + k1 * e
+    cell.rls_offset_v = offset + k2 * e
     cell.r0_ohm_25c = min(max(r0, tune.r_factor_lo * r0_nom_ohm), tune.r_factor_hi * r0_nom_ohm)
     cell.r1_ohm_25c = min(max(r1, tune.r_factor_lo * r1_nom_ohm), tune.r_factor_hi * r1_nom_ohm)
     # P = (P - k g') / lam, but no growth past the start along a direction with no excitation.

@@ -539,3 +539,27 @@ def test_capacity_sigma_shrinks_once_a_capacity_is_measured() -> None:
         assert c.capacity_sigma_ah < 0.5 * c0.capacity_sigma_ah
         # And it still covers the error (3 sigma).
         assert abs(c.capacity_ah - true_ah) <= 3.0 * c.capacity_sigma_ah
+
+
+def test_report_fields_are_the_cell_states_own() -> None:
+    """Each ``CellEstimate`` field comes from its own place in the cell state (the report
+    builds them positionally for speed: a reordered field must fail here)."""
+    est, _chem = make("nmc", cells=3)
+    est.step(snap(0.0, [3.60, 3.70, 3.80], -20.0), 0.0)
+    for k in range(1, 30):
+        rep = est.step(snap(float(k), [3.60, 3.70, 3.80], -20.0 + k), float(k))
+    assert rep is not None
+    rel = est.relative_sigma_pct()
+    assert rel is not None
+    for k, (c, s) in enumerate(zip(rep.cells, est.cells, strict=True)):
+        assert c.soc_pct == s.soc_pct
+        assert c.soc_sigma_pct == s.sigma_pct()
+        assert c.capacity_ah == s.capacity_ah
+        assert c.resistance_mohm == s.r0_ohm_25c * 1000.0
+        assert c.soc_rel_sigma_pct == min(50.0, rel[k])
+        assert c.capacity_sigma_ah == math.sqrt(s.capacity_var)
+        assert c.r1_mohm == s.r1_ohm_25c * 1000.0
+        assert c.tau1_s == s.tau1_s
+    # The fields differ from one another here, so a swap cannot pass by accident.
+    vals = [getattr(rep.cells[0], f) for f in rep.cells[0].__slots__]
+    assert len(set(vals)) == len(vals)
