@@ -284,7 +284,7 @@ class Gateway:
         return out
 
     def _on_health(self, report: HealthReport) -> None:
-        """A new health report: trend warnings into the alarm output, the report to MQTT."""
+        """A new health report: trend warnings into the alarm output, the report to MQTT and web."""
         self.ctrl.set_health_warnings(report.warnings, self.clock())
         now = {(w.code.value, w.cell) for w in report.warnings}
         for w in report.warnings:
@@ -293,6 +293,8 @@ class Gateway:
         self._health_codes = now
         if self.mqtt is not None:
             self.mqtt.publish_health(report)
+        if self.web is not None:
+            self.web.publish_health(report)  # a latest-value holder: never blocks
         self._new_data.set()
 
     def event(self, name: str, **data: Any) -> None:

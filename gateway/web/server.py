@@ -4,7 +4,9 @@ Routes:
 
 - ``GET /``: the dashboard; ``GET /static/...``: its assets, shipped in the package (no CDN).
 - ``GET /api/snapshot``: everything the page shows, as JSON (the MQTT payloads of the latest
-  step, links, alarm history, events, plot history).
+  step and of the latest health report, links, alarm history, events, plot history).
+- ``GET /api/health``: the latest cell health report (``publish_health``) as the MQTT ``health``
+  payload (``gateway.mqtt.health.health_payload``), or JSON ``null`` before the first report.
 - ``GET /ws``: a WebSocket that receives the snapshot every ``web.push_interval_s``.
 - ``POST /api/command/<name>``: a command with the same JSON body and the same rules as MQTT
   (``gateway.mqtt.commands.parse_command``, ``web.token`` in place of ``mqtt.command_token``):
@@ -33,9 +35,11 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.backoff import Jitter, backoff_s
+from gateway.core.health import HealthReport
 from gateway.core.model import Command, CommandResult, ControlOutput
 from gateway.errors import GatewayError
 from gateway.mqtt.commands import MAX_PAYLOAD_BYTES, parse_command
+from gateway.mqtt.health import health_payload
 from gateway.mqtt.payloads import (
     alarms_payload,
     balancing_payload,
@@ -101,6 +105,8 @@ class WebServer:
         self._clients: set[web.WebSocketResponse] = set()
         self._wake = asyncio.Event()
         self._failures = 0  # publish_output errors (logged once)
+        self._health: tuple[HealthReport, float] | None = None  # latest report, Unix s
+        self._health_json: dict[str, Any] | None = None  # its payload, built once when read
         self.port: int | None = None  # bound port once serving
         self.serving = False
 
@@ -118,6 +124,23 @@ class WebServer:
             self._failures += 1
             if self._failures == 1:
                 log.exception("web dashboard: a step could not be recorded")
+
+    def publish_health(self, report: HealthReport) -> None:
+        """Keep the latest health report (daily and on request); the page shows it.
+
+        A latest-value holder: constant work, never blocks; the payload is built when read.
+        """
+        self._health = (report, time.time())
+        self._health_json = None
+
+    def health(self) -> dict[str, Any] | None:
+        """The latest report as the MQTT ``health`` payload (JSON-friendly); ``None`` before one."""
+        if self._health is None:
+            return None
+        if self._health_json is None:
+            report, time_s = self._health
+            self._health_json = health_payload(report, self._gid, time_s).model_dump(mode="json")
+        return self._health_json
 
     def event(self, name: str, data: Mapping[str, Any]) -> None:
         """Record a gateway event for the dashboard."""
@@ -141,6 +164,7 @@ class WebServer:
             "events": self.events.items(),
             "seq": out.seq if out else None,
             "t_s": round(out.t_s, 3) if out else None,
+            "health": self.health(),
         }
         if out is not None:
             snap["state"] = state_payload(out, gid, now).model_dump(mode="json")
@@ -159,6 +183,7 @@ class WebServer:
         app.router.add_get("/", self._index)
         app.router.add_static("/static/", static_dir(), follow_symlinks=False)
         app.router.add_get("/api/snapshot", self._snapshot)
+        app.router.add_get("/api/health", self._health_route)
         app.router.add_get("/ws", self._ws)
         app.router.add_post("/api/command/{name}", self._command)
         if self.config.metrics:
@@ -170,6 +195,9 @@ class WebServer:
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         return web.json_response(self.snapshot())
+
+    async def _health_route(self, request: web.Request) -> web.Response:
+        return web.json_response(self.health())
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = self.metrics.render()

@@ -27,6 +27,7 @@ def history(
     noise: float = 1.0,
     seed: int = 0,
     start_day: int = 739000,
+    cell_count: int = N,
 ) -> list[DayRecord]:
     """Days of a pack aging by 0.02 %/day, with optional faulty cells and seeded noise.
 
@@ -37,7 +38,7 @@ def history(
     out = []
     for d in range(days):
         cells = []
-        for k in range(N):
+        for k in range(cell_count):
             fade = fade_pct if k == fade_cell else 0.02
             cap = Q * (1.0 + 0.01 * (k - 8) / 8) * (1 - fade / 100 * d)
             cap += rng.gauss(0.0, 0.05 * noise)

@@ -24,6 +24,7 @@ import can
 import pytest
 
 from gateway.app import Gateway
+from gateway.core.health import HealthConfig, analyse
 from gateway.core.model import ControlOutput
 from gateway.mqtt.payloads import LimitPayload
 from gateway.settings import Settings
@@ -31,6 +32,7 @@ from gateway.sim.emitter import run_sim_on_bus
 from gateway.sim.pack import PackSim, PackSimConfig
 from gateway.sim.profiles import ConstantProfile
 from tests.conftest import REPO
+from tests.core.test_health import Q, history
 from tests.mqtt.conftest import Mosquitto
 from tests.web.cdp import Browser, require_chromium
 from tests.web.helpers import free_port
@@ -60,6 +62,8 @@ def _settings(tmp_path: Path, channel: str, broker_port: int, web_port: int, gid
                     "discovery": False,
                 }
             ),
+            # No history file here: the page's empty state, then the report the test hands over.
+            "health": s.health.model_copy(update={"enabled": False}),
             "web": s.web.model_copy(
                 update={"enabled": True, "port": web_port, "push_interval_s": 0.5}
             ),
@@ -89,6 +93,9 @@ _DOM = """JSON.stringify({
     document.getElementById(n + '-winner').dataset.winner,
     document.querySelectorAll('#' + n + '-terms li').length]])),
   links: Array.from(document.querySelectorAll('#links li')).map(e => e.dataset.link),
+  health_empty: !document.getElementById('health-empty').hidden,
+  health_rows: Array.from(document.querySelectorAll('#health-cells tr')).map(
+    e => [e.dataset.cell, e.lastChild.textContent]),
 })"""
 
 
@@ -176,6 +183,20 @@ async def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> No
             while (await _dom(browser))["seq"] == seq0:
                 assert time.monotonic() - t0 < 2.0, "no live update within 2 s"
                 await asyncio.sleep(0.05)
+
+            # Cell health: the empty state, then a row per cell once a report arrives.
+            assert dom["health_empty"] is True
+            assert dom["health_rows"] == []
+            leak = 5  # 0-based: the page shows it as cell 6
+            gw._on_health(analyse(history(40, leak_cell=leak, cell_count=CELLS), HealthConfig(), Q))
+            async with asyncio.timeout(5.0):
+                while not (dom := await _dom(browser))["health_rows"]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+            assert dom["health_empty"] is False
+            rows = dict(dom["health_rows"])
+            assert list(rows) == [str(i) for i in range(1, CELLS + 1)]
+            assert "cell_self_discharge" in rows[str(leak + 1)]
+            assert rows["1"] == "–"
 
             png = await browser.screenshot(_artifacts() / "dashboard.png")
             assert png.startswith(b"\x89PNG\r\n\x1a\n")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,10 +14,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from pydantic import SecretStr
 
+from gateway.app import Gateway
+from gateway.core.health import HealthConfig, HealthReport, analyse
 from gateway.core.model import SetUserCurrentCap
+from gateway.mqtt.health import health_payload
 from gateway.mqtt.payloads import state_payload
+from gateway.settings import Settings
 from gateway.web.config import WebConfig
 from gateway.web.server import WebServer, static_dir
+from tests.core.test_health import Q, history
 from tests.web.helpers import Pack, free_port
 
 TOKEN = "s3cret-token"
@@ -202,3 +208,66 @@ async def test_a_port_in_use_is_retried_and_never_raises() -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _report(cells: int = 16) -> HealthReport:
+    """40 days of a pack with a leaking cell 6 (index 5) and a fading cell 10 (index 9)."""
+    recs = history(40, leak_cell=5, fade_cell=9, seed=1, cell_count=cells)
+    return analyse(recs, HealthConfig(), Q)
+
+
+async def test_health_endpoint_serves_the_mqtt_health_payload() -> None:
+    pack = Pack(cells=16)
+    pack.run(5)
+    server = _server(pack)
+    report = _report()
+    assert report.warnings  # the report has something to show
+    async with serving(server) as base, aiohttp.ClientSession() as http:
+        # Before the first report: JSON null, and the snapshot says the same.
+        async with http.get(f"{base}/api/health") as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("application/json")
+            assert await r.json() is None
+        async with http.get(f"{base}/api/snapshot") as r:
+            assert (await r.json())["health"] is None
+        server.publish_health(report)
+        async with http.get(f"{base}/api/health") as r:
+            got = await r.json()
+        async with http.get(f"{base}/api/snapshot") as r:
+            snap = await r.json()
+        async with http.post(f"{base}/api/health", json={}) as r:
+            assert r.status == 405  # read-only
+    # Exactly what the MQTT ``health`` topic carries for the same report (time: when received).
+    want = health_payload(report, "gw1", got["time"]).model_dump(mode="json")
+    assert got == want
+    assert snap["health"] == want
+    assert len(got["capacity_ah"]) == 16
+    assert ("cell_self_discharge", 5) in {(w["code"], w["cell"]) for w in got["warnings"]}
+    assert got["days"] == report.days > 0
+    # A newer report replaces the held one.
+    newer = analyse(history(12, leak_cell=5, seed=2), HealthConfig(), Q)
+    assert newer.days != report.days
+    server.publish_health(newer)
+    health = server.health()
+    assert health is not None
+    assert health["days"] == newer.days
+
+
+async def test_gateway_hands_health_reports_to_mqtt_and_the_dashboard(tmp_path: Path) -> None:
+    s = Settings()
+    settings = s.model_copy(
+        update={
+            "web": s.web.model_copy(update={"enabled": True, "port": free_port()}),
+            "state": s.state.model_copy(update={"path": str(tmp_path / "estimator.json")}),
+        }
+    )
+    gw = Gateway(settings)
+    assert gw.web is not None
+    assert gw.web.health() is None
+    report = _report(settings.pack.cells)
+    gw._on_health(report)
+    got = gw.web.health()
+    assert got is not None
+    assert got == health_payload(report, settings.control.gateway_id, got["time"]).model_dump(
+        mode="json"
+    )

@@ -6,6 +6,7 @@ const fmt = (x, nd) => (x === null || x === undefined ? "–" : Number(x).toFixe
 const clamp01 = (x) => Math.max(0, Math.min(1, x));
 let history = null;
 let lastSnap = null;
+let healthShown; // the `time` of the health report on the page (undefined: none rendered yet)
 
 function setText(id, text) {
   const el = $(id);
@@ -137,6 +138,63 @@ function renderAlarms(s) {
   );
 }
 
+// A trend with its standard error, e.g. "-0.021 ± 0.004" (null: too few days yet).
+function trend(v, sigma, nd) {
+  if (v === null || v === undefined) return "–";
+  const sign = v > 0 ? "+" : "";
+  return sigma === null || sigma === undefined ? `${sign}${fmt(v, nd)}` : `${sign}${fmt(v, nd)} ± ${fmt(sigma, nd)}`;
+}
+
+function td(text) {
+  const el = document.createElement("td");
+  el.textContent = text;
+  return el;
+}
+
+// The MQTT `health` payload (also at /api/health): arrays in cell order, cell numbers shown 1-based.
+function renderHealth(h) {
+  const t = h ? h.time : null;
+  if (t === healthShown) return; // a report arrives daily; the snapshot repeats it every push
+  healthShown = t;
+  $("health-empty").hidden = !!h;
+  $("health-table").hidden = !h;
+  if (!h) {
+    setText("health-summary", "");
+    return;
+  }
+  const range = h.first_day ? `${h.first_day} to ${h.last_day}` : "no history";
+  const weakest = h.weakest.map((k) => k + 1).join(", ") || "–";
+  setText(
+    "health-summary",
+    `${h.days} days of data (${range}), weakest ${weakest}, SoC spread ${fmt(h.soc_spread_pct, 2)} % ` +
+      `(${trend(h.soc_spread_trend_pct_per_day, null, 3)} %/d), days to spread limit ${fmt(h.days_to_spread_limit, 0)}, ` +
+      `days to capacity limit ${fmt(h.min_days_to_capacity_limit, 0)}`
+  );
+  const n = h.capacity_ah.length;
+  const rows = [];
+  for (let i = 0; i < n; i++) {
+    const warns = h.warnings.filter((w) => w.cell === i);
+    const tr = document.createElement("tr");
+    tr.dataset.cell = String(i + 1);
+    if (warns.length) tr.className = "warned";
+    const w = td(warns.map((x) => x.code).join(", ") || "–");
+    if (warns.length) w.title = warns.map((x) => x.message).join("\n");
+    tr.append(
+      td(String(i + 1)),
+      td(String(h.rank[i])),
+      td(fmt(h.capacity_ah[i], 2)),
+      td(trend(h.capacity_fade_pct_per_day[i], h.capacity_fade_sigma[i], 4)),
+      td(fmt(h.r0_mohm[i], 3)),
+      td(trend(h.resistance_growth_pct_per_day[i], h.resistance_growth_sigma[i], 3)),
+      td(trend(h.self_discharge_pct_per_day[i], h.self_discharge_sigma[i], 3)),
+      td(fmt(h.days_to_capacity_limit[i], 0)),
+      w
+    );
+    rows.push(tr);
+  }
+  $("health-cells").replaceChildren(...rows);
+}
+
 function renderLinks(s) {
   $("links").replaceChildren(
     ...Object.entries(s.links).map(([name, up]) => {
@@ -202,6 +260,7 @@ function render(s) {
   if (s.state) renderLimits(s.state);
   renderCells(s);
   renderAlarms(s);
+  renderHealth(s.health);
   renderLinks(s);
   if (s.history) renderPlots();
   $("commands-section").hidden = !s.commands;
