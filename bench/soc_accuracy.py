@@ -476,11 +476,17 @@ def run_pack(name: str, cache: Path, seed: int = 11) -> dict[str, Any]:
 # --- step time ----------------------------------------------------------------------------
 
 
-def timing(cells: int, chem: Chemistry, steps: int = 600) -> float:
-    """Mean CPU time of a step in microseconds for ``cells`` cells under a varying current."""
+def timing(cells: int, chem: Chemistry, steps: int = 600, per_step: int | None = None) -> float:
+    """Mean CPU time of a step in microseconds for ``cells`` cells under a varying current.
+
+    ``per_step``: ``soc.cells_per_step`` (``None``: the default).
+    """
     pack = PackConfig(cells=cells, temp_sensors=max(1, cells // 4), chemistry=chem.name)
     # Every step does the full work (no rate limit): the cost of one processed step.
-    est = SocEstimator(SocConfig(min_interval_s=0.0), pack, chem)
+    cfg = SocConfig(min_interval_s=0.0)
+    if per_step is not None:
+        cfg = SocConfig(min_interval_s=0.0, cells_per_step=per_step)
+    est = SocEstimator(cfg, pack, chem)
     rng = random.Random(3)
     base = [chem.ocv.voltage(40.0 + 20.0 * rng.random()) for _ in range(cells)]
     m = pack.temp_sensors
@@ -549,10 +555,12 @@ def main() -> None:
     if args.timing:
         for name in ("lfp", "nmc"):
             chem = get_chemistry(name)
-            for cells in (16, 512):
-                us = timing(cells, chem)
+            for cells, per in ((16, None), (512, None), (512, 512)):
+                us = timing(cells, chem, per_step=per)
+                default = SocConfig().cells_per_step
+                how = "every cell weighed" if per else f"{min(cells, default)} cells weighed"
                 print(
-                    f"step time {name} {cells:4d} cells: {us / 1000:7.3f} ms/step "
+                    f"step time {name} {cells:4d} cells ({how}): {us / 1000:7.3f} ms/step "
                     f"({us / cells:5.2f} us/cell; at 10 Hz {us / 1e3:5.2f} % of one core)"
                 )
         return

@@ -51,6 +51,7 @@ from gateway.core.soc_cell import (
     rls_start,
     tidy,
 )
+from gateway.core.soc_window import StepWindow
 
 __all__ = ["STATE_VERSION", "SocConfig", "SocEstimator", "pack_soc_pct"]
 
@@ -59,6 +60,7 @@ STATE_VERSION = 1
 
 _NAN = math.nan
 _REF_TEMP_C = 25.0
+_NO_ESTIMATE = CellEstimate(_NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN)
 
 
 class SocConfig(Section):
@@ -148,6 +150,11 @@ class SocConfig(Section):
     frame; the count loses nothing, the filter sees the latest value of each cell)."""
     restore_sigma_pct: float = Field(default=5.0, ge=0)
     """Uncertainty added to a restored SoC (the pack may have moved while we were down)."""
+    cells_per_step: int = Field(default=64, ge=1, le=100_000)
+    """Most cells whose voltage is weighed in one step. A larger pack is weighed in groups of
+    this many, one group per step, round-robin (a 512-cell pack: each cell every 8th step); the
+    steps between are counted exactly for every cell (``gateway.core.soc_window``). Bounds the
+    step's cost; a pack of at most this many cells is weighed whole every step."""
 
 
 def pack_soc_pct(soc_min_pct: float, soc_max_pct: float) -> float:
@@ -225,6 +232,18 @@ class SocEstimator:
         self._rest_since_s: float | None = None
         self._rest_epoch = 0  # counts rests begun
         self._report: SocReport | None = None
+        # Sliced estimation: groups of cells_per_step cells, one group weighed per step.
+        per = min(n, config.cells_per_step) if n else 1
+        self._per_step = per
+        self._windows = [StepWindow() for _ in range(max(1, -(-n // per)))]
+        self._turn = 0
+        self._x_as = [0.0] * n  # balancing charge (A s) per cell since its group was weighed
+        self._no_sensor = [0] * n
+        # The report's figures per cell, refreshed for the cells weighed (``_refresh``).
+        self._all_init = False
+        self._total = [0.0] * n
+        self._common = [0.0] * n
+        self._est: list[CellEstimate] = []
 
     def _new_cell(self) -> CellState:
         cap = self._q_nom_ah
@@ -279,26 +298,83 @@ class SocEstimator:
         if self._last_now_s is not None and 0.0 <= now_s - self._last_now_s < cfg.min_interval_s:
             return self._report
         step = self._step_inputs(snapshot, now_s)
-        chem = self.chemistry
-        tune = self._tune
-        # The cell sensors only (a balancing board's sensor says nothing of a cell's OCV).
+        lo, hi, inputs, x_count = self._turn_window(step, extra)
+        self._weigh(snapshot, step, inputs, lo, hi, extra, x_count)
+        self._report = self._refresh(lo, hi)
+        return self._report
+
+    def _turn_window(
+        self, step: StepInputs, extra: list[float] | None
+    ) -> tuple[int, int, StepInputs, list[float] | None]:
+        """This step's group of cells (round-robin) and the string's steps since it was weighed.
+
+        Returns ``(lo, hi, inputs, x_count)``: the group is cells ``lo..hi-1``; ``inputs`` the
+        window as one step; ``x_count`` the group's balancing currents over the window (their
+        mean; this step's when the window is one step; ``None``: none).
+        """
+        windows = self._windows
+        known_dt = step.known_dt_s
+        a = math.exp(-known_dt / self.chemistry.tau1_s) if known_dt > 0.0 else 1.0
+        for w in windows:
+            w.add(step, a)
+        g = self._turn
+        self._turn = g + 1 if g + 1 < len(windows) else 0
+        window = windows[g]
+        sliced = window.steps > 1
+        inputs = window.take()
+        lo = g * self._per_step
+        hi = min(self._n, lo + self._per_step)
+        if len(windows) == 1:
+            return lo, hi, inputs, extra
+        x_as = self._x_as
+        if extra is not None:
+            edt = step.extra_dt_s
+            self._x_as = x_as = [p + x * edt for p, x in zip(x_as, extra, strict=True)]
+        x_count: list[float] | None
+        if sliced:
+            edt = inputs.extra_dt_s
+            x_count = [x_as[k] / edt if edt > 0.0 else 0.0 for k in range(lo, hi)]
+        else:
+            x_count = extra[lo:hi] if extra is not None else None
+        for k in range(lo, hi):
+            x_as[k] = 0.0
+        return lo, hi, inputs, x_count
+
+    def _sensors(self, snapshot: PackSnapshot) -> tuple[list[float], list[float], list[int]]:
+        """Per temperature sensor its value (25 degC when unknown) and resistance factor, and
+        each cell's sensor: ``(sensor_t, sensor_r, of)``, cell ``k`` reads ``sensor_t[of[k]]``.
+        The cell sensors only (a balancing board's sensor says nothing of a cell's OCV)."""
         temps = cell_temps(snapshot.cell_temp_c, self._cell_sensors)
         m = len(temps)
+        if not m:
+            return [_REF_TEMP_C], [1.0], self._no_sensor
         # Per sensor, not per cell: a sensor covers n/m cells.
         sensor_t = [t if t is not None and math.isfinite(t) else _REF_TEMP_C for t in temps]
         r_factor = self._r_temp_factor
         sensor_r = [r_factor(t) for t in sensor_t]
-        if m:
-            # The sensor of each cell (k * m // n), the same for every step with m sensors.
-            of = self._sensor_of
-            if len(of) != n or self._sensor_m != m:
-                of = self._sensor_of = [k * m // n for k in range(n)]
-                self._sensor_m = m
-            cell_t = [sensor_t[j] for j in of]
-            cell_r = [sensor_r[j] for j in of]
-        else:
-            cell_t = [_REF_TEMP_C] * n
-            cell_r = [1.0] * n
+        # The sensor of each cell (k * m // n), the same for every step with m sensors.
+        of = self._sensor_of
+        n = self._n
+        if len(of) != n or self._sensor_m != m:
+            of = self._sensor_of = [k * m // n for k in range(n)]
+            self._sensor_m = m
+        return sensor_t, sensor_r, of
+
+    def _weigh(
+        self,
+        snapshot: PackSnapshot,
+        step: StepInputs,
+        inputs: StepInputs,
+        lo: int,
+        hi: int,
+        extra: list[float] | None,
+        x_count: list[float] | None,
+    ) -> None:
+        """Advance cells ``lo..hi-1`` by ``inputs`` and weigh their latest voltages."""
+        chem = self.chemistry
+        tune = self._tune
+        cfg = self.config
+        sensor_t, sensor_r, of = self._sensors(snapshot)
         volts = snapshot.cell_voltage_v
         ages = snapshot.cell_voltage_age_s
         t_snap = snapshot.t_s
@@ -307,13 +383,11 @@ class SocEstimator:
         stale_s = cfg.stale_s
         cur = step.current_a
         i_known = step.current_known
-        rest_id = step.rest_id
-        full_v = chem.max_v - cfg.full_voltage_margin_v
-        full_i = cfg.full_current_c * self._q_nom_ah
-        r0_nom, r1_nom = self._r0_nom, self._r1_nom
         isfinite = math.isfinite
         neg_inf = -math.inf
-        for k, cell in enumerate(self.cells):
+        cells = self.cells
+        for k in range(lo, hi):
+            cell = cells[k]
             v = volts[k]
             fresh = False
             rx_t = neg_inf
@@ -321,66 +395,66 @@ class SocEstimator:
                 age = ages[k]
                 rx_t = t_snap - (age if age is not None else 0.0)
                 fresh = rx_t > cell.last_v_t and (age is None or age <= stale_s)
-            if extra is not None:
-                x_a = extra[k]
-                cur_k = cur + x_a
-            else:
-                x_a = 0.0
-                cur_k = cur + 0.0
+            cur_k = cur + extra[k] if extra is not None else cur + 0.0
+            j = of[k]
             if not cell.initialised:
                 if fresh and v is not None:
+                    i_k = cur_k if i_known else 0.0
                     init_from_voltage(
-                        cell,
-                        chem,
-                        tune,
-                        v,
-                        cur_k if i_known else 0.0,
-                        cell_t[k],
-                        i_known,
-                        self._q_nom_ah,
+                        cell, chem, tune, v, i_k, sensor_t[j], i_known, self._q_nom_ah
                     )
                     cell.last_v_t = rx_t
                     cell.last_v = v
                     cell.last_v_i = cur_k if i_known else _NAN
                 continue
-            r_scale = cell_r[k]
-            predict(cell, step, tune, x_a, r_scale)
-            if not (fresh and v is not None):
-                tidy(cell)
-                continue
-            if not i_known:
+            r_scale = sensor_r[j]
+            predict(cell, inputs, tune, x_count[k - lo] if x_count is not None else 0.0, r_scale)
+            if fresh and v is not None:
+                if i_known:
+                    self._weigh_voltage(cell, inputs, v, cur_k, sensor_t[j], r_scale)
                 cell.last_v_t = rx_t
                 cell.last_v = v
-                cell.last_v_i = _NAN
-                tidy(cell)
-                continue
-            temp_c = cell_t[k]
-            learn_resistance(cell, chem, tune, step, v, cur_k, temp_c, r_scale, r0_nom, r1_nom)
-            if rest_id >= 0 and cell.rest_used != rest_id:
-                # One recalibration per rest_s of rest (repeating it every sample would count
-                # correlated errors as independent).
-                cell.rest_used = rest_id
-                recalibrate_rest(cell, chem, tune, v, cur_k, temp_c, r_scale)
-                # A confident SoC at a rest where the OCV is steep is a capacity anchor.
-                var = cell.p00 + cell.sb * cell.sb
-                steep = chem.ocv.slope(cell.soc_pct) >= tune.min_slope_v_per_pct
-                if steep and var <= tune.confident_var:
-                    anchor(cell, tune, step, cell.soc_pct, cell.p00)
-            else:
-                correct(cell, chem, tune, step, v, cur_k, temp_c, r_scale)
-            if v >= full_v and cur > 0.0 and cur_k <= full_i:
+                cell.last_v_i = cur_k if i_known else _NAN
+            tidy(cell)
+
+    def _weigh_voltage(
+        self,
+        cell: CellState,
+        inputs: StepInputs,
+        v: float,
+        cur_k: float,
+        temp_c: float,
+        r_scale: float,
+    ) -> None:
+        """Learn from and correct ``cell`` with a fresh voltage ``v`` at a known current."""
+        chem = self.chemistry
+        tune = self._tune
+        learn_resistance(
+            cell, chem, tune, inputs, v, cur_k, temp_c, r_scale, self._r0_nom, self._r1_nom
+        )
+        rest_id = inputs.rest_id
+        if rest_id >= 0 and cell.rest_used != rest_id:
+            # One recalibration per rest_s of rest (repeating it every sample would count
+            # correlated errors as independent).
+            cell.rest_used = rest_id
+            recalibrate_rest(cell, chem, tune, v, cur_k, temp_c, r_scale)
+            # A confident SoC at a rest where the OCV is steep is a capacity anchor.
+            var = cell.p00 + cell.sb * cell.sb
+            steep = chem.ocv.slope(cell.soc_pct) >= tune.min_slope_v_per_pct
+            if steep and var <= tune.confident_var:
+                anchor(cell, tune, inputs, cell.soc_pct, cell.p00)
+        else:
+            correct(cell, chem, tune, inputs, v, cur_k, temp_c, r_scale)
+        cur = inputs.current_a
+        cfg = self.config
+        if v >= chem.max_v - cfg.full_voltage_margin_v and cur > 0.0:
+            if cur_k <= cfg.full_current_c * self._q_nom_ah:
                 recalibrate_full(cell)
                 if not cell.full_latched:
                     cell.full_latched = True
-                    anchor(cell, tune, step, 100.0, cell.p00)
-            elif cur < 0.0:
-                cell.full_latched = False
-            cell.last_v_t = rx_t
-            cell.last_v = v
-            cell.last_v_i = cur_k
-            tidy(cell)
-        self._report = self.report()
-        return self._report
+                    anchor(cell, tune, inputs, 100.0, cell.p00)
+        elif cur < 0.0:
+            cell.full_latched = False
 
     def _step_inputs(self, snapshot: PackSnapshot, now_s: float) -> StepInputs:
         """What this step means for every cell: time, current, charge, rest (pack state moves)."""
@@ -442,50 +516,67 @@ class SocEstimator:
             rest_id=rest_id,
             q_nom_ah=self._q_nom_ah,
             accumulated_ah=self._ah,
+            rc_current_a=cur,
+            gap_sq_s2=gap_dt * gap_dt,
         )
 
     def report(self) -> SocReport | None:
         """The current estimate, or ``None`` while some cell has not had a valid voltage."""
+        return self._refresh(0, self._n)
+
+    def _refresh(self, lo: int, hi: int) -> SocReport | None:
+        """The report with the figures of cells ``lo..hi-1`` recomputed (the rest kept).
+
+        Every cell's relative sigma is taken against the median cell's common variance; cells
+        outside ``lo..hi`` keep the one they had when last weighed.
+        """
         cells = self.cells
-        if not all(c.initialised for c in cells):
-            return None
-        # One pass over the cells: the same figures as _relative_sigma and sigma_pct.
         n = self._n
-        total = [c.p00 + c.sb * c.sb for c in cells]
-        common = [c.rc + c.sc * c.sc + c.sg * c.sg + c.sb * c.sb for c in cells]
+        if not self._all_init:
+            if not all(c.initialised for c in cells):
+                return None
+            self._all_init = True
+            lo, hi = 0, n
+        if len(self._est) != n:
+            lo, hi = 0, n
+        # One pass over the cells: the same figures as _relative_sigma and sigma_pct.
+        total = self._total
+        common = self._common
+        for k in range(lo, hi):
+            c = cells[k]
+            total[k] = c.p00 + c.sb * c.sb
+            common[k] = c.rc + c.sc * c.sc + c.sg * c.sg + c.sb * c.sb
         ref = sorted(common)[n // 2]
         sqrt = math.sqrt
-        out: list[CellEstimate] = []
-        append = out.append
-        socs = []
-        for k, c in enumerate(cells):
+        est = self._est
+        if len(est) != n:
+            est = self._est = [_NO_ESTIMATE] * n
+        for k in range(lo, hi):
+            c = cells[k]
             tot = total[k]
             com = common[k]
             own = tot - com
             own = own if own > 0.0 else 0.0  # max(0.0, own), NaN included
             rel = sqrt(min(tot, own + abs(com - ref)))
-            soc = c.soc_pct
-            socs.append(soc)
             # Positional (cheaper than keywords), in CellEstimate's field order
             # (test_report_fields_are_the_cell_states_own fails on a reorder).
-            append(
-                CellEstimate(
-                    soc,
-                    min(50.0, sqrt(tot)),
-                    c.capacity_ah,
-                    c.r0_ohm_25c * 1000.0,
-                    min(50.0, rel),
-                    sqrt(c.capacity_var),
-                    c.r1_ohm_25c * 1000.0,
-                    c.tau1_s,
-                )
+            est[k] = CellEstimate(
+                c.soc_pct,
+                min(50.0, sqrt(tot)),
+                c.capacity_ah,
+                c.r0_ohm_25c * 1000.0,
+                min(50.0, rel),
+                sqrt(c.capacity_var),
+                c.r1_ohm_25c * 1000.0,
+                c.tau1_s,
             )
-        lo, hi = min(socs), max(socs)
+        socs = [e.soc_pct for e in est]
+        lo_soc, hi_soc = min(socs), max(socs)
         return SocReport(
-            soc_pct=pack_soc_pct(lo, hi),
+            soc_pct=pack_soc_pct(lo_soc, hi_soc),
             soc_mean_pct=math.fsum(socs) / n,
-            soh_pct=100.0 * min([c.capacity_ah for c in cells]) / self._q_nom_ah,
-            cells=tuple(out),
+            soh_pct=100.0 * min([e.capacity_ah for e in est]) / self._q_nom_ah,
+            cells=tuple(est),
         )
 
     def relative_sigma_pct(self) -> tuple[float, ...] | None:
@@ -619,6 +710,12 @@ class SocEstimator:
             cell.restart_count(cell.p00)
             cells.append(cell)
         self.cells = cells
+        # The cells are as of now: no step is pending for any of them.
+        for w in self._windows:
+            w.clear()
+        self._x_as = [0.0] * n
+        self._all_init = False
+        self._est = []
         self._last_i = None
         self._cycles0 = float(cycles)
         self._discharged_ah = 0.0

@@ -138,7 +138,7 @@ class StepInputs:
     dt_s: float
     known_dt_s: float  # part of dt with a known current
     gap_dt_s: float  # part of dt with an unknown current
-    current_a: float  # pack current (0 when unknown)
+    current_a: float  # pack current now (0 when unknown)
     current_known: bool
     d_ah: float  # charge counted this step (pack current)
     extra_dt_s: float  # time the balancing currents flowed
@@ -147,6 +147,11 @@ class StepInputs:
     rest_id: int  # -1, or an id of the completed rest_s multiple (one recalibration each)
     q_nom_ah: float
     accumulated_ah: float  # pack charge counted since start (for capacity anchors)
+    # Over several steps (a cell weighed every few steps, ``StepWindow``): the constant pack
+    # current that drives the RC branch as the steps' currents did, and the sum of the squared
+    # gap lengths (each gap's unknown charge is one guess). For one step: current_a, gap_dt^2.
+    rc_current_a: float
+    gap_sq_s2: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +286,7 @@ def predict(
     cell.count_soc_pct += dx_pct
     if x_ah != 0.0:
         cell.cell_ah += x_ah
-    cur_k = step.current_a + extra_a
+    cur_k = step.rc_current_a + extra_a
     tau = cell.tau1_s
     known_dt = step.known_dt_s
     a = math.exp(-known_dt / tau) if known_dt > 0.0 else 1.0
@@ -312,7 +317,7 @@ def predict(
     if gap_dt > 0.0:
         # Unknown current for gap_dt: its charge is a zero-mean guess with this spread.
         a_gap = math.exp(-gap_dt / tau)
-        sd = 100.0 * tune.gap_current_c * gap_dt / 3600.0 * ratio
+        sd = 100.0 * tune.gap_current_c * math.sqrt(step.gap_sq_s2) / 3600.0 * ratio
         p00 += sd * sd
         rc += sd * sd
         crand += sd * sd
@@ -637,7 +642,8 @@ def learn_resistance(
     """
     known_dt = step.known_dt_s
     a = math.exp(-known_dt / cell.tau1_s) if known_dt > 0.0 else 1.0
-    w = a * cell.rls_w_a + (1.0 - a) * cur_k
+    # The RC branch's drive over the step (differs from the current now only over a window).
+    w = a * cell.rls_w_a + (1.0 - a) * (cur_k + (step.rc_current_a - step.current_a))
     cell.rls_w_a = w
     # Excitation: in a steady current (i = w) the resistances and the offset are the same
     # regressor; only while the current differs from its RC-filtered self do they separate.

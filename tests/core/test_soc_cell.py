@@ -60,6 +60,8 @@ def step_of(current_a: float, dt_s: float = 1.0, *, resting: bool = False) -> St
         rest_id=-1,
         q_nom_ah=Q,
         accumulated_ah=0.0,
+        rc_current_a=current_a,
+        gap_sq_s2=0.0,
     )
 
 
@@ -107,7 +109,9 @@ def test_predict_counts_on_the_cells_own_capacity_and_grows_the_uncertainty() ->
 def test_a_gap_of_unknown_current_adds_uncertainty_and_no_charge() -> None:
     chem, tune = setup("nmc")
     cell = cell_at(chem, 50.0, 1.0)
-    gap = StepInputs(600.0, 0.0, 600.0, 0.0, False, 0.0, 60.0, 0.0, False, -1, Q, 0.0)
+    gap = StepInputs(
+        600.0, 0.0, 600.0, 0.0, False, 0.0, 60.0, 0.0, False, -1, Q, 0.0, 0.0, 600.0**2
+    )
     predict(cell, gap, tune, extra_a=0.0, r_scale=1.0)
     assert cell.soc_pct == 50.0
     # 0.2 C unknown for 10 minutes: about 3.3 % (1 sigma) more.
