@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
+from gateway.core.cells import extremes
+
 __all__ = [
     "Alarm",
     "AlarmReport",
@@ -19,6 +21,7 @@ __all__ = [
     "BalancingMode",
     "BalancingPlan",
     "BatteryRequests",
+    "CellAction",
     "CellEstimate",
     "ChargePhase",
     "ChargeState",
@@ -27,6 +30,7 @@ __all__ = [
     "ControlOutput",
     "EnergyReport",
     "GatewayMode",
+    "InverterLink",
     "Limit",
     "LimitTerm",
     "Limits",
@@ -40,6 +44,8 @@ __all__ = [
     "SetUserCurrentCap",
     "Severity",
     "SocReport",
+    "StaleKind",
+    "TermKind",
 ]
 
 
@@ -117,14 +123,26 @@ class PackSnapshot:
     @property
     def max_cell_v(self) -> float | None:
         """Highest known cell voltage."""
-        known = [v for v in self.cell_voltage_v if v is not None]
-        return max(known) if known else None
+        ext = extremes(self.cell_voltage_v)
+        return ext[2] if ext is not None else None
 
     @property
     def min_cell_v(self) -> float | None:
         """Lowest known cell voltage."""
-        known = [v for v in self.cell_voltage_v if v is not None]
-        return min(known) if known else None
+        ext = extremes(self.cell_voltage_v)
+        return ext[0] if ext is not None else None
+
+
+class StaleKind(StrEnum):
+    """Why a required input does not count (``gateway.core.freshness.StaleInput.kind``); the
+    values are the prefixes of the fail-safe's limit terms (``stale:cell_voltage[6]``)."""
+
+    MISSING = "missing"
+    """Never seen, or last seen flagged invalid."""
+    STALE = "stale"
+    """Older than its timeout, stamped in the future, or of a non-finite age."""
+    IMPLAUSIBLE = "implausible"
+    """Last reading was a measurement fault (``gateway.core.plausibility``)."""
 
 
 # --- state estimation -----------------------------------------------------------------------
@@ -202,12 +220,54 @@ class AlarmReport:
 # --- limits ---------------------------------------------------------------------------------
 
 
+class TermKind(StrEnum):
+    """What a limit term stands for (``LimitTerm.kind``), so no one parses its name.
+
+    The first group are the fault terms that hold a current at 0 A (and restart the ramp's
+    hold); the gateway's mode is ``stale`` while a ``missing``, ``stale`` or ``incomplete`` term
+    wins CCL or DCL (``gateway.control``). The values name the kinds in docs and tests; the
+    payloads carry the term's ``name``, not its kind.
+    """
+
+    MISSING = "missing"
+    """A required input never seen or flagged invalid (``missing:current``)."""
+    STALE = "stale"
+    """A required input older than its timeout (``stale:cell_voltage[6]``)."""
+    IMPLAUSIBLE = "implausible"
+    """A required input whose last reading was a measurement fault."""
+    INCOMPLETE = "incomplete"
+    """The data set does not cover every configured cell and sensor yet."""
+    PROTECTION = "protection"
+    """An alarm that cuts the limit (``protection:cell_overvoltage``)."""
+    LINK = "link"
+    """The inverter link publishes 0 A (``link:controller_heartbeat_lost``)."""
+    HOLD = "hold"
+    """An external hold, such as a BMS firmware update (``update``)."""
+    CONFIGURED = "configured"
+    """A configured bound (``max``; DVL's ``min``)."""
+    DERATING = "derating"
+    """A table or taper over a measurement or estimate (``cell_voltage``, ``temperature``,
+    ``soc``, ``imbalance``; CVL's ``cell_high``, DVL's ``cell_low``)."""
+    PHASE = "phase"
+    """The charge phase's CVL (``bulk``, ``absorption``, ``float``)."""
+    INVERTER = "inverter"
+    """What the inverter says it can take or give."""
+    USER_CAP = "user_cap"
+    """A user's cap (MQTT or Modbus command)."""
+    RAMP = "ramp"
+    """The ramp: an increase not yet allowed in full."""
+
+
 @dataclass(frozen=True, slots=True)
 class LimitTerm:
-    """One candidate value of a limit, named so users can see why they are limited."""
+    """One candidate value of a limit, named so users can see why they are limited.
+
+    ``kind`` says what the term stands for; the ``name`` is what users read (payloads, records).
+    """
 
     name: str
     value: float
+    kind: TermKind = TermKind.DERATING
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +281,8 @@ class Limit:
     value: float
     winner: str
     terms: tuple[LimitTerm, ...]
+    winner_kind: TermKind = TermKind.DERATING
+    """The kind of the winning term."""
 
     def term(self, name: str) -> float | None:
         """The value of term ``name``, or ``None`` when absent."""
@@ -248,13 +310,27 @@ class BalancingMode(StrEnum):
     ACTIVE = "active"
 
 
+class CellAction(StrEnum):
+    """What balancing does to one cell (``BalancingAction.action``); the values are the
+    strings of the payloads (MQTT ``balancing``, the replay record)."""
+
+    BLEED = "bleed"
+    """Passive: the cell's bleed resistor is on."""
+    DONATE = "donate"
+    """Active: the converter draws charge from the cell."""
+    RECEIVE = "receive"
+    """Active: the converter delivers charge to the cell."""
+    BLOCKED = "blocked"
+    """The cell should balance but a guard holds it (see the action's reason)."""
+
+
 @dataclass(frozen=True, slots=True)
 class BalancingAction:
-    """What happens to one cell: bleed (passive), donate or receive (active)."""
+    """What happens to one cell: bleed (passive), donate or receive (active), or blocked."""
 
     cell: int
     mode: BalancingMode
-    action: str  # "bleed" | "donate" | "receive" | "blocked" (a guard holds it; see reason)
+    action: CellAction
     reason: str
     current_a: float
     charge_ah: float  # moved (active) or dissipated (passive) since the action started
@@ -311,11 +387,29 @@ class BatteryRequests:
 # --- inverter negotiation -------------------------------------------------------------------
 
 
+class InverterLink(StrEnum):
+    """Which link negotiated with the inverter (``Negotiation.link``); the values are the
+    strings of the payloads (MQTT ``state.negotiation.link``, the replay record)."""
+
+    SERVER = "server"
+    """SunSpec server: the inverter reads model 802 from the gateway."""
+    CLIENT = "client"
+    """SunSpec client: the gateway writes the inverter's model 124/702."""
+    CAN_PYLON = "can:pylon"
+    """Battery CAN, Pylontech LV (``inverter_can.protocol = "pylon"``)."""
+    CAN_SMA = "can:sma"
+    """Battery CAN, SMA Sunny Island."""
+    CAN_VICTRON = "can:victron"
+    """Battery CAN, Victron GX."""
+    CAN_PYLON_HV = "can:pylon-hv"
+    """Battery CAN, Pylontech HV (29-bit, polled)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Negotiation:
     """What was negotiated with the inverter. Amperes; ``None`` where unknown."""
 
-    link: str  # "server", "client", "none", "can:<protocol>"
+    link: InverterLink
     connected: bool
     requested_ccl_a: float
     requested_dcl_a: float
