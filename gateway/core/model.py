@@ -3,6 +3,9 @@
 Every quantity carries its unit in its name (``voltage_v``, ``current_a``, ``temp_c``). Times are
 monotonic seconds (``t_s``, ``now_s``) injected by the caller; nothing here reads a clock.
 
+The enums (roles, modes, kinds, link states) are in :mod:`gateway.core.kinds` and importable
+from here.
+
 Sign convention: pack current is positive when the pack is **charging** (current into the pack),
 negative when discharging. Adapters convert at the edge (a signal map may flip the sign).
 """
@@ -10,9 +13,19 @@ negative when discharging. Adapters convert at the edge (a signal map may flip t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
 
 from gateway.core.cells import extremes
+from gateway.core.kinds import (
+    BalancingMode,
+    CellAction,
+    ChargePhase,
+    GatewayMode,
+    InverterLink,
+    Role,
+    Severity,
+    StaleKind,
+    TermKind,
+)
 
 __all__ = [
     "Alarm",
@@ -47,16 +60,6 @@ __all__ = [
     "StaleKind",
     "TermKind",
 ]
-
-
-class Role(StrEnum):
-    """What a decoded CAN value means to the gateway."""
-
-    CELL_VOLTAGE = "cell_voltage"  # volts, index = cell (0-based)
-    CELL_TEMPERATURE = "cell_temperature"  # degrees C, index = sensor (0-based)
-    PACK_CURRENT = "pack_current"  # amperes, positive = charging, index 0
-    PACK_VOLTAGE = "pack_voltage"  # volts, index 0
-    BALANCING_STATUS = "balancing_status"  # 1.0 = cell's bleed switch on, index = cell
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,18 +136,6 @@ class PackSnapshot:
         return ext[0] if ext is not None else None
 
 
-class StaleKind(StrEnum):
-    """Why a required input does not count (``gateway.core.freshness.StaleInput.kind``); the
-    values are the prefixes of the fail-safe's limit terms (``stale:cell_voltage[6]``)."""
-
-    MISSING = "missing"
-    """Never seen, or last seen flagged invalid."""
-    STALE = "stale"
-    """Older than its timeout, stamped in the future, or of a non-finite age."""
-    IMPLAUSIBLE = "implausible"
-    """Last reading was a measurement fault (``gateway.core.plausibility``)."""
-
-
 # --- state estimation -----------------------------------------------------------------------
 
 
@@ -181,14 +172,6 @@ class SocReport:
 # --- protection -----------------------------------------------------------------------------
 
 
-class Severity(IntEnum):
-    """Alarm level; ordered so ``max()`` gives the worst."""
-
-    OK = 0
-    WARNING = 1
-    ALARM = 2
-
-
 @dataclass(frozen=True, slots=True)
 class Alarm:
     """One active warning or alarm. ``code`` is the stable MQTT name (``cell_overvoltage``)."""
@@ -218,44 +201,6 @@ class AlarmReport:
 
 
 # --- limits ---------------------------------------------------------------------------------
-
-
-class TermKind(StrEnum):
-    """What a limit term stands for (``LimitTerm.kind``), so no one parses its name.
-
-    The first group are the fault terms that hold a current at 0 A (and restart the ramp's
-    hold); the gateway's mode is ``stale`` while a ``missing``, ``stale`` or ``incomplete`` term
-    wins CCL or DCL (``gateway.control``). The values name the kinds in docs and tests; the
-    payloads carry the term's ``name``, not its kind.
-    """
-
-    MISSING = "missing"
-    """A required input never seen or flagged invalid (``missing:current``)."""
-    STALE = "stale"
-    """A required input older than its timeout (``stale:cell_voltage[6]``)."""
-    IMPLAUSIBLE = "implausible"
-    """A required input whose last reading was a measurement fault."""
-    INCOMPLETE = "incomplete"
-    """The data set does not cover every configured cell and sensor yet."""
-    PROTECTION = "protection"
-    """An alarm that cuts the limit (``protection:cell_overvoltage``)."""
-    LINK = "link"
-    """The inverter link publishes 0 A (``link:controller_heartbeat_lost``)."""
-    HOLD = "hold"
-    """An external hold, such as a BMS firmware update (``update``)."""
-    CONFIGURED = "configured"
-    """A configured bound (``max``; DVL's ``min``)."""
-    DERATING = "derating"
-    """A table or taper over a measurement or estimate (``cell_voltage``, ``temperature``,
-    ``soc``, ``imbalance``; CVL's ``cell_high``, DVL's ``cell_low``)."""
-    PHASE = "phase"
-    """The charge phase's CVL (``bulk``, ``absorption``, ``float``)."""
-    INVERTER = "inverter"
-    """What the inverter says it can take or give."""
-    USER_CAP = "user_cap"
-    """A user's cap (MQTT or Modbus command)."""
-    RAMP = "ramp"
-    """The ramp: an increase not yet allowed in full."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,28 +247,6 @@ class Limits:
 # --- balancing ------------------------------------------------------------------------------
 
 
-class BalancingMode(StrEnum):
-    """How the pack balances."""
-
-    OFF = "off"
-    PASSIVE = "passive"
-    ACTIVE = "active"
-
-
-class CellAction(StrEnum):
-    """What balancing does to one cell (``BalancingAction.action``); the values are the
-    strings of the payloads (MQTT ``balancing``, the replay record)."""
-
-    BLEED = "bleed"
-    """Passive: the cell's bleed resistor is on."""
-    DONATE = "donate"
-    """Active: the converter draws charge from the cell."""
-    RECEIVE = "receive"
-    """Active: the converter delivers charge to the cell."""
-    BLOCKED = "blocked"
-    """The cell should balance but a guard holds it (see the action's reason)."""
-
-
 @dataclass(frozen=True, slots=True)
 class BalancingAction:
     """What happens to one cell: bleed (passive), donate or receive (active), or blocked."""
@@ -347,14 +270,6 @@ class BalancingPlan:
 
 
 # --- charge phases --------------------------------------------------------------------------
-
-
-class ChargePhase(StrEnum):
-    """Where the pack is in its charge cycle (``gateway.core.phases``)."""
-
-    BULK = "bulk"  # charging, current-limited; CVL at the target (absorption or float)
-    ABSORPTION = "absorption"  # a full charge holds CVL at the top while the cells settle
-    FLOAT = "float"  # CVL lowered to the float voltage, below the top
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,24 +300,6 @@ class BatteryRequests:
 
 
 # --- inverter negotiation -------------------------------------------------------------------
-
-
-class InverterLink(StrEnum):
-    """Which link negotiated with the inverter (``Negotiation.link``); the values are the
-    strings of the payloads (MQTT ``state.negotiation.link``, the replay record)."""
-
-    SERVER = "server"
-    """SunSpec server: the inverter reads model 802 from the gateway."""
-    CLIENT = "client"
-    """SunSpec client: the gateway writes the inverter's model 124/702."""
-    CAN_PYLON = "can:pylon"
-    """Battery CAN, Pylontech LV (``inverter_can.protocol = "pylon"``)."""
-    CAN_SMA = "can:sma"
-    """Battery CAN, SMA Sunny Island."""
-    CAN_VICTRON = "can:victron"
-    """Battery CAN, Victron GX."""
-    CAN_PYLON_HV = "can:pylon-hv"
-    """Battery CAN, Pylontech HV (29-bit, polled)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,20 +393,6 @@ class EnergyReport:
 
 
 # --- the whole step -------------------------------------------------------------------------
-
-
-class GatewayMode(StrEnum):
-    """The gateway's mode after a step (``ControlOutput.mode``); the values are the documented
-    strings of the payloads (MQTT ``state.mode``, the replay record, Sparkplug ``Mode``)."""
-
-    STARTING = "starting"
-    """No complete data set seen yet since the start."""
-    NORMAL = "normal"
-    """Complete, fresh data and no alarm."""
-    FAULT = "fault"
-    """An alarm (severity ``ALARM`` or worse) is active."""
-    STALE = "stale"
-    """The data set is incomplete, or a limit was cut by a stale, missing or incomplete input."""
 
 
 @dataclass(frozen=True, slots=True)

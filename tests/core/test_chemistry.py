@@ -6,13 +6,8 @@ import math
 
 import pytest
 
-from gateway.core.chemistry import (
-    CHEMISTRIES,
-    OcvTable,
-    get_chemistry,
-    parse_ocv_csv,
-    parse_ocv_table,
-)
+from gateway.core.chemistry import CHEMISTRIES, OcvTable, get_chemistry
+from gateway.core.ocv_file import parse_ocv_csv, parse_ocv_table
 
 
 @pytest.mark.parametrize("name", CHEMISTRIES)
