@@ -18,7 +18,8 @@ __all__ = ["cell_sum_v", "extremes"]
 def extremes(values: Sequence[float | None]) -> tuple[float, int, float, int] | None:
     """``(lowest, its index, highest, its index)`` of the known values; ``None`` if none known.
 
-    ``None`` entries (unknown values) are skipped; on a tie the first index wins. Indices are
+    ``None`` entries (unknown values) are skipped; on a tie the first index wins; an empty
+    sequence has no extremes. Indices are
     0-based positions in ``values``. Runs ``min``/``max`` in C over ``values`` itself when
     nothing is missing (the usual case).
     """
@@ -26,6 +27,8 @@ def extremes(values: Sequence[float | None]) -> tuple[float, int, float, int] | 
         known = [v for v in values if v is not None]
         if not known:
             return None
+    elif not values:
+        return None
     else:
         known = cast(list[float], values)
     lo, hi = min(known), max(known)
