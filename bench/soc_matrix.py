@@ -47,7 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.core.chemistry import Chemistry, get_chemistry, parse_ocv_table
+from gateway.core.chemistry import Chemistry, get_chemistry
+from gateway.core.ocv_file import parse_ocv_table
 from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
 

@@ -33,6 +33,7 @@ from gateway.core.model import (
     SetUserCurrentCap,
     Severity,
     SocReport,
+    TermKind,
 )
 from gateway.core.pack import PackState
 from gateway.core.phases import ChargePhases
@@ -50,6 +51,11 @@ __all__ = ["SAFETY_VERSION", "Controller", "check_decoder"]
 
 SAFETY_VERSION = 1
 """Version of the safety state layout (``Controller.export_safety``)."""
+
+# Terms whose win on CCL or DCL makes the mode ``stale``: a required input missing or older
+# than its timeout, or no complete data set. (An implausible input leaves the data set
+# incomplete, which makes the mode ``stale`` on its own.)
+_STALE_TERMS = frozenset({TermKind.STALE, TermKind.MISSING, TermKind.INCOMPLETE})
 
 
 def check_decoder(settings: Settings, decoder: Decoder) -> None:
@@ -252,7 +258,7 @@ class Controller:
             inverter_max_discharge_a=neg.inverter_max_discharge_a if neg else None,
             user_cap_charge_a=self._user_cap_charge_a,
             user_cap_discharge_a=self._user_cap_discharge_a,
-            cvl_phase=LimitTerm(charge.phase.value, charge.cvl_v),
+            cvl_phase=LimitTerm(charge.phase.value, charge.cvl_v, TermKind.PHASE),
             link_hold=neg.link_hold if neg else None,
             hold=self._hold,
         )
@@ -283,11 +289,10 @@ class Controller:
             return GatewayMode.STARTING
         if worst >= Severity.ALARM:
             return GatewayMode.FAULT
-        stale = ("stale:", "missing:", "incomplete")
         if (
             not complete
-            or limits.ccl_a.winner.startswith(stale)
-            or limits.dcl_a.winner.startswith(stale)
+            or limits.ccl_a.winner_kind in _STALE_TERMS
+            or limits.dcl_a.winner_kind in _STALE_TERMS
         ):
             return GatewayMode.STALE
         return GatewayMode.NORMAL

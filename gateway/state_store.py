@@ -24,13 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.core.chemistry import (
-    Chemistry,
-    OcvTable,
-    OcvTableFormat,
-    get_chemistry,
-    parse_ocv_table,
-)
+from gateway.core.chemistry import Chemistry, OcvTable, get_chemistry
+from gateway.core.ocv_file import OcvTableFormat, parse_ocv_table
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -198,7 +193,7 @@ def load_ocv_table(path: Path) -> OcvTable:
 def read_ocv_table(path: Path) -> tuple[OcvTable, OcvTableFormat]:
     """Read and check a user OCV table; also what was detected (header, units, order).
 
-    The formats accepted are those of ``gateway.core.chemistry.parse_ocv_table``.
+    The formats accepted are those of ``gateway.core.ocv_file.parse_ocv_table``.
 
     Raises:
         ConfigError: the file cannot be read, or a row is malformed (named as ``file:row``).

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+from gateway.core.cells import extremes
 from gateway.core.model import ControlOutput, Severity
 
 __all__ = ["ScreenLog", "alternate_screen", "redraw", "render"]
@@ -72,12 +73,12 @@ def _cells(out: ControlOutput, v_window: tuple[float, float], width: int, rows: 
         for r in range(per_col)
     ]
     if not fits:
-        known = [(v, i) for i, v in enumerate(p.cell_voltage_v) if v is not None]
-        extremes = ""
-        if known:
-            (vmin, imin), (vmax, imax) = min(known), max(known)
-            extremes = f": lowest {imin + 1} at {vmin:.3f} V, highest {imax + 1} at {vmax:.3f} V"
-        lines.append(f" + {n - shown} more cells{extremes} (MQTT cells)")
+        ext = extremes(p.cell_voltage_v)
+        where = ""
+        if ext is not None:
+            vmin, imin, vmax, imax = ext
+            where = f": lowest {imin + 1} at {vmin:.3f} V, highest {imax + 1} at {vmax:.3f} V"
+        lines.append(f" + {n - shown} more cells{where} (MQTT cells)")
     return lines
 
 
@@ -92,13 +93,12 @@ def _limits(out: ControlOutput) -> list[str]:
 
 
 def _temps(out: ControlOutput) -> str:
-    temps = out.pack.cell_temp_c
-    known = [(t, j) for j, t in enumerate(temps) if t is not None]
+    ext = extremes(out.pack.cell_temp_c)
     ages = [a for a in out.pack.cell_voltage_age_s if a is not None]
     oldest = f"  age <= {max(ages):.2f} s" if ages else ""
-    if not known:
+    if ext is None:
         return f" temperatures: none yet{oldest}   * balancing"
-    (tmin, jmin), (tmax, jmax) = min(known), max(known)
+    tmin, jmin, tmax, jmax = ext
     return (
         f" temp {tmin:.1f} C (sensor {jmin + 1}) .. {tmax:.1f} C (sensor {jmax + 1})"
         f"{oldest}  * balancing"

@@ -10,10 +10,13 @@ from gateway.control import Controller
 from gateway.core.model import (
     BalancingMode,
     ControlOutput,
+    GatewayMode,
+    InverterLink,
     Negotiation,
     ResetAlarms,
     SetBalancingMode,
     SetUserCurrentCap,
+    TermKind,
 )
 from gateway.settings import Settings
 from gateway.sim.pack import PackSim, PackSimConfig
@@ -112,12 +115,12 @@ def test_return_after_a_link_hold_goes_through_the_ramp(
 ) -> None:
     ctrl, sim = running
     assert _run(ctrl, sim, 1).limits.ccl_a.value == pytest.approx(100.0)
-    held = Negotiation("server", True, 100.0, 100.0, 0.0, 0.0, link_hold=hold)
+    held = Negotiation(InverterLink.SERVER, True, 100.0, 100.0, 0.0, 0.0, link_hold=hold)
     ctrl.set_negotiation(held)
     out = _run(ctrl, sim, 5)
     assert out.limits.ccl_a.value == 0.0
     assert out.limits.dcl_a.winner == f"link:{hold}"
-    ctrl.set_negotiation(Negotiation("server", True, 0.0, 0.0))
+    ctrl.set_negotiation(Negotiation(InverterLink.SERVER, True, 0.0, 0.0))
     cfg = ctrl.settings.limits
     seen = [_run(ctrl, sim, 1).limits for _ in range(60)]
     # Held for ramp_hold_s, then up at ramp_a_per_s: never from 0 to full in one step.
@@ -125,3 +128,21 @@ def test_return_after_a_link_hold_goes_through_the_ramp(
     assert ccl[: int(cfg.ramp_hold_s) - 1] == [0.0] * (int(cfg.ramp_hold_s) - 1)
     assert all(b - a <= cfg.ramp_a_per_s * 1.0 + 1e-9 for a, b in itertools.pairwise(ccl))
     assert ccl[-1] > 0.0
+
+
+def test_the_mode_follows_the_winning_terms_kind_not_its_name(
+    running: tuple[Controller, PackSim],
+) -> None:
+    ctrl, sim = running
+    # A hold named like a fail-safe term is still a hold: the data are fresh, the mode normal.
+    ctrl.set_hold("stale:flash")
+    out = _run(ctrl, sim, 1)
+    assert (out.limits.ccl_a.value, out.limits.ccl_a.winner) == (0.0, "stale:flash")
+    assert out.limits.ccl_a.winner_kind is TermKind.HOLD
+    assert out.mode is GatewayMode.NORMAL
+    ctrl.set_hold(None)
+    # Nothing received for longer than the current's timeout: a stale term wins, mode stale.
+    out = ctrl.step(sim.t_s + ctrl.settings.timeouts.current_timeout_s + 1.0)
+    assert out.limits.ccl_a.winner_kind is TermKind.STALE
+    assert out.limits.ccl_a.winner.startswith("stale:")
+    assert out.mode is GatewayMode.STALE

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from gateway.control import Controller
-from gateway.core.model import ControlOutput, GatewayMode, Negotiation
+from gateway.core.model import ControlOutput, GatewayMode, InverterLink, Negotiation
 from gateway.report import SCHEMA_VERSION, record
 from gateway.settings import Settings
 from gateway.sim.pack import PackSim, PackSimConfig
@@ -122,7 +122,7 @@ def test_no_estimate_means_null_cell_estimates(out: ControlOutput) -> None:
 
 def test_the_negotiation_record_shows_the_effective_limits(out: ControlOutput) -> None:
     neg = Negotiation(
-        link="client",
+        link=InverterLink.CLIENT,
         connected=True,
         requested_ccl_a=80.004,
         requested_dcl_a=90.0,

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from gateway.core.model import Alarm, Negotiation, Severity
+from gateway.core.model import Alarm, InverterLink, Negotiation, Severity
 from gateway.view import redraw, render
 from tests.mqtt.outputs import make_output
 
@@ -18,7 +18,7 @@ ENDPOINTS = (
     "Modbus: SunSpec model 802 at 127.0.0.1:5020, unit 1, base 40000",
 )
 ALARMS = tuple(Alarm(f"code_{k}", Severity.ALARM, f"cell {k + 1} at 3.71 V", 1.0) for k in range(6))
-NEG = Negotiation("server", True, 100.0, 100.0, 90.0, 80.0)
+NEG = Negotiation(InverterLink.SERVER, True, 100.0, 100.0, 90.0, 80.0)
 
 
 def _screen(cells: int, *, alarms: tuple[Alarm, ...] = (), note: str | None = None) -> list[str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from pydantic import Field
 
+from gateway.core.cells import cell_sum_v
 from gateway.core.config import Section
 from gateway.core.model import ControlOutput
 
@@ -278,8 +279,9 @@ class DayAccumulator:
         h = dt / 3600.0
         v = snap.pack_voltage_v
         if v is None or not math.isfinite(v):
-            volts = [x for x in snap.cell_voltage_v if x is not None]
-            v = math.fsum(volts) if len(volts) == self._n else _NAN
+            # The cell sum when every cell is known (``_extremes`` holds the count to ``_n``).
+            total = cell_sum_v(snap.cell_voltage_v)
+            v = total if total is not None else _NAN
         e = v * i * h if math.isfinite(v) else 0.0
         soc = out.soc
         high = soc is not None and soc.soc_pct >= self.config.high_soc_pct

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gateway.core.cells import cell_sum_v
 from gateway.core.model import EnergyReport, PackSnapshot
 
 __all__ = ["EnergyCounter", "pack_power_w"]
@@ -38,13 +39,11 @@ def pack_power_w(
         return None
     v = snap.pack_voltage_v
     if v is None or snap.pack_voltage_age_s is None or snap.pack_voltage_age_s > voltage_timeout_s:
-        cells = snap.cell_voltage_v
-        ages = snap.cell_voltage_age_s
-        if not cells or any(c is None for c in cells):
+        v = cell_sum_v(snap.cell_voltage_v)
+        if v is None:
             return None
-        if any(a is None or a > voltage_timeout_s for a in ages):
+        if any(a is None or a > voltage_timeout_s for a in snap.cell_voltage_age_s):
             return None
-        v = math.fsum(c for c in cells if c is not None)
     p = v * i
     return p if math.isfinite(p) else None
 

@@ -16,10 +16,12 @@ from typing import cast
 
 from pydantic import Field
 
+from gateway.core.cells import extremes
 from gateway.core.config import Section
-from gateway.core.model import PackSnapshot
+from gateway.core.model import PackSnapshot, StaleKind
 from gateway.core.pack import InputTimeouts, PackConfig
 
+# ``extremes`` lives in gateway.core.cells; it is importable from here as before.
 __all__ = ["InputTimeouts", "StaleInput", "TimeoutsConfig", "extremes", "stale_inputs"]
 
 
@@ -55,14 +57,14 @@ class TimeoutsConfig(Section):
 class StaleInput:
     """One input group with missing or stale values.
 
-    ``kind`` is ``missing`` (never seen or last seen invalid), ``stale`` (older than its
-    timeout, stamped in the future, or of a non-finite age) or ``implausible`` (a measurement
-    fault, see ``gateway.core.plausibility``); ``index`` is the first offending index
+    ``kind`` (:class:`StaleKind`) is ``missing`` (never seen or last seen invalid), ``stale``
+    (older than its timeout, stamped in the future, or of a non-finite age) or ``implausible``
+    (a measurement fault, see ``gateway.core.plausibility``); ``index`` is the first offending index
     (``None`` for single values such as the pack current); ``count`` how many values of the
     group offend; ``age_s`` the oldest age.
     """
 
-    kind: str
+    kind: StaleKind
     input: str
     index: int | None
     count: int
@@ -83,9 +85,9 @@ class StaleInput:
         """A sentence for users (numbers from 1, as ``name``)."""
         what = self.input if self.index is None else f"{self.input}[{self.index + 1}]"
         more = f" and {self.count - 1} more" if self.count > 1 else ""
-        if self.kind == "missing":
+        if self.kind is StaleKind.MISSING:
             return f"{what}{more} missing (never received or flagged invalid)"
-        if self.kind == "implausible":
+        if self.kind is StaleKind.IMPLAUSIBLE:
             return f"{what}{more} implausible (a measurement fault)"
         age = f" ({self.age_s:.1f} s old)" if self.age_s is not None else ""
         return f"{what}{more} stale{age}"
@@ -120,7 +122,7 @@ def _scan_group(
             return
     bad = [i for i, v in enumerate(values) if v is None and i in faulty]
     if bad:
-        out.append(StaleInput("implausible", name, bad[0], len(bad), None))
+        out.append(StaleInput(StaleKind.IMPLAUSIBLE, name, bad[0], len(bad), None))
     stale = [
         i
         for i, a in enumerate(ages)
@@ -131,11 +133,11 @@ def _scan_group(
         i for i, v in enumerate(values) if v is None and i not in faulty and i not in stale_set
     ]
     if missing:
-        out.append(StaleInput("missing", name, missing[0], len(missing), None))
+        out.append(StaleInput(StaleKind.MISSING, name, missing[0], len(missing), None))
     if stale:
         finite = [a for i in stale if (a := ages[i]) is not None and math.isfinite(a)]
         oldest_age = max(finite) if finite else math.inf
-        out.append(StaleInput("stale", name, stale[0], len(stale), oldest_age))
+        out.append(StaleInput(StaleKind.STALE, name, stale[0], len(stale), oldest_age))
 
 
 def _scan_one(
@@ -147,11 +149,11 @@ def _scan_one(
     faulty: bool = False,
 ) -> None:
     if faulty and value is None:
-        out.append(StaleInput("implausible", name, None, 1, None))
+        out.append(StaleInput(StaleKind.IMPLAUSIBLE, name, None, 1, None))
     elif _too_old(age_s, timeout_s):
-        out.append(StaleInput("stale", name, None, 1, age_s))
+        out.append(StaleInput(StaleKind.STALE, name, None, 1, age_s))
     elif value is None:
-        out.append(StaleInput("missing", name, None, 1, None))
+        out.append(StaleInput(StaleKind.MISSING, name, None, 1, None))
 
 
 def stale_inputs(snapshot: PackSnapshot, timeouts: InputTimeouts) -> tuple[StaleInput, ...]:
@@ -207,18 +209,3 @@ def stale_inputs(snapshot: PackSnapshot, timeouts: InputTimeouts) -> tuple[Stale
             "pack_voltage" in bad_single,
         )
     return tuple(out)
-
-
-def extremes(values: tuple[float | None, ...]) -> tuple[float, int, float, int] | None:
-    """``(lowest, its index, highest, its index)`` of the known values; ``None`` if none known.
-
-    Runs ``min``/``max`` in C over the tuple itself when nothing is missing (the usual case).
-    """
-    if None in values:
-        known = [v for v in values if v is not None]
-        if not known:
-            return None
-    else:
-        known = cast(list[float], values)
-    lo, hi = min(known), max(known)
-    return lo, values.index(lo), hi, values.index(hi)

@@ -3,6 +3,9 @@
 Every quantity carries its unit in its name (``voltage_v``, ``current_a``, ``temp_c``). Times are
 monotonic seconds (``t_s``, ``now_s``) injected by the caller; nothing here reads a clock.
 
+The enums (roles, modes, kinds, link states) are in :mod:`gateway.core.kinds` and importable
+from here.
+
 Sign convention: pack current is positive when the pack is **charging** (current into the pack),
 negative when discharging. Adapters convert at the edge (a signal map may flip the sign).
 """
@@ -10,7 +13,19 @@ negative when discharging. Adapters convert at the edge (a signal map may flip t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+
+from gateway.core.cells import extremes
+from gateway.core.kinds import (
+    BalancingMode,
+    CellAction,
+    ChargePhase,
+    GatewayMode,
+    InverterLink,
+    Role,
+    Severity,
+    StaleKind,
+    TermKind,
+)
 
 __all__ = [
     "Alarm",
@@ -19,6 +34,7 @@ __all__ = [
     "BalancingMode",
     "BalancingPlan",
     "BatteryRequests",
+    "CellAction",
     "CellEstimate",
     "ChargePhase",
     "ChargeState",
@@ -27,6 +43,7 @@ __all__ = [
     "ControlOutput",
     "EnergyReport",
     "GatewayMode",
+    "InverterLink",
     "Limit",
     "LimitTerm",
     "Limits",
@@ -40,17 +57,9 @@ __all__ = [
     "SetUserCurrentCap",
     "Severity",
     "SocReport",
+    "StaleKind",
+    "TermKind",
 ]
-
-
-class Role(StrEnum):
-    """What a decoded CAN value means to the gateway."""
-
-    CELL_VOLTAGE = "cell_voltage"  # volts, index = cell (0-based)
-    CELL_TEMPERATURE = "cell_temperature"  # degrees C, index = sensor (0-based)
-    PACK_CURRENT = "pack_current"  # amperes, positive = charging, index 0
-    PACK_VOLTAGE = "pack_voltage"  # volts, index 0
-    BALANCING_STATUS = "balancing_status"  # 1.0 = cell's bleed switch on, index = cell
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +126,14 @@ class PackSnapshot:
     @property
     def max_cell_v(self) -> float | None:
         """Highest known cell voltage."""
-        known = [v for v in self.cell_voltage_v if v is not None]
-        return max(known) if known else None
+        ext = extremes(self.cell_voltage_v)
+        return ext[2] if ext is not None else None
 
     @property
     def min_cell_v(self) -> float | None:
         """Lowest known cell voltage."""
-        known = [v for v in self.cell_voltage_v if v is not None]
-        return min(known) if known else None
+        ext = extremes(self.cell_voltage_v)
+        return ext[0] if ext is not None else None
 
 
 # --- state estimation -----------------------------------------------------------------------
@@ -163,14 +172,6 @@ class SocReport:
 # --- protection -----------------------------------------------------------------------------
 
 
-class Severity(IntEnum):
-    """Alarm level; ordered so ``max()`` gives the worst."""
-
-    OK = 0
-    WARNING = 1
-    ALARM = 2
-
-
 @dataclass(frozen=True, slots=True)
 class Alarm:
     """One active warning or alarm. ``code`` is the stable MQTT name (``cell_overvoltage``)."""
@@ -204,10 +205,14 @@ class AlarmReport:
 
 @dataclass(frozen=True, slots=True)
 class LimitTerm:
-    """One candidate value of a limit, named so users can see why they are limited."""
+    """One candidate value of a limit, named so users can see why they are limited.
+
+    ``kind`` says what the term stands for; the ``name`` is what users read (payloads, records).
+    """
 
     name: str
     value: float
+    kind: TermKind = TermKind.DERATING
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +226,8 @@ class Limit:
     value: float
     winner: str
     terms: tuple[LimitTerm, ...]
+    winner_kind: TermKind = TermKind.DERATING
+    """The kind of the winning term."""
 
     def term(self, name: str) -> float | None:
         """The value of term ``name``, or ``None`` when absent."""
@@ -240,21 +247,13 @@ class Limits:
 # --- balancing ------------------------------------------------------------------------------
 
 
-class BalancingMode(StrEnum):
-    """How the pack balances."""
-
-    OFF = "off"
-    PASSIVE = "passive"
-    ACTIVE = "active"
-
-
 @dataclass(frozen=True, slots=True)
 class BalancingAction:
-    """What happens to one cell: bleed (passive), donate or receive (active)."""
+    """What happens to one cell: bleed (passive), donate or receive (active), or blocked."""
 
     cell: int
     mode: BalancingMode
-    action: str  # "bleed" | "donate" | "receive" | "blocked" (a guard holds it; see reason)
+    action: CellAction
     reason: str
     current_a: float
     charge_ah: float  # moved (active) or dissipated (passive) since the action started
@@ -271,14 +270,6 @@ class BalancingPlan:
 
 
 # --- charge phases --------------------------------------------------------------------------
-
-
-class ChargePhase(StrEnum):
-    """Where the pack is in its charge cycle (``gateway.core.phases``)."""
-
-    BULK = "bulk"  # charging, current-limited; CVL at the target (absorption or float)
-    ABSORPTION = "absorption"  # a full charge holds CVL at the top while the cells settle
-    FLOAT = "float"  # CVL lowered to the float voltage, below the top
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +306,7 @@ class BatteryRequests:
 class Negotiation:
     """What was negotiated with the inverter. Amperes; ``None`` where unknown."""
 
-    link: str  # "server", "client", "none", "can:<protocol>"
+    link: InverterLink
     connected: bool
     requested_ccl_a: float
     requested_dcl_a: float
@@ -402,20 +393,6 @@ class EnergyReport:
 
 
 # --- the whole step -------------------------------------------------------------------------
-
-
-class GatewayMode(StrEnum):
-    """The gateway's mode after a step (``ControlOutput.mode``); the values are the documented
-    strings of the payloads (MQTT ``state.mode``, the replay record, Sparkplug ``Mode``)."""
-
-    STARTING = "starting"
-    """No complete data set seen yet since the start."""
-    NORMAL = "normal"
-    """Complete, fresh data and no alarm."""
-    FAULT = "fault"
-    """An alarm (severity ``ALARM`` or worse) is active."""
-    STALE = "stale"
-    """The data set is incomplete, or a limit was cut by a stale, missing or incomplete input."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
+from gateway.core.cells import cell_sum_v
 from gateway.core.config import Section
 from gateway.core.model import MeasurementFault, PackSnapshot, Reading, Role
 from gateway.core.plausibility import (
@@ -284,7 +285,7 @@ class PackState:
         )
         if pack_v is None and None not in cell_v:
             # Derived from the cells: as old as the oldest cell.
-            pack_v = math.fsum(v for v in cell_v if v is not None)
+            pack_v = cell_sum_v(cell_v)
             pack_v_age = max(now_s - t for t in self._cell_v_t)
         return PackSnapshot(
             t_s=now_s,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from gateway.core.model import (
     BalancingPlan,
     BatteryRequests,
+    CellAction,
     ChargeState,
     ControlOutput,
     Limits,
@@ -110,7 +111,7 @@ class RequestPlanner:
             self._full = spread >= th.full_charge_clear_spread_pct
         else:
             balancing_now = any(balancing.bleed) or any(
-                a.action in ("bleed", "donate", "receive") for a in balancing.actions
+                a.action is not CellAction.BLOCKED for a in balancing.actions
             )
             self._full = spread >= th.full_charge_spread_pct and not balancing_now
         phase_full = phase_grid = False

@@ -20,6 +20,7 @@ import cantools
 from cantools.database.can import Database, Message, Signal
 
 from gateway.canbus.decode import OutFrame
+from gateway.core.cells import cell_sum_v, extremes
 from gateway.core.model import BatteryRequests, ControlOutput
 from gateway.core.requests import RequestPlanner
 from gateway.errors import FrameError
@@ -131,15 +132,14 @@ def _chars(text: str) -> dict[str, float]:
     return {f"Char{i}": b for i, b in enumerate(raw)}
 
 
-def _extreme(values: Sequence[float | None], pick_max: bool) -> tuple[float, int]:
-    """The highest (lowest) known value and its 1-based number; (0, 0) when none is known."""
-    best: tuple[float, int] | None = None
-    for i, v in enumerate(values):
-        if v is None or not math.isfinite(v):
-            continue
-        if best is None or (v > best[0] if pick_max else v < best[0]):
-            best = (v, i + 1)
-    return best if best is not None else (0.0, 0)
+def _numbered_extremes(values: Sequence[float | None]) -> tuple[float, int, float, int]:
+    """``(lowest, its number, highest, its number)`` of the known values, numbered from 1;
+    zeros when none is known (the snapshot holds no NaN: a sentinel is a fault, no value)."""
+    ext = extremes(values)
+    if ext is None:
+        return 0.0, 0, 0.0, 0
+    lo, i_lo, hi, i_hi = ext
+    return lo, i_lo + 1, hi, i_hi + 1
 
 
 _SignalPlan = tuple[str, float, float, float, float, bool]  # name, lo, hi, scale, offset, whole
@@ -276,10 +276,9 @@ class FrameEncoder:
         pack = out.pack
         volts = pack.pack_voltage_v
         if volts is None:
-            known = [v for v in pack.cell_voltage_v if v is not None]
-            volts = sum(known) if len(known) == pack.cell_count else 0.0
+            volts = cell_sum_v(pack.cell_voltage_v) or 0.0
         soc = out.soc
-        tmax, _ = _extreme(pack.cell_temp_c, True)
+        tmax = _numbered_extremes(pack.cell_temp_c)[2]
         return {
             "volts": volts,
             "current": pack.current_a or 0.0,
@@ -291,10 +290,8 @@ class FrameEncoder:
     def _lv(self, out: ControlOutput, req: BatteryRequests) -> dict[str, dict[str, float]]:
         pack, ident = out.pack, self.identity
         c = self._common(out)
-        vmin, nvmin = _extreme(pack.cell_voltage_v, False)
-        vmax, nvmax = _extreme(pack.cell_voltage_v, True)
-        tmin, ntmin = _extreme(pack.cell_temp_c, False)
-        tmax, ntmax = _extreme(pack.cell_temp_c, True)
+        vmin, nvmin, vmax, nvmax = _numbered_extremes(pack.cell_voltage_v)
+        tmin, ntmin, tmax, ntmax = _numbered_extremes(pack.cell_temp_c)
         online = ident.modules if pack.complete else 0
         return {
             **self._limit_values(out, req),
@@ -338,10 +335,8 @@ class FrameEncoder:
     def _hv(self, out: ControlOutput, req: BatteryRequests) -> dict[str, dict[str, float]]:
         pack, ident = out.pack, self.identity
         c = self._common(out)
-        vmin, nvmin = _extreme(pack.cell_voltage_v, False)
-        vmax, nvmax = _extreme(pack.cell_voltage_v, True)
-        tmin, ntmin = _extreme(pack.cell_temp_c, False)
-        tmax, ntmax = _extreme(pack.cell_temp_c, True)
+        vmin, nvmin, vmax, nvmax = _numbered_extremes(pack.cell_voltage_v)
+        tmin, ntmin, tmax, ntmax = _numbered_extremes(pack.cell_temp_c)
         current = c["current"]
         if out.mode == "starting":
             status = 0  # sleep

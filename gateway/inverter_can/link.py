@@ -21,7 +21,7 @@ import can
 
 from gateway.backoff import Jitter, backoff_s
 from gateway.canbus.decode import OutFrame
-from gateway.core.model import ControlOutput, Negotiation
+from gateway.core.model import ControlOutput, InverterLink, Negotiation
 from gateway.errors import ConfigError, FrameError
 from gateway.inverter_can.config import InverterCanConfig
 from gateway.inverter_can.frames import BatteryIdentity, InverterOutput
@@ -131,7 +131,7 @@ class InverterCanLink:
         ccl = out.limits.ccl_a.value if out is not None else 0.0
         dcl = out.limits.dcl_a.value if out is not None else 0.0
         return Negotiation(
-            link=f"can:{self.config.protocol.value}",
+            link=InverterLink(f"can:{self.config.protocol.value}"),
             connected=self.connected,
             requested_ccl_a=ccl,
             requested_dcl_a=dcl,

@@ -29,7 +29,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from gateway.cancel import raise_if_cancelling
-from gateway.core.model import ControlOutput, Negotiation
+from gateway.core.model import ControlOutput, InverterLink, Negotiation
 from gateway.errors import ModbusLinkError
 from gateway.sunspec.config import SunSpecConfig
 from gateway.sunspec.maps import (
@@ -269,7 +269,7 @@ class SunSpecClient:
         """Requested (ours), accepted (what the inverter holds) and the inverter's maxima."""
         acc_c, acc_d = self._accepted if self._connected else (None, None)
         return Negotiation(
-            link="client",
+            link=InverterLink.CLIENT,
             connected=self._connected,
             requested_ccl_a=self._req_c,
             requested_dcl_a=self._req_d,

@@ -41,7 +41,14 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
 
-from gateway.core.model import Command, CommandResult, ControlOutput, Negotiation, ResetAlarms
+from gateway.core.model import (
+    Command,
+    CommandResult,
+    ControlOutput,
+    InverterLink,
+    Negotiation,
+    ResetAlarms,
+)
 from gateway.errors import ModbusLinkError
 from gateway.logflood import install_flood_filter
 from gateway.sunspec.config import SunSpecConfig
@@ -298,7 +305,7 @@ class SunSpecServer:
         elif self._disconnect:
             hold = "setop_disconnect"
         return Negotiation(
-            link="server",
+            link=InverterLink.SERVER,
             connected=self.clients > 0,
             requested_ccl_a=req_c,
             requested_dcl_a=req_d,

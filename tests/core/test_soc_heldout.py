@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.chemistry import get_chemistry, parse_ocv_table
+from gateway.core.chemistry import get_chemistry
+from gateway.core.ocv_file import parse_ocv_table
 from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
 from tests.core.test_soc import snap

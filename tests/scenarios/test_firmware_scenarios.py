@@ -15,6 +15,7 @@ from gateway.core.limits import LimitsCalculator, LimitsConfig
 from gateway.core.model import (
     AlarmReport,
     BalancingPlan,
+    InverterLink,
     Limits,
     Negotiation,
     Reading,
@@ -65,7 +66,9 @@ class Firmware:
         limits = self.limits.step(snap, None, alarms, now_s)
         plan = self.balancing.step(snap, None, now_s)
         # What the inverter link would negotiate from these limits (server mode, accepted).
-        self.negotiation = Negotiation("server", True, limits.ccl_a.value, limits.dcl_a.value)
+        self.negotiation = Negotiation(
+            InverterLink.SERVER, True, limits.ccl_a.value, limits.dcl_a.value
+        )
         return alarms, limits, plan
 
 

@@ -1,0 +1,108 @@
+"""core/ocv_file.py: user OCV tables in the forms users have them, and their errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.core.chemistry import get_chemistry
+from gateway.core.ocv_file import parse_ocv_csv, parse_ocv_table
+
+
+def test_user_table_with_comments_and_temperature_column() -> None:
+    text = (
+        "# measured at 25 degC\n"
+        "soc_pct,ocv_v,docv_dt_mv_per_k\n"
+        "0,3.0,0.2\n"
+        "50,3.6,0.0\n"
+        "\n"
+        "100,4.2,-0.2\n"
+    )
+    table = parse_ocv_csv(text, "user.csv")
+    assert table.soc_pct == (0.0, 50.0, 100.0)
+    assert table.voltage(25.0) == pytest.approx(3.3)
+    # 10 K warmer at 0 %: +2 mV; the inverse lookup undoes it.
+    assert table.voltage(0.0, 35.0) == pytest.approx(3.002)
+    assert table.voltage(100.0, 35.0) == pytest.approx(4.198)
+    assert table.soc(table.voltage(80.0, 35.0), 35.0) == pytest.approx(80.0, abs=0.01)
+    chem = get_chemistry("nmc").with_ocv(table)
+    assert chem.ocv is table
+    assert chem.ocv_voltage(25.0) == pytest.approx(3.3)
+    assert chem.name == "nmc"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        ("a,b\n0,3\n100,4\n", "f.csv:1:", "header"),
+        ("soc_pct,ocv_v,extra\n0,3,1\n100,4,1\n", "f.csv:1:", "header"),
+        ("SOC (%),OCV (V)\n0,3\n1,4\n", "f.csv:1:", "says percent"),
+        ("soc_fraction,ocv_v\n0,3\n50,4\n", "f.csv:1:", "says fraction"),
+        ("soc_pct,ocv_mv\n0,3\n100,4\n", "f.csv:1:", "says mV"),
+        ("soc_pct,ocv_v\n0,3000\n100,4000\n", "f.csv:1:", "says V"),
+        ("soc_pct,ocv_v\n0,3.0\n50,x\n100,4.2\n", "f.csv:3:", "not a number"),
+        ("soc_pct,ocv_v\n0,3.0\n50\n", "f.csv:3:", "expected 2 columns"),
+        ("soc_pct,ocv_v\n0,3.0\n50,3.5\n40,3.6\n", "f.csv:4:", "soc_pct must increase"),
+        ("soc_pct,ocv_v\n0,3.0\n50,3.5\n60,3.4\n", "f.csv:4:", "ocv_v must not decrease"),
+        ("soc_pct,ocv_v\n0,3.0\n120,3.5\n", "f.csv:3:", "within 0..100"),
+        ("soc_pct,ocv_v\n0,3.0\nnan,3.5\n", "f.csv:3:", "within 0..100"),
+        ("soc_pct,ocv_v\n0,3.0\n100,9\n", "f.csv:3:", "0.5..5.5"),
+        ("# c\nsoc_pct,ocv_v\n0,3.0\n", "f.csv:", "at least two rows"),
+        ("", "f.csv:1:", "empty"),
+        ("soc_pct,ocv_v,docv_dt_mv_per_k\n0,3,0\n100,4,99\n", "f.csv:3:", "docv_dt_mv_per_k"),
+    ],
+)
+def test_malformed_user_table_names_file_and_row(text: str, where: str, what: str) -> None:
+    with pytest.raises(ValueError, match=what) as info:
+        parse_ocv_csv(text, "f.csv")
+    assert str(info.value).startswith(where)
+
+
+@pytest.mark.parametrize(
+    ("text", "soc_unit", "v_unit", "soc_from", "v_from", "descending"),
+    [
+        ("soc_pct,ocv_v\n0,3.0\n50,3.6\n100,4.2\n", "percent", "V", "header", "header", False),
+        (
+            "SOC (%),OCV (mV)\n0,3000\n50,3600\n100,4200\n",
+            "percent",
+            "mV",
+            "header",
+            "header",
+            False,
+        ),
+        (
+            "SoC [0-1],Voltage [V]\n0,3.0\n0.5,3.6\n1,4.2\n",
+            "fraction",
+            "V",
+            "header",
+            "header",
+            False,
+        ),
+        ("0,3.0\n0.5,3.6\n1,4.2\n", "fraction", "V", "values", "values", False),
+        ("0,3000\n50,3600\n100,4200\n", "percent", "mV", "values", "values", False),
+        ("OCV;SOC\n4,2;100\n3,6;50\n3,0;0\n", "percent", "V", "values", "values", True),
+        (
+            "Voltage\tSOC\n3000\t0\n3600\t50\n4200\t100\n",
+            "percent",
+            "mV",
+            "values",
+            "values",
+            False,
+        ),
+    ],
+)
+def test_user_table_units_and_header_are_detected(
+    text: str, soc_unit: str, v_unit: str, soc_from: str, v_from: str, descending: bool
+) -> None:
+    # Every spelling above is the same curve: 0/50/100 % at 3.0/3.6/4.2 V.
+    table, fmt = parse_ocv_table(text, "user.csv")
+    assert table.soc_pct == (0.0, 50.0, 100.0)
+    assert table.ocv_v == pytest.approx((3.0, 3.6, 4.2))
+    assert fmt.soc_unit.value == soc_unit
+    assert fmt.voltage_unit.value == v_unit
+    assert fmt.soc_unit_from.value == soc_from
+    assert fmt.voltage_unit_from.value == v_from
+    assert fmt.descending is descending
+    said = fmt.describe(table)
+    assert f"SoC as a {soc_unit} (from the {soc_from})" in said
+    assert f"OCV in {v_unit} (from the {v_from})" in said
+    assert "0..100 % -> 3.000..4.200 V" in said
