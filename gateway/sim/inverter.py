@@ -151,6 +151,36 @@ class _Write:
     value: int
 
 
+def _initial_values(
+    lay: ModelLayout, wcha_max_w: float, wdischa_max_w: float, w_sf: int
+) -> dict[str, RawValue]:
+    """Model 124 or 702 as the inverter starts: its ratings, no storage control, 100 %."""
+    if lay.model_id == 124:
+        return {
+            "WChaMax": to_raw(wcha_max_w, w_sf),
+            "WChaMax_SF": w_sf,
+            "WChaGra": 100,
+            "WDisChaGra": 100,
+            "WChaDisChaGra_SF": 0,
+            "StorCtl_Mod": 0,
+            "OutWRte": 1000,
+            "InWRte": 1000,
+            "InOutWRte_SF": -1,
+            "InOutWRte_WinTms": 0,
+            "InOutWRte_RvrtTms": 0,
+            "InOutWRte_RmpTms": 0,
+            "ChaGriSet": lay.symbol("ChaGriSet", "PV"),
+        }
+    return {
+        "W_SF": w_sf,
+        "WMaxRtg": to_raw(max(wcha_max_w, wdischa_max_w), w_sf),
+        "WChaRteMaxRtg": to_raw(wcha_max_w, w_sf),
+        "WDisChaRteMaxRtg": to_raw(wdischa_max_w, w_sf),
+        "WChaRteMax": to_raw(wcha_max_w, w_sf),
+        "WDisChaRteMax": to_raw(wdischa_max_w, w_sf),
+    }
+
+
 class InverterServerSim(LimitFollower):
     """A SunSpec inverter (models 1, 124 and/or 702) on loopback that obeys what is written.
 
@@ -208,32 +238,7 @@ class InverterServerSim(LimitFollower):
         for mid in models:
             lay = ModelLayout.from_definition(mid)
             self._layouts[mid] = (lay, base + len(regs))
-            if mid == 124:
-                vals: dict[str, RawValue] = {
-                    "WChaMax": to_raw(wcha_max_w, w_sf),
-                    "WChaMax_SF": w_sf,
-                    "WChaGra": 100,
-                    "WDisChaGra": 100,
-                    "WChaDisChaGra_SF": 0,
-                    "StorCtl_Mod": 0,
-                    "OutWRte": 1000,
-                    "InWRte": 1000,
-                    "InOutWRte_SF": -1,
-                    "InOutWRte_WinTms": 0,
-                    "InOutWRte_RvrtTms": 0,
-                    "InOutWRte_RmpTms": 0,
-                    "ChaGriSet": lay.symbol("ChaGriSet", "PV"),
-                }
-            else:
-                vals = {
-                    "W_SF": w_sf,
-                    "WMaxRtg": to_raw(max(wcha_max_w, wdischa_max_w), w_sf),
-                    "WChaRteMaxRtg": to_raw(wcha_max_w, w_sf),
-                    "WDisChaRteMaxRtg": to_raw(wdischa_max_w, w_sf),
-                    "WChaRteMax": to_raw(wcha_max_w, w_sf),
-                    "WDisChaRteMax": to_raw(wdischa_max_w, w_sf),
-                }
-            regs += lay.encode(vals)
+            regs += lay.encode(_initial_values(lay, wcha_max_w, wdischa_max_w, w_sf))
         regs += [END_MODEL_ID, 0]
         self._regs = regs
         self._writable: dict[int, tuple[int, str]] = {}

@@ -216,19 +216,15 @@ def _cell_extremes(
     return best_hi, best_lo, (total / n if n else None)
 
 
-def battery_points(
+def _base_points(
     out: ControlOutput | None,
     info: BatteryInfo,
     sf: ScaleFactors,
     link: LinkState,
     lay: ModelLayout,
 ) -> dict[str, RawValue]:
-    """Model 802 raw point values for one control step (``None`` before the first step).
-
-    Safe by construction: no step yet, a lost controller heartbeat or a remote DISCONNECT all
-    publish AChaMax = ADisChaMax = 0.
-    """
-    p: dict[str, RawValue] = {
+    """The points known without a step: ratings, scale factors, the link, no events, 0 A."""
+    return {
         "AHRtg": to_raw(info.capacity_ah, sf.ah_rtg, clamp=True),
         "WHRtg": to_raw(info.energy_wh, sf.wh_rtg, clamp=True),
         "WChaRteMax": to_raw(info.max_charge_a * info.nominal_voltage_v, sf.w_rtg, clamp=True),
@@ -260,6 +256,21 @@ def battery_points(
         "AMax_SF": sf.amax,
         "W_SF": sf.w,
     }
+
+
+def battery_points(
+    out: ControlOutput | None,
+    info: BatteryInfo,
+    sf: ScaleFactors,
+    link: LinkState,
+    lay: ModelLayout,
+) -> dict[str, RawValue]:
+    """Model 802 raw point values for one control step (``None`` before the first step).
+
+    Safe by construction: no step yet, a lost controller heartbeat or a remote DISCONNECT all
+    publish AChaMax = ADisChaMax = 0.
+    """
+    p = _base_points(out, info, sf, link, lay)
     evt1 = 1 << lay.symbol("Evt1", "COMMUNICATION_ERROR") if link.ctrl_hb_lost else 0
     if out is None:
         p["Evt1"] = evt1
