@@ -4,14 +4,15 @@ pymodbus 3.16 serves a ``SimDevice`` whose registers are the ``BatteryMap`` imag
 action callback runs before a client's write is applied: that is where CtrlHb, AlmRst, SetOp and
 SetInvState are checked and acted on (overriding ``setValues`` in a datablock is never called in
 3.16). Read-only points are flagged ``readonly`` in the ``SimData`` blocks, so pymodbus itself
-answers exception 02 to a write there; addresses outside the map are invalid (also 02).
+answers exception 02 to a write there; addresses outside the map are invalid (also 02). The
+device and the write check are shared with the inverter simulator (``gateway.sunspec.device``).
 
 Untrusted clients are bounded before anything is parsed for them: at most ``max_clients``
 connections (a new one replaces the one idle longest), a connection without a complete request
 for ``idle_timeout_s`` or holding half a frame for ``frame_timeout_s`` is closed, requests for
 coils and discrete inputs (FC 1, 2, 5, 15) are answered with exception 01 (illegal function),
 and pymodbus' per-request error logs (a traceback each) become one line a minute
-(``gateway.logflood``).
+(``gateway.logflood``). The per-connection handler is in ``gateway.sunspec.connections``.
 
 Writable points: CtrlHb, AlmRst (1 = ``ResetAlarms`` through ``on_command``, reads back 0),
 SetOp (remote mode only: DISCONNECT publishes 0 A both ways until CONNECT) and SetInvState
