@@ -192,7 +192,7 @@ class Controller:
         if merged is None or merged[0] is not alarms:
             merged = (
                 alarms,
-                AlarmReport(active=alarms.active + self._health_alarms, evt1=alarms.evt1),
+                AlarmReport(active=alarms.active + self._health_alarms),
             )
             self._merged = merged
         return merged[1]

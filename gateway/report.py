@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from gateway.core.model import ChargeState, ControlOutput, Limit, Limits, Negotiation
+from gateway.sunspec.evt1 import evt1_of
 
 __all__ = ["SCHEMA_VERSION", "record"]
 
@@ -115,7 +116,7 @@ def record(out: ControlOutput, t0_s: float = 0.0) -> dict[str, Any]:
             }
             for a in out.alarms.active
         ],
-        "evt1": out.alarms.evt1,
+        "evt1": evt1_of(out.alarms),
         "balancing": {
             "mode": out.balancing.mode.value,
             "cells": [i for i, on in enumerate(out.balancing.bleed) if on],

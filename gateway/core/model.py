@@ -181,6 +181,7 @@ class Alarm:
     message: str
     since_s: float
     latched: bool = False
+    warning_too: bool = False  # ALARM severity: its warning level is active as well
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +189,6 @@ class AlarmReport:
     """Every active warning and alarm after one step."""
 
     active: tuple[Alarm, ...] = ()
-    evt1: int = 0  # SunSpec model 802 Evt1 bit field for the active alarms
 
     @property
     def worst(self) -> Severity:

@@ -25,6 +25,7 @@ from gateway.core.model import (
     Negotiation,
     Severity,
 )
+from gateway.sunspec.evt1 import evt1_of
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -389,7 +390,7 @@ def alarms_payload_of(
         t_s=round(t_s, 3),
         time=_r(time_s, 3),
         level=_severity(report.worst),
-        evt1=report.evt1,
+        evt1=evt1_of(report),
         active=[
             AlarmItem(
                 code=a.code,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import can
 
-from gateway.sim.inverter import PvLoadProfile, _LimitFollower
+from gateway.sim.follower import LimitFollower, PvLoadProfile
 
 __all__ = ["HV_LAYOUT", "LV_LAYOUT", "CanInverterSim", "FrameLayout", "decode_frame"]
 
@@ -175,7 +175,7 @@ def decode_frame(high_voltage: bool, frame_id: int, data: bytes) -> dict[str, fl
     return values
 
 
-class CanInverterSim(_LimitFollower):
+class CanInverterSim(LimitFollower):
     """A battery-CAN inverter on a python-can bus that obeys the battery's limits and flags.
 
     ``current_a(t_s)`` is the pack current it draws (positive = charging), usable as

@@ -29,8 +29,10 @@ from pymodbus.server import ModbusTcpServer
 
 from gateway.cancel import raise_if_cancelling
 from gateway.errors import ModbusLinkError
+from gateway.sim.follower import LimitFollower, PvLoadProfile
 from gateway.sunspec.client import ModbusLink, scan_map
-from gateway.sunspec.maps import (
+from gateway.sunspec.device import adopt_registers, build_sim_device, register_writes
+from gateway.sunspec.layout import (
     BASE_ADDRESSES,
     END_MODEL_ID,
     SUNS_MARKER,
@@ -39,88 +41,16 @@ from gateway.sunspec.maps import (
     from_raw,
     to_raw,
 )
-from gateway.sunspec.server import adopt_registers, build_sim_device
 
 __all__ = ["InverterServerSim", "PvLoadProfile", "StorageControllerSim"]
 
 log = logging.getLogger(__name__)
 
-_DAY_S = 86400.0
-
-
-@dataclass(frozen=True, slots=True)
-class PvLoadProfile:
-    """PV production and house load (W) against time; a pure function of ``t_s``.
-
-    PV is a half sine between sunrise and sunset; the load is a base plus an evening block.
-    ``day_s`` compresses the day (the demo runs a day in minutes).
-    """
-
-    pv_peak_w: float = 4000.0
-    base_load_w: float = 400.0
-    evening_load_w: float = 1200.0
-    day_s: float = _DAY_S
-    start_hour: float = 6.0
-    sunrise_hour: float = 7.0
-    sunset_hour: float = 19.0
-
-    def hour(self, t_s: float) -> float:
-        """Hour of the (compressed) day at ``t_s``."""
-        return (self.start_hour + 24.0 * t_s / self.day_s) % 24.0
-
-    def pv_w(self, t_s: float) -> float:
-        """PV power at ``t_s``."""
-        h = self.hour(t_s)
-        if not self.sunrise_hour <= h < self.sunset_hour:
-            return 0.0
-        span = self.sunset_hour - self.sunrise_hour
-        return self.pv_peak_w * math.sin(math.pi * (h - self.sunrise_hour) / span)
-
-    def load_w(self, t_s: float) -> float:
-        """House load at ``t_s``."""
-        h = self.hour(t_s)
-        return self.base_load_w + (self.evening_load_w if 17.0 <= h < 22.0 else 0.0)
-
-    def surplus_w(self, t_s: float) -> float:
-        """PV minus load: positive = power available to charge, negative = needed from the pack."""
-        return self.pv_w(t_s) - self.load_w(t_s)
-
-
-class _LimitFollower:
-    """Pack current from a profile, bounded by the limits the inverter currently obeys."""
-
-    def __init__(
-        self,
-        profile: PvLoadProfile | None,
-        nominal_voltage_v: float,
-        demand_a: Callable[[float], float] | None,
-    ) -> None:
-        self.profile = profile or PvLoadProfile()
-        self.nominal_voltage_v = nominal_voltage_v
-        self._demand_a = demand_a
-        self.voltage_v: float | None = None  # last known pack voltage (from the BMS or the sim)
-        self.charge_limit_a: float | None = None
-        self.discharge_limit_a: float | None = None
-
-    def wanted_a(self, t_s: float) -> float:
-        """The current PV and load ask for at ``t_s``, before any limit."""
-        if self._demand_a is not None:
-            return self._demand_a(t_s)
-        v = self.voltage_v if self.voltage_v and self.voltage_v > 0 else self.nominal_voltage_v
-        return self.profile.surplus_w(t_s) / v
-
-    def current_a(self, t_s: float) -> float:
-        """Pack current (positive = charging) at ``t_s``, within the limits obeyed now."""
-        ccl, dcl = self.charge_limit_a, self.discharge_limit_a
-        if ccl is None or dcl is None:
-            return 0.0
-        return max(-dcl, min(ccl, self.wanted_a(t_s)))
-
 
 # --- server mode of the gateway: a storage controller polling model 802 ---------------------
 
 
-class StorageControllerSim(_LimitFollower):
+class StorageControllerSim(LimitFollower):
     """Polls a SunSpec battery (model 802), writes CtrlHb, follows AChaMax/ADisChaMax.
 
     Set ``heartbeat = False`` to play a controller whose heartbeat has stopped.
@@ -221,7 +151,37 @@ class _Write:
     value: int
 
 
-class InverterServerSim(_LimitFollower):
+def _initial_values(
+    lay: ModelLayout, wcha_max_w: float, wdischa_max_w: float, w_sf: int
+) -> dict[str, RawValue]:
+    """Model 124 or 702 as the inverter starts: its ratings, no storage control, 100 %."""
+    if lay.model_id == 124:
+        return {
+            "WChaMax": to_raw(wcha_max_w, w_sf),
+            "WChaMax_SF": w_sf,
+            "WChaGra": 100,
+            "WDisChaGra": 100,
+            "WChaDisChaGra_SF": 0,
+            "StorCtl_Mod": 0,
+            "OutWRte": 1000,
+            "InWRte": 1000,
+            "InOutWRte_SF": -1,
+            "InOutWRte_WinTms": 0,
+            "InOutWRte_RvrtTms": 0,
+            "InOutWRte_RmpTms": 0,
+            "ChaGriSet": lay.symbol("ChaGriSet", "PV"),
+        }
+    return {
+        "W_SF": w_sf,
+        "WMaxRtg": to_raw(max(wcha_max_w, wdischa_max_w), w_sf),
+        "WChaRteMaxRtg": to_raw(wcha_max_w, w_sf),
+        "WDisChaRteMaxRtg": to_raw(wdischa_max_w, w_sf),
+        "WChaRteMax": to_raw(wcha_max_w, w_sf),
+        "WDisChaRteMax": to_raw(wdischa_max_w, w_sf),
+    }
+
+
+class InverterServerSim(LimitFollower):
     """A SunSpec inverter (models 1, 124 and/or 702) on loopback that obeys what is written.
 
     Model 124: the charge (discharge) limit is ``InWRte`` (``OutWRte``) % of ``WChaMax`` while
@@ -278,32 +238,7 @@ class InverterServerSim(_LimitFollower):
         for mid in models:
             lay = ModelLayout.from_definition(mid)
             self._layouts[mid] = (lay, base + len(regs))
-            if mid == 124:
-                vals: dict[str, RawValue] = {
-                    "WChaMax": to_raw(wcha_max_w, w_sf),
-                    "WChaMax_SF": w_sf,
-                    "WChaGra": 100,
-                    "WDisChaGra": 100,
-                    "WChaDisChaGra_SF": 0,
-                    "StorCtl_Mod": 0,
-                    "OutWRte": 1000,
-                    "InWRte": 1000,
-                    "InOutWRte_SF": -1,
-                    "InOutWRte_WinTms": 0,
-                    "InOutWRte_RvrtTms": 0,
-                    "InOutWRte_RmpTms": 0,
-                    "ChaGriSet": lay.symbol("ChaGriSet", "PV"),
-                }
-            else:
-                vals = {
-                    "W_SF": w_sf,
-                    "WMaxRtg": to_raw(max(wcha_max_w, wdischa_max_w), w_sf),
-                    "WChaRteMaxRtg": to_raw(wcha_max_w, w_sf),
-                    "WDisChaRteMaxRtg": to_raw(wdischa_max_w, w_sf),
-                    "WChaRteMax": to_raw(wcha_max_w, w_sf),
-                    "WDisChaRteMax": to_raw(wdischa_max_w, w_sf),
-                }
-            regs += lay.encode(vals)
+            regs += lay.encode(_initial_values(lay, wcha_max_w, wdischa_max_w, w_sf))
         regs += [END_MODEL_ID, 0]
         self._regs = regs
         self._writable: dict[int, tuple[int, str]] = {}
@@ -380,16 +315,11 @@ class InverterServerSim(_LimitFollower):
         current_registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
-        if function_code not in (6, 16, 22, 23) or not set_values:
-            return None
+        named = register_writes(function_code, address, count, set_values, self._writable)
+        if named is None or isinstance(named, ExcCodes):
+            return named
         values = cast(list[int], set_values)
-        named: list[tuple[int, str, int]] = []
-        for i in range(count):
-            hit = self._writable.get(address + i)
-            if hit is None:
-                return ExcCodes.ILLEGAL_ADDRESS
-            named.append((hit[0], hit[1], int(values[i])))
-        for i, (mid, name, raw) in enumerate(named):
+        for i, ((mid, name), raw) in enumerate(named):
             if mid == 124 and name in ("InWRte", "OutWRte"):
                 pct = raw - 0x10000 if raw & 0x8000 else raw  # int16 on the wire
                 sf = cast(int, self.values(124)["InOutWRte_SF"])
@@ -402,7 +332,7 @@ class InverterServerSim(_LimitFollower):
                 if isinstance(rtg, int) and raw > rtg:
                     values[i] = rtg
         now_s = self._clock()
-        for i, (_mid, name, _raw) in enumerate(named):
+        for i, ((_mid, name), _raw) in enumerate(named):
             self.writes.append(_Write(now_s, name, int(values[i])))
             if name in ("InWRte", "OutWRte", "WChaRteMax", "WDisChaRteMax"):
                 self._rates_written_s = now_s

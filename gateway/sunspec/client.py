@@ -32,15 +32,11 @@ from gateway.cancel import raise_if_cancelling
 from gateway.core.model import ControlOutput, InverterLink, Negotiation
 from gateway.errors import ModbusLinkError
 from gateway.sunspec.config import SunSpecConfig
-from gateway.sunspec.maps import (
-    END_MODEL_ID,
-    SUNS_MARKER,
-    ModelLayout,
-    RawValue,
-    from_raw,
+from gateway.sunspec.layout import END_MODEL_ID, SUNS_MARKER, ModelLayout, RawValue, from_raw
+from gateway.sunspec.model802 import pack_voltage_v
+from gateway.sunspec.storage_control import (
     limits_from_124,
     limits_from_702,
-    pack_voltage_v,
     setpoints_124,
     setpoints_702,
 )

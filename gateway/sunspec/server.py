@@ -4,14 +4,15 @@ pymodbus 3.16 serves a ``SimDevice`` whose registers are the ``BatteryMap`` imag
 action callback runs before a client's write is applied: that is where CtrlHb, AlmRst, SetOp and
 SetInvState are checked and acted on (overriding ``setValues`` in a datablock is never called in
 3.16). Read-only points are flagged ``readonly`` in the ``SimData`` blocks, so pymodbus itself
-answers exception 02 to a write there; addresses outside the map are invalid (also 02).
+answers exception 02 to a write there; addresses outside the map are invalid (also 02). The
+device and the write check are shared with the inverter simulator (``gateway.sunspec.device``).
 
 Untrusted clients are bounded before anything is parsed for them: at most ``max_clients``
 connections (a new one replaces the one idle longest), a connection without a complete request
 for ``idle_timeout_s`` or holding half a frame for ``frame_timeout_s`` is closed, requests for
 coils and discrete inputs (FC 1, 2, 5, 15) are answered with exception 01 (illegal function),
 and pymodbus' per-request error logs (a traceback each) become one line a minute
-(``gateway.logflood``).
+(``gateway.logflood``). The per-connection handler is in ``gateway.sunspec.connections``.
 
 Writable points: CtrlHb, AlmRst (1 = ``ResetAlarms`` through ``on_command``, reads back 0),
 SetOp (remote mode only: DISCONNECT publishes 0 A both ways until CONNECT) and SetInvState
@@ -36,10 +37,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pymodbus.constants import ExcCodes
-from pymodbus.pdu import ExceptionResponse
-from pymodbus.server import ModbusTcpServer
-from pymodbus.server.requesthandler import ServerRequestHandler
-from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
+from pymodbus.simulator import SimDevice
 
 from gateway.core.model import (
     Command,
@@ -52,23 +50,23 @@ from gateway.core.model import (
 from gateway.errors import ModbusLinkError
 from gateway.logflood import install_flood_filter
 from gateway.sunspec.config import SunSpecConfig
-from gateway.sunspec.maps import WRITABLE_802, BatteryInfo, BatteryMap, LinkState
+from gateway.sunspec.connections import GuardedTcpServer
+from gateway.sunspec.device import (
+    BIT_ACCESS,
+    adopt_registers,
+    build_sim_device,
+    other_units,
+    register_writes,
+)
+from gateway.sunspec.model802 import WRITABLE_802, BatteryInfo, BatteryMap, LinkState
 
-__all__ = [
-    "CommandHandler",
-    "ControllerHeartbeat",
-    "SunSpecServer",
-    "adopt_registers",
-    "build_sim_device",
-]
+__all__ = ["CommandHandler", "ControllerHeartbeat", "SunSpecServer"]
 
 log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[Command], CommandResult]
 """Applies a command from the Modbus side (e.g. ``ResetAlarms``) and says whether it did."""
 
-_WRITE_FCS = frozenset({6, 16, 22, 23})
-_BIT_FCS = frozenset({1, 2, 5, 15})  # coils and discrete inputs: SunSpec has none
 _HB_LOG_INTERVAL_S = 60.0
 
 
@@ -82,152 +80,6 @@ class ControllerHeartbeat:
     lost: bool  # seen, then unchanged for longer than the timeout
     timeout_s: float
     losses: int = 0  # times it was lost since start
-
-
-def build_sim_device(
-    unit_id: int, base: int, regs: list[int], writable: set[int], action: SimAction
-) -> SimDevice:
-    """A pymodbus ``SimDevice`` holding ``regs`` from ``base``; only ``writable`` accept writes.
-
-    One ``SimData`` block per run of equal access, so pymodbus itself answers exception 02 to a
-    write on a read-only register; addresses outside the blocks are invalid (also 02).
-    """
-    blocks: list[SimData] = []
-    start = 0
-    for i in range(1, len(regs) + 1):
-        if i == len(regs) or ((base + i) in writable) != ((base + start) in writable):
-            blocks.append(
-                SimData(
-                    address=base + start,
-                    values=list(regs[start:i]),
-                    datatype=DataType.REGISTERS,
-                    readonly=(base + start) not in writable,
-                )
-            )
-            start = i
-    return SimDevice(id=unit_id, simdata=blocks, action=action)
-
-
-def adopt_registers(server: ModbusTcpServer, unit_id: int, base: int, regs: list[int]) -> list[int]:
-    """The register list pymodbus serves ``unit_id`` from, filled with ``regs``.
-
-    Later updates go straight into it (one slice assignment = one consistent step for readers).
-
-    Raises:
-        ModbusLinkError: pymodbus' datastore is not laid out as 3.16's is.
-    """
-    try:
-        context: Any = server.context
-        runtime: Any = context.devices[unit_id]
-        start, _n, served, _flags = runtime.block["x"]
-    except (AttributeError, KeyError, ValueError) as e:  # pymodbus internals moved
-        raise ModbusLinkError(f"unsupported pymodbus datastore layout ({e})") from None
-    if start != base or len(served) < len(regs):
-        raise ModbusLinkError(
-            f"datastore starts at {start} ({len(served)} registers), map at {base}"
-        )
-    served[: len(regs)] = regs
-    return cast(list[int], served)
-
-
-async def _no_such_unit(
-    function_code: int,
-    start_address: int,
-    address: int,
-    count: int,
-    current_registers: list[int],
-    set_values: list[int] | list[bool] | None,
-) -> ExcCodes | None:
-    return ExcCodes.GATEWAY_NO_RESPONSE
-
-
-def _other_units() -> SimDevice:
-    """Device 0, which pymodbus uses for every unit id it has no device for.
-
-    Without it pymodbus logs a traceback and answers 04 to a request for another unit id; with
-    it the answer is 0B (gateway target failed to respond), the usual "no such unit" code.
-    """
-    return SimDevice(
-        id=0,
-        simdata=[SimData(address=0, count=0xFFFF, datatype=DataType.REGISTERS)],
-        action=_no_such_unit,
-    )
-
-
-def _make_handler(owner: SunSpecServer) -> type[ServerRequestHandler]:
-    """A request handler that applies the allowlist, the client cap and the timeouts."""
-
-    class _Handler(ServerRequestHandler):
-        gw_last_request_s = 0.0  # monotonic time of the last complete request (or connect)
-        gw_partial_since_s: float | None = None  # half a frame held since then
-        gw_counted = False
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            peer = transport.get_extra_info("peername")
-            host = peer[0] if isinstance(peer, tuple) and peer else None
-            if not owner.client_allowed(host):
-                owner.rejected += 1
-                log.warning("sunspec: connection from %s refused (not in allowed_clients)", host)
-                transport.close()
-                if self.listener is not None:  # never served: forget it at once
-                    self.listener.active_connections.pop(self.unique_id, None)
-                return
-            owner.make_room()
-            owner.clients += 1
-            self.gw_counted = True
-            self.gw_last_request_s = time.monotonic()
-            owner.handlers.add(self)
-            super().connection_made(transport)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self.gw_counted:
-                owner.clients -= 1
-                self.gw_counted = False
-            owner.handlers.discard(self)
-            super().connection_lost(exc)
-
-        def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
-            used = super().callback_data(data, addr)
-            now = time.monotonic()
-            if self.last_pdu is not None:
-                self.gw_last_request_s = now
-            if used < len(data):
-                if self.gw_partial_since_s is None:
-                    self.gw_partial_since_s = now
-            else:
-                self.gw_partial_since_s = None
-            return used
-
-        async def handle_request(self) -> None:
-            pdu = self.last_pdu
-            if pdu is not None and pdu.function_code in _BIT_FCS:
-                owner.illegal_function += 1
-                response = ExceptionResponse(pdu.function_code, ExcCodes.ILLEGAL_FUNCTION)
-                response.transaction_id = pdu.transaction_id
-                response.dev_id = pdu.dev_id
-                self.server_send(response, self.last_addr)  # type: ignore[no-untyped-call]
-                return
-            await super().handle_request()  # type: ignore[no-untyped-call]
-
-        def gw_close(self) -> None:
-            transport = self.transport
-            if transport is not None:
-                transport.close()
-
-    return _Handler
-
-
-class _TcpServer(ModbusTcpServer):
-    """pymodbus TCP server whose per-connection handler checks the allowlist."""
-
-    def __init__(
-        self, owner: SunSpecServer, devices: list[SimDevice], address: tuple[str, int]
-    ) -> None:
-        super().__init__(devices, address=address)
-        self._handler_cls = _make_handler(owner)
-
-    def callback_new_connection(self) -> ServerRequestHandler:
-        return self._handler_cls(self, self.trace_packet, self.trace_pdu, self.trace_connect)
 
 
 class SunSpecServer:
@@ -267,7 +119,7 @@ class SunSpecServer:
         self._set_inv_state: int | None = None
         self._disconnect = False
         self._regs: list[int] = self.map.image(None, self._link())
-        self._server: _TcpServer | None = None
+        self._server: GuardedTcpServer | None = None
         self.clients = 0
         self.rejected = 0
         self.evicted = 0  # connections closed to make room for a new one (max_clients)
@@ -418,16 +270,12 @@ class SunSpecServer:
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         """pymodbus calls this before serving a request; for writes, before applying them."""
-        if function_code in _BIT_FCS:  # the handler answers these first; kept regardless
+        if function_code in BIT_ACCESS:  # the handler answers these first; kept regardless
             return ExcCodes.ILLEGAL_FUNCTION
-        if function_code not in _WRITE_FCS or not set_values:
-            return None
-        writes: list[tuple[str, int]] = []
-        for i in range(count):
-            name = self._writable.get(address + i)
-            if name is None:  # readonly flags reject these first; keep the check regardless
-                return ExcCodes.ILLEGAL_ADDRESS
-            writes.append((name, int(set_values[i])))
+        # Read-only flags reject writes outside ``_writable`` first; checked here regardless.
+        writes = register_writes(function_code, address, count, set_values, self._writable)
+        if writes is None or isinstance(writes, ExcCodes):
+            return writes
         # Validate everything before acting on anything.
         sym = self.map.battery.points
         for name, value in writes:
@@ -499,8 +347,8 @@ class SunSpecServer:
         flood = install_flood_filter("pymodbus.logging", "pymodbus")
         devices = [self._device()]
         if cfg.unit_id != 0:
-            devices.append(_other_units())
-        server = _TcpServer(self, devices, (cfg.host, cfg.port))
+            devices.append(other_units())
+        server = GuardedTcpServer(self, devices, (cfg.host, cfg.port))
         self._regs = adopt_registers(server, self.config.unit_id, self.map.base, self._regs)
         try:
             await server.serve_forever(background=True)

@@ -1,52 +1,19 @@
-"""Protection: thresholds, debounce, hysteresis, latching and reset, Evt1 bits (pure, no loop)."""
+"""Protection checks: thresholds, debounce, hysteresis, latching and reset (pure, no loop).
+
+The SunSpec ``Evt1`` bits of these alarms are tested in tests/sunspec/test_evt1.py; the config
+and the levels on their own in test_protection_config.py and test_protection_levels.py.
+"""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
-
-import pytest
-import sunspec2
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from gateway.core.freshness import TimeoutsConfig
 from gateway.core.model import AlarmReport, Negotiation, Severity
 from gateway.core.pack import PackConfig, PackState
-from gateway.core.protection import (
-    ALARMS,
-    EVT1_BITS,
-    PROTECTION_DEFAULTS,
-    Protection,
-    ProtectionConfig,
-)
+from gateway.core.protection import Protection, ProtectionConfig
 from tests.core.packdata import feed, snapshot
 
 PACK4 = PackConfig(cells=4, temp_sensors=2)
 OK_V = (3.30, 3.30, 3.30, 3.30)
-
-
-def _evt1_symbols() -> dict[str, int]:
-    path = Path(sunspec2.__file__).parent / "models" / "json" / "model_802.json"
-    model = json.loads(path.read_text())
-    evt1 = next(p for p in model["group"]["points"] if p["name"] == "Evt1")
-    return {s["name"]: s["value"] for s in evt1["symbols"]}
-
-
-def test_evt1_bits_match_pysunspec2_model_802() -> None:
-    symbols = _evt1_symbols()
-    for name, bit in EVT1_BITS.items():
-        assert symbols[name] == bit, name
-    for spec in ALARMS.values():
-        assert spec.evt1_warning in symbols
-        assert spec.evt1_alarm in symbols
-
-
-def test_every_alarm_sets_its_evt1_bits() -> None:
-    assert ALARMS["cell_overvoltage"].alarm_mask == 1 << 9
-    assert ALARMS["cell_overvoltage"].warning_mask == 1 << 10
-    assert ALARMS["communication_loss"].alarm_mask == 1 << 0
-    assert ALARMS["temperature_imbalance"].alarm_mask == 1 << 18
 
 
 def _run(
@@ -59,24 +26,6 @@ def _run(
     return p.step(snapshot(cells_v, temps, current, t_s), None, t_s)
 
 
-def test_defaults_per_chemistry_and_override_keeps_the_rest() -> None:
-    lfp = Protection(ProtectionConfig(), PACK4).thresholds
-    nmc = Protection(ProtectionConfig(), PackConfig(cells=4, chemistry="nmc")).thresholds
-    assert lfp.cell_overvoltage_alarm_v == PROTECTION_DEFAULTS["lfp"]["cell_overvoltage_alarm_v"]
-    assert nmc.cell_overvoltage_alarm_v == PROTECTION_DEFAULTS["nmc"]["cell_overvoltage_alarm_v"]
-    assert lfp.overcurrent_charge_alarm_a == pytest.approx(1.3 * 100.0)
-    own = Protection(ProtectionConfig(cell_overvoltage_alarm_v=3.62), PACK4).thresholds
-    assert own.cell_overvoltage_alarm_v == 3.62
-    assert own.cell_overvoltage_warning_v == lfp.cell_overvoltage_warning_v
-
-
-def test_thresholds_out_of_order_name_the_keys() -> None:
-    with pytest.raises(ValueError, match=r"cell_overvoltage_warning_v.*cell_overvoltage_alarm_v"):
-        Protection(ProtectionConfig(cell_overvoltage_warning_v=3.70), PACK4)
-    with pytest.raises(ValueError, match="latching"):
-        ProtectionConfig(latching=("no_such_alarm",))
-
-
 def test_debounce_by_count() -> None:
     p = Protection(ProtectionConfig(debounce_count=3, debounce_s=0.0), PACK4)
     high = (3.57, 3.30, 3.30, 3.30)  # above the 3.55 V warning only
@@ -85,7 +34,7 @@ def test_debounce_by_count() -> None:
     report = _run(p, high, 0.2)
     assert report.has("cell_overvoltage", Severity.WARNING)
     assert not report.has("cell_overvoltage", Severity.ALARM)
-    assert report.evt1 == 1 << EVT1_BITS["OVER_VOLT_WARNING"]
+    assert [a.code for a in report.active] == ["cell_overvoltage"]
 
 
 def test_debounce_by_time_restarts_after_a_good_sample() -> None:
@@ -117,7 +66,7 @@ def test_critical_alarm_latches_until_reset_and_only_when_the_cause_is_gone() ->
     alarm = next(a for a in report.active if a.code == "cell_overvoltage")
     assert alarm.severity is Severity.ALARM
     assert alarm.latched
-    assert report.evt1 & (1 << EVT1_BITS["OVER_VOLT_ALARM"])
+    assert alarm.warning_too  # 3.70 V is past the warning level as well
     result = p.reset(0.5)
     assert not result.accepted
     assert "cell_overvoltage" in result.message
@@ -152,7 +101,7 @@ def test_charge_temperature_window_applies_only_while_charging() -> None:
     charging = _run(p, OK_V, 1.0, temps=cold, current=20.0)
     assert charging.has("charge_undertemperature", Severity.WARNING)
     assert not charging.has("charge_undertemperature", Severity.ALARM)
-    assert charging.evt1 == 1 << EVT1_BITS["UNDER_TEMP_WARNING"]
+    assert [a.code for a in charging.active] == ["charge_undertemperature"]
     frozen = _run(p, OK_V, 2.0, temps=(-25.0, -24.0), current=0.0)
     assert frozen.has("discharge_undertemperature", Severity.ALARM)
 
@@ -166,7 +115,6 @@ def test_overcurrent_and_imbalance() -> None:
     assert not report.has("voltage_imbalance", Severity.ALARM)
     report = _run(p, OK_V, 1.0, temps=(20.0, 37.0))
     assert report.has("temperature_imbalance", Severity.ALARM)
-    assert report.evt1 & (1 << EVT1_BITS["TEMPERATURE_IMBALANCE_ALARM"])
 
 
 def test_stale_input_warns_at_once_and_alarms_when_it_persists() -> None:
@@ -187,7 +135,6 @@ def test_stale_input_warns_at_once_and_alarms_when_it_persists() -> None:
             assert "cell_voltage[3]" in report.active[0].message
         else:
             assert report.has("stale_data", Severity.ALARM), t
-            assert report.evt1 & 1  # COMMUNICATION_ERROR
     assert not report.has("communication_loss")
 
 
@@ -209,7 +156,6 @@ def test_configuration_fault_on_pack_voltage_mismatch() -> None:
     snap = snapshot(OK_V, (25.0, 25.0), 0.0, 0.0, pack_v=13.2 + 1.0)
     report = p.step(snap, None, 0.0)
     assert report.has("configuration", Severity.ALARM)
-    assert report.evt1 & (1 << EVT1_BITS["CONFIGURATION_ALARM"])
     p2 = Protection(ProtectionConfig(debounce_count=1, debounce_s=0), PackConfig(cells=5))
     assert p2.step(snapshot(OK_V, (25.0,)), None, 0.0).has("configuration", Severity.ALARM)
 
@@ -224,9 +170,9 @@ def test_inverter_disobedience_warning_then_latched_alarm() -> None:
         seen[t] = p.step(snap, None, float(t), neg)
     assert not seen[9].has("inverter_overcharge")
     assert seen[10].has("inverter_overcharge", Severity.WARNING)
-    assert seen[10].evt1 & (1 << EVT1_BITS["OVER_CHARGE_CURRENT_WARNING"])
     assert seen[30].has("inverter_overcharge", Severity.ALARM)
-    assert seen[30].evt1 & (1 << EVT1_BITS["OVER_CHARGE_CURRENT_ALARM"])
+    overcharge = next(a for a in seen[30].active if a.code == "inverter_overcharge")
+    assert overcharge.warning_too  # its warning level, active since 10 s, holds as well
     # Within the margin (10 A + max(5 A, 10 %)) nothing happens; the alarm stays latched.
     report = p.step(snapshot(OK_V, (25.0, 25.0), 14.0, 50.0), None, 50.0, neg)
     assert report.has("inverter_overcharge", Severity.ALARM)
@@ -236,47 +182,3 @@ def test_inverter_disobedience_warning_then_latched_alarm() -> None:
     for t in range(60):
         snap = snapshot(OK_V, (25.0, 25.0), 14.0, float(t))
         assert not fresh.step(snap, None, float(t), neg).active
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.lists(st.floats(2.3, 3.8), min_size=4, max_size=4),
-            st.lists(st.floats(-30.0, 70.0), min_size=2, max_size=2),
-            st.floats(-200.0, 200.0),
-        ),
-        min_size=1,
-        max_size=12,
-    )
-)
-def test_evt1_is_exactly_the_bits_of_the_active_alarms(
-    steps: list[tuple[list[float], list[float], float]],
-) -> None:
-    p = Protection(ProtectionConfig(debounce_count=1, debounce_s=0, imbalance_debounce_s=0), PACK4)
-    for t, (cells, temps, current) in enumerate(steps):
-        report = p.step(snapshot(cells, temps, current, float(t)), None, float(t))
-        expected = 0
-        for a in report.active:
-            spec = ALARMS[a.code]
-            expected |= spec.alarm_mask if a.severity is Severity.ALARM else spec.warning_mask
-        # Alarms may also carry their warning bit; nothing else may appear.
-        allowed = expected
-        for a in report.active:
-            allowed |= ALARMS[a.code].warning_mask
-        assert report.evt1 & expected == expected
-        assert report.evt1 & ~allowed == 0
-        if max(cells) >= 3.65:
-            assert report.has("cell_overvoltage", Severity.ALARM)
-
-
-def test_docs_list_every_alarm_with_its_evt1_bits() -> None:
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "LIMITS.md").read_text()
-    rows = {
-        line.split("|")[1].strip(" `"): line for line in doc.splitlines() if line.startswith("| `")
-    }
-    for code, spec in ALARMS.items():
-        row = rows[code]
-        assert f"{spec.evt1_warning} ({EVT1_BITS[spec.evt1_warning]})" in row, code
-        assert f"{spec.evt1_alarm} ({EVT1_BITS[spec.evt1_alarm]})" in row, code
-        assert ("yes" in row.split("|")[-2]) is (code in ProtectionConfig().latching), code

@@ -18,12 +18,12 @@ from pathlib import Path
 import can
 
 from gateway.app import Gateway
-from gateway.core.protection import ALARMS
 from gateway.settings import Settings
 from gateway.sim.emitter import run_sim_on_bus
 from gateway.sim.pack import PackSim, PackSimConfig
 from gateway.sim.profiles import ConstantProfile
 from gateway.state_store import load_document
+from gateway.sunspec.evt1 import alarm_mask
 from tests.faults.conftest import SCALE
 from tests.faults.proc import evt1, limits_a, start_daemon, stop_gracefully
 
@@ -88,7 +88,7 @@ def test_latched_alarm_survives_a_restart_of_the_daemon(tmp_path: Path) -> None:
     d = start_daemon(tmp_path, state_path=state)
     try:
         d.wait_modbus()
-        bit = ALARMS["cell_overvoltage"].alarm_mask
+        bit = alarm_mask("cell_overvoltage")
         # Before the first control step the map holds 0 A and no events; then the latch shows.
         deadline = time.monotonic() + 5.0
         while not evt1(d.modbus_port) and time.monotonic() < deadline:

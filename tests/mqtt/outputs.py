@@ -90,7 +90,7 @@ def make_output(
         t_s=t_s,
         pack=pack,
         soc=soc,
-        alarms=AlarmReport(active=alarms, evt1=1 if alarms else 0),
+        alarms=AlarmReport(active=alarms),
         limits=limits,
         balancing=plan,
         negotiation=negotiation,

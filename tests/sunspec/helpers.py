@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.core.model import (
+    Alarm,
     AlarmReport,
     BalancingMode,
     BalancingPlan,
@@ -40,7 +41,7 @@ def make_output(
     dvl_v: float = 44.0,
     soc_pct: float | None = 63.4,
     soh_pct: float = 97.2,
-    evt1: int = 0,
+    alarms: tuple[Alarm, ...] = (),
     mode: str = "normal",
 ) -> ControlOutput:
     """A control step with every field the 802 map reads set to a recognisable value."""
@@ -73,7 +74,7 @@ def make_output(
         t_s=float(seq),
         pack=pack,
         soc=soc,
-        alarms=AlarmReport(evt1=evt1),
+        alarms=AlarmReport(active=alarms),
         limits=Limits(
             ccl_a=_limit(ccl_a), dcl_a=_limit(dcl_a), cvl_v=_limit(cvl_v), dvl_v=_limit(dvl_v)
         ),

@@ -1,4 +1,7 @@
-"""The inverter simulator: profile, limit following, and the storage controller against 802."""
+"""The inverter simulators: limit following over Modbus, and the storage controller against 802.
+
+The PV/load profile and the limit follower on their own: tests/sim/test_follower.py.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import asyncio
 
 import pytest
 
-from gateway.sim.inverter import InverterServerSim, PvLoadProfile, StorageControllerSim
+from gateway.sim.inverter import InverterServerSim, StorageControllerSim
 from gateway.sim.pack import PackSim
 from gateway.sunspec.config import SunSpecConfig
 from gateway.sunspec.server import SunSpecServer
@@ -14,16 +17,6 @@ from tests.sunspec.helpers import make_output, stop_task, wait_until
 
 NOON_S = 7 * 3600.0  # 13:00 (the profile starts at 06:00), the middle of the PV day
 NIGHT_S = 14 * 3600.0  # 20:00, PV down and the evening load on
-
-
-def test_profile_is_pv_by_day_and_load_at_night() -> None:
-    p = PvLoadProfile(pv_peak_w=4000.0, base_load_w=400.0)
-    assert p.pv_w(NOON_S) == pytest.approx(4000.0)
-    assert p.pv_w(NIGHT_S) == 0.0
-    assert p.surplus_w(NOON_S) > 0
-    assert p.surplus_w(NIGHT_S) < 0
-    fast = PvLoadProfile(day_s=600.0)
-    assert fast.pv_w(NOON_S * 600.0 / 86400.0) == pytest.approx(p.pv_w(NOON_S))
 
 
 def test_current_follows_limits_in_both_directions() -> None:

@@ -16,11 +16,12 @@ from pymodbus.client import AsyncModbusTcpClient
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
 from gateway.control import Controller
-from gateway.core.model import Command, CommandResult, Reading, ResetAlarms, Role
+from gateway.core.model import Alarm, Command, CommandResult, Reading, ResetAlarms, Role, Severity
 from gateway.errors import ModbusLinkError
 from gateway.settings import load_settings
 from gateway.sunspec.config import SunSpecConfig
-from gateway.sunspec.maps import BatteryInfo, LinkState
+from gateway.sunspec.evt1 import evt1_of
+from gateway.sunspec.model802 import BatteryInfo, LinkState
 from gateway.sunspec.server import SunSpecServer
 from tests.sunspec.helpers import make_output
 
@@ -107,7 +108,8 @@ def _read_802_with_pysunspec2(port: int) -> dict[str, Any]:
 
 async def test_pysunspec2_scans_and_reads_what_the_step_said() -> None:
     async with serving() as (server, _):
-        out = make_output(ccl_a=42.3, dcl_a=77.0, cvl_v=56.5, dvl_v=43.2, evt1=1 << 10)
+        warning = Alarm("cell_overvoltage", Severity.WARNING, "cell 3 at 3.56 V", 0.0)
+        out = make_output(ccl_a=42.3, dcl_a=77.0, cvl_v=56.5, dvl_v=43.2, alarms=(warning,))
         server.update(out)
         got = await asyncio.to_thread(_read_802_with_pysunspec2, server.bound_port or 0)
     assert got["base"] == 40000
@@ -125,7 +127,7 @@ async def test_pysunspec2_scans_and_reads_what_the_step_said() -> None:
     assert got["CellVMax"] == pytest.approx(3.45)
     assert got["CellVMin"] == pytest.approx(3.29)
     assert got["CellVMaxMod"] == 1
-    assert got["Evt1"] == 1 << 10
+    assert got["Evt1"] == 1 << 10  # OVER_VOLT_WARNING
     assert got["State"] == 3  # CONNECTED
     assert got["LocRemCtl"] == 0  # REMOTE
 
@@ -419,7 +421,7 @@ async def test_pysunspec2_reads_a_real_control_step() -> None:
     assert got["A"] == pytest.approx(-7.5)
     assert got["CellVMax"] == pytest.approx(max(cells))
     assert got["CellVMin"] == pytest.approx(min(cells))
-    assert got["Evt1"] == out.alarms.evt1
+    assert got["Evt1"] == evt1_of(out.alarms)
     if out.soc is not None:
         assert got["SoC"] == pytest.approx(round(out.soc.soc_pct, 1))
 
