@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from gateway.core.cells import cell_sum_v
 from gateway.core.model import (
     AlarmReport,
     BalancingPlan,
@@ -219,8 +220,7 @@ def state_payload(out: ControlOutput, gateway_id: str, time_s: float | None) -> 
     """
     pack = out.pack
     cells = pack.cell_voltage_v
-    known = [v for v in cells if v is not None]
-    cell_sum = math.fsum(known) if cells and len(known) == len(cells) else None
+    cell_sum = cell_sum_v(cells)
     temps = [t for t in pack.cell_temp_c if t is not None]
     volts = pack.pack_voltage_v if pack.pack_voltage_v is not None else cell_sum
     power = volts * pack.current_a if volts is not None and pack.current_a is not None else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.core.cells import cell_sum_v, extremes
 from gateway.core.model import ControlOutput
 from gateway.sunspec.config import SunSpecConfig
 from gateway.sunspec.evt1 import evt1_of
@@ -193,27 +194,18 @@ def pack_voltage_v(out: ControlOutput) -> float | None:
     """The measured pack voltage, else the sum of the cells when every cell is known."""
     if out.pack.pack_voltage_v is not None:
         return out.pack.pack_voltage_v
-    cells = out.pack.cell_voltage_v
-    if cells and all(v is not None for v in cells):
-        return sum(v for v in cells if v is not None)
-    return None
+    return cell_sum_v(out.pack.cell_voltage_v)
 
 
 def _cell_extremes(
     cells: tuple[float | None, ...],
 ) -> tuple[int | None, int | None, float | None]:
-    best_hi = best_lo = None
-    total, n = 0.0, 0
-    for i, v in enumerate(cells):
-        if v is None:
-            continue
-        total += v
-        n += 1
-        if best_hi is None or v > cells[best_hi]:  # type: ignore[operator]
-            best_hi = i
-        if best_lo is None or v < cells[best_lo]:  # type: ignore[operator]
-            best_lo = i
-    return best_hi, best_lo, (total / n if n else None)
+    """Index of the highest and of the lowest known cell, and the mean of the known cells."""
+    ext = extremes(cells)
+    if ext is None:
+        return None, None, None
+    known = [v for v in cells if v is not None]
+    return ext[3], ext[1], sum(known) / len(known)
 
 
 def _base_points(

@@ -7,10 +7,11 @@ from ``ProtectionConfig.resolve`` (``config``). Pure and clock-injected: the tim
 
 from __future__ import annotations
 
-import math
 from typing import cast
 
-from gateway.core.freshness import TimeoutsConfig, extremes, stale_inputs
+from gateway.core.cells import cell_sum_v, extremes
+from gateway.core.freshness import TimeoutsConfig, stale_inputs
+from gateway.core.kinds import StaleKind
 from gateway.core.model import AlarmReport, CommandResult, Negotiation, PackSnapshot, SocReport
 from gateway.core.pack import PackConfig, cell_temps
 from gateway.core.protection.alarms import ALARMS
@@ -244,7 +245,9 @@ class Protection:
         """``stale_data`` (an input older than its timeout) and ``communication_loss``."""
         cfg = self.config
         # An implausible input has its own alarm (measurement_fault), not a stale one.
-        stale = [s for s in stale_inputs(snapshot, self._timeouts) if s.kind != "implausible"]
+        stale = [
+            s for s in stale_inputs(snapshot, self._timeouts) if s.kind != StaleKind.IMPLAUSIBLE
+        ]
         if stale and after_grace:
             message = "; ".join(s.message for s in stale)
             self._run("stale_data", now_s, (True, False), (True, False), message)
@@ -277,10 +280,10 @@ class Protection:
             self._run("configuration", now_s, (True, False), (True, False), message)
             return
         pack_v = snapshot.pack_voltage_v
-        if pack_v is None or None in snapshot.cell_voltage_v:
+        total = cell_sum_v(snapshot.cell_voltage_v)
+        if pack_v is None or total is None:
             self._run("configuration", now_s, HOLD, HOLD, "")
             return
-        total = math.fsum(cast(tuple[float, ...], snapshot.cell_voltage_v))
         diff = abs(pack_v - total)
         hyst = 0.01 * pack.cells
         w = above(diff, th.pack_voltage_mismatch_warning_v, hyst)
