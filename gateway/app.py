@@ -106,7 +106,8 @@ class Gateway:
             self.supervisor.add_output("gateway.health", self.history.run)
 
     def add_output(self, name: str, factory: TaskFactory) -> None:
-        """Register another output (inverter CAN, web, ...) before ``run``.
+        """Register another contained task before ``run`` (the outputs built from the settings
+        are registered already, see ``gateway.outputs``).
 
         It reads ``latest`` (or is handed each step by its owner) and is restarted with backoff
         when it fails; it never stops the control loop.
