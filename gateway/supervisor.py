@@ -14,8 +14,10 @@ The gateway registers each long-running coroutine under a name and a kind:
 ``Supervisor.run(stop)`` returns once ``stop`` is set (or raises once a critical task failed).
 Either way it cancels every task and waits at most ``grace_s`` for them: a task that swallows its
 cancellation (a library that catches ``CancelledError``) is named in the log and left behind, so
-a shutdown is bounded whatever a library does. Another output joins by calling ``add_output``
-before ``run``; nothing else is needed (see ``docs/RELIABILITY.md``).
+a shutdown is bounded whatever a library does. Another output joins by calling ``add`` (an
+object with a ``name`` and a ``run``, the ``Supervised`` protocol; every ``gateway.outputs.Output``
+is one) or ``add_output`` before ``run``; nothing else is needed (see ``docs/RELIABILITY.md``).
+``run_bounded`` is ``asyncio.run`` with the same bound on the tasks left at exit.
 """
 
 from __future__ import annotations
@@ -26,20 +28,42 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.backoff import Jitter
 from gateway.backoff import backoff_s as _backoff_s
 
-__all__ = ["Supervisor", "TaskFactory", "TaskKind", "TaskStatus", "backoff_s"]
+__all__ = [
+    "Supervised",
+    "Supervisor",
+    "TaskFactory",
+    "TaskKind",
+    "TaskStatus",
+    "backoff_s",
+    "run_bounded",
+]
 
 log = logging.getLogger(__name__)
+_app_log = logging.getLogger("gateway.app")  # the daemon's exit lines keep their logger name
 
 TaskFactory = Callable[[], Coroutine[Any, Any, None]]
 """Makes a fresh coroutine for each (re)start of a task."""
 
 EventSink = Callable[..., None]
 """``event(name, **data)``: where restarts are reported (the gateway's ``event``)."""
+
+
+class Supervised(Protocol):
+    """What the supervisor needs of a contained output: a task name and a coroutine per start."""
+
+    @property
+    def name(self) -> str:
+        """The task's name (``gateway.mqtt``): in logs, ``output_restart`` events and status."""
+        ...
+
+    def run(self) -> Coroutine[Any, Any, None]:
+        """A fresh coroutine that serves until cancelled (its own link errors retried inside)."""
+        ...
 
 
 class TaskKind(enum.Enum):
@@ -123,6 +147,10 @@ class Supervisor:
     def add_output(self, name: str, factory: TaskFactory) -> None:
         """Register an output: restarted with backoff after a failure, never ends the run."""
         self._add(name, TaskKind.OUTPUT, factory)
+
+    def add(self, output: Supervised) -> None:
+        """Register ``output`` as a contained output under ``output.name``."""
+        self.add_output(output.name, output.run)
 
     def _add(self, name: str, kind: TaskKind, factory: TaskFactory) -> None:
         if name in self._entries:
@@ -242,3 +270,33 @@ class Supervisor:
 def _describe(e: BaseException) -> str:
     text = str(e)
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def run_bounded(main: Coroutine[Any, Any, int], grace_s: float = 1.0) -> int:
+    """``asyncio.run(main)``, except that tasks left running afterwards cannot hang the exit.
+
+    ``asyncio.run`` cancels the remaining tasks and waits for them without a bound; a library
+    task that swallows its cancellation would keep the process alive for ever. Here they get
+    ``grace_s``, then the loop is closed regardless (and they are named in the log).
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        try:
+            return loop.run_until_complete(main)
+        except asyncio.CancelledError:
+            return 1
+    finally:
+        try:
+            left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in left:
+                t.cancel()
+            if left:
+                loop.run_until_complete(asyncio.wait(left, timeout=grace_s))
+                stuck = sorted(t.get_name() for t in left if not t.done())
+                if stuck:
+                    _app_log.error("exit: abandoning tasks that ignore cancellation: %s", stuck)
+            loop.run_until_complete(
+                asyncio.wait([loop.create_task(loop.shutdown_asyncgens())], timeout=grace_s)
+            )
+        finally:
+            loop.close()

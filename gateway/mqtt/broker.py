@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from gateway.errors import GatewayError
-from gateway.mqtt.publisher import probe_broker
+from gateway.mqtt.session import probe_broker
 
 __all__ = ["BrokerInfo", "LocalBroker", "find_mosquitto", "free_port", "mosquitto_conf"]
 

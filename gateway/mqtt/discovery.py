@@ -5,11 +5,17 @@ Every entity reads the gateway's own ``state``, ``cells`` and ``alarms`` topics 
 gateway's ``availability`` topic. Configs are retained; removing an entity is an empty retained
 payload on its config topic. A ``null`` in our payloads renders as ``None``, which Home Assistant
 shows as *unknown*, never as zero.
+
+The configs are built without I/O; ``HaDiscovery`` remembers what the broker has and sends them
+through the publisher's ``publish`` callable, in batches.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -17,12 +23,20 @@ from gateway import __version__
 from gateway.mqtt.topics import Topics
 
 __all__ = [
+    "DISCOVERY_BATCH",
     "DiscoveryMessage",
     "HaDevice",
+    "HaDiscovery",
     "HaEntityConfig",
     "discovery_messages",
     "removal_messages",
 ]
+
+DISCOVERY_BATCH = 200
+"""QoS 1 discovery configs in flight at once (1500+ for a 512-cell pack)."""
+
+Publish = Callable[[str, str], Coroutine[Any, Any, None]]
+"""``publish(topic, payload)``: send one retained QoS 1 message."""
 
 
 class HaDevice(BaseModel):
@@ -290,3 +304,47 @@ def removal_messages(
         DiscoveryMessage(topics.discovery(s.component, s.object_id), "")
         for s in _specs(cell_count, sensor_count, per_cell, health)
     ]
+
+
+class HaDiscovery:
+    """What the broker has of our discovery configs; sends them when they are missing.
+
+    The configs go out once per connection and again when the pack's shape (cell and sensor
+    counts) changes or Home Assistant announces itself (``forget``). With discovery off the
+    same entities are removed instead.
+
+    Args:
+        topics: the gateway's topics.
+        enabled: ``mqtt.discovery`` (``False``: send removals).
+        per_cell: ``mqtt.discovery_cells``.
+        health: the health history runs (its sensors too).
+    """
+
+    def __init__(self, topics: Topics, *, enabled: bool, per_cell: bool, health: bool) -> None:
+        self.topics = topics
+        self.enabled = enabled
+        self.per_cell = per_cell
+        self.health = health
+        self._sent: tuple[int, int] | None = None
+
+    def forget(self) -> None:
+        """The broker may not have the configs (a new connection, Home Assistant's birth)."""
+        self._sent = None
+
+    async def send(self, publish: Publish, cell_count: int, sensor_count: int) -> int | None:
+        """Send the configs (or removals) unless the broker has them for this shape.
+
+        Returns:
+            How many messages were sent, or ``None`` when nothing was due.
+        """
+        counts = (cell_count, sensor_count)
+        if self._sent == counts:
+            return None
+        build = discovery_messages if self.enabled else removal_messages
+        msgs = build(self.topics, *counts, per_cell=self.per_cell, health=self.health)
+        for i in range(0, len(msgs), DISCOVERY_BATCH):
+            async with asyncio.TaskGroup() as tg:
+                for m in msgs[i : i + DISCOVERY_BATCH]:
+                    tg.create_task(publish(m.topic, m.payload))
+        self._sent = counts
+        return len(msgs)

@@ -8,20 +8,14 @@ trend not known yet (too few days) is ``null``. Rates are per day; see
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from gateway.core.health import HealthReport, Slope
+from gateway.mqtt.payloads.common import rounded as _r
 
 __all__ = ["HealthPayload", "HealthWarningItem", "health_payload"]
-
-
-def _r(x: float | None, ndigits: int) -> float | None:
-    if x is None or not math.isfinite(x):
-        return None
-    return round(x, ndigits)
 
 
 def _date(day: int | None) -> str | None:

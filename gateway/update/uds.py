@@ -178,9 +178,27 @@ class UdsFlasher:
                 the transfer; the message says which step.
         """
         t0 = time.perf_counter()
-        c = self.client
         # A late answer from before an interruption must not be taken for this one's.
         self._conn.empty_rxqueue()
+        start = self._prepare(len(image), resume)
+        block = self._request_download(start, len(image))
+        blocks = self._transfer(image, start, block, on_progress)
+        version = self._finish(image, reset_wait_s)
+        return FlashResult(
+            version=version,
+            bytes_sent=len(image) - start,
+            resumed_from=start,
+            blocks=blocks,
+            seconds=time.perf_counter() - t0,
+        )
+
+    def _prepare(self, size: int, resume: bool) -> int:
+        """Programming session, SecurityAccess, then erase (or, resuming, the staged bytes).
+
+        Returns:
+            The byte offset the transfer starts at (0 after an erase).
+        """
+        c = self.client
         with self._step("enter the programming session"):
             c.change_session(udsoncan.services.DiagnosticSessionControl.Session.programmingSession)
         with self._step("unlock SecurityAccess"):
@@ -190,21 +208,35 @@ class UdsFlasher:
             with self._step("read the staged byte count"):
                 staged = int(self._read(DID_STAGED_BYTES))
             # Resume at a block boundary the BMS acknowledged; never past the image.
-            start = min(staged, len(image))
+            start = min(staged, size)
         if start == 0:
             with self._step("erase the spare slot"):
                 c.start_routine(ROUTINE_ERASE)
+        return start
+
+    def _request_download(self, start: int, size: int) -> int:
+        """RequestDownload from byte ``start``; the data bytes per TransferData block."""
         with self._step("RequestDownload"):
-            loc = udsoncan.MemoryLocation(start, len(image) - start, 32, 32)
-            resp = c.request_download(loc)
+            loc = udsoncan.MemoryLocation(start, size - start, 32, 32)
+            resp = self.client.request_download(loc)
             assert resp is not None
             max_len = int(resp.service_data.max_length)
-        block = max(1, min(max_len, 4095) - 2)
+        return max(1, min(max_len, 4095) - 2)
+
+    def _transfer(
+        self, image: bytes, start: int, block: int, on_progress: Callable[[int], None] | None
+    ) -> int:
+        """TransferData from ``start`` to the end in ``block``-byte blocks; the block count.
+
+        Raises:
+            FlashInterrupted: no answer to a block (the offset says where to resume).
+            UpdateError: a block refused.
+        """
         offset, seq, blocks = start, 1, 0
         while offset < len(image):
             chunk = image[offset : offset + block]
             try:
-                c.transfer_data(seq, chunk)
+                self.client.transfer_data(seq, chunk)
             except (uds_errors.TimeoutException, isotp.IsoTpError) as e:
                 raise FlashInterrupted(
                     f"transfer interrupted at {offset}/{len(image)} bytes ({e}); the BMS stays "
@@ -218,6 +250,15 @@ class UdsFlasher:
             blocks += 1
             if on_progress is not None:
                 on_progress(offset)
+        return blocks
+
+    def _finish(self, image: bytes, reset_wait_s: float) -> str:
+        """RequestTransferExit, the BMS's check routine, ECUReset; the version after the reset.
+
+        Raises:
+            UpdateError: the check routine rejected the image (the BMS keeps its old slot).
+        """
+        c = self.client
         with self._step("RequestTransferExit"):
             c.request_transfer_exit()
         with self._step("run the check routine"):
@@ -234,14 +275,7 @@ class UdsFlasher:
                 "it keeps running the old slot"
             )
         with self._step("read the version after the reset"):
-            version = str(self._read(DID_SW_VERSION))
-        return FlashResult(
-            version=version,
-            bytes_sent=len(image) - start,
-            resumed_from=start,
-            blocks=blocks,
-            seconds=time.perf_counter() - t0,
-        )
+            return str(self._read(DID_SW_VERSION))
 
     def _translated(self, step: str) -> _Translate:
         return _Translate(step)
