@@ -109,6 +109,55 @@ async def _sleep(wait_s: float, stop: asyncio.Event | None) -> None:
             await stop.wait()
 
 
+class _Stepper:
+    """Steps the pack in ``step_s`` and exchanges its frames; simulated time is counted in steps
+    (``sim0 + steps * step_s``: no drift from float sums)."""
+
+    def __init__(
+        self,
+        sim: PackSim,
+        em: PackFrameEmitter,
+        io: _BusIo,
+        step_s: float,
+        current_source: Callable[[float], float],
+        stop: asyncio.Event | None,
+        duration_s: float | None,
+    ) -> None:
+        self._sim, self._em, self._io = sim, em, io
+        self.step_s = step_s
+        self._current_source = current_source
+        self._stop = stop
+        self._duration_s = duration_s
+        self.steps = 0
+
+    def done(self) -> bool:
+        """Whether ``stop`` is set or ``duration_s`` has been simulated."""
+        if self._stop is not None and self._stop.is_set():
+            return True
+        d = self._duration_s
+        return d is not None and self.steps * self.step_s >= d - 1e-9
+
+    def target_steps(self, elapsed_wall_s: float, speed: float) -> float:
+        """The steps due after ``elapsed_wall_s`` at ``speed`` (capped by ``duration_s``)."""
+        target = math.inf if math.isinf(speed) else elapsed_wall_s * speed / self.step_s
+        if self._duration_s is not None:
+            target = min(target, round(self._duration_s / self.step_s))
+        return target
+
+    def batch(self, target_steps: float, max_steps: int) -> int:
+        """Step towards ``target_steps``, at most ``max_steps``; the steps done."""
+        sim, em, io = self._sim, self._em, self._io
+        done = 0
+        while self.steps + 1 <= target_steps + 1e-9 and done < max_steps and not self.done():
+            sim.step(self.step_s, self._current_source(sim.t_s))
+            self.steps += 1
+            done += 1
+            io.send(em.frames_due(sim.t_s))
+            io.commands()
+        io.commands()
+        return done
+
+
 async def run_sim_on_bus(
     bus: can.BusABC,
     sim: PackSim,
@@ -160,32 +209,15 @@ async def run_sim_on_bus(
     wall0 = loop.time()
     perf0 = time.perf_counter()
     sim0 = sim.t_s
-    steps = 0  # simulated time is sim0 + steps * step_s: no drift from float sums
     io = _BusIo(bus, em, lambda: loop.time() if command_clock == "wall" else sim.t_s)
-
-    def done() -> bool:
-        if stop is not None and stop.is_set():
-            return True
-        return duration_s is not None and steps * step_s >= duration_s - 1e-9
-
-    while not done():
-        elapsed_wall = loop.time() - wall0
-        target_steps = math.inf if math.isinf(speed) else elapsed_wall * speed / step_s
-        if duration_s is not None:
-            target_steps = min(target_steps, round(duration_s / step_s))
-        batch = 0
-        while steps + 1 <= target_steps + 1e-9 and batch < max_steps_per_tick and not done():
-            sim.step(step_s, current_source(sim.t_s))
-            steps += 1
-            batch += 1
-            io.send(em.frames_due(sim.t_s))
-            io.commands()
-        io.commands()
+    run = _Stepper(sim, em, io, step_s, current_source, stop, duration_s)
+    while not run.done():
+        batch = run.batch(run.target_steps(loop.time() - wall0, speed), max_steps_per_tick)
         if batch >= max_steps_per_tick or math.isinf(speed):
             await asyncio.sleep(0)  # behind or unthrottled: let others run, then go on
             continue
         # Sleep until the next step is due, waking early when stop is set.
-        await _sleep(max(0.0, (steps + 1) * step_s / speed - (loop.time() - wall0)), stop)
+        await _sleep(max(0.0, (run.steps + 1) * step_s / speed - (loop.time() - wall0)), stop)
     return RunSummary(
         sim_s=sim.t_s - sim0,
         wall_s=time.perf_counter() - perf0,
