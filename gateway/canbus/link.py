@@ -2,23 +2,23 @@
 
 Frames are received on the event loop: an interface with a file descriptor (SocketCAN) is watched
 with ``loop.add_reader``; others (``virtual``, USB adapters) are read by one helper thread that
-hands batches to the loop. Each frame is decoded at once and passed to ``on_frame`` with its
-receive time: the interface's timestamp mapped onto the monotonic clock and clamped to now
-(``canbus.rxtime``); with an injected clock (tests, the accelerated demo) the clock's time at
-dequeue. A frame whose timestamp cannot be real is counted (``time``) and not decoded. The link
-never reads or writes the pack state itself.
+hands batches to the loop (``canbus.reader``). Each frame is decoded at once and passed to
+``on_frame`` with its receive time: the interface's timestamp mapped onto the monotonic clock and
+clamped to now (``canbus.rxtime``); with an injected clock (tests, the accelerated demo) the
+clock's time at dequeue. A frame whose timestamp cannot be real is counted (``time``) and not
+decoded. The link never reads or writes the pack state itself.
 
 python-can's ``Notifier`` is not used because, in its event-loop mode, a failing file-descriptor
 reader never reaches the listeners' ``on_error`` and a failing reader thread re-raises after
 reporting; the link needs every interface failure as one event it can reconnect on.
+
+``heartbeat_signals`` (``canbus.heartbeat``) is re-exported here, where its callers import it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -30,8 +30,10 @@ import can
 from gateway.backoff import Jitter, backoff_s
 from gateway.canbus.config import CanConfig
 from gateway.canbus.decode import Decoder, FrameDecodeError, OutFrame, load_decoder
+from gateway.canbus.heartbeat import heartbeat_signals
+from gateway.canbus.reader import start_reader
 from gateway.canbus.rxtime import RxClock
-from gateway.core.model import ControlOutput, Reading
+from gateway.core.model import Reading
 from gateway.errors import CanLinkError, ConfigError
 
 __all__ = ["BusFactory", "CanLink", "FrameCallback", "LinkStats", "heartbeat_signals"]
@@ -46,22 +48,6 @@ BusFactory = Callable[[CanConfig], can.BusABC]
 
 _CAN_ERR_BUSOFF = 0x40  # linux/can/error.h: the controller went bus-off
 _MAX_PENDING = 20_000  # frames waiting for the loop; beyond this the loop is stalled: drop
-_MAX_DRAIN = 512  # frames read per wake-up, so a flood cannot starve the loop
-
-
-_MODE_CODE = {"starting": 0, "normal": 1, "fault": 2, "stale": 3}
-
-
-def heartbeat_signals(out: ControlOutput, counter: int) -> dict[str, float]:
-    """The ``GW_Heartbeat`` signals (bms.dbc) for the step ``out``; ``counter`` is 0..255."""
-    return {
-        "Counter": counter,
-        "Mode": _MODE_CODE.get(out.mode, 2),
-        "WorstSeverity": int(out.alarms.worst),
-        "ChargeLimit": min(out.limits.ccl_a.value, 6553.5),
-        "DischargeLimit": min(out.limits.dcl_a.value, 6553.5),
-        "BalancingCells": sum(out.balancing.bleed),
-    }
 
 
 @dataclass(slots=True)
@@ -263,63 +249,13 @@ class CanLink:
         if self._wake is not None:
             self._wake.set()
 
-    def _start_reader(self, bus: can.BusABC, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
-        """Start feeding ``_deliver``/``_fail``; returns the function that stops it."""
-        fd = -1
-        with contextlib.suppress(NotImplementedError):
-            fd = bus.fileno()
-        if fd >= 0:
-
-            def readable() -> None:
-                batch: list[can.Message] = []
-                try:
-                    while len(batch) < _MAX_DRAIN and (msg := bus.recv(0.0)) is not None:
-                        batch.append(msg)
-                except (can.CanError, OSError) as e:
-                    loop.remove_reader(fd)
-                    self._fail(e)
-                self._deliver(batch)
-
-            loop.add_reader(fd, readable)
-
-            def stop_fd() -> None:
-                loop.remove_reader(fd)
-
-            return stop_fd
-
-        stop = threading.Event()
-
-        def pump() -> None:
-            while not stop.is_set():
-                try:
-                    msg = bus.recv(0.05)
-                    if msg is None:
-                        continue
-                    batch = [msg]
-                    while len(batch) < _MAX_DRAIN and (more := bus.recv(0.0)) is not None:
-                        batch.append(more)
-                except (can.CanError, OSError, ValueError) as e:
-                    if not stop.is_set():
-                        loop.call_soon_threadsafe(self._fail, e)
-                    return
-                loop.call_soon_threadsafe(self._deliver, batch)
-
-        thread = threading.Thread(target=pump, name=f"gateway.can.rx {self.name}", daemon=True)
-        thread.start()
-
-        def stop_thread() -> None:
-            stop.set()
-            thread.join(1.0)
-
-        return stop_thread
-
     async def _receive(self, bus: can.BusABC) -> None:
         """Process frames until the interface fails; then raise CanLinkError."""
         loop = asyncio.get_running_loop()
         wake = self._wake = asyncio.Event()
         self._failure = None
         self._pending.clear()
-        stop_reader = self._start_reader(bus, loop)
+        stop_reader = start_reader(bus, loop, self._deliver, self._fail, self.name)
         try:
             while True:
                 await wake.wait()

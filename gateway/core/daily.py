@@ -22,6 +22,7 @@ from pydantic import Field
 from gateway.core.cells import cell_sum_v
 from gateway.core.config import Section
 from gateway.core.model import ControlOutput
+from gateway.core.trends import median
 
 __all__ = ["CellDay", "DailyConfig", "DayAccumulator", "DayRecord", "PackDay"]
 
@@ -115,14 +116,6 @@ def _nanmax(a: float, b: float | None) -> float:
     if b is None or not math.isfinite(b):
         return a
     return b if not a >= b else a
-
-
-def _median(xs: Sequence[float]) -> float:
-    s = sorted(x for x in xs if math.isfinite(x))
-    if not s:
-        return _NAN
-    m = len(s) // 2
-    return s[m] if len(s) % 2 else 0.5 * (s[m - 1] + s[m])
 
 
 class DayAccumulator:
@@ -320,9 +313,9 @@ class DayAccumulator:
         if any(v is None for v in volts) or out.soc is None:
             return
         vs = [float(v) for v in volts if v is not None]
-        med_v = _median(vs)
+        med_v = median(vs)
         socs = [c.soc_pct for c in out.soc.cells]
-        med_soc = _median(socs)
+        med_soc = median(socs)
         self._rest_dv = [1000.0 * (v - med_v) for v in vs]
         self._rest_dsoc = [s - med_soc for s in socs]
         self._pack = replace(p, rest_s=length, rest_soc_pct=out.soc.soc_mean_pct)

@@ -25,8 +25,8 @@ offset and gain, the weather, the day's profile) cancels, and what is left is th
   against the median is reported beside it as independent evidence.
 
 Slopes are ordinary least squares with the textbook standard error
-``sqrt(SSR / (n - 2) / Sxx)`` (e.g. Montgomery & Runger, *Applied Statistics and Probability for
-Engineers*, ch. 11). Day-to-day values of a filtered estimate are correlated, so that error is
+``sqrt(SSR / (n - 2) / Sxx)`` (``gateway.core.trends``, where ``Slope`` and ``fit_slope`` live;
+re-exported here). Day-to-day values of a filtered estimate are correlated, so that error is
 optimistic; a warning therefore needs both a slope beyond a threshold *and* ``min_z`` standard
 errors, over at least ``min_days`` days (``ageing_min_days`` for fade and resistance growth).
 """
@@ -42,6 +42,7 @@ from pydantic import Field
 
 from gateway.core.daily import DailyConfig, DayRecord
 from gateway.core.model import Alarm, Severity
+from gateway.core.trends import Slope, days_to, fit_slope, median, negated, scaled
 
 __all__ = [
     "CellHealth",
@@ -104,22 +105,6 @@ class HealthCode(StrEnum):
     CELL_SELF_DISCHARGE = "cell_self_discharge"
     CELL_CAPACITY_FADE = "cell_capacity_fade"
     CELL_RESISTANCE_GROWTH = "cell_resistance_growth"
-
-
-@dataclass(frozen=True, slots=True)
-class Slope:
-    """A least-squares slope per day, its standard error and the days of data behind it."""
-
-    per_day: float
-    sigma: float
-    days: int
-
-    @property
-    def z(self) -> float:
-        """Slope over its standard error (``inf`` for an exact fit with a slope)."""
-        if self.sigma > 0.0:
-            return self.per_day / self.sigma
-        return math.copysign(math.inf, self.per_day) if self.per_day else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,55 +189,6 @@ class HealthReport:
     days_to_capacity_limit: float | None
 
 
-def fit_slope(xs: Sequence[float], ys: Sequence[float]) -> Slope | None:
-    """Ordinary least-squares slope of ``ys`` over ``xs``, skipping non-finite ``ys``.
-
-    Returns ``None`` with fewer than three points or no spread in ``xs``.
-    """
-    pts = [(float(x), float(y)) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
-    n = len(pts)
-    if n < 3:
-        return None
-    mx = math.fsum(x for x, _ in pts) / n
-    my = math.fsum(y for _, y in pts) / n
-    sxx = math.fsum((x - mx) ** 2 for x, _ in pts)
-    if sxx <= 0.0:
-        return None
-    sxy = math.fsum((x - mx) * (y - my) for x, y in pts)
-    b = sxy / sxx
-    a = my - b * mx
-    ssr = math.fsum((y - a - b * x) ** 2 for x, y in pts)
-    return Slope(b, math.sqrt(ssr / (n - 2) / sxx), n)
-
-
-def _median(xs: Sequence[float]) -> float:
-    s = sorted(x for x in xs if math.isfinite(x))
-    if not s:
-        return _NAN
-    m = len(s) // 2
-    return s[m] if len(s) % 2 else 0.5 * (s[m - 1] + s[m])
-
-
-def _neg(s: Slope | None) -> Slope | None:
-    return None if s is None else Slope(-s.per_day, s.sigma, s.days)
-
-
-def _scaled(s: Slope | None, f: float) -> Slope | None:
-    return None if s is None or not math.isfinite(f) else Slope(s.per_day * f, s.sigma * f, s.days)
-
-
-def _days_to(now: float, slope: Slope | None, limit: float, *, falling: bool) -> float | None:
-    """Days until ``now`` reaches ``limit`` at ``slope``: a lower limit when ``falling``, an
-    upper one otherwise. 0 when already there; ``None`` when not moving towards it."""
-    if slope is None or not math.isfinite(now):
-        return None
-    if (now <= limit) if falling else (now >= limit):
-        return 0.0
-    if (slope.per_day < 0.0) if falling else (slope.per_day > 0.0):
-        return (limit - now) / slope.per_day
-    return None
-
-
 def analyse(
     history: Sequence[DayRecord],
     config: HealthConfig,
@@ -300,7 +236,7 @@ def analyse(
     spread_trend = fit_slope(days, spread)
     latest_spread = next((s for s in reversed(spread) if math.isfinite(s)), None)
     to_spread = (
-        _days_to(latest_spread, spread_trend, config.spread_limit_pct, falling=False)
+        days_to(latest_spread, spread_trend, config.spread_limit_pct, falling=False)
         if latest_spread is not None
         else None
     )
@@ -348,15 +284,15 @@ class _Series:
                 ]
                 # Against the median of the cells known well enough, when that is most of them.
                 known = sum(1 for q in caps if math.isfinite(q))
-                med_cap = _median(caps) if 2 * known > n else _NAN
+                med_cap = median(caps) if 2 * known > n else _NAN
                 self.cap_rel.append([100.0 * (q - med_cap) / q_nom for q in caps])
                 self.cap_abs.append([100.0 * q / q_nom for q in caps])
                 r0 = [c.r0_mohm for c in r.cells]
-                med_r0 = _median(r0)
+                med_r0 = median(r0)
                 self.r0_rel.append([100.0 * (x / med_r0 - 1.0) if med_r0 > 0 else _NAN for x in r0])
             bled = [c.bled_ah for c in r.cells]
             moved = [c.moved_ah for c in r.cells]
-            mb, mm = _median(bled), _median(moved)
+            mb, mm = median(bled), median(moved)
             cum = [s - (b - mb) + (m - mm) for s, b, m in zip(cum, bled, moved, strict=True)]
             q_rel = [
                 c.rest_dsoc_pct / 100.0 * (c.capacity_ah if math.isfinite(c.capacity_ah) else q_nom)
@@ -380,18 +316,18 @@ def _cell(k: int, s: _Series, days: list[float], cfg: HealthConfig, q_nom: float
     def col(rows: list[list[float]]) -> list[float]:
         return [row[k] for row in rows]
 
-    fade = _neg(fit_slope(days, col(s.cap_rel)))
+    fade = negated(fit_slope(days, col(s.cap_rel)))
     trend = fit_slope(days, col(s.cap_abs))
     growth = fit_slope(days, col(s.r0_rel))
     latest = s.latest
     assert latest is not None
     cap = latest.cells[k].capacity_ah
     leak_ah = fit_slope(days, col(s.leak_y))
-    leak = _scaled(leak_ah, 100.0 / (cap if math.isfinite(cap) and cap > 0 else q_nom))
+    leak = scaled(leak_ah, 100.0 / (cap if math.isfinite(cap) and cap > 0 else q_nom))
     drift = fit_slope(days, col(s.rest_dv))
     to_limit = None
     if trend is not None:
-        to_limit = _days_to(s.latest_cap[k], trend, cfg.capacity_limit_pct, falling=True)
+        to_limit = days_to(s.latest_cap[k], trend, cfg.capacity_limit_pct, falling=True)
     weakness = 0.0
     for slope, threshold in (
         (fade, cfg.capacity_fade_pct_per_day),

@@ -12,6 +12,9 @@ value is asked for. It is deterministic for a seed; measurement noise comes from
 random stream, so reading sensed values never changes the simulated physics.
 
 Sign convention: positive current charges the pack (as on the CAN bus).
+
+The pack's parameters and the drawn cells are ``gateway.sim.cells`` (re-exported here), the
+measurement model ``gateway.sim.sensors``.
 """
 
 from __future__ import annotations
@@ -19,172 +22,19 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.core.chemistry import Chemistry, get_chemistry
-from gateway.core.model import Reading, Role
+from gateway.core.model import Reading
+from gateway.sim.cells import CellFault, CellParams, PackSimConfig, draw_cells
+from gateway.sim.sensors import Sensors
+from gateway.sim.sensors import readings as sensor_readings
 
 __all__ = ["CellFault", "CellParams", "CellState", "PackSim", "PackSimConfig"]
 
 _BLEED_REFRESH_S = 5.0
 _AGEING_STEP_S = 3600.0  # capacity and resistance move this often (ageing is slow)
 _DAY_S = 86400.0
-
-
-@dataclass(frozen=True, slots=True)
-class CellFault:
-    """One cell that ages or leaks unlike the rest (health benches and tests).
-
-    Each rate left ``None`` keeps the pack's value for that cell.
-
-    Attributes:
-        cell: 0-based cell index.
-        self_discharge_pct_per_day: Leak through a soft internal short, percent of the cell's
-            capacity per day (replaces the drawn self-discharge).
-        capacity_fade_pct_per_day: Capacity lost per day, percent of the initial capacity.
-        resistance_growth_pct_per_day: R0 and R1 growth per day, percent of the initial values.
-    """
-
-    cell: int
-    self_discharge_pct_per_day: float | None = None
-    capacity_fade_pct_per_day: float | None = None
-    resistance_growth_pct_per_day: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PackSimConfig:
-    """Parameters of a simulated pack. Spreads are one standard deviation of a normal draw.
-
-    Attributes:
-        cells: Number of series cells (1..512, the limit of ``dbc/bms.dbc``).
-        chemistry: ``lfp`` or ``nmc`` (OCV table and nominal resistances).
-        capacity_ah: Mean cell capacity.
-        capacity_spread_pct: Capacity spread, percent of the mean.
-        resistance_spread_pct: Spread of R0 and R1 (one factor per cell), percent.
-        self_discharge_pct_per_day: Mean self-discharge, percent of capacity per day.
-        self_discharge_spread_pct_per_day: Its spread (absolute, clipped at 0).
-        initial_soc_pct: Mean initial SoC.
-        initial_soc_spread_pct: Initial SoC spread (absolute percent points).
-        ambient_c: Ambient temperature.
-        initial_temp_c: Initial pack temperature (``None``: ambient).
-        heat_capacity_j_per_k_ah: Heat capacity per cell per Ah of capacity (a 100 Ah LFP cell
-            weighs about 2 kg at about 1.1 kJ/(kg K): 22 J/K per Ah).
-        thermal_time_constant_s: Time constant of the pack's heat loss to ambient.
-        resistance_follows_temperature: Scale R0 and R1 with the chemistry's resistance-against-
-            temperature table (``Chemistry.r_temp_factor``; ~1.8x at 0 degC for LFP); ``False``
-            keeps the 25 degC values.
-        bleed_resistance_ohm: Balancing resistor across a cell (33 ohm ~ 0.1 A at 3.3 V).
-        temp_sensors: Number of temperature sensors, 0..256 (``None``: one per 4 cells, as the
-            gateway's default of 4 sensors for 16 cells).
-        temp_sensor_spread_c: Fixed per-sensor offset spread (gradients inside the pack).
-        voltage_offset_spread_mv: Fixed per-cell measurement offset spread of the cell monitor.
-        voltage_noise_mv: Measurement noise on sensed cell voltages (1 sigma).
-        current_offset_a: Fixed offset of the current sensor.
-        current_noise_a: Measurement noise on the sensed current (1 sigma).
-        temp_noise_c: Measurement noise on sensed temperatures (1 sigma).
-        capacity_fade_pct_per_day: Capacity every cell loses per day (linear ageing), percent of
-            its initial capacity; applied every simulated hour. The SoC in percent is kept, so
-            the charge a cell holds shrinks with it (loss of active material).
-        resistance_growth_pct_per_day: Growth of every cell's R0 and R1 per day, percent of the
-            initial values (linear; applied every simulated hour).
-        faults: Cells that leak or age unlike the rest (``CellFault``).
-    """
-
-    cells: int = 16
-    chemistry: str = "lfp"
-    capacity_ah: float = 100.0
-    capacity_spread_pct: float = 1.5
-    resistance_spread_pct: float = 5.0
-    self_discharge_pct_per_day: float = 0.05
-    self_discharge_spread_pct_per_day: float = 0.02
-    initial_soc_pct: float = 50.0
-    initial_soc_spread_pct: float = 2.0
-    ambient_c: float = 25.0
-    initial_temp_c: float | None = None
-    heat_capacity_j_per_k_ah: float = 22.0
-    thermal_time_constant_s: float = 3 * 3600.0
-    resistance_follows_temperature: bool = True
-    bleed_resistance_ohm: float = 33.0
-    temp_sensors: int | None = None
-    temp_sensor_spread_c: float = 0.3
-    voltage_offset_spread_mv: float = 0.0
-    voltage_noise_mv: float = 0.0
-    current_offset_a: float = 0.0
-    current_noise_a: float = 0.0
-    temp_noise_c: float = 0.0
-    capacity_fade_pct_per_day: float = 0.0
-    resistance_growth_pct_per_day: float = 0.0
-    faults: tuple[CellFault, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.cells <= 512:
-            raise ValueError(f"cells (={self.cells}) must be within 1..512")
-        get_chemistry(self.chemistry)  # raises ValueError naming the bad chemistry
-        positive = {
-            "capacity_ah": self.capacity_ah,
-            "heat_capacity_j_per_k_ah": self.heat_capacity_j_per_k_ah,
-            "thermal_time_constant_s": self.thermal_time_constant_s,
-            "bleed_resistance_ohm": self.bleed_resistance_ohm,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"{name} (={value}) must be positive")
-        non_negative = {
-            "capacity_spread_pct": self.capacity_spread_pct,
-            "resistance_spread_pct": self.resistance_spread_pct,
-            "self_discharge_pct_per_day": self.self_discharge_pct_per_day,
-            "self_discharge_spread_pct_per_day": self.self_discharge_spread_pct_per_day,
-            "initial_soc_spread_pct": self.initial_soc_spread_pct,
-            "temp_sensor_spread_c": self.temp_sensor_spread_c,
-            "voltage_offset_spread_mv": self.voltage_offset_spread_mv,
-            "voltage_noise_mv": self.voltage_noise_mv,
-            "current_noise_a": self.current_noise_a,
-            "temp_noise_c": self.temp_noise_c,
-            "capacity_fade_pct_per_day": self.capacity_fade_pct_per_day,
-            "resistance_growth_pct_per_day": self.resistance_growth_pct_per_day,
-        }
-        for name, value in non_negative.items():
-            if not value >= 0:
-                raise ValueError(f"{name} (={value}) must not be negative")
-        if not 0.0 <= self.initial_soc_pct <= 100.0:
-            raise ValueError(f"initial_soc_pct (={self.initial_soc_pct}) must be within 0..100")
-        if self.temp_sensors is not None and not 0 <= self.temp_sensors <= 256:
-            raise ValueError(f"temp_sensors (={self.temp_sensors}) must be within 0..256")
-        seen: set[int] = set()
-        for f in self.faults:
-            if not 0 <= f.cell < self.cells:
-                raise ValueError(f"fault cell (={f.cell}) must be within 0..{self.cells - 1}")
-            if f.cell in seen:
-                raise ValueError(f"fault cell (={f.cell}) is given twice")
-            seen.add(f.cell)
-            for name in (
-                "self_discharge_pct_per_day",
-                "capacity_fade_pct_per_day",
-                "resistance_growth_pct_per_day",
-            ):
-                value = getattr(f, name)
-                if value is not None and not (math.isfinite(value) and value >= 0):
-                    raise ValueError(f"fault {f.cell} {name} (={value}) must be >= 0")
-
-    @property
-    def temp_sensor_count(self) -> int:
-        """Number of temperature sensors after the default is applied."""
-        if self.temp_sensors is not None:
-            return self.temp_sensors
-        return min(256, math.ceil(self.cells / 4))
-
-
-@dataclass(frozen=True, slots=True)
-class CellParams:
-    """Fixed parameters of one simulated cell (at 25 degC)."""
-
-    index: int
-    capacity_ah: float
-    r0_ohm: float
-    r1_ohm: float
-    tau1_s: float
-    self_discharge_a: float
-    voltage_offset_v: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,14 +52,6 @@ class CellState:
     bleed_charge_ah: float
 
 
-@dataclass(slots=True)
-class _Noise:
-    """Measurement noise stream, apart from the physics so reading values changes nothing."""
-
-    rng: random.Random
-    sensor_offsets_c: list[float] = field(default_factory=list)
-
-
 class PackSim:
     """N series cells driven by one pack current; see the module docstring.
 
@@ -222,38 +64,17 @@ class PackSim:
         self.config = cfg = config if config is not None else PackSimConfig()
         self.seed = seed
         self.chemistry: Chemistry = get_chemistry(cfg.chemistry)
-        chem = self.chemistry
-        rng = random.Random(seed)
+        params, socs = draw_cells(cfg, self.chemistry, random.Random(seed))
+        self.params: tuple[CellParams, ...] = params
+        self._init_ageing()
+        self._sensors = Sensors(cfg, params, seed)
+        self._init_state(socs)
+
+    def _init_ageing(self) -> None:
+        """Ageing: linear in time from the drawn values, per cell (faults override the pack
+        rate)."""
+        cfg = self.config
         n = cfg.cells
-        faults = {f.cell: f for f in cfg.faults}
-        params: list[CellParams] = []
-        socs: list[float] = []
-        for i in range(n):
-            cap = cfg.capacity_ah * max(0.5, 1.0 + rng.gauss(0.0, cfg.capacity_spread_pct / 100))
-            r_factor = max(0.3, 1.0 + rng.gauss(0.0, cfg.resistance_spread_pct / 100))
-            sd_pct = max(
-                0.0,
-                rng.gauss(cfg.self_discharge_pct_per_day, cfg.self_discharge_spread_pct_per_day),
-            )
-            soc = min(100.0, max(0.0, rng.gauss(cfg.initial_soc_pct, cfg.initial_soc_spread_pct)))
-            fault = faults.get(i)
-            if fault is not None and fault.self_discharge_pct_per_day is not None:
-                sd_pct = fault.self_discharge_pct_per_day
-            offset_v = rng.gauss(0.0, cfg.voltage_offset_spread_mv) / 1000.0
-            params.append(
-                CellParams(
-                    index=i,
-                    capacity_ah=cap,
-                    r0_ohm=chem.r0_ohm(cap) * r_factor,
-                    r1_ohm=chem.r1_ohm(cap) * r_factor,
-                    tau1_s=chem.tau1_s,
-                    self_discharge_a=sd_pct / 100.0 * cap / 24.0,
-                    voltage_offset_v=offset_v,
-                )
-            )
-            socs.append(soc)
-        self.params: tuple[CellParams, ...] = tuple(params)
-        # Ageing: linear in time from the drawn values, per cell (faults override the pack rate).
         self._fade_per_day = [cfg.capacity_fade_pct_per_day / 100.0] * n
         self._growth_per_day = [cfg.resistance_growth_pct_per_day / 100.0] * n
         for f in cfg.faults:
@@ -263,13 +84,13 @@ class PackSim:
                 self._growth_per_day[f.cell] = f.resistance_growth_pct_per_day / 100.0
         self._ageing = any(self._fade_per_day) or any(self._growth_per_day)
         self._next_ageing_s = _AGEING_STEP_S
-        self._cap = [p.capacity_ah for p in params]
-        noise = _Noise(random.Random(seed ^ 0x5EED5EED))
-        noise.sensor_offsets_c = [
-            noise.rng.gauss(0.0, cfg.temp_sensor_spread_c) for _ in range(cfg.temp_sensor_count)
-        ]
-        self._noise = noise
+        self._cap = [p.capacity_ah for p in self.params]
 
+    def _init_state(self, socs: list[float]) -> None:
+        """The state at t = 0: ``socs``, RC branches at rest, no bleeding, the initial
+        temperature; and the per-cell lists the step works on."""
+        cfg, params = self.config, self.params
+        n = cfg.cells
         # Flat lists of the state: list comprehensions over them are the fast path.
         self._soc = socs
         self._v1 = [0.0] * n
@@ -282,7 +103,7 @@ class PackSim:
         self._r1 = [p.r1_ohm for p in params]
         self._g1 = [1.0 / r for r in self._r1]
         self._sum_r0 = math.fsum(self._r0)
-        self._tau1_s = chem.tau1_s
+        self._tau1_s = self.chemistry.tau1_s
         self._decay_cache: tuple[float, float] = (-1.0, 0.0)
         self._heat_cap_j_per_k = cfg.heat_capacity_j_per_k_ah * math.fsum(
             p.capacity_ah for p in params
@@ -489,12 +310,7 @@ class PackSim:
 
     def sensed_cell_voltages_v(self) -> list[float]:
         """Cell voltages as the cell monitor reports them (offset + noise from the config)."""
-        sigma = self.config.voltage_noise_mv / 1000.0
-        gauss = self._noise.rng.gauss
-        return [
-            v + p.voltage_offset_v + (gauss(0.0, sigma) if sigma else 0.0)
-            for v, p in zip(self._volts(), self.params, strict=True)
-        ]
+        return self._sensors.cell_voltages_v(self._volts())
 
     def sensed_pack_voltage_v(self) -> float:
         """Pack voltage as the pack voltage sensor reports it (no offset or noise modelled)."""
@@ -502,18 +318,11 @@ class PackSim:
 
     def sensed_current_a(self) -> float:
         """Pack current as the shunt reports it (offset + noise from the config)."""
-        cfg = self.config
-        noise = self._noise.rng.gauss(0.0, cfg.current_noise_a) if cfg.current_noise_a else 0.0
-        return self._current_a + cfg.current_offset_a + noise
+        return self._sensors.current_a(self._current_a)
 
     def sensed_temperatures_c(self) -> list[float]:
         """Temperature sensors: the lumped pack temperature + fixed offset + noise."""
-        sigma = self.config.temp_noise_c
-        gauss = self._noise.rng.gauss
-        t = self._temp_c
-        return [
-            t + off + (gauss(0.0, sigma) if sigma else 0.0) for off in self._noise.sensor_offsets_c
-        ]
+        return self._sensors.temperatures_c(self._temp_c)
 
     def readings(self, t_s: float | None = None, *, quantized: bool = True) -> list[Reading]:
         """The sensed values as the gateway's readings, bypassing CAN (fast benches).
@@ -528,20 +337,7 @@ class PackSim:
         temps = self.sensed_temperatures_c()
         current_a = self.sensed_current_a()
         pack_v = self.sensed_pack_voltage_v()
-        if quantized:
-            volts = [round(v * 1000.0) / 1000.0 for v in volts]
-            temps = [round(x, 1) for x in temps]
-            current_a = round(current_a * 1000.0) / 1000.0
-            pack_v = round(pack_v, 2)
-        out = [Reading(Role.CELL_VOLTAGE, k, v, t) for k, v in enumerate(volts)]
-        out.extend(Reading(Role.CELL_TEMPERATURE, k, x, t) for k, x in enumerate(temps))
-        out.append(Reading(Role.PACK_CURRENT, 0, current_a, t))
-        out.append(Reading(Role.PACK_VOLTAGE, 0, pack_v, t))
-        out.extend(
-            Reading(Role.BALANCING_STATUS, k, 1.0 if on else 0.0, t)
-            for k, on in enumerate(self._bleed)
-        )
-        return out
+        return sensor_readings(volts, temps, current_a, pack_v, self._bleed, t, quantized=quantized)
 
     # ---------------------------------------------------------------- internals
 

@@ -10,8 +10,9 @@ once, once per disagreement (an inverter that clamps what it stores is not writt
 lost inverter is probed every 1-2 s (jittered), so a rebooted one that runs unlimited gets its
 limits back within seconds.
 
-pymodbus is confined to ``ModbusLink``: every library error and every exception response becomes
-``gateway.errors.ModbusLinkError`` there.
+pymodbus is confined to ``ModbusLink`` (``gateway.sunspec.modbus_link``): every library error and
+every exception response becomes ``gateway.errors.ModbusLinkError`` there. The map scan is
+``gateway.sunspec.scan``; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,19 +22,16 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
-
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from collections.abc import Callable
 
 from gateway.cancel import raise_if_cancelling
 from gateway.core.model import ControlOutput, InverterLink, Negotiation
 from gateway.errors import ModbusLinkError
 from gateway.sunspec.config import SunSpecConfig
-from gateway.sunspec.layout import END_MODEL_ID, SUNS_MARKER, ModelLayout, RawValue, from_raw
+from gateway.sunspec.layout import ModelLayout, RawValue, from_raw
+from gateway.sunspec.modbus_link import ModbusExceptionResponse, ModbusLink
 from gateway.sunspec.model802 import pack_voltage_v
+from gateway.sunspec.scan import InverterModel, SunSpecMap, scan, scan_map
 from gateway.sunspec.storage_control import (
     limits_from_124,
     limits_from_702,
@@ -54,163 +52,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_MAX_READ = 125  # registers per Modbus read request
 _PROBE_S = (1.0, 2.0)  # a lost inverter is probed this often (uniform, so gateways spread out)
 # Points whose read-back must match what was written; the revert timeout and ChaGriSet are left
 # out (some inverters count the former down, some map the latter).
 _CHECKED = frozenset({"InWRte", "OutWRte", "StorCtl_Mod", "WChaRteMax", "WDisChaRteMax"})
-_MAX_MODELS = 64  # a map with more models than this is broken (or a loop)
-
-
-class ModbusExceptionResponse(ModbusLinkError):
-    """The peer answered with a Modbus exception code (the link itself is fine)."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class ModbusLink:
-    """A thin async Modbus TCP client; pymodbus errors become ``ModbusLinkError``.
-
-    Must be created inside a running event loop (pymodbus' client needs one).
-    """
-
-    def __init__(self, host: str, port: int, unit_id: int, timeout_s: float) -> None:
-        self.host, self.port, self.unit_id = host, port, unit_id
-        self._client = AsyncModbusTcpClient(
-            host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0
-        )
-
-    async def connect(self) -> None:
-        """Open the TCP connection."""
-        try:
-            ok = await self._client.connect()
-        except (ModbusException, OSError) as e:
-            raise self._link_error(f"{self.host}:{self.port}: cannot connect: {e}") from None
-        if not ok:
-            # pymodbus' connect can also answer a cancel with False (wait_for on 3.11).
-            raise self._link_error(f"{self.host}:{self.port}: cannot connect")
-
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
-        self._client.close()
-
-    @staticmethod
-    def _link_error(message: str) -> ModbusLinkError:
-        """The error for a failed call, unless the failure was a cancellation pymodbus turned
-        into an error (or into ``connect`` returning False): that is re-raised as one."""
-        raise_if_cancelling()
-        return ModbusLinkError(message)
-
-    def _check(self, what: str, resp: Any) -> Any:
-        if resp.isError():
-            code = int(getattr(resp, "exception_code", 0) or 0)
-            raise ModbusExceptionResponse(
-                f"{self.host}:{self.port}: {what}: exception {code}", code
-            )
-        return resp
-
-    async def read(self, address: int, count: int) -> list[int]:
-        """Read ``count`` holding registers from ``address`` (split into legal requests)."""
-        regs: list[int] = []
-        while count > 0:
-            n = min(count, _MAX_READ)
-            try:
-                resp = await self._client.read_holding_registers(
-                    address, count=n, device_id=self.unit_id
-                )
-            except (TimeoutError, ModbusException, OSError) as e:
-                raise self._link_error(f"{self.host}:{self.port}: read {address}: {e}") from None
-            resp = self._check(f"read {address}+{n}", resp)
-            got = list(resp.registers)
-            if len(got) != n:
-                raise ModbusLinkError(f"{self.host}:{self.port}: read {address}: short answer")
-            regs.extend(got)
-            address += n
-            count -= n
-        return regs
-
-    async def write(self, address: int, values: Sequence[int]) -> None:
-        """Write holding registers from ``address``."""
-        try:
-            resp = await self._client.write_registers(address, list(values), device_id=self.unit_id)
-        except (TimeoutError, ModbusException, OSError) as e:
-            raise self._link_error(f"{self.host}:{self.port}: write {address}: {e}") from None
-        self._check(f"write {address}", resp)
-
-
-@dataclass(frozen=True, slots=True)
-class InverterModel:
-    """Where the storage-control model sits in the inverter's map."""
-
-    base: int  # address of "SunS"
-    model_id: int  # 124 or 702
-    address: int  # address of the model's ID register
-    length: int  # the model's L
-    models: tuple[int, ...]  # every model id found, in order
-
-
-@dataclass(frozen=True, slots=True)
-class SunSpecMap:
-    """What a scan found: the base address and every model's (address, L), in order."""
-
-    base: int
-    models: tuple[tuple[int, int, int], ...]  # (model id, address of its ID register, L)
-
-    def find(self, model_id: int) -> tuple[int, int] | None:
-        """(address, L) of the first model ``model_id``, if present."""
-        return next(((a, n) for m, a, n in self.models if m == model_id), None)
-
-
-async def scan_map(link: ModbusLink, bases: Sequence[int]) -> SunSpecMap:
-    """Find ``SunS`` at one of ``bases`` and walk the model headers to the end model.
-
-    Raises:
-        ModbusLinkError: no SunSpec map at any base, or the link failed.
-    """
-    base = None
-    for b in bases:
-        try:
-            if tuple(await link.read(b, 2)) == SUNS_MARKER:
-                base = b
-                break
-        except ModbusExceptionResponse:
-            continue  # nothing mapped there: try the next base
-    if base is None:
-        raise ModbusLinkError(f"no SunSpec map (SunS) at {', '.join(map(str, bases))}")
-    models: list[tuple[int, int, int]] = []
-    addr = base + 2
-    for _ in range(_MAX_MODELS):
-        mid, length = await link.read(addr, 2)
-        if mid == END_MODEL_ID:
-            break
-        models.append((mid, addr, length))
-        addr += 2 + length
-        if addr > 0xFFFF:
-            break
-    return SunSpecMap(base, tuple(models))
-
-
-async def scan(link: ModbusLink, bases: Sequence[int], prefer: int = 124) -> InverterModel:
-    """Find the inverter's storage-control model (``prefer``, else the other of 124/702).
-
-    Raises:
-        ModbusLinkError: no SunSpec map, or neither model 124 nor 702.
-    """
-    found = await scan_map(link, bases)
-    for mid in (prefer, 702 if prefer == 124 else 124):
-        hit = found.find(mid)
-        if hit is not None:
-            address, length = hit
-            need = ModelLayout.from_definition(mid).length
-            if length < need:
-                raise ModbusLinkError(f"model {mid} at {address}: L={length}, {need} expected")
-            return InverterModel(
-                found.base, mid, address, length, tuple(m for m, _a, _n in found.models)
-            )
-    ids = [m for m, _a, _n in found.models]
-    raise ModbusLinkError(f"no storage control model (124 or 702) among {ids}")
 
 
 def _sf(values: dict[str, RawValue], name: str) -> int | None:
