@@ -318,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config is None and any(k.upper().startswith("BMSGW_") for k in os.environ):
         source = "environment"
     _setup_logging(settings.log.level)
+    for text in settings.deprecations:  # on stderr for check-config too
+        log.warning("%s", text)
     try:
         if args.cmd == "check-config":
             _check_files(settings)

@@ -35,6 +35,7 @@ from typing import cast
 from pydantic import Field
 
 from gateway.core.config import Section
+from gateway.core.freshness import TimeoutsConfig
 from gateway.core.model import (
     BalancingAction,
     BalancingMode,
@@ -52,6 +53,8 @@ __all__ = [
     "band_excess_ah",
     "band_excess_low_ah",
 ]
+
+_DEFAULT_TIMEOUTS = TimeoutsConfig()
 
 STATES = ("rest", "charge", "discharge", "top")
 """Operating states a mode may be allowed in; ``top`` = near the top of charge, not discharging."""
@@ -135,8 +138,10 @@ class BalancingConfig(Section):
     interval_s: float = Field(default=1.0, ge=0)
     """The plan is recomputed at most this often (the data checks run every step); balancing
     acts over hours, and planning 512 cells at 100 Hz would cost more than it gains."""
-    max_data_age_s: float = Field(default=5.0, gt=0)
-    """Balancing stops while any cell voltage or temperature is older than this."""
+    max_data_age_s: float | None = Field(default=None, gt=0)
+    """Deprecated: set ``timeouts.cell_voltage_timeout_s`` and ``timeouts.temperature_timeout_s``
+    (balancing stops at the shorter of the two for a temperature). Until then, one age for both,
+    in force while neither of those keys is set."""
     min_dwell_s: float = Field(default=30.0, ge=0)
     """A cell keeps its state at least this long after a switch (unless a guard trips)."""
     voltage_check_mv: float = Field(default=5.0, ge=0)
@@ -235,14 +240,21 @@ def band_excess_ah(soc_pct: list[float], capacity_ah: list[float]) -> list[float
 class BalancingPlanner:
     """Decides each step which cells bleed (passive) or donate and receive (active)."""
 
-    def __init__(self, config: BalancingConfig, pack: PackConfig) -> None:
-        """Resolve chemistry defaults and check the board sensors exist.
+    def __init__(
+        self,
+        config: BalancingConfig,
+        pack: PackConfig,
+        timeouts: TimeoutsConfig = _DEFAULT_TIMEOUTS,
+    ) -> None:
+        """Resolve chemistry defaults and the input ages, check the board sensors exist.
 
         Raises:
             ValueError: naming the bad key.
         """
         self.config = config
         self.pack = pack
+        # Balancing stops while a cell voltage or temperature is older (``timeouts``).
+        self._voltage_age_s, self._temp_age_s = timeouts.balancing_ages_s(config.max_data_age_s)
         defaults = BALANCING_DEFAULTS[pack.chemistry]
         self.top_cell_v = (
             config.top_cell_v if config.top_cell_v is not None else defaults["top_cell_v"]
@@ -407,7 +419,7 @@ class BalancingPlanner:
         # Every value known implies every age known.
         oldest = max(cast(tuple[float, ...], snapshot.cell_voltage_age_s), default=0.0)
         oldest_t = max(cast(tuple[float, ...], snapshot.cell_temp_age_s), default=0.0)
-        if oldest > cfg.max_data_age_s or oldest_t > cfg.max_data_age_s:
+        if oldest > self._voltage_age_s or oldest_t > self._temp_age_s:
             return self._idle("stale data")
         plan = self._plan
         if plan is not None and plan.mode is mode and 0.0 <= now_s - self._plan_s < cfg.interval_s:
