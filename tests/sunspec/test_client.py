@@ -169,16 +169,13 @@ async def test_rewrite_cadence_keeps_the_inverter_from_reverting() -> None:
     # One clock for the gateway's cadence and the inverter's revert timeout, moved by the test.
     clock = Clock()
     async with inverter(models=(124,), clock=clock) as (sim, _):
-
-        def rates_written_now() -> bool:
-            return any(w.point == "InWRte" and w.t_s == clock.now_s for w in sim.writes)
-
         async with gateway_client(sim.bound_port or 0, clock=clock) as c:
             c.update(make_output(ccl_a=20.0, dcl_a=20.0, pack_voltage_v=51.2))
             await wait_until(lambda: c.connected)
             for _ in range(8):  # 2 s: twice the 1 s revert timeout, a rewrite every 0.25 s
                 clock.now_s += 0.25
-                await wait_until(rates_written_now)
+                # The whole rewrite (several requests) is done before the clock moves on.
+                await wait_until(lambda: c.write_times_s[-1] == clock.now_s)
             times = [w.t_s for w in sim.writes if w.point == "InWRte"]
             assert times == [1000.0 + 0.25 * k for k in range(9)]  # once each, on time
             assert sim.reverts == 0
