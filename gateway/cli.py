@@ -238,4 +238,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     source = _settings_source(args)
     _setup_logging(settings.log.level)
+    for text in settings.deprecations:  # on stderr for check-config too
+        log.warning("%s", text)
     return _handle(handler, settings, args, source)

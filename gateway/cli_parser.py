@@ -142,7 +142,7 @@ def _add_replay(sub: _Commands) -> None:
         "record per second of log time (docs/REPLAY.md). The format comes from the content.",
     )
     rp.add_argument(
-        "log", type=Path, help="the CAN log: candump -L, Vector ASC or BLF (any file name)"
+        "log", type=Path, help="the CAN log: candump -L, ASC, BLF, TRC, CSV, gzip (any file name)"
     )
     rp.add_argument(
         "--out", type=Path, metavar="FILE", help="JSON Lines output (none: standard output)"

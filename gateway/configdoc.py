@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from gateway.settings import ENV_PREFIX, Settings
+from gateway.settings import DEPRECATED, ENV_PREFIX, Settings
 
 __all__ = ["UNSET", "example_toml", "reference_markdown"]
 
@@ -92,7 +92,31 @@ def reference_markdown() -> str:
             env = f"{ENV_PREFIX}{name.upper()}__{key.upper()}"
             typ = _type_name(info).replace("|", "\\|")
             out.append(f"| `{key}` | {typ} | `{default}` | `{env}` | {desc} |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _deprecated_markdown()) + "\n"
+
+
+def _deprecated_markdown() -> list[str]:
+    """The deprecated keys, what replaces each and how its consumer reads the new keys."""
+    out = [
+        "",
+        "## Deprecated keys",
+        "",
+        "Accepted until the next release. Each one set gives a warning in the log at start (and "
+        "from `bms-gateway check-config`) that names the file or environment variable and the "
+        "keys that replace it. While none of those keys is set, the old key works as before (one "
+        "age for both inputs of its consumer); once one is set, the new keys win and the old key "
+        "is ignored, with a warning. The consumers read the `[timeouts]` keys by the rules "
+        "below, which keep each one's effective values under defaults (the fail-safe times the "
+        "current out after 2 s and a temperature after 10 s; the SoC estimator and balancing "
+        "used one age, 5 s, for both of their inputs).",
+        "",
+        "| old key | replaced by | the consumer's rule |",
+        "|---|---|---|",
+    ]
+    for dep in DEPRECATED:
+        new = ", ".join(f"`timeouts.{k}`" for k in dep.new)
+        out.append(f"| `{dep.key}` | {new} | {dep.rule} |")
+    return out
 
 
 TARGETS = {

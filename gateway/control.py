@@ -107,10 +107,10 @@ class Controller:
                 settings.timeouts.input_timeouts(settings.pack),
             )
             chemistry = resolve_chemistry(settings.pack, settings.soc)
-            self.soc = SocEstimator(settings.soc, settings.pack, chemistry)
+            self.soc = SocEstimator(settings.soc, settings.pack, chemistry, settings.timeouts)
             self.protection = Protection(settings.protection, settings.pack, settings.timeouts)
             self.limits = LimitsCalculator(settings.limits, settings.pack, settings.timeouts)
-            self.balancing = BalancingPlanner(settings.balancing, settings.pack)
+            self.balancing = BalancingPlanner(settings.balancing, settings.pack, settings.timeouts)
             charge = settings.charge
             bal = settings.balancing
             self.charge = ChargePhases(

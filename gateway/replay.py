@@ -1,20 +1,15 @@
-"""Replay a CAN log (candump ``-L``, ASC or BLF) through the live pipeline, as fast as it can.
+"""Replay a CAN log through the live pipeline, as fast as it can.
 
-The frames go through the very same ``Decoder`` and ``Controller`` as on the bus; the log's own
-timestamps are the clock. Control steps run the way the daemon runs them (``gateway.app``): on
-every frame that brings data, at most one per ``control.min_step_s``, and every
-``control.tick_s`` while none arrives, so count-based debounce behaves the same in both. The step
-at each whole second of log time becomes one JSON Lines record (``gateway.report.record``; schema
-in docs/REPLAY.md).
+The frames (read by :mod:`gateway.canlog`: candump ``-L``, ASC, BLF, TRC, CSV, plain or gzip,
+the format from the content, not the name) go through the very same ``Decoder`` and
+``Controller`` as on the bus; the log's own timestamps are the clock. Control steps run the way
+the daemon runs them (``gateway.app``): on every frame that brings data, at most one per
+``control.min_step_s``, and every ``control.tick_s`` while none arrives, so count-based debounce
+behaves the same in both. The step at each whole second of log time becomes one JSON Lines
+record (``gateway.report.record``; schema in docs/REPLAY.md).
 
-A frame stamped with a time that cannot be real (not finite, negative, or beyond
-``MAX_LOG_TIME_S``) is unreadable and counted like a bad line; a time that goes backwards is held
-at the latest time seen (log time, like the monotonic clock, never goes back).
-
-The format comes from the content, not the file name: BLF by its ``LOGG`` signature, text logs
-by which of python-can's readers (``CanutilsLogReader`` for ``candump -L``, ``ASCReader``) reads
-frames from the first lines. A plain ``candump can0`` log (no ``-L``) is recognised and named, with
-the command that records a readable one.
+A frame with an impossible time is unreadable and counted like a bad line; a time that goes
+backwards is held at the latest time seen (log time, like the monotonic clock, never goes back).
 
 Bad input never stops a replay: a line the log reader cannot parse is counted as a dropped frame,
 and the file and line numbers are logged once at the end. A missing or empty file, a file no
@@ -23,24 +18,25 @@ reader understands, and a log without a single CAN frame are one-line errors.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
-import re
-import struct
 import sys
-import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TextIO, cast
-
-import can
-from can.io.blf import BLFParseError
+from typing import IO, Any
 
 from gateway.canbus.decode import Decoder, FrameDecodeError, load_decoder
+from gateway.canlog import (
+    MAX_LOG_TIME_S,
+    LogFormat,
+    LogFrame,
+    LogKind,
+    ReadStats,
+    detect_format,
+    iter_log,
+)
 from gateway.control import Controller, check_decoder
 from gateway.core.model import ControlOutput
 from gateway.errors import GatewayError
@@ -48,9 +44,11 @@ from gateway.report import record
 from gateway.settings import Settings
 
 __all__ = [
-    "FORMATS",
+    "MAX_FILLED_GAP_S",
+    "MAX_LOG_TIME_S",
     "LogFormat",
     "LogFrame",
+    "LogKind",
     "ReplayStats",
     "detect_format",
     "iter_log",
@@ -60,234 +58,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-
-class LogFormat(StrEnum):
-    """A CAN log format python-can reads."""
-
-    CANDUMP = "candump"
-    """``candump -L`` (python-can's ``CanutilsLogReader``)."""
-    ASC = "asc"
-    """Vector ASC."""
-    BLF = "blf"
-    """Vector BLF (binary)."""
-
-
-#: The usual file suffix of each format (for documentation: the content decides).
-FORMATS = {".log": LogFormat.CANDUMP, ".asc": LogFormat.ASC, ".blf": LogFormat.BLF}
-
-_BLF_MAGIC = b"LOGG"
-_SNIFF_BYTES = 64 * 1024
-#: ``candump can0`` and ``candump -t a can0`` lines: ``  can0  123   [8]  11 22 ...``.
-_CANDUMP_PLAIN = re.compile(
-    r"^\s*(\(\d+\.\d+\)\s+)?\S+\s+[0-9A-Fa-f]{1,8}\s+\[\d+\](\s+[0-9A-Fa-f]{2})*\s*$"
-)
-
 #: Gaps in the log longer than this are not filled with one record per second (a logger that was
 #: paused overnight would otherwise produce tens of thousands of identical records).
 MAX_FILLED_GAP_S = 3600.0
 
-#: Log times at or beyond this (seconds; about the year 2286 as a Unix time) are not real: an
-#: ``1e17`` would otherwise make one control step span three billion years of ticks.
-MAX_LOG_TIME_S = 1e10
-
-_SHOWN_BAD_LINES = 5
-
 
 @dataclass(slots=True)
-class ReplayStats:
-    """What a replay read, for the summary and the tests."""
+class ReplayStats(ReadStats):
+    """What a replay read and ran, for the summary and the tests."""
 
-    frames: int = 0
-    """CAN frames read from the log (all ids)."""
-    bad_lines: int = 0
-    """Lines (or BLF objects) the log reader could not parse."""
-    bad_line_numbers: list[int] = field(default_factory=list)
-    """The first few bad line numbers."""
-    bad_times: int = 0
-    """Frames whose timestamp is not finite, negative or absurd (counted in ``bad_lines``)."""
     records: int = 0
     steps: int = 0
     """Control steps run (data-driven, ticks and records)."""
-    truncated: str = ""
-    """Why a binary log stopped early, if it did."""
-
-
-@dataclass(frozen=True, slots=True)
-class LogFrame:
-    """One frame from a log: time (log seconds), id, extended flag, data, remote flag."""
-
-    t_s: float
-    frame_id: int
-    extended: bool
-    data: bytes
-    remote: bool = False
-
-
-class _Lines:
-    """A text file as an iterator of lines that knows the current line number.
-
-    python-can's text readers iterate ``self.file``; when one raises on a bad line, a new reader
-    on the same ``_Lines`` continues with the next line.
-    """
-
-    def __init__(self, f: IO[str]) -> None:
-        self._f = f
-        self.line_no = 0
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        line = next(self._f)
-        self.line_no += 1
-        return line
-
-    def close(self) -> None:
-        """Close the file (python-can readers call this when done)."""
-        self._f.close()
-
-
-class _ResumedASCReader(can.ASCReader):
-    """An ASC reader that continues after a bad line: the header was read by the first one."""
-
-    def _extract_header(self) -> None:
-        return
-
-
-def _bad(stats: ReplayStats, path: Path, line_no: int, exc: BaseException) -> None:
-    stats.bad_lines += 1
-    if len(stats.bad_line_numbers) < _SHOWN_BAD_LINES:
-        stats.bad_line_numbers.append(line_no)
-    if stats.bad_lines == 1:
-        log.debug("%s:%d: unreadable line (%s)", path, line_no, exc)
-
-
-def _text_messages(path: Path, fmt: LogFormat, stats: ReplayStats) -> Iterator[can.Message]:
-    with path.open("r", encoding="utf-8", errors="replace") as f:
-        yield from _read_text(f, path, fmt, stats)
-
-
-def _read_text(f: IO[str], path: Path, fmt: LogFormat, stats: ReplayStats) -> Iterator[can.Message]:
-    lines = _Lines(f)
-    source = cast(TextIO, lines)  # python-can only iterates it and closes it
-    reader: can.CanutilsLogReader | can.ASCReader
-    reader = can.CanutilsLogReader(source) if fmt is LogFormat.CANDUMP else can.ASCReader(source)
-    while True:
-        try:
-            yield from reader
-            return
-        except (ValueError, IndexError, TypeError, KeyError) as e:
-            # python-can parses one line per step; a bad one ends that reader only.
-            _bad(stats, path, lines.line_no, e)
-            if isinstance(reader, can.ASCReader):
-                resumed = _ResumedASCReader(source)
-                resumed.base = reader.base
-                resumed._converted_base = reader._converted_base
-                resumed.start_time = reader.start_time
-                reader = resumed
-            else:
-                reader = can.CanutilsLogReader(source)
-
-
-def detect_format(path: Path) -> LogFormat:
-    """The format of the log at ``path``, from its content (the suffix does not matter).
-
-    Text logs are tried with python-can's readers on their first 64 kB; the reader that reads
-    the most frames with the fewest unreadable lines wins.
-
-    Raises:
-        GatewayError: one line: the file is missing, empty, a plain ``candump`` log without
-            ``-L`` (with the command to record a readable one), or not a log python-can reads.
-    """
-    try:
-        with path.open("rb") as f:
-            head = f.read(_SNIFF_BYTES)
-    except FileNotFoundError:
-        raise GatewayError(f"{path}: no such log file") from None
-    except OSError as e:
-        raise GatewayError(f"{path}: cannot read: {e.strerror}") from None
-    if not head.strip():
-        raise GatewayError(f"{path}: the file is empty: no CAN frames to replay")
-    if head.startswith(_BLF_MAGIC):
-        return LogFormat.BLF
-    text = head.decode("utf-8", errors="replace")
-    if len(head) == _SNIFF_BYTES and "\n" in text:
-        text = text[: text.rindex("\n") + 1]  # whole lines only
-    scores: dict[LogFormat, tuple[int, int]] = {}
-    for fmt in (LogFormat.CANDUMP, LogFormat.ASC):
-        stats = ReplayStats()
-        read = sum(1 for _ in _read_text(io.StringIO(text), path, fmt, stats))
-        scores[fmt] = (read, -stats.bad_lines)
-    best = max(scores, key=lambda k: scores[k])
-    if scores[best][0] > 0:
-        return best
-    lines = [line for line in text.splitlines() if line.strip()][:20]
-    if lines and sum(bool(_CANDUMP_PLAIN.match(line)) for line in lines) * 2 > len(lines):
-        raise GatewayError(
-            f"{path}: this looks like candump without -L: record with "
-            f"`candump -L can0 > {path.name}` (python-can reads only the -L form)"
-        )
-    raise GatewayError(
-        f"{path}: not a CAN log python-can can read (candump -L, ASC or BLF): "
-        f"no frame in the first {len(text.splitlines())} line(s)"
-    )
-
-
-def _open_blf(path: Path) -> can.BLFReader:
-    f = path.open("rb")  # opened here: python-can leaves its own file open when the header is bad
-    try:
-        return can.BLFReader(f)
-    except (BLFParseError, struct.error, OSError, ValueError) as e:
-        f.close()
-        raise GatewayError(f"{path}: not a readable BLF file: {e or type(e).__name__}") from None
-
-
-def _blf_messages(reader: can.BLFReader, path: Path, stats: ReplayStats) -> Iterator[can.Message]:
-    with reader:
-        try:
-            yield from reader
-        except (BLFParseError, struct.error, zlib.error, ValueError, EOFError) as e:
-            # A binary log cannot be resynchronised after a corrupt object: stop here.
-            _bad(stats, path, stats.frames + 1, e)
-            stats.truncated = f"unreadable after frame {stats.frames}: {e or type(e).__name__}"
-
-
-def iter_log(path: Path, stats: ReplayStats | None = None) -> Iterator[LogFrame]:
-    """The data frames of a log file in order; error frames are skipped.
-
-    Raises:
-        GatewayError: the file is missing, empty or not a log python-can reads (one line, see
-            ``detect_format``), at the call.
-    """
-    stats = stats if stats is not None else ReplayStats()
-    fmt = detect_format(path)
-    if fmt is LogFormat.BLF:
-        messages = _blf_messages(_open_blf(path), path, stats)
-    else:
-        messages = _text_messages(path, fmt, stats)
-    return _frames(messages, stats)
-
-
-def _frames(messages: Iterator[can.Message], stats: ReplayStats) -> Iterator[LogFrame]:
-    for msg in messages:
-        if msg.is_error_frame:
-            continue
-        stats.frames += 1
-        t = msg.timestamp
-        if not (math.isfinite(t) and 0.0 <= t < MAX_LOG_TIME_S):
-            # An impossible time makes the frame unreadable: counted, never the clock.
-            stats.bad_lines += 1
-            stats.bad_times += 1
-            if stats.bad_times == 1:
-                log.debug("frame %d: impossible timestamp %r", stats.frames, t)
-            continue
-        yield LogFrame(
-            msg.timestamp,
-            msg.arbitration_id,
-            msg.is_extended_id,
-            bytes(msg.data or b""),
-            msg.is_remote_frame,
-        )
 
 
 class _Stepper:
@@ -361,6 +143,62 @@ class _Stepper:
             yield from self.run_until(self.next_rec)
 
 
+class _Feed:
+    """Hands log frames to the decoder and the controller, counting as the CAN link does."""
+
+    def __init__(self, decoder: Decoder, ctrl: Controller, stats: ReplayStats) -> None:
+        self.decoder = decoder
+        self.stats = stats
+        self._handles, self._decode = decoder.handles, decoder.decode
+        self._count, self._ingest = ctrl.count_frame, ctrl.ingest
+        self._bad_seen = 0
+
+    def lost_lines(self) -> bool:
+        """Count the lines the reader could not parse since the last call as frames lost
+        (where they happened); whether there were any."""
+        lost = self.stats.bad_lines - self._bad_seen
+        for _ in range(lost):
+            self._count(False)
+        self._bad_seen += lost
+        return lost > 0
+
+    def frame(self, f: LogFrame, t: float) -> bool:
+        """Decode ``f`` at log time ``t`` and ingest its readings; whether it brought any."""
+        count = self._count
+        if not self._handles(f.frame_id, f.extended):
+            self.decoder.counters.ignored += 1
+            return False
+        if f.remote:
+            self.decoder.count_remote()
+            count(False)
+            return False
+        try:
+            readings = self._decode(f.frame_id, f.data, t, f.extended)
+        except FrameDecodeError:
+            count(False)
+            return False
+        count(True)
+        if readings:
+            self._ingest(readings)
+            return True
+        return False
+
+
+def _step_fn(
+    ctrl: Controller, sink: Callable[[ControlOutput], None] | None
+) -> Callable[[float], ControlOutput]:
+    """The controller's step, with ``sink`` seeing every output when there is one."""
+    if sink is None:
+        return ctrl.step
+
+    def step(now_s: float) -> ControlOutput:
+        out = ctrl.step(now_s)
+        sink(out)
+        return out
+
+    return step
+
+
 def replay(
     settings: Settings,
     log_path: Path,
@@ -387,19 +225,10 @@ def replay(
     check_decoder(settings, decoder)
     ctrl = Controller(settings)
     errors_before = dict(decoder.counters.errors)  # a reused decoder keeps counting
-    handles, decode = decoder.handles, decoder.decode
-    count, ingest, step = ctrl.count_frame, ctrl.ingest, ctrl.step
-    if tx is not None:
-        sink = tx(decoder)
-
-        def step(now_s: float) -> ControlOutput:
-            out = ctrl.step(now_s)
-            sink(out)
-            return out
-
+    feed = _Feed(decoder, ctrl, stats)
+    step = _step_fn(ctrl, tx(decoder) if tx is not None else None)
     sched: _Stepper | None = None
     now = -math.inf  # log time never goes back
-    bad_seen = 0
     for f in frames:
         t = max(f.t_s, now)
         if sched is None:
@@ -407,31 +236,11 @@ def replay(
         yield from sched.advance(t)
         now = t
         sched.since_rec = True
-        # Lines the reader could not parse are frames lost: count them where they happened.
-        while bad_seen < stats.bad_lines:
-            count(False)
-            bad_seen += 1
-        if not handles(f.frame_id, f.extended):
-            decoder.counters.ignored += 1
-            continue
-        if f.remote:
-            decoder.count_remote()
-            count(False)
-            continue
-        try:
-            readings = decode(f.frame_id, f.data, t, f.extended)
-        except FrameDecodeError:
-            count(False)
-            continue
-        count(True)
-        if readings:
-            ingest(readings)
+        feed.lost_lines()  # lines the reader could not parse: frames lost, counted here
+        if feed.frame(f, t):
             sched.data(t)
-    while bad_seen < stats.bad_lines:
-        count(False)
-        bad_seen += 1
-        if sched is not None:
-            sched.since_rec = True
+    if feed.lost_lines() and sched is not None:
+        sched.since_rec = True
     if sched is not None:
         if after_end_s > 0:
             yield from sched.run_until(now + after_end_s)
@@ -452,7 +261,7 @@ def _summarise(
     if stats.bad_lines:
         shown = ", ".join(str(n) for n in stats.bad_line_numbers)
         more = "" if stats.bad_lines <= len(stats.bad_line_numbers) else ", ..."
-        what = "object" if stats.truncated or log_path.suffix.lower() == ".blf" else "line"
+        what = "object" if stats.kind is not None and stats.kind.binary else "line"
         times = f"; {stats.bad_times} with an impossible timestamp" if stats.bad_times else ""
         log.warning(
             "%s: %d unreadable %s(s) skipped and counted as errors (%s %s%s)%s%s",

@@ -2,7 +2,9 @@
 
 Precedence: environment (``BMSGW_SECTION__KEY``) over the TOML file over defaults. Unknown keys,
 in the file or in ``BMSGW_`` variables, are errors that name the key. Each section is defined next
-to the code it configures; this module only assembles them.
+to the code it configures; this module only assembles them. Deprecated keys (:data:`DEPRECATED`)
+are still accepted for one release; :func:`load_settings` words a warning for each one set
+(``Settings.deprecations``), naming the file or variable and the keys that replace it.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ import difflib
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.canbus.config import CanConfig
 from gateway.core.balancing import BalancingConfig
 from gateway.core.config import Section
-from gateway.core.freshness import TimeoutsConfig
+from gateway.core.freshness import BALANCING_KEYS, SOC_KEYS, TimeoutsConfig
 from gateway.core.health import HealthConfig
 from gateway.core.limits import LimitsConfig
 from gateway.core.pack import PackConfig
@@ -36,9 +39,66 @@ from gateway.sunspec.config import SunSpecConfig
 from gateway.update.config import UpdateConfig
 from gateway.web.config import WebConfig
 
-__all__ = ["ENV_PREFIX", "ControlConfig", "LogConfig", "Settings", "StateConfig", "load_settings"]
+__all__ = [
+    "DEPRECATED",
+    "ENV_PREFIX",
+    "ControlConfig",
+    "Deprecated",
+    "LogConfig",
+    "Settings",
+    "StateConfig",
+    "load_settings",
+]
 
 ENV_PREFIX = "BMSGW_"
+
+
+@dataclass(frozen=True, slots=True)
+class Deprecated:
+    """A key still accepted for one release and the ``timeouts`` keys that replace it.
+
+    While none of ``new`` is set, the old key works as before (one age for both inputs of its
+    consumer) and a warning names the new keys; once one of them is set, the new keys win and
+    the old key is ignored with a warning.
+    """
+
+    key: str
+    """The old key, ``section.name``."""
+    new: tuple[str, ...]
+    """The keys of the ``timeouts`` section that replace it (names within the section)."""
+    uses: str
+    """What its consumer does with the two ages it reads (``{0}``, ``{1}``, in s)."""
+    rule: str
+    """How its consumer reads the new keys (docs/CONFIG.md)."""
+
+    def ages_s(self, settings: Settings) -> tuple[float, float]:
+        """The two ages its consumer uses under ``settings``, in s."""
+        section, name = self.key.split(".")
+        old = getattr(getattr(settings, section), name)
+        if section == "soc":
+            return settings.timeouts.soc_ages_s(old)
+        return settings.timeouts.balancing_ages_s(old)
+
+
+DEPRECATED = (
+    Deprecated(
+        "soc.stale_s",
+        SOC_KEYS,
+        "the SoC estimator uses cell voltages up to {0:g} s old and a current up to {1:g} s old",
+        "a cell voltage up to `cell_voltage_timeout_s` old; a current up to the longer of "
+        "`current_timeout_s` and `cell_voltage_timeout_s` (5 s under defaults, as before)",
+    ),
+    Deprecated(
+        "balancing.max_data_age_s",
+        BALANCING_KEYS,
+        "balancing stops while a cell voltage is older than {0:g} s or a temperature older "
+        "than {1:g} s",
+        "stops while a cell voltage is older than `cell_voltage_timeout_s` or a temperature "
+        "older than the shorter of `temperature_timeout_s` and `cell_voltage_timeout_s` (5 s "
+        "under defaults, as before)",
+    ),
+)
+"""Deprecated keys, accepted until the next release (docs/CONFIG.md lists them)."""
 
 
 class ControlConfig(Section):
@@ -98,6 +158,13 @@ class Settings(BaseSettings):
     health: HealthConfig = HealthConfig()
     update: UpdateConfig = UpdateConfig()
     log: LogConfig = LogConfig()
+
+    _deprecations: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def deprecations(self) -> tuple[str, ...]:
+        """One warning per deprecated key that is set (filled by :func:`load_settings`)."""
+        return self._deprecations
 
     @model_validator(mode="after")
     def _check_across_sections(self) -> Settings:
@@ -223,6 +290,40 @@ def load_settings(path: Path | None = None) -> Settings:
     if any(k.upper().startswith(ENV_PREFIX) for k in os.environ):
         source += " + environment"
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as e:
         raise ConfigError(_format_error(e, source)) from None
+    settings._deprecations = _deprecation_warnings(settings, data, path, os.environ)
+    return settings
+
+
+def _deprecation_warnings(
+    settings: Settings, data: Mapping[str, Any], path: Path | None, env: Mapping[str, str]
+) -> tuple[str, ...]:
+    """A warning for each deprecated key that is set, naming where it was set and what wins."""
+    out: list[str] = []
+    env_names = {name.upper() for name in env}
+    for dep in DEPRECATED:
+        section, name = dep.key.split(".")
+        value = getattr(getattr(settings, section), name)
+        if value is None:
+            continue
+        var = f"{ENV_PREFIX}{section.upper()}__{name.upper()}"
+        in_file = path is not None and name in (data.get(section) or {})
+        origin = str(path) if in_file and var not in env_names else f"environment {var}"
+        uses = dep.uses.format(*dep.ages_s(settings))
+        set_new = [f"timeouts.{k}" for k in dep.new if settings.timeouts.any_set((k,))]
+        if set_new:
+            out.append(
+                f"{origin}: {dep.key} (={value:g}) is deprecated and ignored: "
+                f"{' and '.join(set_new)} {'is' if len(set_new) == 1 else 'are'} set and the new "
+                f"keys win ({uses}); remove {dep.key}"
+            )
+        else:
+            new = " and ".join(f"timeouts.{k}" for k in dep.new)
+            out.append(
+                f"{origin}: {dep.key} is deprecated and will be removed in the next release; "
+                f"until then it is in force ({uses}). Set {new} instead (they also time out "
+                "the fail-safe and the stale_data alarm)"
+            )
+    return tuple(out)

@@ -103,3 +103,60 @@ def test_check_config_says_how_it_read_the_ocv_table(
     assert "OCV in mV (from the header)" in said
     assert "rows from full to empty (reversed)" in said
     assert "0..100 % -> 2.500..3.650 V" in said
+
+
+def test_deprecated_staleness_keys_work_and_warn_with_the_new_keys(tmp_path: Path) -> None:
+    f = tmp_path / "old.toml"
+    f.write_text("[soc]\nstale_s = 15\n[balancing]\nmax_data_age_s = 8\n")
+    s = load_settings(f)
+    # In force as before: one age for both inputs of each consumer.
+    assert s.timeouts.soc_ages_s(s.soc.stale_s) == (15.0, 15.0)
+    assert s.timeouts.balancing_ages_s(s.balancing.max_data_age_s) == (8.0, 8.0)
+    soc, bal = s.deprecations
+    assert soc.startswith(f"{f}: soc.stale_s is deprecated")
+    assert "timeouts.cell_voltage_timeout_s and timeouts.current_timeout_s" in soc
+    assert "cell voltages up to 15 s old and a current up to 15 s old" in soc
+    assert bal.startswith(f"{f}: balancing.max_data_age_s is deprecated")
+    assert "timeouts.cell_voltage_timeout_s and timeouts.temperature_timeout_s" in bal
+    assert load_settings(None).deprecations == ()
+
+
+def test_a_deprecated_key_from_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "old.toml"
+    f.write_text("[soc]\nstale_s = 15\n")
+    monkeypatch.setenv("BMSGW_SOC__STALE_S", "9")
+    (text,) = load_settings(f).deprecations
+    assert text.startswith("environment BMSGW_SOC__STALE_S: soc.stale_s is deprecated")
+    assert "up to 9 s old" in text
+
+
+def test_the_new_keys_win_over_a_deprecated_key(tmp_path: Path) -> None:
+    f = tmp_path / "both.toml"
+    f.write_text(
+        "[soc]\nstale_s = 15\n[balancing]\nmax_data_age_s = 8\n"
+        "[timeouts]\ncurrent_timeout_s = 3\ntemperature_timeout_s = 4\n"
+    )
+    s = load_settings(f)
+    assert s.timeouts.soc_ages_s(s.soc.stale_s) == (5.0, 5.0)
+    assert s.timeouts.balancing_ages_s(s.balancing.max_data_age_s) == (5.0, 4.0)
+    soc, bal = s.deprecations
+    assert soc.startswith(f"{f}: soc.stale_s (=15) is deprecated and ignored")
+    assert "timeouts.current_timeout_s is set" in soc
+    assert soc.endswith("remove soc.stale_s")
+    assert "a temperature older than 4 s" in bal
+
+
+def test_check_config_logs_the_deprecations(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "old.toml"
+    f.write_text("[soc]\nstale_s = 15\n")
+    with caplog.at_level("WARNING", logger="gateway"):
+        assert main(["check-config", "--config", str(f)]) == 0
+    assert '"stale_s": 15.0' in capsys.readouterr().out
+    said = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert len(said) == 1
+    assert "soc.stale_s" in said[0]
+    assert "timeouts.current_timeout_s" in said[0]

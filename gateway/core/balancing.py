@@ -54,6 +54,7 @@ from gateway.core.balancing_select import (
     candidates,
     idle_reason,
 )
+from gateway.core.freshness import TimeoutsConfig
 from gateway.core.model import (
     BalancingAction,
     BalancingMode,
@@ -73,18 +74,27 @@ __all__ = [
     "band_excess_low_ah",
 ]
 
+_DEFAULT_TIMEOUTS = TimeoutsConfig()
+
 
 class BalancingPlanner:
     """Decides each step which cells bleed (passive) or donate and receive (active)."""
 
-    def __init__(self, config: BalancingConfig, pack: PackConfig) -> None:
-        """Resolve chemistry defaults and check the board sensors exist.
+    def __init__(
+        self,
+        config: BalancingConfig,
+        pack: PackConfig,
+        timeouts: TimeoutsConfig = _DEFAULT_TIMEOUTS,
+    ) -> None:
+        """Resolve chemistry defaults and the input ages, check the board sensors exist.
 
         Raises:
             ValueError: naming the bad key.
         """
         self.config = config
         self.pack = pack
+        # Balancing stops while a cell voltage or temperature is older (``timeouts``).
+        self._voltage_age_s, self._temp_age_s = timeouts.balancing_ages_s(config.max_data_age_s)
         defaults = BALANCING_DEFAULTS[pack.chemistry]
         self.top_cell_v = (
             config.top_cell_v if config.top_cell_v is not None else defaults["top_cell_v"]
@@ -253,8 +263,7 @@ class BalancingPlanner:
         # Every value known implies every age known.
         oldest = max(cast(tuple[float, ...], snapshot.cell_voltage_age_s), default=0.0)
         oldest_t = max(cast(tuple[float, ...], snapshot.cell_temp_age_s), default=0.0)
-        max_age = self.config.max_data_age_s
-        if oldest > max_age or oldest_t > max_age:
+        if oldest > self._voltage_age_s or oldest_t > self._temp_age_s:
             return "stale data"
         return ""
 

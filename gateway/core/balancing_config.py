@@ -96,8 +96,10 @@ class BalancingConfig(Section):
     interval_s: float = Field(default=1.0, ge=0)
     """The plan is recomputed at most this often (the data checks run every step); balancing
     acts over hours, and planning 512 cells at 100 Hz would cost more than it gains."""
-    max_data_age_s: float = Field(default=5.0, gt=0)
-    """Balancing stops while any cell voltage or temperature is older than this."""
+    max_data_age_s: float | None = Field(default=None, gt=0)
+    """Deprecated: set ``timeouts.cell_voltage_timeout_s`` and ``timeouts.temperature_timeout_s``
+    (balancing stops at the shorter of the two for a temperature). Until then, one age for both,
+    in force while neither of those keys is set."""
     min_dwell_s: float = Field(default=30.0, ge=0)
     """A cell keeps its state at least this long after a switch (unless a guard trips)."""
     voltage_check_mv: float = Field(default=5.0, ge=0)

@@ -3,7 +3,8 @@
 Shared by the fail-safe in :mod:`gateway.core.limits` (which cuts CCL and DCL to 0 A in the same
 step) and the ``stale_data`` alarm in :mod:`gateway.core.protection` (which debounces). Both take
 their timeouts from the one ``timeouts`` section (:class:`TimeoutsConfig`), so the alarm and the
-fail-safe cannot disagree about which input is stale. The scan is on the control hot path (512
+fail-safe cannot disagree about which input is stale; the SoC estimator and balancing read the
+same section. The scan is on the control hot path (512
 cells at up to 100 Hz), so the common case, everything fresh, costs one ``None in`` and one
 ``max`` per input group, both in C.
 """
@@ -22,22 +23,37 @@ from gateway.core.model import PackSnapshot, StaleKind
 from gateway.core.pack import InputTimeouts, PackConfig
 
 # ``extremes`` lives in gateway.core.cells; it is importable from here as before.
-__all__ = ["InputTimeouts", "StaleInput", "TimeoutsConfig", "extremes", "stale_inputs"]
+__all__ = [
+    "BALANCING_KEYS",
+    "SOC_KEYS",
+    "InputTimeouts",
+    "StaleInput",
+    "TimeoutsConfig",
+    "extremes",
+    "stale_inputs",
+]
 
 
 class TimeoutsConfig(Section):
     """Input timeouts: how old each required input may be before it counts as stale.
 
-    One setting for both of its uses: past it, CCL and DCL are 0 A in the same step (the limits'
-    fail-safe) and ``stale_data`` warns at once (alarm after ``protection.stale_alarm_s``).
+    One setting per input for every consumer: past it, CCL and DCL are 0 A in the same step (the
+    limits' fail-safe), ``stale_data`` warns at once (alarm after ``protection.stale_alarm_s``),
+    the SoC estimator stops using the value and balancing stops. Two consumers combine two
+    inputs (:meth:`soc_ages_s`, :meth:`balancing_ages_s`); the rules keep the values they used
+    before this section replaced ``soc.stale_s`` and ``balancing.max_data_age_s``.
     """
 
     cell_voltage_timeout_s: float = Field(default=5.0, gt=0, le=60, allow_inf_nan=False)
-    """A cell voltage older than this is stale (at most 60 s)."""
+    """A cell voltage older than this is stale (at most 60 s): the fail-safe, the alarm, the SoC
+    estimator (its voltage correction) and balancing all stop using it."""
     temperature_timeout_s: float = Field(default=10.0, gt=0, le=300, allow_inf_nan=False)
-    """A temperature older than this is stale (at most 300 s)."""
+    """A temperature older than this is stale (at most 300 s). Balancing stops earlier, at the
+    shorter of this and ``cell_voltage_timeout_s`` (5 s by default, as before)."""
     current_timeout_s: float = Field(default=2.0, gt=0, le=60, allow_inf_nan=False)
-    """The pack current older than this is stale (at most 60 s)."""
+    """The pack current older than this is stale (at most 60 s): the fail-safe, the alarm and
+    the energy counters. The SoC estimator counts a current for the longer of this and
+    ``cell_voltage_timeout_s`` (5 s by default, as before); time beyond it counts as a gap."""
     pack_voltage_timeout_s: float = Field(default=5.0, gt=0, le=60, allow_inf_nan=False)
     """The measured pack voltage older than this is stale; only checked when
     ``pack.require_pack_voltage`` (else the cell sum stands in for it)."""
@@ -51,6 +67,47 @@ class TimeoutsConfig(Section):
             pack_voltage_s=self.pack_voltage_timeout_s if pack.require_pack_voltage else None,
             pack_voltage_age_s=self.pack_voltage_timeout_s,
         )
+
+    def any_set(self, keys: tuple[str, ...]) -> bool:
+        """Whether any of ``keys`` was set (file, environment or constructor), not defaulted.
+
+        A deprecated key is in force only while none of the keys replacing it is set: as soon
+        as one is, the new keys win.
+        """
+        return not self.model_fields_set.isdisjoint(keys)
+
+    def soc_ages_s(self, deprecated_stale_s: float | None = None) -> tuple[float, float]:
+        """``(cell voltage, current)``: the oldest value, in s, the SoC estimator uses.
+
+        A voltage: ``cell_voltage_timeout_s``. A current: the longer of ``current_timeout_s``
+        and ``cell_voltage_timeout_s`` (the count spans the voltage's window, 5 s by default as
+        under ``soc.stale_s``, though the fail-safe cuts the limits after 2 s). The deprecated
+        ``soc.stale_s`` (``deprecated_stale_s``) sets both while none of the two keys is set.
+        """
+        if deprecated_stale_s is not None and not self.any_set(SOC_KEYS):
+            return deprecated_stale_s, deprecated_stale_s
+        v_s = self.cell_voltage_timeout_s
+        return v_s, max(self.current_timeout_s, v_s)
+
+    def balancing_ages_s(self, deprecated_max_age_s: float | None = None) -> tuple[float, float]:
+        """``(cell voltage, temperature)``: balancing stops while any value is older, in s.
+
+        A voltage: ``cell_voltage_timeout_s``. A temperature: the shorter of
+        ``temperature_timeout_s`` and ``cell_voltage_timeout_s`` (5 s by default, as under
+        ``balancing.max_data_age_s``; a plan weighs voltages and temperatures together). The
+        deprecated ``balancing.max_data_age_s`` (``deprecated_max_age_s``) sets both while none
+        of the two keys is set.
+        """
+        if deprecated_max_age_s is not None and not self.any_set(BALANCING_KEYS):
+            return deprecated_max_age_s, deprecated_max_age_s
+        v_s = self.cell_voltage_timeout_s
+        return v_s, min(self.temperature_timeout_s, v_s)
+
+
+SOC_KEYS = ("cell_voltage_timeout_s", "current_timeout_s")
+"""The ``timeouts`` keys the SoC estimator reads (they replace ``soc.stale_s``)."""
+BALANCING_KEYS = ("cell_voltage_timeout_s", "temperature_timeout_s")
+"""The ``timeouts`` keys balancing reads (they replace ``balancing.max_data_age_s``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from pydantic import Field
 
 from gateway.core.chemistry import Chemistry
 from gateway.core.config import Section
+from gateway.core.freshness import TimeoutsConfig
 from gateway.core.model import CellEstimate, PackSnapshot, SocReport
 from gateway.core.pack import PackConfig, cell_temps
 from gateway.core.soc_cell import (
@@ -61,6 +62,7 @@ STATE_VERSION = 1
 _NAN = math.nan
 _REF_TEMP_C = 25.0
 _NO_ESTIMATE = CellEstimate(_NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN)
+_DEFAULT_TIMEOUTS = TimeoutsConfig()
 
 
 class SocConfig(Section):
@@ -103,15 +105,17 @@ class SocConfig(Section):
     adds up linearly over the charge moved)."""
     current_hold_s: float = Field(default=60.0, gt=0)
     """A current known at both ends of a step is held across it up to this long (the estimator
-    may be stepped less often than ``stale_s``); the change between the two samples counts as
-    uncertainty. Longer steps, or a current unknown at either end, count as a gap."""
+    may be stepped less often than the current times out); the change between the two samples
+    counts as uncertainty. Longer steps, or a current unknown at either end, count as a gap."""
     extra_current_sigma_pct: float = Field(default=10.0, ge=0)
     """Uncertainty of the per-cell balancing currents passed to ``step`` (bleed resistor and
     voltage tolerance), % of the charge they move (systematic, per cell)."""
     gap_current_c: float = Field(default=0.2, ge=0)
     """Current (C-rate, 1 sigma) assumed while the current is unknown (stale, missing, a gap)."""
-    stale_s: float = Field(default=5.0, gt=0)
-    """A value older than this is not used; time beyond it counts as a gap."""
+    stale_s: float | None = Field(default=None, gt=0)
+    """Deprecated: set ``timeouts.cell_voltage_timeout_s`` and ``timeouts.current_timeout_s``
+    (a current is counted for the longer of the two). Until then, one age for both, in force
+    while neither of those keys is set."""
     full_current_c: float = Field(default=0.05, gt=0)
     """A charge current below this C-rate at the upper voltage means the cell is full."""
     full_voltage_margin_v: float = Field(default=0.015, ge=0)
@@ -204,13 +208,21 @@ class SocEstimator:
         ValueError: ``chemistry`` is not the pack's.
     """
 
-    def __init__(self, config: SocConfig, pack: PackConfig, chemistry: Chemistry) -> None:
+    def __init__(
+        self,
+        config: SocConfig,
+        pack: PackConfig,
+        chemistry: Chemistry,
+        timeouts: TimeoutsConfig = _DEFAULT_TIMEOUTS,
+    ) -> None:
         if chemistry.name != pack.chemistry:
             raise ValueError(
                 f"chemistry (={chemistry.name!r}) is not the pack's (={pack.chemistry!r})"
             )
         self.config = config
         self.pack = pack
+        # How old a cell voltage and a current may be to be used (``timeouts``).
+        self._voltage_age_s, self._current_age_s = timeouts.soc_ages_s(config.stale_s)
         self._cell_sensors = pack.cell_sensors() if pack.board_sensors else None
         self.chemistry = chemistry
         n = pack.cells
@@ -373,14 +385,13 @@ class SocEstimator:
         """Advance cells ``lo..hi-1`` by ``inputs`` and weigh their latest voltages."""
         chem = self.chemistry
         tune = self._tune
-        cfg = self.config
         sensor_t, sensor_r, of = self._sensors(snapshot)
         volts = snapshot.cell_voltage_v
         ages = snapshot.cell_voltage_age_s
         t_snap = snapshot.t_s
         v_lo = chem.min_v - 0.5
         v_hi = chem.max_v + 0.5
-        stale_s = cfg.stale_s
+        stale_s = self._voltage_age_s
         cur = step.current_a
         i_known = step.current_known
         isfinite = math.isfinite
@@ -464,12 +475,12 @@ class SocEstimator:
         self._last_now_s = now_s
         i_a = snapshot.current_a
         i_age = snapshot.current_age_s
-        i_known = _finite(i_a) and (i_age is None or i_age <= cfg.stale_s)
+        i_known = _finite(i_a) and (i_age is None or i_age <= self._current_age_s)
         cur = float(i_a) if i_known and i_a is not None else 0.0
         # Time covered by the current sample; the rest of dt is a gap with unknown current. A
         # current known at both ends of the step is held across it (up to current_hold_s): a
-        # step longer than stale_s is then not a gap (treating it as one would throw away the
-        # charge of every step beyond stale_s and call the loss a zero-mean guess).
+        # step longer than the current's age limit is then not a gap (treating it as one would
+        # throw away the charge of every step beyond it and call the loss a zero-mean guess).
         prev_i = self._last_i
         hold_var = 0.0
         if not i_known:
@@ -480,7 +491,7 @@ class SocEstimator:
             sd = 100.0 * abs(cur - prev_i) * dt / 2.0 / 3600.0 / self._q_nom_ah
             hold_var = sd * sd
         else:
-            known_dt = min(dt, cfg.stale_s)
+            known_dt = min(dt, self._current_age_s)
         gap_dt = dt - known_dt
         self._last_i = cur if i_known else None
         d_ah = cur * known_dt / 3600.0

@@ -87,6 +87,7 @@ class SunSpecClient:
         self._accepted: tuple[float | None, float | None] = (None, None)
         self._max: tuple[float | None, float | None] = (None, None)
         self.model: InverterModel | None = None
+        self.polls = 0  # exchanges with the inverter (each reads the model)
         self.writes = 0
         self.write_times_s: list[float] = []  # last few rewrite times (cadence, for tests)
         self.losses = 0
@@ -195,6 +196,7 @@ class SunSpecClient:
         assert m is not None
         # Cleared before reading the request, so a cut during this exchange wakes the next.
         self._wake.clear()
+        self.polls += 1
         layout = ModelLayout.from_definition(m.model_id)
         values = layout.decode(await link.read(m.address, layout.size))
         requested = (self._req_c, self._req_d)

@@ -110,6 +110,7 @@ class SunSpecServer:
         self._networks = [ipaddress.ip_network(a, strict=False) for a in config.allowed_clients]
         self._out: ControlOutput | None = None
         self._hb = 0
+        self._next_hb_s = math.inf  # ``clock`` time of the next Hb count (set by ``run``)
         self._ctrl_hb: int | None = None
         self._ctrl_hb_changed_s = 0.0
         self._ctrl_hb_lost = False
@@ -224,6 +225,24 @@ class SunSpecServer:
             h.gw_close()
 
     # --- internals ---------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Count Hb up once per whole second of ``clock`` since the last count, run the CtrlHb
+        watchdog, and close idle connections.
+
+        ``run`` calls it every 0.25 s (or a fifth of ``ctrl_hb_timeout_s``); a test that injects
+        ``clock`` calls it after moving the clock, so nothing depends on the wall clock.
+        """
+        now_s = self._clock()
+        changed = False
+        while now_s >= self._next_hb_s:
+            self._hb = (self._hb + 1) & 0xFFFF
+            self._next_hb_s += 1.0
+            changed = True
+        self._check_ctrl_hb(now_s)
+        if changed:
+            self._render()
+        self.sweep(time.monotonic())
 
     def _link(self) -> LinkState:
         return LinkState(
@@ -362,20 +381,11 @@ class SunSpecServer:
         )
         self.started.set()
         tick_s = min(0.25, cfg.ctrl_hb_timeout_s / 5)
-        next_hb_s = self._clock() + 1.0
+        self._next_hb_s = self._clock() + 1.0
         try:
             while True:
                 await asyncio.sleep(tick_s)
-                now_s = self._clock()
-                changed = False
-                while now_s >= next_hb_s:
-                    self._hb = (self._hb + 1) & 0xFFFF
-                    next_hb_s += 1.0
-                    changed = True
-                self._check_ctrl_hb(now_s)
-                if changed:
-                    self._render()
-                self.sweep(time.monotonic())
+                self.tick()
                 flood.flush(log)
         finally:
             self.started.clear()

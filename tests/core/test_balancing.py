@@ -15,6 +15,7 @@ from gateway.core.balancing import (
     band_excess_ah,
     band_excess_low_ah,
 )
+from gateway.core.freshness import TimeoutsConfig
 from gateway.core.model import BalancingMode, SocReport
 from gateway.core.pack import PackConfig
 from tests.core.packdata import snapshot, soc_report
@@ -141,12 +142,46 @@ def test_power_budget_and_mode_switch() -> None:
 
 
 def test_stale_data_stops_balancing() -> None:
-    planner = BalancingPlanner(BalancingConfig(start_pct=1.0, max_data_age_s=10.0), PACK4)
+    cfg = BalancingConfig(start_pct=1.0)
+    planner = BalancingPlanner(cfg, PACK4, TimeoutsConfig(cell_voltage_timeout_s=10.0))
     soc = soc_report([60.0, 50.0, 50.0, 50.0], CAPS)
     snap = snapshot(REST_V, (25.0, 25.0), 0.0, 0.0)
     assert planner.step(snap, soc, 0.0).bleed[0]
     aged = dataclasses.replace(snap, t_s=11.0, cell_voltage_age_s=(11.0,) * 4)
     assert planner.step(aged, soc, 11.0).idle_reason == "stale data"
+
+
+def _balances(timeouts: TimeoutsConfig, v_age_s: float, t_age_s: float, **cfg: float) -> bool:
+    """Whether a fresh planner bleeds the high cell with inputs of these ages."""
+    planner = BalancingPlanner(BalancingConfig(start_pct=1.0, **cfg), PACK4, timeouts)
+    soc = soc_report([60.0, 50.0, 50.0, 50.0], CAPS)
+    snap = snapshot(REST_V, (25.0, 25.0), 0.0, 0.0)
+    snap = dataclasses.replace(
+        snap, cell_voltage_age_s=(v_age_s,) * 4, cell_temp_age_s=(t_age_s,) * 2
+    )
+    plan = planner.step(snap, soc, 0.0)
+    assert plan.idle_reason in ("", "stale data")
+    return plan.idle_reason != "stale data"
+
+
+def test_a_temperature_stops_balancing_at_the_shorter_of_its_and_the_voltage_timeout() -> None:
+    # Defaults: 5 s for both (as balancing.max_data_age_s), though the fail-safe allows 10 s.
+    assert _balances(TimeoutsConfig(), 4.9, 4.9)
+    assert not _balances(TimeoutsConfig(), 4.9, 5.1)
+    assert not _balances(TimeoutsConfig(), 5.1, 0.0)
+    longer = TimeoutsConfig(cell_voltage_timeout_s=20.0, temperature_timeout_s=8.0)
+    assert _balances(longer, 19.9, 7.9)
+    assert not _balances(longer, 19.9, 8.1)
+
+
+def test_the_deprecated_max_data_age_works_until_a_timeouts_key_is_set() -> None:
+    assert _balances(TimeoutsConfig(), 7.9, 7.9, max_data_age_s=8.0)
+    assert not _balances(TimeoutsConfig(), 8.1, 0.0, max_data_age_s=8.0)
+    # timeouts.temperature_timeout_s set: the new keys win (voltage 5 s, temperature 3 s).
+    newer = TimeoutsConfig(temperature_timeout_s=3.0)
+    assert not _balances(newer, 5.1, 0.0, max_data_age_s=8.0)
+    assert not _balances(newer, 0.0, 3.1, max_data_age_s=8.0)
+    assert _balances(newer, 4.9, 2.9, max_data_age_s=8.0)
 
 
 @settings(max_examples=100, deadline=None)

@@ -119,6 +119,26 @@ def test_timeouts_config_gives_the_pack_voltage_timeout_only_when_required() -> 
     assert (t.cell_voltage_s, t.temperature_s, t.current_s) == (5.0, 10.0, 2.0)
 
 
+def test_the_soc_and_balancing_ages_keep_their_old_values_under_defaults() -> None:
+    # soc.stale_s and balancing.max_data_age_s were 5 s for both of their inputs.
+    cfg = TimeoutsConfig()
+    assert cfg.soc_ages_s() == (5.0, 5.0)
+    assert cfg.balancing_ages_s() == (5.0, 5.0)
+    cfg = TimeoutsConfig(cell_voltage_timeout_s=4.0, current_timeout_s=6.0, temperature_timeout_s=3)
+    assert cfg.soc_ages_s() == (4.0, 6.0)
+    assert cfg.balancing_ages_s() == (4.0, 3.0)
+
+
+def test_a_deprecated_age_is_in_force_until_a_key_replacing_it_is_set() -> None:
+    assert TimeoutsConfig().soc_ages_s(15.0) == (15.0, 15.0)
+    assert TimeoutsConfig().balancing_ages_s(8.0) == (8.0, 8.0)
+    # A key of another consumer does not count; set to its default value, it does.
+    assert TimeoutsConfig(temperature_timeout_s=20.0).soc_ages_s(15.0) == (15.0, 15.0)
+    assert TimeoutsConfig(current_timeout_s=2.0).soc_ages_s(15.0) == (5.0, 5.0)
+    assert TimeoutsConfig(current_timeout_s=20.0).balancing_ages_s(8.0) == (8.0, 8.0)
+    assert TimeoutsConfig(temperature_timeout_s=3.0).balancing_ages_s(8.0) == (5.0, 3.0)
+
+
 def test_extremes_of_the_known_values() -> None:
     assert extremes((3.3, 3.1, 3.5, 3.2)) == (3.1, 1, 3.5, 2)
     assert extremes((None, 3.4, None, 3.2)) == (3.2, 3, 3.4, 1)

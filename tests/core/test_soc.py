@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from gateway.core.chemistry import Chemistry, get_chemistry
+from gateway.core.freshness import TimeoutsConfig
 from gateway.core.model import PackSnapshot, SocReport
 from gateway.core.pack import PackConfig
 from gateway.core.soc import STATE_VERSION, SocConfig, SocEstimator, pack_soc_pct
@@ -373,7 +374,7 @@ def test_a_bleeding_cell_falls_against_the_others_by_the_counted_charge() -> Non
     rep0 = est.step(snap(t, [v] * 4, 0.0), t)
     assert rep0 is not None
     bleed = (-0.5, 0.0, 0.0, 0.0)  # 0.5 A out of cell 0
-    for _ in range(720):  # 2 h at 10 s (longer than stale_s: the steps are held, not gaps)
+    for _ in range(720):  # 2 h at 10 s (longer than the current's 5 s: held, not gaps)
         t += 10.0
         rep = est.step(snap(t, [v] * 4, 0.0), t, cell_extra_current_a=bleed)
     assert rep is not None
@@ -431,8 +432,8 @@ def test_lfp_start_on_the_plateau_reports_a_sigma_that_covers_its_error(
     assert c.soc_sigma_pct >= 8.0
 
 
-def test_steps_longer_than_stale_s_count_all_the_charge() -> None:
-    # The estimator stepped every 10 s with stale_s = 5 s: the current known at both ends of
+def test_steps_longer_than_the_current_timeout_count_all_the_charge() -> None:
+    # The estimator stepped every 10 s, a current used up to 5 s: the current known at both ends of
     # each step covers it (it used to count only 5 s of every 10 and call the rest a gap).
     est, chem = make("lfp", cells=1)
     rep0 = est.step(snap(0.0, [chem.ocv.voltage(55.0)], 20.0), 0.0)
@@ -563,3 +564,41 @@ def test_report_fields_are_the_cell_states_own() -> None:
     # The fields differ from one another here, so a swap cannot pass by accident.
     vals = [getattr(rep.cells[0], f) for f in rep.cells[0].__slots__]
     assert len(set(vals)) == len(vals)
+
+
+def _counts(est: SocEstimator, i_age_s: float) -> bool:
+    """Whether the estimator counts 20 A for a second when the current is ``i_age_s`` old."""
+    v = est.chemistry.ocv.voltage(55.0)
+    rep0 = est.step(snap(0.0, [v], 20.0), 0.0)
+    rep = est.step(snap(1.0, [None], 20.0, i_age_s=i_age_s), 1.0)
+    assert rep0 is not None
+    assert rep is not None
+    moved = rep.cells[0].soc_pct - rep0.cells[0].soc_pct
+    assert moved == pytest.approx(0.0, abs=1e-9) or moved == pytest.approx(100.0 / 3600 / 5)
+    return moved > 0.0
+
+
+def _soc(timeouts: TimeoutsConfig | None = None, **cfg: float) -> SocEstimator:
+    pack = PackConfig(cells=1, chemistry="lfp", capacity_ah=100.0)
+    if timeouts is None:
+        return SocEstimator(SocConfig(**cfg), pack, get_chemistry("lfp"))
+    return SocEstimator(SocConfig(**cfg), pack, get_chemistry("lfp"), timeouts)
+
+
+def test_the_current_counts_for_the_longer_of_its_timeout_and_the_cell_voltage_timeout() -> None:
+    # Defaults: the fail-safe drops a current after 2 s, the estimator counts it up to 5 s (the
+    # value soc.stale_s had); timeouts.current_timeout_s past the voltage's moves it.
+    assert _counts(_soc(), 4.9)
+    assert not _counts(_soc(), 5.1)
+    assert _counts(_soc(TimeoutsConfig(current_timeout_s=8.0)), 7.9)
+    assert not _counts(_soc(TimeoutsConfig(current_timeout_s=8.0)), 8.1)
+    assert _counts(_soc(TimeoutsConfig(cell_voltage_timeout_s=9.0)), 8.9)
+
+
+def test_the_deprecated_stale_s_works_until_a_timeouts_key_is_set() -> None:
+    assert _counts(_soc(stale_s=8.0), 7.9)
+    assert not _counts(_soc(stale_s=8.0), 8.1)
+    # A new key set: the new keys win (current 3 s, voltage 5 s: the current counts up to 5 s).
+    assert not _counts(_soc(TimeoutsConfig(current_timeout_s=3.0), stale_s=8.0), 5.1)
+    assert not _counts(_soc(TimeoutsConfig(current_timeout_s=3.0), stale_s=8.0), 7.9)
+    assert _counts(_soc(TimeoutsConfig(current_timeout_s=3.0), stale_s=8.0), 4.9)

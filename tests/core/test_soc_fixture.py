@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.chemistry import get_chemistry
+from gateway.core.freshness import TimeoutsConfig
 from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
 from tests.core.test_soc import snap
@@ -38,7 +39,8 @@ def _run(name: str) -> tuple[list[float], list[float], list[float], float, float
     chem = get_chemistry(name)
     pack = PackConfig(cells=1, temp_sensors=1, chemistry=name, capacity_ah=cap_cfg)
     # Samples every 10 s: a value is fresh for that long (the default expects 1 Hz or faster).
-    est = SocEstimator(SocConfig(stale_s=15.0), pack, chem)
+    ages = TimeoutsConfig(cell_voltage_timeout_s=15.0, current_timeout_s=15.0)
+    est = SocEstimator(SocConfig(), pack, chem, ages)
     offset_a = 0.002 * 2.0 * cap_true  # 0.2 % of a 2C full scale
 
     def bms(row: list[float]) -> tuple[float, float, float]:
@@ -106,7 +108,7 @@ def _cold_run(name: str) -> tuple[list[float], list[float], list[float]]:
     cap_true, rows = _load(name)
     rng = random.Random(7)
     pack = PackConfig(cells=1, temp_sensors=1, chemistry=name, capacity_ah=cap_true * 1.05)
-    # Default stale_s (5 s) on 10 s samples: the estimator must hold the current across steps.
+    # Default timeouts (5 s) on 10 s samples: the estimator must hold the current across steps.
     est = SocEstimator(SocConfig(), pack, get_chemistry(name))
     offset_a = 0.002 * 2.0 * cap_true
     t_s, err, sigma = [], [], []

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.chemistry import get_chemistry
+from gateway.core.freshness import TimeoutsConfig
 from gateway.core.ocv_file import parse_ocv_table
 from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
@@ -40,7 +41,9 @@ def _run(key: str) -> tuple[list[float], list[float], list[float], list[float]]:
     table, _ = parse_ocv_table(path.read_text(), str(path))
     chem = get_chemistry("nmc").with_ocv(table)
     pack = PackConfig(cells=1, temp_sensors=1, chemistry="nmc", capacity_ah=q_nom)
-    est = SocEstimator(SocConfig(stale_s=75.0), pack, chem)
+    # Samples every 60 s: a value is used for that long (the most a timeout may be).
+    ages = TimeoutsConfig(cell_voltage_timeout_s=60.0, current_timeout_s=60.0)
+    est = SocEstimator(SocConfig(), pack, chem, ages)
     rng = random.Random(5)
     offset_a = 0.002 * 2.0 * cap_true
 

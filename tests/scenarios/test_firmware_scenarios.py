@@ -52,10 +52,10 @@ class Firmware:
 
     def __post_init__(self) -> None:
         self.state = PackState(self.pack)
-        # One timeouts section for both, as in the Controller.
+        # One timeouts section for all three, as in the Controller.
         self.protection = Protection(self.protection_cfg, self.pack, self.timeouts_cfg)
         self.limits = LimitsCalculator(self.limits_cfg, self.pack, self.timeouts_cfg)
-        self.balancing = BalancingPlanner(self.balancing_cfg, self.pack)
+        self.balancing = BalancingPlanner(self.balancing_cfg, self.pack, self.timeouts_cfg)
         self.negotiation: Negotiation | None = None
 
     def step(

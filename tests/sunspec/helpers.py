@@ -22,7 +22,18 @@ from gateway.core.model import (
     SocReport,
 )
 
-__all__ = ["free_port", "make_output", "stop_task", "wait_until"]
+__all__ = ["Clock", "free_port", "make_output", "stop_task", "wait_until"]
+
+
+class Clock:
+    """A monotonic clock the test moves (``now_s``), injected into a server, a client or both:
+    what they count in time is then counted in steps of the test, not of the wall clock."""
+
+    def __init__(self, now_s: float = 1000.0) -> None:
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
 
 
 def _limit(value: float, name: str = "configured") -> Limit:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -17,7 +16,7 @@ from gateway.errors import ModbusLinkError
 from gateway.sim.inverter import InverterServerSim
 from gateway.sunspec.client import ModbusLink, SunSpecClient, scan
 from gateway.sunspec.config import SunSpecConfig
-from tests.sunspec.helpers import free_port, make_output, stop_task, wait_until
+from tests.sunspec.helpers import Clock, free_port, make_output, stop_task, wait_until
 
 FAST: dict[str, Any] = {
     "poll_s": 0.05,
@@ -41,8 +40,10 @@ async def inverter(**kw: Any) -> AsyncIterator[tuple[InverterServerSim, asyncio.
 
 @contextlib.asynccontextmanager
 async def gateway_client(port: int, **kw: Any) -> AsyncIterator[SunSpecClient]:
+    """A running client; ``clock=`` injects its clock (the rewrite cadence)."""
+    clock = kw.pop("clock", None)
     cfg = SunSpecConfig(mode="client", port=port, **{**FAST, **kw})
-    c = SunSpecClient(cfg)
+    c = SunSpecClient(cfg, **({"clock": clock} if clock is not None else {}))
     task = asyncio.create_task(c.run(), name="test.sunspec.client")
     try:
         yield c
@@ -165,19 +166,23 @@ async def test_702_writes_watts() -> None:
 
 
 async def test_rewrite_cadence_keeps_the_inverter_from_reverting() -> None:
-    async with inverter(models=(124,)) as (sim, _):
-        async with gateway_client(sim.bound_port or 0, rewrite_s=0.2) as c:
+    # One clock for the gateway's cadence and the inverter's revert timeout, moved by the test.
+    clock = Clock()
+    async with inverter(models=(124,), clock=clock) as (sim, _):
+        async with gateway_client(sim.bound_port or 0, clock=clock) as c:
             c.update(make_output(ccl_a=20.0, dcl_a=20.0, pack_voltage_v=51.2))
             await wait_until(lambda: c.connected)
-            await asyncio.sleep(1.6)  # well past the 1 s revert timeout
+            for _ in range(8):  # 2 s: twice the 1 s revert timeout, a rewrite every 0.25 s
+                clock.now_s += 0.25
+                # The whole rewrite (several requests) is done before the clock moves on.
+                await wait_until(lambda: c.write_times_s[-1] == clock.now_s)
             times = [w.t_s for w in sim.writes if w.point == "InWRte"]
-            gaps = [b - a for a, b in itertools.pairwise(times)]
-            assert len(times) >= 6
-            assert max(gaps) < 0.8  # rewrite_s (0.2) + one poll (+ slack for a busy CI), < 1 s
+            assert times == [1000.0 + 0.25 * k for k in range(9)]  # once each, on time
             assert sim.reverts == 0
             assert sim.values(124)["StorCtl_Mod"] == 3
         # The gateway is gone: the inverter reverts by itself after its timeout.
-        await wait_until(lambda: sim.reverts == 1, timeout_s=2.5)
+        clock.now_s += 1.25
+        await wait_until(lambda: sim.reverts == 1)  # the simulator checks on its own clock
         assert sim.values(124)["StorCtl_Mod"] == 0
 
 
@@ -271,7 +276,8 @@ async def test_an_inverter_that_clamps_is_not_rewritten_in_a_loop() -> None:
         sim.set_voltage(50.0)
         c.update(make_output(ccl_a=40.0, dcl_a=80.0, pack_voltage_v=50.0))  # 80 % > 60 %
         await wait_until(lambda: c.connected and c.writes >= 1)
-        await asyncio.sleep(1.0)  # 20 polls
+        polls = c.polls
+        await wait_until(lambda: c.polls >= polls + 20)  # 20 more reads of the clamped values
         assert c.rewrites_on_disagreement == 1
         assert c.writes <= 2
 

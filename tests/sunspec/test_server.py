@@ -23,7 +23,7 @@ from gateway.sunspec.config import SunSpecConfig
 from gateway.sunspec.evt1 import evt1_of
 from gateway.sunspec.model802 import BatteryInfo, LinkState
 from gateway.sunspec.server import SunSpecServer
-from tests.sunspec.helpers import make_output
+from tests.sunspec.helpers import Clock, make_output
 
 UNIT = 3
 
@@ -42,10 +42,14 @@ class Commands:
 
 @contextlib.asynccontextmanager
 async def serving(**cfg: Any) -> AsyncIterator[tuple[SunSpecServer, Commands]]:
-    """A running server on a free loopback port; stopped (and checked to stop) at exit."""
+    """A running server on a free loopback port; stopped (and checked to stop) at exit.
+
+    ``clock=`` injects the server's clock (then move it and call ``server.tick()``)."""
     commands = Commands(accept=cfg.pop("accept", True))
+    clock = cfg.pop("clock", None)
     config = SunSpecConfig(mode="server", port=0, unit_id=UNIT, **cfg)
-    server = SunSpecServer(config, info=BatteryInfo(unit_id=UNIT), on_command=commands)
+    kw: dict[str, Any] = {"clock": clock} if clock is not None else {}
+    server = SunSpecServer(config, info=BatteryInfo(unit_id=UNIT), on_command=commands, **kw)
     task = asyncio.create_task(server.run(), name="test.sunspec.server")
     await asyncio.wait_for(server.started.wait(), 5)
     try:
@@ -136,7 +140,11 @@ async def test_ctrl_hb_timeout_zeroes_limits_until_it_changes_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="gateway.sunspec.server")
-    async with serving(ctrl_hb_timeout_s=0.5) as (server, _), client(server.bound_port or 0) as c:
+    clock = Clock()
+    async with (
+        serving(ctrl_hb_timeout_s=0.5, clock=clock) as (server, _),
+        client(server.bound_port or 0) as c,
+    ):
         server.update(make_output(ccl_a=50.0, dcl_a=60.0))
         m = server.map
         ach, evt1 = m.address("AChaMax"), m.address("Evt1")
@@ -148,20 +156,28 @@ async def test_ctrl_hb_timeout_zeroes_limits_until_it_changes_again(
             assert not e.isError()
             return r.registers[0], r.registers[1], (e.registers[0] << 16) | e.registers[1]
 
+        async def write_ctrl_hb(value: int, then_s: float) -> None:
+            assert not (
+                await c.write_register(m.address("CtrlHb"), value, device_id=UNIT)
+            ).isError()
+            clock.now_s += then_s
+            server.tick()
+
         # Never written: no watchdog, limits published.
-        await asyncio.sleep(0.7)  # longer than the timeout
+        clock.now_s += 0.7  # longer than the timeout
+        server.tick()
         assert await limits() == (500, 600, 0)
         assert not server.controller_heartbeat().seen
         # Written, then kept changing: still fine.
         for v in range(1, 11):
-            assert not (await c.write_register(m.address("CtrlHb"), v, device_id=UNIT)).isError()
-            await asyncio.sleep(0.05)
+            await write_ctrl_hb(v, 0.05)
         assert await limits() == (500, 600, 0)
-        # Writing the same value is no sign of life.
-        for _ in range(6):
-            await c.write_register(m.address("CtrlHb"), 10, device_id=UNIT)
-            await asyncio.sleep(0.1)
-        await wait_until(lambda: server.controller_heartbeat().lost)
+        # Writing the same value is no sign of life: lost 0.5 s after the last change.
+        for _ in range(4):
+            await write_ctrl_hb(10, 0.1)
+        assert not server.controller_heartbeat().lost  # 0.45 s
+        await write_ctrl_hb(10, 0.1)
+        assert server.controller_heartbeat().lost  # 0.55 s
         assert await limits() == (0, 0, 1)
         neg = server.negotiation()
         assert neg.effective_ccl_a == 0.0
@@ -173,7 +189,9 @@ async def test_ctrl_hb_timeout_zeroes_limits_until_it_changes_again(
         assert not server.controller_heartbeat().lost
         assert server.negotiation().effective_ccl_a == pytest.approx(50.0)
         # Lost again soon after: counted, but the log does not repeat the warning.
-        await wait_until(lambda: server.controller_heartbeat().lost)
+        clock.now_s += 0.6
+        server.tick()
+        assert server.controller_heartbeat().lost
         assert server.controller_heartbeat().losses == 2
         await c.write_register(m.address("CtrlHb"), 12, device_id=UNIT)
         assert await limits() == (500, 600, 0)
@@ -353,13 +371,22 @@ async def test_several_clients_at_once_read_consistent_steps() -> None:
         assert seen["b"] > 0  # the steps really changed under the readers
 
 
-async def test_hb_counts_seconds() -> None:
-    async with serving() as (server, _), client(server.bound_port or 0) as c:
+async def test_hb_counts_seconds_of_the_server_clock() -> None:
+    clock = Clock()
+    async with serving(clock=clock) as (server, _), client(server.bound_port or 0) as c:
         addr = server.map.address("Hb")
-        first = (await c.read_holding_registers(addr, count=1, device_id=UNIT)).registers[0]
-        await asyncio.sleep(1.3)
-        later = (await c.read_holding_registers(addr, count=1, device_id=UNIT)).registers[0]
-        assert later - first in (1, 2)
+
+        async def hb_after(dt_s: float) -> int:
+            clock.now_s += dt_s
+            server.tick()
+            return int((await c.read_holding_registers(addr, count=1, device_id=UNIT)).registers[0])
+
+        first = await hb_after(0.0)
+        assert await hb_after(0.9) == first  # not yet a second since the server started
+        assert await hb_after(0.1) == first + 1
+        assert await hb_after(2.5) == first + 3  # every whole second counts, late or not
+        assert await hb_after(0.4) == first + 3
+        assert await hb_after(0.1) == first + 4
 
 
 @pytest.mark.parametrize(("allowed", "ok"), [(("127.0.0.1",), True), (("10.0.0.0/8",), False)])

@@ -8,6 +8,7 @@ import contextlib
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import can
@@ -18,6 +19,15 @@ from gateway.sim.emitter import run_sim_on_bus
 from gateway.sim.pack import PackSim, PackSimConfig
 from gateway.sim.profiles import ConstantProfile
 from tests.web.helpers import free_port
+
+
+async def _until(cond: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Poll ``cond`` until true; the timeout only bounds a hang."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while not cond():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.02)
 
 
 async def test_failing_side_outputs_do_not_stop_the_control_step(tmp_path: Path) -> None:
@@ -49,12 +59,13 @@ async def test_failing_side_outputs_do_not_stop_the_control_step(tmp_path: Path)
 
         run = asyncio.create_task(gw.run(stop, extra=[drive]))
         try:
-            await asyncio.sleep(1.0)
+            # Once the Sparkplug connect has failed, the loop keeps stepping (counted in steps,
+            # not in wall-clock time: the waits only bound a hang).
+            await _until(lambda: gw.sparkplug is not None and bool(gw.sparkplug.status.last_error))
             assert gw.latest is not None
             seq = gw.latest.seq
-            await asyncio.sleep(1.5)
+            await _until(lambda: gw.latest is not None and gw.latest.seq > seq + 5)
             assert not run.done()
-            assert gw.latest.seq > seq + 5  # the loop keeps stepping
             assert gw.web is not None
             assert not gw.web.serving
             assert gw.sparkplug is not None
