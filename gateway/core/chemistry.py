@@ -46,6 +46,13 @@ _REF_TEMP_C = 25.0
 _HYSTERESIS_MV = {"lfp": 10.0, "nmc": 3.0}
 """Typical half-hysteresis per chemistry (mV); see ``Chemistry.hysteresis_mv``."""
 
+_SLOW_RC = {"lfp": (0.0, 1200.0), "nmc": (28.0, 1200.0)}
+"""Slow RC branch per chemistry: (R2 in mOhm * Ah, tau2 in s). Fitted with R0, R1 (at the
+generated tau1) and an offset by least squares to the bench's tuning day for Chen2020
+(``bench/soc_matrix.py``: SPMe voltage less the OCV at the true SoC; tau2 from a grid of 600 to
+4800 s); not part of ``scripts/gen_ocv.py``'s tables. LFP (Prada2013): none, a slow pair did not
+fit its day better (7.7 against 7.7 mV rms)."""
+
 
 @dataclass(frozen=True, slots=True)
 class OcvTable:
@@ -146,6 +153,10 @@ class Chemistry:
     """Half the OCV hysteresis between the charge and discharge branches (mV): a rested voltage
     is the OCV only to within it. Typical values, not from the generated tables (PyBaMM's
     single-branch OCV has none): LFP 10..30 mV on the plateau, NMC a few mV."""
+    r2_mohm_ah: float = 0.0
+    """Slow RC branch (solid diffusion over long loads) resistance times capacity; 0: none."""
+    tau2_s: float = 1200.0
+    """Slow RC branch time constant (s)."""
 
     def r0_ohm(self, capacity_ah: float, temp_c: float = _REF_TEMP_C) -> float:
         """Ohmic resistance of a cell of ``capacity_ah`` at ``temp_c``."""
@@ -154,6 +165,10 @@ class Chemistry:
     def r1_ohm(self, capacity_ah: float) -> float:
         """RC branch resistance of a cell of ``capacity_ah``."""
         return self.r1_mohm_ah / capacity_ah / 1000.0
+
+    def r2_ohm(self, capacity_ah: float) -> float:
+        """Slow RC branch resistance of a cell of ``capacity_ah``."""
+        return self.r2_mohm_ah / capacity_ah / 1000.0
 
     def r_temp_factor(self, temp_c: float) -> float:
         """Resistance at ``temp_c`` over resistance at 25 degC (clamped to the table's range)."""
@@ -228,6 +243,8 @@ def get_chemistry(name: str) -> Chemistry:
         r_temp=_parse_r_temp(_read(r_name), r_name),
         source=params.get("source", ""),
         hysteresis_mv=_HYSTERESIS_MV[name],
+        r2_mohm_ah=_SLOW_RC[name][0],
+        tau2_s=_SLOW_RC[name][1],
     )
 
 
