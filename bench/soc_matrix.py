@@ -13,8 +13,9 @@ Each set is simulated (SPMe + lumped thermal, the home-storage day of ``soc_accu
 six variants: nominal, capacity x0.9 and x1.1 (electrode width; the configured capacity stays
 nominal), resistance x0.5 and x2 (exchange-current densities and electrolyte conductivity scaled
 by 1/x), solid diffusivity x0.25 (both electrodes: four times the diffusion time, the
-polarisation that builds up over long loads). Starts: the true SoC restored, a restore 20 points off (claimed variance 0), a cold
-start from the first voltage, and for LFP a restore 20 points off on the plateau. Sensor errors
+polarisation that builds up over long loads). Starts: the true SoC restored, a restore 20
+points off (claimed variance 0), a cold start from the first voltage, and for LFP a restore 20
+points off on the plateau. Sensor errors
 as in ``soc_accuracy.py`` (2 mV noise, 1 mV steps, 0.2 % FS offset, +0.5 % gain).
 
 Beside each estimator row: coulomb counting from the true start, coulomb counting from an OCV

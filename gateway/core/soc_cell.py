@@ -55,6 +55,8 @@ __all__ = [
 
 _NAN = math.nan
 _MAX_VAR = 2500.0  # 50 % sigma: knowing nothing, no need to grow further
+import os
+_QD = os.environ.get("I12_QD", "0") == "1"
 START_WINDOW_S = 60.0
 """A start from voltage takes the mean of the voltages over this long (one noisy sample on a
 plateau maps onto several points; the error band is not narrowed, only its middle found)."""
@@ -336,7 +338,7 @@ def predict(
     # The RC voltage is uncertain by a fraction of its own size (diffusion and SoC dependence
     # the circuit does not hold): a state noise correlated over tau1, not white measurement
     # noise, so a lasting model error is taken up by v1 rather than by the SoC.
-    qv = tune.rc_sigma_fraction * r1 * cur_k
+    qv = tune.rc_sigma_fraction * r1 * (cur_k - (cell.w2_a if _QD else 0.0))
     p11 = cell.p11 * a * a + 1e-8 * dt + qv * qv * (1.0 - a * a)
     # The count alone: its random part grows like the filter's, its systematic parts add up
     # linearly (corrections shrink the filter's parts, never the count's).
