@@ -55,11 +55,12 @@ __all__ = [
 
 _NAN = math.nan
 _MAX_VAR = 2500.0  # 50 % sigma: knowing nothing, no need to grow further
-import os
-_QD = os.environ.get("I12_QD", "0") == "1"
 START_WINDOW_S = 60.0
 """A start from voltage takes the mean of the voltages over this long (one noisy sample on a
-plateau maps onto several points; the error band is not narrowed, only its middle found)."""
+plateau maps onto several points; the error band is not narrowed, only its middle found) ..."""
+START_MAX_C = 0.05
+"""... from the samples at up to this current (C-rate): the window's charge then moves the SoC
+by under 0.1 %, so each sample is taken as a reading of the start's OCV."""
 _RLS_OFFSET_SIGMA_V = 0.1  # the identification's offset: what a SoC error does to the OCV
 
 
@@ -267,7 +268,9 @@ def init_from_voltage(
     half = 2.0 * err_v + tune.hysteresis_v
     z, sz = voltage_soc(chem, ocv_v, half, temp_c)
     sigma = min(50.0, max(1.0, sz))
-    cell.start_left_s = START_WINDOW_S if current_known else 0.0
+    # A window only for a start at a small, known current (the samples are then alike).
+    small = current_known and abs(cur_a) <= START_MAX_C * q_nom_ah
+    cell.start_left_s = START_WINDOW_S if small else 0.0
     cell.start_n = 1
     cell.start_ocv_v = ocv_v
     cell.start_half_v = half
@@ -338,7 +341,7 @@ def predict(
     # The RC voltage is uncertain by a fraction of its own size (diffusion and SoC dependence
     # the circuit does not hold): a state noise correlated over tau1, not white measurement
     # noise, so a lasting model error is taken up by v1 rather than by the SoC.
-    qv = tune.rc_sigma_fraction * r1 * (cur_k - (cell.w2_a if _QD else 0.0))
+    qv = tune.rc_sigma_fraction * r1 * cur_k
     p11 = cell.p11 * a * a + 1e-8 * dt + qv * qv * (1.0 - a * a)
     # The count alone: its random part grows like the filter's, its systematic parts add up
     # linearly (corrections shrink the filter's parts, never the count's).
@@ -412,8 +415,11 @@ def correct(
     (``_refine_start``).
     """
     if cell.start_left_s > 0.0:
-        _refine_start(cell, chem, step, v, cur_k, temp_c, r_scale)
-        return True
+        cell.start_left_s = max(0.0, cell.start_left_s - step.dt_s)
+        # Samples alike the start's: a small pack current and no balancing current of its own.
+        if abs(cur_k) <= START_MAX_C * step.q_nom_ah and cur_k == step.current_a:
+            _refine_start(cell, chem, v, cur_k, temp_c, r_scale)
+            return True
     r0 = cell.r0_ohm_25c * r_scale
     r1 = cell.r1_ohm_25c * r_scale
     v2 = cell.r2_ohm_25c * r_scale * cell.w2_a
@@ -503,29 +509,26 @@ def correct(
 def _refine_start(
     cell: CellState,
     chem: Chemistry,
-    step: StepInputs,
     v: float,
     cur_k: float,
     temp_c: float,
     r_scale: float,
 ) -> None:
-    """Within the start window: the start's OCV is the mean of the samples so far.
+    """Within the start window (at a small current): the start's OCV is the mean of the samples.
 
-    The estimate moves to the SoC of that mean plus what was counted since; its sigma stays the
-    start's (hysteresis and the unknown polarisation do not average out, only the noise does).
+    The estimate moves by the change of that mean's SoC (what was counted since stays); its
+    sigma stays the start's (hysteresis and the unknown polarisation do not average out, only
+    the noise does).
     """
     ocv_v = (
         v - cell.r0_ohm_25c * r_scale * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a
     )
     old = cell.start_ocv_v
-    z_old, _ = voltage_soc(chem, old, cell.start_half_v, temp_c)
-    # Referred back to the start along the OCV curve (the count has moved the SoC since).
-    ocv_v -= chem.ocv_voltage(cell.soc_pct, temp_c) - chem.ocv_voltage(z_old, temp_c)
     n = cell.start_n
     mean = old + (ocv_v - old) / (n + 1)
     cell.start_n = n + 1
     cell.start_ocv_v = mean
-    cell.start_left_s = max(0.0, cell.start_left_s - step.dt_s)
+    z_old, _ = voltage_soc(chem, old, cell.start_half_v, temp_c)
     z_new, _ = voltage_soc(chem, mean, cell.start_half_v, temp_c)
     cell.soc_pct = min(100.0, max(0.0, cell.soc_pct + (z_new - z_old)))
     cell.count_soc_pct = cell.soc_pct
@@ -711,7 +714,7 @@ def learn_resistance(
     ``rls_min_current_c`` (a transient, fast or slow: in a steady, settled current R0, R1 and
     the offset cannot be told apart; over a slow one R1 takes up the part of the slower
     polarisation the circuit's fixed time constants miss), nor where the OCV at the estimate
-    is uncertain by more than half the voltage noise (slope times SoC sigma); the covariance is
+    is uncertain by more than the voltage noise (slope times SoC sigma); the covariance is
     not inflated beyond its start (no windup); R0 and R1 are held within
     ``r_factor_lo..r_factor_hi`` times the chemistry's. Source: the standard RLS with
     exponential forgetting (Ljung, *System Identification*, 2nd ed., sec. 11.2); the
@@ -730,10 +733,11 @@ def learn_resistance(
     if (abs(cur_k - w) < thr and abs(cur_k - w2) < thr) or step.gap_dt_s > 0.0:
         return
     # Where the OCV at the estimate is uncertain (a steep part with a SoC not known well) the
-    # SoC error would be learned as resistance: up to half the voltage noise of it is allowed.
+    # SoC error would be learned as resistance: up to the voltage noise of it is allowed (a
+    # steady part of it goes to the offset).
     soc = cell.soc_pct
     r_load_v2 = tune.r_load_v2
-    if chem.ocv.slope(soc) * math.sqrt(cell.p00) > 0.5 * math.sqrt(r_load_v2):
+    if chem.ocv.slope(soc) * math.sqrt(cell.p00) > math.sqrt(r_load_v2):
         return
     u = v - chem.ocv_voltage(soc, temp_c) - cell.r2_ohm_25c * r_scale * w2
     x0, x1 = r_scale * cur_k, r_scale * w  # x2 = 1.0 (the offset's regressor)
