@@ -46,12 +46,14 @@ _REF_TEMP_C = 25.0
 _HYSTERESIS_MV = {"lfp": 10.0, "nmc": 3.0}
 """Typical half-hysteresis per chemistry (mV); see ``Chemistry.hysteresis_mv``."""
 
-_SLOW_RC = {"lfp": (0.0, 1200.0), "nmc": (28.0, 1200.0)}
-"""Slow RC branch per chemistry: (R2 in mOhm * Ah, tau2 in s). Fitted with R0, R1 (at the
-generated tau1) and an offset by least squares to the bench's tuning day for Chen2020
-(``bench/soc_matrix.py``: SPMe voltage less the OCV at the true SoC; tau2 from a grid of 600 to
-4800 s); not part of ``scripts/gen_ocv.py``'s tables. LFP (Prada2013): none, a slow pair did not
-fit its day better (7.7 against 7.7 mV rms)."""
+_SLOW_RC = {"lfp": (0.0, 1200.0), "nmc": (0.0, 1200.0)}
+"""Slow RC branch per chemistry: (R2 in mOhm * Ah, tau2 in s); R2 = 0: none. The slow branch's
+current (tau2) also marks the slow transients the online identification learns from. Fitted to
+the Chen2020 tuning day (SPMe voltage less the OCV at the true SoC, with R0, R1 at the
+generated tau1 and an offset), nmc would have R2 = 28 mOhm * Ah at tau2 = 1200 s; that helped
+Chen2020 and the cells derived from it and made held-out cells worse, so it is not shipped
+(docs/PERFORMANCE.md, "State of charge: cross-validation"). LFP (Prada2013): a slow pair did
+not fit its day better (7.7 against 7.7 mV rms)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,10 +73,12 @@ class SocConfig(Section):
     """Voltage error under load: sensor noise plus what the circuit model misses (1 sigma)."""
     model_error_fraction: float = Field(default=1.0, ge=0)
     """Circuit-model error under load as a fraction of the modelled polarisation (R0+R1)*I."""
-    rc_sigma_fraction: float = Field(default=1.0, ge=0)
+    rc_sigma_fraction: float = Field(default=0.0, ge=0)
     """The RC voltage's own uncertainty under load, as a fraction of R1*I (a state noise that
     lasts about tau1): polarisation the circuit does not hold (diffusion over long loads) is
-    taken up by the RC voltage instead of the SoC."""
+    taken up by the RC voltage instead of the SoC. Off by default: it helped the tuning cells
+    and cells derived from them, and made three of four held-out cells worse (see
+    docs/PERFORMANCE.md, "State of charge: cross-validation")."""
     load_bias_mv: float = Field(default=5.0, ge=0)
     """Part of the voltage error under load that does not average out over samples (model
     error that lasts as long as the current): it bounds how far repeated corrections under load

@@ -14,9 +14,11 @@ The model (first-order equivalent circuit, charge positive)::
 
 The second, slow RC pair (``tau2`` in the thousands of seconds: solid diffusion over long loads)
 is not a filter state: its current ``w2`` is known from the count and ``R2`` is the chemistry's
-(``Chemistry.r2_mohm_ah``; not identified: within the identification's memory a slow RC pair
-and a SoC error are the same slow offset). What the circuit misses is taken up by ``v1``, whose
-state noise is a fraction of its own size (``Tuning.rc_sigma_fraction``).
+(``Chemistry.r2_mohm_ah``, 0 for the built-in chemistries; not identified: within the
+identification's memory a slow RC pair and a SoC error are the same slow offset). ``w2`` also
+marks the slow transients the identification learns from. ``v1`` may carry a state noise of a
+fraction of its own size (``Tuning.rc_sigma_fraction``, off by default) so that polarisation the
+circuit does not hold is taken up by ``v1`` rather than by the SoC.
 
 * ``predict``: the count, and the growth of the uncertainty by kind (see ``CellState``).
 * ``correct``: the voltage under load, weighed by how well the model currently predicts it
@@ -714,7 +716,7 @@ def learn_resistance(
     ``rls_min_current_c`` (a transient, fast or slow: in a steady, settled current R0, R1 and
     the offset cannot be told apart; over a slow one R1 takes up the part of the slower
     polarisation the circuit's fixed time constants miss), nor where the OCV at the estimate
-    is uncertain by more than the voltage noise (slope times SoC sigma); the covariance is
+    is uncertain by more than half the voltage noise (slope times SoC sigma); the covariance is
     not inflated beyond its start (no windup); R0 and R1 are held within
     ``r_factor_lo..r_factor_hi`` times the chemistry's. Source: the standard RLS with
     exponential forgetting (Ljung, *System Identification*, 2nd ed., sec. 11.2); the
@@ -733,11 +735,10 @@ def learn_resistance(
     if (abs(cur_k - w) < thr and abs(cur_k - w2) < thr) or step.gap_dt_s > 0.0:
         return
     # Where the OCV at the estimate is uncertain (a steep part with a SoC not known well) the
-    # SoC error would be learned as resistance: up to the voltage noise of it is allowed (a
-    # steady part of it goes to the offset).
+    # SoC error would be learned as resistance: up to half the voltage noise of it is allowed.
     soc = cell.soc_pct
     r_load_v2 = tune.r_load_v2
-    if chem.ocv.slope(soc) * math.sqrt(cell.p00) > math.sqrt(r_load_v2):
+    if chem.ocv.slope(soc) * math.sqrt(cell.p00) > 0.5 * math.sqrt(r_load_v2):
         return
     u = v - chem.ocv_voltage(soc, temp_c) - cell.r2_ohm_25c * r_scale * w2
     x0, x1 = r_scale * cur_k, r_scale * w  # x2 = 1.0 (the offset's regressor)

@@ -149,11 +149,8 @@ def test_ekf_corrects_a_wrong_restored_soc_on_nmc() -> None:
     state["soc_var"] = [0.0, 0.0]
     est.restore(state)
     # A correction under load beyond what the count allows needs lasting evidence (the same
-    # innovation sign while charging and discharging): several cycles. Four since the RC
-    # voltage carries its own uncertainty under load (``rc_sigma_fraction``), which takes up
-    # part of each cycle's evidence (worst cell after two cycles: 2.3 points, three: 1.6, four:
-    # 0.8; a 15-minute rest would recalibrate at once).
-    profile = ([-30.0] * 600 + [0.0] * 300 + [40.0] * 600 + [-60.0] * 300) * 4
+    # innovation sign while charging and discharging): a second cycle.
+    profile = ([-30.0] * 600 + [0.0] * 300 + [40.0] * 600 + [-60.0] * 300) * 2
     rep, _ = drive(est, pack, profile)
     for c, true in zip(rep.cells, pack.soc_pct, strict=True):
         assert c.soc_pct == pytest.approx(true, abs=1.5)
