@@ -1,7 +1,8 @@
 """Per-cell state of charge, capacity and resistance estimation. Pure and clock-injected.
 
 Each cell runs a two-state extended Kalman filter (SoC, v1) over an equivalent circuit with a
-fast RC pair in the filter and a slow one (diffusion over long loads) driven by the count::
+fast RC pair in the filter and a slow one (diffusion over long loads; ``R2`` from the chemistry,
+0 for the built-in ones) driven by the count::
 
     v_cell = OCV(soc, T) + v1 + v2 + R0 * i     (i > 0 charging)
     soc'   = soc + 100 * i * dt / (3600 * Q)    (coulomb counting: the backbone)
