@@ -342,7 +342,8 @@ def predict(
     p01 = cell.p01 * a
     # The RC voltage is uncertain by a fraction of its own size (diffusion and SoC dependence
     # the circuit does not hold): a state noise correlated over tau1, not white measurement
-    # noise, so a lasting model error is taken up by v1 rather than by the SoC.
+    # noise, so a lasting model error is taken up by v1 rather than by the SoC (off by default:
+    # it did not generalise to the held-out cells, docs/PERFORMANCE.md).
     qv = tune.rc_sigma_fraction * r1 * cur_k
     p11 = cell.p11 * a * a + 1e-8 * dt + qv * qv * (1.0 - a * a)
     # The count alone: its random part grows like the filter's, its systematic parts add up
