@@ -10,10 +10,12 @@ written in a user's format: ``SOC (%),OCV (mV)``, fraction/V without a header, .
 configured as the set's nominal.
 
 Each set is simulated (SPMe + lumped thermal, the home-storage day of ``soc_accuracy.py``) in
-five variants: nominal, capacity x0.9 and x1.1 (electrode width; the configured capacity stays
+six variants: nominal, capacity x0.9 and x1.1 (electrode width; the configured capacity stays
 nominal), resistance x0.5 and x2 (exchange-current densities and electrolyte conductivity scaled
-by 1/x). Starts: the true SoC restored, a restore 20 points off (claimed variance 0), a cold
-start from the first voltage, and for LFP a restore 20 points off on the plateau. Sensor errors
+by 1/x), solid diffusivity x0.25 (both electrodes: four times the diffusion time, the
+polarisation that builds up over long loads). Starts: the true SoC restored, a restore 20
+points off (claimed variance 0), a cold start from the first voltage, and for LFP a restore 20
+points off on the plateau. Sensor errors
 as in ``soc_accuracy.py`` (2 mV noise, 1 mV steps, 0.2 % FS offset, +0.5 % gain).
 
 Beside each estimator row: coulomb counting from the true start, coulomb counting from an OCV
@@ -83,12 +85,14 @@ SETS: tuple[SetSpec, ...] = (
     SetSpec("OKane2022", "OKane2022", "nmc", 2.5, 4.2, False, "pct_v"),
 )
 
-VARIANTS: tuple[tuple[str, float, float], ...] = (
-    ("nominal", 1.0, 1.0),
-    ("cap x0.9", 0.9, 1.0),
-    ("cap x1.1", 1.1, 1.0),
-    ("R x0.5", 1.0, 0.5),
-    ("R x2", 1.0, 2.0),
+VARIANTS: tuple[tuple[str, float, float, float], ...] = (
+    # name, capacity factor, resistance factor, solid-diffusivity factor
+    ("nominal", 1.0, 1.0, 1.0),
+    ("cap x0.9", 0.9, 1.0, 1.0),
+    ("cap x1.1", 1.1, 1.0, 1.0),
+    ("R x0.5", 1.0, 0.5, 1.0),
+    ("R x2", 1.0, 2.0, 1.0),
+    ("D x0.25", 1.0, 1.0, 0.25),
 )
 
 
@@ -116,9 +120,21 @@ def _scale_resistance(p: Any, factor: float) -> None:
             p[key] = orig / factor
 
 
-def simulate(s: SetSpec, cache: Path, cap_f: float, r_f: float) -> tuple[base.Truth, float]:
+def _scale_diffusivity(p: Any, factor: float) -> None:
+    """Scale both electrodes' solid (particle) diffusivity by ``factor``."""
+    for key in ("Negative particle diffusivity [m2.s-1]", "Positive particle diffusivity [m2.s-1]"):
+        orig = p[key]
+        if callable(orig):
+            p[key] = lambda *a, _g=orig, _f=factor: _g(*a) * _f
+        else:
+            p[key] = orig * factor
+
+
+def simulate(
+    s: SetSpec, cache: Path, cap_f: float, r_f: float, d_f: float = 1.0
+) -> tuple[base.Truth, float]:
     """The day of set ``s`` in one variant (cached); also the nominal capacity (Ah)."""
-    tag = f"{s.key}_c{cap_f:g}_r{r_f:g}"
+    tag = f"{s.key}_c{cap_f:g}_r{r_f:g}" + (f"_d{d_f:g}" if d_f != 1.0 else "")
     path = cache / f"{tag}_day.csv"
     nominal_path = cache / f"{s.key}_nominal_ah.txt"
     table_path = cache / f"{s.key}_ocv.csv"
@@ -140,6 +156,8 @@ def simulate(s: SetSpec, cache: Path, cap_f: float, r_f: float) -> tuple[base.Tr
     p["Electrode width [m]"] = p["Electrode width [m]"] * cap_f
     if r_f != 1.0:
         _scale_resistance(p, r_f)
+    if d_f != 1.0:
+        _scale_diffusivity(p, d_f)
     cap = gen.electrode_capacity_ah(p)
     i_c = base.home_day_c()
     t = np.arange(base.DAY_S + 1, dtype=float)
@@ -459,11 +477,11 @@ def main() -> None:
             f"  {'variant':9s} {'start':15s} {'est':>17s} {'cc(true)':>17s} {'cc(ocv)':>17s} "
             f"{'ocv':>17s}  {'R0/R1 mOhm est.':>15s}  ok"
         )
-        for vname, cap_f, r_f in VARIANTS:
+        for vname, cap_f, r_f, d_f in VARIANTS:
             if args.variant and vname not in args.variant:
                 continue
             try:
-                truth, q_cfg = simulate(s, args.cache, cap_f, r_f)
+                truth, q_cfg = simulate(s, args.cache, cap_f, r_f, d_f)
             except Exception as e:
                 print(f"  {vname:9s} simulation failed: {type(e).__name__}: {e}")
                 chem_ok = False

@@ -39,6 +39,15 @@ CHEMISTRIES: tuple[str, ...] = ("lfp", "nmc")
 _HYSTERESIS_MV = {"lfp": 10.0, "nmc": 3.0}
 """Typical half-hysteresis per chemistry (mV); see ``Chemistry.hysteresis_mv``."""
 
+_SLOW_RC = {"lfp": (0.0, 1200.0), "nmc": (0.0, 1200.0)}
+"""Slow RC branch per chemistry: (R2 in mOhm * Ah, tau2 in s); R2 = 0: none. The slow branch's
+current (tau2) also marks the slow transients the online identification learns from. Fitted to
+the Chen2020 tuning day (SPMe voltage less the OCV at the true SoC, with R0, R1 at the
+generated tau1 and an offset), nmc would have R2 = 28 mOhm * Ah at tau2 = 1200 s; that helped
+Chen2020 and the cells derived from it and made held-out cells worse, so it is not shipped
+(docs/PERFORMANCE.md, "State of charge: cross-validation"). LFP (Prada2013): a slow pair did
+not fit its day better (7.7 against 7.7 mV rms)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Chemistry:
@@ -65,6 +74,10 @@ class Chemistry:
     """Half the OCV hysteresis between the charge and discharge branches (mV): a rested voltage
     is the OCV only to within it. Typical values, not from the generated tables (PyBaMM's
     single-branch OCV has none): LFP 10..30 mV on the plateau, NMC a few mV."""
+    r2_mohm_ah: float = 0.0
+    """Slow RC branch (solid diffusion over long loads) resistance times capacity; 0: none."""
+    tau2_s: float = 1200.0
+    """Slow RC branch time constant (s)."""
 
     def r0_ohm(self, capacity_ah: float, temp_c: float = _REF_TEMP_C) -> float:
         """Ohmic resistance of a cell of ``capacity_ah`` at ``temp_c``."""
@@ -73,6 +86,10 @@ class Chemistry:
     def r1_ohm(self, capacity_ah: float) -> float:
         """RC branch resistance of a cell of ``capacity_ah``."""
         return self.r1_mohm_ah / capacity_ah / 1000.0
+
+    def r2_ohm(self, capacity_ah: float) -> float:
+        """Slow RC branch resistance of a cell of ``capacity_ah``."""
+        return self.r2_mohm_ah / capacity_ah / 1000.0
 
     def r_temp_factor(self, temp_c: float) -> float:
         """Resistance at ``temp_c`` over resistance at 25 degC (clamped to the table's range)."""
@@ -147,4 +164,6 @@ def get_chemistry(name: str) -> Chemistry:
         r_temp=_parse_r_temp(_read(r_name), r_name),
         source=params.get("source", ""),
         hysteresis_mv=_HYSTERESIS_MV[name],
+        r2_mohm_ah=_SLOW_RC[name][0],
+        tau2_s=_SLOW_RC[name][1],
     )

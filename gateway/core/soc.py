@@ -1,10 +1,13 @@
 """Per-cell state of charge, capacity and resistance estimation. Pure and clock-injected.
 
-Each cell runs a two-state extended Kalman filter over a first-order equivalent circuit::
+Each cell runs a two-state extended Kalman filter (SoC, v1) over an equivalent circuit with a
+fast RC pair in the filter and a slow one (diffusion over long loads; ``R2`` from the chemistry,
+0 for the built-in ones) driven by the count::
 
-    v_cell = OCV(soc, T) + v1 + R0 * i          (i > 0 charging)
+    v_cell = OCV(soc, T) + v1 + v2 + R0 * i     (i > 0 charging)
     soc'   = soc + 100 * i * dt / (3600 * Q)    (coulomb counting: the backbone)
     v1'    = a * v1 + R1 * (1 - a) * i,   a = exp(-dt / tau1)
+    v2     = R2 * w2,  w2' = a2 * w2 + (1 - a2) * i,   a2 = exp(-dt / tau2)
 
 ``SocEstimator`` owns one ``CellState`` per cell and calls the per-cell functions of
 ``gateway.core.soc_cell`` (predict, correct, recalibrate, learn; each tested alone). The count
@@ -75,6 +78,12 @@ class SocConfig(Section):
     """Voltage error under load: sensor noise plus what the circuit model misses (1 sigma)."""
     model_error_fraction: float = Field(default=1.0, ge=0)
     """Circuit-model error under load as a fraction of the modelled polarisation (R0+R1)*I."""
+    rc_sigma_fraction: float = Field(default=0.0, ge=0)
+    """The RC voltage's own uncertainty under load, as a fraction of R1*I (a state noise that
+    lasts about tau1): polarisation the circuit does not hold (diffusion over long loads) is
+    taken up by the RC voltage instead of the SoC. Off by default: it helped the tuning cells
+    and cells derived from them, and made three of four held-out cells worse (see
+    docs/PERFORMANCE.md, "State of charge: cross-validation")."""
     load_bias_mv: float = Field(default=5.0, ge=0)
     """Part of the voltage error under load that does not average out over samples (model
     error that lasts as long as the current): it bounds how far repeated corrections under load
@@ -231,6 +240,7 @@ class SocEstimator:
         self._tune = _tuning(config, chemistry)
         self._r0_nom = chemistry.r0_ohm(pack.capacity_ah)
         self._r1_nom = chemistry.r1_ohm(pack.capacity_ah)
+        self._r2_nom = chemistry.r2_ohm(pack.capacity_ah)
         self._r_temp_factor = _r_temp_factor(chemistry)
         self._sensor_of: list[int] = []  # each cell's temperature sensor (for _sensor_m sensors)
         self._sensor_m = -1
@@ -259,10 +269,14 @@ class SocEstimator:
 
     def _new_cell(self) -> CellState:
         cap = self._q_nom_ah
+        chem = self.chemistry
         cell = CellState(
-            capacity_ah=cap, capacity_var=(0.1 * cap) ** 2, tau1_s=self.chemistry.tau1_s
+            capacity_ah=cap,
+            capacity_var=(0.1 * cap) ** 2,
+            tau1_s=chem.tau1_s,
+            tau2_s=chem.tau2_s,
         )
-        rls_start(cell, self._r0_nom, self._r1_nom)
+        rls_start(cell, self._r0_nom, self._r1_nom, self._r2_nom)
         return cell
 
     # --- public -------------------------------------------------------------------------
@@ -641,6 +655,7 @@ class SocEstimator:
             "capacity_var": [c.capacity_var for c in cells],
             "r0_ohm_25c": [c.r0_ohm_25c for c in cells],
             "r1_ohm_25c": [c.r1_ohm_25c for c in cells],
+            "r2_ohm_25c": [c.r2_ohm_25c for c in cells],
             "cycles": self.cycles,
         }
 
@@ -694,6 +709,10 @@ class SocEstimator:
             r1 = _vec(state, "r1_ohm_25c", n, 0.0, 10.0)
         else:
             r1 = [self._r1_nom] * n
+        if "r2_ohm_25c" in state:
+            r2 = _vec(state, "r2_ohm_25c", n, 0.0, 10.0)
+        else:
+            r2 = [self._r2_nom] * n
         cycles = state.get("cycles")
         if isinstance(cycles, bool) or not isinstance(cycles, int | float) or not cycles >= 0:
             raise ValueError(f"state cycles (={cycles!r}) must be a number >= 0")
@@ -706,7 +725,9 @@ class SocEstimator:
         for j in range(n):
             cell = self._new_cell()
             lo, hi = self._r0_nom * 0.05, self._r0_nom * 20.0
-            rls_start(cell, min(max(r0[j], lo), hi), min(max(r1[j], lo), hi * 2.0))
+            rls_start(
+                cell, min(max(r0[j], lo), hi), min(max(r1[j], lo), hi * 2.0), min(r2[j], hi * 2.0)
+            )
             cell.initialised = bool(init_raw[j])
             cell.soc_pct = soc[j]
             p = soc_var[j] + extra
@@ -762,6 +783,7 @@ def _tuning(cfg: SocConfig, chem: Chemistry) -> Tuning:
         rls_min_current_c=cfg.rls_min_current_c,
         r_factor_lo=cfg.resistance_factor_min,
         r_factor_hi=cfg.resistance_factor_max,
+        rc_sigma_fraction=cfg.rc_sigma_fraction,
     )
 
 

@@ -7,9 +7,18 @@ and can be tested alone.
 
 The model (first-order equivalent circuit, charge positive)::
 
-    v_cell = OCV(soc, T) + v1 + R0 * i
+    v_cell = OCV(soc, T) + v1 + v2 + R0 * i
     soc'   = soc + 100 * i * dt / (3600 * Q)          (coulomb counting: the backbone)
     v1'    = a * v1 + R1 * (1 - a) * i,   a = exp(-dt / tau1)
+    v2     = R2 * w2,  w2' = a2 * w2 + (1 - a2) * i,   a2 = exp(-dt / tau2)
+
+The second, slow RC pair (``tau2`` in the thousands of seconds: solid diffusion over long loads)
+is not a filter state: its current ``w2`` is known from the count and ``R2`` is the chemistry's
+(``Chemistry.r2_mohm_ah``, 0 for the built-in chemistries; not identified: within the
+identification's memory a slow RC pair and a SoC error are the same slow offset). ``w2`` also
+marks the slow transients the identification learns from. ``v1`` may carry a state noise of a
+fraction of its own size (``Tuning.rc_sigma_fraction``, off by default) so that polarisation the
+circuit does not hold is taken up by ``v1`` rather than by the SoC.
 
 * ``predict``: the count, and the growth of the uncertainty by kind (see ``CellState``).
 * ``correct``: the voltage under load, weighed by how well the model currently predicts it
@@ -48,6 +57,12 @@ __all__ = [
 
 _NAN = math.nan
 _MAX_VAR = 2500.0  # 50 % sigma: knowing nothing, no need to grow further
+START_WINDOW_S = 60.0
+"""A start from voltage takes the mean of the voltages over this long (one noisy sample on a
+plateau maps onto several points; the error band is not narrowed, only its middle found) ..."""
+START_MAX_C = 0.05
+"""... from the samples at up to this current (C-rate): the window's charge then moves the SoC
+by under 0.1 %, so each sample is taken as a reading of the start's OCV."""
 _RLS_OFFSET_SIGMA_V = 0.1  # the identification's offset: what a SoC error does to the OCV
 
 
@@ -83,6 +98,9 @@ class CellState:
     r0_ohm_25c: float = 0.0
     r1_ohm_25c: float = 0.0
     tau1_s: float = 1.0
+    r2_ohm_25c: float = 0.0
+    tau2_s: float = 1200.0
+    w2_a: float = 0.0  # the slow RC branch's current (A): v2 = R2 * w2 (advanced by predict)
     # Recursive least squares for [R0, R1, offset] (symmetric 3x3 covariance, upper triangle
     # row by row) and the RC branch's filtered current (its regressor, A).
     rls_p: list[float] = field(default_factory=lambda: [0.0] * 6)
@@ -108,6 +126,12 @@ class CellState:
     anchor_soc: float = _NAN
     anchor_ah: float = _NAN
     anchor_var: float = _NAN
+    # The start from voltage, refined over its first START_WINDOW_S: the mean OCV so far, the
+    # number of samples in it, its half-width (V) and the time left (s; 0: window closed).
+    start_left_s: float = 0.0
+    start_n: int = 0
+    start_ocv_v: float = _NAN
+    start_half_v: float = 0.0
     rest_used: int = -1  # the rest (by number) already recalibrated on
     full_latched: bool = False  # full seen; cleared by a discharge
 
@@ -181,6 +205,7 @@ class Tuning:
     rls_min_current_c: float
     r_factor_lo: float
     r_factor_hi: float
+    rc_sigma_fraction: float
 
 
 # --- start ----------------------------------------------------------------------------------
@@ -241,13 +266,21 @@ def init_from_voltage(
     maps onto, with sigma = a quarter of its width (at least 1 %): wide on the LFP plateau,
     narrow on a steep part, so the reported sigma is honest from the first sample.
     """
-    r0 = cell.r0_ohm_25c * chem.r_temp_factor(temp_c)
+    r_scale = chem.r_temp_factor(temp_c)
+    r0 = cell.r0_ohm_25c * r_scale
     ocv_v = v - r0 * cur_a
     err_v = math.sqrt(tune.r_load_v2) + 0.5 * abs(r0 * cur_a)
     if not current_known:
         err_v += r0 * tune.gap_current_c * q_nom_ah
-    z, sz = voltage_soc(chem, ocv_v, 2.0 * err_v + tune.hysteresis_v, temp_c)
+    half = 2.0 * err_v + tune.hysteresis_v
+    z, sz = voltage_soc(chem, ocv_v, half, temp_c)
     sigma = min(50.0, max(1.0, sz))
+    # A window only for a start at a small, known current (the samples are then alike).
+    small = current_known and abs(cur_a) <= START_MAX_C * q_nom_ah
+    cell.start_left_s = START_WINDOW_S if small else 0.0
+    cell.start_n = 1
+    cell.start_ocv_v = ocv_v
+    cell.start_half_v = half
     cell.initialised = True
     cell.soc_pct = z
     cell.v1_v = 0.0
@@ -257,6 +290,7 @@ def init_from_voltage(
     cell.rc = cell.sc = cell.sg = cell.si = cell.sx = cell.sb = 0.0
     r1 = cell.r1_ohm_25c
     cell.p11 = (r1 * max(abs(cur_a), 0.05 * q_nom_ah)) ** 2
+    cell.w2_a = 0.0
     cell.restart_count(cell.p00)
 
 
@@ -290,6 +324,9 @@ def predict(
     tau = cell.tau1_s
     known_dt = step.known_dt_s
     a = math.exp(-known_dt / tau) if known_dt > 0.0 else 1.0
+    # The slow branch's current (no uncertainty of its own; a gap's unknown current: decay).
+    a2 = math.exp(-known_dt / cell.tau2_s) if known_dt > 0.0 else 1.0
+    w2 = cell.w2_a * a2 + (1.0 - a2) * cur_k
     r1 = cell.r1_ohm_25c * r_scale
     v1 = cell.v1_v * a + r1 * (1.0 - a) * cur_k
     rc0 = cell.rc
@@ -308,7 +345,12 @@ def predict(
     grow += sx * sx - sx0 * sx0
     p00 = cell.p00 + grow
     p01 = cell.p01 * a
-    p11 = cell.p11 * a * a + 1e-8 * dt
+    # The RC voltage is uncertain by a fraction of its own size (diffusion and SoC dependence
+    # the circuit does not hold): a state noise correlated over tau1, not white measurement
+    # noise, so a lasting model error is taken up by v1 rather than by the SoC (off by default:
+    # it did not generalise to the held-out cells, docs/PERFORMANCE.md).
+    qv = tune.rc_sigma_fraction * r1 * cur_k
+    p11 = cell.p11 * a * a + 1e-8 * dt + qv * qv * (1.0 - a * a)
     # The count alone: its random part grows like the filter's, its systematic parts add up
     # linearly (corrections shrink the filter's parts, never the count's).
     crand = cell.count_rand_var + d_rc
@@ -322,9 +364,11 @@ def predict(
         rc += sd * sd
         crand += sd * sd
         v1 *= a_gap
+        w2 *= math.exp(-gap_dt / cell.tau2_s)
         p01 *= a_gap
         p11 = p11 * a_gap * a_gap + (r1 * tune.gap_current_c * q_nom) ** 2 * (1.0 - a_gap * a_gap)
     cell.v1_v = v1
+    cell.w2_a = w2
     cell.rc = rc
     cell.sc = sc
     cell.sg = sg
@@ -374,14 +418,24 @@ def correct(
       the SoC), the update is skipped.
 
     After the last two, ``count_bound`` holds the estimate within what the count allows.
+
+    Within ``START_WINDOW_S`` of a start from voltage, the voltage refines that start instead
+    (``_refine_start``).
     """
+    if cell.start_left_s > 0.0:
+        cell.start_left_s = max(0.0, cell.start_left_s - step.dt_s)
+        # Samples alike the start's: a small pack current and no balancing current of its own.
+        if abs(cur_k) <= START_MAX_C * step.q_nom_ah and cur_k == step.current_a:
+            _refine_start(cell, chem, v, cur_k, temp_c, r_scale)
+            return True
     r0 = cell.r0_ohm_25c * r_scale
     r1 = cell.r1_ohm_25c * r_scale
+    v2 = cell.r2_ohm_25c * r_scale * cell.w2_a
     soc = cell.soc_pct
     sigma = math.sqrt(cell.p00 + cell.sb * cell.sb)
     pol = tune.model_error_fraction * (r0 + r1) * cur_k
     r_nom = tune.r_load_v2 + pol * pol
-    ocv_v = v - r0 * cur_k - cell.v1_v
+    ocv_v = v - r0 * cur_k - cell.v1_v - v2
     half = 2.0 * math.sqrt(r_nom + cell.p11) + tune.hysteresis_v
     # Cheap first: the voltage's own SoC within k sigma of the estimate cannot contradict it
     # (the interval test below only widens the allowance).
@@ -415,7 +469,7 @@ def correct(
         cell.p00 = max(cell.p00, min(p_before, sz * sz))
         count_bound(cell, tune)
         return True
-    y = v - (chem.ocv_voltage(soc, temp_c) + cell.v1_v + r0 * cur_k)
+    y = v - (chem.ocv_voltage(soc, temp_c) + cell.v1_v + v2 + r0 * cur_k)
     h0 = slope
     p00, p01, p11 = cell.p00, cell.p01, cell.p11
     hph = h0 * (h0 * p00 + 2.0 * p01) + p11
@@ -458,6 +512,34 @@ def correct(
         # Held at the bound: the voltage was not believed, so neither is its information.
         cell.v1_v, cell.p00, cell.p01, cell.p11 = prior[1], prior[2], prior[3], prior[4]
     return True
+
+
+def _refine_start(
+    cell: CellState,
+    chem: Chemistry,
+    v: float,
+    cur_k: float,
+    temp_c: float,
+    r_scale: float,
+) -> None:
+    """Within the start window (at a small current): the start's OCV is the mean of the samples.
+
+    The estimate moves by the change of that mean's SoC (what was counted since stays); its
+    sigma stays the start's (hysteresis and the unknown polarisation do not average out, only
+    the noise does).
+    """
+    ocv_v = (
+        v - cell.r0_ohm_25c * r_scale * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a
+    )
+    old = cell.start_ocv_v
+    n = cell.start_n
+    mean = old + (ocv_v - old) / (n + 1)
+    cell.start_n = n + 1
+    cell.start_ocv_v = mean
+    z_old, _ = voltage_soc(chem, old, cell.start_half_v, temp_c)
+    z_new, _ = voltage_soc(chem, mean, cell.start_half_v, temp_c)
+    cell.soc_pct = min(100.0, max(0.0, cell.soc_pct + (z_new - z_old)))
+    cell.count_soc_pct = cell.soc_pct
 
 
 def count_bound(cell: CellState, tune: Tuning) -> bool:
@@ -567,7 +649,7 @@ def recalibrate_rest(
     voltage does not contradict, the count is kept.
     """
     r0 = cell.r0_ohm_25c * r_scale
-    ocv_v = v - r0 * cur_k - cell.v1_v
+    ocv_v = v - r0 * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a
     half = 2.0 * math.sqrt(tune.r_rest_v2) + tune.hysteresis_v
     z, sz = voltage_soc(chem, ocv_v, half, temp_c)
     p_tot = cell.p00 + cell.sb * cell.sb
@@ -600,10 +682,15 @@ def recalibrate_full(cell: CellState) -> None:
 # --- learn ----------------------------------------------------------------------------------
 
 
-def rls_start(cell: CellState, r0_ohm: float, r1_ohm: float) -> None:
-    """Start the resistance identification from the chemistry's values (half of each as sigma)."""
+def rls_start(cell: CellState, r0_ohm: float, r1_ohm: float, r2_ohm: float = 0.0) -> None:
+    """Start the resistance identification from the chemistry's values (half of each as sigma).
+
+    ``r2_ohm``: the slow branch's resistance (not identified: a slow RC pair and the offset
+    cannot be told apart within the identification's memory).
+    """
     cell.r0_ohm_25c = r0_ohm
     cell.r1_ohm_25c = r1_ohm
+    cell.r2_ohm_25c = r2_ohm
     cell.rls_p = [(0.5 * r0_ohm) ** 2, 0.0, 0.0, (0.5 * r1_ohm) ** 2, 0.0, _RLS_OFFSET_SIGMA_V**2]
     cell.rls_offset_v = 0.0
     cell.rls_w_a = 0.0
@@ -626,28 +713,33 @@ def learn_resistance(
 
     Regression (linear in the parameters for a known tau1, the chemistry's)::
 
-        v - OCV(soc, T) = R0 * f(T) * i + R1 * f(T) * w + c,   w' = a * w + (1 - a) * i
+        v - OCV(soc, T) - v2 = R0 * f(T) * i + R1 * f(T) * w + c,   w' = a * w + (1 - a) * i
 
-    with ``w`` the RC branch's current and ``c`` an offset that takes up what a slowly wrong
-    SoC does to the OCV (so a SoC error is not learned as resistance). Forgetting factor
-    ``exp(-dt / rls_memory_s)``; updates only while the current differs from its RC-filtered
-    self by ``rls_min_current_c`` (a transient: in a steady current R0, R1 and the offset cannot
-    be told apart, and the diffusion the circuit does not model would be learned as
-    resistance), nor where the OCV at the estimate is uncertain by more than half the voltage
-    noise (slope times SoC sigma); the covariance is not inflated beyond its start (no windup);
-    R0 and R1 are held within ``r_factor_lo..r_factor_hi`` times the chemistry's. Source: the
-    standard RLS with exponential forgetting (Ljung, *System Identification*, 2nd ed., sec.
-    11.2); the linear-in-parameters form of the RC circuit with a fixed time constant as in
-    Plett, *Battery Management Systems* vol. 2, ch. 3.
+    with ``w`` the RC branch's current, ``v2`` the slow branch's modelled voltage and ``c`` an
+    offset that takes up what a slowly wrong SoC does to the OCV (so a SoC error is not learned
+    as resistance). Forgetting factor ``exp(-dt / rls_memory_s)``; updates only while the
+    current differs from its RC-filtered self or from its slowly filtered self (``w2``) by
+    ``rls_min_current_c`` (a transient, fast or slow: in a steady, settled current R0, R1 and
+    the offset cannot be told apart; over a slow one R1 takes up the part of the slower
+    polarisation the circuit's fixed time constants miss), nor where the OCV at the estimate
+    is uncertain by more than half the voltage noise (slope times SoC sigma); the covariance is
+    not inflated beyond its start (no windup); R0 and R1 are held within
+    ``r_factor_lo..r_factor_hi`` times the chemistry's. Source: the standard RLS with
+    exponential forgetting (Ljung, *System Identification*, 2nd ed., sec. 11.2); the
+    linear-in-parameters form of the RC circuit with a fixed time constant as in Plett,
+    *Battery Management Systems* vol. 2, ch. 3.
     """
     known_dt = step.known_dt_s
     a = math.exp(-known_dt / cell.tau1_s) if known_dt > 0.0 else 1.0
     # The RC branch's drive over the step (differs from the current now only over a window).
     w = a * cell.rls_w_a + (1.0 - a) * (cur_k + (step.rc_current_a - step.current_a))
     cell.rls_w_a = w
-    # Excitation: in a steady current (i = w) the resistances and the offset are the same
-    # regressor; only while the current differs from its RC-filtered self do they separate.
-    if abs(cur_k - w) < tune.rls_min_current_c * step.q_nom_ah or step.gap_dt_s > 0.0:
+    # Excitation: in a steady, settled current (i = w = w2) the resistances and the offset are
+    # the same regressor; only while the current differs from its filtered selves do they
+    # separate.
+    thr = tune.rls_min_current_c * step.q_nom_ah
+    w2 = cell.w2_a
+    if (abs(cur_k - w) < thr and abs(cur_k - w2) < thr) or step.gap_dt_s > 0.0:
         return
     # Where the OCV at the estimate is uncertain (a steep part with a SoC not known well) the
     # SoC error would be learned as resistance: up to half the voltage noise of it is allowed.
@@ -655,7 +747,7 @@ def learn_resistance(
     r_load_v2 = tune.r_load_v2
     if chem.ocv.slope(soc) * math.sqrt(cell.p00) > 0.5 * math.sqrt(r_load_v2):
         return
-    u = v - chem.ocv_voltage(soc, temp_c)
+    u = v - chem.ocv_voltage(soc, temp_c) - cell.r2_ohm_25c * r_scale * w2
     x0, x1 = r_scale * cur_k, r_scale * w  # x2 = 1.0 (the offset's regressor)
     p00, p01, p02, p11, p12, p22 = cell.rls_p
     # P x (the products with x2 = 1.0 are exact: written out as the plain terms)

@@ -28,22 +28,26 @@ class EcmPack:
     noise_v: float = 0.0
     seed: int = 1
     v1: list[float] = field(default_factory=list)
+    v2: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.v1 = [0.0] * len(self.soc_pct)
+        self.v2 = [0.0] * len(self.soc_pct)
         self.rng = random.Random(self.seed)
 
     def step(self, current_a: float, dt_s: float) -> list[float]:
         """Move ``dt_s`` at ``current_a`` (positive = charging); return the cell voltages."""
         chem = self.chem
         a = math.exp(-dt_s / chem.tau1_s)
+        a2 = math.exp(-dt_s / chem.tau2_s)
         out = []
         for k, cap in enumerate(self.capacity_ah):
             self.soc_pct[k] += 100.0 * current_a * dt_s / 3600.0 / cap
             self.v1[k] = a * self.v1[k] + chem.r1_ohm(cap) * (1 - a) * current_a
+            self.v2[k] = a2 * self.v2[k] + chem.r2_ohm(cap) * (1 - a2) * current_a
             r0 = chem.r0_ohm(cap) * self.r0_factor
             soc = self.soc_pct[k]
-            v = chem.ocv.voltage(soc) + self.v1[k] + r0 * current_a
+            v = chem.ocv.voltage(soc) + self.v1[k] + self.v2[k] + r0 * current_a
             if soc > 100.0:
                 v += 0.05 * (soc - 100.0)  # overcharged: the voltage shoots up
             out.append(v + self.rng.gauss(0.0, self.noise_v) if self.noise_v else v)
