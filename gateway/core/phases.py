@@ -3,15 +3,26 @@
 The peers hold the charge voltage at the top all day and run a full charge on a fixed timer. Here
 the charge voltage limit (CVL) follows a phase decided from the data:
 
-- ``bulk``: charging, current-limited by CCL. CVL is the absorption voltage when a full charge is
-  requested, else the float voltage (the pack is charged only to the float level).
+- ``bulk``: charging, current-limited by CCL, CVL at the absorption voltage. Without a full
+  charge due, bulk ends at ``float_soc_pct`` by the SoC estimate (or, without an estimate, at the
+  float voltage with the current tapered): on the flat LFP plateau a float voltage in bulk would
+  throttle the charge from about 70 % on (R x I lifts the cells above it) and store less PV.
 - ``absorption``: a requested full charge has reached the top. CVL stays at the absorption
   voltage while the top cells settle and balancing works. It ends when no cell is balancing any
   more (done, or nothing it can do) *and* the charge current has tapered below
   ``tail_current_c`` for ``tail_hold_s``; ``absorption_max_s`` bounds it. Its end is the "full
   anchor" the next request is measured from.
 - ``float``: CVL = cells x float voltage, below the top. Back to ``bulk`` when the pack SoC falls
-  below ``rebulk_soc_pct``, or at once when a full charge is requested.
+  below ``rebulk_soc_pct``, or when a full charge is due.
+
+A requested full charge is *due* at once, or, when ``full_charge_lead_s`` is set and the pack
+charges from PV, ``full_charge_lead_s`` before the time of day at which the pack's daily charge
+usually ends (``gateway.core.charge_window`` learns it from the SoC): the pack then reaches the
+top just before the loads take it down, instead of waiting at the top for the rest of the day.
+Until then it bulks to the float level and floats like any other day. An absorption counts as a
+full charge once the current has tapered at the top for ``tail_hold_s``, even if the loads take
+the pack down before balancing has finished (the anchor was made; balancing goes on at the top
+of the float band and at rest).
 
 A full charge is requested (and stays requested until an absorption ends) when it pays:
 
@@ -38,6 +49,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from gateway.core.charge_window import ChargeWindow
 from gateway.core.config import Section
 from gateway.core.model import BalancingPlan, ChargePhase, ChargeState, PackSnapshot, SocReport
 
@@ -90,6 +102,12 @@ class ChargeConfig(Section):
     full_charge_min_interval_days: float = Field(default=2.0, ge=0, le=365)
     """The sigma and balancing triggers wait this long after a full charge (an estimate that
     stays uncertain must not hold the pack at the top every day)."""
+    full_charge_lead_s: float = Field(default=7200.0, ge=0, le=12 * 3600.0)
+    """A requested full charge becomes due this long before the time of day at which the pack's
+    daily charge usually ends (learned from the SoC), so that the pack reaches the top just
+    before the loads take it down; until then it charges to the float level (0: due at once;
+    due at once too while no daily charge end has been seen, and with
+    ``full_charge_from_grid``)."""
     full_charge_from_grid: bool = False
     """A requested full charge may draw from the grid (else it waits for PV): the battery CAN
     force-charge request and SunSpec ``ChaGriSet = GRID`` while below ``rebulk_soc_pct``."""
@@ -160,14 +178,23 @@ class ChargePhases:
         self._last_full_s: float | None = None
         self._request = ""
         self._quiet_since_s: float | None = None  # tapered and no cell balancing since then
+        self._taper_since_s: float | None = None  # at the top with the current tapered since
+        self._leaving_since_s: float | None = None  # discharging from the top since then
+        self._anchored = False  # this absorption has tapered at the top for tail_hold_s
         self._soc_below_rebulk = False
+        self.window = ChargeWindow()
 
     # --- persistence --------------------------------------------------------------------------
 
     def export_state(self, now_s: float) -> dict[str, float | str | None]:
-        """What survives a restart: the age of the last full anchor and the pending request."""
+        """What survives a restart: the age of the last full anchor, the pending request and
+        when the daily charge is expected to end."""
         age = None if self._last_full_s is None else max(0.0, now_s - self._last_full_s)
-        return {"last_full_age_s": age, "full_charge_request": self._request}
+        return {
+            "last_full_age_s": age,
+            "full_charge_request": self._request,
+            "charge_end_in_s": self.window.export_state(now_s),
+        }
 
     def restore(self, state: dict[str, object], now_s: float) -> None:
         """Load what ``export_state`` wrote (unknown or bad values are ignored)."""
@@ -177,6 +204,7 @@ class ChargePhases:
         request = state.get("full_charge_request")
         if isinstance(request, str):
             self._request = request[:200]
+        self.window.restore(state.get("charge_end_in_s"), now_s)
 
     # --- the step -----------------------------------------------------------------------------
 
@@ -192,28 +220,51 @@ class ChargePhases:
         Args:
             snapshot: the pack as of ``now_s``. Without a complete data set (current, every cell)
                 the phase holds: the limits are 0 A then anyway.
-            soc: the estimate (pack SoC, per-cell sigma); ``None``: no SoC-based transition and
-                no sigma trigger.
+            soc: the estimate (pack SoC, per-cell sigma); ``None``: no SoC-based transition, no
+                sigma trigger, and bulk without a full charge due charges to the float voltage.
             balancing: the balancing plan in force (the last step's); ``None``: not balancing.
             now_s: monotonic seconds (injected).
         """
         if self._since_s is None:
             self._since_s = now_s
         if self.config.strategy is ChargeStrategy.TOP:
-            return self._state(ChargePhase.ABSORPTION, self.absorption_v, now_s)
+            return self._state(ChargePhase.ABSORPTION, self.absorption_v, None, now_s)
+        if soc is not None:
+            self.window.step(soc.soc_pct, now_s)
         self._update_request(soc, now_s)
+        wait_s = self._wait_s(now_s)
+        due = wait_s == 0.0
         current = snapshot.current_a
         cell_v = snapshot.cell_voltage_v
         if current is not None and cell_v and None not in cell_v and math.isfinite(current):
-            self._advance(current, cell_v, soc, balancing, now_s)  # type: ignore[arg-type]
+            self._advance(current, cell_v, soc, balancing, due, now_s)  # type: ignore[arg-type]
         phase = self._phase
-        if phase is ChargePhase.FLOAT or (phase is ChargePhase.BULK and not self._request):
+        if phase is ChargePhase.FLOAT or (phase is ChargePhase.BULK and not due and soc is None):
             cvl_v = self.float_v
         else:
             cvl_v = self.absorption_v
-        return self._state(phase, cvl_v, now_s)
+        return self._state(phase, cvl_v, wait_s, now_s)
 
-    def _state(self, phase: ChargePhase, cvl_v: float, now_s: float) -> ChargeState:
+    def _wait_s(self, now_s: float) -> float | None:
+        """Seconds until the pending full charge is due (0: due now; ``None``: none pending).
+
+        Due at once unless ``full_charge_lead_s`` is set, the grid may not be used, and the time
+        of day at which the daily charge ends has been learned; then from ``full_charge_lead_s``
+        before that time until it (an absorption that has begun runs to its end regardless).
+        """
+        if not self._request:
+            return None
+        lead = self.config.full_charge_lead_s
+        if lead <= 0.0 or self.config.full_charge_from_grid:
+            return 0.0
+        to_end = self.window.seconds_to_end(now_s)
+        if to_end is None or to_end <= lead:
+            return 0.0
+        return to_end - lead
+
+    def _state(
+        self, phase: ChargePhase, cvl_v: float, wait_s: float | None, now_s: float
+    ) -> ChargeState:
         assert self._since_s is not None
         soc_low = self._soc_below_rebulk
         return ChargeState(
@@ -227,10 +278,11 @@ class ChargePhases:
             and self.config.full_charge_from_grid
             and soc_low,
             last_full_age_s=None if self._last_full_s is None else now_s - self._last_full_s,
+            full_charge_due_in_s=wait_s,
         )
 
     def _update_request(self, soc: SocReport | None, now_s: float) -> None:
-        """Raise the full-charge request when it pays (it stays until an absorption ends)."""
+        """Raise the full-charge request when it pays (it stays until a full charge is done)."""
         cfg = self.config
         if soc is not None:
             self._soc_below_rebulk = soc.soc_pct < cfg.rebulk_soc_pct
@@ -270,6 +322,16 @@ class ChargePhases:
         self._reason = reason
         self._since_s = now_s
         self._quiet_since_s = None
+        self._taper_since_s = None
+        self._leaving_since_s = None
+        self._anchored = False
+
+    @staticmethod
+    def _held(since_s: float | None, on: bool, now_s: float) -> float | None:
+        """The start of a condition that holds now (``None`` when it does not)."""
+        if not on:
+            return None
+        return now_s if since_s is None else since_s
 
     def _advance(
         self,
@@ -277,28 +339,26 @@ class ChargePhases:
         cell_v: tuple[float, ...],
         soc: SocReport | None,
         balancing: BalancingPlan | None,
+        due: bool,
         now_s: float,
     ) -> None:
         cfg = self.config
         margin = cfg.top_margin_cell_v
         pack_v = math.fsum(cell_v)
         vmax = max(cell_v)
+        top = (
+            vmax >= self.absorption_cell_v - margin
+            or pack_v >= self.absorption_v - self.cells * margin
+        )
         # Tapered: charging at most at the tail current (or resting, or discharging).
         balancing_now = balancing is not None and any(balancing.bleed)
-        if current_a <= self.tail_a and not balancing_now:
-            if self._quiet_since_s is None:
-                self._quiet_since_s = now_s
-        else:
-            self._quiet_since_s = None
+        tapered = current_a <= self.tail_a
+        self._quiet_since_s = self._held(self._quiet_since_s, tapered and not balancing_now, now_s)
         quiet_s = 0.0 if self._quiet_since_s is None else now_s - self._quiet_since_s
         soc_low = soc is not None and soc.soc_pct < cfg.rebulk_soc_pct
         phase = self._phase
         if phase is ChargePhase.BULK:
-            if self._request:
-                top = (
-                    vmax >= self.absorption_cell_v - margin
-                    or pack_v >= self.absorption_v - self.cells * margin
-                )
+            if due:
                 if top and current_a > 0.0:
                     self._go(
                         ChargePhase.ABSORPTION,
@@ -306,32 +366,53 @@ class ChargePhases:
                         f" {self._request}",
                         now_s,
                     )
-            elif (
-                pack_v >= self.float_v - self.cells * margin
-                and current_a <= self.tail_a
-                and not soc_low
-            ):
+            elif soc is not None:
+                if soc.soc_pct >= cfg.float_soc_pct and not soc_low:
+                    self._go(
+                        ChargePhase.FLOAT,
+                        f"float SoC reached ({soc.soc_pct:.1f} % >= {cfg.float_soc_pct:g} %)",
+                        now_s,
+                    )
+                elif top and tapered:
+                    self._go(ChargePhase.FLOAT, f"top reached (highest cell {vmax:.3f} V)", now_s)
+            elif pack_v >= self.float_v - self.cells * margin and tapered:
                 self._go(ChargePhase.FLOAT, f"float voltage reached ({pack_v:.2f} V)", now_s)
         elif phase is ChargePhase.ABSORPTION:
-            elapsed = 0.0 if self._since_s is None else now_s - self._since_s
-            if quiet_s >= cfg.tail_hold_s and current_a >= -self.tail_a:
-                self._full_done(f"absorbed: no cell balancing, current {current_a:.2f} A", now_s)
-            elif elapsed >= cfg.absorption_max_s:
-                self._full_done(f"absorption time limit ({cfg.absorption_max_s:g} s)", now_s)
-            elif soc_low:
-                assert soc is not None
-                self._go(
-                    ChargePhase.BULK,
-                    f"left the top before absorption ended (SoC {soc.soc_pct:.1f} %)",
-                    now_s,
-                )
-        elif self._request:
-            self._go(ChargePhase.BULK, f"full charge requested: {self._request}", now_s)
+            self._absorb(current_a, quiet_s, soc_low, now_s)
+        elif due:
+            self._go(ChargePhase.BULK, f"full charge due: {self._request}", now_s)
         elif soc_low:
             assert soc is not None
             self._go(
                 ChargePhase.BULK,
                 f"SoC {soc.soc_pct:.1f} % below re-bulk {cfg.rebulk_soc_pct:g} %",
+                now_s,
+            )
+
+    def _absorb(self, current_a: float, quiet_s: float, soc_low: bool, now_s: float) -> None:
+        """Absorption: ends absorbed, at its time limit, or when the loads take the pack down."""
+        cfg = self.config
+        tail = self.tail_a
+        self._taper_since_s = self._held(self._taper_since_s, -tail <= current_a <= tail, now_s)
+        if self._taper_since_s is not None and now_s - self._taper_since_s >= cfg.tail_hold_s:
+            self._anchored = True
+        self._leaving_since_s = self._held(self._leaving_since_s, current_a < -tail, now_s)
+        leaving = (
+            self._leaving_since_s is not None and now_s - self._leaving_since_s >= cfg.tail_hold_s
+        )
+        elapsed = 0.0 if self._since_s is None else now_s - self._since_s
+        if quiet_s >= cfg.tail_hold_s and current_a >= -tail:
+            self._full_done(f"absorbed: no cell balancing, current {current_a:.2f} A", now_s)
+        elif elapsed >= cfg.absorption_max_s:
+            self._full_done(f"absorption time limit ({cfg.absorption_max_s:g} s)", now_s)
+        elif (leaving or soc_low) and self._anchored:
+            self._full_done(
+                f"left the top after the current tapered (discharging {current_a:.2f} A)", now_s
+            )
+        elif leaving or soc_low:
+            self._go(
+                ChargePhase.BULK,
+                f"left the top before the current tapered (discharging {current_a:.2f} A)",
                 now_s,
             )
 

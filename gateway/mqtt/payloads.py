@@ -140,11 +140,13 @@ class ChargePayload(BaseModel):
     full_charge_reason: str
     grid_charge_requested: bool
     last_full_age_h: float | None
+    full_charge_due_in_h: float | None = None
 
     @classmethod
     def of(cls, c: ChargeState) -> ChargePayload:
         """Build from a core ``ChargeState``."""
         age = c.last_full_age_s
+        due = c.full_charge_due_in_s
         return cls(
             phase=c.phase.value,
             reason=c.reason,
@@ -154,6 +156,7 @@ class ChargePayload(BaseModel):
             full_charge_reason=c.full_charge_reason,
             grid_charge_requested=c.grid_charge_requested,
             last_full_age_h=None if age is None else _r(age / 3600.0, 2),
+            full_charge_due_in_h=None if due is None else _r(due / 3600.0, 2),
         )
 
 
