@@ -179,7 +179,8 @@ def run(
 TRACE_S = 600.0
 TRACE_HEADER = (
     "strategy,day,hour,demand_a,current_a,true_mean_pct,true_max_pct,est_pack_pct,est_mean_pct,"
-    "worst_sigma_pct,worst_rel_sigma_pct,phase,full_request,cvl_v,ccl_a,dcl_a,bleeding,reason"
+    "worst_sigma_pct,worst_rel_sigma_pct,phase,full_request,due_in_h,cvl_v,ccl_a,dcl_a,bleeding,"
+    "reason,balancing"
 )
 
 
@@ -197,9 +198,12 @@ def _trace_row(
         f"{sum(truth) / len(truth):.2f},{max(truth):.2f},"
         f"{soc.soc_pct if soc else math.nan:.2f},{soc.soc_mean_pct if soc else math.nan:.2f},"
         f"{sig:.2f},{rel:.2f},{charge.phase.value if charge else ''},"
-        f"{int(bool(charge and charge.full_charge_requested))},{out.limits.cvl_v.value:.2f},"
+        f"{int(bool(charge and charge.full_charge_requested))},"
+        f"{(charge.full_charge_due_in_s or 0.0) / 3600.0 if charge else 0.0:.2f},"
+        f"{out.limits.cvl_v.value:.2f},"
         f"{out.limits.ccl_a.value:.1f},{out.limits.dcl_a.value:.1f},{sum(out.balancing.bleed)},"
-        f'"{(charge.full_charge_reason if charge else "")[:60]}"\n'
+        f'"{(charge.full_charge_reason if charge else "")[:60]}",'
+        f'"{out.balancing.idle_reason[:90]}"\n'
     )
 
 

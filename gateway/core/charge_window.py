@@ -44,6 +44,8 @@ class ChargeWindow:
         self._high_t = 0.0
         self._ends: deque[float] = deque(maxlen=KEEP)  # monotonic times of recent charge ends
         self._phase_s: float | None = None  # expected end, seconds into the monotonic "day"
+        self.ends_seen = 0
+        """How many daily charge ends have been seen (a change: the day's charge is over)."""
 
     def step(self, soc_pct: float, now_s: float) -> None:
         """Fold the pack SoC at ``now_s`` (monotonic seconds) into the daily cycles.
@@ -68,6 +70,7 @@ class ChargeWindow:
             self._low = soc_pct
 
     def _record(self, end_s: float) -> None:
+        self.ends_seen += 1
         if self._ends and end_s - self._ends[-1] < SAME_DAY_S:
             self._ends[-1] = end_s
         else:

@@ -57,6 +57,7 @@ __all__ = ["ChargeConfig", "ChargePhases", "ChargeStrategy"]
 
 _DAY_S = 86400.0
 _FLOAT_MARGIN_V = 0.05  # a derived float voltage stays this far below the absorption voltage
+_REARM_S = 12 * 3600.0  # energy in use asks again this long after a full charge (once a day)
 
 
 class ChargeStrategy(StrEnum):
@@ -99,6 +100,10 @@ class ChargeConfig(Section):
     full_charge_below_soc_pct: float = Field(default=20.0, ge=0, le=100)
     """Request a full charge once the pack SoC falls below this: the stored energy is being
     used, so the next charge goes to the top (0: never). A pack that cycles shallowly floats."""
+    full_charge_below_soc_days: float = Field(default=2.0, ge=0, le=365)
+    """After the SoC was below ``full_charge_below_soc_pct``, a full charge is requested every
+    day for this long: the pack's energy is being used, so a day that floats would export PV a
+    later day misses (0: only the charge right after it)."""
     full_charge_min_interval_days: float = Field(default=2.0, ge=0, le=365)
     """The sigma and balancing triggers wait this long after a full charge (an estimate that
     stays uncertain must not hold the pack at the top every day)."""
@@ -182,6 +187,8 @@ class ChargePhases:
         self._leaving_since_s: float | None = None  # discharging from the top since then
         self._anchored = False  # this absorption has tapered at the top for tail_hold_s
         self._soc_below_rebulk = False
+        self._low_s: float | None = None  # last time the SoC was below full_charge_below_soc_pct
+        self._due_ends = -1  # the window's end count when the request became due (-1: not due)
         self.window = ChargeWindow()
 
     # --- persistence --------------------------------------------------------------------------
@@ -190,10 +197,12 @@ class ChargePhases:
         """What survives a restart: the age of the last full anchor, the pending request and
         when the daily charge is expected to end."""
         age = None if self._last_full_s is None else max(0.0, now_s - self._last_full_s)
+        low = None if self._low_s is None else max(0.0, now_s - self._low_s)
         return {
             "last_full_age_s": age,
             "full_charge_request": self._request,
             "charge_end_in_s": self.window.export_state(now_s),
+            "energy_in_use_age_s": low,
         }
 
     def restore(self, state: dict[str, object], now_s: float) -> None:
@@ -201,6 +210,9 @@ class ChargePhases:
         age = state.get("last_full_age_s")
         if isinstance(age, int | float) and math.isfinite(age) and age >= 0:
             self._last_full_s = now_s - float(age)
+        low = state.get("energy_in_use_age_s")
+        if isinstance(low, int | float) and math.isfinite(low) and low >= 0:
+            self._low_s = now_s - float(low)
         request = state.get("full_charge_request")
         if isinstance(request, str):
             self._request = request[:200]
@@ -250,16 +262,24 @@ class ChargePhases:
 
         Due at once unless ``full_charge_lead_s`` is set, the grid may not be used, and the time
         of day at which the daily charge ends has been learned; then from ``full_charge_lead_s``
-        before that time until it (an absorption that has begun runs to its end regardless).
+        before that time until the day's charge is seen to end (the SoC falls from its high),
+        so a charge still short of the top at the expected end goes on while there is PV. An
+        absorption that has begun runs to its end regardless.
         """
         if not self._request:
+            self._due_ends = -1
             return None
         lead = self.config.full_charge_lead_s
         if lead <= 0.0 or self.config.full_charge_from_grid:
             return 0.0
+        ends = self.window.ends_seen
+        if self._due_ends == ends:
+            return 0.0
         to_end = self.window.seconds_to_end(now_s)
         if to_end is None or to_end <= lead:
+            self._due_ends = ends
             return 0.0
+        self._due_ends = -1
         return to_end - lead
 
     def _state(
@@ -284,11 +304,15 @@ class ChargePhases:
     def _update_request(self, soc: SocReport | None, now_s: float) -> None:
         """Raise the full-charge request when it pays (it stays until a full charge is done)."""
         cfg = self.config
+        low = soc is not None and soc.soc_pct < cfg.full_charge_below_soc_pct
         if soc is not None:
             self._soc_below_rebulk = soc.soc_pct < cfg.rebulk_soc_pct
+            if low:
+                self._low_s = now_s
         if self._request:
             return
-        if soc is not None and soc.soc_pct < cfg.full_charge_below_soc_pct:
+        if low:
+            assert soc is not None
             self._request = (
                 f"energy in use: SoC {soc.soc_pct:.1f} % below {cfg.full_charge_below_soc_pct:g} %"
             )
@@ -297,6 +321,16 @@ class ChargePhases:
             self._request = "no full charge on record"
             return
         days = (now_s - self._last_full_s) / _DAY_S
+        if (
+            self._low_s is not None
+            and now_s - self._low_s < cfg.full_charge_below_soc_days * _DAY_S
+            and now_s - self._last_full_s >= _REARM_S
+        ):
+            self._request = (
+                f"energy in use: SoC below {cfg.full_charge_below_soc_pct:g} %"
+                f" {(now_s - self._low_s) / _DAY_S:.1f} days ago"
+            )
+            return
         if days >= cfg.full_charge_max_interval_days:
             self._request = f"{days:.1f} days since the last full charge"
             return

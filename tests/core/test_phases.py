@@ -66,15 +66,20 @@ def _step(
 
 def _to_float(m: ChargePhases) -> float:
     """Bulk -> absorption -> float through a full charge; returns the time of the anchor."""
-    s = _step(m, 0.0, 3.35, 30.0, _soc(70.0))
+    return _to_float_from(m, 0.0)
+
+
+def _to_float_from(m: ChargePhases, t0: float) -> float:
+    """``_to_float`` starting at ``t0``."""
+    s = _step(m, t0, 3.35, 30.0, _soc(70.0))
     assert s.phase is ChargePhase.BULK
-    s = _step(m, 10.0, 3.445, 30.0, _soc(97.0))
+    s = _step(m, t0 + 10.0, 3.445, 30.0, _soc(97.0))
     assert s.phase is ChargePhase.ABSORPTION
-    t = 20.0
+    t = t0 + 20.0
     while s.phase is ChargePhase.ABSORPTION:
         s = _step(m, t, 3.45, 1.0, _soc(99.5))
         t += 10.0
-        assert t < 1000.0
+        assert t < t0 + 1000.0
     return t - 10.0
 
 
@@ -364,7 +369,7 @@ def test_a_full_charge_waits_for_the_end_of_the_pv_day() -> None:
     assert s.phase is ChargePhase.ABSORPTION
 
 
-def test_a_full_charge_that_misses_its_window_waits_for_the_next_day() -> None:
+def test_a_full_charge_stays_due_until_the_day_s_charge_ends() -> None:
     m = _machine(full_charge_lead_s=2 * HOUR_S, full_charge_min_interval_days=1.0)
     _to_float(m)
     for day in (1, 2):
@@ -372,12 +377,44 @@ def test_a_full_charge_that_misses_its_window_waits_for_the_next_day() -> None:
     t15 = 3 * DAY_S + 15 * HOUR_S
     s = _step(m, t15, 3.31, 5.0, _soc(88.0, sigma_pct=3.0))
     assert s.phase is ChargePhase.BULK  # due: bulk towards the top
-    # Clouds: 17:00 passes below the top. The next window opens tomorrow at 15:00.
+    # 17:10, past the expected end, still short of the top and still charging: due, while
+    # there is PV to be had ...
     s = _step(m, t15 + 2 * HOUR_S + 600.0, 3.31, 1.0, _soc(91.0))
+    assert s.full_charge_due_in_s == 0.0
+    assert s.phase is ChargePhase.BULK
+    assert s.cvl_v == pytest.approx(CELLS * ABS_V)
+    # ... until the loads take the pack down from its high: the next window opens tomorrow.
+    s = _step(m, t15 + 3 * HOUR_S, 3.29, -20.0, _soc(85.5))
     assert s.full_charge_requested
-    assert s.full_charge_due_in_s == pytest.approx(22 * HOUR_S - 600.0)
-    assert s.phase is ChargePhase.FLOAT  # above the float SoC, no full charge due
+    assert s.full_charge_due_in_s == pytest.approx(21 * HOUR_S)
+    s = _step(m, t15 + 3 * HOUR_S + 600.0, 3.30, 5.0, _soc(86.0))
+    assert s.phase is ChargePhase.BULK
+    s = _step(m, t15 + 3 * HOUR_S + 1200.0, 3.32, 5.0, _soc(90.0))
+    assert s.phase is ChargePhase.FLOAT  # no full charge due: the float SoC ends bulk
     assert s.cvl_v == pytest.approx(CELLS * FLOAT_V)
+
+
+def test_a_pack_that_was_emptied_recently_charges_to_the_top_every_day() -> None:
+    m = _machine(full_charge_below_soc_pct=20.0, full_charge_below_soc_days=2.0)
+    t0 = _to_float(m)
+    s = _step(m, t0 + HOUR_S, 3.20, -30.0, _soc(19.0))
+    assert s.full_charge_reason == "energy in use: SoC 19.0 % below 20 %"
+    t1 = _to_float_from(m, t0 + 10 * HOUR_S)
+    # Served. Half a day later it asks again: yesterday's energy was used.
+    s = _step(m, t1 + 11 * HOUR_S, 3.30, -5.0, _soc(60.0))
+    assert not s.full_charge_requested
+    s = _step(m, t1 + 12 * HOUR_S, 3.30, -5.0, _soc(60.0))
+    assert s.full_charge_reason == "energy in use: SoC below 20 % 0.9 days ago"
+    t2 = _to_float_from(m, t1 + 13 * HOUR_S)
+    # More than two days after the pack was low: it floats again.
+    s = _step(m, t0 + HOUR_S + 2 * DAY_S + 10.0, 3.30, -5.0, _soc(60.0))
+    assert t2 < t0 + HOUR_S + 2 * DAY_S
+    assert not s.full_charge_requested
+    off = _machine(full_charge_below_soc_days=0.0)
+    t0 = _to_float(off)
+    _step(off, t0 + HOUR_S, 3.20, -30.0, _soc(19.0))
+    t1 = _to_float_from(off, t0 + 10 * HOUR_S)
+    assert not _step(off, t1 + 12 * HOUR_S, 3.30, -5.0, _soc(60.0)).full_charge_requested
 
 
 @pytest.mark.parametrize("cfg", [{"full_charge_lead_s": 0.0}, {"full_charge_from_grid": True}])
