@@ -189,11 +189,12 @@ class ChargePhases:
         self._soc_below_rebulk = False
         self._low_s: float | None = None  # last time the SoC was below full_charge_below_soc_pct
         self._due_ends = -1  # the window's end count when the request became due (-1: not due)
+        self._balancing_unfinished = False  # a cell still bled when the last absorption ended
         self.window = ChargeWindow()
 
     # --- persistence --------------------------------------------------------------------------
 
-    def export_state(self, now_s: float) -> dict[str, float | str | None]:
+    def export_state(self, now_s: float) -> dict[str, float | str | bool | None]:
         """What survives a restart: the age of the last full anchor, the pending request and
         when the daily charge is expected to end."""
         age = None if self._last_full_s is None else max(0.0, now_s - self._last_full_s)
@@ -203,6 +204,7 @@ class ChargePhases:
             "full_charge_request": self._request,
             "charge_end_in_s": self.window.export_state(now_s),
             "energy_in_use_age_s": low,
+            "balancing_unfinished": self._balancing_unfinished,
         }
 
     def restore(self, state: dict[str, object], now_s: float) -> None:
@@ -217,6 +219,7 @@ class ChargePhases:
         if isinstance(request, str):
             self._request = request[:200]
         self.window.restore(state.get("charge_end_in_s"), now_s)
+        self._balancing_unfinished = state.get("balancing_unfinished") is True
 
     # --- the step -----------------------------------------------------------------------------
 
@@ -264,13 +267,14 @@ class ChargePhases:
         of day at which the daily charge ends has been learned; then from ``full_charge_lead_s``
         before that time until the day's charge is seen to end (the SoC falls from its high),
         so a charge still short of the top at the expected end goes on while there is PV. An
-        absorption that has begun runs to its end regardless.
+        absorption that has begun runs to its end regardless. While balancing is unfinished
+        (``full_charge_for_balancing``), due at once: the absorption needs the day's hours.
         """
         if not self._request:
             self._due_ends = -1
             return None
         lead = self.config.full_charge_lead_s
-        if lead <= 0.0 or self.config.full_charge_from_grid:
+        if lead <= 0.0 or self.config.full_charge_from_grid or self._balancing_first():
             return 0.0
         ends = self.window.ends_seen
         if self._due_ends == ends:
@@ -281,6 +285,10 @@ class ChargePhases:
             return 0.0
         self._due_ends = -1
         return to_end - lead
+
+    def _balancing_first(self) -> bool:
+        """Balancing was left unfinished at the last top and full charges serve it."""
+        return self.config.full_charge_for_balancing and self._balancing_unfinished
 
     def _state(
         self, phase: ChargePhase, cvl_v: float, wait_s: float | None, now_s: float
@@ -342,6 +350,9 @@ class ChargePhases:
                 f"SoC uncertainty {worst:.2f} % >= {cfg.full_charge_sigma_pct:g} %"
                 f" ({days:.1f} days since the last full charge)"
             )
+            return
+        if self._balancing_first():
+            self._request = "balancing unfinished: a cell still bled when the last absorption ended"
             return
         if cfg.full_charge_for_balancing:
             rel = [c.soc_rel_sigma_pct for c in soc.cells if math.isfinite(c.soc_rel_sigma_pct)]
@@ -412,7 +423,7 @@ class ChargePhases:
             elif pack_v >= self.float_v - self.cells * margin and tapered:
                 self._go(ChargePhase.FLOAT, f"float voltage reached ({pack_v:.2f} V)", now_s)
         elif phase is ChargePhase.ABSORPTION:
-            self._absorb(current_a, quiet_s, soc_low, now_s)
+            self._absorb(current_a, quiet_s, soc_low, balancing_now, now_s)
         elif due:
             self._go(ChargePhase.BULK, f"full charge due: {self._request}", now_s)
         elif soc_low:
@@ -423,9 +434,17 @@ class ChargePhases:
                 now_s,
             )
 
-    def _absorb(self, current_a: float, quiet_s: float, soc_low: bool, now_s: float) -> None:
-        """Absorption: ends absorbed, at its time limit, or when the loads take the pack down."""
+    def _absorb(
+        self, current_a: float, quiet_s: float, soc_low: bool, bleeding: bool, now_s: float
+    ) -> None:
+        """Absorption: ends absorbed, at its time limit, or when the loads take the pack down.
+
+        An absorption that ends while a cell still bleeds leaves balancing unfinished: the top
+        is where an LFP string's cells can be told apart, so the next full charge is asked for
+        (after ``full_charge_min_interval_days``) and is due at once, to give it the time.
+        """
         cfg = self.config
+        self._balancing_unfinished = bleeding
         tail = self.tail_a
         self._taper_since_s = self._held(self._taper_since_s, -tail <= current_a <= tail, now_s)
         if self._taper_since_s is not None and now_s - self._taper_since_s >= cfg.tail_hold_s:

@@ -483,3 +483,50 @@ def test_the_expected_end_of_the_pv_day_survives_a_restart() -> None:
     s = _step(again, 110.0, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
     assert s.full_charge_requested
     assert s.full_charge_due_in_s == pytest.approx(6 * HOUR_S - 10.0)
+
+
+def _absorb_until_the_time_limit(m: ChargePhases, t0: float) -> float:
+    """A full charge whose absorption ends at its time limit with a cell still bleeding."""
+    _step(m, t0, 3.40, 30.0, _soc(90.0))
+    assert _step(m, t0 + 10.0, 3.445, 30.0, _soc(97.0)).phase is ChargePhase.ABSORPTION
+    t = t0 + 20.0
+    while (s := _step(m, t, 3.45, 0.5, _soc(99.0), bleeding=True)).phase is not ChargePhase.FLOAT:
+        t += 60.0
+    assert s.reason.startswith("absorption time limit")
+    return t
+
+
+def test_balancing_left_unfinished_at_the_top_asks_for_the_next_full_charge_at_once() -> None:
+    cfg = {"full_charge_lead_s": 2 * HOUR_S, "full_charge_min_interval_days": 1.0}
+    m = _machine(absorption_max_s=600.0, **cfg)
+    t0 = _absorb_until_the_time_limit(m, 0.0)
+    for day in (1, 2):
+        _pv_day(m, day)  # the end of the day's charge is learned (17:00)
+    s = _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0))
+    assert s.full_charge_reason == (
+        "balancing unfinished: a cell still bled when the last absorption ended"
+    )
+    # Due at once, not two hours before 17:00: the absorption needs the day's hours.
+    assert s.full_charge_due_in_s == 0.0
+    assert t0 < DAY_S
+    # An absorption that ends with balancing done clears it: the next request waits again.
+    t1 = _to_float_from(m, 3 * DAY_S + 10 * HOUR_S)
+    s = _step(m, t1 + 1.5 * DAY_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    assert s.full_charge_reason.startswith("SoC uncertainty")
+    assert s.full_charge_due_in_s is not None
+    assert s.full_charge_due_in_s > 0.0
+
+
+def test_without_full_charges_for_balancing_unfinished_balancing_asks_nothing() -> None:
+    m = _machine(
+        absorption_max_s=600.0,
+        full_charge_for_balancing=False,
+        full_charge_lead_s=2 * HOUR_S,
+        full_charge_min_interval_days=1.0,
+    )
+    _absorb_until_the_time_limit(m, 0.0)
+    for day in (1, 2):
+        _pv_day(m, day)
+    assert not _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0)).full_charge_requested
+    s = _step(m, 3 * DAY_S + 9 * HOUR_S + 10.0, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    assert s.full_charge_due_in_s == pytest.approx(6 * HOUR_S - 10.0)
