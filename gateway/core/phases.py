@@ -45,6 +45,7 @@ Every transition carries its reason; CVL's winning term is named after the phase
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from enum import StrEnum
 
 from pydantic import Field
@@ -207,7 +208,7 @@ class ChargePhases:
             "balancing_unfinished": self._balancing_unfinished,
         }
 
-    def restore(self, state: dict[str, object], now_s: float) -> None:
+    def restore(self, state: Mapping[str, object], now_s: float) -> None:
         """Load what ``export_state`` wrote (unknown or bad values are ignored)."""
         age = state.get("last_full_age_s")
         if isinstance(age, int | float) and math.isfinite(age) and age >= 0:

@@ -31,7 +31,7 @@ def _machine(**cfg: object) -> ChargePhases:
     # A full charge is due at once unless a test is about waiting for the end of the PV day.
     cfg.setdefault("full_charge_lead_s", 0.0)
     return ChargePhases(
-        ChargeConfig(**cfg),  # type: ignore[arg-type]
+        ChargeConfig(**cfg),
         cells=CELLS,
         capacity_ah=CAP_AH,
         absorption_cell_v=ABS_V,
