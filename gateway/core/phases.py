@@ -10,19 +10,20 @@ the charge voltage limit (CVL) follows a phase decided from the data:
 - ``absorption``: a requested full charge has reached the top. CVL stays at the absorption
   voltage while the top cells settle and balancing works. It ends when no cell is balancing any
   more (done, or nothing it can do) *and* the charge current has tapered below
-  ``tail_current_c`` for ``tail_hold_s``; ``absorption_max_s`` bounds it. Its end is the "full
-  anchor" the next request is measured from.
+  ``tail_current_c`` for ``tail_hold_s``; ``absorption_max_s`` bounds it, and so do the loads
+  taking the pack down. Its end is the "full anchor" the next request is measured from.
 - ``float``: CVL = cells x float voltage, below the top. Back to ``bulk`` when the pack SoC falls
   below ``rebulk_soc_pct``, or when a full charge is due.
 
 A requested full charge is *due* at once, or, when ``full_charge_lead_s`` is set and the pack
 charges from PV, ``full_charge_lead_s`` before the time of day at which the pack's daily charge
-usually ends (``gateway.core.charge_window`` learns it from the SoC): the pack then reaches the
-top just before the loads take it down, instead of waiting at the top for the rest of the day.
-Until then it bulks to the float level and floats like any other day. An absorption counts as a
-full charge once the current has tapered at the top for ``tail_hold_s``, even if the loads take
-the pack down before balancing has finished (the anchor was made; balancing goes on at the top
-of the float band and at rest).
+usually ends (``gateway.core.charge_window`` learns it from the SoC), and then until the day's
+charge is seen to end: the pack reaches the top just before the loads take it down, instead of
+waiting at the top for the rest of the day. Until then it bulks to the float level and floats
+like any other day. An absorption the loads cut short counts as a full charge if the current
+had tapered at the top for ``tail_hold_s`` (the anchor was made); if a cell was still bleeding
+when it ended, balancing is unfinished: the next full charge is requested for it and is due at
+once, so that its absorption has the day's hours.
 
 A full charge is requested (and stays requested until an absorption ends) when it pays:
 
@@ -30,9 +31,10 @@ A full charge is requested (and stays requested until an absorption ends) when i
   anchors the estimate: the top of the OCV curve is steep for every chemistry);
 - balancing needs a top to separate the cells: the worst relative sigma of the cells (their SoC
   against each other) is above the balancing start threshold, so the planner cannot tell which
-  cell to bleed (the flat LFP middle);
-- the pack SoC has fallen below ``full_charge_below_soc_pct``: the stored energy is being used,
-  so holding back the top would cost delivered energy (a pack that cycles shallowly floats);
+  cell to bleed (the flat LFP middle), or balancing was left unfinished at the last top;
+- the pack SoC has fallen below ``full_charge_below_soc_pct``, and then once a day for
+  ``full_charge_below_soc_days``: the stored energy is being used, so holding back the top would
+  cost delivered energy (a pack that cycles shallowly floats);
 - ``full_charge_max_interval_days`` have passed since the last full anchor, or none is on record.
 
 Whether a requested full charge may draw from the grid is ``full_charge_from_grid``; when it
