@@ -189,10 +189,11 @@ class ChargePhases:
         self._taper_since_s: float | None = None  # at the top with the current tapered since
         self._leaving_since_s: float | None = None  # discharging from the top since then
         self._anchored = False  # this absorption has tapered at the top for tail_hold_s
+        self._bled = False  # a cell has bled during this absorption
         self._soc_below_rebulk = False
         self._low_s: float | None = None  # last time the SoC was below full_charge_below_soc_pct
         self._due_ends = -1  # the window's end count when the request became due (-1: not due)
-        self._balancing_unfinished = False  # a cell still bled when the last absorption ended
+        self._balancing_unfinished = False  # the last absorption ended before balancing did
         self.window = ChargeWindow()
 
     # --- persistence --------------------------------------------------------------------------
@@ -355,7 +356,7 @@ class ChargePhases:
             )
             return
         if self._balancing_first():
-            self._request = "balancing unfinished: a cell still bled when the last absorption ended"
+            self._request = "balancing unfinished: the last absorption ended before it did"
             return
         if cfg.full_charge_for_balancing:
             rel = [c.soc_rel_sigma_pct for c in soc.cells if math.isfinite(c.soc_rel_sigma_pct)]
@@ -373,6 +374,7 @@ class ChargePhases:
         self._taper_since_s = None
         self._leaving_since_s = None
         self._anchored = False
+        self._bled = False
 
     @staticmethod
     def _held(since_s: float | None, on: bool, now_s: float) -> float | None:
@@ -442,12 +444,14 @@ class ChargePhases:
     ) -> None:
         """Absorption: ends absorbed, at its time limit, or when the loads take the pack down.
 
-        An absorption that ends while a cell still bleeds leaves balancing unfinished: the top
-        is where an LFP string's cells can be told apart, so the next full charge is asked for
-        (after ``full_charge_min_interval_days``) and is due at once, to give it the time.
+        An absorption in which a cell bled and that ends before balancing is seen done (at its
+        time limit, or taken down by the loads, which stops passive balancing) leaves balancing
+        unfinished: the top is where an LFP string's cells can be told apart, so the next full
+        charge is asked for (after ``full_charge_min_interval_days``) and is due at once, to
+        give its absorption the day's hours.
         """
         cfg = self.config
-        self._balancing_unfinished = bleeding
+        self._bled = self._bled or bleeding
         tail = self.tail_a
         self._taper_since_s = self._held(self._taper_since_s, -tail <= current_a <= tail, now_s)
         if self._taper_since_s is not None and now_s - self._taper_since_s >= cfg.tail_hold_s:
@@ -457,7 +461,13 @@ class ChargePhases:
             self._leaving_since_s is not None and now_s - self._leaving_since_s >= cfg.tail_hold_s
         )
         elapsed = 0.0 if self._since_s is None else now_s - self._since_s
-        if quiet_s >= cfg.tail_hold_s and current_a >= -tail:
+        absorbed = quiet_s >= cfg.tail_hold_s and current_a >= -tail
+        cut_short = elapsed >= cfg.absorption_max_s or leaving or soc_low
+        if absorbed:
+            self._balancing_unfinished = False
+        elif cut_short:
+            self._balancing_unfinished = self._bled
+        if absorbed:
             self._full_done(f"absorbed: no cell balancing, current {current_a:.2f} A", now_s)
         elif elapsed >= cfg.absorption_max_s:
             self._full_done(f"absorption time limit ({cfg.absorption_max_s:g} s)", now_s)

@@ -503,9 +503,7 @@ def test_balancing_left_unfinished_at_the_top_asks_for_the_next_full_charge_at_o
     for day in (1, 2):
         _pv_day(m, day)  # the end of the day's charge is learned (17:00)
     s = _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0))
-    assert s.full_charge_reason == (
-        "balancing unfinished: a cell still bled when the last absorption ended"
-    )
+    assert s.full_charge_reason == "balancing unfinished: the last absorption ended before it did"
     # Due at once, not two hours before 17:00: the absorption needs the day's hours.
     assert s.full_charge_due_in_s == 0.0
     assert t0 < DAY_S
@@ -515,6 +513,24 @@ def test_balancing_left_unfinished_at_the_top_asks_for_the_next_full_charge_at_o
     assert s.full_charge_reason.startswith("SoC uncertainty")
     assert s.full_charge_due_in_s is not None
     assert s.full_charge_due_in_s > 0.0
+
+
+def test_balancing_cut_short_by_the_loads_is_unfinished_though_bleeding_stopped() -> None:
+    cfg = {"full_charge_lead_s": 2 * HOUR_S, "full_charge_min_interval_days": 1.0}
+    m = _machine(tail_hold_s=60.0, **cfg)
+    _step(m, 0.0, 3.40, 30.0, _soc(90.0))
+    _step(m, 10.0, 3.445, 30.0, _soc(97.0))
+    for t in range(20, 200, 20):
+        _step(m, float(t), 3.45, 0.5, _soc(99.5), bleeding=True)
+    # Discharging: passive balancing stops, then the loads take the pack down.
+    for t in range(200, 280, 20):
+        s = _step(m, float(t), 3.40, -10.0, _soc(99.0))
+    assert s.reason.startswith("left the top after the current tapered")
+    for day in (1, 2):
+        _pv_day(m, day)
+    s = _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0))
+    assert s.full_charge_reason.startswith("balancing unfinished")
+    assert s.full_charge_due_in_s == 0.0
 
 
 def test_without_full_charges_for_balancing_unfinished_balancing_asks_nothing() -> None:
