@@ -22,8 +22,8 @@ charge is seen to end: the pack reaches the top just before the loads take it do
 waiting at the top for the rest of the day. Until then it bulks to the float level and floats
 like any other day. An absorption the loads cut short counts as a full charge if the current
 had tapered at the top for ``tail_hold_s`` (the anchor was made); if a cell was still bleeding
-when it ended, balancing is unfinished: the next full charge is requested for it and is due at
-once, so that its absorption has the day's hours.
+when it ended, balancing is unfinished: a full charge is requested for it (ahead of the sigma
+trigger) and is due at once, so that its absorption has the day's hours.
 
 A full charge is requested (and stays requested until an absorption ends) when it pays:
 
@@ -194,6 +194,7 @@ class ChargePhases:
         self._low_s: float | None = None  # last time the SoC was below full_charge_below_soc_pct
         self._due_ends = -1  # the window's end count when the request became due (-1: not due)
         self._balancing_unfinished = False  # the last absorption ended before balancing did
+        self._at_once = False  # the pending request is due at once (unfinished balancing)
         self.window = ChargeWindow()
 
     # --- persistence --------------------------------------------------------------------------
@@ -209,6 +210,7 @@ class ChargePhases:
             "charge_end_in_s": self.window.export_state(now_s),
             "energy_in_use_age_s": low,
             "balancing_unfinished": self._balancing_unfinished,
+            "full_charge_at_once": self._at_once,
         }
 
     def restore(self, state: Mapping[str, object], now_s: float) -> None:
@@ -224,6 +226,7 @@ class ChargePhases:
             self._request = request[:200]
         self.window.restore(state.get("charge_end_in_s"), now_s)
         self._balancing_unfinished = state.get("balancing_unfinished") is True
+        self._at_once = bool(self._request) and state.get("full_charge_at_once") is True
 
     # --- the step -----------------------------------------------------------------------------
 
@@ -271,14 +274,14 @@ class ChargePhases:
         of day at which the daily charge ends has been learned; then from ``full_charge_lead_s``
         before that time until the day's charge is seen to end (the SoC falls from its high),
         so a charge still short of the top at the expected end goes on while there is PV. An
-        absorption that has begun runs to its end regardless. While balancing is unfinished
-        (``full_charge_for_balancing``), due at once: the absorption needs the day's hours.
+        absorption that has begun runs to its end regardless. A request for unfinished balancing
+        is due at once: its absorption needs the day's hours.
         """
         if not self._request:
             self._due_ends = -1
             return None
         lead = self.config.full_charge_lead_s
-        if lead <= 0.0 or self.config.full_charge_from_grid or self._balancing_first():
+        if lead <= 0.0 or self.config.full_charge_from_grid or self._at_once:
             return 0.0
         ends = self.window.ends_seen
         if self._due_ends == ends:
@@ -289,10 +292,6 @@ class ChargePhases:
             return 0.0
         self._due_ends = -1
         return to_end - lead
-
-    def _balancing_first(self) -> bool:
-        """Balancing was left unfinished at the last top and full charges serve it."""
-        return self.config.full_charge_for_balancing and self._balancing_unfinished
 
     def _state(
         self, phase: ChargePhase, cvl_v: float, wait_s: float | None, now_s: float
@@ -348,15 +347,16 @@ class ChargePhases:
             return
         if soc is None or not soc.cells or days < cfg.full_charge_min_interval_days:
             return
+        if cfg.full_charge_for_balancing and self._balancing_unfinished:
+            self._request = "balancing unfinished: the last absorption ended before it did"
+            self._at_once = True
+            return
         worst = max(c.soc_sigma_pct for c in soc.cells)
         if worst >= cfg.full_charge_sigma_pct:
             self._request = (
                 f"SoC uncertainty {worst:.2f} % >= {cfg.full_charge_sigma_pct:g} %"
                 f" ({days:.1f} days since the last full charge)"
             )
-            return
-        if self._balancing_first():
-            self._request = "balancing unfinished: the last absorption ended before it did"
             return
         if cfg.full_charge_for_balancing:
             rel = [c.soc_rel_sigma_pct for c in soc.cells if math.isfinite(c.soc_rel_sigma_pct)]
@@ -485,4 +485,5 @@ class ChargePhases:
     def _full_done(self, reason: str, now_s: float) -> None:
         self._last_full_s = now_s
         self._request = ""
+        self._at_once = False
         self._go(ChargePhase.FLOAT, reason, now_s)

@@ -546,3 +546,15 @@ def test_without_full_charges_for_balancing_unfinished_balancing_asks_nothing() 
     assert not _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0)).full_charge_requested
     s = _step(m, 3 * DAY_S + 9 * HOUR_S + 10.0, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
     assert s.full_charge_due_in_s == pytest.approx(6 * HOUR_S - 10.0)
+
+
+def test_only_the_request_for_unfinished_balancing_skips_the_wait() -> None:
+    cfg = {"full_charge_lead_s": 2 * HOUR_S, "full_charge_min_interval_days": 3.0}
+    m = _machine(absorption_max_s=600.0, **cfg)
+    _absorb_until_the_time_limit(m, 0.0)
+    for day in (1, 2):
+        _pv_day(m, day)
+    # Within the minimum interval the pack is emptied: energy in use waits for 15:00.
+    s = _step(m, 2 * DAY_S + 23 * HOUR_S, 3.10, -20.0, _soc(15.0))
+    assert s.full_charge_reason.startswith("energy in use")
+    assert s.full_charge_due_in_s == pytest.approx(16 * HOUR_S)
