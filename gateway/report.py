@@ -67,6 +67,7 @@ def _charge(charge: ChargeState | None) -> dict[str, Any] | None:
         "full_charge_requested": charge.full_charge_requested,
         "full_charge_reason": charge.full_charge_reason,
         "grid_charge_requested": charge.grid_charge_requested,
+        "full_charge_due_in_s": _r(charge.full_charge_due_in_s, 0),
     }
 
 

@@ -178,6 +178,8 @@ def render(
         if out.charge is not None:
             c = out.charge
             full = f"; full charge: {c.full_charge_reason}" if c.full_charge_requested else ""
+            if c.full_charge_requested and c.full_charge_due_in_s:
+                full += f" (due in {c.full_charge_due_in_s / 3600.0:.1f} h)"
             top.append(f" charge phase {c.phase.value} ({c.reason}){full}")
         if note:
             top.append(f" {note}")

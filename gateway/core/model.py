@@ -284,6 +284,9 @@ class ChargeState:
     full_charge_reason: str  # empty when none is requested
     grid_charge_requested: bool  # a requested full charge may and should draw from the grid
     last_full_age_s: float | None  # seconds since the last completed full charge (None: never)
+    # Seconds until a requested full charge is due (0: due now; None: none requested): it may
+    # wait for the end of the daily PV charge (``charge.full_charge_lead_s``).
+    full_charge_due_in_s: float | None = None
 
 
 # --- what the battery asks of the inverter ---------------------------------------------------

@@ -3,15 +3,27 @@
 The peers hold the charge voltage at the top all day and run a full charge on a fixed timer. Here
 the charge voltage limit (CVL) follows a phase decided from the data:
 
-- ``bulk``: charging, current-limited by CCL. CVL is the absorption voltage when a full charge is
-  requested, else the float voltage (the pack is charged only to the float level).
+- ``bulk``: charging, current-limited by CCL, CVL at the absorption voltage. Without a full
+  charge due, bulk ends at ``float_soc_pct`` by the SoC estimate (or, without an estimate, at the
+  float voltage with the current tapered): on the flat LFP plateau a float voltage in bulk would
+  throttle the charge from about 70 % on (R x I lifts the cells above it) and store less PV.
 - ``absorption``: a requested full charge has reached the top. CVL stays at the absorption
   voltage while the top cells settle and balancing works. It ends when no cell is balancing any
   more (done, or nothing it can do) *and* the charge current has tapered below
-  ``tail_current_c`` for ``tail_hold_s``; ``absorption_max_s`` bounds it. Its end is the "full
-  anchor" the next request is measured from.
+  ``tail_current_c`` for ``tail_hold_s``; ``absorption_max_s`` bounds it, and so do the loads
+  taking the pack down. Its end is the "full anchor" the next request is measured from.
 - ``float``: CVL = cells x float voltage, below the top. Back to ``bulk`` when the pack SoC falls
-  below ``rebulk_soc_pct``, or at once when a full charge is requested.
+  below ``rebulk_soc_pct``, or when a full charge is due.
+
+A requested full charge is *due* at once, or, when ``full_charge_lead_s`` is set and the pack
+charges from PV, ``full_charge_lead_s`` before the time of day at which the pack's daily charge
+usually ends (``gateway.core.charge_window`` learns it from the SoC), and then until the day's
+charge is seen to end: the pack reaches the top just before the loads take it down, instead of
+waiting at the top for the rest of the day. Until then it bulks to the float level and floats
+like any other day. An absorption the loads cut short counts as a full charge if the current
+had tapered at the top for ``tail_hold_s`` (the anchor was made); if a cell was still bleeding
+when it ended, balancing is unfinished: a full charge is requested for it (ahead of the sigma
+trigger) and is due at once, so that its absorption has the day's hours.
 
 A full charge is requested (and stays requested until an absorption ends) when it pays:
 
@@ -19,9 +31,10 @@ A full charge is requested (and stays requested until an absorption ends) when i
   anchors the estimate: the top of the OCV curve is steep for every chemistry);
 - balancing needs a top to separate the cells: the worst relative sigma of the cells (their SoC
   against each other) is above the balancing start threshold, so the planner cannot tell which
-  cell to bleed (the flat LFP middle);
-- the pack SoC has fallen below ``full_charge_below_soc_pct``: the stored energy is being used,
-  so holding back the top would cost delivered energy (a pack that cycles shallowly floats);
+  cell to bleed (the flat LFP middle), or balancing was left unfinished at the last top;
+- the pack SoC has fallen below ``full_charge_below_soc_pct``, and then once a day for
+  ``full_charge_below_soc_days``: the stored energy is being used, so holding back the top would
+  cost delivered energy (a pack that cycles shallowly floats);
 - ``full_charge_max_interval_days`` have passed since the last full anchor, or none is on record.
 
 Whether a requested full charge may draw from the grid is ``full_charge_from_grid``; when it
@@ -34,10 +47,12 @@ Every transition carries its reason; CVL's winning term is named after the phase
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from enum import StrEnum
 
 from pydantic import Field
 
+from gateway.core.charge_window import ChargeWindow
 from gateway.core.config import Section
 from gateway.core.model import BalancingPlan, ChargePhase, ChargeState, PackSnapshot, SocReport
 
@@ -45,6 +60,7 @@ __all__ = ["ChargeConfig", "ChargePhases", "ChargeStrategy"]
 
 _DAY_S = 86400.0
 _FLOAT_MARGIN_V = 0.05  # a derived float voltage stays this far below the absorption voltage
+_REARM_S = 12 * 3600.0  # energy in use asks again this long after a full charge (once a day)
 
 
 class ChargeStrategy(StrEnum):
@@ -87,9 +103,19 @@ class ChargeConfig(Section):
     full_charge_below_soc_pct: float = Field(default=20.0, ge=0, le=100)
     """Request a full charge once the pack SoC falls below this: the stored energy is being
     used, so the next charge goes to the top (0: never). A pack that cycles shallowly floats."""
+    full_charge_below_soc_days: float = Field(default=2.0, ge=0, le=365)
+    """After the SoC was below ``full_charge_below_soc_pct``, a full charge is requested every
+    day for this long: the pack's energy is being used, so a day that floats would export PV a
+    later day misses (0: only the charge right after it)."""
     full_charge_min_interval_days: float = Field(default=2.0, ge=0, le=365)
     """The sigma and balancing triggers wait this long after a full charge (an estimate that
     stays uncertain must not hold the pack at the top every day)."""
+    full_charge_lead_s: float = Field(default=7200.0, ge=0, le=12 * 3600.0)
+    """A requested full charge becomes due this long before the time of day at which the pack's
+    daily charge usually ends (learned from the SoC), so that the pack reaches the top just
+    before the loads take it down; until then it charges to the float level (0: due at once;
+    due at once too while no daily charge end has been seen, and with
+    ``full_charge_from_grid``)."""
     full_charge_from_grid: bool = False
     """A requested full charge may draw from the grid (else it waits for PV): the battery CAN
     force-charge request and SunSpec ``ChaGriSet = GRID`` while below ``rebulk_soc_pct``."""
@@ -160,23 +186,47 @@ class ChargePhases:
         self._last_full_s: float | None = None
         self._request = ""
         self._quiet_since_s: float | None = None  # tapered and no cell balancing since then
+        self._taper_since_s: float | None = None  # at the top with the current tapered since
+        self._leaving_since_s: float | None = None  # discharging from the top since then
+        self._anchored = False  # this absorption has tapered at the top for tail_hold_s
+        self._bled = False  # a cell has bled during this absorption
         self._soc_below_rebulk = False
+        self._low_s: float | None = None  # last time the SoC was below full_charge_below_soc_pct
+        self._due_ends = -1  # the window's end count when the request became due (-1: not due)
+        self._balancing_unfinished = False  # the last absorption ended before balancing did
+        self._at_once = False  # the pending request is due at once (unfinished balancing)
+        self.window = ChargeWindow()
 
     # --- persistence --------------------------------------------------------------------------
 
-    def export_state(self, now_s: float) -> dict[str, float | str | None]:
-        """What survives a restart: the age of the last full anchor and the pending request."""
+    def export_state(self, now_s: float) -> dict[str, float | str | bool | None]:
+        """What survives a restart: the age of the last full anchor, the pending request and
+        when the daily charge is expected to end."""
         age = None if self._last_full_s is None else max(0.0, now_s - self._last_full_s)
-        return {"last_full_age_s": age, "full_charge_request": self._request}
+        low = None if self._low_s is None else max(0.0, now_s - self._low_s)
+        return {
+            "last_full_age_s": age,
+            "full_charge_request": self._request,
+            "charge_end_in_s": self.window.export_state(now_s),
+            "energy_in_use_age_s": low,
+            "balancing_unfinished": self._balancing_unfinished,
+            "full_charge_at_once": self._at_once,
+        }
 
-    def restore(self, state: dict[str, object], now_s: float) -> None:
+    def restore(self, state: Mapping[str, object], now_s: float) -> None:
         """Load what ``export_state`` wrote (unknown or bad values are ignored)."""
         age = state.get("last_full_age_s")
         if isinstance(age, int | float) and math.isfinite(age) and age >= 0:
             self._last_full_s = now_s - float(age)
+        low = state.get("energy_in_use_age_s")
+        if isinstance(low, int | float) and math.isfinite(low) and low >= 0:
+            self._low_s = now_s - float(low)
         request = state.get("full_charge_request")
         if isinstance(request, str):
             self._request = request[:200]
+        self.window.restore(state.get("charge_end_in_s"), now_s)
+        self._balancing_unfinished = state.get("balancing_unfinished") is True
+        self._at_once = bool(self._request) and state.get("full_charge_at_once") is True
 
     # --- the step -----------------------------------------------------------------------------
 
@@ -192,28 +242,60 @@ class ChargePhases:
         Args:
             snapshot: the pack as of ``now_s``. Without a complete data set (current, every cell)
                 the phase holds: the limits are 0 A then anyway.
-            soc: the estimate (pack SoC, per-cell sigma); ``None``: no SoC-based transition and
-                no sigma trigger.
+            soc: the estimate (pack SoC, per-cell sigma); ``None``: no SoC-based transition, no
+                sigma trigger, and bulk without a full charge due charges to the float voltage.
             balancing: the balancing plan in force (the last step's); ``None``: not balancing.
             now_s: monotonic seconds (injected).
         """
         if self._since_s is None:
             self._since_s = now_s
         if self.config.strategy is ChargeStrategy.TOP:
-            return self._state(ChargePhase.ABSORPTION, self.absorption_v, now_s)
+            return self._state(ChargePhase.ABSORPTION, self.absorption_v, None, now_s)
+        if soc is not None:
+            self.window.step(soc.soc_pct, now_s)
         self._update_request(soc, now_s)
+        wait_s = self._wait_s(now_s)
+        due = wait_s == 0.0
         current = snapshot.current_a
         cell_v = snapshot.cell_voltage_v
         if current is not None and cell_v and None not in cell_v and math.isfinite(current):
-            self._advance(current, cell_v, soc, balancing, now_s)  # type: ignore[arg-type]
+            self._advance(current, cell_v, soc, balancing, due, now_s)  # type: ignore[arg-type]
         phase = self._phase
-        if phase is ChargePhase.FLOAT or (phase is ChargePhase.BULK and not self._request):
+        if phase is ChargePhase.FLOAT or (phase is ChargePhase.BULK and not due and soc is None):
             cvl_v = self.float_v
         else:
             cvl_v = self.absorption_v
-        return self._state(phase, cvl_v, now_s)
+        return self._state(phase, cvl_v, wait_s, now_s)
 
-    def _state(self, phase: ChargePhase, cvl_v: float, now_s: float) -> ChargeState:
+    def _wait_s(self, now_s: float) -> float | None:
+        """Seconds until the pending full charge is due (0: due now; ``None``: none pending).
+
+        Due at once unless ``full_charge_lead_s`` is set, the grid may not be used, and the time
+        of day at which the daily charge ends has been learned; then from ``full_charge_lead_s``
+        before that time until the day's charge is seen to end (the SoC falls from its high),
+        so a charge still short of the top at the expected end goes on while there is PV. An
+        absorption that has begun runs to its end regardless. A request for unfinished balancing
+        is due at once: its absorption needs the day's hours.
+        """
+        if not self._request:
+            self._due_ends = -1
+            return None
+        lead = self.config.full_charge_lead_s
+        if lead <= 0.0 or self.config.full_charge_from_grid or self._at_once:
+            return 0.0
+        ends = self.window.ends_seen
+        if self._due_ends == ends:
+            return 0.0
+        to_end = self.window.seconds_to_end(now_s)
+        if to_end is None or to_end <= lead:
+            self._due_ends = ends
+            return 0.0
+        self._due_ends = -1
+        return to_end - lead
+
+    def _state(
+        self, phase: ChargePhase, cvl_v: float, wait_s: float | None, now_s: float
+    ) -> ChargeState:
         assert self._since_s is not None
         soc_low = self._soc_below_rebulk
         return ChargeState(
@@ -227,16 +309,21 @@ class ChargePhases:
             and self.config.full_charge_from_grid
             and soc_low,
             last_full_age_s=None if self._last_full_s is None else now_s - self._last_full_s,
+            full_charge_due_in_s=wait_s,
         )
 
     def _update_request(self, soc: SocReport | None, now_s: float) -> None:
-        """Raise the full-charge request when it pays (it stays until an absorption ends)."""
+        """Raise the full-charge request when it pays (it stays until a full charge is done)."""
         cfg = self.config
+        low = soc is not None and soc.soc_pct < cfg.full_charge_below_soc_pct
         if soc is not None:
             self._soc_below_rebulk = soc.soc_pct < cfg.rebulk_soc_pct
+            if low:
+                self._low_s = now_s
         if self._request:
             return
-        if soc is not None and soc.soc_pct < cfg.full_charge_below_soc_pct:
+        if low:
+            assert soc is not None
             self._request = (
                 f"energy in use: SoC {soc.soc_pct:.1f} % below {cfg.full_charge_below_soc_pct:g} %"
             )
@@ -245,10 +332,24 @@ class ChargePhases:
             self._request = "no full charge on record"
             return
         days = (now_s - self._last_full_s) / _DAY_S
+        if (
+            self._low_s is not None
+            and now_s - self._low_s < cfg.full_charge_below_soc_days * _DAY_S
+            and now_s - self._last_full_s >= _REARM_S
+        ):
+            self._request = (
+                f"energy in use: SoC below {cfg.full_charge_below_soc_pct:g} %"
+                f" {(now_s - self._low_s) / _DAY_S:.1f} days ago"
+            )
+            return
         if days >= cfg.full_charge_max_interval_days:
             self._request = f"{days:.1f} days since the last full charge"
             return
         if soc is None or not soc.cells or days < cfg.full_charge_min_interval_days:
+            return
+        if cfg.full_charge_for_balancing and self._balancing_unfinished:
+            self._request = "balancing unfinished: the last absorption ended before it did"
+            self._at_once = True
             return
         worst = max(c.soc_sigma_pct for c in soc.cells)
         if worst >= cfg.full_charge_sigma_pct:
@@ -270,6 +371,17 @@ class ChargePhases:
         self._reason = reason
         self._since_s = now_s
         self._quiet_since_s = None
+        self._taper_since_s = None
+        self._leaving_since_s = None
+        self._anchored = False
+        self._bled = False
+
+    @staticmethod
+    def _held(since_s: float | None, on: bool, now_s: float) -> float | None:
+        """The start of a condition that holds now (``None`` when it does not)."""
+        if not on:
+            return None
+        return now_s if since_s is None else since_s
 
     def _advance(
         self,
@@ -277,28 +389,26 @@ class ChargePhases:
         cell_v: tuple[float, ...],
         soc: SocReport | None,
         balancing: BalancingPlan | None,
+        due: bool,
         now_s: float,
     ) -> None:
         cfg = self.config
         margin = cfg.top_margin_cell_v
         pack_v = math.fsum(cell_v)
         vmax = max(cell_v)
+        top = (
+            vmax >= self.absorption_cell_v - margin
+            or pack_v >= self.absorption_v - self.cells * margin
+        )
         # Tapered: charging at most at the tail current (or resting, or discharging).
         balancing_now = balancing is not None and any(balancing.bleed)
-        if current_a <= self.tail_a and not balancing_now:
-            if self._quiet_since_s is None:
-                self._quiet_since_s = now_s
-        else:
-            self._quiet_since_s = None
+        tapered = current_a <= self.tail_a
+        self._quiet_since_s = self._held(self._quiet_since_s, tapered and not balancing_now, now_s)
         quiet_s = 0.0 if self._quiet_since_s is None else now_s - self._quiet_since_s
         soc_low = soc is not None and soc.soc_pct < cfg.rebulk_soc_pct
         phase = self._phase
         if phase is ChargePhase.BULK:
-            if self._request:
-                top = (
-                    vmax >= self.absorption_cell_v - margin
-                    or pack_v >= self.absorption_v - self.cells * margin
-                )
+            if due:
                 if top and current_a > 0.0:
                     self._go(
                         ChargePhase.ABSORPTION,
@@ -306,27 +416,21 @@ class ChargePhases:
                         f" {self._request}",
                         now_s,
                     )
-            elif (
-                pack_v >= self.float_v - self.cells * margin
-                and current_a <= self.tail_a
-                and not soc_low
-            ):
+            elif soc is not None:
+                if soc.soc_pct >= cfg.float_soc_pct and not soc_low:
+                    self._go(
+                        ChargePhase.FLOAT,
+                        f"float SoC reached ({soc.soc_pct:.1f} % >= {cfg.float_soc_pct:g} %)",
+                        now_s,
+                    )
+                elif top and tapered:
+                    self._go(ChargePhase.FLOAT, f"top reached (highest cell {vmax:.3f} V)", now_s)
+            elif pack_v >= self.float_v - self.cells * margin and tapered:
                 self._go(ChargePhase.FLOAT, f"float voltage reached ({pack_v:.2f} V)", now_s)
         elif phase is ChargePhase.ABSORPTION:
-            elapsed = 0.0 if self._since_s is None else now_s - self._since_s
-            if quiet_s >= cfg.tail_hold_s and current_a >= -self.tail_a:
-                self._full_done(f"absorbed: no cell balancing, current {current_a:.2f} A", now_s)
-            elif elapsed >= cfg.absorption_max_s:
-                self._full_done(f"absorption time limit ({cfg.absorption_max_s:g} s)", now_s)
-            elif soc_low:
-                assert soc is not None
-                self._go(
-                    ChargePhase.BULK,
-                    f"left the top before absorption ended (SoC {soc.soc_pct:.1f} %)",
-                    now_s,
-                )
-        elif self._request:
-            self._go(ChargePhase.BULK, f"full charge requested: {self._request}", now_s)
+            self._absorb(current_a, quiet_s, soc_low, balancing_now, now_s)
+        elif due:
+            self._go(ChargePhase.BULK, f"full charge due: {self._request}", now_s)
         elif soc_low:
             assert soc is not None
             self._go(
@@ -335,7 +439,51 @@ class ChargePhases:
                 now_s,
             )
 
+    def _absorb(
+        self, current_a: float, quiet_s: float, soc_low: bool, bleeding: bool, now_s: float
+    ) -> None:
+        """Absorption: ends absorbed, at its time limit, or when the loads take the pack down.
+
+        An absorption in which a cell bled and that ends before balancing is seen done (at its
+        time limit, or taken down by the loads, which stops passive balancing) leaves balancing
+        unfinished: the top is where an LFP string's cells can be told apart, so the next full
+        charge is asked for (after ``full_charge_min_interval_days``) and is due at once, to
+        give its absorption the day's hours.
+        """
+        cfg = self.config
+        self._bled = self._bled or bleeding
+        tail = self.tail_a
+        self._taper_since_s = self._held(self._taper_since_s, -tail <= current_a <= tail, now_s)
+        if self._taper_since_s is not None and now_s - self._taper_since_s >= cfg.tail_hold_s:
+            self._anchored = True
+        self._leaving_since_s = self._held(self._leaving_since_s, current_a < -tail, now_s)
+        leaving = (
+            self._leaving_since_s is not None and now_s - self._leaving_since_s >= cfg.tail_hold_s
+        )
+        elapsed = 0.0 if self._since_s is None else now_s - self._since_s
+        absorbed = quiet_s >= cfg.tail_hold_s and current_a >= -tail
+        cut_short = elapsed >= cfg.absorption_max_s or leaving or soc_low
+        if absorbed:
+            self._balancing_unfinished = False
+        elif cut_short:
+            self._balancing_unfinished = self._bled
+        if absorbed:
+            self._full_done(f"absorbed: no cell balancing, current {current_a:.2f} A", now_s)
+        elif elapsed >= cfg.absorption_max_s:
+            self._full_done(f"absorption time limit ({cfg.absorption_max_s:g} s)", now_s)
+        elif (leaving or soc_low) and self._anchored:
+            self._full_done(
+                f"left the top after the current tapered (discharging {current_a:.2f} A)", now_s
+            )
+        elif leaving or soc_low:
+            self._go(
+                ChargePhase.BULK,
+                f"left the top before the current tapered (discharging {current_a:.2f} A)",
+                now_s,
+            )
+
     def _full_done(self, reason: str, now_s: float) -> None:
         self._last_full_s = now_s
         self._request = ""
+        self._at_once = False
         self._go(ChargePhase.FLOAT, reason, now_s)

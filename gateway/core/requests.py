@@ -15,7 +15,8 @@ gateway's, written down in docs/INVERTER_CAN.md:
   cell is balancing (the balancer is waiting for the top of charge, where passive balancing and
   the voltage check work); clears when the spread is below ``full_charge_clear_spread_pct`` or
   charging is no longer allowed. It is also raised while the charge phases
-  (``core.phases``) request a full charge.
+  (``core.phases``) request a full charge and it is due (not while it waits for the end of the
+  day's PV charge).
 * a grid full charge (``ChargeState.grid_charge_requested``: requested, allowed to draw from the
   grid, below the re-bulk threshold) raises the force-charge request while charging is allowed.
 """
@@ -116,7 +117,9 @@ class RequestPlanner:
             self._full = spread >= th.full_charge_spread_pct and not balancing_now
         phase_full = phase_grid = False
         if charge_state is not None and charge:
-            phase_full = charge_state.full_charge_requested
+            # A full charge that waits for the end of the day's PV is not asked for yet.
+            waiting = (charge_state.full_charge_due_in_s or 0.0) > 0.0
+            phase_full = charge_state.full_charge_requested and not waiting
             phase_grid = charge_state.grid_charge_requested
         return BatteryRequests(
             charge, discharge, self._force or phase_grid, self._full or phase_full

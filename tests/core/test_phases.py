@@ -16,7 +16,9 @@ from gateway.core.model import (
     SocReport,
 )
 from gateway.core.phases import ChargeConfig, ChargePhases, ChargeStrategy
+from gateway.core.requests import RequestPlanner
 from tests.core.packdata import snapshot
+from tests.inverter_can.outputs import output
 
 CELLS = 4
 CAP_AH = 100.0
@@ -26,8 +28,10 @@ DAY_S = 86400.0
 
 
 def _machine(**cfg: object) -> ChargePhases:
+    # A full charge is due at once unless a test is about waiting for the end of the PV day.
+    cfg.setdefault("full_charge_lead_s", 0.0)
     return ChargePhases(
-        ChargeConfig(**cfg),  # type: ignore[arg-type]
+        ChargeConfig(**cfg),
         cells=CELLS,
         capacity_ah=CAP_AH,
         absorption_cell_v=ABS_V,
@@ -62,15 +66,20 @@ def _step(
 
 def _to_float(m: ChargePhases) -> float:
     """Bulk -> absorption -> float through a full charge; returns the time of the anchor."""
-    s = _step(m, 0.0, 3.35, 30.0, _soc(70.0))
+    return _to_float_from(m, 0.0)
+
+
+def _to_float_from(m: ChargePhases, t0: float) -> float:
+    """``_to_float`` starting at ``t0``."""
+    s = _step(m, t0, 3.35, 30.0, _soc(70.0))
     assert s.phase is ChargePhase.BULK
-    s = _step(m, 10.0, 3.445, 30.0, _soc(97.0))
+    s = _step(m, t0 + 10.0, 3.445, 30.0, _soc(97.0))
     assert s.phase is ChargePhase.ABSORPTION
-    t = 20.0
+    t = t0 + 20.0
     while s.phase is ChargePhase.ABSORPTION:
         s = _step(m, t, 3.45, 1.0, _soc(99.5))
         t += 10.0
-        assert t < 1000.0
+        assert t < t0 + 1000.0
     return t - 10.0
 
 
@@ -133,7 +142,7 @@ def test_absorption_is_bounded_in_time() -> None:
     assert s.reason == "absorption time limit (600 s)"
 
 
-def test_float_rebulks_below_the_threshold_to_the_float_voltage() -> None:
+def test_float_rebulks_below_the_threshold_and_bulks_to_the_float_soc() -> None:
     m = _machine()
     t = _to_float(m)
     s = _step(m, t + 100.0, 3.30, -20.0, _soc(85.5))
@@ -141,13 +150,44 @@ def test_float_rebulks_below_the_threshold_to_the_float_voltage() -> None:
     s = _step(m, t + 200.0, 3.29, -20.0, _soc(84.9))
     assert s.phase is ChargePhase.BULK
     assert s.reason == "SoC 84.9 % below re-bulk 85 %"
-    # No full charge is due: bulk charges only to the float voltage ...
     assert not s.full_charge_requested
+    # No full charge is due: bulk charges at the absorption voltage (a float voltage would
+    # throttle the charge on the LFP plateau long before the float SoC) ...
+    assert s.cvl_v == pytest.approx(CELLS * ABS_V)
+    s = _step(m, t + 300.0, 3.33, 30.0, _soc(89.9))
+    assert s.phase is ChargePhase.BULK
+    # ... up to the float SoC by the estimate, current flowing or not; then it floats.
+    s = _step(m, t + 400.0, 3.34, 30.0, _soc(90.0))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.reason == "float SoC reached (90.0 % >= 90 %)"
     assert s.cvl_v == pytest.approx(CELLS * FLOAT_V)
-    # ... and floats again once there with the current tapered.
-    s = _step(m, t + 300.0, 3.315, 0.5, _soc(90.0))
+
+
+def test_without_an_estimate_bulk_charges_to_the_float_voltage() -> None:
+    m = _machine()
+    t = _to_float(m)
+    s = _step(m, t + 100.0, 3.29, -20.0, _soc(80.0))
+    assert s.phase is ChargePhase.BULK
+    s = _step(m, t + 200.0, 3.30, 30.0, None)
+    assert s.phase is ChargePhase.BULK
+    assert s.cvl_v == pytest.approx(CELLS * FLOAT_V)
+    # At the float voltage but still taking current: held; tapered: float.
+    assert _step(m, t + 300.0, 3.315, 5.0, None).phase is ChargePhase.BULK
+    s = _step(m, t + 400.0, 3.315, 0.5, None)
     assert s.phase is ChargePhase.FLOAT
     assert s.reason.startswith("float voltage reached")
+
+
+def test_bulk_that_reaches_the_top_without_a_full_charge_due_floats() -> None:
+    m = _machine()
+    t = _to_float(m)
+    _step(m, t + 100.0, 3.29, -20.0, _soc(80.0))
+    # The estimate lags (says 85 %) while the highest cell is at the absorption voltage.
+    assert _step(m, t + 200.0, 3.45, 10.0, _soc(85.0)).phase is ChargePhase.BULK
+    s = _step(m, t + 300.0, 3.45, 1.0, _soc(85.5))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.reason == "top reached (highest cell 3.450 V)"
+    assert not s.full_charge_requested
 
 
 def test_full_charge_is_requested_when_sigma_crosses_its_threshold_and_not_before() -> None:
@@ -165,7 +205,7 @@ def test_full_charge_is_requested_when_sigma_crosses_its_threshold_and_not_befor
     assert s.full_charge_requested
     assert s.full_charge_reason.startswith("SoC uncertainty 2.50 % >= 2.5 %")
     assert s.phase is ChargePhase.BULK
-    assert s.reason.startswith("full charge requested: SoC uncertainty")
+    assert s.reason.startswith("full charge due: SoC uncertainty")
     assert s.cvl_v == pytest.approx(CELLS * ABS_V)
     # The request stays while sigma falls back, until a full charge is done.
     s = _step(m, t0 + 2 * DAY_S + 20.0, 3.31, 0.0, _soc(88.0, sigma_pct=1.0))
@@ -201,11 +241,15 @@ def test_a_pack_that_uses_its_energy_is_charged_to_the_top() -> None:
     s = _step(m, t0 + 3600.0, 3.22, -30.0, _soc(20.5))
     assert not s.full_charge_requested
     assert s.phase is ChargePhase.BULK  # below re-bulk
-    assert s.cvl_v == pytest.approx(CELLS * FLOAT_V)
     s = _step(m, t0 + 3610.0, 3.21, -30.0, _soc(19.9))
     assert s.full_charge_requested
     assert s.full_charge_reason == "energy in use: SoC 19.9 % below 20 %"
     assert s.cvl_v == pytest.approx(CELLS * ABS_V)
+    # Past the float SoC it keeps bulking towards the top instead of floating.
+    s = _step(m, t0 + 7200.0, 3.35, 30.0, _soc(92.0))
+    assert s.phase is ChargePhase.BULK
+    assert s.cvl_v == pytest.approx(CELLS * ABS_V)
+    assert _step(m, t0 + 7210.0, 3.445, 30.0, _soc(98.0)).phase is ChargePhase.ABSORPTION
 
 
 def test_grid_charge_only_when_allowed_requested_and_below_rebulk() -> None:
@@ -269,3 +313,248 @@ def test_settings_refuse_a_rebulk_threshold_above_float() -> None:
             float_cell_v=3.5,
             balancing_start_pct=0.5,
         )
+
+
+# --- a full charge timed to the end of the PV day --------------------------------------------
+
+HOUR_S = 3600.0
+
+
+def _pv_day(m: ChargePhases, day: int, **soc_kw: float) -> None:
+    """One day of a PV-charged pack in 10-minute steps: 30 % until 08:00, charged to 92 % by
+    13:00, held there until 17:00 (PV exported), discharged to 30 % by 23:00."""
+    for k in range(144):
+        t = day * DAY_S + k * 600.0
+        hour = k / 6.0
+        if hour < 8.0:
+            soc, v, i = 30.0, 3.27, 0.0
+        elif hour < 13.0:
+            soc, v, i = 30.0 + 62.0 * (hour - 8.0) / 5.0, 3.33, 30.0
+        elif hour < 17.0:
+            soc, v, i = 92.0, 3.314, 0.0
+        else:
+            soc, v, i = max(30.0, 92.0 - 62.0 * (hour - 17.0) / 6.0), 3.28, -20.0
+        _step(m, t, v, i, _soc(soc, **soc_kw))
+
+
+def test_a_full_charge_waits_for_the_end_of_the_pv_day() -> None:
+    m = _machine(full_charge_lead_s=2 * HOUR_S, full_charge_min_interval_days=1.0)
+    _to_float(m)
+    for day in (1, 2):
+        _pv_day(m, day)
+    t9 = 3 * DAY_S + 9 * HOUR_S
+    s = _step(m, t9, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    assert s.full_charge_requested
+    # The daily charge ended at 17:00 on both days: due at 15:00, six hours from now.
+    assert s.full_charge_due_in_s == pytest.approx(6 * HOUR_S)
+    assert s.phase is ChargePhase.BULK
+    # Until then the pack charges to the float SoC and floats, as on any other day ...
+    s = _step(m, t9 + 4 * HOUR_S, 3.33, 30.0, _soc(90.5))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.cvl_v == pytest.approx(CELLS * FLOAT_V)
+    # ... and the battery does not ask the inverter for a full charge yet.
+    planner = RequestPlanner()
+    assert not planner.step(replace(output(cell_socs=(50.0,) * 16), charge=s)).full_charge
+    s = _step(m, t9 + 6 * HOUR_S - 10.0, 3.314, 0.0, _soc(90.5))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.full_charge_due_in_s == pytest.approx(10.0)
+    # At 15:00 it is due: bulk to the top, and the flag goes to the inverter.
+    s = _step(m, t9 + 6 * HOUR_S, 3.314, 0.0, _soc(90.5))
+    assert s.phase is ChargePhase.BULK
+    assert s.reason.startswith("full charge due: SoC uncertainty")
+    assert s.full_charge_due_in_s == 0.0
+    assert s.cvl_v == pytest.approx(CELLS * ABS_V)
+    assert planner.step(replace(output(cell_socs=(50.0,) * 16), charge=s)).full_charge
+    s = _step(m, t9 + 7 * HOUR_S, 3.445, 20.0, _soc(98.0))
+    assert s.phase is ChargePhase.ABSORPTION
+
+
+def test_a_full_charge_stays_due_until_the_day_s_charge_ends() -> None:
+    m = _machine(full_charge_lead_s=2 * HOUR_S, full_charge_min_interval_days=1.0)
+    _to_float(m)
+    for day in (1, 2):
+        _pv_day(m, day)
+    t15 = 3 * DAY_S + 15 * HOUR_S
+    s = _step(m, t15, 3.31, 5.0, _soc(88.0, sigma_pct=3.0))
+    assert s.phase is ChargePhase.BULK  # due: bulk towards the top
+    # 17:10, past the expected end, still short of the top and still charging: due, while
+    # there is PV to be had ...
+    s = _step(m, t15 + 2 * HOUR_S + 600.0, 3.31, 1.0, _soc(91.0))
+    assert s.full_charge_due_in_s == 0.0
+    assert s.phase is ChargePhase.BULK
+    assert s.cvl_v == pytest.approx(CELLS * ABS_V)
+    # ... until the loads take the pack down from its high: the next window opens tomorrow.
+    s = _step(m, t15 + 3 * HOUR_S, 3.29, -20.0, _soc(85.5))
+    assert s.full_charge_requested
+    assert s.full_charge_due_in_s == pytest.approx(21 * HOUR_S)
+    s = _step(m, t15 + 3 * HOUR_S + 600.0, 3.30, 5.0, _soc(86.0))
+    assert s.phase is ChargePhase.BULK
+    s = _step(m, t15 + 3 * HOUR_S + 1200.0, 3.32, 5.0, _soc(90.0))
+    assert s.phase is ChargePhase.FLOAT  # no full charge due: the float SoC ends bulk
+    assert s.cvl_v == pytest.approx(CELLS * FLOAT_V)
+
+
+def test_a_pack_that_was_emptied_recently_charges_to_the_top_every_day() -> None:
+    m = _machine(full_charge_below_soc_pct=20.0, full_charge_below_soc_days=2.0)
+    t0 = _to_float(m)
+    s = _step(m, t0 + HOUR_S, 3.20, -30.0, _soc(19.0))
+    assert s.full_charge_reason == "energy in use: SoC 19.0 % below 20 %"
+    t1 = _to_float_from(m, t0 + 10 * HOUR_S)
+    # Served. Half a day later it asks again: yesterday's energy was used.
+    s = _step(m, t1 + 11 * HOUR_S, 3.30, -5.0, _soc(60.0))
+    assert not s.full_charge_requested
+    s = _step(m, t1 + 12 * HOUR_S, 3.30, -5.0, _soc(60.0))
+    assert s.full_charge_reason == "energy in use: SoC below 20 % 0.9 days ago"
+    t2 = _to_float_from(m, t1 + 13 * HOUR_S)
+    # More than two days after the pack was low: it floats again.
+    s = _step(m, t0 + HOUR_S + 2 * DAY_S + 10.0, 3.30, -5.0, _soc(60.0))
+    assert t2 < t0 + HOUR_S + 2 * DAY_S
+    assert not s.full_charge_requested
+    off = _machine(full_charge_below_soc_days=0.0)
+    t0 = _to_float(off)
+    _step(off, t0 + HOUR_S, 3.20, -30.0, _soc(19.0))
+    t1 = _to_float_from(off, t0 + 10 * HOUR_S)
+    assert not _step(off, t1 + 12 * HOUR_S, 3.30, -5.0, _soc(60.0)).full_charge_requested
+
+
+@pytest.mark.parametrize("cfg", [{"full_charge_lead_s": 0.0}, {"full_charge_from_grid": True}])
+def test_without_a_lead_or_with_the_grid_a_full_charge_is_due_at_once(
+    cfg: dict[str, object],
+) -> None:
+    m = _machine(full_charge_min_interval_days=1.0, **{"full_charge_lead_s": 7200.0, **cfg})
+    _to_float(m)
+    for day in (1, 2):
+        _pv_day(m, day)
+    s = _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    assert s.full_charge_requested
+    assert s.full_charge_due_in_s == 0.0
+
+
+def test_before_the_end_of_the_day_is_known_a_full_charge_is_due_at_once() -> None:
+    m = _machine(full_charge_lead_s=7200.0)
+    s = _step(m, 0.0, 3.30, 20.0, _soc(60.0))
+    assert s.full_charge_reason == "no full charge on record"
+    assert s.full_charge_due_in_s == 0.0
+
+
+def test_an_absorption_cut_short_by_the_loads_after_the_taper_counts() -> None:
+    m = _machine(tail_hold_s=60.0)
+    _step(m, 0.0, 3.40, 30.0, _soc(90.0))
+    assert _step(m, 10.0, 3.445, 30.0, _soc(97.0)).phase is ChargePhase.ABSORPTION
+    # Tapered for the hold while a cell still bleeds: not absorbed yet ...
+    for t in range(20, 200, 20):
+        s = _step(m, float(t), 3.45, 0.5, _soc(99.5), bleeding=True)
+        assert s.phase is ChargePhase.ABSORPTION
+    # ... then the evening loads take the pack down: a full charge all the same.
+    for t in range(200, 260, 20):
+        s = _step(m, float(t), 3.40, -10.0, _soc(99.0), bleeding=True)
+        assert s.phase is ChargePhase.ABSORPTION
+    s = _step(m, 260.0, 3.38, -10.0, _soc(98.8), bleeding=True)
+    assert s.phase is ChargePhase.FLOAT
+    assert s.reason == "left the top after the current tapered (discharging -10.00 A)"
+    assert not s.full_charge_requested
+    assert s.last_full_age_s == 0.0
+
+
+def test_an_absorption_cut_short_before_the_taper_leaves_the_request() -> None:
+    m = _machine(tail_hold_s=60.0)
+    _step(m, 0.0, 3.40, 30.0, _soc(90.0))
+    assert _step(m, 10.0, 3.445, 30.0, _soc(97.0)).phase is ChargePhase.ABSORPTION
+    for t in range(20, 200, 20):
+        _step(m, float(t), 3.45, 8.0, _soc(98.0))  # still taking 8 A: not tapered
+    for t in range(200, 260, 20):
+        s = _step(m, float(t), 3.40, -10.0, _soc(97.5))
+    s = _step(m, 260.0, 3.38, -10.0, _soc(97.3))
+    assert s.phase is ChargePhase.BULK
+    assert s.reason == "left the top before the current tapered (discharging -10.00 A)"
+    assert s.full_charge_requested
+    assert s.last_full_age_s is None
+
+
+def test_the_expected_end_of_the_pv_day_survives_a_restart() -> None:
+    m = _machine(full_charge_lead_s=2 * HOUR_S, full_charge_min_interval_days=1.0)
+    _to_float(m)
+    for day in (1, 2):
+        _pv_day(m, day)
+    saved = m.export_state(3 * DAY_S + 9 * HOUR_S)
+    assert saved["charge_end_in_s"] == pytest.approx(8 * HOUR_S)
+    again = _machine(full_charge_lead_s=2 * HOUR_S, full_charge_min_interval_days=1.0)
+    again.restore(saved, 100.0)
+    s = _step(again, 110.0, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    assert s.full_charge_requested
+    assert s.full_charge_due_in_s == pytest.approx(6 * HOUR_S - 10.0)
+
+
+def _absorb_until_the_time_limit(m: ChargePhases, t0: float) -> float:
+    """A full charge whose absorption ends at its time limit with a cell still bleeding."""
+    _step(m, t0, 3.40, 30.0, _soc(90.0))
+    assert _step(m, t0 + 10.0, 3.445, 30.0, _soc(97.0)).phase is ChargePhase.ABSORPTION
+    t = t0 + 20.0
+    while (s := _step(m, t, 3.45, 0.5, _soc(99.0), bleeding=True)).phase is not ChargePhase.FLOAT:
+        t += 60.0
+    assert s.reason.startswith("absorption time limit")
+    return t
+
+
+def test_balancing_left_unfinished_at_the_top_asks_for_the_next_full_charge_at_once() -> None:
+    cfg = {"full_charge_lead_s": 2 * HOUR_S, "full_charge_min_interval_days": 1.0}
+    m = _machine(absorption_max_s=600.0, **cfg)
+    t0 = _absorb_until_the_time_limit(m, 0.0)
+    for day in (1, 2):
+        _pv_day(m, day)  # the end of the day's charge is learned (17:00)
+    s = _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0))
+    assert s.full_charge_reason == "balancing unfinished: the last absorption ended before it did"
+    # Due at once, not two hours before 17:00: the absorption needs the day's hours.
+    assert s.full_charge_due_in_s == 0.0
+    assert t0 < DAY_S
+    # An absorption that ends with balancing done clears it: the next request waits again.
+    t1 = _to_float_from(m, 3 * DAY_S + 10 * HOUR_S)
+    s = _step(m, t1 + 1.5 * DAY_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    assert s.full_charge_reason.startswith("SoC uncertainty")
+    assert s.full_charge_due_in_s is not None
+    assert s.full_charge_due_in_s > 0.0
+
+
+def test_balancing_cut_short_by_the_loads_is_unfinished_though_bleeding_stopped() -> None:
+    cfg = {"full_charge_lead_s": 2 * HOUR_S, "full_charge_min_interval_days": 1.0}
+    m = _machine(tail_hold_s=60.0, **cfg)
+    _step(m, 0.0, 3.40, 30.0, _soc(90.0))
+    _step(m, 10.0, 3.445, 30.0, _soc(97.0))
+    for t in range(20, 200, 20):
+        _step(m, float(t), 3.45, 0.5, _soc(99.5), bleeding=True)
+    # Discharging: passive balancing stops, then the loads take the pack down.
+    for t in range(200, 280, 20):
+        s = _step(m, float(t), 3.40, -10.0, _soc(99.0))
+    assert s.reason.startswith("left the top after the current tapered")
+    for day in (1, 2):
+        _pv_day(m, day)
+    s = _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0))
+    assert s.full_charge_reason.startswith("balancing unfinished")
+    assert s.full_charge_due_in_s == 0.0
+
+
+def test_without_full_charges_for_balancing_unfinished_balancing_asks_nothing() -> None:
+    m = _machine(
+        absorption_max_s=600.0,
+        full_charge_for_balancing=False,
+        full_charge_lead_s=2 * HOUR_S,
+        full_charge_min_interval_days=1.0,
+    )
+    _absorb_until_the_time_limit(m, 0.0)
+    for day in (1, 2):
+        _pv_day(m, day)
+    assert not _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0)).full_charge_requested
+    s = _step(m, 3 * DAY_S + 9 * HOUR_S + 10.0, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    assert s.full_charge_due_in_s == pytest.approx(6 * HOUR_S - 10.0)
+
+
+def test_only_the_request_for_unfinished_balancing_skips_the_wait() -> None:
+    cfg = {"full_charge_lead_s": 2 * HOUR_S, "full_charge_min_interval_days": 3.0}
+    m = _machine(absorption_max_s=600.0, **cfg)
+    _absorb_until_the_time_limit(m, 0.0)
+    for day in (1, 2):
+        _pv_day(m, day)
+    # Within the minimum interval the pack is emptied: energy in use waits for 15:00.
+    s = _step(m, 2 * DAY_S + 23 * HOUR_S, 3.10, -20.0, _soc(15.0))
+    assert s.full_charge_reason.startswith("energy in use")
+    assert s.full_charge_due_in_s == pytest.approx(16 * HOUR_S)

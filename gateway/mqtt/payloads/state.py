@@ -85,11 +85,13 @@ class ChargePayload(BaseModel):
     full_charge_reason: str
     grid_charge_requested: bool
     last_full_age_h: float | None
+    full_charge_due_in_h: float | None = None
 
     @classmethod
     def of(cls, c: ChargeState) -> ChargePayload:
         """Build from a core ``ChargeState``."""
         age = c.last_full_age_s
+        due = c.full_charge_due_in_s
         return cls(
             phase=c.phase.value,
             reason=c.reason,
@@ -99,6 +101,7 @@ class ChargePayload(BaseModel):
             full_charge_reason=c.full_charge_reason,
             grid_charge_requested=c.grid_charge_requested,
             last_full_age_h=None if age is None else rounded(age / 3600.0, 2),
+            full_charge_due_in_h=None if due is None else rounded(due / 3600.0, 2),
         )
 
 

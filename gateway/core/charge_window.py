@@ -1,0 +1,111 @@
+"""When the pack's daily charge ends, learned from its SoC. Pure and clock-injected.
+
+A PV-charged pack gains charge while the sun shines and starts to give it back when the loads
+outgrow the PV, at about the same time of day every day. A full charge that reaches the top just
+before then spends the least time at high SoC: the loads take the pack down at once instead of
+it waiting at the top for hours (the peers' "delayed charging", which asks the installer for a
+clock time; here the time comes from the data, so it follows the seasons and needs no setting).
+
+``ChargeWindow.step`` folds the pack SoC into daily cycles: a cycle rises at least
+``RISE_PCT`` from its low, holds its high while the SoC stays within ``HOLD_BAND_PCT`` of the
+highest value, and ends when the SoC falls ``DROP_PCT`` below it; the last moment at the high is
+that day's *charge end*. A second end within ``SAME_DAY_S`` of the first replaces it (a load
+pulse at noon followed by more PV: the later end is the day's). The expected charge end is the
+circular median of the time of day of the last ``KEEP`` ends (robust to a cloudy day).
+
+The time of day is the injected monotonic time modulo 24 h: its zero is arbitrary but the same
+for every step of a process, and what survives a restart is "the next end is due in N s", so no
+wall clock is needed. A pack that never swings by ``DROP_PCT`` in a day (it barely cycles) never
+learns an end: callers then act at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+__all__ = ["DAY_S", "ChargeWindow"]
+
+DAY_S = 86400.0
+RISE_PCT = 5.0  # a daily charge lifts the SoC at least this far off its low
+DROP_PCT = 5.0  # and the loads take it at least this far below its high
+HOLD_BAND_PCT = 0.5  # within this of the high the pack is still at it (float, CV, noise)
+SAME_DAY_S = 12 * 3600.0
+KEEP = 7
+
+
+class ChargeWindow:
+    """Learns the time of day at which the pack's daily charge ends; one ``step`` per update."""
+
+    def __init__(self) -> None:
+        self._rising = False
+        self._low = math.inf
+        self._high = -math.inf
+        self._high_t = 0.0
+        self._ends: deque[float] = deque(maxlen=KEEP)  # monotonic times of recent charge ends
+        self._phase_s: float | None = None  # expected end, seconds into the monotonic "day"
+        self.ends_seen = 0
+        """How many daily charge ends have been seen (a change: the day's charge is over)."""
+
+    def step(self, soc_pct: float, now_s: float) -> None:
+        """Fold the pack SoC at ``now_s`` (monotonic seconds) into the daily cycles.
+
+        A non-finite SoC is ignored.
+        """
+        if not math.isfinite(soc_pct):
+            return
+        if not self._rising:
+            self._low = min(self._low, soc_pct)
+            if soc_pct >= self._low + RISE_PCT:
+                self._rising = True
+                self._high, self._high_t = soc_pct, now_s
+            return
+        if soc_pct > self._high:
+            self._high, self._high_t = soc_pct, now_s
+        elif soc_pct >= self._high - HOLD_BAND_PCT:
+            self._high_t = now_s
+        elif soc_pct <= self._high - DROP_PCT:
+            self._record(self._high_t)
+            self._rising = False
+            self._low = soc_pct
+
+    def _record(self, end_s: float) -> None:
+        self.ends_seen += 1
+        if self._ends and end_s - self._ends[-1] < SAME_DAY_S:
+            self._ends[-1] = end_s
+        else:
+            self._ends.append(end_s)
+        self._phase_s = _circular_median([t % DAY_S for t in self._ends])
+
+    def seconds_to_end(self, now_s: float) -> float | None:
+        """Seconds from ``now_s`` to the next expected charge end (0 <= s < 24 h); ``None``
+        while no end has been seen."""
+        if self._phase_s is None:
+            return None
+        return (self._phase_s - now_s) % DAY_S
+
+    def export_state(self, now_s: float) -> float | None:
+        """What survives a restart: seconds to the next expected end (``None``: not known)."""
+        return self.seconds_to_end(now_s)
+
+    def restore(self, seconds_to_end: object, now_s: float) -> None:
+        """Load what ``export_state`` wrote (a bad value is ignored)."""
+        if (
+            isinstance(seconds_to_end, int | float)
+            and not isinstance(seconds_to_end, bool)
+            and math.isfinite(seconds_to_end)
+        ):
+            end_s = now_s + float(seconds_to_end) % DAY_S
+            self._ends.clear()
+            self._ends.append(end_s)
+            self._phase_s = end_s % DAY_S
+
+
+def _circular_median(phases: list[float]) -> float:
+    """The phase (seconds in a day) with the least summed circular distance to the others."""
+
+    def dist(a: float, b: float) -> float:
+        d = abs(a - b) % DAY_S
+        return min(d, DAY_S - d)
+
+    return min(phases, key=lambda p: (sum(dist(p, q) for q in phases), p))
