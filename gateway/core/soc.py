@@ -33,141 +33,30 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydantic import Field
-
 from gateway.core.chemistry import Chemistry
-from gateway.core.config import Section
 from gateway.core.freshness import TimeoutsConfig
 from gateway.core.model import CellEstimate, PackSnapshot, SocReport
 from gateway.core.pack import PackConfig, cell_temps
 from gateway.core.soc_cell import (
     CellState,
     StepInputs,
-    Tuning,
-    anchor,
-    correct,
-    forget_anchor,
     init_from_voltage,
-    learn_resistance,
     predict,
-    recalibrate_full,
-    recalibrate_rest,
-    rls_start,
     tidy,
 )
+from gateway.core.soc_config import SocConfig, tuning_of
+from gateway.core.soc_correct import correct, recalibrate_full, recalibrate_rest
+from gateway.core.soc_learn import anchor, forget_anchor, learn_resistance, rls_start
+from gateway.core.soc_state import STATE_VERSION, export_cells, read_state
 from gateway.core.soc_window import StepWindow
 
 __all__ = ["STATE_VERSION", "SocConfig", "SocEstimator", "pack_soc_pct"]
-
-STATE_VERSION = 1
-"""Version of the dict written by ``SocEstimator.export_state``."""
 
 _NAN = math.nan
 _REF_TEMP_C = 25.0
 _NO_ESTIMATE = CellEstimate(_NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN)
 _DEFAULT_TIMEOUTS = TimeoutsConfig()
-
-
-class SocConfig(Section):
-    """State estimator settings."""
-
-    ocv_table: str | None = None
-    """Path of a user OCV table (CSV: SoC in % or fraction, OCV in V or mV, with or without a
-    header; ``check-config`` says how it was read); default: the chemistry's built-in table."""
-    voltage_sigma_mv: float = Field(default=12.0, gt=0)
-    """Voltage error under load: sensor noise plus what the circuit model misses (1 sigma)."""
-    model_error_fraction: float = Field(default=1.0, ge=0)
-    """Circuit-model error under load as a fraction of the modelled polarisation (R0+R1)*I."""
-    rc_sigma_fraction: float = Field(default=0.0, ge=0)
-    """The RC voltage's own uncertainty under load, as a fraction of R1*I (a state noise that
-    lasts about tau1): polarisation the circuit does not hold (diffusion over long loads) is
-    taken up by the RC voltage instead of the SoC. Off by default: it helped the tuning cells
-    and cells derived from them, and made three of four held-out cells worse (see
-    docs/PERFORMANCE.md, "State of charge: cross-validation")."""
-    load_bias_mv: float = Field(default=5.0, ge=0)
-    """Part of the voltage error under load that does not average out over samples (model
-    error that lasts as long as the current): it bounds how far repeated corrections under load
-    can be trusted, and is added to the reported sigma until a rest or full removes it ..."""
-    load_bias_fraction: float = Field(default=0.5, ge=0)
-    """... plus this fraction of the modelled polarisation (R0 + R1) * I ..."""
-    load_bias_pct_per_c: float = Field(default=10.0, ge=0)
-    """... or, if larger, this many % of SoC per C of current: diffusion the 1-RC circuit does
-    not model shifts the loaded voltage like a surface SoC off the bulk SoC (PyBaMM's LFP near
-    empty: 1.4 % at 0.09 C, about 47 mV on the steep end)."""
-    rest_voltage_sigma_mv: float = Field(default=4.0, gt=0)
-    """Voltage error after a rest of ``rest_s`` (the relaxed voltage is almost the OCV)."""
-    rest_current_c: float = Field(default=0.01, ge=0)
-    """Current (as a C-rate) below which the pack counts as resting."""
-    rest_s: float = Field(default=900.0, ge=0)
-    """Rest needed before the voltage is taken as OCV for a recalibration (repeated each rest_s)."""
-    min_ocv_slope_mv_per_pct: float = Field(default=1.5, ge=0)
-    """Below this OCV slope (at the estimate and on average over the estimate +- k sigma) a
-    voltage under load is not used by the Kalman update: the count is trusted (flat LFP
-    middle)."""
-    count_drift_pct_per_sqrt_h: float = Field(default=0.5, ge=0)
-    """How fast the count's uncertainty grows with time (random drift), % per sqrt(h)."""
-    current_offset_sigma_c: float = Field(default=0.002, ge=0)
-    """Current-sensor offset (1 sigma, C-rate): a systematic error, so the count's uncertainty
-    grows linearly with time until the voltage corrects it (0.002 C: 0.2 % per hour)."""
-    current_gain_sigma_pct: float = Field(default=1.0, ge=0)
-    """Current-sensor gain uncertainty: the count's error per charge moved, % (systematic: it
-    adds up linearly over the charge moved)."""
-    current_hold_s: float = Field(default=60.0, gt=0)
-    """A current known at both ends of a step is held across it up to this long (the estimator
-    may be stepped less often than the current times out); the change between the two samples
-    counts as uncertainty. Longer steps, or a current unknown at either end, count as a gap."""
-    extra_current_sigma_pct: float = Field(default=10.0, ge=0)
-    """Uncertainty of the per-cell balancing currents passed to ``step`` (bleed resistor and
-    voltage tolerance), % of the charge they move (systematic, per cell)."""
-    gap_current_c: float = Field(default=0.2, ge=0)
-    """Current (C-rate, 1 sigma) assumed while the current is unknown (stale, missing, a gap)."""
-    stale_s: float | None = Field(default=None, gt=0)
-    """Deprecated: set ``timeouts.cell_voltage_timeout_s`` and ``timeouts.current_timeout_s``
-    (a current is counted for the longer of the two). Until then, one age for both, in force
-    while neither of those keys is set."""
-    full_current_c: float = Field(default=0.05, gt=0)
-    """A charge current below this C-rate at the upper voltage means the cell is full."""
-    full_voltage_margin_v: float = Field(default=0.015, ge=0)
-    """A cell within this margin of the chemistry's upper voltage counts as at the upper voltage."""
-    confident_sigma_pct: float = Field(default=2.0, gt=0)
-    """A SoC known to within this (1 sigma) at a rest or at full anchors a capacity measurement."""
-    capacity_min_delta_pct: float = Field(default=30.0, gt=0, le=100)
-    """Smallest SoC difference between two anchors that yields a capacity sample."""
-    rls_memory_s: float = Field(default=7200.0, gt=0)
-    """Memory of the online resistance identification (R0, R1 by recursive least squares): the
-    forgetting factor per step is ``exp(-dt / rls_memory_s)``."""
-    rls_min_current_c: float = Field(default=0.03, ge=0)
-    """Identification uses samples where the current differs from its RC-filtered value by at
-    least this (C-rate): a transient. In a steady current there is no resistance to learn."""
-    resistance_factor_min: float = Field(default=0.4, gt=0)
-    """Identified R0 and R1 stay at or above this times the chemistry's values ..."""
-    resistance_factor_max: float = Field(default=2.5, gt=0)
-    """... and at or below this times them."""
-    ocv_hysteresis_mv: float | None = Field(default=None, ge=0)
-    """Half the OCV hysteresis (charge vs discharge branch), mV: a rested voltage is the OCV only
-    to within it. ``None``: the chemistry's (LFP 10 mV, NMC 3 mV)."""
-    plateau_k_sigma: float = Field(default=3.0, gt=0)
-    """A voltage is judged over the estimate +- this many sigma: it is used when it is informative
-    over that interval, and it overrides the estimate when it lies beyond it."""
-    innovation_window_s: float = Field(default=600.0, gt=0)
-    """Time over which the innovations (voltage less the model's prediction) are averaged for the
-    adaptive measurement noise and the consistency test."""
-    count_consistency_z: float = Field(default=2.0, gt=0)
-    """Corrections under load may move the estimate from the count by at most this many of the
-    count's own sigmas, unless the innovations show a SoC error (``consistency_bias``)."""
-    consistency_bias: float = Field(default=0.2, gt=0)
-    """Mean normalised innovation (while charging and while discharging, same sign) beyond which
-    the count counts as contradicted."""
-    min_interval_s: float = Field(default=0.05, ge=0, le=10)
-    """Steps closer together than this return the last report (the control loop may step on every
-    frame; the count loses nothing, the filter sees the latest value of each cell)."""
-    restore_sigma_pct: float = Field(default=5.0, ge=0)
-    """Uncertainty added to a restored SoC (the pack may have moved while we were down)."""
-    cells_per_step: int = Field(default=64, ge=1, le=100_000)
-    """Most cells whose voltage is weighed in one step. A larger pack is weighed in groups of
-    this many, one group per step, round-robin (a 512-cell pack: each cell every 8th step); the
-    steps between are counted exactly for every cell (``gateway.core.soc_window``). Bounds the
-    step's cost; a pack of at most this many cells is weighed whole every step."""
+_tuning = tuning_of  # the settings in the per-cell functions' units (tests use this name)
 
 
 def pack_soc_pct(soc_min_pct: float, soc_max_pct: float) -> float:
@@ -237,7 +126,7 @@ class SocEstimator:
         n = pack.cells
         self._n = n
         self._q_nom_ah = pack.capacity_ah
-        self._tune = _tuning(config, chemistry)
+        self._tune = tuning_of(config, chemistry)
         self._r0_nom = chemistry.r0_ohm(pack.capacity_ah)
         self._r1_nom = chemistry.r1_ohm(pack.capacity_ah)
         self._r2_nom = chemistry.r2_ohm(pack.capacity_ah)
@@ -636,28 +525,7 @@ class SocEstimator:
 
     def export_state(self) -> dict[str, Any]:
         """Everything needed to resume after a restart, as JSON-friendly plain values."""
-        cells = self.cells
-        return {
-            "version": STATE_VERSION,
-            "chemistry": self.chemistry.name,
-            "cells": self._n,
-            "nominal_capacity_ah": self._q_nom_ah,
-            "initialised": [c.initialised for c in cells],
-            "soc_pct": [_json_float(c.soc_pct) for c in cells],
-            "soc_var": [c.p00 + c.sb * c.sb for c in cells],
-            "soc_var_common": [
-                min(c.p00, c.rc + c.sc * c.sc + c.sg * c.sg) + c.sb * c.sb for c in cells
-            ],
-            "v1_v": [c.v1_v for c in cells],
-            "cov_soc_v1": [c.p01 for c in cells],
-            "v1_var": [c.p11 for c in cells],
-            "capacity_ah": [c.capacity_ah for c in cells],
-            "capacity_var": [c.capacity_var for c in cells],
-            "r0_ohm_25c": [c.r0_ohm_25c for c in cells],
-            "r1_ohm_25c": [c.r1_ohm_25c for c in cells],
-            "r2_ohm_25c": [c.r2_ohm_25c for c in cells],
-            "cycles": self.cycles,
-        }
+        return export_cells(self.cells, self.chemistry.name, self._q_nom_ah, self.cycles)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Resume from ``export_state`` output (a previous run of the same pack).
@@ -671,55 +539,23 @@ class SocEstimator:
             ValueError: the state is of another version, cell count or chemistry, or malformed.
                 Nothing is changed then.
         """
-        if not isinstance(state, dict):
-            raise ValueError("state must be a mapping")
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"state version (={state.get('version')!r}) is not {STATE_VERSION}")
-        if state.get("chemistry") != self.chemistry.name:
-            raise ValueError(
-                f"state chemistry (={state.get('chemistry')!r}) is not {self.chemistry.name!r}"
-            )
+        saved = read_state(
+            state,
+            chemistry=self.chemistry.name,
+            cells=self._n,
+            nominal_capacity_ah=self._q_nom_ah,
+            r1_default_ohm=self._r1_nom,
+            r2_default_ohm=self._r2_nom,
+        )
         n = self._n
-        if state.get("cells") != n:
-            raise ValueError(f"state cell count (={state.get('cells')!r}) is not {n}")
-        q_nom = self._q_nom_ah
-        q_state = state.get("nominal_capacity_ah")
-        if not isinstance(q_state, int | float) or not math.isclose(q_state, q_nom, rel_tol=1e-9):
-            # Other cells (or a corrected rating): their learned capacities are not these.
-            raise ValueError(f"state nominal_capacity_ah (={q_state!r}) is not {q_nom}")
-        init_raw = state.get("initialised")
-        if not isinstance(init_raw, list) or len(init_raw) != n:
-            raise ValueError(f"state initialised must be a list of {n} booleans")
-        if not all(isinstance(b, bool) for b in init_raw):
-            raise ValueError("state initialised must hold booleans")
-        soc = _vec(state, "soc_pct", n, 0.0, 100.0, allow_nan=True)
-        soc_var = _vec(state, "soc_var", n, 0.0, 1e6)
-        # Older states have no split: all individual (the cautious reading for differences).
-        if "soc_var_common" in state:
-            soc_var_common = _vec(state, "soc_var_common", n, 0.0, 1e6)
-        else:
-            soc_var_common = [0.0] * n
-        _vec(state, "v1_v", n, -5.0, 5.0)
-        _vec(state, "cov_soc_v1", n, -1e6, 1e6)
-        p11 = _vec(state, "v1_var", n, 0.0, 1e3)
-        cap = _vec(state, "capacity_ah", n, 0.2 * q_nom, 2.0 * q_nom)
-        cap_var = _vec(state, "capacity_var", n, 0.0, (10.0 * q_nom) ** 2)
-        r0 = _vec(state, "r0_ohm_25c", n, 0.0, 10.0)
-        if "r1_ohm_25c" in state:
-            r1 = _vec(state, "r1_ohm_25c", n, 0.0, 10.0)
-        else:
-            r1 = [self._r1_nom] * n
-        if "r2_ohm_25c" in state:
-            r2 = _vec(state, "r2_ohm_25c", n, 0.0, 10.0)
-        else:
-            r2 = [self._r2_nom] * n
-        cycles = state.get("cycles")
-        if isinstance(cycles, bool) or not isinstance(cycles, int | float) or not cycles >= 0:
-            raise ValueError(f"state cycles (={cycles!r}) must be a number >= 0")
-        for j in range(n):
-            if init_raw[j] and not math.isfinite(soc[j]):
-                raise ValueError(f"state soc_pct[{j}] is missing for an initialised cell")
-
+        soc, soc_var, soc_var_common = saved.soc_pct, saved.soc_var, saved.soc_var_common
+        p11, cap, cap_var = saved.v1_var, saved.capacity_ah, saved.capacity_var
+        r0, r1, r2, init_raw = (
+            saved.r0_ohm_25c,
+            saved.r1_ohm_25c,
+            saved.r2_ohm_25c,
+            saved.initialised,
+        )
         extra = self.config.restore_sigma_pct**2
         cells = []
         for j in range(n):
@@ -749,42 +585,9 @@ class SocEstimator:
         self._all_init = False
         self._est = []
         self._last_i = None
-        self._cycles0 = float(cycles)
+        self._cycles0 = saved.cycles
         self._discharged_ah = 0.0
         self._report = self.report()
-
-
-def _tuning(cfg: SocConfig, chem: Chemistry) -> Tuning:
-    """The settings in the units the per-cell functions use."""
-    hyst_mv = cfg.ocv_hysteresis_mv
-    if hyst_mv is None:
-        hyst_mv = chem.hysteresis_mv
-    return Tuning(
-        r_load_v2=(cfg.voltage_sigma_mv / 1000.0) ** 2,
-        model_error_fraction=cfg.model_error_fraction,
-        r_rest_v2=(cfg.rest_voltage_sigma_mv / 1000.0) ** 2,
-        hysteresis_v=hyst_mv / 1000.0,
-        min_slope_v_per_pct=cfg.min_ocv_slope_mv_per_pct / 1000.0,
-        k_sigma=cfg.plateau_k_sigma,
-        drift_var_per_s=cfg.count_drift_pct_per_sqrt_h**2 / 3600.0,
-        gain_frac=cfg.current_gain_sigma_pct / 100.0,
-        offset_pct_per_s=100.0 * cfg.current_offset_sigma_c / 3600.0,
-        extra_frac=cfg.extra_current_sigma_pct / 100.0,
-        gap_current_c=cfg.gap_current_c,
-        bias_floor_v=cfg.load_bias_mv / 1000.0,
-        bias_fraction=cfg.load_bias_fraction,
-        bias_pct_per_c=cfg.load_bias_pct_per_c,
-        confident_var=cfg.confident_sigma_pct**2,
-        capacity_min_delta_pct=cfg.capacity_min_delta_pct,
-        innovation_window_s=cfg.innovation_window_s,
-        count_z=cfg.count_consistency_z,
-        consistency_bias=cfg.consistency_bias,
-        rls_memory_s=cfg.rls_memory_s,
-        rls_min_current_c=cfg.rls_min_current_c,
-        r_factor_lo=cfg.resistance_factor_min,
-        r_factor_hi=cfg.resistance_factor_max,
-        rc_sigma_fraction=cfg.rc_sigma_fraction,
-    )
 
 
 def _r_temp_factor(chem: Chemistry) -> Callable[[float], float]:
@@ -819,28 +622,3 @@ def _check_extra(values: Sequence[float] | None, n: int) -> list[float] | None:
     if bad:
         raise ValueError(f"cell_extra_current_a[{bad[0]}] (={extra[bad[0]]}) is not finite")
     return extra if any(extra) else None
-
-
-def _vec(
-    state: dict[str, Any], key: str, n: int, lo: float, hi: float, allow_nan: bool = False
-) -> list[float]:
-    """A list of ``n`` numbers within ``lo..hi`` from ``state[key]`` (``None`` = NaN if allowed)."""
-    raw = state.get(key)
-    if not isinstance(raw, list) or len(raw) != n:
-        raise ValueError(f"state {key} must be a list of {n} numbers")
-    out: list[float] = []
-    for j, x in enumerate(raw):
-        if x is None and allow_nan:
-            out.append(_NAN)
-            continue
-        if isinstance(x, bool) or not isinstance(x, int | float):
-            raise ValueError(f"state {key}[{j}] (={x!r}) is not a number")
-        xf = float(x)
-        if not (lo <= xf <= hi):
-            raise ValueError(f"state {key}[{j}] (={xf}) is outside {lo}..{hi}")
-        out.append(xf)
-    return out
-
-
-def _json_float(x: float) -> float | None:
-    return x if math.isfinite(x) else None

@@ -13,15 +13,11 @@ from gateway.core.soc_cell import (
     CellState,
     StepInputs,
     Tuning,
-    correct,
-    count_bound,
     init_from_voltage,
-    learn_resistance,
     predict,
-    recalibrate_full,
-    recalibrate_rest,
-    rls_start,
 )
+from gateway.core.soc_correct import correct, count_bound, recalibrate_full, recalibrate_rest
+from gateway.core.soc_learn import learn_resistance, rls_start
 
 Q = 100.0
 

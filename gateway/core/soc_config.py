@@ -1,0 +1,146 @@
+"""The state estimator's settings (``[soc]``) and their form in the per-cell functions' units."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from gateway.core.chemistry import Chemistry
+from gateway.core.config import Section
+from gateway.core.soc_cell import Tuning
+
+__all__ = ["SocConfig", "tuning_of"]
+
+
+class SocConfig(Section):
+    """State estimator settings."""
+
+    ocv_table: str | None = None
+    """Path of a user OCV table (CSV: SoC in % or fraction, OCV in V or mV, with or without a
+    header; ``check-config`` says how it was read); default: the chemistry's built-in table."""
+    voltage_sigma_mv: float = Field(default=12.0, gt=0)
+    """Voltage error under load: sensor noise plus what the circuit model misses (1 sigma)."""
+    model_error_fraction: float = Field(default=1.0, ge=0)
+    """Circuit-model error under load as a fraction of the modelled polarisation (R0+R1)*I."""
+    rc_sigma_fraction: float = Field(default=0.0, ge=0)
+    """The RC voltage's own uncertainty under load, as a fraction of R1*I (a state noise that
+    lasts about tau1): polarisation the circuit does not hold (diffusion over long loads) is
+    taken up by the RC voltage instead of the SoC. Off by default: it helped the tuning cells
+    and cells derived from them, and made three of four held-out cells worse (see
+    docs/PERFORMANCE.md, "State of charge: cross-validation")."""
+    load_bias_mv: float = Field(default=5.0, ge=0)
+    """Part of the voltage error under load that does not average out over samples (model
+    error that lasts as long as the current): it bounds how far repeated corrections under load
+    can be trusted, and is added to the reported sigma until a rest or full removes it ..."""
+    load_bias_fraction: float = Field(default=0.5, ge=0)
+    """... plus this fraction of the modelled polarisation (R0 + R1) * I ..."""
+    load_bias_pct_per_c: float = Field(default=10.0, ge=0)
+    """... or, if larger, this many % of SoC per C of current: diffusion the 1-RC circuit does
+    not model shifts the loaded voltage like a surface SoC off the bulk SoC (PyBaMM's LFP near
+    empty: 1.4 % at 0.09 C, about 47 mV on the steep end)."""
+    rest_voltage_sigma_mv: float = Field(default=4.0, gt=0)
+    """Voltage error after a rest of ``rest_s`` (the relaxed voltage is almost the OCV)."""
+    rest_current_c: float = Field(default=0.01, ge=0)
+    """Current (as a C-rate) below which the pack counts as resting."""
+    rest_s: float = Field(default=900.0, ge=0)
+    """Rest needed before the voltage is taken as OCV for a recalibration (repeated each rest_s)."""
+    min_ocv_slope_mv_per_pct: float = Field(default=1.5, ge=0)
+    """Below this OCV slope (at the estimate and on average over the estimate +- k sigma) a
+    voltage under load is not used by the Kalman update: the count is trusted (flat LFP
+    middle)."""
+    count_drift_pct_per_sqrt_h: float = Field(default=0.5, ge=0)
+    """How fast the count's uncertainty grows with time (random drift), % per sqrt(h)."""
+    current_offset_sigma_c: float = Field(default=0.002, ge=0)
+    """Current-sensor offset (1 sigma, C-rate): a systematic error, so the count's uncertainty
+    grows linearly with time until the voltage corrects it (0.002 C: 0.2 % per hour)."""
+    current_gain_sigma_pct: float = Field(default=1.0, ge=0)
+    """Current-sensor gain uncertainty: the count's error per charge moved, % (systematic: it
+    adds up linearly over the charge moved)."""
+    current_hold_s: float = Field(default=60.0, gt=0)
+    """A current known at both ends of a step is held across it up to this long (the estimator
+    may be stepped less often than the current times out); the change between the two samples
+    counts as uncertainty. Longer steps, or a current unknown at either end, count as a gap."""
+    extra_current_sigma_pct: float = Field(default=10.0, ge=0)
+    """Uncertainty of the per-cell balancing currents passed to ``step`` (bleed resistor and
+    voltage tolerance), % of the charge they move (systematic, per cell)."""
+    gap_current_c: float = Field(default=0.2, ge=0)
+    """Current (C-rate, 1 sigma) assumed while the current is unknown (stale, missing, a gap)."""
+    stale_s: float | None = Field(default=None, gt=0)
+    """Deprecated: set ``timeouts.cell_voltage_timeout_s`` and ``timeouts.current_timeout_s``
+    (a current is counted for the longer of the two). Until then, one age for both, in force
+    while neither of those keys is set."""
+    full_current_c: float = Field(default=0.05, gt=0)
+    """A charge current below this C-rate at the upper voltage means the cell is full."""
+    full_voltage_margin_v: float = Field(default=0.015, ge=0)
+    """A cell within this margin of the chemistry's upper voltage counts as at the upper voltage."""
+    confident_sigma_pct: float = Field(default=2.0, gt=0)
+    """A SoC known to within this (1 sigma) at a rest or at full anchors a capacity measurement."""
+    capacity_min_delta_pct: float = Field(default=30.0, gt=0, le=100)
+    """Smallest SoC difference between two anchors that yields a capacity sample."""
+    rls_memory_s: float = Field(default=7200.0, gt=0)
+    """Memory of the online resistance identification (R0, R1 by recursive least squares): the
+    forgetting factor per step is ``exp(-dt / rls_memory_s)``."""
+    rls_min_current_c: float = Field(default=0.03, ge=0)
+    """Identification uses samples where the current differs from its RC-filtered value by at
+    least this (C-rate): a transient. In a steady current there is no resistance to learn."""
+    resistance_factor_min: float = Field(default=0.4, gt=0)
+    """Identified R0 and R1 stay at or above this times the chemistry's values ..."""
+    resistance_factor_max: float = Field(default=2.5, gt=0)
+    """... and at or below this times them."""
+    ocv_hysteresis_mv: float | None = Field(default=None, ge=0)
+    """Half the OCV hysteresis (charge vs discharge branch), mV: a rested voltage is the OCV only
+    to within it. ``None``: the chemistry's (LFP 10 mV, NMC 3 mV)."""
+    plateau_k_sigma: float = Field(default=3.0, gt=0)
+    """A voltage is judged over the estimate +- this many sigma: it is used when it is informative
+    over that interval, and it overrides the estimate when it lies beyond it."""
+    innovation_window_s: float = Field(default=600.0, gt=0)
+    """Time over which the innovations (voltage less the model's prediction) are averaged for the
+    adaptive measurement noise and the consistency test."""
+    count_consistency_z: float = Field(default=2.0, gt=0)
+    """Corrections under load may move the estimate from the count by at most this many of the
+    count's own sigmas, unless the innovations show a SoC error (``consistency_bias``)."""
+    consistency_bias: float = Field(default=0.2, gt=0)
+    """Mean normalised innovation (while charging and while discharging, same sign) beyond which
+    the count counts as contradicted."""
+    min_interval_s: float = Field(default=0.05, ge=0, le=10)
+    """Steps closer together than this return the last report (the control loop may step on every
+    frame; the count loses nothing, the filter sees the latest value of each cell)."""
+    restore_sigma_pct: float = Field(default=5.0, ge=0)
+    """Uncertainty added to a restored SoC (the pack may have moved while we were down)."""
+    cells_per_step: int = Field(default=64, ge=1, le=100_000)
+    """Most cells whose voltage is weighed in one step. A larger pack is weighed in groups of
+    this many, one group per step, round-robin (a 512-cell pack: each cell every 8th step); the
+    steps between are counted exactly for every cell (``gateway.core.soc_window``). Bounds the
+    step's cost; a pack of at most this many cells is weighed whole every step."""
+
+
+def tuning_of(cfg: SocConfig, chem: Chemistry) -> Tuning:
+    """The settings in the units the per-cell functions use."""
+    hyst_mv = cfg.ocv_hysteresis_mv
+    if hyst_mv is None:
+        hyst_mv = chem.hysteresis_mv
+    return Tuning(
+        r_load_v2=(cfg.voltage_sigma_mv / 1000.0) ** 2,
+        model_error_fraction=cfg.model_error_fraction,
+        r_rest_v2=(cfg.rest_voltage_sigma_mv / 1000.0) ** 2,
+        hysteresis_v=hyst_mv / 1000.0,
+        min_slope_v_per_pct=cfg.min_ocv_slope_mv_per_pct / 1000.0,
+        k_sigma=cfg.plateau_k_sigma,
+        drift_var_per_s=cfg.count_drift_pct_per_sqrt_h**2 / 3600.0,
+        gain_frac=cfg.current_gain_sigma_pct / 100.0,
+        offset_pct_per_s=100.0 * cfg.current_offset_sigma_c / 3600.0,
+        extra_frac=cfg.extra_current_sigma_pct / 100.0,
+        gap_current_c=cfg.gap_current_c,
+        bias_floor_v=cfg.load_bias_mv / 1000.0,
+        bias_fraction=cfg.load_bias_fraction,
+        bias_pct_per_c=cfg.load_bias_pct_per_c,
+        confident_var=cfg.confident_sigma_pct**2,
+        capacity_min_delta_pct=cfg.capacity_min_delta_pct,
+        innovation_window_s=cfg.innovation_window_s,
+        count_z=cfg.count_consistency_z,
+        consistency_bias=cfg.consistency_bias,
+        rls_memory_s=cfg.rls_memory_s,
+        rls_min_current_c=cfg.rls_min_current_c,
+        r_factor_lo=cfg.resistance_factor_min,
+        r_factor_hi=cfg.resistance_factor_max,
+        rc_sigma_fraction=cfg.rc_sigma_fraction,
+    )

@@ -1,0 +1,343 @@
+"""Weighing one cell's voltage: the correction under load and the recalibrations (rest, full).
+
+Part of the per-cell estimator (``gateway.core.soc_cell`` holds the state and the count; the
+model is in its docstring). Each function changes only the ``CellState`` it is given.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gateway.core.chemistry import Chemistry
+from gateway.core.soc_cell import (
+    _MAX_VAR,
+    START_MAX_C,
+    CellState,
+    StepInputs,
+    Tuning,
+    _voltage_soc_at,
+    voltage_soc,
+)
+
+__all__ = ["correct", "count_bound", "recalibrate_full", "recalibrate_rest"]
+
+
+# --- correct (under load) -------------------------------------------------------------------
+
+
+def correct(
+    cell: CellState,
+    chem: Chemistry,
+    tune: Tuning,
+    step: StepInputs,
+    v: float,
+    cur_k: float,
+    temp_c: float,
+    r_scale: float,
+) -> bool:
+    """Correct ``cell`` with a voltage outside a rest recalibration; return whether it was used.
+
+    Three paths (only the first while resting):
+
+    * **Contradiction**: the IR-corrected voltage, widened by its error under load and the
+      hysteresis, allows a SoC interval that lies more than ``k_sigma`` sigmas (the estimate's and
+      the voltage's together) from the estimate: the estimate is not what the voltage can be.
+      Then it is fused in the SoC domain (``_fuse_interval``), whatever the local slope. This is
+      what moves an estimate parked on a plateau once the cell reaches a knee.
+    * **Interval fusion**: where the OCV is steep enough on average over the plausible interval
+      (``soc +- k sigma``) but flat at the estimate, the voltage's SoC interval is fused in the
+      SoC domain when it is at least twice as precise as the estimate (never below its own
+      variance: a load voltage's error does not average out).
+    * **Kalman update**: where the OCV is steep enough over the plausible interval and at the
+      estimate (mean and local slope >= ``min_slope``), the extended Kalman update on (soc, v1).
+      Its measurement noise is the larger of the nominal one (sensor, model error growing with
+      the current) and what the innovations show
+      (``E[y^2] - H P H'``, exponentially weighted over ``innovation_window_s``): a model that is
+      wrong for this cell predicts badly and is trusted less, automatically. While the mean
+      normalised innovations taken while charging and while discharging point opposite ways
+      beyond ``consistency_bias`` (the error follows the current: the circuit is wrong, not
+      the SoC), the update is skipped.
+
+    After the last two, ``count_bound`` holds the estimate within what the count allows.
+
+    Within ``START_WINDOW_S`` of a start from voltage, the voltage refines that start instead
+    (``_refine_start``).
+    """
+    if cell.start_left_s > 0.0:
+        cell.start_left_s = max(0.0, cell.start_left_s - step.dt_s)
+        # Samples alike the start's: a small pack current and no balancing current of its own.
+        if abs(cur_k) <= START_MAX_C * step.q_nom_ah and cur_k == step.current_a:
+            _refine_start(cell, chem, v, cur_k, temp_c, r_scale)
+            return True
+    r0 = cell.r0_ohm_25c * r_scale
+    r1 = cell.r1_ohm_25c * r_scale
+    v2 = cell.r2_ohm_25c * r_scale * cell.w2_a
+    soc = cell.soc_pct
+    sigma = math.sqrt(cell.p00 + cell.sb * cell.sb)
+    pol = tune.model_error_fraction * (r0 + r1) * cur_k
+    r_nom = tune.r_load_v2 + pol * pol
+    ocv_v = v - r0 * cur_k - cell.v1_v - v2
+    half = 2.0 * math.sqrt(r_nom + cell.p11) + tune.hysteresis_v
+    # Cheap first: the voltage's own SoC within k sigma of the estimate cannot contradict it
+    # (the interval test below only widens the allowance).
+    mid = chem.ocv_soc(ocv_v, temp_c)
+    zs: tuple[float, float] | None = None
+    if abs(mid - soc) > tune.k_sigma * sigma:
+        zs = z, sz = _voltage_soc_at(chem, ocv_v, half, temp_c, mid)
+        if abs(z - soc) > tune.k_sigma * math.sqrt(sigma * sigma + sz * sz):
+            _fuse_interval(cell, z, sz, contradicted=True)
+            return True
+    if step.resting:
+        return False  # a resting voltage is weighed once per rest_s (recalibrate_rest)
+    k = tune.k_sigma * sigma
+    s_lo, s_hi = max(0.0, soc - k), min(100.0, soc + k)
+    slope = chem.ocv.slope(soc)
+    if s_hi - s_lo > 1e-9:
+        mean_slope = (chem.ocv.voltage(s_hi) - chem.ocv.voltage(s_lo)) / (s_hi - s_lo)
+    else:
+        mean_slope = slope
+    if mean_slope < tune.min_slope_v_per_pct:
+        return False
+    if slope < tune.min_slope_v_per_pct:
+        # Informative over the interval, flat at the estimate: a linearisation here would see
+        # nothing. Fuse what the voltage allows in the SoC domain, never to below its own
+        # variance (its error under load does not average out over samples).
+        z, sz = zs if zs is not None else _voltage_soc_at(chem, ocv_v, half, temp_c, mid)
+        p_before = cell.p00
+        if 4.0 * sz * sz > p_before:
+            return False  # says little the estimate does not know
+        _fuse_interval(cell, z, sz, contradicted=False)
+        cell.p00 = max(cell.p00, min(p_before, sz * sz))
+        count_bound(cell, tune)
+        return True
+    return _kalman_update(cell, chem, tune, step, v, cur_k, temp_c, slope, (r0, r1, v2), r_nom)
+
+
+def _kalman_update(
+    cell: CellState,
+    chem: Chemistry,
+    tune: Tuning,
+    step: StepInputs,
+    v: float,
+    cur_k: float,
+    temp_c: float,
+    slope: float,
+    circuit: tuple[float, float, float],
+    r_nom: float,
+) -> bool:
+    """``correct``'s extended Kalman update on (soc, v1) at the local OCV ``slope`` (V/%).
+
+    ``circuit``: R0 and R1 at the cell's temperature (ohm) and the slow pair's voltage v2 (V);
+    ``r_nom``: the nominal measurement noise (V^2). Returns whether the voltage was used (not
+    while the innovations follow the current's sign).
+    """
+    r0, r1, v2 = circuit
+    soc = cell.soc_pct
+    y = v - (chem.ocv_voltage(soc, temp_c) + cell.v1_v + v2 + r0 * cur_k)
+    h0 = slope
+    p00, p01, p11 = cell.p00, cell.p01, cell.p11
+    hph = h0 * (h0 * p00 + 2.0 * p01) + p11
+    lam = math.exp(-step.dt_s / tune.innovation_window_s)
+    cell.y2_v2 = lam * cell.y2_v2 + (1.0 - lam) * y * y
+    r_meas = max(r_nom, cell.y2_v2 - hph)
+    ph0 = h0 * p00 + p01
+    ph1 = h0 * p01 + p11
+    s = h0 * ph0 + ph1 + r_meas
+    k0 = ph0 / s
+    k1 = ph1 / s
+    # The consistency test weighs the innovation against the nominal noise: the adaptive noise
+    # takes up any lasting bias, a SoC error included, which would hide it.
+    nu = y / math.sqrt(hph + r_nom)
+    if cur_k > 0.0:
+        cell.nu_charge = lam * cell.nu_charge + (1.0 - lam) * nu
+    else:
+        cell.nu_discharge = lam * cell.nu_discharge + (1.0 - lam) * nu
+    b = tune.consistency_bias
+    if (cell.nu_charge > b and cell.nu_discharge < -b) or (
+        cell.nu_charge < -b and cell.nu_discharge > b
+    ):
+        # The innovations follow the current's sign: the circuit is wrong for this cell (a
+        # resistance, or diffusion it does not hold), not the SoC. Keep counting.
+        return False
+    prior = (soc, cell.v1_v, p00, p01, p11)
+    cell.soc_pct = soc + k0 * y
+    cell.v1_v += k1 * y
+    cell.p00 = p00 - k0 * ph0
+    cell.p01 = p01 - k0 * ph1
+    cell.p11 = p11 - k1 * ph1
+    g = 1.0 - k0 * h0
+    _scale_parts(cell, g)
+    # A constant bias b in the measurement leaves g * e + (1 - g) * b: under load the whole
+    # measurement error may be such a bias (model error).
+    bias_v = tune.bias_floor_v + tune.bias_fraction * abs((r0 + r1) * cur_k)
+    bias = max(bias_v / h0, tune.bias_pct_per_c * abs(cur_k) / step.q_nom_ah)
+    cell.sb = abs(g) * cell.sb + (1.0 - abs(g)) * bias
+    if count_bound(cell, tune):
+        # Held at the bound: the voltage was not believed, so neither is its information.
+        cell.v1_v, cell.p00, cell.p01, cell.p11 = prior[1], prior[2], prior[3], prior[4]
+    return True
+
+
+def _refine_start(
+    cell: CellState,
+    chem: Chemistry,
+    v: float,
+    cur_k: float,
+    temp_c: float,
+    r_scale: float,
+) -> None:
+    """Within the start window (at a small current): the start's OCV is the mean of the samples.
+
+    The estimate moves by the change of that mean's SoC (what was counted since stays); its
+    sigma stays the start's (hysteresis and the unknown polarisation do not average out, only
+    the noise does).
+    """
+    ocv_v = (
+        v - cell.r0_ohm_25c * r_scale * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a
+    )
+    old = cell.start_ocv_v
+    n = cell.start_n
+    mean = old + (ocv_v - old) / (n + 1)
+    cell.start_n = n + 1
+    cell.start_ocv_v = mean
+    z_old, _ = voltage_soc(chem, old, cell.start_half_v, temp_c)
+    z_new, _ = voltage_soc(chem, mean, cell.start_half_v, temp_c)
+    cell.soc_pct = min(100.0, max(0.0, cell.soc_pct + (z_new - z_old)))
+    cell.count_soc_pct = cell.soc_pct
+
+
+def count_bound(cell: CellState, tune: Tuning) -> bool:
+    """Hold the estimate within what the count allows; return whether it had to.
+
+    The rule ("never worse than counting"): corrections under load may move the estimate away
+    from the count since the last trusted point (start, rested voltage, full) by at most
+    ``count_z`` times the count's own sigma over that time (``count_var``: its start plus what
+    offset, gain, capacity, drift and gaps have added since). A larger move needs evidence that
+    lasts: the exponentially weighted mean normalised innovation, taken separately while
+    charging and while discharging, is beyond ``consistency_bias`` with the same sign in both,
+    or beyond five times that in one direction while the other does not point the opposite way.
+    A SoC error shifts the voltage the same way in both directions of current, while a wrong
+    resistance or a diffusion the circuit does not model shifts it with the current's sign (and,
+    normalised by a noise that includes the circuit's error allowance, by about one sigma at
+    most); only the first is evidence against the count. When the evidence holds, the count's
+    variance is widened to cover the move (the count was wrong), and the bound moves with it.
+    """
+    dev = cell.soc_pct - cell.count_soc_pct
+    bound = tune.count_z * math.sqrt(cell.count_var)
+    if abs(dev) <= bound:
+        return False
+    b = tune.consistency_bias
+    nc, nd = cell.nu_charge, cell.nu_discharge
+    both = (nc > b and nd > b) or (nc < -b and nd < -b)
+    # One direction alone is evidence when its innovations exceed what the circuit's error
+    # allowance (in the nominal noise) explains several times over, and the other direction
+    # does not point the opposite way.
+    strong = 5.0 * b
+    alone = (nc > strong and nd > -b) or (nc < -strong and nd < b)
+    alone = alone or (nd > strong and nc > -b) or (nd < -strong and nc < b)
+    if both or alone:
+        cell.count_rand_var = min(_MAX_VAR, (dev / tune.count_z) ** 2)
+        cell.count_sys_pct = 0.0
+        return False
+    cell.soc_pct = cell.count_soc_pct + math.copysign(bound, dev)
+    return True
+
+
+def _fuse_interval(cell: CellState, z: float, sz: float, *, contradicted: bool) -> None:
+    """Fuse a SoC measurement ``z`` +- ``sz`` (from a voltage's SoC interval) into ``cell``.
+
+    ``contradicted``: the estimate is inconsistent with ``z`` (beyond k sigma); its variance is
+    first widened by the squared distance (so the fusion lands near ``z``), and the count is
+    restarted from the result (the count was what was wrong).
+    """
+    p00 = cell.p00 + cell.sb * cell.sb
+    rc = cell.rc + cell.sb * cell.sb
+    cell.sb = 0.0
+    if contradicted:
+        d2 = (z - cell.soc_pct) ** 2
+        p00 += d2
+        rc += d2
+    r = sz * sz
+    k0 = p00 / (p00 + r)
+    k1 = cell.p01 / (p00 + r)
+    cell.soc_pct += k0 * (z - cell.soc_pct)
+    cell.p11 -= k1 * cell.p01
+    cell.p01 *= 1.0 - k0
+    cell.p00 = (1.0 - k0) * p00
+    cell.rc = rc
+    _scale_parts(cell, 1.0 - k0)
+    cell.soc_pct = min(100.0, max(0.0, cell.soc_pct))
+    if contradicted:
+        cell.restart_count(cell.p00)
+
+
+def _scale_parts(cell: CellState, g: float) -> None:
+    """After a correction the prior error survives scaled by ``g``; keep the parts within p00."""
+    cell.rc *= g * g
+    ag = abs(g)
+    cell.sc *= ag
+    cell.sg *= ag
+    cell.si *= ag
+    cell.sx *= ag
+    total = cell.rc + cell.sc**2 + cell.sg**2 + cell.si**2 + cell.sx**2
+    if total > cell.p00 > 0.0:
+        f = cell.p00 / total
+        cell.rc *= f
+        f = math.sqrt(f)
+        cell.sc *= f
+        cell.sg *= f
+        cell.si *= f
+        cell.sx *= f
+
+
+# --- recalibrate (rest, full) ---------------------------------------------------------------
+
+
+def recalibrate_rest(
+    cell: CellState,
+    chem: Chemistry,
+    tune: Tuning,
+    v: float,
+    cur_k: float,
+    temp_c: float,
+    r_scale: float,
+) -> bool:
+    """Recalibrate ``cell`` from a voltage after a rest; return whether the voltage was used.
+
+    The relaxed voltage (less the small IR drop of the rest current) is the OCV to within the
+    rest sigma (2 sigma) plus the OCV hysteresis: the SoC interval it allows is the measurement
+    (``voltage_soc``). It is used when the voltage lies on a steep part of the curve (the slope
+    at the voltage's own SoC, not at the estimate, is at least ``min_slope``), or when it
+    contradicts the estimate (beyond ``k_sigma`` combined sigmas, e.g. a restored SoC while the
+    pack moved): judged over the whole plausible interval. On a plateau with an estimate the
+    voltage does not contradict, the count is kept.
+    """
+    r0 = cell.r0_ohm_25c * r_scale
+    ocv_v = v - r0 * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a
+    half = 2.0 * math.sqrt(tune.r_rest_v2) + tune.hysteresis_v
+    z, sz = voltage_soc(chem, ocv_v, half, temp_c)
+    p_tot = cell.p00 + cell.sb * cell.sb
+    contradicted = abs(z - cell.soc_pct) > tune.k_sigma * math.sqrt(p_tot + sz * sz)
+    if not contradicted and chem.ocv.slope(z) < tune.min_slope_v_per_pct:
+        return False
+    _fuse_interval(cell, z, sz, contradicted=contradicted)
+    if not contradicted:
+        cell.restart_count(cell.p00)
+    return True
+
+
+def recalibrate_full(cell: CellState) -> None:
+    """The cell is full (upper voltage, tapered charge current): 100 % to within 0.5 %."""
+    cell.soc_pct = 100.0
+    cell.sb = 0.0
+    if cell.p00 > 0.25:
+        f = 0.25 / cell.p00
+        cell.rc *= f
+        f = math.sqrt(f)
+        cell.sc *= f
+        cell.sg *= f
+        cell.si *= f
+        cell.sx *= f
+        cell.p00 = 0.25
+    cell.p01 = 0.0
+    cell.restart_count(cell.p00)

@@ -1,0 +1,162 @@
+"""The estimator's saved state: what ``SocEstimator.export_state`` writes and ``restore`` reads.
+
+Plain JSON values (lists of floats per cell), versioned; ``read_state`` checks a state read back
+from disk field by field (type, length, range) before anything of it is used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.core.soc_cell import CellState
+
+__all__ = ["STATE_VERSION", "SavedState", "export_cells", "read_state"]
+
+STATE_VERSION = 1
+"""Version of the dict written by ``SocEstimator.export_state``."""
+
+_NAN = math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    """A checked saved state: one entry per cell in each list (units as the field names say)."""
+
+    initialised: list[bool]
+    soc_pct: list[float]  # NaN for a cell that never started
+    soc_var: list[float]
+    soc_var_common: list[float]
+    v1_var: list[float]
+    capacity_ah: list[float]
+    capacity_var: list[float]
+    r0_ohm_25c: list[float]
+    r1_ohm_25c: list[float]
+    r2_ohm_25c: list[float]
+    cycles: float
+
+
+def export_cells(
+    cells: Sequence[CellState], chemistry: str, nominal_capacity_ah: float, cycles: float
+) -> dict[str, Any]:
+    """Everything needed to resume after a restart, as JSON-friendly plain values."""
+    return {
+        "version": STATE_VERSION,
+        "chemistry": chemistry,
+        "cells": len(cells),
+        "nominal_capacity_ah": nominal_capacity_ah,
+        "initialised": [c.initialised for c in cells],
+        "soc_pct": [_json_float(c.soc_pct) for c in cells],
+        "soc_var": [c.p00 + c.sb * c.sb for c in cells],
+        "soc_var_common": [
+            min(c.p00, c.rc + c.sc * c.sc + c.sg * c.sg) + c.sb * c.sb for c in cells
+        ],
+        "v1_v": [c.v1_v for c in cells],
+        "cov_soc_v1": [c.p01 for c in cells],
+        "v1_var": [c.p11 for c in cells],
+        "capacity_ah": [c.capacity_ah for c in cells],
+        "capacity_var": [c.capacity_var for c in cells],
+        "r0_ohm_25c": [c.r0_ohm_25c for c in cells],
+        "r1_ohm_25c": [c.r1_ohm_25c for c in cells],
+        "r2_ohm_25c": [c.r2_ohm_25c for c in cells],
+        "cycles": cycles,
+    }
+
+
+def read_state(
+    state: object,
+    *,
+    chemistry: str,
+    cells: int,
+    nominal_capacity_ah: float,
+    r1_default_ohm: float,
+    r2_default_ohm: float,
+) -> SavedState:
+    """Check a saved state against the pack it is to resume; return its values.
+
+    States written before R1 or R2 was identified start those from the defaults given.
+
+    Raises:
+        ValueError: the state is of another version, cell count or chemistry, or malformed
+            (naming the field and the cell).
+    """
+    if not isinstance(state, dict):
+        raise ValueError("state must be a mapping")
+    if state.get("version") != STATE_VERSION:
+        raise ValueError(f"state version (={state.get('version')!r}) is not {STATE_VERSION}")
+    if state.get("chemistry") != chemistry:
+        raise ValueError(f"state chemistry (={state.get('chemistry')!r}) is not {chemistry!r}")
+    n = cells
+    if state.get("cells") != n:
+        raise ValueError(f"state cell count (={state.get('cells')!r}) is not {n}")
+    q_nom = nominal_capacity_ah
+    q_state = state.get("nominal_capacity_ah")
+    if not isinstance(q_state, int | float) or not math.isclose(q_state, q_nom, rel_tol=1e-9):
+        # Other cells (or a corrected rating): their learned capacities are not these.
+        raise ValueError(f"state nominal_capacity_ah (={q_state!r}) is not {q_nom}")
+    init_raw = state.get("initialised")
+    if not isinstance(init_raw, list) or len(init_raw) != n:
+        raise ValueError(f"state initialised must be a list of {n} booleans")
+    if not all(isinstance(b, bool) for b in init_raw):
+        raise ValueError("state initialised must hold booleans")
+    soc = _vec(state, "soc_pct", n, 0.0, 100.0, allow_nan=True)
+    soc_var = _vec(state, "soc_var", n, 0.0, 1e6)
+    # Older states have no split: all individual (the cautious reading for differences).
+    if "soc_var_common" in state:
+        soc_var_common = _vec(state, "soc_var_common", n, 0.0, 1e6)
+    else:
+        soc_var_common = [0.0] * n
+    _vec(state, "v1_v", n, -5.0, 5.0)
+    _vec(state, "cov_soc_v1", n, -1e6, 1e6)
+    p11 = _vec(state, "v1_var", n, 0.0, 1e3)
+    cap = _vec(state, "capacity_ah", n, 0.2 * q_nom, 2.0 * q_nom)
+    cap_var = _vec(state, "capacity_var", n, 0.0, (10.0 * q_nom) ** 2)
+    r0 = _vec(state, "r0_ohm_25c", n, 0.0, 10.0)
+    r1 = _vec(state, "r1_ohm_25c", n, 0.0, 10.0) if "r1_ohm_25c" in state else [r1_default_ohm] * n
+    r2 = _vec(state, "r2_ohm_25c", n, 0.0, 10.0) if "r2_ohm_25c" in state else [r2_default_ohm] * n
+    cycles = state.get("cycles")
+    if isinstance(cycles, bool) or not isinstance(cycles, int | float) or not cycles >= 0:
+        raise ValueError(f"state cycles (={cycles!r}) must be a number >= 0")
+    for j in range(n):
+        if init_raw[j] and not math.isfinite(soc[j]):
+            raise ValueError(f"state soc_pct[{j}] is missing for an initialised cell")
+    return SavedState(
+        initialised=[bool(b) for b in init_raw],
+        soc_pct=soc,
+        soc_var=soc_var,
+        soc_var_common=soc_var_common,
+        v1_var=p11,
+        capacity_ah=cap,
+        capacity_var=cap_var,
+        r0_ohm_25c=r0,
+        r1_ohm_25c=r1,
+        r2_ohm_25c=r2,
+        cycles=float(cycles),
+    )
+
+
+def _vec(
+    state: dict[str, Any], key: str, n: int, lo: float, hi: float, allow_nan: bool = False
+) -> list[float]:
+    """A list of ``n`` numbers within ``lo..hi`` from ``state[key]`` (``None`` = NaN if allowed)."""
+    raw = state.get(key)
+    if not isinstance(raw, list) or len(raw) != n:
+        raise ValueError(f"state {key} must be a list of {n} numbers")
+    out: list[float] = []
+    for j, x in enumerate(raw):
+        if x is None and allow_nan:
+            out.append(_NAN)
+            continue
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            raise ValueError(f"state {key}[{j}] (={x!r}) is not a number")
+        xf = float(x)
+        if not (lo <= xf <= hi):
+            raise ValueError(f"state {key}[{j}] (={xf}) is outside {lo}..{hi}")
+        out.append(xf)
+    return out
+
+
+def _json_float(x: float) -> float | None:
+    return x if math.isfinite(x) else None
