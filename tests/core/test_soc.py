@@ -19,7 +19,8 @@ from gateway.core.soc import STATE_VERSION, SocConfig, SocEstimator, pack_soc_pc
 
 @dataclass
 class EcmPack:
-    """Cells as OCV + R0 + R1||C1, the same structure the estimator assumes (other values)."""
+    """Cells as OCV + R0 + R1||C1 (+ the chemistry's slow R2||C2, none for the built-ins), the
+    structure the estimator assumes (other values)."""
 
     chem: Chemistry
     soc_pct: list[float]
