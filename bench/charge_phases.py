@@ -13,7 +13,10 @@ Printed per chemistry and strategy (``top``: ``[charge] strategy = "top"``; ``ad
 defaults):
 
 * hours per day with the true mean cell SoC above 95 % (days 2..N; day 1 starts at 50 %);
-* energy delivered to the loads (kWh) and its ratio to ``top``;
+* energy delivered to the loads (kWh) and its ratio to ``top``, and the load energy the pack did
+  not serve (taken from the grid). The loads draw current (C-rates), so a pack that cycles lower
+  on its voltage curve delivers a little less energy for the same charge even when it serves
+  every load;
 * usable capacity at the end (``min(q) + min(cap - q)`` of the true cell charges against
   ``min(cap)``): what balancing reached;
 * the estimator: RMSE of the pack mean SoC against the truth, and the worst cell's SoC sigma
@@ -224,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{days:g} days, 16S {CAPACITY_AH:g} Ah, dt {args.dt:g} s, seeds {args.seeds}")
     header = (
         f"{'profile':9} {'chem':4} {'seed':>4} {'strategy':9} {'h>95%/d':>8} {'kWh out':>8}"
-        f" {'ratio':>6} {'usable%':>8} {'rmse%':>6} {'sigma% mean/max':>13} {'>3':>4}"
-        f" {'fulls':>5}"
+        f" {'ratio':>6} {'unserved':>8} {'usable%':>8} {'rmse%':>6} {'sigma% mean/max':>13}"
+        f" {'>3':>4} {'fulls':>5}"
         "  full-charge reasons"
     )
     print(header)
@@ -241,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             reasons = ", ".join(f"{k} x{v}" for k, v in r.reasons.most_common())
             print(
                 f"{prof:9} {chem:4} {seed:4d} {name:9} {r.hours_above_95_per_day:8.2f}"
-                f" {r.delivered_kwh:8.1f} {ratio:6.3f} {r.usable_pct:8.2f}"
+                f" {r.delivered_kwh:8.1f} {ratio:6.3f} {r.unserved_kwh:8.1f} {r.usable_pct:8.2f}"
                 f" {r.soc_rmse_pct:6.2f} {r.mean_worst_sigma_pct:6.2f}/{r.worst_sigma_pct:6.2f}"
                 f" {r.sigma_over_3_pct:3.0f}% {r.full_charges:5d}"
                 f"  {reasons if name == 'adaptive' else '-'}"
