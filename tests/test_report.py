@@ -78,6 +78,9 @@ def test_values_are_the_step_values_rounded(out: ControlOutput) -> None:
     assert rec["balancing"]["mode"] == out.balancing.mode.value
     assert out.charge is not None
     assert rec["charge"]["phase"] == out.charge.phase.value
+    # A first start has no full charge on record: requested and due at once.
+    assert rec["charge"]["full_charge_requested"] is True
+    assert rec["charge"]["full_charge_due_in_s"] == 0.0
 
 
 def test_with_fewer_sensors_than_cells_each_cell_reports_its_covering_sensor(

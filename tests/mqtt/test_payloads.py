@@ -10,6 +10,8 @@ import pytest
 
 from gateway.core.model import (
     BalancingMode,
+    ChargePhase,
+    ChargeState,
     CommandResult,
     Negotiation,
     ResetAlarms,
@@ -22,6 +24,7 @@ from gateway.mqtt.payloads import (
     AlarmsPayload,
     BalancingPayload,
     CellsPayload,
+    ChargePayload,
     StatePayload,
     alarms_key,
     alarms_payload,
@@ -259,3 +262,22 @@ def test_nested_payload_is_rejected_even_when_commands_are_off() -> None:
         p = _parse("reset_alarms", bomb, enabled=enabled)
         assert p.command is None
         assert p.error
+
+
+def test_the_charge_payload_says_how_long_a_full_charge_waits() -> None:
+    state = ChargeState(
+        phase=ChargePhase.FLOAT,
+        reason="float SoC reached (90.1 % >= 90 %)",
+        since_s=100.0,
+        cvl_v=53.03,
+        full_charge_requested=True,
+        full_charge_reason="SoC uncertainty 2.60 % >= 2.5 %",
+        grid_charge_requested=False,
+        last_full_age_s=2.5 * 86400.0,
+        full_charge_due_in_s=5400.0,
+    )
+    p = ChargePayload.of(state)
+    assert p.full_charge_due_in_h == 1.5
+    assert p.last_full_age_h == 60.0
+    assert ChargePayload.of(replace(state, full_charge_due_in_s=None)).full_charge_due_in_h is None
+    assert ChargePayload.of(replace(state, full_charge_due_in_s=0.0)).full_charge_due_in_h == 0.0
