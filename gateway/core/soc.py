@@ -524,7 +524,11 @@ class SocEstimator:
         return out
 
     def export_state(self) -> dict[str, Any]:
-        """Everything needed to resume after a restart, as JSON-friendly plain values."""
+        """Everything needed to resume after a restart, as JSON-friendly plain values.
+
+        Each cell as of its group's last turn (``cells_per_step``): the steps since then, a
+        fraction of a second of charge, are not in it.
+        """
         return export_cells(self.cells, self.chemistry.name, self._q_nom_ah, self.cycles)
 
     def restore(self, state: dict[str, Any]) -> None:

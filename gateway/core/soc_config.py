@@ -109,8 +109,10 @@ class SocConfig(Section):
     cells_per_step: int = Field(default=64, ge=1, le=100_000)
     """Most cells whose voltage is weighed in one step. A larger pack is weighed in groups of
     this many, one group per step, round-robin (a 512-cell pack: each cell every 8th step); the
-    steps between are counted exactly for every cell (``gateway.core.soc_window``). Bounds the
-    step's cost; a pack of at most this many cells is weighed whole every step."""
+    steps between are counted exactly for every cell (``gateway.core.soc_window``) when its turn
+    comes, so a cell's reported SoC is as of its group's last turn (at most a few tenths of a
+    second old at 10 Hz). Bounds the step's cost; a pack of at most this many cells is weighed
+    whole every step."""
 
 
 def tuning_of(cfg: SocConfig, chem: Chemistry) -> Tuning:
