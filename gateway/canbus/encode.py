@@ -41,20 +41,30 @@ class CommandEncoder:
         self._fill = {
             s.name: 0 for s in msg.signals if not s.is_multiplexer and s.multiplexer_ids is None
         }
+        self._order = sorted(self._groups, key=lambda k: -1 if k is None else k)
+        # group key -> (its flags, its frame) as last encoded: the flags change rarely (the plan
+        # is recomputed about once a second), and a DBC encode costs tens of microseconds.
+        self._last: dict[int | None, tuple[tuple[int, ...], OutFrame]] = {}
 
     def encode(self, bleed: Sequence[bool]) -> list[OutFrame]:
         """The frames that carry ``bleed``; groups with no cell of the pack are not sent."""
         n = len(bleed)
         out: list[OutFrame] = []
-        for key, sigs in sorted(
-            self._groups.items(), key=lambda kv: -1 if kv[0] is None else kv[0]
-        ):
+        for key in self._order:
+            sigs = self._groups[key]
             if not any(0 <= i < n for _, i in sigs):
                 continue
+            flags = tuple(int(0 <= i < n and bool(bleed[i])) for _, i in sigs)
+            last = self._last.get(key)
+            if last is not None and last[0] == flags:
+                out.append(last[1])
+                continue
             values: dict[str, float] = dict(self._fill)
-            values.update({name: int(0 <= i < n and bool(bleed[i])) for name, i in sigs})
+            values.update({name: f for (name, _), f in zip(sigs, flags, strict=True)})
             if self._mux_name is not None and key is not None:
                 values[self._mux_name] = key
             data = self.message.encode(values, strict=True)
-            out.append(OutFrame(self.message.frame_id, bool(self.message.is_extended_frame), data))
+            frame = OutFrame(self.message.frame_id, bool(self.message.is_extended_frame), data)
+            self._last[key] = (flags, frame)
+            out.append(frame)
         return out

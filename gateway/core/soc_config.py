@@ -106,13 +106,14 @@ class SocConfig(Section):
     frame; the count loses nothing, the filter sees the latest value of each cell)."""
     restore_sigma_pct: float = Field(default=5.0, ge=0)
     """Uncertainty added to a restored SoC (the pack may have moved while we were down)."""
-    cells_per_step: int = Field(default=64, ge=1, le=100_000)
+    cells_per_step: int = Field(default=32, ge=1, le=100_000)
     """Most cells whose voltage is weighed in one step. A larger pack is weighed in groups of
-    this many, one group per step, round-robin (a 512-cell pack: each cell every 8th step); the
+    this many, one group per step, round-robin (a 512-cell pack: each cell every 16th step); the
     steps between are counted exactly for every cell (``gateway.core.soc_window``) when its turn
     comes, so a cell's reported SoC is as of its group's last turn (at most a few tenths of a
     second old at 10 Hz). Bounds the step's cost; a pack of at most this many cells is weighed
-    whole every step."""
+    whole every step. Weighing each cell every 16th step cost no accuracy measured
+    (``bench/soc_slicing.py --cells 128 --slices 16``, docs/PERFORMANCE.md)."""
 
 
 def tuning_of(cfg: SocConfig, chem: Chemistry) -> Tuning:

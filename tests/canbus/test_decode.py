@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from gateway.canbus.config import CanConfig
 from gateway.canbus.decode import Decoder, FrameDecodeError, load_decoder
+from gateway.canbus.encode import OutFrame
 from gateway.core.model import Reading, Role
 from gateway.errors import ConfigError, FrameError
 from tests.conftest import BMS_DBC
@@ -313,6 +314,33 @@ def test_balancing_command_encodes_per_cell_flags(bms: Decoder) -> None:
             if name.startswith("BalancingCommand_") and name[-3:].isdigit() and value:
                 on.add(int(name[-3:]))
     assert on == {0, 5, 55, 56, 69}
+
+
+def test_balancing_frames_follow_every_change(bms: Decoder) -> None:
+    """Frames of unchanged groups are reused; a changed flag is always in the frames sent."""
+    msg = bms.dbcs.db.get_message_by_name("GW_BalancingCommand")
+
+    def flags_on(frames: list[OutFrame]) -> set[int]:
+        on: set[int] = set()
+        for f in frames:
+            for name, value in msg.decode(f.data, decode_choices=False).items():
+                if name.startswith("BalancingCommand_") and name[-3:].isdigit() and value:
+                    on.add(int(name[-3:]))
+        return on
+
+    bleed = [False] * 70
+    first = bms.encode_balancing(bleed)
+    assert flags_on(first) == set()
+    bleed[60] = True
+    second = bms.encode_balancing(bleed)
+    assert flags_on(second) == {60}
+    assert second[0] == first[0]  # only the changed group differs
+    assert second[1] != first[1]
+    bleed[60] = False
+    bleed[3] = True
+    assert flags_on(bms.encode_balancing(bleed)) == {3}
+    bleed[3] = False
+    assert bms.encode_balancing(bleed) == first
 
 
 def test_encode_checks_the_dbc(bms: Decoder) -> None:
