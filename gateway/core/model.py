@@ -13,7 +13,6 @@ negative when discharging. Adapters convert at the edge (a signal map may flip t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from gateway.core.cells import extremes
 from gateway.core.kinds import (
@@ -63,11 +62,12 @@ __all__ = [
 ]
 
 
-class Reading(NamedTuple):
-    """One decoded value, in SI units, with its receive time.
+@dataclass(slots=True)
+class Reading:
+    """One decoded value, in SI units, with its receive time. Read-only by convention.
 
-    A named tuple rather than a frozen dataclass: one is built per decoded signal (about 6,000 a
-    second for a 512-cell pack), and a tuple costs half as much to build (bench/ingest.py).
+    Not frozen: one is built per decoded signal (about 6,000 a second for a 512-cell pack), and a
+    frozen dataclass costs three times as much to build (bench/ingest.py).
     """
 
     role: Role
