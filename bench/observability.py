@@ -11,8 +11,8 @@ child; the feeder alone is measured in a separate child and subtracted. That chi
 on the bus that keeps nothing, because python-can's virtual bus deep-copies every frame into each
 listener's queue in the sender's thread (what the kernel does for a CAN socket): without it the
 copies (1.0 % of a core at 1,400 frames/s, measured at load 5 to 8) were counted as the
-daemon's (before 2026-11-29). This process keeps a
-dashboard WebSocket open (every push received and parsed) and scrapes ``/metrics`` every 5 s.
+daemon's (before 2026-11-29). This process keeps a dashboard WebSocket open (every push
+received and parsed) and scrapes ``/metrics`` every 5 s.
 
 Printed per variant (after a 10 s warm-up): CPU share of one core of the child (utime + stime
 from /proc over wall time), the same minus the feeder, peak and final RSS, pushes and scrapes
