@@ -65,7 +65,8 @@ def _check_files(settings: Settings) -> None:
     import can.interfaces
 
     from gateway.canbus.decode import load_decoder
-    from gateway.control import Controller, check_decoder
+    from gateway.control import Controller
+    from gateway.profile_check import check_decoder
 
     if settings.can.interface not in can.interfaces.VALID_INTERFACES:
         known = ", ".join(sorted(can.interfaces.VALID_INTERFACES))
