@@ -15,6 +15,7 @@ from gateway.core.model import (
     BalancingPlan,
     CellEstimate,
     ControlOutput,
+    GatewayMode,
     Limit,
     Limits,
     LimitTerm,
@@ -53,7 +54,7 @@ def make_output(
     soc_pct: float | None = 63.4,
     soh_pct: float = 97.2,
     alarms: tuple[Alarm, ...] = (),
-    mode: str = "normal",
+    mode: GatewayMode = GatewayMode.NORMAL,
 ) -> ControlOutput:
     """A control step with every field the 802 map reads set to a recognisable value."""
     n = len(cells_v)
