@@ -206,30 +206,18 @@ def guard_cells(
         heat: the planner's heat guard.
         check: the planner's self-check.
         running: each cell's action of the previous plan (``None``: idle).
-        wanted: ``(want_up, want_down, by_voltage)``: the cells that would give charge, those
-            that would take it (active), and those chosen by the voltage top-balance.
+        wanted: ``(want_up, want_down, by_voltage)``: the cells that would give charge, take
+            it (active), and those the voltage top-balance chose.
         active: the mode is active balancing (the self-check's scale).
 
     Returns:
-        ``(up, down, blocked)``: the cells that may give and take charge, and one ``BLOCKED``
-        action with its reason per cell held back.
+        ``(up, down, blocked)``: the cells that may give and take charge; a ``BLOCKED`` action
+        with its reason per cell held back.
     """
     want_up, want_down, by_voltage = wanted
     imb = step.imbalance
     volts, temps = step.volts, step.temps
     blocked: list[BalancingAction] = []
-
-    def progress(k: int) -> str:
-        return check.guard(
-            k,
-            imb.dev[k],
-            running[k],
-            imb.capacity_ah[k],
-            imb.sigma_ah[k],
-            step.now_s,
-            active=active,
-        )
-
     up: list[int] = []
     # Near the top the voltages are steep enough to check the estimate: a cell it calls high
     # that sits with the lowest cells is not bled (an estimate can be confidently wrong).
@@ -253,7 +241,7 @@ def guard_cells(
                 f" {cfg.voltage_check_mv:g} mV of the lowest near the top"
             )
         elif not why and imb.use_soc:
-            why = progress(k)
+            why = _progress(check, step, k, running[k], active)
         if why:
             blocked.append(BalancingAction(k, step.mode, CellAction.BLOCKED, why, 0.0, 0.0))
         else:
@@ -262,9 +250,19 @@ def guard_cells(
     for k in want_down:
         why = heat.cell(k, None, temps)
         if not why and imb.use_soc:
-            why = progress(k)
+            why = _progress(check, step, k, running[k], active)
         if why:
             blocked.append(BalancingAction(k, step.mode, CellAction.BLOCKED, why, 0.0, 0.0))
         else:
             down.append(k)
     return up, down, blocked
+
+
+def _progress(
+    check: SelfCheck, step: PlanStep, k: int, running: CellAction | None, active: bool
+) -> str:
+    """The self-check of cell ``k`` (``SelfCheck.guard``) with this step's imbalance."""
+    imb = step.imbalance
+    return check.guard(
+        k, imb.dev[k], running, imb.capacity_ah[k], imb.sigma_ah[k], step.now_s, active=active
+    )
