@@ -17,9 +17,9 @@ from gateway.core.model import Command, CommandResult, SetUserCurrentCap
 from gateway.mqtt.config import MqttConfig
 from gateway.mqtt.payloads import AlarmsPayload, CellsPayload, StatePayload
 from gateway.mqtt.publisher import MqttPublisher, backoff_s
+from tests.clock import Clock
 from tests.mqtt.conftest import HOST, Collector, Mosquitto, on_topic, payload_json
 from tests.mqtt.outputs import OVERVOLTAGE, make_output
-from tests.sunspec.helpers import Clock
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -197,7 +197,7 @@ async def test_agent_holds_from_the_file_and_runs_the_periodic_check(
     from gateway.errors import UpdateError
     from gateway.update.agent import UpdateAgent
     from gateway.update.config import UpdateConfig
-    from tests.sunspec.helpers import wait_until
+    from tests.clock import wait_until
 
     caplog.set_level(logging.INFO, logger="gateway.update.agent")
     holds: list[str | None] = []
