@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING, Any
 from gateway import __version__
 from gateway.alarmlog import AlarmLog
 from gateway.canbus.link import CanLink, heartbeat_signals
-from gateway.control import Controller, check_decoder
+from gateway.control import Controller
 from gateway.core.health import HealthReport
 from gateway.core.model import Command, CommandResult, ControlOutput, Reading, RequestHealthReport
 from gateway.errors import ConfigError, FrameError, GatewayError
 from gateway.history import HistoryRecorder, history_path
 from gateway.links import LinkMonitor
 from gateway.outputs import build_outputs
+from gateway.profile_check import check_decoder
 from gateway.sdnotify import Notifier
 from gateway.settings import Settings
 from gateway.state_writer import StateWriter

@@ -65,7 +65,9 @@ def _check_files(settings: Settings) -> None:
     import can.interfaces
 
     from gateway.canbus.decode import load_decoder
-    from gateway.control import Controller, check_decoder
+    from gateway.control import Controller
+    from gateway.inverter_can.config import InverterProtocol
+    from gateway.profile_check import check_decoder
 
     if settings.can.interface not in can.interfaces.VALID_INTERFACES:
         known = ", ".join(sorted(can.interfaces.VALID_INTERFACES))
@@ -75,7 +77,7 @@ def _check_files(settings: Settings) -> None:
         )
     check_decoder(settings, load_decoder(settings.can))
     Controller(settings)
-    if settings.inverter_can.protocol.value != "off":
+    if settings.inverter_can.protocol is not InverterProtocol.OFF:
         from gateway.inverter_can.frames import load_inverter_dbc
 
         load_inverter_dbc(settings.inverter_can.protocol.high_voltage)

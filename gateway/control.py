@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.core.balancing import BalancingPlanner
 from gateway.core.energy import EnergyCounter, pack_power_w
@@ -28,7 +28,6 @@ from gateway.core.model import (
     Negotiation,
     Reading,
     ResetAlarms,
-    Role,
     SetBalancingMode,
     SetUserCurrentCap,
     Severity,
@@ -41,11 +40,9 @@ from gateway.core.protection import Protection
 from gateway.core.requests import RequestPlanner
 from gateway.core.soc import SocEstimator
 from gateway.errors import ConfigError
+from gateway.profile_check import check_decoder
 from gateway.settings import Settings
 from gateway.state_store import resolve_chemistry
-
-if TYPE_CHECKING:  # the control loop is handed a decoder; it never builds one
-    from gateway.canbus.decode import Decoder
 
 __all__ = ["SAFETY_VERSION", "Controller", "check_decoder"]
 
@@ -56,38 +53,6 @@ SAFETY_VERSION = 1
 # than its timeout, or no complete data set. (An implausible input leaves the data set
 # incomplete, which makes the mode ``stale`` on its own.)
 _STALE_TERMS = frozenset({TermKind.STALE, TermKind.MISSING, TermKind.INCOMPLETE})
-
-
-def check_decoder(settings: Settings, decoder: Decoder) -> None:
-    """Check the compiled profile against the settings before anything runs.
-
-    The profile must deliver every configured cell and sensor (``Decoder.check_pack``), and the
-    DBC must be able to carry every alarm threshold of the protection (an over-voltage alarm
-    above the highest value the cell-voltage signal can express would never trigger).
-
-    Raises:
-        ConfigError: naming the setting and the DBC.
-    """
-    decoder.check_pack(settings.pack.cells, settings.pack.temp_sensors)
-    try:
-        th = settings.protection.resolve(settings.pack)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    v, t, a = Role.CELL_VOLTAGE, Role.CELL_TEMPERATURE, Role.PACK_CURRENT
-    decoder.check_carries(
-        [
-            ("protection.cell_overvoltage_alarm_v", v, th.cell_overvoltage_alarm_v),
-            ("protection.cell_overvoltage_warning_v", v, th.cell_overvoltage_warning_v),
-            ("protection.cell_undervoltage_alarm_v", v, th.cell_undervoltage_alarm_v),
-            ("protection.cell_undervoltage_warning_v", v, th.cell_undervoltage_warning_v),
-            ("protection.charge_temp_max_alarm_c", t, th.charge_temp_max_alarm_c),
-            ("protection.discharge_temp_max_alarm_c", t, th.discharge_temp_max_alarm_c),
-            ("protection.charge_temp_min_alarm_c", t, th.charge_temp_min_alarm_c),
-            ("protection.discharge_temp_min_alarm_c", t, th.discharge_temp_min_alarm_c),
-            ("protection.overcurrent_charge_alarm_a", a, th.overcurrent_charge_alarm_a),
-            ("protection.overcurrent_discharge_alarm_a", a, -th.overcurrent_discharge_alarm_a),
-        ]
-    )
 
 
 class Controller:

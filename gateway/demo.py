@@ -38,7 +38,7 @@ import can
 
 from gateway.app import Gateway
 from gateway.core.chemistry import get_chemistry
-from gateway.core.model import ControlOutput
+from gateway.core.model import ControlOutput, TermKind
 from gateway.demo_config import (
     DEMO_RAMP_HOLD_S,
     INVERTERS,
@@ -129,12 +129,12 @@ def _ramp_note(out: ControlOutput, hold_s: float, rate_a_per_s: float) -> str | 
     held = [
         (name, lim)
         for name, lim in (("CCL", out.limits.ccl_a), ("DCL", out.limits.dcl_a))
-        if lim.winner == "ramp"
+        if lim.winner_kind is TermKind.RAMP
     ]
     if not held:
         return None
     lim = held[0][1]
-    target = min((t.value for t in lim.terms if t.name != "ramp"), default=lim.value)
+    target = min((t.value for t in lim.terms if t.kind is not TermKind.RAMP), default=lim.value)
     return (
         f"ramp: {'/'.join(n for n, _ in held)} hold {hold_s:g} s after a cut or start, "
         f"then +{rate_a_per_s:g} A/s (to {target:.0f} A)"

@@ -37,9 +37,10 @@ from gateway.canlog import (
     detect_format,
     iter_log,
 )
-from gateway.control import Controller, check_decoder
+from gateway.control import Controller
 from gateway.core.model import ControlOutput
 from gateway.errors import GatewayError
+from gateway.profile_check import check_decoder
 from gateway.report import record
 from gateway.settings import Settings
 

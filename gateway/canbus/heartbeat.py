@@ -6,12 +6,17 @@ The daemon sends it on the BMS bus (``gateway.app``) and ``replay --tx-out`` wri
 
 from __future__ import annotations
 
-from gateway.core.model import ControlOutput
+from gateway.core.model import ControlOutput, GatewayMode
 
 __all__ = ["heartbeat_signals"]
 
 # ``Mode`` in bms.dbc; an unknown mode is sent as fault.
-_MODE_CODE = {"starting": 0, "normal": 1, "fault": 2, "stale": 3}
+_MODE_CODE = {
+    GatewayMode.STARTING: 0,
+    GatewayMode.NORMAL: 1,
+    GatewayMode.FAULT: 2,
+    GatewayMode.STALE: 3,
+}
 
 
 def heartbeat_signals(out: ControlOutput, counter: int) -> dict[str, float]:

@@ -29,7 +29,7 @@ Without an SoC estimate the planner falls back to voltages, and then only near t
 One step runs in stages: the data guard (``_data_guard``); the board guard, the operating
 state and each cell's imbalance with its thresholds (``_classify``,
 :mod:`gateway.core.balancing_band`); the candidates with hysteresis, dwell and the voltage
-top-balance (:mod:`gateway.core.balancing_select`); the cell guards (``_guard``,
+top-balance (:mod:`gateway.core.balancing_select`); the cell guards (``guard_cells``,
 :mod:`gateway.core.balancing_guards`); the channel, cell-count and power budgets (``budget``);
 the actions and their reasons (``_act``). Settings: :mod:`gateway.core.balancing_config`.
 """
@@ -46,7 +46,7 @@ from gateway.core.balancing_band import (
     voltage_imbalance,
 )
 from gateway.core.balancing_config import BALANCING_DEFAULTS, STATES, BalancingConfig
-from gateway.core.balancing_guards import HeatGuard, SelfCheck
+from gateway.core.balancing_guards import HeatGuard, SelfCheck, guard_cells
 from gateway.core.balancing_select import (
     PlanStep,
     action_reason,
@@ -228,7 +228,15 @@ class BalancingPlanner:
         want_up, want_down, by_voltage = candidates(
             cfg, step, prev, self._switched_s, self._by_voltage
         )
-        up, down, blocked = self._guard(step, want_up, want_down, by_voltage)
+        up, down, blocked = guard_cells(
+            cfg,
+            step,
+            self._heat,
+            self._check,
+            prev,
+            (want_up, want_down, by_voltage),
+            active=self.mode is BalancingMode.ACTIVE,
+        )
         chosen_up, chosen_down, doubtful = budget(
             cfg, step, up, down, prev, charge_power_available_w
         )
@@ -306,66 +314,6 @@ class BalancingPlanner:
         else:
             imbalance = voltage_imbalance(cfg, mode, volts)
         return PlanStep(mode, volts, temps, vmax, states, state, imbalance, self.top_cell_v, now_s)
-
-    def _guard(
-        self, step: PlanStep, want_up: list[int], want_down: list[int], by_voltage: set[int]
-    ) -> tuple[list[int], list[int], list[BalancingAction]]:
-        """The cell guards: temperature, the minimum voltage (cells that give charge), the
-        voltage check near the top and the self-check. Returns ``(up, down, blocked)``."""
-        cfg = self.config
-        imb = step.imbalance
-        volts, temps, prev = step.volts, step.temps, self._action
-        blocked: list[BalancingAction] = []
-        up: list[int] = []
-        # Near the top the voltages are steep enough to check the estimate: a cell it calls high
-        # that sits with the lowest cells is not bled (an estimate can be confidently wrong).
-        # Only where the voltage is on the steep top: a pack SoC near the top alone may leave the
-        # cells on the flat just below it (LFP 85..93 %), where 3 Ah apart read within 1 mV and
-        # the check would hold back exactly the cells that need it.
-        check_v = (
-            imb.use_soc
-            and "top" in step.states
-            and step.vmax >= self.top_cell_v
-            and cfg.voltage_check_mv > 0
-        )
-        v_floor = min(volts) + cfg.voltage_check_mv / 1000.0
-        for k in want_up:
-            why = self._heat.cell(k, volts[k], temps)
-            if k in by_voltage:
-                pass  # the voltage is the check: it stops once the cell is back down
-            elif not why and check_v and volts[k] < v_floor:
-                why = (
-                    f"estimate says {imb.dev[k]:.2f} Ah high, but the cell is within"
-                    f" {cfg.voltage_check_mv:g} mV of the lowest near the top"
-                )
-            elif not why and imb.use_soc:
-                why = self._progress(step, k, prev[k])
-            if why:
-                blocked.append(BalancingAction(k, step.mode, CellAction.BLOCKED, why, 0.0, 0.0))
-            else:
-                up.append(k)
-        down: list[int] = []
-        for k in want_down:
-            why = self._heat.cell(k, None, temps)
-            if not why and imb.use_soc:
-                why = self._progress(step, k, prev[k])
-            if why:
-                blocked.append(BalancingAction(k, step.mode, CellAction.BLOCKED, why, 0.0, 0.0))
-            else:
-                down.append(k)
-        return up, down, blocked
-
-    def _progress(self, step: PlanStep, k: int, running: CellAction | None) -> str:
-        imb = step.imbalance
-        return self._check.guard(
-            k,
-            imb.dev[k],
-            running,
-            imb.capacity_ah[k],
-            imb.sigma_ah[k],
-            step.now_s,
-            active=self.mode is BalancingMode.ACTIVE,
-        )
 
     def _act(
         self, step: PlanStep, chosen_up: list[int], chosen_down: list[int], by_voltage: set[int]

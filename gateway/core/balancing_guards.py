@@ -9,18 +9,21 @@ Two guards with memory, each owned by the planner (:mod:`gateway.core.balancing`
   ``progress_pause_s`` (an estimate that does not see balancing currents would otherwise drain
   it). The pauses persist across restarts (``export_pauses``/``restore_pauses``).
 
-Each returns a reason (one phrase for users) when it holds a cell, else ``""``.
+Each returns a reason (one phrase for users) when it holds a cell, else ``""``. ``guard_cells``
+runs them, and the voltage check near the top, over the candidates of one step.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from gateway.core.balancing_config import BALANCING_DEFAULTS, BalancingConfig
-from gateway.core.model import CellAction
+from gateway.core.balancing_select import PlanStep
+from gateway.core.model import BalancingAction, CellAction
 from gateway.core.pack import PackConfig
 
-__all__ = ["HeatGuard", "SelfCheck"]
+__all__ = ["HeatGuard", "SelfCheck", "guard_cells"]
 
 
 class HeatGuard:
@@ -182,3 +185,84 @@ class SelfCheck:
         for k, left_s in pauses.items():
             if 0 <= k < self.cells and left_s > 0:
                 self._paused_until[k] = now_s + left_s
+
+
+def guard_cells(
+    cfg: BalancingConfig,
+    step: PlanStep,
+    heat: HeatGuard,
+    check: SelfCheck,
+    running: Sequence[CellAction | None],
+    wanted: tuple[list[int], list[int], set[int]],
+    *,
+    active: bool,
+) -> tuple[list[int], list[int], list[BalancingAction]]:
+    """The cell guards over one step's candidates: temperature, the minimum voltage (cells that
+    give charge), the voltage check near the top and the self-check.
+
+    Args:
+        cfg: the ``[balancing]`` settings.
+        step: the step's data and imbalance.
+        heat: the planner's heat guard.
+        check: the planner's self-check.
+        running: each cell's action of the previous plan (``None``: idle).
+        wanted: ``(want_up, want_down, by_voltage)``: the cells that would give charge, take
+            it (active), and those the voltage top-balance chose.
+        active: the mode is active balancing (the self-check's scale).
+
+    Returns:
+        ``(up, down, blocked)``: the cells that may give and take charge; a ``BLOCKED`` action
+        with its reason per cell held back.
+    """
+    want_up, want_down, by_voltage = wanted
+    imb = step.imbalance
+    volts, temps = step.volts, step.temps
+    blocked: list[BalancingAction] = []
+    up: list[int] = []
+    # Near the top the voltages are steep enough to check the estimate: a cell it calls high
+    # that sits with the lowest cells is not bled (an estimate can be confidently wrong).
+    # Only where the voltage is on the steep top: a pack SoC near the top alone may leave the
+    # cells on the flat just below it (LFP 85..93 %), where 3 Ah apart read within 1 mV and
+    # the check would hold back exactly the cells that need it.
+    check_v = (
+        imb.use_soc
+        and "top" in step.states
+        and step.vmax >= step.top_cell_v
+        and cfg.voltage_check_mv > 0
+    )
+    v_floor = min(volts) + cfg.voltage_check_mv / 1000.0
+    for k in want_up:
+        why = heat.cell(k, volts[k], temps)
+        if k in by_voltage:
+            pass  # the voltage is the check: it stops once the cell is back down
+        elif not why and check_v and volts[k] < v_floor:
+            why = (
+                f"estimate says {imb.dev[k]:.2f} Ah high, but the cell is within"
+                f" {cfg.voltage_check_mv:g} mV of the lowest near the top"
+            )
+        elif not why and imb.use_soc:
+            why = _progress(check, step, k, running[k], active)
+        if why:
+            blocked.append(BalancingAction(k, step.mode, CellAction.BLOCKED, why, 0.0, 0.0))
+        else:
+            up.append(k)
+    down: list[int] = []
+    for k in want_down:
+        why = heat.cell(k, None, temps)
+        if not why and imb.use_soc:
+            why = _progress(check, step, k, running[k], active)
+        if why:
+            blocked.append(BalancingAction(k, step.mode, CellAction.BLOCKED, why, 0.0, 0.0))
+        else:
+            down.append(k)
+    return up, down, blocked
+
+
+def _progress(
+    check: SelfCheck, step: PlanStep, k: int, running: CellAction | None, active: bool
+) -> str:
+    """The self-check of cell ``k`` (``SelfCheck.guard``) with this step's imbalance."""
+    imb = step.imbalance
+    return check.guard(
+        k, imb.dev[k], running, imb.capacity_ah[k], imb.sigma_ah[k], step.now_s, active=active
+    )

@@ -3,8 +3,8 @@
 Every quantity carries its unit in its name (``voltage_v``, ``current_a``, ``temp_c``). Times are
 monotonic seconds (``t_s``, ``now_s``) injected by the caller; nothing here reads a clock.
 
-The enums (roles, modes, kinds, link states) are in :mod:`gateway.core.kinds` and importable
-from here.
+The enums (roles, modes, kinds, link states) are in :mod:`gateway.core.kinds` and the commands
+from outside in :mod:`gateway.core.commands`; both are importable from here.
 
 Sign convention: pack current is positive when the pack is **charging** (current into the pack),
 negative when discharging. Adapters convert at the edge (a signal map may flip the sign).
@@ -15,6 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.core.cells import extremes
+from gateway.core.commands import (
+    Command,
+    CommandResult,
+    RequestHealthReport,
+    ResetAlarms,
+    SetBalancingMode,
+    SetUserCurrentCap,
+)
 from gateway.core.kinds import (
     BalancingMode,
     CellAction,
@@ -51,6 +59,7 @@ __all__ = [
     "Negotiation",
     "PackSnapshot",
     "Reading",
+    "RequestHealthReport",
     "ResetAlarms",
     "Role",
     "SetBalancingMode",
@@ -341,51 +350,6 @@ class Negotiation:
         if self.accepted_dcl_a is None:
             return self.requested_dcl_a
         return min(self.requested_dcl_a, self.accepted_dcl_a)
-
-
-# --- commands (from MQTT or Modbus, applied by the control loop) -----------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ResetAlarms:
-    """Clear latched alarms whose cause has gone."""
-
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SetBalancingMode:
-    """Switch the balancing mode."""
-
-    mode: BalancingMode
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SetUserCurrentCap:
-    """A user cap on charge/discharge current. It can only lower the computed limits."""
-
-    charge_a: float | None
-    discharge_a: float | None
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RequestHealthReport:
-    """Analyse the health history now and publish the report (MQTT ``cmd/health``)."""
-
-    source: str = ""
-
-
-Command = ResetAlarms | SetBalancingMode | SetUserCurrentCap | RequestHealthReport
-
-
-@dataclass(frozen=True, slots=True)
-class CommandResult:
-    """The answer to a command."""
-
-    accepted: bool
-    message: str
 
 
 # --- energy ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from cantools.database.can import Database, Message, Signal
 
 from gateway.canbus.decode import OutFrame
 from gateway.core.cells import cell_sum_v, extremes
-from gateway.core.model import BatteryRequests, ControlOutput
+from gateway.core.model import BatteryRequests, ControlOutput, GatewayMode
 from gateway.errors import FrameError
 from gateway.inverter_can.alarms import hv_flags, pylon_flags, sma_pairs
 from gateway.inverter_can.config import InverterCanConfig, InverterProtocol
@@ -334,7 +334,7 @@ class FrameEncoder:
         vmin, nvmin, vmax, nvmax = _numbered_extremes(pack.cell_voltage_v)
         tmin, ntmin, tmax, ntmax = _numbered_extremes(pack.cell_temp_c)
         current = c["current"]
-        if out.mode == "starting":
+        if out.mode is GatewayMode.STARTING:
             status = 0  # sleep
         elif current > _REST_A:
             status = 1

@@ -96,6 +96,8 @@ class MqttPublisher:
         on_command: called (in the event loop, synchronously) with each valid, authorised
             command; its ``CommandResult`` is published on ``<prefix>/<gateway_id>/cmd/result``.
         health: the health history runs: publish Home Assistant sensors for the ``health`` topic.
+        clock: monotonic seconds for the rates of ``state``, ``cells`` and the heartbeat (tests
+            inject one they move; the publisher then looks at it whenever it is woken).
     """
 
     def __init__(
@@ -105,8 +107,10 @@ class MqttPublisher:
         on_command: Callable[[Command], CommandResult],
         *,
         health: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self._clock = clock
         self.topics = Topics(config.prefix, gateway_id, config.discovery_prefix)
         self._gateway_id = gateway_id
         self._latest: ControlOutput | None = None
@@ -353,22 +357,20 @@ class MqttPublisher:
     async def _sender(self, client: aiomqtt.Client) -> None:
         """Publish queued messages at once, state and cells at their rates, a heartbeat."""
         cfg = self.config
-        sched = Schedule(
-            time.monotonic(), cfg.state_interval_s, cfg.cells_interval_s, cfg.heartbeat_s
-        )
+        sched = Schedule(self._clock(), cfg.state_interval_s, cfg.cells_interval_s, cfg.heartbeat_s)
         while True:
             raise_if_cancelling()
             self._wake.clear()
             await self._drain(client)
             out = self._latest
-            now = time.monotonic()
+            now = self._clock()
             if out is not None:
                 await self._send_latest(client, out, sched, now)
             if sched.beat_due(now):
                 # QoS 1 with a timeout: a broker that stopped answering fails here, not silently.
                 await self._send(client, Msg(self.topics.availability, "online", True, 1))
                 sched.beat_sent(now)
-            wait_s = sched.next_due_s(out is not None) - time.monotonic()
+            wait_s = sched.next_due_s(out is not None) - self._clock()
             if wait_s <= 0:
                 # QoS 0 publishes do not suspend: yield so a busy publisher never starves the
                 # control loop.

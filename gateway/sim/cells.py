@@ -3,7 +3,8 @@
 ``PackSimConfig`` holds what a pack is made of (chemistry, capacity, spreads, sensors, ageing,
 faulty cells); ``draw_cells`` draws each cell's capacity, R0/R1, self-discharge, measurement
 offset and initial SoC from it, one normal draw per quantity in a fixed order, so a seed always
-gives the same pack. ``gateway.sim.pack.PackSim`` runs the physics on the drawn cells.
+gives the same pack. ``gateway.sim.pack.PackSim`` runs the physics on the drawn cells and shows
+each as a ``CellState``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from gateway.core.chemistry import Chemistry, get_chemistry
 
-__all__ = ["CellFault", "CellParams", "PackSimConfig", "draw_cells"]
+__all__ = ["CellFault", "CellParams", "CellState", "PackSimConfig", "draw_cells"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,21 @@ class CellFault:
     self_discharge_pct_per_day: float | None = None
     capacity_fade_pct_per_day: float | None = None
     resistance_growth_pct_per_day: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CellState:
+    """A snapshot of one cell: the truth the gateway tries to estimate."""
+
+    index: int
+    capacity_ah: float
+    soc_pct: float
+    ocv_v: float
+    rc_voltage_v: float
+    voltage_v: float
+    bleeding: bool
+    bleed_current_a: float
+    bleed_charge_ah: float
 
 
 @dataclass(frozen=True, slots=True)

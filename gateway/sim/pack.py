@@ -13,8 +13,9 @@ random stream, so reading sensed values never changes the simulated physics.
 
 Sign convention: positive current charges the pack (as on the CAN bus).
 
-The pack's parameters and the drawn cells are ``gateway.sim.cells`` (re-exported here), the
-measurement model ``gateway.sim.sensors``.
+The pack's parameters, the drawn cells and ``CellState`` are ``gateway.sim.cells`` (re-exported
+here); the measurement model is ``gateway.sim.sensors``; capacity fade and resistance growth are
+``gateway.sim.ageing``.
 """
 
 from __future__ import annotations
@@ -22,34 +23,17 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from gateway.core.chemistry import Chemistry, get_chemistry
 from gateway.core.model import Reading
-from gateway.sim.cells import CellFault, CellParams, PackSimConfig, draw_cells
+from gateway.sim.ageing import Ageing
+from gateway.sim.cells import CellFault, CellParams, CellState, PackSimConfig, draw_cells
 from gateway.sim.sensors import Sensors
 from gateway.sim.sensors import readings as sensor_readings
 
 __all__ = ["CellFault", "CellParams", "CellState", "PackSim", "PackSimConfig"]
 
 _BLEED_REFRESH_S = 5.0
-_AGEING_STEP_S = 3600.0  # capacity and resistance move this often (ageing is slow)
-_DAY_S = 86400.0
-
-
-@dataclass(frozen=True, slots=True)
-class CellState:
-    """A snapshot of one cell: the truth the gateway tries to estimate."""
-
-    index: int
-    capacity_ah: float
-    soc_pct: float
-    ocv_v: float
-    rc_voltage_v: float
-    voltage_v: float
-    bleeding: bool
-    bleed_current_a: float
-    bleed_charge_ah: float
 
 
 class PackSim:
@@ -66,25 +50,10 @@ class PackSim:
         self.chemistry: Chemistry = get_chemistry(cfg.chemistry)
         params, socs = draw_cells(cfg, self.chemistry, random.Random(seed))
         self.params: tuple[CellParams, ...] = params
-        self._init_ageing()
+        self._ageing = Ageing(cfg, params)
+        self._cap = [p.capacity_ah for p in params]
         self._sensors = Sensors(cfg, params, seed)
         self._init_state(socs)
-
-    def _init_ageing(self) -> None:
-        """Ageing: linear in time from the drawn values, per cell (faults override the pack
-        rate)."""
-        cfg = self.config
-        n = cfg.cells
-        self._fade_per_day = [cfg.capacity_fade_pct_per_day / 100.0] * n
-        self._growth_per_day = [cfg.resistance_growth_pct_per_day / 100.0] * n
-        for f in cfg.faults:
-            if f.capacity_fade_pct_per_day is not None:
-                self._fade_per_day[f.cell] = f.capacity_fade_pct_per_day / 100.0
-            if f.resistance_growth_pct_per_day is not None:
-                self._growth_per_day[f.cell] = f.resistance_growth_pct_per_day / 100.0
-        self._ageing = any(self._fade_per_day) or any(self._growth_per_day)
-        self._next_ageing_s = _AGEING_STEP_S
-        self._cap = [p.capacity_ah for p in self.params]
 
     def _init_state(self, socs: list[float]) -> None:
         """The state at t = 0: ``socs``, RC branches at rest, no bleeding, the initial
@@ -187,7 +156,7 @@ class PackSim:
         self._step_temperature(dt_s, heat_w)
         self._current_a = current_a
         self._t_s += dt_s
-        if self._ageing and self._t_s >= self._next_ageing_s:
+        if self._t_s >= self._ageing.next_s:
             self._age()
         self._invalidate()
 
@@ -342,17 +311,8 @@ class PackSim:
     # ---------------------------------------------------------------- internals
 
     def _age(self) -> None:
-        """Apply capacity fade and resistance growth for the time since start (linear)."""
-        self._next_ageing_s = (math.floor(self._t_s / _AGEING_STEP_S) + 1) * _AGEING_STEP_S
-        days = self._t_s / _DAY_S
-        params = self.params
-        self._cap = [
-            p.capacity_ah * max(0.05, 1.0 - f * days)
-            for p, f in zip(params, self._fade_per_day, strict=True)
-        ]
-        grow = [1.0 + g * days for g in self._growth_per_day]
-        self._r0 = [p.r0_ohm * x for p, x in zip(params, grow, strict=True)]
-        self._r1 = [p.r1_ohm * x for p, x in zip(params, grow, strict=True)]
+        """Apply capacity fade and resistance growth for the time since start (``Ageing``)."""
+        self._cap, self._r0, self._r1 = self._ageing.at(self._t_s)
         self._g1 = [1.0 / r for r in self._r1]
         self._sum_r0 = math.fsum(self._r0)
         self._pct_per_as = [100.0 / (3600.0 * c) for c in self._cap]

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from gateway.cancel import raise_if_cancelling
 from gateway.core.model import ControlOutput, InverterLink, Negotiation
@@ -70,11 +70,20 @@ class SunSpecClient:
         config: the ``sunspec`` settings section (``mode = "client"``).
         clock: monotonic seconds for the rewrite cadence. The inverter's revert timeout runs in
             real time, so keep the default (an accelerated clock only rewrites more often).
+        sleep: waits the given seconds between probes of a lost inverter (tests record the
+            waits instead of sleeping them).
     """
 
-    def __init__(self, config: SunSpecConfig, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        config: SunSpecConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
         self.config = config
         self._clock = clock
+        self._sleep = sleep
         self._req_c = 0.0
         self._req_d = 0.0
         self._voltage_v: float | None = None
@@ -154,7 +163,7 @@ class SunSpecClient:
             # Probed every 1-2 s, not after a growing backoff: while we are away a rebooted
             # inverter runs without our limits. One TCP connect per probe is cheap.
             lo, hi = _PROBE_S
-            await asyncio.sleep(
+            await self._sleep(
                 random.uniform(min(lo, cfg.backoff_max_s), min(hi, cfg.backoff_max_s))
             )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.core.cells import cell_sum_v, extremes
-from gateway.core.model import ControlOutput
+from gateway.core.model import ControlOutput, GatewayMode
 from gateway.sunspec.config import SunSpecConfig
 from gateway.sunspec.evt1 import evt1_of
 from gateway.sunspec.layout import END_MODEL_ID, SUNS_MARKER, ModelLayout, RawValue, fit_sf, to_raw
@@ -183,9 +183,9 @@ def _state(out: ControlOutput | None, link: LinkState, lay: ModelLayout) -> int:
     sym = lay.points["State"].symbols
     if link.disconnect:
         return sym["DISCONNECTED"]
-    if out is None or out.mode == "starting":
+    if out is None or out.mode is GatewayMode.STARTING:
         return sym["INITIALIZING"]
-    if out.mode in ("fault", "stale"):
+    if out.mode in (GatewayMode.FAULT, GatewayMode.STALE):
         return sym["FAULT"]
     return sym["CONNECTED"]
 

@@ -23,11 +23,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gateway.core.model import ControlOutput, Limit
+from gateway.core.model import ControlOutput, GatewayMode, Limit
 
 __all__ = ["MODES", "STEP_BUCKETS_S", "GatewayMetrics", "Observed"]
 
-MODES = ("starting", "normal", "fault", "stale")
+MODES = tuple(m.value for m in GatewayMode)
+"""The states of ``bms_mode``: the values of ``GatewayMode``."""
 STEP_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 """Buckets of the control step duration: a 512-cell step takes about a millisecond."""
 
@@ -67,7 +68,7 @@ class _Collector(Collector):
         if out is None:
             return
         yield StateSetMetricFamily(
-            "bms_mode", "Gateway mode", value={m: m == out.mode for m in MODES}
+            "bms_mode", "Gateway mode", value={m.value: out.mode is m for m in GatewayMode}
         )
         yield from self._pack(out)
         yield from self._cells(out)

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,8 @@ class WebServer:
         observe: what a scrape or an update reads (latest step, links, counters).
         on_command: applies a validated command (the same callback as MQTT's).
         v_window: the cell voltage window (V) that the cell bars span.
+        sleep: waits the given seconds before a retry after a failure (tests record the waits
+            instead of sleeping them).
     """
 
     def __init__(
@@ -91,8 +93,11 @@ class WebServer:
         observe: Callable[[], Observed],
         on_command: Callable[[Command], CommandResult],
         v_window: tuple[float, float] = (2.5, 3.65),
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.config = config
+        self._sleep = sleep
         self._gid = gateway_id
         self._observe = observe
         self._on_command = on_command
@@ -261,7 +266,7 @@ class WebServer:
             except Exception:
                 log.exception("web dashboard failed; restarting")
             attempt += 1
-            await asyncio.sleep(_backoff_s(attempt))
+            await self._sleep(_backoff_s(attempt))
 
     async def _serve(self) -> None:
         runner = web.AppRunner(

@@ -17,6 +17,7 @@ from gateway.core.model import Command, CommandResult, SetUserCurrentCap
 from gateway.mqtt.config import MqttConfig
 from gateway.mqtt.payloads import AlarmsPayload, CellsPayload, StatePayload
 from gateway.mqtt.publisher import MqttPublisher, backoff_s
+from tests.clock import Clock
 from tests.mqtt.conftest import HOST, Collector, Mosquitto, on_topic, payload_json
 from tests.mqtt.outputs import OVERVOLTAGE, make_output
 
@@ -138,8 +139,9 @@ async def test_alarm_changes_go_out_at_once_not_at_the_state_rate(
 ) -> None:
     base = f"bms/{gateway_id}"
     cfg = fast(mosquitto.port, state_interval_s=600.0, cells_interval_s=600.0, discovery=False)
+    clock = Clock()  # the publisher's rates count on it: the state is due only when it moves
     async with Collector(mosquitto.port, f"{base}/alarms", f"{base}/state") as c:
-        pub = MqttPublisher(cfg, gateway_id, Recorder())
+        pub = MqttPublisher(cfg, gateway_id, Recorder(), clock=clock)
         pub.publish_output(make_output(seq=1))
         async with running(pub):
             await c.wait(on_topic(f"{base}/alarms", lambda d: d["active"] == []))
@@ -151,8 +153,17 @@ async def test_alarm_changes_go_out_at_once_not_at_the_state_rate(
             assert seqs == [1, 2, 4]
             assert all(m.retain is False for m in c.on(f"{base}/alarms"))  # live delivery
             await c.wait(on_topic(f"{base}/state"))
-            await asyncio.sleep(0.3)
+            # An alarm change wakes the publisher; a state it sent then would arrive before
+            # the next change, sent on the next wake.
+            pub.publish_output(make_output(seq=5, alarms=(OVERVOLTAGE,)))
+            await c.wait(on_topic(f"{base}/alarms", lambda d: d["seq"] == 5))
+            pub.publish_output(make_output(seq=6))
+            await c.wait(on_topic(f"{base}/alarms", lambda d: d["seq"] == 6))
             assert len(c.on(f"{base}/state")) == 1  # the state waits for its period
+            clock.now_s += 600.0
+            pub.publish_output(make_output(seq=7, alarms=(OVERVOLTAGE,)))
+            await c.wait(on_topic(f"{base}/state", lambda d: d["seq"] == 7))
+            assert len(c.on(f"{base}/state")) == 2  # due once the period has passed
 
 
 async def test_discovery_resent_on_ha_birth_and_removed_when_disabled(

@@ -16,6 +16,7 @@ from cantools.database import Database
 from gateway.sim.emitter import run_sim_on_bus
 from gateway.sim.pack import PackSim, PackSimConfig
 from gateway.sim.profiles import ConstantProfile
+from tests.clock import wait_until
 from tests.conftest import BMS_DBC
 
 
@@ -124,15 +125,17 @@ async def test_stop_event_and_cancellation_end_the_run(
     task = asyncio.create_task(
         run_sim_on_bus(sim_bus, sim, speed=1.0, current_source=ConstantProfile(1.0), stop=stop)
     )
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: sim.t_s > 0.0)  # it runs
+    at_stop_s = sim.t_s
     stop.set()
     summary = await asyncio.wait_for(task, timeout=2.0)
-    assert 0.0 < summary.sim_s < 1.0
+    assert 0.0 < summary.sim_s <= at_stop_s + 0.02  # at most one step after the stop
 
     endless = asyncio.create_task(
         run_sim_on_bus(sim_bus, sim, speed=1.0, current_source=ConstantProfile(1.0))
     )
-    await asyncio.sleep(0.1)
+    before_s = sim.t_s
+    await wait_until(lambda: sim.t_s > before_s)  # it runs
     endless.cancel()
     with pytest.raises(asyncio.CancelledError):
         await endless

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable
 from typing import Any
 
 from gateway.core.model import (
@@ -15,25 +14,16 @@ from gateway.core.model import (
     BalancingPlan,
     CellEstimate,
     ControlOutput,
+    GatewayMode,
     Limit,
     Limits,
     LimitTerm,
     PackSnapshot,
     SocReport,
 )
+from tests.clock import Clock, wait_until
 
 __all__ = ["Clock", "free_port", "make_output", "stop_task", "wait_until"]
-
-
-class Clock:
-    """A monotonic clock the test moves (``now_s``), injected into a server, a client or both:
-    what they count in time is then counted in steps of the test, not of the wall clock."""
-
-    def __init__(self, now_s: float = 1000.0) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 def _limit(value: float, name: str = "configured") -> Limit:
@@ -53,7 +43,7 @@ def make_output(
     soc_pct: float | None = 63.4,
     soh_pct: float = 97.2,
     alarms: tuple[Alarm, ...] = (),
-    mode: str = "normal",
+    mode: GatewayMode = GatewayMode.NORMAL,
 ) -> ControlOutput:
     """A control step with every field the 802 map reads set to a recognisable value."""
     n = len(cells_v)
@@ -99,15 +89,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def wait_until(cond: Callable[[], bool], timeout_s: float = 3.0) -> None:
-    """Poll ``cond`` until true (bounded)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while not cond():
-        assert loop.time() < end, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def stop_task(task: asyncio.Task[Any]) -> None:

@@ -27,6 +27,18 @@ FAST: dict[str, Any] = {
 }
 
 
+class Probes:
+    """Injected as the client's ``sleep``: its waits between probes of a lost inverter, recorded
+    (``waits_s``) and cut to 10 ms, so a test counts probes instead of sleeping through them."""
+
+    def __init__(self) -> None:
+        self.waits_s: list[float] = []
+
+    async def __call__(self, s: float) -> None:
+        self.waits_s.append(s)
+        await asyncio.sleep(0.01)
+
+
 @contextlib.asynccontextmanager
 async def inverter(**kw: Any) -> AsyncIterator[tuple[InverterServerSim, asyncio.Task[None]]]:
     sim = InverterServerSim(**kw)
@@ -40,10 +52,11 @@ async def inverter(**kw: Any) -> AsyncIterator[tuple[InverterServerSim, asyncio.
 
 @contextlib.asynccontextmanager
 async def gateway_client(port: int, **kw: Any) -> AsyncIterator[SunSpecClient]:
-    """A running client; ``clock=`` injects its clock (the rewrite cadence)."""
-    clock = kw.pop("clock", None)
+    """A running client; ``clock=`` injects its clock (the rewrite cadence), ``sleep=`` its
+    wait between probes of a lost inverter."""
+    inject = {k: kw.pop(k) for k in ("clock", "sleep") if k in kw}
     cfg = SunSpecConfig(mode="client", port=port, **{**FAST, **kw})
-    c = SunSpecClient(cfg, **({"clock": clock} if clock is not None else {}))
+    c = SunSpecClient(cfg, **inject)
     task = asyncio.create_task(c.run(), name="test.sunspec.client")
     try:
         yield c
@@ -189,10 +202,12 @@ async def test_rewrite_cadence_keeps_the_inverter_from_reverting() -> None:
 async def test_quirks_by_config() -> None:
     kw = {"models": (124,), "reject_cha_gri_set": True, "reject_revert_timeout": True}
     async with inverter(**kw) as (sim, _):
-        async with gateway_client(sim.bound_port or 0) as c:
+        probes = Probes()
+        async with gateway_client(sim.bound_port or 0, sleep=probes) as c:
             c.update(make_output(ccl_a=20.0, dcl_a=20.0, pack_voltage_v=51.2))
-            await asyncio.sleep(0.4)
+            await wait_until(lambda: len(probes.waits_s) >= 3)  # three attempts failed
             assert not c.connected  # exception 02 on ChaGriSet: never negotiated
+            assert c.losses == 0  # not even for a moment
             assert c.last_error is not None
             assert "exception 2" in c.last_error
         async with gateway_client(
@@ -212,13 +227,15 @@ async def test_link_loss_and_recovery_are_logged_once_each(
     sim = InverterServerSim(port=port, models=(124,))
     task = asyncio.create_task(sim.run())
     await asyncio.wait_for(sim.started.wait(), 5)
-    async with gateway_client(port) as c:
+    probes = Probes()
+    async with gateway_client(port, sleep=probes) as c:
         c.update(make_output(ccl_a=20.0, dcl_a=20.0, pack_voltage_v=51.2))
         await wait_until(lambda: c.connected)
         await stop_task(task)
         await wait_until(lambda: not c.connected)
         assert c.negotiation().accepted_ccl_a is None  # nothing known while down
-        await asyncio.sleep(0.6)  # several reconnect attempts fail meanwhile
+        failed = len(probes.waits_s)
+        await wait_until(lambda: len(probes.waits_s) >= failed + 3)  # more attempts fail
         task = asyncio.create_task(sim.run())
         await asyncio.wait_for(sim.started.wait(), 5)
         await wait_until(lambda: c.connected, timeout_s=3.0)
@@ -236,8 +253,9 @@ async def test_link_loss_and_recovery_are_logged_once_each(
 
 
 async def test_unreachable_inverter_never_raises_out_of_run() -> None:
-    async with gateway_client(free_port()) as c:
-        await asyncio.sleep(0.3)
+    probes = Probes()
+    async with gateway_client(free_port(), sleep=probes) as c:
+        await wait_until(lambda: len(probes.waits_s) >= 3)  # three attempts failed
         assert not c.connected
         neg = c.negotiation()
         assert neg.link == "client"
@@ -287,18 +305,21 @@ async def test_a_lost_inverter_is_probed_every_one_to_two_seconds() -> None:
     sim = InverterServerSim(port=port, models=(124,))
     task = asyncio.create_task(sim.run())
     await asyncio.wait_for(sim.started.wait(), 5)
-    async with gateway_client(port, backoff_max_s=30.0, rewrite_s=5.0, revert_timeout_s=30) as c:
+    probes = Probes()
+    async with gateway_client(
+        port, backoff_max_s=30.0, rewrite_s=5.0, revert_timeout_s=30, sleep=probes
+    ) as c:
         sim.set_voltage(50.0)
         c.update(make_output(ccl_a=40.0, dcl_a=80.0, pack_voltage_v=50.0))
         await wait_until(lambda: c.connected)
         await stop_task(task)
         await wait_until(lambda: not c.connected)
-        await asyncio.sleep(4.0)  # several failed probes: no growing backoff
+        await wait_until(lambda: len(probes.waits_s) >= 12)  # many failed probes
         sim.forget_settings()  # it comes back rebooted
         task = asyncio.create_task(sim.run())
         await asyncio.wait_for(sim.started.wait(), 5)
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
         await wait_until(lambda: sim.values(124)["StorCtl_Mod"] == 3, timeout_s=3.0)
-        assert loop.time() - t0 <= 2.5
         await stop_task(task)
+    # Every wait 1-2 s however long it was down: no backoff growing towards backoff_max_s.
+    assert probes.waits_s
+    assert all(1.0 <= w <= 2.0 for w in probes.waits_s), probes.waits_s

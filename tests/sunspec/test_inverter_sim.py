@@ -13,7 +13,7 @@ from gateway.sim.inverter import InverterServerSim, StorageControllerSim
 from gateway.sim.pack import PackSim
 from gateway.sunspec.config import SunSpecConfig
 from gateway.sunspec.server import SunSpecServer
-from tests.sunspec.helpers import make_output, stop_task, wait_until
+from tests.sunspec.helpers import Clock, make_output, stop_task, wait_until
 
 NOON_S = 7 * 3600.0  # 13:00 (the profile starts at 06:00), the middle of the PV day
 NIGHT_S = 14 * 3600.0  # 20:00, PV down and the evening load on
@@ -45,7 +45,8 @@ def test_drives_the_pack_simulator() -> None:
 
 
 async def test_storage_controller_polls_802_and_keeps_the_heartbeat() -> None:
-    server = SunSpecServer(SunSpecConfig(mode="server", port=0, ctrl_hb_timeout_s=0.8))
+    clock = Clock()  # the server's CtrlHb watchdog counts on it, not on the wall clock
+    server = SunSpecServer(SunSpecConfig(mode="server", port=0, ctrl_hb_timeout_s=0.8), clock=clock)
     server.update(make_output(ccl_a=30.0, dcl_a=10.0, pack_voltage_v=52.0))
     srv_task = asyncio.create_task(server.run())
     await asyncio.wait_for(server.started.wait(), 5)
@@ -62,10 +63,24 @@ async def test_storage_controller_polls_802_and_keeps_the_heartbeat() -> None:
         assert ctl.current_a(NOON_S) == pytest.approx(30.0)
         assert ctl.current_a(NIGHT_S) == pytest.approx(-10.0)
         await wait_until(lambda: server.controller_heartbeat().seen)
-        await asyncio.sleep(1.0)  # longer than the timeout: the heartbeat keeps it alive
+        # 1.25 s of the server's clock, longer than the timeout, moved on only after each new
+        # CtrlHb from the controller: the heartbeat keeps it alive.
+        for _ in range(5):
+            last = server.controller_heartbeat().value
+            await wait_until(lambda last=last: server.controller_heartbeat().value != last)
+            clock.now_s += 0.25
+            server.tick()
         assert not server.controller_heartbeat().lost
         # The controller's heartbeat stops: the battery withdraws its limits, the sim obeys.
         ctl.heartbeat = False
+        polls = ctl.polls
+        await wait_until(lambda: ctl.polls >= polls + 2)  # no CtrlHb write still on its way
+        clock.now_s += 0.5
+        server.tick()
+        assert not server.controller_heartbeat().lost  # 0.5 s: within the timeout
+        clock.now_s += 0.5
+        server.tick()
+        assert server.controller_heartbeat().lost  # 1 s without a change
         await wait_until(lambda: ctl.charge_limit_a == 0.0, timeout_s=3.0)
         assert ctl.evt1 & 1
         assert ctl.current_a(NOON_S) == 0.0

@@ -8,7 +8,7 @@ import logging
 import math
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -69,15 +69,6 @@ async def client(port: int) -> AsyncIterator[AsyncModbusTcpClient]:
         yield c
     finally:
         c.close()
-
-
-async def wait_until(cond: Callable[[], bool], timeout_s: float = 3.0) -> None:
-    """Poll ``cond`` until true (bounded)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while not cond():
-        assert loop.time() < end, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 def _read_802_with_pysunspec2(port: int) -> dict[str, Any]:

@@ -197,6 +197,7 @@ async def test_agent_holds_from_the_file_and_runs_the_periodic_check(
     from gateway.errors import UpdateError
     from gateway.update.agent import UpdateAgent
     from gateway.update.config import UpdateConfig
+    from tests.clock import wait_until
 
     caplog.set_level(logging.INFO, logger="gateway.update.agent")
     holds: list[str | None] = []
@@ -220,9 +221,9 @@ async def test_agent_holds_from_the_file_and_runs_the_periodic_check(
     (tmp_path / "hold.json").write_text(json.dumps({"reason": "update"}))
     task = asyncio.create_task(agent.run())
     try:
-        await asyncio.sleep(0.8)
+        await wait_until(lambda: holds == ["update"] and "update available" in caplog.text)
         (tmp_path / "hold.json").unlink()
-        await asyncio.sleep(0.7)
+        await wait_until(lambda: len(holds) == 2 and "metadata refused" in caplog.text)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -7,6 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,6 +23,7 @@ from gateway.mqtt.payloads import state_payload
 from gateway.settings import Settings
 from gateway.web.config import WebConfig
 from gateway.web.server import WebServer, static_dir
+from tests.clock import wait_until
 from tests.core.test_health import Q, history
 from tests.web.helpers import Pack, free_port
 
@@ -44,9 +46,10 @@ async def serving(server: WebServer) -> AsyncIterator[str]:
             await task
 
 
-def _server(pack: Pack, **cfg: object) -> WebServer:
+def _server(pack: Pack, sleep: Any = None, **cfg: object) -> WebServer:
     config = WebConfig(enabled=True, port=free_port(), push_interval_s=0.1, **cfg)  # type: ignore[arg-type]
-    return WebServer(config, "gw1", observe=pack.observe, on_command=pack.command)
+    kw = {"sleep": sleep} if sleep is not None else {}
+    return WebServer(config, "gw1", observe=pack.observe, on_command=pack.command, **kw)
 
 
 def _samples(text: str) -> dict[str, list[Sample]]:
@@ -191,20 +194,23 @@ async def test_commands_with_the_token_follow_the_mqtt_rules() -> None:
 
 
 async def test_a_port_in_use_is_retried_and_never_raises() -> None:
+    waits_s: list[float] = []
+
+    async def retry_wait(s: float) -> None:
+        waits_s.append(s)  # recorded, not slept: the test counts retries, not seconds
+        await asyncio.sleep(0.01)
+
     pack = Pack()
-    server = _server(pack)
+    server = _server(pack, sleep=retry_wait)
     blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", server.config.port)
     task = asyncio.create_task(server.run())
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: len(waits_s) >= 3)  # three attempts failed
     assert not task.done()
     assert not server.serving
     blocker.close()
     await blocker.wait_closed()
-    for _ in range(300):  # the backoff's first retries are within a few seconds
-        if server.serving:
-            break
-        await asyncio.sleep(0.05)
-    assert server.serving
+    await wait_until(lambda: server.serving)
+    assert all(0.0 <= w <= 30.0 for w in waits_s)  # the backoff's cap
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
