@@ -152,3 +152,17 @@ def test_the_mode_is_an_enum_in_the_step_and_a_plain_string_in_the_record(
     rec = json.loads(json.dumps(record(out)))
     assert rec["mode"] == out.mode.value
     assert type(rec["mode"]) is str
+
+
+def test_every_record_key_is_in_the_documented_table(out: ControlOutput) -> None:
+    """docs/REPLAY.md's table names every key a record carries (top level and per cell)."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "REPLAY.md").read_text()
+    table = "\n".join(line for line in doc.splitlines() if line.startswith("| `"))
+    documented = set(re.findall(r"`([a-z0-9_\[\]\.]+)`", table))
+    rec = record(out)
+    missing = [k for k in rec if k not in documented]
+    missing += [f"cells[i].{k}" for k in rec["cells"][0] if f"cells[i].{k}" not in documented]
+    assert missing == []
