@@ -49,7 +49,8 @@ def _sections() -> Iterator[tuple[str, type[BaseModel], BaseModel]]:
 def _type_name(info: FieldInfo) -> str:
     ann = info.annotation
     text = getattr(ann, "__name__", None) or str(ann)
-    return text.replace("typing.", "")
+    # SecretStr: a string the gateway never prints or logs.
+    return text.replace("typing.", "").replace("pydantic.types.SecretStr", "secret str")
 
 
 def example_toml() -> str:

@@ -31,3 +31,12 @@ def test_uncommented_example_is_the_defaults() -> None:
     assert Settings(**data) == Settings()
     keys = sum(len(section) for section in data.values())
     assert keys >= 10
+
+
+def test_the_reference_names_types_as_a_reader_knows_them() -> None:
+    # A secret is a string the gateway never prints, not a pydantic class path.
+    from gateway.configdoc import reference_markdown
+
+    text = reference_markdown()
+    assert "pydantic." not in text
+    assert "| `password` | secret str \\| None |" in text
