@@ -222,6 +222,13 @@ def _add_demo(sub: _Commands) -> None:
     )
 
 
+_UPDATE_NOTE = (
+    " Needs [update] metadata_url and targets_url in the config (and the trusted root.json,"
+    " [update] root); a refusal is one line 'update refused: ...' and exit status 3"
+    " (docs/UPDATES.md)."
+)
+
+
 def _add_update(sub: _Commands) -> None:
     """``bms-gateway update check|apply|status|rollback`` (gateway/update/, docs/UPDATES.md)."""
     kinds = ("config", "gateway", "bms-firmware")
@@ -241,16 +248,45 @@ def _add_update(sub: _Commands) -> None:
         parser_class=_Parser,
     )
 
-    def action(name: str, help_text: str) -> argparse.ArgumentParser:
-        return _with_config(usub.add_parser(name, help=help_text, formatter_class=_Formatter))
+    def action(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        parser = usub.add_parser(
+            name,
+            help=help_text,
+            description=description + _UPDATE_NOTE,
+            formatter_class=_Formatter,
+        )
+        return _with_config(parser)
 
-    action("check", "what the signed repository offers")
-    action("status", "installed versions, last results, health")
-    ap = action("apply", "verify, apply, health-check (or roll back)")
+    action(
+        "check",
+        "what the signed repository offers",
+        "Refresh the signed metadata and print, per kind (config, gateway, bms-firmware), the "
+        "installed version and the newest one offered that fits this gateway. Installs nothing.",
+    )
+    action(
+        "status",
+        "installed versions, last results, health",
+        "Print as JSON what is installed per kind (current, last-good, previous), the last "
+        "result of each kind and the daemon's latest health record. Contacts no repository.",
+    )
+    ap = action(
+        "apply",
+        "verify, apply, health-check (or roll back)",
+        "Download and verify the newest offered version (or --version) of each kind, config "
+        "first; check it with check-config, switch to it, restart the gateway and watch its "
+        "health for [update] health_window_s; roll back by itself if it is not healthy. Starts "
+        "only with no alarm active and the pack current below [update] safe_current_a.",
+    )
     ap.add_argument("--kind", choices=kinds, help="only this kind (default: every kind offered)")
     ap.add_argument("--version", dest="target_version", help="this version, not the newest")
     ap.add_argument(
         "--force", action="store_true", help="skip the safe-to-update gate; allow a downgrade"
     )
-    rb = action("rollback", "back to the version before")
+    rb = action(
+        "rollback",
+        "back to the version before",
+        "Switch the config or the gateway back to the version before the current one (else "
+        "the last good one), restart and watch its health. BMS firmware is not rolled back: "
+        "apply the older signed version with --version and --force.",
+    )
     rb.add_argument("--kind", choices=kinds, default="config", help="what to roll back")

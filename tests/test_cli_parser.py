@@ -90,3 +90,14 @@ def test_a_project_error_is_one_line_and_its_exit_status(
     assert cli.main(["replay", str(log), "--after-end", "-1"]) == cli.EXIT_CONFIG
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "config error: defaults: --after-end (=-1.0) must be within 0..86400 s"
+
+
+def test_every_update_action_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    for action in ("check", "status", "apply", "rollback"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["update", action, "--help"])
+        text = capsys.readouterr().out
+        # A description between the usage and the options, naming what the action needs.
+        head = text.split("options:", 1)[0]
+        assert "[update] metadata_url" in head, action
+        assert "exit status 3" in head, action
