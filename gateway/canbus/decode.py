@@ -353,7 +353,10 @@ def load_decoder(config: CanConfig) -> Decoder:
                 f"can.profile (={config.profile!r}): no such shipped profile "
                 f"(shipped: {', '.join(shipped)}; or give a path to a .toml file)"
             )
-        profile = load_profile(path)
+        try:
+            profile = load_profile(path)
+        except ConfigError as e:
+            raise ConfigError(f"can.profile: {e}") from None
         try:
             dbcs = load_dbcs(_profile_dbcs(config, profile))
         except ConfigError as e:

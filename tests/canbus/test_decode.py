@@ -457,7 +457,8 @@ def test_bad_profile_keys_are_named(tmp_path: Path, body: str, match: str) -> No
 def test_unknown_shipped_profile_and_missing_profile_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no such shipped profile.*bms, foxbms"):
         load_decoder(CanConfig(profile="victron"))
-    with pytest.raises(ConfigError, match="cannot read"):
+    # The setting that led to the file is named, as for can.dbc (README, "Configuration").
+    with pytest.raises(ConfigError, match=r"^can\.profile: profile .*absent\.toml: cannot read"):
         load_decoder(CanConfig(profile=str(tmp_path / "absent.toml")))
 
 
