@@ -201,7 +201,10 @@ def read_ocv_table(path: Path) -> tuple[OcvTable, OcvTableFormat]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
-        raise ConfigError(f"soc.ocv_table: {path}: cannot read: {e.strerror}") from None
+        # A relative path resolves against the working directory (``/`` under systemd), not
+        # the config file's: say where it was looked for, as for can.dbc and can.profile.
+        where = "" if path.is_absolute() else f" ({path.resolve()})"
+        raise ConfigError(f"soc.ocv_table: {path}{where}: cannot read: {e.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"soc.ocv_table: {path}: not a text file") from None
     try:

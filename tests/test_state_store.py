@@ -154,9 +154,16 @@ def test_malformed_user_ocv_table_is_a_config_error_naming_file_and_row(tmp_path
     assert "soc.ocv_table" in msg
 
 
-def test_missing_user_ocv_table_is_a_config_error(tmp_path: Path) -> None:
+def test_missing_user_ocv_table_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         resolve_chemistry(PackConfig(), SocConfig(ocv_table=str(tmp_path / "missing.csv")))
+    # A relative path names where it was looked for (the working directory, not the config's).
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        resolve_chemistry(PackConfig(), SocConfig(ocv_table="cell.csv"))
+    assert f"soc.ocv_table: cell.csv ({tmp_path / 'cell.csv'}): cannot read" in str(info.value)
     binary = tmp_path / "bin.csv"
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ConfigError, match="not a text file"):
