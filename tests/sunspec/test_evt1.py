@@ -104,3 +104,20 @@ def test_docs_list_every_alarm_with_its_evt1_bits() -> None:
         assert f"{warning} ({EVT1_BITS[warning]})" in row, code
         assert f"{alarm} ({EVT1_BITS[alarm]})" in row, code
         assert ("yes" in row.split("|")[-2]) is (code in ProtectionConfig().latching), code
+
+
+def test_readme_lists_every_alarm_with_its_evt1_bits() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Alarms and their SunSpec Evt1 bits", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        line.split("|")[1].strip(" `"): line
+        for line in section.splitlines()
+        if line.startswith("| `")
+    }
+    for code in ALARMS:
+        assert code in rows, code
+        cols = rows[code].split("|")
+        warning, alarm = ALARM_EVT1[code]
+        assert f"({EVT1_BITS[warning]})" in cols[2], code
+        assert f"({EVT1_BITS[alarm]})" in cols[2], code
+        assert ("yes" in cols[-2]) is (code in ProtectionConfig().latching), code
