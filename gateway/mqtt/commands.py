@@ -181,7 +181,8 @@ def parse_command(
         # Not even decoded: with commands off, nothing a publisher sends costs more than this.
         return ParsedCommand(name, None, None, "unauthorised: commands are disabled")
     if len(payload) > MAX_PAYLOAD_BYTES:
-        return ParsedCommand(name, None, None, f"payload too long ({len(payload)} bytes)")
+        # Not its length: the dashboard stops reading a body at the bound, so it is not known.
+        return ParsedCommand(name, None, None, f"payload too long (over {MAX_PAYLOAD_BYTES} bytes)")
     if json_depth(payload, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         return ParsedCommand(
             name, None, None, f"malformed payload: nested deeper than {MAX_JSON_DEPTH} levels"

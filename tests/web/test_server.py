@@ -170,6 +170,8 @@ async def test_commands_with_the_token_follow_the_mqtt_rules() -> None:
             assert "charge_a" in (await r.json())["message"]
         async with http.post(url.format(base), data=b"{" + b" " * 5000, headers={}) as r:
             assert r.status == 400
+            # The bound, not a made-up length (the body is read only up to the bound).
+            assert (await r.json())["message"] == "rejected: payload too long (over 4096 bytes)"
         async with http.post(
             url.format(base), json={"charge_a": 5.0, "id": "a1", "token": TOKEN}
         ) as r:
