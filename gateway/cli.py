@@ -100,14 +100,19 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 def _sim_log(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.sim.log import write_sim_log
 
+    pack = settings.pack
+    # The settings' sensor count goes with the settings' cell count; with --cells the simulator
+    # keeps its own (one sensor per 4 cells).
+    sensors = pack.temp_sensors if args.cells is None else None
     return write_sim_log(
         args.out,
-        cells=args.cells,
+        cells=pack.cells if args.cells is None else args.cells,
         hours=args.hours,
         seed=args.seed,
-        chemistry=args.chemistry,
-        capacity_ah=args.capacity_ah,
+        chemistry=args.chemistry or pack.chemistry,
+        capacity_ah=pack.capacity_ah if args.capacity_ah is None else args.capacity_ah,
         rate=args.rate,
+        temp_sensors=sensors,
     )
 
 

@@ -169,13 +169,21 @@ def _add_sim_log(sub: _Commands) -> None:
         "sim-log",
         "write a candump -L log from the pack simulator",
         "Simulate a pack through a home-storage day, faster than real time, and write its CAN "
-        "frames (dbc/bms.dbc) as a candump -L log: input for replay and the benchmarks.",
+        "frames (dbc/bms.dbc) as a candump -L log: input for replay and the benchmarks. The "
+        "pack is the config's [pack] (cells, temperature sensors, chemistry, capacity) unless "
+        "an option below says otherwise.",
     )
-    sp.add_argument("--cells", type=int, default=16, help="series cells")
+    # The pack defaults to the settings' [pack] (of --config, else the built-in 16 LFP cells of
+    # 100 Ah with 4 sensors), so that ``replay --config`` with the same file reads the log back.
+    sp.add_argument("--cells", type=int, help="series cells (none: pack.cells)")
     sp.add_argument("--hours", type=float, default=1.0, help="simulated hours")
     sp.add_argument("--seed", type=int, default=1, help="random seed of the cell spread")
-    sp.add_argument("--chemistry", choices=("lfp", "nmc"), default="lfp", help="cell chemistry")
-    sp.add_argument("--capacity-ah", type=float, default=100.0, help="nominal cell capacity (Ah)")
+    sp.add_argument(
+        "--chemistry", choices=("lfp", "nmc"), help="cell chemistry (none: pack.chemistry)"
+    )
+    sp.add_argument(
+        "--capacity-ah", type=float, help="nominal cell capacity (Ah) (none: pack.capacity_ah)"
+    )
     sp.add_argument(
         "--rate", type=float, default=1.0, help="frame-rate factor (0.1 = ten times fewer frames)"
     )

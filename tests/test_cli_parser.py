@@ -40,14 +40,16 @@ def test_sim_log_needs_out_and_keeps_its_defaults() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["sim-log"])
     args = build_parser().parse_args(["sim-log", "--out", "x.log", "--chemistry", "nmc"])
+    # The pack (cells, capacity) comes from the settings' [pack] unless given here.
     assert (args.cells, args.hours, args.seed, args.capacity_ah, args.rate) == (
-        16,
+        None,
         1.0,
         1,
-        100.0,
+        None,
         1.0,
     )
     assert args.chemistry == "nmc"
+    assert build_parser().parse_args(["sim-log", "--out", "x.log"]).chemistry is None
 
 
 def test_demo_inverter_is_the_enum_and_other_values_are_refused() -> None:

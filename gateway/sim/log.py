@@ -119,15 +119,20 @@ def write_sim_log(
     chemistry: str,
     rate: float = 1.0,
     capacity_ah: float = 100.0,
+    temp_sensors: int | None = None,
 ) -> int:
     """The ``sim-log`` command: write the log and say what was written; returns exit status 0.
+
+    ``temp_sensors``: the pack's sensors (``None``: the simulator's one per 4 cells).
 
     Raises:
         ConfigError: a bad argument (cells, chemistry, hours, rate), named with its value.
         GatewayError: the log cannot be written.
     """
     try:
-        config = PackSimConfig(cells=cells, chemistry=chemistry, capacity_ah=capacity_ah)
+        config = PackSimConfig(
+            cells=cells, chemistry=chemistry, capacity_ah=capacity_ah, temp_sensors=temp_sensors
+        )
     except ValueError as e:
         raise ConfigError(str(e)) from None
     s = simulate_to_log(out, config=config, hours=hours, seed=seed, rate=rate)

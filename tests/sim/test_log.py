@@ -102,3 +102,22 @@ def test_cli_sim_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     missing_dir = tmp_path / "no" / "such" / "dir.log"
     assert main(["sim-log", "--cells", "8", "--hours", "0.002", "--out", str(missing_dir)]) == 1
     assert "cannot write log" in capsys.readouterr().err
+
+
+def test_cli_sim_log_simulates_the_configs_pack(tmp_path: Path) -> None:
+    # sim-log --config takes the pack from the config, so replay with the same config reads the
+    # log back as a complete, plausible data set (it used to simulate 16 LFP cells regardless).
+    import json
+
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[pack]\ncells = 4\ntemp_sensors = 2\nchemistry = "nmc"\n')
+    log_path, rec_path = tmp_path / "c4.log", tmp_path / "c4.jsonl"
+    assert main(["sim-log", "--config", str(cfg), "--hours", "0.005", "--out", str(log_path)]) == 0
+    assert main(["replay", str(log_path), "--config", str(cfg), "--out", str(rec_path)]) == 0
+    last = json.loads(rec_path.read_text().splitlines()[-1])
+    assert len(last["cells"]) == 4
+    assert len(last["temps_c"]) == 2
+    assert None not in last["temps_c"]
+    assert last["complete"] is True
+    assert last["faults"] == []
+    assert last["alarms"] == []
