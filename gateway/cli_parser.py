@@ -8,6 +8,7 @@ default not shown, is a stumble (tests/e2e/test_cli_stumbles.py).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,35 @@ _EPILOG = (
     "Every setting can also come from the environment: BMSGW_<SECTION>__<KEY> (it wins over "
     "the file). 'bms-gateway COMMAND --help' shows the options of each command."
 )
+
+
+def _number_type(
+    cast: type[float] | type[int], lo: float, hi: float, *, lo_open: bool = False
+) -> Any:
+    """An argparse ``type``: a finite number within ``lo..hi`` (``lo`` excluded if ``lo_open``).
+
+    A bad value is a usage error naming the option ("argument --hours: ..."), not a config
+    error blaming the settings file.
+    """
+
+    def parse(text: str) -> float | int:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+        low_ok = value > lo if lo_open else value >= lo
+        if not (low_ok and value <= hi):
+            if math.isinf(hi):
+                bound = f"above {lo:g}" if lo_open else f"at least {lo:g}"
+            else:
+                bound = f"above {lo:g} and at most {hi:g}" if lo_open else f"within {lo:g}..{hi:g}"
+            raise argparse.ArgumentTypeError(f"{text} must be {bound}")
+        return value
+
+    return parse
+
 
 # ``add_subparsers`` returns a private argparse type; this is what we call on it.
 _Commands = Any
@@ -149,7 +179,7 @@ def _add_replay(sub: _Commands) -> None:
     )
     rp.add_argument(
         "--after-end",
-        type=float,
+        type=_number_type(float, 0.0, 86_400.0),
         default=0.0,
         metavar="SECONDS",
         help="keep the clock running this long after the last frame, as if the bus fell silent",
@@ -175,14 +205,23 @@ def _add_sim_log(sub: _Commands) -> None:
     )
     # The pack defaults to the settings' [pack] (of --config, else the built-in 16 LFP cells of
     # 100 Ah with 4 sensors), so that ``replay --config`` with the same file reads the log back.
-    sp.add_argument("--cells", type=int, help="series cells (none: pack.cells)")
-    sp.add_argument("--hours", type=float, default=1.0, help="simulated hours")
+    sp.add_argument(
+        "--cells", type=_number_type(int, 1, 512), help="series cells (none: pack.cells)"
+    )
+    sp.add_argument(
+        "--hours",
+        type=_number_type(float, 0.0, math.inf, lo_open=True),
+        default=1.0,
+        help="simulated hours",
+    )
     sp.add_argument("--seed", type=int, default=1, help="random seed of the cell spread")
     sp.add_argument(
         "--chemistry", choices=("lfp", "nmc"), help="cell chemistry (none: pack.chemistry)"
     )
     sp.add_argument(
-        "--capacity-ah", type=float, help="nominal cell capacity (Ah) (none: pack.capacity_ah)"
+        "--capacity-ah",
+        type=_number_type(float, 0.0, 100_000.0, lo_open=True),
+        help="nominal cell capacity (Ah) (none: pack.capacity_ah)",
     )
     sp.add_argument(
         "--rate", type=float, default=1.0, help="frame-rate factor (0.1 = ten times fewer frames)"

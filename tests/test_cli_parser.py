@@ -86,12 +86,19 @@ def test_a_project_error_is_one_line_and_its_exit_status(
 ) -> None:
     for key in [k for k in os.environ if k.upper().startswith("BMSGW_")]:
         monkeypatch.delenv(key)
-    # replay's own argument check raises ConfigError after the settings loaded: named, exit 2.
+    # A ConfigError raised after the settings loaded (the profile the config names cannot be
+    # read): one line naming the settings file and the key, exit 2.
     log = tmp_path / "day.log"
-    log.write_text("")
-    assert cli.main(["replay", str(log), "--after-end", "-1"]) == cli.EXIT_CONFIG
+    log.write_text("(0.000000) can0 100#0000000000000000\n")
+    cfg = tmp_path / "site.toml"
+    absent = tmp_path / "absent.toml"
+    cfg.write_text(f'[can]\nprofile = "{absent}"\n')
+    assert cli.main(["replay", str(log), "--config", str(cfg)]) == cli.EXIT_CONFIG
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == "config error: defaults: --after-end (=-1.0) must be within 0..86400 s"
+    assert err[-1] == (
+        f"config error: {cfg}: can.profile: profile {absent}: cannot read: "
+        "No such file or directory"
+    )
 
 
 def test_every_update_action_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,3 +110,24 @@ def test_every_update_action_says_what_it_does(capsys: pytest.CaptureFixture[str
         head = text.split("options:", 1)[0]
         assert "[update] metadata_url" in head, action
         assert "exit status 3" in head, action
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["replay", "x.log", "--after-end", "-5"], "argument --after-end: -5 must be within"),
+        (["replay", "x.log", "--after-end", "nan"], "argument --after-end: nan is not a finite"),
+        (["sim-log", "--out", "y", "--hours", "0"], "argument --hours: 0 must be above 0"),
+        (["sim-log", "--out", "y", "--hours", "inf"], "argument --hours: inf is not a finite"),
+        (["sim-log", "--out", "y", "--cells", "0"], "argument --cells: 0 must be within 1..512"),
+        (["sim-log", "--out", "y", "--capacity-ah", "x"], "argument --capacity-ah: not a number"),
+    ],
+)
+def test_bad_option_values_are_usage_errors_naming_the_option(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Not "config error: site.toml: ...": the settings file is not what is wrong.
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(argv)
+    assert e.value.code == 2
+    assert said in capsys.readouterr().err

@@ -97,8 +97,10 @@ def test_cli_sim_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     out = tmp_path / "cli.log"
     assert main(["sim-log", "--cells", "8", "--hours", "0.002", "--out", str(out)]) == 0
     assert sum(1 for _ in can.LogReader(out)) > 0
-    assert main(["sim-log", "--cells", "600", "--hours", "0.002", "--out", str(out)]) == 2
-    assert "cells (=600) must be within 1..512" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a usage error naming the option
+        main(["sim-log", "--cells", "600", "--hours", "0.002", "--out", str(out)])
+    assert e.value.code == 2
+    assert "argument --cells: 600 must be within 1..512" in capsys.readouterr().err
     missing_dir = tmp_path / "no" / "such" / "dir.log"
     assert main(["sim-log", "--cells", "8", "--hours", "0.002", "--out", str(missing_dir)]) == 1
     assert "cannot write log" in capsys.readouterr().err
