@@ -246,7 +246,7 @@ def _add_demo(sub: _Commands) -> None:
     )
     dp.add_argument(
         "--duration",
-        type=float,
+        type=_number_type(float, 0.0, math.inf, lo_open=True),
         default=None,
         metavar="SECONDS",
         help="stop after this many wall seconds (none: run until Ctrl-C)",

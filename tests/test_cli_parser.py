@@ -121,6 +121,7 @@ def test_every_update_action_says_what_it_does(capsys: pytest.CaptureFixture[str
         (["sim-log", "--out", "y", "--hours", "inf"], "argument --hours: inf is not a finite"),
         (["sim-log", "--out", "y", "--cells", "0"], "argument --cells: 0 must be within 1..512"),
         (["sim-log", "--out", "y", "--capacity-ah", "x"], "argument --capacity-ah: not a number"),
+        (["demo", "--duration", "-1"], "argument --duration: -1 must be above 0"),
     ],
 )
 def test_bad_option_values_are_usage_errors_naming_the_option(
