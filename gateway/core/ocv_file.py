@@ -71,7 +71,7 @@ class OcvTableFormat:
         """One line for a person: columns, units and where each was read from, the range."""
         if self.header:
             head = (
-                f"header {','.join(self.header)!r}: SoC in column {self.soc_column + 1} "
+                f"header {self.delimiter.join(self.header)!r}: SoC in column {self.soc_column + 1} "
                 f"({self.header[self.soc_column]!r}), OCV in column {self.ocv_column + 1} "
                 f"({self.header[self.ocv_column]!r})"
             )

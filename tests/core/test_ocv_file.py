@@ -106,3 +106,9 @@ def test_user_table_units_and_header_are_detected(
     assert f"SoC as a {soc_unit} (from the {soc_from})" in said
     assert f"OCV in {v_unit} (from the {v_from})" in said
     assert "0..100 % -> 3.000..4.200 V" in said
+
+
+def test_the_header_is_said_back_as_written() -> None:
+    # A semicolon file's header is quoted with its semicolons, as the user will find it.
+    table, fmt = parse_ocv_table("Voltage [V];SoC [0-1]\n4,2;1\n3,6;0,5\n3,0;0\n", "user.csv")
+    assert fmt.describe(table).startswith("header 'Voltage [V];SoC [0-1]': SoC in column 2")
