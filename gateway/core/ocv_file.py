@@ -79,12 +79,18 @@ class OcvTableFormat:
             head = "no header: SoC in column 1, OCV in column 2"
         order = ", rows from full to empty (reversed)" if self.descending else ""
         delim = {",": "comma", ";": "semicolon", "\t": "tab"}[self.delimiter]
+        lo, hi = table.soc_pct[0], table.soc_pct[-1]
+        # OcvTable clamps at its ends: outside them a voltage cannot say more than the end SoC.
+        partial = (
+            " only (not 0..100 %: SoC from a voltage stays within it)"
+            if lo > 0.0 or hi < 100.0
+            else ""
+        )
         return (
             f"{head}; SoC as a {self.soc_unit.value} (from the {self.soc_unit_from.value}), "
             f"OCV in {self.voltage_unit.value} (from the {self.voltage_unit_from.value}); "
             f"{delim}-separated, {self.rows} rows{order}; "
-            f"{table.soc_pct[0]:g}..{table.soc_pct[-1]:g} % -> "
-            f"{table.ocv_v[0]:.3f}..{table.ocv_v[-1]:.3f} V"
+            f"{lo:g}..{hi:g} %{partial} -> {table.ocv_v[0]:.3f}..{table.ocv_v[-1]:.3f} V"
         )
 
 

@@ -112,3 +112,14 @@ def test_the_header_is_said_back_as_written() -> None:
     # A semicolon file's header is quoted with its semicolons, as the user will find it.
     table, fmt = parse_ocv_table("Voltage [V];SoC [0-1]\n4,2;1\n3,6;0,5\n3,0;0\n", "user.csv")
     assert fmt.describe(table).startswith("header 'Voltage [V];SoC [0-1]': SoC in column 2")
+
+
+def test_a_table_short_of_0_to_100_percent_says_so() -> None:
+    # The curve is clamped at its ends, so a table that stops at 50 % reads any higher voltage
+    # as 50 %: check-config says it rather than printing the range as if it were whole.
+    table, fmt = parse_ocv_table("soc_pct,ocv_v\n0,2.5\n10,3.2\n50,3.3\n", "half.csv")
+    assert table.soc(3.4) == 50.0
+    said = fmt.describe(table)
+    assert "0..50 % only (not 0..100 %: SoC from a voltage stays within it) -> 2.5" in said
+    full, fmt_full = parse_ocv_table("soc_pct,ocv_v\n0,2.5\n100,3.6\n", "full.csv")
+    assert "only" not in fmt_full.describe(full)
