@@ -163,6 +163,7 @@ class WebServer:
             "gateway_id": gid,
             "time": round(now, 3),
             "commands": self._token is not None,
+            "push_interval_s": self.config.push_interval_s,
             "v_window": list(self._v_window),
             "links": dict(obs.links),
             "alarm_history": self.alarms.items(),

@@ -4,8 +4,8 @@ A simulated pack on a virtual CAN bus feeds an in-process gateway that publishes
 mosquitto and serves the dashboard on loopback. Chromium loads the page; the test reads the DOM
 (the cell count, the four limits and their winners), compares the limits with what the gateway
 computed at the step the page shows and with what MQTT carried for the same steps, waits for a
-live update (within 2 s), and saves a screenshot as an artifact (``$ARTIFACTS_DIR`` or
-``build/artifacts/``).
+live update (within 2 s), checks the page says its values are old when no new step comes, and
+saves a screenshot as an artifact (``$ARTIFACTS_DIR`` or ``build/artifacts/``).
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ def _limits(out: ControlOutput) -> dict[str, tuple[float | None, str]]:
 _DOM = """JSON.stringify({
   seq: document.body.dataset.seq,
   updated: document.body.dataset.updated,
+  live: document.body.dataset.live,
+  stale_note: document.getElementById('stale-note').hidden ? null
+    : document.getElementById('stale-note').textContent,
   cells: document.querySelectorAll('#cells .cell').length,
   limits: Object.fromEntries(['ccl', 'dcl', 'cvl', 'dvl'].map(n => [n, [
     document.getElementById(n + '-value').dataset.value,
@@ -183,6 +186,26 @@ async def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> No
             while (await _dom(browser))["seq"] == seq0:
                 assert time.monotonic() - t0 < 2.0, "no live update within 2 s"
                 await asyncio.sleep(0.05)
+
+            assert (await _dom(browser))["live"] == "true"
+
+            # No new step (a stalled control loop): the page says its values are old within
+            # 3 s (3 push intervals, at least 3 s), and is live again once steps resume.
+            web = gw.web
+            assert web is not None
+            frozen = gw.observed()
+            web._observe = lambda: frozen
+            async with asyncio.timeout(8.0):
+                while (dom := await _dom(browser))["live"] != "false":  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+            assert dom["stale_note"] is not None
+            assert "no new step" in dom["stale_note"]
+            assert dom["seq"] == str(frozen.out.seq if frozen.out else "")
+            web._observe = gw.observed
+            async with asyncio.timeout(5.0):
+                while (dom := await _dom(browser))["live"] != "true":  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+            assert dom["stale_note"] is None
 
             # Cell health: the empty state, then a row per cell once a report arrives.
             assert dom["health_empty"] is True

@@ -7,6 +7,11 @@ const clamp01 = (x) => Math.max(0, Math.min(1, x));
 let history = null;
 let lastSnap = null;
 let healthShown; // the `time` of the health report on the page (undefined: none rendered yet)
+let lastUpdate = 0; // Date.now() when the last snapshot arrived (0: none yet)
+let pushIntervalMs = 1000;
+// The server pushes only new steps: no push for this long means the gateway stopped stepping
+// (or the feed stalled), and the page must not look live.
+const staleAfterMs = () => Math.max(3000, 3 * pushIntervalMs);
 
 function setText(id, text) {
   const el = $(id);
@@ -266,7 +271,19 @@ function render(s) {
   $("commands-section").hidden = !s.commands;
   // The test reads these: which step the page shows and when it arrived.
   document.body.dataset.seq = s.seq === null ? "" : String(s.seq);
-  document.body.dataset.updated = String(Date.now());
+  lastUpdate = Date.now();
+  if (s.push_interval_s) pushIntervalMs = 1000 * s.push_interval_s;
+  document.body.dataset.updated = String(lastUpdate);
+  checkLive();
+}
+
+function checkLive() {
+  const age = lastUpdate ? Date.now() - lastUpdate : null;
+  const live = document.body.dataset.connected === "true" && age !== null && age <= staleAfterMs();
+  document.body.dataset.live = String(live);
+  const note = $("stale-note");
+  note.hidden = live || age === null;
+  if (!note.hidden) setText("stale-note", `no new step for ${Math.round(age / 1000)} s: values are old`);
 }
 
 async function command(name, body) {
@@ -286,6 +303,7 @@ function connect() {
   ws.onmessage = (ev) => render(JSON.parse(ev.data));
   ws.onclose = () => {
     document.body.dataset.connected = "false";
+    checkLive();
     setTimeout(connect, 2000);
   };
 }
@@ -295,5 +313,6 @@ window.addEventListener("DOMContentLoaded", () => {
   $("cmd-cap").onclick = () => command("current_cap", { charge_a: num("cap-charge"), discharge_a: num("cap-discharge") });
   $("cmd-reset").onclick = () => command("reset_alarms", {});
   window.addEventListener("resize", renderPlots);
+  setInterval(checkLive, 500);
   connect();
 });
