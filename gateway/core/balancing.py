@@ -304,7 +304,7 @@ class BalancingPlanner:
         state = "+".join(sorted(states))
         allowed = cfg.passive_states if mode is BalancingMode.PASSIVE else cfg.active_states
         if not states.intersection(allowed):
-            return f"{mode.value} not allowed while {state}"
+            return f"{mode.value} not allowed while {state} (balancing.{mode.value}_states)"
         if soc is not None and len(soc.cells) == self.pack.cells:
             imbalance = soc_imbalance(cfg, mode, soc.cells)
             if imbalance.drift is not None:

@@ -97,9 +97,9 @@ def test_states_passive_at_rest_or_top_and_voltage_fallback_near_the_top() -> No
     planner = BalancingPlanner(BalancingConfig(start_pct=1.0), PACK4)
     soc = soc_report([60.0, 50.0, 50.0, 50.0], CAPS)
     plan = planner.step(snapshot(REST_V, (25.0, 25.0), -30.0), soc, 0.0)
-    assert plan.idle_reason == "passive not allowed while discharge"
+    assert plan.idle_reason == "passive not allowed while discharge (balancing.passive_states)"
     plan = planner.step(snapshot(REST_V, (25.0, 25.0), 30.0), soc, 1.0)
-    assert plan.idle_reason == "passive not allowed while charge"
+    assert plan.idle_reason == "passive not allowed while charge (balancing.passive_states)"
     top = (3.45, 3.38, 3.40, 3.38)
     assert planner.step(snapshot(top, (25.0, 25.0), 30.0), soc, 2.0).bleed[0]
     # No SoC estimate: voltages only near the top; the flat middle says nothing.
