@@ -269,10 +269,10 @@ def _add_demo(sub: _Commands) -> None:
     )
 
 
-_UPDATE_NOTE = (
+_UPDATE_NOTE = " A refusal is one line 'update refused: ...' and exit status 3 (docs/UPDATES.md)."
+_REPO_NOTE = (
     " Needs [update] metadata_url and targets_url in the config (and the trusted root.json,"
-    " [update] root); a refusal is one line 'update refused: ...' and exit status 3"
-    " (docs/UPDATES.md)."
+    " [update] root)."
 )
 
 
@@ -295,11 +295,13 @@ def _add_update(sub: _Commands) -> None:
         parser_class=_Parser,
     )
 
-    def action(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+    def action(
+        name: str, help_text: str, description: str, *, repo: bool = True
+    ) -> argparse.ArgumentParser:
         parser = usub.add_parser(
             name,
             help=help_text,
-            description=description + _UPDATE_NOTE,
+            description=description + (_REPO_NOTE if repo else "") + _UPDATE_NOTE,
             formatter_class=_Formatter,
         )
         return _with_config(parser)
@@ -314,7 +316,9 @@ def _add_update(sub: _Commands) -> None:
         "status",
         "installed versions, last results, health",
         "Print as JSON what is installed per kind (current, last-good, previous), the last "
-        "result of each kind and the daemon's latest health record. Contacts no repository.",
+        "result of each kind and the daemon's latest health record. Contacts no repository: "
+        "works without [update] metadata_url.",
+        repo=False,
     )
     ap = action(
         "apply",
@@ -334,6 +338,8 @@ def _add_update(sub: _Commands) -> None:
         "back to the version before",
         "Switch the config or the gateway back to the version before the current one (else "
         "the last good one), restart and watch its health. BMS firmware is not rolled back: "
-        "apply the older signed version with --version and --force.",
+        "apply the older signed version with --version and --force. Uses only the versions "
+        "kept in [update] state_dir: works without [update] metadata_url.",
+        repo=False,
     )
     rb.add_argument("--kind", choices=kinds, default="config", help="what to roll back")

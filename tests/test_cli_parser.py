@@ -107,8 +107,10 @@ def test_every_update_action_says_what_it_does(capsys: pytest.CaptureFixture[str
             build_parser().parse_args(["update", action, "--help"])
         text = capsys.readouterr().out
         # A description between the usage and the options, naming what the action needs.
-        head = text.split("options:", 1)[0]
+        head = " ".join(text.split("options:", 1)[0].split())
         assert "[update] metadata_url" in head, action
+        needs_repo = action in ("check", "apply")
+        assert ("works without [update] metadata_url" not in head) == needs_repo, action
         assert "exit status 3" in head, action
 
 

@@ -69,8 +69,6 @@ class UpdateManager:
     ) -> None:
         self.settings = settings
         self.cfg = settings.update
-        if not self.cfg.enabled:
-            raise UpdateError("updates are not configured: set [update] metadata_url")
         self.state_dir = Path(self.cfg.state_dir)
         self.config_path = config_path
         self.restart = restart or systemd_restart(self.cfg.restart_command)
@@ -86,7 +84,14 @@ class UpdateManager:
     # --- shared -------------------------------------------------------------------------------
 
     def client(self) -> TufClient:
-        """The TUF client, refreshed once per manager."""
+        """The TUF client, refreshed once per manager.
+
+        Raises:
+            UpdateError: updates are not configured (no ``[update] metadata_url``). What needs
+                only the local state (``status``, ``rollback``) works without it.
+        """
+        if not self.cfg.enabled:
+            raise UpdateError("updates are not configured: set [update] metadata_url")
         if self._client is None:
             c = TufClient(
                 Path(self.cfg.root),
