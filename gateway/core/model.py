@@ -130,6 +130,10 @@ class PackSnapshot:
     frames: int = 0  # frames decoded so far (for reports)
     errors: int = 0  # frames dropped so far
     faults: tuple[MeasurementFault, ...] = ()  # implausible readings in force
+    # The highest cell and sensor numbers (from 1) seen beyond the configured counts within their
+    # timeouts (0: none): the BMS has more cells or sensors than ``[pack]`` says.
+    extra_cell_number: int = 0
+    extra_sensor_number: int = 0
 
     @property
     def cell_count(self) -> int:

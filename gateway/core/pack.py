@@ -162,6 +162,9 @@ class PackState:
         self.applied = 0
         self.dropped = 0
         self.implausible = 0  # implausible readings seen (counted, like dropped frames)
+        # Readings beyond the configured counts: the highest index seen and when (-1: none).
+        self._extra_cell = (-1, _NEVER)
+        self._extra_sensor = (-1, _NEVER)
 
     def _judge(self, reading: Reading, lo: float, hi: float) -> tuple[float | None, float | None]:
         """``(value, bad)``: the value when valid and plausible; the implausible value else."""
@@ -179,6 +182,7 @@ class PackState:
         if role is Role.CELL_VOLTAGE:
             if not 0 <= i < len(self._cell_v):
                 self.dropped += 1
+                self._extra_cell = _beyond(self._extra_cell, i, len(self._cell_v), reading.t_s)
                 return False
             v = reading.value
             if reading.valid and self._cell_lo <= v <= self._cell_hi:  # the hot path
@@ -195,6 +199,7 @@ class PackState:
         elif role is Role.CELL_TEMPERATURE:
             if not 0 <= i < len(self._temp):
                 self.dropped += 1
+                self._extra_sensor = _beyond(self._extra_sensor, i, len(self._temp), reading.t_s)
                 return False
             value, bad = self._judge(reading, self._temp_lo, self._temp_hi)
             self._n_bad += (bad is not None) - (self._temp_bad[i] is not None)
@@ -302,7 +307,23 @@ class PackState:
             frames=frames,
             errors=errors,
             faults=tuple(faults),
+            extra_cell_number=_extra_number(self._extra_cell, now_s, to.cell_voltage_s),
+            extra_sensor_number=_extra_number(self._extra_sensor, now_s, to.temperature_s),
         )
+
+
+def _beyond(seen: tuple[int, float], i: int, n: int, t_s: float) -> tuple[int, float]:
+    """The highest index beyond the ``n`` configured and its time, with reading ``i`` at ``t_s``
+    (a negative index is a numbering fault, not a bigger pack)."""
+    if i < n:
+        return seen
+    return (max(i, seen[0]) if t_s >= seen[1] else i, t_s)
+
+
+def _extra_number(seen: tuple[int, float], now_s: float, timeout_s: float) -> int:
+    """The highest extra index, as a number from 1, while seen within ``timeout_s``; else 0."""
+    i, t = seen
+    return i + 1 if i >= 0 and 0.0 <= now_s - t <= timeout_s else 0
 
 
 def _fault(

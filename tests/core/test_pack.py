@@ -151,3 +151,22 @@ def test_sensor_roles_pick_the_cell_sensors() -> None:
 def test_bad_pack_settings_are_named(kw: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         PackConfig(**kw)
+
+
+def test_cells_and_sensors_beyond_the_configured_pack_are_reported_while_they_come() -> None:
+    p = _pack(cells=4, sensors=2)
+    _fill(p, 100.0)
+    assert (p.snapshot(100.0).extra_cell_number, p.snapshot(100.0).extra_sensor_number) == (0, 0)
+    for i in range(16):  # the BMS has 16 cells and 3 sensors
+        p.apply(Reading(Role.CELL_VOLTAGE, i, 3.3, 101.0))
+    p.apply(Reading(Role.CELL_TEMPERATURE, 2, 25.0, 101.0))
+    s = p.snapshot(102.0)
+    assert (s.extra_cell_number, s.extra_sensor_number) == (16, 3)
+    assert s.cell_count == 4  # the configured cells are still the pack's
+    # Gone once none has come for a timeout (cells 5 s, sensors 10 s here).
+    assert p.snapshot(106.5).extra_cell_number == 0
+    assert p.snapshot(106.5).extra_sensor_number == 3
+    assert p.snapshot(111.5).extra_sensor_number == 0
+    # A negative index is a numbering fault, not a bigger pack: dropped, not reported.
+    p.apply(Reading(Role.CELL_VOLTAGE, -1, 3.3, 112.0))
+    assert p.snapshot(112.0).extra_cell_number == 0

@@ -160,6 +160,18 @@ def test_configuration_fault_on_pack_voltage_mismatch() -> None:
     assert p2.step(snapshot(OK_V, (25.0,)), None, 0.0).has("configuration", Severity.ALARM)
 
 
+def test_configuration_fault_names_the_setting_when_the_bms_sends_more_cells() -> None:
+    p = Protection(ProtectionConfig(debounce_count=1, debounce_s=0), PACK4)
+    state = PackState(PACK4)
+    feed(state, 0.0, OK_V, (25.0, 25.0), 0.0)
+    assert not p.step(state.snapshot(0.0), None, 0.0).has("configuration")
+    feed(state, 1.0, (*OK_V, 3.3, 3.3), (25.0, 25.0), 0.0)  # a sixth cell: 6 cells, not 4
+    report = p.step(state.snapshot(1.0), None, 1.0)
+    assert report.has("configuration", Severity.ALARM)
+    messages = [a.message for a in report.active if a.code == "configuration"]
+    assert any("cell 6 (pack.cells = 4)" in m for m in messages), messages
+
+
 def test_inverter_disobedience_warning_then_latched_alarm() -> None:
     cfg = ProtectionConfig(disobedience_warning_s=10.0, disobedience_alarm_s=30.0)
     p = Protection(cfg, PACK4)

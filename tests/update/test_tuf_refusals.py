@@ -134,7 +134,7 @@ def test_status_and_refusals_without_configuration(
     assert main(["update", "check", "--config", str(plain)]) == 3
     assert "updates are not configured" in capsys.readouterr().err
     # What needs only the local state still answers (updates turned off by hand, say).
-    local = f"[update]\nstate_dir = \"{tmp_path / 'plain-state'}\"\n"
+    local = f'[update]\nstate_dir = "{tmp_path / "plain-state"}"\n'
     plain.write_text("[pack]\ncells = 8\n" + local)
     assert main(["update", "status", "--config", str(plain)]) == 0
     assert '"config"' in capsys.readouterr().out

@@ -268,10 +268,20 @@ class Protection:
         self._run("communication_loss", now_s, (lost, not lost), (lost, not lost), message)
 
     def _check_configuration(self, snapshot: PackSnapshot, now_s: float) -> None:
-        """``configuration``: cell or sensor count differ from the pack, or the pack voltage
-        differs from the sum of the cells."""
+        """``configuration``: the BMS sends cells beyond the configured count, the counts differ
+        from the pack, or the pack voltage differs from the sum of the cells."""
         th = self.thresholds
         pack = self.pack
+        if snapshot.extra_cell_number:
+            # More cells than configured: the pack voltage, the cell sum and every limit derived
+            # from the cell count are wrong. (Extra temperature sensors are not: a site may
+            # monitor some of the BMS's sensors only; they are counted as dropped readings.)
+            message = (
+                f"the BMS sends cell {snapshot.extra_cell_number} (pack.cells = {pack.cells}):"
+                " the pack has more cells than configured"
+            )
+            self._run("configuration", now_s, (True, False), (True, False), message)
+            return
         if snapshot.cell_count != pack.cells or len(snapshot.cell_temp_c) != pack.temp_sensors:
             message = (
                 f"data has {snapshot.cell_count} cells and {len(snapshot.cell_temp_c)} sensors,"
