@@ -196,7 +196,11 @@ class SocEstimator:
 
         Returns ``None`` until every cell has had one valid voltage (its SoC starts from the
         OCV); afterwards a report every step. Missing, non-finite or stale values are skipped and
-        make the uncertainty grow; a gap in time is counted as unknown current.
+        make the uncertainty grow; a gap in time is counted as unknown current. Each cell voltage
+        is weighed once, with the pack current reading nearest to it in time (receive times from
+        the snapshot's ages; a voltage that came before the current of its moment waits for it,
+        ``_paired_current``), and the averages over samples advance by the time between them,
+        however often ``step`` is called.
 
         Args:
             snapshot: the pack as of ``now_s``.
