@@ -356,8 +356,21 @@ signal = "PackVoltage"
 """
 
 
-def run_can(s: SetSpec, truth: base.Truth, q_cfg: float, work: Path, seed: int = 7) -> Score:
-    """Encode the day in the third-party DBC, replay it with ``bms-gateway replay``, score it."""
+def run_can(
+    s: SetSpec,
+    truth: base.Truth,
+    q_cfg: float,
+    work: Path,
+    seed: int = 7,
+    *,
+    phase_s: float = 0.0,
+    pack_delay_s: float = 0.001,
+) -> Score:
+    """Encode the day in the third-party DBC, replay it with ``bms-gateway replay``, score it.
+
+    Each second of the day is one cell frame, sent ``phase_s`` after the whole second, and one
+    pack frame ``pack_delay_s`` after it (negative: before it), both of the same sample.
+    """
     import cantools
 
     work.mkdir(parents=True, exist_ok=True)
@@ -379,13 +392,17 @@ def run_can(s: SetSpec, truth: base.Truth, q_cfg: float, work: Path, seed: int =
     with log.open("w") as f:
         for k, t in enumerate(truth.t_s):
             v, i, tc = measure(truth, rng, k)
-            ts = t_base + t
+            ts = t_base + t + phase_s
             cell = cell_msg.encode(
                 {"CellId": 1, "CellVoltage": round(v * 1000.0), "CellTemp": round(tc)}
             )
             pack = pack_msg.encode({"PackCurrent": -i, "PackVoltage": v})
-            f.write(f"({ts:.6f}) can0 400#{cell.hex().upper()}\n")
-            f.write(f"({ts + 0.001:.6f}) can0 401#{pack.hex().upper()}\n")
+            frames = [
+                (ts, f"400#{cell.hex().upper()}"),
+                (ts + pack_delay_s, f"401#{pack.hex().upper()}"),
+            ]
+            for tf, text in sorted(frames):
+                f.write(f"({tf:.6f}) can0 {text}\n")
     out = work / "replay.jsonl"
     subprocess.run(
         [

@@ -57,6 +57,7 @@ _REF_TEMP_C = 25.0
 _NO_ESTIMATE = CellEstimate(_NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN)
 _DEFAULT_TIMEOUTS = TimeoutsConfig()
 _tuning = tuning_of  # the settings in the per-cell functions' units (tests use this name)
+_I_HISTORY = 256  # pack current readings kept for pairing with the cell voltages
 
 
 def pack_soc_pct(soc_min_pct: float, soc_max_pct: float) -> float:
@@ -140,6 +141,10 @@ class SocEstimator:
         self._cycles0 = 0.0  # cycles restored from a previous run
         self._last_now_s: float | None = None
         self._last_i: float | None = None  # the pack current at the last step, if known then
+        # The pack current's recent readings (receive time, value), oldest first: a cell voltage
+        # is weighed with the reading nearest to it in time (``_paired_current``).
+        self._i_ts: list[float] = []
+        self._i_vs: list[float] = []
         self._rest_since_s: float | None = None
         self._rest_epoch = 0  # counts rests begun
         self._report: SocReport | None = None
@@ -191,7 +196,11 @@ class SocEstimator:
 
         Returns ``None`` until every cell has had one valid voltage (its SoC starts from the
         OCV); afterwards a report every step. Missing, non-finite or stale values are skipped and
-        make the uncertainty grow; a gap in time is counted as unknown current.
+        make the uncertainty grow; a gap in time is counted as unknown current. Each cell voltage
+        is weighed once, with the pack current reading nearest to it in time (receive times from
+        the snapshot's ages; a voltage that came before the current of its moment waits for it,
+        ``_paired_current``), and the averages over samples advance by the time between them,
+        however often ``step`` is called.
 
         Args:
             snapshot: the pack as of ``now_s``.
@@ -297,8 +306,10 @@ class SocEstimator:
         stale_s = self._voltage_age_s
         cur = step.current_a
         i_known = step.current_known
-        isfinite = math.isfinite
         neg_inf = -math.inf
+        i_ts = self._i_ts
+        t_i = i_ts[-1] if i_ts else neg_inf
+        isfinite = math.isfinite
         cells = self.cells
         for k in range(lo, hi):
             cell = cells[k]
@@ -309,27 +320,77 @@ class SocEstimator:
                 age = ages[k]
                 rx_t = t_snap - (age if age is not None else 0.0)
                 fresh = rx_t > cell.last_v_t and (age is None or age <= stale_s)
-            cur_k = cur + extra[k] if extra is not None else cur + 0.0
+            own_k = extra[k] if extra is not None else 0.0
             j = of[k]
-            if not cell.initialised:
-                if fresh and v is not None:
-                    i_k = cur_k if i_known else 0.0
-                    init_from_voltage(
-                        cell, chem, tune, v, i_k, sensor_t[j], i_known, self._q_nom_ah
-                    )
-                    cell.last_v_t = rx_t
-                    cell.last_v = v
-                    cell.last_v_i = cur_k if i_known else _NAN
-                continue
             r_scale = sensor_r[j]
-            predict(cell, inputs, tune, x_count[k - lo] if x_count is not None else 0.0, r_scale)
+            was_init = cell.initialised
+            if was_init:
+                predict(
+                    cell, inputs, tune, x_count[k - lo] if x_count is not None else 0.0, r_scale
+                )
+            if cell.wait_t != neg_inf:
+                self._take_waiting(cell, inputs, t_snap, i_known, own_k, sensor_t[j], r_scale)
             if fresh and v is not None:
-                if i_known:
-                    self._weigh_voltage(cell, inputs, v, cur_k, sensor_t[j], r_scale)
                 cell.last_v_t = rx_t
-                cell.last_v = v
-                cell.last_v_i = cur_k if i_known else _NAN
-            tidy(cell)
+                i_v: float | None = cur
+                if i_known and rx_t != t_i:
+                    # Not the latest current's moment: the reading nearest the voltage's, or
+                    # wait for the next one (None) when that is due and nearer.
+                    i_v = self._paired_current(rx_t, t_snap)
+                if i_v is None:
+                    cell.wait_v = v
+                    cell.wait_t = rx_t
+                else:
+                    self._take(cell, inputs, v, i_v + own_k, own_k, i_known, sensor_t[j], r_scale)
+            if was_init:
+                tidy(cell)
+
+    def _take(
+        self,
+        cell: CellState,
+        inputs: StepInputs,
+        v: float,
+        cur_k: float,
+        own_k: float,
+        i_known: bool,
+        temp_c: float,
+        r_scale: float,
+    ) -> None:
+        """Take the voltage ``v`` of ``cell`` with the current of its moment ``cur_k`` (A, the
+        cell's: the pack's plus ``own_k``, its own balancing current): start the cell from it,
+        or weigh it when the current is known."""
+        if not cell.initialised:
+            i_k = cur_k if i_known else 0.0
+            init_from_voltage(
+                cell, self.chemistry, self._tune, v, i_k, temp_c, i_known, self._q_nom_ah
+            )
+        elif i_known:
+            self._weigh_voltage(cell, inputs, v, cur_k, own_k, temp_c, r_scale)
+        cell.last_v = v
+        cell.last_v_i = cur_k if i_known else _NAN
+        cell.since_v_s = 0.0
+
+    def _take_waiting(
+        self,
+        cell: CellState,
+        inputs: StepInputs,
+        now_s: float,
+        i_known: bool,
+        own_k: float,
+        temp_c: float,
+        r_scale: float,
+    ) -> None:
+        """Take the voltage ``cell`` holds for the current of its moment once that has come (or
+        is late); drop it when it got too old or the current is no longer known."""
+        t_w = cell.wait_t
+        if not i_known or now_s - t_w > self._voltage_age_s:
+            cell.wait_t = -math.inf
+            return
+        i_v = self._paired_current(t_w, now_s)
+        if i_v is None:
+            return
+        cell.wait_t = -math.inf
+        self._take(cell, inputs, cell.wait_v, i_v + own_k, own_k, True, temp_c, r_scale)
 
     def _weigh_voltage(
         self,
@@ -337,14 +398,30 @@ class SocEstimator:
         inputs: StepInputs,
         v: float,
         cur_k: float,
+        own_k: float,
         temp_c: float,
         r_scale: float,
     ) -> None:
-        """Learn from and correct ``cell`` with a fresh voltage ``v`` at a known current."""
+        """Learn from and correct ``cell`` with a fresh voltage ``v`` at a known current.
+
+        ``cur_k``: the cell's current at the voltage's moment (the pack current paired with it
+        plus ``own_k``, the cell's own balancing current).
+        """
         chem = self.chemistry
         tune = self._tune
+        dt_v = cell.since_v_s
         learn_resistance(
-            cell, chem, tune, inputs, v, cur_k, temp_c, r_scale, self._r0_nom, self._r1_nom
+            cell,
+            chem,
+            tune,
+            inputs,
+            v,
+            cur_k,
+            temp_c,
+            r_scale,
+            self._r0_nom,
+            self._r1_nom,
+            sample_dt_s=dt_v,
         )
         rest_id = inputs.rest_id
         if rest_id >= 0 and cell.rest_used != rest_id:
@@ -358,7 +435,18 @@ class SocEstimator:
             if steep and var <= tune.confident_var:
                 anchor(cell, tune, inputs, cell.soc_pct, cell.p00)
         else:
-            correct(cell, chem, tune, inputs, v, cur_k, temp_c, r_scale)
+            correct(
+                cell,
+                chem,
+                tune,
+                inputs,
+                v,
+                cur_k,
+                temp_c,
+                r_scale,
+                sample_dt_s=dt_v,
+                own_current_a=own_k,
+            )
         cur = inputs.current_a
         cfg = self.config
         if v >= chem.max_v - cfg.full_voltage_margin_v and cur > 0.0:
@@ -370,6 +458,44 @@ class SocEstimator:
         elif cur < 0.0:
             cell.full_latched = False
 
+    def _keep_current(self, t_s: float, i_a: float, now_s: float) -> None:
+        """Keep the pack current reading ``i_a`` received at ``t_s`` (once per reading), and
+        those of the last cell-voltage age limit (at most ``_I_HISTORY`` readings)."""
+        ts, vs = self._i_ts, self._i_vs
+        if ts and t_s <= ts[-1]:
+            return  # seen (or out of order: the latest reading stays the latest)
+        ts.append(t_s)
+        vs.append(i_a)
+        horizon = now_s - self._voltage_age_s - 1.0
+        if len(ts) > _I_HISTORY or ts[0] < horizon:
+            j = max(len(ts) - _I_HISTORY, bisect.bisect_left(ts, horizon))
+            j = min(j, len(ts) - 1)
+            del ts[:j]
+            del vs[:j]
+
+    def _paired_current(self, rx_t: float, now_s: float) -> float | None:
+        """The pack current to weigh a voltage received at ``rx_t`` with: the reading nearest
+        to it in time, or ``None`` (wait) while a newer reading is due and would be nearer.
+
+        A voltage and the current it was measured with may arrive in either order, in
+        different frames, some time apart; the latest current at the step that first sees the
+        voltage can be the previous sample's (a second off, at a 1 Hz BMS: across a load step
+        that is the whole IR drop of the step, taken as a SoC error). A voltage newer than the
+        latest current by more than half the current's interval (its last two readings) waits
+        for the next reading until that is 50 % late, then takes the latest.
+        """
+        ts, vs = self._i_ts, self._i_vs
+        t_last = ts[-1]
+        if rx_t >= t_last:
+            d = t_last - ts[-2] if len(ts) > 1 else 0.0
+            if 2.0 * (rx_t - t_last) > d and now_s - t_last < 1.5 * d:
+                return None
+            return vs[-1]
+        j = bisect.bisect_left(ts, rx_t)
+        if j == 0:
+            return vs[0]
+        return vs[j] if ts[j] - rx_t <= rx_t - ts[j - 1] else vs[j - 1]
+
     def _step_inputs(self, snapshot: PackSnapshot, now_s: float) -> StepInputs:
         """What this step means for every cell: time, current, charge, rest (pack state moves)."""
         cfg = self.config
@@ -380,6 +506,8 @@ class SocEstimator:
         i_age = snapshot.current_age_s
         i_known = _finite(i_a) and (i_age is None or i_age <= self._current_age_s)
         cur = float(i_a) if i_known and i_a is not None else 0.0
+        if i_known:
+            self._keep_current(now_s - (i_age if i_age is not None else 0.0), cur, now_s)
         # Time covered by the current sample; the rest of dt is a gap with unknown current. A
         # current known at both ends of the step is held across it (up to current_hold_s): a
         # step longer than the current's age limit is then not a gap (treating it as one would

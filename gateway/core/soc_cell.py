@@ -101,8 +101,12 @@ class CellState:
     # row by row) and the RC branch's filtered current (its regressor, A).
     rls_p: list[float] = field(default_factory=lambda: [0.0] * 6)
     rls_offset_v: float = 0.0
-    rls_w_a: float = 0.0
+    rls_w_a: float = 0.0  # advanced by predict every step (as v1 is), read by learn_resistance
     rls_samples: int = 0
+    # Time since this cell's last voltage sample was taken (s; advanced by predict, reset when a
+    # voltage is weighed): what the per-sample averages (innovations, identification memory,
+    # the start window) weigh a sample by, whatever the step rate.
+    since_v_s: float = 0.0
     # Innovation statistics (exponentially weighted): mean square innovation under load (V^2,
     # the adaptive measurement noise) and the mean normalised innovation while charging and
     # while discharging (the consistency test).
@@ -118,6 +122,10 @@ class CellState:
     last_v_t: float = -math.inf
     last_v: float = _NAN
     last_v_i: float = _NAN
+    # A voltage taken from the snapshot that waits for the current reading of its moment (it
+    # came first, and that reading is due: ``SocEstimator._paired_current``): value, time.
+    wait_v: float = _NAN
+    wait_t: float = -math.inf
     # Capacity anchors: SoC, counted Ah at that moment, and that SoC's variance.
     anchor_soc: float = _NAN
     anchor_ah: float = _NAN
@@ -287,6 +295,7 @@ def init_from_voltage(
     r1 = cell.r1_ohm_25c
     cell.p11 = (r1 * max(abs(cur_a), 0.05 * q_nom_ah)) ** 2
     cell.w2_a = 0.0
+    cell.since_v_s = 0.0
     cell.restart_count(cell.p00)
 
 
@@ -325,6 +334,8 @@ def predict(
     w2 = cell.w2_a * a2 + (1.0 - a2) * cur_k
     r1 = cell.r1_ohm_25c * r_scale
     v1 = cell.v1_v * a + r1 * (1.0 - a) * cur_k
+    # The RC branch's current (the identification's regressor), advanced every step like v1.
+    w1 = cell.rls_w_a * a + (1.0 - a) * cur_k
     rc0 = cell.rc
     sc0 = cell.sc
     si0 = cell.si
@@ -360,11 +371,14 @@ def predict(
         rc += sd * sd
         crand += sd * sd
         v1 *= a_gap
+        w1 *= a_gap
         w2 *= math.exp(-gap_dt / cell.tau2_s)
         p01 *= a_gap
         p11 = p11 * a_gap * a_gap + (r1 * tune.gap_current_c * q_nom) ** 2 * (1.0 - a_gap * a_gap)
     cell.v1_v = v1
+    cell.rls_w_a = w1
     cell.w2_a = w2
+    cell.since_v_s += dt
     cell.rc = rc
     cell.sc = sc
     cell.sg = sg

@@ -34,6 +34,9 @@ def correct(
     cur_k: float,
     temp_c: float,
     r_scale: float,
+    *,
+    sample_dt_s: float | None = None,
+    own_current_a: float = 0.0,
 ) -> bool:
     """Correct ``cell`` with a voltage outside a rest recalibration; return whether it was used.
 
@@ -62,11 +65,18 @@ def correct(
 
     Within ``START_WINDOW_S`` of a start from voltage, the voltage refines that start instead
     (``_refine_start``).
+
+    ``sample_dt_s``: the time since the cell's previous voltage sample (``None``: the step's
+    ``dt_s``, a voltage every step). The averages over time (the innovations, the start window)
+    advance by it, so a voltage weighs the same however often the estimator is stepped between
+    samples. ``own_current_a``: the part of ``cur_k`` that is the cell's own (balancing), not
+    the pack's.
     """
+    dt = step.dt_s if sample_dt_s is None else sample_dt_s
     if cell.start_left_s > 0.0:
-        cell.start_left_s = max(0.0, cell.start_left_s - step.dt_s)
+        cell.start_left_s = max(0.0, cell.start_left_s - dt)
         # Samples alike the start's: a small pack current and no balancing current of its own.
-        if abs(cur_k) <= START_MAX_C * step.q_nom_ah and cur_k == step.current_a:
+        if abs(cur_k) <= START_MAX_C * step.q_nom_ah and own_current_a == 0.0:
             _refine_start(cell, chem, v, cur_k, temp_c, r_scale)
             return True
     r0 = cell.r0_ohm_25c * r_scale
@@ -110,7 +120,7 @@ def correct(
         cell.p00 = max(cell.p00, min(p_before, sz * sz))
         count_bound(cell, tune)
         return True
-    return _kalman_update(cell, chem, tune, step, v, cur_k, temp_c, slope, (r0, r1, v2), r_nom)
+    return _kalman_update(cell, chem, tune, step, v, cur_k, temp_c, slope, (r0, r1, v2), r_nom, dt)
 
 
 def _kalman_update(
@@ -124,11 +134,13 @@ def _kalman_update(
     slope: float,
     circuit: tuple[float, float, float],
     r_nom: float,
+    sample_dt_s: float,
 ) -> bool:
     """``correct``'s extended Kalman update on (soc, v1) at the local OCV ``slope`` (V/%).
 
     ``circuit``: R0 and R1 at the cell's temperature (ohm) and the slow pair's voltage v2 (V);
-    ``r_nom``: the nominal measurement noise (V^2). Returns whether the voltage was used (not
+    ``r_nom``: the nominal measurement noise (V^2); ``sample_dt_s``: the time since the previous
+    sample (the innovation averages' step). Returns whether the voltage was used (not
     while the innovations follow the current's sign).
     """
     r0, r1, v2 = circuit
@@ -137,7 +149,7 @@ def _kalman_update(
     h0 = slope
     p00, p01, p11 = cell.p00, cell.p01, cell.p11
     hph = h0 * (h0 * p00 + 2.0 * p01) + p11
-    lam = math.exp(-step.dt_s / tune.innovation_window_s)
+    lam = math.exp(-sample_dt_s / tune.innovation_window_s)
     cell.y2_v2 = lam * cell.y2_v2 + (1.0 - lam) * y * y
     r_meas = max(r_nom, cell.y2_v2 - hph)
     ph0 = h0 * p00 + p01

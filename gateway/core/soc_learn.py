@@ -42,6 +42,8 @@ def learn_resistance(
     r_scale: float,
     r0_nom_ohm: float,
     r1_nom_ohm: float,
+    *,
+    sample_dt_s: float | None = None,
 ) -> None:
     """Identify R0 and R1 (at 25 degC) by recursive least squares with forgetting.
 
@@ -58,16 +60,15 @@ def learn_resistance(
     polarisation the circuit's fixed time constants miss), nor where the OCV at the estimate
     is uncertain by more than half the voltage noise (slope times SoC sigma); the covariance is
     not inflated beyond its start (no windup); R0 and R1 are held within
-    ``r_factor_lo..r_factor_hi`` times the chemistry's. Source: the standard RLS with
+    ``r_factor_lo..r_factor_hi`` times the chemistry's. ``w`` is the cell's ``rls_w_a``, advanced
+    by ``predict`` every step; the forgetting is over ``sample_dt_s``, the time since the cell's
+    previous voltage sample (``None``: the step's ``dt_s``, a voltage every step), so the memory
+    is in seconds whatever the step rate. Source: the standard RLS with
     exponential forgetting (Ljung, *System Identification*, 2nd ed., sec. 11.2); the
     linear-in-parameters form of the RC circuit with a fixed time constant as in Plett,
     *Battery Management Systems* vol. 2, ch. 3.
     """
-    known_dt = step.known_dt_s
-    a = math.exp(-known_dt / cell.tau1_s) if known_dt > 0.0 else 1.0
-    # The RC branch's drive over the step (differs from the current now only over a window).
-    w = a * cell.rls_w_a + (1.0 - a) * (cur_k + (step.rc_current_a - step.current_a))
-    cell.rls_w_a = w
+    w = cell.rls_w_a
     # Excitation: in a steady, settled current (i = w = w2) the resistances and the offset are
     # the same regressor; only while the current differs from its filtered selves do they
     # separate.
@@ -88,7 +89,8 @@ def learn_resistance(
     g0 = p00 * x0 + p01 * x1 + p02
     g1 = p01 * x0 + p11 * x1 + p12
     g2 = p02 * x0 + p12 * x1 + p22
-    lam = math.exp(-step.dt_s / tune.rls_memory_s)
+    dt = step.dt_s if sample_dt_s is None else sample_dt_s
+    lam = math.exp(-dt / tune.rls_memory_s)
     # The covariance is in the parameters' units: the equation error's variance weighs it.
     den = lam * r_load_v2 + x0 * g0 + x1 * g1 + g2
     k0, k1, k2 = g0 / den, g1 / den, g2 / den

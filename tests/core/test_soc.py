@@ -363,6 +363,89 @@ def test_steps_faster_than_the_minimum_interval_lose_no_charge() -> None:
     assert est.step(snap(36.15, [v, v], 0.0), 36.15) is last
 
 
+def test_a_voltage_weighs_the_same_however_often_the_estimator_is_stepped() -> None:
+    # The daemon steps the estimator at 10 Hz (control.tick_s) while a BMS may send each cell
+    # voltage once a second: a voltage is weighed once, at the first step after it arrives, and
+    # what it weighs (the innovation and identification averages, the RC regressor, the start
+    # window) must follow the time between samples, not the number of steps between them.
+    # Same 1 Hz samples, one estimator stepped at 1 Hz, one at 10 Hz (the readings ageing).
+    chem = get_chemistry("nmc")
+    profile: list[float] = []
+    for _ in range(60):
+        profile += [-5.0] * 40 + [-60.0] * 20 + [30.0] * 30 + [-20.0] * 30
+    results = []
+    for sub in (1, 10):
+        est, _ = make("nmc", cells=1)
+        pack = EcmPack(chem, [60.0], [100.0], r0_factor=1.8, noise_v=0.002)
+        t = 0.0
+        for i in profile:
+            volts = pack.step(i, 1.0)
+            t += 1.0
+            for j in range(sub):
+                age = j / sub
+                est.step(snap(t + age, list(volts), i, v_age_s=age, i_age_s=age), t + age)
+        cell = est.cells[0]
+        results.append((cell.soc_pct - pack.soc_pct[0], cell.r0_ohm_25c, cell.r1_ohm_25c, cell))
+    (e1, r0_1, r1_1, c1), (e10, r0_10, r1_10, c10) = results
+    assert e10 == pytest.approx(e1, abs=0.05)
+    assert r0_10 == pytest.approx(r0_1, rel=0.02)
+    assert r1_10 == pytest.approx(r1_1, rel=0.02)
+    assert c10.y2_v2 == pytest.approx(c1.y2_v2, rel=0.05)
+    assert c10.rls_w_a == pytest.approx(c1.rls_w_a, rel=0.01)
+
+
+def _late_current_run(
+    current_delay_s: float, period_s: float = 1.0, steps: int = 10
+) -> tuple[float, float]:
+    """Worst |SoC error| after 10 min and the final R0 (mOhm) of a BMS sampling every
+    ``period_s`` whose current frame comes ``current_delay_s`` after the cell-voltage frame of
+    the same sample (negative: before it); the estimator stepped ``steps`` times per period
+    (like the daemon at 10 Hz), the first at the cell frame."""
+    chem = get_chemistry("nmc")
+    est, _ = make("nmc", cells=1)
+    pack = EcmPack(chem, [70.0], [100.0], r0_factor=1.5, noise_v=0.001)
+    profile: list[float] = []
+    for _ in range(30):
+        profile += [-3.0] * 50 + [-80.0] * 30 + [40.0] * 40
+    n = round(len(profile) / period_s)
+    samples = [(list(pack.step(profile[int(k * period_s)], period_s)), 0.0) for k in range(n)]
+    samples = [(v, profile[int(k * period_s)]) for k, (v, _) in enumerate(samples)]
+    true_soc = [70.0]
+    for _, i in samples:
+        true_soc.append(true_soc[-1] + 100.0 * i * period_s / 3600.0 / 100.0)
+    worst = 0.0
+    for k in range(1, n):
+        for j in range(steps):
+            t = (k + j / steps) * period_s
+            ki = k if t >= k * period_s + current_delay_s else k - 1
+            volts, _ = samples[k]
+            i = samples[ki][1]
+            i_age = t - (ki * period_s + current_delay_s)
+            rep = est.step(snap(t, volts, i, v_age_s=t - k * period_s, i_age_s=i_age), t)
+            if rep is not None and k * period_s > 600:
+                worst = max(worst, abs(rep.cells[0].soc_pct - true_soc[k + 1]))
+    return worst, est.cells[0].r0_ohm_25c * 1000.0
+
+
+def test_a_voltage_is_weighed_with_the_current_of_its_own_moment() -> None:
+    # A voltage frame and the current frame of the same sample 0.3 s apart, in either order:
+    # the step that first sees the voltage may still hold the previous sample's current (a
+    # second off: across a load step, its whole IR drop). Each voltage must be weighed with the
+    # current reading nearest to it in time, whatever the frame order.
+    aligned, r0_aligned = _late_current_run(0.0)
+    assert aligned < 0.5
+    for delay in (0.3, -0.3, 0.05):
+        worst, r0 = _late_current_run(delay)
+        assert worst < aligned + 0.2, delay
+        assert r0 == pytest.approx(r0_aligned, rel=0.05), delay
+    # A 10 Hz BMS whose current comes 2 ms after the cells, the estimator stepped as each cell
+    # frame arrives: every voltage waits for its current (none may be starved by the next).
+    aligned, r0_aligned = _late_current_run(0.0, period_s=0.1, steps=1)
+    worst, r0 = _late_current_run(0.002, period_s=0.1, steps=1)
+    assert worst < aligned + 0.2
+    assert r0 == pytest.approx(r0_aligned, rel=0.05)
+
+
 def test_chemistry_must_be_the_packs() -> None:
     with pytest.raises(ValueError, match="pack's"):
         SocEstimator(SocConfig(), PackConfig(chemistry="lfp"), get_chemistry("nmc"))

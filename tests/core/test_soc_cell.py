@@ -260,6 +260,7 @@ def _drive_rls(r0_f: float, r1_f: float, seconds: int, profile: list[float]) -> 
     for t in range(seconds):
         i = profile[t % len(profile)]
         cell.w2_a = a2 * cell.w2_a + (1 - a2) * i  # what predict does
+        cell.rls_w_a = a * cell.rls_w_a + (1 - a) * i  # (the RC branch's current too)
         v1 = a * v1 + r1_f * r1n * (1 - a) * i
         v2 = chem.r2_ohm(Q) * cell.w2_a  # the slow branch, as modelled
         v = chem.ocv_voltage(50.0) + r0_f * r0n * i + v1 + v2 + rng.gauss(0.0, 0.002)
