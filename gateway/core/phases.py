@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import Field
@@ -61,6 +62,7 @@ __all__ = ["ChargeConfig", "ChargePhases", "ChargeStrategy"]
 _DAY_S = 86400.0
 _FLOAT_MARGIN_V = 0.05  # a derived float voltage stays this far below the absorption voltage
 _REARM_S = 12 * 3600.0  # energy in use asks again this long after a full charge (once a day)
+_LIFT_GAP_S = 300.0  # a longer step gap is not integrated into a lift's charge
 
 
 class ChargeStrategy(StrEnum):
@@ -116,6 +118,12 @@ class ChargeConfig(Section):
     before the loads take it down; until then it charges to the float level (0: due at once;
     due at once too while no daily charge end has been seen, and with
     ``full_charge_from_grid``)."""
+    full_charge_end_margin_s: float = Field(default=1800.0, ge=0, le=12 * 3600.0)
+    """Once the afternoon's lift rate is known (the charge current of the last late charges to
+    the top, learned), a requested full charge is due when the charge the pack still needs, at
+    that rate, would bring it to the top this long before the daily charge usually ends (room
+    for a cloud and for the absorption); until the first such charge is measured,
+    ``full_charge_lead_s`` before the end."""
     full_charge_from_grid: bool = False
     """A requested full charge may draw from the grid (else it waits for PV): the battery CAN
     force-charge request and SunSpec ``ChaGriSet = GRID`` while below ``rebulk_soc_pct``."""
@@ -139,6 +147,21 @@ class ChargeConfig(Section):
                 f"charge.rebulk_soc_pct (={self.rebulk_soc_pct}) must be below"
                 f" charge.float_soc_pct (={self.float_soc_pct})"
             )
+
+
+@dataclass(slots=True)
+class _Lift:
+    """A full charge that waited for its time, measured from when it became due."""
+
+    start_s: float
+    ends: int  # the window's end count at the start (a change: the day's charge ended)
+    last_s: float = 0.0
+    ah: float = 0.0
+    peak_ah: float = 0.0
+    peak_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.last_s = self.peak_s = self.start_s
 
 
 class ChargePhases:
@@ -179,6 +202,7 @@ class ChargePhases:
         self.absorption_cell_v = absorption_cell_v
         self.float_cell_v = float_cell_v
         self.tail_a = config.tail_current_c * capacity_ah
+        self.capacity_ah = capacity_ah
         self.balancing_start_pct = balancing_start_pct
         self._phase = ChargePhase.BULK
         self._reason = "start"
@@ -196,6 +220,8 @@ class ChargePhases:
         self._balancing_unfinished = False  # the last absorption ended before balancing did
         self._at_once = False  # the pending request is due at once (unfinished balancing)
         self.window = ChargeWindow()
+        self._waited = False  # the pending request has waited for its time today
+        self._lift: _Lift | None = None  # the full charge being measured
 
     # --- persistence --------------------------------------------------------------------------
 
@@ -211,6 +237,7 @@ class ChargePhases:
             "energy_in_use_age_s": low,
             "balancing_unfinished": self._balancing_unfinished,
             "full_charge_at_once": self._at_once,
+            "lift_rate_a": self.window.lift_rate_a(),
         }
 
     def restore(self, state: Mapping[str, object], now_s: float) -> None:
@@ -225,6 +252,7 @@ class ChargePhases:
         if isinstance(request, str):
             self._request = request[:200]
         self.window.restore(state.get("charge_end_in_s"), now_s)
+        self.window.restore_lift_rate(state.get("lift_rate_a"))
         self._balancing_unfinished = state.get("balancing_unfinished") is True
         self._at_once = bool(self._request) and state.get("full_charge_at_once") is True
 
@@ -254,12 +282,14 @@ class ChargePhases:
         if soc is not None:
             self.window.step(soc.soc_pct, now_s)
         self._update_request(soc, now_s)
-        wait_s = self._wait_s(now_s)
+        wait_s = self._wait_s(soc, now_s)
         due = wait_s == 0.0
         current = snapshot.current_a
         cell_v = snapshot.cell_voltage_v
         if current is not None and cell_v and None not in cell_v and math.isfinite(current):
+            before = self._phase
             self._advance(current, cell_v, soc, balancing, due, now_s)  # type: ignore[arg-type]
+            self._measure_lift(before, current, due, now_s)
         phase = self._phase
         if phase is ChargePhase.FLOAT or (phase is ChargePhase.BULK and not due and soc is None):
             cvl_v = self.float_v
@@ -267,11 +297,11 @@ class ChargePhases:
             cvl_v = self.absorption_v
         return self._state(phase, cvl_v, wait_s, now_s)
 
-    def _wait_s(self, now_s: float) -> float | None:
+    def _wait_s(self, soc: SocReport | None, now_s: float) -> float | None:
         """Seconds until the pending full charge is due (0: due now; ``None``: none pending).
 
         Due at once unless ``full_charge_lead_s`` is set, the grid may not be used, and the time
-        of day at which the daily charge ends has been learned; then from ``full_charge_lead_s``
+        of day at which the daily charge ends has been learned; then from ``_lift_lead_s``
         before that time until the day's charge is seen to end (the SoC falls from its high),
         so a charge still short of the top at the expected end goes on while there is PV. An
         absorption that has begun runs to its end regardless. A request for unfinished balancing
@@ -279,6 +309,7 @@ class ChargePhases:
         """
         if not self._request:
             self._due_ends = -1
+            self._waited = False
             return None
         lead = self.config.full_charge_lead_s
         if lead <= 0.0 or self.config.full_charge_from_grid or self._at_once:
@@ -287,11 +318,54 @@ class ChargePhases:
         if self._due_ends == ends:
             return 0.0
         to_end = self.window.seconds_to_end(now_s)
-        if to_end is None or to_end <= lead:
+        start_s = self._lift_lead_s(soc)
+        if to_end is None or to_end <= start_s:
             self._due_ends = ends
             return 0.0
         self._due_ends = -1
-        return to_end - lead
+        self._waited = True
+        return to_end - start_s
+
+    def _lift_lead_s(self, soc: SocReport | None) -> float:
+        """How long before the expected end of the daily charge a full charge must begin.
+
+        ``full_charge_end_margin_s`` plus the time the afternoon's PV needs to bring the pack
+        from its SoC to the top at the learned lift rate (``ChargeWindow.lift_rate_a``): the
+        charge the pack lacks, ``(100 - SoC) / 100 x capacity`` (Ah), over that rate (A). Before
+        a lift has been measured (or without an estimate): ``full_charge_lead_s``.
+        """
+        rate_a = self.window.lift_rate_a()
+        if rate_a is None or soc is None or not math.isfinite(soc.soc_pct):
+            return self.config.full_charge_lead_s
+        need_ah = max(0.0, 100.0 - soc.soc_pct) / 100.0 * self.capacity_ah
+        return self.config.full_charge_end_margin_s + need_ah / rate_a * 3600.0
+
+    def _measure_lift(self, before: ChargePhase, current_a: float, due: bool, now_s: float) -> None:
+        """Measure a full charge that waited for its time: the charge it takes in (Ah, the
+        current integrated) from when it becomes due until the top (absorption begins), or, when
+        the day's charge ends short of the top, until its most charged moment; the window learns
+        the rate from it."""
+        lift = self._lift
+        ends = self.window.ends_seen
+        if lift is None:
+            if due and self._waited and self._phase is ChargePhase.BULK:
+                self._lift = _Lift(now_s, ends)
+                self._waited = False
+            return
+        dt_s = now_s - lift.last_s
+        if 0.0 < dt_s <= _LIFT_GAP_S:
+            lift.ah += current_a * dt_s / 3600.0
+        lift.last_s = now_s
+        if lift.ah > lift.peak_ah:
+            lift.peak_ah, lift.peak_s = lift.ah, now_s
+        if before is ChargePhase.BULK and self._phase is ChargePhase.ABSORPTION:
+            self.window.record_lift(lift.ah, now_s - lift.start_s)
+            self._lift = None
+        elif ends != lift.ends:
+            self.window.record_lift(lift.peak_ah, lift.peak_s - lift.start_s)
+            self._lift = None
+        elif self._phase is not ChargePhase.BULK or not self._request:
+            self._lift = None  # the request went away (restored, or served otherwise)
 
     def _state(
         self, phase: ChargePhase, cvl_v: float, wait_s: float | None, now_s: float
