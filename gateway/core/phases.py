@@ -16,11 +16,16 @@ the charge voltage limit (CVL) follows a phase decided from the data:
   below ``rebulk_soc_pct``, or when a full charge is due.
 
 A requested full charge is *due* at once, or, when ``full_charge_lead_s`` is set and the pack
-charges from PV, ``full_charge_lead_s`` before the time of day at which the pack's daily charge
-usually ends (``gateway.core.charge_window`` learns it from the SoC), and then until the day's
-charge is seen to end: the pack reaches the top just before the loads take it down, instead of
-waiting at the top for the rest of the day. Until then it bulks to the float level and floats
-like any other day. An absorption the loads cut short counts as a full charge if the current
+charges from PV, some time before the time of day at which the pack's daily charge usually ends
+(``gateway.core.charge_window`` learns it from the SoC), and then until the day's charge is seen
+to end: the pack reaches the top just before the loads take it down, instead of waiting at the
+top for the rest of the day. Until then it bulks to the float level and floats like any other
+day. How long before the end: ``full_charge_lead_s`` until a full charge timed this way has been
+measured; from then on the time the charge the pack lacks takes at the afternoon's *lift rate*
+(the median charge current of the last such full charges, from when they became due until the
+top or the day's end), plus ``full_charge_end_margin_s``. A lift that reached the top early
+raises the rate and the next one starts later; one that fell short lowers it and the next starts
+earlier, so the timing follows the season and the site's PV without a forecast or a clock. An absorption the loads cut short counts as a full charge if the current
 had tapered at the top for ``tail_hold_s`` (the anchor was made); if a cell was still bleeding
 when it ended, balancing is unfinished: a full charge is requested for it (ahead of the sigma
 trigger) and is due at once, so that its absorption has the day's hours.
@@ -330,14 +335,18 @@ class ChargePhases:
         """How long before the expected end of the daily charge a full charge must begin.
 
         ``full_charge_end_margin_s`` plus the time the afternoon's PV needs to bring the pack
-        from its SoC to the top at the learned lift rate (``ChargeWindow.lift_rate_a``): the
-        charge the pack lacks, ``(100 - SoC) / 100 x capacity`` (Ah), over that rate (A). Before
-        a lift has been measured (or without an estimate): ``full_charge_lead_s``.
+        from the float SoC (or its SoC, when higher) to the top at the learned lift rate
+        (``ChargeWindow.lift_rate_a``): ``(100 - max(SoC, float_soc_pct)) / 100 x capacity``
+        (Ah) over that rate (A). Below the float SoC the pack bulks at full current whether the
+        full charge is due or not, so only the part above it is a lift (and is what the rate
+        was measured on). Before a lift has been measured (or without an estimate):
+        ``full_charge_lead_s``.
         """
         rate_a = self.window.lift_rate_a()
         if rate_a is None or soc is None or not math.isfinite(soc.soc_pct):
             return self.config.full_charge_lead_s
-        need_ah = max(0.0, 100.0 - soc.soc_pct) / 100.0 * self.capacity_ah
+        from_pct = max(soc.soc_pct, self.config.float_soc_pct)
+        need_ah = max(0.0, 100.0 - from_pct) / 100.0 * self.capacity_ah
         return self.config.full_charge_end_margin_s + need_ah / rate_a * 3600.0
 
     def _measure_lift(self, before: ChargePhase, current_a: float, due: bool, now_s: float) -> None:
