@@ -21,14 +21,16 @@ charges from PV, some time before the time of day at which the pack's daily char
 to end: the pack reaches the top just before the loads take it down, instead of waiting at the
 top for the rest of the day. Until then it bulks to the float level and floats like any other
 day. How long before the end: ``full_charge_lead_s`` until a full charge timed this way has been
-measured; from then on the time the charge the pack lacks takes at the afternoon's *lift rate*
-(the median charge current of the last such full charges, from when they became due until the
-top or the day's end), plus ``full_charge_end_margin_s``. A lift that reached the top early
-raises the rate and the next one starts later; one that fell short lowers it and the next starts
-earlier, so the timing follows the season and the site's PV without a forecast or a clock. An absorption the loads cut short counts as a full charge if the current
-had tapered at the top for ``tail_hold_s`` (the anchor was made); if a cell was still bleeding
-when it ended, balancing is unfinished: a full charge is requested for it (ahead of the sigma
-trigger) and is due at once, so that its absorption has the day's hours.
+measured; from then on the time that the charge from the float SoC (or the SoC, when higher)
+to the top takes at the afternoon's *lift rate* (the median charge current of the last such
+full charges, from when they became due until the top or the day's end), plus
+``full_charge_end_margin_s``. A lift that reached the top early raises the rate and the next one
+starts later; one that fell short lowers it and the next starts earlier, so the timing follows
+the season and the site's PV without a forecast or a clock. An absorption the loads cut short
+counts as a full charge if the current had tapered at the top for ``tail_hold_s`` (the anchor
+was made); if a cell was still bleeding when it ended, balancing is unfinished: a full charge is
+requested for it (ahead of the sigma trigger) and is due at once, so that its absorption has the
+day's hours.
 
 A full charge is requested (and stays requested until an absorption ends) when it pays:
 
@@ -120,14 +122,16 @@ class ChargeConfig(Section):
     full_charge_lead_s: float = Field(default=7200.0, ge=0, le=12 * 3600.0)
     """A requested full charge becomes due this long before the time of day at which the pack's
     daily charge usually ends (learned from the SoC), so that the pack reaches the top just
-    before the loads take it down; until then it charges to the float level (0: due at once;
-    due at once too while no daily charge end has been seen, and with
-    ``full_charge_from_grid``)."""
+    before the loads take it down; until then it charges to the float level. Once a full
+    charge timed this way has been measured, its lift rate and ``full_charge_end_margin_s``
+    decide instead (0: due at once; due at once too while no daily charge end has been seen,
+    and with ``full_charge_from_grid``)."""
     full_charge_end_margin_s: float = Field(default=1800.0, ge=0, le=12 * 3600.0)
-    """Once the afternoon's lift rate is known (the charge current of the last late charges to
-    the top, learned), a requested full charge is due when the charge the pack still needs, at
-    that rate, would bring it to the top this long before the daily charge usually ends (room
-    for a cloud and for the absorption); until the first such charge is measured,
+    """Once the afternoon's lift rate is known (the mean charge current of the last full
+    charges that waited for their time, from due to the top, learned), a waiting full charge
+    becomes due when the charge from the float SoC (or the SoC, when higher) to the top, at
+    that rate, would bring the pack to the top this long before its daily charge usually ends
+    (room for a cloud and for the absorption); until the first such charge is measured,
     ``full_charge_lead_s`` before the end."""
     full_charge_from_grid: bool = False
     """A requested full charge may draw from the grid (else it waits for PV): the battery CAN
