@@ -21,6 +21,10 @@ defaults):
   ``min(cap)``): what balancing reached;
 * the estimator: RMSE of the pack mean SoC against the truth, and the worst cell's SoC sigma
   (``mean/max`` over days 2..N, and the share of that time it is above 3 points);
+* whether the sigma is honest: the largest error of any cell's SoC estimate against its true SoC
+  (``cell err``, points) and the share of cell-steps whose error exceeds twice the cell's sigma
+  (``>2sig``; about 5 % for a Gaussian error with that sigma, much less when sigma is
+  pessimistic);
 * full charges completed (absorption ends) and the reasons they were requested.
 
 Run: ``.venv/bin/python bench/charge_phases.py`` (``--days 30 --seeds 2 3``; ``--quick`` = 3 days;
@@ -65,6 +69,8 @@ class Result:
     worst_sigma_pct: float = 0.0
     mean_worst_sigma_pct: float = 0.0
     sigma_over_3_pct: float = 0.0  # share of the time the worst cell's sigma is above 3 points
+    worst_cell_err_pct: float = 0.0  # largest |estimate - truth| of any cell (days 2..N)
+    z_over_2_pct: float = 0.0  # share of cell-steps with |estimate - truth| > 2 sigma
     full_charges: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     wall_s: float = 0.0
@@ -126,6 +132,7 @@ def run(
     n_err = 0
     sigma_sum = 0.0
     n_over_3 = 0
+    n_z2 = 0
     phase = None
     started = time.perf_counter()
     current = 0.0
@@ -157,6 +164,10 @@ def run(
                 res.worst_sigma_pct = max(res.worst_sigma_pct, worst)
                 sigma_sum += worst
                 n_over_3 += worst > 3.0
+                for c, x in zip(out.soc.cells, truth, strict=True):
+                    e = abs(c.soc_pct - x)
+                    res.worst_cell_err_pct = max(res.worst_cell_err_pct, e)
+                    n_z2 += e > 2.0 * c.soc_sigma_pct
         charge = out.charge
         if charge is not None:
             if (
@@ -180,6 +191,7 @@ def run(
     res.soc_rmse_pct = math.sqrt(sq_err / n_err) if n_err else float("nan")
     res.mean_worst_sigma_pct = sigma_sum / n_err if n_err else float("nan")
     res.sigma_over_3_pct = 100.0 * n_over_3 / n_err if n_err else float("nan")
+    res.z_over_2_pct = 100.0 * n_z2 / (n_err * CELLS) if n_err else float("nan")
     return res
 
 
@@ -241,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"{'profile':9} {'chem':4} {'seed':>4} {'strategy':9} {'h>95%/d':>8} {'kWh out':>8}"
         f" {'ratio':>6} {'unserved':>8} {'usable%':>8} {'rmse%':>6} {'sigma% mean/max':>13}"
-        f" {'>3':>4} {'fulls':>5}"
+        f" {'>3':>4} {'cell err':>8} {'>2sig':>5} {'fulls':>5}"
         "  full-charge reasons"
     )
     print(header)
@@ -264,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{prof:9} {chem:4} {seed:4d} {name:9} {r.hours_above_95_per_day:8.2f}"
                 f" {r.delivered_kwh:8.1f} {ratio:6.3f} {r.unserved_kwh:8.1f} {r.usable_pct:8.2f}"
                 f" {r.soc_rmse_pct:6.2f} {r.mean_worst_sigma_pct:6.2f}/{r.worst_sigma_pct:6.2f}"
-                f" {r.sigma_over_3_pct:3.0f}% {r.full_charges:5d}"
+                f" {r.sigma_over_3_pct:3.0f}% {r.worst_cell_err_pct:8.2f}"
+                f" {r.z_over_2_pct:4.1f}% {r.full_charges:5d}"
                 f"  {reasons if name == 'adaptive' else '-'}"
             )
         if top is not None:
