@@ -39,9 +39,12 @@ A full charge is requested (and stays requested until an absorption ends) when i
 - balancing needs a top to separate the cells: the worst relative sigma of the cells (their SoC
   against each other) is above the balancing start threshold, so the planner cannot tell which
   cell to bleed (the flat LFP middle), or balancing was left unfinished at the last top;
-- the pack SoC has fallen below ``full_charge_below_soc_pct``, and then once a day for
-  ``full_charge_below_soc_days``: the stored energy is being used, so holding back the top would
-  cost delivered energy (a pack that cycles shallowly floats);
+- when set (off by default), the pack SoC has fallen below ``full_charge_below_soc_pct``, and
+  then once a day for ``full_charge_below_soc_days``: the stored energy is being used, so holding
+  back the top may cost delivered energy. Off by default: a household that empties the pack
+  most nights would be held at the top most afternoons (the 10 points above the float SoC cost
+  about 1 to 2.5 % of the delivered energy in ``bench/charge_phases.py``, the time at the top
+  about a third, see docs/PERFORMANCE.md "Charge phases");
 - ``full_charge_max_interval_days`` have passed since the last full anchor, or none is on record.
 
 Whether a requested full charge may draw from the grid is ``full_charge_from_grid``; when it
@@ -109,9 +112,12 @@ class ChargeConfig(Section):
     threshold (the planner cannot tell the cells apart without a top)."""
     full_charge_max_interval_days: float = Field(default=14.0, gt=0, le=365)
     """Request a full charge when the last one is this many days ago (or none is on record)."""
-    full_charge_below_soc_pct: float = Field(default=20.0, ge=0, le=100)
+    full_charge_below_soc_pct: float = Field(default=0.0, ge=0, le=100)
     """Request a full charge once the pack SoC falls below this: the stored energy is being
-    used, so the next charge goes to the top (0: never). A pack that cycles shallowly floats."""
+    used, so the next charge goes to the top (0, the default: never; the pack then stores up to
+    the float SoC on days without another reason for a full charge, which costs some delivered
+    energy on a pack that runs empty at night and saves most of its hours at the top; 20 was the
+    default before)."""
     full_charge_below_soc_days: float = Field(default=2.0, ge=0, le=365)
     """After the SoC was below ``full_charge_below_soc_pct``, a full charge is requested every
     day for this long: the pack's energy is being used, so a day that floats would export PV a

@@ -410,7 +410,7 @@ def test_a_pack_that_was_emptied_recently_charges_to_the_top_every_day() -> None
     s = _step(m, t0 + HOUR_S + 2 * DAY_S + 10.0, 3.30, -5.0, _soc(60.0))
     assert t2 < t0 + HOUR_S + 2 * DAY_S
     assert not s.full_charge_requested
-    off = _machine(full_charge_below_soc_days=0.0)
+    off = _machine(full_charge_below_soc_pct=20.0, full_charge_below_soc_days=0.0)
     t0 = _to_float(off)
     _step(off, t0 + HOUR_S, 3.20, -30.0, _soc(19.0))
     t1 = _to_float_from(off, t0 + 10 * HOUR_S)
@@ -550,7 +550,7 @@ def test_without_full_charges_for_balancing_unfinished_balancing_asks_nothing() 
 
 def test_only_the_request_for_unfinished_balancing_skips_the_wait() -> None:
     cfg = {"full_charge_lead_s": 2 * HOUR_S, "full_charge_min_interval_days": 3.0}
-    m = _machine(absorption_max_s=600.0, **cfg)
+    m = _machine(absorption_max_s=600.0, full_charge_below_soc_pct=20.0, **cfg)
     _absorb_until_the_time_limit(m, 0.0)
     for day in (1, 2):
         _pv_day(m, day)
@@ -663,3 +663,16 @@ def test_the_lift_rate_survives_a_restart_and_a_full_charge_due_at_once_is_not_m
     _step(at_once, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
     _to_float_from(at_once, 3 * DAY_S + 10 * HOUR_S)
     assert at_once.window.lift_rate_a() is None
+
+
+def test_by_default_an_emptied_pack_asks_for_no_full_charge() -> None:
+    m = _machine()
+    t0 = _to_float(m)
+    s = _step(m, t0 + HOUR_S, 3.10, -30.0, _soc(5.0))
+    assert s.phase is ChargePhase.BULK  # below re-bulk
+    assert not s.full_charge_requested
+    # The next day's charge stops at the float SoC and floats.
+    s = _step(m, t0 + 20 * HOUR_S, 3.33, 30.0, _soc(90.5))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.reason == "float SoC reached (90.5 % >= 90 %)"
+    assert not s.full_charge_requested
