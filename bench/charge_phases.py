@@ -29,7 +29,9 @@ defaults):
 
 Run: ``.venv/bin/python bench/charge_phases.py`` (``--days 30 --seeds 2 3``; ``--quick`` = 3 days;
 ``--dt 30`` steps every 30 s instead of 10 s, a third of the time; ``--trace FILE`` writes a CSV
-row every 10 simulated minutes: phase, request, SoC true and estimated, sigma, limits, balancing).
+row every 10 simulated minutes: phase, request, SoC true and estimated, sigma, limits, balancing;
+``--adaptive-only`` skips the ``top`` runs, which no ``[charge]`` setting but the strategy changes;
+``--set full_charge_below_soc_pct=20`` overrides a ``[charge]`` setting of the adaptive runs).
 """
 
 from __future__ import annotations
