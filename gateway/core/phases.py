@@ -42,9 +42,9 @@ A full charge is requested (and stays requested until an absorption ends) when i
 - when set (off by default), the pack SoC has fallen below ``full_charge_below_soc_pct``, and
   then once a day for ``full_charge_below_soc_days``: the stored energy is being used, so holding
   back the top may cost delivered energy. Off by default: a household that empties the pack
-  most nights would be held at the top most afternoons (the 10 points above the float SoC cost
-  about 1 to 2.5 % of the delivered energy in ``bench/charge_phases.py``, the time at the top
-  about a third, see docs/PERFORMANCE.md "Charge phases");
+  most nights would be held at the top most afternoons (in ``bench/charge_phases.py`` the
+  trigger is worth up to about 1.2 % of the delivered energy and costs up to about 40 % more
+  hours above 95 %; docs/PERFORMANCE.md "Charge phases");
 - ``full_charge_max_interval_days`` have passed since the last full anchor, or none is on record.
 
 Whether a requested full charge may draw from the grid is ``full_charge_from_grid``; when it
