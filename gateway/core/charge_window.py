@@ -17,6 +17,13 @@ The time of day is the injected monotonic time modulo 24 h: its zero is arbitrar
 for every step of a process, and what survives a restart is "the next end is due in N s", so no
 wall clock is needed. A pack that never swings by ``DROP_PCT`` in a day (it barely cycles) never
 learns an end: callers then act at once.
+
+``ChargeWindow.record_lift`` learns how fast the afternoon's PV lifts the pack: the charge (Ah) a
+late charge to the top took in over how long, as it happened (the charge current integrated from
+when it began until the top or the day's end). The *lift rate* is the median of the last ``KEEP``
+such lifts (A): a cloudy afternoon gives a low rate and makes the next lift start earlier; a lift
+that reached the top long before the day's end gives a high one and lets the next start later. It
+is measured where it is used (late in the PV day), so it needs no model of the sun.
 """
 
 from __future__ import annotations
@@ -46,6 +53,26 @@ class ChargeWindow:
         self._phase_s: float | None = None  # expected end, seconds into the monotonic "day"
         self.ends_seen = 0
         """How many daily charge ends have been seen (a change: the day's charge is over)."""
+        self._lifts: deque[float] = deque(maxlen=KEEP)  # A: charge over time of recent lifts
+
+    def record_lift(self, charge_ah: float, duration_s: float) -> None:
+        """A late charge towards the top took in ``charge_ah`` over ``duration_s`` (ended at the
+        top, or by the day's end short of it). Ignored unless both are positive and finite."""
+        if (
+            math.isfinite(charge_ah)
+            and math.isfinite(duration_s)
+            and charge_ah > 0.0
+            and duration_s > 0.0
+        ):
+            self._lifts.append(charge_ah * 3600.0 / duration_s)
+
+    def lift_rate_a(self) -> float | None:
+        """The median charge current of the recent lifts (A); ``None`` before the first."""
+        if not self._lifts:
+            return None
+        ordered = sorted(self._lifts)
+        n = len(ordered)
+        return 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
 
     def step(self, soc_pct: float, now_s: float) -> None:
         """Fold the pack SoC at ``now_s`` (monotonic seconds) into the daily cycles.
@@ -87,6 +114,17 @@ class ChargeWindow:
     def export_state(self, now_s: float) -> float | None:
         """What survives a restart: seconds to the next expected end (``None``: not known)."""
         return self.seconds_to_end(now_s)
+
+    def restore_lift_rate(self, rate_a: object) -> None:
+        """Load the lift rate ``lift_rate_a`` gave before a restart (a bad value is ignored)."""
+        if (
+            isinstance(rate_a, int | float)
+            and not isinstance(rate_a, bool)
+            and math.isfinite(rate_a)
+            and rate_a > 0.0
+        ):
+            self._lifts.clear()
+            self._lifts.append(float(rate_a))
 
     def restore(self, seconds_to_end: object, now_s: float) -> None:
         """Load what ``export_state`` wrote (a bad value is ignored)."""

@@ -16,14 +16,21 @@ the charge voltage limit (CVL) follows a phase decided from the data:
   below ``rebulk_soc_pct``, or when a full charge is due.
 
 A requested full charge is *due* at once, or, when ``full_charge_lead_s`` is set and the pack
-charges from PV, ``full_charge_lead_s`` before the time of day at which the pack's daily charge
-usually ends (``gateway.core.charge_window`` learns it from the SoC), and then until the day's
-charge is seen to end: the pack reaches the top just before the loads take it down, instead of
-waiting at the top for the rest of the day. Until then it bulks to the float level and floats
-like any other day. An absorption the loads cut short counts as a full charge if the current
-had tapered at the top for ``tail_hold_s`` (the anchor was made); if a cell was still bleeding
-when it ended, balancing is unfinished: a full charge is requested for it (ahead of the sigma
-trigger) and is due at once, so that its absorption has the day's hours.
+charges from PV, some time before the time of day at which the pack's daily charge usually ends
+(``gateway.core.charge_window`` learns it from the SoC), and then until the day's charge is seen
+to end: the pack reaches the top just before the loads take it down, instead of waiting at the
+top for the rest of the day. Until then it bulks to the float level and floats like any other
+day. How long before the end: ``full_charge_lead_s`` until a full charge timed this way has been
+measured; from then on the time that the charge from the float SoC (or the SoC, when higher)
+to the top takes at the afternoon's *lift rate* (the median charge current of the last such
+full charges, from when they became due until the top or the day's end), plus
+``full_charge_end_margin_s``. A lift that reached the top early raises the rate and the next one
+starts later; one that fell short lowers it and the next starts earlier, so the timing follows
+the season and the site's PV without a forecast or a clock. An absorption the loads cut short
+counts as a full charge if the current had tapered at the top for ``tail_hold_s`` (the anchor
+was made); if a cell was still bleeding when it ended, balancing is unfinished: a full charge is
+requested for it (ahead of the sigma trigger) and is due at once, so that its absorption has the
+day's hours.
 
 A full charge is requested (and stays requested until an absorption ends) when it pays:
 
@@ -32,9 +39,12 @@ A full charge is requested (and stays requested until an absorption ends) when i
 - balancing needs a top to separate the cells: the worst relative sigma of the cells (their SoC
   against each other) is above the balancing start threshold, so the planner cannot tell which
   cell to bleed (the flat LFP middle), or balancing was left unfinished at the last top;
-- the pack SoC has fallen below ``full_charge_below_soc_pct``, and then once a day for
-  ``full_charge_below_soc_days``: the stored energy is being used, so holding back the top would
-  cost delivered energy (a pack that cycles shallowly floats);
+- when set (off by default), the pack SoC has fallen below ``full_charge_below_soc_pct``, and
+  then once a day for ``full_charge_below_soc_days``: the stored energy is being used, so holding
+  back the top may cost delivered energy. Off by default: a household that empties the pack
+  most nights would be held at the top most afternoons (in ``bench/charge_phases.py`` the
+  trigger is worth up to about 1.2 % of the delivered energy and costs up to about 40 % more
+  hours above 95 %; docs/PERFORMANCE.md "Charge phases");
 - ``full_charge_max_interval_days`` have passed since the last full anchor, or none is on record.
 
 Whether a requested full charge may draw from the grid is ``full_charge_from_grid``; when it
@@ -48,6 +58,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import Field
@@ -61,6 +72,7 @@ __all__ = ["ChargeConfig", "ChargePhases", "ChargeStrategy"]
 _DAY_S = 86400.0
 _FLOAT_MARGIN_V = 0.05  # a derived float voltage stays this far below the absorption voltage
 _REARM_S = 12 * 3600.0  # energy in use asks again this long after a full charge (once a day)
+_LIFT_GAP_S = 300.0  # a longer step gap is not integrated into a lift's charge
 
 
 class ChargeStrategy(StrEnum):
@@ -100,9 +112,12 @@ class ChargeConfig(Section):
     threshold (the planner cannot tell the cells apart without a top)."""
     full_charge_max_interval_days: float = Field(default=14.0, gt=0, le=365)
     """Request a full charge when the last one is this many days ago (or none is on record)."""
-    full_charge_below_soc_pct: float = Field(default=20.0, ge=0, le=100)
+    full_charge_below_soc_pct: float = Field(default=0.0, ge=0, le=100)
     """Request a full charge once the pack SoC falls below this: the stored energy is being
-    used, so the next charge goes to the top (0: never). A pack that cycles shallowly floats."""
+    used, so the next charge goes to the top (0, the default: never; the pack then stores up to
+    the float SoC on days without another reason for a full charge, which costs some delivered
+    energy on a pack that runs empty at night and saves most of its hours at the top; 20 was the
+    default before)."""
     full_charge_below_soc_days: float = Field(default=2.0, ge=0, le=365)
     """After the SoC was below ``full_charge_below_soc_pct``, a full charge is requested every
     day for this long: the pack's energy is being used, so a day that floats would export PV a
@@ -113,9 +128,17 @@ class ChargeConfig(Section):
     full_charge_lead_s: float = Field(default=7200.0, ge=0, le=12 * 3600.0)
     """A requested full charge becomes due this long before the time of day at which the pack's
     daily charge usually ends (learned from the SoC), so that the pack reaches the top just
-    before the loads take it down; until then it charges to the float level (0: due at once;
-    due at once too while no daily charge end has been seen, and with
-    ``full_charge_from_grid``)."""
+    before the loads take it down; until then it charges to the float level. Once a full
+    charge timed this way has been measured, its lift rate and ``full_charge_end_margin_s``
+    decide instead (0: due at once; due at once too while no daily charge end has been seen,
+    and with ``full_charge_from_grid``)."""
+    full_charge_end_margin_s: float = Field(default=1800.0, ge=0, le=12 * 3600.0)
+    """Once the afternoon's lift rate is known (the mean charge current of the last full
+    charges that waited for their time, from due to the top, learned), a waiting full charge
+    becomes due when the charge from the float SoC (or the SoC, when higher) to the top, at
+    that rate, would bring the pack to the top this long before its daily charge usually ends
+    (room for a cloud and for the absorption); until the first such charge is measured,
+    ``full_charge_lead_s`` before the end."""
     full_charge_from_grid: bool = False
     """A requested full charge may draw from the grid (else it waits for PV): the battery CAN
     force-charge request and SunSpec ``ChaGriSet = GRID`` while below ``rebulk_soc_pct``."""
@@ -139,6 +162,21 @@ class ChargeConfig(Section):
                 f"charge.rebulk_soc_pct (={self.rebulk_soc_pct}) must be below"
                 f" charge.float_soc_pct (={self.float_soc_pct})"
             )
+
+
+@dataclass(slots=True)
+class _Lift:
+    """A full charge that waited for its time, measured from when it became due."""
+
+    start_s: float
+    ends: int  # the window's end count at the start (a change: the day's charge ended)
+    last_s: float = 0.0
+    ah: float = 0.0
+    peak_ah: float = 0.0
+    peak_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.last_s = self.peak_s = self.start_s
 
 
 class ChargePhases:
@@ -179,6 +217,7 @@ class ChargePhases:
         self.absorption_cell_v = absorption_cell_v
         self.float_cell_v = float_cell_v
         self.tail_a = config.tail_current_c * capacity_ah
+        self.capacity_ah = capacity_ah
         self.balancing_start_pct = balancing_start_pct
         self._phase = ChargePhase.BULK
         self._reason = "start"
@@ -196,6 +235,8 @@ class ChargePhases:
         self._balancing_unfinished = False  # the last absorption ended before balancing did
         self._at_once = False  # the pending request is due at once (unfinished balancing)
         self.window = ChargeWindow()
+        self._waited = False  # the pending request has waited for its time today
+        self._lift: _Lift | None = None  # the full charge being measured
 
     # --- persistence --------------------------------------------------------------------------
 
@@ -211,6 +252,7 @@ class ChargePhases:
             "energy_in_use_age_s": low,
             "balancing_unfinished": self._balancing_unfinished,
             "full_charge_at_once": self._at_once,
+            "lift_rate_a": self.window.lift_rate_a(),
         }
 
     def restore(self, state: Mapping[str, object], now_s: float) -> None:
@@ -225,6 +267,7 @@ class ChargePhases:
         if isinstance(request, str):
             self._request = request[:200]
         self.window.restore(state.get("charge_end_in_s"), now_s)
+        self.window.restore_lift_rate(state.get("lift_rate_a"))
         self._balancing_unfinished = state.get("balancing_unfinished") is True
         self._at_once = bool(self._request) and state.get("full_charge_at_once") is True
 
@@ -254,12 +297,14 @@ class ChargePhases:
         if soc is not None:
             self.window.step(soc.soc_pct, now_s)
         self._update_request(soc, now_s)
-        wait_s = self._wait_s(now_s)
+        wait_s = self._wait_s(soc, now_s)
         due = wait_s == 0.0
         current = snapshot.current_a
         cell_v = snapshot.cell_voltage_v
         if current is not None and cell_v and None not in cell_v and math.isfinite(current):
+            before = self._phase
             self._advance(current, cell_v, soc, balancing, due, now_s)  # type: ignore[arg-type]
+            self._measure_lift(before, current, due, now_s)
         phase = self._phase
         if phase is ChargePhase.FLOAT or (phase is ChargePhase.BULK and not due and soc is None):
             cvl_v = self.float_v
@@ -267,11 +312,11 @@ class ChargePhases:
             cvl_v = self.absorption_v
         return self._state(phase, cvl_v, wait_s, now_s)
 
-    def _wait_s(self, now_s: float) -> float | None:
+    def _wait_s(self, soc: SocReport | None, now_s: float) -> float | None:
         """Seconds until the pending full charge is due (0: due now; ``None``: none pending).
 
         Due at once unless ``full_charge_lead_s`` is set, the grid may not be used, and the time
-        of day at which the daily charge ends has been learned; then from ``full_charge_lead_s``
+        of day at which the daily charge ends has been learned; then from ``_lift_lead_s``
         before that time until the day's charge is seen to end (the SoC falls from its high),
         so a charge still short of the top at the expected end goes on while there is PV. An
         absorption that has begun runs to its end regardless. A request for unfinished balancing
@@ -279,6 +324,7 @@ class ChargePhases:
         """
         if not self._request:
             self._due_ends = -1
+            self._waited = False
             return None
         lead = self.config.full_charge_lead_s
         if lead <= 0.0 or self.config.full_charge_from_grid or self._at_once:
@@ -287,11 +333,58 @@ class ChargePhases:
         if self._due_ends == ends:
             return 0.0
         to_end = self.window.seconds_to_end(now_s)
-        if to_end is None or to_end <= lead:
+        start_s = self._lift_lead_s(soc)
+        if to_end is None or to_end <= start_s:
             self._due_ends = ends
             return 0.0
         self._due_ends = -1
-        return to_end - lead
+        self._waited = True
+        return to_end - start_s
+
+    def _lift_lead_s(self, soc: SocReport | None) -> float:
+        """How long before the expected end of the daily charge a full charge must begin.
+
+        ``full_charge_end_margin_s`` plus the time the afternoon's PV needs to bring the pack
+        from the float SoC (or its SoC, when higher) to the top at the learned lift rate
+        (``ChargeWindow.lift_rate_a``): ``(100 - max(SoC, float_soc_pct)) / 100 x capacity``
+        (Ah) over that rate (A). Below the float SoC the pack bulks at full current whether the
+        full charge is due or not, so only the part above it is a lift (and is what the rate
+        was measured on). Before a lift has been measured (or without an estimate):
+        ``full_charge_lead_s``.
+        """
+        rate_a = self.window.lift_rate_a()
+        if rate_a is None or soc is None or not math.isfinite(soc.soc_pct):
+            return self.config.full_charge_lead_s
+        from_pct = max(soc.soc_pct, self.config.float_soc_pct)
+        need_ah = max(0.0, 100.0 - from_pct) / 100.0 * self.capacity_ah
+        return self.config.full_charge_end_margin_s + need_ah / rate_a * 3600.0
+
+    def _measure_lift(self, before: ChargePhase, current_a: float, due: bool, now_s: float) -> None:
+        """Measure a full charge that waited for its time: the charge it takes in (Ah, the
+        current integrated) from when it becomes due until the top (absorption begins), or, when
+        the day's charge ends short of the top, until its most charged moment; the window learns
+        the rate from it."""
+        lift = self._lift
+        ends = self.window.ends_seen
+        if lift is None:
+            if due and self._waited and self._phase is ChargePhase.BULK:
+                self._lift = _Lift(now_s, ends)
+                self._waited = False
+            return
+        dt_s = now_s - lift.last_s
+        if 0.0 < dt_s <= _LIFT_GAP_S:
+            lift.ah += current_a * dt_s / 3600.0
+        lift.last_s = now_s
+        if lift.ah > lift.peak_ah:
+            lift.peak_ah, lift.peak_s = lift.ah, now_s
+        if before is ChargePhase.BULK and self._phase is ChargePhase.ABSORPTION:
+            self.window.record_lift(lift.ah, now_s - lift.start_s)
+            self._lift = None
+        elif ends != lift.ends:
+            self.window.record_lift(lift.peak_ah, lift.peak_s - lift.start_s)
+            self._lift = None
+        elif self._phase is not ChargePhase.BULK or not self._request:
+            self._lift = None  # the request went away (restored, or served otherwise)
 
     def _state(
         self, phase: ChargePhase, cvl_v: float, wait_s: float | None, now_s: float

@@ -100,3 +100,28 @@ def test_the_expected_end_survives_a_restart() -> None:
         fresh = ChargeWindow()
         fresh.restore(bad, 0.0)
         assert fresh.seconds_to_end(0.0) is None
+
+
+def test_the_lift_rate_is_the_median_of_the_recent_lifts() -> None:
+    w = ChargeWindow()
+    assert w.lift_rate_a() is None
+    w.record_lift(10.0, 3600.0)  # 10 Ah in an hour: 10 A
+    assert w.lift_rate_a() == pytest.approx(10.0)
+    w.record_lift(3.0, 3600.0)  # a cloudy afternoon
+    w.record_lift(6.0, 1800.0)  # 12 A
+    assert w.lift_rate_a() == pytest.approx(10.0)  # the median, not the mean
+    for bad in ((0.0, 3600.0), (-1.0, 3600.0), (5.0, 0.0), (math.nan, 3600.0), (5.0, math.inf)):
+        w.record_lift(*bad)
+    assert w.lift_rate_a() == pytest.approx(10.0)
+    for _ in range(7):  # only the last seven count
+        w.record_lift(2.0, 3600.0)
+    assert w.lift_rate_a() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("bad", [None, "7", True, math.nan, -1.0, 0.0])
+def test_a_bad_saved_lift_rate_is_ignored(bad: object) -> None:
+    w = ChargeWindow()
+    w.restore_lift_rate(bad)
+    assert w.lift_rate_a() is None
+    w.restore_lift_rate(8.5)
+    assert w.lift_rate_a() == pytest.approx(8.5)

@@ -410,7 +410,7 @@ def test_a_pack_that_was_emptied_recently_charges_to_the_top_every_day() -> None
     s = _step(m, t0 + HOUR_S + 2 * DAY_S + 10.0, 3.30, -5.0, _soc(60.0))
     assert t2 < t0 + HOUR_S + 2 * DAY_S
     assert not s.full_charge_requested
-    off = _machine(full_charge_below_soc_days=0.0)
+    off = _machine(full_charge_below_soc_pct=20.0, full_charge_below_soc_days=0.0)
     t0 = _to_float(off)
     _step(off, t0 + HOUR_S, 3.20, -30.0, _soc(19.0))
     t1 = _to_float_from(off, t0 + 10 * HOUR_S)
@@ -550,7 +550,7 @@ def test_without_full_charges_for_balancing_unfinished_balancing_asks_nothing() 
 
 def test_only_the_request_for_unfinished_balancing_skips_the_wait() -> None:
     cfg = {"full_charge_lead_s": 2 * HOUR_S, "full_charge_min_interval_days": 3.0}
-    m = _machine(absorption_max_s=600.0, **cfg)
+    m = _machine(absorption_max_s=600.0, full_charge_below_soc_pct=20.0, **cfg)
     _absorb_until_the_time_limit(m, 0.0)
     for day in (1, 2):
         _pv_day(m, day)
@@ -558,3 +558,121 @@ def test_only_the_request_for_unfinished_balancing_skips_the_wait() -> None:
     s = _step(m, 2 * DAY_S + 23 * HOUR_S, 3.10, -20.0, _soc(15.0))
     assert s.full_charge_reason.startswith("energy in use")
     assert s.full_charge_due_in_s == pytest.approx(16 * HOUR_S)
+
+
+# --- a full charge timed by the afternoon's learned lift rate ---------------------------------
+
+
+def _lift_day(m: ChargePhases, day: int, lift_a: float, top_h: float | None) -> None:
+    """Day ``day`` with a full charge requested by the SoC uncertainty: charged to the float SoC
+    by 13:00, due at 15:00 (two hours before the 17:00 end learned from the days before), then
+    charged at ``lift_a`` until the top at ``top_h`` (absorbed at once) or, with ``top_h`` None,
+    short of the top until 17:00; the evening loads take the pack down."""
+    t0 = day * DAY_S
+    s = _step(m, t0 + 9 * HOUR_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    assert s.full_charge_requested
+    s = _step(m, t0 + 13 * HOUR_S, 3.33, 30.0, _soc(90.5, sigma_pct=3.0))
+    assert s.phase is ChargePhase.FLOAT
+    s = _step(m, t0 + 15 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
+    assert s.phase is ChargePhase.BULK
+    assert s.reason.startswith("full charge due")
+    end_h = 17.0 if top_h is None else top_h
+    t = t0 + 15 * HOUR_S
+    soc = 90.5
+    while t < t0 + end_h * HOUR_S - 1.0:
+        t += 60.0
+        soc += lift_a / 60.0  # 100 Ah: lift_a A for a minute
+        s = _step(m, t, 3.40, lift_a, _soc(min(soc, 96.0), sigma_pct=3.0))
+        assert s.phase is ChargePhase.BULK
+    if top_h is not None:
+        s = _step(m, t + 60.0, 3.445, lift_a, _soc(97.0))
+        assert s.phase is ChargePhase.ABSORPTION
+        t = _to_float_from_absorption(m, t + 120.0)
+    for k in range(1, 37):  # 17:00 .. 23:00: the loads take the pack down
+        hour = 17.0 + k / 6.0
+        _step(m, t0 + hour * HOUR_S, 3.28, -20.0, _soc(max(30.0, 96.0 - 11.0 * (hour - 17.0))))
+
+
+def _to_float_from_absorption(m: ChargePhases, t0: float) -> float:
+    t = t0
+    while (s := _step(m, t, 3.45, 1.0, _soc(99.5))).phase is ChargePhase.ABSORPTION:
+        t += 10.0
+        assert t < t0 + 1000.0
+    assert s.phase is ChargePhase.FLOAT
+    return t
+
+
+def _learned(**cfg: float) -> ChargePhases:
+    m = _machine(full_charge_lead_s=2 * HOUR_S, full_charge_min_interval_days=1.0, **cfg)
+    _to_float(m)
+    for day in (1, 2):
+        _pv_day(m, day)  # the end of the day's charge is learned: 17:00
+    return m
+
+
+def test_a_lift_that_reaches_the_top_early_lets_the_next_full_charge_start_later() -> None:
+    m = _learned(full_charge_end_margin_s=1800.0)
+    # The first full charge knows no lift rate: due two hours before the end (15:00). It takes
+    # 10 A for an hour and is at the top at 16:00, an hour before the end.
+    _lift_day(m, 3, lift_a=10.0, top_h=16.0)
+    assert m.window.lift_rate_a() == pytest.approx(10.0)
+    _pv_day(m, 4)
+    t0 = 5 * DAY_S
+    # The next request, at 50 %: the pack bulks to the float SoC (90 %) at full current anyway;
+    # the lift is the 10 Ah above it: 1 h at 10 A, plus the 30 min margin before 17:00.
+    s = _step(m, t0 + 9 * HOUR_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    assert s.full_charge_reason.startswith("SoC uncertainty")
+    assert s.full_charge_due_in_s == pytest.approx(6.5 * HOUR_S)
+    # Charged to the float SoC: 9.5 Ah is 57 min; due at 15:33, not at 15:00.
+    s = _step(m, t0 + 13 * HOUR_S, 3.33, 30.0, _soc(90.5, sigma_pct=3.0))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.full_charge_due_in_s == pytest.approx(2.5 * HOUR_S + 0.05 * HOUR_S)
+    s = _step(m, t0 + 15.5 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
+    assert s.phase is ChargePhase.FLOAT
+    s = _step(m, t0 + 15.6 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
+    assert s.phase is ChargePhase.BULK
+    assert s.reason.startswith("full charge due: SoC uncertainty")
+
+
+def test_a_lift_short_of_the_top_at_the_end_makes_the_next_one_start_earlier() -> None:
+    m = _learned()
+    # 2 A from 15:00 to 17:00: short of the top when the loads take over. The request stays.
+    _lift_day(m, 3, lift_a=2.0, top_h=None)
+    assert m.window.lift_rate_a() == pytest.approx(2.0, rel=0.01)
+    t0 = 4 * DAY_S
+    s = _step(m, t0 + 13 * HOUR_S, 3.33, 30.0, _soc(90.5, sigma_pct=3.0))
+    assert s.full_charge_reason.startswith("SoC uncertainty")
+    # 9.5 Ah at 2 A is 4.75 h, plus 30 min: it should have begun at 11:45, so due now.
+    assert s.full_charge_due_in_s == 0.0
+    assert s.phase is ChargePhase.BULK
+
+
+def test_the_lift_rate_survives_a_restart_and_a_full_charge_due_at_once_is_not_measured() -> None:
+    m = _learned()
+    _lift_day(m, 3, lift_a=10.0, top_h=16.0)
+    saved = m.export_state(5 * DAY_S)
+    assert saved["lift_rate_a"] == pytest.approx(10.0)
+    again = _machine(full_charge_lead_s=2 * HOUR_S)
+    again.restore(saved, 100.0)
+    assert again.window.lift_rate_a() == pytest.approx(10.0)
+    # Without a lead the request is due at once: its charge is not a late lift, not measured.
+    at_once = _machine()
+    _to_float(at_once)
+    for day in (1, 2):
+        _pv_day(at_once, day)
+    _step(at_once, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    _to_float_from(at_once, 3 * DAY_S + 10 * HOUR_S)
+    assert at_once.window.lift_rate_a() is None
+
+
+def test_by_default_an_emptied_pack_asks_for_no_full_charge() -> None:
+    m = _machine()
+    t0 = _to_float(m)
+    s = _step(m, t0 + HOUR_S, 3.10, -30.0, _soc(5.0))
+    assert s.phase is ChargePhase.BULK  # below re-bulk
+    assert not s.full_charge_requested
+    # The next day's charge stops at the float SoC and floats.
+    s = _step(m, t0 + 20 * HOUR_S, 3.33, 30.0, _soc(90.5))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.reason == "float SoC reached (90.5 % >= 90 %)"
+    assert not s.full_charge_requested
