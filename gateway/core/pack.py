@@ -182,7 +182,9 @@ class PackState:
         if role is Role.CELL_VOLTAGE:
             if not 0 <= i < len(self._cell_v):
                 self.dropped += 1
-                self._extra_cell = _beyond(self._extra_cell, i, len(self._cell_v), reading.t_s)
+                if reading.valid and self._cell_lo <= reading.value <= self._cell_hi:
+                    # A real cell voltage, not an unused slot of a frame (invalid, 0 V, NaN).
+                    self._extra_cell = _beyond(self._extra_cell, i, len(self._cell_v), reading.t_s)
                 return False
             v = reading.value
             if reading.valid and self._cell_lo <= v <= self._cell_hi:  # the hot path
@@ -199,7 +201,9 @@ class PackState:
         elif role is Role.CELL_TEMPERATURE:
             if not 0 <= i < len(self._temp):
                 self.dropped += 1
-                self._extra_sensor = _beyond(self._extra_sensor, i, len(self._temp), reading.t_s)
+                if reading.valid and self._temp_lo <= reading.value <= self._temp_hi:
+                    m = len(self._temp)
+                    self._extra_sensor = _beyond(self._extra_sensor, i, m, reading.t_s)
                 return False
             value, bad = self._judge(reading, self._temp_lo, self._temp_hi)
             self._n_bad += (bad is not None) - (self._temp_bad[i] is not None)

@@ -169,4 +169,8 @@ def test_cells_and_sensors_beyond_the_configured_pack_are_reported_while_they_co
     assert p.snapshot(111.5).extra_sensor_number == 0
     # A negative index is a numbering fault, not a bigger pack: dropped, not reported.
     p.apply(Reading(Role.CELL_VOLTAGE, -1, 3.3, 112.0))
+    # Unused slots of a frame (flagged invalid, 0 V, a sentinel) are not cells either.
+    p.apply(Reading(Role.CELL_VOLTAGE, 5, 3.3, 112.0, False))
+    p.apply(Reading(Role.CELL_VOLTAGE, 6, 0.0, 112.0))
+    p.apply(Reading(Role.CELL_VOLTAGE, 7, math.nan, 112.0))
     assert p.snapshot(112.0).extra_cell_number == 0
