@@ -18,8 +18,7 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 
 # Path (from the repository root) -> why it may be longer.
-LONG_MODULES = {
-}
+LONG_MODULES: dict[str, str] = {}
 
 # (path, qualified function name) -> why it may be longer.
 LONG_FUNCTIONS = {
