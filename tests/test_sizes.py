@@ -18,17 +18,11 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 
 # Path (from the repository root) -> why it may be longer.
-LONG_MODULES = {
-    "gateway/core/soc.py": "the estimator, being reworked by issue 12; split once that lands",
-    "gateway/core/soc_cell.py": "the estimator's per-cell step (issue 12), as soc.py",
-    "gateway/core/phases.py": "charge phases, being reworked by issue 18; split once that lands",
-}
+LONG_MODULES: dict[str, str] = {}
 
 # (path, qualified function name) -> why it may be longer.
 LONG_FUNCTIONS = {
-    ("gateway/core/soc_cell.py", "predict"): "issue 12 is reworking the estimator step",
     ("gateway/core/soc_correct.py", "correct"): "issue 12 is reworking the estimator step",
-    ("gateway/core/soc_learn.py", "learn_resistance"): "issue 12 is reworking the estimator",
 }
 
 

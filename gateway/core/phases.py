@@ -52,131 +52,24 @@ may, ``grid_charge_requested`` rises while the pack is below the re-bulk thresho
 protocols that carry it ask for it (battery CAN force-charge, SunSpec ``ChaGriSet``).
 
 Every transition carries its reason; CVL's winning term is named after the phase.
+
+This module holds the phase state machine; ``gateway.core.charge_config`` the ``charge``
+section, ``gateway.core.charge_request`` the full-charge triggers and
+``gateway.core.charge_lift`` when a request is due and the lift-rate measurement.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 
-from pydantic import Field
-
+from gateway.core.charge_config import ChargeConfig, ChargeStrategy
+from gateway.core.charge_lift import FullChargeTiming
+from gateway.core.charge_request import full_charge_request
 from gateway.core.charge_window import ChargeWindow
-from gateway.core.config import Section
 from gateway.core.model import BalancingPlan, ChargePhase, ChargeState, PackSnapshot, SocReport
 
 __all__ = ["ChargeConfig", "ChargePhases", "ChargeStrategy"]
-
-_DAY_S = 86400.0
-_FLOAT_MARGIN_V = 0.05  # a derived float voltage stays this far below the absorption voltage
-_REARM_S = 12 * 3600.0  # energy in use asks again this long after a full charge (once a day)
-_LIFT_GAP_S = 300.0  # a longer step gap is not integrated into a lift's charge
-
-
-class ChargeStrategy(StrEnum):
-    """How CVL is chosen."""
-
-    ADAPTIVE = "adaptive"  # bulk / absorption / float, full charge on demand
-    TOP = "top"  # CVL always at the absorption voltage (what the peers do)
-
-
-class ChargeConfig(Section):
-    """Charge phases: absorption, float and when a full charge is worth it."""
-
-    strategy: ChargeStrategy = ChargeStrategy.ADAPTIVE
-    """``adaptive`` (bulk, absorption, float; full charge on demand) or ``top`` (CVL always at
-    the absorption voltage ``limits.cvl_cell_v``)."""
-    float_cell_v: float | None = Field(default=None, gt=0, le=5)
-    """Float voltage per cell (``None``: the chemistry's OCV at ``float_soc_pct``, from the OCV
-    table in force, a user table included, and at least 50 mV below the absorption voltage;
-    LFP about 3.314 V, NMC about 4.097 V)."""
-    float_soc_pct: float = Field(default=90.0, ge=50, le=99)
-    """The SoC whose OCV is the default float voltage."""
-    rebulk_soc_pct: float = Field(default=85.0, ge=0, le=99)
-    """Float returns to bulk when the pack SoC falls below this."""
-    top_margin_cell_v: float = Field(default=0.01, ge=0, le=0.2)
-    """A phase's voltage counts as reached within this of it, per cell (absorption: by the
-    highest cell or the pack voltage; float: by the pack voltage)."""
-    tail_current_c: float = Field(default=0.02, ge=0, le=1)
-    """Absorption (and bulk towards float) ends once the charge current is below this C-rate ..."""
-    tail_hold_s: float = Field(default=120.0, ge=0, le=3600)
-    """... for this long, with no cell balancing over that time."""
-    absorption_max_s: float = Field(default=4 * 3600.0, gt=0, le=24 * 3600.0)
-    """Absorption never lasts longer than this."""
-    full_charge_sigma_pct: float = Field(default=2.5, gt=0, le=50)
-    """Request a full charge when the worst cell's SoC sigma reaches this (percent points)."""
-    full_charge_for_balancing: bool = True
-    """Request a full charge when the cells' relative SoC sigma exceeds the balancing start
-    threshold (the planner cannot tell the cells apart without a top)."""
-    full_charge_max_interval_days: float = Field(default=14.0, gt=0, le=365)
-    """Request a full charge when the last one is this many days ago (or none is on record)."""
-    full_charge_below_soc_pct: float = Field(default=0.0, ge=0, le=100)
-    """Request a full charge once the pack SoC falls below this: the stored energy is being
-    used, so the next charge goes to the top (0, the default: never; the pack then stores up to
-    the float SoC on days without another reason for a full charge, which costs some delivered
-    energy on a pack that runs empty at night and saves most of its hours at the top; 20 was the
-    default before)."""
-    full_charge_below_soc_days: float = Field(default=2.0, ge=0, le=365)
-    """After the SoC was below ``full_charge_below_soc_pct``, a full charge is requested every
-    day for this long: the pack's energy is being used, so a day that floats would export PV a
-    later day misses (0: only the charge right after it)."""
-    full_charge_min_interval_days: float = Field(default=2.0, ge=0, le=365)
-    """The sigma and balancing triggers wait this long after a full charge (an estimate that
-    stays uncertain must not hold the pack at the top every day)."""
-    full_charge_lead_s: float = Field(default=7200.0, ge=0, le=12 * 3600.0)
-    """A requested full charge becomes due this long before the time of day at which the pack's
-    daily charge usually ends (learned from the SoC), so that the pack reaches the top just
-    before the loads take it down; until then it charges to the float level. Once a full
-    charge timed this way has been measured, its lift rate and ``full_charge_end_margin_s``
-    decide instead (0: due at once; due at once too while no daily charge end has been seen,
-    and with ``full_charge_from_grid``)."""
-    full_charge_end_margin_s: float = Field(default=1800.0, ge=0, le=12 * 3600.0)
-    """Once the afternoon's lift rate is known (the mean charge current of the last full
-    charges that waited for their time, from due to the top, learned), a waiting full charge
-    becomes due when the charge from the float SoC (or the SoC, when higher) to the top, at
-    that rate, would bring the pack to the top this long before its daily charge usually ends
-    (room for a cloud and for the absorption); until the first such charge is measured,
-    ``full_charge_lead_s`` before the end."""
-    full_charge_from_grid: bool = False
-    """A requested full charge may draw from the grid (else it waits for PV): the battery CAN
-    force-charge request and SunSpec ``ChaGriSet = GRID`` while below ``rebulk_soc_pct``."""
-
-    def resolve_float_cell_v(self, ocv_at_float_soc_v: float, absorption_cell_v: float) -> float:
-        """The float voltage per cell in force: ``float_cell_v`` when set, else the OCV at
-        ``float_soc_pct`` (given), kept 50 mV below the absorption voltage (a user OCV table need
-        not agree with the limits' voltages)."""
-        if self.float_cell_v is not None:
-            return self.float_cell_v
-        return min(ocv_at_float_soc_v, absorption_cell_v - _FLOAT_MARGIN_V)
-
-    def model_post_init(self, __context: object) -> None:
-        """Check what needs more than a type."""
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{name} (={value}) must be finite")
-        if self.rebulk_soc_pct >= self.float_soc_pct:
-            raise ValueError(
-                f"charge.rebulk_soc_pct (={self.rebulk_soc_pct}) must be below"
-                f" charge.float_soc_pct (={self.float_soc_pct})"
-            )
-
-
-@dataclass(slots=True)
-class _Lift:
-    """A full charge that waited for its time, measured from when it became due."""
-
-    start_s: float
-    ends: int  # the window's end count at the start (a change: the day's charge ended)
-    last_s: float = 0.0
-    ah: float = 0.0
-    peak_ah: float = 0.0
-    peak_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.last_s = self.peak_s = self.start_s
 
 
 class ChargePhases:
@@ -231,12 +124,10 @@ class ChargePhases:
         self._bled = False  # a cell has bled during this absorption
         self._soc_below_rebulk = False
         self._low_s: float | None = None  # last time the SoC was below full_charge_below_soc_pct
-        self._due_ends = -1  # the window's end count when the request became due (-1: not due)
         self._balancing_unfinished = False  # the last absorption ended before balancing did
         self._at_once = False  # the pending request is due at once (unfinished balancing)
         self.window = ChargeWindow()
-        self._waited = False  # the pending request has waited for its time today
-        self._lift: _Lift | None = None  # the full charge being measured
+        self._timing = FullChargeTiming(config, capacity_ah, self.window)
 
     # --- persistence --------------------------------------------------------------------------
 
@@ -297,94 +188,20 @@ class ChargePhases:
         if soc is not None:
             self.window.step(soc.soc_pct, now_s)
         self._update_request(soc, now_s)
-        wait_s = self._wait_s(soc, now_s)
+        wait_s = self._timing.wait_s(self._request, self._at_once, soc, now_s)
         due = wait_s == 0.0
         current = snapshot.current_a
         cell_v = snapshot.cell_voltage_v
         if current is not None and cell_v and None not in cell_v and math.isfinite(current):
             before = self._phase
             self._advance(current, cell_v, soc, balancing, due, now_s)  # type: ignore[arg-type]
-            self._measure_lift(before, current, due, now_s)
+            self._timing.measure(before, self._phase, self._request, current, due, now_s)
         phase = self._phase
         if phase is ChargePhase.FLOAT or (phase is ChargePhase.BULK and not due and soc is None):
             cvl_v = self.float_v
         else:
             cvl_v = self.absorption_v
         return self._state(phase, cvl_v, wait_s, now_s)
-
-    def _wait_s(self, soc: SocReport | None, now_s: float) -> float | None:
-        """Seconds until the pending full charge is due (0: due now; ``None``: none pending).
-
-        Due at once unless ``full_charge_lead_s`` is set, the grid may not be used, and the time
-        of day at which the daily charge ends has been learned; then from ``_lift_lead_s``
-        before that time until the day's charge is seen to end (the SoC falls from its high),
-        so a charge still short of the top at the expected end goes on while there is PV. An
-        absorption that has begun runs to its end regardless. A request for unfinished balancing
-        is due at once: its absorption needs the day's hours.
-        """
-        if not self._request:
-            self._due_ends = -1
-            self._waited = False
-            return None
-        lead = self.config.full_charge_lead_s
-        if lead <= 0.0 or self.config.full_charge_from_grid or self._at_once:
-            return 0.0
-        ends = self.window.ends_seen
-        if self._due_ends == ends:
-            return 0.0
-        to_end = self.window.seconds_to_end(now_s)
-        start_s = self._lift_lead_s(soc)
-        if to_end is None or to_end <= start_s:
-            self._due_ends = ends
-            return 0.0
-        self._due_ends = -1
-        self._waited = True
-        return to_end - start_s
-
-    def _lift_lead_s(self, soc: SocReport | None) -> float:
-        """How long before the expected end of the daily charge a full charge must begin.
-
-        ``full_charge_end_margin_s`` plus the time the afternoon's PV needs to bring the pack
-        from the float SoC (or its SoC, when higher) to the top at the learned lift rate
-        (``ChargeWindow.lift_rate_a``): ``(100 - max(SoC, float_soc_pct)) / 100 x capacity``
-        (Ah) over that rate (A). Below the float SoC the pack bulks at full current whether the
-        full charge is due or not, so only the part above it is a lift (and is what the rate
-        was measured on). Before a lift has been measured (or without an estimate):
-        ``full_charge_lead_s``.
-        """
-        rate_a = self.window.lift_rate_a()
-        if rate_a is None or soc is None or not math.isfinite(soc.soc_pct):
-            return self.config.full_charge_lead_s
-        from_pct = max(soc.soc_pct, self.config.float_soc_pct)
-        need_ah = max(0.0, 100.0 - from_pct) / 100.0 * self.capacity_ah
-        return self.config.full_charge_end_margin_s + need_ah / rate_a * 3600.0
-
-    def _measure_lift(self, before: ChargePhase, current_a: float, due: bool, now_s: float) -> None:
-        """Measure a full charge that waited for its time: the charge it takes in (Ah, the
-        current integrated) from when it becomes due until the top (absorption begins), or, when
-        the day's charge ends short of the top, until its most charged moment; the window learns
-        the rate from it."""
-        lift = self._lift
-        ends = self.window.ends_seen
-        if lift is None:
-            if due and self._waited and self._phase is ChargePhase.BULK:
-                self._lift = _Lift(now_s, ends)
-                self._waited = False
-            return
-        dt_s = now_s - lift.last_s
-        if 0.0 < dt_s <= _LIFT_GAP_S:
-            lift.ah += current_a * dt_s / 3600.0
-        lift.last_s = now_s
-        if lift.ah > lift.peak_ah:
-            lift.peak_ah, lift.peak_s = lift.ah, now_s
-        if before is ChargePhase.BULK and self._phase is ChargePhase.ABSORPTION:
-            self.window.record_lift(lift.ah, now_s - lift.start_s)
-            self._lift = None
-        elif ends != lift.ends:
-            self.window.record_lift(lift.peak_ah, lift.peak_s - lift.start_s)
-            self._lift = None
-        elif self._phase is not ChargePhase.BULK or not self._request:
-            self._lift = None  # the request went away (restored, or served otherwise)
 
     def _state(
         self, phase: ChargePhase, cvl_v: float, wait_s: float | None, now_s: float
@@ -415,49 +232,18 @@ class ChargePhases:
                 self._low_s = now_s
         if self._request:
             return
-        if low:
-            assert soc is not None
-            self._request = (
-                f"energy in use: SoC {soc.soc_pct:.1f} % below {cfg.full_charge_below_soc_pct:g} %"
-            )
-            return
-        if self._last_full_s is None:
-            self._request = "no full charge on record"
-            return
-        days = (now_s - self._last_full_s) / _DAY_S
-        if (
-            self._low_s is not None
-            and now_s - self._low_s < cfg.full_charge_below_soc_days * _DAY_S
-            and now_s - self._last_full_s >= _REARM_S
-        ):
-            self._request = (
-                f"energy in use: SoC below {cfg.full_charge_below_soc_pct:g} %"
-                f" {(now_s - self._low_s) / _DAY_S:.1f} days ago"
-            )
-            return
-        if days >= cfg.full_charge_max_interval_days:
-            self._request = f"{days:.1f} days since the last full charge"
-            return
-        if soc is None or not soc.cells or days < cfg.full_charge_min_interval_days:
-            return
-        if cfg.full_charge_for_balancing and self._balancing_unfinished:
-            self._request = "balancing unfinished: the last absorption ended before it did"
+        self._request, at_once = full_charge_request(
+            cfg,
+            soc,
+            now_s,
+            low=low,
+            last_full_s=self._last_full_s,
+            low_s=self._low_s,
+            balancing_unfinished=self._balancing_unfinished,
+            balancing_start_pct=self.balancing_start_pct,
+        )
+        if at_once:
             self._at_once = True
-            return
-        worst = max(c.soc_sigma_pct for c in soc.cells)
-        if worst >= cfg.full_charge_sigma_pct:
-            self._request = (
-                f"SoC uncertainty {worst:.2f} % >= {cfg.full_charge_sigma_pct:g} %"
-                f" ({days:.1f} days since the last full charge)"
-            )
-            return
-        if cfg.full_charge_for_balancing:
-            rel = [c.soc_rel_sigma_pct for c in soc.cells if math.isfinite(c.soc_rel_sigma_pct)]
-            if rel and max(rel) > self.balancing_start_pct:
-                self._request = (
-                    f"balancing needs a top: cells known to {max(rel):.2f} % against each"
-                    f" other, start threshold {self.balancing_start_pct:g} %"
-                )
 
     def _go(self, phase: ChargePhase, reason: str, now_s: float) -> None:
         self._phase = phase

@@ -28,9 +28,9 @@ circuit does not hold is taken up by ``v1`` rather than by the SoC.
 * ``learn``: R0 and R1 by recursive least squares with forgetting; capacity between two
   confident SoC points.
 
-This module holds the state, the start and ``predict``; ``gateway.core.soc_correct`` the
-correction and the recalibrations, ``gateway.core.soc_learn`` the identification and the
-capacity anchors.
+This module holds the state and the start; ``gateway.core.soc_predict`` holds ``predict`` and
+``tidy``, ``gateway.core.soc_correct`` the correction and the recalibrations,
+``gateway.core.soc_learn`` the identification and the capacity anchors.
 """
 
 from __future__ import annotations
@@ -45,9 +45,7 @@ __all__ = [
     "StepInputs",
     "Tuning",
     "init_from_voltage",
-    "predict",
     "soc_interval",
-    "tidy",
     "voltage_soc",
 ]
 
@@ -300,123 +298,3 @@ def init_from_voltage(
 
 
 # --- predict --------------------------------------------------------------------------------
-
-
-def predict(
-    cell: CellState, step: StepInputs, tune: Tuning, extra_a: float, r_scale: float
-) -> None:
-    """Advance ``cell`` by the step's charge (count) and grow its uncertainty by kind.
-
-    Args:
-        cell: the cell (initialised).
-        step: the string's step.
-        tune: settings.
-        extra_a: this cell's current on top of the pack current (balancing; A, into the cell).
-        r_scale: resistance factor of the cell's temperature against 25 degC.
-    """
-    q_nom = step.q_nom_ah
-    dt = step.dt_s
-    cap = cell.capacity_ah
-    x_ah = extra_a * step.extra_dt_s / 3600.0
-    d_pct = 100.0 * step.d_ah / cap
-    x_pct = 100.0 * x_ah / cap
-    dx_pct = d_pct + x_pct
-    cell.soc_pct += dx_pct
-    cell.count_soc_pct += dx_pct
-    if x_ah != 0.0:
-        cell.cell_ah += x_ah
-    cur_k = step.rc_current_a + extra_a
-    tau = cell.tau1_s
-    known_dt = step.known_dt_s
-    a = math.exp(-known_dt / tau) if known_dt > 0.0 else 1.0
-    # The slow branch's current (no uncertainty of its own; a gap's unknown current: decay).
-    a2 = math.exp(-known_dt / cell.tau2_s) if known_dt > 0.0 else 1.0
-    w2 = cell.w2_a * a2 + (1.0 - a2) * cur_k
-    r1 = cell.r1_ohm_25c * r_scale
-    v1 = cell.v1_v * a + r1 * (1.0 - a) * cur_k
-    # The RC branch's current (the identification's regressor), advanced every step like v1.
-    w1 = cell.rls_w_a * a + (1.0 - a) * cur_k
-    rc0 = cell.rc
-    sc0 = cell.sc
-    si0 = cell.si
-    sg0 = cell.sg
-    sx0 = cell.sx
-    ratio = q_nom / cap
-    rc = rc0 + tune.drift_var_per_s * dt + step.hold_var * ratio * ratio
-    sc = sc0 + tune.offset_pct_per_s * dt * ratio
-    sg = sg0 + tune.gain_frac * d_pct
-    si = si0 + dx_pct * math.sqrt(cell.capacity_var) / cap
-    sx = sx0 + tune.extra_frac * x_pct
-    d_rc = rc - rc0
-    grow = d_rc + (sc * sc - sc0 * sc0) + (sg * sg - sg0 * sg0) + (si * si - si0 * si0)
-    grow += sx * sx - sx0 * sx0
-    p00 = cell.p00 + grow
-    p01 = cell.p01 * a
-    # The RC voltage is uncertain by a fraction of its own size (diffusion and SoC dependence
-    # the circuit does not hold): a state noise correlated over tau1, not white measurement
-    # noise, so a lasting model error is taken up by v1 rather than by the SoC (off by default:
-    # it did not generalise to the held-out cells, docs/PERFORMANCE.md).
-    qv = tune.rc_sigma_fraction * r1 * cur_k
-    p11 = cell.p11 * a * a + 1e-8 * dt + qv * qv * (1.0 - a * a)
-    # The count alone: its random part grows like the filter's, its systematic parts add up
-    # linearly (corrections shrink the filter's parts, never the count's).
-    crand = cell.count_rand_var + d_rc
-    csys = cell.count_sys_pct + (abs(sc - sc0) + abs(sg - sg0) + abs(si - si0) + abs(sx - sx0))
-    gap_dt = step.gap_dt_s
-    if gap_dt > 0.0:
-        # Unknown current for gap_dt: its charge is a zero-mean guess with this spread.
-        a_gap = math.exp(-gap_dt / tau)
-        sd = 100.0 * tune.gap_current_c * math.sqrt(step.gap_sq_s2) / 3600.0 * ratio
-        p00 += sd * sd
-        rc += sd * sd
-        crand += sd * sd
-        v1 *= a_gap
-        w1 *= a_gap
-        w2 *= math.exp(-gap_dt / cell.tau2_s)
-        p01 *= a_gap
-        p11 = p11 * a_gap * a_gap + (r1 * tune.gap_current_c * q_nom) ** 2 * (1.0 - a_gap * a_gap)
-    cell.v1_v = v1
-    cell.rls_w_a = w1
-    cell.w2_a = w2
-    cell.since_v_s += dt
-    cell.rc = rc
-    cell.sc = sc
-    cell.sg = sg
-    cell.si = si
-    cell.sx = sx
-    cell.p00 = p00
-    cell.p01 = p01
-    cell.p11 = p11
-    cell.count_rand_var = crand if crand < _MAX_VAR else _MAX_VAR
-    cell.count_sys_pct = 50.0 if csys > 50.0 else csys  # min(csys, 50.0), NaN kept
-
-
-def tidy(cell: CellState) -> None:
-    """Keep the covariance a covariance (rounding) and the variance parts and SoC in range."""
-    p00 = cell.p00
-    if p00 > _MAX_VAR:
-        f = _MAX_VAR / p00
-        cell.rc *= f
-        f = math.sqrt(f)
-        cell.sc *= f
-        cell.sg *= f
-        cell.si *= f
-        cell.sx *= f
-        p00 = _MAX_VAR
-    elif p00 < 1e-6:
-        p00 = 1e-6
-    cell.p00 = p00
-    cell.sb = min(cell.sb, 50.0)
-    p11 = cell.p11
-    if p11 < 1e-12:
-        p11 = cell.p11 = 1e-12
-    lim = math.sqrt(p00 * p11)
-    if cell.p01 > lim:
-        cell.p01 = lim
-    elif cell.p01 < -lim:
-        cell.p01 = -lim
-    s = cell.soc_pct
-    if s < 0.0:
-        cell.soc_pct = 0.0
-    elif s > 100.0:
-        cell.soc_pct = 100.0

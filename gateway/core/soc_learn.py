@@ -1,6 +1,25 @@
 """Learning one cell's model: R0, R1 (and R2) by recursive least squares; capacity anchors.
 
 Part of the per-cell estimator (``gateway.core.soc_cell`` holds the state and the count).
+
+The identification (``learn_resistance``): regression, linear in the parameters for a known
+tau1 (the chemistry's)::
+
+    v - OCV(soc, T) - v2 = R0 * f(T) * i + R1 * f(T) * w + c,   w' = a * w + (1 - a) * i
+
+with ``w`` the RC branch's current, ``v2`` the slow branch's modelled voltage and ``c`` an
+offset that takes up what a slowly wrong SoC does to the OCV (so a SoC error is not learned
+as resistance). Forgetting factor ``exp(-dt / rls_memory_s)``; updates only while the
+current differs from its RC-filtered self or from its slowly filtered self (``w2``) by
+``rls_min_current_c`` (a transient, fast or slow: in a steady, settled current R0, R1 and
+the offset cannot be told apart; over a slow one R1 takes up the part of the slower
+polarisation the circuit's fixed time constants miss), nor where the OCV at the estimate
+is uncertain by more than half the voltage noise (slope times SoC sigma); the covariance is
+not inflated beyond its start (no windup); R0 and R1 are held within
+``r_factor_lo..r_factor_hi`` times the chemistry's. Source: the standard RLS with
+exponential forgetting (Ljung, *System Identification*, 2nd ed., sec. 11.2); the
+linear-in-parameters form of the RC circuit with a fixed time constant as in Plett,
+*Battery Management Systems* vol. 2, ch. 3.
 """
 
 from __future__ import annotations
@@ -47,26 +66,11 @@ def learn_resistance(
 ) -> None:
     """Identify R0 and R1 (at 25 degC) by recursive least squares with forgetting.
 
-    Regression (linear in the parameters for a known tau1, the chemistry's)::
-
-        v - OCV(soc, T) - v2 = R0 * f(T) * i + R1 * f(T) * w + c,   w' = a * w + (1 - a) * i
-
-    with ``w`` the RC branch's current, ``v2`` the slow branch's modelled voltage and ``c`` an
-    offset that takes up what a slowly wrong SoC does to the OCV (so a SoC error is not learned
-    as resistance). Forgetting factor ``exp(-dt / rls_memory_s)``; updates only while the
-    current differs from its RC-filtered self or from its slowly filtered self (``w2``) by
-    ``rls_min_current_c`` (a transient, fast or slow: in a steady, settled current R0, R1 and
-    the offset cannot be told apart; over a slow one R1 takes up the part of the slower
-    polarisation the circuit's fixed time constants miss), nor where the OCV at the estimate
-    is uncertain by more than half the voltage noise (slope times SoC sigma); the covariance is
-    not inflated beyond its start (no windup); R0 and R1 are held within
-    ``r_factor_lo..r_factor_hi`` times the chemistry's. ``w`` is the cell's ``rls_w_a``, advanced
-    by ``predict`` every step; the forgetting is over ``sample_dt_s``, the time since the cell's
-    previous voltage sample (``None``: the step's ``dt_s``, a voltage every step), so the memory
-    is in seconds whatever the step rate. Source: the standard RLS with
-    exponential forgetting (Ljung, *System Identification*, 2nd ed., sec. 11.2); the
-    linear-in-parameters form of the RC circuit with a fixed time constant as in Plett,
-    *Battery Management Systems* vol. 2, ch. 3.
+    The regression, when it updates and its sources: the module docstring. ``w`` is the cell's
+    ``rls_w_a``, advanced by ``predict`` every step; the forgetting is over ``sample_dt_s``, the
+    time since the cell's previous voltage sample (``None``: the step's ``dt_s``, a voltage
+    every step), so the memory is in seconds whatever the step rate. R0 and R1 are held within
+    ``r_factor_lo..r_factor_hi`` times the chemistry's (``r0_nom_ohm``, ``r1_nom_ohm``).
     """
     w = cell.rls_w_a
     # Excitation: in a steady, settled current (i = w = w2) the resistances and the offset are

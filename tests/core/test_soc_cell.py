@@ -14,10 +14,10 @@ from gateway.core.soc_cell import (
     StepInputs,
     Tuning,
     init_from_voltage,
-    predict,
 )
 from gateway.core.soc_correct import correct, count_bound, recalibrate_full, recalibrate_rest
 from gateway.core.soc_learn import learn_resistance, rls_start
+from gateway.core.soc_predict import predict
 
 Q = 100.0
 

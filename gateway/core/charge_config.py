@@ -1,0 +1,107 @@
+"""The ``charge`` section: the charge strategy, float voltage and the full-charge triggers.
+
+Read by ``gateway.core.phases`` (``ChargePhases``); the phases and triggers are described
+there.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+from pydantic import Field
+
+from gateway.core.config import Section
+
+__all__ = ["ChargeConfig", "ChargeStrategy"]
+
+_FLOAT_MARGIN_V = 0.05  # a derived float voltage stays this far below the absorption voltage
+
+
+class ChargeStrategy(StrEnum):
+    """How CVL is chosen."""
+
+    ADAPTIVE = "adaptive"  # bulk / absorption / float, full charge on demand
+    TOP = "top"  # CVL always at the absorption voltage (what the peers do)
+
+
+class ChargeConfig(Section):
+    """Charge phases: absorption, float and when a full charge is worth it."""
+
+    strategy: ChargeStrategy = ChargeStrategy.ADAPTIVE
+    """``adaptive`` (bulk, absorption, float; full charge on demand) or ``top`` (CVL always at
+    the absorption voltage ``limits.cvl_cell_v``)."""
+    float_cell_v: float | None = Field(default=None, gt=0, le=5)
+    """Float voltage per cell (``None``: the chemistry's OCV at ``float_soc_pct``, from the OCV
+    table in force, a user table included, and at least 50 mV below the absorption voltage;
+    LFP about 3.314 V, NMC about 4.097 V)."""
+    float_soc_pct: float = Field(default=90.0, ge=50, le=99)
+    """The SoC whose OCV is the default float voltage."""
+    rebulk_soc_pct: float = Field(default=85.0, ge=0, le=99)
+    """Float returns to bulk when the pack SoC falls below this."""
+    top_margin_cell_v: float = Field(default=0.01, ge=0, le=0.2)
+    """A phase's voltage counts as reached within this of it, per cell (absorption: by the
+    highest cell or the pack voltage; float: by the pack voltage)."""
+    tail_current_c: float = Field(default=0.02, ge=0, le=1)
+    """Absorption (and bulk towards float) ends once the charge current is below this C-rate ..."""
+    tail_hold_s: float = Field(default=120.0, ge=0, le=3600)
+    """... for this long, with no cell balancing over that time."""
+    absorption_max_s: float = Field(default=4 * 3600.0, gt=0, le=24 * 3600.0)
+    """Absorption never lasts longer than this."""
+    full_charge_sigma_pct: float = Field(default=2.5, gt=0, le=50)
+    """Request a full charge when the worst cell's SoC sigma reaches this (percent points)."""
+    full_charge_for_balancing: bool = True
+    """Request a full charge when the cells' relative SoC sigma exceeds the balancing start
+    threshold (the planner cannot tell the cells apart without a top)."""
+    full_charge_max_interval_days: float = Field(default=14.0, gt=0, le=365)
+    """Request a full charge when the last one is this many days ago (or none is on record)."""
+    full_charge_below_soc_pct: float = Field(default=0.0, ge=0, le=100)
+    """Request a full charge once the pack SoC falls below this: the stored energy is being
+    used, so the next charge goes to the top (0, the default: never; the pack then stores up to
+    the float SoC on days without another reason for a full charge, which costs some delivered
+    energy on a pack that runs empty at night and saves most of its hours at the top; 20 was the
+    default before)."""
+    full_charge_below_soc_days: float = Field(default=2.0, ge=0, le=365)
+    """After the SoC was below ``full_charge_below_soc_pct``, a full charge is requested every
+    day for this long: the pack's energy is being used, so a day that floats would export PV a
+    later day misses (0: only the charge right after it)."""
+    full_charge_min_interval_days: float = Field(default=2.0, ge=0, le=365)
+    """The sigma and balancing triggers wait this long after a full charge (an estimate that
+    stays uncertain must not hold the pack at the top every day)."""
+    full_charge_lead_s: float = Field(default=7200.0, ge=0, le=12 * 3600.0)
+    """A requested full charge becomes due this long before the time of day at which the pack's
+    daily charge usually ends (learned from the SoC), so that the pack reaches the top just
+    before the loads take it down; until then it charges to the float level. Once a full
+    charge timed this way has been measured, its lift rate and ``full_charge_end_margin_s``
+    decide instead (0: due at once; due at once too while no daily charge end has been seen,
+    and with ``full_charge_from_grid``)."""
+    full_charge_end_margin_s: float = Field(default=1800.0, ge=0, le=12 * 3600.0)
+    """Once the afternoon's lift rate is known (the mean charge current of the last full
+    charges that waited for their time, from due to the top, learned), a waiting full charge
+    becomes due when the charge from the float SoC (or the SoC, when higher) to the top, at
+    that rate, would bring the pack to the top this long before its daily charge usually ends
+    (room for a cloud and for the absorption); until the first such charge is measured,
+    ``full_charge_lead_s`` before the end."""
+    full_charge_from_grid: bool = False
+    """A requested full charge may draw from the grid (else it waits for PV): the battery CAN
+    force-charge request and SunSpec ``ChaGriSet = GRID`` while below ``rebulk_soc_pct``."""
+
+    def resolve_float_cell_v(self, ocv_at_float_soc_v: float, absorption_cell_v: float) -> float:
+        """The float voltage per cell in force: ``float_cell_v`` when set, else the OCV at
+        ``float_soc_pct`` (given), kept 50 mV below the absorption voltage (a user OCV table need
+        not agree with the limits' voltages)."""
+        if self.float_cell_v is not None:
+            return self.float_cell_v
+        return min(ocv_at_float_soc_v, absorption_cell_v - _FLOAT_MARGIN_V)
+
+    def model_post_init(self, __context: object) -> None:
+        """Check what needs more than a type."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name} (={value}) must be finite")
+        if self.rebulk_soc_pct >= self.float_soc_pct:
+            raise ValueError(
+                f"charge.rebulk_soc_pct (={self.rebulk_soc_pct}) must be below"
+                f" charge.float_soc_pct (={self.float_soc_pct})"
+            )

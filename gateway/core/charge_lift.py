@@ -1,0 +1,141 @@
+"""When a requested full charge is due, and the lift rate measured from the ones that waited.
+
+``FullChargeTiming`` is the timing part of ``ChargePhases`` (``gateway.core.phases`` describes
+it): a full charge waits until the afternoon's PV can just bring the pack to the top before the
+daily charge usually ends (``ChargeWindow``), and each full charge that waited is measured (the
+charge it took in from due to the top) so that the window learns the lift rate. Pure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from gateway.core.charge_config import ChargeConfig
+from gateway.core.charge_window import ChargeWindow
+from gateway.core.model import ChargePhase, SocReport
+
+__all__ = ["LIFT_GAP_S", "FullChargeTiming"]
+
+LIFT_GAP_S = 300.0  # a longer step gap is not integrated into a lift's charge
+
+
+@dataclass(slots=True)
+class _Lift:
+    """A full charge that waited for its time, measured from when it became due."""
+
+    start_s: float
+    ends: int  # the window's end count at the start (a change: the day's charge ended)
+    last_s: float = 0.0
+    ah: float = 0.0
+    peak_ah: float = 0.0
+    peak_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.last_s = self.peak_s = self.start_s
+
+
+class FullChargeTiming:
+    """When the pending full charge is due, and the measurement of the lifts that waited.
+
+    Args:
+        config: the ``charge`` section.
+        capacity_ah: nominal capacity (Ah).
+        window: the daily charge window (learns the end of the day's charge and the lift rate).
+    """
+
+    def __init__(self, config: ChargeConfig, capacity_ah: float, window: ChargeWindow) -> None:
+        self.config = config
+        self.capacity_ah = capacity_ah
+        self.window = window
+        self._due_ends = -1  # the window's end count when the request became due (-1: not due)
+        self._waited = False  # the pending request has waited for its time today
+        self._lift: _Lift | None = None  # the full charge being measured
+
+    def wait_s(
+        self, request: str, at_once: bool, soc: SocReport | None, now_s: float
+    ) -> float | None:
+        """Seconds until the pending full charge is due (0: due now; ``None``: none pending).
+
+        ``request``: the pending request's reason (``""``: none); ``at_once``: it is due at
+        once (unfinished balancing).
+
+        Due at once unless ``full_charge_lead_s`` is set, the grid may not be used, and the time
+        of day at which the daily charge ends has been learned; then from ``lift_lead_s``
+        before that time until the day's charge is seen to end (the SoC falls from its high),
+        so a charge still short of the top at the expected end goes on while there is PV. An
+        absorption that has begun runs to its end regardless. A request for unfinished balancing
+        is due at once: its absorption needs the day's hours.
+        """
+        if not request:
+            self._due_ends = -1
+            self._waited = False
+            return None
+        lead = self.config.full_charge_lead_s
+        if lead <= 0.0 or self.config.full_charge_from_grid or at_once:
+            return 0.0
+        ends = self.window.ends_seen
+        if self._due_ends == ends:
+            return 0.0
+        to_end = self.window.seconds_to_end(now_s)
+        start_s = self.lift_lead_s(soc)
+        if to_end is None or to_end <= start_s:
+            self._due_ends = ends
+            return 0.0
+        self._due_ends = -1
+        self._waited = True
+        return to_end - start_s
+
+    def lift_lead_s(self, soc: SocReport | None) -> float:
+        """How long before the expected end of the daily charge a full charge must begin.
+
+        ``full_charge_end_margin_s`` plus the time the afternoon's PV needs to bring the pack
+        from the float SoC (or its SoC, when higher) to the top at the learned lift rate
+        (``ChargeWindow.lift_rate_a``): ``(100 - max(SoC, float_soc_pct)) / 100 x capacity``
+        (Ah) over that rate (A). Below the float SoC the pack bulks at full current whether the
+        full charge is due or not, so only the part above it is a lift (and is what the rate
+        was measured on). Before a lift has been measured (or without an estimate):
+        ``full_charge_lead_s``.
+        """
+        rate_a = self.window.lift_rate_a()
+        if rate_a is None or soc is None or not math.isfinite(soc.soc_pct):
+            return self.config.full_charge_lead_s
+        from_pct = max(soc.soc_pct, self.config.float_soc_pct)
+        need_ah = max(0.0, 100.0 - from_pct) / 100.0 * self.capacity_ah
+        return self.config.full_charge_end_margin_s + need_ah / rate_a * 3600.0
+
+    def measure(
+        self,
+        before: ChargePhase,
+        phase: ChargePhase,
+        request: str,
+        current_a: float,
+        due: bool,
+        now_s: float,
+    ) -> None:
+        """Measure a full charge that waited for its time: the charge it takes in (Ah, the
+        current integrated) from when it becomes due until the top (absorption begins), or, when
+        the day's charge ends short of the top, until its most charged moment; the window learns
+        the rate from it. ``before``/``phase``: the phase before and after this step's
+        transition; ``request``: the pending request after it (``""``: none)."""
+        lift = self._lift
+        ends = self.window.ends_seen
+        if lift is None:
+            if due and self._waited and phase is ChargePhase.BULK:
+                self._lift = _Lift(now_s, ends)
+                self._waited = False
+            return
+        dt_s = now_s - lift.last_s
+        if 0.0 < dt_s <= LIFT_GAP_S:
+            lift.ah += current_a * dt_s / 3600.0
+        lift.last_s = now_s
+        if lift.ah > lift.peak_ah:
+            lift.peak_ah, lift.peak_s = lift.ah, now_s
+        if before is ChargePhase.BULK and phase is ChargePhase.ABSORPTION:
+            self.window.record_lift(lift.ah, now_s - lift.start_s)
+            self._lift = None
+        elif ends != lift.ends:
+            self.window.record_lift(lift.peak_ah, lift.peak_s - lift.start_s)
+            self._lift = None
+        elif phase is not ChargePhase.BULK or not request:
+            self._lift = None  # the request went away (restored, or served otherwise)

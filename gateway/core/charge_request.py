@@ -1,0 +1,82 @@
+"""When a full charge pays: the full-charge request's triggers and reasons. Pure.
+
+The triggers (``gateway.core.phases`` describes them): energy in use (the pack SoC below
+``full_charge_below_soc_pct``, and once a day after it for ``full_charge_below_soc_days``), no
+full charge on record or the last one ``full_charge_max_interval_days`` ago, and, not before
+``full_charge_min_interval_days``: balancing left unfinished at the last top, the worst cell's
+SoC sigma, or cells too uncertain against each other for balancing.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gateway.core.charge_config import ChargeConfig
+from gateway.core.model import SocReport
+
+__all__ = ["DAY_S", "REARM_S", "full_charge_request"]
+
+DAY_S = 86400.0
+REARM_S = 12 * 3600.0  # energy in use asks again this long after a full charge (once a day)
+
+
+def full_charge_request(
+    cfg: ChargeConfig,
+    soc: SocReport | None,
+    now_s: float,
+    *,
+    low: bool,
+    last_full_s: float | None,
+    low_s: float | None,
+    balancing_unfinished: bool,
+    balancing_start_pct: float,
+) -> tuple[str, bool]:
+    """The reason to request a full charge now (``""``: none), and whether it is due at once.
+
+    Args:
+        cfg: the ``charge`` section.
+        soc: the estimate; ``None``: no SoC-based trigger.
+        now_s: monotonic seconds (injected).
+        low: the pack SoC is below ``full_charge_below_soc_pct`` now.
+        last_full_s: when the last full charge ended (``None``: none on record).
+        low_s: when the SoC was last below ``full_charge_below_soc_pct`` (``None``: never).
+        balancing_unfinished: the last absorption ended before balancing did.
+        balancing_start_pct: the balancing planner's start threshold (percent of capacity).
+    """
+    if low:
+        assert soc is not None
+        return (
+            f"energy in use: SoC {soc.soc_pct:.1f} % below {cfg.full_charge_below_soc_pct:g} %"
+        ), False
+    if last_full_s is None:
+        return "no full charge on record", False
+    days = (now_s - last_full_s) / DAY_S
+    if (
+        low_s is not None
+        and now_s - low_s < cfg.full_charge_below_soc_days * DAY_S
+        and now_s - last_full_s >= REARM_S
+    ):
+        return (
+            f"energy in use: SoC below {cfg.full_charge_below_soc_pct:g} %"
+            f" {(now_s - low_s) / DAY_S:.1f} days ago"
+        ), False
+    if days >= cfg.full_charge_max_interval_days:
+        return f"{days:.1f} days since the last full charge", False
+    if soc is None or not soc.cells or days < cfg.full_charge_min_interval_days:
+        return "", False
+    if cfg.full_charge_for_balancing and balancing_unfinished:
+        return "balancing unfinished: the last absorption ended before it did", True
+    worst = max(c.soc_sigma_pct for c in soc.cells)
+    if worst >= cfg.full_charge_sigma_pct:
+        return (
+            f"SoC uncertainty {worst:.2f} % >= {cfg.full_charge_sigma_pct:g} %"
+            f" ({days:.1f} days since the last full charge)"
+        ), False
+    if cfg.full_charge_for_balancing:
+        rel = [c.soc_rel_sigma_pct for c in soc.cells if math.isfinite(c.soc_rel_sigma_pct)]
+        if rel and max(rel) > balancing_start_pct:
+            return (
+                f"balancing needs a top: cells known to {max(rel):.2f} % against each"
+                f" other, start threshold {balancing_start_pct:g} %"
+            ), False
+    return "", False
