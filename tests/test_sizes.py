@@ -27,7 +27,6 @@ LONG_MODULES = {
 # (path, qualified function name) -> why it may be longer.
 LONG_FUNCTIONS = {
     ("gateway/core/soc_cell.py", "predict"): "issue 12 is reworking the estimator step",
-    ("gateway/core/soc_correct.py", "correct"): "issue 12 is reworking the estimator step",
     ("gateway/core/soc_learn.py", "learn_resistance"): "issue 12 is reworking the estimator",
 }
 
