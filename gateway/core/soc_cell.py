@@ -126,9 +126,8 @@ class CellState:
     off_d_pct: float = 0.0
     off_c_w: float = 0.0
     off_d_w: float = 0.0
-    # What the count may have drifted since the last sample in that direction (%).
-    off_c_drift_pct: float = 0.0
-    off_d_drift_pct: float = 0.0
+    off_c_age_s: float = 0.0  # time since the last sample in that direction (s)
+    off_d_age_s: float = 0.0
     # Last voltage used and its receive time and current (for freshness and identification).
     last_v_t: float = -math.inf
     last_v: float = _NAN

@@ -67,6 +67,8 @@ def correct(
     the pack's.
     """
     dt = step.dt_s if sample_dt_s is None else sample_dt_s
+    cell.off_c_age_s += dt
+    cell.off_d_age_s += dt
     if cell.start_left_s > 0.0 and _refine_in_start_window(
         cell, chem, step, v, cur_k, temp_c, r_scale, dt, own_current_a
     ):
@@ -86,7 +88,7 @@ def correct(
         return False  # a resting voltage is weighed once per rest_s (recalibrate_rest)
     if _mean_slope(cell, chem, tune) < tune.min_slope_v_per_pct:
         return False
-    weigh_count_offset(cell, tune, mid, cur_k, dt, step.q_nom_ah)
+    weigh_count_offset(cell, mid, cur_k, dt, step.q_nom_ah)
     slope = chem.ocv.slope(cell.soc_pct)
     if slope < tune.min_slope_v_per_pct:
         if zs is None:

@@ -65,9 +65,7 @@ OFFSET_WINDOW_S = 1800.0  # the offsets' memory (s of samples under load in that
 OFFSET_MIN_W = 0.3  # each direction this much of its window filled before the rule applies
 
 
-def weigh_count_offset(
-    cell: CellState, tune: Tuning, mid: float, cur_k: float, dt: float, q_ah: float
-) -> None:
+def weigh_count_offset(cell: CellState, mid: float, cur_k: float, dt: float, q_ah: float) -> None:
     """Average the voltage's SoC ``mid`` (%) minus the count's, by the current's direction.
 
     Only at a current above ``START_MAX_C`` (below it the direction says little); ``cur_k``
@@ -75,13 +73,6 @@ def weigh_count_offset(
     averages are kept as weighted sums with their weights (``off_c_pct`` / ``off_c_w`` is the
     mean), so a direction seen for a short time is not pulled towards 0.
     """
-    # The count's drift since each direction's last sample: the current offset's sigma over the
-    # time, the gain's and the capacity's over the charge moved (as ``predict`` grows them).
-    d_pct = 100.0 * abs(cur_k) * dt / 3600.0 / q_ah
-    cap_rel = math.sqrt(cell.capacity_var) / cell.capacity_ah if cell.capacity_ah > 0.0 else 0.0
-    drift = tune.offset_pct_per_s * dt + (tune.gain_frac + cap_rel) * d_pct
-    cell.off_c_drift_pct += drift
-    cell.off_d_drift_pct += drift
     if abs(cur_k) <= START_MAX_C * q_ah:
         return
     lam = math.exp(-dt / OFFSET_WINDOW_S)
@@ -89,11 +80,11 @@ def weigh_count_offset(
     if cur_k > 0.0:
         cell.off_c_pct = lam * cell.off_c_pct + (1.0 - lam) * r
         cell.off_c_w = lam * cell.off_c_w + (1.0 - lam)
-        cell.off_c_drift_pct = 0.0
+        cell.off_c_age_s = 0.0
     else:
         cell.off_d_pct = lam * cell.off_d_pct + (1.0 - lam) * r
         cell.off_d_w = lam * cell.off_d_w + (1.0 - lam)
-        cell.off_d_drift_pct = 0.0
+        cell.off_d_age_s = 0.0
 
 
 def _offset_bound(cell: CellState, tune: Tuning) -> bool:
@@ -104,8 +95,8 @@ def _offset_bound(cell: CellState, tune: Tuning) -> bool:
         return False
     c, d = cell.off_c_pct / cell.off_c_w, cell.off_d_pct / cell.off_d_w
     common = math.copysign(min(abs(c), abs(d)), c) if c * d > 0.0 else 0.0
-    drift = max(cell.off_c_drift_pct, cell.off_d_drift_pct)
-    margin = tune.count_z * (math.sqrt(cell.p00) + drift)
+    age = max(cell.off_c_age_s, cell.off_d_age_s)
+    margin = tune.count_z * (math.sqrt(cell.p00) + tune.offset_pct_per_s * age)
     lo, hi = min(0.0, common) - margin, max(0.0, common) + margin
     dev = cell.soc_pct - cell.count_soc_pct
     if lo <= dev <= hi:
