@@ -118,16 +118,6 @@ class CellState:
     count_soc_pct: float = _NAN
     count_rand_var: float = 0.0  # %^2: the trusted point's variance, drift, gaps
     count_sys_pct: float = 0.0  # %: systematic parts (offset, gain, capacity), added linearly
-    # The voltage's SoC under load minus the count's, exponentially weighted while charging and
-    # while discharging (sums, %: divide by the weight), and how much of its window each has
-    # filled (0..1): a count error is the same in both directions, a model bias flips with the
-    # current (soc_count.count_bound).
-    off_c_pct: float = 0.0
-    off_d_pct: float = 0.0
-    off_c_w: float = 0.0
-    off_d_w: float = 0.0
-    off_c_age_s: float = 0.0  # time since the last sample in that direction (s)
-    off_d_age_s: float = 0.0
     # Last voltage used and its receive time and current (for freshness and identification).
     last_v_t: float = -math.inf
     last_v: float = _NAN

@@ -10,6 +10,7 @@ import math
 
 from gateway.core.chemistry import Chemistry
 from gateway.core.soc_cell import (
+    _MAX_VAR,
     START_MAX_C,
     CellState,
     StepInputs,
@@ -17,7 +18,6 @@ from gateway.core.soc_cell import (
     _voltage_soc_at,
     voltage_soc,
 )
-from gateway.core.soc_count import count_bound, restart_at_trusted_point, weigh_count_offset
 
 __all__ = ["correct", "count_bound", "recalibrate_full", "recalibrate_rest"]
 
@@ -53,12 +53,11 @@ def correct(
        EKF on (soc, v1), adaptive noise, skipped while the innovations follow the current).
 
     The rule ("never worse than counting", ``count_bound``): after steps 4 and 5 the estimate
-    may stand away from the count since the last trusted point only as far as the evidence
-    against the count supports: the voltage's SoC minus the count's, averaged separately while
-    charging and while discharging (fed here, ``weigh_count_offset``), is a count error where
-    both directions share it and the model's bias under load where it flips sign with the
-    current (the estimate is not moved for that); and at most ``count_z`` count sigmas unless
-    the innovations in both directions show a SoC error.
+    may stand away from the count since the last trusted point by at most ``count_z`` count
+    sigmas, unless the mean normalised innovations, taken separately while charging and while
+    discharging, show a SoC error (the same sign in both directions, or a strong one in one
+    direction the other does not contradict); an error that flips sign with the current is the
+    circuit's, not the SoC's, and does not move the bound.
 
     ``sample_dt_s``: the time since the cell's previous voltage sample (``None``: the step's
     ``dt_s``, a voltage every step). The averages over time (the innovations, the start window)
@@ -67,8 +66,6 @@ def correct(
     the pack's.
     """
     dt = step.dt_s if sample_dt_s is None else sample_dt_s
-    cell.off_c_age_s += dt
-    cell.off_d_age_s += dt
     if cell.start_left_s > 0.0 and _refine_in_start_window(
         cell, chem, step, v, cur_k, temp_c, r_scale, dt, own_current_a
     ):
@@ -88,7 +85,6 @@ def correct(
         return False  # a resting voltage is weighed once per rest_s (recalibrate_rest)
     if _mean_slope(cell, chem, tune) < tune.min_slope_v_per_pct:
         return False
-    weigh_count_offset(cell, mid, cur_k, dt, step.q_nom_ah)
     slope = chem.ocv.slope(cell.soc_pct)
     if slope < tune.min_slope_v_per_pct:
         if zs is None:
@@ -265,6 +261,43 @@ def _refine_start(
     cell.count_soc_pct = cell.soc_pct
 
 
+def count_bound(cell: CellState, tune: Tuning) -> bool:
+    """Hold the estimate within what the count allows; return whether it had to.
+
+    The rule ("never worse than counting"): corrections under load may move the estimate away
+    from the count since the last trusted point (start, rested voltage, full) by at most
+    ``count_z`` times the count's own sigma over that time (``count_var``: its start plus what
+    offset, gain, capacity, drift and gaps have added since). A larger move needs evidence that
+    lasts: the exponentially weighted mean normalised innovation, taken separately while
+    charging and while discharging, is beyond ``consistency_bias`` with the same sign in both,
+    or beyond five times that in one direction while the other does not point the opposite way.
+    A SoC error shifts the voltage the same way in both directions of current, while a wrong
+    resistance or a diffusion the circuit does not model shifts it with the current's sign (and,
+    normalised by a noise that includes the circuit's error allowance, by about one sigma at
+    most); only the first is evidence against the count. When the evidence holds, the count's
+    variance is widened to cover the move (the count was wrong), and the bound moves with it.
+    """
+    dev = cell.soc_pct - cell.count_soc_pct
+    bound = tune.count_z * math.sqrt(cell.count_var)
+    if abs(dev) <= bound:
+        return False
+    b = tune.consistency_bias
+    nc, nd = cell.nu_charge, cell.nu_discharge
+    both = (nc > b and nd > b) or (nc < -b and nd < -b)
+    # One direction alone is evidence when its innovations exceed what the circuit's error
+    # allowance (in the nominal noise) explains several times over, and the other direction
+    # does not point the opposite way.
+    strong = 5.0 * b
+    alone = (nc > strong and nd > -b) or (nc < -strong and nd < b)
+    alone = alone or (nd > strong and nc > -b) or (nd < -strong and nc < b)
+    if both or alone:
+        cell.count_rand_var = min(_MAX_VAR, (dev / tune.count_z) ** 2)
+        cell.count_sys_pct = 0.0
+        return False
+    cell.soc_pct = cell.count_soc_pct + math.copysign(bound, dev)
+    return True
+
+
 def _fuse_interval(cell: CellState, z: float, sz: float, *, contradicted: bool) -> None:
     """Fuse a SoC measurement ``z`` +- ``sz`` (from a voltage's SoC interval) into ``cell``.
 
@@ -290,7 +323,7 @@ def _fuse_interval(cell: CellState, z: float, sz: float, *, contradicted: bool) 
     _scale_parts(cell, 1.0 - k0)
     cell.soc_pct = min(100.0, max(0.0, cell.soc_pct))
     if contradicted:
-        restart_at_trusted_point(cell)
+        cell.restart_count(cell.p00)
 
 
 def _scale_parts(cell: CellState, g: float) -> None:
@@ -344,7 +377,7 @@ def recalibrate_rest(
         return False
     _fuse_interval(cell, z, sz, contradicted=contradicted)
     if not contradicted:
-        restart_at_trusted_point(cell)
+        cell.restart_count(cell.p00)
     return True
 
 
@@ -362,4 +395,4 @@ def recalibrate_full(cell: CellState) -> None:
         cell.sx *= f
         cell.p00 = 0.25
     cell.p01 = 0.0
-    restart_at_trusted_point(cell)
+    cell.restart_count(cell.p00)
