@@ -40,31 +40,24 @@ def correct(
 ) -> bool:
     """Correct ``cell`` with a voltage outside a rest recalibration; return whether it was used.
 
-    Three paths (only the first while resting):
+    Named steps, in order (only the first two while resting):
 
-    * **Contradiction**: the IR-corrected voltage, widened by its error under load and the
-      hysteresis, allows a SoC interval that lies more than ``k_sigma`` sigmas (the estimate's and
-      the voltage's together) from the estimate: the estimate is not what the voltage can be.
-      Then it is fused in the SoC domain (``_fuse_interval``), whatever the local slope. This is
-      what moves an estimate parked on a plateau once the cell reaches a knee.
-    * **Interval fusion**: where the OCV is steep enough on average over the plausible interval
-      (``soc +- k sigma``) but flat at the estimate, the voltage's SoC interval is fused in the
-      SoC domain when it is at least twice as precise as the estimate (never below its own
-      variance: a load voltage's error does not average out).
-    * **Kalman update**: where the OCV is steep enough over the plausible interval and at the
-      estimate (mean and local slope >= ``min_slope``), the extended Kalman update on (soc, v1).
-      Its measurement noise is the larger of the nominal one (sensor, model error growing with
-      the current) and what the innovations show
-      (``E[y^2] - H P H'``, exponentially weighted over ``innovation_window_s``): a model that is
-      wrong for this cell predicts badly and is trusted less, automatically. While the mean
-      normalised innovations taken while charging and while discharging point opposite ways
-      beyond ``consistency_bias`` (the error follows the current: the circuit is wrong, not
-      the SoC), the update is skipped.
+    1. ``_refine_in_start_window``: within ``START_WINDOW_S`` of a start from voltage, the
+       voltage refines that start instead.
+    2. ``_contradiction``: a voltage whose SoC interval lies beyond ``k_sigma`` sigmas of the
+       estimate is fused in the SoC domain, whatever the slope (moves an estimate parked on a
+       plateau once the cell reaches a knee).
+    3. ``_mean_slope``: the OCV's mean slope over the plausible interval (``soc +- k sigma``);
+       below ``min_slope`` the voltage is not used.
+    4. ``_fuse_flat`` where the OCV is flat at the estimate, else 5. ``_kalman_update`` (the
+       EKF on (soc, v1), adaptive noise, skipped while the innovations follow the current).
 
-    After the last two, ``count_bound`` holds the estimate within what the count allows.
-
-    Within ``START_WINDOW_S`` of a start from voltage, the voltage refines that start instead
-    (``_refine_start``).
+    The rule ("never worse than counting", ``count_bound``): after steps 4 and 5 the estimate
+    may stand away from the count since the last trusted point by at most ``count_z`` count
+    sigmas, unless the mean normalised innovations, taken separately while charging and while
+    discharging, show a SoC error (the same sign in both directions, or a strong one in one
+    direction the other does not contradict); an error that flips sign with the current is the
+    circuit's, not the SoC's, and does not move the bound.
 
     ``sample_dt_s``: the time since the cell's previous voltage sample (``None``: the step's
     ``dt_s``, a voltage every step). The averages over time (the innovations, the start window)
@@ -73,54 +66,104 @@ def correct(
     the pack's.
     """
     dt = step.dt_s if sample_dt_s is None else sample_dt_s
-    if cell.start_left_s > 0.0:
-        cell.start_left_s = max(0.0, cell.start_left_s - dt)
-        # Samples alike the start's: a small pack current and no balancing current of its own.
-        if abs(cur_k) <= START_MAX_C * step.q_nom_ah and own_current_a == 0.0:
-            _refine_start(cell, chem, v, cur_k, temp_c, r_scale)
-            return True
+    if cell.start_left_s > 0.0 and _refine_in_start_window(
+        cell, chem, step, v, cur_k, temp_c, r_scale, dt, own_current_a
+    ):
+        return True
     r0 = cell.r0_ohm_25c * r_scale
     r1 = cell.r1_ohm_25c * r_scale
     v2 = cell.r2_ohm_25c * r_scale * cell.w2_a
-    soc = cell.soc_pct
-    sigma = math.sqrt(cell.p00 + cell.sb * cell.sb)
     pol = tune.model_error_fraction * (r0 + r1) * cur_k
     r_nom = tune.r_load_v2 + pol * pol
     ocv_v = v - r0 * cur_k - cell.v1_v - v2
     half = 2.0 * math.sqrt(r_nom + cell.p11) + tune.hysteresis_v
-    # Cheap first: the voltage's own SoC within k sigma of the estimate cannot contradict it
-    # (the interval test below only widens the allowance).
     mid = chem.ocv_soc(ocv_v, temp_c)
-    zs: tuple[float, float] | None = None
-    if abs(mid - soc) > tune.k_sigma * sigma:
-        zs = z, sz = _voltage_soc_at(chem, ocv_v, half, temp_c, mid)
-        if abs(z - soc) > tune.k_sigma * math.sqrt(sigma * sigma + sz * sz):
-            _fuse_interval(cell, z, sz, contradicted=True)
-            return True
+    contradicted, zs = _contradiction(cell, chem, tune, ocv_v, half, temp_c, mid)
+    if contradicted:
+        return True
     if step.resting:
         return False  # a resting voltage is weighed once per rest_s (recalibrate_rest)
-    k = tune.k_sigma * sigma
-    s_lo, s_hi = max(0.0, soc - k), min(100.0, soc + k)
-    slope = chem.ocv.slope(soc)
-    if s_hi - s_lo > 1e-9:
-        mean_slope = (chem.ocv.voltage(s_hi) - chem.ocv.voltage(s_lo)) / (s_hi - s_lo)
-    else:
-        mean_slope = slope
-    if mean_slope < tune.min_slope_v_per_pct:
+    if _mean_slope(cell, chem, tune) < tune.min_slope_v_per_pct:
         return False
+    slope = chem.ocv.slope(cell.soc_pct)
     if slope < tune.min_slope_v_per_pct:
-        # Informative over the interval, flat at the estimate: a linearisation here would see
-        # nothing. Fuse what the voltage allows in the SoC domain, never to below its own
-        # variance (its error under load does not average out over samples).
-        z, sz = zs if zs is not None else _voltage_soc_at(chem, ocv_v, half, temp_c, mid)
-        p_before = cell.p00
-        if 4.0 * sz * sz > p_before:
-            return False  # says little the estimate does not know
-        _fuse_interval(cell, z, sz, contradicted=False)
-        cell.p00 = max(cell.p00, min(p_before, sz * sz))
-        count_bound(cell, tune)
-        return True
+        if zs is None:
+            zs = _voltage_soc_at(chem, ocv_v, half, temp_c, mid)
+        return _fuse_flat(cell, tune, zs)
     return _kalman_update(cell, chem, tune, step, v, cur_k, temp_c, slope, (r0, r1, v2), r_nom, dt)
+
+
+def _refine_in_start_window(
+    cell: CellState,
+    chem: Chemistry,
+    step: StepInputs,
+    v: float,
+    cur_k: float,
+    temp_c: float,
+    r_scale: float,
+    dt: float,
+    own_current_a: float,
+) -> bool:
+    """``correct`` step 1: run the start window down by ``dt`` (s); refine the start with a
+    sample alike its own (a small pack current, no balancing current); return whether used."""
+    cell.start_left_s = max(0.0, cell.start_left_s - dt)
+    if abs(cur_k) <= START_MAX_C * step.q_nom_ah and own_current_a == 0.0:
+        _refine_start(cell, chem, v, cur_k, temp_c, r_scale)
+        return True
+    return False
+
+
+def _contradiction(
+    cell: CellState,
+    chem: Chemistry,
+    tune: Tuning,
+    ocv_v: float,
+    half: float,
+    temp_c: float,
+    mid: float,
+) -> tuple[bool, tuple[float, float] | None]:
+    """``correct`` step 2: fuse a voltage that contradicts the estimate; return (fused, interval).
+
+    ``ocv_v``: the IR-corrected voltage (V), ``half`` its error under load plus the hysteresis
+    (V), ``mid`` its own SoC (%). A ``mid`` within ``k_sigma`` sigmas cannot contradict (the
+    interval only widens it); else the SoC interval ``z +- sz`` (returned for reuse) is fused
+    when beyond ``k_sigma`` combined sigmas (``_fuse_interval``, the count restarted).
+    """
+    soc = cell.soc_pct
+    sigma = math.sqrt(cell.p00 + cell.sb * cell.sb)
+    if abs(mid - soc) <= tune.k_sigma * sigma:
+        return False, None
+    z, sz = _voltage_soc_at(chem, ocv_v, half, temp_c, mid)
+    if abs(z - soc) > tune.k_sigma * math.sqrt(sigma * sigma + sz * sz):
+        _fuse_interval(cell, z, sz, contradicted=True)
+        return True, (z, sz)
+    return False, (z, sz)
+
+
+def _mean_slope(cell: CellState, chem: Chemistry, tune: Tuning) -> float:
+    """``correct`` step 3: the OCV's mean slope (V/%) over ``soc +- k_sigma`` sigmas."""
+    soc = cell.soc_pct
+    k = tune.k_sigma * math.sqrt(cell.p00 + cell.sb * cell.sb)
+    s_lo, s_hi = max(0.0, soc - k), min(100.0, soc + k)
+    if s_hi - s_lo > 1e-9:
+        return (chem.ocv.voltage(s_hi) - chem.ocv.voltage(s_lo)) / (s_hi - s_lo)
+    return chem.ocv.slope(soc)
+
+
+def _fuse_flat(cell: CellState, tune: Tuning, zs: tuple[float, float]) -> bool:
+    """``correct`` step 4: informative over the interval, flat at the estimate (a linearisation
+    there would see nothing): the voltage's SoC interval ``zs`` (z, sz in %) is fused in the
+    SoC domain when at least twice as precise as the estimate, never to below its own variance
+    (its error under load does not average out), then ``count_bound``. Returns whether used.
+    """
+    z, sz = zs
+    p_before = cell.p00
+    if 4.0 * sz * sz > p_before:
+        return False  # says little the estimate does not know
+    _fuse_interval(cell, z, sz, contradicted=False)
+    cell.p00 = max(cell.p00, min(p_before, sz * sz))
+    count_bound(cell, tune)
+    return True
 
 
 def _kalman_update(
