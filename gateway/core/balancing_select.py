@@ -18,6 +18,7 @@ from gateway.core.model import BalancingMode, CellAction
 __all__ = ["PlanStep", "action_reason", "budget", "candidates", "idle_reason", "voltage_top"]
 
 _GIVES = (CellAction.BLEED, CellAction.DONATE)
+_SEARCH_FACTOR = 4  # active pairs are searched among this many x the pairs on each side
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +123,9 @@ def budget(
 ) -> tuple[list[int], list[int], int]:
     """Largest imbalance first, within the channel, cell-count and power budgets.
 
-    Sorts ``up`` and ``down`` in place. Active pairs whose difference is within the estimate's
-    uncertainty (and that were not running) are left out and counted. Returns
-    ``(chosen_up, chosen_down, doubtful)``.
+    Sorts ``up`` and ``down`` in place. Active: the most pairs whose donor is clearly above
+    its receiver (``_pairs``); channels left without such a pair are counted as doubtful.
+    Returns ``(chosen_up, chosen_down, doubtful)``.
     """
     cfg = config
     dev, volts = step.imbalance.dev, step.volts
@@ -148,20 +149,79 @@ def budget(
     loss_w = cfg.active_current_a * (1.0 - cfg.active_efficiency)
     if loss_w > 0 and math.isfinite(budget_w):
         pairs = min(pairs, int(budget_w / (loss_w * max(volts))))
-    pair_sig = step.imbalance.pair_sigma_ah
-    doubtful = 0
-    chosen_down: list[int] = []
-    for k, j in zip(up[:pairs], down[:pairs], strict=True):
-        if (
-            pair_sig is not None
-            and not (prev[k] is CellAction.DONATE and prev[j] is CellAction.RECEIVE)
-            and dev[k] - dev[j] <= math.hypot(pair_sig[k], pair_sig[j])
-        ):
-            doubtful += 1
-            continue
-        chosen_up.append(k)
-        chosen_down.append(j)
+    chosen_up, chosen_down, doubtful = _pairs(step, up, down, prev, pairs)
     return chosen_up, chosen_down, doubtful
+
+
+def _pairs(
+    step: PlanStep,
+    up: list[int],
+    down: list[int],
+    prev: Sequence[CellAction | None],
+    pairs: int,
+) -> tuple[list[int], list[int], int]:
+    """Up to ``pairs`` donor/receiver pairs whose donor is clearly above its receiver.
+
+    A pair is clear when ``dev[donor] - dev[receiver]`` exceeds the combined
+    ``pair_sigma_ah`` of the two cells, or when both ran as donor and receiver in the last
+    plan (hysteresis). The converter moves the same current whoever a donor is paired with, so
+    the pairing only serves this test: the largest donor with the largest receiver leaves
+    smaller donors with smaller receivers, pairs that fail the test while the same cells paired
+    the other way round pass it (donors 5 and 1 Ah, receivers -5 and -1 Ah, 3 Ah combined
+    sigma: sorted, 10 and 2 Ah apart, one pair; crossed, 6 and 6 Ah, two). So the pairs are a
+    maximum matching (augmenting paths, Kuhn): donors in order of their imbalance, each kept
+    when some matching still pairs it; a free receiver is taken before another pair is moved,
+    receivers tried largest first (so the sorted pairs stay where they are clear). Candidates
+    are the ``_SEARCH_FACTOR x pairs`` largest on each side (a bounded cost for large packs:
+    512 cells, 256 channels, half the pairs doubtful: about 50 ms a plan on the project's
+    2-core machine; 8 channels: under 1 ms).
+
+    ``up`` and ``down`` are sorted (largest imbalance first). Returns ``(chosen_up,
+    chosen_down, doubtful)``: the pairs in donor order, and how many of the ``pairs``
+    channels found no clear pair.
+    """
+    dev = step.imbalance.dev
+    pair_sig = step.imbalance.pair_sigma_ah
+    if pairs <= 0:
+        return [], [], 0
+    if pair_sig is None:
+        return up[:pairs], down[:pairs], 0
+    width = _SEARCH_FACTOR * pairs
+    donors, receivers = up[:width], down[:width]
+
+    def clear(k: int, j: int) -> bool:
+        if prev[k] is CellAction.DONATE and prev[j] is CellAction.RECEIVE:
+            return True
+        return dev[k] - dev[j] > math.hypot(pair_sig[k], pair_sig[j])
+
+    partner: dict[int, int] = {}  # receiver -> donor
+
+    def augment(k: int, seen: set[int]) -> bool:
+        # A free receiver first (cheap), else one whose donor can move to another.
+        for j in receivers:
+            if j not in partner and j not in seen and clear(k, j):
+                partner[j] = k
+                return True
+        for j in receivers:
+            if j in partner and j not in seen and clear(k, j):
+                seen.add(j)
+                if augment(partner[j], seen):
+                    partner[j] = k
+                    return True
+        return False
+
+    # A search that fails leaves the matching as it was, so the receivers it visited cannot
+    # lead to a free one until a search succeeds: they stay visited till then.
+    seen: set[int] = set()
+    for k in donors:
+        if len(partner) >= pairs:
+            break
+        if augment(k, seen):
+            seen = set()
+    of_donor = {k: j for j, k in partner.items()}
+    chosen_up = [k for k in donors if k in of_donor]
+    chosen_down = [of_donor[k] for k in chosen_up]
+    return chosen_up, chosen_down, pairs - len(chosen_up)
 
 
 def action_reason(step: PlanStep, k: int, current_a: float, by_voltage: bool) -> str:

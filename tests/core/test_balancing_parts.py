@@ -228,13 +228,23 @@ def test_the_power_budget_and_the_cell_cap_limit_passive_bleeding() -> None:
 def test_active_pairs_within_the_uncertainty_are_doubtful() -> None:
     cfg = BalancingConfig(mode=BalancingMode.ACTIVE, sigma_factor=3.0, active_channels=4)
     # Sigma 0.1 % of 100 Ah = 0.1 Ah per cell, 3 sigma each: a pair needs > 0.42 Ah apart.
-    step = _step(BalancingMode.ACTIVE, [3.3] * 4, cfg, socs=[50.3, 49.9, 51.0, 48.8])
+    # Cell 2 (+0.05 Ah) is within 0.42 Ah of both receivers (-0.3, -0.35 Ah): doubtful.
+    step = _step(BalancingMode.ACTIVE, [3.3] * 4, cfg, socs=[50.6, 49.7, 50.05, 49.65])
     up, down = [0, 2], [1, 3]
     chosen_up, chosen_down, doubtful = budget(cfg, step, up, down, NO_RUN, None)
-    assert (chosen_up, chosen_down, doubtful) == ([2], [3], 1)
+    assert (chosen_up, chosen_down, doubtful) == ([0], [3], 1)
     # A pair already running keeps running (hysteresis), doubtful or not.
-    running = [CellAction.DONATE, CellAction.RECEIVE, None, None]
-    assert budget(cfg, step, [0, 2], [1, 3], running, None) == ([2, 0], [3, 1], 0)
+    running = [None, CellAction.RECEIVE, CellAction.DONATE, None]
+    assert budget(cfg, step, [0, 2], [1, 3], running, None) == ([0, 2], [3, 1], 0)
+
+
+def test_active_pairs_cross_when_the_largest_with_the_largest_leaves_doubtful_pairs() -> None:
+    cfg = BalancingConfig(mode=BalancingMode.ACTIVE, sigma_factor=3.0, active_channels=4)
+    # Deviations +0.3, -0.1, +1.0, -1.2 Ah; a pair needs > 0.42 Ah apart. Largest with largest
+    # (2 with 3: 2.2 Ah) leaves 0 with 1 (0.4 Ah: doubtful); crossed, 2 with 1 (1.1 Ah) and 0
+    # with 3 (1.5 Ah) are both clear: two channels run, not one.
+    step = _step(BalancingMode.ACTIVE, [3.3] * 4, cfg, socs=[50.3, 49.9, 51.0, 48.8])
+    assert budget(cfg, step, [0, 2], [1, 3], NO_RUN, None) == ([2, 0], [1, 3], 0)
 
 
 def test_reasons_say_why_in_the_unit_of_the_imbalance() -> None:
