@@ -76,7 +76,7 @@ class ChargeConfig(Section):
     decide instead (0: due at once; due at once too while no daily charge end has been seen,
     and with ``full_charge_from_grid``)."""
     full_charge_end_margin_s: float = Field(default=1800.0, ge=0, le=12 * 3600.0)
-    """Once the afternoon's lift rate is known (the mean charge current of the last full
+    """Once the afternoon's lift rate is known (the median charge current of the last full
     charges that waited for their time, from due to the top, learned), a waiting full charge
     becomes due when the charge from the float SoC (or the SoC, when higher) to the top, at
     that rate, would bring the pack to the top this long before its daily charge usually ends
