@@ -148,6 +148,16 @@ class CellState:
         self.count_rand_var = var
         self.count_sys_pct = 0.0
 
+    def scale_variance_parts(self, f: float) -> None:
+        """Scale the parts of the SoC variance by ``f`` (the random walk ``rc`` by ``f``, the
+        systematic sigmas by its square root), as when ``p00`` is scaled by ``f``."""
+        self.rc *= f
+        f = math.sqrt(f)
+        self.sc *= f
+        self.sg *= f
+        self.si *= f
+        self.sx *= f
+
     def sigma_pct(self) -> float:
         """The SoC's reported 1-sigma uncertainty (%): the filter's plus the load bias."""
         return min(50.0, math.sqrt(self.p00 + self.sb * self.sb))

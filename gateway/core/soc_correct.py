@@ -336,13 +336,7 @@ def _scale_parts(cell: CellState, g: float) -> None:
     cell.sx *= ag
     total = cell.rc + cell.sc**2 + cell.sg**2 + cell.si**2 + cell.sx**2
     if total > cell.p00 > 0.0:
-        f = cell.p00 / total
-        cell.rc *= f
-        f = math.sqrt(f)
-        cell.sc *= f
-        cell.sg *= f
-        cell.si *= f
-        cell.sx *= f
+        cell.scale_variance_parts(cell.p00 / total)
 
 
 # --- recalibrate (rest, full) ---------------------------------------------------------------
@@ -386,13 +380,7 @@ def recalibrate_full(cell: CellState) -> None:
     cell.soc_pct = 100.0
     cell.sb = 0.0
     if cell.p00 > 0.25:
-        f = 0.25 / cell.p00
-        cell.rc *= f
-        f = math.sqrt(f)
-        cell.sc *= f
-        cell.sg *= f
-        cell.si *= f
-        cell.sx *= f
+        cell.scale_variance_parts(0.25 / cell.p00)
         cell.p00 = 0.25
     cell.p01 = 0.0
     cell.restart_count(cell.p00)

@@ -126,13 +126,7 @@ def tidy(cell: CellState) -> None:
     """Keep the covariance a covariance (rounding) and the variance parts and SoC in range."""
     p00 = cell.p00
     if p00 > _MAX_VAR:
-        f = _MAX_VAR / p00
-        cell.rc *= f
-        f = math.sqrt(f)
-        cell.sc *= f
-        cell.sg *= f
-        cell.si *= f
-        cell.sx *= f
+        cell.scale_variance_parts(_MAX_VAR / p00)
         p00 = _MAX_VAR
     elif p00 < 1e-6:
         p00 = 1e-6
