@@ -106,7 +106,9 @@ def _ports(settings: Settings) -> tuple[int, int]:
         modbus_port = free
     web_port = settings.web.port
     if not _port_free("127.0.0.1", web_port):
-        web_port = _free_port()
+        free = _free_port()
+        log.warning("demo: web port %d is in use; serving the dashboard on %d", web_port, free)
+        web_port = free
     return modbus_port, web_port
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
+from gateway.demo import _ports
 from gateway.demo_config import (
     DEMO_RAMP_HOLD_S,
     INVERTERS,
@@ -105,3 +107,21 @@ def test_frame_rates_are_the_dbcs_at_real_time_and_sparser_when_accelerated() ->
     assert fast.pack_values_s == pytest.approx(0.24)
     assert fast.cell_temperatures_s == 2.0
     assert fast.balancing_status_s == FrameRates().balancing_status_s
+
+
+def test_a_busy_port_is_moved_and_said(caplog: pytest.LogCaptureFixture) -> None:
+    """A configured Modbus or web port that another program holds is replaced by a free one, and
+    the log says so (the user's bookmark would otherwise point at the other program)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        settings = Settings.model_validate(
+            {"sunspec": {"host": "127.0.0.1", "port": port}, "web": {"port": port}}
+        )
+        with caplog.at_level("WARNING", logger="gateway.demo"):
+            modbus_port, web_port = _ports(settings)
+    assert port not in (modbus_port, web_port)
+    said = caplog.text
+    assert f"Modbus port {port} is in use; serving on {modbus_port}" in said
+    assert f"web port {port} is in use; serving the dashboard on {web_port}" in said
