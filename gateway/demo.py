@@ -6,8 +6,8 @@ the limits it reads; an embedded (or the already running) MQTT broker on loopbac
 diagnostics. Time can be accelerated with ``--speed``; the gateway, the pack and the inverter then
 share one accelerated clock, so every timeout keeps its meaning in simulated seconds.
 
-The demo never touches a real installation: it publishes as ``demo-<host>`` with its own MQTT
-client id (never ``bms1``, a real gateway's default), deletes what it retained on the broker when
+The demo never touches a real installation: it publishes as ``demo-<host>`` (``-2``, ... while
+another demo is live on the same broker) with its own MQTT client id (never ``bms1``, a real gateway's default), deletes what it retained on the broker when
 it stops, and serves Modbus on the configured port only when that port is free.
 ``--inverter`` picks what closes the loop (``DemoInverter``): the simulated storage controller
 over SunSpec (default), a simulated inverter speaking a battery-CAN dialect on a second virtual
@@ -51,7 +51,7 @@ from gateway.demo_config import (
 from gateway.demo_world import Clock, InverterSide, accelerated_clock, pack_sim
 from gateway.errors import MqttLinkError
 from gateway.mqtt.broker import BrokerInfo, LocalBroker
-from gateway.mqtt.cleanup import clear_retained
+from gateway.mqtt.cleanup import clear_retained, live_gateway_ids
 from gateway.mqtt.topics import Topics
 from gateway.settings import Settings
 from gateway.sim.emitter import run_sim_on_bus
@@ -228,6 +228,30 @@ async def _clear(settings: Settings) -> None:
         log.info("demo: removed %d retained topic(s) of %s", len(cleared), topics.base)
 
 
+async def _free_identity(settings: Settings, broker: BrokerInfo) -> str:
+    """``demo-<host>``, or ``demo-<host>-2``, ``-3``, ... when another demo (or gateway) on a
+    broker that was already running holds it: two demos on one broker would overwrite each
+    other's retained topics and clear them when either stops. A broker that cannot be read
+    keeps the plain id (the demo's own link reports the broker)."""
+    base = demo_identity()
+    if broker.which != "existing":
+        return base
+    m = settings.mqtt.model_copy(update={"host": broker.host, "port": broker.port})
+    try:
+        live = await live_gateway_ids(m, m.prefix, client_id=f"bms-demo-probe-{os.getpid()}")
+    except MqttLinkError as e:
+        log.warning("demo: could not read which gateways are live on the broker: %s", e)
+        return base
+    gid = base
+    n = 1
+    while gid in live:
+        n += 1
+        gid = f"{base[:58]}-{n}"
+    if gid != base:
+        log.warning("demo: %s is live on this broker; this demo publishes as %s", base, gid)
+    return gid
+
+
 def _print_endpoints(endpoints: list[str], kind: DemoInverter) -> None:
     for e in endpoints:
         print(e, flush=True)
@@ -307,6 +331,7 @@ async def _demo(
                 modbus_port=modbus_port,
                 mqtt_port=broker.port,
                 state_dir=state_dir or Path(tmp),
+                gateway_id=await _free_identity(settings, broker),
                 inverter=inverter_kind,
                 speed=speed,
                 web_port=web_port,

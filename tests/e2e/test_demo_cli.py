@@ -143,6 +143,26 @@ def test_demo_on_an_existing_broker_leaves_nothing_and_keeps_its_own_identity(
     assert "retained topic" in done.stderr
 
 
+async def _retain(port: int, topic: str, payload: bytes) -> None:
+    async with aiomqtt.Client(HOST, port, identifier=f"e2e-retain-{os.getpid()}") as client:
+        await client.publish(topic, payload, qos=1, retain=True)
+
+
+def test_a_second_demo_on_the_broker_takes_its_own_identity(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """A demo already live as ``demo-<host>`` (its retained availability says online) keeps its
+    topics: the second publishes as ``demo-<host>-2`` and clears only its own when it stops."""
+    ident = demo_identity()
+    first = f"bms/{ident}/availability"
+    asyncio.run(_retain(broker.port, first, b"online"))
+    done = _demo(_config(tmp_path / "demo.toml", free_port(), broker.port), wall_s=4.0)
+    assert done.returncode == 0, done.stderr
+    assert f"as {ident}-2" in done.stdout
+    assert f"{ident} is live on this broker; this demo publishes as {ident}-2" in done.stderr
+    assert asyncio.run(_retained(broker.port)) == {first: b"online"}
+
+
 def _listening_port(stdout: str) -> int:
     m = re.search(r"Modbus: SunSpec model 802 at 127\.0\.0\.1:(\d+)", stdout)
     assert m, stdout
