@@ -7,8 +7,9 @@ diagnostics. Time can be accelerated with ``--speed``; the gateway, the pack and
 share one accelerated clock, so every timeout keeps its meaning in simulated seconds.
 
 The demo never touches a real installation: it publishes as ``demo-<host>`` (``-2``, ... while
-another demo is live on the same broker) with its own MQTT client id (never ``bms1``, a real gateway's default), deletes what it retained on the broker when
-it stops, and serves Modbus on the configured port only when that port is free.
+another demo is live on the same broker) with its own MQTT client id (never ``bms1``, a real
+gateway's default), deletes what it retained on the broker when it stops, and serves Modbus on
+the configured port only when that port is free.
 ``--inverter`` picks what closes the loop (``DemoInverter``): the simulated storage controller
 over SunSpec (default), a simulated inverter speaking a battery-CAN dialect on a second virtual
 bus (``pylon``, ``sma``, ``victron``, ``pylon-hv``), or ``none``, which leaves the Modbus side (and
