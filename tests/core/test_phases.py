@@ -705,6 +705,24 @@ def test_a_lift_short_of_the_top_at_the_end_makes_the_next_one_start_earlier() -
     assert s.phase is ChargePhase.BULK
 
 
+def test_a_lift_that_neither_reaches_the_top_nor_sees_the_day_end_is_not_measured() -> None:
+    m = _learned()
+    t0 = 3 * DAY_S
+    s = _step(m, t0 + 13 * HOUR_S, 3.33, 30.0, _soc(90.5, sigma_pct=3.0))
+    assert s.phase is ChargePhase.FLOAT
+    s = _step(m, t0 + 15 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
+    assert s.reason.startswith("full charge due")
+    # Grey: a trickle of charge, the SoC never falls 5 % from its high, for a day and a half.
+    t = t0 + 15 * HOUR_S
+    while t < t0 + 2 * DAY_S:
+        t += 240.0
+        _step(m, t, 3.33, 0.3, _soc(91.0, sigma_pct=3.0))
+    # The next afternoon it reaches the top: a day and a half is no afternoon's lift rate.
+    s = _step(m, t + 240.0, 3.445, 20.0, _soc(97.0))
+    assert s.phase is ChargePhase.ABSORPTION
+    assert m.window.lift_rate_a() is None
+
+
 def test_the_lift_rate_survives_a_restart_and_a_full_charge_due_at_once_is_not_measured() -> None:
     m = _learned()
     _lift_day(m, 3, lift_a=10.0, top_h=16.0)
