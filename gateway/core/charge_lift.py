@@ -120,8 +120,9 @@ class FullChargeTiming:
         """Measure a full charge that waited for its time: the charge it takes in (Ah, the
         current integrated) from when it becomes due until the top (absorption begins), or, when
         the day's charge ends short of the top, until its most charged moment; the window learns
-        the rate from it. Neither within ``MAX_LIFT_S``: not measured. ``before``/``phase``: the phase before and after this step's
-        transition; ``request``: the pending request after it (``""``: none)."""
+        the rate from it. Neither within ``MAX_LIFT_S``: not measured. ``before``/``phase``: the
+        phase before and after this step's transition; ``request``: the pending request after it
+        (``""``: none)."""
         lift = self._lift
         ends = self.window.ends_seen
         if lift is None:
