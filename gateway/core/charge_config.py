@@ -52,7 +52,9 @@ class ChargeConfig(Section):
     """Request a full charge when the worst cell's SoC sigma reaches this (percent points)."""
     full_charge_for_balancing: bool = True
     """Request a full charge when the cells' relative SoC sigma exceeds the balancing start
-    threshold (the planner cannot tell the cells apart without a top)."""
+    threshold (the planner cannot tell the cells apart without a top), and when the last
+    absorption ended with a cell bleeding and one still above that threshold by the estimate
+    (balancing unfinished; due at once)."""
     full_charge_max_interval_days: float = Field(default=14.0, gt=0, le=365)
     """Request a full charge when the last one is this many days ago (or none is on record)."""
     full_charge_below_soc_pct: float = Field(default=0.0, ge=0, le=100)

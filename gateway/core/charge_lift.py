@@ -15,9 +15,13 @@ from gateway.core.charge_config import ChargeConfig
 from gateway.core.charge_window import ChargeWindow
 from gateway.core.model import ChargePhase, SocReport
 
-__all__ = ["LIFT_GAP_S", "FullChargeTiming"]
+__all__ = ["LIFT_GAP_S", "MAX_LIFT_S", "FullChargeTiming"]
 
 LIFT_GAP_S = 300.0  # a longer step gap is not integrated into a lift's charge
+# A lift not at the top and without a day's end seen this long after it began is dropped: the
+# day's charge end was not seen (a grey day that never took the SoC down), so no afternoon can
+# be measured; recorded at a later end it would average a day and a night into one "rate".
+MAX_LIFT_S = 12 * 3600.0
 
 
 @dataclass(slots=True)
@@ -116,8 +120,9 @@ class FullChargeTiming:
         """Measure a full charge that waited for its time: the charge it takes in (Ah, the
         current integrated) from when it becomes due until the top (absorption begins), or, when
         the day's charge ends short of the top, until its most charged moment; the window learns
-        the rate from it. ``before``/``phase``: the phase before and after this step's
-        transition; ``request``: the pending request after it (``""``: none)."""
+        the rate from it. Neither within ``MAX_LIFT_S``: not measured. ``before``/``phase``: the
+        phase before and after this step's transition; ``request``: the pending request after it
+        (``""``: none)."""
         lift = self._lift
         ends = self.window.ends_seen
         if lift is None:
@@ -133,6 +138,8 @@ class FullChargeTiming:
             lift.peak_ah, lift.peak_s = lift.ah, now_s
         if before is ChargePhase.BULK and phase is ChargePhase.ABSORPTION:
             self.window.record_lift(lift.ah, now_s - lift.start_s)
+            self._lift = None
+        elif now_s - lift.start_s > MAX_LIFT_S:
             self._lift = None
         elif ends != lift.ends:
             self.window.record_lift(lift.peak_ah, lift.peak_s - lift.start_s)

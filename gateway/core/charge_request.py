@@ -4,17 +4,19 @@ The triggers (``gateway.core.phases`` describes them): energy in use (the pack S
 ``full_charge_below_soc_pct``, and once a day after it for ``full_charge_below_soc_days``), no
 full charge on record or the last one ``full_charge_max_interval_days`` ago, and, not before
 ``full_charge_min_interval_days``: balancing left unfinished at the last top, the worst cell's
-SoC sigma, or cells too uncertain against each other for balancing.
+SoC sigma, or cells too uncertain against each other for balancing. ``imbalance_left`` says
+whether an absorption cut short left enough imbalance for the next top to be worth it.
 """
 
 from __future__ import annotations
 
 import math
 
+from gateway.core.balancing_band import band_excess_ah
 from gateway.core.charge_config import ChargeConfig
 from gateway.core.model import SocReport
 
-__all__ = ["DAY_S", "REARM_S", "full_charge_request"]
+__all__ = ["DAY_S", "REARM_S", "full_charge_request", "imbalance_left"]
 
 DAY_S = 86400.0
 REARM_S = 12 * 3600.0  # energy in use asks again this long after a full charge (once a day)
@@ -80,3 +82,26 @@ def full_charge_request(
                 f" other, start threshold {balancing_start_pct:g} %"
             ), False
     return "", False
+
+
+def imbalance_left(soc: SocReport | None, start_pct: float) -> bool:
+    """Whether a cell is still above the balancing start threshold by the estimate.
+
+    Each cell's excess over the passive band (``band_excess_ah``, Ah, from the estimated SoC
+    and capacity of every cell; ``gateway.core.balancing``) against ``start_pct`` percent of
+    its capacity. The planner starts a cell only above that threshold (and above its SoC
+    uncertainty against the others), so a cell that was still bleeding below it when an
+    absorption was cut short is not taken up again at the next top: a full charge for it would
+    hold the pack at the top for nothing. ``True`` when it cannot be told (no estimate, or no
+    finite SoC and capacity for every cell): then a cell that bled counts as unfinished.
+    """
+    if soc is None or not soc.cells:
+        return True
+    socs = [c.soc_pct for c in soc.cells]
+    caps = [c.capacity_ah for c in soc.cells]
+    if not all(math.isfinite(x) for x in socs) or not all(
+        math.isfinite(c) and c > 0.0 for c in caps
+    ):
+        return True
+    excess = band_excess_ah(socs, caps)
+    return any(e > start_pct / 100.0 * c for e, c in zip(excess, caps, strict=True))

@@ -28,9 +28,11 @@ full charges, from when they became due until the top or the day's end), plus
 starts later; one that fell short lowers it and the next starts earlier, so the timing follows
 the season and the site's PV without a forecast or a clock. An absorption the loads cut short
 counts as a full charge if the current had tapered at the top for ``tail_hold_s`` (the anchor
-was made); if a cell was still bleeding when it ended, balancing is unfinished: a full charge is
+was made); if a cell bled and one is still above the balancing start threshold by the estimate
+when it ended (``charge_request.imbalance_left``), balancing is unfinished: a full charge is
 requested for it (ahead of the sigma trigger) and is due at once, so that its absorption has the
-day's hours.
+day's hours. Below that threshold the planner would not take the cell up again, so a top for it
+would be time at the top for nothing.
 
 A full charge is requested (and stays requested until an absorption ends) when it pays:
 
@@ -65,7 +67,7 @@ from collections.abc import Mapping
 
 from gateway.core.charge_config import ChargeConfig, ChargeStrategy
 from gateway.core.charge_lift import FullChargeTiming
-from gateway.core.charge_request import full_charge_request
+from gateway.core.charge_request import full_charge_request, imbalance_left
 from gateway.core.charge_window import ChargeWindow
 from gateway.core.model import BalancingPlan, ChargePhase, ChargeState, PackSnapshot, SocReport
 
@@ -307,7 +309,7 @@ class ChargePhases:
             elif pack_v >= self.float_v - self.cells * margin and tapered:
                 self._go(ChargePhase.FLOAT, f"float voltage reached ({pack_v:.2f} V)", now_s)
         elif phase is ChargePhase.ABSORPTION:
-            self._absorb(current_a, quiet_s, soc_low, balancing_now, now_s)
+            self._absorb(current_a, quiet_s, soc, balancing_now, now_s)
         elif due:
             self._go(ChargePhase.BULK, f"full charge due: {self._request}", now_s)
         elif soc_low:
@@ -319,17 +321,20 @@ class ChargePhases:
             )
 
     def _absorb(
-        self, current_a: float, quiet_s: float, soc_low: bool, bleeding: bool, now_s: float
+        self, current_a: float, quiet_s: float, soc: SocReport | None, bleeding: bool, now_s: float
     ) -> None:
         """Absorption: ends absorbed, at its time limit, or when the loads take the pack down.
 
         An absorption in which a cell bled and that ends before balancing is seen done (at its
         time limit, or taken down by the loads, which stops passive balancing) leaves balancing
-        unfinished: the top is where an LFP string's cells can be told apart, so the next full
-        charge is asked for (after ``full_charge_min_interval_days``) and is due at once, to
-        give its absorption the day's hours.
+        unfinished if a cell is still above the balancing start threshold by the estimate
+        (``imbalance_left``; below it the planner would not take the cell up again): the top is
+        where an LFP string's cells can be told apart, so the next full charge is asked for
+        (after ``full_charge_min_interval_days``) and is due at once, to give its absorption
+        the day's hours.
         """
         cfg = self.config
+        soc_low = soc is not None and soc.soc_pct < cfg.rebulk_soc_pct
         self._bled = self._bled or bleeding
         tail = self.tail_a
         self._taper_since_s = self._held(self._taper_since_s, -tail <= current_a <= tail, now_s)
@@ -345,7 +350,9 @@ class ChargePhases:
         if absorbed:
             self._balancing_unfinished = False
         elif cut_short:
-            self._balancing_unfinished = self._bled
+            self._balancing_unfinished = self._bled and imbalance_left(
+                soc, self.balancing_start_pct
+            )
         if absorbed:
             self._full_done(f"absorbed: no cell balancing, current {current_a:.2f} A", now_s)
         elif elapsed >= cfg.absorption_max_s:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
 from pydantic import ValidationError
 
+from gateway.core.charge_request import imbalance_left
 from gateway.core.model import (
     BalancingMode,
     BalancingPlan,
@@ -46,6 +48,14 @@ def _soc(soc_pct: float, sigma_pct: float = 0.5, rel_sigma_pct: float = 0.1) -> 
         for _ in range(CELLS)
     )
     return SocReport(soc_pct, soc_pct, 100.0, cells)
+
+
+def _spread(soc_pct: float, above_pct: float) -> SocReport:
+    """``_soc`` with cell 0 ``above_pct`` points above the others (equal capacities: its excess
+    over the passive band is ``above_pct`` percent of its capacity)."""
+    base = _soc(soc_pct)
+    first = replace(base.cells[0], soc_pct=soc_pct + above_pct)
+    return replace(base, cells=(first, *base.cells[1:]))
 
 
 def _plan(bleeding: bool) -> BalancingPlan:
@@ -490,7 +500,10 @@ def _absorb_until_the_time_limit(m: ChargePhases, t0: float) -> float:
     _step(m, t0, 3.40, 30.0, _soc(90.0))
     assert _step(m, t0 + 10.0, 3.445, 30.0, _soc(97.0)).phase is ChargePhase.ABSORPTION
     t = t0 + 20.0
-    while (s := _step(m, t, 3.45, 0.5, _soc(99.0), bleeding=True)).phase is not ChargePhase.FLOAT:
+    # Cell 0 is 2 points above the others (start threshold 0.5 %) when the time limit ends it.
+    while (s := _step(m, t, 3.45, 0.5, _spread(98.0, 2.0), bleeding=True)).phase is not (
+        ChargePhase.FLOAT
+    ):
         t += 60.0
     assert s.reason.startswith("absorption time limit")
     return t
@@ -522,15 +535,60 @@ def test_balancing_cut_short_by_the_loads_is_unfinished_though_bleeding_stopped(
     _step(m, 10.0, 3.445, 30.0, _soc(97.0))
     for t in range(20, 200, 20):
         _step(m, float(t), 3.45, 0.5, _soc(99.5), bleeding=True)
-    # Discharging: passive balancing stops, then the loads take the pack down.
+    # Discharging: passive balancing stops, then the loads take the pack down; cell 0 is still
+    # 1 point above the others (start threshold 0.5 %).
     for t in range(200, 280, 20):
-        s = _step(m, float(t), 3.40, -10.0, _soc(99.0))
+        s = _step(m, float(t), 3.40, -10.0, _spread(98.5, 1.0))
     assert s.reason.startswith("left the top after the current tapered")
     for day in (1, 2):
         _pv_day(m, day)
     s = _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0))
     assert s.full_charge_reason.startswith("balancing unfinished")
     assert s.full_charge_due_in_s == 0.0
+
+
+@pytest.mark.parametrize(("left_pct", "asks"), [(0.3, False), (0.7, True)])
+def test_only_an_imbalance_left_above_the_start_threshold_is_unfinished_balancing(
+    left_pct: float, asks: bool
+) -> None:
+    # A cell bled, the loads cut the absorption; what is left of its excess decides.
+    cfg = {"full_charge_lead_s": 2 * HOUR_S, "full_charge_min_interval_days": 1.0}
+    m = _machine(tail_hold_s=60.0, **cfg)
+    _step(m, 0.0, 3.40, 30.0, _soc(90.0))
+    _step(m, 10.0, 3.445, 30.0, _soc(97.0))
+    for t in range(20, 200, 20):
+        _step(m, float(t), 3.45, 0.5, _spread(99.0, 2.0), bleeding=True)
+    for t in range(200, 280, 20):
+        s = _step(m, float(t), 3.40, -10.0, _spread(99.0 - left_pct, left_pct), bleeding=True)
+    assert s.phase is ChargePhase.FLOAT
+    assert not s.full_charge_requested
+    for day in (1, 2):
+        _pv_day(m, day)
+    s = _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0))
+    assert s.full_charge_requested is asks
+    if asks:
+        assert s.full_charge_reason.startswith("balancing unfinished")
+        assert s.full_charge_due_in_s == 0.0
+    else:
+        # The sigma trigger still asks, timed for the end of the PV day.
+        s = _step(m, 3 * DAY_S + 9 * HOUR_S + 10.0, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+        assert s.full_charge_reason.startswith("SoC uncertainty")
+        assert s.full_charge_due_in_s == pytest.approx(6 * HOUR_S - 10.0)
+
+
+def test_imbalance_left_is_the_excess_over_the_band_against_the_start_threshold() -> None:
+    assert imbalance_left(None, 0.5)  # not known: a cell that bled counts as unfinished
+    assert imbalance_left(_spread(90.0, 0.6), 0.5)
+    assert not imbalance_left(_spread(90.0, 0.4), 0.5)
+    assert not imbalance_left(_soc(90.0), 0.0)
+    base = _soc(90.0)
+    # A cell 1 % larger: its band is 1 Ah higher. At 90.4 % it holds 1.3 Ah more than the
+    # others, 0.3 Ah above its band: balanced enough; at 90.8 %, 0.7 Ah above: not.
+    for soc_pct, left in ((90.0, False), (90.4, False), (90.8, True)):
+        big = replace(base.cells[0], soc_pct=soc_pct, capacity_ah=CAP_AH * 1.01)
+        assert imbalance_left(replace(base, cells=(big, *base.cells[1:])), 0.5) is left
+    nan = replace(base.cells[0], soc_pct=math.nan)
+    assert imbalance_left(replace(base, cells=(nan, *base.cells[1:])), 0.5)
 
 
 def test_without_full_charges_for_balancing_unfinished_balancing_asks_nothing() -> None:
@@ -645,6 +703,24 @@ def test_a_lift_short_of_the_top_at_the_end_makes_the_next_one_start_earlier() -
     # 9.5 Ah at 2 A is 4.75 h, plus 30 min: it should have begun at 11:45, so due now.
     assert s.full_charge_due_in_s == 0.0
     assert s.phase is ChargePhase.BULK
+
+
+def test_a_lift_that_neither_reaches_the_top_nor_sees_the_day_end_is_not_measured() -> None:
+    m = _learned()
+    t0 = 3 * DAY_S
+    s = _step(m, t0 + 13 * HOUR_S, 3.33, 30.0, _soc(90.5, sigma_pct=3.0))
+    assert s.phase is ChargePhase.FLOAT
+    s = _step(m, t0 + 15 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
+    assert s.reason.startswith("full charge due")
+    # Grey: a trickle of charge, the SoC never falls 5 % from its high, for a day and a half.
+    t = t0 + 15 * HOUR_S
+    while t < t0 + 2 * DAY_S:
+        t += 240.0
+        _step(m, t, 3.33, 0.3, _soc(91.0, sigma_pct=3.0))
+    # The next afternoon it reaches the top: a day and a half is no afternoon's lift rate.
+    s = _step(m, t + 240.0, 3.445, 20.0, _soc(97.0))
+    assert s.phase is ChargePhase.ABSORPTION
+    assert m.window.lift_rate_a() is None
 
 
 def test_the_lift_rate_survives_a_restart_and_a_full_charge_due_at_once_is_not_measured() -> None:
