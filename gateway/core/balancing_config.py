@@ -73,8 +73,11 @@ class BalancingConfig(Section):
     """... or the pack SoC is at or above this."""
     rest_current_c: float = Field(default=0.02, ge=0)
     """Below this C-rate (absolute) the pack is at rest."""
-    passive_states: tuple[str, ...] = ("rest", "top")
-    """Operating states in which passive balancing may run."""
+    passive_states: tuple[str, ...] = STATES
+    """Operating states in which passive balancing may run (default: every state). The excess
+    over the passive band does not change with the pack current, so a cell can bleed while the
+    pack charges or discharges; a pack that rests little (a light load floating below the top)
+    otherwise bleeds only during absorptions, too few hours to remove a large spread."""
     active_states: tuple[str, ...] = ("rest", "charge", "discharge")
     """Operating states in which the active converter may run."""
     min_cell_v: float | None = Field(default=None, gt=0.0, le=10.0)

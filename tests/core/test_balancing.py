@@ -93,8 +93,19 @@ def test_guards_minimum_voltage_cell_and_board_temperature() -> None:
     assert any(planner.step(snapshot(REST_V, (25.0, 57.0)), soc, 4.0).bleed)
 
 
-def test_states_passive_at_rest_or_top_and_voltage_fallback_near_the_top() -> None:
+def test_passive_bleeds_in_every_state_by_default() -> None:
+    # The excess over the band does not change with the pack current: the default lets a cell
+    # bleed while the pack charges or discharges, not only at rest or near the top.
     planner = BalancingPlanner(BalancingConfig(start_pct=1.0), PACK4)
+    soc = soc_report([60.0, 50.0, 50.0, 50.0], CAPS)
+    for t, current_a in enumerate((-30.0, 30.0, 0.0)):
+        plan = planner.step(snapshot(REST_V, (25.0, 25.0), current_a), soc, float(t))
+        assert plan.bleed == (True, False, False, False), current_a
+
+
+def test_states_passive_at_rest_or_top_and_voltage_fallback_near_the_top() -> None:
+    cfg = BalancingConfig(start_pct=1.0, passive_states=("rest", "top"))
+    planner = BalancingPlanner(cfg, PACK4)
     soc = soc_report([60.0, 50.0, 50.0, 50.0], CAPS)
     plan = planner.step(snapshot(REST_V, (25.0, 25.0), -30.0), soc, 0.0)
     assert plan.idle_reason == "passive not allowed while discharge (balancing.passive_states)"
