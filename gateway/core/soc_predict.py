@@ -27,8 +27,15 @@ def predict(
     q_nom = step.q_nom_ah
     dt = step.dt_s
     cap = cell.capacity_ah
+    known_dt = step.known_dt_s
+    ratio = q_nom / cap
     x_ah = extra_a * step.extra_dt_s / 3600.0
-    d_pct = 100.0 * step.d_ah / cap
+    # The count less the learned current offset: k_pct is this step's SoC (%) per C of offset.
+    k_pct = 100.0 * known_dt / 3600.0 * ratio
+    off_c = cell.off_c
+    d_pct = 100.0 * step.d_ah / cap - off_c * k_pct
+    if off_c != 0.0:
+        cell.cell_ah -= off_c * q_nom * known_dt / 3600.0  # for the capacity anchors
     x_pct = 100.0 * x_ah / cap
     dx_pct = d_pct + x_pct
     cell.soc_pct += dx_pct
@@ -37,7 +44,6 @@ def predict(
         cell.cell_ah += x_ah
     cur_k = step.rc_current_a + extra_a
     tau = cell.tau1_s
-    known_dt = step.known_dt_s
     a = math.exp(-known_dt / tau) if known_dt > 0.0 else 1.0
     # The slow branch's current (no uncertainty of its own; a gap's unknown current: decay).
     a2 = math.exp(-known_dt / cell.tau2_s) if known_dt > 0.0 else 1.0
@@ -51,9 +57,14 @@ def predict(
     si0 = cell.si
     sg0 = cell.sg
     sx0 = cell.sx
-    ratio = q_nom / cap
     rc = rc0 + tune.drift_var_per_s * dt + step.hold_var * ratio * ratio
-    sc = sc0 + tune.offset_pct_per_s * dt * ratio
+    # The offset's error adds up over the time the current was counted; a learned offset's
+    # variance grows back towards the prior (the offset moves with temperature and age).
+    off_var = cell.off_var + tune.offset_drift_var_c2_per_s * dt
+    off_var = min(off_var, tune.offset_var_c2)
+    cell.off_var = off_var
+    d_off = math.sqrt(off_var) * k_pct
+    sc = sc0 + d_off
     sg = sg0 + tune.gain_frac * d_pct
     si = si0 + dx_pct * math.sqrt(cell.capacity_var) / cap
     sx = sx0 + tune.extra_frac * x_pct
@@ -71,7 +82,16 @@ def predict(
     # The count alone: its random part grows like the filter's, its systematic parts add up
     # linearly (corrections shrink the filter's parts, never the count's).
     crand = cell.count_rand_var + d_rc
-    csys = cell.count_sys_pct + (abs(sc - sc0) + abs(sg - sg0) + abs(si - si0) + abs(sx - sx0))
+    # The gain, capacity and balancing parts follow the net charge since the trusted point
+    # (signed), the offset's the time: each source's sigma, added linearly across sources.
+    cg, ci, cx = cell.count_sg, cell.count_si, cell.count_sx
+    cg1, ci1, cx1 = cg + (sg - sg0), ci + (si - si0), cx + (sx - sx0)
+    csys = cell.count_sys_pct + d_off + (abs(cg1) - abs(cg)) + (abs(ci1) - abs(ci))
+    csys += abs(cx1) - abs(cx)
+    csys = max(csys, 0.0)
+    cell.count_sg, cell.count_si, cell.count_sx = cg1, ci1, cx1
+    cell.count_k += k_pct
+    cell.count_off_pct += d_off
     cell.v1_v = v1
     cell.rls_w_a = w1
     cell.w2_a = w2

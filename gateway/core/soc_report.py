@@ -74,7 +74,7 @@ class ReportFigures:
         common = self._common
         for k in range(lo, hi):
             c = cells[k]
-            total[k] = c.p00 + c.sb * c.sb
+            total[k] = c.total_var()
             common[k] = c.rc + c.sc * c.sc + c.sg * c.sg + c.sb * c.sb
         ref = sorted(common)[n // 2]
         sqrt = math.sqrt
@@ -118,7 +118,7 @@ def relative_sigma(cells: list[CellState]) -> list[float]:
     n = len(cells)
     # The model bias under load is counted as common: every cell sees the same current
     # through similar cells (cells at other SoCs differ, which the median term covers).
-    total = [c.p00 + c.sb * c.sb for c in cells]
+    total = [c.total_var() for c in cells]
     common = [c.rc + c.sc * c.sc + c.sg * c.sg + c.sb * c.sb for c in cells]
     ref = sorted(common)[n // 2]
     out: list[float] = []
