@@ -246,10 +246,11 @@ def _parts(ctrl: Controller, truth: list[float]) -> str:
         return ",,,,,,,,,,,"
     j = max(range(len(est.cells)), key=lambda k: est.cells[k].sigma_pct())
     c = est.cells[j]
+    off_a = getattr(c, "off_c", 0.0) * CAPACITY_AH  # the learned current offset, if any
+    off_sd_a = math.sqrt(min(getattr(c, "off_var", 1.0), 1.0)) * CAPACITY_AH
     return (
         f"{j},{c.soc_pct - truth[j]:.2f},{math.sqrt(c.rc):.2f},{c.sc:.2f},{c.sg:.2f},{c.si:.2f},"
-        f"{c.sx:.2f},{c.sb:.2f},{math.sqrt(c.count_var):.2f},{getattr(c, 'off_c', 0.0) * CAPACITY_AH:.4f},"
-        f"{math.sqrt(min(getattr(c, 'off_var', 1.0), 1.0)) * CAPACITY_AH:.4f}"
+        f"{c.sx:.2f},{c.sb:.2f},{math.sqrt(c.count_var):.2f},{off_a:.4f},{off_sd_a:.4f}"
     )
 
 
