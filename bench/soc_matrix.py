@@ -19,13 +19,13 @@ points off on the plateau. Sensor errors
 as in ``soc_accuracy.py`` (2 mV noise, 1 mV steps, 0.2 % FS offset, +0.5 % gain).
 
 Beside each estimator row: the share of the day's samples whose error is beyond 2 and 3 of the
-estimator's reported sigmas (``>2sig``, ``>3sig``: about 5 % and 0.3 % for an honest Gaussian
-sigma, less for a pessimistic one); coulomb counting from the true start, coulomb counting from
-an OCV start (the first voltage through the same OCV table), and an OCV lookup (IR-corrected
-with the nominal R0). With ``--can``, the nominal held-out variants also go the real path: the
-day is encoded in a third-party style DBC (one cell per frame with a CellId, a big-endian pack frame,
-discharge-positive current), written as a candump log, replayed by ``bms-gateway replay`` with
-the user OCV table, and scored from its JSON Lines.
+estimator's reported sigmas (``>2sig``, ``>3sig``: about 5 % and 0.3 % for an honest Gaussian sigma,
+less for a pessimistic one); coulomb counting from the true start, coulomb counting from an OCV
+start (the first voltage through the same OCV table), and an OCV lookup (IR-corrected with the
+nominal R0). With ``--can``, the nominal held-out variants also go the real path: the day is encoded
+in a third-party style DBC (one cell per frame with a CellId, a big-endian pack frame, discharge-
+positive current), written as a candump log, replayed by ``bms-gateway replay`` with the user OCV
+table, and scored from its JSON Lines.
 
 Run::
 
