@@ -156,6 +156,15 @@ class CellState:
         """Variance (%^2) of the count alone since the last trusted point."""
         return min(_MAX_VAR, self.count_rand_var + self.count_sys_pct * self.count_sys_pct)
 
+    @property
+    def count_err_var(self) -> float:
+        """Variance (%^2) of the count's error since the last trusted point: ``count_var`` with
+        the gain, capacity and balancing parts taken over the net charge (their errors follow
+        it: a charge and the discharge after it cancel) rather than every step's part."""
+        sys_pct = self.count_off_pct + abs(self.count_sg) + abs(self.count_si)
+        sys_pct += abs(self.count_sx)
+        return min(_MAX_VAR, self.count_rand_var + sys_pct * sys_pct)
+
     def restart_count(self, var: float) -> None:
         """The estimate is a trusted point (variance ``var``): count from here."""
         self.count_soc_pct = self.soc_pct
@@ -180,12 +189,11 @@ class CellState:
         what the count says: its variance since the last trusted point plus the squared distance
         of the estimate from it. The estimate is the count shifted by a known amount (the
         corrections since that point), so its error is the count's error plus that shift, and
-        its mean square that sum (``count_var`` is the count's honest variance, not the
-        filter's). Both describe the same error; the smaller description holds too.
+        its mean square that sum (``count_err_var``: the count's own, not the filter's). Both describe the same error; the smaller description holds too.
         """
         tot = self.p00 + self.sb * self.sb
         d = self.soc_pct - self.count_soc_pct
-        cv = self.count_var + d * d
+        cv = self.count_err_var + d * d
         return cv if cv < tot else tot  # NaN (no count yet): the filter's
 
     def sigma_pct(self) -> float:

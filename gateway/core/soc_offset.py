@@ -10,8 +10,8 @@ left after what was already learned::
     r = count - z = k * (b - b_learned) + e,   var(e) = count's other variance + var(z)
 
 ``e``: the previous trusted point's error, the count's random drift and gaps, and the gain,
-capacity and balancing errors since (``count_rand_var`` and ``count_sys_pct`` less the offset's
-part ``count_off_pct``). A scalar Kalman update on ``b`` (Gelb, *Applied Optimal Estimation*,
+capacity and balancing errors over the net charge since (``count_rand_var``, ``count_sg``,
+``count_si``, ``count_sx``; see ``CellState.count_err_var``). A scalar Kalman update on ``b`` (Gelb, *Applied Optimal Estimation*,
 1974, ch. 4) moves the learned offset and shrinks its variance, which then grows the count's
 uncertainty more slowly (``predict``: ``sc`` grows by ``sqrt(off_var) * k``); the learned offset
 is subtracted from the count. Between trusted points the variance grows back towards the prior
@@ -44,7 +44,7 @@ def learn_offset(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
     if not (k > 0.0 and prior > 0.0 and math.isfinite(cell.count_soc_pct)):
         return False
     v = min(cell.off_var, prior)
-    other = max(cell.count_sys_pct - cell.count_off_pct, 0.0)
+    other = abs(cell.count_sg) + abs(cell.count_si) + abs(cell.count_sx)
     s = k * k * v + cell.count_rand_var + other * other + z_var
     r = cell.count_soc_pct - z
     if not (r * r <= GATE_SIGMAS * GATE_SIGMAS * s):

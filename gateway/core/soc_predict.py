@@ -80,16 +80,15 @@ def predict(
     qv = tune.rc_sigma_fraction * r1 * cur_k
     p11 = cell.p11 * a * a + 1e-8 * dt + qv * qv * (1.0 - a * a)
     # The count alone: its random part grows like the filter's, its systematic parts add up
-    # linearly (corrections shrink the filter's parts, never the count's).
+    # linearly (corrections shrink the filter's parts, never the count's); ``count_sys_pct``,
+    # which bounds the corrections, adds each step's part whatever its sign.
     crand = cell.count_rand_var + d_rc
-    # The gain, capacity and balancing parts follow the net charge since the trusted point
-    # (signed), the offset's the time: each source's sigma, added linearly across sources.
-    cg, ci, cx = cell.count_sg, cell.count_si, cell.count_sx
-    cg1, ci1, cx1 = cg + (sg - sg0), ci + (si - si0), cx + (sx - sx0)
-    csys = cell.count_sys_pct + d_off + (abs(cg1) - abs(cg)) + (abs(ci1) - abs(ci))
-    csys += abs(cx1) - abs(cx)
-    csys = max(csys, 0.0)
-    cell.count_sg, cell.count_si, cell.count_sx = cg1, ci1, cx1
+    csys = cell.count_sys_pct + (d_off + abs(sg - sg0) + abs(si - si0) + abs(sx - sx0))
+    # The same parts as errors: gain, capacity and balancing follow the net charge since the
+    # trusted point (signed: a charge and the discharge after it cancel), the offset the time.
+    cell.count_sg += sg - sg0
+    cell.count_si += si - si0
+    cell.count_sx += sx - sx0
     cell.count_k += k_pct
     cell.count_off_pct += d_off
     cell.v1_v = v1

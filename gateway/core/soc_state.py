@@ -53,9 +53,11 @@ def export_cells(
         "nominal_capacity_ah": nominal_capacity_ah,
         "initialised": [c.initialised for c in cells],
         "soc_pct": [_json_float(c.soc_pct) for c in cells],
-        "soc_var": [c.p00 + c.sb * c.sb for c in cells],
+        # The reported variance (``CellState.total_var``), and at most that of it common.
+        "soc_var": [c.total_var() for c in cells],
         "soc_var_common": [
-            min(c.p00, c.rc + c.sc * c.sc + c.sg * c.sg) + c.sb * c.sb for c in cells
+            min(c.total_var(), min(c.p00, c.rc + c.sc * c.sc + c.sg * c.sg) + c.sb * c.sb)
+            for c in cells
         ],
         "v1_v": [c.v1_v for c in cells],
         "cov_soc_v1": [c.p01 for c in cells],

@@ -112,13 +112,15 @@ def test_the_counts_gain_and_capacity_parts_follow_the_net_charge() -> None:
     chem, tune = setup(count_drift_pct_per_sqrt_h=0.0, current_offset_sigma_c=0.0)
     cell = cell_at(chem, 10.0, 0.5)
     run(cell, tune, 20.0, 4.0)  # +80 points
-    mid = math.sqrt(cell.count_var)
+    mid = math.sqrt(cell.count_err_var)
     run(cell, tune, -20.0, 4.0)  # back to where it started
-    end = math.sqrt(cell.count_var)
+    end = math.sqrt(cell.count_err_var)
     # Gain (1 %) and capacity (2 %) errors over 80 points: about 2.4 points at the top ...
     assert mid > 2.0
     # ... and back to the start's 0.5 after the round trip (they cancel, as the errors do).
     assert end < 0.6
+    # The bound on the corrections (``count_var``) keeps every step's part, whatever its sign.
+    assert math.sqrt(cell.count_var) > mid
 
 
 def test_reported_sigma_is_capped_by_the_count() -> None:
