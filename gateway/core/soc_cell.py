@@ -189,7 +189,8 @@ class CellState:
         what the count says: its variance since the last trusted point plus the squared distance
         of the estimate from it. The estimate is the count shifted by a known amount (the
         corrections since that point), so its error is the count's error plus that shift, and
-        its mean square that sum (``count_err_var``: the count's own, not the filter's). Both describe the same error; the smaller description holds too.
+        its mean square that sum (``count_err_var``: the count's own, not the filter's). Both
+        describe the same error; the smaller description holds too.
         """
         tot = self.p00 + self.sb * self.sb
         d = self.soc_pct - self.count_soc_pct
