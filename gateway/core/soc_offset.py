@@ -12,10 +12,11 @@ left after what was already learned::
 ``e``: the previous trusted point's error, the count's random drift and gaps, and the gain,
 capacity and balancing errors over the net charge since (``count_rand_var``, ``count_sg``,
 ``count_si``, ``count_sx``; see ``CellState.count_err_var``). A scalar Kalman update on ``b``
-(Gelb, *Applied Optimal Estimation*, 1974, ch. 4) moves the learned offset and shrinks its variance, which then grows the count's
-uncertainty more slowly (``predict``: ``sc`` grows by ``sqrt(off_var) * k``); the learned offset
-is subtracted from the count. Between trusted points the variance grows back towards the prior
-(``current_offset_drift_c_per_sqrt_day``: the offset moves with temperature and age).
+(Gelb, *Applied Optimal Estimation*, 1974, ch. 4) moves the learned offset and shrinks its
+variance, which then grows the count's uncertainty more slowly (``predict``: ``sc`` grows by
+``sqrt(off_var) * k``); the learned offset is subtracted from the count. Between trusted points
+the variance grows back towards the prior (``current_offset_drift_c_per_sqrt_day``: the offset
+moves with temperature and age).
 """
 
 from __future__ import annotations
