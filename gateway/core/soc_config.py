@@ -51,7 +51,9 @@ class SocConfig(Section):
     """How fast the count's uncertainty grows with time (random drift), % per sqrt(h)."""
     current_offset_sigma_c: float = Field(default=0.002, ge=0)
     """Current-sensor offset (1 sigma, C-rate): a systematic error, so the count's uncertainty
-    grows linearly with time until the voltage corrects it (0.002 C: 0.2 % per hour)."""
+    grows linearly with time until the voltage corrects it (0.002 C: 0.2 % per hour). The prior
+    of the offset each cell's count learns between trusted points (``gateway.core.soc_offset``):
+    the learned offset is subtracted from the count and its smaller sigma grows the count's."""
     current_offset_drift_c_per_sqrt_day: float = Field(default=0.0005, ge=0)
     """How fast a learned current offset may move (1 sigma, C-rate per sqrt(day): temperature,
     age): the offset is learned from the count between trusted points (full charges, rested
