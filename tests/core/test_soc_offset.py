@@ -14,6 +14,7 @@ from gateway.core.soc_cell import CellState, StepInputs, Tuning
 from gateway.core.soc_learn import rls_start
 from gateway.core.soc_offset import FULL_VAR, learn_offset
 from gateway.core.soc_predict import predict
+from gateway.core.soc_report import ReportFigures, relative_sigma
 
 Q = 100.0
 HOUR = 3600.0
@@ -155,3 +156,25 @@ def test_the_learned_offset_is_saved_and_restored() -> None:
     del state["current_offset_c"], state["current_offset_var"]
     est2.restore(state)
     assert est2.cells[0].off_c == 0.0
+
+
+def test_the_count_cap_keeps_the_cells_own_relative_sigma() -> None:
+    chem, _ = setup()
+    cells = [cell_at(chem, 60.0, 1.0) for _ in range(3)]
+    for c in cells:
+        # The filter: 3 points common (offset), 1 point the cell's own; the count: 1.5 points.
+        c.sc = 3.0
+        c.p00 = 9.0 + 1.0
+        c.count_soc_pct = c.soc_pct
+        c.count_rand_var = 1.5**2
+    rel = relative_sigma(cells)
+    assert all(r == pytest.approx(1.0) for r in rel)  # the own part, not zero
+    rep = ReportFigures(3, Q).refresh(cells, 0, 3)
+    assert rep is not None
+    for e in rep.cells:
+        assert e.soc_sigma_pct == pytest.approx(1.5)  # capped by the count
+        assert e.soc_rel_sigma_pct == pytest.approx(1.0)
+    # Never above the reported sigma.
+    for c in cells:
+        c.count_rand_var = 0.5**2
+    assert all(r == pytest.approx(0.5) for r in relative_sigma(cells))
