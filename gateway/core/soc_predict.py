@@ -42,16 +42,8 @@ def predict(
     cell.count_soc_pct += dx_pct
     if x_ah != 0.0:
         cell.cell_ah += x_ah
-    cur_k = step.rc_current_a + extra_a
-    tau = cell.tau1_s
-    a = math.exp(-known_dt / tau) if known_dt > 0.0 else 1.0
-    # The slow branch's current (no uncertainty of its own; a gap's unknown current: decay).
-    a2 = math.exp(-known_dt / cell.tau2_s) if known_dt > 0.0 else 1.0
-    w2 = cell.w2_a * a2 + (1.0 - a2) * cur_k
     r1 = cell.r1_ohm_25c * r_scale
-    v1 = cell.v1_v * a + r1 * (1.0 - a) * cur_k
-    # The RC branch's current (the identification's regressor), advanced every step like v1.
-    w1 = cell.rls_w_a * a + (1.0 - a) * cur_k
+    _advance_rc(cell, tune, known_dt, dt, step.rc_current_a + extra_a, r1)
     rc0 = cell.rc
     sc0 = cell.sc
     si0 = cell.si
@@ -72,13 +64,6 @@ def predict(
     grow = d_rc + (sc * sc - sc0 * sc0) + (sg * sg - sg0 * sg0) + (si * si - si0 * si0)
     grow += sx * sx - sx0 * sx0
     p00 = cell.p00 + grow
-    p01 = cell.p01 * a
-    # The RC voltage is uncertain by a fraction of its own size (diffusion and SoC dependence
-    # the circuit does not hold): a state noise correlated over tau1, not white measurement
-    # noise, so a lasting model error is taken up by v1 rather than by the SoC (off by default:
-    # it did not generalise to the held-out cells, docs/PERFORMANCE.md).
-    qv = tune.rc_sigma_fraction * r1 * cur_k
-    p11 = cell.p11 * a * a + 1e-8 * dt + qv * qv * (1.0 - a * a)
     # The count alone: its random part grows like the filter's, its systematic parts add up
     # linearly (corrections shrink the filter's parts, never the count's); ``count_sys_pct``,
     # which bounds the corrections, adds each step's part whatever its sign.
@@ -91,9 +76,6 @@ def predict(
     cell.count_sx += sx - sx0
     cell.count_k += k_pct
     cell.count_off_pct += d_off
-    cell.v1_v = v1
-    cell.rls_w_a = w1
-    cell.w2_a = w2
     cell.since_v_s += dt
     cell.rc = rc
     cell.sc = sc
@@ -101,13 +83,35 @@ def predict(
     cell.si = si
     cell.sx = sx
     cell.p00 = p00
-    cell.p01 = p01
-    cell.p11 = p11
     gap_dt = step.gap_dt_s
     if gap_dt > 0.0:
         crand = _count_gap(cell, step, tune, gap_dt, r1, ratio, crand)
     cell.count_rand_var = crand if crand < _MAX_VAR else _MAX_VAR
     cell.count_sys_pct = 50.0 if csys > 50.0 else csys  # min(csys, 50.0), NaN kept
+
+
+def _advance_rc(
+    cell: CellState, tune: Tuning, known_dt: float, dt: float, cur_k: float, r1: float
+) -> None:
+    """``predict``'s RC part: the RC voltage, the branches' currents and their covariances
+    advanced by ``known_dt`` s at the cell's current ``cur_k`` (A), ``r1`` at its temperature."""
+    a = math.exp(-known_dt / cell.tau1_s) if known_dt > 0.0 else 1.0
+    # The slow branch's current (no uncertainty of its own; a gap's unknown current: decay).
+    a2 = math.exp(-known_dt / cell.tau2_s) if known_dt > 0.0 else 1.0
+    w2 = cell.w2_a * a2 + (1.0 - a2) * cur_k
+    v1 = cell.v1_v * a + r1 * (1.0 - a) * cur_k
+    # The RC branch's current (the identification's regressor), advanced every step like v1.
+    w1 = cell.rls_w_a * a + (1.0 - a) * cur_k
+    # The RC voltage is uncertain by a fraction of its own size (diffusion and SoC dependence
+    # the circuit does not hold): a state noise correlated over tau1, not white measurement
+    # noise, so a lasting model error is taken up by v1 rather than by the SoC (off by default:
+    # it did not generalise to the held-out cells, docs/PERFORMANCE.md).
+    qv = tune.rc_sigma_fraction * r1 * cur_k
+    cell.p11 = cell.p11 * a * a + 1e-8 * dt + qv * qv * (1.0 - a * a)
+    cell.p01 = cell.p01 * a
+    cell.v1_v = v1
+    cell.rls_w_a = w1
+    cell.w2_a = w2
 
 
 def _count_gap(
