@@ -38,9 +38,7 @@ def learn_offset(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
     """Learn the current offset from the count against a trusted SoC ``z`` (variance ``z_var``,
     %^2); call before the trusted point restarts the count. Returns whether it learned.
 
-    Only from a count long enough that the offset (at its current sigma) could explain at least
-    as much of the residual as the noise does; residuals beyond ``GATE_SIGMAS`` are ignored. The
-    learned offset stays within 3 prior sigmas (``offset_var_c2``) of zero.
+    The learned offset stays within 3 prior sigmas (``offset_var_c2``) of zero.
     """
     k = cell.count_k
     prior = tune.offset_var_c2
@@ -48,13 +46,7 @@ def learn_offset(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
         return False
     v = min(cell.off_var, prior)
     other = abs(cell.count_sg) + abs(cell.count_si) + abs(cell.count_sx)
-    noise = cell.count_rand_var + other * other + z_var
-    if k * k * v < noise:
-        # The offset could explain less than the noise: two trusted points close in time
-        # (the rests of one night, 15 min apart) whose errors are alike (relaxation,
-        # hysteresis), not independent as the update assumes; their drift is not an offset.
-        return False
-    s = k * k * v + noise
+    s = k * k * v + cell.count_rand_var + other * other + z_var
     r = cell.count_soc_pct - z
     if not (r * r <= GATE_SIGMAS * GATE_SIGMAS * s):
         return False

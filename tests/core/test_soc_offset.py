@@ -178,12 +178,3 @@ def test_the_count_cap_keeps_the_cells_own_relative_sigma() -> None:
     for c in cells:
         c.count_rand_var = 0.5**2
     assert all(r == pytest.approx(0.5) for r in relative_sigma(cells))
-
-
-def test_trusted_points_close_in_time_teach_nothing() -> None:
-    chem, tune = setup()
-    cell = cell_at(chem, 20.0, 0.6)
-    # Two rests of one night, 15 min apart: the voltage relaxed 0.3 points between them.
-    run(cell, tune, 0.0, 0.25)
-    assert not learn_offset(cell, tune, 19.7, 0.6**2)
-    assert cell.off_c == 0.0
