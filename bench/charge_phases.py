@@ -73,6 +73,7 @@ class Result:
     sigma_over_3_pct: float = 0.0  # share of the time the worst cell's sigma is above 3 points
     worst_cell_err_pct: float = 0.0  # largest |estimate - truth| of any cell (days 2..N)
     z_over_2_pct: float = 0.0  # share of cell-steps with |estimate - truth| > 2 sigma
+    z_over_3_pct: float = 0.0  # share of cell-steps with |estimate - truth| > 3 sigma
     full_charges: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     wall_s: float = 0.0
@@ -135,6 +136,7 @@ def run(
     sigma_sum = 0.0
     n_over_3 = 0
     n_z2 = 0
+    n_z3 = 0
     phase = None
     started = time.perf_counter()
     current = 0.0
@@ -170,6 +172,7 @@ def run(
                     e = abs(c.soc_pct - x)
                     res.worst_cell_err_pct = max(res.worst_cell_err_pct, e)
                     n_z2 += e > 2.0 * c.soc_sigma_pct
+                    n_z3 += e > 3.0 * c.soc_sigma_pct
         charge = out.charge
         if charge is not None:
             if (
@@ -185,7 +188,7 @@ def run(
             phase = charge.phase
         if trace is not None and k % max(1, round(TRACE_S / dt_s)) == 0:
             tag = f"{profile_name},{chemistry},{seed},{strategy.value}"
-            _trace_row(trace, tag, t, demand, current, sim, out)
+            _trace_row(trace, tag, t, demand, current, sim, out, ctrl)
     res.wall_s = time.perf_counter() - started
     counted_days = max(days - 1.0, 1e-9)
     res.hours_above_95_per_day = above_s / 3600.0 / counted_days
@@ -194,6 +197,7 @@ def run(
     res.mean_worst_sigma_pct = sigma_sum / n_err if n_err else float("nan")
     res.sigma_over_3_pct = 100.0 * n_over_3 / n_err if n_err else float("nan")
     res.z_over_2_pct = 100.0 * n_z2 / (n_err * CELLS) if n_err else float("nan")
+    res.z_over_3_pct = 100.0 * n_z3 / (n_err * CELLS) if n_err else float("nan")
     return res
 
 
@@ -201,12 +205,19 @@ TRACE_S = 600.0
 TRACE_HEADER = (
     "strategy,day,hour,demand_a,current_a,true_mean_pct,true_max_pct,est_pack_pct,est_mean_pct,"
     "worst_sigma_pct,worst_rel_sigma_pct,phase,full_request,due_in_h,cvl_v,ccl_a,dcl_a,bleeding,"
-    "reason,balancing"
+    "reason,balancing,worst_cell,worst_err_pct,rc_sd,sc,sg,si,sx,sb,count_sd,offset_a,offset_sd_a,filter_sd,count_err_sd"
 )
 
 
 def _trace_row(
-    f: TextIO, tag: str, t: float, demand: float, current: float, sim: PackSim, out: ControlOutput
+    f: TextIO,
+    tag: str,
+    t: float,
+    demand: float,
+    current: float,
+    sim: PackSim,
+    out: ControlOutput,
+    ctrl: Controller,
 ) -> None:
     truth = sim.true_soc_pct()
     soc = out.soc
@@ -224,8 +235,33 @@ def _trace_row(
         f"{out.limits.cvl_v.value:.2f},"
         f"{out.limits.ccl_a.value:.1f},{out.limits.dcl_a.value:.1f},{sum(out.balancing.bleed)},"
         f'"{(charge.full_charge_reason if charge else "")[:60]}",'
-        f'"{out.balancing.idle_reason[:90]}"\n'
+        f'"{out.balancing.idle_reason[:90]}",{_parts(ctrl, truth)}\n'
     )
+
+
+def _parts(ctrl: Controller, truth: list[float]) -> str:
+    """The worst-sigma cell's number, signed error and variance parts (sigmas, %), for the trace."""
+    est = ctrl.soc
+    if est is None or not all(c.initialised for c in est.cells):
+        return ",,,,,,,,,,,,,"
+    j = max(range(len(est.cells)), key=lambda k: est.cells[k].sigma_pct())
+    c = est.cells[j]
+    off_a = getattr(c, "off_c", 0.0) * CAPACITY_AH  # the learned current offset, if any
+    off_sd_a = math.sqrt(min(getattr(c, "off_var", 1.0), 1.0)) * CAPACITY_AH
+    return (
+        f"{j},{c.soc_pct - truth[j]:.2f},{math.sqrt(c.rc):.2f},{c.sc:.2f},{c.sg:.2f},{c.si:.2f},"
+        f"{c.sx:.2f},{c.sb:.2f},{math.sqrt(c.count_var):.2f},{off_a:.4f},{off_sd_a:.4f},"
+        f"{math.sqrt(c.p00 + c.sb * c.sb):.2f},{_count_err_sd(c)}"
+    )
+
+
+def _count_err_sd(c: object) -> str:
+    """What the count says of the estimate's error (the reported sigma's other bound), if known."""
+    var = getattr(c, "count_err_var", None)
+    if var is None:
+        return ""
+    d = c.soc_pct - c.count_soc_pct  # type: ignore[attr-defined]
+    return f"{math.sqrt(var + d * d):.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"{'profile':9} {'chem':4} {'seed':>4} {'strategy':9} {'h>95%/d':>8} {'kWh out':>8}"
         f" {'ratio':>6} {'unserved':>8} {'usable%':>8} {'rmse%':>6} {'sigma% mean/max':>13}"
-        f" {'>3':>4} {'cell err':>8} {'>2sig':>5} {'fulls':>5}"
+        f" {'>3':>4} {'cell err':>8} {'>2sig':>5} {'>3sig':>5} {'fulls':>5}"
         "  full-charge reasons"
     )
     print(header)
@@ -279,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 f" {r.delivered_kwh:8.1f} {ratio:6.3f} {r.unserved_kwh:8.1f} {r.usable_pct:8.2f}"
                 f" {r.soc_rmse_pct:6.2f} {r.mean_worst_sigma_pct:6.2f}/{r.worst_sigma_pct:6.2f}"
                 f" {r.sigma_over_3_pct:3.0f}% {r.worst_cell_err_pct:8.2f}"
-                f" {r.z_over_2_pct:4.1f}% {r.full_charges:5d}"
+                f" {r.z_over_2_pct:4.1f}% {r.z_over_3_pct:4.2f}% {r.full_charges:5d}"
                 f"  {reasons if name == 'adaptive' else '-'}"
             )
         if top is not None:

@@ -18,12 +18,14 @@ points off (claimed variance 0), a cold start from the first voltage, and for LF
 points off on the plateau. Sensor errors
 as in ``soc_accuracy.py`` (2 mV noise, 1 mV steps, 0.2 % FS offset, +0.5 % gain).
 
-Beside each estimator row: coulomb counting from the true start, coulomb counting from an OCV
+Beside each estimator row: the share of the day's samples whose error is beyond 2 and 3 of the
+estimator's reported sigmas (``>2sig``, ``>3sig``: about 5 % and 0.3 % for an honest Gaussian sigma,
+less for a pessimistic one); coulomb counting from the true start, coulomb counting from an OCV
 start (the first voltage through the same OCV table), and an OCV lookup (IR-corrected with the
-nominal R0). With ``--can``, the nominal held-out variants also go the real path: the day is
-encoded in a third-party style DBC (one cell per frame with a CellId, a big-endian pack frame,
-discharge-positive current), written as a candump log, replayed by ``bms-gateway replay`` with
-the user OCV table, and scored from its JSON Lines.
+nominal R0). With ``--can``, the nominal held-out variants also go the real path: the day is encoded
+in a third-party style DBC (one cell per frame with a CellId, a big-endian pack frame, discharge-
+positive current), written as a candump log, replayed by ``bms-gateway replay`` with the user OCV
+table, and scored from its JSON Lines.
 
 Run::
 
@@ -291,6 +293,7 @@ def run_case(
     cc_true = truth.soc_pct[0]
     cc_ocv = chem.ocv_soc(v0 - r0 * i0, tc0)
     series: dict[str, list[float]] = {"est": [], "cc_true": [], "cc_ocv": [], "ocv": []}
+    z2 = z3 = 0  # samples whose error is beyond 2 (3) of the estimator's reported sigmas
     last_t = truth.t_s[0]
     for k, t in enumerate(truth.t_s):
         v, i, tc = measure(truth, rng, k) if k else (v0, i0, tc0)
@@ -301,6 +304,9 @@ def run_case(
         cc_true = min(100.0, max(0.0, cc_true + d))
         cc_ocv = min(100.0, max(0.0, cc_ocv + d))
         series["est"].append(rep.cells[0].soc_pct)
+        e = abs(rep.cells[0].soc_pct - truth.soc_pct[k])
+        z2 += e > 2.0 * rep.cells[0].soc_sigma_pct
+        z3 += e > 3.0 * rep.cells[0].soc_sigma_pct
         series["cc_true"].append(cc_true)
         series["cc_ocv"].append(cc_ocv)
         series["ocv"].append(chem.ocv_soc(v - r0 * chem.r_temp_factor(tc) * i, tc))
@@ -311,6 +317,8 @@ def run_case(
     assert final is not None
     out["r0_mohm"] = final.cells[0].resistance_mohm
     out["r1_mohm"] = final.cells[0].r1_mohm
+    out["z2_pct"] = 100.0 * z2 / len(truth.t_s)
+    out["z3_pct"] = 100.0 * z3 / len(truth.t_s)
     return out
 
 
@@ -505,7 +513,7 @@ def main() -> None:
         )
         print(
             f"  {'variant':9s} {'start':15s} {'est':>17s} {'cc(true)':>17s} {'cc(ocv)':>17s} "
-            f"{'ocv':>17s}  {'R0/R1 mOhm est.':>15s}  ok"
+            f"{'ocv':>17s}  {'R0/R1 mOhm est.':>15s}  ok  {'>2sig':>6s} {'>3sig':>6s}"
         )
         for vname, cap_f, r_f, d_f in VARIANTS:
             if args.variant and vname not in args.variant:
@@ -539,7 +547,8 @@ def main() -> None:
                 print(
                     f"  {vname:9s} {kind:15s} {_fmt(est):>17s} {_fmt(cct):>17s} "
                     f"{_fmt(cco):>17s} {_fmt(ocv):>17s}  "
-                    f"{float(r['r0_mohm']):6.1f}/{float(r['r1_mohm']):6.1f}  {ok}"
+                    f"{float(r['r0_mohm']):6.1f}/{float(r['r1_mohm']):6.1f}  {ok:3s}"
+                    f" {float(r['z2_pct']):5.1f}% {float(r['z3_pct']):5.1f}%"
                 )
             if args.can and vname == "nominal" and not s.tuning:
                 c = run_can(s, truth, q_cfg, args.cache / f"can_{s.key}")

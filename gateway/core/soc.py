@@ -300,6 +300,10 @@ class SocEstimator(VoltageWeighing):
             cell.p11 = max(p11[j], 1e-12)
             cell.capacity_ah = cap[j]
             cell.capacity_var = cap_var[j]
+            if saved.current_offset_c is not None and saved.current_offset_var is not None:
+                cell.off_c = saved.current_offset_c[j]
+                ov = saved.current_offset_var[j]
+                cell.off_var = ov if math.isfinite(ov) else math.inf
             cell.restart_count(cell.p00)
             cells.append(cell)
         self.cells = cells

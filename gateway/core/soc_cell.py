@@ -116,6 +116,20 @@ class CellState:
     count_soc_pct: float = _NAN
     count_rand_var: float = 0.0  # %^2: the trusted point's variance, drift, gaps
     count_sys_pct: float = 0.0  # %: systematic parts (offset, gain, capacity), added linearly
+    # (each part's sigma is its source's error over the time or net charge since that point)
+    # The current sensor's offset as this cell's count has learned it (measured less true, C of
+    # nominal; subtracted from the count) and its variance (C^2), from the counts between
+    # trusted points (``gateway.core.soc_offset``); since the last trusted point, the count's
+    # sensitivity to that offset (% of SoC per C) and the offset's part of ``count_sys_pct``.
+    off_c: float = 0.0
+    off_var: float = math.inf  # inf: nothing learned yet (``predict`` takes the prior)
+    count_k: float = 0.0
+    count_off_pct: float = 0.0
+    # The gain, capacity and balancing errors since the last trusted point, signed (%): each
+    # follows the net charge that made it, so a charge and the discharge after it cancel.
+    count_sg: float = 0.0
+    count_si: float = 0.0
+    count_sx: float = 0.0
     # Last voltage used and its receive time and current (for freshness and identification).
     last_v_t: float = -math.inf
     last_v: float = _NAN
@@ -142,11 +156,23 @@ class CellState:
         """Variance (%^2) of the count alone since the last trusted point."""
         return min(_MAX_VAR, self.count_rand_var + self.count_sys_pct * self.count_sys_pct)
 
+    @property
+    def count_err_var(self) -> float:
+        """Variance (%^2) of the count's error since the last trusted point: ``count_var`` with
+        the gain, capacity and balancing parts taken over the net charge (their errors follow
+        it: a charge and the discharge after it cancel) rather than every step's part."""
+        sys_pct = self.count_off_pct + abs(self.count_sg) + abs(self.count_si)
+        sys_pct += abs(self.count_sx)
+        return min(_MAX_VAR, self.count_rand_var + sys_pct * sys_pct)
+
     def restart_count(self, var: float) -> None:
         """The estimate is a trusted point (variance ``var``): count from here."""
         self.count_soc_pct = self.soc_pct
         self.count_rand_var = var
         self.count_sys_pct = 0.0
+        self.count_k = 0.0
+        self.count_off_pct = 0.0
+        self.count_sg = self.count_si = self.count_sx = 0.0
 
     def scale_variance_parts(self, f: float) -> None:
         """Scale the parts of the SoC variance by ``f`` (the random walk ``rc`` by ``f``, the
@@ -158,9 +184,22 @@ class CellState:
         self.si *= f
         self.sx *= f
 
+    def total_var(self) -> float:
+        """The SoC's reported variance (%^2): the filter's plus the load bias, or, when smaller,
+        what the count says: its variance since the last trusted point plus the squared distance
+        of the estimate from it. The estimate is the count shifted by a known amount (the
+        corrections since that point), so its error is the count's error plus that shift, and
+        its mean square that sum (``count_err_var``: the count's own, not the filter's). Both
+        describe the same error; the smaller description holds too.
+        """
+        tot = self.p00 + self.sb * self.sb
+        d = self.soc_pct - self.count_soc_pct
+        cv = self.count_err_var + d * d
+        return cv if cv < tot else tot  # NaN (no count yet): the filter's
+
     def sigma_pct(self) -> float:
-        """The SoC's reported 1-sigma uncertainty (%): the filter's plus the load bias."""
-        return min(50.0, math.sqrt(self.p00 + self.sb * self.sb))
+        """The SoC's reported 1-sigma uncertainty (%): ``sqrt(total_var())``, at most 50."""
+        return min(50.0, math.sqrt(self.total_var()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +241,6 @@ class Tuning:
     k_sigma: float
     drift_var_per_s: float
     gain_frac: float
-    offset_pct_per_s: float  # of nominal capacity
     extra_frac: float
     gap_current_c: float
     bias_floor_v: float
@@ -218,6 +256,8 @@ class Tuning:
     r_factor_lo: float
     r_factor_hi: float
     rc_sigma_fraction: float
+    offset_var_c2: float = 0.0  # the current offset's prior variance (C^2)
+    offset_drift_var_c2_per_s: float = 0.0  # how fast a learned offset's variance grows back
 
 
 # --- start ----------------------------------------------------------------------------------

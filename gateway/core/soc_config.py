@@ -51,7 +51,14 @@ class SocConfig(Section):
     """How fast the count's uncertainty grows with time (random drift), % per sqrt(h)."""
     current_offset_sigma_c: float = Field(default=0.002, ge=0)
     """Current-sensor offset (1 sigma, C-rate): a systematic error, so the count's uncertainty
-    grows linearly with time until the voltage corrects it (0.002 C: 0.2 % per hour)."""
+    grows linearly with time until the voltage corrects it (0.002 C: 0.2 % per hour). The prior
+    of the offset each cell's count learns between trusted points (``gateway.core.soc_offset``):
+    the learned offset is subtracted from the count and its smaller sigma grows the count's."""
+    current_offset_drift_c_per_sqrt_day: float = Field(default=0.0005, ge=0)
+    """How fast a learned current offset may move (1 sigma, C-rate per sqrt(day): temperature,
+    age): the offset is learned from the count between trusted points (full charges, rested
+    voltages on a steep part of the curve), and its uncertainty grows back towards
+    ``current_offset_sigma_c`` at this rate (0.0005 C: the prior's variance back in 16 days)."""
     current_gain_sigma_pct: float = Field(default=1.0, ge=0)
     """Current-sensor gain uncertainty: the count's error per charge moved, % (systematic: it
     adds up linearly over the charge moved)."""
@@ -130,7 +137,6 @@ def tuning_of(cfg: SocConfig, chem: Chemistry) -> Tuning:
         k_sigma=cfg.plateau_k_sigma,
         drift_var_per_s=cfg.count_drift_pct_per_sqrt_h**2 / 3600.0,
         gain_frac=cfg.current_gain_sigma_pct / 100.0,
-        offset_pct_per_s=100.0 * cfg.current_offset_sigma_c / 3600.0,
         extra_frac=cfg.extra_current_sigma_pct / 100.0,
         gap_current_c=cfg.gap_current_c,
         bias_floor_v=cfg.load_bias_mv / 1000.0,
@@ -146,4 +152,6 @@ def tuning_of(cfg: SocConfig, chem: Chemistry) -> Tuning:
         r_factor_lo=cfg.resistance_factor_min,
         r_factor_hi=cfg.resistance_factor_max,
         rc_sigma_fraction=cfg.rc_sigma_fraction,
+        offset_var_c2=cfg.current_offset_sigma_c**2,
+        offset_drift_var_c2_per_s=cfg.current_offset_drift_c_per_sqrt_day**2 / 86400.0,
     )

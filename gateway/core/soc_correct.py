@@ -18,6 +18,7 @@ from gateway.core.soc_cell import (
     _voltage_soc_at,
     voltage_soc,
 )
+from gateway.core.soc_offset import learn_offset
 
 __all__ = ["correct", "count_bound", "recalibrate_full", "recalibrate_rest"]
 
@@ -359,7 +360,8 @@ def recalibrate_rest(
     at the voltage's own SoC, not at the estimate, is at least ``min_slope``), or when it
     contradicts the estimate (beyond ``k_sigma`` combined sigmas, e.g. a restored SoC while the
     pack moved): judged over the whole plausible interval. On a plateau with an estimate the
-    voltage does not contradict, the count is kept.
+    voltage does not contradict, the count is kept. A voltage used without contradiction is a
+    trusted point: the count since the last one teaches the current offset (``learn_offset``).
     """
     r0 = cell.r0_ohm_25c * r_scale
     ocv_v = v - r0 * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a
@@ -369,6 +371,8 @@ def recalibrate_rest(
     contradicted = abs(z - cell.soc_pct) > tune.k_sigma * math.sqrt(p_tot + sz * sz)
     if not contradicted and chem.ocv.slope(z) < tune.min_slope_v_per_pct:
         return False
+    if not contradicted:
+        learn_offset(cell, tune, z, sz * sz)
     _fuse_interval(cell, z, sz, contradicted=contradicted)
     if not contradicted:
         cell.restart_count(cell.p00)

@@ -47,6 +47,7 @@ class ReportFigures:
         self._all_init = False
         self._total = [0.0] * n
         self._common = [0.0] * n
+        self._reported = [0.0] * n  # CellState.total_var
         self._est: list[CellEstimate] = []
 
     def clear(self) -> None:
@@ -72,10 +73,12 @@ class ReportFigures:
         # One pass over the cells: the same figures as relative_sigma and sigma_pct.
         total = self._total
         common = self._common
+        reported = self._reported
         for k in range(lo, hi):
             c = cells[k]
             total[k] = c.p00 + c.sb * c.sb
             common[k] = c.rc + c.sc * c.sc + c.sg * c.sg + c.sb * c.sb
+            reported[k] = c.total_var()
         ref = sorted(common)[n // 2]
         sqrt = math.sqrt
         est = self._est
@@ -83,9 +86,9 @@ class ReportFigures:
             est = self._est = [_NO_ESTIMATE] * n
         for k in range(lo, hi):
             c = cells[k]
-            tot = total[k]
+            tot = reported[k]
             com = common[k]
-            own = tot - com
+            own = total[k] - com  # the filter's own part (the count's cap is mostly common)
             own = own if own > 0.0 else 0.0  # max(0.0, own), NaN included
             rel = sqrt(min(tot, own + abs(com - ref)))
             # Positional (cheaper than keywords), in CellEstimate's field order
@@ -124,5 +127,6 @@ def relative_sigma(cells: list[CellState]) -> list[float]:
     out: list[float] = []
     for k in range(n):
         own = max(0.0, total[k] - common[k])
-        out.append(math.sqrt(min(total[k], own + abs(common[k] - ref))))
+        # At most the reported sigma (``CellState.total_var``: the count may cap it).
+        out.append(math.sqrt(min(cells[k].total_var(), own + abs(common[k] - ref))))
     return out

@@ -36,6 +36,10 @@ class SavedState:
     r1_ohm_25c: list[float]
     r2_ohm_25c: list[float]
     cycles: float
+    # The learned current offset (C) and its variance (C^2; NaN: nothing learned); states
+    # written before it was learned: None.
+    current_offset_c: list[float] | None = None
+    current_offset_var: list[float] | None = None
 
 
 def export_cells(
@@ -49,9 +53,11 @@ def export_cells(
         "nominal_capacity_ah": nominal_capacity_ah,
         "initialised": [c.initialised for c in cells],
         "soc_pct": [_json_float(c.soc_pct) for c in cells],
-        "soc_var": [c.p00 + c.sb * c.sb for c in cells],
+        # The reported variance (``CellState.total_var``), and at most that of it common.
+        "soc_var": [c.total_var() for c in cells],
         "soc_var_common": [
-            min(c.p00, c.rc + c.sc * c.sc + c.sg * c.sg) + c.sb * c.sb for c in cells
+            min(c.total_var(), min(c.p00, c.rc + c.sc * c.sc + c.sg * c.sg) + c.sb * c.sb)
+            for c in cells
         ],
         "v1_v": [c.v1_v for c in cells],
         "cov_soc_v1": [c.p01 for c in cells],
@@ -61,6 +67,8 @@ def export_cells(
         "r0_ohm_25c": [c.r0_ohm_25c for c in cells],
         "r1_ohm_25c": [c.r1_ohm_25c for c in cells],
         "r2_ohm_25c": [c.r2_ohm_25c for c in cells],
+        "current_offset_c": [c.off_c for c in cells],
+        "current_offset_var": [_json_float(c.off_var) for c in cells],
         "cycles": cycles,
     }
 
@@ -116,6 +124,10 @@ def read_state(
     r0 = _vec(state, "r0_ohm_25c", n, 0.0, 10.0)
     r1 = _vec(state, "r1_ohm_25c", n, 0.0, 10.0) if "r1_ohm_25c" in state else [r1_default_ohm] * n
     r2 = _vec(state, "r2_ohm_25c", n, 0.0, 10.0) if "r2_ohm_25c" in state else [r2_default_ohm] * n
+    off_c = off_var = None
+    if "current_offset_c" in state:
+        off_c = _vec(state, "current_offset_c", n, -1.0, 1.0)
+        off_var = _vec(state, "current_offset_var", n, 0.0, 1.0, allow_nan=True)
     cycles = state.get("cycles")
     if isinstance(cycles, bool) or not isinstance(cycles, int | float) or not cycles >= 0:
         raise ValueError(f"state cycles (={cycles!r}) must be a number >= 0")
@@ -134,6 +146,8 @@ def read_state(
         r1_ohm_25c=r1,
         r2_ohm_25c=r2,
         cycles=float(cycles),
+        current_offset_c=off_c,
+        current_offset_var=off_var,
     )
 
 

@@ -18,6 +18,7 @@ from gateway.core.soc_config import SocConfig
 from gateway.core.soc_correct import correct, recalibrate_full, recalibrate_rest
 from gateway.core.soc_count import PackCount
 from gateway.core.soc_learn import anchor, learn_resistance
+from gateway.core.soc_offset import FULL_VAR, learn_offset
 from gateway.core.soc_predict import predict, tidy
 from gateway.core.soc_sensors import CellSensors
 
@@ -208,6 +209,8 @@ class VoltageWeighing:
         cfg = self.config
         if v >= chem.max_v - cfg.full_voltage_margin_v and cur > 0.0:
             if cur_k <= cfg.full_current_c * self._q_nom_ah:
+                if not cell.full_latched:
+                    learn_offset(cell, tune, 100.0, FULL_VAR)
                 recalibrate_full(cell)
                 if not cell.full_latched:
                     cell.full_latched = True
