@@ -89,10 +89,14 @@ class SocConfig(Section):
     rls_min_current_c: float = Field(default=0.03, ge=0)
     """Identification uses samples where the current differs from its RC-filtered value by at
     least this (C-rate): a transient. In a steady current there is no resistance to learn."""
-    resistance_factor_min: float = Field(default=0.4, gt=0)
-    """Identified R0 and R1 stay at or above this times the chemistry's values ..."""
-    resistance_factor_max: float = Field(default=2.5, gt=0)
-    """... and at or below this times them."""
+    resistance_factor_min: float = Field(default=0.05, gt=0)
+    """Identified R0 and R1 stay at or above this times the chemistry's values (scaled per Ah) ...
+    A sanity limit, not a prior: a user's cell may differ from its chemistry's defaults by far
+    more than 2x (the identification's own covariance weighs the data). At 0.4..2.5 a cell at
+    0.2x its defaults kept R0 at 2x its own, and the wrong IR drop was taken as SoC
+    (docs/PERFORMANCE.md, follow-up s4-i12r)."""
+    resistance_factor_max: float = Field(default=20.0, gt=0)
+    """... and at or below this times them (the range a restored state is clamped to)."""
     ocv_hysteresis_mv: float | None = Field(default=None, ge=0)
     """Half the OCV hysteresis (charge vs discharge branch), mV: a rested voltage is the OCV only
     to within it. ``None``: the chemistry's (LFP 10 mV, NMC 3 mV)."""

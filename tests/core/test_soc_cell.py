@@ -279,9 +279,22 @@ def test_resistances_are_identified_from_a_varying_current() -> None:
 def test_identified_resistances_stay_within_their_bounds() -> None:
     chem = get_chemistry("nmc")
     profile = [0.0] * 20 + [-50.0] * 20 + [25.0] * 20
-    cell = _drive_rls(6.0, 0.05, 3600, profile)
-    assert 2.0 * chem.r0_ohm(Q) < cell.r0_ohm_25c <= 2.5 * chem.r0_ohm(Q)
-    assert 0.4 * chem.r1_ohm(Q) <= cell.r1_ohm_25c <= 2.5 * chem.r1_ohm(Q)
+    cell = _drive_rls(30.0, 0.01, 3600, profile)
+    assert 10.0 * chem.r0_ohm(Q) < cell.r0_ohm_25c <= 20.0 * chem.r0_ohm(Q)
+    assert 0.05 * chem.r1_ohm(Q) <= cell.r1_ohm_25c <= 20.0 * chem.r1_ohm(Q)
+
+
+def test_a_cell_far_from_its_chemistry_defaults_is_identified() -> None:
+    # A user's cell need not be within 0.4..2.5x of its chemistry's circuit (scaled per Ah): a
+    # held-out NCA cell has 0.09x the nmc R0. With the old bounds (0.4x) R0 stayed at 0.4x.
+    chem = get_chemistry("nmc")
+    profile = [0.0] * 20 + [-50.0] * 20 + [25.0] * 20
+    cell = _drive_rls(0.15, 0.3, 3600, profile)
+    assert cell.r0_ohm_25c == pytest.approx(0.15 * chem.r0_ohm(Q), rel=0.1)
+    assert cell.r1_ohm_25c == pytest.approx(0.3 * chem.r1_ohm(Q), rel=0.15)
+    cell = _drive_rls(8.0, 6.0, 3600, profile)
+    assert cell.r0_ohm_25c == pytest.approx(8.0 * chem.r0_ohm(Q), rel=0.05)
+    assert cell.r1_ohm_25c == pytest.approx(6.0 * chem.r1_ohm(Q), rel=0.1)
 
 
 def test_a_steady_current_teaches_nothing() -> None:
