@@ -9,35 +9,19 @@ import pytest
 
 from gateway.core.chemistry import Chemistry, get_chemistry
 from gateway.core.pack import PackConfig
-from gateway.core.soc import SocConfig, SocEstimator, _tuning
+from gateway.core.soc import SocConfig, SocEstimator
 from gateway.core.soc_cell import CellState, StepInputs, Tuning
-from gateway.core.soc_learn import rls_start
 from gateway.core.soc_offset import FULL_VAR, learn_offset
 from gateway.core.soc_predict import predict
 from gateway.core.soc_report import ReportFigures, relative_sigma
+from tests.core.test_soc_cell import Q, cell_at
+from tests.core.test_soc_cell import setup as lfp_setup
 
-Q = 100.0
 HOUR = 3600.0
 
 
 def setup(**cfg: float) -> tuple[Chemistry, Tuning]:
-    chem = get_chemistry("lfp")
-    return chem, _tuning(SocConfig(**cfg), chem)  # type: ignore[arg-type]
-
-
-def cell_at(chem: Chemistry, soc: float, sigma: float) -> CellState:
-    cell = CellState(
-        initialised=True,
-        soc_pct=soc,
-        p00=sigma * sigma,
-        p11=1e-6,
-        capacity_ah=Q,
-        capacity_var=(0.02 * Q) ** 2,
-        tau1_s=chem.tau1_s,
-    )
-    rls_start(cell, chem.r0_ohm(Q), chem.r1_ohm(Q))
-    cell.restart_count(cell.p00)
-    return cell
+    return lfp_setup("lfp", **cfg)
 
 
 def step_of(current_a: float, dt_s: float) -> StepInputs:
