@@ -14,6 +14,8 @@ demo picks an id no live gateway holds, so two demos on one broker do not overwr
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import aiomqtt
 
@@ -47,16 +49,10 @@ async def clear_retained(
         MqttLinkError: the broker could not be reached or the clean-up took over ``timeout_s``.
     """
     filters = [f"{topics.base}/#", f"{topics.discovery_prefix}/+/{topics.node_id}/+/config"]
-    what = f"clearing retained topics on {config.host}:{config.port}"
-    try:
-        async with asyncio.timeout(timeout_s), _client(config, client_id) as client:
-            found = await _retained(client, filters, settle_s)
-            for topic in sorted(found):
-                await client.publish(topic, b"", qos=1, retain=True)
-    except aiomqtt.MqttError as e:
-        raise MqttLinkError(f"{what}: {e}") from e
-    except TimeoutError:
-        raise MqttLinkError(f"{what}: took over {timeout_s:g} s") from None
+    async with _session(config, client_id, timeout_s, "clearing retained topics") as client:
+        found = await _retained(client, filters, settle_s)
+        for topic in sorted(found):
+            await client.publish(topic, b"", qos=1, retain=True)
     return sorted(found)
 
 
@@ -76,20 +72,19 @@ async def live_gateway_ids(
     Raises:
         MqttLinkError: the broker could not be reached or the read took over ``timeout_s``.
     """
-    what = f"reading gateway availability on {config.host}:{config.port}"
-    try:
-        async with asyncio.timeout(timeout_s), _client(config, client_id) as client:
-            found = await _retained(client, [f"{prefix}/+/availability"], settle_s)
-    except aiomqtt.MqttError as e:
-        raise MqttLinkError(f"{what}: {e}") from e
-    except TimeoutError:
-        raise MqttLinkError(f"{what}: took over {timeout_s:g} s") from None
+    async with _session(config, client_id, timeout_s, "reading gateway availability") as client:
+        found = await _retained(client, [f"{prefix}/+/availability"], settle_s)
     return {topic.split("/")[-2] for topic, payload in found.items() if payload == b"online"}
 
 
-def _client(config: MqttConfig, client_id: str) -> aiomqtt.Client:
-    """A short session with the broker of ``config`` (its login), as ``client_id``."""
-    return aiomqtt.Client(
+@contextlib.asynccontextmanager
+async def _session(
+    config: MqttConfig, client_id: str, timeout_s: float, what: str
+) -> AsyncIterator[aiomqtt.Client]:
+    """A short session with the broker of ``config`` (its login), as ``client_id``, bounded by
+    ``timeout_s``; a broker error or the timeout raises ``MqttLinkError`` naming ``what``."""
+    where = f"{what} on {config.host}:{config.port}"
+    client = aiomqtt.Client(
         config.host,
         config.port,
         username=config.username,
@@ -97,6 +92,13 @@ def _client(config: MqttConfig, client_id: str) -> aiomqtt.Client:
         identifier=client_id,
         timeout=config.timeout_s,
     )
+    try:
+        async with asyncio.timeout(timeout_s), client:
+            yield client
+    except aiomqtt.MqttError as e:
+        raise MqttLinkError(f"{where}: {e}") from e
+    except TimeoutError:
+        raise MqttLinkError(f"{where}: took over {timeout_s:g} s") from None
 
 
 async def _retained(
