@@ -275,8 +275,8 @@ class Controller:
         state["charge_phase"] = self.charge.export_state(self._t_s)
         return state
 
-    def restore_state(self, state: dict[str, Any]) -> None:
-        """Load a persisted estimator state.
+    def restore_state(self, state: dict[str, Any]) -> list[str]:
+        """Load a persisted estimator state; a line for each value it had to limit.
 
         The energy counters are restored first, on their own: a state of another pack still
         keeps Home Assistant's energy totals from going backwards.
@@ -288,10 +288,11 @@ class Controller:
             self.energy.restore(state["energy"])
         state = dict(state)
         charge = state.pop("charge_phase", None)
-        self.soc.restore(state)
+        notes = self.soc.restore(state)
         if isinstance(charge, dict):
             # Applied at the next step, which knows the time.
             self._restored_charge = charge
+        return notes
 
     def safety_key(self) -> tuple[object, ...]:
         """Changes whenever the safety state to persist changes (cheap; compare each step)."""

@@ -173,11 +173,13 @@ def restore_estimator(estimator: SocEstimator, path: Path) -> bool:
     if state is None:
         return False
     try:
-        estimator.restore(state)
+        notes = estimator.restore(state)
     except ValueError as e:
         log.warning("estimator state %s does not fit this pack (%s); starting from OCV", path, e)
         return False
     log.info("estimator state restored from %s", path)
+    for note in notes:
+        log.warning("estimator state %s: %s", path, note)
     return True
 
 

@@ -94,11 +94,13 @@ class StateWriter:
         doc = load_document(self.path)
         if doc.estimator is not None:
             try:
-                self.ctrl.restore_state(doc.estimator)
+                notes = self.ctrl.restore_state(doc.estimator)
             except ValueError as e:
                 log.warning("state file %s not used (%s); starting from OCV", self.path, e)
             else:
                 log.info("estimator state restored from %s", self.path)
+                for note in notes:
+                    log.warning("state file %s: %s", self.path, note)
         restored: list[str] = []
         if doc.safety is not None:
             try:

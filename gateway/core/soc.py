@@ -244,6 +244,20 @@ class SocEstimator(VoltageWeighing):
             return None
         return tuple(relative_sigma(self.cells))
 
+    def _offset_limit(self, saved: Sequence[float] | None) -> tuple[float, list[str]]:
+        """The largest offset (C) a restore may bring, and a note when ``saved`` exceeds it.
+
+        The learner's own limit, 3 prior sigmas (0 when learning is off): a state written
+        under other settings, or edited, never brings an offset the estimator could not have
+        learned. Resistances are held to ``resistance_factor_min..max`` likewise."""
+        lim = 3.0 * math.sqrt(self._tune.offset_var_c2)
+        if saved is None or all(abs(b) <= lim for b in saved):
+            return lim, []
+        return lim, [
+            f"saved current offset beyond what the estimator learns (|offset| <= {lim:.4g} C,"
+            " 3 x soc.current_offset_sigma_c): limited to it"
+        ]
+
     def export_state(self) -> dict[str, Any]:
         """Everything needed to resume after a restart, as JSON-friendly plain values.
 
@@ -252,8 +266,9 @@ class SocEstimator(VoltageWeighing):
         """
         return export_cells(self.cells, self.chemistry.name, self._q_nom_ah, self.cycles)
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Resume from ``export_state`` output (a previous run of the same pack).
+    def restore(self, state: dict[str, Any]) -> list[str]:
+        """Resume from ``export_state`` output (a previous run of the same pack); returns a line
+        for each value it had to limit (for the log).
 
         The SoC variance grows by ``restore_sigma_pct`` because the pack may have moved while we
         were down; the RC voltage restarts at zero. A restored SoC is not a trusted point: a
@@ -282,12 +297,16 @@ class SocEstimator(VoltageWeighing):
             saved.initialised,
         )
         extra = self.config.restore_sigma_pct**2
+        r_lo, r_hi = self._tune.r_factor_lo, self._tune.r_factor_hi
+        off_lim, notes = self._offset_limit(saved.current_offset_c)
         cells = []
         for j in range(n):
             cell = self._new_cell()
-            lo, hi = self._r0_nom * 0.05, self._r0_nom * 20.0
             rls_start(
-                cell, min(max(r0[j], lo), hi), min(max(r1[j], lo), hi * 2.0), min(r2[j], hi * 2.0)
+                cell,
+                min(max(r0[j], r_lo * self._r0_nom), r_hi * self._r0_nom),
+                min(max(r1[j], r_lo * self._r1_nom), r_hi * self._r1_nom),
+                min(r2[j], r_hi * 2.0 * self._r0_nom),
             )
             cell.initialised = bool(init_raw[j])
             cell.soc_pct = soc[j]
@@ -301,9 +320,9 @@ class SocEstimator(VoltageWeighing):
             cell.capacity_ah = cap[j]
             cell.capacity_var = cap_var[j]
             if saved.current_offset_c is not None and saved.current_offset_var is not None:
-                cell.off_c = saved.current_offset_c[j]
+                cell.off_c = min(off_lim, max(-off_lim, saved.current_offset_c[j]))
                 ov = saved.current_offset_var[j]
-                cell.off_var = ov if math.isfinite(ov) else math.inf
+                cell.off_var = ov if math.isfinite(ov) and off_lim > 0.0 else math.inf
             cell.restart_count(cell.p00)
             cells.append(cell)
         self.cells = cells
@@ -316,3 +335,4 @@ class SocEstimator(VoltageWeighing):
         self._cycles0 = saved.cycles
         self._count.discharged_ah = 0.0
         self._report = self.report()
+        return notes

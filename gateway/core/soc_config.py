@@ -96,7 +96,8 @@ class SocConfig(Section):
     0.2x its defaults kept R0 at 2x its own, and the wrong IR drop was taken as SoC
     (docs/PERFORMANCE.md, follow-up s4-i12r)."""
     resistance_factor_max: float = Field(default=20.0, gt=0)
-    """... and at or below this times them (the range a restored state is clamped to)."""
+    """... and at or below this times them (a restored state's resistances are clamped to the
+    same range)."""
     ocv_hysteresis_mv: float | None = Field(default=None, ge=0)
     """Half the OCV hysteresis (charge vs discharge branch), mV: a rested voltage is the OCV only
     to within it. ``None``: the chemistry's (LFP 10 mV, NMC 3 mV)."""
@@ -125,6 +126,14 @@ class SocConfig(Section):
     second old at 10 Hz). Bounds the step's cost; a pack of at most this many cells is weighed
     whole every step. Weighing each cell every 16th step cost no accuracy measured
     (``bench/soc_slicing.py --cells 128 --slices 16``, docs/PERFORMANCE.md)."""
+
+    def model_post_init(self, __context: object) -> None:
+        """Check what needs more than a type."""
+        if self.resistance_factor_min >= self.resistance_factor_max:
+            raise ValueError(
+                f"resistance_factor_min (={self.resistance_factor_min}) must be below"
+                f" resistance_factor_max (={self.resistance_factor_max})"
+            )
 
 
 def tuning_of(cfg: SocConfig, chem: Chemistry) -> Tuning:

@@ -142,6 +142,37 @@ def test_the_learned_offset_is_saved_and_restored() -> None:
     assert est2.cells[0].off_c == 0.0
 
 
+def test_a_restored_offset_or_resistance_never_exceeds_what_could_be_learned() -> None:
+    # A state written under other settings, or edited, may hold an offset of 0.9 C (the file
+    # format allows +-1 C): used, it would run the count down 90 % an hour.
+    chem = get_chemistry("lfp")
+    pack = PackConfig(cells=2, chemistry="lfp", capacity_ah=Q)
+    est = SocEstimator(SocConfig(), pack, chem)
+    est.cells[0].off_c, est.cells[0].off_var = 0.9, 1e-6
+    est.cells[1].off_c, est.cells[1].off_var = -0.001, 1e-6
+    est.cells[0].r0_ohm_25c = 50.0 * chem.r0_ohm(Q)
+    state = est.export_state()
+    cfg = SocConfig(current_offset_sigma_c=0.002, resistance_factor_max=2.0)
+    est2 = SocEstimator(cfg, pack, chem)
+    notes = est2.restore(state)
+    assert est2.cells[0].off_c == pytest.approx(0.006)  # 3 prior sigmas
+    assert est2.cells[1].off_c == -0.001  # within: kept
+    assert len(notes) == 1
+    assert "soc.current_offset_sigma_c" in notes[0]
+    assert est2.cells[0].r0_ohm_25c == pytest.approx(2.0 * chem.r0_ohm(Q))
+    # With offset learning off the saved offset is not applied at all.
+    est3 = SocEstimator(SocConfig(current_offset_sigma_c=0.0), pack, chem)
+    est3.restore(state)
+    assert [c.off_c for c in est3.cells] == [0.0, 0.0]
+    assert all(math.isinf(c.off_var) for c in est3.cells)
+    assert est3.restore(est3.export_state()) == []
+
+
+def test_resistance_bounds_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="resistance_factor_min"):
+        SocConfig(resistance_factor_min=2.0, resistance_factor_max=1.0)
+
+
 def test_the_count_cap_keeps_the_cells_own_relative_sigma() -> None:
     chem, _ = setup()
     cells = [cell_at(chem, 60.0, 1.0) for _ in range(3)]
