@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from gateway.canbus.config import CanConfig
 from gateway.core.balancing import BalancingConfig
@@ -293,8 +299,26 @@ def load_settings(path: Path | None = None) -> Settings:
         settings = Settings(**data)
     except ValidationError as e:
         raise ConfigError(_format_error(e, source)) from None
+    except SettingsError as e:
+        raise ConfigError(_env_parse_error(e, os.environ)) from None
     settings._deprecations = _deprecation_warnings(settings, data, path, os.environ)
     return settings
+
+
+def _env_parse_error(e: SettingsError, env: Mapping[str, str]) -> str:
+    """One line for a ``BMSGW_`` variable pydantic-settings could not parse, naming it.
+
+    pydantic-settings parses a list or table value as JSON
+    (``BMSGW_BALANCING__PASSIVE_STATES='["rest", "top"]'``); its error names only the section.
+    """
+    m = re.search(r'field "(\w+)"', str(e))
+    section = m.group(1).upper() if m else ""
+    names = sorted(k for k in env if k.upper().startswith(f"{ENV_PREFIX}{section}__"))
+    which = ", ".join(names) if names and section else "a BMSGW_ variable"
+    return (
+        f"environment: {which}: cannot be parsed (a list or table value must be JSON, e.g."
+        ' \'["rest", "top"]\')'
+    )
 
 
 def _deprecation_warnings(

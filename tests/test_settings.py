@@ -39,6 +39,17 @@ def test_unknown_env_key_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings(None)
 
 
+def test_a_list_from_the_environment_that_is_not_json_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pydantic-settings parses lists as JSON; a comma list was a traceback, not a config error.
+    monkeypatch.setenv("BMSGW_BALANCING__PASSIVE_STATES", "rest,top")
+    with pytest.raises(ConfigError, match="BMSGW_BALANCING__PASSIVE_STATES: cannot be parsed"):
+        load_settings(None)
+    monkeypatch.setenv("BMSGW_BALANCING__PASSIVE_STATES", '["rest", "top"]')
+    assert load_settings(None).balancing.passive_states == ("rest", "top")
+
+
 def test_bad_value_names_key(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
     f.write_text("[control]\ntick_s = -1\n")
