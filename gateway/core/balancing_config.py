@@ -15,7 +15,10 @@ __all__ = ["BALANCING_DEFAULTS", "STATES", "BalancingConfig"]
 
 
 STATES = ("rest", "charge", "discharge", "top")
-"""Operating states a mode may be allowed in; ``top`` = near the top of charge, not discharging."""
+"""Operating states a mode may be allowed in; ``top`` = near the top of charge, not discharging.
+A step is in one of ``rest``, ``charge`` or ``discharge`` (by the pack current) and also in
+``top`` when near the top; a mode may run when *any* of the step's states is listed (so
+``["rest", "charge"]`` allows a charge near the top too)."""
 
 # Chemistry defaults: the top-of-charge cell voltage (where voltages say something about SoC)
 # and the minimum cell voltage for giving charge: where the discharge taper of the limits reaches
@@ -79,7 +82,8 @@ class BalancingConfig(Section):
     pack charges or discharges; a pack that rests little (a light load floating below the top)
     otherwise bleeds only during absorptions, too few hours to remove a large spread."""
     active_states: tuple[str, ...] = ("rest", "charge", "discharge")
-    """Operating states in which the active converter may run."""
+    """Operating states in which the active converter may run (any of the step's states
+    listed: ``STATES``)."""
     min_cell_v: float | None = Field(default=None, gt=0.0, le=10.0)
     """Never bleed or draw from a cell at or below this voltage (LFP 2.80, NMC 3.10 V)."""
     max_cell_temp_c: float = Field(default=50.0, ge=-40.0, le=150.0)
