@@ -208,8 +208,9 @@ class _LiveView:
 
     def _print_line(self, out: ControlOutput) -> None:
         soc = f"{out.soc.soc_pct:.1f}" if out.soc else "--"
+        cur = out.pack.current_a
         print(
-            f"t={self._sim.t_s:8.0f}s mode={out.mode} I={out.pack.current_a} "
+            f"t={self._sim.t_s:8.0f}s mode={out.mode} I={'--' if cur is None else f'{cur:.1f}'}A "
             f"SoC={soc}% CCL={out.limits.ccl_a.value:.1f}A "
             f"({out.limits.ccl_a.winner}) DCL={out.limits.dcl_a.value:.1f}A "
             f"({out.limits.dcl_a.winner}) balancing={sum(out.balancing.bleed)}",
