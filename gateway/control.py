@@ -349,7 +349,10 @@ class Controller:
         lines: list[str] = []
         codes = self.protection.restore_latched({str(k): str(v) for k, v in latched.items()}, now_s)
         if codes:
-            lines.append(f"latched alarms {', '.join(codes)} (reset once the cause is gone)")
+            lines.append(
+                f"latched alarms {', '.join(codes)} (held until reset: MQTT cmd/reset_alarms"
+                " or SunSpec AlmRst, once the cause is gone)"
+            )
         self._user_cap_charge_a, self._user_cap_discharge_a = caps
         if caps != [None, None]:
             lines.append(f"user caps charge {caps[0]} A, discharge {caps[1]} A")
