@@ -98,16 +98,22 @@ def _free_port(host: str = "127.0.0.1") -> int:
 
 
 def _ports(settings: Settings) -> tuple[int, int]:
-    """The Modbus and web ports: the configured ones when free, else free ones."""
+    """The Modbus and web ports: the configured ones when free, else free ones (a Modbus port
+    0, "any free port", is chosen here, so the simulated controller and the endpoints know it);
+    never the same port for both."""
     modbus_port = settings.sunspec.port
     host = modbus_host(settings)
-    if not _port_free(host, modbus_port):
+    if modbus_port == 0:
+        modbus_port = _free_port(host)
+    elif not _port_free(host, modbus_port):
         free = _free_port(host)
         log.warning("demo: Modbus port %d is in use; serving on %d", modbus_port, free)
         modbus_port = free
     web_port = settings.web.port
-    if not _port_free("127.0.0.1", web_port):
+    if web_port == modbus_port or not _port_free("127.0.0.1", web_port):
         free = _free_port()
+        while free == modbus_port:
+            free = _free_port()
         log.warning("demo: web port %d is in use; serving the dashboard on %d", web_port, free)
         web_port = free
     return modbus_port, web_port

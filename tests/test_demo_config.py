@@ -125,3 +125,20 @@ def test_a_busy_port_is_moved_and_said(caplog: pytest.LogCaptureFixture) -> None
     said = caplog.text
     assert f"Modbus port {port} is in use; serving on {modbus_port}" in said
     assert f"web port {port} is in use; serving the dashboard on {web_port}" in said
+
+
+def test_port_zero_is_chosen_and_the_web_port_never_takes_the_modbus_one() -> None:
+    zero = Settings.model_validate({"sunspec": {"host": "127.0.0.1", "port": 0}})
+    modbus_port, web_port = _ports(zero)
+    assert modbus_port > 0
+    assert web_port > 0
+    assert web_port != modbus_port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    same = Settings.model_validate(
+        {"sunspec": {"host": "127.0.0.1", "port": port}, "web": {"port": port}}
+    )
+    modbus_port, web_port = _ports(same)
+    assert modbus_port == port
+    assert web_port != port
