@@ -20,7 +20,10 @@ from gateway.core.soc_cell import (
 )
 from gateway.core.soc_offset import learn_offset
 
-__all__ = ["correct", "count_bound", "recalibrate_full", "recalibrate_rest"]
+__all__ = ["FULL_VAR", "correct", "count_bound", "recalibrate_full", "recalibrate_rest"]
+
+FULL_VAR = 0.25
+"""Variance (%^2) of the SoC at a full charge: 100 % to within 0.5 % (``recalibrate_full``)."""
 
 
 # --- correct (under load) -------------------------------------------------------------------
@@ -383,8 +386,8 @@ def recalibrate_full(cell: CellState) -> None:
     """The cell is full (upper voltage, tapered charge current): 100 % to within 0.5 %."""
     cell.soc_pct = 100.0
     cell.sb = 0.0
-    if cell.p00 > 0.25:
-        cell.scale_variance_parts(0.25 / cell.p00)
-        cell.p00 = 0.25
+    if cell.p00 > FULL_VAR:
+        cell.scale_variance_parts(FULL_VAR / cell.p00)
+        cell.p00 = FULL_VAR
     cell.p01 = 0.0
     cell.restart_count(cell.p00)

@@ -25,10 +25,8 @@ import math
 
 from gateway.core.soc_cell import CellState, Tuning
 
-__all__ = ["FULL_VAR", "GATE_SIGMAS", "learn_offset"]
+__all__ = ["GATE_SIGMAS", "learn_offset"]
 
-FULL_VAR = 0.25
-"""Variance (%^2) of the SoC at a full charge: 100 % to within 0.5 % (``recalibrate_full``)."""
 GATE_SIGMAS = 4.0
 """A residual beyond this many of its sigmas is not an offset (a wrong restore, a full seen
 early): it teaches nothing."""

@@ -46,6 +46,7 @@ def export_cells(
     cells: Sequence[CellState], chemistry: str, nominal_capacity_ah: float, cycles: float
 ) -> dict[str, Any]:
     """Everything needed to resume after a restart, as JSON-friendly plain values."""
+    var = [c.total_var() for c in cells]
     return {
         "version": STATE_VERSION,
         "chemistry": chemistry,
@@ -54,10 +55,10 @@ def export_cells(
         "initialised": [c.initialised for c in cells],
         "soc_pct": [_json_float(c.soc_pct) for c in cells],
         # The reported variance (``CellState.total_var``), and at most that of it common.
-        "soc_var": [c.total_var() for c in cells],
+        "soc_var": var,
         "soc_var_common": [
-            min(c.total_var(), min(c.p00, c.rc + c.sc * c.sc + c.sg * c.sg) + c.sb * c.sb)
-            for c in cells
+            min(v, min(c.p00, c.rc + c.sc * c.sc + c.sg * c.sg) + c.sb * c.sb)
+            for v, c in zip(var, cells, strict=True)
         ],
         "v1_v": [c.v1_v for c in cells],
         "cov_soc_v1": [c.p01 for c in cells],

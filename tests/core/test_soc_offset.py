@@ -10,11 +10,12 @@ import pytest
 from gateway.core.chemistry import Chemistry, get_chemistry
 from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
-from gateway.core.soc_cell import CellState, StepInputs, Tuning
-from gateway.core.soc_offset import FULL_VAR, learn_offset
+from gateway.core.soc_cell import CellState, Tuning
+from gateway.core.soc_correct import FULL_VAR
+from gateway.core.soc_offset import learn_offset
 from gateway.core.soc_predict import predict
 from gateway.core.soc_report import ReportFigures, relative_sigma
-from tests.core.test_soc_cell import Q, cell_at
+from tests.core.test_soc_cell import Q, cell_at, step_of
 from tests.core.test_soc_cell import setup as lfp_setup
 
 HOUR = 3600.0
@@ -22,25 +23,6 @@ HOUR = 3600.0
 
 def setup(**cfg: float) -> tuple[Chemistry, Tuning]:
     return lfp_setup("lfp", **cfg)
-
-
-def step_of(current_a: float, dt_s: float) -> StepInputs:
-    return StepInputs(
-        dt_s=dt_s,
-        known_dt_s=dt_s,
-        gap_dt_s=0.0,
-        current_a=current_a,
-        current_known=True,
-        d_ah=current_a * dt_s / 3600.0,
-        extra_dt_s=dt_s,
-        hold_var=0.0,
-        resting=False,
-        rest_id=-1,
-        q_nom_ah=Q,
-        accumulated_ah=0.0,
-        rc_current_a=current_a,
-        gap_sq_s2=0.0,
-    )
 
 
 def run(cell: CellState, tune: Tuning, current_a: float, hours: float, dt_s: float = 60.0) -> None:
