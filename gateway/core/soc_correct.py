@@ -389,15 +389,17 @@ def end_rest(cell: CellState) -> None:
     cell.rest_p_var = math.nan
 
 
-def _rest_block(cell: CellState) -> tuple[float, float] | None:
+def _rest_block(cell: CellState, sample_var_v2: float) -> tuple[float, float] | None:
     """The rest block's mean OCV and its error (V, 1 sigma, without the hysteresis), or
     ``None`` when there is no earlier block of this rest to judge relaxation by (or too few
     samples). Starts a new block.
 
-    The error: the mean's noise (the samples' own scatter over the square root of their
-    number) and the relaxation left, judged from the voltage's own drift: the change of the
-    mean OCV since the previous block (a relaxation that decays faster than one block has less
-    than that left to go; a real rest current's SoC change is in it too).
+    ``sample_var_v2``: one relaxed sample's error variance (V^2, ``rest_voltage_sigma_mv``
+    squared). The error: the part of it the samples' own scatter does not explain (the OCV
+    table's and the model's error: no averaging removes it), the mean's noise (the scatter
+    over the number of samples), and the relaxation left, judged from the voltage's own drift:
+    the change of the mean OCV since the previous block (a relaxation that decays faster than
+    one block has less than that left to go; a real rest current's SoC change is in it too).
     """
     n = cell.rest_n
     prev = cell.rest_prev_v
@@ -408,7 +410,8 @@ def _rest_block(cell: CellState) -> tuple[float, float] | None:
         if n >= REST_MIN_SAMPLES and not math.isnan(prev):
             var = max(0.0, cell.rest_sq_v2 / n - mean * mean) * n / (n - 1)
             drift = raw - prev
-            out = (raw, math.sqrt(var / n + drift * drift))
+            table = max(0.0, sample_var_v2 - var)
+            out = (raw, math.sqrt(table + var / n + drift * drift))
         cell.rest_prev_v = raw
     cell.rest_n = 0
     cell.rest_sum_v = cell.rest_sq_v2 = 0.0
@@ -451,7 +454,7 @@ def recalibrate_rest(
     r0 = cell.r0_ohm_25c * r_scale
     ocv_v = v - r0 * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a
     half = 2.0 * math.sqrt(tune.r_rest_v2) + tune.hysteresis_v
-    block = _rest_block(cell)
+    block = _rest_block(cell, tune.r_rest_v2)
     if block is not None:
         b_half = 2.0 * block[1] + tune.hysteresis_v
         if b_half < half:
