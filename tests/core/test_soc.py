@@ -172,9 +172,14 @@ def test_counting_follows_the_charge_on_the_flat_lfp_middle() -> None:
 
 
 def _rest_after_discharge(
-    est: SocEstimator, pack: EcmPack, discharge_a: float, discharge_s: int, rest_s: int
+    est: SocEstimator,
+    pack: EcmPack,
+    discharge_a: float,
+    discharge_s: int,
+    rest_s: int,
+    t0_s: float = 0.0,
 ) -> SocReport:
-    t = 0.0
+    t = t0_s
     rep = None
     for k in range(1 + discharge_s + rest_s):
         i = discharge_a if 0 < k <= discharge_s else 0.0
@@ -206,7 +211,7 @@ def test_a_long_rest_on_the_plateau_keeps_the_count() -> None:
     st = est.export_state()
     st["soc_pct"] = [68.0, 68.0]  # 6 points above the truth, within the restored sigma
     est.restore(st)
-    rep = _rest_after_discharge(est, pack, -20.0, 1800, 7200)
+    rep = _rest_after_discharge(est, pack, -20.0, 1800, 7200, t0_s=t)
     for c, s in zip(rep.cells, pack.soc_pct, strict=True):
         assert s == pytest.approx(52.0, abs=0.1)
         assert c.soc_pct == pytest.approx(58.0, abs=1.0)
