@@ -382,7 +382,8 @@ def accumulate_rest(
 
 
 def end_rest(cell: CellState) -> None:
-    """The rest is over (or its voltages no longer refer to the estimate): forget its blocks."""
+    """The rest is over, or the estimate was replaced or refined during it: forget the rest's
+    blocks (the next recalibration is weighed as a rest's first)."""
     cell.rest_n = 0
     cell.rest_sum_v = cell.rest_sq_v2 = 0.0
     cell.rest_prev_v = math.nan
@@ -437,11 +438,13 @@ def recalibrate_rest(
     (a rest current is below ``rest_current_c``, mostly the current sensor's offset the count
     has not learned yet, so the count's drift during the block is not followed; a real rest
     current at that limit moves the SoC by at most its charge over half a block) to within
-    what the block itself shows: its noise
-    (scatter / sqrt(n)) and the relaxation left (its drift from the previous block), 2 sigma,
-    plus the hysteresis, never more than one sample's band: a long, relaxed rest weighs as
-    much as its evidence, a rest still relaxing less (Plett, *Battery Management Systems*
-    vol. 2, 2015, ch. 3: OCV from a relaxed rest; hysteresis stays, it does not average out).
+    the part of one sample's error the block's scatter does not explain (the table's, the
+    model's), the block's noise (scatter / sqrt(n)) and the relaxation left (its drift from the
+    previous block), 2 sigma, plus the hysteresis, never more than one sample's band: a long,
+    relaxed rest weighs as much as its evidence, a rest still relaxing less (Plett, *Battery
+    Management Systems* vol. 2, 2015, ch. 3: OCV from a relaxed rest; the hysteresis does not
+    average out). Each block is weighed against the estimate's variance before the rest's
+    first recalibration (the blocks share the hysteresis and the table's error).
 
     The SoC interval that band allows is the measurement (``voltage_soc``). It is used when
     the voltage lies on a steep part of the curve (the slope at the voltage's own SoC, not at

@@ -218,8 +218,8 @@ class VoltageWeighing:
             )
             and inputs.resting
         ):
-            # The estimate moved by more than the count (a start refined, a contradiction):
-            # the rest block's voltages no longer refer to it.
+            # The estimate was refined (start window) or replaced (a contradiction) during the
+            # rest: its rest starts over.
             end_rest(cell)
         cur = inputs.current_a
         cfg = self.config
