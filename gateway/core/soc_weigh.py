@@ -15,18 +15,12 @@ from gateway.core.chemistry import Chemistry
 from gateway.core.model import PackSnapshot
 from gateway.core.soc_cell import CellState, StepInputs, Tuning, init_from_voltage
 from gateway.core.soc_config import SocConfig
-from gateway.core.soc_correct import (
-    FULL_VAR,
-    accumulate_rest,
-    correct,
-    end_rest,
-    recalibrate_full,
-    recalibrate_rest,
-)
+from gateway.core.soc_correct import FULL_VAR, correct, recalibrate_full
 from gateway.core.soc_count import PackCount
 from gateway.core.soc_learn import anchor, learn_resistance
 from gateway.core.soc_offset import learn_offset
 from gateway.core.soc_predict import predict, tidy
+from gateway.core.soc_rest import accumulate_rest, end_rest, recalibrate_rest
 from gateway.core.soc_sensors import CellSensors
 
 __all__ = ["VoltageWeighing"]
