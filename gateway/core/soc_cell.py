@@ -149,6 +149,15 @@ class CellState:
     start_ocv_v: float = _NAN
     start_half_v: float = 0.0
     rest_used: int = -1  # the rest (by number) already recalibrated on
+    # The rested voltages since the last rest recalibration (``accumulate_rest``): how many,
+    # the first one's OCV (V, the reference), the sums of the OCVs less it (V) and of their
+    # squares (V^2), and the previous block's mean OCV (V; NaN: no block yet in this rest).
+    rest_n: int = 0
+    rest_ref_v: float = 0.0
+    rest_sum_v: float = 0.0
+    rest_sq_v2: float = 0.0
+    rest_prev_v: float = _NAN
+    rest_p_var: float = _NAN  # the SoC variance before the rest's first recalibration (%^2)
     full_latched: bool = False  # full seen; cleared by a discharge
 
     @property

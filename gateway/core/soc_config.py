@@ -38,7 +38,11 @@ class SocConfig(Section):
     not model shifts the loaded voltage like a surface SoC off the bulk SoC (PyBaMM's LFP near
     empty: 1.4 % at 0.09 C, about 47 mV on the steep end)."""
     rest_voltage_sigma_mv: float = Field(default=4.0, gt=0)
-    """Voltage error after a rest of ``rest_s`` (the relaxed voltage is almost the OCV)."""
+    """One relaxed sample's voltage error after a rest of ``rest_s`` (noise, relaxation left, the
+    OCV table's error; the relaxed voltage is almost the OCV). From a rest's second ``rest_s`` on,
+    the mean of that block's samples is used instead: the part of this its scatter does not
+    explain stays, the noise is divided by the square root of the samples, and the drift from
+    the previous block stands for the relaxation left."""
     rest_current_c: float = Field(default=0.01, ge=0)
     """Current (as a C-rate) below which the pack counts as resting."""
     rest_s: float = Field(default=900.0, ge=0)

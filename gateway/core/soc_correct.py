@@ -1,7 +1,8 @@
-"""Weighing one cell's voltage: the correction under load and the recalibrations (rest, full).
+"""Weighing one cell's voltage: the correction under load and the recalibration at full.
 
 Part of the per-cell estimator (``gateway.core.soc_cell`` holds the state and the count; the
-model is in its docstring). Each function changes only the ``CellState`` it is given.
+model is in its docstring; the rest recalibration is in ``gateway.core.soc_rest``). Each
+function changes only the ``CellState`` it is given.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from gateway.core.soc_cell import (
     _voltage_soc_at,
     voltage_soc,
 )
-from gateway.core.soc_offset import learn_offset
 
-__all__ = ["FULL_VAR", "correct", "count_bound", "recalibrate_full", "recalibrate_rest"]
+__all__ = ["FULL_VAR", "correct", "count_bound", "recalibrate_full"]
 
 FULL_VAR = 0.25
 """Variance (%^2) of the SoC at a full charge: 100 % to within 0.5 % (``recalibrate_full``)."""
@@ -343,43 +343,7 @@ def _scale_parts(cell: CellState, g: float) -> None:
         cell.scale_variance_parts(cell.p00 / total)
 
 
-# --- recalibrate (rest, full) ---------------------------------------------------------------
-
-
-def recalibrate_rest(
-    cell: CellState,
-    chem: Chemistry,
-    tune: Tuning,
-    v: float,
-    cur_k: float,
-    temp_c: float,
-    r_scale: float,
-) -> bool:
-    """Recalibrate ``cell`` from a voltage after a rest; return whether the voltage was used.
-
-    The relaxed voltage (less the small IR drop of the rest current) is the OCV to within the
-    rest sigma (2 sigma) plus the OCV hysteresis: the SoC interval it allows is the measurement
-    (``voltage_soc``). It is used when the voltage lies on a steep part of the curve (the slope
-    at the voltage's own SoC, not at the estimate, is at least ``min_slope``), or when it
-    contradicts the estimate (beyond ``k_sigma`` combined sigmas, e.g. a restored SoC while the
-    pack moved): judged over the whole plausible interval. On a plateau with an estimate the
-    voltage does not contradict, the count is kept. A voltage used without contradiction is a
-    trusted point: the count since the last one teaches the current offset (``learn_offset``).
-    """
-    r0 = cell.r0_ohm_25c * r_scale
-    ocv_v = v - r0 * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a
-    half = 2.0 * math.sqrt(tune.r_rest_v2) + tune.hysteresis_v
-    z, sz = voltage_soc(chem, ocv_v, half, temp_c)
-    p_tot = cell.p00 + cell.sb * cell.sb
-    contradicted = abs(z - cell.soc_pct) > tune.k_sigma * math.sqrt(p_tot + sz * sz)
-    if not contradicted and chem.ocv.slope(z) < tune.min_slope_v_per_pct:
-        return False
-    if not contradicted:
-        learn_offset(cell, tune, z, sz * sz)
-    _fuse_interval(cell, z, sz, contradicted=contradicted)
-    if not contradicted:
-        cell.restart_count(cell.p00)
-    return True
+# --- recalibrate (full) ---------------------------------------------------------------------
 
 
 def recalibrate_full(cell: CellState) -> None:

@@ -15,11 +15,12 @@ from gateway.core.chemistry import Chemistry
 from gateway.core.model import PackSnapshot
 from gateway.core.soc_cell import CellState, StepInputs, Tuning, init_from_voltage
 from gateway.core.soc_config import SocConfig
-from gateway.core.soc_correct import FULL_VAR, correct, recalibrate_full, recalibrate_rest
+from gateway.core.soc_correct import FULL_VAR, correct, recalibrate_full
 from gateway.core.soc_count import PackCount
 from gateway.core.soc_learn import anchor, learn_resistance
 from gateway.core.soc_offset import learn_offset
 from gateway.core.soc_predict import predict, tidy
+from gateway.core.soc_rest import accumulate_rest, end_rest, recalibrate_rest
 from gateway.core.soc_sensors import CellSensors
 
 __all__ = ["VoltageWeighing"]
@@ -181,6 +182,10 @@ class VoltageWeighing:
             self._r1_nom,
             sample_dt_s=dt_v,
         )
+        if inputs.resting:
+            accumulate_rest(cell, v, cur_k, r_scale)
+        elif cell.rest_n or not math.isnan(cell.rest_prev_v):
+            end_rest(cell)
         rest_id = inputs.rest_id
         if rest_id >= 0 and cell.rest_used != rest_id:
             # One recalibration per rest_s of rest (repeating it every sample would count
@@ -192,7 +197,7 @@ class VoltageWeighing:
             steep = chem.ocv.slope(cell.soc_pct) >= tune.min_slope_v_per_pct
             if steep and var <= tune.confident_var:
                 anchor(cell, tune, inputs, cell.soc_pct, cell.p00)
-        else:
+        elif (
             correct(
                 cell,
                 chem,
@@ -205,6 +210,11 @@ class VoltageWeighing:
                 sample_dt_s=dt_v,
                 own_current_a=own_k,
             )
+            and inputs.resting
+        ):
+            # The estimate was refined (start window) or replaced (a contradiction) during the
+            # rest: its rest starts over.
+            end_rest(cell)
         cur = inputs.current_a
         cfg = self.config
         if v >= chem.max_v - cfg.full_voltage_margin_v and cur > 0.0:

@@ -171,6 +171,52 @@ def test_counting_follows_the_charge_on_the_flat_lfp_middle() -> None:
     assert rep.cells[0].soc_sigma_pct > sigma0 - 1e-9
 
 
+def _rest_after_discharge(
+    est: SocEstimator,
+    pack: EcmPack,
+    discharge_a: float,
+    discharge_s: int,
+    rest_s: int,
+    t0_s: float = 0.0,
+) -> SocReport:
+    t = t0_s
+    rep = None
+    for k in range(1 + discharge_s + rest_s):
+        i = discharge_a if 0 < k <= discharge_s else 0.0
+        volts = pack.step(i, 1.0)
+        t += 1.0
+        rep = est.step(snap(t, list(volts), i), t)
+    assert rep is not None
+    return rep
+
+
+def test_a_long_rest_on_the_steep_is_read_as_its_mean_not_one_noisy_sample() -> None:
+    # 2 mV noise, 9 mV per point at 30 % (nmc): one sample says +-0.2 points, 900 of them
+    # +-0.01. A 1.5 h rest after a discharge: each rest_s from the second on recalibrates on
+    # the mean of its block (before: on its last sample alone, 0.29 points off at worst).
+    est, chem = make("nmc", cells=8)
+    pack = EcmPack(chem, [60.0] * 8, [100.0] * 8, noise_v=0.002, seed=3)
+    rep = _rest_after_discharge(est, pack, -20.0, 5400, 5400)
+    errs = [abs(c.soc_pct - s) for c, s in zip(rep.cells, pack.soc_pct, strict=True)]
+    assert max(errs) < 0.05
+    assert all(e < 3.0 * c.soc_sigma_pct for e, c in zip(errs, rep.cells, strict=True))
+
+
+def test_a_long_rest_on_the_plateau_keeps_the_count() -> None:
+    # On LFP's plateau however long the rest and however precise its mean, the voltage cannot
+    # tell 52 % from 58 % once the hysteresis is allowed for: the estimate stays the count's.
+    est, chem = make("lfp", cells=2)
+    pack = EcmPack(chem, [62.0] * 2, [100.0] * 2, noise_v=0.002, seed=5)
+    _, t = drive(est, pack, [0.0])
+    st = est.export_state()
+    st["soc_pct"] = [68.0, 68.0]  # 6 points above the truth, within the restored sigma
+    est.restore(st)
+    rep = _rest_after_discharge(est, pack, -20.0, 1800, 7200, t0_s=t)
+    for c, s in zip(rep.cells, pack.soc_pct, strict=True):
+        assert s == pytest.approx(52.0, abs=0.1)
+        assert c.soc_pct == pytest.approx(58.0, abs=1.0)
+
+
 def test_uncertainty_grows_on_the_flat_and_shrinks_after_a_rest_on_the_steep() -> None:
     # The circuit model here has no OCV hysteresis; with LFP's default 10 mV a rest on the steep
     # low end can only say +-3 points (tested with the restored-SoC case below).

@@ -15,9 +15,10 @@ from gateway.core.soc_cell import (
     Tuning,
     init_from_voltage,
 )
-from gateway.core.soc_correct import correct, count_bound, recalibrate_full, recalibrate_rest
+from gateway.core.soc_correct import correct, count_bound, recalibrate_full
 from gateway.core.soc_learn import learn_resistance, rls_start
 from gateway.core.soc_predict import predict
+from gateway.core.soc_rest import recalibrate_rest
 
 Q = 100.0
 
