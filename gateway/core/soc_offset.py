@@ -30,9 +30,10 @@ whole count between two rests as a capacity sample), the bench's 0.004 C offset 
 stretch of the OCV was then counted 9 % short (docs/PERFORMANCE.md, branch s5-max).
 
 The capacity itself moves only on a count of at least ``capacity_min_delta_pct`` net charge
-from a trusted point known to ``confident_sigma_pct``: on a smaller one it is a "consider"
-parameter (Schmidt-Kalman: its uncertainty weighs the offset's update and its covariance with
-the offset is kept, its value is not moved), as a few points of charge say little about it.
+that ends at a trusted point known to ``confident_sigma_pct`` (``z_var``); otherwise it is a
+"consider" parameter (Schmidt-Kalman: its uncertainty weighs the offset's update and its
+covariance with the offset is kept, its value is not moved), as a few points of charge say
+little about it.
 """
 
 from __future__ import annotations
