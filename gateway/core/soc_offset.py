@@ -73,7 +73,8 @@ def learn_offset(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
     other = abs(cell.count_sg) + abs(cell.count_sx)
     ph0 = v * k + c * h
     ph1 = c * k + w * h
-    s = k * ph0 + h * ph1 + cell.count_rand_var + other * other + z_var
+    rand = cell.count_rand_var  # the earlier point's variance, the drift and gaps since
+    s = k * ph0 + h * ph1 + rand + other * other + z_var
     r = cell.count_soc_pct - z
     if not (s > 0.0 and r * r <= GATE_SIGMAS * GATE_SIGMAS * s):
         return False
@@ -82,7 +83,8 @@ def learn_offset(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
     cell.off_c = min(lim, max(-lim, cell.off_c + g0 * r))
     cell.off_var = max(0.0, v - g0 * ph0)
     cell.off_cap_cov = c - g0 * ph1
-    if abs(cell.count_net_pct) >= tune.capacity_min_delta_pct and z_var <= tune.confident_var:
+    conf = tune.confident_var
+    if abs(cell.count_net_pct) >= tune.capacity_min_delta_pct and max(z_var, rand) <= conf:
         g1 = ph1 / s
         cell.capacity_ah = min(1.5 * cap, max(0.5 * cap, cap + g1 * r))
         cell.capacity_var = max(0.0, w - g1 * ph1) + (0.002 * cap) ** 2
