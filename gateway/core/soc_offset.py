@@ -25,7 +25,7 @@ import math
 
 from gateway.core.soc_cell import CellState, Tuning
 
-__all__ = ["GATE_SIGMAS", "learn_offset"]
+__all__ = ["BIAS_Q_MAX", "GATE_SIGMAS", "learn_drift", "learn_load_bias", "learn_offset"]
 
 GATE_SIGMAS = 4.0
 """A residual beyond this many of its sigmas is not an offset (a wrong restore, a full seen
@@ -36,8 +36,11 @@ def learn_offset(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
     """Learn the current offset from the count against a trusted SoC ``z`` (variance ``z_var``,
     %^2); call before the trusted point restarts the count. Returns whether it learned.
 
-    The learned offset stays within 3 prior sigmas (``offset_var_c2``) of zero.
+    The learned offset stays within 3 prior sigmas (``offset_var_c2``) of zero. The estimate
+    at the same point first tests the load bias it carries (``learn_load_bias``).
     """
+    learn_load_bias(cell, tune, z, z_var)
+    learn_drift(cell, tune, z, z_var)
     k = cell.count_k
     prior = tune.offset_var_c2
     if not (k > 0.0 and prior > 0.0 and math.isfinite(cell.count_soc_pct)):
@@ -53,3 +56,87 @@ def learn_offset(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
     cell.off_c = min(lim, max(-lim, cell.off_c + g * r))
     cell.off_var = v * (1.0 - g * k)
     return True
+
+
+BIAS_Q_MAX = 9.0
+"""One trusted point says at most that the bias was 3 times ``sb`` (a wrong restore, a full
+seen early: one point must not outweigh the claim many times over)."""
+
+
+def learn_load_bias(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
+    """Test the load bias ``sb`` the estimate carried against a trusted SoC ``z`` (variance
+    ``z_var``, %^2); call before the trusted point restarts the count. Returns whether it
+    learned.
+
+    ``sb`` bounds the model error the corrections under load have taken in (``correct``). The
+    moment since the last trusted point the estimate carried the largest bias (kept by
+    ``predict``: ``CellState.bias_peak_*``; now, if larger) is tested: the estimate's error then
+    is its distance from the count then plus the count's error, which the trusted point shows
+    (``count - z``) up to what the count has erred since (the growth of ``count_err_var``). So
+    ``r = d_peak + count - z = beta * sb + e``, ``e`` of variance ``p00`` (then) + ``z_var`` +
+    that growth, ``beta`` the share of the bound that held (its sign follows the load: its mean
+    square is what is learned). ``q = (r**2 - var(e)) / sb**2`` estimates ``beta**2`` (within
+    ``0..BIAS_Q_MAX``); the points are averaged with the claim (``beta**2 = 1``, weight
+    ``bias_prior_weight``), each weighed by ``(sb**2 / (sb**2 + var(e)))**2`` (the inverse of
+    ``q``'s variance up to a constant: a point whose error the bias could not dominate says
+    little). The result (``CellState.bias_m``) scales the bias's part of the reported variance
+    (``CellState.bias_var``); the evidence fades with ``bias_memory_s`` (``predict``).
+    """
+    count = cell.count_soc_pct
+    if cell.sb >= cell.bias_peak_sb:
+        sb, d, p00, grown = cell.sb, cell.soc_pct - count, cell.p00, 0.0
+    else:
+        sb, d, p00 = cell.bias_peak_sb, cell.bias_peak_d, cell.bias_peak_p00
+        grown = max(0.0, cell.count_err_var - cell.bias_peak_cvar)
+    sb2 = sb * sb
+    pe = p00 + z_var + grown
+    r = d + count - z
+    if not (sb2 > 0.0 and math.isfinite(r) and pe >= 0.0):
+        return False
+    w, wq = _evidence(sb2, pe, r)
+    cell.bias_w += w
+    cell.bias_wq += wq
+    n0 = tune.bias_prior_weight
+    cell.bias_m = (n0 + cell.bias_wq) / (n0 + cell.bias_w)
+    return True
+
+
+def learn_drift(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
+    """Test the count's random drift against a trusted SoC ``z`` (variance ``z_var``, %^2); call
+    before the offset is learned from the same point and the count restarts. Returns whether it
+    learned.
+
+    The count's residual ``r = count - z`` has the variance ``learn_offset`` weighs it with: the
+    offset's part, the count's random variance (the previous point's, the drift, gaps), its gain,
+    capacity and balancing parts and ``z_var``. The drift's part is ``drift_m * D``, ``D`` the
+    configured drift's variance over the time since (``CellState.count_drift_var``): as for the
+    load bias (``learn_load_bias``), ``q = (r**2 - other) / D`` estimates the share of ``D`` that
+    held, averaged with the claim (``q = 1``, weight ``bias_prior_weight``) by the weight
+    ``(D / (D + other))**2``; ``drift_m`` then scales the drift ``predict`` adds (to the filter's
+    variance and the count's). Fades with ``bias_memory_s`` (``predict``).
+    """
+    part = cell.count_drift_var
+    r = cell.count_soc_pct - z
+    if not (part > 0.0 and math.isfinite(r)):
+        return False
+    v = min(cell.off_var, tune.offset_var_c2)
+    sys_pct = abs(cell.count_sg) + abs(cell.count_si) + abs(cell.count_sx)
+    rand = max(0.0, cell.count_rand_var - cell.drift_m * part)
+    other = cell.count_k * cell.count_k * v + rand + sys_pct * sys_pct + z_var
+    w, wq = _evidence(part, other, r)
+    cell.drift_w += w
+    cell.drift_wq += wq
+    n0 = tune.bias_prior_weight
+    cell.drift_m = (n0 + cell.drift_wq) / (n0 + cell.drift_w)
+    return True
+
+
+def _evidence(part: float, other: float, r: float) -> tuple[float, float]:
+    """One trusted point's evidence on a variance ``part`` (%^2) claimed beside ``other``
+    (%^2) for a residual ``r`` (%): the weight ``(part / (part + other))**2`` and the weight
+    times the share of ``part`` the residual shows, ``(r**2 - other) / part`` (within
+    ``0..BIAS_Q_MAX``)."""
+    q = min(BIAS_Q_MAX, max(0.0, (r * r - other) / part))
+    f = part / (part + other)
+    w = f * f
+    return w, w * q
