@@ -137,14 +137,6 @@ class CellState:
     bias_m: float = 1.0
     bias_w: float = 0.0
     bias_wq: float = 0.0
-    # The count's random drift as the trusted points found it: the share of the configured
-    # drift's variance (``Tuning.drift_var_per_s``) the count's residuals there show (1: the
-    # claim), the evidence behind it, and the drift variance claimed since the last trusted
-    # point (%^2, unscaled): see ``gateway.core.soc_offset.learn_drift``.
-    drift_m: float = 1.0
-    drift_w: float = 0.0
-    drift_wq: float = 0.0
-    count_drift_var: float = 0.0
     # Since the last trusted point, the moment the estimate carried the largest load bias: that
     # bias (%), the estimate less the count then (%), the filter's variance then (%^2) and the
     # count's error variance then (%^2). The next trusted point tests the estimate of that
@@ -197,7 +189,6 @@ class CellState:
         self.count_off_pct = 0.0
         self.count_sg = self.count_si = self.count_sx = 0.0
         self.bias_peak_sb = 0.0
-        self.count_drift_var = 0.0
 
     def scale_variance_parts(self, f: float) -> None:
         """Scale the parts of the SoC variance by ``f`` (the random walk ``rc`` by ``f``, the

@@ -38,16 +38,14 @@ class SocConfig(Section):
     not model shifts the loaded voltage like a surface SoC off the bulk SoC (PyBaMM's LFP near
     empty: 1.4 % at 0.09 C, about 47 mV on the steep end)."""
     load_bias_prior_weight: float = Field(default=3.0, gt=0)
-    """The load bias above and the count's random drift (``count_drift_pct_per_sqrt_h``) are
-    claims each cell's trusted points (full charges, rested voltages on a steep part) test: the
-    estimate's error there against the largest bias it carried since the previous point, and
-    the count's error against its drift, say how much of each claim held
-    (``gateway.core.soc_offset``: ``learn_load_bias``, ``learn_drift``; one point says at most
-    3 times the claim). Each claim counts as this many fully informative trusted points; the
-    reported sigma carries the learned share of the bias, and the count grows by the learned
-    share of the drift. Not saved with the state: a restart begins from the claims."""
+    """The load bias above is a claim each cell's trusted points (full charges, rested voltages
+    on a steep part) test: the estimate's error there against the largest bias it carried since
+    the previous point says how much of the claim held
+    (``gateway.core.soc_offset.learn_load_bias``; one point says at most 3 times the claim).
+    The claim counts as this many fully informative trusted points; the reported sigma carries
+    the learned share of the bias. Not saved with the state: a restart begins from the claim."""
     load_bias_memory_days: float = Field(default=15.0, gt=0)
-    """How long that evidence lasts (days, exponential): it fades back towards the claims (the
+    """How long that evidence lasts (days, exponential): it fades back towards the claim (the
     model's error moves with temperature and age)."""
     rest_voltage_sigma_mv: float = Field(default=4.0, gt=0)
     """Voltage error after a rest of ``rest_s`` (the relaxed voltage is almost the OCV)."""

@@ -25,7 +25,7 @@ import math
 
 from gateway.core.soc_cell import CellState, Tuning
 
-__all__ = ["BIAS_Q_MAX", "GATE_SIGMAS", "learn_drift", "learn_load_bias", "learn_offset"]
+__all__ = ["BIAS_Q_MAX", "GATE_SIGMAS", "learn_load_bias", "learn_offset"]
 
 GATE_SIGMAS = 4.0
 """A residual beyond this many of its sigmas is not an offset (a wrong restore, a full seen
@@ -40,7 +40,6 @@ def learn_offset(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
     at the same point first tests the load bias it carries (``learn_load_bias``).
     """
     learn_load_bias(cell, tune, z, z_var)
-    learn_drift(cell, tune, z, z_var)
     k = cell.count_k
     prior = tune.offset_var_c2
     if not (k > 0.0 and prior > 0.0 and math.isfinite(cell.count_soc_pct)):
@@ -98,36 +97,6 @@ def learn_load_bias(cell: CellState, tune: Tuning, z: float, z_var: float) -> bo
     cell.bias_wq += wq
     n0 = tune.bias_prior_weight
     cell.bias_m = (n0 + cell.bias_wq) / (n0 + cell.bias_w)
-    return True
-
-
-def learn_drift(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
-    """Test the count's random drift against a trusted SoC ``z`` (variance ``z_var``, %^2); call
-    before the offset is learned from the same point and the count restarts. Returns whether it
-    learned.
-
-    The count's residual ``r = count - z`` has the variance ``learn_offset`` weighs it with: the
-    offset's part, the count's random variance (the previous point's, the drift, gaps), its gain,
-    capacity and balancing parts and ``z_var``. The drift's part is ``drift_m * D``, ``D`` the
-    configured drift's variance over the time since (``CellState.count_drift_var``): as for the
-    load bias (``learn_load_bias``), ``q = (r**2 - other) / D`` estimates the share of ``D`` that
-    held, averaged with the claim (``q = 1``, weight ``bias_prior_weight``) by the weight
-    ``(D / (D + other))**2``; ``drift_m`` then scales the drift ``predict`` adds (to the filter's
-    variance and the count's). Fades with ``bias_memory_s`` (``predict``).
-    """
-    part = cell.count_drift_var
-    r = cell.count_soc_pct - z
-    if not (part > 0.0 and math.isfinite(r)):
-        return False
-    v = min(cell.off_var, tune.offset_var_c2)
-    sys_pct = abs(cell.count_sg) + abs(cell.count_si) + abs(cell.count_sx)
-    rand = max(0.0, cell.count_rand_var - cell.drift_m * part)
-    other = cell.count_k * cell.count_k * v + rand + sys_pct * sys_pct + z_var
-    w, wq = _evidence(part, other, r)
-    cell.drift_w += w
-    cell.drift_wq += wq
-    n0 = tune.bias_prior_weight
-    cell.drift_m = (n0 + cell.drift_wq) / (n0 + cell.drift_w)
     return True
 
 

@@ -49,9 +49,7 @@ def predict(
     si0 = cell.si
     sg0 = cell.sg
     sx0 = cell.sx
-    drift = tune.drift_var_per_s * dt
-    cell.count_drift_var += drift
-    rc = rc0 + cell.drift_m * drift + step.hold_var * ratio * ratio
+    rc = rc0 + tune.drift_var_per_s * dt + step.hold_var * ratio * ratio
     # The offset's error adds up over the time the current was counted; a learned offset's
     # variance grows back towards the prior (the offset moves with temperature and age).
     off_var = cell.off_var + tune.offset_drift_var_c2_per_s * dt
@@ -81,7 +79,7 @@ def predict(
     cell.since_v_s += dt
     if cell.sb > cell.bias_peak_sb:
         _keep_bias_peak(cell)
-    if cell.bias_w > 0.0 or cell.drift_w > 0.0:
+    if cell.bias_w > 0.0:
         _fade_evidence(cell, tune, dt)
     cell.rc = rc
     cell.sc = sc
@@ -97,16 +95,13 @@ def predict(
 
 
 def _fade_evidence(cell: CellState, tune: Tuning, dt: float) -> None:
-    """The evidence on the load bias and the count's drift fades back towards the claims
-    (``gateway.core.soc_offset``) over ``bias_memory_s``."""
+    """The evidence on the load bias fades back towards the claim
+    (``gateway.core.soc_offset.learn_load_bias``) over ``bias_memory_s``."""
     f = 1.0 - dt / tune.bias_memory_s if dt < tune.bias_memory_s else 0.0
     n0 = tune.bias_prior_weight
     cell.bias_w *= f
     cell.bias_wq *= f
     cell.bias_m = (n0 + cell.bias_wq) / (n0 + cell.bias_w)
-    cell.drift_w *= f
-    cell.drift_wq *= f
-    cell.drift_m = (n0 + cell.drift_wq) / (n0 + cell.drift_w)
 
 
 def _keep_bias_peak(cell: CellState) -> None:

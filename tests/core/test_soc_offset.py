@@ -12,7 +12,7 @@ from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
 from gateway.core.soc_cell import CellState, Tuning
 from gateway.core.soc_correct import FULL_VAR
-from gateway.core.soc_offset import BIAS_Q_MAX, learn_drift, learn_load_bias, learn_offset
+from gateway.core.soc_offset import BIAS_Q_MAX, learn_load_bias, learn_offset
 from gateway.core.soc_predict import predict
 from gateway.core.soc_report import ReportFigures, relative_sigma
 from tests.core.test_soc_cell import Q, cell_at, step_of
@@ -260,25 +260,3 @@ def test_the_largest_bias_since_the_last_trusted_point_is_tested() -> None:
     cell.sb = 0.5
     assert learn_load_bias(cell, tune, cell.count_soc_pct - 6.0, FULL_VAR)
     assert cell.bias_m > 0.95
-
-
-def test_a_count_that_drifts_less_than_claimed_grows_more_slowly() -> None:
-    chem, tune = setup()
-    cell = cell_at(chem, 60.0, 0.5)
-    cell.off_var = 0.0  # the offset known (it drifts a little over the day)
-    run(cell, tune, 0.0, 24.0)
-    claimed = cell.count_drift_var
-    assert claimed == pytest.approx(0.25 * 24.0)  # 0.5 %/sqrt(h) over a day
-    # The trusted point finds the count where it was: the drift did not happen.
-    assert learn_drift(cell, tune, cell.count_soc_pct, FULL_VAR)
-    assert cell.drift_m < 0.9
-    cell.restart_count(FULL_VAR)
-    rc0 = cell.rc
-    run(cell, tune, 0.0, 24.0)
-    assert cell.rc - rc0 == pytest.approx(cell.drift_m * claimed, rel=0.05)
-    # A count off by 3 times the claimed drift's sigma: the drift held, and more.
-    cell = cell_at(chem, 60.0, 0.5)
-    cell.off_var = 0.0
-    run(cell, tune, 0.0, 24.0)
-    assert learn_drift(cell, tune, cell.count_soc_pct - 3.0 * math.sqrt(claimed), FULL_VAR)
-    assert cell.drift_m > 1.5
