@@ -71,7 +71,8 @@ class CellState:
     ``sc`` current offset, ``sg`` current gain (common), ``si`` capacity, ``sx`` balancing
     current tolerance (the cell's own). ``sb`` is the load bias taken in by corrections under
     load (model error that does not average out), kept beside the filter and added to the
-    reported sigma until a rest or full removes it.
+    reported sigma (as much of it as the trusted points found: ``bias_m``, ``bias_var``) until a
+    rest or full removes it.
     """
 
     initialised: bool = False
@@ -280,7 +281,7 @@ class Tuning:
     rc_sigma_fraction: float
     offset_var_c2: float = 0.0  # the current offset's prior variance (C^2)
     offset_drift_var_c2_per_s: float = 0.0  # how fast a learned offset's variance grows back
-    bias_prior_weight: float = 2.0  # the load-bias claim, in informative trusted points
+    bias_prior_weight: float = 3.0  # the load-bias claim, in informative trusted points
     bias_memory_s: float = math.inf  # how long the evidence on the load bias lasts (s)
 
 

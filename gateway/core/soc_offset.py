@@ -17,6 +17,10 @@ variance, which then grows the count's uncertainty more slowly (``predict``: ``s
 ``sqrt(off_var) * k``); the learned offset is subtracted from the count. Between trusted points
 the variance grows back towards the prior (``current_offset_drift_c_per_sqrt_day``: the offset
 moves with temperature and age).
+
+The same trusted point tests the load bias ``sb`` (``learn_load_bias``): the estimate's error at
+the moment it carried its largest bias since the previous point, against that bias, says how
+much of it held; the learned share scales the bias's part of the reported sigma.
 """
 
 from __future__ import annotations
