@@ -205,7 +205,7 @@ TRACE_S = 600.0
 TRACE_HEADER = (
     "strategy,day,hour,demand_a,current_a,true_mean_pct,true_max_pct,est_pack_pct,est_mean_pct,"
     "worst_sigma_pct,worst_rel_sigma_pct,phase,full_request,due_in_h,cvl_v,ccl_a,dcl_a,bleeding,"
-    "reason,balancing,worst_cell,worst_err_pct,rc_sd,sc,sg,si,sx,sb,count_sd,offset_a,offset_sd_a,filter_sd,count_err_sd"
+    "reason,balancing,worst_cell,worst_err_pct,rc_sd,sc,sg,si,sx,sb,count_sd,offset_a,offset_sd_a,filter_sd,count_err_sd,bias_m"
 )
 
 
@@ -243,7 +243,7 @@ def _parts(ctrl: Controller, truth: list[float]) -> str:
     """The worst-sigma cell's number, signed error and variance parts (sigmas, %), for the trace."""
     est = ctrl.soc
     if est is None or not all(c.initialised for c in est.cells):
-        return ",,,,,,,,,,,,,"
+        return ",,,,,,,,,,,,,,"
     j = max(range(len(est.cells)), key=lambda k: est.cells[k].sigma_pct())
     c = est.cells[j]
     off_a = getattr(c, "off_c", 0.0) * CAPACITY_AH  # the learned current offset, if any
@@ -251,7 +251,8 @@ def _parts(ctrl: Controller, truth: list[float]) -> str:
     return (
         f"{j},{c.soc_pct - truth[j]:.2f},{math.sqrt(c.rc):.2f},{c.sc:.2f},{c.sg:.2f},{c.si:.2f},"
         f"{c.sx:.2f},{c.sb:.2f},{math.sqrt(c.count_var):.2f},{off_a:.4f},{off_sd_a:.4f},"
-        f"{math.sqrt(c.p00 + c.sb * c.sb):.2f},{_count_err_sd(c)}"
+        f"{math.sqrt(c.p00 + c.sb * c.sb):.2f},{_count_err_sd(c)},"
+        f"{getattr(c, 'bias_m', 1.0):.3f}"
     )
 
 

@@ -72,7 +72,8 @@ class CellState:
     ``sc`` current offset, ``sg`` current gain (common), ``si`` capacity, ``sx`` balancing
     current tolerance (the cell's own). ``sb`` is the load bias taken in by corrections under
     load (model error that does not average out), kept beside the filter and added to the
-    reported sigma until a rest or full removes it.
+    reported sigma (as much of it as the trusted points found: ``bias_m``, ``bias_var``) until a
+    rest or full removes it.
     """
 
     initialised: bool = False
@@ -136,6 +137,21 @@ class CellState:
     count_sg: float = 0.0
     count_si: float = 0.0
     count_sx: float = 0.0
+    # The load bias ``sb`` as the trusted points found it (``gateway.core.soc_offset``): the
+    # mean square of the bias actually carried as a share of ``sb**2`` (1: the claim, nothing
+    # learned), and the evidence behind it (weight, weighted sum of the normalised squares;
+    # both fade with ``Tuning.bias_memory_s``).
+    bias_m: float = 1.0
+    bias_w: float = 0.0
+    bias_wq: float = 0.0
+    # Since the last trusted point, the moment the estimate carried the largest load bias: that
+    # bias (%), the estimate less the count then (%), the filter's variance then (%^2) and the
+    # count's error variance then (%^2). The next trusted point tests the estimate of that
+    # moment through the count (``learn_load_bias``).
+    bias_peak_sb: float = 0.0
+    bias_peak_d: float = 0.0
+    bias_peak_p00: float = 0.0
+    bias_peak_cvar: float = 0.0
     # Last voltage used and its receive time and current (for freshness and identification).
     last_v_t: float = -math.inf
     last_v: float = _NAN
@@ -185,6 +201,7 @@ class CellState:
         self.count_off_pct = 0.0
         self.count_net_pct = 0.0
         self.count_sg = self.count_si = self.count_sx = 0.0
+        self.bias_peak_sb = 0.0
 
     def scale_variance_parts(self, f: float) -> None:
         """Scale the parts of the SoC variance by ``f`` (the random walk ``rc`` by ``f``, the
@@ -196,15 +213,21 @@ class CellState:
         self.si *= f
         self.sx *= f
 
+    def bias_var(self) -> float:
+        """The load bias's part of the reported variance (%^2): ``sb**2`` times the share of it
+        the trusted points found (``bias_m``)."""
+        return self.bias_m * self.sb * self.sb
+
     def total_var(self) -> float:
-        """The SoC's reported variance (%^2): the filter's plus the load bias, or, when smaller,
+        """The SoC's reported variance (%^2): the filter's plus the load bias (``bias_var``: as
+        much of it as the trusted points found), or, when smaller,
         what the count says: its variance since the last trusted point plus the squared distance
         of the estimate from it. The estimate is the count shifted by a known amount (the
         corrections since that point), so its error is the count's error plus that shift, and
         its mean square that sum (``count_err_var``: the count's own, not the filter's). Both
         describe the same error; the smaller description holds too.
         """
-        tot = self.p00 + self.sb * self.sb
+        tot = self.p00 + self.bias_m * self.sb * self.sb
         d = self.soc_pct - self.count_soc_pct
         cv = self.count_err_var + d * d
         return cv if cv < tot else tot  # NaN (no count yet): the filter's
@@ -270,6 +293,8 @@ class Tuning:
     rc_sigma_fraction: float
     offset_var_c2: float = 0.0  # the current offset's prior variance (C^2)
     offset_drift_var_c2_per_s: float = 0.0  # how fast a learned offset's variance grows back
+    bias_prior_weight: float = 3.0  # the load-bias claim, in informative trusted points
+    bias_memory_s: float = math.inf  # how long the evidence on the load bias lasts (s)
 
 
 # --- start ----------------------------------------------------------------------------------

@@ -37,6 +37,16 @@ class SocConfig(Section):
     """... or, if larger, this many % of SoC per C of current: diffusion the 1-RC circuit does
     not model shifts the loaded voltage like a surface SoC off the bulk SoC (PyBaMM's LFP near
     empty: 1.4 % at 0.09 C, about 47 mV on the steep end)."""
+    load_bias_prior_weight: float = Field(default=3.0, gt=0)
+    """The load bias above is a claim each cell's trusted points (full charges, rested voltages
+    on a steep part) test: the estimate's error there against the largest bias it carried since
+    the previous point says how much of the claim held
+    (``gateway.core.soc_offset.learn_load_bias``; one point says at most 3 times the claim).
+    The claim counts as this many fully informative trusted points; the reported sigma carries
+    the learned share of the bias. Not saved with the state: a restart begins from the claim."""
+    load_bias_memory_days: float = Field(default=15.0, gt=0)
+    """How long that evidence lasts (days, exponential): it fades back towards the claim (the
+    model's error moves with temperature and age)."""
     rest_voltage_sigma_mv: float = Field(default=4.0, gt=0)
     """One relaxed sample's voltage error after a rest of ``rest_s`` (noise, relaxation left, the
     OCV table's error; the relaxed voltage is almost the OCV). From a rest's second ``rest_s`` on,
@@ -173,4 +183,6 @@ def tuning_of(cfg: SocConfig, chem: Chemistry) -> Tuning:
         rc_sigma_fraction=cfg.rc_sigma_fraction,
         offset_var_c2=cfg.current_offset_sigma_c**2,
         offset_drift_var_c2_per_s=cfg.current_offset_drift_c_per_sqrt_day**2 / 86400.0,
+        bias_prior_weight=cfg.load_bias_prior_weight,
+        bias_memory_s=cfg.load_bias_memory_days * 86400.0,
     )

@@ -34,6 +34,10 @@ that ends at a trusted point known to ``confident_sigma_pct`` (``z_var``); other
 "consider" parameter (Schmidt-Kalman: its uncertainty weighs the offset's update and its
 covariance with the offset is kept, its value is not moved), as a few points of charge say
 little about it.
+
+The same trusted point tests the load bias ``sb`` (``learn_load_bias``): the estimate's error at
+the moment it carried its largest bias since the previous point, against that bias, says how
+much of it held; the learned share scales the bias's part of the reported sigma.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import math
 
 from gateway.core.soc_cell import CellState, Tuning
 
-__all__ = ["GATE_SIGMAS", "learn_offset"]
+__all__ = ["BIAS_Q_MAX", "GATE_SIGMAS", "learn_load_bias", "learn_offset"]
 
 GATE_SIGMAS = 4.0
 """A residual beyond this many of its sigmas is not an offset (a wrong restore, a full seen
@@ -57,8 +61,10 @@ def learn_offset(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
     The learned offset stays within 3 prior sigmas (``offset_var_c2``) of zero; one update
     moves the capacity by at most half of itself (a sanity limit; a residual beyond
     ``GATE_SIGMAS`` of its sigma teaches nothing), and its variance then grows by (0.2 % of
-    it)^2 (the capacity fades with age).
+    it)^2 (the capacity fades with age). The estimate
+    at the same point first tests the load bias it carries (``learn_load_bias``).
     """
+    learn_load_bias(cell, tune, z, z_var)
     k = cell.count_k
     prior = tune.offset_var_c2
     if not (k > 0.0 and math.isfinite(cell.count_soc_pct)):
@@ -89,3 +95,57 @@ def learn_offset(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
         cell.capacity_ah = min(1.5 * cap, max(0.5 * cap, cap + g1 * r))
         cell.capacity_var = max(0.0, w - g1 * ph1) + (0.002 * cap) ** 2
     return True
+
+
+BIAS_Q_MAX = 9.0
+"""One trusted point says at most that the bias was 3 times ``sb`` (a wrong restore, a full
+seen early: one point must not outweigh the claim many times over)."""
+
+
+def learn_load_bias(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
+    """Test the load bias ``sb`` the estimate carried against a trusted SoC ``z`` (variance
+    ``z_var``, %^2); call before the trusted point restarts the count. Returns whether it
+    learned.
+
+    ``sb`` bounds the model error the corrections under load have taken in (``correct``). The
+    moment since the last trusted point the estimate carried the largest bias (kept by
+    ``predict``: ``CellState.bias_peak_*``; now, if larger) is tested: the estimate's error then
+    is its distance from the count then plus the count's error, which the trusted point shows
+    (``count - z``) up to what the count has erred since (the growth of ``count_err_var``). So
+    ``r = d_peak + count - z = beta * sb + e``, ``e`` of variance ``p00`` (then) + ``z_var`` +
+    that growth, ``beta`` the share of the bound that held (its sign follows the load: its mean
+    square is what is learned). ``q = (r**2 - var(e)) / sb**2`` estimates ``beta**2`` (within
+    ``0..BIAS_Q_MAX``); the points are averaged with the claim (``beta**2 = 1``, weight
+    ``bias_prior_weight``), each weighed by ``(sb**2 / (sb**2 + var(e)))**2`` (the inverse of
+    ``q``'s variance up to a constant: a point whose error the bias could not dominate says
+    little). The result (``CellState.bias_m``) scales the bias's part of the reported variance
+    (``CellState.bias_var``); the evidence fades with ``bias_memory_s`` (``predict``).
+    """
+    count = cell.count_soc_pct
+    if cell.sb >= cell.bias_peak_sb:
+        sb, d, p00, grown = cell.sb, cell.soc_pct - count, cell.p00, 0.0
+    else:
+        sb, d, p00 = cell.bias_peak_sb, cell.bias_peak_d, cell.bias_peak_p00
+        grown = max(0.0, cell.count_err_var - cell.bias_peak_cvar)
+    sb2 = sb * sb
+    pe = p00 + z_var + grown
+    r = d + count - z
+    if not (sb2 > 0.0 and math.isfinite(r) and pe >= 0.0):
+        return False
+    w, wq = _evidence(sb2, pe, r)
+    cell.bias_w += w
+    cell.bias_wq += wq
+    n0 = tune.bias_prior_weight
+    cell.bias_m = (n0 + cell.bias_wq) / (n0 + cell.bias_w)
+    return True
+
+
+def _evidence(part: float, other: float, r: float) -> tuple[float, float]:
+    """One trusted point's evidence on a variance ``part`` (%^2) claimed beside ``other``
+    (%^2) for a residual ``r`` (%): the weight ``(part / (part + other))**2`` and the weight
+    times the share of ``part`` the residual shows, ``(r**2 - other) / part`` (within
+    ``0..BIAS_Q_MAX``)."""
+    q = min(BIAS_Q_MAX, max(0.0, (r * r - other) / part))
+    f = part / (part + other)
+    w = f * f
+    return w, w * q

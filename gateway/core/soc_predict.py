@@ -76,6 +76,10 @@ def predict(
     cell.count_net_pct += dx_pct
     cell.count_off_pct += d_off
     cell.since_v_s += dt
+    if cell.sb > cell.bias_peak_sb:
+        _keep_bias_peak(cell)
+    if cell.bias_w > 0.0:
+        _fade_evidence(cell, tune, dt)
     cell.rc = rc
     cell.sc = sc
     cell.sg = sg
@@ -87,6 +91,25 @@ def predict(
         crand = _count_gap(cell, step, tune, gap_dt, r1, ratio, crand)
     cell.count_rand_var = crand if crand < _MAX_VAR else _MAX_VAR
     cell.count_sys_pct = 50.0 if csys > 50.0 else csys  # min(csys, 50.0), NaN kept
+
+
+def _fade_evidence(cell: CellState, tune: Tuning, dt: float) -> None:
+    """The evidence on the load bias fades back towards the claim
+    (``gateway.core.soc_offset.learn_load_bias``) over ``bias_memory_s``."""
+    f = 1.0 - dt / tune.bias_memory_s if dt < tune.bias_memory_s else 0.0
+    n0 = tune.bias_prior_weight
+    cell.bias_w *= f
+    cell.bias_wq *= f
+    cell.bias_m = (n0 + cell.bias_wq) / (n0 + cell.bias_w)
+
+
+def _keep_bias_peak(cell: CellState) -> None:
+    """The estimate carries its largest load bias since the last trusted point: keep what the
+    next trusted point needs to test it (``gateway.core.soc_offset.learn_load_bias``)."""
+    cell.bias_peak_sb = cell.sb
+    cell.bias_peak_d = cell.soc_pct - cell.count_soc_pct
+    cell.bias_peak_p00 = cell.p00
+    cell.bias_peak_cvar = cell.count_err_var
 
 
 def _advance_rc(

@@ -76,8 +76,9 @@ class ReportFigures:
         reported = self._reported
         for k in range(lo, hi):
             c = cells[k]
-            total[k] = c.p00 + c.sb * c.sb
-            common[k] = c.rc + c.sc * c.sc + c.sg * c.sg + c.sb * c.sb
+            bv = c.bias_var()
+            total[k] = c.p00 + bv
+            common[k] = c.rc + c.sc * c.sc + c.sg * c.sg + bv
             reported[k] = c.total_var()
         ref = sorted(common)[n // 2]
         sqrt = math.sqrt
@@ -121,8 +122,8 @@ def relative_sigma(cells: list[CellState]) -> list[float]:
     n = len(cells)
     # The model bias under load is counted as common: every cell sees the same current
     # through similar cells (cells at other SoCs differ, which the median term covers).
-    total = [c.p00 + c.sb * c.sb for c in cells]
-    common = [c.rc + c.sc * c.sc + c.sg * c.sg + c.sb * c.sb for c in cells]
+    total = [c.p00 + c.bias_var() for c in cells]
+    common = [c.rc + c.sc * c.sc + c.sg * c.sg + c.bias_var() for c in cells]
     ref = sorted(common)[n // 2]
     out: list[float] = []
     for k in range(n):

@@ -57,7 +57,7 @@ def export_cells(
         # The reported variance (``CellState.total_var``), and at most that of it common.
         "soc_var": var,
         "soc_var_common": [
-            min(v, min(c.p00, c.rc + c.sc * c.sc + c.sg * c.sg) + c.sb * c.sb)
+            min(v, min(c.p00, c.rc + c.sc * c.sc + c.sg * c.sg) + c.bias_var())
             for v, c in zip(var, cells, strict=True)
         ],
         "v1_v": [c.v1_v for c in cells],

@@ -12,7 +12,7 @@ from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
 from gateway.core.soc_cell import CellState, Tuning
 from gateway.core.soc_correct import FULL_VAR
-from gateway.core.soc_offset import learn_offset
+from gateway.core.soc_offset import BIAS_Q_MAX, learn_load_bias, learn_offset
 from gateway.core.soc_predict import predict
 from gateway.core.soc_report import ReportFigures, relative_sigma
 from tests.core.test_soc_cell import Q, cell_at, step_of
@@ -175,3 +175,88 @@ def test_the_count_cap_keeps_the_cells_own_relative_sigma() -> None:
     for c in cells:
         c.count_rand_var = 0.5**2
     assert all(r == pytest.approx(0.5) for r in relative_sigma(cells))
+
+
+def _biased(chem: Chemistry, sb: float, err: float) -> CellState:
+    """A cell at 60 % +- 0.5 carrying a load bias ``sb`` (%), ``err`` points above the truth."""
+    cell = cell_at(chem, 60.0 + err, 0.5)
+    cell.sb = sb
+    return cell
+
+
+def filter_var(cell: CellState) -> float:
+    """The filter's reported variance (the count's cap aside)."""
+    return cell.p00 + cell.bias_var()
+
+
+def test_load_bias_the_trusted_points_do_not_see_shrinks_the_sigma() -> None:
+    chem, tune = setup()
+    cell = _biased(chem, 6.0, 0.2)
+    before = filter_var(cell)
+    assert cell.bias_m == 1.0
+    assert before == pytest.approx(0.25 + 36.0)
+    # Three trusted points find the estimate within its filter sigma: the bias did not hold.
+    for _ in range(3):
+        cell.soc_pct = 60.2
+        assert learn_load_bias(cell, tune, 60.0, FULL_VAR)
+    # The claim (weight 3) against about 3 informative points that found none of it.
+    assert 0.45 < cell.bias_m < 0.55
+    assert filter_var(cell) < 0.55 * before
+    # The evidence fades back towards the claim (15 days).
+    run(cell, tune, 0.0, 15 * 24.0, dt_s=600.0)
+    assert 0.65 < cell.bias_m < 0.85
+
+
+def test_load_bias_the_trusted_points_see_grows_the_sigma() -> None:
+    chem, tune = setup()
+    cell = _biased(chem, 3.0, 9.0)
+    # The error is three times the claimed bias: honest means a larger sigma, bounded per point.
+    assert learn_load_bias(cell, tune, 60.0, FULL_VAR)
+    assert 1.0 < cell.bias_m <= BIAS_Q_MAX
+    assert filter_var(cell) > 0.25 + 9.0
+
+
+def test_a_point_where_the_bias_cannot_show_teaches_little() -> None:
+    chem, tune = setup()
+    # No bias carried: nothing to learn.
+    cell = _biased(chem, 0.0, 0.0)
+    assert not learn_load_bias(cell, tune, 60.0, FULL_VAR)
+    assert cell.bias_m == 1.0
+    # A bias small against the filter's own variance: the point weighs little.
+    cell = _biased(chem, 0.3, 0.0)
+    cell.p00 = 4.0
+    assert learn_load_bias(cell, tune, 60.0, FULL_VAR)
+    assert cell.bias_m > 0.99
+
+
+def test_full_charge_tests_the_load_bias() -> None:
+    chem, tune = setup()
+    cell = cell_at(chem, 99.8, 0.5)
+    cell.sb = 5.0
+    run(cell, tune, 0.0, 1.0)
+    learn_offset(cell, tune, 100.0, FULL_VAR)
+    assert cell.bias_m < 0.9
+
+
+def test_the_largest_bias_since_the_last_trusted_point_is_tested() -> None:
+    chem, tune = setup()
+    cell = cell_at(chem, 60.0, 0.5)
+    # On the plateau the estimate carries 6 points of bias ...
+    cell.sb = 6.0
+    run(cell, tune, 0.0, 1.0)
+    # ... then corrections on a steep part move it by 3 points and leave a small bias.
+    cell.soc_pct += 3.0
+    cell.sb = 0.5
+    run(cell, tune, 0.0, 1.0)
+    # The trusted point agrees with the count: the estimate of the moment it carried 6 points
+    # was right, so the 6 points did not hold (now, 3 points off with 0.5 claimed, is not the
+    # informative moment).
+    assert learn_load_bias(cell, tune, cell.count_soc_pct, FULL_VAR)
+    assert cell.bias_m < 0.8
+    # The same, but the trusted point finds the count 6 points off: the bias held.
+    cell = cell_at(chem, 60.0, 0.5)
+    cell.sb = 6.0
+    run(cell, tune, 0.0, 1.0)
+    cell.sb = 0.5
+    assert learn_load_bias(cell, tune, cell.count_soc_pct - 6.0, FULL_VAR)
+    assert cell.bias_m > 0.95
