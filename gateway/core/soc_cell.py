@@ -25,13 +25,12 @@ circuit does not hold is taken up by ``v1`` rather than by the SoC.
   (innovation-based adaptive noise), and held within what the count allows (``count_bound``).
 * ``recalibrate``: a rested voltage (after ``rest_s``) or a full charge, fused in the SoC domain
   through the interval of SoCs the voltage allows (plateau- and hysteresis-aware).
-* ``learn``: R0 and R1 by recursive least squares with forgetting; the current offset and the
-  capacity from the count between trusted points (``gateway.core.soc_offset``).
+* ``learn``: R0 and R1 by recursive least squares with forgetting; capacity between two
+  confident SoC points.
 
 This module holds the state and the start; ``gateway.core.soc_predict`` holds ``predict`` and
 ``tidy``, ``gateway.core.soc_correct`` the correction and the recalibrations,
-``gateway.core.soc_learn`` the identification, ``gateway.core.soc_offset`` the offset and
-capacity.
+``gateway.core.soc_learn`` the identification and the capacity anchors.
 """
 
 from __future__ import annotations
@@ -127,11 +126,6 @@ class CellState:
     off_var: float = math.inf  # inf: nothing learned yet (``predict`` takes the prior)
     count_k: float = 0.0
     count_off_pct: float = 0.0
-    # The net count since the last trusted point (% of the cell's capacity, signed): the
-    # count's sensitivity to a capacity error; and the covariance of the learned offset with
-    # the capacity (C Ah), both learned from the same counts (``learn_offset``).
-    count_net_pct: float = 0.0
-    off_cap_cov: float = 0.0
     # The gain, capacity and balancing errors since the last trusted point, signed (%): each
     # follows the net charge that made it, so a charge and the discharge after it cancel.
     count_sg: float = 0.0
@@ -160,6 +154,10 @@ class CellState:
     # came first, and that reading is due: ``SocEstimator._paired_current``): value, time.
     wait_v: float = _NAN
     wait_t: float = -math.inf
+    # Capacity anchors: SoC, counted Ah at that moment, and that SoC's variance.
+    anchor_soc: float = _NAN
+    anchor_ah: float = _NAN
+    anchor_var: float = _NAN
     # The start from voltage, refined over its first START_WINDOW_S: the mean OCV so far, the
     # number of samples in it, its half-width (V) and the time left (s; 0: window closed).
     start_left_s: float = 0.0
@@ -199,7 +197,6 @@ class CellState:
         self.count_sys_pct = 0.0
         self.count_k = 0.0
         self.count_off_pct = 0.0
-        self.count_net_pct = 0.0
         self.count_sg = self.count_si = self.count_sx = 0.0
         self.bias_peak_sb = 0.0
 
@@ -256,7 +253,7 @@ class StepInputs:
     resting: bool
     rest_id: int  # -1, or an id of the completed rest_s multiple (one recalibration each)
     q_nom_ah: float
-    accumulated_ah: float  # pack charge counted since start
+    accumulated_ah: float  # pack charge counted since start (for capacity anchors)
     # Over several steps (a cell weighed every few steps, ``StepWindow``): the constant pack
     # current that drives the RC branch as the steps' currents did, and the sum of the squared
     # gap lengths (each gap's unknown charge is one guess). For one step: current_a, gap_dt^2.

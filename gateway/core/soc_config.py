@@ -94,11 +94,9 @@ class SocConfig(Section):
     full_voltage_margin_v: float = Field(default=0.015, ge=0)
     """A cell within this margin of the chemistry's upper voltage counts as at the upper voltage."""
     confident_sigma_pct: float = Field(default=2.0, gt=0)
-    """A trusted point (a rested voltage on a steep part of the curve, or full) whose SoC is known
-    to within this (1 sigma) may move the learned capacity (``gateway.core.soc_offset``)."""
+    """A SoC known to within this (1 sigma) at a rest or at full anchors a capacity measurement."""
     capacity_min_delta_pct: float = Field(default=30.0, gt=0, le=100)
-    """Smallest net charge counted between two trusted points (% of capacity) that moves the learned
-    capacity; a smaller one teaches only the current offset (with the capacity's uncertainty)."""
+    """Smallest SoC difference between two anchors that yields a capacity sample."""
     rls_memory_s: float = Field(default=7200.0, gt=0)
     """Memory of the online resistance identification (R0, R1 by recursive least squares): the
     forgetting factor per step is ``exp(-dt / rls_memory_s)``."""

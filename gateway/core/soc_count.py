@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from gateway.core.model import PackSnapshot
 from gateway.core.soc_cell import CellState, StepInputs
 from gateway.core.soc_config import SocConfig
+from gateway.core.soc_learn import forget_anchor
 
 __all__ = ["I_HISTORY", "PackCount", "check_extra"]
 
@@ -97,8 +98,7 @@ class PackCount:
     ) -> StepInputs:
         """What this step means for every cell: time, current, charge, rest (pack state moves).
 
-        A gap's unknown charge is the count's (``CellState.count_rand_var``): what is learned
-        from the count across it (``learn_offset``) is weighed by it.
+        A gap (time with unknown current) forgets every cell's capacity anchor in ``cells``.
         """
         cfg = self.config
         dt = 0.0 if self.last_now_s is None else now_s - self.last_now_s
@@ -131,6 +131,10 @@ class PackCount:
         self.ah += d_ah
         if d_ah < 0.0:
             self.discharged_ah -= d_ah
+        if gap_dt > 0.0:
+            # Charge moved during a gap is unknown: no capacity sample may span it.
+            for cell in cells:
+                forget_anchor(cell)
         # Rest: a small current for long enough; one recalibration per completed rest_s.
         resting = i_known and abs(cur) <= cfg.rest_current_c * self._q_nom_ah
         if not resting:

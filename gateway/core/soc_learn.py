@@ -1,4 +1,4 @@
-"""Learning one cell's model: R0, R1 (and R2) by recursive least squares.
+"""Learning one cell's model: R0, R1 (and R2) by recursive least squares; capacity anchors.
 
 Part of the per-cell estimator (``gateway.core.soc_cell`` holds the state and the count).
 
@@ -27,9 +27,9 @@ from __future__ import annotations
 import math
 
 from gateway.core.chemistry import Chemistry
-from gateway.core.soc_cell import _RLS_OFFSET_SIGMA_V, CellState, StepInputs, Tuning
+from gateway.core.soc_cell import _NAN, _RLS_OFFSET_SIGMA_V, CellState, StepInputs, Tuning
 
-__all__ = ["learn_resistance", "rls_start"]
+__all__ = ["anchor", "forget_anchor", "learn_resistance", "rls_start"]
 
 
 # --- learn ----------------------------------------------------------------------------------
@@ -125,3 +125,35 @@ def learn_resistance(
     s2 = math.sqrt(max(d2 / n22, 0.0)) if n22 > 0.0 else 0.0
     cell.rls_p = [d0, n01 * s0 * s1, n02 * s0 * s2, d1, n12 * s1 * s2, d2]
     cell.rls_samples += 1
+
+
+def anchor(cell: CellState, tune: Tuning, step: StepInputs, soc: float, var: float) -> None:
+    """Cell is confidently at ``soc`` (variance ``var``): learn capacity against the last anchor.
+
+    A capacity sample is the charge counted between two anchors at least
+    ``capacity_min_delta_pct`` apart over their SoC difference; it is weighed by both anchors'
+    SoC errors over the distance and the current sensor's gain error (a scalar Kalman update).
+    """
+    q_nom = step.q_nom_ah
+    counted = step.accumulated_ah + cell.cell_ah
+    if math.isfinite(cell.anchor_soc):
+        d_soc = soc - cell.anchor_soc
+        if abs(d_soc) >= tune.capacity_min_delta_pct:
+            sample = (counted - cell.anchor_ah) / (d_soc / 100.0)
+            if 0.5 * q_nom <= sample <= 1.5 * q_nom:
+                rel_var = (var + cell.anchor_var) / (d_soc * d_soc) + tune.gain_frac**2
+                s_var = rel_var * sample * sample
+                c_var = cell.capacity_var
+                kg = c_var / (c_var + s_var)
+                cell.capacity_ah += kg * (sample - cell.capacity_ah)
+                cell.capacity_var = (1.0 - kg) * c_var + (0.002 * q_nom) ** 2
+    cell.anchor_soc = soc
+    cell.anchor_ah = counted
+    cell.anchor_var = var
+
+
+def forget_anchor(cell: CellState) -> None:
+    """No capacity sample may span what came before (a gap of unknown charge)."""
+    cell.anchor_soc = _NAN
+    cell.anchor_ah = _NAN
+    cell.anchor_var = _NAN

@@ -1,39 +1,22 @@
-"""The current sensor's offset and the cell's capacity, learned from the count between trusted
-points. Pure.
+"""The current sensor's offset, learned from the count between trusted points. Pure.
 
 A current sensor's offset ``b`` (measured less true current) makes the count drift by
 ``k * b`` between two trusted points, ``k`` the time between them in SoC per unit of offset
-(``CellState.count_k``, % per C); a capacity ``Q`` that is not the cell's own ``Q_true`` makes it
-drift by ``n * (Q_true - Q) / Q``, ``n`` the net count since the earlier point (% of ``Q``,
-``CellState.count_net_pct``). At a trusted point (a full charge; a rested voltage on a steep
+(``CellState.count_k``, % per C). At a trusted point (a full charge; a rested voltage on a steep
 part of the OCV curve that does not contradict the estimate) the count since the previous one
-(``CellState.count_soc_pct``) less what the trusted point says is a measurement of both, left
-after what was already learned::
+(``CellState.count_soc_pct``) less what the trusted point says is a measurement of the offset
+left after what was already learned::
 
-    r = count - z = k * (b - b_learned) + n / Q * (Q_true - Q) + e,
-    var(e) = count's other variance + var(z)
+    r = count - z = k * (b - b_learned) + e,   var(e) = count's other variance + var(z)
 
-``e``: the previous trusted point's error, the count's random drift and gaps, and the gain and
-balancing errors over the net charge since (``count_rand_var``, ``count_sg``, ``count_sx``; see
-``CellState.count_err_var``). One Kalman update on the pair (Gelb, *Applied Optimal
-Estimation*, 1974, ch. 4; their covariance kept in ``CellState.off_cap_cov``) moves the learned
-offset and capacity and shrinks their variances; the offset's then grows the count's
-uncertainty more slowly (``predict``: ``sc`` grows by ``sqrt(off_var) * k``), and the learned
-offset is subtracted from the count. Between trusted points the offset's variance grows back
-towards the prior (``current_offset_drift_c_per_sqrt_day``: it moves with temperature and age).
-
-Why one update for both: a long time with a small net charge says offset, a large net charge in
-a short time says capacity, and counts of opposite sign separate them; only the pair keeps what
-one count leaves open. Learned apart (the capacity as noise in the offset's update, then the
-whole count between two rests as a capacity sample), the bench's 0.004 C offset over 11.5 h of a
-45-point net charge was learned as +9.9 % capacity, and an evening's discharge across a flat
-stretch of the OCV was then counted 9 % short (docs/PERFORMANCE.md, branch s5-max).
-
-The capacity itself moves only on a count of at least ``capacity_min_delta_pct`` net charge
-that ends at a trusted point known to ``confident_sigma_pct`` (``z_var``); otherwise it is a
-"consider" parameter (Schmidt-Kalman: its uncertainty weighs the offset's update and its
-covariance with the offset is kept, its value is not moved), as a few points of charge say
-little about it.
+``e``: the previous trusted point's error, the count's random drift and gaps, and the gain,
+capacity and balancing errors over the net charge since (``count_rand_var``, ``count_sg``,
+``count_si``, ``count_sx``; see ``CellState.count_err_var``). A scalar Kalman update on ``b``
+(Gelb, *Applied Optimal Estimation*, 1974, ch. 4) moves the learned offset and shrinks its
+variance, which then grows the count's uncertainty more slowly (``predict``: ``sc`` grows by
+``sqrt(off_var) * k``); the learned offset is subtracted from the count. Between trusted points
+the variance grows back towards the prior (``current_offset_drift_c_per_sqrt_day``: the offset
+moves with temperature and age).
 
 The same trusted point tests the load bias ``sb`` (``learn_load_bias``): the estimate's error at
 the moment it carried its largest bias since the previous point, against that bias, says how
@@ -54,46 +37,27 @@ early): it teaches nothing."""
 
 
 def learn_offset(cell: CellState, tune: Tuning, z: float, z_var: float) -> bool:
-    """Learn the current offset and the capacity from the count against a trusted SoC ``z``
-    (variance ``z_var``, %^2); call before the trusted point restarts the count. Returns
-    whether it learned (the model: the module docstring).
+    """Learn the current offset from the count against a trusted SoC ``z`` (variance ``z_var``,
+    %^2); call before the trusted point restarts the count. Returns whether it learned.
 
-    The learned offset stays within 3 prior sigmas (``offset_var_c2``) of zero; one update
-    moves the capacity by at most half of itself (a sanity limit; a residual beyond
-    ``GATE_SIGMAS`` of its sigma teaches nothing), and its variance then grows by (0.2 % of
-    it)^2 (the capacity fades with age). The estimate
+    The learned offset stays within 3 prior sigmas (``offset_var_c2``) of zero. The estimate
     at the same point first tests the load bias it carries (``learn_load_bias``).
     """
     learn_load_bias(cell, tune, z, z_var)
     k = cell.count_k
     prior = tune.offset_var_c2
-    if not (k > 0.0 and math.isfinite(cell.count_soc_pct)):
+    if not (k > 0.0 and prior > 0.0 and math.isfinite(cell.count_soc_pct)):
         return False
-    cap = cell.capacity_ah
     v = min(cell.off_var, prior)
-    w = cell.capacity_var
-    c = cell.off_cap_cov
-    if c * c > v * w:  # the offset's variance was capped at the prior, or nothing learned yet
-        c = math.copysign(math.sqrt(v * w), c)
-    h = cell.count_net_pct / cap
-    other = abs(cell.count_sg) + abs(cell.count_sx)
-    ph0 = v * k + c * h
-    ph1 = c * k + w * h
-    rand = cell.count_rand_var  # the earlier point's variance, the drift and gaps since
-    s = k * ph0 + h * ph1 + rand + other * other + z_var
+    other = abs(cell.count_sg) + abs(cell.count_si) + abs(cell.count_sx)
+    s = k * k * v + cell.count_rand_var + other * other + z_var
     r = cell.count_soc_pct - z
-    if not (s > 0.0 and r * r <= GATE_SIGMAS * GATE_SIGMAS * s):
+    if not (r * r <= GATE_SIGMAS * GATE_SIGMAS * s):
         return False
-    g0 = ph0 / s
+    g = v * k / s
     lim = 3.0 * math.sqrt(prior)
-    cell.off_c = min(lim, max(-lim, cell.off_c + g0 * r))
-    cell.off_var = max(0.0, v - g0 * ph0)
-    cell.off_cap_cov = c - g0 * ph1
-    conf = tune.confident_var
-    if abs(cell.count_net_pct) >= tune.capacity_min_delta_pct and max(z_var, rand) <= conf:
-        g1 = ph1 / s
-        cell.capacity_ah = min(1.5 * cap, max(0.5 * cap, cap + g1 * r))
-        cell.capacity_var = max(0.0, w - g1 * ph1) + (0.002 * cap) ** 2
+    cell.off_c = min(lim, max(-lim, cell.off_c + g * r))
+    cell.off_var = v * (1.0 - g * k)
     return True
 
 

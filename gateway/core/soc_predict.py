@@ -34,6 +34,8 @@ def predict(
     k_pct = 100.0 * known_dt / 3600.0 * ratio
     off_c = cell.off_c
     d_pct = 100.0 * step.d_ah / cap - off_c * k_pct
+    if off_c != 0.0:
+        cell.cell_ah -= off_c * q_nom * known_dt / 3600.0  # for the capacity anchors
     x_pct = 100.0 * x_ah / cap
     dx_pct = d_pct + x_pct
     cell.soc_pct += dx_pct
@@ -73,7 +75,6 @@ def predict(
     cell.count_si += si - si0
     cell.count_sx += sx - sx0
     cell.count_k += k_pct
-    cell.count_net_pct += dx_pct
     cell.count_off_pct += d_off
     cell.since_v_s += dt
     if cell.sb > cell.bias_peak_sb:

@@ -17,7 +17,7 @@ from gateway.core.soc_cell import CellState, StepInputs, Tuning, init_from_volta
 from gateway.core.soc_config import SocConfig
 from gateway.core.soc_correct import FULL_VAR, correct, recalibrate_full
 from gateway.core.soc_count import PackCount
-from gateway.core.soc_learn import learn_resistance
+from gateway.core.soc_learn import anchor, learn_resistance
 from gateway.core.soc_offset import learn_offset
 from gateway.core.soc_predict import predict, tidy
 from gateway.core.soc_rest import accumulate_rest, end_rest, recalibrate_rest
@@ -192,6 +192,11 @@ class VoltageWeighing:
             # correlated errors as independent).
             cell.rest_used = rest_id
             recalibrate_rest(cell, chem, tune, v, cur_k, temp_c, r_scale)
+            # A confident SoC at a rest where the OCV is steep is a capacity anchor.
+            var = cell.p00 + cell.sb * cell.sb
+            steep = chem.ocv.slope(cell.soc_pct) >= tune.min_slope_v_per_pct
+            if steep and var <= tune.confident_var:
+                anchor(cell, tune, inputs, cell.soc_pct, cell.p00)
         elif (
             correct(
                 cell,
@@ -217,6 +222,8 @@ class VoltageWeighing:
                 if not cell.full_latched:
                     learn_offset(cell, tune, 100.0, FULL_VAR)
                 recalibrate_full(cell)
-                cell.full_latched = True
+                if not cell.full_latched:
+                    cell.full_latched = True
+                    anchor(cell, tune, inputs, 100.0, cell.p00)
         elif cur < 0.0:
             cell.full_latched = False
