@@ -74,16 +74,17 @@ class ChargeConfig(Section):
     """A requested full charge becomes due this long before the time of day at which the pack's
     daily charge usually ends (learned from the SoC), so that the pack reaches the top just
     before the loads take it down; until then it charges to the float level. Once a full
-    charge timed this way has been measured, its lift rate and ``full_charge_end_margin_s``
+    charge timed this way has been measured, its lift slope and ``full_charge_end_margin_s``
     decide instead (0: due at once; due at once too while no daily charge end has been seen,
     and with ``full_charge_from_grid``)."""
     full_charge_end_margin_s: float = Field(default=1800.0, ge=0, le=12 * 3600.0)
-    """Once the afternoon's lift rate is known (the median charge current of the last full
-    charges that waited for their time, from due to the top, learned), a waiting full charge
-    becomes due when the charge from the float SoC (or the SoC, when higher) to the top, at
-    that rate, would bring the pack to the top this long before its daily charge usually ends
-    (room for a cloud and for the absorption); until the first such charge is measured,
-    ``full_charge_lead_s`` before the end."""
+    """Once the afternoon's lift slope is known (learned from the last full charges that waited
+    for their time: the charge current they took in falls about in proportion to the time left
+    before the day's end, ``k`` A per hour before it), a waiting full charge becomes due when
+    the charge from the float SoC (or the SoC, when higher) to the top, at that slope, would
+    bring the pack to the top this long before its daily charge usually ends (room for a cloud
+    and for the absorption); until the first such charge is measured, ``full_charge_lead_s``
+    before the end."""
     full_charge_from_grid: bool = False
     """A requested full charge may draw from the grid (else it waits for PV): the battery CAN
     force-charge request and SunSpec ``ChaGriSet = GRID`` while below ``rebulk_soc_pct``."""

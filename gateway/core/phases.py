@@ -21,11 +21,12 @@ charges from PV, some time before the time of day at which the pack's daily char
 to end: the pack reaches the top just before the loads take it down, instead of waiting at the
 top for the rest of the day. Until then it bulks to the float level and floats like any other
 day. How long before the end: ``full_charge_lead_s`` until a full charge timed this way has been
-measured; from then on the time that the charge from the float SoC (or the SoC, when higher)
-to the top takes at the afternoon's *lift rate* (the median charge current of the last such
-full charges, from when they became due until the top or the day's end), plus
-``full_charge_end_margin_s``. A lift that reached the top early raises the rate and the next one
-starts later; one that fell short lowers it and the next starts earlier, so the timing follows
+measured; from then on the time at which the charge from the float SoC (or the SoC, when
+higher) to the top ends ``full_charge_end_margin_s`` before the end at the afternoon's *lift
+slope*: the charge current the afternoon leaves for the pack falls about in proportion to the
+time left before the end (the sun's tail), ``k`` A per hour before it, learned (the median) from
+the last such full charges, from when they became due until the top or the day's end. A lift that
+reached the top early raises the slope and the next one starts later; one that fell short lowers it and the next starts earlier, so the timing follows
 the season and the site's PV without a forecast or a clock. An absorption the loads cut short
 counts as a full charge if the current had tapered at the top for ``tail_hold_s`` (the anchor
 was made); if a cell bled and one is still above the balancing start threshold by the estimate
@@ -145,7 +146,7 @@ class ChargePhases:
             "energy_in_use_age_s": low,
             "balancing_unfinished": self._balancing_unfinished,
             "full_charge_at_once": self._at_once,
-            "lift_rate_a": self.window.lift_rate_a(),
+            "lift_slope_a_per_h": self.window.lift_slope_a_per_h(),
         }
 
     def restore(self, state: Mapping[str, object], now_s: float) -> None:
@@ -160,7 +161,7 @@ class ChargePhases:
         if isinstance(request, str):
             self._request = request[:200]
         self.window.restore(state.get("charge_end_in_s"), now_s)
-        self.window.restore_lift_rate(state.get("lift_rate_a"))
+        self.window.restore_lift_slope(state.get("lift_slope_a_per_h"))
         self._balancing_unfinished = state.get("balancing_unfinished") is True
         self._at_once = bool(self._request) and state.get("full_charge_at_once") is True
 

@@ -670,24 +670,26 @@ def _learned(**cfg: float) -> ChargePhases:
 
 def test_a_lift_that_reaches_the_top_early_lets_the_next_full_charge_start_later() -> None:
     m = _learned(full_charge_end_margin_s=1800.0)
-    # The first full charge knows no lift rate: due two hours before the end (15:00). It takes
-    # 10 A for an hour and is at the top at 16:00, an hour before the end.
+    # The first full charge knows no lift slope: due two hours before the end (15:00). It takes
+    # 10 Ah in the hour from 2 h to 1 h before the end (17:00): a slope of
+    # 2 x 10 / (2^2 - 1^2) = 6.67 A per hour before the end.
     _lift_day(m, 3, lift_a=10.0, top_h=16.0)
-    assert m.window.lift_rate_a() == pytest.approx(10.0)
+    assert m.window.lift_slope_a_per_h() == pytest.approx(20.0 / 3.0, rel=0.01)
     _pv_day(m, 4)
     t0 = 5 * DAY_S
     # The next request, at 50 %: the pack bulks to the float SoC (90 %) at full current anyway;
-    # the lift is the 10 Ah above it: 1 h at 10 A, plus the 30 min margin before 17:00.
+    # the lift is the 10 Ah above it, to end 30 min before 17:00:
+    # sqrt(2 x 10 / 6.67 + 0.5^2) = 1.80 h before the end.
     s = _step(m, t0 + 9 * HOUR_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
     assert s.full_charge_reason.startswith("SoC uncertainty")
-    assert s.full_charge_due_in_s == pytest.approx(6.5 * HOUR_S)
-    # Charged to the float SoC: 9.5 Ah is 57 min; due at 15:33, not at 15:00.
+    assert s.full_charge_due_in_s == pytest.approx((8.0 - math.sqrt(3.25)) * HOUR_S, rel=0.01)
+    # Charged to the float SoC: 9.5 Ah, sqrt(2.85 + 0.25) = 1.76 h before the end: due at 15:14.
     s = _step(m, t0 + 13 * HOUR_S, 3.33, 30.0, _soc(90.5, sigma_pct=3.0))
     assert s.phase is ChargePhase.FLOAT
-    assert s.full_charge_due_in_s == pytest.approx(2.5 * HOUR_S + 0.05 * HOUR_S)
-    s = _step(m, t0 + 15.5 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
+    assert s.full_charge_due_in_s == pytest.approx((4.0 - math.sqrt(3.1)) * HOUR_S, rel=0.01)
+    s = _step(m, t0 + 15.2 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
     assert s.phase is ChargePhase.FLOAT
-    s = _step(m, t0 + 15.6 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
+    s = _step(m, t0 + 15.25 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
     assert s.phase is ChargePhase.BULK
     assert s.reason.startswith("full charge due: SoC uncertainty")
 
@@ -695,14 +697,75 @@ def test_a_lift_that_reaches_the_top_early_lets_the_next_full_charge_start_later
 def test_a_lift_short_of_the_top_at_the_end_makes_the_next_one_start_earlier() -> None:
     m = _learned()
     # 2 A from 15:00 to 17:00: short of the top when the loads take over. The request stays.
+    # 4 Ah from 2 h before the end to the end: 2 x 4 / 2^2 = 2 A per hour before the end.
     _lift_day(m, 3, lift_a=2.0, top_h=None)
-    assert m.window.lift_rate_a() == pytest.approx(2.0, rel=0.01)
+    assert m.window.lift_slope_a_per_h() == pytest.approx(2.0, rel=0.01)
     t0 = 4 * DAY_S
     s = _step(m, t0 + 13 * HOUR_S, 3.33, 30.0, _soc(90.5, sigma_pct=3.0))
     assert s.full_charge_reason.startswith("SoC uncertainty")
-    # 9.5 Ah at 2 A is 4.75 h, plus 30 min: it should have begun at 11:45, so due now.
+    # 9.5 Ah at 2 A/h: sqrt(2 x 9.5 / 2 + 0.25) = 3.12 h before 17:00, 13:53: due at 13:00
+    # it is not yet; an hour later it is.
+    assert s.full_charge_due_in_s == pytest.approx((4.0 - math.sqrt(9.75)) * HOUR_S, rel=0.01)
+    s = _step(m, t0 + 14 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
     assert s.full_charge_due_in_s == 0.0
     assert s.phase is ChargePhase.BULK
+
+
+def _ramp_lift_day(m: ChargePhases, day: int, slope_a_per_h: float) -> tuple[float, float]:
+    """Day ``day`` with a full charge requested by the SoC uncertainty, charged to the float
+    SoC by 13:00; the afternoon's charge current falls in proportion to the time left before
+    17:00 (``slope_a_per_h`` x hours left, what the sun's tail does): the pack floats (PV
+    exported) until the full charge is due, then takes that current every minute until the top
+    (SoC 99.5 %), holds it until 17:00 and the loads take it down. Returns the hours at which
+    the lift became due and reached the top."""
+    t0 = day * DAY_S
+    s = _step(m, t0 + 9 * HOUR_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    assert s.full_charge_requested
+    s = _step(m, t0 + 13 * HOUR_S, 3.33, 30.0, _soc(90.0, sigma_pct=3.0))
+    assert s.phase is ChargePhase.FLOAT
+    soc = 90.0
+    due_h = top_h = math.nan
+    for k in range(1, 4 * 60):  # 13:01 .. 16:59
+        hour = 13.0 + k / 60.0
+        if s.phase is ChargePhase.BULK:
+            if math.isnan(due_h):
+                due_h = hour
+            current = slope_a_per_h * (17.0 - hour)
+            soc += current / 60.0  # 100 Ah: the current for a minute
+        else:
+            current = 0.0
+        if soc >= 99.5 and s.phase is ChargePhase.BULK:
+            s = _step(m, t0 + hour * HOUR_S, 3.445, current, _soc(99.5))
+            assert s.phase is ChargePhase.ABSORPTION
+            top_h = hour
+        elif s.phase is ChargePhase.BULK:
+            s = _step(m, t0 + hour * HOUR_S, 3.40, current, _soc(soc, sigma_pct=3.0))
+        else:
+            sigma = 3.0 if math.isnan(top_h) else 0.5
+            v = 3.314 if s.phase is ChargePhase.FLOAT else 3.45
+            s = _step(m, t0 + hour * HOUR_S, v, 0.0, _soc(soc, sigma_pct=sigma))
+    for k in range(1, 37):  # 17:00 .. 23:00: the loads take the pack down
+        hour = 17.0 + k / 6.0
+        _step(m, t0 + hour * HOUR_S, 3.28, -20.0, _soc(max(30.0, soc - 11.0 * (hour - 17.0))))
+    return due_h, top_h
+
+
+def test_a_lift_timed_by_its_slope_reaches_the_top_just_before_the_end_of_the_pv_day() -> None:
+    # The afternoon's charge current falls towards the day's end (the sun's tail): the lift
+    # from 15:00 takes 6 A per hour before 17:00. Timed by one mean current, the next lift
+    # would start too late (the first lift's 10 Ah took about 1.1 h, 9 A on average, but the
+    # current after 15:30 is less than that) and miss the top; timed by the slope it begins
+    # 1.85 h before 17:00 and reaches the top about the 30 min margin before it.
+    m = _learned(full_charge_end_margin_s=1800.0)
+    due_h, top_h = _ramp_lift_day(m, 3, slope_a_per_h=6.0)
+    assert due_h == pytest.approx(15.0, abs=0.02)
+    assert 16.0 < top_h < 16.2
+    _pv_day(m, 4)
+    due_h, top_h = _ramp_lift_day(m, 5, slope_a_per_h=6.0)
+    assert due_h == pytest.approx(17.0 - math.sqrt(2.0 * 10.0 / 6.0 + 0.25), abs=0.03)
+    # At the top (99.5 %) a little before the 30 min margin: the lift was timed for 100 %.
+    assert 16.3 < top_h < 16.5
+    assert m.window.lift_slope_a_per_h() == pytest.approx(6.0, rel=0.03)
 
 
 def test_a_lift_that_neither_reaches_the_top_nor_sees_the_day_end_is_not_measured() -> None:
@@ -720,17 +783,17 @@ def test_a_lift_that_neither_reaches_the_top_nor_sees_the_day_end_is_not_measure
     # The next afternoon it reaches the top: a day and a half is no afternoon's lift rate.
     s = _step(m, t + 240.0, 3.445, 20.0, _soc(97.0))
     assert s.phase is ChargePhase.ABSORPTION
-    assert m.window.lift_rate_a() is None
+    assert m.window.lift_slope_a_per_h() is None
 
 
-def test_the_lift_rate_survives_a_restart_and_a_full_charge_due_at_once_is_not_measured() -> None:
+def test_the_lift_slope_survives_a_restart_and_a_full_charge_due_at_once_is_not_measured() -> None:
     m = _learned()
     _lift_day(m, 3, lift_a=10.0, top_h=16.0)
     saved = m.export_state(5 * DAY_S)
-    assert saved["lift_rate_a"] == pytest.approx(10.0)
+    assert saved["lift_slope_a_per_h"] == pytest.approx(20.0 / 3.0, rel=0.01)
     again = _machine(full_charge_lead_s=2 * HOUR_S)
     again.restore(saved, 100.0)
-    assert again.window.lift_rate_a() == pytest.approx(10.0)
+    assert again.window.lift_slope_a_per_h() == pytest.approx(20.0 / 3.0, rel=0.01)
     # Without a lead the request is due at once: its charge is not a late lift, not measured.
     at_once = _machine()
     _to_float(at_once)
@@ -738,7 +801,7 @@ def test_the_lift_rate_survives_a_restart_and_a_full_charge_due_at_once_is_not_m
         _pv_day(at_once, day)
     _step(at_once, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
     _to_float_from(at_once, 3 * DAY_S + 10 * HOUR_S)
-    assert at_once.window.lift_rate_a() is None
+    assert at_once.window.lift_slope_a_per_h() is None
 
 
 def test_by_default_an_emptied_pack_asks_for_no_full_charge() -> None:
