@@ -117,12 +117,16 @@ class FullChargeTiming:
         request: str,
         current_a: float,
         due: bool,
+        soc: SocReport | None,
         now_s: float,
     ) -> None:
         """Measure a full charge that waited for its time: the charge it takes in (Ah, the
-        current integrated) from when it becomes due until the top (absorption begins), or, when
+        current integrated) from when it is due with the pack at the float SoC or above (by the
+        estimate; without one, from when it is due) until the top (absorption begins), or, when
         the day's charge ends short of the top, until its most charged moment; the window learns
         the slope from it (by how long before the day's expected end it began and stopped).
+        Below the float SoC the pack would bulk anyway, and a charge that begins there measures
+        the day (a grey afternoon that never reaches the float SoC is no lift of the last 10 %).
         Neither within ``MAX_LIFT_S``, or begun more than that before the expected end: not
         measured. ``before``/``phase``: the phase before and after this step's transition;
         ``request``: the pending request after it (``""``: none)."""
@@ -130,7 +134,15 @@ class FullChargeTiming:
         ends = self.window.ends_seen
         if lift is None:
             to_end = self.window.seconds_to_end(now_s)
-            if due and self._waited and phase is ChargePhase.BULK and to_end is not None and to_end <= MAX_LIFT_S:
+            above = soc is None or not soc.soc_pct < self.config.float_soc_pct
+            if (
+                due
+                and self._waited
+                and above
+                and phase is ChargePhase.BULK
+                and to_end is not None
+                and to_end <= MAX_LIFT_S
+            ):
                 self._lift = _Lift(now_s, ends, to_end)
                 self._waited = False
             return

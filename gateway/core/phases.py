@@ -86,6 +86,10 @@ class ChargePhases:
         float_cell_v: float voltage per cell, resolved by the caller (``config.float_cell_v``
             or the chemistry's OCV at ``config.float_soc_pct``).
         balancing_start_pct: the balancing planner's start threshold (percent of capacity).
+        balancing_off_top: balancing may run while the pack charges or discharges, not only at
+            rest or near the top (the mode's ``balancing.*_states``): a top's remaining imbalance
+            then goes on bleeding after its absorption, so a full charge for unfinished balancing
+            waits for the end of the PV day like the others instead of being due at once.
 
     Raises:
         ValueError: the float voltage is not below the absorption voltage (names both keys).
@@ -100,6 +104,7 @@ class ChargePhases:
         absorption_cell_v: float,
         float_cell_v: float,
         balancing_start_pct: float,
+        balancing_off_top: bool = False,
     ) -> None:
         if not float_cell_v < absorption_cell_v:
             raise ValueError(
@@ -115,6 +120,7 @@ class ChargePhases:
         self.tail_a = config.tail_current_c * capacity_ah
         self.capacity_ah = capacity_ah
         self.balancing_start_pct = balancing_start_pct
+        self.balancing_off_top = balancing_off_top
         self._phase = ChargePhase.BULK
         self._reason = "start"
         self._since_s: float | None = None
@@ -198,7 +204,7 @@ class ChargePhases:
         if current is not None and cell_v and None not in cell_v and math.isfinite(current):
             before = self._phase
             self._advance(current, cell_v, soc, balancing, due, now_s)  # type: ignore[arg-type]
-            self._timing.measure(before, self._phase, self._request, current, due, now_s)
+            self._timing.measure(before, self._phase, self._request, current, due, soc, now_s)
         phase = self._phase
         if phase is ChargePhase.FLOAT or (phase is ChargePhase.BULK and not due and soc is None):
             cvl_v = self.float_v
@@ -245,7 +251,7 @@ class ChargePhases:
             balancing_unfinished=self._balancing_unfinished,
             balancing_start_pct=self.balancing_start_pct,
         )
-        if at_once:
+        if at_once and not self.balancing_off_top:
             self._at_once = True
 
     def _go(self, phase: ChargePhase, reason: str, now_s: float) -> None:

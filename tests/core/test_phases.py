@@ -768,6 +768,30 @@ def test_a_lift_timed_by_its_slope_reaches_the_top_just_before_the_end_of_the_pv
     assert m.window.lift_slope_a_per_h() == pytest.approx(6.0, rel=0.03)
 
 
+def test_a_grey_afternoon_below_the_float_soc_is_no_lift() -> None:
+    m = _learned()
+    t0 = 3 * DAY_S
+    s = _step(m, t0 + 9 * HOUR_S, 3.28, 3.0, _soc(35.0, sigma_pct=3.0))
+    assert s.full_charge_requested
+    # Grey: the pack bulks at 2 to 3 A all afternoon and never reaches the float SoC. The
+    # full charge is due from 15:00, but what the pack takes in is the day, not the last 10 %
+    # a lift is: measured, it would say about 1.5 A per hour before the end and make the next
+    # full charge start hours early.
+    soc = 35.0
+    for k in range(1, 8 * 15 + 1):  # 09:04 .. 17:00, every 4 minutes
+        hour = 9.0 + k / 15.0
+        soc += 2.5 / 15.0
+        s = _step(m, t0 + hour * HOUR_S, 3.29, 2.5, _soc(soc, sigma_pct=3.0))
+        assert s.phase is ChargePhase.BULK
+    for k in range(1, 37):  # 17:00 .. 23:00: the loads take the pack down
+        hour = 17.0 + k / 6.0
+        _step(m, t0 + hour * HOUR_S, 3.26, -10.0, _soc(max(20.0, soc - 5.0 * (hour - 17.0))))
+    assert m.window.lift_slope_a_per_h() is None
+    # A sunny afternoon's lift from the float SoC is measured.
+    _lift_day(m, 4, lift_a=10.0, top_h=16.0)
+    assert m.window.lift_slope_a_per_h() == pytest.approx(20.0 / 3.0, rel=0.01)
+
+
 def test_a_lift_that_neither_reaches_the_top_nor_sees_the_day_end_is_not_measured() -> None:
     m = _learned()
     t0 = 3 * DAY_S
