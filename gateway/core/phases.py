@@ -41,7 +41,9 @@ A full charge is requested (and stays requested until an absorption ends) when i
   anchors the estimate: the top of the OCV curve is steep for every chemistry);
 - balancing needs a top to separate the cells: the worst relative sigma of the cells (their SoC
   against each other) is above the balancing start threshold, so the planner cannot tell which
-  cell to bleed (the flat LFP middle), or balancing was left unfinished at the last top;
+  cell to bleed (the flat LFP middle), and has not been at or below it for a day (an NMC pack
+  at rest at night is told apart there; its relative sigma rises under load the next day, which
+  is no reason for a top), or balancing was left unfinished at the last top;
 - when set (off by default), the pack SoC has fallen below ``full_charge_below_soc_pct``, and
   then once a day for ``full_charge_below_soc_days``: the stored energy is being used, so holding
   back the top may cost delivered energy. Off by default: a household that empties the pack
@@ -135,6 +137,7 @@ class ChargePhases:
         self._low_s: float | None = None  # last time the SoC was below full_charge_below_soc_pct
         self._balancing_unfinished = False  # the last absorption ended before balancing did
         self._at_once = False  # the pending request is due at once (unfinished balancing)
+        self._told_apart_s: float | None = None  # cells last known apart to the start threshold
         self.window = ChargeWindow()
         self._timing = FullChargeTiming(config, capacity_ah, self.window)
 
@@ -153,6 +156,9 @@ class ChargePhases:
             "balancing_unfinished": self._balancing_unfinished,
             "full_charge_at_once": self._at_once,
             "lift_slope_a_per_h": self.window.lift_slope_a_per_h(),
+            "cells_told_apart_age_s": None
+            if self._told_apart_s is None
+            else max(0.0, now_s - self._told_apart_s),
         }
 
     def restore(self, state: Mapping[str, object], now_s: float) -> None:
@@ -160,6 +166,9 @@ class ChargePhases:
         age = state.get("last_full_age_s")
         if isinstance(age, int | float) and math.isfinite(age) and age >= 0:
             self._last_full_s = now_s - float(age)
+        apart = state.get("cells_told_apart_age_s")
+        if isinstance(apart, int | float) and math.isfinite(apart) and apart >= 0:
+            self._told_apart_s = now_s - float(apart)
         low = state.get("energy_in_use_age_s")
         if isinstance(low, int | float) and math.isfinite(low) and low >= 0:
             self._low_s = now_s - float(low)
@@ -239,6 +248,9 @@ class ChargePhases:
             self._soc_below_rebulk = soc.soc_pct < cfg.rebulk_soc_pct
             if low:
                 self._low_s = now_s
+            rel = [c.soc_rel_sigma_pct for c in soc.cells]
+            if rel and all(math.isfinite(x) and x <= self.balancing_start_pct for x in rel):
+                self._told_apart_s = now_s
         if self._request:
             return
         self._request, at_once = full_charge_request(
@@ -250,6 +262,7 @@ class ChargePhases:
             low_s=self._low_s,
             balancing_unfinished=self._balancing_unfinished,
             balancing_start_pct=self.balancing_start_pct,
+            told_apart_s=self._told_apart_s,
         )
         if at_once and not self.balancing_off_top:
             self._at_once = True

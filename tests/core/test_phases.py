@@ -225,15 +225,40 @@ def test_full_charge_is_requested_when_sigma_crosses_its_threshold_and_not_befor
 def test_balancing_that_cannot_tell_the_cells_apart_asks_for_a_top() -> None:
     m = _machine(full_charge_min_interval_days=1.0)
     t0 = _to_float(m)
-    s = _step(m, t0 + 2 * DAY_S, 3.31, 0.0, _soc(88.0, rel_sigma_pct=0.4))
-    assert not s.full_charge_requested
-    s = _step(m, t0 + 2 * DAY_S + 10.0, 3.31, 0.0, _soc(88.0, rel_sigma_pct=0.8))
+    s = _step(m, t0 + 2 * DAY_S, 3.31, 0.0, _soc(88.0, rel_sigma_pct=0.8))
     assert s.full_charge_requested
     assert s.full_charge_reason.startswith("balancing needs a top")
     off = _machine(full_charge_min_interval_days=1.0, full_charge_for_balancing=False)
     t1 = _to_float(off)
     s = _step(off, t1 + 2 * DAY_S, 3.31, 0.0, _soc(88.0, rel_sigma_pct=0.8))
     assert not s.full_charge_requested
+
+
+def test_cells_told_apart_at_rest_need_no_top_for_a_day() -> None:
+    # An NMC pack: at rest at night the cells are known against each other to 0.3 % (below the
+    # 0.5 % start threshold), under the day's loads and charge to 0.8 %. The planner told them
+    # apart last night, so the afternoon's relative sigma is no reason for a top.
+    m = _machine(full_charge_min_interval_days=1.0)
+    t0 = _to_float(m)
+    for day in range(2, 6):
+        night = t0 + day * DAY_S
+        assert not _step(m, night, 3.31, 0.0, _soc(40.0, rel_sigma_pct=0.3)).full_charge_requested
+        s = _step(m, night + 14 * 3600.0, 3.35, 20.0, _soc(80.0, rel_sigma_pct=0.8))
+        assert not s.full_charge_requested
+    # A night without rest (or a sigma that stays above the threshold): after a day it asks.
+    s = _step(m, t0 + 6 * DAY_S - 1.0, 3.35, 20.0, _soc(80.0, rel_sigma_pct=0.8))
+    assert not s.full_charge_requested
+    s = _step(m, t0 + 6 * DAY_S + 10.0, 3.35, 20.0, _soc(80.0, rel_sigma_pct=0.8))
+    assert s.full_charge_reason.startswith("balancing needs a top")
+    # The time of it survives a restart.
+    again = _machine(full_charge_min_interval_days=1.0)
+    saved = m.export_state(t0 + 5 * DAY_S + 12 * 3600.0)
+    assert saved["cells_told_apart_age_s"] == pytest.approx(12 * 3600.0)
+    again.restore({**saved, "full_charge_request": ""}, 1000.0)
+    s = _step(again, 1000.0 + 11 * 3600.0, 3.35, 20.0, _soc(80.0, rel_sigma_pct=0.8))
+    assert not s.full_charge_requested
+    s = _step(again, 1000.0 + 12.1 * 3600.0, 3.35, 20.0, _soc(80.0, rel_sigma_pct=0.8))
+    assert s.full_charge_reason.startswith("balancing needs a top")
 
 
 def test_the_maximum_interval_asks_for_a_full_charge() -> None:
