@@ -30,11 +30,12 @@ class _Lift:
 
     start_s: float
     ends: int  # the window's end count at the start (a change: the day's charge ended)
-    from_end_s: float  # seconds before the day's expected end at the start
     last_s: float = 0.0
     ah: float = 0.0
     peak_ah: float = 0.0
     peak_s: float = 0.0
+    top_s: float | None = None  # when it reached the top (absorption began)
+    top_ah: float = 0.0  # the charge taken in until then
 
     def __post_init__(self) -> None:
         self.last_s = self.peak_s = self.start_s
@@ -123,8 +124,9 @@ class FullChargeTiming:
         """Measure a full charge that waited for its time: the charge it takes in (Ah, the
         current integrated) from when it is due with the pack at the float SoC or above (by the
         estimate; without one, from when it is due) until the top (absorption begins), or, when
-        the day's charge ends short of the top, until its most charged moment; the window learns
-        the slope from it (by how long before the day's expected end it began and stopped).
+        the day's charge ends short of the top, until its most charged moment; when the day's
+        charge is seen to end, the window learns the slope from it (by how long before that
+        end it began and stopped).
         Below the float SoC the pack would bulk anyway, and a charge that begins there measures
         the day (a grey afternoon that never reaches the float SoC is no lift of the last 10 %).
         Neither within ``MAX_LIFT_S``, or begun more than that before the expected end: not
@@ -143,28 +145,38 @@ class FullChargeTiming:
                 and to_end is not None
                 and to_end <= MAX_LIFT_S
             ):
-                self._lift = _Lift(now_s, ends, to_end)
+                self._lift = _Lift(now_s, ends)
                 self._waited = False
             return
-        dt_s = now_s - lift.last_s
-        if 0.0 < dt_s <= LIFT_GAP_S:
-            lift.ah += current_a * dt_s / 3600.0
-        lift.last_s = now_s
-        if lift.ah > lift.peak_ah:
-            lift.peak_ah, lift.peak_s = lift.ah, now_s
-        if before is ChargePhase.BULK and phase is ChargePhase.ABSORPTION:
-            self._record(lift.ah, now_s - lift.start_s)
+        if lift.top_s is None:
+            dt_s = now_s - lift.last_s
+            if 0.0 < dt_s <= LIFT_GAP_S:
+                lift.ah += current_a * dt_s / 3600.0
+            lift.last_s = now_s
+            if lift.ah > lift.peak_ah:
+                lift.peak_ah, lift.peak_s = lift.ah, now_s
+            if before is ChargePhase.BULK and phase is ChargePhase.ABSORPTION:
+                lift.top_s, lift.top_ah = now_s, lift.ah  # recorded when the day's charge ends
+        if ends != lift.ends:
+            self._record(self.window.last_end_s)
         elif now_s - lift.start_s > MAX_LIFT_S:
             self._lift = None
-        elif ends != lift.ends:
-            self._record(lift.peak_ah, lift.peak_s - lift.start_s)
-        elif phase is not ChargePhase.BULK or not request:
+        elif lift.top_s is None and (phase is not ChargePhase.BULK or not request):
             self._lift = None  # the request went away (restored, or served otherwise)
 
-    def _record(self, charge_ah: float, duration_s: float) -> None:
-        """The lift being measured took in ``charge_ah`` over ``duration_s``: its slope, by when
-        it began and stopped before the day's expected end, goes to the window."""
+    def _record(self, end_s: float | None) -> None:
+        """The day's charge ended at ``end_s`` (monotonic s): the lift being measured took in its
+        charge until the top (or its most charged moment short of it); its slope, by how long
+        before that end it began and stopped, goes to the window. The day's own end, not the
+        expected one: a lift that begins shortly before the usual end on a day that charges
+        longer would otherwise look like a steep one."""
         lift = self._lift
         assert lift is not None
-        self.window.record_lift(charge_ah, lift.from_end_s, lift.from_end_s - duration_s)
         self._lift = None
+        if end_s is None:
+            return
+        if lift.top_s is None:
+            charge_ah, stop_s = lift.peak_ah, lift.peak_s
+        else:
+            charge_ah, stop_s = lift.top_ah, lift.top_s
+        self.window.record_lift(charge_ah, end_s - lift.start_s, end_s - stop_s)

@@ -59,6 +59,8 @@ class ChargeWindow:
         self._ends: deque[float] = deque(maxlen=KEEP)  # monotonic times of recent charge ends
         self._phase_s: float | None = None  # expected end, seconds into the monotonic "day"
         self.ends_seen = 0
+        self.last_end_s: float | None = None
+        """The monotonic time of the last daily charge end seen (``None``: none yet)."""
         """How many daily charge ends have been seen (a change: the day's charge is over)."""
         self._lifts: deque[float] = deque(maxlen=KEEP)  # A/h: slopes of recent lifts
 
@@ -125,6 +127,7 @@ class ChargeWindow:
 
     def _record(self, end_s: float) -> None:
         self.ends_seen += 1
+        self.last_end_s = end_s
         if self._ends and end_s - self._ends[-1] < SAME_DAY_S:
             self._ends[-1] = end_s
         else:

@@ -31,8 +31,11 @@ the season and the site's PV without a forecast or a clock. An absorption the lo
 counts as a full charge if the current had tapered at the top for ``tail_hold_s`` (the anchor
 was made); if a cell bled and one is still above the balancing start threshold by the estimate
 when it ended (``charge_request.imbalance_left``), balancing is unfinished: a full charge is
-requested for it (ahead of the sigma trigger) and is due at once, so that its absorption has the
-day's hours. Below that threshold the planner would not take the cell up again, so a top for it
+requested for it (ahead of the sigma trigger). It is due at once, so that its absorption has the
+day's hours, when balancing may run only at rest or near the top; when it may also run while the
+pack charges or discharges (``balancing_off_top``, the default passive states), the cells go on
+bleeding after the absorption and the full charge waits for the end of the PV day like the
+others. Below that threshold the planner would not take the cell up again, so a top for it
 would be time at the top for nothing.
 
 A full charge is requested (and stays requested until an absorption ends) when it pays:

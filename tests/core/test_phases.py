@@ -553,6 +553,30 @@ def test_balancing_left_unfinished_at_the_top_asks_for_the_next_full_charge_at_o
     assert s.full_charge_due_in_s > 0.0
 
 
+def test_unfinished_balancing_that_goes_on_off_the_top_waits_for_the_end_of_the_pv_day() -> None:
+    # Passive balancing allowed while charging or discharging: the cell goes on bleeding after
+    # the absorption, so the next top need not have the day's hours; it waits like the others.
+    cfg = ChargeConfig(
+        absorption_max_s=600.0, full_charge_lead_s=2 * HOUR_S, full_charge_min_interval_days=1.0
+    )
+    m = ChargePhases(
+        cfg,
+        cells=CELLS,
+        capacity_ah=CAP_AH,
+        absorption_cell_v=ABS_V,
+        float_cell_v=FLOAT_V,
+        balancing_start_pct=0.5,
+        balancing_off_top=True,
+    )
+    _absorb_until_the_time_limit(m, 0.0)
+    for day in (1, 2):
+        _pv_day(m, day)
+    s = _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0))
+    assert s.full_charge_reason == "balancing unfinished: the last absorption ended before it did"
+    assert s.full_charge_due_in_s == pytest.approx(6 * HOUR_S)
+    assert not m.export_state(3 * DAY_S + 9 * HOUR_S)["full_charge_at_once"]
+
+
 def test_balancing_cut_short_by_the_loads_is_unfinished_though_bleeding_stopped() -> None:
     cfg = {"full_charge_lead_s": 2 * HOUR_S, "full_charge_min_interval_days": 1.0}
     m = _machine(tail_hold_s=60.0, **cfg)
@@ -671,9 +695,13 @@ def _lift_day(m: ChargePhases, day: int, lift_a: float, top_h: float | None) -> 
         s = _step(m, t + 60.0, 3.445, lift_a, _soc(97.0))
         assert s.phase is ChargePhase.ABSORPTION
         t = _to_float_from_absorption(m, t + 120.0)
+        while t < t0 + 17 * HOUR_S:  # at the top until the loads take it down at 17:00
+            t = min(t + 600.0, t0 + 17 * HOUR_S)
+            _step(m, t, 3.40, 0.0, _soc(99.5))
+    high = min(soc, 96.0) if top_h is None else 99.5
     for k in range(1, 37):  # 17:00 .. 23:00: the loads take the pack down
         hour = 17.0 + k / 6.0
-        _step(m, t0 + hour * HOUR_S, 3.28, -20.0, _soc(max(30.0, 96.0 - 11.0 * (hour - 17.0))))
+        _step(m, t0 + hour * HOUR_S, 3.28, -20.0, _soc(max(30.0, high - 1 - 11 * (hour - 17))))
 
 
 def _to_float_from_absorption(m: ChargePhases, t0: float) -> float:
@@ -815,6 +843,38 @@ def test_a_grey_afternoon_below_the_float_soc_is_no_lift() -> None:
     # A sunny afternoon's lift from the float SoC is measured.
     _lift_day(m, 4, lift_a=10.0, top_h=16.0)
     assert m.window.lift_slope_a_per_h() == pytest.approx(20.0 / 3.0, rel=0.01)
+
+
+def test_a_lift_is_measured_against_its_own_day_end_not_the_usual_one() -> None:
+    # The usual end is 17:00. A grey morning: the pack reaches the float SoC only at 16:45, the
+    # afternoon clears, it is at the top at 17:30 (10 Ah in 45 min) and the day's charge ends
+    # at 18:00. Against the usual end the lift would begin 0.25 h before it and end after it:
+    # 2 x 10 / 0.25^2 = 320 A per hour before the end, and the next full charge would wait
+    # until minutes before 17:00. Against the day's own end: 1.25 h and 0.5 h before it.
+    m = _learned()
+    t0 = 3 * DAY_S
+    _step(m, t0 + 9 * HOUR_S, 3.30, 5.0, _soc(50.0, sigma_pct=3.0))
+    t = t0 + 9 * HOUR_S
+    soc = 50.0
+    while t < t0 + 16.75 * HOUR_S - 1.0:
+        t += 300.0
+        soc += 40.0 / (7.75 * 12)
+        s = _step(m, t, 3.31, 40.0 / 7.75, _soc(min(soc, 90.0), sigma_pct=3.0))
+        assert s.phase is ChargePhase.BULK
+    while t < t0 + 17.5 * HOUR_S - 1.0:
+        t += 300.0
+        soc += 10.0 / 9
+        s = _step(m, t, 3.40, 10.0 / 0.75, _soc(min(soc, 99.0), sigma_pct=3.0))
+        assert s.phase is ChargePhase.BULK
+    s = _step(m, t + 1.0, 3.445, 10.0 / 0.75, _soc(99.5))
+    assert s.phase is ChargePhase.ABSORPTION
+    t = _to_float_from_absorption(m, t + 10.0)
+    while t < t0 + 18 * HOUR_S:
+        t = min(t + 300.0, t0 + 18 * HOUR_S)
+        _step(m, t, 3.40, 0.0, _soc(99.5))
+    for k in range(1, 25):
+        _step(m, t + k * 600.0, 3.28, -20.0, _soc(98.5 - 2.0 * k))
+    assert m.window.lift_slope_a_per_h() == pytest.approx(20.0 / (1.25**2 - 0.5**2), rel=0.05)
 
 
 def test_a_lift_that_neither_reaches_the_top_nor_sees_the_day_end_is_not_measured() -> None:
