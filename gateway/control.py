@@ -91,7 +91,9 @@ class Controller:
                 else bal.start_pct,
                 balancing_off_top=bool(
                     {"charge", "discharge"}.intersection(
-                        bal.active_states if bal.mode is BalancingMode.ACTIVE else bal.passive_states
+                        bal.active_states
+                        if bal.mode is BalancingMode.ACTIVE
+                        else bal.passive_states
                     )
                 ),
             )

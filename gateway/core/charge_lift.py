@@ -3,7 +3,8 @@
 ``FullChargeTiming`` is the timing part of ``ChargePhases`` (``gateway.core.phases`` describes
 it): a full charge waits until the afternoon's PV can just bring the pack to the top before the
 daily charge usually ends (``ChargeWindow``), and each full charge that waited is measured (the
-charge it took in from due to the top) so that the window learns the lift slope (A per hour before the day's end). Pure.
+charge it took in from due to the top) so that the window learns the lift slope (A per hour
+before the day's end). Pure.
 """
 
 from __future__ import annotations
