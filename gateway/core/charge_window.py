@@ -19,7 +19,7 @@ wall clock is needed. A pack that never swings by ``DROP_PCT`` in a day (it bare
 learns an end: callers then act at once.
 
 ``ChargeWindow.record_lift`` learns how fast the afternoon's PV lifts the pack: the charge (Ah) a
-late charge to the top took in, and how long before the day's expected end it began and stopped
+late charge to the top took in, and how long before that day's charge end it began and stopped
 (the charge current integrated from when it began until the top or the day's end). The sun's
 tail, and so the charge it leaves for the pack, falls towards the day's end about in proportion
 to the time left (``sin x ~ x``): a lift is summed up as a *lift slope* ``k`` (A per hour before
@@ -30,10 +30,11 @@ slope and makes the next lift start earlier; a lift that reached the top long be
 end gives a high one and lets the next start later. Not the median: timed by the median, half the
 lifts fall short of the top on the afternoons' clouds, and a lift that falls short holds the pack
 above 95 % for an hour or more without the anchor and is asked for again the next day (in
-``bench/charge_phases.py`` such lifts were a third of the household's hours above 95 %). It is measured where it is used (late in the PV day), so it needs no model of
-the sun beyond that shape. (One charge current for the whole lift, as before, let a lift timed at
-the afternoon's mean current start too early: a lift from 14:00 sees about 18 A, one from 16:00
-about 6 A on the household profile, docs/PERFORMANCE.md "Charge phases".)
+``bench/charge_phases.py`` such lifts were a third of the household's hours above 95 %). It is
+measured where it is used (late in the PV day), so it needs no model of the sun beyond that
+shape. (One charge current for the whole lift, as before, let a lift timed at the afternoon's
+mean current start too early: a lift from 14:00 sees about 18 A, one from 16:00 about 6 A on the
+household profile, docs/PERFORMANCE.md "Charge phases".)
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ class ChargeWindow:
 
     def record_lift(self, charge_ah: float, from_end_s: float, to_end_s: float) -> None:
         """A late charge towards the top took in ``charge_ah`` (Ah) from ``from_end_s`` to
-        ``to_end_s`` seconds before the day's expected end (ended at the top, or by the day's end
-        short of it; a negative ``to_end_s``, after the expected end, counts as 0). Its slope
+        ``to_end_s`` seconds before that day's charge end (ended at the top, or by the day's end
+        short of it; a negative ``to_end_s``, after the end, counts as 0). Its slope
         ``2 x charge / (tau0^2 - tau1^2)`` (A per hour before the end, ``tau`` in hours) joins the
         recent ones. Ignored unless the charge is positive, both times finite and ``from_end_s``
         above ``to_end_s`` and 0."""

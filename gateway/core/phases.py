@@ -24,12 +24,12 @@ day. How long before the end: ``full_charge_lead_s`` until a full charge timed t
 measured; from then on the time at which the charge from the float SoC (or the SoC, when
 higher) to the top ends ``full_charge_end_margin_s`` before the end at the afternoon's *lift
 slope*: the charge current the afternoon leaves for the pack falls about in proportion to the
-time left before the end (the sun's tail), ``k`` A per hour before it, learned (a lower quartile) from
-the last such full charges, from when they were due with the pack at the float SoC or above
-until the top or the day's end, against that day's own end. A lift that reached the top early
-raises the slope and the next one starts later; one that fell short lowers it and the next
-starts earlier, so the timing follows the season and the site's PV without a forecast or a
-clock. An absorption the loads cut short
+time left before the end (the sun's tail), ``k`` A per hour before it, learned (a lower
+quartile) from the last such full charges, from when they were due with the pack at the float
+SoC or above until the top or the day's end, against that day's own end. A lift that reached
+the top early raises the slope and the next one starts later; one that fell short lowers it and
+the next starts earlier, so the timing follows the season and the site's PV without a forecast
+or a clock. An absorption the loads cut short
 counts as a full charge if the current had tapered at the top for ``tail_hold_s`` (the anchor
 was made); if a cell bled and one is still above the balancing start threshold by the estimate
 when it ended (``charge_request.imbalance_left``), balancing is unfinished: a full charge is

@@ -32,6 +32,7 @@ DAY_S = 86400.0
 def _machine(**cfg: object) -> ChargePhases:
     # A full charge is due at once unless a test is about waiting for the end of the PV day.
     cfg.setdefault("full_charge_lead_s", 0.0)
+    cfg.setdefault("float_soc_pct", 90.0)  # the scripts' SoC values are around it
     return ChargePhases(
         ChargeConfig(**cfg),
         cells=CELLS,
