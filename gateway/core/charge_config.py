@@ -34,9 +34,12 @@ class ChargeConfig(Section):
     float_cell_v: float | None = Field(default=None, gt=0, le=5)
     """Float voltage per cell (``None``: the chemistry's OCV at ``float_soc_pct``, from the OCV
     table in force, a user table included, and at least 50 mV below the absorption voltage;
-    LFP about 3.314 V, NMC about 4.097 V)."""
-    float_soc_pct: float = Field(default=90.0, ge=50, le=99)
-    """The SoC whose OCV is the default float voltage."""
+    LFP about 3.315 V, NMC about 4.109 V)."""
+    float_soc_pct: float = Field(default=93.0, ge=50, le=99)
+    """The SoC whose OCV is the default float voltage, and at which bulk ends without a full
+    charge due (93; 90 before session 5: on a household that empties the pack most nights the
+    3 points more stored on a day before a grey one were worth about 0.5 % of the delivered
+    energy in ``bench/charge_phases.py``, tuning seeds, for little time above 95 %)."""
     rebulk_soc_pct: float = Field(default=85.0, ge=0, le=99)
     """Float returns to bulk when the pack SoC falls below this."""
     top_margin_cell_v: float = Field(default=0.01, ge=0, le=0.2)
@@ -74,16 +77,17 @@ class ChargeConfig(Section):
     """A requested full charge becomes due this long before the time of day at which the pack's
     daily charge usually ends (learned from the SoC), so that the pack reaches the top just
     before the loads take it down; until then it charges to the float level. Once a full
-    charge timed this way has been measured, its lift rate and ``full_charge_end_margin_s``
+    charge timed this way has been measured, its lift slope and ``full_charge_end_margin_s``
     decide instead (0: due at once; due at once too while no daily charge end has been seen,
     and with ``full_charge_from_grid``)."""
     full_charge_end_margin_s: float = Field(default=1800.0, ge=0, le=12 * 3600.0)
-    """Once the afternoon's lift rate is known (the median charge current of the last full
-    charges that waited for their time, from due to the top, learned), a waiting full charge
-    becomes due when the charge from the float SoC (or the SoC, when higher) to the top, at
-    that rate, would bring the pack to the top this long before its daily charge usually ends
-    (room for a cloud and for the absorption); until the first such charge is measured,
-    ``full_charge_lead_s`` before the end."""
+    """Once the afternoon's lift slope is known (learned from the last full charges that waited
+    for their time: the charge current they took in falls about in proportion to the time left
+    before the day's end, ``k`` A per hour before it), a waiting full charge becomes due when
+    the charge from the float SoC (or the SoC, when higher) to the top, at that slope, would
+    bring the pack to the top this long before its daily charge usually ends (room for a cloud
+    and for the absorption); until the first such charge is measured, ``full_charge_lead_s``
+    before the end."""
     full_charge_from_grid: bool = False
     """A requested full charge may draw from the grid (else it waits for PV): the battery CAN
     force-charge request and SunSpec ``ChaGriSet = GRID`` while below ``rebulk_soc_pct``."""

@@ -1,9 +1,10 @@
-"""When a requested full charge is due, and the lift rate measured from the ones that waited.
+"""When a requested full charge is due, and the lift slope measured from the ones that waited.
 
 ``FullChargeTiming`` is the timing part of ``ChargePhases`` (``gateway.core.phases`` describes
 it): a full charge waits until the afternoon's PV can just bring the pack to the top before the
 daily charge usually ends (``ChargeWindow``), and each full charge that waited is measured (the
-charge it took in from due to the top) so that the window learns the lift rate. Pure.
+charge it took in from due to the top) so that the window learns the lift slope (A per hour
+before the day's end). Pure.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ __all__ = ["LIFT_GAP_S", "MAX_LIFT_S", "FullChargeTiming"]
 LIFT_GAP_S = 300.0  # a longer step gap is not integrated into a lift's charge
 # A lift not at the top and without a day's end seen this long after it began is dropped: the
 # day's charge end was not seen (a grey day that never took the SoC down), so no afternoon can
-# be measured; recorded at a later end it would average a day and a night into one "rate".
+# be measured; recorded at a later end it would average a day and a night into one "slope".
 MAX_LIFT_S = 12 * 3600.0
 
 
@@ -34,6 +35,8 @@ class _Lift:
     ah: float = 0.0
     peak_ah: float = 0.0
     peak_s: float = 0.0
+    top_s: float | None = None  # when it reached the top (absorption began)
+    top_ah: float = 0.0  # the charge taken in until then
 
     def __post_init__(self) -> None:
         self.last_s = self.peak_s = self.start_s
@@ -45,7 +48,7 @@ class FullChargeTiming:
     Args:
         config: the ``charge`` section.
         capacity_ah: nominal capacity (Ah).
-        window: the daily charge window (learns the end of the day's charge and the lift rate).
+        window: the daily charge window (learns the end of the day's charge and the lift slope).
     """
 
     def __init__(self, config: ChargeConfig, capacity_ah: float, window: ChargeWindow) -> None:
@@ -93,20 +96,21 @@ class FullChargeTiming:
     def lift_lead_s(self, soc: SocReport | None) -> float:
         """How long before the expected end of the daily charge a full charge must begin.
 
-        ``full_charge_end_margin_s`` plus the time the afternoon's PV needs to bring the pack
-        from the float SoC (or its SoC, when higher) to the top at the learned lift rate
-        (``ChargeWindow.lift_rate_a``): ``(100 - max(SoC, float_soc_pct)) / 100 x capacity``
-        (Ah) over that rate (A). Below the float SoC the pack bulks at full current whether the
-        full charge is due or not, so only the part above it is a lift (and is what the rate
-        was measured on). Before a lift has been measured (or without an estimate):
+        The time at which a lift of the charge from the float SoC (or the SoC, when higher) to
+        the top, ``(100 - max(SoC, float_soc_pct)) / 100 x capacity`` (Ah), ends
+        ``full_charge_end_margin_s`` before the end at the learned lift slope
+        (``ChargeWindow.lift_lead_s``: the afternoon's charge current falls about in proportion
+        to the time left). Below the float SoC the pack bulks at full current whether the full
+        charge is due or not, so only the part above it is a lift (and is what the slope was
+        measured on). Before a lift has been measured (or without an estimate):
         ``full_charge_lead_s``.
         """
-        rate_a = self.window.lift_rate_a()
-        if rate_a is None or soc is None or not math.isfinite(soc.soc_pct):
+        if soc is None or not math.isfinite(soc.soc_pct):
             return self.config.full_charge_lead_s
         from_pct = max(soc.soc_pct, self.config.float_soc_pct)
         need_ah = max(0.0, 100.0 - from_pct) / 100.0 * self.capacity_ah
-        return self.config.full_charge_end_margin_s + need_ah / rate_a * 3600.0
+        lead = self.window.lift_lead_s(need_ah, self.config.full_charge_end_margin_s)
+        return self.config.full_charge_lead_s if lead is None else lead
 
     def measure(
         self,
@@ -115,34 +119,65 @@ class FullChargeTiming:
         request: str,
         current_a: float,
         due: bool,
+        soc: SocReport | None,
         now_s: float,
     ) -> None:
         """Measure a full charge that waited for its time: the charge it takes in (Ah, the
-        current integrated) from when it becomes due until the top (absorption begins), or, when
-        the day's charge ends short of the top, until its most charged moment; the window learns
-        the rate from it. Neither within ``MAX_LIFT_S``: not measured. ``before``/``phase``: the
-        phase before and after this step's transition; ``request``: the pending request after it
-        (``""``: none)."""
+        current integrated) from when it is due with the pack at the float SoC or above (by the
+        estimate; without one, from when it is due) until the top (absorption begins), or, when
+        the day's charge ends short of the top, until its most charged moment; when the day's
+        charge is seen to end, the window learns the slope from it (by how long before that
+        end it began and stopped).
+        Below the float SoC the pack would bulk anyway, and a charge that begins there measures
+        the day (a grey afternoon that never reaches the float SoC is no lift of the last 10 %).
+        Neither within ``MAX_LIFT_S``, or begun more than that before the expected end: not
+        measured. ``before``/``phase``: the phase before and after this step's transition;
+        ``request``: the pending request after it (``""``: none)."""
         lift = self._lift
         ends = self.window.ends_seen
         if lift is None:
-            if due and self._waited and phase is ChargePhase.BULK:
+            to_end = self.window.seconds_to_end(now_s)
+            above = soc is None or not soc.soc_pct < self.config.float_soc_pct
+            if (
+                due
+                and self._waited
+                and above
+                and phase is ChargePhase.BULK
+                and to_end is not None
+                and to_end <= MAX_LIFT_S
+            ):
                 self._lift = _Lift(now_s, ends)
                 self._waited = False
             return
-        dt_s = now_s - lift.last_s
-        if 0.0 < dt_s <= LIFT_GAP_S:
-            lift.ah += current_a * dt_s / 3600.0
-        lift.last_s = now_s
-        if lift.ah > lift.peak_ah:
-            lift.peak_ah, lift.peak_s = lift.ah, now_s
-        if before is ChargePhase.BULK and phase is ChargePhase.ABSORPTION:
-            self.window.record_lift(lift.ah, now_s - lift.start_s)
-            self._lift = None
+        if lift.top_s is None:
+            dt_s = now_s - lift.last_s
+            if 0.0 < dt_s <= LIFT_GAP_S:
+                lift.ah += current_a * dt_s / 3600.0
+            lift.last_s = now_s
+            if lift.ah > lift.peak_ah:
+                lift.peak_ah, lift.peak_s = lift.ah, now_s
+            if before is ChargePhase.BULK and phase is ChargePhase.ABSORPTION:
+                lift.top_s, lift.top_ah = now_s, lift.ah  # recorded when the day's charge ends
+        if ends != lift.ends:
+            self._record(self.window.last_end_s)
         elif now_s - lift.start_s > MAX_LIFT_S:
             self._lift = None
-        elif ends != lift.ends:
-            self.window.record_lift(lift.peak_ah, lift.peak_s - lift.start_s)
-            self._lift = None
-        elif phase is not ChargePhase.BULK or not request:
+        elif lift.top_s is None and (phase is not ChargePhase.BULK or not request):
             self._lift = None  # the request went away (restored, or served otherwise)
+
+    def _record(self, end_s: float | None) -> None:
+        """The day's charge ended at ``end_s`` (monotonic s): the lift being measured took in its
+        charge until the top (or its most charged moment short of it); its slope, by how long
+        before that end it began and stopped, goes to the window. The day's own end, not the
+        expected one: a lift that begins shortly before the usual end on a day that charges
+        longer would otherwise look like a steep one."""
+        lift = self._lift
+        assert lift is not None
+        self._lift = None
+        if end_s is None:
+            return
+        if lift.top_s is None:
+            charge_ah, stop_s = lift.peak_ah, lift.peak_s
+        else:
+            charge_ah, stop_s = lift.top_ah, lift.top_s
+        self.window.record_lift(charge_ah, end_s - lift.start_s, end_s - stop_s)

@@ -4,7 +4,8 @@ The triggers (``gateway.core.phases`` describes them): energy in use (the pack S
 ``full_charge_below_soc_pct``, and once a day after it for ``full_charge_below_soc_days``), no
 full charge on record or the last one ``full_charge_max_interval_days`` ago, and, not before
 ``full_charge_min_interval_days``: balancing left unfinished at the last top, the worst cell's
-SoC sigma, or cells too uncertain against each other for balancing. ``imbalance_left`` says
+SoC sigma, or cells too uncertain against each other for balancing (and not told apart for a
+day: ``told_apart_s``). ``imbalance_left`` says
 whether an absorption cut short left enough imbalance for the next top to be worth it.
 """
 
@@ -32,6 +33,7 @@ def full_charge_request(
     low_s: float | None,
     balancing_unfinished: bool,
     balancing_start_pct: float,
+    told_apart_s: float | None = None,
 ) -> tuple[str, bool]:
     """The reason to request a full charge now (``""``: none), and whether it is due at once.
 
@@ -44,6 +46,11 @@ def full_charge_request(
         low_s: when the SoC was last below ``full_charge_below_soc_pct`` (``None``: never).
         balancing_unfinished: the last absorption ended before balancing did.
         balancing_start_pct: the balancing planner's start threshold (percent of capacity).
+        told_apart_s: when the cells were last known against each other to the start threshold
+            (worst relative sigma at most it; ``None``: never). Within a day of that, balancing
+            does not need a top: the planner told the cells apart then (an NMC pack at rest at
+            night) and the imbalance does not grow in a day by more than it can see; the
+            relative sigma that rises under load the next afternoon is no reason for a top.
     """
     if low:
         assert soc is not None
@@ -76,7 +83,8 @@ def full_charge_request(
         ), False
     if cfg.full_charge_for_balancing:
         rel = [c.soc_rel_sigma_pct for c in soc.cells if math.isfinite(c.soc_rel_sigma_pct)]
-        if rel and max(rel) > balancing_start_pct:
+        recent = told_apart_s is not None and now_s - told_apart_s < DAY_S
+        if rel and max(rel) > balancing_start_pct and not recent:
             return (
                 f"balancing needs a top: cells known to {max(rel):.2f} % against each"
                 f" other, start threshold {balancing_start_pct:g} %"

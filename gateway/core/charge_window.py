@@ -19,11 +19,22 @@ wall clock is needed. A pack that never swings by ``DROP_PCT`` in a day (it bare
 learns an end: callers then act at once.
 
 ``ChargeWindow.record_lift`` learns how fast the afternoon's PV lifts the pack: the charge (Ah) a
-late charge to the top took in over how long, as it happened (the charge current integrated from
-when it began until the top or the day's end). The *lift rate* is the median of the last ``KEEP``
-such lifts (A): a cloudy afternoon gives a low rate and makes the next lift start earlier; a lift
-that reached the top long before the day's end gives a high one and lets the next start later. It
-is measured where it is used (late in the PV day), so it needs no model of the sun.
+late charge to the top took in, and how long before that day's charge end it began and stopped
+(the charge current integrated from when it began until the top or the day's end). The sun's
+tail, and so the charge it leaves for the pack, falls towards the day's end about in proportion
+to the time left (``sin x ~ x``): a lift is summed up as a *lift slope* ``k`` (A per hour before
+the end), the current ``k x tau`` at ``tau`` hours before the end, so that a lift from ``tau0`` to
+``tau1`` hours before it takes in ``k (tau0^2 - tau1^2) / 2`` Ah. The slope in force is the lower
+quartile (``LIFT_QUANTILE``) of the last ``KEEP`` lifts' slopes: a cloudy afternoon gives a low
+slope and makes the next lift start earlier; a lift that reached the top long before the day's
+end gives a high one and lets the next start later. Not the median: timed by the median, half the
+lifts fall short of the top on the afternoons' clouds, and a lift that falls short holds the pack
+above 95 % for an hour or more without the anchor and is asked for again the next day (in
+``bench/charge_phases.py`` such lifts were a third of the household's hours above 95 %). It is
+measured where it is used (late in the PV day), so it needs no model of the sun beyond that
+shape. (One charge current for the whole lift, as before, let a lift timed at the afternoon's
+mean current start too early: a lift from 14:00 sees about 18 A, one from 16:00 about 6 A on the
+household profile, docs/PERFORMANCE.md "Charge phases".)
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ DROP_PCT = 5.0  # and the loads take it at least this far below its high
 HOLD_BAND_PCT = 0.5  # within this of the high the pack is still at it (float, CV, noise)
 SAME_DAY_S = 12 * 3600.0
 KEEP = 7
+LIFT_QUANTILE = 0.25  # the lift slope in force: this quantile of the recent lifts' slopes
 
 
 class ChargeWindow:
@@ -52,27 +64,51 @@ class ChargeWindow:
         self._ends: deque[float] = deque(maxlen=KEEP)  # monotonic times of recent charge ends
         self._phase_s: float | None = None  # expected end, seconds into the monotonic "day"
         self.ends_seen = 0
+        self.last_end_s: float | None = None
+        """The monotonic time of the last daily charge end seen (``None``: none yet)."""
         """How many daily charge ends have been seen (a change: the day's charge is over)."""
-        self._lifts: deque[float] = deque(maxlen=KEEP)  # A: charge over time of recent lifts
+        self._lifts: deque[float] = deque(maxlen=KEEP)  # A/h: slopes of recent lifts
 
-    def record_lift(self, charge_ah: float, duration_s: float) -> None:
-        """A late charge towards the top took in ``charge_ah`` over ``duration_s`` (ended at the
-        top, or by the day's end short of it). Ignored unless both are positive and finite."""
-        if (
+    def record_lift(self, charge_ah: float, from_end_s: float, to_end_s: float) -> None:
+        """A late charge towards the top took in ``charge_ah`` (Ah) from ``from_end_s`` to
+        ``to_end_s`` seconds before that day's charge end (ended at the top, or by the day's end
+        short of it; a negative ``to_end_s``, after the end, counts as 0). Its slope
+        ``2 x charge / (tau0^2 - tau1^2)`` (A per hour before the end, ``tau`` in hours) joins the
+        recent ones. Ignored unless the charge is positive, both times finite and ``from_end_s``
+        above ``to_end_s`` and 0."""
+        if not (
             math.isfinite(charge_ah)
-            and math.isfinite(duration_s)
+            and math.isfinite(from_end_s)
+            and math.isfinite(to_end_s)
             and charge_ah > 0.0
-            and duration_s > 0.0
+            and from_end_s > max(0.0, to_end_s)
         ):
-            self._lifts.append(charge_ah * 3600.0 / duration_s)
+            return
+        tau0 = from_end_s / 3600.0
+        tau1 = max(0.0, to_end_s) / 3600.0
+        self._lifts.append(2.0 * charge_ah / (tau0 * tau0 - tau1 * tau1))
 
-    def lift_rate_a(self) -> float | None:
-        """The median charge current of the recent lifts (A); ``None`` before the first."""
+    def lift_slope_a_per_h(self) -> float | None:
+        """The lift slope in force (A per hour before the day's end: the afternoon's charge
+        current ``tau`` hours before the end is about this times ``tau``): the ``LIFT_QUANTILE``
+        quantile of the recent lifts' slopes, interpolated; ``None`` before the first."""
         if not self._lifts:
             return None
         ordered = sorted(self._lifts)
-        n = len(ordered)
-        return 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
+        x = LIFT_QUANTILE * (len(ordered) - 1)
+        i = int(x)
+        j = min(i + 1, len(ordered) - 1)
+        return ordered[i] + (x - i) * (ordered[j] - ordered[i])
+
+    def lift_lead_s(self, charge_ah: float, margin_s: float) -> float | None:
+        """How long before the day's expected end a lift of ``charge_ah`` (Ah) must begin to end
+        ``margin_s`` before it at the learned slope: ``sqrt(2 x charge / k + margin^2)`` (hours,
+        from ``k (tau0^2 - margin^2) / 2 = charge``). ``None`` before a lift was measured."""
+        k = self.lift_slope_a_per_h()
+        if k is None:
+            return None
+        m_h = max(0.0, margin_s) / 3600.0
+        return math.sqrt(2.0 * max(0.0, charge_ah) / k + m_h * m_h) * 3600.0
 
     def step(self, soc_pct: float, now_s: float) -> None:
         """Fold the pack SoC at ``now_s`` (monotonic seconds) into the daily cycles.
@@ -98,6 +134,7 @@ class ChargeWindow:
 
     def _record(self, end_s: float) -> None:
         self.ends_seen += 1
+        self.last_end_s = end_s
         if self._ends and end_s - self._ends[-1] < SAME_DAY_S:
             self._ends[-1] = end_s
         else:
@@ -115,16 +152,17 @@ class ChargeWindow:
         """What survives a restart: seconds to the next expected end (``None``: not known)."""
         return self.seconds_to_end(now_s)
 
-    def restore_lift_rate(self, rate_a: object) -> None:
-        """Load the lift rate ``lift_rate_a`` gave before a restart (a bad value is ignored)."""
+    def restore_lift_slope(self, slope: object) -> None:
+        """Load the slope ``lift_slope_a_per_h`` gave before a restart (a bad value is
+        ignored)."""
         if (
-            isinstance(rate_a, int | float)
-            and not isinstance(rate_a, bool)
-            and math.isfinite(rate_a)
-            and rate_a > 0.0
+            isinstance(slope, int | float)
+            and not isinstance(slope, bool)
+            and math.isfinite(slope)
+            and slope > 0.0
         ):
             self._lifts.clear()
-            self._lifts.append(float(rate_a))
+            self._lifts.append(float(slope))
 
     def restore(self, seconds_to_end: object, now_s: float) -> None:
         """Load what ``export_state`` wrote (a bad value is ignored)."""

@@ -21,17 +21,23 @@ charges from PV, some time before the time of day at which the pack's daily char
 to end: the pack reaches the top just before the loads take it down, instead of waiting at the
 top for the rest of the day. Until then it bulks to the float level and floats like any other
 day. How long before the end: ``full_charge_lead_s`` until a full charge timed this way has been
-measured; from then on the time that the charge from the float SoC (or the SoC, when higher)
-to the top takes at the afternoon's *lift rate* (the median charge current of the last such
-full charges, from when they became due until the top or the day's end), plus
-``full_charge_end_margin_s``. A lift that reached the top early raises the rate and the next one
-starts later; one that fell short lowers it and the next starts earlier, so the timing follows
-the season and the site's PV without a forecast or a clock. An absorption the loads cut short
+measured; from then on the time at which the charge from the float SoC (or the SoC, when
+higher) to the top ends ``full_charge_end_margin_s`` before the end at the afternoon's *lift
+slope*: the charge current the afternoon leaves for the pack falls about in proportion to the
+time left before the end (the sun's tail), ``k`` A per hour before it, learned (a lower
+quartile) from the last such full charges, from when they were due with the pack at the float
+SoC or above until the top or the day's end, against that day's own end. A lift that reached
+the top early raises the slope and the next one starts later; one that fell short lowers it and
+the next starts earlier, so the timing follows the season and the site's PV without a forecast
+or a clock. An absorption the loads cut short
 counts as a full charge if the current had tapered at the top for ``tail_hold_s`` (the anchor
 was made); if a cell bled and one is still above the balancing start threshold by the estimate
 when it ended (``charge_request.imbalance_left``), balancing is unfinished: a full charge is
-requested for it (ahead of the sigma trigger) and is due at once, so that its absorption has the
-day's hours. Below that threshold the planner would not take the cell up again, so a top for it
+requested for it (ahead of the sigma trigger). It is due at once, so that its absorption has the
+day's hours, when balancing may run only at rest or near the top; when it may also run while the
+pack charges or discharges (``balancing_off_top``, the default passive states), the cells go on
+bleeding after the absorption and the full charge waits for the end of the PV day like the
+others. Below that threshold the planner would not take the cell up again, so a top for it
 would be time at the top for nothing.
 
 A full charge is requested (and stays requested until an absorption ends) when it pays:
@@ -40,7 +46,9 @@ A full charge is requested (and stays requested until an absorption ends) when i
   anchors the estimate: the top of the OCV curve is steep for every chemistry);
 - balancing needs a top to separate the cells: the worst relative sigma of the cells (their SoC
   against each other) is above the balancing start threshold, so the planner cannot tell which
-  cell to bleed (the flat LFP middle), or balancing was left unfinished at the last top;
+  cell to bleed (the flat LFP middle), and has not been at or below it for a day (an NMC pack
+  at rest at night is told apart there; its relative sigma rises under load the next day, which
+  is no reason for a top), or balancing was left unfinished at the last top;
 - when set (off by default), the pack SoC has fallen below ``full_charge_below_soc_pct``, and
   then once a day for ``full_charge_below_soc_days``: the stored energy is being used, so holding
   back the top may cost delivered energy. Off by default: a household that empties the pack
@@ -85,6 +93,10 @@ class ChargePhases:
         float_cell_v: float voltage per cell, resolved by the caller (``config.float_cell_v``
             or the chemistry's OCV at ``config.float_soc_pct``).
         balancing_start_pct: the balancing planner's start threshold (percent of capacity).
+        balancing_off_top: balancing may run while the pack charges or discharges, not only at
+            rest or near the top (the mode's ``balancing.*_states``): a top's remaining imbalance
+            then goes on bleeding after its absorption, so a full charge for unfinished balancing
+            waits for the end of the PV day like the others instead of being due at once.
 
     Raises:
         ValueError: the float voltage is not below the absorption voltage (names both keys).
@@ -99,6 +111,7 @@ class ChargePhases:
         absorption_cell_v: float,
         float_cell_v: float,
         balancing_start_pct: float,
+        balancing_off_top: bool = False,
     ) -> None:
         if not float_cell_v < absorption_cell_v:
             raise ValueError(
@@ -114,6 +127,7 @@ class ChargePhases:
         self.tail_a = config.tail_current_c * capacity_ah
         self.capacity_ah = capacity_ah
         self.balancing_start_pct = balancing_start_pct
+        self.balancing_off_top = balancing_off_top
         self._phase = ChargePhase.BULK
         self._reason = "start"
         self._since_s: float | None = None
@@ -128,6 +142,7 @@ class ChargePhases:
         self._low_s: float | None = None  # last time the SoC was below full_charge_below_soc_pct
         self._balancing_unfinished = False  # the last absorption ended before balancing did
         self._at_once = False  # the pending request is due at once (unfinished balancing)
+        self._told_apart_s: float | None = None  # cells last known apart to the start threshold
         self.window = ChargeWindow()
         self._timing = FullChargeTiming(config, capacity_ah, self.window)
 
@@ -145,7 +160,10 @@ class ChargePhases:
             "energy_in_use_age_s": low,
             "balancing_unfinished": self._balancing_unfinished,
             "full_charge_at_once": self._at_once,
-            "lift_rate_a": self.window.lift_rate_a(),
+            "lift_slope_a_per_h": self.window.lift_slope_a_per_h(),
+            "cells_told_apart_age_s": None
+            if self._told_apart_s is None
+            else max(0.0, now_s - self._told_apart_s),
         }
 
     def restore(self, state: Mapping[str, object], now_s: float) -> None:
@@ -153,6 +171,9 @@ class ChargePhases:
         age = state.get("last_full_age_s")
         if isinstance(age, int | float) and math.isfinite(age) and age >= 0:
             self._last_full_s = now_s - float(age)
+        apart = state.get("cells_told_apart_age_s")
+        if isinstance(apart, int | float) and math.isfinite(apart) and apart >= 0:
+            self._told_apart_s = now_s - float(apart)
         low = state.get("energy_in_use_age_s")
         if isinstance(low, int | float) and math.isfinite(low) and low >= 0:
             self._low_s = now_s - float(low)
@@ -160,7 +181,7 @@ class ChargePhases:
         if isinstance(request, str):
             self._request = request[:200]
         self.window.restore(state.get("charge_end_in_s"), now_s)
-        self.window.restore_lift_rate(state.get("lift_rate_a"))
+        self.window.restore_lift_slope(state.get("lift_slope_a_per_h"))
         self._balancing_unfinished = state.get("balancing_unfinished") is True
         self._at_once = bool(self._request) and state.get("full_charge_at_once") is True
 
@@ -197,7 +218,7 @@ class ChargePhases:
         if current is not None and cell_v and None not in cell_v and math.isfinite(current):
             before = self._phase
             self._advance(current, cell_v, soc, balancing, due, now_s)  # type: ignore[arg-type]
-            self._timing.measure(before, self._phase, self._request, current, due, now_s)
+            self._timing.measure(before, self._phase, self._request, current, due, soc, now_s)
         phase = self._phase
         if phase is ChargePhase.FLOAT or (phase is ChargePhase.BULK and not due and soc is None):
             cvl_v = self.float_v
@@ -232,6 +253,9 @@ class ChargePhases:
             self._soc_below_rebulk = soc.soc_pct < cfg.rebulk_soc_pct
             if low:
                 self._low_s = now_s
+            rel = [c.soc_rel_sigma_pct for c in soc.cells]
+            if rel and all(math.isfinite(x) and x <= self.balancing_start_pct for x in rel):
+                self._told_apart_s = now_s
         if self._request:
             return
         self._request, at_once = full_charge_request(
@@ -243,8 +267,9 @@ class ChargePhases:
             low_s=self._low_s,
             balancing_unfinished=self._balancing_unfinished,
             balancing_start_pct=self.balancing_start_pct,
+            told_apart_s=self._told_apart_s,
         )
-        if at_once:
+        if at_once and not self.balancing_off_top:
             self._at_once = True
 
     def _go(self, phase: ChargePhase, reason: str, now_s: float) -> None:

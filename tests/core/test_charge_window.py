@@ -102,26 +102,47 @@ def test_the_expected_end_survives_a_restart() -> None:
         assert fresh.seconds_to_end(0.0) is None
 
 
-def test_the_lift_rate_is_the_median_of_the_recent_lifts() -> None:
+def test_the_lift_slope_is_the_lower_quartile_of_the_recent_lifts() -> None:
     w = ChargeWindow()
-    assert w.lift_rate_a() is None
-    w.record_lift(10.0, 3600.0)  # 10 Ah in an hour: 10 A
-    assert w.lift_rate_a() == pytest.approx(10.0)
-    w.record_lift(3.0, 3600.0)  # a cloudy afternoon
-    w.record_lift(6.0, 1800.0)  # 12 A
-    assert w.lift_rate_a() == pytest.approx(10.0)  # the median, not the mean
-    for bad in ((0.0, 3600.0), (-1.0, 3600.0), (5.0, 0.0), (math.nan, 3600.0), (5.0, math.inf)):
+    assert w.lift_slope_a_per_h() is None
+    assert w.lift_lead_s(10.0, 1800.0) is None
+    # 10 Ah from 2 h to 1 h before the end: 2 x 10 / (4 - 1) A per hour before the end.
+    w.record_lift(10.0, 2 * 3600.0, 3600.0)
+    assert w.lift_slope_a_per_h() == pytest.approx(20.0 / 3.0)
+    w.record_lift(3.0, 2 * 3600.0, 0.0)  # a cloudy afternoon: 1.5 A/h
+    w.record_lift(12.0, 2 * 3600.0, -600.0)  # past the expected end counts as at it: 6 A/h
+    # The lower quartile of 1.5, 6 and 6.67 (interpolated): most afternoons reach the top.
+    assert w.lift_slope_a_per_h() == pytest.approx(3.75)
+    for bad in (
+        (0.0, 7200.0, 3600.0),
+        (-1.0, 7200.0, 3600.0),
+        (5.0, 3600.0, 3600.0),
+        (5.0, 0.0, -60.0),
+        (math.nan, 7200.0, 0.0),
+        (5.0, math.inf, 0.0),
+        (5.0, 7200.0, math.nan),
+    ):
         w.record_lift(*bad)
-    assert w.lift_rate_a() == pytest.approx(10.0)
+    assert w.lift_slope_a_per_h() == pytest.approx(3.75)
     for _ in range(7):  # only the last seven count
-        w.record_lift(2.0, 3600.0)
-    assert w.lift_rate_a() == pytest.approx(2.0)
+        w.record_lift(2.0, 3600.0, 0.0)
+    assert w.lift_slope_a_per_h() == pytest.approx(4.0)
+
+
+def test_a_lift_takes_longer_the_closer_to_the_end_it_must_stop() -> None:
+    w = ChargeWindow()
+    w.record_lift(8.0, 2 * 3600.0, 0.0)  # 4 A per hour before the end
+    # 8 Ah to the end: 2 h; to stop 30 min before it: sqrt(2 x 8 / 4 + 0.25) h.
+    assert w.lift_lead_s(8.0, 0.0) == pytest.approx(7200.0)
+    assert w.lift_lead_s(8.0, 1800.0) == pytest.approx(math.sqrt(4.25) * 3600.0)
+    # Half the charge does not take half the time: the current is higher further from the end.
+    assert w.lift_lead_s(4.0, 0.0) == pytest.approx(math.sqrt(2.0) * 3600.0)
 
 
 @pytest.mark.parametrize("bad", [None, "7", True, math.nan, -1.0, 0.0])
-def test_a_bad_saved_lift_rate_is_ignored(bad: object) -> None:
+def test_a_bad_saved_lift_slope_is_ignored(bad: object) -> None:
     w = ChargeWindow()
-    w.restore_lift_rate(bad)
-    assert w.lift_rate_a() is None
-    w.restore_lift_rate(8.5)
-    assert w.lift_rate_a() == pytest.approx(8.5)
+    w.restore_lift_slope(bad)
+    assert w.lift_slope_a_per_h() is None
+    w.restore_lift_slope(8.5)
+    assert w.lift_slope_a_per_h() == pytest.approx(8.5)

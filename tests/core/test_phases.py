@@ -32,6 +32,7 @@ DAY_S = 86400.0
 def _machine(**cfg: object) -> ChargePhases:
     # A full charge is due at once unless a test is about waiting for the end of the PV day.
     cfg.setdefault("full_charge_lead_s", 0.0)
+    cfg.setdefault("float_soc_pct", 90.0)  # the scripts' SoC values are around it
     return ChargePhases(
         ChargeConfig(**cfg),
         cells=CELLS,
@@ -225,15 +226,40 @@ def test_full_charge_is_requested_when_sigma_crosses_its_threshold_and_not_befor
 def test_balancing_that_cannot_tell_the_cells_apart_asks_for_a_top() -> None:
     m = _machine(full_charge_min_interval_days=1.0)
     t0 = _to_float(m)
-    s = _step(m, t0 + 2 * DAY_S, 3.31, 0.0, _soc(88.0, rel_sigma_pct=0.4))
-    assert not s.full_charge_requested
-    s = _step(m, t0 + 2 * DAY_S + 10.0, 3.31, 0.0, _soc(88.0, rel_sigma_pct=0.8))
+    s = _step(m, t0 + 2 * DAY_S, 3.31, 0.0, _soc(88.0, rel_sigma_pct=0.8))
     assert s.full_charge_requested
     assert s.full_charge_reason.startswith("balancing needs a top")
     off = _machine(full_charge_min_interval_days=1.0, full_charge_for_balancing=False)
     t1 = _to_float(off)
     s = _step(off, t1 + 2 * DAY_S, 3.31, 0.0, _soc(88.0, rel_sigma_pct=0.8))
     assert not s.full_charge_requested
+
+
+def test_cells_told_apart_at_rest_need_no_top_for_a_day() -> None:
+    # An NMC pack: at rest at night the cells are known against each other to 0.3 % (below the
+    # 0.5 % start threshold), under the day's loads and charge to 0.8 %. The planner told them
+    # apart last night, so the afternoon's relative sigma is no reason for a top.
+    m = _machine(full_charge_min_interval_days=1.0)
+    t0 = _to_float(m)
+    for day in range(2, 6):
+        night = t0 + day * DAY_S
+        assert not _step(m, night, 3.31, 0.0, _soc(40.0, rel_sigma_pct=0.3)).full_charge_requested
+        s = _step(m, night + 14 * 3600.0, 3.35, 20.0, _soc(80.0, rel_sigma_pct=0.8))
+        assert not s.full_charge_requested
+    # A night without rest (or a sigma that stays above the threshold): after a day it asks.
+    s = _step(m, t0 + 6 * DAY_S - 1.0, 3.35, 20.0, _soc(80.0, rel_sigma_pct=0.8))
+    assert not s.full_charge_requested
+    s = _step(m, t0 + 6 * DAY_S + 10.0, 3.35, 20.0, _soc(80.0, rel_sigma_pct=0.8))
+    assert s.full_charge_reason.startswith("balancing needs a top")
+    # The time of it survives a restart.
+    again = _machine(full_charge_min_interval_days=1.0)
+    saved = m.export_state(t0 + 5 * DAY_S + 12 * 3600.0)
+    assert saved["cells_told_apart_age_s"] == pytest.approx(12 * 3600.0)
+    again.restore({**saved, "full_charge_request": ""}, 1000.0)
+    s = _step(again, 1000.0 + 11 * 3600.0, 3.35, 20.0, _soc(80.0, rel_sigma_pct=0.8))
+    assert not s.full_charge_requested
+    s = _step(again, 1000.0 + 12.1 * 3600.0, 3.35, 20.0, _soc(80.0, rel_sigma_pct=0.8))
+    assert s.full_charge_reason.startswith("balancing needs a top")
 
 
 def test_the_maximum_interval_asks_for_a_full_charge() -> None:
@@ -528,6 +554,30 @@ def test_balancing_left_unfinished_at_the_top_asks_for_the_next_full_charge_at_o
     assert s.full_charge_due_in_s > 0.0
 
 
+def test_unfinished_balancing_that_goes_on_off_the_top_waits_for_the_end_of_the_pv_day() -> None:
+    # Passive balancing allowed while charging or discharging: the cell goes on bleeding after
+    # the absorption, so the next top need not have the day's hours; it waits like the others.
+    cfg = ChargeConfig(
+        absorption_max_s=600.0, full_charge_lead_s=2 * HOUR_S, full_charge_min_interval_days=1.0
+    )
+    m = ChargePhases(
+        cfg,
+        cells=CELLS,
+        capacity_ah=CAP_AH,
+        absorption_cell_v=ABS_V,
+        float_cell_v=FLOAT_V,
+        balancing_start_pct=0.5,
+        balancing_off_top=True,
+    )
+    _absorb_until_the_time_limit(m, 0.0)
+    for day in (1, 2):
+        _pv_day(m, day)
+    s = _step(m, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0))
+    assert s.full_charge_reason == "balancing unfinished: the last absorption ended before it did"
+    assert s.full_charge_due_in_s == pytest.approx(6 * HOUR_S)
+    assert not m.export_state(3 * DAY_S + 9 * HOUR_S)["full_charge_at_once"]
+
+
 def test_balancing_cut_short_by_the_loads_is_unfinished_though_bleeding_stopped() -> None:
     cfg = {"full_charge_lead_s": 2 * HOUR_S, "full_charge_min_interval_days": 1.0}
     m = _machine(tail_hold_s=60.0, **cfg)
@@ -646,9 +696,13 @@ def _lift_day(m: ChargePhases, day: int, lift_a: float, top_h: float | None) -> 
         s = _step(m, t + 60.0, 3.445, lift_a, _soc(97.0))
         assert s.phase is ChargePhase.ABSORPTION
         t = _to_float_from_absorption(m, t + 120.0)
+        while t < t0 + 17 * HOUR_S:  # at the top until the loads take it down at 17:00
+            t = min(t + 600.0, t0 + 17 * HOUR_S)
+            _step(m, t, 3.40, 0.0, _soc(99.5))
+    high = min(soc, 96.0) if top_h is None else 99.5
     for k in range(1, 37):  # 17:00 .. 23:00: the loads take the pack down
         hour = 17.0 + k / 6.0
-        _step(m, t0 + hour * HOUR_S, 3.28, -20.0, _soc(max(30.0, 96.0 - 11.0 * (hour - 17.0))))
+        _step(m, t0 + hour * HOUR_S, 3.28, -20.0, _soc(max(30.0, high - 1 - 11 * (hour - 17))))
 
 
 def _to_float_from_absorption(m: ChargePhases, t0: float) -> float:
@@ -670,24 +724,26 @@ def _learned(**cfg: float) -> ChargePhases:
 
 def test_a_lift_that_reaches_the_top_early_lets_the_next_full_charge_start_later() -> None:
     m = _learned(full_charge_end_margin_s=1800.0)
-    # The first full charge knows no lift rate: due two hours before the end (15:00). It takes
-    # 10 A for an hour and is at the top at 16:00, an hour before the end.
+    # The first full charge knows no lift slope: due two hours before the end (15:00). It takes
+    # 10 Ah in the hour from 2 h to 1 h before the end (17:00): a slope of
+    # 2 x 10 / (2^2 - 1^2) = 6.67 A per hour before the end.
     _lift_day(m, 3, lift_a=10.0, top_h=16.0)
-    assert m.window.lift_rate_a() == pytest.approx(10.0)
+    assert m.window.lift_slope_a_per_h() == pytest.approx(20.0 / 3.0, rel=0.01)
     _pv_day(m, 4)
     t0 = 5 * DAY_S
     # The next request, at 50 %: the pack bulks to the float SoC (90 %) at full current anyway;
-    # the lift is the 10 Ah above it: 1 h at 10 A, plus the 30 min margin before 17:00.
+    # the lift is the 10 Ah above it, to end 30 min before 17:00:
+    # sqrt(2 x 10 / 6.67 + 0.5^2) = 1.80 h before the end.
     s = _step(m, t0 + 9 * HOUR_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
     assert s.full_charge_reason.startswith("SoC uncertainty")
-    assert s.full_charge_due_in_s == pytest.approx(6.5 * HOUR_S)
-    # Charged to the float SoC: 9.5 Ah is 57 min; due at 15:33, not at 15:00.
+    assert s.full_charge_due_in_s == pytest.approx((8.0 - math.sqrt(3.25)) * HOUR_S, rel=0.01)
+    # Charged to the float SoC: 9.5 Ah, sqrt(2.85 + 0.25) = 1.76 h before the end: due at 15:14.
     s = _step(m, t0 + 13 * HOUR_S, 3.33, 30.0, _soc(90.5, sigma_pct=3.0))
     assert s.phase is ChargePhase.FLOAT
-    assert s.full_charge_due_in_s == pytest.approx(2.5 * HOUR_S + 0.05 * HOUR_S)
-    s = _step(m, t0 + 15.5 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
+    assert s.full_charge_due_in_s == pytest.approx((4.0 - math.sqrt(3.1)) * HOUR_S, rel=0.01)
+    s = _step(m, t0 + 15.2 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
     assert s.phase is ChargePhase.FLOAT
-    s = _step(m, t0 + 15.6 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
+    s = _step(m, t0 + 15.25 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
     assert s.phase is ChargePhase.BULK
     assert s.reason.startswith("full charge due: SoC uncertainty")
 
@@ -695,14 +751,131 @@ def test_a_lift_that_reaches_the_top_early_lets_the_next_full_charge_start_later
 def test_a_lift_short_of_the_top_at_the_end_makes_the_next_one_start_earlier() -> None:
     m = _learned()
     # 2 A from 15:00 to 17:00: short of the top when the loads take over. The request stays.
+    # 4 Ah from 2 h before the end to the end: 2 x 4 / 2^2 = 2 A per hour before the end.
     _lift_day(m, 3, lift_a=2.0, top_h=None)
-    assert m.window.lift_rate_a() == pytest.approx(2.0, rel=0.01)
+    assert m.window.lift_slope_a_per_h() == pytest.approx(2.0, rel=0.01)
     t0 = 4 * DAY_S
     s = _step(m, t0 + 13 * HOUR_S, 3.33, 30.0, _soc(90.5, sigma_pct=3.0))
     assert s.full_charge_reason.startswith("SoC uncertainty")
-    # 9.5 Ah at 2 A is 4.75 h, plus 30 min: it should have begun at 11:45, so due now.
+    # 9.5 Ah at 2 A/h: sqrt(2 x 9.5 / 2 + 0.25) = 3.12 h before 17:00, 13:53: due at 13:00
+    # it is not yet; an hour later it is.
+    assert s.full_charge_due_in_s == pytest.approx((4.0 - math.sqrt(9.75)) * HOUR_S, rel=0.01)
+    s = _step(m, t0 + 14 * HOUR_S, 3.314, 0.0, _soc(90.5, sigma_pct=3.0))
     assert s.full_charge_due_in_s == 0.0
     assert s.phase is ChargePhase.BULK
+
+
+def _ramp_lift_day(m: ChargePhases, day: int, slope_a_per_h: float) -> tuple[float, float]:
+    """Day ``day`` with a full charge requested by the SoC uncertainty, charged to the float
+    SoC by 13:00; the afternoon's charge current falls in proportion to the time left before
+    17:00 (``slope_a_per_h`` x hours left, what the sun's tail does): the pack floats (PV
+    exported) until the full charge is due, then takes that current every minute until the top
+    (SoC 99.5 %), holds it until 17:00 and the loads take it down. Returns the hours at which
+    the lift became due and reached the top."""
+    t0 = day * DAY_S
+    s = _step(m, t0 + 9 * HOUR_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    assert s.full_charge_requested
+    s = _step(m, t0 + 13 * HOUR_S, 3.33, 30.0, _soc(90.0, sigma_pct=3.0))
+    assert s.phase is ChargePhase.FLOAT
+    soc = 90.0
+    due_h = top_h = math.nan
+    for k in range(1, 4 * 60):  # 13:01 .. 16:59
+        hour = 13.0 + k / 60.0
+        if s.phase is ChargePhase.BULK:
+            if math.isnan(due_h):
+                due_h = hour
+            current = slope_a_per_h * (17.0 - hour)
+            soc += current / 60.0  # 100 Ah: the current for a minute
+        else:
+            current = 0.0
+        if soc >= 99.5 and s.phase is ChargePhase.BULK:
+            s = _step(m, t0 + hour * HOUR_S, 3.445, current, _soc(99.5))
+            assert s.phase is ChargePhase.ABSORPTION
+            top_h = hour
+        elif s.phase is ChargePhase.BULK:
+            s = _step(m, t0 + hour * HOUR_S, 3.40, current, _soc(soc, sigma_pct=3.0))
+        else:
+            sigma = 3.0 if math.isnan(top_h) else 0.5
+            v = 3.314 if s.phase is ChargePhase.FLOAT else 3.45
+            s = _step(m, t0 + hour * HOUR_S, v, 0.0, _soc(soc, sigma_pct=sigma))
+    for k in range(1, 37):  # 17:00 .. 23:00: the loads take the pack down
+        hour = 17.0 + k / 6.0
+        _step(m, t0 + hour * HOUR_S, 3.28, -20.0, _soc(max(30.0, soc - 11.0 * (hour - 17.0))))
+    return due_h, top_h
+
+
+def test_a_lift_timed_by_its_slope_reaches_the_top_just_before_the_end_of_the_pv_day() -> None:
+    # The afternoon's charge current falls towards the day's end (the sun's tail): the lift
+    # from 15:00 takes 6 A per hour before 17:00. Timed by one mean current, the next lift
+    # would start too late (the first lift's 10 Ah took about 1.1 h, 9 A on average, but the
+    # current after 15:30 is less than that) and miss the top; timed by the slope it begins
+    # 1.85 h before 17:00 and reaches the top about the 30 min margin before it.
+    m = _learned(full_charge_end_margin_s=1800.0)
+    due_h, top_h = _ramp_lift_day(m, 3, slope_a_per_h=6.0)
+    assert due_h == pytest.approx(15.0, abs=0.02)
+    assert 16.0 < top_h < 16.2
+    _pv_day(m, 4)
+    due_h, top_h = _ramp_lift_day(m, 5, slope_a_per_h=6.0)
+    assert due_h == pytest.approx(17.0 - math.sqrt(2.0 * 10.0 / 6.0 + 0.25), abs=0.03)
+    # At the top (99.5 %) a little before the 30 min margin: the lift was timed for 100 %.
+    assert 16.3 < top_h < 16.5
+    assert m.window.lift_slope_a_per_h() == pytest.approx(6.0, rel=0.03)
+
+
+def test_a_grey_afternoon_below_the_float_soc_is_no_lift() -> None:
+    m = _learned()
+    t0 = 3 * DAY_S
+    s = _step(m, t0 + 9 * HOUR_S, 3.28, 3.0, _soc(35.0, sigma_pct=3.0))
+    assert s.full_charge_requested
+    # Grey: the pack bulks at 2 to 3 A all afternoon and never reaches the float SoC. The
+    # full charge is due from 15:00, but what the pack takes in is the day, not the last 10 %
+    # a lift is: measured, it would say about 1.5 A per hour before the end and make the next
+    # full charge start hours early.
+    soc = 35.0
+    for k in range(1, 8 * 15 + 1):  # 09:04 .. 17:00, every 4 minutes
+        hour = 9.0 + k / 15.0
+        soc += 2.5 / 15.0
+        s = _step(m, t0 + hour * HOUR_S, 3.29, 2.5, _soc(soc, sigma_pct=3.0))
+        assert s.phase is ChargePhase.BULK
+    for k in range(1, 37):  # 17:00 .. 23:00: the loads take the pack down
+        hour = 17.0 + k / 6.0
+        _step(m, t0 + hour * HOUR_S, 3.26, -10.0, _soc(max(20.0, soc - 5.0 * (hour - 17.0))))
+    assert m.window.lift_slope_a_per_h() is None
+    # A sunny afternoon's lift from the float SoC is measured.
+    _lift_day(m, 4, lift_a=10.0, top_h=16.0)
+    assert m.window.lift_slope_a_per_h() == pytest.approx(20.0 / 3.0, rel=0.01)
+
+
+def test_a_lift_is_measured_against_its_own_day_end_not_the_usual_one() -> None:
+    # The usual end is 17:00. A grey morning: the pack reaches the float SoC only at 16:45, the
+    # afternoon clears, it is at the top at 17:30 (10 Ah in 45 min) and the day's charge ends
+    # at 18:00. Against the usual end the lift would begin 0.25 h before it and end after it:
+    # 2 x 10 / 0.25^2 = 320 A per hour before the end, and the next full charge would wait
+    # until minutes before 17:00. Against the day's own end: 1.25 h and 0.5 h before it.
+    m = _learned()
+    t0 = 3 * DAY_S
+    _step(m, t0 + 9 * HOUR_S, 3.30, 5.0, _soc(50.0, sigma_pct=3.0))
+    t = t0 + 9 * HOUR_S
+    soc = 50.0
+    while t < t0 + 16.75 * HOUR_S - 1.0:
+        t += 300.0
+        soc += 40.0 / (7.75 * 12)
+        s = _step(m, t, 3.31, 40.0 / 7.75, _soc(min(soc, 90.0), sigma_pct=3.0))
+        assert s.phase is ChargePhase.BULK
+    while t < t0 + 17.5 * HOUR_S - 1.0:
+        t += 300.0
+        soc += 10.0 / 9
+        s = _step(m, t, 3.40, 10.0 / 0.75, _soc(min(soc, 99.0), sigma_pct=3.0))
+        assert s.phase is ChargePhase.BULK
+    s = _step(m, t + 1.0, 3.445, 10.0 / 0.75, _soc(99.5))
+    assert s.phase is ChargePhase.ABSORPTION
+    t = _to_float_from_absorption(m, t + 10.0)
+    while t < t0 + 18 * HOUR_S:
+        t = min(t + 300.0, t0 + 18 * HOUR_S)
+        _step(m, t, 3.40, 0.0, _soc(99.5))
+    for k in range(1, 25):
+        _step(m, t + k * 600.0, 3.28, -20.0, _soc(98.5 - 2.0 * k))
+    assert m.window.lift_slope_a_per_h() == pytest.approx(20.0 / (1.25**2 - 0.5**2), rel=0.05)
 
 
 def test_a_lift_that_neither_reaches_the_top_nor_sees_the_day_end_is_not_measured() -> None:
@@ -720,17 +893,17 @@ def test_a_lift_that_neither_reaches_the_top_nor_sees_the_day_end_is_not_measure
     # The next afternoon it reaches the top: a day and a half is no afternoon's lift rate.
     s = _step(m, t + 240.0, 3.445, 20.0, _soc(97.0))
     assert s.phase is ChargePhase.ABSORPTION
-    assert m.window.lift_rate_a() is None
+    assert m.window.lift_slope_a_per_h() is None
 
 
-def test_the_lift_rate_survives_a_restart_and_a_full_charge_due_at_once_is_not_measured() -> None:
+def test_the_lift_slope_survives_a_restart_and_a_full_charge_due_at_once_is_not_measured() -> None:
     m = _learned()
     _lift_day(m, 3, lift_a=10.0, top_h=16.0)
     saved = m.export_state(5 * DAY_S)
-    assert saved["lift_rate_a"] == pytest.approx(10.0)
+    assert saved["lift_slope_a_per_h"] == pytest.approx(20.0 / 3.0, rel=0.01)
     again = _machine(full_charge_lead_s=2 * HOUR_S)
     again.restore(saved, 100.0)
-    assert again.window.lift_rate_a() == pytest.approx(10.0)
+    assert again.window.lift_slope_a_per_h() == pytest.approx(20.0 / 3.0, rel=0.01)
     # Without a lead the request is due at once: its charge is not a late lift, not measured.
     at_once = _machine()
     _to_float(at_once)
@@ -738,7 +911,7 @@ def test_the_lift_rate_survives_a_restart_and_a_full_charge_due_at_once_is_not_m
         _pv_day(at_once, day)
     _step(at_once, 3 * DAY_S + 9 * HOUR_S, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
     _to_float_from(at_once, 3 * DAY_S + 10 * HOUR_S)
-    assert at_once.window.lift_rate_a() is None
+    assert at_once.window.lift_slope_a_per_h() is None
 
 
 def test_by_default_an_emptied_pack_asks_for_no_full_charge() -> None:

@@ -147,3 +147,11 @@ def test_stale_data_means_0_a_in_every_phase(
     assert last.limits.ccl_a.value == 0.0
     assert last.limits.dcl_a.value == 0.0
     assert last.limits.ccl_a.winner.startswith("stale:")
+
+
+def test_unfinished_balancing_waits_for_the_pv_day_only_when_balancing_runs_off_the_top() -> None:
+    # The default lets passive balancing run in every state: a top's remaining imbalance goes
+    # on bleeding after its absorption, so its full charge need not be due at once.
+    assert Controller(Settings()).charge.balancing_off_top
+    rest_top = Settings.model_validate({"balancing": {"passive_states": ["rest", "top"]}})
+    assert not Controller(rest_top).charge.balancing_off_top
