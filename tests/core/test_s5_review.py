@@ -8,6 +8,7 @@ from tests.core.test_phases import (
     DAY_S,
     HOUR_S,
     _learned,
+    _machine,
     _lift_day,
     _to_float_from_absorption,
     _soc,
@@ -57,7 +58,7 @@ def test_a_restored_implausible_lift_slope_is_refused_or_clamped() -> None:
 
 def test_the_old_lift_rate_key_is_migrated_or_noted() -> None:
     m = _learned()
-    notes = m.restore({"lift_rate_a": 8.0}, 3 * DAY_S)
+    notes = m.restore({"lift_rate_a": 8.0}, 3 * DAY_S)  # None on main: no notes at all
     assert m.window.lift_slope_a_per_h() is not None or notes, (
         "lift_rate_a dropped without a note"
     )
@@ -72,6 +73,6 @@ def test_one_outlier_slope_dominates_the_lower_quartile_of_two() -> None:
 
 
 def test_a_boolean_told_apart_age_is_refused() -> None:
-    m = _learned()
+    m = _machine()
     m.restore({"cells_told_apart_age_s": True}, 3 * DAY_S)
     assert m._told_apart_s is None  # True is taken as an age of 1 s
