@@ -88,6 +88,10 @@ class FullChargeTiming:
         start_s = self.lift_lead_s(soc)
         if to_end is None or to_end <= start_s:
             self._due_ends = ends
+            if to_end is not None:
+                # Timed by the window too (only late): measured like one that waited, else a
+                # slope too small to let any request wait would never be relearned.
+                self._waited = True
             return 0.0
         self._due_ends = -1
         self._waited = True
