@@ -182,9 +182,9 @@ class ChargePhases:
             v = state.get(key)
             if v is None:
                 return None
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                if math.isfinite(v) and v >= 0:
-                    return float(v)
+            number = isinstance(v, int | float) and not isinstance(v, bool)
+            if number and math.isfinite(v) and v >= 0:  # type: ignore[arg-type]
+                return float(v)  # type: ignore[arg-type]
             notes.append(f"charge_phase.{key}={v!r} is no age: ignored")
             return None
 

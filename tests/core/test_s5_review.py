@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 from tests.core.test_phases import (
     DAY_S,
     HOUR_S,
     _learned,
     _machine,
-    _lift_day,
-    _to_float_from_absorption,
     _soc,
     _step,
+    _to_float_from_absorption,
 )
 
 
@@ -59,9 +56,7 @@ def test_a_restored_implausible_lift_slope_is_refused_or_clamped() -> None:
 def test_the_old_lift_rate_key_is_migrated_or_noted() -> None:
     m = _learned()
     notes = m.restore({"lift_rate_a": 8.0}, 3 * DAY_S)  # None on main: no notes at all
-    assert m.window.lift_slope_a_per_h() is not None or notes, (
-        "lift_rate_a dropped without a note"
-    )
+    assert m.window.lift_slope_a_per_h() is not None or notes, "lift_rate_a dropped without a note"
 
 
 def test_one_outlier_slope_dominates_the_lower_quartile_of_two() -> None:
@@ -69,7 +64,8 @@ def test_one_outlier_slope_dominates_the_lower_quartile_of_two() -> None:
     m.restore({"lift_slope_a_per_h": 1000.0}, 3 * DAY_S)
     m.window.record_lift(10.0, 2 * HOUR_S, 1 * HOUR_S)  # a real 6.67 A/h lift
     k = m.window.lift_slope_a_per_h()
-    assert k is not None and k < 50.0, k
+    assert k is not None
+    assert k < 50.0, k
 
 
 def test_a_boolean_told_apart_age_is_refused() -> None:
