@@ -173,7 +173,7 @@ class ChargePhases:
         A lift slope outside what a pack of this capacity can show is limited to it: below
         ``2 x lift / (MAX_LIFT_S^2 - margin^2)`` every full charge would be due at once, never
         wait, never be measured and so never relearn it; above 1 C per hour before the end
-        the lift would be timed to begin at the margin. The slope of versions before session 5
+        the lift would be timed to begin at the margin. The lift rate earlier versions saved
         (``lift_rate_a``, A) has no time in it: dropped, with a note.
         """
         notes: list[str] = []
@@ -182,9 +182,9 @@ class ChargePhases:
             v = state.get(key)
             if v is None:
                 return None
-            number = isinstance(v, int | float) and not isinstance(v, bool)
-            if number and math.isfinite(v) and v >= 0:  # type: ignore[arg-type]
-                return float(v)  # type: ignore[arg-type]
+            x = _finite_number(v)
+            if x is not None and x >= 0.0:
+                return x
             notes.append(f"charge_phase.{key}={v!r} is no age: ignored")
             return None
 
@@ -201,12 +201,12 @@ class ChargePhases:
         slope = state.get("lift_slope_a_per_h")
         if slope is not None:
             lo, hi = self._slope_range()
-            ok = isinstance(slope, int | float) and not isinstance(slope, bool)
-            if not (ok and math.isfinite(slope) and slope > 0.0):  # type: ignore[arg-type]
+            x = _finite_number(slope)
+            if x is None or x <= 0.0:
                 notes.append(f"charge_phase.lift_slope_a_per_h={slope!r} is no slope: ignored")
             else:
-                k = min(hi, max(lo, float(slope)))  # type: ignore[arg-type]
-                if k != slope:
+                k = min(hi, max(lo, x))
+                if k != x:
                     notes.append(
                         f"charge_phase.lift_slope_a_per_h={slope!r} outside {lo:.3g}..{hi:.3g}"
                         f" A/h for this pack: limited to {k:.3g}"
@@ -445,3 +445,11 @@ class ChargePhases:
         self._request = ""
         self._at_once = False
         self._go(ChargePhase.FLOAT, reason, now_s)
+
+
+def _finite_number(v: object) -> float | None:
+    """``v`` as a float if it is a finite JSON number (not a boolean), else ``None``."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    x = float(v)
+    return x if math.isfinite(x) else None

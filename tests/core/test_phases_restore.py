@@ -1,4 +1,5 @@
-"""s5-review: failing tests for findings in the session-5 charge-phase change."""
+"""Restoring the charge phases' saved state: implausible values are refused or limited, with a
+note for the log (each test failed before ``ChargePhases.restore`` validated them)."""
 
 from __future__ import annotations
 
