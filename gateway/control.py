@@ -6,6 +6,7 @@ and the tests all run the very same step. The daemon calls ``step`` on a tick an
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -53,6 +54,8 @@ SAFETY_VERSION = 1
 # than its timeout, or no complete data set. (An implausible input leaves the data set
 # incomplete, which makes the mode ``stale`` on its own.)
 _STALE_TERMS = frozenset({TermKind.STALE, TermKind.MISSING, TermKind.INCOMPLETE})
+
+log = logging.getLogger(__name__)
 
 
 class Controller:
@@ -218,7 +221,8 @@ class Controller:
         neg = self._negotiation
         alarms = self.protection.step(snap, soc, now_s, neg)
         if self._restored_charge is not None:
-            self.charge.restore(self._restored_charge, now_s)
+            for note in self.charge.restore(self._restored_charge, now_s):
+                log.warning("restored state: %s", note)
             self._restored_charge = None
         charge = self.charge.step(snap, soc, self._plan, now_s)
         limits = self.limits.step(

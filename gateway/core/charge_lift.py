@@ -71,8 +71,9 @@ class FullChargeTiming:
         of day at which the daily charge ends has been learned; then from ``lift_lead_s``
         before that time until the day's charge is seen to end (the SoC falls from its high),
         so a charge still short of the top at the expected end goes on while there is PV. An
-        absorption that has begun runs to its end regardless. A request for unfinished balancing
-        is due at once: its absorption needs the day's hours.
+        absorption that has begun runs to its end regardless. A request marked ``at_once`` is due
+        at once (unfinished balancing while balancing may run only at rest or near the top: its
+        absorption needs the day's hours; with balancing off the top too, it waits like the rest).
         """
         if not request:
             self._due_ends = -1

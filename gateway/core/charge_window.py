@@ -64,9 +64,9 @@ class ChargeWindow:
         self._ends: deque[float] = deque(maxlen=KEEP)  # monotonic times of recent charge ends
         self._phase_s: float | None = None  # expected end, seconds into the monotonic "day"
         self.ends_seen = 0
+        """How many daily charge ends have been seen (a change: the day's charge is over)."""
         self.last_end_s: float | None = None
         """The monotonic time of the last daily charge end seen (``None``: none yet)."""
-        """How many daily charge ends have been seen (a change: the day's charge is over)."""
         self._lifts: deque[float] = deque(maxlen=KEEP)  # A/h: slopes of recent lifts
 
     def record_lift(self, charge_ah: float, from_end_s: float, to_end_s: float) -> None:

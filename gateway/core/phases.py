@@ -74,7 +74,7 @@ import math
 from collections.abc import Mapping
 
 from gateway.core.charge_config import ChargeConfig, ChargeStrategy
-from gateway.core.charge_lift import FullChargeTiming
+from gateway.core.charge_lift import MAX_LIFT_S, FullChargeTiming
 from gateway.core.charge_request import full_charge_request, imbalance_left
 from gateway.core.charge_window import ChargeWindow
 from gateway.core.model import BalancingPlan, ChargePhase, ChargeState, PackSnapshot, SocReport
@@ -166,24 +166,71 @@ class ChargePhases:
             else max(0.0, now_s - self._told_apart_s),
         }
 
-    def restore(self, state: Mapping[str, object], now_s: float) -> None:
-        """Load what ``export_state`` wrote (unknown or bad values are ignored)."""
-        age = state.get("last_full_age_s")
-        if isinstance(age, int | float) and math.isfinite(age) and age >= 0:
-            self._last_full_s = now_s - float(age)
-        apart = state.get("cells_told_apart_age_s")
-        if isinstance(apart, int | float) and math.isfinite(apart) and apart >= 0:
-            self._told_apart_s = now_s - float(apart)
-        low = state.get("energy_in_use_age_s")
-        if isinstance(low, int | float) and math.isfinite(low) and low >= 0:
-            self._low_s = now_s - float(low)
+    def restore(self, state: Mapping[str, object], now_s: float) -> list[str]:
+        """Load what ``export_state`` wrote (unknown or bad values are ignored); returns a line
+        for each value it refused or limited (for the log).
+
+        A lift slope outside what a pack of this capacity can show is limited to it: below
+        ``2 x lift / (MAX_LIFT_S^2 - margin^2)`` every full charge would be due at once, never
+        wait, never be measured and so never relearn it; above 1 C per hour before the end
+        the lift would be timed to begin at the margin. The lift rate earlier versions saved
+        (``lift_rate_a``, A) has no time in it: dropped, with a note.
+        """
+        notes: list[str] = []
+
+        def age_of(key: str) -> float | None:
+            v = state.get(key)
+            if v is None:
+                return None
+            x = _finite_number(v)
+            if x is not None and x >= 0.0:
+                return x
+            notes.append(f"charge_phase.{key}={v!r} is no age: ignored")
+            return None
+
+        if (age := age_of("last_full_age_s")) is not None:
+            self._last_full_s = now_s - age
+        if (apart := age_of("cells_told_apart_age_s")) is not None:
+            self._told_apart_s = now_s - apart
+        if (low := age_of("energy_in_use_age_s")) is not None:
+            self._low_s = now_s - low
         request = state.get("full_charge_request")
         if isinstance(request, str):
             self._request = request[:200]
         self.window.restore(state.get("charge_end_in_s"), now_s)
-        self.window.restore_lift_slope(state.get("lift_slope_a_per_h"))
+        slope = state.get("lift_slope_a_per_h")
+        if slope is not None:
+            lo, hi = self._slope_range()
+            x = _finite_number(slope)
+            if x is None or x <= 0.0:
+                notes.append(f"charge_phase.lift_slope_a_per_h={slope!r} is no slope: ignored")
+            else:
+                k = min(hi, max(lo, x))
+                if k != x:
+                    notes.append(
+                        f"charge_phase.lift_slope_a_per_h={slope!r} outside {lo:.3g}..{hi:.3g}"
+                        f" A/h for this pack: limited to {k:.3g}"
+                    )
+                self.window.restore_lift_slope(k)
+        elif "lift_rate_a" in state:
+            notes.append(
+                "charge_phase.lift_rate_a (an older version's lift rate, A) is not a lift slope:"
+                " dropped; the next full charge is timed by charge.full_charge_lead_s"
+            )
         self._balancing_unfinished = state.get("balancing_unfinished") is True
         self._at_once = bool(self._request) and state.get("full_charge_at_once") is True
+        return notes
+
+    def _slope_range(self) -> tuple[float, float]:
+        """The lift slopes (A per hour before the day's end) a pack of this capacity can show:
+        from the one that times the largest lift (float SoC to the top) ``MAX_LIFT_S`` before
+        the end, to 1 C an hour before it."""
+        cfg = self.config
+        need_ah = max(0.0, 100.0 - cfg.float_soc_pct) / 100.0 * self.capacity_ah
+        t_h = MAX_LIFT_S / 3600.0
+        m_h = min(cfg.full_charge_end_margin_s / 3600.0, 0.5 * t_h)
+        lo = 2.0 * need_ah / (t_h * t_h - m_h * m_h)
+        return lo, max(lo, self.capacity_ah)
 
     # --- the step -----------------------------------------------------------------------------
 
@@ -398,3 +445,11 @@ class ChargePhases:
         self._request = ""
         self._at_once = False
         self._go(ChargePhase.FLOAT, reason, now_s)
+
+
+def _finite_number(v: object) -> float | None:
+    """``v`` as a float if it is a finite JSON number (not a boolean), else ``None``."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    x = float(v)
+    return x if math.isfinite(x) else None
