@@ -17,28 +17,27 @@ the charge voltage limit (CVL) follows a phase decided from the data:
 
 A requested full charge is *due* at once, or, when ``full_charge_lead_s`` is set and the pack
 charges from PV, some time before the time of day at which the pack's daily charge usually ends
-(``gateway.core.charge_window`` learns it from the SoC), and then until the day's charge is seen
-to end: the pack reaches the top just before the loads take it down, instead of waiting at the
-top for the rest of the day. Until then it bulks to the float level and floats like any other
-day. How long before the end: ``full_charge_lead_s`` until a full charge timed this way has been
-measured; from then on the time at which the charge from the float SoC (or the SoC, when
-higher) to the top ends ``full_charge_end_margin_s`` before the end at the afternoon's *lift
-slope*: the charge current the afternoon leaves for the pack falls about in proportion to the
-time left before the end (the sun's tail), ``k`` A per hour before it, learned (a lower
-quartile) from the last such full charges, from when they were due with the pack at the float
-SoC or above until the top or the day's end, against that day's own end. A lift that reached
-the top early raises the slope and the next one starts later; one that fell short lowers it and
-the next starts earlier, so the timing follows the season and the site's PV without a forecast
-or a clock. An absorption the loads cut short
-counts as a full charge if the current had tapered at the top for ``tail_hold_s`` (the anchor
-was made); if a cell bled and one is still above the balancing start threshold by the estimate
-when it ended (``charge_request.imbalance_left``), balancing is unfinished: a full charge is
-requested for it (ahead of the sigma trigger). It is due at once, so that its absorption has the
-day's hours, when balancing may run only at rest or near the top; when it may also run while the
-pack charges or discharges (``balancing_off_top``, the default passive states), the cells go on
-bleeding after the absorption and the full charge waits for the end of the PV day like the
-others. Below that threshold the planner would not take the cell up again, so a top for it
-would be time at the top for nothing.
+(``gateway.core.charge_window`` learns it from the SoC), and then until the day's charge is seen to
+end: the pack reaches the top just before the loads take it down, instead of waiting at the top for
+the rest of the day. Until then it bulks to the float level and floats like any other day. How long
+before the end: ``full_charge_lead_s`` until a full charge timed this way has been measured; from
+then on the time at which the charge from the float SoC (or the SoC, when higher) to the top ends
+``full_charge_end_margin_s`` before the end at the afternoon's *lift slope*: the charge current the
+afternoon leaves for the pack falls about in proportion to the time left before the end (the sun's
+tail), ``k`` A per hour before it, learned (a lower quartile) from the last such full charges, from
+when they were due with the pack at the float SoC or above until the top or the day's end, against
+that day's own end. A lift that reached the top early raises the slope and the next one starts
+later; one that fell short lowers it and the next starts earlier, so the timing follows the season
+and the site's PV without a forecast or a clock. An absorption the loads cut short counts as a full
+charge if the current had tapered at the top for ``tail_hold_s`` (the anchor was made); if a cell
+bled and one is still above the balancing start threshold by the estimate when it ended
+(``charge_request.imbalance_left``), balancing is unfinished: a full charge is requested for it
+(ahead of the sigma trigger). It is due at once, so that its absorption has the day's hours, when
+balancing may run only at rest or near the top; when it may also run while the pack charges or
+discharges (``balancing_off_top``, the default passive states), the cells go on bleeding after the
+absorption and the full charge waits for the end of the PV day like the others. Below that
+threshold the planner would not take the cell up again, so a top for it would be time at the top
+for nothing.
 
 A full charge is requested (and stays requested until an absorption ends) when it pays:
 
@@ -52,9 +51,7 @@ A full charge is requested (and stays requested until an absorption ends) when i
 - when set (off by default), the pack SoC has fallen below ``full_charge_below_soc_pct``, and
   then once a day for ``full_charge_below_soc_days``: the stored energy is being used, so holding
   back the top may cost delivered energy. Off by default: a household that empties the pack
-  most nights would be held at the top most afternoons (in ``bench/charge_phases.py`` the
-  trigger is worth up to about 1.2 % of the delivered energy and costs up to about 40 % more
-  hours above 95 %; docs/PERFORMANCE.md "Charge phases");
+  most nights would be held at the top most afternoons (docs/PERFORMANCE.md "Charge phases");
 - ``full_charge_max_interval_days`` have passed since the last full anchor, or none is on record.
 
 Whether a requested full charge may draw from the grid is ``full_charge_from_grid``; when it
@@ -64,8 +61,9 @@ protocols that carry it ask for it (battery CAN force-charge, SunSpec ``ChaGriSe
 Every transition carries its reason; CVL's winning term is named after the phase.
 
 This module holds the phase state machine; ``gateway.core.charge_config`` the ``charge``
-section, ``gateway.core.charge_request`` the full-charge triggers and
-``gateway.core.charge_lift`` when a request is due and the lift-rate measurement.
+section, ``gateway.core.charge_request`` the full-charge triggers, ``gateway.core.charge_lift``
+when a request is due and the lift-slope measurement, ``gateway.core.phases_state`` the checks
+of a restored state.
 """
 
 from __future__ import annotations
@@ -74,10 +72,11 @@ import math
 from collections.abc import Mapping
 
 from gateway.core.charge_config import ChargeConfig, ChargeStrategy
-from gateway.core.charge_lift import MAX_LIFT_S, FullChargeTiming
+from gateway.core.charge_lift import FullChargeTiming
 from gateway.core.charge_request import full_charge_request, imbalance_left
 from gateway.core.charge_window import ChargeWindow
 from gateway.core.model import BalancingPlan, ChargePhase, ChargeState, PackSnapshot, SocReport
+from gateway.core.phases_state import restored_age_s, restored_lift_slope
 
 __all__ = ["ChargeConfig", "ChargePhases", "ChargeStrategy"]
 
@@ -167,70 +166,24 @@ class ChargePhases:
         }
 
     def restore(self, state: Mapping[str, object], now_s: float) -> list[str]:
-        """Load what ``export_state`` wrote (unknown or bad values are ignored); returns a line
-        for each value it refused or limited (for the log).
-
-        A lift slope outside what a pack of this capacity can show is limited to it: below
-        ``2 x lift / (MAX_LIFT_S^2 - margin^2)`` every full charge would be due at once, never
-        wait, never be measured and so never relearn it; above 1 C per hour before the end
-        the lift would be timed to begin at the margin. The lift rate earlier versions saved
-        (``lift_rate_a``, A) has no time in it: dropped, with a note.
-        """
+        """Load what ``export_state`` wrote; a line for each value refused or limited (log it)."""
         notes: list[str] = []
-
-        def age_of(key: str) -> float | None:
-            v = state.get(key)
-            if v is None:
-                return None
-            x = _finite_number(v)
-            if x is not None and x >= 0.0:
-                return x
-            notes.append(f"charge_phase.{key}={v!r} is no age: ignored")
-            return None
-
-        if (age := age_of("last_full_age_s")) is not None:
+        if (age := restored_age_s(state, "last_full_age_s", notes)) is not None:
             self._last_full_s = now_s - age
-        if (apart := age_of("cells_told_apart_age_s")) is not None:
+        if (apart := restored_age_s(state, "cells_told_apart_age_s", notes)) is not None:
             self._told_apart_s = now_s - apart
-        if (low := age_of("energy_in_use_age_s")) is not None:
+        if (low := restored_age_s(state, "energy_in_use_age_s", notes)) is not None:
             self._low_s = now_s - low
         request = state.get("full_charge_request")
         if isinstance(request, str):
             self._request = request[:200]
         self.window.restore(state.get("charge_end_in_s"), now_s)
-        slope = state.get("lift_slope_a_per_h")
+        slope = restored_lift_slope(state, self.config, self.capacity_ah, notes)
         if slope is not None:
-            lo, hi = self._slope_range()
-            x = _finite_number(slope)
-            if x is None or x <= 0.0:
-                notes.append(f"charge_phase.lift_slope_a_per_h={slope!r} is no slope: ignored")
-            else:
-                k = min(hi, max(lo, x))
-                if k != x:
-                    notes.append(
-                        f"charge_phase.lift_slope_a_per_h={slope!r} outside {lo:.3g}..{hi:.3g}"
-                        f" A/h for this pack: limited to {k:.3g}"
-                    )
-                self.window.restore_lift_slope(k)
-        elif "lift_rate_a" in state:
-            notes.append(
-                "charge_phase.lift_rate_a (an older version's lift rate, A) is not a lift slope:"
-                " dropped; the next full charge is timed by charge.full_charge_lead_s"
-            )
+            self.window.restore_lift_slope(slope)
         self._balancing_unfinished = state.get("balancing_unfinished") is True
         self._at_once = bool(self._request) and state.get("full_charge_at_once") is True
         return notes
-
-    def _slope_range(self) -> tuple[float, float]:
-        """The lift slopes (A per hour before the day's end) a pack of this capacity can show:
-        from the one that times the largest lift (float SoC to the top) ``MAX_LIFT_S`` before
-        the end, to 1 C an hour before it."""
-        cfg = self.config
-        need_ah = max(0.0, 100.0 - cfg.float_soc_pct) / 100.0 * self.capacity_ah
-        t_h = MAX_LIFT_S / 3600.0
-        m_h = min(cfg.full_charge_end_margin_s / 3600.0, 0.5 * t_h)
-        lo = 2.0 * need_ah / (t_h * t_h - m_h * m_h)
-        return lo, max(lo, self.capacity_ah)
 
     # --- the step -----------------------------------------------------------------------------
 
@@ -445,11 +398,3 @@ class ChargePhases:
         self._request = ""
         self._at_once = False
         self._go(ChargePhase.FLOAT, reason, now_s)
-
-
-def _finite_number(v: object) -> float | None:
-    """``v`` as a float if it is a finite JSON number (not a boolean), else ``None``."""
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    x = float(v)
-    return x if math.isfinite(x) else None

@@ -1,0 +1,74 @@
+"""Reading the charge phases' saved state back: each value checked, an implausible one refused
+or limited with a note for the log (``ChargePhases.restore``). Pure functions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from gateway.core.charge_config import ChargeConfig
+from gateway.core.charge_lift import MAX_LIFT_S
+
+__all__ = ["restored_age_s", "restored_lift_slope", "slope_range"]
+
+
+def _finite_number(v: object) -> float | None:
+    """``v`` as a float if it is a finite JSON number (not a boolean), else ``None``."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    x = float(v)
+    return x if math.isfinite(x) else None
+
+
+def restored_age_s(state: Mapping[str, object], key: str, notes: list[str]) -> float | None:
+    """The age (s, >= 0) saved under ``key``; ``None`` when absent, or refused with a note."""
+    v = state.get(key)
+    if v is None:
+        return None
+    x = _finite_number(v)
+    if x is not None and x >= 0.0:
+        return x
+    notes.append(f"charge_phase.{key}={v!r} is no age: ignored")
+    return None
+
+
+def slope_range(config: ChargeConfig, capacity_ah: float) -> tuple[float, float]:
+    """The lift slopes (A per hour before the day's end) a pack of ``capacity_ah`` (Ah) can
+    show: from the one that times the largest lift (float SoC to the top) ``MAX_LIFT_S`` before
+    the end, ``2 x lift / (MAX_LIFT_S^2 - margin^2)``, to 1 C an hour before it."""
+    need_ah = max(0.0, 100.0 - config.float_soc_pct) / 100.0 * capacity_ah
+    t_h = MAX_LIFT_S / 3600.0
+    m_h = min(config.full_charge_end_margin_s / 3600.0, 0.5 * t_h)
+    lo = 2.0 * need_ah / (t_h * t_h - m_h * m_h)
+    return lo, max(lo, capacity_ah)
+
+
+def restored_lift_slope(
+    state: Mapping[str, object], config: ChargeConfig, capacity_ah: float, notes: list[str]
+) -> float | None:
+    """The saved lift slope (A/h), limited to ``slope_range``; ``None`` when absent or refused.
+
+    Below the range every full charge would be due at once, never wait, never be measured and
+    so never relearn it; above it the lift would be timed to begin at the margin. The lift rate
+    earlier versions saved (``lift_rate_a``, A) has no time in it: dropped, with a note.
+    """
+    slope = state.get("lift_slope_a_per_h")
+    if slope is None:
+        if "lift_rate_a" in state:
+            notes.append(
+                "charge_phase.lift_rate_a (an older version's lift rate, A) is not a lift slope:"
+                " dropped; the next full charge is timed by charge.full_charge_lead_s"
+            )
+        return None
+    x = _finite_number(slope)
+    if x is None or x <= 0.0:
+        notes.append(f"charge_phase.lift_slope_a_per_h={slope!r} is no slope: ignored")
+        return None
+    lo, hi = slope_range(config, capacity_ah)
+    k = min(hi, max(lo, x))
+    if k != x:
+        notes.append(
+            f"charge_phase.lift_slope_a_per_h={slope!r} outside {lo:.3g}..{hi:.3g}"
+            f" A/h for this pack: limited to {k:.3g}"
+        )
+    return k
