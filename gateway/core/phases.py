@@ -58,12 +58,11 @@ Whether a requested full charge may draw from the grid is ``full_charge_from_gri
 may, ``grid_charge_requested`` rises while the pack is below the re-bulk threshold, and the
 protocols that carry it ask for it (battery CAN force-charge, SunSpec ``ChaGriSet``).
 
-Every transition carries its reason; CVL's winning term is named after the phase.
-
-This module holds the phase state machine; ``gateway.core.charge_config`` the ``charge``
-section, ``gateway.core.charge_request`` the full-charge triggers, ``gateway.core.charge_lift``
-when a request is due and the lift-slope measurement, ``gateway.core.phases_state`` the checks
-of a restored state.
+Every transition carries its reason; CVL's winning term is named after the phase. This module holds
+the phase state machine; ``gateway.core.charge_config`` the ``charge`` section,
+``gateway.core.charge_request`` the full-charge triggers, ``gateway.core.charge_lift`` when a
+request is due and the lift-slope measurement, ``gateway.core.phases_state`` the checks of a
+restored state.
 """
 
 from __future__ import annotations
@@ -182,7 +181,8 @@ class ChargePhases:
         if slope is not None:
             self.window.restore_lift_slope(slope)
         self._balancing_unfinished = state.get("balancing_unfinished") is True
-        self._at_once = bool(self._request) and state.get("full_charge_at_once") is True
+        at_once = state.get("full_charge_at_once") is True and not self.balancing_off_top
+        self._at_once = bool(self._request) and at_once  # (a config since may run it off the top)
         return notes
 
     # --- the step -----------------------------------------------------------------------------
