@@ -92,13 +92,7 @@ class Controller:
                 balancing_start_pct=bal.active_start_pct
                 if bal.mode is BalancingMode.ACTIVE
                 else bal.start_pct,
-                balancing_off_top=bool(
-                    {"charge", "discharge"}.intersection(
-                        bal.active_states
-                        if bal.mode is BalancingMode.ACTIVE
-                        else bal.passive_states
-                    )
-                ),
+                balancing_off_top=bal.runs_off_top(),
             )
             self.requests = RequestPlanner(settings.inverter_can.thresholds())
         except ValueError as e:

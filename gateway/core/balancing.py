@@ -302,8 +302,7 @@ class BalancingPlanner:
         vmax = max(volts)
         states = self._states(snapshot, soc, vmax)
         state = "+".join(sorted(states))
-        allowed = cfg.passive_states if mode is BalancingMode.PASSIVE else cfg.active_states
-        if not states.intersection(allowed):
+        if not states.intersection(cfg.states_of(mode)):
             return f"{mode.value} not allowed while {state} (balancing.{mode.value}_states)"
         if soc is not None and len(soc.cells) == self.pack.cells:
             imbalance = soc_imbalance(cfg, mode, soc.cells)

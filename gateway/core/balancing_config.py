@@ -122,6 +122,15 @@ class BalancingConfig(Section):
     progress_pause_s: float = Field(default=4 * 3600.0, ge=0)
     """How long a cell that failed the self-check pauses."""
 
+    def states_of(self, mode: BalancingMode) -> tuple[str, ...]:
+        """The operating states ``mode`` may run in (``passive_states`` or ``active_states``)."""
+        return self.passive_states if mode is BalancingMode.PASSIVE else self.active_states
+
+    def runs_off_top(self) -> bool:
+        """Whether the configured mode may run while the pack charges or discharges, not only
+        at rest or near the top (the charge phases then let a top for balancing wait)."""
+        return bool({"charge", "discharge"}.intersection(self.states_of(self.mode)))
+
     def model_post_init(self, __context: object) -> None:
         """Check what needs more than a type."""
         for name, states in (

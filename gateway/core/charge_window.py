@@ -152,17 +152,11 @@ class ChargeWindow:
         """What survives a restart: seconds to the next expected end (``None``: not known)."""
         return self.seconds_to_end(now_s)
 
-    def restore_lift_slope(self, slope: object) -> None:
-        """Load the slope ``lift_slope_a_per_h`` gave before a restart (a bad value is
-        ignored)."""
-        if (
-            isinstance(slope, int | float)
-            and not isinstance(slope, bool)
-            and math.isfinite(slope)
-            and slope > 0.0
-        ):
-            self._lifts.clear()
-            self._lifts.append(float(slope))
+    def restore_lift_slope(self, slope: float) -> None:
+        """Load the slope ``lift_slope_a_per_h`` gave before a restart (A/h, positive and finite:
+        ``gateway.core.phases_state.restored_lift_slope`` checks and limits a saved one)."""
+        self._lifts.clear()
+        self._lifts.append(slope)
 
     def restore(self, seconds_to_end: object, now_s: float) -> None:
         """Load what ``export_state`` wrote (a bad value is ignored)."""

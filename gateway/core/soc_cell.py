@@ -224,7 +224,7 @@ class CellState:
         its mean square that sum (``count_err_var``: the count's own, not the filter's). Both
         describe the same error; the smaller description holds too.
         """
-        tot = self.p00 + self.bias_m * self.sb * self.sb
+        tot = self.p00 + self.bias_var()
         d = self.soc_pct - self.count_soc_pct
         cv = self.count_err_var + d * d
         return cv if cv < tot else tot  # NaN (no count yet): the filter's

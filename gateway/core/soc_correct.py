@@ -20,7 +20,7 @@ from gateway.core.soc_cell import (
     voltage_soc,
 )
 
-__all__ = ["FULL_VAR", "correct", "count_bound", "recalibrate_full"]
+__all__ = ["FULL_VAR", "correct", "count_bound", "fuse_interval", "recalibrate_full"]
 
 FULL_VAR = 0.25
 """Variance (%^2) of the SoC at a full charge: 100 % to within 0.5 % (``recalibrate_full``)."""
@@ -131,7 +131,7 @@ def _contradiction(
     ``ocv_v``: the IR-corrected voltage (V), ``half`` its error under load plus the hysteresis
     (V), ``mid`` its own SoC (%). A ``mid`` within ``k_sigma`` sigmas cannot contradict (the
     interval only widens it); else the SoC interval ``z +- sz`` (returned for reuse) is fused
-    when beyond ``k_sigma`` combined sigmas (``_fuse_interval``, the count restarted).
+    when beyond ``k_sigma`` combined sigmas (``fuse_interval``, the count restarted).
     """
     soc = cell.soc_pct
     sigma = math.sqrt(cell.p00 + cell.sb * cell.sb)
@@ -139,7 +139,7 @@ def _contradiction(
         return False, None
     z, sz = _voltage_soc_at(chem, ocv_v, half, temp_c, mid)
     if abs(z - soc) > tune.k_sigma * math.sqrt(sigma * sigma + sz * sz):
-        _fuse_interval(cell, z, sz, contradicted=True)
+        fuse_interval(cell, z, sz, contradicted=True)
         return True, (z, sz)
     return False, (z, sz)
 
@@ -164,7 +164,7 @@ def _fuse_flat(cell: CellState, tune: Tuning, zs: tuple[float, float]) -> bool:
     p_before = cell.p00
     if 4.0 * sz * sz > p_before:
         return False  # says little the estimate does not know
-    _fuse_interval(cell, z, sz, contradicted=False)
+    fuse_interval(cell, z, sz, contradicted=False)
     cell.p00 = max(cell.p00, min(p_before, sz * sz))
     count_bound(cell, tune)
     return True
@@ -302,7 +302,7 @@ def count_bound(cell: CellState, tune: Tuning) -> bool:
     return True
 
 
-def _fuse_interval(cell: CellState, z: float, sz: float, *, contradicted: bool) -> None:
+def fuse_interval(cell: CellState, z: float, sz: float, *, contradicted: bool) -> None:
     """Fuse a SoC measurement ``z`` +- ``sz`` (from a voltage's SoC interval) into ``cell``.
 
     ``contradicted``: the estimate is inconsistent with ``z`` (beyond k sigma); its variance is

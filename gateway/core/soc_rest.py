@@ -10,7 +10,7 @@ import math
 
 from gateway.core.chemistry import Chemistry
 from gateway.core.soc_cell import CellState, Tuning, voltage_soc
-from gateway.core.soc_correct import _fuse_interval
+from gateway.core.soc_correct import fuse_interval
 from gateway.core.soc_offset import learn_offset
 
 __all__ = ["REST_MIN_SAMPLES", "accumulate_rest", "end_rest", "recalibrate_rest"]
@@ -138,7 +138,7 @@ def recalibrate_rest(
             cell.rest_p_var = p_tot
     else:
         cell.rest_p_var = math.nan  # replaced: the next block is weighed as a first
-    _fuse_interval(cell, z, sz, contradicted=contradicted)
+    fuse_interval(cell, z, sz, contradicted=contradicted)
     if not contradicted:
         cell.restart_count(cell.p00)
     return True

@@ -6,7 +6,9 @@ import math
 
 import pytest
 
+from gateway.core.charge_config import ChargeConfig
 from gateway.core.charge_window import DAY_S, ChargeWindow
+from gateway.core.phases_state import restored_lift_slope
 
 HOUR_S = 3600.0
 STEP_S = 600.0
@@ -141,8 +143,12 @@ def test_a_lift_takes_longer_the_closer_to_the_end_it_must_stop() -> None:
 
 @pytest.mark.parametrize("bad", [None, "7", True, math.nan, -1.0, 0.0])
 def test_a_bad_saved_lift_slope_is_ignored(bad: object) -> None:
+    # Checked where the state is read (``phases_state``); the window takes a checked slope.
+    notes: list[str] = []
+    assert restored_lift_slope({"lift_slope_a_per_h": bad}, ChargeConfig(), 100.0, notes) is None
+    assert len(notes) == (0 if bad is None else 1)
+    slope = restored_lift_slope({"lift_slope_a_per_h": 8.5}, ChargeConfig(), 100.0, notes)
+    assert slope == pytest.approx(8.5)
     w = ChargeWindow()
-    w.restore_lift_slope(bad)
-    assert w.lift_slope_a_per_h() is None
     w.restore_lift_slope(8.5)
     assert w.lift_slope_a_per_h() == pytest.approx(8.5)

@@ -29,7 +29,7 @@ FLOAT_V = 3.314
 DAY_S = 86400.0
 
 
-def _machine(**cfg: object) -> ChargePhases:
+def _machine(*, balancing_off_top: bool = False, **cfg: object) -> ChargePhases:
     # A full charge is due at once unless a test is about waiting for the end of the PV day.
     cfg.setdefault("full_charge_lead_s", 0.0)
     cfg.setdefault("float_soc_pct", 90.0)  # the scripts' SoC values are around it
@@ -40,6 +40,7 @@ def _machine(**cfg: object) -> ChargePhases:
         absorption_cell_v=ABS_V,
         float_cell_v=FLOAT_V,
         balancing_start_pct=0.5,
+        balancing_off_top=balancing_off_top,
     )
 
 

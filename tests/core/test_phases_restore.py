@@ -3,14 +3,8 @@ note for the log (each test failed before ``ChargePhases.restore`` validated the
 
 from __future__ import annotations
 
-from gateway.core.charge_config import ChargeConfig
-from gateway.core.phases import ChargePhases
 from tests.core.test_phases import (
-    ABS_V,
-    CAP_AH,
-    CELLS,
     DAY_S,
-    FLOAT_V,
     HOUR_S,
     _learned,
     _machine,
@@ -87,14 +81,6 @@ def test_a_restored_due_at_once_waits_when_balancing_now_runs_off_the_top() -> N
     # others (as a new request would).
     saved = {"full_charge_request": "balancing unfinished", "full_charge_at_once": True}
     for off_top, expected in ((False, True), (True, False)):
-        m = ChargePhases(
-            ChargeConfig(full_charge_lead_s=7200.0),
-            cells=CELLS,
-            capacity_ah=CAP_AH,
-            absorption_cell_v=ABS_V,
-            float_cell_v=FLOAT_V,
-            balancing_start_pct=0.5,
-            balancing_off_top=off_top,
-        )
+        m = _machine(full_charge_lead_s=7200.0, balancing_off_top=off_top)
         m.restore(saved, 3 * DAY_S)
         assert m.export_state(3 * DAY_S)["full_charge_at_once"] is expected
