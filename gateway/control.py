@@ -108,6 +108,7 @@ class Controller:
         self._plan: BalancingPlan | None = None
         self._t_s = 0.0
         self._restored_charge: dict[str, Any] | None = None
+        self._restored_off_s = 0.0  # how long the daemon was off before that state
         self._mode_by_command: BalancingMode | None = None
         self._hold: str | None = None
         self.frames = 0
@@ -215,7 +216,7 @@ class Controller:
         neg = self._negotiation
         alarms = self.protection.step(snap, soc, now_s, neg)
         if self._restored_charge is not None:
-            for note in self.charge.restore(self._restored_charge, now_s):
+            for note in self.charge.restore(self._restored_charge, now_s, self._restored_off_s):
                 log.warning("restored state: %s", note)
             self._restored_charge = None
         charge = self.charge.step(snap, soc, self._plan, now_s)
@@ -280,11 +281,13 @@ class Controller:
         state["charge_phase"] = self.charge.export_state(self._t_s)
         return state
 
-    def restore_state(self, state: dict[str, Any]) -> list[str]:
+    def restore_state(self, state: dict[str, Any], off_s: float = 0.0) -> list[str]:
         """Load a persisted estimator state; a line for each value it had to limit.
 
         The energy counters are restored first, on their own: a state of another pack still
-        keeps Home Assistant's energy totals from going backwards.
+        keeps Home Assistant's energy totals from going backwards. ``off_s``: how long the
+        daemon was off since the state was written (s, >= 0; ``gateway.state_writer.time_off_s``):
+        the charge phases' ages grow by it (``ChargePhases.restore``).
 
         Raises:
             ValueError: it does not fit this pack (other cell count, chemistry or version).
@@ -297,6 +300,7 @@ class Controller:
         if isinstance(charge, dict):
             # Applied at the next step, which knows the time.
             self._restored_charge = charge
+            self._restored_off_s = max(0.0, off_s)
         return notes
 
     def safety_key(self) -> tuple[object, ...]:

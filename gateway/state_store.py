@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ class StateDocument:
 
     estimator: dict[str, Any] | None
     safety: dict[str, Any] | None
+    saved_unix_s: float | None = None
+    """Wall-clock time of the write (Unix seconds), ``None`` in files of earlier versions."""
 
 
 def _tmp_prefix(path: Path) -> str:
@@ -86,12 +89,17 @@ def remove_orphans(path: Path) -> int:
 
 
 def save_state(
-    path: Path, state: dict[str, Any] | None, safety: dict[str, Any] | None = None
+    path: Path,
+    state: dict[str, Any] | None,
+    safety: dict[str, Any] | None = None,
+    *,
+    saved_unix_s: float | None = None,
 ) -> None:
     """Write ``state`` (and ``safety``) as JSON to ``path`` atomically.
 
     Temp file, fsync, rename, fsync of the directory. ``state`` may be ``None`` (no estimator
-    state yet) while ``safety`` is set.
+    state yet) while ``safety`` is set. ``saved_unix_s``: the wall-clock time of the write (Unix
+    seconds), from which the next start learns how long the daemon was off.
 
     Raises:
         OSError: the directory cannot be created or written; the old file is left intact.
@@ -101,6 +109,8 @@ def save_state(
     doc: dict[str, Any] = {"format": _MAGIC, "state": state}
     if safety is not None:
         doc["safety"] = safety
+    if saved_unix_s is not None:
+        doc["saved_unix_s"] = saved_unix_s
     data = json.dumps(doc, allow_nan=False, separators=(",", ":"))
     fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
@@ -155,7 +165,13 @@ def load_document(path: Path) -> StateDocument:
     if safety is not None and not isinstance(safety, dict):
         log.warning("safety state in %s is not an object; ignored", path)
         safety = None
-    return StateDocument(state, safety)
+    saved = doc.get("saved_unix_s")
+    saved_s: float | None = None
+    if isinstance(saved, int | float) and not isinstance(saved, bool) and math.isfinite(saved):
+        saved_s = float(saved)
+    elif saved is not None:
+        log.warning("saved_unix_s=%r in %s is no time; the time off is not counted", saved, path)
+    return StateDocument(state, safety, saved_s)
 
 
 def load_state(path: Path) -> dict[str, Any] | None:

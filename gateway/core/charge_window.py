@@ -158,14 +158,15 @@ class ChargeWindow:
         self._lifts.clear()
         self._lifts.append(slope)
 
-    def restore(self, seconds_to_end: object, now_s: float) -> None:
-        """Load what ``export_state`` wrote (a bad value is ignored)."""
+    def restore(self, seconds_to_end: object, now_s: float, off_s: float = 0.0) -> None:
+        """Load what ``export_state`` wrote (a bad value is ignored); ``off_s`` (s) has passed
+        since it was written: the end keeps its time of day."""
         if (
             isinstance(seconds_to_end, int | float)
             and not isinstance(seconds_to_end, bool)
             and math.isfinite(seconds_to_end)
         ):
-            end_s = now_s + float(seconds_to_end) % DAY_S
+            end_s = now_s + (float(seconds_to_end) - off_s) % DAY_S
             self._ends.clear()
             self._ends.append(end_s)
             self._phase_s = end_s % DAY_S

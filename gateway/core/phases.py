@@ -164,19 +164,19 @@ class ChargePhases:
             else max(0.0, now_s - self._told_apart_s),
         }
 
-    def restore(self, state: Mapping[str, object], now_s: float) -> list[str]:
-        """Load what ``export_state`` wrote; a line for each value refused or limited (log it)."""
+    def restore(self, state: Mapping[str, object], now_s: float, off_s: float = 0.0) -> list[str]:
+        """Load what ``export_state`` wrote, aged by ``off_s`` (s off since); notes to log."""
         notes: list[str] = []
-        if (age := restored_age_s(state, "last_full_age_s", notes)) is not None:
+        if (age := restored_age_s(state, "last_full_age_s", notes, off_s)) is not None:
             self._last_full_s = now_s - age
-        if (apart := restored_age_s(state, "cells_told_apart_age_s", notes)) is not None:
+        if (apart := restored_age_s(state, "cells_told_apart_age_s", notes, off_s)) is not None:
             self._told_apart_s = now_s - apart
-        if (low := restored_age_s(state, "energy_in_use_age_s", notes)) is not None:
+        if (low := restored_age_s(state, "energy_in_use_age_s", notes, off_s)) is not None:
             self._low_s = now_s - low
         request = state.get("full_charge_request")
         if isinstance(request, str):
             self._request = request[:200]
-        self.window.restore(state.get("charge_end_in_s"), now_s)
+        self.window.restore(state.get("charge_end_in_s"), now_s, off_s)
         slope = restored_lift_slope(state, self.config, self.capacity_ah, notes)
         if slope is not None:
             self.window.restore_lift_slope(slope)

@@ -20,14 +20,17 @@ def _finite_number(v: object) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def restored_age_s(state: Mapping[str, object], key: str, notes: list[str]) -> float | None:
-    """The age (s, >= 0) saved under ``key``; ``None`` when absent, or refused with a note."""
+def restored_age_s(
+    state: Mapping[str, object], key: str, notes: list[str], off_s: float = 0.0
+) -> float | None:
+    """The age (s, >= 0) saved under ``key`` plus the time off since, ``off_s`` (s; a negative
+    one counts 0); ``None`` when absent, or refused with a note."""
     v = state.get(key)
     if v is None:
         return None
     x = _finite_number(v)
     if x is not None and x >= 0.0:
-        return x
+        return x + max(0.0, off_s)
     notes.append(f"charge_phase.{key}={v!r} is no age: ignored")
     return None
 

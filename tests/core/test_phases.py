@@ -327,6 +327,20 @@ def test_the_last_full_charge_survives_a_restart_as_an_age() -> None:
     assert _step(again, 80.0, 3.31, 0.0, _soc(88.0)).last_full_age_s == pytest.approx(3630.0)
 
 
+def test_the_ages_count_the_time_the_daemon_was_off() -> None:
+    m = _machine()
+    t0 = _to_float(m)
+    saved = m.export_state(t0 + 3600.0)
+    again = _machine()
+    notes = again.restore(saved, 50.0, off_s=2 * DAY_S)
+    assert notes == []
+    s = _step(again, 60.0, 3.31, 0.0, _soc(88.0))
+    assert s.last_full_age_s == pytest.approx(3610.0 + 2 * DAY_S)
+    negative = _machine()
+    negative.restore(saved, 50.0, off_s=-DAY_S)  # a clock that went back: no time off
+    assert _step(negative, 60.0, 3.31, 0.0, _soc(88.0)).last_full_age_s == pytest.approx(3610.0)
+
+
 def test_the_derived_float_voltage_stays_below_absorption() -> None:
     cfg = ChargeConfig()
     assert cfg.resolve_float_cell_v(3.314, 3.45) == pytest.approx(3.314)
@@ -520,6 +534,19 @@ def test_the_expected_end_of_the_pv_day_survives_a_restart() -> None:
     s = _step(again, 110.0, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
     assert s.full_charge_requested
     assert s.full_charge_due_in_s == pytest.approx(6 * HOUR_S - 10.0)
+
+
+def test_the_expected_end_of_the_pv_day_keeps_its_time_of_day_over_a_time_off() -> None:
+    m = _machine(full_charge_lead_s=2 * HOUR_S, full_charge_min_interval_days=1.0)
+    _to_float(m)
+    for day in (1, 2):
+        _pv_day(m, day)
+    saved = m.export_state(3 * DAY_S + 9 * HOUR_S)  # the end 8 h ahead
+    again = _machine(full_charge_lead_s=2 * HOUR_S, full_charge_min_interval_days=1.0)
+    again.restore(saved, 100.0, off_s=DAY_S + 3 * HOUR_S)  # back a day and 3 h later
+    s = _step(again, 110.0, 3.30, 30.0, _soc(50.0, sigma_pct=3.0))
+    assert s.full_charge_requested
+    assert s.full_charge_due_in_s == pytest.approx(3 * HOUR_S - 10.0)  # 5 h to the end, less 2
 
 
 def _absorb_until_the_time_limit(m: ChargePhases, t0: float) -> float:
