@@ -166,7 +166,7 @@ class ChargeWindow:
             and not isinstance(seconds_to_end, bool)
             and math.isfinite(seconds_to_end)
         ):
-            end_s = now_s + (float(seconds_to_end) - off_s) % DAY_S
+            end_s = now_s + (float(seconds_to_end) - max(0.0, off_s)) % DAY_S
             self._ends.clear()
             self._ends.append(end_s)
             self._phase_s = end_s % DAY_S
