@@ -2,11 +2,12 @@
 
 The triggers (``gateway.core.phases`` describes them): energy in use (the pack SoC below
 ``full_charge_below_soc_pct``, and once a day after it for ``full_charge_below_soc_days``), no
-full charge on record or the last one ``full_charge_max_interval_days`` ago, and, not before
-``full_charge_min_interval_days``: balancing left unfinished at the last top, the worst cell's
-SoC sigma, or cells too uncertain against each other for balancing (and not told apart for a
-day: ``told_apart_s``). ``imbalance_left`` says
-whether an absorption cut short left enough imbalance for the next top to be worth it.
+full charge on record or the last one ``full_charge_max_interval_days`` ago, balancing left
+unfinished at the last top (a day after it, or ``full_charge_min_interval_days`` when shorter),
+and, not before ``full_charge_min_interval_days``: the worst cell's SoC sigma, or cells too
+uncertain against each other for balancing (and not told apart for a day: ``told_apart_s``).
+``imbalance_left`` says whether an absorption cut short left enough imbalance for the next top to
+be worth it.
 """
 
 from __future__ import annotations
@@ -71,10 +72,15 @@ def full_charge_request(
         ), False
     if days >= cfg.full_charge_max_interval_days:
         return f"{days:.1f} days since the last full charge", False
-    if soc is None or not soc.cells or days < cfg.full_charge_min_interval_days:
+    if soc is None or not soc.cells:
         return "", False
-    if cfg.full_charge_for_balancing and balancing_unfinished:
+    # A measured imbalance left at the last top is a need the next top serves (the cells bleed
+    # there), not an uncertainty that may stay: it waits a day, not the whole interval.
+    rearm_s = min(DAY_S, cfg.full_charge_min_interval_days * DAY_S)
+    if cfg.full_charge_for_balancing and balancing_unfinished and now_s - last_full_s >= rearm_s:
         return "balancing unfinished: the last absorption ended before it did", True
+    if days < cfg.full_charge_min_interval_days:
+        return "", False
     worst = max(c.soc_sigma_pct for c in soc.cells)
     if worst >= cfg.full_charge_sigma_pct:
         return (

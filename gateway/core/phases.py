@@ -323,10 +323,10 @@ class ChargePhases:
                         now_s,
                     )
             elif soc is not None:
-                if soc.soc_pct >= cfg.float_soc_pct and not soc_low:
+                if soc.soc_pct >= cfg.float_soc and not soc_low:
                     self._go(
                         ChargePhase.FLOAT,
-                        f"float SoC reached ({soc.soc_pct:.1f} % >= {cfg.float_soc_pct:g} %)",
+                        f"float SoC reached ({soc.soc_pct:.1f} % >= {cfg.float_soc:g} %)",
                         now_s,
                     )
                 elif top and tapered:
@@ -355,8 +355,8 @@ class ChargePhases:
         unfinished if a cell is still above the balancing start threshold by the estimate
         (``imbalance_left``; below it the planner would not take the cell up again): the top is
         where an LFP string's cells can be told apart, so the next full charge is asked for
-        (after ``full_charge_min_interval_days``) and is due at once, to give its absorption
-        the day's hours.
+        (a day after this one, or ``full_charge_min_interval_days`` when shorter) and is due at
+        once, to give its absorption the day's hours (with balancing off the top: timed).
         """
         cfg = self.config
         soc_low = soc is not None and soc.soc_pct < cfg.rebulk_soc_pct
