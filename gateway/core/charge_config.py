@@ -81,11 +81,11 @@ class ChargeConfig(Section):
     later day misses (0: only the charge right after it)."""
     full_charge_min_interval_days: float = Field(default=2.0, ge=0, le=365)
     """The sigma and balancing triggers wait this long after a full charge (an estimate that
-    stays uncertain must not hold the pack at the top every day); unfinished balancing waits a
-    day, or this when shorter: an imbalance measured at the last top is a need the next top
-    serves (the cells bleed there), and waiting the whole interval left a shallow-cycling LFP
-    pack's spread, and its lagging cells' unanchored sigma, for days (session 6: 2 days
-    before)."""
+    stays uncertain must not hold the pack at the top every day). Unfinished balancing that has
+    stalled off the top (no cell bleeding) waits only a day, or this when shorter: an imbalance
+    measured at the last top is a need the next top serves, and waiting the whole interval left
+    a shallow-cycling LFP pack's spread, and its lagging cells' unanchored sigma, for days
+    (``gateway.core.charge_request``; session 6, the whole interval before)."""
     full_charge_lead_s: float = Field(default=7200.0, ge=0, le=12 * 3600.0)
     """A requested full charge becomes due this long before the time of day at which the pack's
     daily charge usually ends (learned from the SoC), so that the pack reaches the top just
