@@ -79,7 +79,7 @@ class Controller:
             self.protection = Protection(settings.protection, settings.pack, settings.timeouts)
             self.limits = LimitsCalculator(settings.limits, settings.pack, settings.timeouts)
             self.balancing = BalancingPlanner(settings.balancing, settings.pack, settings.timeouts)
-            charge = settings.charge
+            charge = settings.charge.for_chemistry(settings.pack.chemistry)
             bal = settings.balancing
             self.charge = ChargePhases(
                 charge,
@@ -87,7 +87,7 @@ class Controller:
                 capacity_ah=settings.pack.capacity_ah,
                 absorption_cell_v=self.limits.tables.cvl_cell_v,
                 float_cell_v=charge.resolve_float_cell_v(
-                    chemistry.ocv_voltage(charge.float_soc_pct), self.limits.tables.cvl_cell_v
+                    chemistry.ocv_voltage(charge.float_soc), self.limits.tables.cvl_cell_v
                 ),
                 balancing_start_pct=bal.active_start_pct
                 if bal.mode is BalancingMode.ACTIVE

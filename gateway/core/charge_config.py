@@ -13,9 +13,12 @@ from pydantic import Field
 
 from gateway.core.config import Section
 
-__all__ = ["ChargeConfig", "ChargeStrategy"]
+__all__ = ["FLOAT_SOC_DEFAULTS", "ChargeConfig", "ChargeStrategy"]
 
 _FLOAT_MARGIN_V = 0.05  # a derived float voltage stays this far below the absorption voltage
+FLOAT_SOC_DEFAULTS: dict[str, float] = {"lfp": 93.0, "nmc": 95.0}
+"""The default ``float_soc_pct`` per chemistry (``ChargeConfig.for_chemistry``)."""
+_FLOAT_SOC_FALLBACK = min(FLOAT_SOC_DEFAULTS.values())  # not resolved for a chemistry
 
 
 class ChargeStrategy(StrEnum):
@@ -34,12 +37,18 @@ class ChargeConfig(Section):
     float_cell_v: float | None = Field(default=None, gt=0, le=5)
     """Float voltage per cell (``None``: the chemistry's OCV at ``float_soc_pct``, from the OCV
     table in force, a user table included, and at least 50 mV below the absorption voltage;
-    LFP about 3.315 V, NMC about 4.109 V)."""
-    float_soc_pct: float = Field(default=93.0, ge=50, le=99)
+    LFP about 3.315 V, NMC about 4.125 V)."""
+    float_soc_pct: float | None = Field(default=None, ge=50, le=99)
     """The SoC whose OCV is the default float voltage, and at which bulk ends without a full
-    charge due (93; 90 before session 5: on a household that empties the pack most nights the
-    3 points more stored on a day before a grey one were worth about 0.5 % of the delivered
-    energy in ``bench/charge_phases.py``, tuning seeds, for little time above 95 %)."""
+    charge due (``None``: the chemistry's, ``FLOAT_SOC_DEFAULTS``: LFP 93, NMC 95). The float
+    keeps the pack off the top, and every point below it is charge a grey day after a sunny
+    one misses. NMC floats closer to the 95 % line than LFP: its steep OCV pins the float
+    voltage's SoC and its estimate is known to about a point there, while an LFP float sits on
+    the plateau's end, where the voltage tells the SoC apart from 95 % by 2 mV and the estimate
+    is known to 2 to 4 points. NMC 95 was chosen on the tuning seeds of
+    ``bench/charge_phases.py`` (household: 0.981 to 0.983 of ``top``'s energy at 93, 0.988 to
+    0.989 at 95, time above 95 % still cut by about 90 %); 90 for both before session 5, 93 for
+    both before session 6."""
     rebulk_soc_pct: float = Field(default=85.0, ge=0, le=99)
     """Float returns to bulk when the pack SoC falls below this."""
     top_margin_cell_v: float = Field(default=0.01, ge=0, le=0.2)
@@ -72,7 +81,11 @@ class ChargeConfig(Section):
     later day misses (0: only the charge right after it)."""
     full_charge_min_interval_days: float = Field(default=2.0, ge=0, le=365)
     """The sigma and balancing triggers wait this long after a full charge (an estimate that
-    stays uncertain must not hold the pack at the top every day)."""
+    stays uncertain must not hold the pack at the top every day). Unfinished balancing that has
+    stalled off the top (no cell bleeding) waits only a day, or this when shorter: an imbalance
+    measured at the last top is a need the next top serves, and waiting the whole interval left
+    a shallow-cycling LFP pack's spread, and its lagging cells' unanchored sigma, for days
+    (``gateway.core.charge_request``; session 6, the whole interval before)."""
     full_charge_lead_s: float = Field(default=7200.0, ge=0, le=12 * 3600.0)
     """A requested full charge becomes due this long before the time of day at which the pack's
     daily charge usually ends (learned from the SoC), so that the pack reaches the top just
@@ -100,14 +113,28 @@ class ChargeConfig(Section):
             return self.float_cell_v
         return min(ocv_at_float_soc_v, absorption_cell_v - _FLOAT_MARGIN_V)
 
+    @property
+    def float_soc(self) -> float:
+        """The float SoC in force (%): ``float_soc_pct``, or, unset and not resolved for a
+        chemistry (``for_chemistry``), the lowest chemistry default."""
+        return _FLOAT_SOC_FALLBACK if self.float_soc_pct is None else self.float_soc_pct
+
+    def for_chemistry(self, chemistry: str) -> ChargeConfig:
+        """This section with ``float_soc_pct`` set to ``chemistry``'s default when unset."""
+        if self.float_soc_pct is not None:
+            return self
+        default = FLOAT_SOC_DEFAULTS.get(chemistry, _FLOAT_SOC_FALLBACK)
+        return self.model_copy(update={"float_soc_pct": default})
+
     def model_post_init(self, __context: object) -> None:
         """Check what needs more than a type."""
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name} (={value}) must be finite")
-        if self.rebulk_soc_pct >= self.float_soc_pct:
+        if self.rebulk_soc_pct >= self.float_soc:
             raise ValueError(
                 f"charge.rebulk_soc_pct (={self.rebulk_soc_pct}) must be below"
-                f" charge.float_soc_pct (={self.float_soc_pct})"
+                f" charge.float_soc_pct (={self.float_soc:g}"
+                f"{'' if self.float_soc_pct is not None else ', the lowest chemistry default'})"
             )

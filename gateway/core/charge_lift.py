@@ -108,7 +108,7 @@ class FullChargeTiming:
         """
         if soc is None or not math.isfinite(soc.soc_pct):
             return self.config.full_charge_lead_s
-        from_pct = max(soc.soc_pct, self.config.float_soc_pct)
+        from_pct = max(soc.soc_pct, self.config.float_soc)
         need_ah = max(0.0, 100.0 - from_pct) / 100.0 * self.capacity_ah
         lead = self.window.lift_lead_s(need_ah, self.config.full_charge_end_margin_s)
         return self.config.full_charge_lead_s if lead is None else lead
@@ -138,7 +138,7 @@ class FullChargeTiming:
         ends = self.window.ends_seen
         if lift is None:
             to_end = self.window.seconds_to_end(now_s)
-            above = soc is None or not soc.soc_pct < self.config.float_soc_pct
+            above = soc is None or not soc.soc_pct < self.config.float_soc
             if (
                 due
                 and self._waited

@@ -2,11 +2,19 @@
 
 The triggers (``gateway.core.phases`` describes them): energy in use (the pack SoC below
 ``full_charge_below_soc_pct``, and once a day after it for ``full_charge_below_soc_days``), no
-full charge on record or the last one ``full_charge_max_interval_days`` ago, and, not before
-``full_charge_min_interval_days``: balancing left unfinished at the last top, the worst cell's
-SoC sigma, or cells too uncertain against each other for balancing (and not told apart for a
-day: ``told_apart_s``). ``imbalance_left`` says
-whether an absorption cut short left enough imbalance for the next top to be worth it.
+full charge on record or the last one ``full_charge_max_interval_days`` ago, balancing left
+unfinished at the last top (a day after it when it stalled off the top: ``bled_s``), and, not
+before ``full_charge_min_interval_days``: the worst cell's SoC sigma, or cells too
+uncertain against each other for balancing (and not told apart for a day: ``told_apart_s``).
+
+Unfinished balancing that has stalled off the top (no cell bled for ``STALL_S``: the planner
+cannot tell the cells apart there, as on a shallow-cycling LFP pack floating on the plateau) asks
+for the next top a day after the last (or ``full_charge_min_interval_days`` when shorter): a
+measured imbalance is a need the next top serves, and the lagging cells, which never reach the
+steep top of the curve while it lasts, keep their sigma unanchored. While cells still bleed off
+the top (a deep-cycling pack whose cells are told apart near empty) it waits the whole interval.
+``imbalance_left`` says whether an absorption cut short left enough imbalance for the next top to
+be worth it.
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ from gateway.core.balancing_band import band_excess_ah
 from gateway.core.charge_config import ChargeConfig
 from gateway.core.model import SocReport
 
-__all__ = ["DAY_S", "REARM_S", "full_charge_request", "imbalance_left"]
+__all__ = ["DAY_S", "REARM_S", "STALL_S", "full_charge_request", "imbalance_left"]
 
 DAY_S = 86400.0
 REARM_S = 12 * 3600.0  # energy in use asks again this long after a full charge (once a day)
+STALL_S = 3600.0  # balancing has stalled when no cell has bled for this long
 
 
 def full_charge_request(
@@ -34,6 +43,7 @@ def full_charge_request(
     balancing_unfinished: bool,
     balancing_start_pct: float,
     told_apart_s: float | None = None,
+    bled_s: float | None = None,
 ) -> tuple[str, bool]:
     """The reason to request a full charge now (``""``: none), and whether it is due at once.
 
@@ -51,6 +61,7 @@ def full_charge_request(
             does not need a top: the planner told the cells apart then (an NMC pack at rest at
             night) and the imbalance does not grow in a day by more than it can see; the
             relative sigma that rises under load the next afternoon is no reason for a top.
+        bled_s: when a cell last bled (``None``: not since the start); see the module.
     """
     if low:
         assert soc is not None
@@ -71,10 +82,16 @@ def full_charge_request(
         ), False
     if days >= cfg.full_charge_max_interval_days:
         return f"{days:.1f} days since the last full charge", False
-    if soc is None or not soc.cells or days < cfg.full_charge_min_interval_days:
+    if soc is None or not soc.cells:
         return "", False
-    if cfg.full_charge_for_balancing and balancing_unfinished:
+    stalled = bled_s is None or now_s - bled_s >= STALL_S
+    rearm_s = min(DAY_S, cfg.full_charge_min_interval_days * DAY_S)
+    rearmed = stalled and now_s - last_full_s >= rearm_s
+    waited = days >= cfg.full_charge_min_interval_days or rearmed
+    if cfg.full_charge_for_balancing and balancing_unfinished and waited:
         return "balancing unfinished: the last absorption ended before it did", True
+    if days < cfg.full_charge_min_interval_days:
+        return "", False
     worst = max(c.soc_sigma_pct for c in soc.cells)
     if worst >= cfg.full_charge_sigma_pct:
         return (

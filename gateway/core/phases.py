@@ -58,11 +58,9 @@ Whether a requested full charge may draw from the grid is ``full_charge_from_gri
 may, ``grid_charge_requested`` rises while the pack is below the re-bulk threshold, and the
 protocols that carry it ask for it (battery CAN force-charge, SunSpec ``ChaGriSet``).
 
-Every transition carries its reason; CVL's winning term is named after the phase. This module holds
-the phase state machine; ``gateway.core.charge_config`` the ``charge`` section,
-``gateway.core.charge_request`` the full-charge triggers, ``gateway.core.charge_lift`` when a
-request is due and the lift-slope measurement, ``gateway.core.phases_state`` the checks of a
-restored state.
+Every transition carries its reason; CVL's winning term is named after the phase. Here: the state
+machine; ``charge_config`` the section, ``charge_request`` the triggers, ``charge_lift`` when a
+request is due and the lift slope, ``phases_state`` the checks of a restored state.
 """
 
 from __future__ import annotations
@@ -141,14 +139,14 @@ class ChargePhases:
         self._balancing_unfinished = False  # the last absorption ended before balancing did
         self._at_once = False  # the pending request is due at once (unfinished balancing)
         self._told_apart_s: float | None = None  # cells last known apart to the start threshold
+        self._bled_s: float | None = None  # a cell last bled then (at the top or off it)
         self.window = ChargeWindow()
         self._timing = FullChargeTiming(config, capacity_ah, self.window)
 
     # --- persistence --------------------------------------------------------------------------
 
     def export_state(self, now_s: float) -> dict[str, float | str | bool | None]:
-        """What survives a restart: the age of the last full anchor, the pending request and
-        when the daily charge is expected to end."""
+        """What survives a restart: the last full anchor's age, the request, the day's end."""
         age = None if self._last_full_s is None else max(0.0, now_s - self._last_full_s)
         low = None if self._low_s is None else max(0.0, now_s - self._low_s)
         return {
@@ -210,6 +208,8 @@ class ChargePhases:
             return self._state(ChargePhase.ABSORPTION, self.absorption_v, None, now_s)
         if soc is not None:
             self.window.step(soc.soc_pct, now_s)
+        if balancing is not None and any(balancing.bleed):
+            self._bled_s = now_s
         self._update_request(soc, now_s)
         wait_s = self._timing.wait_s(self._request, self._at_once, soc, now_s)
         due = wait_s == 0.0
@@ -268,6 +268,7 @@ class ChargePhases:
             balancing_unfinished=self._balancing_unfinished,
             balancing_start_pct=self.balancing_start_pct,
             told_apart_s=self._told_apart_s,
+            bled_s=self._bled_s,
         )
         if at_once and not self.balancing_off_top:
             self._at_once = True
@@ -323,10 +324,10 @@ class ChargePhases:
                         now_s,
                     )
             elif soc is not None:
-                if soc.soc_pct >= cfg.float_soc_pct and not soc_low:
+                if soc.soc_pct >= cfg.float_soc and not soc_low:
                     self._go(
                         ChargePhase.FLOAT,
-                        f"float SoC reached ({soc.soc_pct:.1f} % >= {cfg.float_soc_pct:g} %)",
+                        f"float SoC reached ({soc.soc_pct:.1f} % >= {cfg.float_soc:g} %)",
                         now_s,
                     )
                 elif top and tapered:
@@ -355,8 +356,7 @@ class ChargePhases:
         unfinished if a cell is still above the balancing start threshold by the estimate
         (``imbalance_left``; below it the planner would not take the cell up again): the top is
         where an LFP string's cells can be told apart, so the next full charge is asked for
-        (after ``full_charge_min_interval_days``) and is due at once, to give its absorption
-        the day's hours.
+        (``charge_request``) and is due at once, to give its absorption the day's hours.
         """
         cfg = self.config
         soc_low = soc is not None and soc.soc_pct < cfg.rebulk_soc_pct

@@ -39,7 +39,7 @@ def slope_range(config: ChargeConfig, capacity_ah: float) -> tuple[float, float]
     """The lift slopes (A per hour before the day's end) a pack of ``capacity_ah`` (Ah) can
     show: from the one that times the largest lift (float SoC to the top) ``MAX_LIFT_S`` before
     the end, ``2 x lift / (MAX_LIFT_S^2 - margin^2)``, to 1 C an hour before it."""
-    need_ah = max(0.0, 100.0 - config.float_soc_pct) / 100.0 * capacity_ah
+    need_ah = max(0.0, 100.0 - config.float_soc) / 100.0 * capacity_ah
     t_h = MAX_LIFT_S / 3600.0
     m_h = min(config.full_charge_end_margin_s / 3600.0, 0.5 * t_h)
     lo = 2.0 * need_ah / (t_h * t_h - m_h * m_h)

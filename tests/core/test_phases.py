@@ -687,11 +687,12 @@ def test_without_full_charges_for_balancing_unfinished_balancing_asks_nothing() 
 def test_only_the_request_for_unfinished_balancing_skips_the_wait() -> None:
     cfg = {"full_charge_lead_s": 2 * HOUR_S, "full_charge_min_interval_days": 3.0}
     m = _machine(absorption_max_s=600.0, full_charge_below_soc_pct=20.0, **cfg)
-    _absorb_until_the_time_limit(m, 0.0)
     for day in (1, 2):
-        _pv_day(m, day)
-    # Within the minimum interval the pack is emptied: energy in use waits for 15:00.
-    s = _step(m, 2 * DAY_S + 23 * HOUR_S, 3.10, -20.0, _soc(15.0))
+        _pv_day(m, day)  # the end of the day's charge is learned (17:00)
+    # The first full charge, due at 15:00, ends at its time limit with balancing unfinished.
+    _absorb_until_the_time_limit(m, 3 * DAY_S + 15 * HOUR_S)
+    # Within a day the pack is emptied: energy in use waits for 15:00 (16 h), not at once.
+    s = _step(m, 3 * DAY_S + 23 * HOUR_S, 3.10, -20.0, _soc(15.0))
     assert s.full_charge_reason.startswith("energy in use")
     assert s.full_charge_due_in_s == pytest.approx(16 * HOUR_S)
 
