@@ -6,12 +6,13 @@ raised for it lapses when the estimate is anchored before the top (each test fai
 from __future__ import annotations
 
 from gateway.core.model import ChargePhase
+from gateway.core.phases import ChargePhases
 from tests.core.test_phases import DAY_S, HOUR_S, _machine, _soc, _step, _to_float
 
 HOLD_S = DAY_S  # the default
 
 
-def _sigma_machine():  # type: ignore[no-untyped-def]
+def _sigma_machine() -> ChargePhases:
     return _machine(full_charge_min_interval_days=1.0, full_charge_sigma_hold_s=HOLD_S)
 
 
