@@ -61,7 +61,13 @@ class ChargeConfig(Section):
     absorption_max_s: float = Field(default=4 * 3600.0, gt=0, le=24 * 3600.0)
     """Absorption never lasts longer than this."""
     full_charge_sigma_pct: float = Field(default=2.5, gt=0, le=50)
-    """Request a full charge when the worst cell's SoC sigma reaches this (percent points)."""
+    """Request a full charge when the worst cell's SoC sigma has been at or above this (percent
+    points) for ``full_charge_sigma_hold_s``."""
+    full_charge_sigma_hold_s: float = Field(default=86400.0, ge=0, le=7 * 86400.0)
+    """... this long (a day: the sigma's load part comes with the day's charge and goes by the
+    next morning, and a top removes it for less than a day; 0: at once, as before session 6).
+    A request raised for it lapses when the sigma is below the threshold again before the top
+    (the estimate was anchored at a knee instead); with 0 it stays until a full charge."""
     full_charge_for_balancing: bool = True
     """Request a full charge when the cells' relative SoC sigma exceeds the balancing start
     threshold (the planner cannot tell the cells apart without a top), and when the last

@@ -20,29 +20,23 @@ charges from PV, some time before the time of day at which the pack's daily char
 (``gateway.core.charge_window`` learns it from the SoC), and then until the day's charge is seen to
 end: the pack reaches the top just before the loads take it down, instead of waiting at the top for
 the rest of the day. Until then it bulks to the float level and floats like any other day. How long
-before the end: ``full_charge_lead_s`` until a full charge timed this way has been measured; from
-then on the time at which the charge from the float SoC (or the SoC, when higher) to the top ends
-``full_charge_end_margin_s`` before the end at the afternoon's *lift slope*: the charge current the
-afternoon leaves for the pack falls about in proportion to the time left before the end (the sun's
-tail), ``k`` A per hour before it, learned (a lower quartile) from the last such full charges, from
-when they were due with the pack at the float SoC or above until the top or the day's end, against
-that day's own end. A lift that reached the top early raises the slope and the next one starts
-later; one that fell short lowers it and the next starts earlier, so the timing follows the season
-and the site's PV without a forecast or a clock. An absorption the loads cut short counts as a full
-charge if the current had tapered at the top for ``tail_hold_s`` (the anchor was made); if a cell
-bled and one is still above the balancing start threshold by the estimate when it ended
-(``charge_request.imbalance_left``), balancing is unfinished: a full charge is requested for it
-(ahead of the sigma trigger). It is due at once, so that its absorption has the day's hours, when
-balancing may run only at rest or near the top; when it may also run while the pack charges or
-discharges (``balancing_off_top``, the default passive states), the cells go on bleeding after the
-absorption and the full charge waits for the end of the PV day like the others. Below that
-threshold the planner would not take the cell up again, so a top for it would be time at the top
-for nothing.
+before the end: ``full_charge_lead_s`` until a full charge timed this way has been measured, then
+the afternoon's *lift slope* learned from the last ones (``gateway.core.charge_lift``), so the
+timing follows the season and the site's PV without a forecast or a clock. An absorption the
+loads cut short counts as a full charge if the current had tapered at the top for ``tail_hold_s``
+(the anchor was made); if a cell bled and one is still above the balancing start threshold by the
+estimate when it ended (``charge_request.imbalance_left``), balancing is unfinished: a full charge
+is requested for it (ahead of the sigma trigger). It is due at once, so that its absorption has
+the day's hours, when balancing may run only at rest or near the top; when it may also run while
+the pack charges or discharges (``balancing_off_top``, the default passive states), the cells go
+on bleeding after the absorption and the full charge waits for the end of the PV day as others do.
 
-A full charge is requested (and stays requested until an absorption ends) when it pays:
+A full charge is requested (and, but for the sigma's, stays until an absorption ends) when it pays:
 
-- the estimator's worst per-cell SoC sigma reaches ``full_charge_sigma_pct`` (a full charge
-  anchors the estimate: the top of the OCV curve is steep for every chemistry);
+- the worst per-cell SoC sigma has stayed at or above ``full_charge_sigma_pct`` for
+  ``full_charge_sigma_hold_s`` (a top anchors the estimate: the OCV curve is steep there for
+  every chemistry); it lapses when the sigma is below it again before the top (anchored at a
+  knee: ``charge_request.sigma_held``);
 - balancing needs a top to separate the cells: the worst relative sigma of the cells (their SoC
   against each other) is above the balancing start threshold, so the planner cannot tell which
   cell to bleed (the flat LFP middle), and has not been at or below it for a day (an NMC pack
@@ -54,9 +48,8 @@ A full charge is requested (and stays requested until an absorption ends) when i
   most nights would be held at the top most afternoons (docs/PERFORMANCE.md "Charge phases");
 - ``full_charge_max_interval_days`` have passed since the last full anchor, or none is on record.
 
-Whether a requested full charge may draw from the grid is ``full_charge_from_grid``; when it
-may, ``grid_charge_requested`` rises while the pack is below the re-bulk threshold, and the
-protocols that carry it ask for it (battery CAN force-charge, SunSpec ``ChaGriSet``).
+A full charge may draw from the grid with ``full_charge_from_grid``: ``grid_charge_requested``
+rises below the re-bulk threshold (battery CAN force-charge, SunSpec ``ChaGriSet``).
 
 Every transition carries its reason; CVL's winning term is named after the phase. Here: the state
 machine; ``charge_config`` the section, ``charge_request`` the triggers, ``charge_lift`` when a
@@ -70,7 +63,7 @@ from collections.abc import Mapping
 
 from gateway.core.charge_config import ChargeConfig, ChargeStrategy
 from gateway.core.charge_lift import FullChargeTiming
-from gateway.core.charge_request import full_charge_request, imbalance_left
+from gateway.core.charge_request import full_charge_request, imbalance_left, sigma_held
 from gateway.core.charge_window import ChargeWindow
 from gateway.core.model import BalancingPlan, ChargePhase, ChargeState, PackSnapshot, SocReport
 from gateway.core.phases_state import restored_age_s, restored_lift_slope
@@ -90,9 +83,8 @@ class ChargePhases:
             or the chemistry's OCV at ``config.float_soc_pct``).
         balancing_start_pct: the balancing planner's start threshold (percent of capacity).
         balancing_off_top: balancing may run while the pack charges or discharges, not only at
-            rest or near the top (the mode's ``balancing.*_states``): a top's remaining imbalance
-            then goes on bleeding after its absorption, so a full charge for unfinished balancing
-            waits for the end of the PV day like the others instead of being due at once.
+            rest or near the top (the mode's ``balancing.*_states``): a full charge for
+            unfinished balancing then waits for the end of the PV day instead of being due at once.
 
     Raises:
         ValueError: the float voltage is not below the absorption voltage (names both keys).
@@ -140,6 +132,8 @@ class ChargePhases:
         self._at_once = False  # the pending request is due at once (unfinished balancing)
         self._told_apart_s: float | None = None  # cells last known apart to the start threshold
         self._bled_s: float | None = None  # a cell last bled then (at the top or off it)
+        self._sigma_low_s: float | None = None  # worst sigma last below full_charge_sigma_pct
+        self._for_sigma = False  # the pending request is for the SoC uncertainty (it may lapse)
         self.window = ChargeWindow()
         self._timing = FullChargeTiming(config, capacity_ah, self.window)
 
@@ -147,19 +141,17 @@ class ChargePhases:
 
     def export_state(self, now_s: float) -> dict[str, float | str | bool | None]:
         """What survives a restart: the last full anchor's age, the request, the day's end."""
-        age = None if self._last_full_s is None else max(0.0, now_s - self._last_full_s)
-        low = None if self._low_s is None else max(0.0, now_s - self._low_s)
         return {
-            "last_full_age_s": age,
+            "last_full_age_s": _age(self._last_full_s, now_s),
             "full_charge_request": self._request,
             "charge_end_in_s": self.window.export_state(now_s),
-            "energy_in_use_age_s": low,
+            "energy_in_use_age_s": _age(self._low_s, now_s),
             "balancing_unfinished": self._balancing_unfinished,
             "full_charge_at_once": self._at_once,
             "lift_slope_a_per_h": self.window.lift_slope_a_per_h(),
-            "cells_told_apart_age_s": None
-            if self._told_apart_s is None
-            else max(0.0, now_s - self._told_apart_s),
+            "cells_told_apart_age_s": _age(self._told_apart_s, now_s),
+            "sigma_low_age_s": _age(self._sigma_low_s, now_s),
+            "full_charge_for_sigma": self._for_sigma,
         }
 
     def restore(self, state: Mapping[str, object], now_s: float, off_s: float = 0.0) -> list[str]:
@@ -169,6 +161,8 @@ class ChargePhases:
             self._last_full_s = now_s - age
         if (apart := restored_age_s(state, "cells_told_apart_age_s", notes, off_s)) is not None:
             self._told_apart_s = now_s - apart
+        if (sig_low := restored_age_s(state, "sigma_low_age_s", notes)) is not None:  # not off_s
+            self._sigma_low_s = now_s - sig_low
         if (low := restored_age_s(state, "energy_in_use_age_s", notes, off_s)) is not None:
             self._low_s = now_s - low
         request = state.get("full_charge_request")
@@ -179,6 +173,7 @@ class ChargePhases:
         if slope is not None:
             self.window.restore_lift_slope(slope)
         self._balancing_unfinished = state.get("balancing_unfinished") is True
+        self._for_sigma = bool(self._request) and state.get("full_charge_for_sigma") is True
         at_once = state.get("full_charge_at_once") is True and not self.balancing_off_top
         self._at_once = bool(self._request) and at_once  # (a config since may run it off the top)
         return notes
@@ -246,7 +241,7 @@ class ChargePhases:
         )
 
     def _update_request(self, soc: SocReport | None, now_s: float) -> None:
-        """Raise the full-charge request when it pays (it stays until a full charge is done)."""
+        """Raise the full-charge request when it pays; a sigma one may lapse (``sigma_held``)."""
         cfg = self.config
         low = soc is not None and soc.soc_pct < cfg.full_charge_below_soc_pct
         if soc is not None:
@@ -256,9 +251,14 @@ class ChargePhases:
             rel = [c.soc_rel_sigma_pct for c in soc.cells]
             if rel and all(math.isfinite(x) and x <= self.balancing_start_pct for x in rel):
                 self._told_apart_s = now_s
+            if soc.cells and max(c.soc_sigma_pct for c in soc.cells) < cfg.full_charge_sigma_pct:
+                self._sigma_low_s = now_s
+        lapsed = self._for_sigma and not sigma_held(cfg, self._sigma_low_s, now_s)
+        if lapsed and self._phase is not ChargePhase.ABSORPTION:
+            self._request, self._for_sigma = "", False  # anchored before the top: sigma_held
         if self._request:
             return
-        self._request, at_once = full_charge_request(
+        self._request, at_once, self._for_sigma = full_charge_request(
             cfg,
             soc,
             now_s,
@@ -268,6 +268,7 @@ class ChargePhases:
             balancing_unfinished=self._balancing_unfinished,
             balancing_start_pct=self.balancing_start_pct,
             told_apart_s=self._told_apart_s,
+            sigma_low_s=self._sigma_low_s,
             bled_s=self._bled_s,
         )
         if at_once and not self.balancing_off_top:
@@ -349,15 +350,9 @@ class ChargePhases:
     def _absorb(
         self, current_a: float, quiet_s: float, soc: SocReport | None, bleeding: bool, now_s: float
     ) -> None:
-        """Absorption: ends absorbed, at its time limit, or when the loads take the pack down.
-
-        An absorption in which a cell bled and that ends before balancing is seen done (at its
-        time limit, or taken down by the loads, which stops passive balancing) leaves balancing
-        unfinished if a cell is still above the balancing start threshold by the estimate
-        (``imbalance_left``; below it the planner would not take the cell up again): the top is
-        where an LFP string's cells can be told apart, so the next full charge is asked for
-        (``charge_request``) and is due at once, to give its absorption the day's hours.
-        """
+        """Absorption: ends absorbed, at its time limit, or when the loads take the pack down;
+        cut short with a cell bled and one still above the start threshold (``imbalance_left``),
+        balancing is unfinished (the module's docstring)."""
         cfg = self.config
         soc_low = soc is not None and soc.soc_pct < cfg.rebulk_soc_pct
         self._bled = self._bled or bleeding
@@ -398,3 +393,8 @@ class ChargePhases:
         self._request = ""
         self._at_once = False
         self._go(ChargePhase.FLOAT, reason, now_s)
+
+
+def _age(since_s: float | None, now_s: float) -> float | None:
+    """Seconds since ``since_s`` (at least 0; ``None`` when it never happened)."""
+    return None if since_s is None else max(0.0, now_s - since_s)

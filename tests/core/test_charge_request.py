@@ -41,7 +41,7 @@ def _ask(
     sigma_pct: float = 0.5,
     bled_days: float | None = None,
 ) -> tuple[str, bool]:
-    return full_charge_request(
+    ask = full_charge_request(
         cfg,
         _soc(sigma_pct),
         days * DAY_S,
@@ -52,6 +52,7 @@ def _ask(
         balancing_start_pct=0.5,
         bled_s=None if bled_days is None else bled_days * DAY_S,
     )
+    return ask.reason, ask.at_once
 
 
 def test_an_imbalance_left_at_the_top_asks_again_after_a_day_once_balancing_stalled() -> None:

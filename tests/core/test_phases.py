@@ -33,6 +33,8 @@ def _machine(*, balancing_off_top: bool = False, **cfg: object) -> ChargePhases:
     # A full charge is due at once unless a test is about waiting for the end of the PV day.
     cfg.setdefault("full_charge_lead_s", 0.0)
     cfg.setdefault("float_soc_pct", 90.0)  # the scripts' SoC values are around it
+    # The sigma asks at once unless a test is about a sigma held for a day.
+    cfg.setdefault("full_charge_sigma_hold_s", 0.0)
     return ChargePhases(
         ChargeConfig(**cfg),
         cells=CELLS,
