@@ -86,7 +86,7 @@ def test_the_float_soc_defaults_per_chemistry_and_a_set_value_wins() -> None:
     assert ChargeConfig().for_chemistry("lfp").float_soc == FLOAT_SOC_DEFAULTS["lfp"]
     assert FLOAT_SOC_DEFAULTS["nmc"] > FLOAT_SOC_DEFAULTS["lfp"]
     assert ChargeConfig(float_soc_pct=90.0).for_chemistry("nmc").float_soc == 90.0
-    # Not resolved for a chemistry: the lowest default (the re-bulk check uses it too).
+    # Not resolved for a chemistry: the lowest default.
     assert ChargeConfig().float_soc == min(FLOAT_SOC_DEFAULTS.values())
 
 
@@ -146,3 +146,15 @@ def test_the_machine_asks_again_after_a_day_only_when_no_cell_bleeds(bleeding_af
         t += 600.0
         s = _run(m, t, 3.314, 0.0, _soc(0.5, 92.0), bleeding_after)
     assert s.full_charge_reason.startswith("balancing unfinished")
+
+
+def test_the_rebulk_threshold_is_checked_against_the_chemistrys_float_soc() -> None:
+    from pydantic import ValidationError
+
+    # NMC floats at 95 %: a re-bulk threshold of 94 % fits it (refused against LFP's 93 before).
+    nmc = Settings(pack={"chemistry": "nmc"}, charge={"rebulk_soc_pct": 94.0})
+    assert nmc.charge.for_chemistry("nmc").float_soc > nmc.charge.rebulk_soc_pct
+    with pytest.raises(ValidationError, match=r"rebulk_soc_pct .*float_soc_pct .*lfp"):
+        Settings(pack={"chemistry": "lfp"}, charge={"rebulk_soc_pct": 94.0})
+    with pytest.raises(ValidationError, match=r"rebulk_soc_pct .*float_soc_pct \(=95\)"):
+        Settings(pack={"chemistry": "nmc"}, charge={"rebulk_soc_pct": 96.0, "float_soc_pct": 95})
