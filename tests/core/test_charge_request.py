@@ -158,3 +158,22 @@ def test_the_rebulk_threshold_is_checked_against_the_chemistrys_float_soc() -> N
         Settings(pack={"chemistry": "lfp"}, charge={"rebulk_soc_pct": 94.0})
     with pytest.raises(ValidationError, match=r"rebulk_soc_pct .*float_soc_pct \(=95\)"):
         Settings(pack={"chemistry": "nmc"}, charge={"rebulk_soc_pct": 96.0, "float_soc_pct": 95})
+
+
+def test_a_restart_is_no_stall_of_balancing_that_goes_on_off_the_top() -> None:
+    # Restarted 1.5 days after a top that left balancing unfinished: the controller's first
+    # step has no plan yet; that is no hour without a bleeding cell.
+    m = _phases()
+    state = {"last_full_age_s": 1.5 * DAY_S, "balancing_unfinished": True}
+    assert not m.restore(state, 1000.0)
+    first = m.step(snapshot([3.30] * CELLS, current_a=-5.0, t_s=1000.0), _soc(0.5), None, 1000.0)
+    assert not first.full_charge_requested, first.full_charge_reason
+    t = 1000.0
+    while t < 1000.0 + 2 * STALL_S:  # cells go on bleeding off the top: the interval holds
+        assert not _run(m, t, 3.30, -5.0, _soc(0.5), True).full_charge_requested
+        t += 60.0
+    # Once none has bled for STALL_S it has stalled: asked for.
+    while not (s := _run(m, t, 3.30, -5.0, _soc(0.5), False)).full_charge_requested:
+        t += 60.0
+        assert t < 1000.0 + 4 * STALL_S
+    assert s.full_charge_reason.startswith("balancing unfinished")
