@@ -188,6 +188,8 @@ class Settings(BaseSettings):
                 f"balancing.board_sensors (={only_here}) must also be in pack.board_sensors "
                 f"(={list(self.pack.board_sensors)}): set the sensor roles there"
             )
+        if self.charge.float_soc_pct is None:  # the float SoC depends on the chemistry
+            self.charge.for_chemistry(self.pack.chemistry).check_rebulk(self.pack.chemistry)
         th = self.protection.resolve(self.pack)
         self.limits.tables(self.pack)
         w = self.plausibility.windows(self.pack.chemistry, self.pack.cells, self.pack.capacity_ah)

@@ -132,6 +132,18 @@ def save_state(
         os.close(dir_fd)
 
 
+def _finite(v: object) -> float | None:
+    """``v`` as a float if it is a finite JSON number (not a boolean; an integer too large for
+    a float is none), else ``None``."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    try:
+        x = float(v)
+    except OverflowError:
+        return None
+    return x if math.isfinite(x) else None
+
+
 def load_document(path: Path) -> StateDocument:
     """The estimator and safety state saved at ``path`` (parts ``None``, logged, when unusable).
 
@@ -149,7 +161,7 @@ def load_document(path: Path) -> StateDocument:
         return none
     try:
         doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, or an integer of 4,300+ digits
         log.warning("estimator state %s is corrupt (%s); starting from OCV", path, e)
         return none
     if not isinstance(doc, dict) or doc.get("format") != _MAGIC:
@@ -166,10 +178,8 @@ def load_document(path: Path) -> StateDocument:
         log.warning("safety state in %s is not an object; ignored", path)
         safety = None
     saved = doc.get("saved_unix_s")
-    saved_s: float | None = None
-    if isinstance(saved, int | float) and not isinstance(saved, bool) and math.isfinite(saved):
-        saved_s = float(saved)
-    elif saved is not None:
+    saved_s = _finite(saved)
+    if saved_s is None and saved is not None:
         log.warning("saved_unix_s=%r in %s is no time; the time off is not counted", saved, path)
     return StateDocument(state, safety, saved_s)
 

@@ -43,7 +43,7 @@ def test_the_write_carries_the_wall_clock(tmp_path: Path) -> None:
     assert load_document(path).saved_unix_s is None
 
 
-@pytest.mark.parametrize("bad", ['"yesterday"', "true", "[1]", "1e999"])
+@pytest.mark.parametrize("bad", ['"yesterday"', "true", "[1]", "1e999", "1" + "0" * 400])
 def test_a_bad_write_time_is_no_time(
     tmp_path: Path, bad: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -100,3 +100,32 @@ def test_a_restart_counts_the_time_off_in_the_full_charge_age(
     assert state is not None
     age = state["charge_phase"]["last_full_age_s"]
     assert age == pytest.approx(3600.0 + counted_s + 10.0, abs=2.0)
+
+
+def test_an_integer_too_long_for_python_is_a_corrupt_file_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # json.loads refuses integers over 4,300 digits with a plain ValueError.
+    path = tmp_path / "estimator.json"
+    head = '{"format":"bms-gateway-estimator-state","state":{"a":1},"saved_unix_s":'
+    path.write_text(head + "1" * 5000 + "}", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        doc = load_document(path)
+    assert doc.estimator is None
+    assert "corrupt" in caplog.text
+
+
+def test_a_huge_integer_in_the_charge_state_is_refused_not_raised(tmp_path: Path) -> None:
+    # A JSON integer too large for a float: the first step restores the charge phases.
+    path, sim = _saved_with_a_full_charge(tmp_path, age_s=3600.0)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    phase = doc["state"]["charge_phase"]
+    for key in ("last_full_age_s", "sigma_low_age_s", "charge_end_in_s", "lift_slope_a_per_h"):
+        phase[key] = 10**400
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    new = Controller(_settings())
+    StateWriter(new, path, 60.0, clock=lambda: sim.t_s, wall_clock=lambda: SAVED_AT).restore()
+    _run(new, sim, 3)
+    state = new.export_state()
+    assert state is not None
+    assert state["charge_phase"]["last_full_age_s"] is None

@@ -138,9 +138,19 @@ class ChargeConfig(Section):
             value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name} (={value}) must be finite")
+        if self.float_soc_pct is not None:  # unset: ``Settings`` checks the chemistry's
+            self.check_rebulk()
+
+    def check_rebulk(self, chemistry: str | None = None) -> None:
+        """Refuse a re-bulk threshold at or above the float SoC in force (``chemistry``: the
+        pack's, when ``float_soc_pct`` is unset and was resolved for it).
+
+        Raises:
+            ValueError: naming both keys.
+        """
         if self.rebulk_soc_pct >= self.float_soc:
+            unset = "" if chemistry is None else f", unset: {chemistry}'s default"
             raise ValueError(
-                f"charge.rebulk_soc_pct (={self.rebulk_soc_pct}) must be below"
-                f" charge.float_soc_pct (={self.float_soc:g}"
-                f"{'' if self.float_soc_pct is not None else ', the lowest chemistry default'})"
+                f"charge.rebulk_soc_pct (={self.rebulk_soc_pct:g}) must be below"
+                f" charge.float_soc_pct (={self.float_soc:g}{unset})"
             )

@@ -161,12 +161,14 @@ class ChargeWindow:
     def restore(self, seconds_to_end: object, now_s: float, off_s: float = 0.0) -> None:
         """Load what ``export_state`` wrote (a bad value is ignored); ``off_s`` (s) has passed
         since it was written: the end keeps its time of day."""
-        if (
-            isinstance(seconds_to_end, int | float)
-            and not isinstance(seconds_to_end, bool)
-            and math.isfinite(seconds_to_end)
-        ):
-            end_s = now_s + (float(seconds_to_end) - max(0.0, off_s)) % DAY_S
+        if isinstance(seconds_to_end, bool) or not isinstance(seconds_to_end, int | float):
+            return
+        try:
+            to_end_s = float(seconds_to_end)
+        except OverflowError:  # a JSON integer too large for a float
+            return
+        if math.isfinite(to_end_s):
+            end_s = now_s + (to_end_s - max(0.0, off_s)) % DAY_S
             self._ends.clear()
             self._ends.append(end_s)
             self._phase_s = end_s % DAY_S

@@ -131,7 +131,7 @@ class ChargePhases:
         self._balancing_unfinished = False  # the last absorption ended before balancing did
         self._at_once = False  # the pending request is due at once (unfinished balancing)
         self._told_apart_s: float | None = None  # cells last known apart to the start threshold
-        self._bled_s: float | None = None  # a cell last bled then (at the top or off it)
+        self._bled_s: float | None = None  # a cell last bled then (or the first step)
         self._sigma_low_s: float | None = None  # worst sigma last below full_charge_sigma_pct
         self._for_sigma = False  # the pending request is for the SoC uncertainty (it may lapse)
         self.window = ChargeWindow()
@@ -203,8 +203,8 @@ class ChargePhases:
             return self._state(ChargePhase.ABSORPTION, self.absorption_v, None, now_s)
         if soc is not None:
             self.window.step(soc.soc_pct, now_s)
-        if balancing is not None and any(balancing.bleed):
-            self._bled_s = now_s
+        if self._bled_s is None or (balancing is not None and any(balancing.bleed)):
+            self._bled_s = now_s  # (the start counts: a restart is no hour without a bleed)
         self._update_request(soc, now_s)
         wait_s = self._timing.wait_s(self._request, self._at_once, soc, now_s)
         due = wait_s == 0.0

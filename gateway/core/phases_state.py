@@ -13,10 +13,14 @@ __all__ = ["restored_age_s", "restored_lift_slope", "slope_range"]
 
 
 def _finite_number(v: object) -> float | None:
-    """``v`` as a float if it is a finite JSON number (not a boolean), else ``None``."""
+    """``v`` as a float if it is a finite JSON number (not a boolean; an integer too large for
+    a float is none), else ``None``."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
-    x = float(v)
+    try:
+        x = float(v)
+    except OverflowError:
+        return None
     return x if math.isfinite(x) else None
 
 
