@@ -132,6 +132,17 @@ def save_state(
         os.close(dir_fd)
 
 
+_INT_DIGITS = 18  # longer JSON integers are read as floats: no state value needs more
+
+
+def _json_int(text: str) -> int | float:
+    """A JSON integer: an ``int``, or a ``float`` when longer than ``_INT_DIGITS`` (``inf`` when
+    beyond a float), so that no value of the file overflows a ``float()`` in a restore (an
+    ``OverflowError`` is not the ``ValueError`` the restores refuse with) and none of 4,300+
+    digits stops the parser."""
+    return int(text) if len(text.lstrip("-")) <= _INT_DIGITS else float(text)
+
+
 def _finite(v: object) -> float | None:
     """``v`` as a float if it is a finite JSON number (not a boolean; an integer too large for
     a float is none), else ``None``."""
@@ -160,8 +171,8 @@ def load_document(path: Path) -> StateDocument:
         log.warning("estimator state %s unreadable (%s); starting from OCV", path, e)
         return none
     try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, or an integer of 4,300+ digits
+        doc = json.loads(text, parse_int=_json_int)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError
         log.warning("estimator state %s is corrupt (%s); starting from OCV", path, e)
         return none
     if not isinstance(doc, dict) or doc.get("format") != _MAGIC:

@@ -102,17 +102,37 @@ def test_a_restart_counts_the_time_off_in_the_full_charge_age(
     assert age == pytest.approx(3600.0 + counted_s + 10.0, abs=2.0)
 
 
-def test_an_integer_too_long_for_python_is_a_corrupt_file_not_a_crash(
+def test_an_integer_too_long_for_python_is_no_time_and_the_rest_is_kept(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # json.loads refuses integers over 4,300 digits with a plain ValueError.
+    # json.loads alone refuses integers over 4,300 digits with a plain ValueError.
     path = tmp_path / "estimator.json"
     head = '{"format":"bms-gateway-estimator-state","state":{"a":1},"saved_unix_s":'
     path.write_text(head + "1" * 5000 + "}", encoding="utf-8")
     with caplog.at_level(logging.WARNING):
         doc = load_document(path)
-    assert doc.estimator is None
-    assert "corrupt" in caplog.text
+    assert doc.estimator == {"a": 1}
+    assert doc.saved_unix_s is None
+    assert "is no time" in caplog.text
+
+
+def test_huge_integers_in_the_estimator_and_safety_state_are_refused_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # float(10**400) raises OverflowError, which the restores' ValueError handling missed.
+    path, sim = _saved_with_a_full_charge(tmp_path, age_s=3600.0)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["state"]["soc_pct"][0] = 10**400
+    doc["safety"]["user_cap_charge_a"] = 10**400
+    doc["safety"]["balancing_pauses_s"] = {"1": 10**400}
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    new = Controller(_settings())
+    with caplog.at_level(logging.WARNING):
+        StateWriter(new, path, 60.0, clock=lambda: sim.t_s, wall_clock=lambda: SAVED_AT).restore()
+    assert "not used" in caplog.text  # the estimator starts from OCV, the safety state refused
+    assert "safety state" in caplog.text
+    _run(new, sim, 3)
+    assert new.export_state() is not None
 
 
 def test_a_huge_integer_in_the_charge_state_is_refused_not_raised(tmp_path: Path) -> None:
