@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.core.chemistry import Chemistry, OcvTable, get_chemistry
 from gateway.core.ocv_file import OcvTableFormat, parse_ocv_table
+from gateway.core.phases_state import finite_number
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -143,18 +143,6 @@ def _json_int(text: str) -> int | float:
     return int(text) if len(text.lstrip("-")) <= _INT_DIGITS else float(text)
 
 
-def _finite(v: object) -> float | None:
-    """``v`` as a float if it is a finite JSON number (not a boolean; an integer too large for
-    a float is none), else ``None``."""
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    try:
-        x = float(v)
-    except OverflowError:
-        return None
-    return x if math.isfinite(x) else None
-
-
 def load_document(path: Path) -> StateDocument:
     """The estimator and safety state saved at ``path`` (parts ``None``, logged, when unusable).
 
@@ -189,7 +177,7 @@ def load_document(path: Path) -> StateDocument:
         log.warning("safety state in %s is not an object; ignored", path)
         safety = None
     saved = doc.get("saved_unix_s")
-    saved_s = _finite(saved)
+    saved_s = finite_number(saved)
     if saved_s is None and saved is not None:
         log.warning("saved_unix_s=%r in %s is no time; the time off is not counted", saved, path)
     return StateDocument(state, safety, saved_s)

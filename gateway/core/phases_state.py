@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from gateway.core.charge_config import ChargeConfig
 from gateway.core.charge_lift import MAX_LIFT_S
 
-__all__ = ["restored_age_s", "restored_lift_slope", "slope_range"]
+__all__ = ["finite_number", "restored_age_s", "restored_lift_slope", "slope_range"]
 
 
-def _finite_number(v: object) -> float | None:
+def finite_number(v: object) -> float | None:
     """``v`` as a float if it is a finite JSON number (not a boolean; an integer too large for
     a float is none), else ``None``."""
     if isinstance(v, bool) or not isinstance(v, int | float):
@@ -32,7 +32,7 @@ def restored_age_s(
     v = state.get(key)
     if v is None:
         return None
-    x = _finite_number(v)
+    x = finite_number(v)
     if x is not None and x >= 0.0:
         return x + max(0.0, off_s)
     notes.append(f"charge_phase.{key}={v!r} is no age: ignored")
@@ -67,7 +67,7 @@ def restored_lift_slope(
                 " dropped; the next full charge is timed by charge.full_charge_lead_s"
             )
         return None
-    x = _finite_number(slope)
+    x = finite_number(slope)
     if x is None or x <= 0.0:
         notes.append(f"charge_phase.lift_slope_a_per_h={slope!r} is no slope: ignored")
         return None
