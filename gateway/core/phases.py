@@ -66,7 +66,7 @@ from gateway.core.charge_lift import FullChargeTiming
 from gateway.core.charge_request import full_charge_request, imbalance_left, sigma_held
 from gateway.core.charge_window import ChargeWindow
 from gateway.core.model import BalancingPlan, ChargePhase, ChargeState, PackSnapshot, SocReport
-from gateway.core.phases_state import restored_age_s, restored_lift_slope
+from gateway.core.phases_state import restored_age_s, restored_lift_slope, restored_sigma_low_s
 
 __all__ = ["ChargeConfig", "ChargePhases", "ChargeStrategy"]
 
@@ -161,8 +161,7 @@ class ChargePhases:
             self._last_full_s = now_s - age
         if (apart := restored_age_s(state, "cells_told_apart_age_s", notes, off_s)) is not None:
             self._told_apart_s = now_s - apart
-        if (sig_low := restored_age_s(state, "sigma_low_age_s", notes)) is not None:  # not off_s
-            self._sigma_low_s = now_s - sig_low
+        self._sigma_low_s = restored_sigma_low_s(state, now_s, notes)
         if (low := restored_age_s(state, "energy_in_use_age_s", notes, off_s)) is not None:
             self._low_s = now_s - low
         request = state.get("full_charge_request")

@@ -9,7 +9,13 @@ from collections.abc import Mapping
 from gateway.core.charge_config import ChargeConfig
 from gateway.core.charge_lift import MAX_LIFT_S
 
-__all__ = ["finite_number", "restored_age_s", "restored_lift_slope", "slope_range"]
+__all__ = [
+    "finite_number",
+    "restored_age_s",
+    "restored_lift_slope",
+    "restored_sigma_low_s",
+    "slope_range",
+]
 
 
 def finite_number(v: object) -> float | None:
@@ -37,6 +43,20 @@ def restored_age_s(
         return x + max(0.0, off_s)
     notes.append(f"charge_phase.{key}={v!r} is no age: ignored")
     return None
+
+
+def restored_sigma_low_s(
+    state: Mapping[str, object], now_s: float, notes: list[str]
+) -> float | None:
+    """When the worst sigma was last below the full-charge threshold (monotonic s; ``None``:
+    never, or refused with a note). A state of an earlier version has no such key: the hold
+    starts at the restart (else the first restart after an upgrade could ask for a top at once
+    for a sigma that was never measured held). Not aged by the time off: a restart is no
+    reason for a top."""
+    if "sigma_low_age_s" not in state:
+        return now_s
+    age = restored_age_s(state, "sigma_low_age_s", notes)
+    return None if age is None else now_s - age
 
 
 def slope_range(config: ChargeConfig, capacity_ah: float) -> tuple[float, float]:

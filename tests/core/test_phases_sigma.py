@@ -126,3 +126,13 @@ def test_a_restored_negative_sigma_age_is_refused() -> None:
     notes = m.restore({"sigma_low_age_s": -5.0}, 3 * DAY_S)
     assert notes
     assert m.export_state(3 * DAY_S)["sigma_low_age_s"] is None
+
+
+def test_a_state_of_an_earlier_version_starts_the_hold_at_the_restart() -> None:
+    # Saved before the hold existed (no sigma_low_age_s): no top at once for an unheld sigma.
+    m = _sigma_machine()
+    m.restore({"last_full_age_s": 3 * DAY_S}, 100.0)
+    assert not _step(m, 200.0, 3.31, 0.0, _soc(88.0, sigma_pct=3.0)).full_charge_requested
+    s = _step(m, 100.0 + HOLD_S, 3.31, 0.0, _soc(88.0, sigma_pct=3.0))
+    assert s.full_charge_requested
+    assert s.full_charge_reason.startswith("SoC uncertainty")
