@@ -158,20 +158,13 @@ class ChargeWindow:
         self._lifts.clear()
         self._lifts.append(slope)
 
-    def restore(self, seconds_to_end: object, now_s: float, off_s: float = 0.0) -> None:
-        """Load what ``export_state`` wrote (a bad value is ignored); ``off_s`` (s) has passed
-        since it was written: the end keeps its time of day."""
-        if isinstance(seconds_to_end, bool) or not isinstance(seconds_to_end, int | float):
-            return
-        try:
-            to_end_s = float(seconds_to_end)
-        except OverflowError:  # a JSON integer too large for a float
-            return
-        if math.isfinite(to_end_s):
-            end_s = now_s + (to_end_s - max(0.0, off_s)) % DAY_S
-            self._ends.clear()
-            self._ends.append(end_s)
-            self._phase_s = end_s % DAY_S
+    def restore(self, seconds_to_end: float, now_s: float, off_s: float = 0.0) -> None:
+        """Load what ``export_state`` wrote (finite: ``gateway.core.phases_state.finite_number``
+        checks a saved one); ``off_s`` (s) has passed since: the end keeps its time of day."""
+        end_s = now_s + (seconds_to_end - max(0.0, off_s)) % DAY_S
+        self._ends.clear()
+        self._ends.append(end_s)
+        self._phase_s = end_s % DAY_S
 
 
 def _circular_median(phases: list[float]) -> float:

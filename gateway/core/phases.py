@@ -19,17 +19,15 @@ A requested full charge is *due* at once, or, when ``full_charge_lead_s`` is set
 charges from PV, some time before the time of day at which the pack's daily charge usually ends
 (``gateway.core.charge_window`` learns it from the SoC), and then until the day's charge is seen to
 end: the pack reaches the top just before the loads take it down, instead of waiting at the top for
-the rest of the day. Until then it bulks to the float level and floats like any other day. How long
-before the end: ``full_charge_lead_s`` until a full charge timed this way has been measured, then
-the afternoon's *lift slope* learned from the last ones (``gateway.core.charge_lift``), so the
-timing follows the season and the site's PV without a forecast or a clock. An absorption the
-loads cut short counts as a full charge if the current had tapered at the top for ``tail_hold_s``
-(the anchor was made); if a cell bled and one is still above the balancing start threshold by the
-estimate when it ended (``charge_request.imbalance_left``), balancing is unfinished: a full charge
-is requested for it (ahead of the sigma trigger). It is due at once, so that its absorption has
-the day's hours, when balancing may run only at rest or near the top; when it may also run while
-the pack charges or discharges (``balancing_off_top``, the default passive states), the cells go
-on bleeding after the absorption and the full charge waits for the end of the PV day as others do.
+the rest of the day; until then it bulks to the float level. How long before the end: the
+afternoon's *lift slope* (``gateway.core.charge_lift``; ``full_charge_lead_s`` until one is
+measured). An absorption the loads cut short counts as a full charge if the current had tapered
+at the top for ``tail_hold_s`` (the anchor was made); if a cell bled and one is still above the
+balancing start threshold by the estimate when it ended (``charge_request.imbalance_left``),
+balancing is unfinished: a full charge is requested for it (ahead of the sigma trigger). It is due
+at once, so that its absorption has the day's hours, when balancing may run only at rest or near
+the top; when it may also run while the pack charges or discharges (``balancing_off_top``, the
+default passive states), the full charge waits for the end of the PV day as others do.
 
 A full charge is requested (and, but for the sigma's, stays until an absorption ends) when it pays:
 
@@ -61,12 +59,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from gateway.core import phases_state as saved
 from gateway.core.charge_config import ChargeConfig, ChargeStrategy
 from gateway.core.charge_lift import FullChargeTiming
 from gateway.core.charge_request import full_charge_request, imbalance_left, sigma_held
 from gateway.core.charge_window import ChargeWindow
 from gateway.core.model import BalancingPlan, ChargePhase, ChargeState, PackSnapshot, SocReport
-from gateway.core.phases_state import restored_age_s, restored_lift_slope, restored_sigma_low_s
 
 __all__ = ["ChargeConfig", "ChargePhases", "ChargeStrategy"]
 
@@ -157,18 +155,21 @@ class ChargePhases:
     def restore(self, state: Mapping[str, object], now_s: float, off_s: float = 0.0) -> list[str]:
         """Load what ``export_state`` wrote, aged by ``off_s`` (s off since); notes to log."""
         notes: list[str] = []
-        if (age := restored_age_s(state, "last_full_age_s", notes, off_s)) is not None:
+        if (age := saved.restored_age_s(state, "last_full_age_s", notes, off_s)) is not None:
             self._last_full_s = now_s - age
-        if (apart := restored_age_s(state, "cells_told_apart_age_s", notes, off_s)) is not None:
+        if (
+            apart := saved.restored_age_s(state, "cells_told_apart_age_s", notes, off_s)
+        ) is not None:
             self._told_apart_s = now_s - apart
-        self._sigma_low_s = restored_sigma_low_s(state, now_s, notes)
-        if (low := restored_age_s(state, "energy_in_use_age_s", notes, off_s)) is not None:
+        self._sigma_low_s = saved.restored_sigma_low_s(state, now_s, notes)
+        if (low := saved.restored_age_s(state, "energy_in_use_age_s", notes, off_s)) is not None:
             self._low_s = now_s - low
         request = state.get("full_charge_request")
         if isinstance(request, str):
             self._request = request[:200]
-        self.window.restore(state.get("charge_end_in_s"), now_s, off_s)
-        slope = restored_lift_slope(state, self.config, self.capacity_ah, notes)
+        if (to_end_s := saved.finite_number(state.get("charge_end_in_s"))) is not None:
+            self.window.restore(to_end_s, now_s, off_s)
+        slope = saved.restored_lift_slope(state, self.config, self.capacity_ah, notes)
         if slope is not None:
             self.window.restore_lift_slope(slope)
         self._balancing_unfinished = state.get("balancing_unfinished") is True

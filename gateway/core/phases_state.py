@@ -19,14 +19,11 @@ __all__ = [
 
 
 def finite_number(v: object) -> float | None:
-    """``v`` as a float if it is a finite JSON number (not a boolean; an integer too large for
-    a float is none), else ``None``."""
+    """``v`` as a float if it is a finite JSON number (not a boolean), else ``None``. (The state
+    file's reader turns an integer too long for a float into one: ``gateway.state_store``.)"""
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
-    try:
-        x = float(v)
-    except OverflowError:
-        return None
+    x = float(v)
     return x if math.isfinite(x) else None
 
 

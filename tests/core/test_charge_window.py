@@ -98,10 +98,6 @@ def test_the_expected_end_survives_a_restart() -> None:
     again = ChargeWindow()
     again.restore(saved, 500.0)  # a new process: monotonic time starts elsewhere
     assert again.seconds_to_end(500.0 + 3 * HOUR_S) == pytest.approx(4 * HOUR_S)
-    for bad in (None, "x", float("nan"), True):
-        fresh = ChargeWindow()
-        fresh.restore(bad, 0.0)
-        assert fresh.seconds_to_end(0.0) is None
 
 
 def test_the_lift_slope_is_the_lower_quartile_of_the_recent_lifts() -> None:

@@ -538,6 +538,15 @@ def test_the_expected_end_of_the_pv_day_survives_a_restart() -> None:
     assert s.full_charge_due_in_s == pytest.approx(6 * HOUR_S - 10.0)
 
 
+@pytest.mark.parametrize("bad", [None, "x", float("nan"), float("inf"), True, [1.0]])
+def test_a_bad_saved_end_of_the_pv_day_is_ignored(bad: object) -> None:
+    m = _machine()
+    m.restore({"charge_end_in_s": bad}, 0.0)
+    assert m.export_state(10.0)["charge_end_in_s"] is None
+    m.restore({"charge_end_in_s": 3600.0}, 0.0)
+    assert m.export_state(10.0)["charge_end_in_s"] == pytest.approx(3590.0)
+
+
 def test_the_expected_end_of_the_pv_day_keeps_its_time_of_day_over_a_time_off() -> None:
     m = _machine(full_charge_lead_s=2 * HOUR_S, full_charge_min_interval_days=1.0)
     _to_float(m)
