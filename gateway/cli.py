@@ -46,13 +46,22 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 def _check_config(settings: Settings, args: argparse.Namespace) -> int:
     _check_files(settings)
+    from gateway.config_report import chemistry_defaults
     from gateway.state_store import describe_ocv_table
 
     ocv = describe_ocv_table(settings.soc)  # a bad table is a config error
     print(json.dumps(settings.model_dump(mode="json"), indent=2))
-    # What the user's OCV table was read as (stderr: stdout stays JSON).
+    # What the user's OCV table was read as and the chemistry's values behind each unset key
+    # (stderr: stdout stays JSON).
     if ocv:
         print(ocv, file=sys.stderr)
+    in_force = chemistry_defaults(settings)
+    if in_force:
+        pack = settings.pack
+        head = f"defaults in force ({pack.chemistry}, {pack.cells} cells, {pack.capacity_ah:g} Ah):"
+        print(head, file=sys.stderr)
+        for line in in_force:
+            print(f"  {line}", file=sys.stderr)
     return 0
 
 
