@@ -260,7 +260,8 @@ def test_full_charge_to_the_upper_voltage_drives_the_top_cell_to_its_table_soc(
     # The tapered voltage at the top through the OCV table (soc_top), not a flat 100 %: the
     # table's SoC at the upper voltage less the tapered current's IR drop (NMC: 99.8 %).
     cell = rep.cells[top]
-    assert cell.soc_pct == pytest.approx(min(100.0, pack.soc_pct[top]), abs=2.0 * cell.soc_sigma_pct)
+    truth = min(100.0, pack.soc_pct[top])
+    assert cell.soc_pct == pytest.approx(truth, abs=2.0 * cell.soc_sigma_pct)
     assert cell.soc_sigma_pct < 0.6
     assert rep.soc_pct == pytest.approx(cell.soc_pct, abs=0.1)  # no cell can take more
     assert rep.soc_mean_pct < rep.soc_pct  # the others are not full

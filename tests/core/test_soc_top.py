@@ -86,7 +86,7 @@ def test_a_user_table_topping_at_4_1_v_gets_a_top() -> None:
     # A cell whose table tops out at 4.1 V (Marquis2019's) never reaches the NMC chemistry's
     # 4.2 V less the margin: the table, not the chemistry's upper voltage, says it is full.
     nmc = get_chemistry("nmc")
-    rows = [f"{s},{nmc.ocv.voltage(s) - 0.1 * s / 100.0:.5f}" for s in range(0, 101)]
+    rows = [f"{s},{nmc.ocv.voltage(s) - 0.1 * s / 100.0:.5f}" for s in range(101)]
     chem = nmc.with_ocv(parse_ocv_csv("soc_pct,ocv_v\n" + "\n".join(rows), "user.csv"))
     est = estimator(chem)
     pack = EcmPack(chem, [80.0], [Q])
@@ -128,7 +128,7 @@ def test_a_plateau_voltage_at_a_tapered_current_is_not_a_trusted_point(soc: floa
 def test_top_point_pins_the_soc_only_where_the_table_is_steep(
     name: str, soc: float, trusted: bool
 ) -> None:
-    from gateway.core.soc_top import TOP_SIGMA_PCT, top_point  # noqa: PLC0415 (runs on main)
+    from gateway.core.soc_top import TOP_SIGMA_PCT, top_point  # here: the file runs on main
 
     chem = get_chemistry(name)
     tune = tuning_of(SocConfig(), chem)
