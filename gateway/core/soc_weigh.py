@@ -227,15 +227,15 @@ class VoltageWeighing:
         temp_c: float,
         r_scale: float,
     ) -> None:
-        """A trusted top (``gateway.core.soc_top``): the pack charges, the cell's current
-        ``cur_k`` (A) is tapered (at most ``full_current_c``) and its voltage ``v`` pins the
-        SoC on the OCV table: learn the offset and test the load bias, recalibrate, anchor
+        """A trusted top (``gateway.core.soc_top``): the pack charges (not resting), the cell's
+        current ``cur_k`` (A) is tapered (at most ``full_current_c``) and its voltage ``v`` pins
+        the SoC on the OCV table: learn the offset and test the load bias, recalibrate, anchor
         capacity; once per top (``full_latched``, re-armed by a discharge)."""
         cur = inputs.current_a
         if cur < 0.0:
             cell.full_latched = False
             return
-        if cell.full_latched or cur <= 0.0:
+        if cell.full_latched or cur <= 0.0 or inputs.resting:
             return
         if cur_k > self.config.full_current_c * self._q_nom_ah:
             return

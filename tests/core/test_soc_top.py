@@ -124,7 +124,25 @@ def test_a_plateau_voltage_at_a_tapered_current_is_not_a_trusted_point(soc: floa
     assert cell.bias_w == 0.0
 
 
-@pytest.mark.parametrize(("name", "soc", "trusted"), [("lfp", 99.3, True), ("lfp", 60.0, False)])
+def test_a_small_charge_at_the_steep_bottom_or_at_rest_is_not_a_top() -> None:
+    # The bottom is steep too, but a charge there follows a discharge still relaxing; a current
+    # within the rest current is the rest recalibration's.
+    chem = get_chemistry("lfp")
+    est = estimator(chem)
+    pack = EcmPack(chem, [8.0], [Q])
+    t = hold(est, pack, -20.0, 600, 0.0)
+    hold(est, pack, 2.0, 1800, t)
+    assert not est.cells[0].full_latched
+    est2 = estimator(chem)
+    pack2 = EcmPack(chem, [99.4], [Q])
+    hold(est2, pack2, 0.5, 1800, 0.0)  # 0.005 C + 0.005 C offset: resting
+    assert not est2.cells[0].full_latched
+
+
+@pytest.mark.parametrize(
+    ("name", "soc", "trusted"),
+    [("lfp", 99.3, True), ("lfp", 60.0, False), ("lfp", 3.0, False), ("nmc", 99.0, True)],
+)
 def test_top_point_pins_the_soc_only_where_the_table_is_steep(
     name: str, soc: float, trusted: bool
 ) -> None:
