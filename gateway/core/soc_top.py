@@ -25,6 +25,10 @@ of at most ``TOP_SIGMA_PCT`` and its SoC must be at least ``TOP_MIN_SOC_PCT``. O
 (the LFP float) the interval spans points and the voltage is only a correction under load; at
 the steep bottom a small charge follows a discharge whose relaxation is still in the voltage
 (PyBaMM's Prada2013 day: a 0.004 C current at 6.5 % read as 5.2 %), so it is not a top.
+Source: the OCV read where the cell is near equilibrium and the curve steep, through the SoC
+interval the voltage's band allows, as the rest recalibration does (Plett, *Battery Management
+Systems* vol. 2, 2015, ch. 3); the end of a constant-voltage charge at a tapered current as that
+near-equilibrium point (the CCCV termination criterion, e.g. C/20).
 """
 
 from __future__ import annotations
