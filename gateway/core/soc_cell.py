@@ -23,8 +23,9 @@ circuit does not hold is taken up by ``v1`` rather than by the SoC.
 * ``predict``: the count, and the growth of the uncertainty by kind (see ``CellState``).
 * ``correct``: the voltage under load, weighed by how well the model currently predicts it
   (innovation-based adaptive noise), and held within what the count allows (``count_bound``).
-* ``recalibrate``: a rested voltage (after ``rest_s``) or a full charge, fused in the SoC domain
-  through the interval of SoCs the voltage allows (plateau- and hysteresis-aware).
+* ``recalibrate``: a rested voltage (after ``rest_s``) or a tapered charge at the top
+  (``gateway.core.soc_top``), fused in the SoC domain through the interval of SoCs the voltage
+  allows (plateau- and hysteresis-aware).
 * ``learn``: R0 and R1 by recursive least squares with forgetting; capacity between two
   confident SoC points.
 
@@ -174,7 +175,7 @@ class CellState:
     rest_sq_v2: float = 0.0
     rest_prev_v: float = _NAN
     rest_p_var: float = _NAN  # the SoC variance before the rest's first recalibration (%^2)
-    full_latched: bool = False  # full seen; cleared by a discharge
+    full_latched: bool = False  # a trusted top seen (soc_top); cleared by a discharge
 
     @property
     def count_var(self) -> float:

@@ -90,11 +90,17 @@ class SocConfig(Section):
     (a current is counted for the longer of the two). Until then, one age for both, in force
     while neither of those keys is set."""
     full_current_c: float = Field(default=0.05, gt=0)
-    """A charge current below this C-rate at the upper voltage means the cell is full."""
+    """A charge current at or below this C-rate is tapered: a cell charging at it whose voltage
+    (less the IR drop) the OCV table maps onto a SoC within 1 % (1 sigma; the steep top of the
+    curve, at any charge voltage) is at a trusted top, recalibrated to the table's SoC there
+    (``gateway.core.soc_top``), once per top (a discharge re-arms it)."""
     full_voltage_margin_v: float = Field(default=0.015, ge=0)
-    """A cell within this margin of the chemistry's upper voltage counts as at the upper voltage."""
+    """No longer used (accepted so existing files load): the top was a cell within this margin
+    of the chemistry's upper voltage, taken as 100 %; it is now judged by the OCV table (see
+    ``full_current_c``), which an LFP pack charged to its default CVL (3.45 V) also reaches."""
     confident_sigma_pct: float = Field(default=2.0, gt=0)
-    """A SoC known to within this (1 sigma) at a rest or at full anchors a capacity measurement."""
+    """A SoC known to within this (1 sigma) at a rest anchors a capacity measurement (a trusted
+    top always does)."""
     capacity_min_delta_pct: float = Field(default=30.0, gt=0, le=100)
     """Smallest SoC difference between two anchors that yields a capacity sample."""
     rls_memory_s: float = Field(default=7200.0, gt=0)

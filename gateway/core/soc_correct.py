@@ -23,7 +23,8 @@ from gateway.core.soc_cell import (
 __all__ = ["FULL_VAR", "correct", "count_bound", "fuse_interval", "recalibrate_full"]
 
 FULL_VAR = 0.25
-"""Variance (%^2) of the SoC at a full charge: 100 % to within 0.5 % (``recalibrate_full``)."""
+"""Variance (%^2) of the SoC at a full charge: 100 % to within 0.5 % (``recalibrate_full``); the
+least a trusted top's is (``gateway.core.soc_top``: the OCV table's own error there)."""
 
 
 # --- correct (under load) -------------------------------------------------------------------
@@ -347,7 +348,8 @@ def _scale_parts(cell: CellState, g: float) -> None:
 
 
 def recalibrate_full(cell: CellState) -> None:
-    """The cell is full (upper voltage, tapered charge current): 100 % to within 0.5 %."""
+    """The cell is full: 100 % to within 0.5 %. (The estimator recalibrates a tapered top to
+    the OCV table's SoC instead: ``gateway.core.soc_top``.)"""
     cell.soc_pct = 100.0
     cell.sb = 0.0
     if cell.p00 > FULL_VAR:

@@ -2,8 +2,9 @@
 
 A current sensor's offset ``b`` (measured less true current) makes the count drift by
 ``k * b`` between two trusted points, ``k`` the time between them in SoC per unit of offset
-(``CellState.count_k``, % per C). At a trusted point (a full charge; a rested voltage on a steep
-part of the OCV curve that does not contradict the estimate) the count since the previous one
+(``CellState.count_k``, % per C). At a trusted point (a tapered charge at the top,
+``gateway.core.soc_top``; a rested voltage on a steep part of the OCV curve that does not
+contradict the estimate) the count since the previous one
 (``CellState.count_soc_pct``) less what the trusted point says is a measurement of the offset
 left after what was already learned::
 

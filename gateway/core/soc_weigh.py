@@ -4,7 +4,7 @@
 cells of this step's group by the count (``predict``) and weighs their fresh voltages: each with
 the pack current of its moment (``PackCount.paired_current``; a voltage that came before it
 waits), starting a cell from its first voltage, then learning R0/R1 and recalibrating (after a
-rest, at full) or correcting (under load).
+rest, at a tapered top: ``gateway.core.soc_top``) or correcting (under load).
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from gateway.core.chemistry import Chemistry
 from gateway.core.model import PackSnapshot
 from gateway.core.soc_cell import CellState, StepInputs, Tuning, init_from_voltage
 from gateway.core.soc_config import SocConfig
-from gateway.core.soc_correct import FULL_VAR, correct, recalibrate_full
+from gateway.core.soc_correct import correct
 from gateway.core.soc_count import PackCount
 from gateway.core.soc_learn import anchor, learn_resistance
 from gateway.core.soc_offset import learn_offset
 from gateway.core.soc_predict import predict, tidy
 from gateway.core.soc_rest import accumulate_rest, end_rest, recalibrate_rest
 from gateway.core.soc_sensors import CellSensors
+from gateway.core.soc_top import recalibrate_top, top_point
 
 __all__ = ["VoltageWeighing"]
 
@@ -215,15 +216,35 @@ class VoltageWeighing:
             # The estimate was refined (start window) or replaced (a contradiction) during the
             # rest: its rest starts over.
             end_rest(cell)
+        self._top(cell, inputs, v, cur_k, temp_c, r_scale)
+
+    def _top(
+        self,
+        cell: CellState,
+        inputs: StepInputs,
+        v: float,
+        cur_k: float,
+        temp_c: float,
+        r_scale: float,
+    ) -> None:
+        """A trusted top (``gateway.core.soc_top``): the pack charges (not resting), the cell's
+        current ``cur_k`` (A) is tapered (at most ``full_current_c``) and its voltage ``v`` pins
+        the SoC on the OCV table: learn the offset and test the load bias, recalibrate, anchor
+        capacity; once per top (``full_latched``, re-armed by a discharge)."""
         cur = inputs.current_a
-        cfg = self.config
-        if v >= chem.max_v - cfg.full_voltage_margin_v and cur > 0.0:
-            if cur_k <= cfg.full_current_c * self._q_nom_ah:
-                if not cell.full_latched:
-                    learn_offset(cell, tune, 100.0, FULL_VAR)
-                recalibrate_full(cell)
-                if not cell.full_latched:
-                    cell.full_latched = True
-                    anchor(cell, tune, inputs, 100.0, cell.p00)
-        elif cur < 0.0:
+        if cur < 0.0:
             cell.full_latched = False
+            return
+        if cell.full_latched or cur <= 0.0 or inputs.resting:
+            return
+        if cur_k > self.config.full_current_c * self._q_nom_ah:
+            return
+        tune = self._tune
+        top = top_point(cell, self.chemistry, tune, v, cur_k, temp_c, r_scale)
+        if top is None:
+            return
+        z, var = top
+        learn_offset(cell, tune, z, var)
+        recalibrate_top(cell, tune, z, var)
+        cell.full_latched = True
+        anchor(cell, tune, inputs, cell.soc_pct, cell.p00)
