@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from gateway.settings import DEPRECATED, ENV_PREFIX, Settings
+from gateway.settings import DEPRECATED, ENV_PREFIX, RETIRED, Settings
 
 __all__ = ["UNSET", "example_toml", "reference_markdown"]
 
@@ -118,6 +118,15 @@ def _deprecated_markdown() -> list[str]:
     for dep in DEPRECATED:
         new = ", ".join(f"`timeouts.{k}`" for k in dep.new)
         out.append(f"| `{dep.key}` | {new} | {dep.rule} |")
+    out += [
+        "",
+        "Keys no longer used: accepted until the next release (a file that sets one still "
+        "loads), with a warning that names where it was set.",
+        "",
+        "| key | why |",
+        "|---|---|",
+    ]
+    out += [f"| `{key}` | {why} |" for key, why in RETIRED]
     return out
 
 

@@ -48,6 +48,7 @@ from gateway.web.config import WebConfig
 __all__ = [
     "DEPRECATED",
     "ENV_PREFIX",
+    "RETIRED",
     "ControlConfig",
     "Deprecated",
     "LogConfig",
@@ -105,6 +106,16 @@ DEPRECATED = (
     ),
 )
 """Deprecated keys, accepted until the next release (docs/CONFIG.md lists them)."""
+
+RETIRED: tuple[tuple[str, str], ...] = (
+    (
+        "soc.full_voltage_margin_v",
+        "a tapered charge is a trusted top where its voltage pins the SoC on the OCV table, at "
+        "any charge voltage (soc.full_current_c)",
+    ),
+)
+"""Keys no longer used, ``(section.name, why)``: still accepted until the next release (a file
+that sets one loads), with a warning naming where it was set."""
 
 
 class ControlConfig(Section):
@@ -351,5 +362,15 @@ def _deprecation_warnings(
                 f"{origin}: {dep.key} is deprecated and will be removed in the next release; "
                 f"until then it is in force ({uses}). Set {new} instead (they also time out "
                 "the fail-safe and the stale_data alarm)"
+            )
+    for key, why in RETIRED:
+        section, name = key.split(".")
+        var = f"{ENV_PREFIX}{section.upper()}__{name.upper()}"
+        in_file = path is not None and name in (data.get(section) or {})
+        if var in env_names or in_file:
+            origin = f"environment {var}" if var in env_names else str(path)
+            out.append(
+                f"{origin}: {key} is no longer used ({why}) and will be removed in the next "
+                "release; remove it"
             )
     return tuple(out)

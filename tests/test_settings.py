@@ -159,6 +159,19 @@ def test_the_new_keys_win_over_a_deprecated_key(tmp_path: Path) -> None:
     assert "a temperature older than 4 s" in bal
 
 
+def test_a_key_no_longer_used_still_loads_and_warns_where_it_was_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "old.toml"
+    f.write_text("[soc]\nfull_voltage_margin_v = 0.02\n")
+    (text,) = load_settings(f).deprecations
+    assert text.startswith(f"{f}: soc.full_voltage_margin_v is no longer used")
+    assert text.endswith("remove it")
+    monkeypatch.setenv("BMSGW_SOC__FULL_VOLTAGE_MARGIN_V", "0.03")
+    (text,) = load_settings(None).deprecations
+    assert text.startswith("environment BMSGW_SOC__FULL_VOLTAGE_MARGIN_V: ")
+
+
 def test_check_config_logs_the_deprecations(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,4 +1,5 @@
-"""Weighing one cell's voltage: the correction under load and the recalibration at full.
+"""Weighing one cell's voltage: the correction under load (and the SoC-domain fusion the
+recalibrations share).
 
 Part of the per-cell estimator (``gateway.core.soc_cell`` holds the state and the count; the
 model is in its docstring; the rest recalibration is in ``gateway.core.soc_rest``). Each
@@ -20,11 +21,11 @@ from gateway.core.soc_cell import (
     voltage_soc,
 )
 
-__all__ = ["FULL_VAR", "correct", "count_bound", "fuse_interval", "recalibrate_full"]
+__all__ = ["FULL_VAR", "correct", "count_bound", "fuse_interval"]
 
 FULL_VAR = 0.25
-"""Variance (%^2) of the SoC at a full charge: 100 % to within 0.5 % (``recalibrate_full``); the
-least a trusted top's is (``gateway.core.soc_top``: the OCV table's own error there)."""
+"""Variance (%^2) of the SoC at a full charge, 0.5 % (1 sigma): the least a trusted top's is
+(``gateway.core.soc_top``: the OCV table's own error there)."""
 
 
 # --- correct (under load) -------------------------------------------------------------------
@@ -342,18 +343,3 @@ def _scale_parts(cell: CellState, g: float) -> None:
     total = cell.rc + cell.sc**2 + cell.sg**2 + cell.si**2 + cell.sx**2
     if total > cell.p00 > 0.0:
         cell.scale_variance_parts(cell.p00 / total)
-
-
-# --- recalibrate (full) ---------------------------------------------------------------------
-
-
-def recalibrate_full(cell: CellState) -> None:
-    """The cell is full: 100 % to within 0.5 %. (The estimator recalibrates a tapered top to
-    the OCV table's SoC instead: ``gateway.core.soc_top``.)"""
-    cell.soc_pct = 100.0
-    cell.sb = 0.0
-    if cell.p00 > FULL_VAR:
-        cell.scale_variance_parts(FULL_VAR / cell.p00)
-        cell.p00 = FULL_VAR
-    cell.p01 = 0.0
-    cell.restart_count(cell.p00)

@@ -15,10 +15,11 @@ from gateway.core.soc_cell import (
     Tuning,
     init_from_voltage,
 )
-from gateway.core.soc_correct import correct, count_bound, recalibrate_full
+from gateway.core.soc_correct import FULL_VAR, correct, count_bound
 from gateway.core.soc_learn import learn_resistance, rls_start
 from gateway.core.soc_predict import predict
 from gateway.core.soc_rest import recalibrate_rest
+from gateway.core.soc_top import recalibrate_top
 
 Q = 100.0
 
@@ -236,15 +237,15 @@ def test_rest_on_a_steep_part_refines_the_estimate() -> None:
     assert math.sqrt(cell.p00) < 1.0
 
 
-def test_full_sets_100_and_a_small_sigma() -> None:
-    chem, _ = setup("lfp")
+def test_a_trusted_top_lands_on_the_tables_soc_and_clears_the_load_bias() -> None:
+    chem, tune = setup("lfp")
     cell = cell_at(chem, 93.0, 6.0)
     cell.sb = 2.0
-    recalibrate_full(cell)
-    assert cell.soc_pct == 100.0
-    assert cell.p00 == pytest.approx(0.25)
+    recalibrate_top(cell, tune, 99.2, FULL_VAR)
+    assert cell.soc_pct == pytest.approx(99.2, abs=0.1)  # an uncertain estimate lands on it
+    assert cell.p00 <= FULL_VAR + 1e-9
     assert cell.sb == 0.0
-    assert cell.count_soc_pct == 100.0
+    assert cell.count_soc_pct == cell.soc_pct  # the count restarts at the top
 
 
 # --- learn --------------------------------------------------------------------------------
