@@ -39,8 +39,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from gateway.core.soc_bias import LoadBiasEvidence
 from gateway.core.chemistry import Chemistry
+from gateway.core.soc_bias import LoadBiasEvidence
 
 __all__ = [
     "CellState",

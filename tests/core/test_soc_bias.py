@@ -48,7 +48,8 @@ def test_the_evidence_fades_once_per_step_whatever_the_cell_count() -> None:
     for n in (1, 8):
         est = started(n)
         biased_test(est, 0)
-        drive(est, EcmPack(est.chemistry, [60.0] * n, [100.0] * n), [0.0] * 48, t0_s=1.0, dt_s=3600.0)
+        pack = EcmPack(est.chemistry, [60.0] * n, [100.0] * n)
+        drive(est, pack, [0.0] * 48, t0_s=1.0, dt_s=3600.0)
         ms.append(est.cells[-1].bias_m)
     # Faded for two days of fifteen, the same for 1 cell as for 8.
     assert ms[0] == pytest.approx(ms[1])
