@@ -144,9 +144,7 @@ def read_state(
     if "current_offset_c" in state:
         off_c = _vec(state, "current_offset_c", n, -1.0, 1.0)
         off_var = _vec(state, "current_offset_var", n, 0.0, 1.0, allow_nan=True)
-    bias_w = bias_wq = None
-    if "load_bias_weight" in state or "load_bias_weighted_sq" in state:
-        bias_w, bias_wq = _load_bias(state)
+    bias_w, bias_wq = _load_bias(state)
     cycles = state.get("cycles")
     if isinstance(cycles, bool) or not isinstance(cycles, int | float) or not cycles >= 0:
         raise ValueError(f"state cycles (={cycles!r}) must be a number >= 0")
@@ -172,9 +170,12 @@ def read_state(
     )
 
 
-def _load_bias(state: dict[str, Any]) -> tuple[float, float]:
+def _load_bias(state: dict[str, Any]) -> tuple[float, float] | tuple[None, None]:
     """The pack's load-bias evidence ``(w, wq)`` from ``state``: both numbers, ``w`` within
-    ``0..1e6`` and ``wq`` within ``0..BIAS_Q_MAX * w`` (what the tests can sum to)."""
+    ``0..1e6`` and ``wq`` within ``0..BIAS_Q_MAX * w`` (what the tests can sum to); a state
+    written before it was saved has neither: ``(None, None)``."""
+    if "load_bias_weight" not in state and "load_bias_weighted_sq" not in state:
+        return None, None
     out: list[float] = []
     for key in ("load_bias_weight", "load_bias_weighted_sq"):
         x = state.get(key)
