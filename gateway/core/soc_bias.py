@@ -6,10 +6,18 @@ seen through a loaded, diffusing cell) and the circuit the estimator assumes. Ev
 pack runs the same model against the same current, so how much of that bound holds is a
 property of the model on this pack, not of one cell: each cell's trusted-point test
 (``gateway.core.soc_offset.learn_load_bias``) adds to one accumulator for the pack and every
-cell reports the share it learned (``m``). One cell alone gathers a few weak tests (about one a
-day at a top of charge); the pack gathers one per cell (a cell's own errors, its capacity and
-its start, average out over the cells; the errors common to the string, the current sensor's,
-do not, which is why each test's weight still discounts its whole error variance).
+cell reports the share it learned (``m``). One cell alone gathers a few weak tests (one per
+top of charge, every 2 to 3 days on a lightly used pack); the pack gathers one per cell and top.
+
+Each cell's test counts in full, as if independent. They are not wholly: the errors common to
+the string (the current sensor's offset and gain in every cell's count, the same model error)
+move the residuals of one top alike, so the pool holds more weight than the evidence strictly
+carries, and ``m`` falls faster than a fully-correlated reading (a top counted once, each test
+weighed ``1 / cells``) would let it. That reading was measured and learned no faster than one
+cell does (docs/PERFORMANCE.md, "Load-bias evidence pooled over the cells"); each test's weight
+still discounts its whole error variance, common parts included, and one test's ``q`` is capped
+(``BIAS_Q_MAX``), so a top that finds the bias held raises ``m`` for every cell at once.
+Whether the reported sigma stays honest is measured there (cell-steps beyond 2 and 3 sigma).
 
 Rule: ``m = (n0 + sum wq) / (n0 + sum w)``, the weighted mean of the tests' normalised squares
 ``q`` with the claim (``q = 1``) counted as ``n0`` fully informative tests
