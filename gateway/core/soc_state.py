@@ -185,7 +185,7 @@ def _load_bias(state: dict[str, Any]) -> tuple[float, float] | tuple[None, None]
     w, wq = out
     if not 0.0 <= w <= 1e6:
         raise ValueError(f"state load_bias_weight (={w}) is outside 0..1e6")
-    if not 0.0 <= wq <= BIAS_Q_MAX * w:
+    if not 0.0 <= wq <= BIAS_Q_MAX * w * (1.0 + 1e-9):  # the sums' rounding allowed
         raise ValueError(
             f"state load_bias_weighted_sq (={wq}) is outside 0..{BIAS_Q_MAX} x load_bias_weight"
         )
