@@ -14,7 +14,7 @@ the string (the current sensor's offset and gain in every cell's count, the same
 move the residuals of one top alike, so the pool holds more weight than the evidence strictly
 carries, and ``m`` falls faster than a fully-correlated reading (a top counted once, each test
 weighed ``1 / cells``) would let it. That reading was measured and learned no faster than one
-cell does (docs/PERFORMANCE.md, "Load-bias evidence pooled over the cells"); each test's weight
+cell does (docs/PERFORMANCE.md, branch s7-pool under "Charge phases"); each test's weight
 still discounts its whole error variance, common parts included, and one test's ``q`` is capped
 (``BIAS_Q_MAX``), so a top that finds the bias held raises ``m`` for every cell at once.
 Whether the reported sigma stays honest is measured there (cell-steps beyond 2 and 3 sigma).
