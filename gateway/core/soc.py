@@ -36,6 +36,7 @@ from gateway.core.chemistry import Chemistry
 from gateway.core.freshness import TimeoutsConfig
 from gateway.core.model import PackSnapshot, SocReport
 from gateway.core.pack import PackConfig
+from gateway.core.soc_bias import LoadBiasEvidence
 from gateway.core.soc_cell import CellState, StepInputs
 from gateway.core.soc_config import SocConfig, tuning_of
 from gateway.core.soc_count import PackCount, check_extra
@@ -104,6 +105,9 @@ class SocEstimator(VoltageWeighing):
         self._r0_nom = chemistry.r0_ohm(pack.capacity_ah)
         self._r1_nom = chemistry.r1_ohm(pack.capacity_ah)
         self._r2_nom = chemistry.r2_ohm(pack.capacity_ah)
+        # The load bias comes from the model every cell shares: one pool of evidence for the
+        # pack (``gateway.core.soc_bias``), shared by the cells, faded once per step.
+        self._bias = LoadBiasEvidence()
         self.cells: list[CellState] = [self._new_cell() for _ in range(n)]
         # Pack-level state: one current flows through every series cell.
         self._count = PackCount(config, self._q_nom_ah, self._voltage_age_s, current_age_s)
@@ -126,6 +130,7 @@ class SocEstimator(VoltageWeighing):
             capacity_var=(0.1 * cap) ** 2,
             tau1_s=chem.tau1_s,
             tau2_s=chem.tau2_s,
+            bias=self._bias,
         )
         rls_start(cell, self._r0_nom, self._r1_nom, self._r2_nom)
         return cell
@@ -181,6 +186,8 @@ class SocEstimator(VoltageWeighing):
         if last_s is not None and 0.0 <= now_s - last_s < cfg.min_interval_s:
             return self._report
         step = count.step_inputs(snapshot, now_s, self.cells)
+        tune = self._tune
+        self._bias.fade(step.dt_s, tune.bias_memory_s, tune.bias_prior_weight)
         lo, hi, inputs, x_count = self._turn_window(step, extra)
         self._weigh(snapshot, step, inputs, lo, hi, extra, x_count)
         self._report = self._figures.refresh(self.cells, lo, hi)
@@ -264,7 +271,9 @@ class SocEstimator(VoltageWeighing):
         Each cell as of its group's last turn (``cells_per_step``): the steps since then, a
         fraction of a second of charge, are not in it.
         """
-        return export_cells(self.cells, self.chemistry.name, self._q_nom_ah, self.cycles)
+        return export_cells(
+            self.cells, self.chemistry.name, self._q_nom_ah, self.cycles, self._bias
+        )
 
     def restore(self, state: dict[str, Any]) -> list[str]:
         """Resume from ``export_state`` output (a previous run of the same pack); returns a line
@@ -273,7 +282,9 @@ class SocEstimator(VoltageWeighing):
         The SoC variance grows by ``restore_sigma_pct`` because the pack may have moved while we
         were down; the RC voltage restarts at zero. A restored SoC is not a trusted point: a
         rested voltage that contradicts it (``recalibrate_rest``) replaces it. States written
-        before R1 was identified (no ``r1_ohm_25c``) start R1 from the chemistry.
+        before R1 was identified (no ``r1_ohm_25c``) start R1 from the chemistry; states
+        written before the load-bias evidence was saved start it from the claim (nothing
+        learned: those states never held it, per cell or pooled).
 
         Raises:
             ValueError: the state is of another version, cell count or chemistry, or malformed.
@@ -299,6 +310,10 @@ class SocEstimator(VoltageWeighing):
         extra = self.config.restore_sigma_pct**2
         r_lo, r_hi = self._tune.r_factor_lo, self._tune.r_factor_hi
         off_lim, notes = self._offset_limit(saved.current_offset_c)
+        bias = LoadBiasEvidence()
+        if saved.load_bias_w is not None and saved.load_bias_wq is not None:
+            bias.add(saved.load_bias_w, saved.load_bias_wq, self._tune.bias_prior_weight)
+        self._bias = bias  # before ``_new_cell``: the restored cells share it
         cells = []
         for j in range(n):
             cell = self._new_cell()

@@ -40,6 +40,7 @@ import math
 from dataclasses import dataclass, field
 
 from gateway.core.chemistry import Chemistry
+from gateway.core.soc_bias import LoadBiasEvidence
 
 __all__ = [
     "CellState",
@@ -132,13 +133,9 @@ class CellState:
     count_sg: float = 0.0
     count_si: float = 0.0
     count_sx: float = 0.0
-    # The load bias ``sb`` as the trusted points found it (``gateway.core.soc_offset``): the
-    # mean square of the bias actually carried as a share of ``sb**2`` (1: the claim, nothing
-    # learned), and the evidence behind it (weight, weighted sum of the normalised squares;
-    # both fade with ``Tuning.bias_memory_s``).
-    bias_m: float = 1.0
-    bias_w: float = 0.0
-    bias_wq: float = 0.0
+    # The load bias ``sb`` as the trusted points found it: the pack's evidence, shared by its
+    # cells (``gateway.core.soc_bias``; a lone cell has its own).
+    bias: LoadBiasEvidence = field(default_factory=LoadBiasEvidence)
     # Since the last trusted point, the moment the estimate carried the largest load bias: that
     # bias (%), the estimate less the count then (%), the filter's variance then (%^2) and the
     # count's error variance then (%^2). The next trusted point tests the estimate of that
@@ -214,7 +211,12 @@ class CellState:
     def bias_var(self) -> float:
         """The load bias's part of the reported variance (%^2): ``sb**2`` times the share of it
         the trusted points found (``bias_m``)."""
-        return self.bias_m * self.sb * self.sb
+        return self.bias.m * self.sb * self.sb
+
+    @property
+    def bias_m(self) -> float:
+        """The share of ``sb**2`` the trusted points found (``LoadBiasEvidence.m``)."""
+        return self.bias.m
 
     def total_var(self) -> float:
         """The SoC's reported variance (%^2): the filter's plus the load bias (``bias_var``: as

@@ -38,12 +38,14 @@ class SocConfig(Section):
     not model shifts the loaded voltage like a surface SoC off the bulk SoC (PyBaMM's LFP near
     empty: 1.4 % at 0.09 C, about 47 mV on the steep end)."""
     load_bias_prior_weight: float = Field(default=3.0, gt=0)
-    """The load bias above is a claim each cell's trusted points (full charges, rested voltages
-    on a steep part) test: the estimate's error there against the largest bias it carried since
-    the previous point says how much of the claim held
+    """The load bias above is a claim the cells' trusted points (full charges, rested voltages
+    on a steep part) test: a cell's error there against the largest bias it carried since the
+    previous point says how much of the claim held
     (``gateway.core.soc_offset.learn_load_bias``; one point says at most 3 times the claim).
-    The claim counts as this many fully informative trusted points; the reported sigma carries
-    the learned share of the bias. Not saved with the state: a restart begins from the claim."""
+    The bias comes from the model all cells share, so the pack's cells pool their tests
+    (``gateway.core.soc_bias``). The claim counts as this many fully informative trusted
+    points; every cell's reported sigma carries the learned share of the bias. Saved with the
+    state (an older state begins from the claim)."""
     load_bias_memory_days: float = Field(default=15.0, gt=0)
     """How long that evidence lasts (days, exponential): it fades back towards the claim (the
     model's error moves with temperature and age)."""

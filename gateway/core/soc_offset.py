@@ -21,7 +21,8 @@ moves with temperature and age).
 
 The same trusted point tests the load bias ``sb`` (``learn_load_bias``): the estimate's error at
 the moment it carried its largest bias since the previous point, against that bias, says how
-much of it held; the learned share scales the bias's part of the reported sigma.
+much of it held; the learned share, pooled over the pack's cells (``gateway.core.soc_bias``),
+scales the bias's part of the reported sigma.
 """
 
 from __future__ import annotations
@@ -83,8 +84,11 @@ def learn_load_bias(cell: CellState, tune: Tuning, z: float, z_var: float) -> bo
     ``0..BIAS_Q_MAX``); the points are averaged with the claim (``beta**2 = 1``, weight
     ``bias_prior_weight``), each weighed by ``(sb**2 / (sb**2 + var(e)))**2`` (the inverse of
     ``q``'s variance up to a constant: a point whose error the bias could not dominate says
-    little). The result (``CellState.bias_m``) scales the bias's part of the reported variance
-    (``CellState.bias_var``); the evidence fades with ``bias_memory_s`` (``predict``).
+    little). The evidence goes to ``CellState.bias``, which a pack's cells share: the model
+    that makes the bias is the pack's (``gateway.core.soc_bias``), so one cell's test moves
+    every cell's learned share (``bias_m``), which scales the bias's part of the reported
+    variance (``CellState.bias_var``); the evidence fades with ``bias_memory_s``
+    (``LoadBiasEvidence.fade``, once per estimator step).
     """
     count = cell.count_soc_pct
     if cell.sb >= cell.bias_peak_sb:
@@ -98,10 +102,7 @@ def learn_load_bias(cell: CellState, tune: Tuning, z: float, z_var: float) -> bo
     if not (sb2 > 0.0 and math.isfinite(r) and pe >= 0.0):
         return False
     w, wq = _evidence(sb2, pe, r)
-    cell.bias_w += w
-    cell.bias_wq += wq
-    n0 = tune.bias_prior_weight
-    cell.bias_m = (n0 + cell.bias_wq) / (n0 + cell.bias_w)
+    cell.bias.add(w, wq, tune.bias_prior_weight)
     return True
 
 

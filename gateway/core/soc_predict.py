@@ -79,8 +79,6 @@ def predict(
     cell.since_v_s += dt
     if cell.sb > cell.bias_peak_sb:
         _keep_bias_peak(cell)
-    if cell.bias_w > 0.0:
-        _fade_evidence(cell, tune, dt)
     cell.rc = rc
     cell.sc = sc
     cell.sg = sg
@@ -92,16 +90,6 @@ def predict(
         crand = _count_gap(cell, step, tune, gap_dt, r1, ratio, crand)
     cell.count_rand_var = crand if crand < _MAX_VAR else _MAX_VAR
     cell.count_sys_pct = 50.0 if csys > 50.0 else csys  # min(csys, 50.0), NaN kept
-
-
-def _fade_evidence(cell: CellState, tune: Tuning, dt: float) -> None:
-    """The evidence on the load bias fades back towards the claim
-    (``gateway.core.soc_offset.learn_load_bias``) over ``bias_memory_s``."""
-    f = 1.0 - dt / tune.bias_memory_s if dt < tune.bias_memory_s else 0.0
-    n0 = tune.bias_prior_weight
-    cell.bias_w *= f
-    cell.bias_wq *= f
-    cell.bias_m = (n0 + cell.bias_wq) / (n0 + cell.bias_w)
 
 
 def _keep_bias_peak(cell: CellState) -> None:

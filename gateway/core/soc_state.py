@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.core.soc_bias import LoadBiasEvidence
 from gateway.core.soc_cell import CellState
+from gateway.core.soc_offset import BIAS_Q_MAX
 
 __all__ = ["STATE_VERSION", "SavedState", "export_cells", "read_state"]
 
@@ -40,14 +42,23 @@ class SavedState:
     # written before it was learned: None.
     current_offset_c: list[float] | None = None
     current_offset_var: list[float] | None = None
+    # The pack's evidence on the load bias (``gateway.core.soc_bias``: weight, weighted sum of
+    # the normalised squares); states written before it was saved: None.
+    load_bias_w: float | None = None
+    load_bias_wq: float | None = None
 
 
 def export_cells(
-    cells: Sequence[CellState], chemistry: str, nominal_capacity_ah: float, cycles: float
+    cells: Sequence[CellState],
+    chemistry: str,
+    nominal_capacity_ah: float,
+    cycles: float,
+    bias: LoadBiasEvidence | None = None,
 ) -> dict[str, Any]:
-    """Everything needed to resume after a restart, as JSON-friendly plain values."""
+    """Everything needed to resume after a restart, as JSON-friendly plain values; ``bias``: the
+    pack's evidence on the load bias (``None``: not saved)."""
     var = [c.total_var() for c in cells]
-    return {
+    out: dict[str, Any] = {
         "version": STATE_VERSION,
         "chemistry": chemistry,
         "cells": len(cells),
@@ -72,6 +83,10 @@ def export_cells(
         "current_offset_var": [_json_float(c.off_var) for c in cells],
         "cycles": cycles,
     }
+    if bias is not None:
+        out["load_bias_weight"] = bias.w
+        out["load_bias_weighted_sq"] = bias.wq
+    return out
 
 
 def read_state(
@@ -129,6 +144,7 @@ def read_state(
     if "current_offset_c" in state:
         off_c = _vec(state, "current_offset_c", n, -1.0, 1.0)
         off_var = _vec(state, "current_offset_var", n, 0.0, 1.0, allow_nan=True)
+    bias_w, bias_wq = _load_bias(state)
     cycles = state.get("cycles")
     if isinstance(cycles, bool) or not isinstance(cycles, int | float) or not cycles >= 0:
         raise ValueError(f"state cycles (={cycles!r}) must be a number >= 0")
@@ -149,7 +165,31 @@ def read_state(
         cycles=float(cycles),
         current_offset_c=off_c,
         current_offset_var=off_var,
+        load_bias_w=bias_w,
+        load_bias_wq=bias_wq,
     )
+
+
+def _load_bias(state: dict[str, Any]) -> tuple[float, float] | tuple[None, None]:
+    """The pack's load-bias evidence ``(w, wq)`` from ``state``: both numbers, ``w`` within
+    ``0..1e6`` and ``wq`` within ``0..BIAS_Q_MAX * w`` (what the tests can sum to); a state
+    written before it was saved has neither: ``(None, None)``."""
+    if "load_bias_weight" not in state and "load_bias_weighted_sq" not in state:
+        return None, None
+    out: list[float] = []
+    for key in ("load_bias_weight", "load_bias_weighted_sq"):
+        x = state.get(key)
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            raise ValueError(f"state {key} (={x!r}) is not a number")
+        out.append(float(x))
+    w, wq = out
+    if not 0.0 <= w <= 1e6:
+        raise ValueError(f"state load_bias_weight (={w}) is outside 0..1e6")
+    if not 0.0 <= wq <= BIAS_Q_MAX * w * (1.0 + 1e-9):  # the sums' rounding allowed
+        raise ValueError(
+            f"state load_bias_weighted_sq (={wq}) is outside 0..{BIAS_Q_MAX} x load_bias_weight"
+        )
+    return w, wq
 
 
 def _vec(

@@ -54,7 +54,7 @@ def assert_trusted_top(est: SocEstimator, pack: EcmPack) -> CellState:
     cell = est.cells[0]
     assert cell.full_latched
     assert cell.off_var < (SocConfig().current_offset_sigma_c) ** 2  # learned at the top
-    assert cell.bias_w > 0.0  # the load bias was tested
+    assert cell.bias.w > 0.0  # the load bias was tested
     assert cell.soc_pct == pytest.approx(pack.soc_pct[0], abs=0.5)
     assert math.isfinite(cell.anchor_soc)  # capacity anchor
     return cell
@@ -121,7 +121,7 @@ def test_a_plateau_voltage_at_a_tapered_current_is_not_a_trusted_point(soc: floa
     cell = est.cells[0]
     assert not cell.full_latched
     assert cell.off_c == 0.0  # nothing learned
-    assert cell.bias_w == 0.0
+    assert cell.bias.w == 0.0
 
 
 def test_a_small_charge_at_the_steep_bottom_or_at_rest_is_not_a_top() -> None:
