@@ -55,7 +55,7 @@ def _check_config(settings: Settings, args: argparse.Namespace) -> int:
     # (stderr: stdout stays JSON).
     if ocv:
         print(ocv, file=sys.stderr)
-    in_force = chemistry_defaults(settings)
+    in_force = chemistry_defaults(settings) if args.defaults else []
     if in_force:
         pack = settings.pack
         head = f"defaults in force ({pack.chemistry}, {pack.cells} cells, {pack.capacity_ah:g} Ah):"

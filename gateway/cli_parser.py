@@ -138,12 +138,18 @@ def _add_run(sub: _Commands) -> None:
 
 
 def _add_check_config(sub: _Commands) -> None:
-    _command(
+    cp = _command(
         sub,
         "check-config",
         "print the resolved settings, or the error",
         "Load the settings, the profile, the DBC and the OCV table; print the resolved settings "
         "as JSON, or one line naming the file and key that is wrong (exit status 2).",
+    )
+    cp.add_argument(
+        "--defaults",
+        action="store_true",
+        help="also list, on standard error, the value in force behind each key left unset "
+        "whose default the chemistry or the pack decides (the JSON shows null there)",
     )
 
 

@@ -17,7 +17,7 @@ from gateway.settings import load_settings
 def _check(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
     f = tmp_path / "c.toml"
     f.write_text(text)
-    assert main(["check-config", "--config", str(f)]) == 0
+    assert main(["check-config", "--config", str(f), "--defaults"]) == 0
     out = capsys.readouterr()
     json.loads(out.out)  # stdout stays the settings as JSON
     said = [line.strip().partition(" = ") for line in out.err.splitlines() if " = " in line]
@@ -53,6 +53,15 @@ def test_keys_the_user_set_are_not_listed_and_others_follow_them(
     assert float(said["charge.float_cell_v"]) == pytest.approx(
         get_chemistry("nmc").ocv_voltage(90.0), abs=1e-5
     )
+
+
+def test_without_the_flag_nothing_is_added(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[pack]\ncells = 4\n")
+    assert main(["check-config", "--config", str(f)]) == 0
+    assert "defaults in force" not in capsys.readouterr().err  # scripts read stdout, logs stderr
 
 
 def test_everything_set_lists_nothing(tmp_path: Path) -> None:
