@@ -246,7 +246,9 @@ def test_gateway_process_end_to_end(tmp_path: Path, broker: Mosquitto) -> None:
     proc2 = _start(config, state_dir, log2)
     got2: dict[str, list[dict[str, Any]]] = {}
     try:
-        asyncio.run(_collect(broker.port, 6.0, got2))
+        # At least a minute of pack time (up to 18 s of wall time: a loaded machine starts the
+        # second process slower, and the first cells message must be in the window).
+        asyncio.run(_collect(broker.port, 6.0, got2, until_sim_s=60.0))
     finally:
         _stop(proc2)
     output2 = log2.read_text(errors="replace")
