@@ -279,8 +279,11 @@ async def test_read_back_disagreement_is_rewritten_at_once() -> None:
         sim.forget_settings()  # a reboot: unlimited until we write again
         assert sim.charge_limit_a > 40.0
         # rewrite_s is 5 s: only the read-back check can restore it this quickly.
-        await wait_until(lambda: sim.values(124)["InWRte"] == 400, timeout_s=1.0)
-        assert sim.values(124)["StorCtl_Mod"] == 3
+        # (The rewrite is more than one Modbus request: wait for the last register too.)
+        await wait_until(
+            lambda: sim.values(124)["InWRte"] == 400 and sim.values(124)["StorCtl_Mod"] == 3,
+            timeout_s=1.0,
+        )
         assert sim.charge_limit_a == pytest.approx(40.0)
         assert c.writes == writes + 1
         assert c.rewrites_on_disagreement == 1
