@@ -57,7 +57,8 @@ def chemistry_defaults(settings: Settings) -> list[str]:
         add("balancing", key, getattr(bal, key), value)
     charge = settings.charge.for_chemistry(pack.chemistry)
     add("charge", "float_soc_pct", settings.charge.float_soc_pct, charge.float_soc)
-    ocv_v = resolve_chemistry(pack, settings.soc).ocv_voltage(charge.float_soc)
-    float_v = charge.resolve_float_cell_v(ocv_v, tables.cvl_cell_v)
-    add("charge", "float_cell_v", settings.charge.float_cell_v, float_v)
+    if settings.charge.float_cell_v is None:  # the OCV table is read only when it decides
+        ocv_v = resolve_chemistry(pack, settings.soc).ocv_voltage(charge.float_soc)
+        float_v = charge.resolve_float_cell_v(ocv_v, tables.cvl_cell_v)
+        add("charge", "float_cell_v", None, float_v)
     return lines
