@@ -133,12 +133,17 @@ def recalibrate_rest(
         # the estimate as the rest's first was (its variance before the rest), not against a
         # variance the earlier blocks of the same rest shrank.
         if not math.isnan(cell.rest_p_var):
-            cell.p00 = max(cell.p00, cell.rest_p_var - cell.sb * cell.sb)
+            gain_var = max(p_tot, cell.rest_p_var)
+            prior_var = max(cell.p00 + cell.bias_var(), cell.rest_p_true)
         else:
-            cell.rest_p_var = p_tot
+            cell.rest_p_var = gain_var = p_tot
+            cell.rest_p_true = prior_var = cell.p00 + cell.bias_var()
     else:
         cell.rest_p_var = math.nan  # replaced: the next block is weighed as a first
-    fuse_interval(cell, z, sz, contradicted=contradicted)
+        gain_var = prior_var = None
+    fuse_interval(
+        cell, z, sz, contradicted=contradicted, gain_var=gain_var, prior_var=prior_var
+    )
     if not contradicted:
         cell.restart_count(cell.p00)
     return True
