@@ -310,7 +310,6 @@ def fuse_interval(
     sz: float,
     *,
     contradicted: bool,
-    gain_var: float | None = None,
     prior_var: float | None = None,
 ) -> None:
     """Fuse a SoC measurement ``z`` +- ``sz`` (from a voltage's SoC interval) into ``cell``.
@@ -319,38 +318,36 @@ def fuse_interval(
     first widened by the squared distance (so the fusion lands near ``z``), and the count is
     restarted from the result (the count was what was wrong).
 
-    The load bias the estimate carries is folded into the filter's variance here (the
-    measurement ends it: ``sb`` becomes 0). The gain weighs the estimate against ``z`` with the
-    whole bias claim (``p00 + sb**2``; or ``gain_var``, %^2, when given), as before: a trusted
-    voltage is believed against the claim. The variance left is the error that gain leaves
-    (Joseph form, Gelb, *Applied Optimal Estimation*, 1974, ch. 4):
-    ``(1 - k)**2 * P + k**2 * sz**2``, with ``P = p00 + bias_var()`` (or ``prior_var``) the
-    estimate's error variance as reported (the bias as much as the trusted points found,
-    ``CellState.bias_var``). With the whole claim held (``bias_m`` 1) it is the usual
-    ``(1 - k) * P``; folding the whole claim into the variance whatever the learned share made
-    a measurement raise the reported sigma (a rest after a charge through the LFP step).
+    The estimate is weighed by the variance it reports, ``prior_var`` (%^2) or, by default,
+    ``CellState.total_var()``: the filter's ``p00`` plus the load bias as much of it as the
+    trusted points found (``bias_var``: ``bias_m * sb**2``), or the count's description of the
+    same error when smaller. The measurement ends the load bias (``sb`` becomes 0) and the
+    variance left is the usual ``(1 - k) * P`` (Gelb, *Applied Optimal Estimation*, 1974,
+    ch. 4). Folding the whole claim ``sb**2`` into ``P`` whatever the learned share (as before)
+    weighed the estimate by more uncertainty than it reported: a rest on the LFP step after a
+    charge through it raised the reported sigma (4.5 points from 3.3 on the light profile,
+    docs/PERFORMANCE.md, branch s8-sigma).
     """
-    sb2 = cell.sb * cell.sb
-    bv = cell.bias_var()
-    p_gain = cell.p00 + sb2 if gain_var is None else gain_var
-    p_true = cell.p00 + bv if prior_var is None else prior_var
-    rc = cell.rc + bv
+    p = cell.total_var() if prior_var is None else prior_var
+    rc = cell.rc + cell.bias_var()
+    if p < cell.p00:
+        # The count's description is the smaller: the parts shrink with the variance.
+        cell.scale_variance_parts(p / cell.p00)
+        rc = cell.rc
     cell.sb = 0.0
     if contradicted:
         d2 = (z - cell.soc_pct) ** 2
-        p_gain += d2
-        p_true += d2
+        p += d2
         rc += d2
     r = sz * sz
-    k0 = p_gain / (p_gain + r)
-    k1 = cell.p01 / (p_gain + r)
+    k0 = p / (p + r)
+    k1 = cell.p01 / (p + r)
     cell.soc_pct += k0 * (z - cell.soc_pct)
     cell.p11 -= k1 * cell.p01
     cell.p01 *= 1.0 - k0
-    g = 1.0 - k0
-    cell.p00 = g * g * p_true + k0 * k0 * r
+    cell.p00 = (1.0 - k0) * p
     cell.rc = rc
-    _scale_parts(cell, g)
+    _scale_parts(cell, 1.0 - k0)
     cell.soc_pct = min(100.0, max(0.0, cell.soc_pct))
     if contradicted:
         cell.restart_count(cell.p00)

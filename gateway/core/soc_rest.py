@@ -132,18 +132,15 @@ def recalibrate_rest(
         # The rest's blocks share the hysteresis and the table's error: each is weighed against
         # the estimate as the rest's first was (its variance before the rest), not against a
         # variance the earlier blocks of the same rest shrank.
+        # The variance is the one it reports (``fuse_interval``).
+        prior = cell.total_var()
         if not math.isnan(cell.rest_p_var):
-            gain_var = max(p_tot, cell.rest_p_var)
-            prior_var = max(cell.p00 + cell.bias_var(), cell.rest_p_true)
-        else:
-            cell.rest_p_var = gain_var = p_tot
-            cell.rest_p_true = prior_var = cell.p00 + cell.bias_var()
+            prior = max(prior, cell.rest_p_var)
+        cell.rest_p_var = prior
+        fuse_interval(cell, z, sz, contradicted=False, prior_var=prior)
     else:
         cell.rest_p_var = math.nan  # replaced: the next block is weighed as a first
-        gain_var = prior_var = None
-    fuse_interval(
-        cell, z, sz, contradicted=contradicted, gain_var=gain_var, prior_var=prior_var
-    )
+        fuse_interval(cell, z, sz, contradicted=True)
     if not contradicted:
         cell.restart_count(cell.p00)
     return True
