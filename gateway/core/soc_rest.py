@@ -136,8 +136,7 @@ def recalibrate_rest(
         prior = cell.total_var()
         if not math.isnan(cell.rest_p_var):
             prior = max(prior, cell.rest_p_var)
-        else:
-            cell.rest_p_var = prior
+        cell.rest_p_var = prior
         fuse_interval(cell, z, sz, contradicted=False, prior_var=prior)
     else:
         cell.rest_p_var = math.nan  # replaced: the next block is weighed as a first
