@@ -325,7 +325,7 @@ def fuse_interval(
     variance left is the usual ``(1 - k) * P`` (Gelb, *Applied Optimal Estimation*, 1974,
     ch. 4). Folding the whole claim ``sb**2`` into ``P`` whatever the learned share (as before)
     weighed the estimate by more uncertainty than it reported: a rest on the LFP step after a
-    charge through it raised the reported sigma (4.5 points from 3.3 on the light profile,
+    charge through it raised the reported sigma (3.4 -> 4.5 points on the light profile,
     docs/PERFORMANCE.md, branch s8-sigma).
     """
     p = cell.total_var() if prior_var is None else prior_var
