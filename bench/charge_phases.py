@@ -205,7 +205,8 @@ TRACE_S = 600.0
 TRACE_HEADER = (
     "strategy,day,hour,demand_a,current_a,true_mean_pct,true_max_pct,est_pack_pct,est_mean_pct,"
     "worst_sigma_pct,worst_rel_sigma_pct,phase,full_request,due_in_h,cvl_v,ccl_a,dcl_a,bleeding,"
-    "reason,balancing,worst_cell,worst_err_pct,rc_sd,sc,sg,si,sx,sb,count_sd,offset_a,offset_sd_a,filter_sd,count_err_sd,bias_m"
+    "reason,balancing,worst_cell,worst_err_pct,rc_sd,sc,sg,si,sx,sb,count_sd,offset_a,offset_sd_a,filter_sd,count_err_sd,bias_m,"
+    "p00_sd,bias_sd,crand_sd,c_off,c_sg,c_si,c_sx,c_d"
 )
 
 
@@ -243,7 +244,7 @@ def _parts(ctrl: Controller, truth: list[float]) -> str:
     """The worst-sigma cell's number, signed error and variance parts (sigmas, %), for the trace."""
     est = ctrl.soc
     if est is None or not all(c.initialised for c in est.cells):
-        return ",,,,,,,,,,,,,,"
+        return ",,,,,,,,,,,,,,,,,,,,,,"
     j = max(range(len(est.cells)), key=lambda k: est.cells[k].sigma_pct())
     c = est.cells[j]
     off_a = getattr(c, "off_c", 0.0) * CAPACITY_AH  # the learned current offset, if any
@@ -252,7 +253,20 @@ def _parts(ctrl: Controller, truth: list[float]) -> str:
         f"{j},{c.soc_pct - truth[j]:.2f},{math.sqrt(c.rc):.2f},{c.sc:.2f},{c.sg:.2f},{c.si:.2f},"
         f"{c.sx:.2f},{c.sb:.2f},{math.sqrt(c.count_var):.2f},{off_a:.4f},{off_sd_a:.4f},"
         f"{math.sqrt(c.p00 + c.sb * c.sb):.2f},{_count_err_sd(c)},"
-        f"{getattr(c, 'bias_m', 1.0):.3f}"
+        f"{getattr(c, 'bias_m', 1.0):.3f},{_count_parts(c)}"
+    )
+
+
+def _count_parts(c: object) -> str:
+    """The filter's and the count's parts of the worst cell's variance (sigmas, %), if known."""
+    if not hasattr(c, "count_rand_var"):
+        return ",,,,,,,"
+    bv = c.bias_var()  # type: ignore[attr-defined]
+    return (
+        f"{math.sqrt(c.p00):.2f},{math.sqrt(max(bv, 0.0)):.2f},"  # type: ignore[attr-defined]
+        f"{math.sqrt(c.count_rand_var):.2f},{c.count_off_pct:.2f},"  # type: ignore[attr-defined]
+        f"{c.count_sg:.2f},{c.count_si:.2f},{c.count_sx:.2f},"  # type: ignore[attr-defined]
+        f"{c.soc_pct - c.count_soc_pct:.2f}"  # type: ignore[attr-defined]
     )
 
 

@@ -171,7 +171,7 @@ class CellState:
     rest_sum_v: float = 0.0
     rest_sq_v2: float = 0.0
     rest_prev_v: float = _NAN
-    rest_p_var: float = _NAN  # the SoC variance before the rest's first recalibration (%^2)
+    rest_p_var: float = _NAN  # the reported SoC variance before the rest's first use (%^2)
     full_latched: bool = False  # a trusted top seen (soc_top); cleared by a discharge
 
     @property

@@ -304,27 +304,48 @@ def count_bound(cell: CellState, tune: Tuning) -> bool:
     return True
 
 
-def fuse_interval(cell: CellState, z: float, sz: float, *, contradicted: bool) -> None:
+def fuse_interval(
+    cell: CellState,
+    z: float,
+    sz: float,
+    *,
+    contradicted: bool,
+    prior_var: float | None = None,
+) -> None:
     """Fuse a SoC measurement ``z`` +- ``sz`` (from a voltage's SoC interval) into ``cell``.
 
     ``contradicted``: the estimate is inconsistent with ``z`` (beyond k sigma); its variance is
     first widened by the squared distance (so the fusion lands near ``z``), and the count is
     restarted from the result (the count was what was wrong).
+
+    The estimate is weighed by the variance it reports, ``prior_var`` (%^2) or, by default,
+    ``CellState.total_var()``: the filter's ``p00`` plus the load bias as much of it as the
+    trusted points found (``bias_var``: ``bias_m * sb**2``), or the count's description of the
+    same error when smaller. The measurement ends the load bias (``sb`` becomes 0) and the
+    variance left is the usual ``(1 - k) * P`` (Gelb, *Applied Optimal Estimation*, 1974,
+    ch. 4). Folding the whole claim ``sb**2`` into ``P`` whatever the learned share (as before)
+    weighed the estimate by more uncertainty than it reported: a rest on the LFP step after a
+    charge through it raised the reported sigma (3.4 -> 4.5 points on the light profile,
+    docs/PERFORMANCE.md, branch s8-sigma).
     """
-    p00 = cell.p00 + cell.sb * cell.sb
-    rc = cell.rc + cell.sb * cell.sb
+    p = cell.total_var() if prior_var is None else prior_var
+    rc = cell.rc + cell.bias_var()
+    if p < cell.p00:
+        # The count's description is the smaller: the parts shrink with the variance.
+        cell.scale_variance_parts(p / cell.p00)
+        rc = cell.rc
     cell.sb = 0.0
     if contradicted:
         d2 = (z - cell.soc_pct) ** 2
-        p00 += d2
+        p += d2
         rc += d2
     r = sz * sz
-    k0 = p00 / (p00 + r)
-    k1 = cell.p01 / (p00 + r)
+    k0 = p / (p + r)
+    k1 = cell.p01 / (p + r)
     cell.soc_pct += k0 * (z - cell.soc_pct)
     cell.p11 -= k1 * cell.p01
     cell.p01 *= 1.0 - k0
-    cell.p00 = (1.0 - k0) * p00
+    cell.p00 = (1.0 - k0) * p
     cell.rc = rc
     _scale_parts(cell, 1.0 - k0)
     cell.soc_pct = min(100.0, max(0.0, cell.soc_pct))

@@ -103,8 +103,9 @@ def recalibrate_rest(
     previous block), 2 sigma, plus the hysteresis, never more than one sample's band: a long,
     relaxed rest weighs as much as its evidence, a rest still relaxing less (Plett, *Battery
     Management Systems* vol. 2, 2015, ch. 3: OCV from a relaxed rest; the hysteresis does not
-    average out). Each block is weighed against the estimate's variance before the rest's
-    first recalibration (the blocks share the hysteresis and the table's error).
+    average out). Each block is weighed against the largest variance the estimate reported in
+    this rest, the one before its first recalibration unless it has grown since (the blocks
+    share the hysteresis and the table's error).
 
     The SoC interval that band allows is the measurement (``voltage_soc``). It is used when
     the voltage lies on a steep part of the curve (the slope at the voltage's own SoC, not at
@@ -130,15 +131,16 @@ def recalibrate_rest(
     if not contradicted:
         learn_offset(cell, tune, z, sz * sz)
         # The rest's blocks share the hysteresis and the table's error: each is weighed against
-        # the estimate as the rest's first was (its variance before the rest), not against a
-        # variance the earlier blocks of the same rest shrank.
+        # the estimate as the rest's first was (the variance it reported before the rest, as
+        # ``fuse_interval`` weighs it), not against a variance the earlier blocks shrank.
+        prior = cell.total_var()
         if not math.isnan(cell.rest_p_var):
-            cell.p00 = max(cell.p00, cell.rest_p_var - cell.sb * cell.sb)
-        else:
-            cell.rest_p_var = p_tot
+            prior = max(prior, cell.rest_p_var)
+        cell.rest_p_var = prior
+        fuse_interval(cell, z, sz, contradicted=False, prior_var=prior)
     else:
         cell.rest_p_var = math.nan  # replaced: the next block is weighed as a first
-    fuse_interval(cell, z, sz, contradicted=contradicted)
+        fuse_interval(cell, z, sz, contradicted=True)
     if not contradicted:
         cell.restart_count(cell.p00)
     return True

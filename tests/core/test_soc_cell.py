@@ -9,6 +9,7 @@ import pytest
 
 from gateway.core.chemistry import Chemistry, get_chemistry
 from gateway.core.soc import SocConfig, _tuning
+from gateway.core.soc_bias import LoadBiasEvidence
 from gateway.core.soc_cell import (
     CellState,
     StepInputs,
@@ -235,6 +236,23 @@ def test_rest_on_a_steep_part_refines_the_estimate() -> None:
     assert recalibrate_rest(cell, chem, tune, chem.ocv_voltage(30.0), 0.0, 25.0, 1.0)
     assert cell.soc_pct == pytest.approx(30.0, abs=0.7)
     assert math.sqrt(cell.p00) < 1.0
+
+
+@pytest.mark.parametrize("soc", [70.0, 72.0, 76.0, 78.0])
+def test_a_rest_does_not_raise_the_sigma_when_the_load_bias_was_found_small(soc: float) -> None:
+    # The LFP step near 70 %: a rest there is informative, not precise (hysteresis). The cell
+    # carries a load-bias claim the pack's trusted points found small (a tenth held): the rest
+    # weighs the estimate by the variance it reports, so the sigma after it is not larger (it
+    # was 3.5 to 4 points from 2 when the whole claim was folded in).
+    chem, tune = setup("lfp")
+    cell = cell_at(chem, soc, 2.0)
+    cell.sb = 4.0
+    cell.bias = LoadBiasEvidence(w=27.0, wq=0.0, m=0.1)
+    before = cell.sigma_pct()
+    assert recalibrate_rest(cell, chem, tune, chem.ocv_voltage(soc), 0.0, 25.0, 1.0)
+    assert cell.sb == 0.0
+    assert cell.sigma_pct() <= before
+    assert cell.soc_pct == pytest.approx(soc, abs=0.5)
 
 
 def test_a_trusted_top_lands_on_the_tables_soc_and_clears_the_load_bias() -> None:
