@@ -55,7 +55,9 @@ class ChargeConfig(Section):
     rises for this many days to the highest SoC whose OCV is 1 mV below the OCV at 95 % (LFP
     about 94.2 %; NMC about 94.9 %, below its default, so it never rises): the pack stays below
     95 % and stores more for a grey day after a sunny one (``gateway.core.charge_float``;
-    0: never; not with ``float_cell_v`` set)."""
+    0: never; not with ``float_cell_v`` set). 14, the full-charge interval: a raised float
+    adds no time above 95 %, so there is little reason to drop it soon (7 lapsed before a grey
+    day on two of the tuning seeds of ``bench/charge_phases.py``, session 8)."""
     rebulk_soc_pct: float = Field(default=85.0, ge=0, le=99)
     """Float returns to bulk when the pack SoC falls below this."""
     top_margin_cell_v: float = Field(default=0.01, ge=0, le=0.2)
