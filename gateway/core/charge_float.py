@@ -21,8 +21,10 @@ phases"). So the float follows how deep the nights go:
 
 A pack whose nights stay well above empty (the light profile) keeps the lower float: the charge
 above it would not be used. The guard is the cell voltage's resolution (1 mV): a float voltage
-closer to the OCV at 95 % than that cannot be told from it. Without an estimate the float holds
-where it is.
+closer to the OCV at 95 % than that cannot be told from it. The float voltage pins the SoC only
+as well as the OCV table fits the cells: on the LFP plateau's end a table 1 mV too high lets the
+raised float reach the 95 % line (the built-in table's slope there is about 1.2 mV per point).
+Without an estimate nothing is noted: the float stays as it is.
 """
 
 from __future__ import annotations
