@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.core.balancing import BalancingPlanner
+from gateway.core.charge_float import raised_float
 from gateway.core.energy import EnergyCounter, pack_power_w
 from gateway.core.health import HealthWarning, warnings_as_alarms
 from gateway.core.limits import LimitsCalculator
@@ -93,6 +94,7 @@ class Controller:
                 if bal.mode is BalancingMode.ACTIVE
                 else bal.start_pct,
                 balancing_off_top=bal.runs_off_top(),
+                raised_float=raised_float(charge, chemistry, self.limits.tables.cvl_cell_v),
             )
             self.requests = RequestPlanner(settings.inverter_can.thresholds())
         except ValueError as e:

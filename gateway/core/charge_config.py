@@ -49,6 +49,15 @@ class ChargeConfig(Section):
     ``bench/charge_phases.py`` (household: 0.981 to 0.983 of ``top``'s energy at 93, 0.988 to
     0.989 at 95, time above 95 % still cut by about 90 %); 90 for both before session 5, 93 for
     both before session 6."""
+    float_raise_days: float = Field(default=14.0, ge=0, le=365)
+    """After the pack SoC came within the float's gap of empty (below ``100 - float_soc_pct``:
+    charged to the top, the pack would have delivered the charge above the float), the float
+    rises for this many days to the highest SoC whose OCV is 1 mV below the OCV at 95 % (LFP
+    about 94.2 %; NMC about 94.9 %, below its default, so it never rises): the pack stays below
+    95 % and stores more for a grey day after a sunny one (``gateway.core.charge_float``;
+    0: never; not with ``float_cell_v`` set). 14, the full-charge interval: a raised float
+    adds no time above 95 %, so there is little reason to drop it soon (7 lapsed before a grey
+    day on two of the tuning seeds of ``bench/charge_phases.py``, session 8)."""
     rebulk_soc_pct: float = Field(default=85.0, ge=0, le=99)
     """Float returns to bulk when the pack SoC falls below this."""
     top_margin_cell_v: float = Field(default=0.01, ge=0, le=0.2)

@@ -13,7 +13,8 @@ the charge voltage limit (CVL) follows a phase decided from the data:
   ``tail_current_c`` for ``tail_hold_s``; ``absorption_max_s`` bounds it, and so do the loads
   taking the pack down. Its end is the "full anchor" the next request is measured from.
 - ``float``: CVL = cells x float voltage, below the top. Back to ``bulk`` when the pack SoC falls
-  below ``rebulk_soc_pct``, or when a full charge is due.
+  below ``rebulk_soc_pct``, or when a full charge is due. The float rises towards the 95 % line
+  while the pack's nights use the charge it holds back (``gateway.core.charge_float``).
 
 A requested full charge is *due* at once, or, when ``full_charge_lead_s`` is set and the pack
 charges from PV, some time before the time of day at which the pack's daily charge usually ends
@@ -51,7 +52,8 @@ rises below the re-bulk threshold (battery CAN force-charge, SunSpec ``ChaGriSet
 
 Every transition carries its reason; CVL's winning term is named after the phase. Here: the state
 machine; ``charge_config`` the section, ``charge_request`` the triggers, ``charge_lift`` when a
-request is due and the lift slope, ``phases_state`` the checks of a restored state.
+request is due and the lift slope, ``charge_float`` the float in force, ``phases_state`` a
+restored state's checks.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from collections.abc import Mapping
 
 from gateway.core import phases_state as saved
 from gateway.core.charge_config import ChargeConfig, ChargeStrategy
+from gateway.core.charge_float import FloatLevel
 from gateway.core.charge_lift import FullChargeTiming
 from gateway.core.charge_request import full_charge_request, imbalance_left, sigma_held
 from gateway.core.charge_window import ChargeWindow
@@ -79,13 +82,14 @@ class ChargePhases:
         absorption_cell_v: absorption voltage per cell (``limits.cvl_cell_v`` in force).
         float_cell_v: float voltage per cell, resolved by the caller (``config.float_cell_v``
             or the chemistry's OCV at ``config.float_soc_pct``).
+        raised_float: the raised float's SoC (%) and V per cell (``charge_float``); ``None``: none.
         balancing_start_pct: the balancing planner's start threshold (percent of capacity).
         balancing_off_top: balancing may run while the pack charges or discharges, not only at
             rest or near the top (the mode's ``balancing.*_states``): a full charge for
             unfinished balancing then waits for the end of the PV day instead of being due at once.
 
     Raises:
-        ValueError: the float voltage is not below the absorption voltage (names both keys).
+        ValueError: the float voltage (or the raised one) is not below the absorption voltage.
     """
 
     def __init__(
@@ -98,8 +102,9 @@ class ChargePhases:
         float_cell_v: float,
         balancing_start_pct: float,
         balancing_off_top: bool = False,
+        raised_float: tuple[float, float] | None = None,
     ) -> None:
-        if not float_cell_v < absorption_cell_v:
+        if not max(float_cell_v, *(raised_float or (0.0, 0.0))[1:]) < absorption_cell_v:
             raise ValueError(
                 f"charge.float_cell_v (={float_cell_v:.4g} V) must be below"
                 f" limits.cvl_cell_v (={absorption_cell_v:.4g} V)"
@@ -107,7 +112,6 @@ class ChargePhases:
         self.config = config
         self.cells = cells
         self.absorption_v = cells * absorption_cell_v
-        self.float_v = cells * float_cell_v
         self.absorption_cell_v = absorption_cell_v
         self.float_cell_v = float_cell_v
         self.tail_a = config.tail_current_c * capacity_ah
@@ -133,6 +137,8 @@ class ChargePhases:
         self._sigma_low_s: float | None = None  # worst sigma last below full_charge_sigma_pct
         self._for_sigma = False  # the pending request is for the SoC uncertainty (it may lapse)
         self.window = ChargeWindow()
+        self.float_level = FloatLevel(config, float_cell_v, raised_float)
+        self._float_soc, self._float_cell_v = config.float_soc, float_cell_v  # in force (% / V)
         self._timing = FullChargeTiming(config, capacity_ah, self.window)
 
     # --- persistence --------------------------------------------------------------------------
@@ -140,30 +146,28 @@ class ChargePhases:
     def export_state(self, now_s: float) -> dict[str, float | str | bool | None]:
         """What survives a restart: the last full anchor's age, the request, the day's end."""
         return {
-            "last_full_age_s": _age(self._last_full_s, now_s),
+            "last_full_age_s": saved.age_s(self._last_full_s, now_s),
             "full_charge_request": self._request,
             "charge_end_in_s": self.window.export_state(now_s),
-            "energy_in_use_age_s": _age(self._low_s, now_s),
+            "energy_in_use_age_s": saved.age_s(self._low_s, now_s),
             "balancing_unfinished": self._balancing_unfinished,
             "full_charge_at_once": self._at_once,
             "lift_slope_a_per_h": self.window.lift_slope_a_per_h(),
-            "cells_told_apart_age_s": _age(self._told_apart_s, now_s),
-            "sigma_low_age_s": _age(self._sigma_low_s, now_s),
+            "cells_told_apart_age_s": saved.age_s(self._told_apart_s, now_s),
+            "sigma_low_age_s": saved.age_s(self._sigma_low_s, now_s),
             "full_charge_for_sigma": self._for_sigma,
+            "float_raise_age_s": saved.age_s(self.float_level.deep_s, now_s),
         }
 
     def restore(self, state: Mapping[str, object], now_s: float, off_s: float = 0.0) -> list[str]:
         """Load what ``export_state`` wrote, aged by ``off_s`` (s off since); notes to log."""
         notes: list[str] = []
-        if (age := saved.restored_age_s(state, "last_full_age_s", notes, off_s)) is not None:
-            self._last_full_s = now_s - age
-        if (
-            apart := saved.restored_age_s(state, "cells_told_apart_age_s", notes, off_s)
-        ) is not None:
-            self._told_apart_s = now_s - apart
+        since = saved.restored_since(state, notes, now_s, off_s)
+        self._last_full_s = since("last_full_age_s", self._last_full_s)
+        self._told_apart_s = since("cells_told_apart_age_s", self._told_apart_s)
         self._sigma_low_s = saved.restored_sigma_low_s(state, now_s, notes)
-        if (low := saved.restored_age_s(state, "energy_in_use_age_s", notes, off_s)) is not None:
-            self._low_s = now_s - low
+        self._low_s = since("energy_in_use_age_s", self._low_s)
+        self.float_level.deep_s = since("float_raise_age_s", self.float_level.deep_s)
         request = state.get("full_charge_request")
         if isinstance(request, str):
             self._request = request[:200]
@@ -203,20 +207,21 @@ class ChargePhases:
             return self._state(ChargePhase.ABSORPTION, self.absorption_v, None, now_s)
         if soc is not None:
             self.window.step(soc.soc_pct, now_s)
+        self.float_level.step(None if soc is None else soc.soc_pct, now_s)
+        self._float_soc, self._float_cell_v = self.float_level.level(now_s)
         if self._bled_s is None or (balancing is not None and any(balancing.bleed)):
             self._bled_s = now_s  # (the start counts: a restart is no hour without a bleed)
         self._update_request(soc, now_s)
         wait_s = self._timing.wait_s(self._request, self._at_once, soc, now_s)
         due = wait_s == 0.0
-        current = snapshot.current_a
-        cell_v = snapshot.cell_voltage_v
+        current, cell_v = snapshot.current_a, snapshot.cell_voltage_v
         if current is not None and cell_v and None not in cell_v and math.isfinite(current):
             before = self._phase
             self._advance(current, cell_v, soc, balancing, due, now_s)  # type: ignore[arg-type]
             self._timing.measure(before, self._phase, self._request, current, due, soc, now_s)
         phase = self._phase
         if phase is ChargePhase.FLOAT or (phase is ChargePhase.BULK and not due and soc is None):
-            cvl_v = self.float_v
+            cvl_v = self.cells * self._float_cell_v
         else:
             cvl_v = self.absorption_v
         return self._state(phase, cvl_v, wait_s, now_s)
@@ -225,7 +230,6 @@ class ChargePhases:
         self, phase: ChargePhase, cvl_v: float, wait_s: float | None, now_s: float
     ) -> ChargeState:
         assert self._since_s is not None
-        soc_low = self._soc_below_rebulk
         return ChargeState(
             phase=phase,
             reason=self._reason,
@@ -235,7 +239,7 @@ class ChargePhases:
             full_charge_reason=self._request,
             grid_charge_requested=bool(self._request)
             and self.config.full_charge_from_grid
-            and soc_low,
+            and self._soc_below_rebulk,
             last_full_age_s=None if self._last_full_s is None else now_s - self._last_full_s,
             full_charge_due_in_s=wait_s,
         )
@@ -325,15 +329,15 @@ class ChargePhases:
                         now_s,
                     )
             elif soc is not None:
-                if soc.soc_pct >= cfg.float_soc and not soc_low:
+                if soc.soc_pct >= self._float_soc and not soc_low:
                     self._go(
                         ChargePhase.FLOAT,
-                        f"float SoC reached ({soc.soc_pct:.1f} % >= {cfg.float_soc:g} %)",
+                        f"float SoC reached ({soc.soc_pct:.1f} % >= {self._float_soc:.3g} %)",
                         now_s,
                     )
                 elif top and tapered:
                     self._go(ChargePhase.FLOAT, f"top reached (highest cell {vmax:.3f} V)", now_s)
-            elif pack_v >= self.float_v - self.cells * margin and tapered:
+            elif pack_v >= self.cells * (self._float_cell_v - margin) and tapered:
                 self._go(ChargePhase.FLOAT, f"float voltage reached ({pack_v:.2f} V)", now_s)
         elif phase is ChargePhase.ABSORPTION:
             self._absorb(current_a, quiet_s, soc, balancing_now, now_s)
@@ -393,8 +397,3 @@ class ChargePhases:
         self._request = ""
         self._at_once = False
         self._go(ChargePhase.FLOAT, reason, now_s)
-
-
-def _age(since_s: float | None, now_s: float) -> float | None:
-    """Seconds since ``since_s`` (at least 0; ``None`` when it never happened)."""
-    return None if since_s is None else max(0.0, now_s - since_s)

@@ -4,18 +4,25 @@ or limited with a note for the log (``ChargePhases.restore``). Pure functions.""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from gateway.core.charge_config import ChargeConfig
 from gateway.core.charge_lift import MAX_LIFT_S
 
 __all__ = [
+    "age_s",
     "finite_number",
     "restored_age_s",
     "restored_lift_slope",
     "restored_sigma_low_s",
+    "restored_since",
     "slope_range",
 ]
+
+
+def age_s(since_s: float | None, now_s: float) -> float | None:
+    """Seconds since ``since_s`` (at least 0; ``None`` when it never happened), to be saved."""
+    return None if since_s is None else max(0.0, now_s - since_s)
 
 
 def finite_number(v: object) -> float | None:
@@ -40,6 +47,19 @@ def restored_age_s(
         return x + max(0.0, off_s)
     notes.append(f"charge_phase.{key}={v!r} is no age: ignored")
     return None
+
+
+def restored_since(
+    state: Mapping[str, object], notes: list[str], now_s: float, off_s: float = 0.0
+) -> Callable[[str, float | None], float | None]:
+    """A reader of the moments saved as ages: ``(key, kept)`` -> ``now_s`` minus the age
+    restored by ``restored_age_s`` (monotonic s), or ``kept`` when absent or refused."""
+
+    def since(key: str, kept: float | None) -> float | None:
+        age = restored_age_s(state, key, notes, off_s)
+        return kept if age is None else now_s - age
+
+    return since
 
 
 def restored_sigma_low_s(

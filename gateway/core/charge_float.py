@@ -1,0 +1,108 @@
+"""The float level in force: raised towards the 95 % line while the pack's nights use the charge
+the float holds back. Pure and clock-injected.
+
+The float keeps the pack off the top (time at high SoC ages the cells), and the charge between
+the float SoC and the top is what it costs: a sunny day that ends floating leaves the pack that
+much emptier for the evening. That costs delivered energy only when the pack then runs down to
+empty before the next charge (a grey day after a sunny one: ``bench/charge_phases.py`` traces the
+household LFP pack's whole shortfall against ``top`` to those days, docs/PERFORMANCE.md "Charge
+phases"). So the float follows how deep the nights go:
+
+- the pack SoC (estimate) has come *within the float's gap of empty*, below ``100 -
+  float_soc_pct``: had the pack been charged to the top, the charge above the float would have
+  been delivered; for ``float_raise_days`` after that the float is *raised*;
+- raised, the float SoC (where bulk ends without a full charge due) and the float voltage move
+  to the highest SoC the float voltage still tells apart from the 95 % line
+  (``raised_float_soc_pct``: its OCV at least ``FLOAT_GUARD_V`` below the OCV at
+  ``HIGH_SOC_PCT``). The float voltage holds the pack where the OCV equals it, so the pack stays
+  below 95 % however long it floats, and no hour above it is added: only the float's gap
+  narrows. On the flat LFP plateau end that is about 94.2 % (93 by default); on NMC's steep
+  curve it is about 94.9 %, below NMC's default 95, so NMC never rises.
+
+A pack whose nights stay well above empty (the light profile) keeps the lower float: the charge
+above it would not be used. The guard is the cell voltage's resolution (1 mV): a float voltage
+closer to the OCV at 95 % than that cannot be told from it. The float voltage pins the SoC only
+as well as the OCV table fits the cells: on the LFP plateau's end a table 1 mV too high lets the
+raised float reach the 95 % line (the built-in table's slope there is about 1.2 mV per point).
+Without an estimate nothing is noted: the float stays as it is.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gateway.core.charge_config import ChargeConfig
+from gateway.core.chemistry import Chemistry
+
+__all__ = ["FLOAT_GUARD_V", "HIGH_SOC_PCT", "FloatLevel", "raised_float", "raised_float_soc_pct"]
+
+HIGH_SOC_PCT = 95.0  # the line time at high SoC is measured against (issue 18)
+FLOAT_GUARD_V = 0.001  # a raised float's OCV stays this far below the OCV at HIGH_SOC_PCT
+DAY_S = 86400.0
+
+
+def raised_float_soc_pct(chemistry: Chemistry) -> float:
+    """The raised float SoC (%): the SoC whose OCV is ``FLOAT_GUARD_V`` below the OCV at
+    ``HIGH_SOC_PCT``, by ``chemistry``'s OCV table in force (a user table included), at most
+    ``HIGH_SOC_PCT``."""
+    return min(HIGH_SOC_PCT, chemistry.ocv_soc(chemistry.ocv_voltage(HIGH_SOC_PCT) - FLOAT_GUARD_V))
+
+
+def raised_float(
+    config: ChargeConfig, chemistry: Chemistry, absorption_cell_v: float
+) -> tuple[float, float] | None:
+    """The raised float for ``ChargePhases``: its SoC (%, ``raised_float_soc_pct``) and voltage
+    per cell (the OCV there, kept 50 mV below ``absorption_cell_v`` as the configured float is:
+    ``ChargeConfig.resolve_float_cell_v``); ``None`` when the float is never raised: a float
+    voltage set by the user, ``float_raise_days`` 0, or a raised SoC not above the float SoC in
+    force (``config`` resolved for the chemistry: ``ChargeConfig.for_chemistry``)."""
+    if config.float_cell_v is not None or config.float_raise_days <= 0.0:
+        return None
+    soc_pct = raised_float_soc_pct(chemistry)
+    if not soc_pct > config.float_soc:
+        return None
+    return soc_pct, config.resolve_float_cell_v(chemistry.ocv_voltage(soc_pct), absorption_cell_v)
+
+
+class FloatLevel:
+    """Which float is in force: the configured one or the raised one (the module's docstring).
+
+    Args:
+        config: the ``charge`` section (``float_soc``, ``float_raise_days``).
+        float_cell_v: the configured float voltage per cell.
+        raised: the raised float's SoC (%) and voltage per cell, or ``None`` (never raised: a
+            float voltage set by the user, or a raised SoC not above the configured one).
+    """
+
+    def __init__(
+        self, config: ChargeConfig, float_cell_v: float, raised: tuple[float, float] | None
+    ) -> None:
+        self.config = config
+        self._base = (config.float_soc, float_cell_v)
+        if raised is not None and not raised[0] > config.float_soc:
+            raised = None
+        self._raised = raised
+        self.deep_s: float | None = None
+        """When the pack SoC was last within the float's gap of empty (``None``: not seen)."""
+
+    def step(self, soc_pct: float | None, now_s: float) -> None:
+        """Note the pack SoC estimate at ``now_s`` (monotonic s; ``None`` or not finite: no
+        estimate, nothing noted)."""
+        gap_pct = 100.0 - self.config.float_soc
+        if soc_pct is not None and math.isfinite(soc_pct) and soc_pct < gap_pct:
+            self.deep_s = now_s
+
+    def raised(self, now_s: float) -> bool:
+        """Whether the raised float is in force at ``now_s``."""
+        days = self.config.float_raise_days
+        return (
+            self._raised is not None
+            and self.deep_s is not None
+            and now_s - self.deep_s < days * DAY_S
+        )
+
+    def level(self, now_s: float) -> tuple[float, float]:
+        """The float in force: its SoC (%) and voltage per cell (V)."""
+        if self._raised is not None and self.raised(now_s):
+            return self._raised
+        return self._base

@@ -1,0 +1,137 @@
+"""The float in force: raised towards the 95 % line after a night that came within the float's
+gap of empty, for ``float_raise_days``; never for NMC's default float or a float voltage set by
+the user (each test failed before ``gateway.core.charge_float``: the float never moved)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.control import Controller
+from gateway.core.charge_float import (
+    FLOAT_GUARD_V,
+    HIGH_SOC_PCT,
+    raised_float,
+    raised_float_soc_pct,
+)
+from gateway.core.chemistry import get_chemistry
+from gateway.core.model import ChargePhase
+from gateway.core.pack import PackConfig
+from gateway.core.phases import ChargeConfig, ChargePhases
+from gateway.settings import Settings
+from tests.core.test_phases import ABS_V, CELLS, DAY_S, FLOAT_V, HOUR_S, _soc, _step, _to_float
+
+RAISED = (94.2, 3.3156)  # about LFP's (SoC %, V per cell)
+
+
+def _machine(**cfg: object) -> ChargePhases:
+    cfg.setdefault("float_soc_pct", 93.0)
+    cfg.setdefault("full_charge_lead_s", 0.0)
+    return ChargePhases(
+        ChargeConfig(**cfg),
+        cells=CELLS,
+        capacity_ah=100.0,
+        absorption_cell_v=ABS_V,
+        float_cell_v=FLOAT_V,
+        balancing_start_pct=0.5,
+        raised_float=RAISED,
+    )
+
+
+def _bulk_to_float(m: ChargePhases, t: float) -> tuple[float, str]:
+    """Charge from 90 % in 0.1-point steps until the phase is float: the SoC and the reason."""
+    soc = 90.0
+    while True:
+        s = _step(m, t, 3.31, 20.0, _soc(soc))
+        if s.phase is ChargePhase.FLOAT:
+            return soc, s.reason
+        assert s.cvl_v == pytest.approx(CELLS * ABS_V)
+        soc, t = round(soc + 0.1, 1), t + 60.0
+        assert soc < 99.0
+
+
+def test_the_raised_float_sits_a_millivolt_below_the_ocv_at_95_pct() -> None:
+    lfp = get_chemistry("lfp")
+    soc = raised_float_soc_pct(lfp)
+    assert 94.0 < soc < HIGH_SOC_PCT
+    gap_v = lfp.ocv_voltage(HIGH_SOC_PCT) - lfp.ocv_voltage(soc)
+    assert gap_v == pytest.approx(FLOAT_GUARD_V, abs=1e-5)
+    raised = raised_float(ChargeConfig().for_chemistry("lfp"), lfp, 3.45)
+    assert raised is not None
+    assert raised == pytest.approx((soc, lfp.ocv_voltage(soc)))
+    # NMC's default float (95 %) is above its raised SoC (steep curve): never raised; a lower
+    # float set by the user is.
+    nmc = get_chemistry("nmc")
+    assert 94.5 < raised_float_soc_pct(nmc) < HIGH_SOC_PCT
+    assert raised_float(ChargeConfig().for_chemistry("nmc"), nmc, 4.2) is None
+    assert raised_float(ChargeConfig(float_soc_pct=90.0), nmc, 4.2) is not None
+    # A float voltage set by the user, or float_raise_days 0: never raised.
+    assert raised_float(ChargeConfig(float_cell_v=3.31).for_chemistry("lfp"), lfp, 3.45) is None
+    assert raised_float(ChargeConfig(float_raise_days=0.0).for_chemistry("lfp"), lfp, 3.45) is None
+
+
+def test_after_a_night_within_the_gap_of_empty_bulk_goes_on_to_the_raised_float() -> None:
+    m = _machine(float_raise_days=3.0)  # (a full charge is asked for 14 days after the last)
+    t0 = _to_float(m)
+    # Nights that stay above the float's gap (7 % of 100 - 93): the float stays at 93 %.
+    assert _step(m, t0 + 0.5 * DAY_S, 3.25, -10.0, _soc(8.0)).phase is ChargePhase.BULK
+    soc, reason = _bulk_to_float(m, t0 + DAY_S)
+    assert soc == pytest.approx(93.0)
+    assert reason == "float SoC reached (93.0 % >= 93 %)"
+    assert _step(m, t0 + DAY_S + 7200.0, 3.31, 0.0, _soc(93.0)).cvl_v == pytest.approx(
+        CELLS * FLOAT_V
+    )
+    # A night down to 6 %: the charge above the float would have been delivered.
+    t1 = t0 + 1.5 * DAY_S
+    assert _step(m, t1, 3.2, -10.0, _soc(6.0)).phase is ChargePhase.BULK
+    soc, reason = _bulk_to_float(m, t1 + 0.5 * DAY_S)
+    assert soc == pytest.approx(94.2)
+    assert reason == "float SoC reached (94.2 % >= 94.2 %)"
+    s = _step(m, t1 + 0.6 * DAY_S, 3.31, 0.0, _soc(94.2))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.cvl_v == pytest.approx(CELLS * RAISED[1])
+    # float_raise_days later without another such night: back to the configured float.
+    assert _step(m, t1 + 3.0 * DAY_S, 3.31, 0.0, _soc(94.2)).cvl_v == pytest.approx(CELLS * FLOAT_V)
+    _step(m, t1 + 3.2 * DAY_S, 3.25, -10.0, _soc(50.0))  # re-bulk
+    soc, _ = _bulk_to_float(m, t1 + 3.5 * DAY_S)
+    assert soc == pytest.approx(93.0)
+
+
+def test_zero_raise_days_keeps_the_configured_float() -> None:
+    m = _machine(float_raise_days=0.0)
+    t0 = _to_float(m)
+    _step(m, t0 + HOUR_S, 3.2, -10.0, _soc(3.0))
+    soc, _ = _bulk_to_float(m, t0 + 0.5 * DAY_S)
+    assert soc == pytest.approx(93.0)
+
+
+def test_the_raise_survives_a_restart_and_a_bad_age_is_refused() -> None:
+    m = _machine()
+    t0 = _to_float(m)
+    _step(m, t0 + HOUR_S, 3.2, -10.0, _soc(5.0))
+    saved = m.export_state(t0 + 2 * HOUR_S)
+    assert saved["float_raise_age_s"] == pytest.approx(HOUR_S)
+    again = _machine()
+    assert again.restore(saved, 100.0, off_s=DAY_S) == []
+    assert again.float_level.raised(100.0)
+    assert again.float_level.deep_s == pytest.approx(100.0 - HOUR_S - DAY_S)
+    assert not again.float_level.raised(100.0 + 13.0 * DAY_S)
+    bad = _machine()
+    notes = bad.restore({"float_raise_age_s": -5.0}, 100.0)
+    assert notes == ["charge_phase.float_raise_age_s=-5.0 is no age: ignored"]
+    assert not bad.float_level.raised(100.0)
+
+
+@pytest.mark.parametrize("chemistry", ["lfp", "nmc"])
+def test_the_controller_raises_an_lfp_float_and_not_an_nmc_one(chemistry: str) -> None:
+    settings = Settings(pack=PackConfig(cells=CELLS, capacity_ah=100.0, chemistry=chemistry))
+    phases = Controller(settings).charge
+    level = phases.float_level
+    level.deep_s = 0.0  # a night within the float's gap of empty
+    soc, cell_v = level.level(HOUR_S)
+    chem = get_chemistry(chemistry)
+    if chemistry == "lfp":
+        assert soc == pytest.approx(raised_float_soc_pct(chem))
+        assert cell_v == pytest.approx(chem.ocv_voltage(soc))
+        assert soc > phases.config.float_soc
+    else:
+        assert (soc, cell_v) == (phases.config.float_soc, phases.float_cell_v)
