@@ -4,7 +4,9 @@ A key left unset (``null`` in the printed settings) whose value the pack's chemi
 (protection thresholds, the plausibility window of a cell voltage, CVL and DVL per cell, the
 balancing voltages, the float SoC and float voltage of the charge phases) is listed here with the
 value the daemon will use, so an installer sees ``protection.cell_overvoltage_alarm_v = 3.65``
-rather than ``null``. The values come from the same resolvers the control core uses
+rather than ``null``; so is the raised float behind ``charge.float_raise_days`` (its SoC and
+voltage come from the OCV table: ``gateway.core.charge_float``), the float the pack holds for
+that long after a deep night. The values come from the same resolvers the control core uses
 (``ProtectionConfig.resolve``, ``PlausibilityConfig.windows``, ``LimitsConfig.tables``,
 ``BALANCING_DEFAULTS``, ``ChargeConfig.for_chemistry`` and ``resolve_float_cell_v``), never from a
 copy of the tables.
@@ -15,6 +17,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from gateway.core.balancing_config import BALANCING_DEFAULTS
+from gateway.core.charge_float import raised_float
 from gateway.settings import Settings
 from gateway.state_store import resolve_chemistry
 
@@ -58,7 +61,15 @@ def chemistry_defaults(settings: Settings) -> list[str]:
     charge = settings.charge.for_chemistry(pack.chemistry)
     add("charge", "float_soc_pct", settings.charge.float_soc_pct, charge.float_soc)
     if settings.charge.float_cell_v is None:  # the OCV table is read only when it decides
-        ocv_v = resolve_chemistry(pack, settings.soc).ocv_voltage(charge.float_soc)
+        chemistry = resolve_chemistry(pack, settings.soc)
+        ocv_v = chemistry.ocv_voltage(charge.float_soc)
         float_v = charge.resolve_float_cell_v(ocv_v, tables.cvl_cell_v)
         add("charge", "float_cell_v", None, float_v)
+        raised = raised_float(charge, chemistry, tables.cvl_cell_v)
+        if raised is not None:
+            lines.append(
+                f"charge.float_raise_days = {charge.float_raise_days:g}: float_soc_pct"
+                f" {raised[0]:.4g}, float_cell_v {raised[1]:g} for that long after the SoC"
+                f" fell below {100.0 - charge.float_soc:g} %"
+            )
     return lines

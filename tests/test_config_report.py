@@ -70,3 +70,16 @@ def test_everything_set_lists_nothing(tmp_path: Path) -> None:
     lines = chemistry_defaults(load_settings(f))
     assert not [x for x in lines if x.startswith("charge.")]
     assert any(x.startswith("limits.cvl_cell_v") for x in lines)
+
+
+def test_the_raised_float_is_listed_where_it_applies(tmp_path: Path) -> None:
+    # The pack floats at 94.2 % for float_raise_days after a deep night; --defaults said only 93.
+    f = tmp_path / "c.toml"
+    f.write_text('[pack]\nchemistry = "lfp"\n')
+    (line,) = [x for x in chemistry_defaults(load_settings(f)) if "float_raise_days" in x]
+    assert line.startswith("charge.float_raise_days = 14: float_soc_pct 94.18, float_cell_v 3.31")
+    assert line.endswith("for that long after the SoC fell below 7 %")
+    f.write_text('[pack]\nchemistry = "nmc"\n')  # NMC's default float is above its raised SoC
+    assert not [x for x in chemistry_defaults(load_settings(f)) if "float_raise_days" in x]
+    f.write_text('[pack]\nchemistry = "lfp"\n[charge]\nfloat_raise_days = 0\n')
+    assert not [x for x in chemistry_defaults(load_settings(f)) if "float_raise_days" in x]

@@ -57,6 +57,26 @@ def test_bad_value_names_key(tmp_path: Path) -> None:
         load_settings(f)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[charge]\nfloat_raise_days = true\n",
+        "[pack]\ncells = true\n",
+        "[charge]\nfloat_soc_pct = false\n",
+    ],
+)
+def test_a_boolean_for_a_number_is_refused_and_named(tmp_path: Path, text: str) -> None:
+    # pydantic read TOML ``true`` as 1: ``float_raise_days = true`` (meant: raise the float)
+    # was one day, ``cells = true`` one cell, ``float_soc_pct = false`` an unset float SoC.
+    f = tmp_path / "c.toml"
+    f.write_text(text)
+    key = text.split("\n")[1].split(" =", maxsplit=1)[0]
+    with pytest.raises(ConfigError, match=rf"c\.toml: \w+\.{key} \(=\w+\): .*not a boolean"):
+        load_settings(f)
+    f.write_text("[charge]\nfull_charge_from_grid = true\n")  # a boolean key takes one
+    assert load_settings(f).charge.full_charge_from_grid is True
+
+
 def test_bad_toml_names_file(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
     f.write_text("[pack\n")

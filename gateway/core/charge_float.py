@@ -84,6 +84,7 @@ class FloatLevel:
         self._raised = raised
         self.deep_s: float | None = None
         """When the pack SoC was last within the float's gap of empty (``None``: not seen)."""
+        self._was_raised = False  # at the last ``lapsed`` call
 
     def step(self, soc_pct: float | None, now_s: float) -> None:
         """Note the pack SoC estimate at ``now_s`` (monotonic s; ``None`` or not finite: no
@@ -106,3 +107,26 @@ class FloatLevel:
         if self._raised is not None and self.raised(now_s):
             return self._raised
         return self._base
+
+    def reached(self, soc_pct: float, now_s: float) -> str:
+        """The reason bulk ends at the float in force, the pack SoC at ``soc_pct`` (%): a raised
+        float says so, from what and why (a user reads 94.2 % where 93 is configured)."""
+        base = self._base[0]
+        if self._raised is None or not self.raised(now_s):
+            return f"float SoC reached ({soc_pct:.1f} % >= {base:g} %)"
+        assert self.deep_s is not None
+        return (
+            f"float SoC reached ({soc_pct:.1f} % >= {self._raised[0]:.1f} %, raised from"
+            f" {base:g} %: SoC below {100.0 - base:g} % {(now_s - self.deep_s) / DAY_S:.1f}"
+            " days ago)"
+        )
+
+    def lapsed(self, now_s: float) -> str:
+        """A reason when the raised float has lapsed since the last call (the float voltage
+        falls back to the configured one), else ``""``."""
+        raised = self.raised(now_s)
+        was, self._was_raised = self._was_raised, raised
+        if not was or raised:
+            return ""
+        days, base = self.config.float_raise_days, self._base[0]
+        return f"float back to {base:g} % (no SoC below {100.0 - base:g} % for {days:g} days)"

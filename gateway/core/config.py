@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import types
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 __all__ = ["Section"]
 
 
+def _is_number(annotation: Any) -> bool:
+    """Whether a field's type is a number (``float``, ``int``, optionally ``| None``), not a
+    ``bool`` (nor a container of numbers)."""
+    if annotation in (float, int):
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = get_args(annotation)
+        return bool not in args and any(a in (float, int) for a in args)
+    return False
+
+
 class Section(BaseModel):
     """A strict, immutable settings section: unknown keys are errors, and so is an infinity or
-    a NaN anywhere (``inf`` as a timeout would switch a safety function off)."""
+    a NaN anywhere (``inf`` as a timeout would switch a safety function off), and a boolean
+    given for a number (pydantic would read TOML ``true`` as 1: ``float_raise_days = true``
+    meant to switch the raise on, and got one day)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -18,3 +34,12 @@ class Section(BaseModel):
         use_attribute_docstrings=True,
         allow_inf_nan=False,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, bool) and info.field_name is not None:
+            field = cls.model_fields.get(info.field_name)
+            if field is not None and _is_number(field.annotation):
+                raise ValueError("Input should be a number, not a boolean")
+        return value

@@ -209,6 +209,8 @@ class ChargePhases:
             self.window.step(soc.soc_pct, now_s)
         self.float_level.step(None if soc is None else soc.soc_pct, now_s)
         self._float_soc, self._float_cell_v = self.float_level.level(now_s)
+        if (lapsed := self.float_level.lapsed(now_s)) and self._phase is ChargePhase.FLOAT:
+            self._reason = lapsed  # (the CVL falls: a float voltage the user can trace)
         if self._bled_s is None or (balancing is not None and any(balancing.bleed)):
             self._bled_s = now_s  # (the start counts: a restart is no hour without a bleed)
         self._update_request(soc, now_s)
@@ -330,11 +332,8 @@ class ChargePhases:
                     )
             elif soc is not None:
                 if soc.soc_pct >= self._float_soc and not soc_low:
-                    self._go(
-                        ChargePhase.FLOAT,
-                        f"float SoC reached ({soc.soc_pct:.1f} % >= {self._float_soc:.3g} %)",
-                        now_s,
-                    )
+                    reason = self.float_level.reached(soc.soc_pct, now_s)
+                    self._go(ChargePhase.FLOAT, reason, now_s)
                 elif top and tapered:
                     self._go(ChargePhase.FLOAT, f"top reached (highest cell {vmax:.3f} V)", now_s)
             elif pack_v >= self.cells * (self._float_cell_v - margin) and tapered:

@@ -85,7 +85,10 @@ def test_after_a_night_within_the_gap_of_empty_bulk_goes_on_to_the_raised_float(
     assert _step(m, t1, 3.2, -10.0, _soc(6.0)).phase is ChargePhase.BULK
     soc, reason = _bulk_to_float(m, t1 + 0.5 * DAY_S)
     assert soc == pytest.approx(94.2)
-    assert reason == "float SoC reached (94.2 % >= 94.2 %)"
+    assert (
+        reason
+        == "float SoC reached (94.2 % >= 94.2 %, raised from 93 %: SoC below 7 % 0.5 days ago)"
+    )
     s = _step(m, t1 + 0.6 * DAY_S, 3.31, 0.0, _soc(94.2))
     assert s.phase is ChargePhase.FLOAT
     assert s.cvl_v == pytest.approx(CELLS * RAISED[1])
@@ -135,3 +138,27 @@ def test_the_controller_raises_an_lfp_float_and_not_an_nmc_one(chemistry: str) -
         assert soc > phases.config.float_soc
     else:
         assert (soc, cell_v) == (phases.config.float_soc, phases.float_cell_v)
+
+
+def test_the_reasons_say_the_float_was_raised_and_when_it_falls_back() -> None:
+    # A user reads 94.2 % where 93 is configured, and then a CVL that falls while floating:
+    # both say why (on main the raise went unnamed and the fall kept the old reason).
+    m = _machine(float_raise_days=2.0)
+    t0 = _to_float(m)
+    _step(m, t0 + HOUR_S, 3.2, -10.0, _soc(5.0))
+    soc, reason = _bulk_to_float(m, t0 + 0.5 * DAY_S)
+    assert soc == pytest.approx(94.2)
+    assert "raised from 93 %: SoC below 7 %" in reason
+    s = _step(m, t0 + HOUR_S + 2.0 * DAY_S, 3.31, 0.0, _soc(94.0))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.cvl_v == pytest.approx(CELLS * FLOAT_V)
+    assert s.reason == "float back to 93 % (no SoC below 7 % for 2 days)"
+
+
+def test_a_float_soc_set_to_a_hundredth_is_said_as_set() -> None:
+    # 93.25 % configured was said "93.2" (three significant digits) since the raised float.
+    m = _machine(float_soc_pct=93.25, float_raise_days=0.0)
+    t0 = _to_float(m)
+    _step(m, t0 + HOUR_S, 3.25, -10.0, _soc(50.0))  # re-bulk
+    _, reason = _bulk_to_float(m, t0 + 0.5 * DAY_S)
+    assert reason == "float SoC reached (93.3 % >= 93.25 %)"
