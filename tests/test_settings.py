@@ -77,6 +77,20 @@ def test_a_boolean_for_a_number_is_refused_and_named(tmp_path: Path, text: str) 
     assert load_settings(f).charge.full_charge_from_grid is True
 
 
+def test_a_boolean_in_a_table_of_numbers_is_refused_and_named(tmp_path: Path) -> None:
+    # A table's breakpoints took ``true`` as 1.0 as well: a CCL table point at 1 degree.
+    f = tmp_path / "c.toml"
+    f.write_text(
+        "[limits]\ncharge_temp_c = [0.0, true, 45.0]\ncharge_temp_fraction = [0.0, 1.0, 0.0]\n"
+    )
+    with pytest.raises(ConfigError, match=r"c\.toml: limits\.charge_temp_c .*not of booleans"):
+        load_settings(f)
+    f.write_text(
+        "[limits]\ncharge_temp_c = [0.0, 10.0, 45.0]\ncharge_temp_fraction = [0.0, 1.0, 0.0]\n"
+    )
+    assert load_settings(f).limits.charge_temp_c == (0.0, 10.0, 45.0)
+
+
 def test_bad_toml_names_file(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
     f.write_text("[pack\n")

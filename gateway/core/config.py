@@ -12,7 +12,7 @@ __all__ = ["Section"]
 
 def _is_number(annotation: Any) -> bool:
     """Whether a field's type is a number (``float``, ``int``, optionally ``| None``), not a
-    ``bool`` (nor a container of numbers)."""
+    ``bool``."""
     if annotation in (float, int):
         return True
     if get_origin(annotation) in (Union, types.UnionType):
@@ -21,11 +21,25 @@ def _is_number(annotation: Any) -> bool:
     return False
 
 
+def _is_numbers(annotation: Any) -> bool:
+    """Whether a field's type is a sequence of numbers (``tuple[float, ...]``, ``list[int]``,
+    optionally ``| None``): a table's breakpoints or values."""
+    options = (
+        get_args(annotation)
+        if get_origin(annotation) in (Union, types.UnionType)
+        else (annotation,)
+    )
+    return any(
+        get_origin(a) in (tuple, list) and all(e in (float, int, Ellipsis) for e in get_args(a))
+        for a in options
+    )
+
+
 class Section(BaseModel):
     """A strict, immutable settings section: unknown keys are errors, and so is an infinity or
     a NaN anywhere (``inf`` as a timeout would switch a safety function off), and a boolean
-    given for a number (pydantic would read TOML ``true`` as 1: ``float_raise_days = true``
-    meant to switch the raise on, and got one day)."""
+    given for a number, alone or in a table (pydantic would read TOML ``true`` as 1:
+    ``float_raise_days = true`` meant to switch the raise on, and got one day)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -38,8 +52,15 @@ class Section(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_boolean_for_a_number(cls, value: object, info: ValidationInfo) -> object:
-        if isinstance(value, bool) and info.field_name is not None:
-            field = cls.model_fields.get(info.field_name)
-            if field is not None and _is_number(field.annotation):
-                raise ValueError("Input should be a number, not a boolean")
+        field = None if info.field_name is None else cls.model_fields.get(info.field_name)
+        if field is None:
+            return value
+        if isinstance(value, bool) and _is_number(field.annotation):
+            raise ValueError("Input should be a number, not a boolean")
+        if (
+            isinstance(value, list | tuple)
+            and any(isinstance(v, bool) for v in value)
+            and _is_numbers(field.annotation)
+        ):
+            raise ValueError("Input should be a list of numbers, not of booleans")
         return value
