@@ -70,8 +70,8 @@ class FloatLevel:
     Args:
         config: the ``charge`` section (``float_soc``, ``float_raise_days``).
         float_cell_v: the configured float voltage per cell.
-        raised: the raised float's SoC (%) and voltage per cell, or ``None`` (never raised: a
-            float voltage set by the user, or a raised SoC not above the configured one).
+        raised: the raised float's SoC (%) and voltage per cell, or ``None`` (never raised:
+            ``raised_float`` decides).
     """
 
     def __init__(
@@ -79,8 +79,6 @@ class FloatLevel:
     ) -> None:
         self.config = config
         self._base = (config.float_soc, float_cell_v)
-        if raised is not None and not raised[0] > config.float_soc:
-            raised = None
         self._raised = raised
         self.deep_s: float | None = None
         """When the pack SoC was last within the float's gap of empty (``None``: not seen)."""
@@ -104,7 +102,8 @@ class FloatLevel:
 
     def level(self, now_s: float) -> tuple[float, float]:
         """The float in force: its SoC (%) and voltage per cell (V)."""
-        if self._raised is not None and self.raised(now_s):
+        if self.raised(now_s):
+            assert self._raised is not None
             return self._raised
         return self._base
 

@@ -104,9 +104,10 @@ class ChargePhases:
         balancing_off_top: bool = False,
         raised_float: tuple[float, float] | None = None,
     ) -> None:
-        if not max(float_cell_v, *(raised_float or (0.0, 0.0))[1:]) < absorption_cell_v:
+        v = max(float_cell_v, raised_float[1] if raised_float else float_cell_v)
+        if not v < absorption_cell_v:
             raise ValueError(
-                f"charge.float_cell_v (={float_cell_v:.4g} V) must be below"
+                f"charge.float_cell_v (={v:.4g} V, raised or as set) must be below"
                 f" limits.cvl_cell_v (={absorption_cell_v:.4g} V)"
             )
         self.config = config
@@ -138,7 +139,6 @@ class ChargePhases:
         self._for_sigma = False  # the pending request is for the SoC uncertainty (it may lapse)
         self.window = ChargeWindow()
         self.float_level = FloatLevel(config, float_cell_v, raised_float)
-        self._float_soc, self._float_cell_v = config.float_soc, float_cell_v  # in force (% / V)
         self._timing = FullChargeTiming(config, capacity_ah, self.window)
 
     # --- persistence --------------------------------------------------------------------------
@@ -208,7 +208,6 @@ class ChargePhases:
         if soc is not None:
             self.window.step(soc.soc_pct, now_s)
         self.float_level.step(None if soc is None else soc.soc_pct, now_s)
-        self._float_soc, self._float_cell_v = self.float_level.level(now_s)
         if (lapsed := self.float_level.lapsed(now_s)) and self._phase is ChargePhase.FLOAT:
             self._reason = lapsed  # (the CVL falls: a float voltage the user can trace)
         if self._bled_s is None or (balancing is not None and any(balancing.bleed)):
@@ -223,7 +222,7 @@ class ChargePhases:
             self._timing.measure(before, self._phase, self._request, current, due, soc, now_s)
         phase = self._phase
         if phase is ChargePhase.FLOAT or (phase is ChargePhase.BULK and not due and soc is None):
-            cvl_v = self.cells * self._float_cell_v
+            cvl_v = self.cells * self.float_level.level(now_s)[1]
         else:
             cvl_v = self.absorption_v
         return self._state(phase, cvl_v, wait_s, now_s)
@@ -320,6 +319,7 @@ class ChargePhases:
         self._quiet_since_s = self._held(self._quiet_since_s, tapered and not balancing_now, now_s)
         quiet_s = 0.0 if self._quiet_since_s is None else now_s - self._quiet_since_s
         soc_low = soc is not None and soc.soc_pct < cfg.rebulk_soc_pct
+        float_soc, float_cell_v = self.float_level.level(now_s)  # the float in force (% / V)
         phase = self._phase
         if phase is ChargePhase.BULK:
             if due:
@@ -331,12 +331,12 @@ class ChargePhases:
                         now_s,
                     )
             elif soc is not None:
-                if soc.soc_pct >= self._float_soc and not soc_low:
+                if soc.soc_pct >= float_soc and not soc_low:
                     reason = self.float_level.reached(soc.soc_pct, now_s)
                     self._go(ChargePhase.FLOAT, reason, now_s)
                 elif top and tapered:
                     self._go(ChargePhase.FLOAT, f"top reached (highest cell {vmax:.3f} V)", now_s)
-            elif pack_v >= self.cells * (self._float_cell_v - margin) and tapered:
+            elif pack_v >= self.cells * (float_cell_v - margin) and tapered:
                 self._go(ChargePhase.FLOAT, f"float voltage reached ({pack_v:.2f} V)", now_s)
         elif phase is ChargePhase.ABSORPTION:
             self._absorb(current_a, quiet_s, soc, balancing_now, now_s)
