@@ -152,12 +152,10 @@ class CellState:
     # came first, and that reading is due: ``SocEstimator._paired_current``): value, time.
     wait_v: float = _NAN
     wait_t: float = -math.inf
-    # Capacity anchors: SoC, counted Ah at that moment, and that SoC's variance; since then,
-    # the current offset's sigma summed over the time counted (Ah, as ``sc`` grows).
+    # Capacity anchors: SoC, counted Ah at that moment, and that SoC's variance.
     anchor_soc: float = _NAN
     anchor_ah: float = _NAN
     anchor_var: float = _NAN
-    anchor_off_ah: float = 0.0
     # The start from voltage, refined over its first START_WINDOW_S: the mean OCV so far, the
     # number of samples in it, its half-width (V) and the time left (s; 0: window closed).
     start_left_s: float = 0.0

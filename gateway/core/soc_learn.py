@@ -132,12 +132,7 @@ def anchor(cell: CellState, tune: Tuning, step: StepInputs, soc: float, var: flo
 
     A capacity sample is the charge counted between two anchors at least
     ``capacity_min_delta_pct`` apart over their SoC difference; it is weighed by both anchors'
-    SoC errors over the distance, the current sensor's gain error and its offset's error over
-    the time between them (``anchor_off_ah``: the offset's sigma summed over the time counted,
-    against the charge; a scalar Kalman update). The offset is learned from the same count
-    (``gateway.core.soc_offset``), which weighs it against the capacity's error over the net
-    charge; without the offset's part here, one residual moved both and shrank both variances
-    (an unlearned 0.1 A over 33 h read as a capacity 5 % low, claimed to 2.4 %).
+    SoC errors over the distance and the current sensor's gain error (a scalar Kalman update).
     """
     q_nom = step.q_nom_ah
     counted = step.accumulated_ah + cell.cell_ah
@@ -147,7 +142,6 @@ def anchor(cell: CellState, tune: Tuning, step: StepInputs, soc: float, var: flo
             sample = (counted - cell.anchor_ah) / (d_soc / 100.0)
             if 0.5 * q_nom <= sample <= 1.5 * q_nom:
                 rel_var = (var + cell.anchor_var) / (d_soc * d_soc) + tune.gain_frac**2
-                rel_var += (cell.anchor_off_ah / (counted - cell.anchor_ah)) ** 2
                 s_var = rel_var * sample * sample
                 c_var = cell.capacity_var
                 kg = c_var / (c_var + s_var)
@@ -156,7 +150,6 @@ def anchor(cell: CellState, tune: Tuning, step: StepInputs, soc: float, var: flo
     cell.anchor_soc = soc
     cell.anchor_ah = counted
     cell.anchor_var = var
-    cell.anchor_off_ah = 0.0
 
 
 def forget_anchor(cell: CellState) -> None:
@@ -164,4 +157,3 @@ def forget_anchor(cell: CellState) -> None:
     cell.anchor_soc = _NAN
     cell.anchor_ah = _NAN
     cell.anchor_var = _NAN
-    cell.anchor_off_ah = 0.0

@@ -56,8 +56,6 @@ def predict(
     off_var = min(off_var, tune.offset_var_c2)
     cell.off_var = off_var
     d_off = math.sqrt(off_var) * k_pct
-    # The same sigma in Ah since the capacity anchor: the counted charge a sample spans errs by it.
-    cell.anchor_off_ah += math.sqrt(off_var) * q_nom * known_dt / 3600.0
     sc = sc0 + d_off
     sg = sg0 + tune.gain_frac * d_pct
     si = si0 + dx_pct * math.sqrt(cell.capacity_var) / cap

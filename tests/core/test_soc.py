@@ -745,6 +745,12 @@ def test_the_deprecated_stale_s_works_until_a_timeouts_key_is_set() -> None:
     assert _counts(_soc(TimeoutsConfig(current_timeout_s=3.0), stale_s=8.0), 4.9)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the capacity is learned from the count between two rests alone, the current "
+    "offset's drift taken as capacity (docs/PERFORMANCE.md, follow-up s5-max; the fix "
+    "merged in 6204e50 was reverted: it over-bled passive balancing, see the s5-cap revert)",
+)
 def test_a_current_offset_is_not_learned_as_capacity() -> None:
     """A 0.004 C current offset over two 10-hour counts of opposite sign (40 points down, 40
     up, rests between): the count drifts 4 points each way while the capacity is right. One

@@ -3,7 +3,6 @@ the reported sigma capped by the count's."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -13,7 +12,6 @@ from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
 from gateway.core.soc_cell import CellState, Tuning
 from gateway.core.soc_correct import FULL_VAR
-from gateway.core.soc_learn import anchor
 from gateway.core.soc_offset import BIAS_Q_MAX, learn_load_bias, learn_offset
 from gateway.core.soc_predict import predict
 from gateway.core.soc_report import ReportFigures, relative_sigma
@@ -263,31 +261,3 @@ def test_the_largest_bias_since_the_last_trusted_point_is_tested() -> None:
     cell.sb = 0.5
     assert learn_load_bias(cell, tune, cell.count_soc_pct - 6.0, FULL_VAR)
     assert cell.bias_m > 0.95
-
-
-def _capacity_after(hours: float, counted_ah: float) -> tuple[float, float]:
-    """A cell's capacity (Ah) and its sigma (Ah) after two anchors (96 % then 32 %) ``hours``
-    apart with ``counted_ah`` counted between them, the current offset unlearned (the prior)."""
-    chem, tune = setup()
-    cell = cell_at(chem, 96.0, 0.5)
-    cell.capacity_var = (0.1 * Q) ** 2
-    anchor(cell, tune, step_of(0.0), 96.0, 0.25)
-    run(cell, tune, 0.0, hours)
-    at = dataclasses.replace(step_of(0.0), accumulated_ah=counted_ah)
-    anchor(cell, tune, at, 32.0, 1.0)
-    return cell.capacity_ah, math.sqrt(cell.capacity_var)
-
-
-def test_a_capacity_sample_weighs_the_current_offset_over_its_time() -> None:
-    # 33.5 h between the anchors: a 0.1 A offset the count has not learned makes 60.65 Ah of
-    # 64 (a capacity 5 % low); the offset's prior (0.2 A) over that time is 6.7 Ah, 11 % of the
-    # charge, so the sample may not shrink the capacity's 10 % prior to 2.4 % (as it did: the
-    # count's residual moved the offset and the capacity both, docs/PERFORMANCE.md, s9-sig).
-    cap, sd = _capacity_after(33.5, -60.65)
-    assert sd > 6.0
-    assert cap > 97.0
-    # The same charge counted within 3 h: the offset can explain 0.6 Ah of it, the sample
-    # weighs as before.
-    cap, sd = _capacity_after(3.0, -60.65)
-    assert sd < 3.0
-    assert cap < 96.0
