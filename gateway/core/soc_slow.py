@@ -1,0 +1,111 @@
+"""The cell's slow polarisation (solid diffusion), learned from the rests after a load. Pure.
+
+Over hours of load a cell's particle surfaces drift from their mean: the voltage reads the OCV
+of a surface SoC that lies behind the cell's SoC by about ``k * w2 / Q`` (% of SoC; ``k`` in %
+of SoC per C, ``w2`` the slow branch's current, time constant ``tau2``, ``Q`` the capacity).
+The first-order circuit (``tau1`` of minutes) does not hold it, so near a knee it is read as a
+SoC error (docs/PERFORMANCE.md, s5-max cause (B)). The size differs between cells by ten
+times and more, so no fixed prior fits (s6-knee); under load it cannot be told from a SoC
+error (s8-knee). In a rest it can: the current is gone, the SoC stands still, and the
+voltage relaxes by the shift alone. Between two rest blocks (``gateway.core.soc_rest``: the
+mean OCV per ``rest_s``, the modelled RC voltages taken off) the mean OCV changes by
+``slope * k * (w2_b - w2_a) / Q``, so each pair of blocks is one sample of ``k``:
+
+    y = OCV_b - OCV_a  (V),    x = slope(soc) * (w2_b - w2_a) / Q  (V per %/C)
+
+``k`` is their weighted least-squares estimate with a prior of 0 +- ``PRIOR_SIGMA_PCT_PER_C``,
+each pair weighed by the block means' noise plus ``FLOOR_PCT`` of SoC (the count's unknown
+drift over a block, the table's error between them), held within 0..``K_MAX_PCT_PER_C``
+(a relaxation the other way is a circuit that over-holds the fast part: nothing slow to
+learn). The evidence is capped (``INFO_MAX``) so that an ageing cell's value can still move.
+
+Under load the voltage is then weighed (identification and correction) at the SoC
+``soc + shift_pct(cell)`` (``gateway.core.soc_weigh``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = [
+    "FLOOR_PCT",
+    "INFO_MAX",
+    "K_MAX_PCT_PER_C",
+    "PRIOR_SIGMA_PCT_PER_C",
+    "SlowShift",
+    "learn_slow",
+    "shift_pct",
+]
+
+PRIOR_SIGMA_PCT_PER_C = 10.0
+"""The prior's sigma of ``k`` (% of SoC per C): about what an LFP cell shows (s6-knee)."""
+FLOOR_PCT = 0.1
+"""Error of one pair of rest blocks beyond their noise, in % of SoC (a 0.2 % FS offset not yet
+learned moves the count 0.1 % over a 15-minute block)."""
+K_MAX_PCT_PER_C = 60.0
+"""The largest ``k`` taken (% of SoC per C)."""
+INFO_MAX = 1.0
+"""The most evidence kept, in 1/(%/C)^2 (a sigma of 1 %/C): older evidence is scaled down."""
+
+
+@dataclass(slots=True)
+class SlowShift:
+    """One cell's slow polarisation: the estimate ``k_pct_per_c`` (% of SoC per C), the
+    evidence (``info`` = sum x^2 / var, 1/(%/C)^2; ``xy`` = sum x y / var, 1/(%/C)) and the
+    current rest block's sum of the slow current (A, ``w2_sum``) beside the previous block's
+    mean (A; NaN: no block yet in this rest)."""
+
+    k_pct_per_c: float = 0.0
+    info: float = 0.0
+    xy: float = 0.0
+    w2_sum: float = 0.0
+    prev_w2_a: float = math.nan
+
+    def end_rest(self) -> None:
+        """Forget the rest's blocks."""
+        self.w2_sum = 0.0
+        self.prev_w2_a = math.nan
+
+
+def shift_pct(slow: SlowShift, w2_a: float, capacity_ah: float) -> float:
+    """The surface SoC less the cell's (%): ``k * w2 / Q`` (``w2_a`` in A, charge positive)."""
+    if slow.k_pct_per_c == 0.0 or capacity_ah <= 0.0:
+        return 0.0
+    return slow.k_pct_per_c * w2_a / capacity_ah
+
+
+def learn_slow(
+    slow: SlowShift,
+    n: int,
+    mean_v: float,
+    prev_v: float,
+    noise_var_v2: float,
+    slope_v_per_pct: float,
+    capacity_ah: float,
+) -> None:
+    """Close a rest block of ``n`` samples and learn ``k`` from it and the block before.
+
+    ``mean_v``: this block's mean OCV (V), ``prev_v`` the previous block's (V; NaN: none);
+    ``noise_var_v2``: the variance of their difference from the samples' scatter (V^2);
+    ``slope_v_per_pct``: the OCV slope at the cell's SoC (V/%); ``capacity_ah``: the cell's.
+    """
+    w2 = slow.w2_sum / n if n > 0 else math.nan
+    prev_w2 = slow.prev_w2_a
+    slow.prev_w2_a = w2
+    slow.w2_sum = 0.0
+    if math.isnan(prev_w2) or math.isnan(prev_v) or math.isnan(w2) or capacity_ah <= 0.0:
+        return
+    x = slope_v_per_pct * (w2 - prev_w2) / capacity_ah
+    var = noise_var_v2 + (slope_v_per_pct * FLOOR_PCT) ** 2
+    if var <= 0.0:
+        return
+    info = slow.info + x * x / var
+    xy = slow.xy + x * (mean_v - prev_v) / var
+    if info > INFO_MAX:
+        f = INFO_MAX / info
+        info *= f
+        xy *= f
+    slow.info, slow.xy = info, xy
+    k = xy / (info + 1.0 / PRIOR_SIGMA_PCT_PER_C**2)
+    slow.k_pct_per_c = min(max(k, 0.0), K_MAX_PCT_PER_C)
