@@ -43,6 +43,7 @@ from gateway.core.soc_count import PackCount, check_extra
 from gateway.core.soc_learn import rls_start
 from gateway.core.soc_report import ReportFigures, pack_soc_pct, relative_sigma
 from gateway.core.soc_sensors import CellSensors
+from gateway.core.soc_slow import restore_slow
 from gateway.core.soc_state import STATE_VERSION, export_cells, read_state
 from gateway.core.soc_weigh import VoltageWeighing
 from gateway.core.soc_window import StepWindow
@@ -338,6 +339,8 @@ class SocEstimator(VoltageWeighing):
                 cell.off_c = min(off_lim, max(-off_lim, saved.current_offset_c[j]))
                 ov = saved.current_offset_var[j]
                 cell.off_var = ov if math.isfinite(ov) and off_lim > 0.0 else math.inf
+            if saved.slow_info is not None and saved.slow_xy is not None:
+                restore_slow(cell.slow, saved.slow_info[j], saved.slow_xy[j])
             cell.restart_count(cell.p00)
             cells.append(cell)
         self.cells = cells

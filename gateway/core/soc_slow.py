@@ -33,8 +33,10 @@ __all__ = [
     "INFO_MAX",
     "K_MAX_PCT_PER_C",
     "PRIOR_SIGMA_PCT_PER_C",
+    "XY_MAX",
     "SlowShift",
     "learn_slow",
+    "restore_slow",
     "shift_pct",
 ]
 
@@ -47,6 +49,8 @@ K_MAX_PCT_PER_C = 60.0
 """The largest ``k`` taken (% of SoC per C)."""
 INFO_MAX = 1.0
 """The most evidence kept, in 1/(%/C)^2 (a sigma of 1 %/C): older evidence is scaled down."""
+XY_MAX = K_MAX_PCT_PER_C * (INFO_MAX + 1.0 / PRIOR_SIGMA_PCT_PER_C**2)
+"""The largest |sum x y / var| kept (1/(%/C)): the estimate's range at the most evidence."""
 
 
 @dataclass(slots=True)
@@ -66,6 +70,18 @@ class SlowShift:
         """Forget the rest's blocks."""
         self.w2_sum = 0.0
         self.prev_w2_a = math.nan
+
+
+def restore_slow(slow: SlowShift, info: float, xy: float) -> None:
+    """Set ``slow``'s evidence (as saved: ``info`` within 0..``INFO_MAX``) and its estimate."""
+    slow.info, slow.xy = info, xy
+    slow.k_pct_per_c = _estimate(info, xy)
+
+
+def _estimate(info: float, xy: float) -> float:
+    """``k`` (% of SoC per C) from the evidence and the prior, held within its range."""
+    k = xy / (info + 1.0 / PRIOR_SIGMA_PCT_PER_C**2)
+    return min(max(k, 0.0), K_MAX_PCT_PER_C)
 
 
 def shift_pct(slow: SlowShift, w2_a: float, capacity_ah: float) -> float:
@@ -106,6 +122,7 @@ def learn_slow(
         f = INFO_MAX / info
         info *= f
         xy *= f
-    slow.info, slow.xy = info, xy
-    k = xy / (info + 1.0 / PRIOR_SIGMA_PCT_PER_C**2)
-    slow.k_pct_per_c = min(max(k, 0.0), K_MAX_PCT_PER_C)
+    # Beyond the range the estimate is clamped anyway: keep the sum where one pair of the other
+    # sign can still bring it back (and a saved state within ``XY_MAX``).
+    lim = K_MAX_PCT_PER_C * (info + 1.0 / PRIOR_SIGMA_PCT_PER_C**2)
+    restore_slow(slow, info, min(max(xy, -lim), lim))

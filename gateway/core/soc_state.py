@@ -14,6 +14,7 @@ from typing import Any
 from gateway.core.soc_bias import LoadBiasEvidence
 from gateway.core.soc_cell import CellState
 from gateway.core.soc_offset import BIAS_Q_MAX
+from gateway.core.soc_slow import INFO_MAX, XY_MAX
 
 __all__ = ["STATE_VERSION", "SavedState", "export_cells", "read_state"]
 
@@ -46,6 +47,10 @@ class SavedState:
     # the normalised squares); states written before it was saved: None.
     load_bias_w: float | None = None
     load_bias_wq: float | None = None
+    # The slow polarisation's evidence per cell (``gateway.core.soc_slow``: sum x^2 / var,
+    # sum x y / var); states written before it was learned: None.
+    slow_info: list[float] | None = None
+    slow_xy: list[float] | None = None
 
 
 def export_cells(
@@ -81,6 +86,8 @@ def export_cells(
         "r2_ohm_25c": [c.r2_ohm_25c for c in cells],
         "current_offset_c": [c.off_c for c in cells],
         "current_offset_var": [_json_float(c.off_var) for c in cells],
+        "slow_info": [c.slow.info for c in cells],
+        "slow_xy": [c.slow.xy for c in cells],
         "cycles": cycles,
     }
     if bias is not None:
@@ -145,6 +152,10 @@ def read_state(
         off_c = _vec(state, "current_offset_c", n, -1.0, 1.0)
         off_var = _vec(state, "current_offset_var", n, 0.0, 1.0, allow_nan=True)
     bias_w, bias_wq = _load_bias(state)
+    slow_info = slow_xy = None
+    if "slow_info" in state:
+        slow_info = _vec(state, "slow_info", n, 0.0, INFO_MAX * (1.0 + 1e-9))
+        slow_xy = _vec(state, "slow_xy", n, -XY_MAX * (1.0 + 1e-9), XY_MAX * (1.0 + 1e-9))
     cycles = state.get("cycles")
     if isinstance(cycles, bool) or not isinstance(cycles, int | float) or not cycles >= 0:
         raise ValueError(f"state cycles (={cycles!r}) must be a number >= 0")
@@ -167,6 +178,8 @@ def read_state(
         current_offset_var=off_var,
         load_bias_w=bias_w,
         load_bias_wq=bias_wq,
+        slow_info=slow_info,
+        slow_xy=slow_xy,
     )
 
 
