@@ -152,10 +152,7 @@ def read_state(
         off_c = _vec(state, "current_offset_c", n, -1.0, 1.0)
         off_var = _vec(state, "current_offset_var", n, 0.0, 1.0, allow_nan=True)
     bias_w, bias_wq = _load_bias(state)
-    slow_info = slow_xy = None
-    if "slow_info" in state:
-        slow_info = _vec(state, "slow_info", n, 0.0, INFO_MAX * (1.0 + 1e-9))
-        slow_xy = _vec(state, "slow_xy", n, -XY_MAX * (1.0 + 1e-9), XY_MAX * (1.0 + 1e-9))
+    slow_info, slow_xy = _slow(state, n)
     cycles = state.get("cycles")
     if isinstance(cycles, bool) or not isinstance(cycles, int | float) or not cycles >= 0:
         raise ValueError(f"state cycles (={cycles!r}) must be a number >= 0")
@@ -203,6 +200,17 @@ def _load_bias(state: dict[str, Any]) -> tuple[float, float] | tuple[None, None]
             f"state load_bias_weighted_sq (={wq}) is outside 0..{BIAS_Q_MAX} x load_bias_weight"
         )
     return w, wq
+
+
+def _slow(state: dict[str, Any], n: int) -> tuple[list[float], list[float]] | tuple[None, None]:
+    """The cells' slow-polarisation evidence ``(info, xy)`` from ``state``, each within its
+    range (``gateway.core.soc_slow``; the 1e-9: the sums' rounding); a state written before it
+    was saved has neither: ``(None, None)``."""
+    if "slow_info" not in state:
+        return None, None
+    info = _vec(state, "slow_info", n, 0.0, INFO_MAX * (1.0 + 1e-9))
+    xy = _vec(state, "slow_xy", n, -XY_MAX * (1.0 + 1e-9), XY_MAX * (1.0 + 1e-9))
+    return info, xy
 
 
 def _vec(
