@@ -147,10 +147,7 @@ def read_state(
     r0 = _vec(state, "r0_ohm_25c", n, 0.0, 10.0)
     r1 = _vec(state, "r1_ohm_25c", n, 0.0, 10.0) if "r1_ohm_25c" in state else [r1_default_ohm] * n
     r2 = _vec(state, "r2_ohm_25c", n, 0.0, 10.0) if "r2_ohm_25c" in state else [r2_default_ohm] * n
-    off_c = off_var = None
-    if "current_offset_c" in state:
-        off_c = _vec(state, "current_offset_c", n, -1.0, 1.0)
-        off_var = _vec(state, "current_offset_var", n, 0.0, 1.0, allow_nan=True)
+    off_c, off_var = _offset(state, n)
     bias_w, bias_wq = _load_bias(state)
     slow_info, slow_xy = _slow(state, n)
     cycles = state.get("cycles")
@@ -200,6 +197,15 @@ def _load_bias(state: dict[str, Any]) -> tuple[float, float] | tuple[None, None]
             f"state load_bias_weighted_sq (={wq}) is outside 0..{BIAS_Q_MAX} x load_bias_weight"
         )
     return w, wq
+
+
+def _offset(state: dict[str, Any], n: int) -> tuple[list[float], list[float]] | tuple[None, None]:
+    """The cells' learned current offset (C) and its variance (C^2; NaN: nothing learned) from
+    ``state``; a state written before it was learned has neither: ``(None, None)``."""
+    if "current_offset_c" not in state:
+        return None, None
+    off_c = _vec(state, "current_offset_c", n, -1.0, 1.0)
+    return off_c, _vec(state, "current_offset_var", n, 0.0, 1.0, allow_nan=True)
 
 
 def _slow(state: dict[str, Any], n: int) -> tuple[list[float], list[float]] | tuple[None, None]:
