@@ -11,7 +11,10 @@ voltage relaxes by the shift alone. Between two rest blocks (``gateway.core.soc_
 mean OCV per ``rest_s``, the modelled RC voltages taken off) the mean OCV changes by
 ``slope * k * (w2_b - w2_a) / Q``, so each pair of blocks is one sample of ``k``:
 
-    y = OCV_b - OCV_a  (V),    x = slope(soc) * (w2_b - w2_a) / Q  (V per %/C)
+    y = OCV_b - OCV_a - slope(soc) * dsoc  (V),    x = slope(soc) * (w2_b - w2_a) / Q  (V per %/C)
+
+(``dsoc``: the SoC the count moved between the blocks, a rest current or the cell's own
+balancing current: that part of the change is the SoC's, not the relaxation's.)
 
 ``k`` is their weighted least-squares estimate with a prior of 0 +- ``PRIOR_SIGMA_PCT_PER_C``,
 each pair weighed by the block means' noise plus ``FLOOR_PCT`` of SoC (the count's unknown
@@ -26,14 +29,17 @@ Under load the voltage is then weighed (identification and correction) at the So
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
+    "FIRST_BLOCK",
     "FLOOR_PCT",
     "INFO_MAX",
     "K_MAX_PCT_PER_C",
+    "K_SIGMAS",
     "PRIOR_SIGMA_PCT_PER_C",
     "XY_MAX",
+    "SlowEvidence",
     "SlowShift",
     "learn_slow",
     "restore_slow",
@@ -47,6 +53,13 @@ FLOOR_PCT = 0.1
 learned moves the count 0.1 % over a 15-minute block)."""
 K_MAX_PCT_PER_C = 60.0
 """The largest ``k`` taken (% of SoC per C)."""
+FIRST_BLOCK = 2
+"""The first block of a rest whose change from the block before is learned from: the rest's
+first block holds what is left of the fast RC pair's relaxation (after one ``rest_s`` of 900 s
+e^(-900 / tau1): 12 % for the ``lfp`` tau1 of 421 s), which an R1 identified a little off
+would teach as slow."""
+K_SIGMAS = 0.0
+"""How many of its sigmas the estimate of ``k`` is lowered by before use."""
 INFO_MAX = 1.0
 """The most evidence kept, in 1/(%/C)^2 (a sigma of 1 %/C): older evidence is scaled down."""
 XY_MAX = K_MAX_PCT_PER_C * (INFO_MAX + 1.0 / PRIOR_SIGMA_PCT_PER_C**2)
@@ -54,33 +67,59 @@ XY_MAX = K_MAX_PCT_PER_C * (INFO_MAX + 1.0 / PRIOR_SIGMA_PCT_PER_C**2)
 
 
 @dataclass(slots=True)
-class SlowShift:
-    """One cell's slow polarisation: the estimate ``k_pct_per_c`` (% of SoC per C), the
-    evidence (``info`` = sum x^2 / var, 1/(%/C)^2; ``xy`` = sum x y / var, 1/(%/C)) and the
-    current rest block's sum of the slow current (A, ``w2_sum``) beside the previous block's
-    mean (A; NaN: no block yet in this rest)."""
+class SlowEvidence:
+    """The pack's evidence on the slow polarisation, shared by its cells (one build: one
+    diffusion; a per-cell value from one rest's noise would spread the cells' SoCs): ``info``
+    = sum x^2 / var (1/(%/C)^2), ``xy`` = sum x y / var (1/(%/C)), and the estimate
+    ``k_pct_per_c`` (% of SoC per C) they give (``restore_slow``). A lone cell has its own."""
 
     k_pct_per_c: float = 0.0
     info: float = 0.0
     xy: float = 0.0
+
+
+@dataclass(slots=True)
+class SlowShift:
+    """One cell's part: the pack's ``evidence`` and the current rest block's sums of the slow
+    current (A, ``w2_sum``) and of the charge counted for the cell (Ah, ``ah_sum``) beside the
+    previous block's means (NaN: no block yet in this rest) and the blocks closed so far."""
+
+    evidence: SlowEvidence = field(default_factory=SlowEvidence)
     w2_sum: float = 0.0
+    ah_sum: float = 0.0
     prev_w2_a: float = math.nan
+    prev_ah: float = math.nan
+    blocks: int = 0
+
+    @property
+    def k_pct_per_c(self) -> float:
+        """The slow polarisation in use (% of SoC per C)."""
+        return self.evidence.k_pct_per_c
+
+    def add(self, w2_a: float, counted_ah: float) -> None:
+        """Add one rested sample's slow current (A) and counted charge (Ah) to the block."""
+        self.w2_sum += w2_a
+        self.ah_sum += counted_ah
 
     def end_rest(self) -> None:
         """Forget the rest's blocks."""
-        self.w2_sum = 0.0
-        self.prev_w2_a = math.nan
+        self.w2_sum = self.ah_sum = 0.0
+        self.prev_w2_a = self.prev_ah = math.nan
+        self.blocks = 0
 
 
-def restore_slow(slow: SlowShift, info: float, xy: float) -> None:
-    """Set ``slow``'s evidence (as saved: ``info`` within 0..``INFO_MAX``) and its estimate."""
-    slow.info, slow.xy = info, xy
-    slow.k_pct_per_c = _estimate(info, xy)
+def restore_slow(ev: SlowEvidence, info: float, xy: float) -> None:
+    """Set the evidence (as saved: ``info`` within 0..``INFO_MAX``, ``|xy|`` within
+    ``XY_MAX``) and the estimate it gives."""
+    ev.info, ev.xy = info, xy
+    ev.k_pct_per_c = _estimate(info, xy)
 
 
 def _estimate(info: float, xy: float) -> float:
-    """``k`` (% of SoC per C) from the evidence and the prior, held within its range."""
-    k = xy / (info + 1.0 / PRIOR_SIGMA_PCT_PER_C**2)
+    """``k`` (% of SoC per C) to use: the estimate from the evidence and the prior less
+    ``K_SIGMAS`` of its sigmas, held within its range."""
+    inv = info + 1.0 / PRIOR_SIGMA_PCT_PER_C**2
+    k = xy / inv - K_SIGMAS / math.sqrt(inv)
     return min(max(k, 0.0), K_MAX_PCT_PER_C)
 
 
@@ -107,17 +146,23 @@ def learn_slow(
     ``slope_v_per_pct``: the OCV slope at the cell's SoC (V/%); ``capacity_ah``: the cell's.
     """
     w2 = slow.w2_sum / n if n > 0 else math.nan
-    prev_w2 = slow.prev_w2_a
-    slow.prev_w2_a = w2
-    slow.w2_sum = 0.0
-    if math.isnan(prev_w2) or math.isnan(prev_v) or math.isnan(w2) or capacity_ah <= 0.0:
+    ah = slow.ah_sum / n if n > 0 else math.nan
+    prev_w2, prev_ah = slow.prev_w2_a, slow.prev_ah
+    slow.prev_w2_a, slow.prev_ah = w2, ah
+    slow.w2_sum = slow.ah_sum = 0.0
+    slow.blocks += 1
+    if slow.blocks < FIRST_BLOCK or math.isnan(prev_w2 + prev_v + w2) or capacity_ah <= 0.0:
         return
+    if not (prev_w2 < 0.0 and w2 < 0.0):
+        return  # not after a discharge (see the module docstring)
     x = slope_v_per_pct * (w2 - prev_w2) / capacity_ah
+    y = mean_v - prev_v - slope_v_per_pct * 100.0 * (ah - prev_ah) / capacity_ah
     var = noise_var_v2 + (slope_v_per_pct * FLOOR_PCT) ** 2
     if var <= 0.0:
         return
-    info = slow.info + x * x / var
-    xy = slow.xy + x * (mean_v - prev_v) / var
+    ev = slow.evidence
+    info = ev.info + x * x / var
+    xy = ev.xy + x * y / var
     if info > INFO_MAX:
         f = INFO_MAX / info
         info *= f
@@ -125,4 +170,4 @@ def learn_slow(
     # Beyond the range the estimate is clamped anyway: keep the sum where one pair of the other
     # sign can still bring it back (and a saved state within ``XY_MAX``).
     lim = K_MAX_PCT_PER_C * (info + 1.0 / PRIOR_SIGMA_PCT_PER_C**2)
-    restore_slow(slow, info, min(max(xy, -lim), lim))
+    restore_slow(ev, info, min(max(xy, -lim), lim))

@@ -47,10 +47,10 @@ class SavedState:
     # the normalised squares); states written before it was saved: None.
     load_bias_w: float | None = None
     load_bias_wq: float | None = None
-    # The slow polarisation's evidence per cell (``gateway.core.soc_slow``: sum x^2 / var,
+    # The pack's evidence on the slow polarisation (``gateway.core.soc_slow``: sum x^2 / var,
     # sum x y / var); states written before it was learned: None.
-    slow_info: list[float] | None = None
-    slow_xy: list[float] | None = None
+    slow_info: float | None = None
+    slow_xy: float | None = None
 
 
 def export_cells(
@@ -86,13 +86,14 @@ def export_cells(
         "r2_ohm_25c": [c.r2_ohm_25c for c in cells],
         "current_offset_c": [c.off_c for c in cells],
         "current_offset_var": [_json_float(c.off_var) for c in cells],
-        "slow_info": [c.slow.info for c in cells],
-        "slow_xy": [c.slow.xy for c in cells],
         "cycles": cycles,
     }
     if bias is not None:
         out["load_bias_weight"] = bias.w
         out["load_bias_weighted_sq"] = bias.wq
+    if cells:
+        out["slow_info"] = cells[0].slow.evidence.info
+        out["slow_xy"] = cells[0].slow.evidence.xy
     return out
 
 
@@ -149,7 +150,7 @@ def read_state(
     r2 = _vec(state, "r2_ohm_25c", n, 0.0, 10.0) if "r2_ohm_25c" in state else [r2_default_ohm] * n
     off_c, off_var = _offset(state, n)
     bias_w, bias_wq = _load_bias(state)
-    slow_info, slow_xy = _slow(state, n)
+    slow_info, slow_xy = _slow(state)
     cycles = state.get("cycles")
     if isinstance(cycles, bool) or not isinstance(cycles, int | float) or not cycles >= 0:
         raise ValueError(f"state cycles (={cycles!r}) must be a number >= 0")
@@ -208,15 +209,21 @@ def _offset(state: dict[str, Any], n: int) -> tuple[list[float], list[float]] | 
     return off_c, _vec(state, "current_offset_var", n, 0.0, 1.0, allow_nan=True)
 
 
-def _slow(state: dict[str, Any], n: int) -> tuple[list[float], list[float]] | tuple[None, None]:
-    """The cells' slow-polarisation evidence ``(info, xy)`` from ``state``, each within its
-    range (``gateway.core.soc_slow``; the 1e-9: the sums' rounding); a state written before it
-    was saved has neither: ``(None, None)``."""
-    if "slow_info" not in state:
+def _slow(state: dict[str, Any]) -> tuple[float, float] | tuple[None, None]:
+    """The pack's slow-polarisation evidence ``(info, xy)`` from ``state``: both numbers within
+    their ranges (``gateway.core.soc_slow``; the 1e-9: the sums' rounding); a state written
+    before it was saved has neither: ``(None, None)``."""
+    if "slow_info" not in state and "slow_xy" not in state:
         return None, None
-    info = _vec(state, "slow_info", n, 0.0, INFO_MAX * (1.0 + 1e-9))
-    xy = _vec(state, "slow_xy", n, -XY_MAX * (1.0 + 1e-9), XY_MAX * (1.0 + 1e-9))
-    return info, xy
+    out: list[float] = []
+    for key, lo, hi in (("slow_info", 0.0, INFO_MAX), ("slow_xy", -XY_MAX, XY_MAX)):
+        x = state.get(key)
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            raise ValueError(f"state {key} (={x!r}) is not a number")
+        if not lo * (1.0 + 1e-9) <= x <= hi * (1.0 + 1e-9):
+            raise ValueError(f"state {key} (={x}) is outside {lo}..{hi}")
+        out.append(float(x))
+    return out[0], out[1]
 
 
 def _vec(
