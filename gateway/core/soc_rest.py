@@ -25,8 +25,10 @@ def accumulate_rest(
     v: float,
     cur_k: float,
     r_scale: float,
+    counted_ah: float = 0.0,
 ) -> None:
-    """Add a rested voltage ``v`` (V, at ``cur_k`` A) to ``cell``'s rest block.
+    """Add a rested voltage ``v`` (V, at ``cur_k`` A) to ``cell``'s rest block; ``counted_ah``:
+    the charge counted for the cell so far (Ah; the slow term's block, ``SlowShift.add``).
 
     Kept: the number of samples and the sums of their OCVs (the voltage less the rest
     current's IR drop and the modelled RC voltages) and of their squares, each less the
@@ -40,7 +42,7 @@ def accumulate_rest(
     cell.rest_n += 1
     cell.rest_sum_v += d
     cell.rest_sq_v2 += d * d
-    cell.slow.add(cell.w2_a)
+    cell.slow.add(cell.w2_a, counted_ah)
 
 
 def end_rest(cell: CellState) -> None:

@@ -11,11 +11,11 @@ voltage relaxes by the shift alone. Between two rest blocks (``gateway.core.soc_
 mean OCV per ``rest_s``, the modelled RC voltages taken off) the mean OCV changes by
 ``slope * k * (w2_b - w2_a) / Q``, so each pair of blocks is one sample of ``k``:
 
-    y = OCV_b - OCV_a  (V),    x = slope(soc) * (w2_b - w2_a) / Q  (V per %/C)
+    y = OCV_b - OCV_a - slope(soc) * dsoc  (V),    x = slope(soc) * (w2_b - w2_a) / Q  (V/(%/C))
 
-(A rest current, below ``rest_current_c``, moves the SoC by at most 0.25 % over a 15-minute
-block; taking the count's change off was tried and dropped: the count's change in a rest is
-mostly the current sensor's offset, not yet learned, which the SoC does not follow.)
+(``dsoc``: the SoC the count moved between the blocks' middles: a rest current, below
+``rest_current_c``, moves it up to 0.25 % per 15-minute block, which on the steep top of an
+LFP cell is several millivolts; that part of the change is the SoC's, not the relaxation's.)
 
 ``k`` is their weighted least-squares estimate with a prior of 0 +- ``PRIOR_SIGMA_PCT_PER_C``,
 each pair weighed by the block means' noise plus ``FLOOR_PCT`` of SoC (the count's unknown
@@ -78,26 +78,30 @@ class SlowEvidence:
 
 @dataclass(slots=True)
 class SlowShift:
-    """One cell's part: the pack's ``evidence`` and the current rest block's sum of the slow
-    current (A, ``w2_sum``) beside the previous block's mean (NaN: no block yet in this rest)."""
+    """One cell's part: the pack's ``evidence`` and the current rest block's sums of the slow
+    current (A, ``w2_sum``) and of the charge counted for the cell (Ah, ``ah_sum``) beside the
+    previous block's means (NaN: no block yet in this rest)."""
 
     evidence: SlowEvidence = field(default_factory=SlowEvidence)
     w2_sum: float = 0.0
+    ah_sum: float = 0.0
     prev_w2_a: float = math.nan
+    prev_ah: float = math.nan
 
     @property
     def k_pct_per_c(self) -> float:
         """The slow polarisation in use (% of SoC per C)."""
         return self.evidence.k_pct_per_c
 
-    def add(self, w2_a: float) -> None:
-        """Add one rested sample's slow current (A) to the block."""
+    def add(self, w2_a: float, counted_ah: float) -> None:
+        """Add one rested sample's slow current (A) and counted charge (Ah) to the block."""
         self.w2_sum += w2_a
+        self.ah_sum += counted_ah
 
     def end_rest(self) -> None:
         """Forget the rest's blocks."""
-        self.w2_sum = 0.0
-        self.prev_w2_a = math.nan
+        self.w2_sum = self.ah_sum = 0.0
+        self.prev_w2_a = self.prev_ah = math.nan
 
 
 def restore_slow(ev: SlowEvidence, info: float, xy: float) -> None:
@@ -136,15 +140,16 @@ def learn_slow(
     ``slope_v_per_pct``: the OCV slope at the cell's SoC (V/%); ``capacity_ah``: the cell's.
     """
     w2 = slow.w2_sum / n if n > 0 else math.nan
-    prev_w2 = slow.prev_w2_a
-    slow.prev_w2_a = w2
-    slow.w2_sum = 0.0
+    ah = slow.ah_sum / n if n > 0 else math.nan
+    prev_w2, prev_ah = slow.prev_w2_a, slow.prev_ah
+    slow.prev_w2_a, slow.prev_ah = w2, ah
+    slow.w2_sum = slow.ah_sum = 0.0
     if math.isnan(prev_w2 + prev_v + w2) or capacity_ah <= 0.0:
         return
     if not (prev_w2 < 0.0 and w2 < 0.0):
         return  # not after a discharge
     x = slope_v_per_pct * (w2 - prev_w2) / capacity_ah
-    y = mean_v - prev_v
+    y = mean_v - prev_v - slope_v_per_pct * 100.0 * (ah - prev_ah) / capacity_ah
     var = noise_var_v2 + (slope_v_per_pct * FLOOR_PCT) ** 2
     if var <= 0.0:
         return

@@ -191,7 +191,7 @@ class VoltageWeighing:
             sample_dt_s=dt_v,
         )
         if inputs.resting:
-            accumulate_rest(cell, v, cur_k, r_scale)
+            accumulate_rest(cell, v, cur_k, r_scale, inputs.accumulated_ah + cell.cell_ah)
         elif cell.rest_n or not math.isnan(cell.rest_prev_v):
             end_rest(cell)
         rest_id = inputs.rest_id
