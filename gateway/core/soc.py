@@ -43,6 +43,7 @@ from gateway.core.soc_count import PackCount, check_extra
 from gateway.core.soc_learn import rls_start
 from gateway.core.soc_report import ReportFigures, pack_soc_pct, relative_sigma
 from gateway.core.soc_sensors import CellSensors
+from gateway.core.soc_slow import SlowEvidence, SlowShift, restore_slow
 from gateway.core.soc_state import STATE_VERSION, export_cells, read_state
 from gateway.core.soc_weigh import VoltageWeighing
 from gateway.core.soc_window import StepWindow
@@ -108,6 +109,7 @@ class SocEstimator(VoltageWeighing):
         # The load bias comes from the model every cell shares: one pool of evidence for the
         # pack (``gateway.core.soc_bias``), shared by the cells, faded once per step.
         self._bias = LoadBiasEvidence()
+        self._slow = SlowEvidence()  # the slow polarisation's, shared too (soc_slow)
         self.cells: list[CellState] = [self._new_cell() for _ in range(n)]
         # Pack-level state: one current flows through every series cell.
         self._count = PackCount(config, self._q_nom_ah, self._voltage_age_s, current_age_s)
@@ -131,6 +133,7 @@ class SocEstimator(VoltageWeighing):
             tau1_s=chem.tau1_s,
             tau2_s=chem.tau2_s,
             bias=self._bias,
+            slow=SlowShift(evidence=self._slow),
         )
         rls_start(cell, self._r0_nom, self._r1_nom, self._r2_nom)
         return cell
@@ -314,6 +317,9 @@ class SocEstimator(VoltageWeighing):
         if saved.load_bias_w is not None and saved.load_bias_wq is not None:
             bias.add(saved.load_bias_w, saved.load_bias_wq, self._tune.bias_prior_weight)
         self._bias = bias  # before ``_new_cell``: the restored cells share it
+        self._slow = SlowEvidence()
+        if saved.slow_info is not None and saved.slow_xy is not None:
+            restore_slow(self._slow, saved.slow_info, saved.slow_xy)
         cells = []
         for j in range(n):
             cell = self._new_cell()

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from gateway.core.chemistry import Chemistry
 from gateway.core.soc_bias import LoadBiasEvidence
+from gateway.core.soc_slow import SlowShift
 
 __all__ = [
     "CellState",
@@ -172,6 +173,7 @@ class CellState:
     rest_sq_v2: float = 0.0
     rest_prev_v: float = _NAN
     rest_p_var: float = _NAN  # the reported SoC variance before the rest's first use (%^2)
+    slow: SlowShift = field(default_factory=SlowShift)  # learned from rests (soc_slow)
     full_latched: bool = False  # a trusted top seen (soc_top); cleared by a discharge
 
     @property

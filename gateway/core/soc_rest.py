@@ -12,6 +12,7 @@ from gateway.core.chemistry import Chemistry
 from gateway.core.soc_cell import CellState, Tuning, voltage_soc
 from gateway.core.soc_correct import fuse_interval
 from gateway.core.soc_offset import learn_offset
+from gateway.core.soc_slow import learn_slow
 
 __all__ = ["REST_MIN_SAMPLES", "accumulate_rest", "end_rest", "recalibrate_rest"]
 
@@ -24,8 +25,10 @@ def accumulate_rest(
     v: float,
     cur_k: float,
     r_scale: float,
+    counted_ah: float = 0.0,
 ) -> None:
-    """Add a rested voltage ``v`` (V, at ``cur_k`` A) to ``cell``'s rest block.
+    """Add a rested voltage ``v`` (V, at ``cur_k`` A) to ``cell``'s rest block; ``counted_ah``:
+    the charge counted for the cell so far (Ah; the slow term's block, ``SlowShift.add``).
 
     Kept: the number of samples and the sums of their OCVs (the voltage less the rest
     current's IR drop and the modelled RC voltages) and of their squares, each less the
@@ -39,6 +42,7 @@ def accumulate_rest(
     cell.rest_n += 1
     cell.rest_sum_v += d
     cell.rest_sq_v2 += d * d
+    cell.slow.add(cell.w2_a, counted_ah)
 
 
 def end_rest(cell: CellState) -> None:
@@ -48,9 +52,12 @@ def end_rest(cell: CellState) -> None:
     cell.rest_sum_v = cell.rest_sq_v2 = 0.0
     cell.rest_prev_v = math.nan
     cell.rest_p_var = math.nan
+    cell.slow.end_rest()
 
 
-def _rest_block(cell: CellState, sample_var_v2: float) -> tuple[float, float] | None:
+def _rest_block(
+    cell: CellState, sample_var_v2: float, slope_v_per_pct: float
+) -> tuple[float, float] | None:
     """The rest block's mean OCV and its error (V, 1 sigma, without the hysteresis), or
     ``None`` when there is no earlier block of this rest to judge relaxation by (or too few
     samples). Starts a new block.
@@ -61,6 +68,8 @@ def _rest_block(cell: CellState, sample_var_v2: float) -> tuple[float, float] | 
     over the number of samples), and the relaxation left, judged from the voltage's own drift:
     the change of the mean OCV since the previous block (a relaxation that decays faster than
     one block has less than that left to go; a real rest current's SoC change is in it too).
+    The change since the previous block also teaches the cell's slow polarisation
+    (``learn_slow``; ``slope_v_per_pct``: the OCV slope at the estimate, V/%).
     """
     n = cell.rest_n
     prev = cell.rest_prev_v
@@ -68,8 +77,12 @@ def _rest_block(cell: CellState, sample_var_v2: float) -> tuple[float, float] | 
     if n > 0:
         mean = cell.rest_sum_v / n
         raw = cell.rest_ref_v + mean
+        var = max(0.0, cell.rest_sq_v2 / n - mean * mean) * n / (n - 1) if n > 1 else 0.0
+        if n >= REST_MIN_SAMPLES:
+            learn_slow(cell.slow, n, raw, prev, 2.0 * var / n, slope_v_per_pct, cell.capacity_ah)
+        else:
+            cell.slow.end_rest()
         if n >= REST_MIN_SAMPLES and not math.isnan(prev):
-            var = max(0.0, cell.rest_sq_v2 / n - mean * mean) * n / (n - 1)
             drift = raw - prev
             table = max(0.0, sample_var_v2 - var)
             out = (raw, math.sqrt(table + var / n + drift * drift))
@@ -118,7 +131,7 @@ def recalibrate_rest(
     r0 = cell.r0_ohm_25c * r_scale
     ocv_v = v - r0 * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a
     half = 2.0 * math.sqrt(tune.r_rest_v2) + tune.hysteresis_v
-    block = _rest_block(cell, tune.r_rest_v2)
+    block = _rest_block(cell, tune.r_rest_v2, chem.ocv.slope(cell.soc_pct))
     if block is not None:
         b_half = 2.0 * block[1] + tune.hysteresis_v
         if b_half < half:

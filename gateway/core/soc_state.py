@@ -14,6 +14,7 @@ from typing import Any
 from gateway.core.soc_bias import LoadBiasEvidence
 from gateway.core.soc_cell import CellState
 from gateway.core.soc_offset import BIAS_Q_MAX
+from gateway.core.soc_slow import INFO_MAX, XY_MAX
 
 __all__ = ["STATE_VERSION", "SavedState", "export_cells", "read_state"]
 
@@ -46,6 +47,10 @@ class SavedState:
     # the normalised squares); states written before it was saved: None.
     load_bias_w: float | None = None
     load_bias_wq: float | None = None
+    # The pack's evidence on the slow polarisation (``gateway.core.soc_slow``: sum x^2 / var,
+    # sum x y / var); states written before it was learned: None.
+    slow_info: float | None = None
+    slow_xy: float | None = None
 
 
 def export_cells(
@@ -86,6 +91,9 @@ def export_cells(
     if bias is not None:
         out["load_bias_weight"] = bias.w
         out["load_bias_weighted_sq"] = bias.wq
+    if cells:
+        out["slow_info"] = cells[0].slow.evidence.info
+        out["slow_xy"] = cells[0].slow.evidence.xy
     return out
 
 
@@ -140,11 +148,9 @@ def read_state(
     r0 = _vec(state, "r0_ohm_25c", n, 0.0, 10.0)
     r1 = _vec(state, "r1_ohm_25c", n, 0.0, 10.0) if "r1_ohm_25c" in state else [r1_default_ohm] * n
     r2 = _vec(state, "r2_ohm_25c", n, 0.0, 10.0) if "r2_ohm_25c" in state else [r2_default_ohm] * n
-    off_c = off_var = None
-    if "current_offset_c" in state:
-        off_c = _vec(state, "current_offset_c", n, -1.0, 1.0)
-        off_var = _vec(state, "current_offset_var", n, 0.0, 1.0, allow_nan=True)
+    off_c, off_var = _offset(state, n)
     bias_w, bias_wq = _load_bias(state)
+    slow_info, slow_xy = _slow(state)
     cycles = state.get("cycles")
     if isinstance(cycles, bool) or not isinstance(cycles, int | float) or not cycles >= 0:
         raise ValueError(f"state cycles (={cycles!r}) must be a number >= 0")
@@ -167,6 +173,8 @@ def read_state(
         current_offset_var=off_var,
         load_bias_w=bias_w,
         load_bias_wq=bias_wq,
+        slow_info=slow_info,
+        slow_xy=slow_xy,
     )
 
 
@@ -190,6 +198,32 @@ def _load_bias(state: dict[str, Any]) -> tuple[float, float] | tuple[None, None]
             f"state load_bias_weighted_sq (={wq}) is outside 0..{BIAS_Q_MAX} x load_bias_weight"
         )
     return w, wq
+
+
+def _offset(state: dict[str, Any], n: int) -> tuple[list[float], list[float]] | tuple[None, None]:
+    """The cells' learned current offset (C) and its variance (C^2; NaN: nothing learned) from
+    ``state``; a state written before it was learned has neither: ``(None, None)``."""
+    if "current_offset_c" not in state:
+        return None, None
+    off_c = _vec(state, "current_offset_c", n, -1.0, 1.0)
+    return off_c, _vec(state, "current_offset_var", n, 0.0, 1.0, allow_nan=True)
+
+
+def _slow(state: dict[str, Any]) -> tuple[float, float] | tuple[None, None]:
+    """The pack's slow-polarisation evidence ``(info, xy)`` from ``state``: both numbers within
+    their ranges (``gateway.core.soc_slow``; the 1e-9: the sums' rounding); a state written
+    before it was saved has neither: ``(None, None)``."""
+    if "slow_info" not in state and "slow_xy" not in state:
+        return None, None
+    out: list[float] = []
+    for key, lo, hi in (("slow_info", 0.0, INFO_MAX), ("slow_xy", -XY_MAX, XY_MAX)):
+        x = state.get(key)
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            raise ValueError(f"state {key} (={x!r}) is not a number")
+        if not lo * (1.0 + 1e-9) <= x <= hi * (1.0 + 1e-9):
+            raise ValueError(f"state {key} (={x}) is outside {lo}..{hi}")
+        out.append(float(x))
+    return out[0], out[1]
 
 
 def _vec(

@@ -22,6 +22,7 @@ from gateway.core.soc_offset import learn_offset
 from gateway.core.soc_predict import predict, tidy
 from gateway.core.soc_rest import accumulate_rest, end_rest, recalibrate_rest
 from gateway.core.soc_sensors import CellSensors
+from gateway.core.soc_slow import shift_pct
 from gateway.core.soc_top import recalibrate_top, top_point
 
 __all__ = ["VoltageWeighing"]
@@ -170,6 +171,12 @@ class VoltageWeighing:
         chem = self.chemistry
         tune = self._tune
         dt_v = cell.since_v_s
+        # Under load the voltage reads the OCV of the surface SoC, the cell's shifted by its slow
+        # polarisation (``gateway.core.soc_slow``): a known shift, so the identification and the
+        # correction run in that frame and the estimate and its count are moved back after.
+        ds = 0.0 if inputs.resting else shift_pct(cell.slow, cell.w2_a, cell.capacity_ah)
+        if ds != 0.0:
+            _move(cell, ds)
         learn_resistance(
             cell,
             chem,
@@ -184,7 +191,7 @@ class VoltageWeighing:
             sample_dt_s=dt_v,
         )
         if inputs.resting:
-            accumulate_rest(cell, v, cur_k, r_scale)
+            accumulate_rest(cell, v, cur_k, r_scale, inputs.accumulated_ah + cell.cell_ah)
         elif cell.rest_n or not math.isnan(cell.rest_prev_v):
             end_rest(cell)
         rest_id = inputs.rest_id
@@ -216,6 +223,8 @@ class VoltageWeighing:
             # The estimate was refined (start window) or replaced (a contradiction) during the
             # rest: its rest starts over.
             end_rest(cell)
+        if ds != 0.0:
+            _move(cell, -ds)
         self._top(cell, inputs, v, cur_k, temp_c, r_scale)
 
     def _top(
@@ -248,3 +257,9 @@ class VoltageWeighing:
         recalibrate_top(cell, tune, z, var)
         cell.full_latched = True
         anchor(cell, tune, inputs, cell.soc_pct, cell.p00)
+
+
+def _move(cell: CellState, ds: float) -> None:
+    """Move ``cell``'s estimate and its count by ``ds`` (%), a known shift."""
+    cell.soc_pct += ds
+    cell.count_soc_pct += ds
