@@ -17,7 +17,7 @@ A current step separates the two: across one voltage sample the SoC hardly moves
 instantaneous resistance wherever the step happens, the steep parts included. Its ratio to the
 identified R0 at the cell's temperature, ``m = r_step / R0``, is learned as::
 
-    m(soc) = m_mid + k * g(soc),   g(soc) = (SOC_REF_PCT / max(soc, SOC_MIN_PCT))**2 - 1  below
+    m(soc) = m_mid + k * g(soc),   g(soc) = SOC_REF_PCT / max(soc, SOC_MIN_PCT) - 1  below
                                    SOC_REF_PCT, 0 above
 
 ``m_mid`` the mean ratio of the steps between ``SOC_REF_PCT`` and ``MID_HI_PCT`` (the step sees a little less than the
@@ -61,10 +61,10 @@ MID_HI_PCT = 80.0
 """Steps above this SoC (%) are not taken (the top has a rise of its own, not modelled)."""
 SOC_MIN_PCT = 4.0
 """``g`` is held at its value here below it (%): the factor stays bounded at an empty cell."""
-PRIOR_SIGMA = 0.02
-"""The prior's sigma of ``k`` (ratio per unit of ``g``; at 6.5 % SoC ``g`` is 20)."""
-K_MAX = 0.1
-"""The largest ``k`` taken (3 times R0 at 6.5 % SoC)."""
+PRIOR_SIGMA = 0.1
+"""The prior's sigma of ``k`` (ratio per unit of ``g``; at 6.5 % SoC ``g`` is 3.6)."""
+K_MAX = 0.5
+"""The largest ``k`` taken (2.8 times R0 at 6.5 % SoC)."""
 MIN_STEP_C = 0.05
 """The smallest current step (C) taken: 2 mV of noise is then under 15 % of an R0 step."""
 FLOOR = 0.05
@@ -79,8 +79,7 @@ def knee_g(soc_pct: float) -> float:
     if soc_pct >= SOC_REF_PCT:
         return 0.0
     s = soc_pct if soc_pct > SOC_MIN_PCT else SOC_MIN_PCT
-    x = SOC_REF_PCT / s
-    return x * x - 1.0
+    return SOC_REF_PCT / s - 1.0
 
 
 @dataclass(slots=True)
