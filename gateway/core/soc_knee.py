@@ -44,6 +44,7 @@ from gateway.core.soc_cell import CellState
 __all__ = [
     "INFO_MAX",
     "K_MAX",
+    "K_Z",
     "MID_HI_PCT",
     "MIN_STEP_C",
     "PRIOR_SIGMA",
@@ -65,6 +66,8 @@ PRIOR_SIGMA = 0.1
 """The prior's sigma of ``k`` (ratio per unit of ``g``; at 6.5 % SoC ``g`` is 3.6)."""
 K_MAX = 0.5
 """The largest ``k`` taken (2.8 times R0 at 6.5 % SoC)."""
+K_Z = 1.0
+"""``k`` is used once it is this many of its sigmas above 0."""
 MIN_STEP_C = 0.05
 """The smallest current step (C) taken: 2 mV of noise is then under 15 % of an R0 step."""
 FLOOR = 0.05
@@ -124,8 +127,11 @@ class KneeEvidence:
                 s = INFO_MAX / self.lo_wxx
                 self.lo_wxx *= s
                 self.lo_wxy *= s
-        k = self.lo_wxy / (self.lo_wxx + 1.0 / PRIOR_SIGMA**2)
-        self.k = min(max(k, 0.0), K_MAX)
+        info = self.lo_wxx + 1.0 / PRIOR_SIGMA**2
+        k = self.lo_wxy / info
+        # Used once it is significant (``K_Z`` of its sigmas above 0): a cell whose R0 does not
+        # rise keeps the identified R0 (the pack simulator's cells learned 0.016 +- 0.032).
+        self.k = min(k, K_MAX) if k * k * info > K_Z * K_Z and k > 0.0 else 0.0
 
 
 def step_ratio(
