@@ -20,17 +20,19 @@ identified R0 at the cell's temperature, ``m = r_step / R0``, is learned as::
     m(soc) = m_mid + k * g(soc),   g(soc) = SOC_REF_PCT / max(soc, SOC_MIN_PCT) - 1  below
                                    SOC_REF_PCT, 0 above
 
-``m_mid`` the mean ratio of the steps between ``SOC_REF_PCT`` and ``MID_HI_PCT`` (the step sees a little less than the
-RLS's R0, which takes up part of the fast polarisation), ``k`` the weighted least squares of the
-steps below it with a prior of 0 +- ``PRIOR_SIGMA``, clamped to ``0..K_MAX``. The shape is
-empirical: the tuning cells' steps (PyBaMM Chen2020 and Prada2013, 1 s samples) rise by
-1.03..1.1 at 20..30 %, 1.15..1.45 at 10 % and 1.5..1.9 at 6.5 % of the mid value, steeper than
-``1/soc``. Under load the loaded voltage is then modelled with ``R0 * (1 + k * g(soc))``: the
-estimator takes ``k * g(soc) * R0 * i`` off the voltage before it identifies and corrects
-(``gateway.core.soc_weigh``). The evidence is the pack's, shared by its cells (one model, as
-the load bias and the slow term), and capped (``INFO_MAX``) so that it can move as cells age.
-Not saved: a restart learns it again from the next steps (it starts at ``k = 0``, main's
-behaviour).
+``m_mid`` the mean ratio of the steps between ``SOC_REF_PCT`` and ``MID_HI_PCT`` (the step
+sees a little less than the identified R0, which takes up part of the fast polarisation),
+``k`` the weighted least squares of the steps below ``SOC_REF_PCT`` with a prior of
+0 +- ``PRIOR_SIGMA``, clamped to ``0..K_MAX``, and used only once it is ``K_Z`` of its sigmas
+above 0 (a cell whose R0 does not rise keeps the identified R0 alone). The shape is empirical:
+the tuning cells' steps (PyBaMM Chen2020 and Prada2013, truth days at 1 s) are 1.03..1.13
+times their mid value at 20..30 % SoC, 1.15..1.45 at 10 % and 1.5..1.9 at 6.5 %; Prada2013's
+rise starts at 20 %, which a ``(30/soc)^2`` shape missed. Under load the voltage is then
+modelled with ``R0 * (1 + k * g(soc))``: the estimator takes ``k * g(soc) * R0 * i`` off the
+voltage before it identifies and corrects (``gateway.core.soc_weigh``). The evidence is the
+pack's, shared by its cells (one model, as the load bias and the slow term), and capped
+(``INFO_MAX``) so that it can move as cells age. Not saved: a restart learns it again from
+the next steps (it starts at ``k = 0``, the estimator without the term).
 """
 
 from __future__ import annotations
