@@ -40,6 +40,7 @@ from gateway.core.soc_bias import LoadBiasEvidence
 from gateway.core.soc_cell import CellState, StepInputs
 from gateway.core.soc_config import SocConfig, tuning_of
 from gateway.core.soc_count import PackCount, check_extra
+from gateway.core.soc_knee import KneeEvidence
 from gateway.core.soc_learn import rls_start
 from gateway.core.soc_report import ReportFigures, pack_soc_pct, relative_sigma
 from gateway.core.soc_sensors import CellSensors
@@ -110,6 +111,7 @@ class SocEstimator(VoltageWeighing):
         # pack (``gateway.core.soc_bias``), shared by the cells, faded once per step.
         self._bias = LoadBiasEvidence()
         self._slow = SlowEvidence()  # the slow polarisation's, shared too (soc_slow)
+        self._knee = KneeEvidence()  # R0's rise at the low knee, shared too (soc_knee)
         self.cells: list[CellState] = [self._new_cell() for _ in range(n)]
         # Pack-level state: one current flows through every series cell.
         self._count = PackCount(config, self._q_nom_ah, self._voltage_age_s, current_age_s)

@@ -17,6 +17,7 @@ from gateway.core.soc_cell import CellState, StepInputs, Tuning, init_from_volta
 from gateway.core.soc_config import SocConfig
 from gateway.core.soc_correct import correct
 from gateway.core.soc_count import PackCount
+from gateway.core.soc_knee import KneeEvidence, learn_step
 from gateway.core.soc_learn import anchor, learn_resistance
 from gateway.core.soc_offset import learn_offset
 from gateway.core.soc_predict import predict, tidy
@@ -43,6 +44,7 @@ class VoltageWeighing:
     _q_nom_ah: float
     _r0_nom: float
     _r1_nom: float
+    _knee: KneeEvidence
 
     def _weigh(
         self,
@@ -177,6 +179,12 @@ class VoltageWeighing:
         ds = 0.0 if inputs.resting else shift_pct(cell.slow, cell.w2_a, cell.capacity_ah)
         if ds != 0.0:
             _move(cell, ds)
+        # R0 rises towards the low knee (``gateway.core.soc_knee``): learned at current steps,
+        # its rise is taken off the loaded voltage, which is then weighed with the identified R0.
+        knee = self._knee
+        learn_step(knee, cell, chem, v, cur_k, r_scale, tune.r_rest_v2, self._q_nom_ah)
+        if not inputs.resting and knee.k > 0.0:
+            v -= knee.factor(cell.soc_pct) * cell.r0_ohm_25c * r_scale * cur_k
         learn_resistance(
             cell,
             chem,
