@@ -45,7 +45,7 @@ from gateway.core.soc_learn import rls_start
 from gateway.core.soc_report import ReportFigures, pack_soc_pct, relative_sigma
 from gateway.core.soc_sensors import CellSensors
 from gateway.core.soc_slow import SlowEvidence, SlowShift, restore_slow
-from gateway.core.soc_state import STATE_VERSION, export_cells, read_state
+from gateway.core.soc_state import STATE_VERSION, SavedState, export_cells, read_state
 from gateway.core.soc_weigh import VoltageWeighing
 from gateway.core.soc_window import StepWindow
 
@@ -256,6 +256,20 @@ class SocEstimator(VoltageWeighing):
             return None
         return tuple(relative_sigma(self.cells))
 
+    def _restore_pack_evidence(self, saved: SavedState) -> None:
+        """The evidence the pack's cells share, from ``saved``: the load bias, the slow
+        polarisation and R0's rise at the knee (each from nothing where the state has none)."""
+        bias = LoadBiasEvidence()
+        if saved.load_bias_w is not None and saved.load_bias_wq is not None:
+            bias.add(saved.load_bias_w, saved.load_bias_wq, self._tune.bias_prior_weight)
+        self._bias = bias
+        self._slow = SlowEvidence()
+        if saved.slow_info is not None and saved.slow_xy is not None:
+            restore_slow(self._slow, saved.slow_info, saved.slow_xy)
+        self._knee = KneeEvidence()
+        if saved.knee is not None:
+            self._knee.restore(*saved.knee)
+
     def _offset_limit(self, saved: Sequence[float] | None) -> tuple[float, list[str]]:
         """The largest offset (C) a restore may bring, and a note when ``saved`` exceeds it.
 
@@ -277,7 +291,7 @@ class SocEstimator(VoltageWeighing):
         fraction of a second of charge, are not in it.
         """
         return export_cells(
-            self.cells, self.chemistry.name, self._q_nom_ah, self.cycles, self._bias
+            self.cells, self.chemistry.name, self._q_nom_ah, self.cycles, self._bias, self._knee
         )
 
     def restore(self, state: dict[str, Any]) -> list[str]:
@@ -315,13 +329,7 @@ class SocEstimator(VoltageWeighing):
         extra = self.config.restore_sigma_pct**2
         r_lo, r_hi = self._tune.r_factor_lo, self._tune.r_factor_hi
         off_lim, notes = self._offset_limit(saved.current_offset_c)
-        bias = LoadBiasEvidence()
-        if saved.load_bias_w is not None and saved.load_bias_wq is not None:
-            bias.add(saved.load_bias_w, saved.load_bias_wq, self._tune.bias_prior_weight)
-        self._bias = bias  # before ``_new_cell``: the restored cells share it
-        self._slow = SlowEvidence()
-        if saved.slow_info is not None and saved.slow_xy is not None:
-            restore_slow(self._slow, saved.slow_info, saved.slow_xy)
+        self._restore_pack_evidence(saved)  # before ``_new_cell``: the restored cells share it
         cells = []
         for j in range(n):
             cell = self._new_cell()

@@ -31,8 +31,9 @@ rise starts at 20 %, which a ``(30/soc)^2`` shape missed. Under load the voltage
 modelled with ``R0 * (1 + k * g(soc))``: the estimator takes ``k * g(soc) * R0 * i`` off the
 voltage before it identifies and corrects (``gateway.core.soc_weigh``). The evidence is the
 pack's, shared by its cells (one model, as the load bias and the slow term), and capped
-(``INFO_MAX``) so that it can move as cells age. Not saved: a restart learns it again from
-the next steps (it starts at ``k = 0``, the estimator without the term).
+(``INFO_MAX``) so that it can move as cells age. It is saved with the estimator's state
+(``KneeEvidence.sums``, ``KneeEvidence.restore``; an older state starts at ``k = 0``, the
+estimator without the term).
 """
 
 from __future__ import annotations
@@ -48,11 +49,14 @@ __all__ = [
     "K_MAX",
     "K_Z",
     "MID_HI_PCT",
+    "MID_PRIOR_W",
     "MIN_STEP_C",
     "PRIOR_SIGMA",
+    "RATIO_MAX",
     "SOC_MIN_PCT",
     "SOC_REF_PCT",
     "KneeEvidence",
+    "check_sums",
     "knee_g",
     "learn_step",
     "step_ratio",
@@ -77,6 +81,12 @@ FLOOR = 0.05
 model's error over the sample)."""
 INFO_MAX = 4.0e4
 """The cap on each sum's information (1/ratio^2; 100 steps at the floor)."""
+MID_PRIOR_W = 1.0 / 0.1**2
+"""The mid ratio's prior information (1/ratio^2): the step sees R0, ratio 1 +- 0.1."""
+RATIO_MAX = 10.0
+"""The largest step ratio the sums may imply, as the mid ratio or as the rise's raw slope
+(real cells' steps are 0.5..3 times R0): a wild step cannot push a sum beyond where steps of
+the other sign bring it back, and a saved state beyond it is refused."""
 
 
 def knee_g(soc_pct: float) -> float:
@@ -93,8 +103,8 @@ class KneeEvidence:
     the step ratios above ``SOC_REF_PCT`` (``mid_w``, ``mid_wy``) and below it (``lo_wxx``,
     ``lo_wxy``, against ``g``). ``k`` is what ``factor`` uses."""
 
-    mid_w: float = 1.0 / 0.1**2  # prior: the step sees R0 (ratio 1 +- 0.1)
-    mid_wy: float = 1.0 / 0.1**2
+    mid_w: float = MID_PRIOR_W  # prior: the step sees R0 (ratio 1 +- 0.1)
+    mid_wy: float = MID_PRIOR_W
     lo_wxx: float = 0.0
     lo_wxy: float = 0.0
     k: float = 0.0
@@ -129,11 +139,43 @@ class KneeEvidence:
                 s = INFO_MAX / self.lo_wxx
                 self.lo_wxx *= s
                 self.lo_wxy *= s
+        lim = RATIO_MAX * self.mid_w
+        self.mid_wy = min(max(self.mid_wy, -lim), lim)
+        lim = RATIO_MAX * (self.lo_wxx + 1.0 / PRIOR_SIGMA**2)
+        self.lo_wxy = min(max(self.lo_wxy, -lim), lim)
+        self._update_k()
+
+    def _update_k(self) -> None:
         info = self.lo_wxx + 1.0 / PRIOR_SIGMA**2
         k = self.lo_wxy / info
         # Used once it is significant (``K_Z`` of its sigmas above 0): a cell whose R0 does not
         # rise keeps the identified R0 (the pack simulator's cells learned 0.016 +- 0.032).
         self.k = min(k, K_MAX) if k * k * info > K_Z * K_Z and k > 0.0 else 0.0
+
+    def sums(self) -> tuple[float, float, float, float]:
+        """The evidence as saved: ``(mid_w, mid_wy, lo_wxx, lo_wxy)``."""
+        return self.mid_w, self.mid_wy, self.lo_wxx, self.lo_wxy
+
+    def restore(self, mid_w: float, mid_wy: float, lo_wxx: float, lo_wxy: float) -> None:
+        """Set the evidence from ``sums`` output (checked by ``check_sums``) and ``k`` from it."""
+        self.mid_w, self.mid_wy, self.lo_wxx, self.lo_wxy = mid_w, mid_wy, lo_wxx, lo_wxy
+        self._update_k()
+
+
+def check_sums(mid_w: float, mid_wy: float, lo_wxx: float, lo_wxy: float) -> str | None:
+    """Why saved sums cannot be the evidence ``KneeEvidence.add`` builds (``None``: they can):
+    ``mid_w`` within ``MID_PRIOR_W..INFO_MAX``, ``lo_wxx`` within ``0..INFO_MAX``, and the
+    ratios they imply within ``RATIO_MAX`` (the 1e-9: the sums' rounding)."""
+    tol = 1.0 + 1e-9
+    if not MID_PRIOR_W / tol <= mid_w <= INFO_MAX * tol:
+        return f"knee_mid_w (={mid_w}) is outside {MID_PRIOR_W:g}..{INFO_MAX:g}"
+    if not abs(mid_wy) <= RATIO_MAX * mid_w * tol:
+        return f"knee_mid_wy (={mid_wy}) is beyond {RATIO_MAX:g} x knee_mid_w"
+    if not 0.0 <= lo_wxx <= INFO_MAX * tol:
+        return f"knee_lo_wxx (={lo_wxx}) is outside 0..{INFO_MAX:g}"
+    if not abs(lo_wxy) <= RATIO_MAX * (lo_wxx + 1.0 / PRIOR_SIGMA**2) * tol:
+        return f"knee_lo_wxy (={lo_wxy}) is beyond {RATIO_MAX:g} x (knee_lo_wxx + prior)"
+    return None
 
 
 def step_ratio(

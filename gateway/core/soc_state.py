@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.core.soc_bias import LoadBiasEvidence
 from gateway.core.soc_cell import CellState
+from gateway.core.soc_knee import KneeEvidence, check_sums
 from gateway.core.soc_offset import BIAS_Q_MAX
 from gateway.core.soc_slow import INFO_MAX, XY_MAX
 
@@ -51,6 +52,9 @@ class SavedState:
     # sum x y / var); states written before it was learned: None.
     slow_info: float | None = None
     slow_xy: float | None = None
+    # The pack's evidence of R0's rise at the low knee (``gateway.core.soc_knee``:
+    # ``KneeEvidence.sums``); states written before it was saved: None.
+    knee: tuple[float, float, float, float] | None = None
 
 
 def export_cells(
@@ -59,9 +63,11 @@ def export_cells(
     nominal_capacity_ah: float,
     cycles: float,
     bias: LoadBiasEvidence | None = None,
+    knee: KneeEvidence | None = None,
 ) -> dict[str, Any]:
     """Everything needed to resume after a restart, as JSON-friendly plain values; ``bias``: the
-    pack's evidence on the load bias (``None``: not saved)."""
+    pack's evidence on the load bias, ``knee`` on R0's rise at the low knee (``None``: not
+    saved)."""
     var = [c.total_var() for c in cells]
     out: dict[str, Any] = {
         "version": STATE_VERSION,
@@ -94,6 +100,8 @@ def export_cells(
     if cells:
         out["slow_info"] = cells[0].slow.evidence.info
         out["slow_xy"] = cells[0].slow.evidence.xy
+    if knee is not None:
+        out.update(zip(_KNEE_KEYS, knee.sums(), strict=True))
     return out
 
 
@@ -175,6 +183,7 @@ def read_state(
         load_bias_wq=bias_wq,
         slow_info=slow_info,
         slow_xy=slow_xy,
+        knee=_knee(state),
     )
 
 
@@ -224,6 +233,27 @@ def _slow(state: dict[str, Any]) -> tuple[float, float] | tuple[None, None]:
             raise ValueError(f"state {key} (={x}) is outside {lo}..{hi}")
         out.append(float(x))
     return out[0], out[1]
+
+
+_KNEE_KEYS = ("knee_mid_w", "knee_mid_wy", "knee_lo_wxx", "knee_lo_wxy")
+
+
+def _knee(state: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    """The pack's knee evidence (``KneeEvidence.sums``) from ``state``: four numbers that
+    ``check_sums`` accepts; a state written before it was saved has none of them: ``None``."""
+    if not any(key in state for key in _KNEE_KEYS):
+        return None
+    out: list[float] = []
+    for key in _KNEE_KEYS:
+        x = state.get(key)
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            raise ValueError(f"state {key} (={x!r}) is not a number")
+        out.append(float(x))
+    mid_w, mid_wy, lo_wxx, lo_wxy = out
+    why = check_sums(mid_w, mid_wy, lo_wxx, lo_wxy)
+    if why is not None:
+        raise ValueError(f"state {why}")
+    return mid_w, mid_wy, lo_wxx, lo_wxy
 
 
 def _vec(

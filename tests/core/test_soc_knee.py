@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
+
+import pytest
 
 from gateway.core.chemistry import get_chemistry
 from gateway.core.model import PackSnapshot
 from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
-from gateway.core.soc_knee import K_MAX, KneeEvidence, knee_g, step_ratio
+from gateway.core.soc_knee import K_MAX, RATIO_MAX, KneeEvidence, knee_g, step_ratio
 
 
 def _snap(t_s: float, v: float, i: float) -> PackSnapshot:
@@ -100,3 +103,53 @@ def test_step_ratio_needs_a_step() -> None:
     ratio, var = got
     assert abs(ratio - 1.0) < 1e-12
     assert var > 0.05**2
+
+
+def test_the_learned_rise_survives_a_restart_and_a_bad_saved_value_is_refused() -> None:
+    # A restart used to forget k (not saved): the first evening after it ran without the term.
+    chem = get_chemistry("nmc")
+    pack = PackConfig(cells=2, chemistry="nmc", capacity_ah=100.0)
+    est = SocEstimator(SocConfig(), pack, chem)
+    rng = random.Random(2)
+    for soc in (50.0, 40.0, 25.0, 20.0, 15.0, 10.0, 7.0) * 6:
+        est._knee.add(soc, 1.0 + 0.2 * knee_g(soc) + rng.gauss(0.0, 0.05), 0.05**2)
+    k = est._knee.k
+    assert k > 0.1
+    state = json.loads(json.dumps(est.export_state()))
+    again = SocEstimator(SocConfig(), pack, chem)
+    again.restore(state)
+    assert again._knee.k == pytest.approx(k)
+    assert again._knee.sums() == pytest.approx(est._knee.sums())
+    # An older state (no knee saved) starts at k = 0, the estimator without the term.
+    older = {key: x for key, x in state.items() if not key.startswith("knee_")}
+    again.restore(older)
+    assert again._knee.k == 0.0
+    # Each sum is checked: a missing one, a bool, NaN, or one beyond what the steps can build.
+    for key, bad in (
+        ("knee_lo_wxy", None),
+        ("knee_mid_w", True),
+        ("knee_mid_w", math.nan),
+        ("knee_mid_w", 1.0),
+        ("knee_lo_wxx", -1.0),
+        ("knee_lo_wxy", 1e12),
+        ("knee_mid_wy", -1e9),
+    ):
+        broken = dict(state)
+        if bad is None:
+            del broken[key]
+        else:
+            broken[key] = bad
+        with pytest.raises(ValueError, match=key):
+            again.restore(broken)
+
+
+def test_a_wild_step_cannot_push_the_evidence_beyond_recovery() -> None:
+    knee = KneeEvidence()
+    knee.add(10.0, 1e9, 0.05**2)  # a glitch read as a step ratio of a billion
+    assert knee.k == K_MAX
+    _, _, lo_wxx, lo_wxy = knee.sums()
+    assert abs(lo_wxy) <= RATIO_MAX * (lo_wxx + 1.0 / 0.1**2) * (1 + 1e-9)
+    # Steps of a cell whose R0 does not rise bring it back.
+    for _ in range(400):
+        knee.add(10.0, knee.mid, 0.05**2)
+    assert knee.k < 0.1
