@@ -9,26 +9,10 @@ import random
 import pytest
 
 from gateway.core.chemistry import get_chemistry
-from gateway.core.model import PackSnapshot
 from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
 from gateway.core.soc_knee import K_MAX, RATIO_MAX, KneeEvidence, knee_g, step_ratio
-
-
-def _snap(t_s: float, v: float, i: float) -> PackSnapshot:
-    return PackSnapshot(
-        t_s=t_s,
-        cell_voltage_v=(v,),
-        cell_voltage_age_s=(0.0,),
-        cell_temp_c=(25.0,),
-        cell_temp_age_s=(0.0,),
-        current_a=i,
-        current_age_s=0.0,
-        pack_voltage_v=None,
-        pack_voltage_age_s=None,
-        balancing_active=(False,),
-        complete=True,
-    )
+from tests.core.test_soc import snap
 
 
 def _day(rise: float) -> tuple[list[float], float]:
@@ -51,7 +35,7 @@ def _day(rise: float) -> tuple[list[float], float]:
         v1 = a1 * v1 + r1 * (1.0 - a1) * i
         r = r0 * (1.0 + rise * max(0.0, 30.0 / soc - 1.0))
         v = chem.ocv.voltage(soc) + v1 + r * i + rng.gauss(0.0, 0.002)
-        rep = est.step(_snap(float(n), v, i), float(n))
+        rep = est.step(snap(float(n), [v], i), float(n))
         if rep is not None and soc < 15.0:
             errors.append(abs(rep.cells[0].soc_pct - soc))
     return errors, est._knee.k

@@ -8,28 +8,12 @@ import random
 import pytest
 
 from gateway.core.chemistry import get_chemistry
-from gateway.core.model import PackSnapshot
 from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
 from gateway.core.soc_slow import SlowShift, learn_slow, shift_pct
+from tests.core.test_soc import snap
 
 TAU_S = 1200.0  # the cell's slow time constant (the estimator's tau2 for nmc)
-
-
-def _snap(t_s: float, v: float, i: float) -> PackSnapshot:
-    return PackSnapshot(
-        t_s=t_s,
-        cell_voltage_v=(v,),
-        cell_voltage_age_s=(0.0,),
-        cell_temp_c=(25.0,),
-        cell_temp_age_s=(0.0,),
-        current_a=i,
-        current_age_s=0.0,
-        pack_voltage_v=None,
-        pack_voltage_age_s=None,
-        balancing_active=(False,),
-        complete=True,
-    )
 
 
 def _day(k_pct_per_c: float) -> list[float]:
@@ -53,7 +37,7 @@ def _day(k_pct_per_c: float) -> list[float]:
         v1 = a1 * v1 + r1 * (1.0 - a1) * i
         surface = min(max(soc + k_pct_per_c * w / q, 0.0), 100.0)
         v = chem.ocv.voltage(surface) + v1 + r0 * i + rng.gauss(0.0, 0.002)
-        rep = est.step(_snap(float(n + 1), v, i), float(n + 1))
+        rep = est.step(snap(float(n + 1), [v], i), float(n + 1))
         if rep is not None and n >= len(profile) - 3600:
             errors.append(abs(rep.cells[0].soc_pct - soc))
     return errors
