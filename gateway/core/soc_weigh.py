@@ -177,6 +177,10 @@ class VoltageWeighing:
         # polarisation (``gateway.core.soc_slow``): a known shift, so the identification and the
         # correction run in that frame and the estimate and its count are moved back after.
         ds = 0.0 if inputs.resting else shift_pct(cell.slow, cell.w2_a, cell.capacity_ah)
+        # The surface SoC lies within the OCV table's 0..100 %, as the correction holds it: a
+        # shift beyond, clamped there and moved back, would move the estimate itself (up, in a
+        # discharge past the low knee).
+        ds = min(max(ds, -cell.soc_pct), 100.0 - cell.soc_pct)
         if ds != 0.0:
             _move(cell, ds)
         # R0 rises towards the low knee (``gateway.core.soc_knee``): learned at current steps,
