@@ -215,7 +215,8 @@ def learn_step(
 ) -> None:
     """Take ``cell``'s fresh voltage ``v`` at ``cur_k`` (A) as a step against its previous one.
 
-    Called after ``predict`` and before the correction: ``cell.v1_v`` is the RC voltage at
+    Called after ``predict`` and before the correction: ``cell.soc_pct`` is the surface SoC
+    (the slow shift applied, ``gateway.core.soc_weigh``), ``cell.v1_v`` the RC voltage at
     ``v``'s moment, ``cell.last_v`` and ``cell.last_v_i`` the previous sample's voltage and
     current, ``cell.since_v_s`` the time between them. Only samples within a quarter of
     ``tau1`` of each other are taken (the RC voltage's change is then a small correction).

@@ -29,8 +29,9 @@ steep end and its CV phase leave. The evidence is the pack's, shared by its cell
 (``SlowEvidence``): per cell, one rest's noise gave the simulator's cells 0..20 %/C and spread
 their SoCs (active balancing day 2: 99.5 -> 97.7 %).
 
-Under load the voltage is then weighed (identification and correction) at the SoC
-``soc + shift_pct(cell)`` (``gateway.core.soc_weigh``).
+The voltage is then weighed (identification and correction) at the surface SoC
+``soc + shift_pct(...)``, under load and in a rest alike (a rest's first voltages still read the
+surface), the surface held within 0..100 % (``gateway.core.soc_weigh``).
 """
 
 from __future__ import annotations

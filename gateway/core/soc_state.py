@@ -159,8 +159,8 @@ def read_state(
     off_c, off_var = _offset(state, n)
     bias_w, bias_wq = _load_bias(state)
     slow_info, slow_xy = _slow(state)
-    cycles = state.get("cycles")
-    if isinstance(cycles, bool) or not isinstance(cycles, int | float) or not cycles >= 0:
+    cycles = _number(state.get("cycles"), "cycles")
+    if not cycles >= 0:
         raise ValueError(f"state cycles (={cycles!r}) must be a number >= 0")
     for j in range(n):
         if init_raw[j] and not math.isfinite(soc[j]):
@@ -176,7 +176,7 @@ def read_state(
         r0_ohm_25c=r0,
         r1_ohm_25c=r1,
         r2_ohm_25c=r2,
-        cycles=float(cycles),
+        cycles=cycles,
         current_offset_c=off_c,
         current_offset_var=off_var,
         load_bias_w=bias_w,
@@ -195,10 +195,7 @@ def _load_bias(state: dict[str, Any]) -> tuple[float, float] | tuple[None, None]
         return None, None
     out: list[float] = []
     for key in ("load_bias_weight", "load_bias_weighted_sq"):
-        x = state.get(key)
-        if isinstance(x, bool) or not isinstance(x, int | float):
-            raise ValueError(f"state {key} (={x!r}) is not a number")
-        out.append(float(x))
+        out.append(_number(state.get(key), key))
     w, wq = out
     if not 0.0 <= w <= 1e6:
         raise ValueError(f"state load_bias_weight (={w}) is outside 0..1e6")
@@ -226,12 +223,10 @@ def _slow(state: dict[str, Any]) -> tuple[float, float] | tuple[None, None]:
         return None, None
     out: list[float] = []
     for key, lo, hi in (("slow_info", 0.0, INFO_MAX), ("slow_xy", -XY_MAX, XY_MAX)):
-        x = state.get(key)
-        if isinstance(x, bool) or not isinstance(x, int | float):
-            raise ValueError(f"state {key} (={x!r}) is not a number")
+        x = _number(state.get(key), key)
         if not lo * (1.0 + 1e-9) <= x <= hi * (1.0 + 1e-9):
             raise ValueError(f"state {key} (={x}) is outside {lo}..{hi}")
-        out.append(float(x))
+        out.append(x)
     return out[0], out[1]
 
 
@@ -245,10 +240,7 @@ def _knee(state: dict[str, Any]) -> tuple[float, float, float, float] | None:
         return None
     out: list[float] = []
     for key in _KNEE_KEYS:
-        x = state.get(key)
-        if isinstance(x, bool) or not isinstance(x, int | float):
-            raise ValueError(f"state {key} (={x!r}) is not a number")
-        out.append(float(x))
+        out.append(_number(state.get(key), key))
     mid_w, mid_wy, lo_wxx, lo_wxy = out
     why = check_sums(mid_w, mid_wy, lo_wxx, lo_wxy)
     if why is not None:
@@ -268,13 +260,22 @@ def _vec(
         if x is None and allow_nan:
             out.append(_NAN)
             continue
-        if isinstance(x, bool) or not isinstance(x, int | float):
-            raise ValueError(f"state {key}[{j}] (={x!r}) is not a number")
-        xf = float(x)
+        xf = _number(x, f"{key}[{j}]")
         if not (lo <= xf <= hi):
             raise ValueError(f"state {key}[{j}] (={xf}) is outside {lo}..{hi}")
         out.append(xf)
     return out
+
+
+def _number(x: object, key: str) -> float:
+    """``x``, the state's ``key``, as a float; a bool, a string, a missing value or an integer
+    beyond a float (``OverflowError``) is a ``ValueError``, as every malformed state is."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        raise ValueError(f"state {key} (={x!r}) is not a number")
+    try:
+        return float(x)
+    except OverflowError:
+        raise ValueError(f"state {key} (an integer) is beyond a float") from None
 
 
 def _json_float(x: float) -> float | None:

@@ -173,10 +173,10 @@ class VoltageWeighing:
         chem = self.chemistry
         tune = self._tune
         dt_v = cell.since_v_s
-        # Under load the voltage reads the OCV of the surface SoC, the cell's shifted by its slow
-        # polarisation (``gateway.core.soc_slow``): a known shift, so the identification and the
-        # correction run in that frame and the estimate and its count are moved back after.
-        ds = 0.0 if inputs.resting else shift_pct(cell.slow, cell.w2_a, cell.capacity_ah)
+        # The voltage reads the OCV of the surface SoC (``gateway.core.soc_slow``): a known
+        # shift, so the identification and the correction run in that frame and the estimate
+        # and its count are moved back after.
+        ds = _surface_shift(cell)
         if ds != 0.0:
             _move(cell, ds)
         # R0 rises towards the low knee (``gateway.core.soc_knee``): learned at current steps,
@@ -212,7 +212,7 @@ class VoltageWeighing:
             var = cell.p00 + cell.sb * cell.sb
             steep = chem.ocv.slope(cell.soc_pct) >= tune.min_slope_v_per_pct
             if steep and var <= tune.confident_var:
-                anchor(cell, tune, inputs, cell.soc_pct, cell.p00)
+                anchor(cell, tune, inputs, cell.soc_pct - ds, cell.p00)
         elif (
             correct(
                 cell,
@@ -265,6 +265,17 @@ class VoltageWeighing:
         recalibrate_top(cell, tune, z, var)
         cell.full_latched = True
         anchor(cell, tune, inputs, cell.soc_pct, cell.p00)
+
+
+def _surface_shift(cell: CellState) -> float:
+    """The surface SoC less ``cell``'s (%; ``shift_pct``), under load and in a rest alike
+    until the slow current has decayed (a rest's first voltages read the surface too: weighed at
+    the cell's SoC they pulled it by the shift, 7 points at 40 %/C after 0.3 C), and held so
+    that the surface lies within the OCV table's 0..100 %, as the correction holds it (a shift
+    beyond, clamped there and moved back, moved the estimate itself: up in a discharge past the
+    low knee)."""
+    ds = shift_pct(cell.slow, cell.w2_a, cell.capacity_ah)
+    return min(max(ds, -cell.soc_pct), 100.0 - cell.soc_pct)
 
 
 def _move(cell: CellState, ds: float) -> None:

@@ -375,6 +375,15 @@ def test_state_round_trip_restores_soc_capacity_resistance_and_cycles() -> None:
         ({"initialised": "yes"}, "initialised"),
         ({"cycles": -1}, "cycles"),
         ({"nominal_capacity_ah": 280.0}, "nominal_capacity_ah"),
+        # An integer beyond a float was an OverflowError, not a ValueError (main 68e7638).
+        ({"knee_lo_wxy": 10**400}, "knee_lo_wxy"),
+        ({"slow_xy": 10**400}, "slow_xy"),
+        ({"load_bias_weight": 10**400}, "load_bias_weight"),
+        ({"cycles": 10**400}, "cycles"),
+        ({"soc_pct": [50.0, 10**400, 50.0]}, "soc_pct"),
+        ({"knee_mid_w": math.nan}, "knee_mid_w"),
+        ({"slow_info": math.inf}, "slow_info"),
+        ({"knee_lo_wxx": True}, "knee_lo_wxx"),
     ],
 )
 def test_mismatched_or_malformed_state_is_refused_and_changes_nothing(
