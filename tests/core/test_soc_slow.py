@@ -130,7 +130,7 @@ def test_a_shift_past_the_low_knee_does_not_raise_the_estimate_in_a_discharge() 
         v1 = a1 * v1 + r1 * (1.0 - a1) * i
         surface = min(max(soc + k * w / q, 0.0), 100.0)
         v = chem.ocv.voltage(surface) + v1 + r0 * i + rng.gauss(0.0, 0.002)
-        rep = est.step(_snap(float(n + 1), v, i), float(n + 1))
+        rep = est.step(snap(float(n + 1), [v], i), float(n + 1))
         if rep is not None:
             errors.append(abs(rep.cells[0].soc_pct - soc))
     assert soc == pytest.approx(1.1, abs=0.1)
@@ -157,7 +157,7 @@ def test_a_rest_after_a_discharge_is_weighed_at_the_surface_soc_too() -> None:
         v1 = a1 * v1 + r1 * (1.0 - a1) * i
         surface = min(max(soc + k * w / q, 0.0), 100.0)
         v = chem.ocv.voltage(surface) + v1 + r0 * i + rng.gauss(0.0, 0.002)
-        rep = est.step(_snap(float(n + 1), v, i), float(n + 1))
+        rep = est.step(snap(float(n + 1), [v], i), float(n + 1))
         if n == 601:  # the learned k, once the cell has started from its OCV
             state = est.export_state()
             state["slow_info"], state["slow_xy"] = 1.0, k * 1.01
