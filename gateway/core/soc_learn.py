@@ -31,6 +31,9 @@ from gateway.core.soc_cell import _NAN, _RLS_OFFSET_SIGMA_V, CellState, StepInpu
 
 __all__ = ["anchor", "forget_anchor", "learn_resistance", "rls_start"]
 
+RLS_GROSS_Z = 5.0
+"""An equation error beyond this many of its sigmas counts as gross (``learn_resistance``)."""
+
 
 # --- learn ----------------------------------------------------------------------------------
 
@@ -95,13 +98,17 @@ def learn_resistance(
     g2 = p02 * x0 + p12 * x1 + p22
     dt = step.dt_s if sample_dt_s is None else sample_dt_s
     lam = math.exp(-dt / tune.rls_memory_s)
-    # The covariance is in the parameters' units: the equation error's variance weighs it.
-    den = lam * r_load_v2 + x0 * g0 + x1 * g1 + g2
-    k0, k1, k2 = g0 / den, g1 / den, g2 / den
     r0_old = cell.r0_ohm_25c
     r1_old = cell.r1_ohm_25c
     offset = cell.rls_offset_v
     e = u - (r0_old * x0 + r1_old * x1 + offset)
+    # The covariance is in the parameters' units: the equation error's variance weighs it. A
+    # gross error (beyond ``RLS_GROSS_Z`` of its sigma: a current glitch on one sample, which a
+    # least-squares step weighs by its square) is weighed as if its noise were that large, so
+    # it moves the parameters by a bounded amount (a Huber-type update); a lasting change still
+    # comes through, sample by sample.
+    den = max(lam * r_load_v2 + x0 * g0 + x1 * g1 + g2, e * e / RLS_GROSS_Z**2)
+    k0, k1, k2 = g0 / den, g1 / den, g2 / den
     r0 = r0_old + k0 * e
     r1 = r1_old + k1 * e
     cell.rls_offset_v = offset + k2 * e
