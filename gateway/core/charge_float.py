@@ -111,8 +111,9 @@ class FloatLevel:
         """The reason bulk ends at the float in force, the pack SoC at ``soc_pct`` (%): a raised
         float says so, from what and why (a user reads 94.2 % where 93 is configured)."""
         base = self._base[0]
-        if self._raised is None or not self.raised(now_s):
+        if not self.raised(now_s):
             return f"float SoC reached ({soc_pct:.1f} % >= {base:g} %)"
+        assert self._raised is not None
         assert self.deep_s is not None
         return (
             f"float SoC reached ({soc_pct:.1f} % >= {self._raised[0]:.1f} %, raised from"

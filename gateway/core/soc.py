@@ -291,7 +291,13 @@ class SocEstimator(VoltageWeighing):
         fraction of a second of charge, are not in it.
         """
         return export_cells(
-            self.cells, self.chemistry.name, self._q_nom_ah, self.cycles, self._bias, self._knee
+            self.cells,
+            self.chemistry.name,
+            self._q_nom_ah,
+            self.cycles,
+            self._bias,
+            self._knee,
+            self._slow,
         )
 
     def restore(self, state: dict[str, Any]) -> list[str]:

@@ -15,7 +15,7 @@ from gateway.core.soc_bias import LoadBiasEvidence
 from gateway.core.soc_cell import CellState
 from gateway.core.soc_knee import KneeEvidence, check_sums
 from gateway.core.soc_offset import BIAS_Q_MAX
-from gateway.core.soc_slow import INFO_MAX, XY_MAX
+from gateway.core.soc_slow import INFO_MAX, XY_MAX, SlowEvidence
 
 __all__ = ["STATE_VERSION", "SavedState", "export_cells", "read_state"]
 
@@ -64,10 +64,11 @@ def export_cells(
     cycles: float,
     bias: LoadBiasEvidence | None = None,
     knee: KneeEvidence | None = None,
+    slow: SlowEvidence | None = None,
 ) -> dict[str, Any]:
     """Everything needed to resume after a restart, as JSON-friendly plain values; ``bias``: the
-    pack's evidence on the load bias, ``knee`` on R0's rise at the low knee (``None``: not
-    saved)."""
+    pack's evidence on the load bias, ``knee`` on R0's rise at the low knee, ``slow`` on the
+    slow polarisation (``None``: not saved)."""
     var = [c.total_var() for c in cells]
     out: dict[str, Any] = {
         "version": STATE_VERSION,
@@ -97,9 +98,9 @@ def export_cells(
     if bias is not None:
         out["load_bias_weight"] = bias.w
         out["load_bias_weighted_sq"] = bias.wq
-    if cells:
-        out["slow_info"] = cells[0].slow.evidence.info
-        out["slow_xy"] = cells[0].slow.evidence.xy
+    if slow is not None:
+        out["slow_info"] = slow.info
+        out["slow_xy"] = slow.xy
     if knee is not None:
         out.update(zip(_KNEE_KEYS, knee.sums(), strict=True))
     return out

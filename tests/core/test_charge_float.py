@@ -49,6 +49,14 @@ def _bulk_to_float(m: ChargePhases, t: float) -> tuple[float, str]:
         assert soc < 99.0
 
 
+def _deep_night(m: ChargePhases, soc_pct: float) -> float:
+    """Take ``m`` to float, then an hour later a night down to ``soc_pct``; returns when it
+    floated (s)."""
+    t0 = _to_float(m)
+    _step(m, t0 + HOUR_S, 3.2, -10.0, _soc(soc_pct))
+    return t0
+
+
 def test_the_raised_float_sits_a_millivolt_below_the_ocv_at_95_pct() -> None:
     lfp = get_chemistry("lfp")
     soc = raised_float_soc_pct(lfp)
@@ -101,16 +109,14 @@ def test_after_a_night_within_the_gap_of_empty_bulk_goes_on_to_the_raised_float(
 
 def test_zero_raise_days_keeps_the_configured_float() -> None:
     m = _machine(float_raise_days=0.0)
-    t0 = _to_float(m)
-    _step(m, t0 + HOUR_S, 3.2, -10.0, _soc(3.0))
+    t0 = _deep_night(m, 3.0)
     soc, _ = _bulk_to_float(m, t0 + 0.5 * DAY_S)
     assert soc == pytest.approx(93.0)
 
 
 def test_the_raise_survives_a_restart_and_a_bad_age_is_refused() -> None:
     m = _machine()
-    t0 = _to_float(m)
-    _step(m, t0 + HOUR_S, 3.2, -10.0, _soc(5.0))
+    t0 = _deep_night(m, 5.0)
     saved = m.export_state(t0 + 2 * HOUR_S)
     assert saved["float_raise_age_s"] == pytest.approx(HOUR_S)
     again = _machine()
@@ -144,8 +150,7 @@ def test_the_reasons_say_the_float_was_raised_and_when_it_falls_back() -> None:
     # A user reads 94.2 % where 93 is configured, and then a CVL that falls while floating:
     # both say why (on main the raise went unnamed and the fall kept the old reason).
     m = _machine(float_raise_days=2.0)
-    t0 = _to_float(m)
-    _step(m, t0 + HOUR_S, 3.2, -10.0, _soc(5.0))
+    t0 = _deep_night(m, 5.0)
     soc, reason = _bulk_to_float(m, t0 + 0.5 * DAY_S)
     assert soc == pytest.approx(94.2)
     assert "raised from 93 %: SoC below 7 %" in reason

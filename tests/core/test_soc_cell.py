@@ -328,10 +328,13 @@ def test_a_steady_current_teaches_nothing() -> None:
     assert cell.rls_samples < 3600 * 3 / 3
 
 
-def _r0_around_a_current_glitch(glitch_a: float) -> tuple[float, float, float]:
+def _r0_around_a_current_glitch(
+    glitch_a: float | None, r0_factor_after: float = 1.0
+) -> tuple[float, float, float]:
     """An NMC cell (100 Ah) stepping between 0.1 and 0.5 C every 2 minutes from 30 %, its current
-    read as ``glitch_a`` for one sample at 600 s (the voltage unmoved). Returns the identified
-    R0 before the glitch, just after it and 900 s later (ohm)."""
+    read as ``glitch_a`` for one sample at 600 s (the voltage unmoved; ``None``: no glitch) and
+    its true R0 times ``r0_factor_after`` from then on. Returns the identified R0 before 600 s,
+    just after and 900 s later (ohm)."""
     chem = get_chemistry("nmc")
     q = 100.0
     est = SocEstimator(SocConfig(), PackConfig(cells=1, chemistry="nmc", capacity_ah=q), chem)
@@ -343,8 +346,10 @@ def _r0_around_a_current_glitch(glitch_a: float) -> tuple[float, float, float]:
         i = -10.0 if (n // 120) % 2 == 0 else -50.0
         soc += 100.0 * i / 3600.0 / q
         v1 = a1 * v1 + r1 * (1.0 - a1) * i
-        v = chem.ocv.voltage(soc) + v1 + r0 * i + rng.gauss(0.0, 0.002)
-        est.step(snap(float(n), [v], glitch_a if n == 600 else i), float(n))
+        r = r0 * (r0_factor_after if n >= 600 else 1.0)
+        v = chem.ocv.voltage(soc) + v1 + r * i + rng.gauss(0.0, 0.002)
+        i_read = glitch_a if n == 600 and glitch_a is not None else i
+        est.step(snap(float(n), [v], i_read), float(n))
         if n in (599, 600, 1500):
             seen.append(est.cells[0].r0_ohm_25c)
     return seen[0], seen[1], seen[2]
@@ -357,7 +362,7 @@ def test_one_current_glitch_does_not_wreck_the_identified_r0() -> None:
     before, after, later = _r0_around_a_current_glitch(-1000.0)
     assert after > 0.9 * before
     assert later > 0.9 * before
-    # A real, lasting step of the same cell is still learned the same way as before.
-    same, _, end = _r0_around_a_current_glitch(-10.0)
-    assert same == pytest.approx(before)
-    assert end == pytest.approx(same, rel=0.05)
+    # A real, lasting rise (R0 1.5 times from 600 s) still comes through: 1.63 mOhm 900 s
+    # later, as without the gross-error weighing (measured on 4f9b155).
+    before, _, later = _r0_around_a_current_glitch(None, r0_factor_after=1.5)
+    assert later > 1.25 * before
