@@ -132,6 +132,7 @@ def recalibrate_rest(
     is kept. A voltage used without contradiction is a trusted point: the count since the last
     one teaches the current offset (``learn_offset``).
     """
+    cell.pending.contradiction = None  # this sample is weighed here, not by ``correct``
     r0 = cell.r0_ohm_25c * r_scale
     ocv_v = v - r0 * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a
     half = 2.0 * math.sqrt(tune.r_rest_v2) + tune.hysteresis_v

@@ -201,11 +201,7 @@ class VoltageWeighing:
         )
         agrees = False
         if inputs.resting:
-            ocv_v = accumulate_rest(cell, v, cur_k, r_scale, inputs.accumulated_ah + cell.cell_ah)
-            # A rest recalibration weighs its sample alone at the rest sigma: only one that
-            # agrees with the sample before it (``gateway.core.soc_confirm``).
-            agrees = rest_agrees(cell.pending, ocv_v, tune.r_rest_v2, tune.k_sigma)
-            cell.pending.rest_ocv_v = ocv_v
+            agrees = _rested(cell, tune, v, cur_k, r_scale, inputs.accumulated_ah + cell.cell_ah)
         elif cell.rest_n or not math.isnan(cell.rest_prev_v):
             end_rest(cell)
         rest_id = inputs.rest_id
@@ -213,7 +209,6 @@ class VoltageWeighing:
             # One recalibration per rest_s of rest (repeating it every sample would count
             # correlated errors as independent).
             cell.rest_used = rest_id
-            cell.pending.contradiction = None  # this sample is weighed here, not by correct
             recalibrate_rest(cell, chem, tune, v, cur_k, temp_c, r_scale)
             # A confident SoC at a rest where the OCV is steep is a capacity anchor.
             var = cell.p00 + cell.sb * cell.sb
@@ -281,6 +276,18 @@ class VoltageWeighing:
         recalibrate_top(cell, tune, z, var)
         cell.full_latched = True
         anchor(cell, tune, inputs, cell.soc_pct, cell.p00)
+
+
+def _rested(
+    cell: CellState, tune: Tuning, v: float, cur_k: float, r_scale: float, counted_ah: float
+) -> bool:
+    """Add a rested voltage to ``cell``'s rest block (``accumulate_rest``; arguments as its);
+    return whether it agrees with the rested sample before it (``rest_agrees``): a rest
+    recalibration weighs its sample alone at the rest sigma, so only such a one."""
+    ocv_v = accumulate_rest(cell, v, cur_k, r_scale, counted_ah)
+    agrees = rest_agrees(cell.pending, ocv_v, tune.r_rest_v2, tune.k_sigma)
+    cell.pending.rest_ocv_v = ocv_v
+    return agrees
 
 
 def _surface_shift(cell: CellState) -> float:
