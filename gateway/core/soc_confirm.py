@@ -39,8 +39,8 @@ class Pending:
     Attributes:
         contradiction: the SoC interval (%, its sigma %) of the previous sample that
             contradicted the estimate, or ``None`` (it did not, or it was acted on).
-        top: the same for a trusted top (``soc_top.top_point``; sigma the square root of its
-            variance).
+        top: the SoC interval of the previous tapered sample (``soc_top.top_interval``,
+            whether a top or not), or ``None``.
         rest_ocv_v: the previous rested sample's OCV (V; NaN: none in this rest).
     """
 
