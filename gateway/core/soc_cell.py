@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from gateway.core.chemistry import Chemistry
 from gateway.core.soc_bias import LoadBiasEvidence
+from gateway.core.soc_confirm import Pending
 from gateway.core.soc_slow import SlowShift
 
 __all__ = [
@@ -174,6 +175,7 @@ class CellState:
     rest_prev_v: float = _NAN
     rest_p_var: float = _NAN  # the reported SoC variance before the rest's first use (%^2)
     slow: SlowShift = field(default_factory=SlowShift)  # learned from rests (soc_slow)
+    pending: Pending = field(default_factory=Pending)  # the previous sample's (soc_confirm)
     full_latched: bool = False  # a trusted top seen (soc_top); cleared by a discharge
 
     @property

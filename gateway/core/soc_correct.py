@@ -20,6 +20,7 @@ from gateway.core.soc_cell import (
     _voltage_soc_at,
     voltage_soc,
 )
+from gateway.core.soc_confirm import confirmed
 
 __all__ = ["FULL_VAR", "correct", "count_bound", "fuse_interval"]
 
@@ -52,7 +53,8 @@ def correct(
        voltage refines that start instead.
     2. ``_contradiction``: a voltage whose SoC interval lies beyond ``k_sigma`` sigmas of the
        estimate is fused in the SoC domain, whatever the slope (moves an estimate parked on a
-       plateau once the cell reaches a knee).
+       plateau once the cell reaches a knee), once the next sample confirms it
+       (``gateway.core.soc_confirm``); until then the sample is not used.
     3. ``_mean_slope``: the OCV's mean slope over the plausible interval (``soc +- k sigma``);
        below ``min_slope`` the voltage is not used.
     4. ``_fuse_flat`` where the OCV is flat at the estimate, else 5. ``_kalman_update`` (the
@@ -84,9 +86,9 @@ def correct(
     ocv_v = v - r0 * cur_k - cell.v1_v - v2
     half = 2.0 * math.sqrt(r_nom + cell.p11) + tune.hysteresis_v
     mid = chem.ocv_soc(ocv_v, temp_c)
-    contradicted, zs = _contradiction(cell, chem, tune, ocv_v, half, temp_c, mid)
-    if contradicted:
-        return True
+    fused, zs = _contradiction(cell, chem, tune, ocv_v, half, temp_c, mid)
+    if fused is not False:
+        return fused is True  # None: a contradiction not confirmed yet, the sample unused
     if step.resting:
         return False  # a resting voltage is weighed once per rest_s (recalibrate_rest)
     if _mean_slope(cell, chem, tune) < tune.min_slope_v_per_pct:
@@ -127,23 +129,32 @@ def _contradiction(
     half: float,
     temp_c: float,
     mid: float,
-) -> tuple[bool, tuple[float, float] | None]:
-    """``correct`` step 2: fuse a voltage that contradicts the estimate; return (fused, interval).
+) -> tuple[bool | None, tuple[float, float] | None]:
+    """``correct`` step 2: fuse a voltage that contradicts the estimate once confirmed; return
+    (fused, interval), fused ``None`` for a contradiction not confirmed yet.
 
     ``ocv_v``: the IR-corrected voltage (V), ``half`` its error under load plus the hysteresis
     (V), ``mid`` its own SoC (%). A ``mid`` within ``k_sigma`` sigmas cannot contradict (the
-    interval only widens it); else the SoC interval ``z +- sz`` (returned for reuse) is fused
-    when beyond ``k_sigma`` combined sigmas (``fuse_interval``, the count restarted).
+    interval only widens it); else the SoC interval ``z +- sz`` (returned for reuse)
+    contradicts when beyond ``k_sigma`` combined sigmas. It is fused (``fuse_interval``, the
+    count restarted) when the previous sample contradicted too and agrees with it
+    (``confirmed``: one sample far off, a glitch, moved the SoC by its whole error).
     """
     soc = cell.soc_pct
     sigma = math.sqrt(cell.p00 + cell.sb * cell.sb)
+    pending = cell.pending
+    prev, pending.contradiction = pending.contradiction, None
     if abs(mid - soc) <= tune.k_sigma * sigma:
         return False, None
     z, sz = _voltage_soc_at(chem, ocv_v, half, temp_c, mid)
-    if abs(z - soc) > tune.k_sigma * math.sqrt(sigma * sigma + sz * sz):
-        fuse_interval(cell, z, sz, contradicted=True)
-        return True, (z, sz)
-    return False, (z, sz)
+    if abs(z - soc) <= tune.k_sigma * math.sqrt(sigma * sigma + sz * sz):
+        return False, (z, sz)
+    act = confirmed(prev, z, sz, soc, tune.k_sigma)
+    if act is None:
+        pending.contradiction = (z, sz)
+        return None, (z, sz)
+    fuse_interval(cell, act[0], act[1], contradicted=True)
+    return True, (z, sz)
 
 
 def _mean_slope(cell: CellState, chem: Chemistry, tune: Tuning) -> float:

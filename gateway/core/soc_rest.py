@@ -26,9 +26,10 @@ def accumulate_rest(
     cur_k: float,
     r_scale: float,
     counted_ah: float = 0.0,
-) -> None:
+) -> float:
     """Add a rested voltage ``v`` (V, at ``cur_k`` A) to ``cell``'s rest block; ``counted_ah``:
     the charge counted for the cell so far (Ah; the slow term's block, ``SlowShift.add``).
+    Returns the sample's OCV (V).
 
     Kept: the number of samples and the sums of their OCVs (the voltage less the rest
     current's IR drop and the modelled RC voltages) and of their squares, each less the
@@ -43,6 +44,7 @@ def accumulate_rest(
     cell.rest_sum_v += d
     cell.rest_sq_v2 += d * d
     cell.slow.add(cell.w2_a, counted_ah)
+    return ocv_v
 
 
 def end_rest(cell: CellState) -> None:
@@ -52,6 +54,7 @@ def end_rest(cell: CellState) -> None:
     cell.rest_sum_v = cell.rest_sq_v2 = 0.0
     cell.rest_prev_v = math.nan
     cell.rest_p_var = math.nan
+    cell.pending.rest_ocv_v = math.nan
     cell.slow.end_rest()
 
 
@@ -104,14 +107,15 @@ def recalibrate_rest(
     """Recalibrate ``cell`` from its rest; return whether the rested voltage was used.
 
     Called once per ``rest_s`` of rest, with the voltages since the previous call in the cell's
-    rest block (``accumulate_rest``). The first time in a rest, the voltage ``v`` (V, at
-    ``cur_k`` A; less the small IR drop of the rest current) is the OCV to within the rest
-    sigma (2 sigma, ``rest_voltage_sigma_mv``: noise and relaxation left after one ``rest_s``)
-    plus the OCV hysteresis. From the second time on, the block's mean OCV is the OCV now
-    (a rest current is below ``rest_current_c``, mostly the current sensor's offset the count
-    has not learned yet, so the count's drift during the block is not followed; a real rest
-    current at that limit moves the SoC by at most its charge over half a block) to within
-    the part of one sample's error the block's scatter does not explain (the table's, the
+    rest block (``accumulate_rest``), at a sample that agrees with the one before it
+    (``gateway.core.soc_confirm.rest_agrees``: the caller's check). The first time in a rest,
+    the voltage ``v`` (V, at ``cur_k`` A; less the small IR drop of the rest current) is the OCV
+    to within the rest sigma (2 sigma, ``rest_voltage_sigma_mv``: noise and relaxation left
+    after one ``rest_s``) plus the OCV hysteresis. From the second time on, the block's mean OCV
+    is the OCV now (a rest current is below ``rest_current_c``, mostly the current sensor's
+    offset the count has not learned yet, so the count's drift during the block is not followed;
+    a real rest current at that limit moves the SoC by at most its charge over half a block) to
+    within the part of one sample's error the block's scatter does not explain (the table's, the
     model's), the block's noise (scatter / sqrt(n)) and the relaxation left (its drift from the
     previous block), 2 sigma, plus the hysteresis, never more than one sample's band: a long,
     relaxed rest weighs as much as its evidence, a rest still relaxing less (Plett, *Battery
@@ -128,6 +132,7 @@ def recalibrate_rest(
     is kept. A voltage used without contradiction is a trusted point: the count since the last
     one teaches the current offset (``learn_offset``).
     """
+    cell.pending.contradiction = None  # this sample is weighed here, not by ``correct``
     r0 = cell.r0_ohm_25c * r_scale
     ocv_v = v - r0 * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a
     half = 2.0 * math.sqrt(tune.r_rest_v2) + tune.hysteresis_v

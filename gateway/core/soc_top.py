@@ -39,7 +39,14 @@ from gateway.core.chemistry import Chemistry
 from gateway.core.soc_cell import CellState, Tuning, voltage_soc
 from gateway.core.soc_correct import FULL_VAR, fuse_interval
 
-__all__ = ["TOP_MIN_SOC_PCT", "TOP_SIGMA_PCT", "recalibrate_top", "top_point"]
+__all__ = [
+    "TOP_MIN_SOC_PCT",
+    "TOP_SIGMA_PCT",
+    "is_top",
+    "recalibrate_top",
+    "top_interval",
+    "top_point",
+]
 
 TOP_MIN_SOC_PCT = 50.0
 """A top is in the upper half of the table (the bottom is steep too: not a tapered charge's)."""
@@ -67,6 +74,29 @@ def top_point(
     checks that it is tapered), ``r_scale``: the resistance factor at ``temp_c``. The variance is
     at least ``FULL_VAR`` (the table's own error at the top: no more confident than a full).
     """
+    z, sz = top_interval(cell, chem, tune, v, cur_k, temp_c, r_scale)
+    if not is_top(z, sz):
+        return None
+    return z, max(sz * sz, FULL_VAR)
+
+
+def is_top(z: float, sz: float) -> bool:
+    """Whether a tapered charge's SoC interval ``z +- sz`` (%, ``top_interval``) is a trusted
+    top: narrow enough (``TOP_SIGMA_PCT``) and in the upper half (``TOP_MIN_SOC_PCT``)."""
+    return sz <= TOP_SIGMA_PCT and z >= TOP_MIN_SOC_PCT
+
+
+def top_interval(
+    cell: CellState,
+    chem: Chemistry,
+    tune: Tuning,
+    v: float,
+    cur_k: float,
+    temp_c: float,
+    r_scale: float,
+) -> tuple[float, float]:
+    """The SoC interval (%, sigma %) a tapered charge's voltage maps onto (``voltage_soc``; the
+    band: module docstring); arguments as ``top_point``'s."""
     r0 = cell.r0_ohm_25c * r_scale
     r1 = cell.r1_ohm_25c * r_scale
     ocv_v = v - r0 * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a
@@ -77,10 +107,7 @@ def top_point(
     p = cell.rls_p
     r_var = max(0.0, p[0] * x0 * x0 + 2.0 * p[1] * x0 * x1 + p[3] * x1 * x1)
     half = 2.0 * math.sqrt(tune.r_load_v2 + pol * pol + cell.p11 + r_var) + tune.hysteresis_v
-    z, sz = voltage_soc(chem, ocv_v, half, temp_c)
-    if not (sz <= TOP_SIGMA_PCT and z >= TOP_MIN_SOC_PCT):
-        return None
-    return z, max(sz * sz, FULL_VAR)
+    return voltage_soc(chem, ocv_v, half, temp_c)
 
 
 def recalibrate_top(cell: CellState, tune: Tuning, z: float, var: float) -> None:

@@ -15,7 +15,8 @@ from gateway.core.chemistry import Chemistry
 from gateway.core.model import PackSnapshot
 from gateway.core.soc_cell import CellState, StepInputs, Tuning, init_from_voltage
 from gateway.core.soc_config import SocConfig
-from gateway.core.soc_correct import correct
+from gateway.core.soc_confirm import confirmed, rest_agrees
+from gateway.core.soc_correct import FULL_VAR, correct
 from gateway.core.soc_count import PackCount
 from gateway.core.soc_knee import KneeEvidence, learn_step
 from gateway.core.soc_learn import anchor, learn_resistance
@@ -24,7 +25,7 @@ from gateway.core.soc_predict import predict, tidy
 from gateway.core.soc_rest import accumulate_rest, end_rest, recalibrate_rest
 from gateway.core.soc_sensors import CellSensors
 from gateway.core.soc_slow import shift_pct
-from gateway.core.soc_top import recalibrate_top, top_point
+from gateway.core.soc_top import is_top, recalibrate_top, top_interval
 
 __all__ = ["VoltageWeighing"]
 
@@ -198,12 +199,13 @@ class VoltageWeighing:
             self._r1_nom,
             sample_dt_s=dt_v,
         )
+        agrees = False
         if inputs.resting:
-            accumulate_rest(cell, v, cur_k, r_scale, inputs.accumulated_ah + cell.cell_ah)
+            agrees = _rested(cell, tune, v, cur_k, r_scale, inputs.accumulated_ah + cell.cell_ah)
         elif cell.rest_n or not math.isnan(cell.rest_prev_v):
             end_rest(cell)
         rest_id = inputs.rest_id
-        if rest_id >= 0 and cell.rest_used != rest_id:
+        if rest_id >= 0 and cell.rest_used != rest_id and agrees:
             # One recalibration per rest_s of rest (repeating it every sample would count
             # correlated errors as independent).
             cell.rest_used = rest_id
@@ -247,7 +249,12 @@ class VoltageWeighing:
         """A trusted top (``gateway.core.soc_top``): the pack charges (not resting), the cell's
         current ``cur_k`` (A) is tapered (at most ``full_current_c``) and its voltage ``v`` pins
         the SoC on the OCV table: learn the offset and test the load bias, recalibrate, anchor
-        capacity; once per top (``full_latched``, re-armed by a discharge)."""
+        capacity; once per top (``full_latched``, re-armed by a discharge), at a sample the
+        previous one confirms (``gateway.core.soc_confirm.confirmed``)."""
+        # One sample pins the SoC here: acted on when the previous tapered sample's interval
+        # agrees (``gateway.core.soc_confirm``; a top or not, so a noisy sigma near the limit
+        # does not hold it off).
+        prev, cell.pending.top = cell.pending.top, None
         cur = inputs.current_a
         if cur < 0.0:
             cell.full_latched = False
@@ -257,14 +264,30 @@ class VoltageWeighing:
         if cur_k > self.config.full_current_c * self._q_nom_ah:
             return
         tune = self._tune
-        top = top_point(cell, self.chemistry, tune, v, cur_k, temp_c, r_scale)
-        if top is None:
+        zs = top_interval(cell, self.chemistry, tune, v, cur_k, temp_c, r_scale)
+        cell.pending.top = zs
+        if not is_top(*zs):
             return
-        z, var = top
+        act = confirmed(prev, zs[0], zs[1], cell.soc_pct, tune.k_sigma)
+        if act is None:
+            return
+        z, var = act[0], max(act[1] * act[1], FULL_VAR)
         learn_offset(cell, tune, z, var)
         recalibrate_top(cell, tune, z, var)
         cell.full_latched = True
         anchor(cell, tune, inputs, cell.soc_pct, cell.p00)
+
+
+def _rested(
+    cell: CellState, tune: Tuning, v: float, cur_k: float, r_scale: float, counted_ah: float
+) -> bool:
+    """Add a rested voltage to ``cell``'s rest block (``accumulate_rest``; arguments as its);
+    return whether it agrees with the rested sample before it (``rest_agrees``): a rest
+    recalibration weighs its sample alone at the rest sigma, so only such a one."""
+    ocv_v = accumulate_rest(cell, v, cur_k, r_scale, counted_ah)
+    agrees = rest_agrees(cell.pending, ocv_v, tune.r_rest_v2, tune.k_sigma)
+    cell.pending.rest_ocv_v = ocv_v
+    return agrees
 
 
 def _surface_shift(cell: CellState) -> float:

@@ -128,6 +128,9 @@ def test_a_voltage_far_outside_the_plausible_interval_overrides_the_estimate() -
     cell = cell_at(chem, 90.0, 2.0)
     r0 = chem.r0_ohm(Q)
     v = chem.ocv_voltage(30.0) + r0 * -20.0
+    # Once the next sample confirms it (one sample alone may be a glitch: soc_confirm).
+    assert not correct(cell, chem, tune, step_of(-20.0), v, -20.0, 25.0, 1.0)
+    assert cell.soc_pct == 90.0
     assert correct(cell, chem, tune, step_of(-20.0), v, -20.0, 25.0, 1.0)
     assert cell.soc_pct == pytest.approx(30.0, abs=3.0)
     # A trusted point: the count restarts from here.
