@@ -60,6 +60,14 @@ class ChargeConfig(Section):
     day on two of the tuning seeds of ``bench/charge_phases.py``, session 8)."""
     rebulk_soc_pct: float = Field(default=85.0, ge=0, le=99)
     """Float returns to bulk when the pack SoC falls below this."""
+    float_recharge_pct: float = Field(default=1.0, ge=0, le=50)
+    """Float also returns to bulk when the pack SoC falls this many points below the float SoC
+    in force (a load took charge out of the floating pack), and bulk charges it back to the
+    float SoC at the full charge rate while there is PV (``gateway.core.charge_float``; 0:
+    never, only below ``rebulk_soc_pct``). On the flat LFP plateau the float voltage alone
+    gives that charge back at a trickle: 0.3 to 0.4 A for the rest of the afternoon after a
+    6 Ah load pulse in ``bench/charge_phases.py`` (session 10), so the pack entered the evening
+    up to 3.5 points below its float, charge a grey day after a sunny one missed."""
     top_margin_cell_v: float = Field(default=0.01, ge=0, le=0.2)
     """A phase's voltage counts as reached within this of it, per cell (absorption: by the
     highest cell or the pack voltage; float: by the pack voltage)."""

@@ -25,6 +25,13 @@ closer to the OCV at 95 % than that cannot be told from it. The float voltage pi
 as well as the OCV table fits the cells: on the LFP plateau's end a table 1 mV too high lets the
 raised float reach the 95 % line (the built-in table's slope there is about 1.2 mV per point).
 Without an estimate nothing is noted: the float stays as it is.
+
+The float in force is also a level the pack is *kept at*: when a load takes the floating pack
+``float_recharge_pct`` below the float SoC (estimate), ``recharge`` sends it back to bulk, which
+charges it to the float SoC at the full charge rate while there is PV. On the flat LFP plateau
+the float voltage alone gives that charge back at a trickle (its CV current is the voltage gap,
+a millivolt or two per cell for points of charge, over the pack's resistance), and a load pulse
+in the afternoon left the pack points below its float at the evening.
 """
 
 from __future__ import annotations
@@ -120,6 +127,18 @@ class FloatLevel:
             f" {base:g} %: SoC below {100.0 - base:g} % {(now_s - self.deep_s) / DAY_S:.1f}"
             " days ago)"
         )
+
+    def recharge(self, soc_pct: float | None, now_s: float) -> str:
+        """A reason for the floating pack to return to bulk when its SoC (%, estimate) is
+        ``float_recharge_pct`` or more below the float SoC in force (a load took charge out),
+        else ``""`` (also without an estimate, or with ``float_recharge_pct`` 0)."""
+        band = self.config.float_recharge_pct
+        if band <= 0.0 or soc_pct is None or not math.isfinite(soc_pct):
+            return ""
+        level = self.level(now_s)[0]
+        if not soc_pct <= level - band:
+            return ""
+        return f"SoC {soc_pct:.1f} % at least {band:g} % below the float {level:.1f} %: recharge"
 
     def lapsed(self, now_s: float) -> str:
         """A reason when the raised float has lapsed since the last call (the float voltage

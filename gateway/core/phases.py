@@ -13,8 +13,9 @@ the charge voltage limit (CVL) follows a phase decided from the data:
   ``tail_current_c`` for ``tail_hold_s``; ``absorption_max_s`` bounds it, and so do the loads
   taking the pack down. Its end is the "full anchor" the next request is measured from.
 - ``float``: CVL = cells x float voltage, below the top. Back to ``bulk`` when the pack SoC falls
-  below ``rebulk_soc_pct``, or when a full charge is due. The float rises towards the 95 % line
-  while the pack's nights use the charge it holds back (``gateway.core.charge_float``).
+  below ``rebulk_soc_pct`` or ``float_recharge_pct`` below the float SoC, or when a full charge is
+  due. The float rises towards the 95 % line while the pack's nights use the charge it holds back
+  (``gateway.core.charge_float``).
 
 A requested full charge is *due* at once, or, when ``full_charge_lead_s`` is set and the pack
 charges from PV, some time before the time of day at which the pack's daily charge usually ends
@@ -344,11 +345,10 @@ class ChargePhases:
             self._go(ChargePhase.BULK, f"full charge due: {self._request}", now_s)
         elif soc_low:
             assert soc is not None
-            self._go(
-                ChargePhase.BULK,
-                f"SoC {soc.soc_pct:.1f} % below re-bulk {cfg.rebulk_soc_pct:g} %",
-                now_s,
-            )
+            reason = f"SoC {soc.soc_pct:.1f} % below re-bulk {cfg.rebulk_soc_pct:g} %"
+            self._go(ChargePhase.BULK, reason, now_s)
+        elif recharge := self.float_level.recharge(None if soc is None else soc.soc_pct, now_s):
+            self._go(ChargePhase.BULK, recharge, now_s)
 
     def _absorb(
         self, current_a: float, quiet_s: float, soc: SocReport | None, bleeding: bool, now_s: float

@@ -167,3 +167,51 @@ def test_a_float_soc_set_to_a_hundredth_is_said_as_set() -> None:
     _step(m, t0 + HOUR_S, 3.25, -10.0, _soc(50.0))  # re-bulk
     _, reason = _bulk_to_float(m, t0 + 0.5 * DAY_S)
     assert reason == "float SoC reached (93.3 % >= 93.25 %)"
+
+
+def test_a_load_that_takes_the_floating_pack_below_its_float_sends_it_back_to_bulk() -> None:
+    # On main the pack stayed in float after a load pulse, and the float voltage gave the
+    # charge back at a trickle on the LFP plateau (0.3 A in bench/charge_phases.py).
+    m = _machine(float_raise_days=0.0)  # float 93 %, float_recharge_pct 1 by default
+    t0 = _to_float(m)
+    _step(m, t0 + HOUR_S, 3.25, -10.0, _soc(50.0))  # re-bulk
+    _bulk_to_float(m, t0 + 0.5 * DAY_S)
+    t = t0 + 0.6 * DAY_S
+    s = _step(m, t, 3.30, -30.0, _soc(92.1))  # a pulse: 0.9 points, within the band
+    assert s.phase is ChargePhase.FLOAT
+    assert s.cvl_v == pytest.approx(CELLS * FLOAT_V)
+    s = _step(m, t + 60.0, 3.30, -30.0, _soc(91.9))
+    assert s.phase is ChargePhase.BULK
+    assert s.reason == "SoC 91.9 % at least 1 % below the float 93.0 %: recharge"
+    assert s.cvl_v == pytest.approx(CELLS * ABS_V)  # PV charges it back at the full rate
+    s = _step(m, t + 120.0, 3.32, 20.0, _soc(92.5))
+    assert s.phase is ChargePhase.BULK
+    s = _step(m, t + 180.0, 3.32, 20.0, _soc(93.0))
+    assert s.phase is ChargePhase.FLOAT
+    assert s.reason == "float SoC reached (93.0 % >= 93 %)"
+
+
+def test_the_recharge_band_follows_the_raised_float_and_zero_keeps_the_float() -> None:
+    m = _machine(float_raise_days=3.0)
+    t0 = _deep_night(m, 5.0)
+    soc, _ = _bulk_to_float(m, t0 + 0.5 * DAY_S)
+    assert soc == pytest.approx(94.2)
+    t = t0 + 0.6 * DAY_S
+    assert _step(m, t, 3.30, -30.0, _soc(93.3)).phase is ChargePhase.FLOAT  # 94.2 - 1 = 93.2
+    s = _step(m, t + 60.0, 3.30, -30.0, _soc(93.2))
+    assert s.phase is ChargePhase.BULK
+    assert s.reason == "SoC 93.2 % at least 1 % below the float 94.2 %: recharge"
+    # 0: only the re-bulk threshold sends a floating pack back (as before session 10).
+    off = _machine(float_raise_days=0.0, float_recharge_pct=0.0)
+    t0 = _to_float(off)
+    assert _step(off, t0 + HOUR_S, 3.30, -30.0, _soc(86.0)).phase is ChargePhase.FLOAT
+    # Without an estimate nothing is decided from the SoC.
+    assert _step(off, t0 + 2 * HOUR_S, 3.30, -30.0, None).phase is ChargePhase.FLOAT
+    assert off.float_level.recharge(None, t0) == ""
+    assert m.float_level.recharge(float("nan"), t) == ""
+
+
+@pytest.mark.parametrize("value", [-1.0, 51.0, float("nan")])
+def test_a_recharge_band_out_of_range_is_refused(value: float) -> None:
+    with pytest.raises(ValueError, match="float_recharge_pct"):
+        ChargeConfig(float_recharge_pct=value)

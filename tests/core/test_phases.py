@@ -157,7 +157,7 @@ def test_absorption_is_bounded_in_time() -> None:
 
 
 def test_float_rebulks_below_the_threshold_and_bulks_to_the_float_soc() -> None:
-    m = _machine()
+    m = _machine(float_recharge_pct=0.0)  # the re-bulk threshold alone (test_charge_float)
     t = _to_float(m)
     s = _step(m, t + 100.0, 3.30, -20.0, _soc(85.5))
     assert s.phase is ChargePhase.FLOAT
@@ -208,21 +208,21 @@ def test_full_charge_is_requested_when_sigma_crosses_its_threshold_and_not_befor
     m = _machine(full_charge_sigma_pct=2.5, full_charge_min_interval_days=1.0)
     t0 = _to_float(m)
     # Uncertain early, within the minimum interval: no request.
-    s = _step(m, t0 + 0.5 * DAY_S, 3.31, 0.0, _soc(88.0, sigma_pct=3.0))
+    s = _step(m, t0 + 0.5 * DAY_S, 3.31, 0.0, _soc(89.5, sigma_pct=3.0))
     assert not s.full_charge_requested
     # Past the interval, below the threshold: none.
-    s = _step(m, t0 + 2 * DAY_S, 3.31, 0.0, _soc(88.0, sigma_pct=2.49))
+    s = _step(m, t0 + 2 * DAY_S, 3.31, 0.0, _soc(89.5, sigma_pct=2.49))
     assert not s.full_charge_requested
     assert s.phase is ChargePhase.FLOAT
     # At the threshold: requested, and float goes back to bulk towards the top.
-    s = _step(m, t0 + 2 * DAY_S + 10.0, 3.31, 0.0, _soc(88.0, sigma_pct=2.5))
+    s = _step(m, t0 + 2 * DAY_S + 10.0, 3.31, 0.0, _soc(89.5, sigma_pct=2.5))
     assert s.full_charge_requested
     assert s.full_charge_reason.startswith("SoC uncertainty 2.50 % >= 2.5 %")
     assert s.phase is ChargePhase.BULK
     assert s.reason.startswith("full charge due: SoC uncertainty")
     assert s.cvl_v == pytest.approx(CELLS * ABS_V)
     # The request stays while sigma falls back, until a full charge is done.
-    s = _step(m, t0 + 2 * DAY_S + 20.0, 3.31, 0.0, _soc(88.0, sigma_pct=1.0))
+    s = _step(m, t0 + 2 * DAY_S + 20.0, 3.31, 0.0, _soc(89.5, sigma_pct=1.0))
     assert s.full_charge_requested
 
 
