@@ -14,8 +14,8 @@ replaces "within ``full_voltage_margin_v`` of the chemistry's upper voltage is 1
 LFP pack charged to the default CVL (3.45 V against 3.65 V) never met. At the upper voltage the
 table's top is 100 % (LFP: the OCV is 3.6 V at 100 %), so a true full is still 100 %.
 
-The rule (``top_point``): the pack charges (above ``rest_current_c``: a rest is the rest
-recalibration's) and the cell's current is at most ``full_current_c`` (tapered); the voltage
+The rule (``top_interval``, ``is_top``): the pack charges (above ``rest_current_c``: a rest is
+the rest recalibration's) and the cell's current is at most ``full_current_c`` (tapered); the voltage
 less the modelled IR drop (R0, the RC pairs' voltages) is the OCV to within a band (2 sigma) of
 the voltage noise under load, the circuit's error allowance (``model_error_fraction`` of
 (R0 + R1) * I, as ``correct`` weighs a voltage), the RC voltage's uncertainty and the identified
@@ -45,7 +45,6 @@ __all__ = [
     "is_top",
     "recalibrate_top",
     "top_interval",
-    "top_point",
 ]
 
 TOP_MIN_SOC_PCT = 50.0
@@ -56,28 +55,6 @@ TOP_SIGMA_PCT = 2.0 * math.sqrt(FULL_VAR)
 full charge's (``FULL_VAR``: 0.5 %), 1 %. With the default noise (12 mV) and hysteresis it
 admits the LFP top above about 98 % and NMC above about 98 % at ``full_current_c``, and nothing
 on a plateau or on NMC's middle (a low current there is not a tapered charge at the top)."""
-
-
-def top_point(
-    cell: CellState,
-    chem: Chemistry,
-    tune: Tuning,
-    v: float,
-    cur_k: float,
-    temp_c: float,
-    r_scale: float,
-) -> tuple[float, float] | None:
-    """The SoC (%) and its variance (%^2) a tapered charge's voltage says, or ``None`` when the
-    voltage does not pin the SoC to within ``TOP_SIGMA_PCT`` (the rule: module docstring).
-
-    ``v``: the cell voltage (V) at the cell's current ``cur_k`` (A, charge positive; the caller
-    checks that it is tapered), ``r_scale``: the resistance factor at ``temp_c``. The variance is
-    at least ``FULL_VAR`` (the table's own error at the top: no more confident than a full).
-    """
-    z, sz = top_interval(cell, chem, tune, v, cur_k, temp_c, r_scale)
-    if not is_top(z, sz):
-        return None
-    return z, max(sz * sz, FULL_VAR)
 
 
 def is_top(z: float, sz: float) -> bool:
@@ -96,7 +73,10 @@ def top_interval(
     r_scale: float,
 ) -> tuple[float, float]:
     """The SoC interval (%, sigma %) a tapered charge's voltage maps onto (``voltage_soc``; the
-    band: module docstring); arguments as ``top_point``'s."""
+    band: module docstring). ``v``: the cell voltage (V) at the cell's current ``cur_k`` (A,
+    charge positive; the caller checks that it is tapered), ``r_scale``: the resistance factor
+    at ``temp_c``. A trusted top (``is_top``) is recalibrated with a variance of at least
+    ``FULL_VAR`` (the table's own error at the top: no more confident than a full)."""
     r0 = cell.r0_ohm_25c * r_scale
     r1 = cell.r1_ohm_25c * r_scale
     ocv_v = v - r0 * cur_k - cell.v1_v - cell.r2_ohm_25c * r_scale * cell.w2_a

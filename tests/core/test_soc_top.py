@@ -143,10 +143,10 @@ def test_a_small_charge_at_the_steep_bottom_or_at_rest_is_not_a_top() -> None:
     ("name", "soc", "trusted"),
     [("lfp", 99.3, True), ("lfp", 60.0, False), ("lfp", 3.0, False), ("nmc", 99.0, True)],
 )
-def test_top_point_pins_the_soc_only_where_the_table_is_steep(
+def test_a_top_pins_the_soc_only_where_the_table_is_steep(
     name: str, soc: float, trusted: bool
 ) -> None:
-    from gateway.core.soc_top import TOP_SIGMA_PCT, top_point  # here: the file runs on main
+    from gateway.core.soc_top import TOP_SIGMA_PCT, is_top, top_interval
 
     chem = get_chemistry(name)
     tune = tuning_of(SocConfig(), chem)
@@ -155,11 +155,8 @@ def test_top_point_pins_the_soc_only_where_the_table_is_steep(
     cell.r0_ohm_25c = chem.r0_ohm(Q)
     cur = 0.02 * Q
     v = chem.ocv.voltage(soc) + cell.r0_ohm_25c * cur
-    got = top_point(cell, chem, tune, v, cur, 25.0, 1.0)
-    if not trusted:
-        assert got is None
-        return
-    assert got is not None
-    z, var = got
-    assert z == pytest.approx(soc, abs=0.05)
-    assert math.sqrt(var) <= TOP_SIGMA_PCT
+    z, sz = top_interval(cell, chem, tune, v, cur, 25.0, 1.0)
+    assert is_top(z, sz) is trusted
+    if trusted:
+        assert z == pytest.approx(soc, abs=0.05)
+        assert sz <= TOP_SIGMA_PCT
