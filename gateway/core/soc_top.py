@@ -14,17 +14,17 @@ replaces "within ``full_voltage_margin_v`` of the chemistry's upper voltage is 1
 LFP pack charged to the default CVL (3.45 V against 3.65 V) never met. At the upper voltage the
 table's top is 100 % (LFP: the OCV is 3.6 V at 100 %), so a true full is still 100 %.
 
-The rule (``top_interval``, ``is_top``): the pack charges (above ``rest_current_c``: a rest is
-the rest recalibration's) and the cell's current is at most ``full_current_c`` (tapered); the voltage
-less the modelled IR drop (R0, the RC pairs' voltages) is the OCV to within a band (2 sigma) of
-the voltage noise under load, the circuit's error allowance (``model_error_fraction`` of
-(R0 + R1) * I, as ``correct`` weighs a voltage), the RC voltage's uncertainty and the identified
-R0's (its recursive least squares variance times the current), plus the OCV hysteresis; the SoC
-interval that band maps onto (``voltage_soc``: sigma a quarter of its width) must have a sigma
-of at most ``TOP_SIGMA_PCT`` and its SoC must be at least ``TOP_MIN_SOC_PCT``. On a plateau
-(the LFP float) the interval spans points and the voltage is only a correction under load; at
-the steep bottom a small charge follows a discharge whose relaxation is still in the voltage
-(PyBaMM's Prada2013 day: a 0.004 C current at 6.5 % read as 5.2 %), so it is not a top.
+The rule (``top_interval``, ``is_top``): the pack charges (above ``rest_current_c``: a rest is the
+rest recalibration's) and the cell's current is at most ``full_current_c`` (tapered); the voltage
+less the modelled IR drop (R0, the RC pairs' voltages) is the OCV to within a band (2 sigma) of the
+voltage noise under load, the circuit's error allowance (``model_error_fraction`` of (R0 + R1) * I,
+as ``correct`` weighs a voltage), the RC voltage's uncertainty and the identified R0's (its
+recursive least squares variance times the current), plus the OCV hysteresis; the SoC interval that
+band maps onto (``voltage_soc``: sigma a quarter of its width) must have a sigma of at most
+``TOP_SIGMA_PCT`` and its SoC must be at least ``TOP_MIN_SOC_PCT``. On a plateau (the LFP float) the
+interval spans points and the voltage is only a correction under load; at the steep bottom a small
+charge follows a discharge whose relaxation is still in the voltage (PyBaMM's Prada2013 day: a 0.004
+C current at 6.5 % read as 5.2 %), so it is not a top.
 Source: the OCV read where the cell is near equilibrium and the curve steep, through the SoC
 interval the voltage's band allows, as the rest recalibration does (Plett, *Battery Management
 Systems* vol. 2, 2015, ch. 3); the end of a constant-voltage charge at a tapered current as that
