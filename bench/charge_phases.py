@@ -25,7 +25,9 @@ defaults):
   (``cell err``, points) and the share of cell-steps whose error exceeds twice the cell's sigma
   (``>2sig``; about 5 % for a Gaussian error with that sigma, much less when sigma is
   pessimistic);
-* full charges completed (absorption ends) and the reasons they were requested.
+* full charges completed (absorption ends) and the reasons they were requested;
+* the worst cell's largest sigma on each day, day 0 included (a line per run): when the peaks
+  that the priors and the cold start give fall below 3 points.
 
 Run: ``.venv/bin/python bench/charge_phases.py`` (``--days 30 --seeds 2 3``; ``--quick`` = 3 days;
 ``--dt 30`` steps every 30 s instead of 10 s, a third of the time; ``--trace FILE`` writes a CSV
@@ -75,6 +77,8 @@ class Result:
     z_over_2_pct: float = 0.0  # share of cell-steps with |estimate - truth| > 2 sigma
     z_over_3_pct: float = 0.0  # share of cell-steps with |estimate - truth| > 3 sigma
     full_charges: int = 0
+    # The worst cell's largest sigma on each day (day 0 first; points): when the peaks fall.
+    daily_worst_sigma_pct: list[float] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     wall_s: float = 0.0
 
@@ -158,13 +162,19 @@ def run(
         sim.step(dt_s, current)
         truth = sim.true_soc_pct()
         mean_true = sum(truth) / len(truth)
+        worst = math.nan
+        if out.soc is not None:
+            worst = max(c.soc_sigma_pct for c in out.soc.cells)
+            day = int(t // DAY_S)
+            daily = res.daily_worst_sigma_pct
+            daily.extend([0.0] * (day + 1 - len(daily)))
+            daily[day] = max(daily[day], worst)
         if t >= DAY_S:
             if mean_true > 95.0:
                 above_s += dt_s
             if out.soc is not None:
                 sq_err += (out.soc.soc_mean_pct - mean_true) ** 2
                 n_err += 1
-                worst = max(c.soc_sigma_pct for c in out.soc.cells)
                 res.worst_sigma_pct = max(res.worst_sigma_pct, worst)
                 sigma_sum += worst
                 n_over_3 += worst > 3.0
@@ -333,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
                 f" {r.z_over_2_pct:4.1f}% {r.z_over_3_pct:4.2f}% {r.full_charges:5d}"
                 f"  {reasons if name == 'adaptive' else '-'}"
             )
+        for name, r in runs:
+            by_day = " ".join(f"{x:.1f}" for x in r.daily_worst_sigma_pct)
+            print(f"  {name} worst-cell sigma max by day (day 0 first): {by_day}")
         if top is not None:
             cut = 1.0 - ada.hours_above_95_per_day / max(top.hours_above_95_per_day, 1e-9)
             print(
