@@ -36,6 +36,7 @@ from gateway.errors import ConfigError, FrameError, GatewayError
 from gateway.history import HistoryRecorder, history_path
 from gateway.links import LinkMonitor
 from gateway.outputs import build_outputs
+from gateway.phase_events import PhaseEvents
 from gateway.profile_check import check_decoder
 from gateway.sdnotify import Notifier
 from gateway.settings import Settings
@@ -92,6 +93,7 @@ class Gateway:
         self._last_bleed_sent_s = -1e9
         self._heartbeat = 0
         self._links = LinkMonitor(settings, self.can, self.outputs, self.event)
+        self._phases = PhaseEvents(self.event)  # every transition, with its reason
         self._alarm_log = AlarmLog(log)
         self.update_agent = self._update_agent(settings)
         self.supervisor = Supervisor(grace_s=SHUTDOWN_GRACE_S, event=self.event)
@@ -191,6 +193,7 @@ class Gateway:
             bal = self.ctrl.balancing
             self.history.on_step(out, bal.dissipated_ah, bal.moved_ah)
         self._links.after_step(out)
+        self._phases.after_step(out)
         return out
 
     def _on_health(self, report: HealthReport) -> None:
@@ -205,7 +208,7 @@ class Gateway:
         self._new_data.set()
 
     def event(self, name: str, **data: Any) -> None:
-        """Log an event once and publish it on MQTT (start, stop, link lost and recovered).
+        """Log an event once and publish it on MQTT (start, stop, links, charge phases).
 
         A loss (``..._lost``) is logged at WARNING, everything else at INFO.
         """

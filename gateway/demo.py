@@ -57,7 +57,7 @@ from gateway.mqtt.topics import Topics
 from gateway.settings import Settings
 from gateway.sim.emitter import run_sim_on_bus
 from gateway.sim.pack import PackSim
-from gateway.view import ScreenLog, alternate_screen, redraw, render
+from gateway.view import ScreenLog, alternate_screen, redraw, render, summary_line
 
 __all__ = [
     "DEMO_RAMP_HOLD_S",
@@ -213,15 +213,7 @@ class _LiveView:
         sys.stdout.flush()
 
     def _print_line(self, out: ControlOutput) -> None:
-        soc = f"{out.soc.soc_pct:.1f}" if out.soc else "--"
-        cur = out.pack.current_a
-        print(
-            f"t={self._sim.t_s:8.0f}s mode={out.mode} I={'--' if cur is None else f'{cur:.1f}'}A "
-            f"SoC={soc}% CCL={out.limits.ccl_a.value:.1f}A "
-            f"({out.limits.ccl_a.winner}) DCL={out.limits.dcl_a.value:.1f}A "
-            f"({out.limits.dcl_a.winner}) balancing={sum(out.balancing.bleed)}",
-            flush=True,
-        )
+        print(summary_line(out, self._sim.t_s), flush=True)
 
 
 async def _clear(settings: Settings) -> None:

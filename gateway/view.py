@@ -23,11 +23,28 @@ from contextlib import contextmanager
 from gateway.core.cells import extremes
 from gateway.core.model import ControlOutput, Severity
 
-__all__ = ["ScreenLog", "alternate_screen", "redraw", "render"]
+__all__ = ["ScreenLog", "alternate_screen", "redraw", "render", "summary_line"]
 
 _BAR = 6
 _CELL_W = 26  # one folded cell, "123 3.312V ██████  75.2%*", and the gap after it
 _MAX_ALARM_LINES = 3
+
+
+def summary_line(out: ControlOutput, sim_time_s: float) -> str:
+    """The one line ``demo --no-view`` prints every few seconds instead of the screen.
+
+    Simulated time (s), mode, pack current (A), SoC (%), CCL and DCL (A) with their winning
+    terms, the charge phase and how many cells bleed; ``--`` where a value is unknown.
+    """
+    soc = f"{out.soc.soc_pct:.1f}" if out.soc else "--"
+    cur = out.pack.current_a
+    ccl, dcl = out.limits.ccl_a, out.limits.dcl_a
+    phase = out.charge.phase.value if out.charge is not None else "--"
+    return (
+        f"t={sim_time_s:8.0f}s mode={out.mode} I={_fmt(cur, '.1f')}A SoC={soc}% "
+        f"CCL={_fmt(ccl.value, '.1f')}A ({ccl.winner}) DCL={_fmt(dcl.value, '.1f')}A "
+        f"({dcl.winner}) phase={phase} balancing={sum(out.balancing.bleed)}"
+    )
 
 
 def _bar(frac: float) -> str:

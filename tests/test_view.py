@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 
-from gateway.core.model import Alarm, InverterLink, Negotiation, Severity
-from gateway.view import redraw, render
+from gateway.core.kinds import ChargePhase
+from gateway.core.model import Alarm, ChargeState, InverterLink, Negotiation, Severity
+from gateway.view import redraw, render, summary_line
 from tests.mqtt.outputs import make_output
 
 WINDOW = (2.5, 3.65)
@@ -112,3 +114,14 @@ def test_screen_log_keeps_logs_off_the_terminal_and_passes_warnings_on(
     ]
     text = render(make_output(cells=4), v_window=WINDOW, log_line=screen_log.latest)
     assert text.split("\n")[-1] == " log: INFO mqtt connected"
+
+
+def test_the_no_view_line_names_the_charge_phase() -> None:
+    charge = ChargeState(ChargePhase.FLOAT, "absorbed", 50.0, 53.6, False, "", False, 10.0)
+    out = dataclasses.replace(make_output(cells=16), charge=charge)
+    line = summary_line(out, 3725.0)
+    assert "\n" not in line
+    assert "phase=float " in line
+    assert line.startswith("t=    3725s mode=normal I=-20.0A SoC=55.0% CCL=80.0A (temperature)")
+    # A step without a charge state (none yet) says so, never a made-up phase.
+    assert "phase=-- " in summary_line(make_output(cells=16), 0.0)

@@ -23,12 +23,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gateway.core.kinds import ChargePhase
 from gateway.core.model import ControlOutput, GatewayMode, Limit
 
-__all__ = ["MODES", "STEP_BUCKETS_S", "GatewayMetrics", "Observed"]
+__all__ = ["MODES", "PHASES", "STEP_BUCKETS_S", "GatewayMetrics", "Observed"]
 
 MODES = tuple(m.value for m in GatewayMode)
 """The states of ``bms_mode``: the values of ``GatewayMode``."""
+PHASES = tuple(p.value for p in ChargePhase)
+"""The states of ``bms_charge_phase``: the values of ``ChargePhase``."""
 STEP_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 """Buckets of the control step duration: a 512-cell step takes about a millisecond."""
 
@@ -70,6 +73,7 @@ class _Collector(Collector):
         yield StateSetMetricFamily(
             "bms_mode", "Gateway mode", value={m.value: out.mode is m for m in GatewayMode}
         )
+        yield from self._charge(out)
         yield from self._pack(out)
         yield from self._cells(out)
         yield from self._limits(out)
@@ -100,6 +104,34 @@ class _Collector(Collector):
         }
         for key, n in sorted(obs.outputs.items()):
             yield CounterMetricFamily(f"bms_{key}", docs.get(key, key), n)
+
+    @staticmethod
+    def _charge(out: ControlOutput) -> Iterator[Metric]:
+        """The charge phase and the full-charge request (absent without a charge state)."""
+        c = out.charge
+        if c is None:
+            return
+        yield StateSetMetricFamily(
+            "bms_charge_phase", "Charge phase", value={p.value: c.phase is p for p in ChargePhase}
+        )
+        yield GaugeMetricFamily(
+            "bms_full_charge_requested", "1 while a full charge is requested",
+            value=1.0 if c.full_charge_requested else 0.0,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "bms_grid_charge_requested", "1 while a full charge asks to charge from the grid",
+            value=1.0 if c.grid_charge_requested else 0.0,
+        )  # fmt: skip
+        if _ok(c.full_charge_due_in_s):
+            yield GaugeMetricFamily(
+                "bms_full_charge_due_in_seconds",
+                "Time until a requested full charge is due (0: due now; absent: none requested)",
+                value=c.full_charge_due_in_s,
+            )
+        yield GaugeMetricFamily(
+            "bms_charge_phase_elapsed_seconds", "Time in the current charge phase",
+            value=max(0.0, out.t_s - c.since_s),
+        )  # fmt: skip
 
     @staticmethod
     def _pack(out: ControlOutput) -> Iterator[Metric]:

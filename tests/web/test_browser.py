@@ -3,7 +3,8 @@
 A simulated pack on a virtual CAN bus feeds an in-process gateway that publishes to a real
 mosquitto and serves the dashboard on loopback. Chromium loads the page; the test reads the DOM
 (the cell count, the four limits and their winners), compares the limits with what the gateway
-computed at the step the page shows and with what MQTT carried for the same steps, waits for a
+computed at the step the page shows and with what MQTT carried for the same steps, the charge
+phase panel (phase, reason, full-charge request) against the same step, waits for a
 live update (within 2 s), checks the page says its values are old when no new step comes, and
 saves a screenshot as an artifact (``$ARTIFACTS_DIR`` or ``build/artifacts/``).
 """
@@ -26,7 +27,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.core.health import HealthConfig, analyse
 from gateway.core.model import ControlOutput
-from gateway.mqtt.payloads import LimitPayload
+from gateway.mqtt.payloads import ChargePayload, LimitPayload
 from gateway.settings import Settings
 from gateway.sim.emitter import run_sim_on_bus
 from gateway.sim.pack import PackSim, PackSimConfig
@@ -99,6 +100,15 @@ _DOM = """JSON.stringify({
   health_empty: !document.getElementById('health-empty').hidden,
   health_rows: Array.from(document.querySelectorAll('#health-cells tr')).map(
     e => [e.dataset.cell, e.lastChild.textContent]),
+  charge: {
+    phase: document.getElementById('charge-phase').dataset.phase,
+    shown: document.getElementById('charge-phase').textContent,
+    reason: document.getElementById('charge-reason').textContent,
+    requested: document.getElementById('charge-full').dataset.requested,
+    due: document.getElementById('charge-full').dataset.due,
+    full: document.getElementById('charge-full').textContent,
+    since: document.getElementById('charge-since').textContent,
+  },
 })"""
 
 
@@ -121,11 +131,14 @@ async def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> No
     )
     # Every step's limits as the MQTT payload rounds them, by sequence number.
     steps: dict[int, dict[str, tuple[float | None, str]]] = {}
+    charges: dict[int, ChargePayload] = {}  # and its charge phase, as MQTT carries it
     step = gw.step
 
     def recording_step() -> ControlOutput:
         out = step()
         steps[out.seq] = _limits(out)
+        if out.charge is not None:
+            charges[out.seq] = ChargePayload.of(out.charge)
         return out
 
     gw.step = recording_step  # type: ignore[method-assign]
@@ -171,6 +184,23 @@ async def test_dashboard_in_chromium(tmp_path: Path, mosquitto: Mosquitto) -> No
                 assert float(value) == want[key][0], key
                 assert winner == want[key][1], key
                 assert n_terms >= 1
+            # The charge phase panel: the phase, why, and the full-charge request of that step.
+            charge = charges[int(dom["seq"])]
+            shown = dom["charge"]
+            assert shown["phase"] == shown["shown"] == charge.phase
+            assert shown["reason"] == charge.reason != ""
+            assert shown["since"].startswith("for ")
+            assert shown["requested"] == str(charge.full_charge_requested).lower()
+            if charge.full_charge_requested:
+                assert shown["full"].startswith(f"requested: {charge.full_charge_reason}")
+                due = charge.full_charge_due_in_h
+                if due is None:
+                    assert shown["due"] == ""
+                else:
+                    assert float(shown["due"]) == due
+                    assert ("due now" if due == 0 else "due in ") in shown["full"]
+            else:
+                assert shown["full"] == "not requested"
             # MQTT carried the same values for the same steps.
             matched = 0
             for st in mqtt_states:

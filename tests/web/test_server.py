@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 
 from gateway.app import Gateway
 from gateway.core.health import HealthConfig, HealthReport, analyse
+from gateway.core.kinds import ChargePhase
 from gateway.core.model import SetUserCurrentCap
 from gateway.mqtt.health import health_payload
 from gateway.mqtt.payloads import state_payload
@@ -105,6 +107,51 @@ async def test_metrics_scrape_parses_and_carries_the_step() -> None:
     assert modes[out.mode] == 1.0
     assert sum(modes.values()) == 1.0
     assert fams["bms_alarm_level"][0].value == int(out.alarms.worst)
+
+
+async def _scrape(server: WebServer) -> dict[str, list[Sample]]:
+    async with (
+        serving(server) as base,
+        aiohttp.ClientSession() as http,
+        http.get(f"{base}/metrics") as r,
+    ):
+        assert r.status == 200
+        return _samples(await r.text())
+
+
+async def test_metrics_carry_the_charge_phase_and_the_full_charge_request() -> None:
+    pack = Pack(cells=16)
+    out = pack.run(90)
+    charge = out.charge
+    assert charge is not None
+    # A pack in the middle at start: bulk, a full charge requested (none on record).
+    assert charge.phase is ChargePhase.BULK
+    assert charge.full_charge_requested
+    server = _server(pack)
+    fams = await _scrape(server)
+    phases = {s.labels["bms_charge_phase"]: s.value for s in fams["bms_charge_phase"]}
+    assert phases == {"bulk": 1.0, "absorption": 0.0, "float": 0.0}
+    assert fams["bms_full_charge_requested"][0].value == 1.0
+    assert fams["bms_grid_charge_requested"][0].value == 0.0
+    assert charge.full_charge_due_in_s is not None
+    due = fams["bms_full_charge_due_in_seconds"][0].value
+    assert due == pytest.approx(charge.full_charge_due_in_s)
+    elapsed = fams["bms_charge_phase_elapsed_seconds"][0].value
+    assert elapsed == pytest.approx(out.t_s - charge.since_s)
+    # Floating with nothing requested: float is the state, the request 0, no due time.
+    floating = dataclasses.replace(
+        charge,
+        phase=ChargePhase.FLOAT,
+        full_charge_requested=False,
+        full_charge_reason="",
+        full_charge_due_in_s=None,
+    )
+    pack.latest = dataclasses.replace(out, charge=floating)
+    fams = await _scrape(server)
+    phases = {s.labels["bms_charge_phase"]: s.value for s in fams["bms_charge_phase"]}
+    assert phases == {"bulk": 0.0, "absorption": 0.0, "float": 1.0}
+    assert fams["bms_full_charge_requested"][0].value == 0.0
+    assert "bms_full_charge_due_in_seconds" not in fams
 
 
 async def test_snapshot_and_websocket_carry_the_mqtt_payloads() -> None:

@@ -59,6 +59,42 @@ function renderLimits(st) {
   }
 }
 
+// A duration in s as "42 s", "12 min" or "3.5 h".
+function dur(s) {
+  if (s === null || s === undefined || !(s >= 0)) return "–";
+  if (s < 120) return `${Math.round(s)} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+// The charge phase (MQTT `state.charge`): the phase, why (its last transition), the full charge.
+function renderCharge(st) {
+  const c = st.charge;
+  const phase = $("charge-phase");
+  phase.dataset.phase = c ? c.phase : "";
+  setText("charge-phase", c ? c.phase : "–");
+  setText("charge-since", c ? `for ${dur(st.t_s - c.since_s)}` : "");
+  setText("charge-cvl", c ? fmt(c.cvl_v, 2) : "–");
+  setText("charge-reason", c ? c.reason : "");
+  const full = $("charge-full");
+  full.dataset.requested = c ? String(c.full_charge_requested) : "";
+  const due = c ? c.full_charge_due_in_h : null;
+  full.dataset.due = due === null || due === undefined ? "" : String(due);
+  if (!c) {
+    setText("charge-full", "–");
+    setText("charge-full-detail", "");
+    return;
+  }
+  let text = "not requested";
+  if (c.full_charge_requested) {
+    const when = due === null || due === undefined ? "" : due === 0 ? ", due now" : `, due in ${fmt(due, 1)} h`;
+    text = `requested: ${c.full_charge_reason}${when}`;
+  }
+  setText("charge-full", text);
+  const last = c.last_full_age_h === null ? "no full charge on record" : `last full charge ${fmt(c.last_full_age_h, 1)} h ago`;
+  setText("charge-full-detail", c.grid_charge_requested ? `${last}; grid charge requested` : last);
+}
+
 function ensureCells(n) {
   const box = $("cells");
   while (box.children.length > n) box.lastChild.remove();
@@ -262,7 +298,10 @@ function render(s) {
   lastSnap = s;
   if (s.history) history = s.history;
   renderSummary(s);
-  if (s.state) renderLimits(s.state);
+  if (s.state) {
+    renderLimits(s.state);
+    renderCharge(s.state);
+  }
   renderCells(s);
   renderAlarms(s);
   renderHealth(s.health);
