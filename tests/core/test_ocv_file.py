@@ -127,7 +127,7 @@ def test_a_table_short_of_0_to_100_percent_says_so() -> None:
 
 def test_a_flat_table_is_refused_with_the_reason() -> None:
     # All at 3.3 V: every voltage would read as one SoC (the replay said 0 % and soc_low).
-    with pytest.raises(ValueError, match=r"flat.csv: the OCV rises only 0 mV .*at least 20 mV"):
+    with pytest.raises(ValueError, match=r"flat.csv: the OCV rises only 0 mV .*at least 5 mV"):
         parse_ocv_table("soc,ocv\n0,3.3\n50,3.3\n100,3.3\n", "flat.csv")
 
 
@@ -139,6 +139,10 @@ def test_flat_stretches_inside_a_table_and_partial_lfp_tables_pass() -> None:
     rows = "".join(f"{s},{lfp.ocv_voltage(s):.4f}\n" for s in range(10, 91, 5))
     partial, _ = parse_ocv_table("soc_pct,ocv_v\n" + rows, "lfp_10_90.csv")
     assert partial.ocv_v[-1] - partial.ocv_v[0] > 0.1
+    # The plateau's flattest 20 % (47..67 %) rises 6.3 mV: still a table.
+    rows = "".join(f"{s},{lfp.ocv_voltage(s):.4f}\n" for s in range(47, 68))
+    plateau, _ = parse_ocv_table("soc_pct,ocv_v\n" + rows, "lfp_plateau.csv")
+    assert plateau.ocv_v[-1] - plateau.ocv_v[0] > 0.006
 
 
 def test_a_table_of_too_many_rows_is_refused_before_it_is_parsed() -> None:
