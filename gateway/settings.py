@@ -313,7 +313,6 @@ def load_settings(path: Path | None = None) -> Settings:
             raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
-        _from_config_folder(data, path)
     _check_env_keys(os.environ)
     if any(k.upper().startswith(ENV_PREFIX) for k in os.environ):
         source += " + environment"
@@ -325,16 +324,6 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError(_env_parse_error(e, os.environ)) from None
     settings._deprecations = _deprecation_warnings(settings, data, path, os.environ)
     return settings
-
-
-def _from_config_folder(data: dict[str, Any], path: Path) -> None:
-    """Take a relative ``soc.ocv_table`` in the file from the file's folder (in place): the
-    daemon's working directory is ``/`` under systemd. One from the environment stays relative
-    to the working directory."""
-    soc = data.get("soc")
-    table = soc.get("ocv_table") if isinstance(soc, dict) else None
-    if isinstance(soc, dict) and isinstance(table, str) and table.strip():
-        soc["ocv_table"] = str((path.parent / table).absolute())  # an absolute one stays
 
 
 def _env_parse_error(e: SettingsError, env: Mapping[str, str]) -> str:

@@ -264,26 +264,6 @@ def test_the_tables_of_the_right_chemistry_pass_the_cross_check(tmp_path: Path) 
     assert load_settings(cfg).soc.ocv_table == str(lfp)
 
 
-def test_a_relative_ocv_table_is_taken_from_the_config_files_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    etc = tmp_path / "etc"
-    etc.mkdir()
-    (etc / "cell.csv").write_text(_LFP)
-    cfg = etc / "config.toml"
-    cfg.write_text('[soc]\nocv_table = "cell.csv"\n')
-    monkeypatch.chdir("/")  # as under systemd
-    assert main(["check-config", "--config", str(cfg)]) == 0
-    assert capsys.readouterr().err.startswith(f"soc.ocv_table: {etc / 'cell.csv'}: header")
-    # A relative path from the environment is the working directory's.
-    monkeypatch.chdir(etc)
-    monkeypatch.setenv("BMSGW_SOC__OCV_TABLE", "cell.csv")
-    assert load_settings(None).soc.ocv_table == "cell.csv"
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"cell.csv \(.*/cell.csv\): cannot read"):
-        load_settings(cfg)
-
-
 @pytest.mark.parametrize("value", ["", " "])
 def test_an_empty_ocv_table_is_an_error_not_the_built_in_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str

@@ -17,7 +17,8 @@ class SocConfig(Section):
     ocv_table: str | None = None
     """Path of a user OCV table (CSV: SoC in % or fraction, OCV in V or mV, with or without a
     header; ``check-config`` says how it was read); default: the chemistry's built-in table. A
-    relative path in the config file is taken from the file's folder. At most 1 MiB and 10000
+    relative path is taken from the working directory (``/`` under systemd: give an absolute
+    one). At most 1 MiB and 10000
     rows; its OCV must rise at least 5 mV over it and fit the pack's voltages (its highest OCV
     not above ``protection.cell_overvoltage_alarm_v``; at 100 % not more than 0.5 V below
     ``limits.cvl_cell_v``). Must not be empty."""
