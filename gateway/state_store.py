@@ -251,8 +251,8 @@ def _read_bounded(path: Path) -> str:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
-        # A relative path here came from the environment (the settings resolve one from the
-        # config file against its folder): say where it was looked for.
+        # A relative path resolves against the working directory (``/`` under systemd), not
+        # the config file's: say where it was looked for, as for can.dbc and can.profile.
         where = "" if path.is_absolute() else f" ({path.resolve()})"
         raise ConfigError(f"soc.ocv_table: {path}{where}: cannot read: {e.strerror}") from None
     with os.fdopen(fd, "rb") as f:
