@@ -41,6 +41,7 @@ from gateway.errors import ConfigError
 from gateway.inverter_can.config import InverterCanConfig
 from gateway.mqtt.config import MqttConfig
 from gateway.sparkplug.config import SparkplugConfig
+from gateway.state_store import check_ocv_table_fits
 from gateway.sunspec.config import SunSpecConfig
 from gateway.update.config import UpdateConfig
 from gateway.web.config import WebConfig
@@ -202,7 +203,14 @@ class Settings(BaseSettings):
         if self.charge.float_soc_pct is None:  # the float SoC depends on the chemistry
             self.charge.for_chemistry(self.pack.chemistry).check_rebulk(self.pack.chemistry)
         th = self.protection.resolve(self.pack)
-        self.limits.tables(self.pack)
+        cvl_cell_v = self.limits.tables(self.pack).cvl_cell_v
+        if self.soc.ocv_table is not None:
+            try:  # a table of the wrong chemistry would pass its own checks
+                check_ocv_table_fits(
+                    Path(self.soc.ocv_table), self.pack.chemistry, th.cell_overvoltage_alarm_v,
+                    cvl_cell_v)  # fmt: skip
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
         w = self.plausibility.windows(self.pack.chemistry, self.pack.cells, self.pack.capacity_ah)
         v_lo, v_hi = w.cell_v
         t_lo, t_hi = w.temp_c

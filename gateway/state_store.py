@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,10 @@ if TYPE_CHECKING:
     from gateway.core.soc import SocConfig, SocEstimator
 
 __all__ = [
+    "OCV_BELOW_CVL_MAX_V",
+    "OCV_TABLE_MAX_BYTES",
     "StateDocument",
+    "check_ocv_table_fits",
     "describe_ocv_table",
     "load_document",
     "load_ocv_table",
@@ -49,6 +53,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _MAGIC = "bms-gateway-estimator-state"
+
+OCV_TABLE_MAX_BYTES = 1024 * 1024
+"""Most bytes read of a user OCV table (``soc.ocv_table``); a real one is a few KiB."""
+OCV_BELOW_CVL_MAX_V = 0.5
+"""Most a user table's OCV at 100 % may lie below the charge voltage (``limits.cvl_cell_v``):
+the same chemistry's full OCV lies within about 0.2 V of it, another's (LFP under NMC) 0.6 V."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,24 +230,77 @@ def load_ocv_table(path: Path) -> OcvTable:
 def read_ocv_table(path: Path) -> tuple[OcvTable, OcvTableFormat]:
     """Read and check a user OCV table; also what was detected (header, units, order).
 
-    The formats accepted are those of ``gateway.core.ocv_file.parse_ocv_table``.
+    The formats accepted are those of ``gateway.core.ocv_file.parse_ocv_table``. Only a regular
+    file of at most ``OCV_TABLE_MAX_BYTES`` is read (a device or FIFO is refused without
+    reading from it or waiting on it).
 
     Raises:
-        ConfigError: the file cannot be read, or a row is malformed (named as ``file:row``).
+        ConfigError: the file cannot be read, is not a regular file, is too large, or a row is
+            malformed (named as ``file:row``).
     """
+    text = _read_bounded(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return parse_ocv_table(text, str(path))
+    except ValueError as e:
+        raise ConfigError(f"soc.ocv_table: {e}") from None
+
+
+def _read_bounded(path: Path) -> str:
+    """The text of ``path``, a regular file of at most ``OCV_TABLE_MAX_BYTES`` (UTF-8)."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         # A relative path resolves against the working directory (``/`` under systemd), not
         # the config file's: say where it was looked for, as for can.dbc and can.profile.
         where = "" if path.is_absolute() else f" ({path.resolve()})"
         raise ConfigError(f"soc.ocv_table: {path}{where}: cannot read: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"soc.ocv_table: {path}: not a regular file")
+        data = f.read(OCV_TABLE_MAX_BYTES + 1)
+    if len(data) > OCV_TABLE_MAX_BYTES:
+        raise ConfigError(
+            f"soc.ocv_table: {path}: larger than {OCV_TABLE_MAX_BYTES / 2**20:g} MiB (a real "
+            "OCV table has 10..2000 rows, a few KiB)"
+        )
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConfigError(f"soc.ocv_table: {path}: not a text file") from None
-    try:
-        return parse_ocv_table(text, str(path))
-    except ValueError as e:
-        raise ConfigError(f"soc.ocv_table: {e}") from None
+
+
+def check_ocv_table_fits(
+    path: Path, chemistry: str, overvoltage_alarm_v: float, cvl_cell_v: float
+) -> None:
+    """Check a user OCV table against the pack's voltages: a table of another chemistry fails.
+
+    Args:
+        path: the table (``soc.ocv_table``).
+        chemistry: ``pack.chemistry``, named in the errors.
+        overvoltage_alarm_v: ``protection.cell_overvoltage_alarm_v`` in force, V per cell.
+        cvl_cell_v: ``limits.cvl_cell_v`` in force, V per cell.
+
+    Raises:
+        ConfigError: the table cannot be read, its highest OCV is above the over-voltage alarm
+            (a rested cell cannot sit where the BMS trips), or it reaches 100 % more than
+            ``OCV_BELOW_CVL_MAX_V`` below the charge voltage (full would never be reached).
+    """
+    table, _ = read_ocv_table(path)
+    top_v = table.ocv_v[-1]
+    hint = f"a table of another chemistry than pack.chemistry (={chemistry!r})?"
+    if top_v > overvoltage_alarm_v:
+        raise ConfigError(
+            f"soc.ocv_table: {path}: its highest OCV (={top_v:.3f} V) is above "
+            f"protection.cell_overvoltage_alarm_v (={overvoltage_alarm_v:g} V): a rested cell "
+            f"cannot sit above the level the BMS trips at; {hint}"
+        )
+    if table.soc_pct[-1] >= 100.0 and top_v < cvl_cell_v - OCV_BELOW_CVL_MAX_V:
+        raise ConfigError(
+            f"soc.ocv_table: {path}: its OCV at 100 % (={top_v:.3f} V) lies more than "
+            f"{OCV_BELOW_CVL_MAX_V:g} V below limits.cvl_cell_v (={cvl_cell_v:g} V): charging "
+            f"to that voltage would go far past full; {hint}"
+        )
 
 
 def describe_ocv_table(soc: SocConfig) -> str | None:

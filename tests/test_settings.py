@@ -218,3 +218,58 @@ def test_check_config_logs_the_deprecations(
     assert len(said) == 1
     assert "soc.stale_s" in said[0]
     assert "timeouts.current_timeout_s" in said[0]
+
+
+_NMC = "soc_pct,ocv_v\n0,3.0\n50,3.7\n100,4.2\n"
+_LFP = "soc_pct,ocv_v\n0,2.5\n50,3.3\n100,3.6\n"
+
+
+@pytest.mark.parametrize(
+    ("chemistry", "text", "said"),
+    [
+        # NMC on the default LFP pack: a rested cell at 4.2 V where the BMS trips at 3.65 V.
+        ("lfp", _NMC, "highest OCV (=4.200 V) is above protection.cell_overvoltage_alarm_v"),
+        # LFP on an NMC pack: charging to 4.18 V would pass its full (3.6 V) by far.
+        ("nmc", _LFP, "OCV at 100 % (=3.600 V) lies more than 0.5 V below limits.cvl_cell_v"),
+    ],
+)
+def test_an_ocv_table_of_another_chemistry_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], chemistry: str, text: str, said: str
+) -> None:
+    table = tmp_path / "cell.csv"
+    table.write_text(text)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[pack]\nchemistry = "{chemistry}"\n[soc]\nocv_table = "{table}"\n')
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert f"{cfg}: soc.ocv_table: {table}: its " in err[0]
+    assert said in err[0]
+    assert f"pack.chemistry (={chemistry!r})" in err[0]
+
+
+def test_the_tables_of_the_right_chemistry_pass_the_cross_check(tmp_path: Path) -> None:
+    # The held-out cells' tables (bench/soc_matrix.py writes them, chemistry nmc) and an LFP
+    # table reaching the alarm level (3.65 V) exactly.
+    fixtures = Path(__file__).parent / "fixtures" / "soc"
+    tables = sorted(fixtures.glob("heldout_*_ocv.csv"))
+    assert len(tables) == 4
+    cfg = tmp_path / "c.toml"
+    for table in tables:
+        cfg.write_text(f'[pack]\nchemistry = "nmc"\n[soc]\nocv_table = "{table}"\n')
+        assert load_settings(cfg).soc.ocv_table == str(table)
+    lfp = tmp_path / "lfp.csv"
+    lfp.write_text("soc_pct,ocv_v\n0,2.5\n50,3.3\n100,3.65\n")
+    cfg.write_text(f'[soc]\nocv_table = "{lfp}"\n')
+    assert load_settings(cfg).soc.ocv_table == str(lfp)
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_ocv_table_is_an_error_not_the_built_in_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[soc]\nocv_table = "{value}"\n')
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"soc.ocv_table (={value!r}) must not be empty: leave it unset" in err

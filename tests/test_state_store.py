@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
 from gateway.errors import ConfigError
 from gateway.state_store import (
+    OCV_TABLE_MAX_BYTES,
     load_ocv_table,
     load_state,
     resolve_chemistry,
@@ -159,7 +161,8 @@ def test_missing_user_ocv_table_is_a_config_error(
 ) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         resolve_chemistry(PackConfig(), SocConfig(ocv_table=str(tmp_path / "missing.csv")))
-    # A relative path names where it was looked for (the working directory, not the config's).
+    # A relative path (from the environment) names where it was looked for: the working
+    # directory.
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as info:
         resolve_chemistry(PackConfig(), SocConfig(ocv_table="cell.csv"))
@@ -182,3 +185,24 @@ def test_unwritable_target_raises_oserror_and_keeps_the_old_file(tmp_path: Path)
     with pytest.raises(OSError, match=r"estimator\.json"):
         save_state(target, {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["estimator.json", "state"]
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_user_ocv_table_that_is_no_regular_file_is_refused_unread(
+    tmp_path: Path, kind: str
+) -> None:
+    # /dev/zero never ends; a FIFO without a writer would block the start for good.
+    path = Path("/dev/zero")
+    if kind == "fifo":
+        path = tmp_path / "table.fifo"
+        os.mkfifo(path)
+    with pytest.raises(ConfigError, match=f"soc.ocv_table: {path}: not a regular file"):
+        load_ocv_table(path)
+
+
+def test_a_user_ocv_table_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    row = "50.000000,3.300000\n"
+    path.write_text("soc_pct,ocv_v\n" + row * (OCV_TABLE_MAX_BYTES // len(row) + 1))
+    with pytest.raises(ConfigError, match=f"soc.ocv_table: {path}: larger than 1 MiB"):
+        load_ocv_table(path)

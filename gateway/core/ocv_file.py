@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from gateway.core.ocv import OcvTable
 
 __all__ = [
+    "MAX_ROWS",
+    "MIN_RISE_V",
     "OcvTableFormat",
     "SocUnit",
     "UnitSource",
@@ -94,6 +96,13 @@ class OcvTableFormat:
         )
 
 
+MAX_ROWS = 10_000
+"""Most data rows a table may have (real tables have 10..2000): a bound on memory and time."""
+MIN_RISE_V = 0.005
+"""Least OCV rise from the first row to the last. The built-in LFP table (Prada2013) rises 6.3 mV
+over its flattest 20 % of SoC (47..67 %), 140 mV from 10 to 90 %: a real table over 20 % of
+SoC or more rises more than this; a flatter one cannot tell SoC from voltage."""
+
 _TEMP_COEF_COLUMN = "docv_dt_mv_per_k"
 _MV = re.compile(r"(^|[^a-z])mv($|[^a-z])")
 _V = re.compile(r"(^|[\s_(\[/,])v($|[\s)\]])|(^|[^a-z])volts($|[^a-z])")
@@ -127,6 +136,8 @@ def parse_ocv_table(text: str, source: str) -> tuple[OcvTable, OcvTableFormat]:
       1; OCV: mV when a value exceeds 100). A header unit the values contradict is an error.
     * No header: SoC in the first column, OCV in the second, units from the values.
     * Rows from full to empty are reversed. Lines starting with ``#`` are comments.
+    * At most ``MAX_ROWS`` data rows; the OCV must rise by ``MIN_RISE_V`` or more from the first
+      row to the last (flat stretches inside are fine).
 
     Row numbers in errors are line numbers of ``text``.
 
@@ -148,13 +159,25 @@ def parse_ocv_table(text: str, source: str) -> tuple[OcvTable, OcvTableFormat]:
     descending = len(data) >= 2 and all(b[1] < a[1] for a, b in itertools.pairwise(data))
     if descending:
         data.reverse()
-    table = _table(
-        data,
-        100.0 if soc_unit is SocUnit.FRACTION else 1.0,
-        0.001 if v_unit is VoltageUnit.MILLIVOLT else 1.0,
-        cols.coef >= 0,
-        source,
-    )
+    try:
+        table = _table(
+            data,
+            100.0 if soc_unit is SocUnit.FRACTION else 1.0,
+            0.001 if v_unit is VoltageUnit.MILLIVOLT else 1.0,
+            cols.coef >= 0,
+            source,
+        )
+    except ValueError as e:
+        if not cols.names and _looks_swapped(data):
+            first = data[0]
+            raise ValueError(
+                f"{source}:{first[0]}: the columns look swapped: without a header SoC is the "
+                f"first column and OCV the second, but the first holds voltages (first row "
+                f"{first[1]:g},{first[2]:g}); swap them or add a header naming them, e.g. "
+                f"'ocv_v,soc_pct'"
+            ) from e
+        raise
+    _check_rise(table, source)
     fmt = OcvTableFormat(
         header=cols.names,
         soc_column=cols.soc,
@@ -195,6 +218,11 @@ def _rows(text: str, source: str) -> tuple[str, list[tuple[int, list[str]]]]:
     ]
     if not numbered:
         raise ValueError(f"{source}:1: empty table; expected SoC and OCV columns ('soc_pct,ocv_v')")
+    if len(numbered) > MAX_ROWS + 1:  # + 1: a header
+        raise ValueError(
+            f"{source}: {len(numbered)} rows: an OCV table may have at most {MAX_ROWS} rows "
+            "(real tables have 10..2000)"
+        )
     first = numbered[0][1]
     delim = ";" if ";" in first else ("\t" if "\t" in first else ",")
     rows = [
@@ -322,6 +350,26 @@ def _table(data: list[_Row], soc_f: float, v_f: float, has_coef: bool, source: s
         socs.append(soc)
         volts.append(volt)
     return OcvTable(tuple(socs), tuple(volts), tuple(coefs))
+
+
+def _looks_swapped(data: list[_Row]) -> bool:
+    """The rows read the other way round would be a table: voltages first, SoC second."""
+    firsts = [d[1] for d in data]
+    volts = all(0.5 <= x <= 5.5 for x in firsts) or all(500.0 <= x <= 5500.0 for x in firsts)
+    # ... and the second column cannot be an OCV (below 0.5 V), so the plain reading failed on it.
+    seconds = [d[2] for d in data]
+    return volts and all(0.0 <= x <= 100.0 for x in seconds) and min(seconds) < 0.5
+
+
+def _check_rise(table: OcvTable, source: str) -> None:
+    """The OCV must rise by ``MIN_RISE_V`` over the table: a flat one says nothing of SoC."""
+    rise = table.ocv_v[-1] - table.ocv_v[0]
+    if rise < MIN_RISE_V:
+        raise ValueError(
+            f"{source}: the OCV rises only {1000 * rise:.0f} mV from {table.soc_pct[0]:g} % to "
+            f"{table.soc_pct[-1]:g} % (at least {1000 * MIN_RISE_V:.0f} mV): a SoC cannot be "
+            "read from so flat a table (even LFP's plateau rises more over 20 % of SoC)"
+        )
 
 
 def _is_number(cell: str) -> bool:

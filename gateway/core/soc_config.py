@@ -16,7 +16,12 @@ class SocConfig(Section):
 
     ocv_table: str | None = None
     """Path of a user OCV table (CSV: SoC in % or fraction, OCV in V or mV, with or without a
-    header; ``check-config`` says how it was read); default: the chemistry's built-in table."""
+    header; ``check-config`` says how it was read); default: the chemistry's built-in table. A
+    relative path is taken from the working directory (``/`` under systemd: give an absolute
+    one). At most 1 MiB and 10000
+    rows; its OCV must rise at least 5 mV over it and fit the pack's voltages (its highest OCV
+    not above ``protection.cell_overvoltage_alarm_v``; at 100 % not more than 0.5 V below
+    ``limits.cvl_cell_v``). Must not be empty."""
     voltage_sigma_mv: float = Field(default=12.0, gt=0)
     """Voltage error under load: sensor noise plus what the circuit model misses (1 sigma)."""
     model_error_fraction: float = Field(default=1.0, ge=0)
@@ -151,6 +156,11 @@ class SocConfig(Section):
 
     def model_post_init(self, __context: object) -> None:
         """Check what needs more than a type."""
+        if self.ocv_table is not None and not self.ocv_table.strip():
+            raise ValueError(
+                f"soc.ocv_table (={self.ocv_table!r}) must not be empty: leave it unset for the "
+                "chemistry's built-in table"
+            )
         if self.resistance_factor_min >= self.resistance_factor_max:
             raise ValueError(
                 f"resistance_factor_min (={self.resistance_factor_min}) must be below"

@@ -123,3 +123,37 @@ def test_a_table_short_of_0_to_100_percent_says_so() -> None:
     assert "0..50 % only (not 0..100 %: SoC from a voltage stays within it) -> 2.5" in said
     full, fmt_full = parse_ocv_table("soc_pct,ocv_v\n0,2.5\n100,3.6\n", "full.csv")
     assert "only" not in fmt_full.describe(full)
+
+
+def test_a_flat_table_is_refused_with_the_reason() -> None:
+    # All at 3.3 V: every voltage would read as one SoC (the replay said 0 % and soc_low).
+    with pytest.raises(ValueError, match=r"flat.csv: the OCV rises only 0 mV .*at least 5 mV"):
+        parse_ocv_table("soc,ocv\n0,3.3\n50,3.3\n100,3.3\n", "flat.csv")
+
+
+def test_flat_stretches_inside_a_table_and_partial_lfp_tables_pass() -> None:
+    # LFP at mV resolution repeats values on its plateau; a table from 10 to 90 % rises ~140 mV.
+    table, _ = parse_ocv_table("soc_pct,ocv_mv\n0,2500\n40,3300\n50,3300\n100,3600\n", "p.csv")
+    assert table.ocv_v[1] == table.ocv_v[2]
+    lfp = get_chemistry("lfp")
+    rows = "".join(f"{s},{lfp.ocv_voltage(s):.4f}\n" for s in range(10, 91, 5))
+    partial, _ = parse_ocv_table("soc_pct,ocv_v\n" + rows, "lfp_10_90.csv")
+    assert partial.ocv_v[-1] - partial.ocv_v[0] > 0.1
+    # The plateau's flattest 20 % (47..67 %) rises 6.3 mV: still a table.
+    rows = "".join(f"{s},{lfp.ocv_voltage(s):.4f}\n" for s in range(47, 68))
+    plateau, _ = parse_ocv_table("soc_pct,ocv_v\n" + rows, "lfp_plateau.csv")
+    assert plateau.ocv_v[-1] - plateau.ocv_v[0] > 0.006
+
+
+def test_a_table_of_too_many_rows_is_refused_before_it_is_parsed() -> None:
+    rows = "".join(f"{i / 100:.2f},{2.5 + i * 1e-4:.4f}\n" for i in range(10_001))
+    with pytest.raises(ValueError, match=r"big.csv: 10002 rows: .* at most 10000 rows"):
+        parse_ocv_table("soc_pct,ocv_v\n" + rows, "big.csv")
+    _, fmt = parse_ocv_table("soc_pct,ocv_v\n" + rows.split("\n", 1)[1], "ok.csv")
+    assert fmt.rows == 10_000
+
+
+@pytest.mark.parametrize("text", ["3.0,0\n3.6,50\n4.2,100\n", "3000;0\n3600;0,5\n4200;1\n"])
+def test_a_no_header_table_with_ocv_first_says_the_columns_look_swapped(text: str) -> None:
+    with pytest.raises(ValueError, match=r"swap.csv:1: the columns look swapped: without a hea"):
+        parse_ocv_table(text, "swap.csv")
