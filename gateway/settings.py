@@ -200,9 +200,18 @@ class Settings(BaseSettings):
                 f"(={list(self.pack.board_sensors)}): set the sensor roles there"
             )
         if self.charge.float_soc_pct is None:  # the float SoC depends on the chemistry
-            self.charge.for_chemistry(self.pack.chemistry).check_rebulk(self.pack.chemistry)
+            self.charge.for_chemistry(self.pack.chemistry).check_float_soc(self.pack.chemistry)
         th = self.protection.resolve(self.pack)
-        self.limits.tables(self.pack)
+        dvl_cell_v = self.limits.tables(self.pack).dvl_cell_v
+        prot, unset = self.protection, self.limits.dvl_cell_v is None
+        self.charge.check_float_above(
+            self.pack.chemistry,
+            ("limits.dvl_cell_v", dvl_cell_v, unset),
+            *(
+                (f"protection.{k}", getattr(th, k), getattr(prot, k) is None)
+                for k in ("cell_undervoltage_warning_v", "cell_undervoltage_alarm_v")
+            ),
+        )
         w = self.plausibility.windows(self.pack.chemistry, self.pack.cells, self.pack.capacity_ah)
         v_lo, v_hi = w.cell_v
         t_lo, t_hi = w.temp_c

@@ -150,24 +150,79 @@ class ChargeConfig(Section):
         return self.model_copy(update={"float_soc_pct": default})
 
     def model_post_init(self, __context: object) -> None:
-        """Check what needs more than a type."""
+        """Check what needs more than a type (each error names the keys)."""
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name} (={value}) must be finite")
+        lo, hi = self.full_charge_min_interval_days, self.full_charge_max_interval_days
+        if lo > hi:
+            raise ValueError(
+                f"charge.full_charge_min_interval_days (={lo:g}) must not be above"
+                f" charge.full_charge_max_interval_days (={hi:g}): the interval trigger would"
+                " request a full charge before the other triggers may"
+            )
+        if self.absorption_max_s < self.tail_hold_s:
+            raise ValueError(
+                f"charge.absorption_max_s (={self.absorption_max_s:g}) must not be below"
+                f" charge.tail_hold_s (={self.tail_hold_s:g}): absorption could never end on"
+                " the tapered current, only at its time limit"
+            )
+        raise_set = "float_raise_days" in self.model_fields_set and self.float_raise_days > 0
+        if self.float_cell_v is not None and raise_set:
+            raise ValueError(
+                f"charge.float_raise_days (={self.float_raise_days:g}) has no effect with"
+                f" charge.float_cell_v (={self.float_cell_v:g}) set (a set float voltage is"
+                " never raised): remove one of them, or set float_raise_days = 0"
+            )
         if self.float_soc_pct is not None:  # unset: ``Settings`` checks the chemistry's
-            self.check_rebulk()
+            self.check_float_soc()
 
-    def check_rebulk(self, chemistry: str | None = None) -> None:
-        """Refuse a re-bulk threshold at or above the float SoC in force (``chemistry``: the
-        pack's, when ``float_soc_pct`` is unset and was resolved for it).
+    def check_float_above(self, chemistry: str, *floors: tuple[str, float, bool]) -> None:
+        """Refuse a set ``float_cell_v`` at or below any of ``floors``, each ``(key, V per cell,
+        unset: the chemistry's default)``: ``limits.dvl_cell_v`` and the under-voltage levels.
+        The float voltage is a CVL: below DVL it once pulled DVL down with it (the limits now
+        keep DVL at its setting: ``gateway.core.limits``), and a float there would hold the pack
+        at or below the discharge limit.
 
         Raises:
             ValueError: naming both keys.
         """
+        float_v = self.float_cell_v
+        for key, floor_v, unset in floors:
+            if float_v is not None and float_v <= floor_v:
+                default = f", unset: {chemistry}'s default" if unset else ""
+                raise ValueError(
+                    f"charge.float_cell_v (={float_v:g}) must be above {key} (={floor_v:g}"
+                    f"{default}): the float voltage is a charge voltage, and the pack must"
+                    " float above the discharge limit and the under-voltage levels"
+                )
+
+    def check_float_soc(self, chemistry: str | None = None, why: str = "") -> None:
+        """Refuse the thresholds that must lie below the float SoC in force (``chemistry``: the
+        pack's, when ``float_soc_pct`` is unset and was resolved for it; ``why``: how the float
+        SoC in force came about, when not as set): ``rebulk_soc_pct``,
+        ``full_charge_below_soc_pct`` (at or above the float SoC it requests a full charge every
+        day: ``strategy = "top"`` does that) and the float SoC minus ``float_recharge_pct``
+        below ``rebulk_soc_pct`` the re-bulk rule acts first: recharge never would).
+
+        Raises:
+            ValueError: naming the keys.
+        """
+        unset = "" if chemistry is None else f", unset: {chemistry}'s default"
+        fl = f"charge.float_soc_pct (={self.float_soc:.4g}{unset}{why})"
         if self.rebulk_soc_pct >= self.float_soc:
-            unset = "" if chemistry is None else f", unset: {chemistry}'s default"
+            raise ValueError(f"charge.rebulk_soc_pct (={self.rebulk_soc_pct:g}) must be below {fl}")
+        below = self.full_charge_below_soc_pct
+        if below > 0.0 and below >= self.float_soc:
             raise ValueError(
-                f"charge.rebulk_soc_pct (={self.rebulk_soc_pct:g}) must be below"
-                f" charge.float_soc_pct (={self.float_soc:g}{unset})"
+                f"charge.full_charge_below_soc_pct (={below:g}) must be below {fl}: it would"
+                ' request a full charge every day (strategy = "top" holds the pack at the top)'
+            )
+        band = self.float_recharge_pct
+        if band > 0.0 and self.float_soc - band < self.rebulk_soc_pct:
+            raise ValueError(
+                f"{fl} minus charge.float_recharge_pct (={band:g}) must not be below"
+                f" charge.rebulk_soc_pct (={self.rebulk_soc_pct:g}): the re-bulk rule would act"
+                " first, so the recharge never could (0 turns it off)"
             )

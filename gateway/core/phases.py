@@ -284,6 +284,7 @@ class ChargePhases:
         self._phase = phase
         self._reason = reason
         self._since_s = now_s
+        self.float_level.begin()  # the recharge rule counts the SoC's fall within a float
         self._quiet_since_s = None
         self._taper_since_s = None
         self._leaving_since_s = None
