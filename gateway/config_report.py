@@ -62,7 +62,8 @@ def chemistry_defaults(settings: Settings) -> list[str]:
     if settings.charge.float_cell_v is not None:  # the OCV table is read only when it decides
         add("charge", "float_soc_pct", settings.charge.float_soc_pct, charge.float_soc)
         return lines
-    fl = float_in_force(charge, resolve_chemistry(pack, settings.soc), tables.cvl_cell_v)
+    chemistry = resolve_chemistry(pack, settings.soc)
+    fl = float_in_force(charge, chemistry, tables.cvl_cell_v, tables.dvl_cell_v)
     if fl.clamped:  # said also when float_soc_pct is set: the SoC in force is not the one set
         lines.append(f"charge.float_soc_pct = {fl.config.float_soc:.4g} ({fl.clamped})")
     else:

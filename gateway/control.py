@@ -81,7 +81,8 @@ class Controller:
             self.limits = LimitsCalculator(settings.limits, settings.pack, settings.timeouts)
             self.balancing = BalancingPlanner(settings.balancing, settings.pack, settings.timeouts)
             charge = settings.charge.for_chemistry(settings.pack.chemistry)
-            fl = float_in_force(charge, chemistry, self.limits.tables.cvl_cell_v)
+            tables = self.limits.tables
+            fl = float_in_force(charge, chemistry, tables.cvl_cell_v, tables.dvl_cell_v)
             bal = settings.balancing
             self.charge = ChargePhases(
                 fl.config,

@@ -108,7 +108,10 @@ class FloatInForce:
 
 
 def float_in_force(
-    config: ChargeConfig, chemistry: Chemistry, absorption_cell_v: float
+    config: ChargeConfig,
+    chemistry: Chemistry,
+    absorption_cell_v: float,
+    dvl_cell_v: float | None = None,
 ) -> FloatInForce:
     """The float in force for ``config`` (resolved for the pack's chemistry:
     ``ChargeConfig.for_chemistry``) by ``chemistry``'s OCV table in force.
@@ -119,11 +122,19 @@ def float_in_force(
     raised float), so no rule waits for a SoC the float voltage cannot hold.
 
     Raises:
-        ValueError: a threshold is not below the clamped float SoC (``check_float_soc``).
+        ValueError: a threshold is not below the clamped float SoC (``check_float_soc``), or
+            the derived float voltage is not above ``dvl_cell_v`` (``limits.dvl_cell_v`` in
+            force, when given; a set one ``Settings`` checks).
     """
     if config.float_cell_v is not None:
         return FloatInForce(config, config.float_cell_v, None, "")
     soc_pct, cell_v = _held(config, chemistry, config.float_soc, absorption_cell_v)
+    if dvl_cell_v is not None and cell_v <= dvl_cell_v:
+        raise ValueError(
+            f"charge.float_cell_v (unset: {cell_v:.4g} V, the OCV at charge.float_soc_pct"
+            f" {config.float_soc:g} % by the OCV table in force, soc.ocv_table) must be above"
+            f" limits.dvl_cell_v (={dvl_cell_v:g}): the pack must float above the discharge limit"
+        )
     clamped = ""
     if soc_pct != config.float_soc:
         clamped = (

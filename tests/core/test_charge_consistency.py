@@ -207,3 +207,16 @@ def test_consistent_neighbours_of_the_refused_settings_are_accepted(tmp_path: Pa
         "float_cell_v = 3.35\n"
     )
     assert _load(tmp_path, text).charge.full_charge_below_soc_pct == 92
+
+
+def test_a_derived_float_voltage_at_or_below_the_discharge_limit_is_refused(
+    tmp_path: Path,
+) -> None:
+    # A user table whose OCV at the float SoC (93 %) is 2.85 V, below DVL's 2.90 V.
+    table = tmp_path / "low.csv"
+    table.write_text("soc_pct,ocv_v\n0,2.5\n95,2.86\n100,3.6\n")
+    settings = Settings(soc={"ocv_table": str(table)})
+    with pytest.raises(
+        ConfigError, match=r"float_soc_pct 93 %.*soc\.ocv_table.*dvl_cell_v \(=2\.9\)"
+    ):
+        Controller(settings)
