@@ -8,7 +8,7 @@ rather than ``null``; so is the raised float behind ``charge.float_raise_days`` 
 voltage come from the OCV table: ``gateway.core.charge_float``), the float the pack holds for
 that long after a deep night. The values come from the same resolvers the control core uses
 (``ProtectionConfig.resolve``, ``PlausibilityConfig.windows``, ``LimitsConfig.tables``,
-``BALANCING_DEFAULTS``, ``ChargeConfig.for_chemistry`` and ``resolve_float_cell_v``), never from a
+``BALANCING_DEFAULTS``, ``ChargeConfig.for_chemistry`` and ``float_in_force``), never from a
 copy of the tables.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from gateway.core.balancing_config import BALANCING_DEFAULTS
-from gateway.core.charge_float import raised_float
+from gateway.core.charge_float import float_in_force
 from gateway.settings import Settings
 from gateway.state_store import resolve_chemistry
 
@@ -59,17 +59,20 @@ def chemistry_defaults(settings: Settings) -> list[str]:
     for key, value in BALANCING_DEFAULTS[pack.chemistry].items():
         add("balancing", key, getattr(bal, key), value)
     charge = settings.charge.for_chemistry(pack.chemistry)
-    add("charge", "float_soc_pct", settings.charge.float_soc_pct, charge.float_soc)
-    if settings.charge.float_cell_v is None:  # the OCV table is read only when it decides
-        chemistry = resolve_chemistry(pack, settings.soc)
-        ocv_v = chemistry.ocv_voltage(charge.float_soc)
-        float_v = charge.resolve_float_cell_v(ocv_v, tables.cvl_cell_v)
-        add("charge", "float_cell_v", None, float_v)
-        raised = raised_float(charge, chemistry, tables.cvl_cell_v)
-        if raised is not None:
-            lines.append(
-                f"charge.float_raise_days = {charge.float_raise_days:g}: float_soc_pct"
-                f" {raised[0]:.4g}, float_cell_v {raised[1]:g} for that long after the SoC"
-                f" fell below {100.0 - charge.float_soc:g} %"
-            )
+    if settings.charge.float_cell_v is not None:  # the OCV table is read only when it decides
+        add("charge", "float_soc_pct", settings.charge.float_soc_pct, charge.float_soc)
+        return lines
+    chemistry = resolve_chemistry(pack, settings.soc)
+    fl = float_in_force(charge, chemistry, tables.cvl_cell_v, tables.dvl_cell_v)
+    if fl.clamped:  # said also when float_soc_pct is set: the SoC in force is not the one set
+        lines.append(f"charge.float_soc_pct = {fl.config.float_soc:.4g} ({fl.clamped})")
+    else:
+        add("charge", "float_soc_pct", settings.charge.float_soc_pct, charge.float_soc)
+    add("charge", "float_cell_v", None, fl.cell_v)
+    if fl.raised is not None:
+        lines.append(
+            f"charge.float_raise_days = {charge.float_raise_days:g}: float_soc_pct"
+            f" {fl.raised[0]:.4g}, float_cell_v {fl.raised[1]:g} for that long after the SoC"
+            f" fell below {100.0 - fl.config.float_soc:g} %"
+        )
     return lines

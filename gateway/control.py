@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.core.balancing import BalancingPlanner
-from gateway.core.charge_float import raised_float
+from gateway.core.charge_float import float_in_force
 from gateway.core.energy import EnergyCounter, pack_power_w
 from gateway.core.health import HealthWarning, warnings_as_alarms
 from gateway.core.limits import LimitsCalculator
@@ -81,20 +81,20 @@ class Controller:
             self.limits = LimitsCalculator(settings.limits, settings.pack, settings.timeouts)
             self.balancing = BalancingPlanner(settings.balancing, settings.pack, settings.timeouts)
             charge = settings.charge.for_chemistry(settings.pack.chemistry)
+            tables = self.limits.tables
+            fl = float_in_force(charge, chemistry, tables.cvl_cell_v, tables.dvl_cell_v)
             bal = settings.balancing
             self.charge = ChargePhases(
-                charge,
+                fl.config,
                 cells=settings.pack.cells,
                 capacity_ah=settings.pack.capacity_ah,
                 absorption_cell_v=self.limits.tables.cvl_cell_v,
-                float_cell_v=charge.resolve_float_cell_v(
-                    chemistry.ocv_voltage(charge.float_soc), self.limits.tables.cvl_cell_v
-                ),
+                float_cell_v=fl.cell_v,
                 balancing_start_pct=bal.active_start_pct
                 if bal.mode is BalancingMode.ACTIVE
                 else bal.start_pct,
                 balancing_off_top=bal.runs_off_top(),
-                raised_float=raised_float(charge, chemistry, self.limits.tables.cvl_cell_v),
+                raised_float=fl.raised,
             )
             self.requests = RequestPlanner(settings.inverter_can.thresholds())
         except ValueError as e:

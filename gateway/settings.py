@@ -201,9 +201,19 @@ class Settings(BaseSettings):
                 f"(={list(self.pack.board_sensors)}): set the sensor roles there"
             )
         if self.charge.float_soc_pct is None:  # the float SoC depends on the chemistry
-            self.charge.for_chemistry(self.pack.chemistry).check_rebulk(self.pack.chemistry)
+            self.charge.for_chemistry(self.pack.chemistry).check_float_soc(self.pack.chemistry)
         th = self.protection.resolve(self.pack)
-        cvl_cell_v = self.limits.tables(self.pack).cvl_cell_v
+        tables = self.limits.tables(self.pack)
+        dvl_cell_v, cvl_cell_v = tables.dvl_cell_v, tables.cvl_cell_v
+        prot, unset = self.protection, self.limits.dvl_cell_v is None
+        self.charge.check_float_above(
+            self.pack.chemistry,
+            ("limits.dvl_cell_v", dvl_cell_v, unset),
+            *(
+                (f"protection.{k}", getattr(th, k), getattr(prot, k) is None)
+                for k in ("cell_undervoltage_warning_v", "cell_undervoltage_alarm_v")
+            ),
+        )
         if self.soc.ocv_table is not None:
             try:  # a table of the wrong chemistry would pass its own checks
                 check_ocv_table_fits(

@@ -138,7 +138,11 @@ def test_check_config_says_how_it_read_the_ocv_table(
     table = tmp_path / "cell.csv"
     table.write_text("OCV (mV),SoC (0-1)\n3650,1.0\n3300,0.5\n2500,0.0\n")
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[pack]\nchemistry = "lfp"\n[soc]\nocv_table = "{table}"\n')
+    # Its OCV at the float SoC (93 %: 3.601 V) is clamped to 3.40 V, which holds 64.3 %: the
+    # re-bulk threshold must lie below that (charge_float.float_in_force).
+    cfg.write_text(
+        f'[pack]\nchemistry = "lfp"\n[soc]\nocv_table = "{table}"\n[charge]\nrebulk_soc_pct = 60\n'
+    )
     assert main(["check-config", "--config", str(cfg)]) == 0
     out = capsys.readouterr()
     assert '"ocv_table"' in out.out

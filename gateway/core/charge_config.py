@@ -37,7 +37,12 @@ class ChargeConfig(Section):
     float_cell_v: float | None = Field(default=None, gt=0, le=5)
     """Float voltage per cell (``None``: the chemistry's OCV at ``float_soc_pct``, from the OCV
     table in force, a user table included, and at least 50 mV below the absorption voltage;
-    LFP about 3.315 V, NMC about 4.125 V)."""
+    LFP about 3.315 V, NMC about 4.125 V). Clamped there (a user table), it holds the pack at a
+    lower SoC: that SoC, by the table, is then the float SoC of every rule (bulk's end,
+    re-bulk, recharge, the raised float), and ``check-config --defaults`` says so
+    (``gateway.core.charge_float.float_in_force``). Set, it must be above
+    ``limits.dvl_cell_v`` and the cell under-voltage warning and alarm levels: the float is a
+    CVL, and below DVL it lowered DVL with it before session 11."""
     float_soc_pct: float | None = Field(default=None, ge=50, le=99)
     """The SoC whose OCV is the default float voltage, and at which bulk ends without a full
     charge due (``None``: the chemistry's, ``FLOAT_SOC_DEFAULTS``: LFP 93, NMC 95). The float
@@ -55,19 +60,24 @@ class ChargeConfig(Section):
     rises for this many days to the highest SoC whose OCV is 1 mV below the OCV at 95 % (LFP
     about 94.2 %; NMC about 94.9 %, below its default, so it never rises): the pack stays below
     95 % and stores more for a grey day after a sunny one (``gateway.core.charge_float``;
-    0: never; not with ``float_cell_v`` set). 14, the full-charge interval: a raised float
+    0: never; not with ``float_cell_v`` set: setting both, this above 0, is refused). 14, the
+    full-charge interval: a raised float
     adds no time above 95 %, so there is little reason to drop it soon (7 lapsed before a grey
     day on two of the tuning seeds of ``bench/charge_phases.py``, session 8)."""
     rebulk_soc_pct: float = Field(default=85.0, ge=0, le=99)
-    """Float returns to bulk when the pack SoC falls below this."""
+    """Float returns to bulk when the pack SoC falls below this (below the float SoC)."""
     float_recharge_pct: float = Field(default=1.0, ge=0, le=50)
     """Float also returns to bulk when the pack SoC falls this many points below the float SoC
     in force (a load took charge out of the floating pack), and bulk charges it back to the
     float SoC at the full charge rate while there is PV (``gateway.core.charge_float``; 0:
-    never, only below ``rebulk_soc_pct``). On the flat LFP plateau the float voltage alone
-    gives that charge back at a trickle: 0.3 to 0.4 A for the rest of the afternoon after a
-    6 Ah load pulse in ``bench/charge_phases.py`` (session 10), so the pack entered the evening
-    up to 3.5 points below its float, charge a grey day after a sunny one missed."""
+    never, only below ``rebulk_soc_pct``; the float SoC minus this must not be below
+    ``rebulk_soc_pct``, which would act first). The SoC must also have fallen this far within
+    the float: a float begun below its SoC (the top reached first, or an estimate behind) does
+    not go back to bulk at once, and flap (session 11). On the flat LFP plateau the float
+    voltage alone gives that charge back at a trickle: 0.3 to 0.4 A for the rest of the
+    afternoon after a 6 Ah load pulse in ``bench/charge_phases.py`` (session 10), so the pack
+    entered the evening up to 3.5 points below its float, charge a grey day after a sunny one
+    missed."""
     top_margin_cell_v: float = Field(default=0.01, ge=0, le=0.2)
     """A phase's voltage counts as reached within this of it, per cell (absorption: by the
     highest cell or the pack voltage; float: by the pack voltage)."""
@@ -76,7 +86,8 @@ class ChargeConfig(Section):
     tail_hold_s: float = Field(default=120.0, ge=0, le=3600)
     """... for this long, with no cell balancing over that time."""
     absorption_max_s: float = Field(default=4 * 3600.0, gt=0, le=24 * 3600.0)
-    """Absorption never lasts longer than this."""
+    """Absorption never lasts longer than this (at least ``tail_hold_s``, else it could never
+    end on the tapered current)."""
     full_charge_sigma_pct: float = Field(default=2.5, gt=0, le=50)
     """Request a full charge when the worst cell's SoC sigma has been at or above this (percent
     points) for ``full_charge_sigma_hold_s``."""
@@ -91,13 +102,15 @@ class ChargeConfig(Section):
     absorption ended with a cell bleeding and one still above that threshold by the estimate
     (balancing unfinished; due at once)."""
     full_charge_max_interval_days: float = Field(default=14.0, gt=0, le=365)
-    """Request a full charge when the last one is this many days ago (or none is on record)."""
+    """Request a full charge when the last one is this many days ago (or none is on record; at
+    least ``full_charge_min_interval_days``)."""
     full_charge_below_soc_pct: float = Field(default=0.0, ge=0, le=100)
     """Request a full charge once the pack SoC falls below this: the stored energy is being
     used, so the next charge goes to the top (0, the default: never; the pack then stores up to
     the float SoC on days without another reason for a full charge, which costs some delivered
     energy on a pack that runs empty at night and saves most of its hours at the top; 20 was the
-    default before)."""
+    default before). Below the float SoC: at or above it, a full charge would be requested every
+    day (``strategy = "top"`` holds the pack at the top)."""
     full_charge_below_soc_days: float = Field(default=2.0, ge=0, le=365)
     """After the SoC was below ``full_charge_below_soc_pct``, a full charge is requested every
     day for this long: the pack's energy is being used, so a day that floats would export PV a
@@ -150,24 +163,79 @@ class ChargeConfig(Section):
         return self.model_copy(update={"float_soc_pct": default})
 
     def model_post_init(self, __context: object) -> None:
-        """Check what needs more than a type."""
+        """Check what needs more than a type (each error names the keys)."""
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name} (={value}) must be finite")
+        lo, hi = self.full_charge_min_interval_days, self.full_charge_max_interval_days
+        if lo > hi:
+            raise ValueError(
+                f"charge.full_charge_min_interval_days (={lo:g}) must not be above"
+                f" charge.full_charge_max_interval_days (={hi:g}): the interval trigger would"
+                " request a full charge before the other triggers may"
+            )
+        if self.absorption_max_s < self.tail_hold_s:
+            raise ValueError(
+                f"charge.absorption_max_s (={self.absorption_max_s:g}) must not be below"
+                f" charge.tail_hold_s (={self.tail_hold_s:g}): absorption could never end on"
+                " the tapered current, only at its time limit"
+            )
+        raise_set = "float_raise_days" in self.model_fields_set and self.float_raise_days > 0
+        if self.float_cell_v is not None and raise_set:
+            raise ValueError(
+                f"charge.float_raise_days (={self.float_raise_days:g}) has no effect with"
+                f" charge.float_cell_v (={self.float_cell_v:g}) set (a set float voltage is"
+                " never raised): remove one of them, or set float_raise_days = 0"
+            )
         if self.float_soc_pct is not None:  # unset: ``Settings`` checks the chemistry's
-            self.check_rebulk()
+            self.check_float_soc()
 
-    def check_rebulk(self, chemistry: str | None = None) -> None:
-        """Refuse a re-bulk threshold at or above the float SoC in force (``chemistry``: the
-        pack's, when ``float_soc_pct`` is unset and was resolved for it).
+    def check_float_above(self, chemistry: str, *floors: tuple[str, float, bool]) -> None:
+        """Refuse a set ``float_cell_v`` at or below any of ``floors``, each ``(key, V per cell,
+        unset: the chemistry's default)``: ``limits.dvl_cell_v`` and the under-voltage levels.
+        The float voltage is a CVL: below DVL it once pulled DVL down with it (the limits now
+        keep DVL at its setting: ``gateway.core.limits``), and a float there would hold the pack
+        at or below the discharge limit.
 
         Raises:
             ValueError: naming both keys.
         """
+        float_v = self.float_cell_v
+        for key, floor_v, unset in floors:
+            if float_v is not None and float_v <= floor_v:
+                default = f", unset: {chemistry}'s default" if unset else ""
+                raise ValueError(
+                    f"charge.float_cell_v (={float_v:g}) must be above {key} (={floor_v:g}"
+                    f"{default}): the float voltage is a charge voltage, and the pack must"
+                    " float above the discharge limit and the under-voltage levels"
+                )
+
+    def check_float_soc(self, chemistry: str | None = None, why: str = "") -> None:
+        """Refuse the thresholds that must lie below the float SoC in force (``chemistry``: the
+        pack's, when ``float_soc_pct`` is unset and was resolved for it; ``why``: how the float
+        SoC in force came about, when not as set): ``rebulk_soc_pct``,
+        ``full_charge_below_soc_pct`` (at or above the float SoC it requests a full charge every
+        day: ``strategy = "top"`` does that) and the float SoC minus ``float_recharge_pct``
+        below ``rebulk_soc_pct`` the re-bulk rule acts first: recharge never would).
+
+        Raises:
+            ValueError: naming the keys.
+        """
+        unset = "" if chemistry is None else f", unset: {chemistry}'s default"
+        fl = f"charge.float_soc_pct (={self.float_soc:.4g}{unset}{why})"
         if self.rebulk_soc_pct >= self.float_soc:
-            unset = "" if chemistry is None else f", unset: {chemistry}'s default"
+            raise ValueError(f"charge.rebulk_soc_pct (={self.rebulk_soc_pct:g}) must be below {fl}")
+        below = self.full_charge_below_soc_pct
+        if below > 0.0 and below >= self.float_soc:
             raise ValueError(
-                f"charge.rebulk_soc_pct (={self.rebulk_soc_pct:g}) must be below"
-                f" charge.float_soc_pct (={self.float_soc:g}{unset})"
+                f"charge.full_charge_below_soc_pct (={below:g}) must be below {fl}: it would"
+                ' request a full charge every day (strategy = "top" holds the pack at the top)'
+            )
+        band = self.float_recharge_pct
+        if band > 0.0 and self.float_soc - band < self.rebulk_soc_pct:
+            raise ValueError(
+                f"{fl} minus charge.float_recharge_pct (={band:g}) must not be below"
+                f" charge.rebulk_soc_pct (={self.rebulk_soc_pct:g}): the re-bulk rule would act"
+                " first, so the recharge never could (0 turns it off)"
             )

@@ -37,11 +37,20 @@ in the afternoon left the pack points below its float at the evening.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from gateway.core.charge_config import ChargeConfig
 from gateway.core.chemistry import Chemistry
 
-__all__ = ["FLOAT_GUARD_V", "HIGH_SOC_PCT", "FloatLevel", "raised_float", "raised_float_soc_pct"]
+__all__ = [
+    "FLOAT_GUARD_V",
+    "HIGH_SOC_PCT",
+    "FloatInForce",
+    "FloatLevel",
+    "float_in_force",
+    "raised_float",
+    "raised_float_soc_pct",
+]
 
 HIGH_SOC_PCT = 95.0  # the line time at high SoC is measured against (issue 18)
 FLOAT_GUARD_V = 0.001  # a raised float's OCV stays this far below the OCV at HIGH_SOC_PCT
@@ -55,20 +64,89 @@ def raised_float_soc_pct(chemistry: Chemistry) -> float:
     return min(HIGH_SOC_PCT, chemistry.ocv_soc(chemistry.ocv_voltage(HIGH_SOC_PCT) - FLOAT_GUARD_V))
 
 
+def _held(
+    config: ChargeConfig, chemistry: Chemistry, soc_pct: float, absorption_cell_v: float
+) -> tuple[float, float]:
+    """The SoC (%) a float derived from ``soc_pct`` holds and its voltage per cell: the OCV at
+    ``soc_pct``, or, clamped below ``absorption_cell_v`` (``resolve_float_cell_v``), the
+    clamped voltage and the SoC whose OCV it is."""
+    ocv_v = chemistry.ocv_voltage(soc_pct)
+    cell_v = config.resolve_float_cell_v(ocv_v, absorption_cell_v)
+    return (chemistry.ocv_soc(cell_v) if cell_v < ocv_v else soc_pct), cell_v
+
+
 def raised_float(
     config: ChargeConfig, chemistry: Chemistry, absorption_cell_v: float
 ) -> tuple[float, float] | None:
     """The raised float for ``ChargePhases``: its SoC (%, ``raised_float_soc_pct``) and voltage
     per cell (the OCV there, kept 50 mV below ``absorption_cell_v`` as the configured float is:
-    ``ChargeConfig.resolve_float_cell_v``); ``None`` when the float is never raised: a float
-    voltage set by the user, ``float_raise_days`` 0, or a raised SoC not above the float SoC in
-    force (``config`` resolved for the chemistry: ``ChargeConfig.for_chemistry``)."""
+    ``ChargeConfig.resolve_float_cell_v``; clamped, the SoC is the one that voltage holds);
+    ``None`` when the float is never raised: a float voltage set by the user,
+    ``float_raise_days`` 0, or a raised SoC not above the float SoC in force (``config``
+    resolved for the chemistry: ``ChargeConfig.for_chemistry``, and by ``float_in_force``)."""
     if config.float_cell_v is not None or config.float_raise_days <= 0.0:
         return None
-    soc_pct = raised_float_soc_pct(chemistry)
+    soc_pct, cell_v = _held(config, chemistry, raised_float_soc_pct(chemistry), absorption_cell_v)
     if not soc_pct > config.float_soc:
         return None
-    return soc_pct, config.resolve_float_cell_v(chemistry.ocv_voltage(soc_pct), absorption_cell_v)
+    return soc_pct, cell_v
+
+
+@dataclass(frozen=True, slots=True)
+class FloatInForce:
+    """The float ``ChargePhases`` runs with (``float_in_force``)."""
+
+    config: ChargeConfig
+    """The ``charge`` section with ``float_soc_pct`` the SoC the float voltage holds."""
+    cell_v: float
+    """The float voltage per cell (V)."""
+    raised: tuple[float, float] | None
+    """The raised float's SoC (%) and voltage per cell (``raised_float``)."""
+    clamped: str
+    """Why the float SoC in force differs from the one set (the float voltage was clamped
+    below the absorption voltage), else ``""``."""
+
+
+def float_in_force(
+    config: ChargeConfig,
+    chemistry: Chemistry,
+    absorption_cell_v: float,
+    dvl_cell_v: float | None = None,
+) -> FloatInForce:
+    """The float in force for ``config`` (resolved for the pack's chemistry:
+    ``ChargeConfig.for_chemistry``) by ``chemistry``'s OCV table in force.
+
+    Unset, the float voltage is the OCV at ``float_soc_pct``; when that is within 50 mV of
+    ``absorption_cell_v`` (a user table), the voltage is clamped there and holds the pack at a
+    lower SoC: that SoC becomes the float SoC of every rule (bulk's end, re-bulk, recharge, the
+    raised float), so no rule waits for a SoC the float voltage cannot hold.
+
+    Raises:
+        ValueError: a threshold is not below the clamped float SoC (``check_float_soc``), or
+            the derived float voltage is not above ``dvl_cell_v`` (``limits.dvl_cell_v`` in
+            force, when given; a set one ``Settings`` checks).
+    """
+    if config.float_cell_v is not None:
+        return FloatInForce(config, config.float_cell_v, None, "")
+    soc_pct, cell_v = _held(config, chemistry, config.float_soc, absorption_cell_v)
+    if dvl_cell_v is not None and cell_v <= dvl_cell_v:
+        raise ValueError(
+            f"charge.float_cell_v (unset: {cell_v:.4g} V, the OCV at charge.float_soc_pct"
+            f" {config.float_soc:g} % by the OCV table in force, soc.ocv_table) must be above"
+            f" limits.dvl_cell_v (={dvl_cell_v:g}): the pack must float above the discharge limit"
+        )
+    clamped = ""
+    if soc_pct != config.float_soc:
+        clamped = (
+            f"clamped from {config.float_soc:g} %: its OCV"
+            f" {chemistry.ocv_voltage(config.float_soc):.4g} V is not 50 mV below"
+            f" limits.cvl_cell_v {absorption_cell_v:g} V, and float_cell_v {cell_v:.4g} V"
+            f" holds {soc_pct:.4g} % by the OCV table; a lower float_soc_pct or a set"
+            " float_cell_v avoids the clamp"
+        )
+        config = config.model_copy(update={"float_soc_pct": soc_pct})
+        config.check_float_soc(why=f", {clamped}")
+    return FloatInForce(config, cell_v, raised_float(config, chemistry, absorption_cell_v), clamped)
 
 
 class FloatLevel:
@@ -90,13 +168,22 @@ class FloatLevel:
         self.deep_s: float | None = None
         """When the pack SoC was last within the float's gap of empty (``None``: not seen)."""
         self._was_raised = False  # at the last ``lapsed`` call
+        self.peak_pct: float | None = None
+        """The highest SoC estimate seen since the phase last changed (``begin``)."""
+        self._soc_pct: float | None = None  # at the last ``step``
 
     def step(self, soc_pct: float | None, now_s: float) -> None:
         """Note the pack SoC estimate at ``now_s`` (monotonic s; ``None`` or not finite: no
         estimate, nothing noted)."""
         gap_pct = 100.0 - self.config.float_soc
-        if soc_pct is not None and math.isfinite(soc_pct) and soc_pct < gap_pct:
+        self._soc_pct = soc_pct if soc_pct is not None and math.isfinite(soc_pct) else None
+        if self._soc_pct is not None and self._soc_pct < gap_pct:
             self.deep_s = now_s
+
+    def begin(self) -> None:
+        """A phase begins (``ChargePhases``): the SoC peak ``recharge`` measures the fall from
+        starts at the SoC of the last ``step``."""
+        self.peak_pct = self._soc_pct
 
     def raised(self, now_s: float) -> bool:
         """Whether the raised float is in force at ``now_s``."""
@@ -130,13 +217,17 @@ class FloatLevel:
 
     def recharge(self, soc_pct: float | None, now_s: float) -> str:
         """A reason for the floating pack to return to bulk when its SoC (%, estimate) is
-        ``float_recharge_pct`` or more below the float SoC in force (a load took charge out),
-        else ``""`` (also without an estimate, or with ``float_recharge_pct`` 0)."""
+        ``float_recharge_pct`` or more below the float SoC in force *and* below the highest SoC
+        seen in this float (``peak_pct``): a load took charge out of the floating pack, else
+        ``""`` (also without an estimate, or with ``float_recharge_pct`` 0). A float that began
+        below its SoC (the top reached first, an estimate behind after absorption) waits for
+        the SoC to fall that far in float, instead of going back to bulk at once."""
         band = self.config.float_recharge_pct
         if band <= 0.0 or soc_pct is None or not math.isfinite(soc_pct):
             return ""
+        peak = self.peak_pct = soc_pct if self.peak_pct is None else max(self.peak_pct, soc_pct)
         level = self.level(now_s)[0]
-        if not soc_pct <= level - band:
+        if not soc_pct <= min(level, peak) - band:
             return ""
         return f"SoC {soc_pct:.1f} % at least {band:g} % below the float {level:.1f} %: recharge"
 

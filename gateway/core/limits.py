@@ -289,7 +289,15 @@ class LimitsCalculator:
             dvl = Limit(dvl_v, "ramp", tuple(dvl_terms), TermKind.RAMP)
         else:
             dvl = Limit(dvl_v, best.name, tuple(dvl_terms), best.kind)
-        # Never an inverted window, whatever the cells do.
+        # A DVL lifted above CVL (a low cell and a high one) is trimmed to CVL, never below its
+        # own setting: a lower DVL lets the inverter discharge deeper. The limits' terms keep
+        # CVL at or above that setting (``cell_high`` stops there); a phase CVL below it (a
+        # float voltage the settings refuse) leaves the window inverted, DVL at its setting,
+        # with a ``cvl_below_dvl`` term that says so.
         if dvl.value > cvl.value:
-            dvl = Limit(cvl.value, dvl.winner, dvl.terms, dvl.winner_kind)
+            trimmed = max(cvl.value, self.dvl_min_v)
+            terms = dvl.terms
+            if cvl.value < self.dvl_min_v:
+                terms += (LimitTerm("cvl_below_dvl", cvl.value, cvl.winner_kind),)
+            dvl = Limit(min(dvl.value, trimmed), dvl.winner, terms, dvl.winner_kind)
         return cvl, dvl

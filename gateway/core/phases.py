@@ -51,10 +51,10 @@ A full charge is requested (and, but for the sigma's, stays until an absorption 
 A full charge may draw from the grid with ``full_charge_from_grid``: ``grid_charge_requested``
 rises below the re-bulk threshold (battery CAN force-charge, SunSpec ``ChaGriSet``).
 
-Every transition carries its reason; CVL's winning term is named after the phase. Here: the state
-machine; ``charge_config`` the section, ``charge_request`` the triggers, ``charge_lift`` when a
-request is due and the lift slope, ``charge_float`` the float in force, ``phases_state`` a
-restored state's checks.
+Every transition carries its reason; CVL's phase term is named after the phase (it wins unless
+the dynamic CVL or the ramp is lower: docs/MQTT.md). Here: the state machine; ``charge_config``
+the section, ``charge_request`` the triggers, ``charge_lift`` when a request is due and the lift
+slope, ``charge_float`` the float in force, ``phases_state`` a restored state's checks.
 """
 
 from __future__ import annotations
@@ -284,6 +284,7 @@ class ChargePhases:
         self._phase = phase
         self._reason = reason
         self._since_s = now_s
+        self.float_level.begin()  # the recharge rule counts the SoC's fall within a float
         self._quiet_since_s = None
         self._taper_since_s = None
         self._leaving_since_s = None
