@@ -65,7 +65,10 @@ class ChargeConfig(Section):
     adds no time above 95 %, so there is little reason to drop it soon (7 lapsed before a grey
     day on two of the tuning seeds of ``bench/charge_phases.py``, session 8)."""
     rebulk_soc_pct: float = Field(default=85.0, ge=0, le=99)
-    """Float returns to bulk when the pack SoC falls below this (below the float SoC)."""
+    """Float returns to bulk when the pack SoC falls below this (below the float SoC), and so
+    does an absorption the loads take the pack down in: the SoC must have been at or above it in
+    that phase (an estimate below it when the top was reached, lagging, is not a fall: taken as
+    one, the phase flapped every step)."""
     float_recharge_pct: float = Field(default=1.0, ge=0, le=50)
     """Float also returns to bulk when the pack SoC falls this many points below the float SoC
     in force (a load took charge out of the floating pack), and bulk charges it back to the

@@ -176,9 +176,20 @@ class FloatLevel:
         """Note the pack SoC estimate at ``now_s`` (monotonic s; ``None`` or not finite: no
         estimate, nothing noted)."""
         gap_pct = 100.0 - self.config.float_soc
-        self._soc_pct = soc_pct if soc_pct is not None and math.isfinite(soc_pct) else None
-        if self._soc_pct is not None and self._soc_pct < gap_pct:
-            self.deep_s = now_s
+        soc = self._soc_pct = soc_pct if soc_pct is not None and math.isfinite(soc_pct) else None
+        if soc is not None:
+            self.peak_pct = soc if self.peak_pct is None else max(self.peak_pct, soc)
+            if soc < gap_pct:
+                self.deep_s = now_s
+
+    def fell_below(self, threshold_pct: float) -> bool:
+        """Whether the SoC of the last ``step`` is below ``threshold_pct`` (%) after being at or
+        above it in this phase (``peak_pct``): the loads took the pack down. An estimate that
+        was below it when the phase began (the top reached while the estimate lags: a cold start
+        on the LFP plateau, a table that does not fit the cells) has not fallen; taking it as a
+        fall flapped the phase every step. ``recharge`` measures a fall from below."""
+        soc, peak = self._soc_pct, self.peak_pct
+        return soc is not None and soc < threshold_pct and (peak is None or peak >= threshold_pct)
 
     def begin(self) -> None:
         """A phase begins (``ChargePhases``): the SoC peak ``recharge`` measures the fall from
@@ -225,7 +236,7 @@ class FloatLevel:
         band = self.config.float_recharge_pct
         if band <= 0.0 or soc_pct is None or not math.isfinite(soc_pct):
             return ""
-        peak = self.peak_pct = soc_pct if self.peak_pct is None else max(self.peak_pct, soc_pct)
+        peak = soc_pct if self.peak_pct is None else max(self.peak_pct, soc_pct)
         level = self.level(now_s)[0]
         if not soc_pct <= min(level, peak) - band:
             return ""

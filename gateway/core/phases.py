@@ -344,7 +344,7 @@ class ChargePhases:
             self._absorb(current_a, quiet_s, soc, balancing_now, now_s)
         elif due:
             self._go(ChargePhase.BULK, f"full charge due: {self._request}", now_s)
-        elif soc_low:
+        elif self.float_level.fell_below(cfg.rebulk_soc_pct):
             assert soc is not None
             reason = f"SoC {soc.soc_pct:.1f} % below re-bulk {cfg.rebulk_soc_pct:g} %"
             self._go(ChargePhase.BULK, reason, now_s)
@@ -358,7 +358,7 @@ class ChargePhases:
         cut short with a cell bled and one still above the start threshold (``imbalance_left``),
         balancing is unfinished (the module's docstring)."""
         cfg = self.config
-        soc_low = soc is not None and soc.soc_pct < cfg.rebulk_soc_pct
+        soc_low = self.float_level.fell_below(cfg.rebulk_soc_pct)  # not when it began below
         self._bled = self._bled or bleeding
         tail = self.tail_a
         self._taper_since_s = self._held(self._taper_since_s, -tail <= current_a <= tail, now_s)
