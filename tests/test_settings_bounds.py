@@ -81,7 +81,9 @@ def test_every_numeric_key_has_a_lower_and_an_upper_bound() -> None:
                 continue
             unbounded.append(f"{name} ({lo}..{hi})")
         else:
-            assert math.isfinite(lo) and math.isfinite(hi) and lo < hi, name
+            assert math.isfinite(lo), name
+            assert math.isfinite(hi), name
+            assert lo < hi, name
     assert unbounded == []
 
 
@@ -137,4 +139,3 @@ def test_soc_keys_out_of_range_are_config_errors(key: str, value: float, tmp_pat
     f.write_text(f"[soc]\n{key} = {value!r}\n")
     with pytest.raises(ConfigError, match=rf"^{f}: soc\.{key} \(={value!r}\): Input should be"):
         load_settings(f)
-

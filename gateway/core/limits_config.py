@@ -8,8 +8,6 @@ reads them is :mod:`gateway.core.limits`.
 
 from __future__ import annotations
 
-import math
-
 from pydantic import Field
 
 from gateway.core.config import Section
@@ -112,8 +110,8 @@ class LimitsConfig(Section):
     lowest cell (LFP 2.90 V, NMC 3.20 V)."""
     ramp_hold_s: float = Field(default=30.0, ge=0, le=3600)
     """After a cut, CCL/DCL stay down this long before they may increase."""
-    ramp_a_per_s: float = Field(default=5.0, ge=0, le=100_000)
-    """CCL/DCL increase at most this fast after the hold."""
+    ramp_a_per_s: float = Field(default=5.0, ge=0, le=1_000_000)
+    """CCL/DCL increase at most this fast after the hold (at most 1e6 A/s: at once)."""
     ramp_deadband_pct: float = Field(default=5.0, ge=0, le=100)
     """A drop restarts the hold only when it exceeds this percentage of the configured maximum
     (or the limit has slid twice that since the hold last started); smaller drops still apply at
