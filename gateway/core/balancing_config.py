@@ -95,9 +95,9 @@ class BalancingConfig(Section):
     sensor listed only here is refused at load."""
     guard_hysteresis: float = Field(default=0.02, ge=0, le=1)
     """Guards release this far back (fraction of the guard value) inside their limit."""
-    max_active_cells: int | None = Field(default=None, ge=1, le=512)
+    max_active_cells: int | None = Field(default=None, ge=1, le=512, examples=[16])
     """At most this many cells balance at once (thermal budget of the board; ``None``: any)."""
-    power_budget_w: float | None = Field(default=None, ge=0, le=100_000)
+    power_budget_w: float | None = Field(default=None, ge=0, le=100_000, examples=[50.0])
     """Power balancing may take from the pack (bleed heat, converter loss); ``None``: no limit.
     Power the charger makes available (``charge_power_available_w``) adds to it."""
     interval_s: float = Field(default=1.0, ge=0, le=3600)

@@ -17,7 +17,7 @@ class HealthConfig(DailyConfig):
 
     enabled: bool = True
     """Keep the daily history and run the health analytics."""
-    history_path: str | None = None
+    history_path: str | None = Field(default=None, examples=["/var/lib/bms-gateway/history.sqlite"])
     """SQLite history file; default: ``history.sqlite`` beside ``state.path``."""
     retention_days: int = Field(default=3650, ge=30, le=36500)
     """Daily rows older than this are deleted (ten years of a 16-cell pack: about 8 MB)."""

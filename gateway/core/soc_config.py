@@ -14,7 +14,7 @@ __all__ = ["SocConfig", "tuning_of"]
 class SocConfig(Section):
     """State estimator settings."""
 
-    ocv_table: str | None = None
+    ocv_table: str | None = Field(default=None, examples=["/etc/bms-gateway/ocv.csv"])
     """Path of a user OCV table (CSV: SoC in % or fraction, OCV in V or mV, with or without a
     header; ``check-config`` says how it was read); default: the chemistry's built-in table."""
     voltage_sigma_mv: float = Field(default=12.0, gt=0, le=500)
