@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -175,14 +174,6 @@ def _load(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None))
 
 
-def _settings_source(args: argparse.Namespace) -> str:
-    """Where the settings came from, for config errors found after they loaded."""
-    source = str(args.config) if args.config is not None else "defaults"
-    if args.config is None and any(k.upper().startswith("BMSGW_") for k in os.environ):
-        source = "environment"
-    return source
-
-
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -210,18 +201,14 @@ def _no_command(parser: argparse.ArgumentParser) -> int:
     return EXIT_CONFIG
 
 
-def _handle(handler: Handler, settings: Settings, args: argparse.Namespace, source: str) -> int:
+def _handle(handler: Handler, settings: Settings, args: argparse.Namespace) -> int:
     """Run ``handler``; a project error becomes one line on stderr and the exit status."""
     try:
         return handler(settings, args)
     except ConfigError as e:
-        # Errors found after the settings loaded (a DBC, a profile, an OCV table) name the key
-        # and the file they come from; say which settings file led there.
-        text = str(e)
-        print(
-            f"config error: {text if text.startswith(source) else f'{source}: {text}'}",
-            file=sys.stderr,
-        )
+        # Errors found after the settings loaded (a DBC, a profile, an OCV table, a check of
+        # the control core) name the key; say where it was set, as load_settings does.
+        print(f"config error: {settings.origin.label(str(e))}", file=sys.stderr)
         return EXIT_CONFIG
     except UpdateError as e:
         print(f"update refused: {e}", file=sys.stderr)
@@ -234,7 +221,7 @@ def _handle(handler: Handler, settings: Settings, args: argparse.Namespace, sour
         found = _config_error(eg)
         if found is None:
             raise
-        print(f"config error: {found}", file=sys.stderr)
+        print(f"config error: {settings.origin.label(str(found))}", file=sys.stderr)
         return EXIT_CONFIG
 
 
@@ -252,8 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    source = _settings_source(args)
     _setup_logging(settings.log.level)
     for text in settings.deprecations:  # on stderr for check-config too
         log.warning("%s", text)
-    return _handle(handler, settings, args, source)
+    return _handle(handler, settings, args)

@@ -40,6 +40,7 @@ from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
 from gateway.inverter_can.config import InverterCanConfig
 from gateway.mqtt.config import MqttConfig
+from gateway.settings_source import Origin
 from gateway.sparkplug.config import SparkplugConfig
 from gateway.state_store import check_ocv_table_fits
 from gateway.sunspec.config import SunSpecConfig
@@ -178,11 +179,19 @@ class Settings(BaseSettings):
     log: LogConfig = LogConfig()
 
     _deprecations: tuple[str, ...] = PrivateAttr(default=())
+    _origin: Origin | None = PrivateAttr(default=None)
 
     @property
     def deprecations(self) -> tuple[str, ...]:
         """One warning per deprecated key that is set (filled by :func:`load_settings`)."""
         return self._deprecations
+
+    @property
+    def origin(self) -> Origin:
+        """Where these settings came from (filled by :func:`load_settings`): its
+        :meth:`~Origin.label` puts the file or variable in front of a config error found after
+        loading, as :func:`load_settings` does for its own."""
+        return self._origin or Origin(Settings, ENV_PREFIX)
 
     @model_validator(mode="after")
     def _check_across_sections(self) -> Settings:
@@ -289,22 +298,26 @@ def _check_env_keys(env: Mapping[str, str]) -> None:
             model = fields[part].annotation
 
 
-def _format_error(e: ValidationError, source: str) -> str:
+def _format_error(e: ValidationError, origin: Origin) -> str:
+    """One line for the first error: where it was set (``origin``), the key, the value, why."""
     err = e.errors()[0]
     key = ".".join(str(p) for p in err["loc"])
+    # A section's own check (loc: the section) names its keys without the section.
+    section = str(err["loc"][0]) if len(err["loc"]) == 1 else None
     msg = err["msg"]
+    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
     if err["type"] == "value_error":
         # Our own checks name their keys (``protection.a (=1) must be below protection.b``).
         msg = msg.removeprefix("Value error, ")
         if not key or msg.startswith((f"{key}.", f"{key} ")):
-            more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-            return f"{source}: {msg}{more}"
-    if err["type"] == "extra_forbidden":
+            return f"{origin.of(msg, section)}: {msg}{more}"
+    if err["type"] == "extra_forbidden":  # unknown variables are refused before this
         msg = "unknown setting" + _nearest(str(err["loc"][-1]), _model_at(err["loc"]))
+        where = str(origin.path) if origin.path is not None else origin.overall()
+        return f"{where}: {key}: {msg}{more}"
     value = err.get("input")
-    shown = "" if err["type"] == "extra_forbidden" or isinstance(value, dict) else f" (={value!r})"
-    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-    return f"{source}: {key}{shown}: {msg}{more}"
+    shown = "" if isinstance(value, dict) else f" (={value!r})"
+    return f"{origin.of(f'{key}: {msg}', section)}: {key}{shown}: {msg}{more}"
 
 
 def load_settings(path: Path | None = None) -> Settings:
@@ -314,9 +327,7 @@ def load_settings(path: Path | None = None) -> Settings:
         ConfigError: one line naming the file or variable, the bad key and why.
     """
     data: dict[str, Any] = {}
-    source = "defaults"
     if path is not None:
-        source = str(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as e:
@@ -324,15 +335,16 @@ def load_settings(path: Path | None = None) -> Settings:
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
     _check_env_keys(os.environ)
-    if any(k.upper().startswith(ENV_PREFIX) for k in os.environ):
-        source += " + environment"
+    env_names = frozenset(k.upper() for k in os.environ if k.upper().startswith(ENV_PREFIX))
+    origin = Origin(Settings, ENV_PREFIX, path, data, env_names)
     try:
         settings = Settings(**data)
     except ValidationError as e:
-        raise ConfigError(_format_error(e, source)) from None
+        raise ConfigError(_format_error(e, origin)) from None
     except SettingsError as e:
         raise ConfigError(_env_parse_error(e, os.environ)) from None
     settings._deprecations = _deprecation_warnings(settings, data, path, os.environ)
+    settings._origin = origin
     return settings
 
 

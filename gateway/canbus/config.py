@@ -44,8 +44,9 @@ class CanConfig(Section):
     """python-can interface name: ``socketcan`` on a device, ``virtual`` in tests and the demo."""
     channel: str = Field(default="bms0", min_length=1)
     """Channel name (``can0`` for SocketCAN)."""
-    bitrate: int | None = Field(default=None, gt=0, le=8_000_000)
-    """Bit rate in bit/s for interfaces that set it (SocketCAN takes it from ``ip link``)."""
+    bitrate: int | None = Field(default=None, gt=0, le=8_000_000, examples=[500_000])
+    """Bit rate in bit/s for interfaces that set it (SocketCAN takes it from ``ip link``); unset:
+    the interface's own."""
     profile: str = Field(default="bms", min_length=1)
     """Signal map: a shipped profile name (``bms``, ``foxbms``) or the path of a TOML file."""
     dbc: tuple[str, ...] = ()

@@ -35,46 +35,46 @@ class BalancingConfig(Section):
 
     mode: BalancingMode = BalancingMode.PASSIVE
     """``off``, ``passive`` (bleed resistors) or ``active`` (charge transfer)."""
-    bleed_current_a: float = Field(default=0.1, gt=0)
+    bleed_current_a: float = Field(default=0.1, gt=0, le=10)
     """Bleed current of one cell's resistor (33 ohm at 3.3 V: 0.1 A)."""
-    active_current_a: float = Field(default=2.0, gt=0)
+    active_current_a: float = Field(default=2.0, gt=0, le=100)
     """Active balancer: current drawn from a donating cell."""
     active_efficiency: float = Field(default=0.85, gt=0, le=1)
     """Active balancer: fraction of the donated charge that reaches the receiving cell."""
-    active_channels: int = Field(default=8, ge=1)
+    active_channels: int = Field(default=8, ge=1, le=512)
     """Active balancer: how many donor/receiver pairs may run at once."""
-    start_pct: float = Field(default=0.5, ge=0)
+    start_pct: float = Field(default=0.5, ge=0, le=100)
     """A cell starts balancing when its excess (passive) or deviation (active) exceeds this,
     in percent of its capacity ..."""
-    stop_pct: float = Field(default=0.05, ge=0)
+    stop_pct: float = Field(default=0.05, ge=0, le=100)
     """... and stops when it is back under this (hysteresis)."""
-    active_start_pct: float = Field(default=0.2, ge=0)
+    active_start_pct: float = Field(default=0.2, ge=0, le=100)
     """Active mode: start threshold (moving charge costs only the converter loss, so the
     active band is tighter than the passive one) ..."""
-    active_stop_pct: float = Field(default=0.02, ge=0)
+    active_stop_pct: float = Field(default=0.02, ge=0, le=100)
     """... and stop threshold, in percent of capacity."""
-    sigma_factor: float = Field(default=1.0, ge=0)
+    sigma_factor: float = Field(default=1.0, ge=0, le=10)
     """... and only when the excess also exceeds this many standard deviations of the SoC
     estimate (do not act on noise): the cell's SoC against the other cells
     (``soc_rel_sigma_pct``; the string's common counting errors do not move charge between
     cells), or the absolute ``soc_sigma_pct`` where the estimate has no relative one."""
-    capacity_sigma_factor: float = Field(default=0.35, ge=0)
+    capacity_sigma_factor: float = Field(default=0.35, ge=0, le=10)
     """Passive: a cell starts bleeding only when its excess over the band remains with the
     capacities this many standard deviations (``capacity_sigma_ah``) the wrong way. Charge a
     capacity error of that size could explain is not bled: bleeding is lost for good, waiting
     for the capacities to be learned costs only time. 0.35 because the estimator's capacity
     sigma is cautious (several times its actual error on the simulator, docs/PERFORMANCE.md);
     0: take the capacity estimates as exact."""
-    voltage_start_mv: float = Field(default=15.0, ge=0)
+    voltage_start_mv: float = Field(default=15.0, ge=0, le=1000)
     """Voltage fallback (no SoC estimate): start when a cell is this far above the lowest
     (passive) or the mean (active), near the top of charge only ..."""
-    voltage_stop_mv: float = Field(default=5.0, ge=0)
+    voltage_stop_mv: float = Field(default=5.0, ge=0, le=1000)
     """... stop when back under this."""
     top_cell_v: float | None = Field(default=None, gt=0.0, le=10.0)
     """Near the top of charge when the highest cell reaches this (LFP 3.40, NMC 4.05 V) ..."""
     top_soc_pct: float = Field(default=90.0, ge=0, le=100)
     """... or the pack SoC is at or above this."""
-    rest_current_c: float = Field(default=0.02, ge=0)
+    rest_current_c: float = Field(default=0.02, ge=0, le=1)
     """Below this C-rate (absolute) the pack is at rest."""
     passive_states: tuple[str, ...] = STATES
     """Operating states in which passive balancing may run (default: every state). The excess
@@ -93,33 +93,33 @@ class BalancingConfig(Section):
     board_sensors: tuple[int, ...] = ()
     """Deprecated: set ``pack.board_sensors`` (the map protection, limits and SoC use too); a
     sensor listed only here is refused at load."""
-    guard_hysteresis: float = Field(default=0.02, ge=0)
+    guard_hysteresis: float = Field(default=0.02, ge=0, le=1)
     """Guards release this far back (fraction of the guard value) inside their limit."""
-    max_active_cells: int | None = None
+    max_active_cells: int | None = Field(default=None, ge=1, le=512, examples=[16])
     """At most this many cells balance at once (thermal budget of the board; ``None``: any)."""
-    power_budget_w: float | None = None
+    power_budget_w: float | None = Field(default=None, ge=0, le=100_000, examples=[50.0])
     """Power balancing may take from the pack (bleed heat, converter loss); ``None``: no limit.
     Power the charger makes available (``charge_power_available_w``) adds to it."""
-    interval_s: float = Field(default=1.0, ge=0)
+    interval_s: float = Field(default=1.0, ge=0, le=3600)
     """The plan is recomputed at most this often (the data checks run every step); balancing
     acts over hours, and planning 512 cells at 100 Hz would cost more than it gains."""
-    max_data_age_s: float | None = Field(default=None, gt=0)
+    max_data_age_s: float | None = Field(default=None, gt=0, le=60)
     """Deprecated: set ``timeouts.cell_voltage_timeout_s`` and ``timeouts.temperature_timeout_s``
     (balancing stops at the shorter of the two for a temperature). Until then, one age for both,
     in force while neither of those keys is set."""
-    min_dwell_s: float = Field(default=30.0, ge=0)
+    min_dwell_s: float = Field(default=30.0, ge=0, le=86_400)
     """A cell keeps its state at least this long after a switch (unless a guard trips)."""
-    voltage_check_mv: float = Field(default=5.0, ge=0)
+    voltage_check_mv: float = Field(default=5.0, ge=0, le=1000)
     """Near the top of charge (highest cell at ``top_cell_v`` or above), a cell the SoC estimate
     wants to bleed (or draw from) is left alone when its voltage is within this of the lowest
     cell (0 disables the check)."""
-    progress_check_pct: float = Field(default=1.0, ge=0)
+    progress_check_pct: float = Field(default=1.0, ge=0, le=100)
     """Self-check: after a cell has moved this much charge (percent of its capacity) the SoC
     estimate must show at least ``progress_min_ratio`` of it, else the cell pauses (an estimate
     that does not see balancing currents would otherwise drain it). 0 disables the check."""
     progress_min_ratio: float = Field(default=0.5, ge=0, le=1)
     """Fraction of the moved charge the estimate must reflect."""
-    progress_pause_s: float = Field(default=4 * 3600.0, ge=0)
+    progress_pause_s: float = Field(default=4 * 3600.0, ge=0, le=604_800)
     """How long a cell that failed the self-check pauses."""
 
     def states_of(self, mode: BalancingMode) -> tuple[str, ...]:

@@ -32,9 +32,9 @@ _NAN = math.nan
 class DailyConfig(Section):
     """What counts as a rest and as high SoC in the daily summaries (part of ``[health]``)."""
 
-    rest_current_c: float = Field(default=0.01, ge=0)
+    rest_current_c: float = Field(default=0.01, ge=0, le=1)
     """Current (C-rate) below which the pack rests (for the daily rest voltages)."""
-    rest_min_s: float = Field(default=1800.0, ge=0)
+    rest_min_s: float = Field(default=1800.0, ge=0, le=86_400)
     """A rest shorter than this gives no rest voltages (the cells have not relaxed)."""
     high_soc_pct: float = Field(default=95.0, ge=0, le=100)
     """Pack SoC at or above which time counts as time at high SoC."""

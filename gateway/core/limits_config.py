@@ -8,8 +8,6 @@ reads them is :mod:`gateway.core.limits`.
 
 from __future__ import annotations
 
-import math
-
 from pydantic import Field
 
 from gateway.core.config import Section
@@ -70,9 +68,9 @@ class LimitsConfig(Section):
     configured maximum (0..1), linear in between and clamped outside.
     """
 
-    max_charge_a: float = 100.0
+    max_charge_a: float = Field(default=100.0, ge=0, le=100_000)
     """Configured maximum charge current."""
-    max_discharge_a: float = 100.0
+    max_discharge_a: float = Field(default=100.0, ge=0, le=100_000)
     """Configured maximum discharge current."""
     charge_cell_v: tuple[float, ...] | None = None
     """Charge taper knots by highest cell voltage (LFP 3.375, 3.400, 3.425, 3.450, 3.500 V)."""
@@ -98,42 +96,33 @@ class LimitsConfig(Section):
     """Discharge taper knots by pack SoC (0, 2, 5 %)."""
     discharge_soc_fraction: tuple[float, ...] | None = None
     """Discharge fraction at those knots (0.05, 0.25, 1)."""
-    imbalance_start_cell_v: float | None = None
+    imbalance_start_cell_v: float | None = Field(default=None, ge=0, le=10)
     """The imbalance term applies once the highest cell reaches this (LFP 3.40 V, NMC 4.10 V)."""
     imbalance_spread_v: tuple[float, ...] | None = None
     """Imbalance knots: highest minus lowest cell (0.02, 0.05, 0.10, 0.20 V)."""
     imbalance_fraction: tuple[float, ...] | None = None
     """Charge fraction at those knots (1, 0.5, 0.2, 0.1)."""
-    cvl_cell_v: float | None = None
+    cvl_cell_v: float | None = Field(default=None, ge=0, le=10)
     """Charge voltage per cell: CVL = cells x this, and the dynamic CVL target for the highest
     cell (LFP 3.45 V, NMC 4.18 V)."""
-    dvl_cell_v: float | None = None
+    dvl_cell_v: float | None = Field(default=None, ge=0, le=10)
     """Discharge voltage per cell: DVL = cells x this, and the dynamic DVL target for the
     lowest cell (LFP 2.90 V, NMC 3.20 V)."""
-    ramp_hold_s: float = 30.0
+    ramp_hold_s: float = Field(default=30.0, ge=0, le=3600)
     """After a cut, CCL/DCL stay down this long before they may increase."""
-    ramp_a_per_s: float = 5.0
-    """CCL/DCL increase at most this fast after the hold."""
+    ramp_a_per_s: float = Field(default=5.0, ge=0, le=1_000_000)
+    """CCL/DCL increase at most this fast after the hold (at most 1e6 A/s: at once)."""
     ramp_deadband_pct: float = Field(default=5.0, ge=0, le=100)
     """A drop restarts the hold only when it exceeds this percentage of the configured maximum
     (or the limit has slid twice that since the hold last started); smaller drops still apply at
     once, but the limit may rise again without waiting. 0: every drop restarts the hold."""
-    voltage_hold_s: float = 10.0
+    voltage_hold_s: float = Field(default=10.0, ge=0, le=3600)
     """After CVL is pulled down (or DVL lifted), wait this long before relaxing it."""
-    voltage_ramp_v_per_cell_s: float = 0.01
+    voltage_ramp_v_per_cell_s: float = Field(default=0.01, ge=0, le=10)
     """CVL rises (DVL falls) at most this fast per series cell after the hold."""
 
     def model_post_init(self, __context: object) -> None:
         """Check what needs more than a type."""
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, float) and not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} (={value}) must be finite and not negative")
-            # Upper bounds: an hour for a time, 100 kA for a current (beyond: not a pack).
-            is_time = name.endswith("_s") and "_per_" not in name  # not a rate (A/s, V/s)
-            top = 3600.0 if is_time else 100_000.0 if name.endswith("_a") else None
-            if isinstance(value, float) and top is not None and value > top:
-                raise ValueError(f"{name} (={value}) must be at most {top:g}")
         for knots, fractions in (
             ("charge_cell_v", "charge_cell_fraction"),
             ("discharge_cell_v", "discharge_cell_fraction"),

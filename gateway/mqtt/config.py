@@ -21,18 +21,32 @@ class MqttConfig(Section):
     """Broker host name or address."""
     port: int = Field(default=1883, ge=1, le=65535)
     """Broker TCP port (8883 is usual with TLS)."""
-    username: str | None = None
+    username: str | None = Field(default=None, examples=["bms-gateway"])
     """User name for the broker; none means anonymous."""
-    password: SecretStr | None = None
-    """Password for the broker (only with ``username``)."""
+    password: SecretStr | None = Field(default=None, examples=["change-me"])
+    """Password for the broker (only with ``username``); none: no password."""
     tls: bool = False
     """Connect with TLS (system CA store unless ``tls_ca_file`` is set)."""
-    tls_ca_file: str | None = None
-    """CA certificate file (PEM) that signed the broker's certificate."""
-    tls_cert_file: str | None = None
-    """Client certificate file (PEM) for mutual TLS."""
-    tls_key_file: str | None = None
-    """Client key file (PEM) for mutual TLS."""
+    tls_ca_file: str | None = Field(
+        default=None,
+        examples=["/etc/bms-gateway/ca.pem"],
+        json_schema_extra={"example_needs": "tls = true"},
+    )
+    """CA certificate file (PEM) that signed the broker's certificate (needs ``tls``); none:
+    the system CA store."""
+    tls_cert_file: str | None = Field(
+        default=None,
+        examples=["/etc/bms-gateway/client.pem"],
+        json_schema_extra={"example_needs": "tls = true"},
+    )
+    """Client certificate file (PEM) for mutual TLS (with ``tls_key_file``); none: no client
+    certificate."""
+    tls_key_file: str | None = Field(
+        default=None,
+        examples=["/etc/bms-gateway/client.key"],
+        json_schema_extra={"example_needs": "tls = true"},
+    )
+    """Client key file (PEM) for mutual TLS (with ``tls_cert_file``); none: no client key."""
     tls_insecure: bool = False
     """Skip the broker host name check (test setups only)."""
     client_id: str = Field(default="", max_length=128)
@@ -62,7 +76,7 @@ class MqttConfig(Section):
     commands: bool = False
     """Accept commands under ``<prefix>/<gateway_id>/cmd/...``; when false every command is
     rejected as unauthorised."""
-    command_token: SecretStr | None = None
+    command_token: SecretStr | None = Field(default=None, examples=["change-me-to-a-long-secret"])
     """Shared secret every command payload must carry as ``"token"``; none means no token."""
 
     @model_validator(mode="after")

@@ -25,14 +25,19 @@ class SparkplugConfig(Section):
     """Broker host (a clustered broker: EMQX, HiveMQ, VerneMQ, or mosquitto)."""
     port: int = Field(default=1883, ge=1, le=65535)
     """Broker TCP port."""
-    username: str | None = None
+    username: str | None = Field(default=None, examples=["bms-gateway"])
     """User name for the broker; none means anonymous."""
-    password: SecretStr | None = None
-    """Password for the broker (only with ``username``)."""
+    password: SecretStr | None = Field(default=None, examples=["change-me"])
+    """Password for the broker (only with ``username``); none: no password."""
     tls: bool = False
     """Connect with TLS (system CA store unless ``tls_ca_file`` is set)."""
-    tls_ca_file: str | None = None
-    """CA certificate file (PEM) that signed the broker's certificate."""
+    tls_ca_file: str | None = Field(
+        default=None,
+        examples=["/etc/bms-gateway/ca.pem"],
+        json_schema_extra={"example_needs": "tls = true"},
+    )
+    """CA certificate file (PEM) that signed the broker's certificate (needs ``tls``); none:
+    the system CA store."""
     group_id: str = Field(default="site1", pattern=_ID)
     """Sparkplug group id: the site."""
     edge_node_id: str = Field(default="", pattern=r"^([A-Za-z0-9_.:-]{1,64})?$")

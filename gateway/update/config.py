@@ -30,11 +30,11 @@ class UpdateConfig(Section):
     """After a restart, the new process must report health within this (else roll back)."""
     health_stale_s: float = Field(default=5.0, gt=0, le=600)
     """A health record older than this means the gateway is not running (or hung)."""
-    safe_current_a: float = Field(default=2.0, ge=0)
+    safe_current_a: float = Field(default=2.0, ge=0, le=100_000)
     """An update starts only while the pack current magnitude is at most this (or --force)."""
     restart_command: tuple[str, ...] = ("systemctl", "restart", "bms-gateway.service")
     """Command that restarts the gateway after a switch (in a container: one that re-execs)."""
-    check_interval_s: float | None = Field(default=None, gt=0)
+    check_interval_s: float | None = Field(default=None, gt=0, le=604_800, examples=[86400.0])
     """Periodic update check in the daemon (logs and publishes what is available; never
     applies); unset: off."""
     uds_tx_id: int = Field(default=0x7E0, ge=0, le=0x7FF)

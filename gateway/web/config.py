@@ -22,7 +22,7 @@ class WebConfig(Section):
     """Address to listen on; loopback by default (use a reverse proxy or 0.0.0.0 knowingly)."""
     port: int = Field(default=8080, ge=1, le=65535)
     """TCP port of the dashboard and ``/metrics``."""
-    token: SecretStr | None = None
+    token: SecretStr | None = Field(default=None, examples=["change-me-to-a-long-secret"])
     """Shared secret for commands from the dashboard (as ``mqtt.command_token``); none means the
     dashboard is read-only."""
     push_interval_s: float = Field(default=1.0, ge=0.1, le=60)

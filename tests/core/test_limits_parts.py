@@ -74,7 +74,7 @@ def test_the_config_names_the_bad_key() -> None:
         LimitsConfig(charge_cell_v=(3.4, 3.5))
     with pytest.raises(ValueError, match=r"charge_cell_fraction \(=\(1.0, 1.5\)\)"):
         LimitsConfig(charge_cell_v=(3.4, 3.5), charge_cell_fraction=(1.0, 1.5))
-    with pytest.raises(ValueError, match=r"ramp_hold_s \(=7200.0\) must be at most 3600"):
+    with pytest.raises(ValueError, match=r"ramp_hold_s\n.*less than or equal to 3600"):
         LimitsConfig(ramp_hold_s=7200.0)
     flat = Table.of((0.0, 1.0), (1.0, 1.0))
     with pytest.raises(ValueError, match="dvl_cell_v"):
