@@ -72,9 +72,11 @@ def test_every_example_line_uncommented_loads_without_a_warning(tmp_path: Path) 
     # Left unset: the deprecated keys and those an example needs another key for.
     assert sorted(unset) == [
         "balancing.max_data_age_s",
+        "charge.float_cell_v",
         "mqtt.tls_ca_file",
         "mqtt.tls_cert_file",
         "mqtt.tls_key_file",
+        "soc.ocv_table",
         "soc.stale_s",
         "sparkplug.tls_ca_file",
     ]

@@ -34,7 +34,9 @@ class ChargeConfig(Section):
     strategy: ChargeStrategy = ChargeStrategy.ADAPTIVE
     """``adaptive`` (bulk, absorption, float; full charge on demand) or ``top`` (CVL always at
     the absorption voltage ``limits.cvl_cell_v``)."""
-    float_cell_v: float | None = Field(default=None, gt=0, le=5)
+    float_cell_v: float | None = Field(
+        default=None, gt=0, le=5, json_schema_extra={"example_needs": "float_raise_days = 0"}
+    )
     """Float voltage per cell (``None``: the chemistry's OCV at ``float_soc_pct``, from the OCV
     table in force, a user table included, and at least 50 mV below the absorption voltage;
     LFP about 3.315 V, NMC about 4.125 V). Clamped there (a user table), it holds the pack at a

@@ -14,7 +14,11 @@ __all__ = ["SocConfig", "tuning_of"]
 class SocConfig(Section):
     """State estimator settings."""
 
-    ocv_table: str | None = Field(default=None, examples=["/etc/bms-gateway/ocv.csv"])
+    ocv_table: str | None = Field(
+        default=None,
+        examples=["/etc/bms-gateway/ocv.csv"],
+        json_schema_extra={"example_needs": "a table of the pack's cells at that path"},
+    )
     """Path of a user OCV table (CSV: SoC in % or fraction, OCV in V or mV, with or without a
     header; ``check-config`` says how it was read); default: the chemistry's built-in table. A
     relative path is taken from the working directory (``/`` under systemd: give an absolute
