@@ -40,9 +40,9 @@ from gateway.core.soc import SocConfig
 from gateway.errors import ConfigError
 from gateway.inverter_can.config import InverterCanConfig
 from gateway.mqtt.config import MqttConfig
+from gateway.settings_checks import check_across_sections
 from gateway.settings_source import Origin
 from gateway.sparkplug.config import SparkplugConfig
-from gateway.state_store import check_ocv_table_fits
 from gateway.sunspec.config import SunSpecConfig
 from gateway.update.config import UpdateConfig
 from gateway.web.config import WebConfig
@@ -195,61 +195,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_across_sections(self) -> Settings:
-        """Checks that need two sections; each error names both keys.
-
-        Thresholds with chemistry defaults are resolved here (so an order problem names the
-        file), and no alarm threshold may lie beyond the plausibility window: a value past it
-        is a measurement fault, so such an alarm could never trigger.
-        """
-        only_here = sorted(set(self.balancing.board_sensors) - set(self.pack.board_sensors))
-        if only_here:
-            # One map of sensor roles: a board sensor known to balancing alone would count as a
-            # cell's temperature in protection, limits and SoC.
-            raise ValueError(
-                f"balancing.board_sensors (={only_here}) must also be in pack.board_sensors "
-                f"(={list(self.pack.board_sensors)}): set the sensor roles there"
-            )
-        if self.charge.float_soc_pct is None:  # the float SoC depends on the chemistry
-            self.charge.for_chemistry(self.pack.chemistry).check_float_soc(self.pack.chemistry)
-        th = self.protection.resolve(self.pack)
-        tables = self.limits.tables(self.pack)
-        dvl_cell_v, cvl_cell_v = tables.dvl_cell_v, tables.cvl_cell_v
-        prot, unset = self.protection, self.limits.dvl_cell_v is None
-        self.charge.check_float_above(
-            self.pack.chemistry,
-            ("limits.dvl_cell_v", dvl_cell_v, unset),
-            *(
-                (f"protection.{k}", getattr(th, k), getattr(prot, k) is None)
-                for k in ("cell_undervoltage_warning_v", "cell_undervoltage_alarm_v")
-            ),
-        )
-        if self.soc.ocv_table is not None:
-            try:  # a table of the wrong chemistry would pass its own checks
-                check_ocv_table_fits(
-                    Path(self.soc.ocv_table), self.pack.chemistry, th.cell_overvoltage_alarm_v,
-                    cvl_cell_v)  # fmt: skip
-            except ConfigError as e:
-                raise ValueError(str(e)) from None
-        w = self.plausibility.windows(self.pack.chemistry, self.pack.cells, self.pack.capacity_ah)
-        v_lo, v_hi = w.cell_v
-        t_lo, t_hi = w.temp_c
-        checks = (
-            ("cell_overvoltage_alarm_v", "cell_voltage_max_v", v_hi, True),
-            ("cell_undervoltage_alarm_v", "cell_voltage_min_v", v_lo, False),
-            ("charge_temp_max_alarm_c", "cell_temp_max_c", t_hi, True),
-            ("discharge_temp_max_alarm_c", "cell_temp_max_c", t_hi, True),
-            ("charge_temp_min_alarm_c", "cell_temp_min_c", t_lo, False),
-            ("discharge_temp_min_alarm_c", "cell_temp_min_c", t_lo, False),
-        )
-        for key, window_key, bound, high in checks:
-            value = getattr(th, key)
-            if (value >= bound) if high else (value <= bound):
-                where = "below" if high else "above"
-                raise ValueError(
-                    f"protection.{key} (={value:g}) must be {where} plausibility.{window_key} "
-                    f"(={bound:g}): a reading past it is a measurement fault, so the alarm "
-                    "could never trigger"
-                )
+        """Checks that need two sections; each error names both keys
+        (``gateway.settings_checks``)."""
+        check_across_sections(self)
         return self
 
     @classmethod
