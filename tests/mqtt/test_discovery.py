@@ -59,7 +59,8 @@ def test_charge_phase_entities_read_the_state_charge_object() -> None:
     phase = by_topic["homeassistant/sensor/bmsgw_gw1/charge_phase/config"]
     assert phase["unique_id"] == "bmsgw_gw1_charge_phase"
     assert (phase["device_class"], phase["options"]) == ("enum", ["bulk", "absorption", "float"])
-    assert "state_class" not in phase and "unit_of_measurement" not in phase
+    assert "state_class" not in phase
+    assert "unit_of_measurement" not in phase
     assert phase["state_topic"] == phase["json_attributes_topic"] == "bms/gw1/state"
     assert phase["availability_topic"] == "bms/gw1/availability"
     reason = by_topic["homeassistant/sensor/bmsgw_gw1/charge_phase_reason/config"]

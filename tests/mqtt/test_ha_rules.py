@@ -111,10 +111,12 @@ def test_units_and_state_classes_are_allowed_for_their_device_class() -> None:
         unit, sc = c.get("unit_of_measurement"), c.get("state_class")
         assert ("options" in c) == (dc == "enum"), f"{topic}: options only with device class enum"
         if dc == "enum":
-            assert unit is None and sc is None, topic
+            assert unit is None, topic
+            assert sc is None, topic
             assert "suggested_display_precision" not in c, topic
             opts = c["options"]
-            assert opts and all(isinstance(o, str) and o for o in opts), topic
+            assert opts, topic
+            assert all(isinstance(o, str) and o for o in opts), topic
             assert len(set(opts)) == len(opts), topic
         elif dc is not None:
             assert dc in UNITS, f"{topic}: device class {dc} not in our table"
