@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from gateway import __version__
+from gateway.core.model import ChargePhase
 from gateway.mqtt.topics import Topics
 
 __all__ = [
@@ -74,6 +75,7 @@ class HaEntityConfig(BaseModel):
     json_attributes_template: str | None = None
     payload_on: str | None = None
     payload_off: str | None = None
+    options: list[str] | None = None  # the states of a ``device_class: enum`` sensor
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,7 @@ class _Spec:
     icon: str | None = None
     precision: int | None = None
     attributes: str | None = None  # json_attributes_template
+    options: tuple[str, ...] | None = None  # device_class "enum"
 
 
 def _limit(key: str, label: str, unit: str, device_class: str) -> list[_Spec]:
@@ -126,6 +129,30 @@ def _limit(key: str, label: str, unit: str, device_class: str) -> list[_Spec]:
             icon="mdi:information-outline",
         ),
     ]
+
+
+def _charge_specs() -> list[_Spec]:
+    """The charge phase and the full-charge request, from ``state.charge``.
+
+    ``charge`` is ``null`` in a step without the charge-phase machine: every template tests it
+    first and renders ``None`` (HA: *unknown*) or, for attributes, an empty object.
+    """
+    return [
+        _Spec("sensor", "charge_phase", "Charge phase", "state",
+              "{{ value_json.charge.phase if value_json.charge else None }}",
+              device_class="enum", state_class=None, icon="mdi:battery-charging-medium",
+              attributes="{{ (value_json.charge or {}) | tojson }}",
+              options=tuple(p.value for p in ChargePhase)),
+        _Spec("sensor", "charge_phase_reason", "Charge phase reason", "state",
+              "{{ value_json.charge.reason if value_json.charge else None }}", state_class=None,
+              category="diagnostic", icon="mdi:information-outline"),
+        _Spec("binary_sensor", "full_charge_requested", "Full charge requested", "state",
+              "{{ ('ON' if value_json.charge.full_charge_requested else 'OFF')"
+              " if value_json.charge else None }}",
+              state_class=None, icon="mdi:battery-sync",
+              attributes="{{ {'reason': value_json.charge.full_charge_reason"
+              " if value_json.charge else None} | tojson }}"),
+    ]  # fmt: skip
 
 
 def _pack_specs() -> list[_Spec]:
@@ -173,6 +200,7 @@ def _pack_specs() -> list[_Spec]:
     specs += _limit("dcl_a", "Discharge current limit", "A", "current")
     specs += _limit("cvl_v", "Charge voltage limit", "V", "voltage")
     specs += _limit("dvl_v", "Discharge voltage limit", "V", "voltage")
+    specs += _charge_specs()
     return specs
 
 
@@ -282,6 +310,7 @@ def discovery_messages(
             json_attributes_template=s.attributes,
             payload_on="ON" if binary else None,
             payload_off="OFF" if binary else None,
+            options=list(s.options) if s.options else None,
         )
         out.append(
             DiscoveryMessage(

@@ -1,10 +1,10 @@
 """Sparkplug B metrics of the pack from one control step, and report by exception. Pure.
 
-Metric names are paths (``Pack/SoC``, ``Limits/CCL``, ``Cells/001/Voltage``); Ignition and
-other hosts show them as folders. Floats are rounded to the resolution that matters (mV, 10 mA,
-0.1 % SoC), so noise below it does not count as a change: report by exception sends only what
-changed at that resolution. A metric that cannot be known is sent as null (``is_null``), never
-as a made-up number.
+Metric names are paths (``Pack/SoC``, ``Limits/CCL``, ``Charge/Phase``, ``Cells/001/Voltage``);
+Ignition and other hosts show them as folders. Floats are rounded to the resolution that matters
+(mV, 10 mA, 0.1 % SoC), so noise below it does not count as a change: report by exception sends
+only what changed at that resolution. A metric that cannot be known is sent as null
+(``is_null``), never as a made-up number.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def device_metrics(out: ControlOutput, *, cells: bool = True) -> DeviceMetrics:
     """The pack device's metrics at step ``out``."""
     p = out.pack
     soc = out.soc
+    c = out.charge
     lo, hi = p.min_cell_v, p.max_cell_v
     power = (
         p.pack_voltage_v * p.current_a
@@ -84,6 +85,12 @@ def device_metrics(out: ControlOutput, *, cells: bool = True) -> DeviceMetrics:
             MetricType.STRING, ",".join(sorted(a.code for a in out.alarms.active))
         ),
         "Balancing/Cells": Metric(MetricType.INT64, sum(out.balancing.bleed)),
+        # Always present (null without the charge-phase machine): a metric that appeared later
+        # would cost a rebirth. Both change only on a transition or a new request.
+        "Charge/Phase": Metric(MetricType.STRING, c.phase.value if c else None),
+        "Charge/Full Charge Requested": Metric(
+            MetricType.BOOLEAN, c.full_charge_requested if c else None
+        ),
     }
     m |= _limit("Limits/CCL", out.limits.ccl_a, 1)
     m |= _limit("Limits/DCL", out.limits.dcl_a, 1)

@@ -16,8 +16,8 @@ MODELS = {TOPICS.state: StatePayload, TOPICS.cells: CellsPayload, TOPICS.alarms:
 def test_pack_and_cell_entities_grouped_under_one_device() -> None:
     msgs = discovery_messages(TOPICS, cell_count=16, sensor_count=4)
     configs = [json.loads(m.payload) for m in msgs]
-    # 25 pack entities + 3 per cell + 1 per temperature sensor.
-    assert len(msgs) == 25 + 16 * 3 + 4
+    # 28 pack entities + 3 per cell + 1 per temperature sensor.
+    assert len(msgs) == 28 + 16 * 3 + 4
     assert len({m.topic for m in msgs}) == len(msgs)
     assert len({c["unique_id"] for c in configs}) == len(msgs)
     assert {json.dumps(c["device"], sort_keys=True) for c in configs} == {
@@ -54,11 +54,32 @@ def test_limit_entities_expose_winner_and_terms() -> None:
     assert cell2["value_template"] == "{{ value_json.voltage_v[1] }}"
 
 
+def test_charge_phase_entities_read_the_state_charge_object() -> None:
+    by_topic = {m.topic: json.loads(m.payload) for m in discovery_messages(TOPICS, 2, 0)}
+    phase = by_topic["homeassistant/sensor/bmsgw_gw1/charge_phase/config"]
+    assert phase["unique_id"] == "bmsgw_gw1_charge_phase"
+    assert (phase["device_class"], phase["options"]) == ("enum", ["bulk", "absorption", "float"])
+    assert "state_class" not in phase
+    assert "unit_of_measurement" not in phase
+    assert phase["state_topic"] == phase["json_attributes_topic"] == "bms/gw1/state"
+    assert phase["availability_topic"] == "bms/gw1/availability"
+    reason = by_topic["homeassistant/sensor/bmsgw_gw1/charge_phase_reason/config"]
+    assert reason["entity_category"] == "diagnostic"
+    full = by_topic["homeassistant/binary_sensor/bmsgw_gw1/full_charge_requested/config"]
+    assert full["unique_id"] == "bmsgw_gw1_full_charge_requested"
+    assert (full["payload_on"], full["payload_off"]) == ("ON", "OFF")
+    assert "full_charge_reason" in full["json_attributes_template"]
+    # Only the enum sensor has options.
+    assert [t for t, c in by_topic.items() if "options" in c] == [
+        "homeassistant/sensor/bmsgw_gw1/charge_phase/config"
+    ]
+
+
 def test_removal_empties_every_config_topic() -> None:
     made = discovery_messages(TOPICS, 8, 2)
     removed = removal_messages(TOPICS, 8, 2)
     assert [m.topic for m in removed] == [m.topic for m in made]
     assert {m.payload for m in removed} == {""}
     pack_only = discovery_messages(TOPICS, 8, 2, per_cell=False)
-    assert len(pack_only) == 25
+    assert len(pack_only) == 28
     assert not any(re.search(r"/(cell|sensor)_\d", m.topic) for m in pack_only)

@@ -7,6 +7,8 @@ homeassistant/components/mqtt/discovery.py ``TOPIC_MATCHER``, and the Energy das
 requirement of ``device_class: energy`` with ``state_class: total`` or ``total_increasing``):
 
 - a device class allows only its units and state classes;
+- an ``enum`` sensor has ``options``, no unit, no state class and no display precision, and
+  renders one of its options (or unknown); no other sensor has ``options``;
 - a sensor with a unit or a state class must render a number (else HA rejects the state);
 - unique ids are unique and stable (the same across restarts and pack sizes);
 - every entity has the gateway's availability topic with the payloads the publisher sends;
@@ -107,7 +109,16 @@ def test_units_and_state_classes_are_allowed_for_their_device_class() -> None:
             continue
         assert component["component"] == "sensor"
         unit, sc = c.get("unit_of_measurement"), c.get("state_class")
-        if dc is not None:
+        assert ("options" in c) == (dc == "enum"), f"{topic}: options only with device class enum"
+        if dc == "enum":
+            assert unit is None, topic
+            assert sc is None, topic
+            assert "suggested_display_precision" not in c, topic
+            opts = c["options"]
+            assert opts, topic
+            assert all(isinstance(o, str) and o for o in opts), topic
+            assert len(set(opts)) == len(opts), topic
+        elif dc is not None:
             assert dc in UNITS, f"{topic}: device class {dc} not in our table"
             assert unit in UNITS[dc], f"{topic}: unit {unit!r} not allowed for {dc}"
             if sc is not None:
@@ -159,6 +170,8 @@ def test_templates_render_what_the_entity_promises(which: str) -> None:
             assert isinstance(json.loads(attrs), dict), topic
         if "/binary_sensor/" in topic:
             assert text in ("ON", "OFF"), f"{topic}: {text!r}"
+        elif c.get("device_class") == "enum":
+            assert text in c["options"], f"{topic}: {text!r} not in {c['options']}"
         elif "unit_of_measurement" in c or "state_class" in c:
             # HA's rule: a numeric sensor's state is a number or unknown ("None").
             if text == "None":
@@ -170,3 +183,33 @@ def test_templates_render_what_the_entity_promises(which: str) -> None:
     if which == "running":
         state = payloads[TOPICS.state]
         assert state["energy_discharged_kwh"] > 0
+
+
+def test_charge_templates_render_unknown_when_the_state_has_no_charge() -> None:
+    """A state without ``charge`` (no charge-phase machine): the charge entities show unknown
+    ("None"), their attributes an empty object, and nothing else breaks."""
+    running = _payloads(_outputs()[1])[TOPICS.state]
+    assert running["charge"] is not None
+    without = dict(running, charge=None)
+    charge_ids = {"charge_phase", "charge_phase_reason", "full_charge_requested"}
+    seen: dict[str, str] = {}
+    for topic, c in _configs():
+        if c["state_topic"] != TOPICS.state:
+            continue
+        object_id = topic.split("/")[-2]
+        with_charge = ENV.from_string(c["value_template"]).render(value_json=running).strip()
+        text = ENV.from_string(c["value_template"]).render(value_json=without).strip()
+        if "json_attributes_template" in c:
+            attrs = ENV.from_string(c["json_attributes_template"]).render(value_json=without)
+            assert isinstance(json.loads(attrs), dict), topic
+        if object_id in charge_ids:
+            seen[object_id] = with_charge
+            assert text == "None", f"{topic}: {text!r}"
+        else:
+            assert text == with_charge, topic
+    charge = running["charge"]
+    assert seen == {
+        "charge_phase": charge["phase"],
+        "charge_phase_reason": charge["reason"],
+        "full_charge_requested": "ON" if charge["full_charge_requested"] else "OFF",
+    }

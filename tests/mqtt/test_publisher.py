@@ -106,20 +106,20 @@ async def test_publishes_every_topic_well_formed_and_retains_the_right_ones(
             assert (ev["event"], ev["data"]) == ("start", {"version": "test"})
             # Periodic: state keeps coming without new outputs.
             await c.wait(lambda m: len(c.on(f"{base}/state")) >= 3)
-            # Discovery: 23 pack entities + 3 per cell (16) + 1 per sensor (4).
-            await c.wait(lambda m: sum("/config" in x.topic.value for x in c.messages) >= 75)
+            # Discovery: 28 pack entities + 3 per cell (16) + 1 per sensor (4).
+            await c.wait(lambda m: sum("/config" in x.topic.value for x in c.messages) >= 80)
 
             # A new subscriber gets the retained topics: availability, alarms, balancing, configs.
             async with Collector(
                 mosquitto.port, f"{base}/#", disc_filter("homeassistant", gateway_id)
             ) as late:
-                await late.wait(lambda m: sum(x.retain for x in late.messages) >= 78)
+                await late.wait(lambda m: sum(x.retain for x in late.messages) >= 83)
                 retained = {m.topic.value for m in late.messages if m.retain}
                 assert {f"{base}/availability", f"{base}/alarms", f"{base}/balancing"} <= retained
                 assert f"{base}/state" not in retained
                 assert f"{base}/cells" not in retained
                 configs = [m for m in late.messages if m.topic.value.endswith("/config")]
-                assert len(configs) == 75
+                assert len(configs) == 80
                 soc = next(m for m in configs if "/soc/" in m.topic.value)
                 cfg = payload_json(soc)
                 assert cfg["state_topic"] == f"{base}/state"
@@ -408,9 +408,9 @@ async def test_broker_lost_in_the_middle_of_a_big_discovery(tmp_path: Path) -> N
             # The new connection sends the whole discovery again. (QoS 0: mosquitto queues at
             # most 1,000 QoS 1 messages for a subscriber and drops the rest.)
             async with Collector(broker.port, configs, qos=0) as late:
-                await late.wait(lambda m: len(late.messages) >= 1817, timeout_s=15.0)
+                await late.wait(lambda m: len(late.messages) >= 1820, timeout_s=15.0)
                 await asyncio.sleep(0.2)
-                assert len({m.topic.value for m in late.messages}) == 1817
+                assert len({m.topic.value for m in late.messages}) == 1820
             assert "unhandled errors" not in pub.status.last_error
     finally:
         broker.stop()

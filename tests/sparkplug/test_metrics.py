@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from gateway.control import Controller
-from gateway.core.model import ControlOutput
+from gateway.core.model import ChargePhase, ControlOutput
 from gateway.settings import Settings
 from gateway.sim.pack import PackSim, PackSimConfig
-from gateway.sparkplug.metrics import MetricType, changed, device_metrics, node_metrics
+from gateway.sparkplug.metrics import (
+    Metric,
+    MetricType,
+    changed,
+    device_metrics,
+    node_metrics,
+)
 
 
 def _steps() -> list[ControlOutput]:
@@ -51,3 +59,26 @@ def test_report_by_exception_sends_only_changes_and_asks_for_a_birth_on_new_metr
     fewer = dict(b)
     fewer.pop("Limits/CCL")
     assert changed(fewer, b) is None  # the metric set changed: rebirth, not data
+
+
+def test_charge_phase_and_full_charge_request_reported_by_exception() -> None:
+    last = _steps()[-1]
+    assert last.charge is not None
+    m = device_metrics(last, cells=False)
+    assert m["Charge/Phase"] == Metric(MetricType.STRING, last.charge.phase.value)
+    assert m["Charge/Full Charge Requested"] == Metric(
+        MetricType.BOOLEAN, last.charge.full_charge_requested
+    )
+    # A transition (to float, the request served) is data, not a rebirth: only these two change.
+    moved = replace(last.charge, phase=ChargePhase.FLOAT, full_charge_requested=False)
+    after = device_metrics(replace(last, charge=moved), cells=False)
+    assert changed(m, after) == {
+        "Charge/Phase": Metric(MetricType.STRING, "float"),
+        "Charge/Full Charge Requested": Metric(MetricType.BOOLEAN, False),
+    }
+    # Without the charge-phase machine the metrics are there as null: the set never changes.
+    without = device_metrics(replace(last, charge=None), cells=False)
+    assert changed(m, without) == {
+        "Charge/Phase": Metric(MetricType.STRING, None),
+        "Charge/Full Charge Requested": Metric(MetricType.BOOLEAN, None),
+    }

@@ -136,6 +136,8 @@ async def test_birth_data_rebirth_and_death(tmp_path: Path, mosquitto: Mosquitto
                 "Energy/Charged kWh",
                 "Cells/016/Voltage",
                 "Mode",
+                "Charge/Phase",
+                "Charge/Full Charge Requested",
             ):
                 assert name in born, name  # fmt: skip
             assert "Cells/017/Voltage" not in born
