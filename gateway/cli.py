@@ -240,6 +240,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     _setup_logging(settings.log.level)
-    for text in settings.deprecations:  # on stderr for check-config too
+    for text in (*settings.deprecations, *settings.notices):  # on stderr for check-config too
         log.warning("%s", text)
     return _handle(handler, settings, args)

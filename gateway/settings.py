@@ -187,6 +187,15 @@ class Settings(BaseSettings):
         return self._deprecations
 
     @property
+    def notices(self) -> tuple[str, ...]:
+        """One warning per combination that loads but has no effect or an unusual one
+        (``ChargeConfig.notices``), behind where its keys were set (filled by
+        :func:`load_settings`)."""
+        return tuple(
+            self.origin.label(n) for n in self.charge.for_chemistry(self.pack.chemistry).notices()
+        )
+
+    @property
     def origin(self) -> Origin:
         """Where these settings came from (filled by :func:`load_settings`): its
         :meth:`~Origin.label` puts the file or variable in front of a config error found after

@@ -253,12 +253,19 @@ def _read_bounded(path: Path) -> str:
     except OSError as e:
         # A relative path resolves against the working directory (``/`` under systemd), not
         # the config file's: say where it was looked for, as for can.dbc and can.profile.
-        where = "" if path.is_absolute() else f" ({path.resolve()})"
+        where = "" if path.is_absolute() else f" ({os.path.abspath(path)})"
         raise ConfigError(f"soc.ocv_table: {path}{where}: cannot read: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a directory, a device, a FIFO
             raise ConfigError(f"soc.ocv_table: {path}: not a regular file")
-        data = f.read(OCV_TABLE_MAX_BYTES + 1)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(OCV_TABLE_MAX_BYTES + 1)
+        except OSError as e:
+            raise ConfigError(f"soc.ocv_table: {path}: cannot read: {e.strerror}") from None
     if len(data) > OCV_TABLE_MAX_BYTES:
         raise ConfigError(
             f"soc.ocv_table: {path}: larger than {OCV_TABLE_MAX_BYTES / 2**20:g} MiB (a real "

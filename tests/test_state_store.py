@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import state_store
 from gateway.core.chemistry import get_chemistry
 from gateway.core.pack import PackConfig
 from gateway.core.soc import SocConfig, SocEstimator
@@ -206,3 +207,14 @@ def test_a_user_ocv_table_over_the_size_limit_is_refused(tmp_path: Path) -> None
     path.write_text("soc_pct,ocv_v\n" + row * (OCV_TABLE_MAX_BYTES // len(row) + 1))
     with pytest.raises(ConfigError, match=f"soc.ocv_table: {path}: larger than 1 MiB"):
         load_ocv_table(path)
+
+
+def test_a_directory_or_a_symlink_loop_as_the_table_is_a_config_error(tmp_path: Path) -> None:
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"soc.ocv_table: .*tables: not a regular file"):
+        state_store.read_ocv_table(folder)
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    with pytest.raises(ConfigError, match=r"soc.ocv_table: .*loop.csv.*cannot read"):
+        state_store.read_ocv_table(loop)

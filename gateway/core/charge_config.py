@@ -62,7 +62,7 @@ class ChargeConfig(Section):
     rises for this many days to the highest SoC whose OCV is 1 mV below the OCV at 95 % (LFP
     about 94.2 %; NMC about 94.9 %, below its default, so it never rises): the pack stays below
     95 % and stores more for a grey day after a sunny one (``gateway.core.charge_float``;
-    0: never; not with ``float_cell_v`` set: setting both, this above 0, is refused). 14, the
+    0: never; not with ``float_cell_v`` set: setting both, this above 0, is said at start). 14, the
     full-charge interval: a raised float
     adds no time above 95 %, so there is little reason to drop it soon (7 lapsed before a grey
     day on two of the tuning seeds of ``bench/charge_phases.py``, session 8)."""
@@ -75,11 +75,11 @@ class ChargeConfig(Section):
     """Float also returns to bulk when the pack SoC falls this many points below the float SoC
     in force (a load took charge out of the floating pack), and bulk charges it back to the
     float SoC at the full charge rate while there is PV (``gateway.core.charge_float``; 0:
-    never, only below ``rebulk_soc_pct``; the float SoC minus this must not be below
-    ``rebulk_soc_pct``, which would act first). The SoC must also have fallen this far within
-    the float: a float begun below its SoC (the top reached first, or an estimate behind) does
-    not go back to bulk at once, and flap (session 11). On the flat LFP plateau the float
-    voltage alone gives that charge back at a trickle: 0.3 to 0.4 A for the rest of the
+    never, only below ``rebulk_soc_pct``; with the float SoC minus this below
+    ``rebulk_soc_pct``, re-bulk acts first, said at start). The SoC must also have fallen this
+    far within the float: a float begun below its SoC (the top reached first, or an estimate
+    behind) does not go back to bulk at once, and flap (session 11). On the flat LFP plateau the
+    float voltage alone gives that charge back at a trickle: 0.3 to 0.4 A for the rest of the
     afternoon after a 6 Ah load pulse in ``bench/charge_phases.py`` (session 10), so the pack
     entered the evening up to 3.5 points below its float, charge a grey day after a sunny one
     missed."""
@@ -173,26 +173,6 @@ class ChargeConfig(Section):
             value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name} (={value}) must be finite")
-        lo, hi = self.full_charge_min_interval_days, self.full_charge_max_interval_days
-        if lo > hi:
-            raise ValueError(
-                f"charge.full_charge_min_interval_days (={lo:g}) must not be above"
-                f" charge.full_charge_max_interval_days (={hi:g}): the interval trigger would"
-                " request a full charge before the other triggers may"
-            )
-        if self.absorption_max_s < self.tail_hold_s:
-            raise ValueError(
-                f"charge.absorption_max_s (={self.absorption_max_s:g}) must not be below"
-                f" charge.tail_hold_s (={self.tail_hold_s:g}): absorption could never end on"
-                " the tapered current, only at its time limit"
-            )
-        raise_set = "float_raise_days" in self.model_fields_set and self.float_raise_days > 0
-        if self.float_cell_v is not None and raise_set:
-            raise ValueError(
-                f"charge.float_raise_days (={self.float_raise_days:g}) has no effect with"
-                f" charge.float_cell_v (={self.float_cell_v:g}) set (a set float voltage is"
-                " never raised): remove one of them, or set float_raise_days = 0"
-            )
         if self.float_soc_pct is not None:  # unset: ``Settings`` checks the chemistry's
             self.check_float_soc()
 
@@ -217,12 +197,9 @@ class ChargeConfig(Section):
                 )
 
     def check_float_soc(self, chemistry: str | None = None, why: str = "") -> None:
-        """Refuse the thresholds that must lie below the float SoC in force (``chemistry``: the
+        """Refuse a ``rebulk_soc_pct`` at or above the float SoC in force (``chemistry``: the
         pack's, when ``float_soc_pct`` is unset and was resolved for it; ``why``: how the float
-        SoC in force came about, when not as set): ``rebulk_soc_pct``,
-        ``full_charge_below_soc_pct`` (at or above the float SoC it requests a full charge every
-        day: ``strategy = "top"`` does that) and the float SoC minus ``float_recharge_pct``
-        below ``rebulk_soc_pct`` the re-bulk rule acts first: recharge never would).
+        SoC in force came about, when not as set, and what to change).
 
         Raises:
             ValueError: naming the keys.
@@ -231,16 +208,43 @@ class ChargeConfig(Section):
         fl = f"charge.float_soc_pct (={self.float_soc:.4g}{unset}{why})"
         if self.rebulk_soc_pct >= self.float_soc:
             raise ValueError(f"charge.rebulk_soc_pct (={self.rebulk_soc_pct:g}) must be below {fl}")
-        below = self.full_charge_below_soc_pct
-        if below > 0.0 and below >= self.float_soc:
-            raise ValueError(
-                f"charge.full_charge_below_soc_pct (={below:g}) must be below {fl}: it would"
-                ' request a full charge every day (strategy = "top" holds the pack at the top)'
+
+    def notices(self) -> tuple[str, ...]:
+        """Settings that load but have no effect or an unusual one, each naming its keys (said
+        at start and by ``check-config``; refusing them would stop a daemon that ran with them
+        before): a minimum full-charge interval above the maximum, a ``full_charge_below_soc_pct``
+        at or above the float SoC (a full charge every day), a recharge band that re-bulk always
+        beats, an absorption that cannot end on the taper, a float raise with a set float
+        voltage. Call on the section resolved for the chemistry (``for_chemistry``)."""
+        out: list[str] = []
+        lo, hi = self.full_charge_min_interval_days, self.full_charge_max_interval_days
+        if lo > hi:
+            out.append(
+                f"charge.full_charge_min_interval_days (={lo:g}) is above"
+                f" charge.full_charge_max_interval_days (={hi:g}): the interval asks for a full"
+                " charge before the other triggers may"
+            )
+        below, fl = self.full_charge_below_soc_pct, self.float_soc
+        if below > 0.0 and below >= fl:
+            out.append(
+                f"charge.full_charge_below_soc_pct (={below:g}) is not below charge.float_soc_pct"
+                f' (={fl:.4g}): a full charge every day (strategy = "top" holds the top)'
             )
         band = self.float_recharge_pct
-        if band > 0.0 and self.float_soc - band < self.rebulk_soc_pct:
-            raise ValueError(
-                f"{fl} minus charge.float_recharge_pct (={band:g}) must not be below"
-                f" charge.rebulk_soc_pct (={self.rebulk_soc_pct:g}): the re-bulk rule would act"
-                " first, so the recharge never could (0 turns it off)"
+        if band > 0.0 and fl - band < self.rebulk_soc_pct:
+            out.append(
+                f"charge.float_soc_pct (={fl:.4g}) minus charge.float_recharge_pct (={band:g}) is"
+                f" below charge.rebulk_soc_pct (={self.rebulk_soc_pct:g}): re-bulk acts first"
             )
+        if self.absorption_max_s < self.tail_hold_s:
+            out.append(
+                f"charge.absorption_max_s (={self.absorption_max_s:g}) is below"
+                f" charge.tail_hold_s (={self.tail_hold_s:g}): absorption ends at its time limit"
+            )
+        raise_set = "float_raise_days" in self.model_fields_set and self.float_raise_days > 0.0
+        if self.float_cell_v is not None and raise_set:
+            out.append(
+                f"charge.float_raise_days (={self.float_raise_days:g}) has no effect with"
+                f" charge.float_cell_v (={self.float_cell_v:g}) set: a set float is never raised"
+            )
+        return tuple(out)

@@ -117,35 +117,49 @@ def float_in_force(
     ``ChargeConfig.for_chemistry``) by ``chemistry``'s OCV table in force.
 
     Unset, the float voltage is the OCV at ``float_soc_pct``; when that is within 50 mV of
-    ``absorption_cell_v`` (a user table), the voltage is clamped there and holds the pack at a
-    lower SoC: that SoC becomes the float SoC of every rule (bulk's end, re-bulk, recharge, the
-    raised float), so no rule waits for a SoC the float voltage cannot hold.
+    ``absorption_cell_v`` (a user table, a low CVL), the voltage is clamped there and holds the
+    pack at a lower SoC: that SoC becomes the float SoC of every rule (bulk's end, re-bulk,
+    recharge, the raised float), so no rule waits for a SoC the float voltage cannot hold. A set
+    ``float_cell_v`` whose OCV SoC is below ``float_soc_pct`` is taken the same way. A
+    ``rebulk_soc_pct`` left at its default moves down with the float SoC, keeping its gap.
 
     Raises:
         ValueError: a threshold is not below the clamped float SoC (``check_float_soc``), or
             the derived float voltage is not above ``dvl_cell_v`` (``limits.dvl_cell_v`` in
             force, when given; a set one ``Settings`` checks).
     """
-    if config.float_cell_v is not None:
-        return FloatInForce(config, config.float_cell_v, None, "")
-    soc_pct, cell_v = _held(config, chemistry, config.float_soc, absorption_cell_v)
-    if dvl_cell_v is not None and cell_v <= dvl_cell_v:
-        raise ValueError(
-            f"charge.float_cell_v (unset: {cell_v:.4g} V, the OCV at charge.float_soc_pct"
-            f" {config.float_soc:g} % by the OCV table in force, soc.ocv_table) must be above"
-            f" limits.dvl_cell_v (={dvl_cell_v:g}): the pack must float above the discharge limit"
+    if config.float_cell_v is not None:  # set: it holds what the table says it holds
+        cell_v = config.float_cell_v
+        held = chemistry.ocv_soc(cell_v)
+        soc_pct = held if held < config.float_soc else config.float_soc
+        why = f"charge.float_cell_v {cell_v:.4g} V holds {soc_pct:.4g} % by the OCV table"
+        fix = "a higher charge.float_cell_v"
+    else:
+        soc_pct, cell_v = _held(config, chemistry, config.float_soc, absorption_cell_v)
+        if dvl_cell_v is not None and cell_v <= dvl_cell_v:
+            raise ValueError(
+                f"charge.float_cell_v (unset: {cell_v:.4g} V, by charge.float_soc_pct"
+                f" {config.float_soc:g} %, the OCV table in force, soc.ocv_table, and"
+                f" limits.cvl_cell_v) must be above limits.dvl_cell_v (={dvl_cell_v:g}): the pack"
+                " must float above the discharge limit"
+            )
+        why = (
+            f"its OCV {chemistry.ocv_voltage(config.float_soc):.4g} V is not 50 mV below"
+            f" limits.cvl_cell_v {absorption_cell_v:g} V, and the float voltage there,"
+            f" {cell_v:.4g} V, holds {soc_pct:.4g} % by the OCV table"
         )
+        fix = "a higher limits.cvl_cell_v"
     clamped = ""
-    if soc_pct != config.float_soc:
-        clamped = (
-            f"clamped from {config.float_soc:g} %: its OCV"
-            f" {chemistry.ocv_voltage(config.float_soc):.4g} V is not 50 mV below"
-            f" limits.cvl_cell_v {absorption_cell_v:g} V, and float_cell_v {cell_v:.4g} V"
-            f" holds {soc_pct:.4g} % by the OCV table; a lower float_soc_pct or a set"
-            " float_cell_v avoids the clamp"
-        )
-        config = config.model_copy(update={"float_soc_pct": soc_pct})
-        config.check_float_soc(why=f", {clamped}")
+    if soc_pct < config.float_soc:
+        clamped = f"clamped from {config.float_soc:g} %: {why}"
+        update: dict[str, float] = {"float_soc_pct": soc_pct}
+        if "rebulk_soc_pct" not in config.model_fields_set:  # a default follows the float
+            update["rebulk_soc_pct"] = max(
+                0.0, soc_pct - (config.float_soc - config.rebulk_soc_pct)
+            )
+            clamped += f"; charge.rebulk_soc_pct follows it to {update['rebulk_soc_pct']:.4g} %"
+        config = config.model_copy(update=update)
+        config.check_float_soc(why=f", {clamped}: set charge.rebulk_soc_pct below it, or {fix}")
     return FloatInForce(config, cell_v, raised_float(config, chemistry, absorption_cell_v), clamped)
 
 

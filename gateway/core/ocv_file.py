@@ -220,14 +220,17 @@ def _rows(text: str, source: str) -> tuple[str, list[tuple[int, list[str]]]]:
         raise ValueError(f"{source}:1: empty table; expected SoC and OCV columns ('soc_pct,ocv_v')")
     if len(numbered) > MAX_ROWS + 1:  # + 1: a header
         raise ValueError(
-            f"{source}: {len(numbered)} rows: an OCV table may have at most {MAX_ROWS} rows "
-            "(real tables have 10..2000)"
+            f"{source}: {len(numbered)} lines: an OCV table may have at most {MAX_ROWS} rows "
+            "and a header (real tables have 10..2000 rows)"
         )
     first = numbered[0][1]
     delim = ";" if ";" in first else ("\t" if "\t" in first else ",")
-    rows = [
-        (n, [c.strip() for c in next(csv.reader([line], delimiter=delim))]) for n, line in numbered
-    ]
+    rows = []
+    for n, line in numbered:
+        try:
+            rows.append((n, [c.strip() for c in next(csv.reader([line], delimiter=delim))]))
+        except csv.Error as e:  # a field over the csv module's limit (128 KiB), a stray quote
+            raise ValueError(f"{source}:{n}: not a table row: {e}") from None
     if delim == ";":
         rows = [(n, [c.replace(",", ".") for c in r]) for n, r in rows]
     return delim, rows

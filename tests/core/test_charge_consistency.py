@@ -188,16 +188,56 @@ def test_a_float_begun_below_its_soc_does_not_return_to_bulk_at_once() -> None:
         ),
     ],
 )
-def test_contradictory_charge_settings_are_refused(
+def test_settings_without_effect_load_and_are_said_not_refused(
     tmp_path: Path, charge: dict[str, float], keys: tuple[str, ...]
 ) -> None:
+    # Refused, they would stop a daemon that ran with them before the upgrade: said instead.
     text = "[charge]\n" + "".join(f"{k} = {v}\n" for k, v in charge.items())
-    with pytest.raises(ConfigError) as e:
-        _load(tmp_path, text)
-    said = str(e.value)
+    settings = _load(tmp_path, text)
+    (said,) = settings.notices
     assert said.startswith(str(tmp_path / "c.toml"))
     for key in keys:
         assert key in said
+    assert Controller(settings).charge is not None
+
+
+def test_a_config_that_loaded_before_still_loads_with_a_low_cvl(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # LFP with limits.cvl_cell_v = 3.36: the float (50 mV below) holds about 80 %, not 93 %;
+    # the float SoC in force follows, and the default re-bulk threshold keeps its 8-point gap.
+    settings = _load(tmp_path, "[limits]\ncvl_cell_v = 3.36\n")
+    fl = float_in_force(
+        settings.charge.for_chemistry("lfp"),
+        get_chemistry("lfp"),
+        3.36,
+        settings.limits.tables(settings.pack).dvl_cell_v,
+    )
+    held = get_chemistry("lfp").ocv_soc(3.31)
+    assert fl.config.float_soc == pytest.approx(held)
+    assert fl.config.rebulk_soc_pct == pytest.approx(held - 8.0)
+    assert "limits.cvl_cell_v 3.36 V" in fl.clamped
+    assert Controller(settings).charge is not None
+    # An explicit re-bulk threshold above what the float holds is refused, saying what to change.
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[limits]\ncvl_cell_v = 3.36\n[charge]\nrebulk_soc_pct = 85\n")
+    assert main(["check-config", "--defaults", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "charge.rebulk_soc_pct (=85) must be below charge.float_soc_pct" in err
+    assert "or a higher limits.cvl_cell_v" in err
+
+
+def test_a_set_float_voltage_sets_the_float_soc_it_holds() -> None:
+    # float_cell_v = 3.31 V on LFP holds about 80 %, not the 93 % float SoC: every rule uses that.
+    lfp = get_chemistry("lfp")
+    fl = float_in_force(ChargeConfig(float_cell_v=3.31).for_chemistry("lfp"), lfp, 3.45)
+    assert fl.cell_v == 3.31
+    assert fl.config.float_soc == pytest.approx(lfp.ocv_soc(3.31))
+    assert "charge.float_cell_v 3.31 V holds" in fl.clamped
+    # A set float voltage above the OCV at the float SoC leaves it as set.
+    high = float_in_force(ChargeConfig(float_cell_v=3.40).for_chemistry("lfp"), lfp, 3.45)
+    assert high.config.float_soc == 93.0
+    assert high.clamped == ""
 
 
 def test_consistent_neighbours_of_the_refused_settings_are_accepted(tmp_path: Path) -> None:

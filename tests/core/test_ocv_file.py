@@ -147,7 +147,7 @@ def test_flat_stretches_inside_a_table_and_partial_lfp_tables_pass() -> None:
 
 def test_a_table_of_too_many_rows_is_refused_before_it_is_parsed() -> None:
     rows = "".join(f"{i / 100:.2f},{2.5 + i * 1e-4:.4f}\n" for i in range(10_001))
-    with pytest.raises(ValueError, match=r"big.csv: 10002 rows: .* at most 10000 rows"):
+    with pytest.raises(ValueError, match=r"big.csv: 10002 lines: .* at most 10000 rows"):
         parse_ocv_table("soc_pct,ocv_v\n" + rows, "big.csv")
     _, fmt = parse_ocv_table("soc_pct,ocv_v\n" + rows.split("\n", 1)[1], "ok.csv")
     assert fmt.rows == 10_000
@@ -157,3 +157,10 @@ def test_a_table_of_too_many_rows_is_refused_before_it_is_parsed() -> None:
 def test_a_no_header_table_with_ocv_first_says_the_columns_look_swapped(text: str) -> None:
     with pytest.raises(ValueError, match=r"swap.csv:1: the columns look swapped: without a hea"):
         parse_ocv_table(text, "swap.csv")
+
+
+def test_a_field_beyond_the_csv_limit_is_a_clear_error_naming_its_row() -> None:
+    # One 1 MB field in a table under the 1 MiB read bound: the csv module's field limit.
+    text = "soc_pct,ocv_v\n0,2.5\n100,3.6" + "0" * 200_000 + "\n"
+    with pytest.raises(ValueError, match=r"huge.csv:3: not a table row: field larger"):
+        parse_ocv_table(text, "huge.csv")
