@@ -59,16 +59,13 @@ def chemistry_defaults(settings: Settings) -> list[str]:
     for key, value in BALANCING_DEFAULTS[pack.chemistry].items():
         add("balancing", key, getattr(bal, key), value)
     charge = settings.charge.for_chemistry(pack.chemistry)
-    if settings.charge.float_cell_v is not None:  # the OCV table is read only when it decides
-        add("charge", "float_soc_pct", settings.charge.float_soc_pct, charge.float_soc)
-        return lines
     chemistry = resolve_chemistry(pack, settings.soc)
     fl = float_in_force(charge, chemistry, tables.cvl_cell_v, tables.dvl_cell_v)
     if fl.clamped:  # said also when float_soc_pct is set: the SoC in force is not the one set
         lines.append(f"charge.float_soc_pct = {fl.config.float_soc:.4g} ({fl.clamped})")
     else:
         add("charge", "float_soc_pct", settings.charge.float_soc_pct, charge.float_soc)
-    add("charge", "float_cell_v", None, fl.cell_v)
+    add("charge", "float_cell_v", settings.charge.float_cell_v, fl.cell_v)
     if fl.raised is not None:
         lines.append(
             f"charge.float_raise_days = {charge.float_raise_days:g}: float_soc_pct"

@@ -227,13 +227,22 @@ def test_a_config_that_loaded_before_still_loads_with_a_low_cvl(
     assert "or a higher limits.cvl_cell_v" in err
 
 
-def test_a_set_float_voltage_sets_the_float_soc_it_holds() -> None:
+def test_a_set_float_voltage_sets_the_float_soc_it_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # float_cell_v = 3.31 V on LFP holds about 80 %, not the 93 % float SoC: every rule uses that.
     lfp = get_chemistry("lfp")
     fl = float_in_force(ChargeConfig(float_cell_v=3.31).for_chemistry("lfp"), lfp, 3.45)
     assert fl.cell_v == 3.31
     assert fl.config.float_soc == pytest.approx(lfp.ocv_soc(3.31))
     assert "charge.float_cell_v 3.31 V holds" in fl.clamped
+    # check-config --defaults says so (it said the 93 % set).
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[charge]\nfloat_cell_v = 3.31\n")
+    assert main(["check-config", "--defaults", "--config", str(cfg)]) == 0
+    assert "charge.float_soc_pct = 79.79 (clamped from 93 %: charge.float_cell_v 3.31 V" in (
+        capsys.readouterr().err
+    )
     # A set float voltage above the OCV at the float SoC leaves it as set.
     high = float_in_force(ChargeConfig(float_cell_v=3.40).for_chemistry("lfp"), lfp, 3.45)
     assert high.config.float_soc == 93.0
