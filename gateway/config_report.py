@@ -19,6 +19,7 @@ from dataclasses import fields
 from gateway.core.balancing_config import BALANCING_DEFAULTS
 from gateway.core.charge_float import float_in_force
 from gateway.settings import Settings
+from gateway.settings_checks import uv_levels
 from gateway.state_store import resolve_chemistry
 
 __all__ = ["chemistry_defaults"]
@@ -60,7 +61,9 @@ def chemistry_defaults(settings: Settings) -> list[str]:
         add("balancing", key, getattr(bal, key), value)
     charge = settings.charge.for_chemistry(pack.chemistry)
     chemistry = resolve_chemistry(pack, settings.soc)
-    fl = float_in_force(charge, chemistry, tables.cvl_cell_v, tables.dvl_cell_v)
+    fl = float_in_force(
+        charge, chemistry, tables.cvl_cell_v, tables.dvl_cell_v, uv_levels(settings)
+    )
     if fl.clamped:  # said also when float_soc_pct is set: the SoC in force is not the one set
         lines.append(f"charge.float_soc_pct = {fl.config.float_soc:.4g} ({fl.clamped})")
     else:

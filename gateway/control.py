@@ -44,6 +44,7 @@ from gateway.core.soc import SocEstimator
 from gateway.errors import ConfigError
 from gateway.profile_check import check_decoder
 from gateway.settings import Settings
+from gateway.settings_checks import uv_levels
 from gateway.state_store import resolve_chemistry
 
 __all__ = ["SAFETY_VERSION", "Controller", "check_decoder"]
@@ -82,7 +83,9 @@ class Controller:
             self.balancing = BalancingPlanner(settings.balancing, settings.pack, settings.timeouts)
             charge = settings.charge.for_chemistry(settings.pack.chemistry)
             tables = self.limits.tables
-            fl = float_in_force(charge, chemistry, tables.cvl_cell_v, tables.dvl_cell_v)
+            fl = float_in_force(
+                charge, chemistry, tables.cvl_cell_v, tables.dvl_cell_v, uv_levels(settings)
+            )
             bal = settings.balancing
             self.charge = ChargePhases(
                 fl.config,

@@ -41,6 +41,7 @@ from gateway.errors import ConfigError
 from gateway.inverter_can.config import InverterCanConfig
 from gateway.mqtt.config import MqttConfig
 from gateway.settings_checks import check_across_sections
+from gateway.settings_checks import notices as setting_notices
 from gateway.settings_source import Origin
 from gateway.sparkplug.config import SparkplugConfig
 from gateway.sunspec.config import SunSpecConfig
@@ -188,12 +189,9 @@ class Settings(BaseSettings):
 
     @property
     def notices(self) -> tuple[str, ...]:
-        """One warning per combination that loads but has no effect or an unusual one
-        (``ChargeConfig.notices``), behind where its keys were set (filled by
-        :func:`load_settings`)."""
-        return tuple(
-            self.origin.label(n) for n in self.charge.for_chemistry(self.pack.chemistry).notices()
-        )
+        """One warning per setting that loads but has no effect or an unusual one
+        (``settings_checks.notices``), behind where its keys were set."""
+        return tuple(self.origin.label(n) for n in setting_notices(self))
 
     @property
     def origin(self) -> Origin:

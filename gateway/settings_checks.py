@@ -13,7 +13,7 @@ from gateway.state_store import check_ocv_table_fits
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
-__all__ = ["check_across_sections"]
+__all__ = ["check_across_sections", "notices", "uv_levels"]
 
 
 def check_across_sections(s: Settings) -> None:
@@ -75,3 +75,27 @@ def check_across_sections(s: Settings) -> None:
                 f"(={bound:g}): a reading past it is a measurement fault, so the alarm "
                 "could never trigger"
             )
+
+
+def uv_levels(s: Settings) -> tuple[tuple[str, float], ...]:
+    """The cell under-voltage levels in force, ``(key, V per cell)``: a float voltage (set or
+    derived from the OCV table) must lie above them (``charge_float.float_in_force``)."""
+    th = s.protection.resolve(s.pack)
+    keys = ("cell_undervoltage_warning_v", "cell_undervoltage_alarm_v")
+    return tuple((f"protection.{k}", float(getattr(th, k))) for k in keys)
+
+
+def notices(s: Settings) -> tuple[str, ...]:
+    """Settings that load but have no effect or an unusual one, each naming its keys: the
+    charge section's (``ChargeConfig.notices``) and a charge voltage limit at or above the
+    cell over-voltage alarm (the inverter is told to charge into the alarm; protection cuts the
+    charge there). Said, not refused: a daemon that ran with them keeps running."""
+    out = list(s.charge.for_chemistry(s.pack.chemistry).notices())
+    cvl_v = s.limits.tables(s.pack).cvl_cell_v
+    alarm_v = s.protection.resolve(s.pack).cell_overvoltage_alarm_v
+    if cvl_v >= alarm_v:
+        out.append(
+            f"limits.cvl_cell_v (={cvl_v:g}) is not below protection.cell_overvoltage_alarm_v"
+            f" (={alarm_v:g}): the inverter is told to charge into the alarm"
+        )
+    return tuple(out)

@@ -112,6 +112,7 @@ def float_in_force(
     chemistry: Chemistry,
     absorption_cell_v: float,
     dvl_cell_v: float | None = None,
+    uv_levels: tuple[tuple[str, float], ...] = (),
 ) -> FloatInForce:
     """The float in force for ``config`` (resolved for the pack's chemistry:
     ``ChargeConfig.for_chemistry``) by ``chemistry``'s OCV table in force.
@@ -126,7 +127,8 @@ def float_in_force(
     Raises:
         ValueError: a threshold is not below the clamped float SoC (``check_float_soc``), or
             the derived float voltage is not above ``dvl_cell_v`` (``limits.dvl_cell_v`` in
-            force, when given; a set one ``Settings`` checks).
+            force, when given) and each of ``uv_levels`` (``(key, V per cell)``: the
+            under-voltage levels in force); a set one ``Settings`` checks.
     """
     if config.float_cell_v is not None:  # set: it holds what the table says it holds
         cell_v = config.float_cell_v
@@ -136,13 +138,15 @@ def float_in_force(
         fix = "a higher charge.float_cell_v"
     else:
         soc_pct, cell_v = _held(config, chemistry, config.float_soc, absorption_cell_v)
-        if dvl_cell_v is not None and cell_v <= dvl_cell_v:
-            raise ValueError(
-                f"charge.float_cell_v (unset: {cell_v:.4g} V, by charge.float_soc_pct"
-                f" {config.float_soc:g} %, the OCV table in force, soc.ocv_table, and"
-                f" limits.cvl_cell_v) must be above limits.dvl_cell_v (={dvl_cell_v:g}): the pack"
-                " must float above the discharge limit"
-            )
+        floors = (() if dvl_cell_v is None else (("limits.dvl_cell_v", dvl_cell_v),)) + uv_levels
+        for key, floor_v in floors:
+            if cell_v <= floor_v:
+                raise ValueError(
+                    f"charge.float_cell_v (unset: {cell_v:.4g} V, by charge.float_soc_pct"
+                    f" {config.float_soc:g} %, the OCV table in force, soc.ocv_table, and"
+                    f" limits.cvl_cell_v) must be above {key} (={floor_v:g}): the pack must float"
+                    " above the discharge limit and the under-voltage levels"
+                )
         why = (
             f"its OCV {chemistry.ocv_voltage(config.float_soc):.4g} V is not 50 mV below"
             f" limits.cvl_cell_v {absorption_cell_v:g} V, and the float voltage there,"

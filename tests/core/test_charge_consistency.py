@@ -269,3 +269,27 @@ def test_a_derived_float_voltage_at_or_below_the_discharge_limit_is_refused(
         ConfigError, match=r"float_soc_pct 93 %.*soc\.ocv_table.*dvl_cell_v \(=2\.9\)"
     ):
         Controller(settings)
+
+
+def test_a_derived_float_voltage_at_or_below_an_under_voltage_level_is_refused(
+    tmp_path: Path,
+) -> None:
+    # A user table whose OCV at the float SoC (93 %) is 2.75 V, DVL lowered to 2.6 V: above
+    # DVL, below the 2.8 V under-voltage warning (a set float voltage there was refused already).
+    table = tmp_path / "low.csv"
+    table.write_text("soc_pct,ocv_v\n0,2.0\n50,2.6\n93,2.75\n99,3.3\n100,3.4\n")
+    settings = Settings(soc={"ocv_table": str(table)}, limits={"dvl_cell_v": 2.6})
+    with pytest.raises(
+        ConfigError, match=r"unset: 2\.75 V.*protection\.cell_undervoltage_warning_v \(=2\.8\)"
+    ):
+        Controller(settings)
+
+
+def test_a_charge_voltage_limit_at_the_over_voltage_alarm_is_said_not_refused(
+    tmp_path: Path,
+) -> None:
+    settings = _load(tmp_path, "[limits]\ncvl_cell_v = 3.65\n")  # LFP's alarm: 3.65 V
+    (said,) = settings.notices
+    assert said.startswith(str(tmp_path / "c.toml"))
+    assert "limits.cvl_cell_v (=3.65) is not below protection.cell_overvoltage_alarm_v" in said
+    assert _load(tmp_path, "[limits]\ncvl_cell_v = 3.6\n").notices == ()
