@@ -39,14 +39,11 @@ def check_across_sections(s: Settings) -> None:
     th = s.protection.resolve(s.pack)
     tables = s.limits.tables(s.pack)
     dvl_cell_v, cvl_cell_v = tables.dvl_cell_v, tables.cvl_cell_v
-    prot, unset = s.protection, s.limits.dvl_cell_v is None
-    s.charge.check_float_above(
+    prot = s.protection
+    s.charge.check_float_above(  # the levels ``float_in_force`` holds a derived float above
         s.pack.chemistry,
-        ("limits.dvl_cell_v", dvl_cell_v, unset),
-        *(
-            (f"protection.{k}", getattr(th, k), getattr(prot, k) is None)
-            for k in ("cell_undervoltage_warning_v", "cell_undervoltage_alarm_v")
-        ),
+        ("limits.dvl_cell_v", dvl_cell_v, s.limits.dvl_cell_v is None),
+        *((k, v, getattr(prot, k.partition(".")[2]) is None) for k, v in uv_levels(s)),
     )
     if s.soc.ocv_table is not None:
         try:  # a table of the wrong chemistry would pass its own checks

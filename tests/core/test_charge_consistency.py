@@ -258,30 +258,31 @@ def test_consistent_neighbours_of_the_refused_settings_are_accepted(tmp_path: Pa
     assert _load(tmp_path, text).charge.full_charge_below_soc_pct == 92
 
 
-def test_a_derived_float_voltage_at_or_below_the_discharge_limit_is_refused(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("table", "limits", "said"),
+    [
+        # OCV at the float SoC (93 %) 2.85 V, below DVL's 2.90 V.
+        (
+            "0,2.5\n95,2.86\n100,3.6\n",
+            {},
+            r"float_soc_pct 93 %.*soc\.ocv_table.*dvl_cell_v \(=2\.9\)",
+        ),
+        # 2.75 V with DVL lowered to 2.6 V: above DVL, below the 2.8 V under-voltage warning
+        # (a set float voltage there was refused already).
+        (
+            "0,2.0\n50,2.6\n93,2.75\n99,3.3\n100,3.4\n",
+            {"dvl_cell_v": 2.6},
+            r"unset: 2\.75 V.*protection\.cell_undervoltage_warning_v \(=2\.8\)",
+        ),
+    ],
+)
+def test_a_derived_float_voltage_at_or_below_dvl_or_an_under_voltage_level_is_refused(
+    tmp_path: Path, table: str, limits: dict[str, float], said: str
 ) -> None:
-    # A user table whose OCV at the float SoC (93 %) is 2.85 V, below DVL's 2.90 V.
-    table = tmp_path / "low.csv"
-    table.write_text("soc_pct,ocv_v\n0,2.5\n95,2.86\n100,3.6\n")
-    settings = Settings(soc={"ocv_table": str(table)})
-    with pytest.raises(
-        ConfigError, match=r"float_soc_pct 93 %.*soc\.ocv_table.*dvl_cell_v \(=2\.9\)"
-    ):
-        Controller(settings)
-
-
-def test_a_derived_float_voltage_at_or_below_an_under_voltage_level_is_refused(
-    tmp_path: Path,
-) -> None:
-    # A user table whose OCV at the float SoC (93 %) is 2.75 V, DVL lowered to 2.6 V: above
-    # DVL, below the 2.8 V under-voltage warning (a set float voltage there was refused already).
-    table = tmp_path / "low.csv"
-    table.write_text("soc_pct,ocv_v\n0,2.0\n50,2.6\n93,2.75\n99,3.3\n100,3.4\n")
-    settings = Settings(soc={"ocv_table": str(table)}, limits={"dvl_cell_v": 2.6})
-    with pytest.raises(
-        ConfigError, match=r"unset: 2\.75 V.*protection\.cell_undervoltage_warning_v \(=2\.8\)"
-    ):
+    path = tmp_path / "low.csv"
+    path.write_text("soc_pct,ocv_v\n" + table)
+    settings = Settings(soc={"ocv_table": str(path)}, limits=limits)
+    with pytest.raises(ConfigError, match=said):
         Controller(settings)
 
 
